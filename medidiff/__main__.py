@@ -1,0 +1,5 @@
+import sys
+
+from medidiff.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared CLI plumbing: config options, --dry-run, resolved-config printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from medidiff.config import dump_yaml, load_config, to_dict
+
+
+def add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved options/config and exit"
+    )
+
+
+def add_config_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--config", "-c", required=required, help="experiment YAML (configs/*.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, repeatable, e.g. --set train.micro_batch=2",
+    )
+    add_dry_run(parser)
+
+
+def resolve_config(args: argparse.Namespace, schema: type | None = None) -> Any:
+    return load_config(getattr(args, "config", None), getattr(args, "overrides", None), schema)
+
+
+def dry_run(args: argparse.Namespace, resolved: Any) -> bool:
+    """If --dry-run was given, print ``resolved`` (a config or a dict of options) and return True."""
+    if not getattr(args, "dry_run", False):
+        return False
+    plain = to_dict(resolved)
+    if isinstance(plain, dict):
+        sys.stdout.write(dump_yaml(plain))
+    else:
+        sys.stdout.write(json.dumps(plain, indent=2) + "\n")
+    return True
+
+
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options of a command without argparse internals (for --dry-run)."""
+    skip = {"func", "dry_run", "command", "subcommand"}
+    return {k: v for k, v in vars(args).items() if k not in skip and not k.startswith("_")}

@@ -1,0 +1,49 @@
+"""The ``medidiff`` command: one entry point, one sub-command module per family.
+
+Each module in ``COMMANDS`` has ``register(subparsers)`` which adds its sub-commands and sets
+``func`` on them. Errors that are the user's to fix (bad data, bad config) print one line naming
+the file and problem and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medidiff import __version__
+from medidiff.cli import data_cmd, manifest_cmd
+from medidiff.errors import MedidiffError
+
+COMMANDS = [data_cmd, manifest_cmd]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medidiff",
+        description="Train 3D diffusion models of medical volumes, generate and evaluate synthetic NIfTI.",
+    )
+    parser.add_argument("--version", action="version", version=f"medidiff {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except MedidiffError as exc:
+        print(f"medidiff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medidiff: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The one NIfTI writer for everything medidiff outputs.
+
+Outputs carry geometry only: the header is built fresh from the affine (qform and sform set,
+codes 'scanner'), never copied from a source patient's header, so no acquisition fields, dates or
+free-text descriptions leak into synthetic data. Each file is stamped as synthetic in the header
+``descrip`` and ``intent_name`` fields and in a NIfTI comment extension that holds the provenance
+JSON, and gets a ``.json`` sidecar with the same provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medidiff import __version__
+
+__all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance"]
+
+SYNTHETIC_DESCRIP = f"SYNTHETIC medidiff {__version__}: not patient data"
+_NIFTI_COMMENT_CODE = 6  # NIfTI-1 extension code for free-text comments
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``case/t1n.nii.gz`` -> ``case/t1n.json``."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    return path.with_name(name + ".json")
+
+
+def write_nifti(
+    path: str | Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    dtype: np.dtype | type | None = None,
+    synthetic: bool = True,
+    sidecar: bool = True,
+) -> Path:
+    """Write a 3D volume as NIfTI-1 with a clean header and a provenance sidecar.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` output path; parent folders are created.
+        data: (X, Y, Z) array in the voxel order that ``affine`` maps to world (RAS+ mm).
+        affine: 4x4 voxel-to-world matrix; spacing is taken from it.
+        provenance: JSON-serialisable facts (model, config hash, seed, sampler, steps...).
+        dtype: on-disk dtype; default float32 for floats, uint8/int16 for integer labels.
+        synthetic: stamp the header as synthetic (default; phantoms and generated cases are).
+        sidecar: also write ``<name>.json`` next to the image.
+
+    The file is written to a temporary name and renamed, so an interrupted write never leaves
+    a truncated volume under the final name.
+    """
+    path = Path(path)
+    arr = np.asarray(data)
+    if arr.ndim != 3:
+        raise ValueError(f"{path}: write_nifti expects a 3D volume, got shape {arr.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise ValueError(f"{path}: affine must be a finite 4x4 matrix, got {affine!r}")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError(f"{path}: affine is singular: {affine.tolist()}")
+    if dtype is None:
+        if np.issubdtype(arr.dtype, np.floating):
+            dtype = np.float32
+        elif np.issubdtype(arr.dtype, np.bool_):
+            dtype = np.uint8
+        else:
+            lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+            dtype = np.uint8 if lo >= 0 and hi <= 255 else np.int16
+    arr = arr.astype(dtype, copy=False)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{path}: refusing to write NaN/Inf voxels")
+
+    header = nib.Nifti1Header()  # fresh: nothing inherited from any source file
+    img = nib.Nifti1Image(arr, affine, header=header)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units(xyz="mm", t="sec")
+    prov = {"medidiff_version": __version__, "synthetic": bool(synthetic), **dict(provenance or {})}
+    if synthetic:
+        img.header["descrip"] = SYNTHETIC_DESCRIP.encode()[:79]
+        img.header["intent_name"] = b"synthetic"
+        blob = json.dumps(prov, sort_keys=True, default=str).encode()
+        img.header.extensions.append(nib.nifti1.Nifti1Extension(_NIFTI_COMMENT_CODE, blob))
+    if np.issubdtype(arr.dtype, np.floating) and arr.size:
+        img.header["cal_min"], img.header["cal_max"] = float(arr.min()), float(arr.max())
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if sidecar:
+        side = sidecar_path(path)
+        tmp_side = side.with_name(side.name + ".tmp")
+        tmp_side.write_text(json.dumps({"file": path.name, **prov}, indent=2, sort_keys=True, default=str))
+        os.replace(tmp_side, side)
+    return path
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """Provenance stored in a medidiff NIfTI's comment extension ({} if none)."""
+    img = nib.load(str(path))
+    for ext in img.header.extensions:
+        if ext.get_code() == _NIFTI_COMMENT_CODE:
+            try:
+                return json.loads(ext.get_content())
+            except (ValueError, UnicodeDecodeError):
+                continue
+    return {}
