@@ -14,3 +14,6 @@ class DataError(MedidiffError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # DataLoader workers re-raise exceptions by pickling them
+        return (type(self), (self.path, self.problem))

@@ -78,12 +78,19 @@ def write_nifti(
         else:
             lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
             dtype = np.uint8 if lo >= 0 and hi <= 255 else np.int16
-    arr = arr.astype(dtype, copy=False)
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{path}: refusing to write NaN/Inf voxels")
+    target = np.dtype(dtype)
+    if np.issubdtype(target, np.integer) and arr.size:
+        info = np.iinfo(target)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"{path}: values [{lo}, {hi}] do not fit the on-disk dtype {target}")
+    arr = arr.astype(target, copy=False)
 
     header = nib.Nifti1Header()  # fresh: nothing inherited from any source file
     img = nib.Nifti1Image(arr, affine, header=header)
+    img.set_data_dtype(arr.dtype)  # a fresh header says float32; labels must stay integers
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units(xyz="mm", t="sec")

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from medidiff.config import ConfigError
 from medidiff.data.brats import MODALITIES
+
+__all__ = ["DataConfig", "nearest_multiple", "check_roi_divisible"]
+
+
+def nearest_multiple(n: int, multiple: int) -> int:
+    """The multiple of ``multiple`` nearest to ``n`` (ties round up; never below ``multiple``)."""
+    lo = (n // multiple) * multiple
+    hi = lo + multiple
+    best = lo if (n - lo) < (hi - n) else hi
+    return max(best, multiple)
+
+
+def check_roi_divisible(roi: Sequence[int], divisor: int, downsample: int = 1) -> None:
+    """Raise :class:`ConfigError` unless every ``roi`` size is divisible by ``divisor * downsample``.
+
+    The pipeline pads/crops to ``roi`` and then downsamples by ``downsample``; the network then
+    halves the grid ``log2(divisor)`` times, so ``roi`` must be a multiple of both. The message
+    names the nearest valid size rather than silently padding.
+    """
+    multiple = int(divisor) * int(downsample)
+    if multiple < 1:
+        raise ConfigError(f"divisor ({divisor}) and data.downsample ({downsample}) must be >= 1")
+    if all(int(r) % multiple == 0 for r in roi):
+        return
+    fixed = tuple(nearest_multiple(int(r), multiple) for r in roi)
+    why = str(multiple)
+    if downsample > 1:
+        why += f" (divisor {divisor} x data.downsample {downsample})" if divisor > 1 else " (data.downsample)"
+    raise ConfigError(f"data.roi {_fmt(roi)} not divisible by {why}: use {_fmt(fixed)}")
+
+
+def _fmt(shape: Sequence[int]) -> str:
+    return "(" + ",".join(str(int(s)) for s in shape) + ")"
 
 
 @dataclass
@@ -24,7 +59,10 @@ class DataConfig:
     roi: tuple[int, int, int] = (64, 64, 48)  # final (x, y, z) size in RAS order
     percentiles: tuple[float, float] = (0.5, 99.5)
     crop_foreground: bool = True  # crop to the brain bounding box before pad/crop to roi
-    downsample: int = 1  # integer factor for low-resolution stages (area averaging)
+    # Integer factor for low-resolution stages, applied after pad/crop to roi: images are
+    # block-averaged (area), labels take the block's majority label (ties -> higher label, so
+    # thin tumour structures survive). Output size is roi // downsample.
+    downsample: int = 1
     label_mode: Literal["none", "labels", "onehot", "regions"] = "labels"
     cache: Literal["none", "memory", "disk"] = "disk"
     cache_dir: str | None = None  # default: <run dir>/cache
@@ -45,5 +83,6 @@ class DataConfig:
             raise ValueError(f"roi must be positive, got {self.roi}")
         if self.downsample < 1:
             raise ValueError(f"downsample must be >= 1, got {self.downsample}")
+        check_roi_divisible(self.roi, 1, self.downsample)
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")

@@ -1,0 +1,197 @@
+"""Datasets (uncached, in-memory or on-disk cache) and seeded loaders over manifest items.
+
+The transforms of :mod:`medidiff.data.transforms` put every deterministic step first, so MONAI's
+``CacheDataset`` / ``PersistentDataset`` store the output of the last deterministic transform
+and only the random flip runs per epoch. With ``cache: disk`` the second epoch (and the next run
+with the same pipeline) reads ``.pt`` files and never decodes gzip again.
+
+Disk caches are keyed twice so they cannot go stale silently:
+
+* the folder ``<cache_dir>/pipeline-<hash>`` hashes everything that changes the deterministic
+  output (spacing, roi, percentiles, crop, downsample, label mode, modalities, divisor, label
+  map, PIPELINE_VERSION, MONAI version);
+* each file name hashes the item *and* its source files' size and modification time, so
+  regenerating a data set in place invalidates its entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import monai
+import torch
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+
+from medidiff.data.config import DataConfig
+from medidiff.data.transforms import PIPELINE_VERSION, build_transforms, medidiff_error_of, parse_label_map
+
+__all__ = ["make_dataset", "make_loader", "collate_cases", "pipeline_hash"]
+
+_PATH_KEYS = ("image", "label")
+
+
+def pipeline_hash(
+    cfg: DataConfig, *, divisor: int = 1, label_map: Mapping[Any, Any] | None = None, with_label: bool = True
+) -> str:
+    """16 hex digits identifying the deterministic pipeline (names the disk-cache folder)."""
+    facts = {
+        "version": PIPELINE_VERSION,
+        "monai": monai.__version__,
+        "modalities": list(cfg.modalities),
+        "spacing": list(cfg.spacing),
+        "roi": list(cfg.roi),
+        "percentiles": list(cfg.percentiles),
+        "crop_foreground": cfg.crop_foreground,
+        "downsample": cfg.downsample,
+        "label_mode": cfg.label_mode if with_label else "none",
+        "divisor": divisor,
+        "label_map": sorted(parse_label_map(label_map).items()),
+    }
+    blob = json.dumps(facts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _item_hash(item: Mapping[str, Any]) -> bytes:
+    """Cache file name of one item: its JSON plus (size, mtime) of each source file."""
+    stats = []
+    for key in _PATH_KEYS:
+        value = item.get(key)
+        if value is None:
+            continue
+        for p in [value] if isinstance(value, (str, os.PathLike)) else value:
+            try:
+                st = os.stat(p)
+                stats.append([str(p), st.st_size, st.st_mtime_ns])
+            except OSError:
+                stats.append([str(p), None, None])  # let the pipeline report the missing file
+    blob = json.dumps({"item": item, "files": stats}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32].encode()
+
+
+class _SurfaceErrors:
+    """Mixin: re-raise our DataErrors from MONAI's ``RuntimeError("applying transform")`` wraps.
+
+    (In DataLoader worker processes torch re-wraps errors once more; the message survives.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)  # CacheDataset runs the pipeline here
+        except RuntimeError as exc:
+            err = medidiff_error_of(exc)
+            if err is None:
+                raise
+            raise err from None
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            return super().__getitem__(index)  # type: ignore[misc]
+        except RuntimeError as exc:
+            err = medidiff_error_of(exc)
+            if err is None:
+                raise
+            raise err from None
+
+
+class _Dataset(_SurfaceErrors, Dataset):
+    pass
+
+
+class _CacheDataset(_SurfaceErrors, CacheDataset):
+    pass
+
+
+class _PersistentDataset(_SurfaceErrors, PersistentDataset):
+    pass
+
+
+def make_dataset(
+    items: Sequence[Mapping[str, Any]],
+    cfg: DataConfig,
+    *,
+    divisor: int = 1,
+    train: bool = True,
+    cache_dir: str | Path | None = None,
+    label_map: Mapping[Any, Any] | None = None,
+    with_label: bool = True,
+) -> Dataset:
+    """A MONAI dataset over manifest ``items`` with the pipeline of ``build_transforms``.
+
+    ``cfg.cache``: ``none`` -> ``Dataset`` (decode every epoch); ``memory`` -> ``CacheDataset``
+    (all items cached up front, in RAM); ``disk`` -> ``PersistentDataset`` under
+    ``cache_dir`` (or ``cfg.cache_dir``) / ``pipeline-<hash>``.
+    """
+    transform = build_transforms(cfg, divisor=divisor, train=train, label_map=label_map, with_label=with_label)
+    data = [dict(it) for it in items]
+    if cfg.cache == "none":
+        return _Dataset(data, transform)
+    if cfg.cache == "memory":
+        return _CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, cfg.num_workers), progress=False)
+    root = cache_dir if cache_dir is not None else cfg.cache_dir
+    if not root:
+        raise ValueError(
+            "data.cache is 'disk' but no cache folder was given: set data.cache_dir, pass "
+            "cache_dir=..., or use data.cache: memory"
+        )
+    folder = Path(root) / f"pipeline-{pipeline_hash(cfg, divisor=divisor, label_map=label_map, with_label=with_label)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return _PersistentDataset(data, transform, cache_dir=folder, hash_func=_item_hash)
+
+
+def collate_cases(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack a list of pipeline outputs into a batch, keeping case ids.
+
+    Returns ``{"image": (B, C, X, Y, Z) float32, "label": (B, C_l, X, Y, Z) (if present),
+    "case_id": list[str], "fold": list[int] (if present)}``. Tensors are plain ``torch.Tensor``
+    (MetaTensor meta dropped: disk caches do not keep it, so no batch relies on it; use
+    :mod:`medidiff.data.geometry` for grids).
+    """
+    if not batch:
+        raise ValueError("collate_cases got an empty batch")
+    out: dict[str, Any] = {
+        "image": torch.stack([torch.as_tensor(b["image"]).as_subclass(torch.Tensor) for b in batch])
+    }
+    has_label = ["label" in b for b in batch]
+    if any(has_label):
+        if not all(has_label):
+            missing = [str(b.get("case_id")) for b in batch if "label" not in b]
+            raise ValueError(f"batch mixes labelled and unlabelled cases (no label: {missing})")
+        out["label"] = torch.stack([torch.as_tensor(b["label"]).as_subclass(torch.Tensor) for b in batch])
+    out["case_id"] = [str(b.get("case_id", "")) for b in batch]
+    if all("fold" in b for b in batch):
+        out["fold"] = [int(b["fold"]) for b in batch]
+    return out
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A deterministic loader: the same ``seed`` gives identical batches, flips included.
+
+    The torch Generator drives the shuffle order; MONAI's DataLoader seeds the transforms'
+    random state from it (``num_workers=0``: once here; workers: per worker and epoch via
+    ``worker_init_fn``), so the sequence of epochs is reproducible either way.
+    """
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=gen,
+        collate_fn=collate_cases,
+        persistent_workers=False,
+    )

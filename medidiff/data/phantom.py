@@ -1,0 +1,648 @@
+"""Procedural BraTS-like phantom heads: the embedded default data set.
+
+Every case is a different synthetic head drawn from a small anatomical model, written in the
+BraTS 2023 GLI layout (``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``)
+so that every pipeline, test and tutorial can run without patient data or a download.
+
+Why procedural rather than warping nilearn's MNI152 template: (1) no extra dependency and no
+data files, (2) it works at any grid size, including the tiny 32x32x24 grids tests use, (3) every
+case gets its own head shape, folding, ventricles and tumour instead of one brain seen through
+small warps, and (4) the ground truth of every tissue is exact, so tests can measure contrasts
+with true masks. The price is anatomy that is plausible rather than realistic (no cerebellum,
+brain stem or vessels): the phantom is for exercising code, never for judging a model's realism.
+
+The model, in the head's own normalised frame ``a = (right, anterior, superior)`` where the skull
+cavity is the unit ball before deformation:
+
+* scalp and skull shells, the intracranial cavity (outer CSF), cortex (GM) with random folding
+  and sulcal CSF, white matter, deep grey nuclei, lateral and third ventricles, an
+  interhemispheric fissure;
+* per case: head size and axis ratios, translation, a small rotation, ventricle size and a smooth
+  random deformation (separable Gaussian-RBF noise, so a 240x240x155 case costs a few seconds);
+* optionally a tumour in one hemisphere: necrotic core (label 1) inside an enhancing rim
+  (label 3) inside oedema (label 2) that spreads further along white matter; the tissue around it
+  is pushed outward (mass effect);
+* four modalities from a tissue intensity table with the usual relative contrasts, a per-case gain
+  and contrast jitter, within-tissue texture, a partial-volume blur, a smooth multiplicative bias
+  field per modality and Rician noise (magnitude of a complex Gaussian signal).
+
+Skull stripping: the scalp and skull exist in the anatomy (``PhantomCase.tissue``), but the images
+are written skull-stripped, i.e. exactly 0 outside the intracranial mask and positive inside, as
+BraTS releases are, because the data pipeline and the percentile scaling treat 0 as "not brain".
+``PhantomSpec.skull_strip=False`` keeps the head (with Rician noise in the air) for tools that
+need an unstripped input.
+
+Geometry: 1 mm voxels and the BraTS affine (x and y flipped, LPS-style) generalised to any shape
+by :func:`brats_affine`; it equals :data:`medidiff.data.brats.BRATS_AFFINE` at 240x240x155. With
+that affine every world x is <= 0, so "right" means world x larger than the head's mid-sagittal
+plane, not world x > 0. Voxel index i grows towards the patient's LEFT.
+
+Determinism: case ``i`` of seed ``s`` is drawn from ``numpy.random.SeedSequence([s, i])``, so a
+case can be regenerated alone, does not depend on how many cases were written, and its anatomy
+does not depend on ``tumour_fraction`` (the tumour decision and tumour parameters use their own
+streams).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from medidiff import __version__
+from medidiff.data.brats import BRATS_AFFINE, LABELS, MODALITIES
+from medidiff.errors import DataError, MedidiffError
+
+__all__ = [
+    "DEFAULT_SHAPE",
+    "GENERATOR",
+    "TISSUES",
+    "INTENSITIES",
+    "PhantomError",
+    "PhantomSpec",
+    "PhantomCase",
+    "brats_affine",
+    "check_dataset_args",
+    "case_id",
+    "case_seed",
+    "make_phantom_case",
+    "write_phantom_dataset",
+]
+
+GENERATOR = "medidiff.data.phantom"
+DEFAULT_SHAPE: tuple[int, int, int] = (64, 64, 48)
+MIN_SIDE = 16  # below this there is no room for ventricles, cortex and a three-part tumour
+MAX_CASES = 100_000  # case ids have five digits
+CASE_RE = re.compile(r"BraTS-GLI-\d{5}-000")
+MANIFEST_NAME = "phantom.json"
+
+# Tissue codes of the anatomy model (PhantomCase.tissue). Tumour classes override healthy tissue.
+BACKGROUND, CSF, GM, WM, DEEP_GM, SKULL, SCALP, NCR, ET, ED = range(10)
+TISSUES: dict[int, str] = {
+    BACKGROUND: "background",
+    CSF: "csf",
+    GM: "grey_matter",
+    WM: "white_matter",
+    DEEP_GM: "deep_grey_matter",
+    SKULL: "skull",
+    SCALP: "scalp",
+    NCR: "necrotic_core",
+    ET: "enhancing_tumour",
+    ED: "oedema",
+}
+_TISSUE_TO_LABEL = {NCR: 1, ED: 2, ET: 3}
+
+# Nominal intensities (arbitrary scanner-like units, different scale per sequence), indexed by
+# tissue code. Orderings follow the textbook appearance: T1 WM > GM > CSF; T2 CSF bright, WM darker
+# than GM; FLAIR suppresses CSF so oedema stands out; gadolinium lights up the tumour rim on T1c;
+# necrosis is T1-dark / T2-bright; fat in the scalp is T1-bright; cortical bone is dark everywhere.
+INTENSITIES: dict[str, tuple[float, ...]] = {
+    #         bg    csf     gm     wm   deepgm skull scalp  ncr     et     ed
+    "t1n": (0.0, 250.0, 550.0, 800.0, 620.0, 80.0, 1000.0, 300.0, 520.0, 600.0),
+    "t1c": (0.0, 280.0, 640.0, 900.0, 700.0, 100.0, 1100.0, 330.0, 1700.0, 680.0),
+    "t2w": (0.0, 2000.0, 1050.0, 700.0, 950.0, 120.0, 800.0, 1800.0, 1250.0, 1500.0),
+    "t2f": (0.0, 90.0, 480.0, 380.0, 450.0, 30.0, 600.0, 300.0, 600.0, 780.0),
+}
+# Within-tissue texture amplitude (relative): tumours are more heterogeneous than healthy tissue.
+_TEXTURE = np.array([0.0, 0.02, 0.03, 0.03, 0.03, 0.05, 0.05, 0.10, 0.10, 0.06], dtype=np.float32)
+
+# Intracranial semi-axes as fractions of the half field of view (right, anterior, superior):
+# narrower left-right than front-back, like a brain in the BraTS grid.
+_SEMI_AXES = np.array([0.62, 0.76, 0.74])
+_SKULL_IN, _SKULL_OUT, _SCALP_OUT = 1.0, 1.07, 1.14  # shells in units of the cavity radius
+_CORTEX_OUT, _WM_OUT = 0.94, 0.78
+
+
+class PhantomError(MedidiffError, ValueError):
+    """Bad phantom parameters (shape, case count, seed, fractions)."""
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """Everything that shapes a phantom case except its seed.
+
+    ``tumour_fraction`` is the probability that a case has a tumour (default 0.8: about one case
+    in five is tumour-free). Noise, bias and deformation are relative amplitudes.
+    """
+
+    shape: tuple[int, int, int] = DEFAULT_SHAPE
+    tumour_fraction: float = 0.8
+    skull_strip: bool = True
+    noise: float = 0.03  # Rician sigma as a fraction of the white-matter intensity
+    bias: float = 0.12  # std of the log bias field (0.12 ~ +-12 % intensity drift)
+    max_rotation_deg: float = 6.0  # per axis, uniform in [-max, max]
+    deformation: float = 0.04  # std of the smooth displacement, in units of the cavity radius
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) != 3
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
+            or min(shape) < MIN_SIDE
+        ):
+            raise PhantomError(
+                f"phantom shape must be 3 integers >= {MIN_SIDE} (room for cortex, ventricles and "
+                f"a three-part tumour), got {self.shape!r}; e.g. --shape 64 64 48"
+            )
+        object.__setattr__(self, "shape", tuple(int(s) for s in shape))
+        if not 0.0 <= self.tumour_fraction <= 1.0:
+            raise PhantomError(
+                f"tumour_fraction is the probability that a case has a tumour and must be in "
+                f"[0, 1], got {self.tumour_fraction!r}"
+            )
+        if not 0.0 <= self.noise < 0.5:
+            raise PhantomError(f"noise must be in [0, 0.5) (fraction of WM intensity), got {self.noise!r}")
+        if not 0.0 <= self.bias < 0.5:
+            raise PhantomError(f"bias must be in [0, 0.5) (std of the log field), got {self.bias!r}")
+        if not 0.0 <= self.max_rotation_deg <= 20.0:
+            raise PhantomError(
+                f"max_rotation_deg must be in [0, 20] (larger rotations push the head out of the "
+                f"grid), got {self.max_rotation_deg!r}"
+            )
+        if not 0.0 <= self.deformation <= 0.1:
+            raise PhantomError(f"deformation must be in [0, 0.1], got {self.deformation!r}")
+
+
+@dataclass
+class PhantomCase:
+    """One synthetic head.
+
+    images: modality -> (X, Y, Z) float32, skull-stripped unless the spec says otherwise.
+    seg: (X, Y, Z) uint8 BraTS 2023 labels (0 bg, 1 NCR, 2 ED, 3 ET); all zero without tumour.
+    brain_mask: (X, Y, Z) bool intracranial mask (the skull-stripping mask).
+    tissue: (X, Y, Z) uint8 anatomy incl. scalp and skull, codes in :data:`TISSUES`.
+    affine: 4x4 voxel-to-world (RAS mm) matrix, :func:`brats_affine` of the shape.
+    metadata: JSON-serialisable facts: head geometry, ``has_tumour`` and ``tumour`` (None or
+        hemisphere 'left'/'right' in RAS terms, approximate lobe, centre in voxels and world mm,
+        radii in mm, label volumes in ml).
+    """
+
+    images: dict[str, np.ndarray]
+    seg: np.ndarray
+    brain_mask: np.ndarray
+    tissue: np.ndarray
+    affine: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def brats_affine(shape: tuple[int, int, int]) -> np.ndarray:
+    """The BraTS voxel-to-world affine generalised to ``shape`` (1 mm, x and y flipped).
+
+    Equals :data:`BRATS_AFFINE` for (240, 240, 155): the y translation is ``shape[1] - 1`` (so y
+    runs from shape[1]-1 down to 0 like 239..0), the x translation stays 0 as in BraTS files.
+    """
+    affine = BRATS_AFFINE.copy()
+    affine[1, 3] = float(shape[1] - 1)
+    return affine
+
+
+def case_id(index: int) -> str:
+    """BraTS 2023 case id of case ``index``: ``BraTS-GLI-00007-000`` (timepoint 000)."""
+    return f"BraTS-GLI-{index:05d}-000"
+
+
+def case_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Seed of case ``index``: independent of the number of cases written."""
+    return np.random.SeedSequence([int(seed), int(index)])
+
+
+# --------------------------------------------------------------------------------------------
+# random fields
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], wavelength: float) -> np.ndarray:
+    """Unit-variance smooth random field (float32) with correlation length ~``wavelength`` voxels.
+
+    A coarse normal grid interpolated with separable Gaussian radial basis functions: three small
+    matrix products instead of a full-volume convolution, so large grids stay cheap. Each basis
+    row is normalised to unit norm, which makes the variance exactly 1 at every voxel.
+    """
+    wl = max(float(wavelength), 1.0)
+    mats = []
+    for n in shape:
+        m = int(np.ceil((n - 1) / wl)) + 3
+        centres = (np.arange(m) - 1.0) * wl  # control points cover the grid with one spare each side
+        w = np.exp(-0.5 * ((np.arange(n)[:, None] - centres[None, :]) / (0.6 * wl)) ** 2)
+        w /= np.sqrt((w**2).sum(axis=1, keepdims=True))
+        mats.append(w.astype(np.float32))
+    coarse = rng.standard_normal(tuple(w.shape[1] for w in mats)).astype(np.float32)
+    f = np.tensordot(mats[0], coarse, axes=(1, 0))  # (X, mb, mc)
+    f = np.tensordot(f, mats[1], axes=(1, 1))  # (X, mc, Y)
+    f = np.tensordot(f, mats[2], axes=(1, 1))  # (X, Y, Z)
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def _rotation(angles_deg: np.ndarray) -> np.ndarray:
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _as_generator(rng_or_seed: np.random.Generator | np.random.SeedSequence | int) -> np.random.Generator:
+    if isinstance(rng_or_seed, np.random.Generator):
+        return rng_or_seed
+    if isinstance(rng_or_seed, bool) or not isinstance(
+        rng_or_seed, (int, np.integer, np.random.SeedSequence)
+    ):
+        raise PhantomError(
+            f"make_phantom_case needs a numpy Generator, SeedSequence or non-negative int seed, "
+            f"got {type(rng_or_seed).__name__}"
+        )
+    if isinstance(rng_or_seed, (int, np.integer)) and rng_or_seed < 0:
+        raise PhantomError(f"seed must be a non-negative integer, got {rng_or_seed}")
+    return np.random.default_rng(rng_or_seed)
+
+
+def _ellipsoid(ax: np.ndarray, ay: np.ndarray, az: np.ndarray, centre, semi) -> np.ndarray:
+    return (
+        ((ax - centre[0]) / semi[0]) ** 2
+        + ((ay - centre[1]) / semi[1]) ** 2
+        + ((az - centre[2]) / semi[2]) ** 2
+    ) < 1.0
+
+
+def _box(centre_vox: np.ndarray, radius: float, shape: tuple[int, int, int]) -> tuple[slice, ...]:
+    lo = np.maximum(np.floor(centre_vox - radius).astype(int), 0)
+    hi = np.minimum(np.ceil(centre_vox + radius).astype(int) + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+# --------------------------------------------------------------------------------------------
+# one case
+
+
+def make_phantom_case(
+    rng_or_seed: np.random.Generator | np.random.SeedSequence | int,
+    shape: tuple[int, int, int] | None = None,
+    tumour: bool | None = None,
+    *,
+    spec: PhantomSpec | None = None,
+) -> PhantomCase:
+    """Draw one phantom head.
+
+    Args:
+        rng_or_seed: a Generator, a SeedSequence (e.g. :func:`case_seed`) or an int seed.
+        shape: (X, Y, Z) grid; overrides ``spec.shape`` when given.
+        tumour: True/False forces a tumour or none; None draws one with probability
+            ``spec.tumour_fraction`` from a dedicated stream (anatomy does not depend on it).
+        spec: the remaining knobs (noise, bias, rotation, skull stripping); default PhantomSpec().
+    """
+    spec = spec or PhantomSpec()
+    if shape is not None:
+        spec = replace(spec, shape=shape)  # re-validated by __post_init__
+    shape = spec.shape
+    root = _as_generator(rng_or_seed)
+    # Separate streams: anatomy, tumour parameters, tumour decision, intensities/noise.
+    streams = [np.random.default_rng(int(s)) for s in root.integers(0, 2**62, size=4)]
+    rng_anat, rng_tum, rng_decide, rng_img = streams
+    has_tumour = bool(rng_decide.random() < spec.tumour_fraction) if tumour is None else bool(tumour)
+
+    affine = brats_affine(shape)
+    shape_arr = np.asarray(shape, dtype=np.float64)
+    half = shape_arr / 2.0
+
+    # ---- head geometry (mm), drawn in a fixed order so streams stay aligned
+    semi = _SEMI_AXES * half * rng_anat.uniform(0.92, 1.04) * rng_anat.uniform(0.96, 1.04, 3)
+    shift = rng_anat.uniform(-0.03, 0.03, 3) * half
+    angles = rng_anat.uniform(-1.0, 1.0, 3) * spec.max_rotation_deg
+    vent_scale = float(rng_anat.uniform(0.7, 1.4))
+    rot = _rotation(angles)
+    centre_world = affine[:3, :3] @ ((shape_arr - 1) / 2) + affine[:3, 3] + shift
+
+    # Normalised head-frame coordinates a = R^T (world - centre) / semi; the affine is diagonal,
+    # so world offsets are 1D per axis and broadcasting builds the 3D fields.
+    p = [
+        (affine[d, d] * np.arange(shape[d]) + affine[d, 3] - centre_world[d]).astype(np.float32)
+        for d in range(3)
+    ]
+    p = [p[0][:, None, None], p[1][None, :, None], p[2][None, None, :]]
+    mean_semi = float(semi.mean())
+    wl_def = max(6.0, 0.8 * mean_semi)
+    a = []
+    for k in range(3):
+        comp = rot[0, k] * p[0] + rot[1, k] * p[1] + rot[2, k] * p[2]
+        comp = comp / np.float32(semi[k]) + np.float32(spec.deformation) * _smooth_noise(
+            rng_anat, shape, wl_def
+        )
+        a.append(comp.astype(np.float32, copy=False))
+    del p
+    r = np.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2)  # cavity radius coordinate
+    wl_fold = max(3.0, mean_semi / 6.0)
+    fold = _smooth_noise(rng_anat, shape, wl_fold)  # gyral white-matter fingers
+    sulc = _smooth_noise(rng_anat, shape, wl_fold)  # its zero sheets become sulci
+
+    # ---- tumour parameters (own stream; drawn even when unused so nothing else shifts)
+    side = 1.0 if rng_tum.random() < 0.5 else -1.0  # +1 = right hemisphere (head frame +a_x)
+    for _ in range(100):
+        t_centre = np.array(
+            [side * rng_tum.uniform(0.28, 0.5), rng_tum.uniform(-0.45, 0.45), rng_tum.uniform(-0.15, 0.45)]
+        )
+        if np.linalg.norm(t_centre) <= 0.62:
+            break
+    base = float(semi.min())
+    r_ed = float(rng_tum.uniform(0.3, 0.5) * base)
+    r_et = float(rng_tum.uniform(0.55, 0.8) * r_ed)
+    r_nc = float(rng_tum.uniform(0.45, 0.7) * r_et)
+    # Minimum thicknesses in voxels so that all three sub-regions exist on tiny grids.
+    r_nc = max(r_nc, 1.5)
+    r_et = max(r_et, r_nc + 1.5)
+    r_ed = max(r_ed, r_et + 2.0)
+    mass = float(rng_tum.uniform(0.2, 0.5))
+    tum_seed = int(rng_tum.integers(0, 2**62))
+
+    # ---- mass effect: sample healthy anatomy nearer the tumour centre, which pushes it outward.
+    # The radial map rho -> rho (1 - m exp(-(rho/s)^2)) is monotone for m < 1, so nothing folds.
+    ai = a  # internal-anatomy coordinates (the skull is not displaced)
+    tumour_box: tuple[slice, ...] | None = None
+    if has_tumour:
+        t_world = centre_world + rot @ (semi * t_centre)
+        t_vox = np.linalg.solve(affine[:3, :3], t_world - affine[:3, 3])
+        s_mass = 1.5 * r_et
+        tumour_box = _box(t_vox, max(3.7 * s_mass, 1.35 * r_ed + 2), shape)
+        ai = [c.copy() for c in a]
+        off = [a[k][tumour_box] - np.float32(t_centre[k]) for k in range(3)]
+        rho = np.sqrt(sum((off[k] * np.float32(semi[k])) ** 2 for k in range(3)))  # mm
+        pull = np.float32(mass) * np.exp(-((rho / np.float32(s_mass)) ** 2))
+        for k in range(3):
+            ai[k][tumour_box] -= off[k] * pull
+    axi, ayi, azi = ai
+    ri = np.sqrt(axi**2 + ayi**2 + azi**2) if has_tumour else r
+
+    # ---- healthy anatomy
+    brain = r < _SKULL_IN
+    # Gyri: white-matter fingers reach out where `fold` is high; sulci are CSF clefts in the
+    # troughs between them, lined by cortex, plus thin clefts along the zero sheets of `sulc`.
+    wm_out = _WM_OUT + 0.1 * np.tanh(1.5 * fold)
+    cortex = (ri < _CORTEX_OUT) & (ri >= wm_out)
+    sulcus = cortex & ((fold < -0.6) | (np.abs(sulc) < 0.08)) & (ri > wm_out + 0.04)
+    fissure_w = max(0.6, 0.012 * semi[0]) / semi[0]  # at least ~1 voxel wide
+    fissure = (np.abs(axi) < fissure_w) & ((azi > 0.3) | (np.abs(ayi) > 0.6)) & (ri < _CORTEX_OUT)
+    wm = (ri < wm_out) & ~fissure
+    # Deep nuclei and ventricles lie within |a| < 0.6: evaluate them on a central box only (the
+    # full grid costs a second at 240x240x155). The mass effect moves them by < 0.5 * radius.
+    centre_vox = np.linalg.solve(affine[:3, :3], centre_world - affine[:3, 3])
+    cbox = _box(centre_vox, 0.75 * semi.max() + 3, shape)
+    cx, cy, cz = np.abs(axi[cbox]), ayi[cbox], azi[cbox]
+    deep = np.zeros(shape, dtype=bool)
+    deep[cbox] = _ellipsoid(cx, cy, cz, (0.24, 0.0, -0.02), (0.13, 0.25, 0.16))
+    vz = 0.12 + 0.35 * cy**2  # lateral ventricles bend down at both ends (banana shape)
+    vent = np.zeros(shape, dtype=bool)
+    vent[cbox] = _ellipsoid(
+        cx, cy, cz - vz, (0.11, 0.0, 0.0), (0.075 * vent_scale, 0.42, 0.1 * vent_scale)
+    )
+    vent[cbox] |= (cx < 0.025 * vent_scale) & (np.abs(cy + 0.05) < 0.18) & (np.abs(cz + 0.02) < 0.12)
+    del vz, cx, cy, cz
+
+    tissue = np.zeros(shape, dtype=np.uint8)
+    tissue[r < _SCALP_OUT] = SCALP
+    tissue[r < _SKULL_OUT] = SKULL
+    tissue[brain] = CSF
+    tissue[brain & cortex & ~sulcus & ~fissure] = GM
+    tissue[brain & wm] = WM
+    tissue[brain & deep & wm] = DEEP_GM
+    tissue[brain & vent] = CSF
+    del cortex, sulcus, fissure, wm, deep, vent, wm_out, fold, sulc, ai, axi, ayi, azi, ri
+
+    # ---- tumour: nested level sets of one irregular distance field
+    seg = np.zeros(shape, dtype=np.uint8)
+    tumour_meta: dict[str, Any] | None = None
+    if has_tumour:
+        assert tumour_box is not None
+        box = tumour_box
+        off = [a[k][box] - np.float32(t_centre[k]) for k in range(3)]
+        rho = np.sqrt(sum((off[k] * np.float32(semi[k])) ** 2 for k in range(3)))
+        rng_shape = np.random.default_rng(tum_seed)
+        rough = _smooth_noise(rng_shape, rho.shape, max(3.0, r_ed / 1.5))
+        d = rho * (1.0 + 0.15 * np.tanh(rough))  # bumpy but star-shaped boundaries
+        inside = brain[box] & (r[box] < 0.97)
+        t_tis = tissue[box]
+        ncr = (d < r_nc) & inside
+        # The rim contains a one-voxel shell around the core, so the core never touches oedema.
+        et = (((d < r_et) & inside) | (ndimage.binary_dilation(ncr) & brain[box])) & ~ncr
+        tc = ncr | et
+        ring = ndimage.binary_dilation(tc) & brain[box] & ~tc
+        healthy_wm = (t_tis == WM) | (t_tis == DEEP_GM)
+        # Oedema: a solid zone, finger-like spread along white matter, and always a ring round TC.
+        ed = (
+            ((d < 0.5 * (r_et + r_ed)) & (t_tis != CSF))
+            | ((d < r_ed) & (t_tis != CSF) & (t_tis != GM))
+            | ((d < 1.3 * r_ed) & healthy_wm)
+        )
+        ed = ((ed & inside) | ring) & ~tc
+        t_tis[ed] = ED
+        t_tis[et] = ET
+        t_tis[ncr] = NCR
+        s_box = seg[box]
+        s_box[ed] = 2
+        s_box[et] = 3
+        s_box[ncr] = 1
+        wt_vox = np.argwhere(seg > 0).mean(axis=0)
+        wt_world = affine[:3, :3] @ wt_vox + affine[:3, 3]
+        counts = {name: int((seg == v).sum()) for v, name in LABELS.items() if v}
+        tumour_meta = {
+            # head-frame +a_x is the patient's right (RAS +x), by construction of `a`
+            "hemisphere": "right" if side > 0 else "left",
+            "lobe": _lobe(t_centre),
+            "centre_voxel": [round(float(v), 2) for v in t_vox],
+            "centre_world_mm": [round(float(v), 2) for v in t_world],
+            "centroid_world_mm": [round(float(v), 2) for v in wt_world],
+            "centre_head_frame": [round(float(v), 4) for v in t_centre],
+            "radius_mm": {"NCR": round(r_nc, 3), "ET": round(r_et, 3), "ED": round(r_ed, 3)},
+            "mass_effect": round(mass, 4),
+            "volume_ml": {k: round(v / 1000.0, 4) for k, v in counts.items()},  # 1 mm^3 voxels
+        }
+
+    # ---- images
+    texture = ndimage.gaussian_filter(rng_img.standard_normal(shape, dtype=np.float32), 0.8)
+    texture *= np.float32(1.0 / max(float(texture.std()), 1e-6))
+    modulation = 1.0 + np.take(_TEXTURE, tissue) * texture
+    del texture
+    wl_bias = max(8.0, 1.5 * mean_semi)
+    images: dict[str, np.ndarray] = {}
+    gains: dict[str, float] = {}
+    for m in MODALITIES:
+        gain = float(rng_img.uniform(0.85, 1.2))
+        lut = np.asarray(INTENSITIES[m], dtype=np.float32) * np.float32(gain)
+        lut[1:] *= rng_img.uniform(0.96, 1.04, len(lut) - 1).astype(np.float32)  # contrast jitter
+        img = np.take(lut, tissue) * modulation
+        img = ndimage.gaussian_filter(img, 0.6, truncate=3.0)  # partial volume at tissue borders
+        img *= np.exp(np.float32(spec.bias) * _smooth_noise(rng_img, shape, wl_bias))
+        sigma = np.float32(spec.noise * lut[WM])
+        n1 = rng_img.standard_normal(shape, dtype=np.float32)
+        img += sigma * n1
+        np.square(img, out=img)
+        rng_img.standard_normal(shape, dtype=np.float32, out=n1)
+        n1 *= sigma
+        np.square(n1, out=n1)
+        img += n1
+        np.sqrt(img, out=img)  # Rician magnitude: |signal + complex Gaussian noise|
+        del n1
+        if spec.skull_strip:
+            img *= brain
+            # 0 means "not brain" downstream (BraTS convention), so brain voxels stay > 0.
+            np.maximum(img, np.float32(1e-3 * lut[WM]), out=img, where=brain)
+        images[m] = img
+        gains[m] = round(gain, 4)
+
+    metadata: dict[str, Any] = {
+        "shape": list(shape),
+        "head_centre_world_mm": [round(float(v), 3) for v in centre_world],
+        "cavity_semi_axes_mm": [round(float(v), 3) for v in semi],
+        "rotation_deg": [round(float(v), 3) for v in angles],
+        "ventricle_scale": round(vent_scale, 4),
+        "modality_gain": gains,
+        "skull_stripped": spec.skull_strip,
+        "has_tumour": has_tumour,
+        "tumour": tumour_meta,
+    }
+    return PhantomCase(
+        images=images, seg=seg, brain_mask=brain, tissue=tissue, affine=affine, metadata=metadata
+    )
+
+
+def _lobe(c: np.ndarray) -> str:
+    """Rough lobe of a head-frame point (for text prompts; the phantom has no atlas)."""
+    _, ant, sup = c
+    if ant > 0.2:
+        return "frontal"
+    if ant < -0.3:
+        return "occipital"
+    return "parietal" if sup > 0.15 else "temporal"
+
+
+# --------------------------------------------------------------------------------------------
+# data set
+
+
+def check_dataset_args(cases: int, seed: int) -> None:
+    """Raise :class:`PhantomError` unless 1 <= cases <= 100000 and seed is a non-negative int."""
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or not 1 <= cases <= MAX_CASES:
+        raise PhantomError(
+            f"cases must be an integer in [1, {MAX_CASES}] (five-digit BraTS ids), got {cases!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PhantomError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; give a folder for the phantom data set")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+        raise DataError(
+            out,
+            f"folder is not empty and holds no {MANIFEST_NAME}, so it is not a phantom data set; "
+            "refusing to write over other files: choose a new or empty folder",
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_phantom_dataset(
+    out: str | Path,
+    cases: int,
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    seed: int = 0,
+    tumour_fraction: float = 0.8,
+    progress: bool = True,
+    *,
+    skull_strip: bool = True,
+) -> list[Path]:
+    """Write ``cases`` phantom heads in the BraTS 2023 GLI layout under ``out``; return case folders.
+
+    ``out/BraTS-GLI-%05d-000/BraTS-GLI-%05d-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (each with a
+    provenance ``.json`` sidecar from :func:`medidiff.io.write_nifti`) and ``out/phantom.json``
+    with the generator parameters and a per-case summary (tumour, hemisphere, lobe).
+
+    Re-running on a phantom folder overwrites it cleanly: case folders are rewritten and case
+    folders beyond ``cases`` are removed. A non-empty folder without ``phantom.json`` is refused.
+    """
+    from tqdm import tqdm
+
+    from medidiff.config import to_dict
+    from medidiff.io import write_nifti
+
+    check_dataset_args(cases, seed)
+    spec = PhantomSpec(shape=shape, tumour_fraction=tumour_fraction, skull_strip=skull_strip)
+    out = Path(out)
+    _prepare_out(out)
+    ids = [case_id(i) for i in range(cases)]
+    keep = set(ids)
+    for old in sorted(out.iterdir()):
+        if old.is_dir() and CASE_RE.fullmatch(old.name) and old.name not in keep:
+            shutil.rmtree(old)  # stale case of an earlier, larger run (phantom.json was checked)
+
+    affine = brats_affine(spec.shape)
+    manifest: dict[str, Any] = {
+        "generator": GENERATOR,
+        "medidiff_version": __version__,
+        "synthetic": True,
+        "complete": False,  # set True once every case is written
+        "seed": int(seed),
+        "cases": int(cases),
+        "case_seed": "numpy.random.SeedSequence([seed, case_index])",
+        "spec": to_dict(spec),
+        "layout": "BraTS 2023 GLI: <id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz",
+        "modalities": list(MODALITIES),
+        "labels": {str(k): v for k, v in LABELS.items()},
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "affine": affine.tolist(),
+        "skull_stripped": skull_strip,
+        "tissues": {str(k): v for k, v in TISSUES.items()},
+        "nominal_intensities": {m: list(v) for m, v in INTENSITIES.items()},
+        "case_list": [],
+    }
+    _write_json(out / MANIFEST_NAME, manifest)
+
+    folders: list[Path] = []
+    for i in tqdm(range(cases), desc="phantom", unit="case", disable=not progress):
+        cid = ids[i]
+        case = make_phantom_case(case_seed(seed, i), tumour=None, spec=spec)
+        folder = out / cid
+        if folder.exists():
+            shutil.rmtree(folder)  # no stale files from an earlier run survive
+        provenance = {
+            "generator": GENERATOR,
+            "seed": int(seed),
+            "case_index": i,
+            "case_id": cid,
+            "shape": list(spec.shape),
+            "tumour_fraction": spec.tumour_fraction,
+            "skull_stripped": skull_strip,
+            "has_tumour": case.metadata["has_tumour"],
+            "tumour": case.metadata["tumour"],
+        }
+        for m in MODALITIES:
+            prov = {**provenance, "modality": m}
+            write_nifti(folder / f"{cid}-{m}.nii.gz", case.images[m], affine, provenance=prov)
+        prov = {**provenance, "modality": "seg"}
+        write_nifti(folder / f"{cid}-seg.nii.gz", case.seg, affine, provenance=prov, dtype=np.uint8)
+        tum = case.metadata["tumour"]
+        manifest["case_list"].append(
+            {
+                "id": cid,
+                "index": i,
+                "has_tumour": case.metadata["has_tumour"],
+                "hemisphere": tum["hemisphere"] if tum else None,
+                "lobe": tum["lobe"] if tum else None,
+                "volume_ml": tum["volume_ml"] if tum else None,
+            }
+        )
+        folders.append(folder)
+    manifest["complete"] = True
+    _write_json(out / MANIFEST_NAME, manifest)
+    return folders
