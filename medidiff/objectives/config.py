@@ -1,0 +1,79 @@
+"""Configuration of the training objective (the ``objective:`` section of an experiment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ObjectiveConfig"]
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which diffusion objective trains the denoiser, and how its loss is weighted.
+
+    Fields marked (ddpm) or (flow) are used only by that objective type; the rest are common.
+    """
+
+    type: Literal["ddpm", "flow"] = "ddpm"
+    # Network time: DDPM passes the integer step t in [0, num_train_steps - 1]; flow passes
+    # t * num_train_steps, so a network's time embedding sees the same range for both.
+    num_train_steps: int = 1000
+
+    # --- (ddpm) ---
+    schedule: Literal["linear", "cosine", "scaled_linear"] = "linear"
+    # null = the schedule's paper default: linear 1e-4..0.02 (DDPM), scaled_linear
+    # 0.00085..0.012 (LDM); cosine has no betas.
+    beta_start: float | None = None
+    beta_end: float | None = None
+    # What the network outputs; v = sqrt(ab) eps - sqrt(1-ab) x0 (arXiv:2202.00512).
+    prediction: Literal["epsilon", "v", "x0"] = "epsilon"
+    # Min-SNR-gamma loss weighting (arXiv:2303.09556; the paper recommends gamma = 5); null = off.
+    min_snr_gamma: float | None = None
+
+    # --- (flow) ---
+    # Logit-normal t (arXiv:2403.03206 sec. 3.1) or uniform t.
+    time_sampling: Literal["uniform", "logit_normal"] = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    # Resolution-dependent shift t' = s t / (1 + (s - 1) t), s = (voxels / shift_base_voxels)
+    # ** shift_power, applied to training times and to the sampling grid (SD3, MAISI-v2).
+    # shift_power 0.5 is SD3's argument; 1/3 reproduces MONAI's RFlowScheduler for 3D.
+    time_shift: bool = False
+    shift_base_voxels: int = 32**3
+    shift_power: float = 0.5
+
+    # --- common ---
+    loss: Literal["l2", "l1"] = "l2"  # MAISI-v2 trains its flow model with L1
+    # Per-channel (or per wavelet sub-band) loss weights, one per network output channel;
+    # the loss is sum_c w_c L_c / sum_c w_c. null = all channels equal.
+    channel_weights: list[float] | None = None
+    # Classifier-free guidance: probability of replacing a sample's conditioning by the null
+    # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
+    cond_drop_prob: float = 0.0
+    # Which conditioning keys are dropped together; null = every key in the batch's cond.
+    # Keep e.g. the cascade's low-res `cond_image` out of this list to never drop it.
+    cond_drop_keys: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_train_steps < 1:
+            raise ValueError(f"num_train_steps must be >= 1, got {self.num_train_steps}")
+        if self.schedule == "cosine" and (self.beta_start is not None or self.beta_end is not None):
+            raise ValueError("the cosine schedule has no beta_start/beta_end: remove them or use schedule 'linear'")
+        if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
+            raise ValueError(
+                f"min_snr_gamma must be positive (5 in arXiv:2303.09556) or null, got {self.min_snr_gamma}"
+            )
+        if self.type == "flow" and self.min_snr_gamma is not None:
+            raise ValueError("min_snr_gamma weights DDPM losses only; remove it for objective type 'flow'")
+        if self.logit_std <= 0:
+            raise ValueError(f"logit_std must be positive, got {self.logit_std}")
+        if self.shift_base_voxels <= 0 or self.shift_power <= 0:
+            raise ValueError("shift_base_voxels and shift_power must be positive")
+        if self.channel_weights is not None:
+            if not self.channel_weights or any(w < 0 for w in self.channel_weights) or sum(self.channel_weights) <= 0:
+                raise ValueError(
+                    f"channel_weights must be non-negative with a positive sum, got {self.channel_weights}"
+                )
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")

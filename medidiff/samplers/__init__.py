@@ -1,0 +1,117 @@
+"""Samplers: pure functions ``sample_<name>(denoiser, x, ts, *, cond, guidance, callback, ...)``.
+
+Every sampler sees one denoiser interface, ``denoiser(x_t, t, cond) -> x0_hat``, and an explicit
+time grid ``ts`` of ``num_steps + 1`` values in its objective's sampler coordinate: alpha_bar
+(increasing to 1) for ``ddpm``/``ddim``, flow time (decreasing to 0) for ``euler``/``heun``.
+There is no hidden step index (k-diffusion/EDM style), so a sampler can start anywhere on the
+grid (e.g. SDEdit) and the step count given is the step count used.
+
+:func:`sample` is the convenience entry point: objective + net + per-sample seeds in, samples
+out. Sample i depends only on ``seeds[i]`` (initial and per-step noise come from its own
+generator), so it is the same whether generated alone or inside any batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from medidiff.samplers.config import SamplerConfig
+from medidiff.samplers.ddpm import Callback, sample_ddim, sample_ddpm
+from medidiff.samplers.flow import sample_euler, sample_heun
+from medidiff.samplers.guidance import Guidance, cfg_denoiser, drop_conditions, null_conditions, wrap_denoiser
+from medidiff.utils.tensor import Cond, randn_per_sample
+
+if TYPE_CHECKING:
+    from medidiff.objectives import Objective
+
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_OBJECTIVE",
+    "SamplerConfig",
+    "Guidance",
+    "Callback",
+    "sample",
+    "check_sampler",
+    "generators_from_seeds",
+    "sample_ddpm",
+    "sample_ddim",
+    "sample_euler",
+    "sample_heun",
+    "cfg_denoiser",
+    "drop_conditions",
+    "null_conditions",
+    "wrap_denoiser",
+]
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+}
+
+# Which objective kind each sampler integrates (its grid coordinate depends on it).
+SAMPLER_OBJECTIVE: dict[str, str] = {"ddpm": "ddpm", "ddim": "ddpm", "euler": "flow", "heun": "flow"}
+
+
+def check_sampler(name: str, objective_kind: str) -> None:
+    """Raise a ValueError that names the right samplers when ``name`` does not suit the objective."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    if SAMPLER_OBJECTIVE[name] != objective_kind:
+        fits = sorted(n for n, k in SAMPLER_OBJECTIVE.items() if k == objective_kind)
+        raise ValueError(
+            f"sampler {name!r} is for {SAMPLER_OBJECTIVE[name]!r} objectives, but this model was "
+            f"trained with objective {objective_kind!r}: use sampler.name one of {fits}"
+        )
+
+
+def generators_from_seeds(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per sample. CPU generators (the default) give the same noise on any machine."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def sample(
+    objective: Objective,
+    net: nn.Module,
+    shape: Sequence[int],
+    *,
+    config: SamplerConfig | None = None,
+    seeds: Sequence[int] | None = None,
+    generators: Sequence[torch.Generator] | None = None,
+    cond: Cond | None = None,
+    null_cond: Mapping[str, Any] | None = None,
+    guidance_keys: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    callback: Callback | None = None,
+    x0_transform: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Draw ``shape[0]`` samples of ``shape`` (B, C, *spatial) from ``net`` trained with ``objective``.
+
+    Give ``seeds`` (or ``generators``), one per sample, for reproducible per-sample results;
+    without them the global RNG is used. ``null_cond``/``guidance_keys`` define the
+    unconditional branch when ``config.guidance_scale != 1`` (see ``samplers.guidance``).
+    The network is not put in eval mode here; that is the caller's choice.
+    """
+    config = config or SamplerConfig(name="ddim" if objective.kind == "ddpm" else "euler")
+    check_sampler(config.name, objective.kind)
+    shape = tuple(int(s) for s in shape)
+    if seeds is not None and generators is not None:
+        raise ValueError("give seeds or generators, not both")
+    if seeds is not None:
+        generators = generators_from_seeds(seeds)
+    if generators is not None and len(generators) != shape[0]:
+        raise ValueError(f"got {len(generators)} seeds/generators for a batch of {shape[0]}: give one per sample")
+    ts = objective.timesteps(config.num_steps, shape=shape[2:], spacing=config.spacing)
+    x = randn_per_sample(shape, generators, device=device, dtype=dtype)
+    guidance = Guidance(config.guidance_scale, null_cond, guidance_keys) if config.guidance_scale != 1.0 else None
+    extra: dict[str, Any] = {"eta": config.eta} if config.name == "ddim" else {}
+    return SAMPLERS[config.name](
+        objective.denoiser(net), x, ts, cond=cond, guidance=guidance, callback=callback,
+        generators=generators, clip_x0=config.clip_x0, x0_transform=x0_transform, **extra,
+    )

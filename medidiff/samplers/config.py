@@ -1,0 +1,38 @@
+"""Configuration of sampling (the ``sampler:`` section of an experiment or generate command)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["SamplerConfig"]
+
+
+@dataclass
+class SamplerConfig:
+    """How to draw samples; ``name`` must suit the objective (ddpm/ddim: DDPM, euler/heun: flow)."""
+
+    name: Literal["ddpm", "ddim", "euler", "heun"] = "ddim"
+    # Steps taken, whatever the sampler: ddpm/ddim/euler make num_steps network evaluations,
+    # heun 2 * num_steps - 1 (its last step is Euler); CFG doubles the batch, not the count.
+    num_steps: int = 50
+    # DDIM stochasticity (arXiv:2010.02502 eq. 16): 0 deterministic, 1 = DDPM posterior noise.
+    eta: float = 0.0
+    # Which training steps a DDPM grid uses (arXiv:2305.08891 table 2); flow grids ignore it.
+    spacing: Literal["trailing", "linspace", "leading"] = "trailing"
+    # Classifier-free guidance scale (arXiv:2207.12598): 1 = conditional model, 0 = unconditional.
+    guidance_scale: float = 1.0
+    # Clamp each x0 prediction to the data range [-1, 1] (DDPM's "clip_denoised").
+    clip_x0: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if self.eta != 0.0 and self.name != "ddim":
+            raise ValueError(
+                f"eta is a ddim option; sampler {self.name!r} does not use it (remove eta or use name: ddim)"
+            )
+        if self.spacing != "trailing" and self.name not in ("ddpm", "ddim"):
+            raise ValueError(f"spacing chooses DDPM steps; sampler {self.name!r} uses a flow grid (remove spacing)")

@@ -1,0 +1,128 @@
+"""Rank-agnostic tensor helpers and the types shared by objectives and samplers.
+
+Everything here works for any tensor rank, so the same objective/sampler code serves
+(B, C) toy vectors in tests, (B, C, H, W) slices and (B, C, D, H, W) volumes (DESIGN style 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Cond",
+    "Denoiser",
+    "append_dims",
+    "mean_per_channel",
+    "randn_per_sample",
+    "rand_on",
+    "regression_loss",
+]
+
+Cond = Mapping[str, Tensor]
+"""Conditioning passed to a network as keyword arguments: ``net(x, t, **cond)``.
+
+Known keys: ``cond_image`` (B, C_c, *spatial), ``class_labels`` (B,) long, ``scalars`` (B, S),
+``context`` (B, L, E), ``context_mask`` (B, L) bool.
+"""
+
+Denoiser = Callable[[Tensor, Tensor, Cond], Tensor]
+"""``denoiser(x_t, t, cond) -> x0_hat``: the one interface every sampler uses.
+
+``t`` is (B,) in the *sampler coordinate* of the objective (alpha_bar for DDPM, flow time in
+[0, 1] for flow matching), never the network's internal time; the objective's adapter converts.
+"""
+
+
+def append_dims(v: Tensor | float, ndim: int) -> Tensor:
+    """Append trailing singleton dims so a per-sample (B,) tensor broadcasts against rank ``ndim``.
+
+    ``append_dims(t, x.ndim) * x`` replaces ``t[:, None, None, None] * x`` for any rank.
+    A 0-d tensor or Python float is returned as a 0-d tensor (broadcasts everywhere).
+    """
+    v = torch.as_tensor(v)
+    if v.ndim > ndim:
+        raise ValueError(f"append_dims: input has {v.ndim} dims, more than the target {ndim}")
+    return v.reshape(*v.shape, *([1] * (ndim - v.ndim)))
+
+
+def mean_per_channel(x: Tensor) -> Tensor:
+    """Mean over every dim after the channel dim: (B, C, *spatial) -> (B, C); (B, C) is returned."""
+    if x.ndim < 2:
+        raise ValueError(f"mean_per_channel expects (B, C, ...), got shape {tuple(x.shape)}")
+    return x.reshape(x.shape[0], x.shape[1], -1).mean(-1)
+
+
+def randn_per_sample(
+    shape: Sequence[int],
+    generators: Sequence[torch.Generator] | None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal noise of ``shape`` (B, ...), sample i drawn from ``generators[i]`` alone.
+
+    This is what makes sample i identical whether it is generated alone or inside a batch: its
+    noise never depends on the batch size or on its position. Each sample is drawn on its
+    generator's device (CPU generators give the same numbers on every machine) and then moved.
+    With ``generators=None`` the global RNG is used (not per-sample reproducible).
+    """
+    shape = tuple(int(s) for s in shape)
+    if generators is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    if len(generators) != shape[0]:
+        raise ValueError(
+            f"got {len(generators)} generators for a batch of {shape[0]}: pass one seed/generator per sample"
+        )
+    out = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generators]
+    return torch.stack(out).to(device=device if device is not None else out[0].device)
+
+
+def rand_on(
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str | None, *, normal: bool = False
+) -> Tensor:
+    """Uniform [0, 1) (or standard normal) numbers drawn on ``generator``'s device, then moved.
+
+    Lets a CPU generator drive GPU training reproducibly (a CUDA tensor cannot be filled from
+    a CPU generator directly).
+    """
+    gen_device = generator.device if generator is not None else device
+    fn = torch.randn if normal else torch.rand
+    return fn(tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+def regression_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    kind: str = "l2",
+    time_weight: Tensor | None = None,
+    channel_weights: Sequence[float] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample-weighted, per-channel-weighted L2/L1 loss of (B, C, ...) tensors.
+
+    Returns ``(loss, per_channel)``: ``per_channel`` (C,) is the time-weighted mean over batch
+    and space (detached, for logging per modality / wavelet sub-band), and
+    ``loss = sum_c w_c per_channel_c / sum_c w_c`` (the plain mean when weights are equal).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"network output {tuple(pred.shape)} does not match the target {tuple(target.shape)}")
+    diff = pred.float() - target.float()
+    err = diff.square() if kind == "l2" else diff.abs()
+    per_bc = mean_per_channel(err)  # (B, C)
+    if time_weight is not None:
+        per_bc = per_bc * time_weight.to(per_bc).reshape(-1, 1)
+    per_channel = per_bc.mean(0)  # (C,)
+    if channel_weights is None:
+        loss = per_channel.mean()
+    else:
+        if len(channel_weights) != per_channel.shape[0]:
+            raise ValueError(
+                f"channel_weights has {len(channel_weights)} entries but the network outputs "
+                f"{per_channel.shape[0]} channels: give one weight per channel (sub-band)"
+            )
+        w = torch.as_tensor(channel_weights, dtype=per_channel.dtype, device=per_channel.device)
+        loss = (per_channel * w).sum() / w.sum()
+    return loss, per_channel.detach()

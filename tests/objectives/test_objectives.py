@@ -1,0 +1,198 @@
+"""Objectives: exact parameterisation conversions, loss weighting, and the closed-form
+optimal loss for Gaussian data (the oracle network must reach it; a wrong network must not)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from medidiff.objectives import (
+    DDPMObjective,
+    FlowMatchingObjective,
+    ObjectiveConfig,
+    build_objective,
+    convert_prediction,
+    min_snr_weight,
+)
+from medidiff.utils.tensor import append_dims
+
+MU = torch.tensor([0.5, -1.0, 0.0])
+S = torch.tensor([0.3, 1.0, 2.0])
+
+
+def _like(v, x):
+    return v.to(x).reshape(1, -1, *([1] * (x.ndim - 2)))
+
+
+def gaussian_x0(x, a, b):
+    mu, s2 = _like(MU, x), _like(S, x) ** 2
+    a, b = append_dims(a, x.ndim).to(x), append_dims(b, x.ndim).to(x)
+    return mu + a * s2 / (a**2 * s2 + b**2) * (x - a * mu)
+
+
+class Oracle(nn.Module):
+    """E[x0 | x_t] for Gaussian data, output in the objective's parameterisation; ``bias`` makes it wrong."""
+
+    def __init__(self, obj, bias: float = 0.0):
+        super().__init__()
+        self.obj, self.bias = obj, bias
+
+    def forward(self, x, t, **cond):
+        if self.obj.kind == "ddpm":
+            ab = self.obj.alpha_bar(t)
+            x0 = gaussian_x0(x, ab.sqrt(), (1 - ab).sqrt()) + self.bias
+            return convert_prediction(x0, x, ab, "x0", self.obj.prediction)
+        tf = t.double() / self.obj.num_train_steps
+        x0 = gaussian_x0(x, 1 - tf, tf) + self.bias
+        return (x - x0) / append_dims(tf, x.ndim).to(x)
+
+
+def _data(n, *spatial, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, *spatial, generator=g)
+    return x * _like(S, x) + _like(MU, x)
+
+
+def test_conversions_are_exact_inverses():
+    x_t = torch.randn(5, 3, 2, 2, 2, dtype=torch.float64)
+    ab = torch.rand(5, dtype=torch.float64) * 0.98 + 0.01
+    pred = torch.randn_like(x_t)
+    kinds = ["epsilon", "v", "x0"]
+    for src, dst in itertools.permutations(kinds, 2):
+        back = convert_prediction(convert_prediction(pred, x_t, ab, src, dst), x_t, ab, dst, src)
+        assert torch.allclose(back, pred, atol=1e-10), (src, dst)
+    # consistent with the forward process: x_t = a x0 + b eps, v = a eps - b x0 (arXiv:2202.00512)
+    x0, eps = torch.randn_like(x_t), torch.randn_like(x_t)
+    obj = DDPMObjective(ObjectiveConfig(prediction="v"))
+    xt = obj.add_noise(x0, eps, ab)
+    assert torch.allclose(convert_prediction(eps, xt, ab, "epsilon", "x0"), x0, atol=1e-10)
+    assert torch.allclose(convert_prediction(obj.target(x0, eps, ab), xt, ab, "v", "epsilon"), eps, atol=1e-10)
+
+
+def test_min_snr_weights_equal_clipped_x0_weighting():
+    """min-SNR: every parameterisation's weighted loss equals the x0 loss times min(snr, gamma)."""
+    ab = torch.tensor([0.01, 0.2, 0.5, 0.9, 0.999], dtype=torch.float64)
+    snr = ab / (1 - ab)
+    x0, eps = torch.randn(5, 3, 4, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)
+    x_t = append_dims(ab.sqrt(), 3) * x0 + append_dims((1 - ab).sqrt(), 3) * eps
+    x0_hat = x0 + 0.1 * torch.randn_like(x0)
+    x0_loss = (x0_hat - x0).square().mean((1, 2))
+    for pred in ["epsilon", "v", "x0"]:
+        target = convert_prediction(x0, x_t, ab, "x0", pred)
+        out = convert_prediction(x0_hat, x_t, ab, "x0", pred)
+        loss = (out - target).square().mean((1, 2)) * min_snr_weight(snr, 5.0, pred)
+        assert torch.allclose(loss, x0_loss * snr.clamp(max=5.0), rtol=1e-9), pred
+    assert torch.allclose(min_snr_weight(snr, 5.0, "epsilon"), (5.0 / snr).clamp(max=1.0))
+
+
+def _ddpm_optimal_eps_loss(obj):
+    """E_t mean_c Var[eps | x_t] = a^2 s^2 / (a^2 s^2 + b^2), t uniform over the T steps."""
+    ab = obj.alphas_cumprod.float()[:, None]
+    return (ab * S**2 / (ab * S**2 + 1 - ab)).mean().item()
+
+
+def test_ddpm_oracle_reaches_closed_form_minimum():
+    obj = DDPMObjective(ObjectiveConfig(prediction="epsilon"))
+    x0 = _data(20_000)
+    loss, per_channel = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(1))
+    assert loss.item() == pytest.approx(_ddpm_optimal_eps_loss(obj), rel=0.03)
+    assert per_channel.shape == (3,) and not per_channel.requires_grad
+    wrong, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(1))
+    assert wrong > loss
+
+
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+@pytest.mark.parametrize("gamma", [None, 5.0])
+def test_ddpm_oracle_beats_wrong_model(prediction, gamma):
+    obj = DDPMObjective(ObjectiveConfig(prediction=prediction, min_snr_gamma=gamma, schedule="cosine"))
+    x0 = _data(4000, 1, 1, 1)  # (B, C, 1, 1, 1): same code for volumes
+    good, _ = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(2))
+    bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(2))
+    assert good < bad
+
+
+def test_flow_oracle_reaches_closed_form_minimum():
+    """With v = eps - x0 and v_hat = (x_t - x0_hat) / t, the optimal velocity loss per dim is
+    Var[x0 | x_t] / t^2 = s^2 / ((1 - t)^2 s^2 + t^2); average over t ~ U(0, 1)."""
+    obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_sampling="uniform"))
+    x0 = _data(40_000)
+    loss, _ = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(3))
+    t = (torch.arange(100_000, dtype=torch.float64) + 0.5) / 100_000
+    s2 = S.double() ** 2
+    expected = (s2 / ((1 - t[:, None]) ** 2 * s2 + t[:, None] ** 2)).mean().item()
+    assert loss.item() == pytest.approx(expected, rel=0.04)
+    bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(3))
+    assert bad > loss
+
+
+def test_flow_l1_and_channel_weights():
+    x0 = _data(500, 2, 2)
+    cfg = ObjectiveConfig(type="flow", loss="l1", channel_weights=[1.0, 0.0, 3.0])
+    obj = build_objective(cfg)
+    loss, per_channel = obj.loss(Oracle(obj, bias=0.1), x0, generator=torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx(((per_channel * torch.tensor([1.0, 0.0, 3.0])).sum() / 4).item(), rel=1e-5)
+    obj2 = build_objective(ObjectiveConfig(type="flow", channel_weights=[1.0, 1.0]))
+    with pytest.raises(ValueError, match="one weight per channel"):
+        obj2.loss(Oracle(obj2), x0)
+
+
+def test_flow_time_sampling_and_shift():
+    g = torch.Generator().manual_seed(0)
+    obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_shift=True))
+    base = obj.sample_time(5000, shape=(32, 32, 32), generator=g)
+    g = torch.Generator().manual_seed(0)
+    big = obj.sample_time(5000, shape=(64, 64, 64), generator=g)
+    assert ((base > 0) & (base < 1)).all()
+    assert (big >= base).all() and big.mean() > base.mean() + 0.1  # same draws, shifted to noise
+    grid = obj.timesteps(10, shape=(64, 64, 64))
+    assert grid[0] == 1 and grid[-1] == 0 and (grid.diff() < 0).all()
+    with pytest.raises(ValueError, match="spatial shape"):
+        obj.timesteps(10)
+
+
+def test_flow_denoiser_is_x_minus_t_v():
+    obj = FlowMatchingObjective(ObjectiveConfig(type="flow"))
+
+    class Const(nn.Module):
+        def forward(self, x, t, **cond):
+            assert t.max() > 1  # network time is t * num_train_steps
+            return torch.ones_like(x)
+
+    x, t = torch.randn(4, 3, 2), torch.tensor([0.1, 0.4, 0.7, 1.0], dtype=torch.float64)
+    assert torch.allclose(obj.denoiser(Const())(x, t, {}), x - t.float()[:, None, None])
+
+
+def test_cfg_dropout_is_per_sample_and_uses_null_conditions():
+    seen = {}
+
+    class Spy(nn.Module):
+        def forward(self, x, t, class_labels, cond_image):
+            seen["labels"], seen["image"] = class_labels, cond_image
+            return torch.zeros_like(x)
+
+    obj = DDPMObjective(ObjectiveConfig(cond_drop_prob=0.3, cond_drop_keys=["class_labels"]))
+    x0 = _data(2000, 2)
+    cond = {"class_labels": torch.randint(0, 3, (2000,)), "cond_image": torch.ones(2000, 1, 2)}
+    obj.loss(Spy(), x0, cond, generator=torch.Generator().manual_seed(0), null_cond={"class_labels": 3})
+    dropped = seen["labels"] == 3
+    assert 0.25 < dropped.float().mean() < 0.35
+    assert torch.equal(seen["labels"][~dropped], cond["class_labels"][~dropped])
+    assert torch.equal(seen["image"], cond["cond_image"])  # not in cond_drop_keys: never dropped
+    with pytest.raises(ValueError, match="null class index"):
+        obj.loss(Spy(), x0, cond, generator=torch.Generator().manual_seed(0))
+
+
+def test_loss_is_reproducible_from_generator_and_differentiable():
+    obj = DDPMObjective(ObjectiveConfig(prediction="v"))
+    net = nn.Conv3d(3, 3, 1)
+    fwd = lambda x, t: net(x)  # noqa: E731
+    wrapper = type("W", (nn.Module,), {"forward": lambda self, x, t, **c: fwd(x, t)})()
+    x0 = _data(4, 2, 2, 2)
+    a, _ = obj.loss(wrapper, x0, generator=torch.Generator().manual_seed(5))
+    b, _ = obj.loss(wrapper, x0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    a.backward()
+    assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
