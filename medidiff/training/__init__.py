@@ -1,0 +1,1 @@
+"""Training: DeepSpeed engine, the one loop, EMA, checkpoints, stage tasks."""

@@ -1,0 +1,57 @@
+"""Configuration of the training loop and the DeepSpeed engine (the ``train:`` section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from medidiff.training.ema import EMAConfig
+
+
+@dataclass
+class TrainConfig:
+    """One loop for every stage (VAE, diffusion, super-resolution).
+
+    ``micro_batch`` is per GPU (per process); the global batch is
+    ``micro_batch * grad_accum * world_size``. ``deepspeed`` names a JSON file (usually under
+    configs/deepspeed/) whose ZeRO stage and offload settings are used; batch, clipping,
+    precision and optimizer fields in it that say "auto" are filled from this section.
+    """
+
+    max_steps: int = 1000  # optimizer steps
+    micro_batch: int = 1
+    grad_accum: int = 1
+    lr: float = 1.0e-4
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # 0 disables clipping
+    # fp32: everything fp32. autocast-bf16: fp32 weights, bf16 compute (EMA is exact).
+    # bf16: DeepSpeed bf16 weights with fp32 master copies in the optimizer (fastest on GPU).
+    precision: Literal["fp32", "autocast-bf16", "bf16"] = "autocast-bf16"
+    deepspeed: str = "configs/deepspeed/zero2.json"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False  # torch.compile the network (GPU)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers weights for it)
+    ckpt_every: int = 500  # optimizer steps between checkpoints (0: only at the end)
+    keep_last: int = 3  # checkpoints kept on disk
+    log_every: int = 10
+    preview_every: int = 0  # steps between PNG sample previews (0: off)
+    val_every: int = 0  # steps between validation losses (0: off)
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "micro_batch", "grad_accum", "ema_every", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "ckpt_every", "preview_every", "val_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")

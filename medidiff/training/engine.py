@@ -1,0 +1,263 @@
+"""The DeepSpeed boundary: the only module in medidiff that imports DeepSpeed.
+
+It sets up the process group (NCCL on GPUs, gloo on CPU), builds the engine from a DeepSpeed JSON
+whose "auto" fields are filled from :class:`~medidiff.training.config.TrainConfig`, and wraps
+checkpoint save/load and ZeRO-3 parameter gathering. Frozen modules (codec, text encoder,
+segmenter) never enter the engine: callers keep them outside and pass only the trained network.
+
+Launch: ``torchrun --nproc_per_node N -m medidiff train ...`` or the ``deepspeed`` launcher set
+RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; a plain ``medidiff train`` is one process
+(world size 1) on one GPU or on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medidiff.config import ConfigError
+from medidiff.errors import MedidiffError
+from medidiff.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "sanitize_cuda_arch_list",
+    "resolve_device",
+    "DistInfo",
+    "setup_distributed",
+    "resolve_deepspeed_config",
+    "build_engine",
+    "zero_stage",
+    "full_parameters",
+    "barrier",
+]
+
+_ARCH_RE = re.compile(r"^(\d+)\.(\d+)([a-zA-Z]*)(\+PTX)?$")
+
+
+def sanitize_cuda_arch_list(env: dict[str, str] | os._Environ = os.environ) -> str | None:
+    """Make ``TORCH_CUDA_ARCH_LIST`` parseable by DeepSpeed's op builder.
+
+    DeepSpeed runs ``int()`` on the minor version of each entry, so arch-specific suffixes such
+    as ``9.0a`` (Hopper wgmma) raise ``ValueError: invalid literal for int() ... '0a'`` when it
+    JIT-builds an op (FusedAdam, CPUAdam...). We drop the letter suffix (``9.0a`` -> ``9.0``),
+    which still targets the same GPU, and log that we did. Returns the new value, or None if
+    nothing changed.
+    """
+    value = env.get("TORCH_CUDA_ARCH_LIST")
+    if not value:
+        return None
+    parts = [p for p in re.split(r"[;\s]+", value.strip()) if p]
+    fixed = []
+    for part in parts:
+        m = _ARCH_RE.match(part)
+        if m and m.group(3):
+            part = f"{m.group(1)}.{m.group(2)}{m.group(4) or ''}"
+        fixed.append(part)
+    new = " ".join(dict.fromkeys(fixed))
+    if new == value:
+        return None
+    env["TORCH_CUDA_ARCH_LIST"] = new
+    log.warning(
+        "TORCH_CUDA_ARCH_LIST=%r rewritten to %r: DeepSpeed's op builder cannot parse "
+        "arch-specific suffixes", value, new
+    )
+    return new
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' on a CPU-only machine is a clear error."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise MedidiffError(
+            f"train.device is 'cuda' but no CUDA device is available (torch {torch.__version__}, "
+            f"{build}): run on a GPU node, or use --set train.device=cpu"
+        )
+    if requested == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(requested)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup_distributed(device: torch.device) -> DistInfo:
+    """Initialise the process group once (a single process gets world size 1)."""
+    if device.type == "cpu":
+        # Must be set before DeepSpeed is imported: it picks its accelerator at import time.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    else:
+        sanitize_cuda_arch_list()
+    for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, default)
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(_free_port())
+    import deepspeed
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(
+        rank=torch.distributed.get_rank(),
+        world_size=torch.distributed.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        device=device,
+    )
+
+
+def _fill(ds: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Fill an "auto" (or absent) DeepSpeed field; an explicit conflicting value is an error."""
+    current = ds.get(key, "auto")
+    if current == "auto":
+        ds[key] = value
+    elif current != value:
+        raise ConfigError(
+            f"{source}: {key}={current!r} conflicts with the train section ({value!r}); "
+            f'set it to "auto" in the JSON and choose it with --set train...'
+        )
+
+
+def resolve_deepspeed_config(cfg: TrainConfig, world_size: int, *, offload_ok: bool = True) -> dict[str, Any]:
+    """Read ``cfg.deepspeed`` and fill its "auto" fields from ``cfg``."""
+    path = Path(cfg.deepspeed)
+    if not path.is_file():
+        raise ConfigError(f"train.deepspeed: DeepSpeed config {path} not found (see configs/deepspeed/)")
+    try:
+        ds = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{path}: top level must be an object")
+    src = str(path)
+    _fill(ds, "train_micro_batch_size_per_gpu", cfg.micro_batch, src)
+    _fill(ds, "gradient_accumulation_steps", cfg.grad_accum, src)
+    _fill(ds, "gradient_clipping", float(cfg.grad_clip), src)
+    if "train_batch_size" in ds:
+        _fill(ds, "train_batch_size", cfg.micro_batch * cfg.grad_accum * world_size, src)
+    bf16 = ds.setdefault("bf16", {})
+    _fill(bf16, "enabled", cfg.precision == "bf16", f"{src}: bf16")
+    if cfg.precision == "bf16":
+        # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
+        ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+    if ds.get("fp16", {}).get("enabled") is True:
+        raise ConfigError(f"{src}: fp16 is not supported (use bf16: no loss scaling needed)")
+    if "optimizer" in ds or "scheduler" in ds:
+        raise ConfigError(
+            f"{src}: remove 'optimizer'/'scheduler': medidiff builds AdamW and the warm-up/cosine "
+            "schedule from the train section"
+        )
+    # We pass torch's AdamW: no DeepSpeed op has to be JIT-built, also with CPU offload.
+    ds["zero_allow_untested_optimizer"] = True
+    ds["zero_force_ds_cpu_optimizer"] = False
+    ds.setdefault("steps_per_print", 10**9)
+    return ds
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warm-up then cosine (or constant) decay, as a factor of ``cfg.lr``."""
+    import math
+
+    def fn(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> Any:
+    """Wrap ``model`` (already on ``dist.device``) in a DeepSpeed engine with AdamW + schedule."""
+    import deepspeed
+
+    ds = resolve_deepspeed_config(cfg, dist.world_size)
+    offload = bool(ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") in ("cpu", "nvme"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise MedidiffError("the model has no trainable parameters")
+    fused = dist.device.type == "cuda" and not offload
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {})
+    )
+    schedule = lr_lambda(cfg)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+        config=ds,
+    )
+    return engine
+
+
+def zero_stage(engine: Any) -> int:
+    return int(engine.zero_optimization_stage())
+
+
+@contextlib.contextmanager
+def full_parameters(engine: Any, *, modify: bool = False) -> Iterator[list[torch.nn.Parameter]]:
+    """The module's parameters with full values on every rank (gathered under ZeRO-3).
+
+    Under ZeRO-3 ``module.parameters()`` are empty placeholders outside a gather; reading them
+    for EMA or export without this context silently gives zeros. With ``modify=True`` changes
+    made inside the context are kept (rank 0's values are re-partitioned; callers must make
+    the same change on every rank).
+    """
+    params = list(engine.module.parameters())
+    if zero_stage(engine) == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0 if modify else None):
+            yield params
+    else:
+        yield params
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def save_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
+    """DeepSpeed's save; every rank must call it (rank 0 alone would hang the others)."""
+    engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
+
+
+def load_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
+    path, _ = engine.load_checkpoint(
+        str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
+    if path is None:
+        raise MedidiffError(f"{directory / tag}: DeepSpeed could not load this checkpoint")
+

@@ -1,0 +1,305 @@
+"""The one training loop (VAE, diffusion and super-resolution stages all train through it).
+
+What makes resume exact:
+
+* the data order is a seeded permutation per epoch that can start mid-epoch
+  (:class:`~medidiff.training.sampler.ResumableSampler`), and the position is checkpointed;
+* every micro-step reseeds torch's global RNG and hands the loss a generator, both from
+  ``(seed, step, micro, rank)``: noise, timesteps, dropout and conditioning dropout do not
+  depend on what ran before, so nothing random has to be restored;
+* model, optimizer and LR schedule come back from DeepSpeed's checkpoint, EMA from its own
+  fp32 safetensors file;
+* metrics.jsonl is cut back to the resumed step.
+
+On CPU with fp32 a resumed run is bitwise equal to an uninterrupted one (tested). On GPUs,
+non-deterministic kernels (atomics in conv backward, NCCL reduction order) make it equal only
+within floating-point tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medidiff.errors import MedidiffError
+from medidiff.training import checkpoint as ckpt
+from medidiff.training.config import TrainConfig
+from medidiff.training.ema import EMA
+from medidiff.training.engine import (
+    DistInfo,
+    barrier,
+    build_engine,
+    full_parameters,
+    load_engine_checkpoint,
+    resolve_device,
+    save_engine_checkpoint,
+    setup_distributed,
+    zero_stage,
+)
+from medidiff.training.run_log import RunLog
+from medidiff.training.sampler import ResumableSampler, derive_seed
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dict[str, float]]"]
+
+__all__ = ["FitResult", "fit", "move_to"]
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    final_step: int
+    last_checkpoint: Path | None
+    losses: list[float] = field(default_factory=list)
+    preempted: bool = False
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Recursively move tensors in a batch (dict/list/tuple) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+class _Preemption:
+    """SIGTERM/SIGUSR1 (SLURM sends them before killing a job) -> checkpoint and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Preemption:
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a notebook worker)
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def _save(engine: Any, ema: EMA, names: list[str], root: Path, step: int, state: dict[str, Any],
+          dist: DistInfo, keep_last: int) -> Path:
+    tag = ckpt.tag_for_step(step)
+    root.mkdir(parents=True, exist_ok=True)
+    save_engine_checkpoint(engine, root, tag)  # every rank: DeepSpeed writes its shards
+    directory = root / tag
+    with full_parameters(engine) as params:  # collective under ZeRO-3
+        if dist.is_main:
+            weights = {n: p for n, p in zip(_all_names(engine), params)}
+            ckpt.save_tensors(directory / "model.safetensors", weights)
+    if dist.is_main:
+        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(names, ema.shadow)))
+    barrier()
+    if dist.is_main:
+        ckpt.mark_complete(directory, state)
+        ckpt.prune(root, keep_last)
+    barrier()
+    return directory
+
+
+@contextmanager
+def _ema_weights(engine: Any, ema: EMA) -> Iterator[None]:
+    """Temporarily load the EMA weights into the engine's module (for validation/previews)."""
+    with full_parameters(engine, modify=True):
+        params = [p for _, p in _named_params(engine.module)]
+        ema.store(params)
+        ema.copy_to(params)
+    try:
+        yield
+    finally:
+        with full_parameters(engine, modify=True):
+            ema.restore([p for _, p in _named_params(engine.module)])
+
+
+def _all_names(engine: Any) -> list[str]:
+    return [n for n, _ in engine.module.named_parameters()]
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path,
+    seed: int,
+    resume: bool = False,
+    record: dict[str, Any] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    preview_fn: Callable[[int, torch.nn.Module, Path], None] | None = None,
+    val_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` with ``loss_fn(module, batch, generator) -> (loss, logs)`` under DeepSpeed.
+
+    Args:
+        model: the trainable network only (frozen codecs/encoders stay outside, used by loss_fn).
+        dataset: map-style dataset; batches of ``cfg.micro_batch`` items per process.
+        run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go.
+        record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
+        preview_fn: called on rank 0 every ``cfg.preview_every`` steps with the EMA weights loaded.
+        val_fn: called every ``cfg.val_every`` steps (all ranks) with the EMA weights loaded.
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    dist = setup_distributed(device)
+    root = ckpt.checkpoint_root(run_dir)
+
+    resume_from = ckpt.latest_complete(root) if resume else None
+    if resume and resume_from is None and dist.is_main:
+        log.warning("--resume: no complete checkpoint under %s; starting from step 0", root)
+
+    model = model.to(device)
+    named = _named_params(model)
+    names = [n for n, _ in named]
+    ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
+    engine = build_engine(model, cfg, dist)
+
+    step, epoch, position = 0, 0, 0
+    if resume_from is not None:
+        load_engine_checkpoint(engine, root, resume_from.name)
+        state = ckpt.read_state(resume_from)
+        step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
+        shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
+        missing = [n for n in names if n not in shadow]
+        if missing:
+            raise MedidiffError(f"{resume_from / 'ema.safetensors'}: missing EMA tensors {missing[:3]}...: "
+                                "the checkpoint belongs to a different model")
+        ema.load_state_dict({"shadow": [shadow[n] for n in names], "num_updates": int(state["ema_updates"])})
+        if dist.is_main:
+            log.info("resumed from %s (step %d)", resume_from, step)
+
+    sampler = ResumableSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size)
+    if sampler.per_rank < cfg.micro_batch:
+        raise MedidiffError(
+            f"the data set has {len(dataset)} cases: fewer than micro_batch={cfg.micro_batch} per "
+            f"process over {dist.world_size} process(es)"
+        )
+    batches_per_epoch = sampler.per_rank // cfg.micro_batch
+
+    def batches(ep: int, pos: int):
+        sampler.set_position(ep, pos * cfg.micro_batch)
+        loader = DataLoader(dataset, batch_size=cfg.micro_batch, sampler=sampler, drop_last=True,
+                            collate_fn=collate_fn, num_workers=0)
+        return iter(loader)
+
+    run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=step if resume_from else None)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.precision in ("autocast-bf16", "bf16") else nullcontext()
+    )
+    bar = None
+    if dist.is_main and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+    result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
+    window: list[float] = []
+    t_last, steps_last = time.perf_counter(), step
+    it = batches(epoch, position)
+    engine.train()
+    with _Preemption() as pre:
+        while step < cfg.max_steps:
+            per_channel_sum: dict[str, float] = {}
+            step_loss = 0.0
+            for micro in range(cfg.grad_accum):
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    epoch, position = epoch + 1, 0
+                    it = batches(epoch, position)
+                    batch = next(it)
+                position += 1
+                if position >= batches_per_epoch:  # the next batch starts a new epoch
+                    epoch, position = epoch + 1, 0
+                    it = batches(epoch, position)
+                s = derive_seed(seed, step, micro, dist.rank)
+                torch.manual_seed(s)
+                gen = torch.Generator(device=device).manual_seed(s)
+                batch = move_to(batch, device)
+                with autocast:
+                    loss, logs = loss_fn(engine.module, batch, gen)
+                if not torch.isfinite(loss):
+                    raise MedidiffError(f"loss became {loss.item()} at step {step}: lower train.lr or check the data")
+                engine.backward(loss)
+                engine.step()
+                step_loss += float(loss.detach()) / cfg.grad_accum
+                for k, v in logs.items():
+                    per_channel_sum[k] = per_channel_sum.get(k, 0.0) + float(v) / cfg.grad_accum
+            step += 1
+            if step % cfg.ema_every == 0:
+                with full_parameters(engine) as _:
+                    ema.update([p for _, p in _named_params(engine.module)])
+            result.losses.append(step_loss)
+            window.append(step_loss)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{engine.get_lr()[0]:.2e}")
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                now = time.perf_counter()
+                dt = max(now - t_last, 1e-9)
+                n_steps = step - steps_last
+                vols = n_steps * cfg.micro_batch * cfg.grad_accum * dist.world_size
+                values: dict[str, Any] = {
+                    "loss": sum(window) / len(window),
+                    "lr": float(engine.get_lr()[0]),
+                    "epoch": epoch,
+                    "steps_per_s": n_steps / dt,
+                    "volumes_per_s": vols / dt,
+                    **{f"loss/{k}": v for k, v in per_channel_sum.items()},
+                }
+                if device.type == "cuda":
+                    values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                run_log.log(step, values)
+                window.clear()
+                t_last, steps_last = now, step
+            if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
+                with _ema_weights(engine, ema):
+                    run_log.log(step, {f"val/{k}": v for k, v in val_fn(engine.module).items()})
+            if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0 and dist.is_main:
+                with _ema_weights(engine, ema):
+                    preview_fn(step, engine.module, run_dir / "previews")
+            stop = pre.requested or step == cfg.max_steps
+            if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+                state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
+                         "ema_updates": ema.num_updates, "world_size": dist.world_size,
+                         "zero_stage": zero_stage(engine), "record": record or {}}
+                result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
+            if pre.requested:
+                result.preempted = True
+                if dist.is_main:
+                    log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume", step)
+                break
+    if bar is not None:
+        bar.close()
+    run_log.close()
+    result.final_step = step
+    return result

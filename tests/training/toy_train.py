@@ -1,0 +1,104 @@
+"""A tiny training job for the engine tests (run in-process, as a subprocess, or by torchrun).
+
+    python -m tests.training.toy_train RUN_DIR [--stage S] [--steps N] [--resume]
+        [--kill-at-step K] [--kill-in-save K]
+
+--kill-at-step K sends SIGKILL to itself during step K (after its forward); --kill-in-save K
+does so in the middle of writing the K-th checkpoint (after DeepSpeed's shards, before
+COMPLETE). Both simulate a pre-empted node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from medidiff.training.config import TrainConfig
+from medidiff.training.loop import fit
+
+
+class ToyData(Dataset):
+    def __init__(self, n: int = 12) -> None:
+        g = torch.Generator().manual_seed(1234)
+        self.x = torch.randn(n, 2, 8, 8, 8, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.x[i]}
+
+
+class ToyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv3d(2, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.1)  # exercises the global RNG
+        self.b = nn.Conv3d(8, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.drop(torch.nn.functional.silu(self.a(x))))
+
+
+def make_loss(kill_at_call: int | None = None):
+    calls = {"n": 0}
+
+    def loss_fn(net: nn.Module, batch: dict, gen: torch.Generator):
+        calls["n"] += 1
+        x = batch["image"]
+        noise = torch.randn(x.shape, generator=gen, device=x.device)
+        out = net(x + 0.5 * noise)
+        per_channel = (out - x).float().pow(2).mean(dim=(0, 2, 3, 4))
+        if kill_at_call is not None and calls["n"] == kill_at_call:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return per_channel.mean(), {f"c{i}": float(v) for i, v in enumerate(per_channel.detach())}
+
+    return loss_fn
+
+
+def config(stage: int, steps: int, **kw) -> TrainConfig:
+    ds = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / f"zero{stage}.json"
+    base = dict(max_steps=steps, micro_batch=2, grad_accum=2, lr=1e-2, warmup_steps=2, precision="fp32",
+                deepspeed=str(ds), device="cpu", ckpt_every=2, keep_last=2, log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("--stage", type=int, default=0)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--kill-at-step", type=int)
+    p.add_argument("--kill-in-save", type=int)
+    p.add_argument("--grad-accum", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    net = ToyNet()
+    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum)
+    kill_call = None if args.kill_at_step is None else (args.kill_at_step - 1) * cfg.grad_accum + 1
+    if args.kill_in_save is not None:
+        from medidiff.training import checkpoint as ckpt
+
+        original, count = ckpt.mark_complete, {"n": 0}
+
+        def dying_mark_complete(directory, state):
+            count["n"] += 1
+            if count["n"] == args.kill_in_save:
+                os.kill(os.getpid(), signal.SIGKILL)
+            original(directory, state)
+
+        ckpt.mark_complete = dying_mark_complete
+    fit(net, make_loss(kill_call), ToyData(), cfg, run_dir=args.run_dir, seed=7, resume=args.resume,
+        record={"toy": True}, progress=False)
+
+
+if __name__ == "__main__":
+    main()
