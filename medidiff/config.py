@@ -271,7 +271,7 @@ def to_dict(cfg: Any) -> Any:
 
 
 def dump_yaml(cfg: Any) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
 
 
 def config_hash(cfg: Any) -> str:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medidiff.conditioning.config import ConditioningConfig
 from medidiff.data.config import DataConfig
+from medidiff.latents.config import LatentStageConfig
+from medidiff.nets.config import NetConfig
+from medidiff.objectives.config import ObjectiveConfig
+from medidiff.samplers.config import SamplerConfig
+from medidiff.training.config import TrainConfig
 
 
 @dataclass
@@ -17,3 +23,17 @@ class ExperimentConfig:
     seed: int = 0
     output_dir: str = "runs"  # runs are written to <output_dir>/<name>
     data: DataConfig = field(default_factory=DataConfig)
+    latent: LatentStageConfig = field(default_factory=LatentStageConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    # in/out/cond channels are derived from the data, codec and conditioning (and logged)
+    net: NetConfig = field(default_factory=NetConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # previews and default generation
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        uses_labels = self.conditioning.mask or self.conditioning.generate_labels
+        if uses_labels and self.data.label_mode != "regions":
+            raise ValueError(
+                f"conditioning.mask/generate_labels need data.label_mode: regions (got {self.data.label_mode!r})"
+            )

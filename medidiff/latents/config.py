@@ -104,3 +104,25 @@ class WaveletCodecConfig(CodecConfig):
     @property
     def latent_channels(self) -> int:
         return 8**self.levels * self.in_channels
+
+
+@dataclass
+class LatentStageConfig:
+    """The ``latent:`` section of a diffusion experiment: which codec turns volumes into latents.
+
+    ``wavelet`` builds a parameter-free Haar (or other orthogonal) codec for the data's channels
+    and, with ``fit_stats``, fits its per-sub-band normalisation on ``stats_batches`` training
+    batches before training; the fitted codec is saved with the model.
+    """
+
+    type: Literal["wavelet"] = "wavelet"
+    wavelet: str = "haar"
+    levels: int = 1
+    fit_stats: bool = True
+    stats_batches: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.levels <= 3:
+            raise ValueError(f"levels must be 1, 2 or 3, got {self.levels}")
+        if self.stats_batches < 1:
+            raise ValueError(f"stats_batches must be >= 1, got {self.stats_batches}")

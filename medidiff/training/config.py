@@ -13,8 +13,8 @@ class TrainConfig:
     """One loop for every stage (VAE, diffusion, super-resolution).
 
     ``micro_batch`` is per GPU (per process); the global batch is
-    ``micro_batch * grad_accum * world_size``. ``deepspeed`` names a JSON file (usually under
-    configs/deepspeed/) whose ZeRO stage and offload settings are used; batch, clipping,
+    ``micro_batch * grad_accum * world_size``. ``deepspeed`` names a built-in config (zero0..zero3,
+    zero2_offload) or a JSON file (examples under configs/deepspeed/) whose ZeRO stage and offload settings are used; batch, clipping,
     precision and optimizer fields in it that say "auto" are filled from this section.
     """
 
@@ -31,7 +31,7 @@ class TrainConfig:
     # fp32: everything fp32. autocast-bf16: fp32 weights, bf16 compute (EMA is exact).
     # bf16: DeepSpeed bf16 weights with fp32 master copies in the optimizer (fastest on GPU).
     precision: Literal["fp32", "autocast-bf16", "bf16"] = "autocast-bf16"
-    deepspeed: str = "configs/deepspeed/zero2.json"
+    deepspeed: str = "zero2"  # built-in zero0..zero3, zero2_offload, or a .json path
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the network (GPU)
     ema: EMAConfig = field(default_factory=EMAConfig)

@@ -36,6 +36,7 @@ __all__ = [
     "resolve_device",
     "DistInfo",
     "setup_distributed",
+    "builtin_deepspeed_config",
     "resolve_deepspeed_config",
     "build_engine",
     "zero_stage",
@@ -146,18 +147,46 @@ def _fill(ds: dict[str, Any], key: str, value: Any, source: str) -> None:
         )
 
 
-def resolve_deepspeed_config(cfg: TrainConfig, world_size: int, *, offload_ok: bool = True) -> dict[str, Any]:
-    """Read ``cfg.deepspeed`` and fill its "auto" fields from ``cfg``."""
-    path = Path(cfg.deepspeed)
-    if not path.is_file():
-        raise ConfigError(f"train.deepspeed: DeepSpeed config {path} not found (see configs/deepspeed/)")
-    try:
-        ds = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(ds, dict):
-        raise ConfigError(f"{path}: top level must be an object")
-    src = str(path)
+def builtin_deepspeed_config(name: str) -> dict[str, Any]:
+    """The built-in DeepSpeed configs ``zero0``..``zero3`` and ``zero2_offload``.
+
+    They equal configs/deepspeed/<name>.json (a test keeps them in sync); built in so that
+    ``medidiff train`` works from any folder. Copy a JSON from configs/deepspeed/ to tune more.
+    """
+    m = re.fullmatch(r"zero([0-3])(_offload)?", name)
+    if not m or (m.group(2) and m.group(1) != "2"):
+        raise ConfigError(f"train.deepspeed: {name!r} is neither a built-in (zero0, zero1, zero2, zero3, "
+                          "zero2_offload) nor a path to a .json file")
+    stage = int(m.group(1))
+    zero: dict[str, Any] = {"stage": stage}
+    if m.group(2):
+        zero.update({"offload_optimizer": {"device": "cpu", "pin_memory": True}, "contiguous_gradients": True})
+    elif stage >= 2:
+        zero.update({"overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": 50000000})
+    if stage == 3:
+        zero.update({"stage3_gather_16bit_weights_on_model_save": True, "stage3_prefetch_bucket_size": 50000000,
+                     "stage3_param_persistence_threshold": 100000})
+    return {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto", "zero_optimization": zero, "bf16": {"enabled": "auto"},
+            "steps_per_print": 1000000000, "wall_clock_breakdown": False}
+
+
+def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """Read ``cfg.deepspeed`` (a built-in name or a JSON path) and fill its "auto" fields."""
+    if not cfg.deepspeed.endswith(".json"):
+        ds, src = builtin_deepspeed_config(cfg.deepspeed), f"train.deepspeed={cfg.deepspeed}"
+    else:
+        path = Path(cfg.deepspeed)
+        if not path.is_file():
+            raise ConfigError(f"train.deepspeed: DeepSpeed config {path} not found (built-ins: zero0..zero3, "
+                              "zero2_offload; examples in configs/deepspeed/)")
+        try:
+            ds = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+        if not isinstance(ds, dict):
+            raise ConfigError(f"{path}: top level must be an object")
+        src = str(path)
     _fill(ds, "train_micro_batch_size_per_gpu", cfg.micro_batch, src)
     _fill(ds, "gradient_accumulation_steps", cfg.grad_accum, src)
     _fill(ds, "gradient_clipping", float(cfg.grad_clip), src)

@@ -177,6 +177,12 @@ def fit(
         log.warning("--resume: no complete checkpoint under %s; starting from step 0", root)
 
     model = model.to(device)
+    # DeepSpeed broadcasts parameters as byte views, which needs plain contiguous weights;
+    # channels_last nets keep their activations channels_last, so convs still run in NDHWC.
+    # (is_contiguous() is True for a channels_last 1x1x1 kernel whose last stride is not 1.)
+    for p in model.parameters():
+        if p.dim() and p.stride(-1) != 1 or not p.is_contiguous():
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
     named = _named_params(model)
     names = [n for n, _ in named]
     ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place

@@ -126,3 +126,21 @@ def test_cuda_arch_list_suffixes_are_made_parseable():
     assert sanitize_cuda_arch_list(env) == "8.0 9.0 9.0+PTX 10.0+PTX"
     assert sanitize_cuda_arch_list({"TORCH_CUDA_ARCH_LIST": "8.0 9.0"}) is None
     assert sanitize_cuda_arch_list({}) is None
+
+
+@pytest.mark.parametrize("name", ["zero0", "zero1", "zero2", "zero3", "zero2_offload"])
+def test_builtin_deepspeed_configs_equal_the_shipped_json(name):
+    from medidiff.training.engine import builtin_deepspeed_config
+
+    assert builtin_deepspeed_config(name) == json.loads((REPO / "configs" / "deepspeed" / f"{name}.json").read_text())
+
+
+def test_unknown_deepspeed_config_name_is_a_clear_error():
+    from medidiff.config import ConfigError
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import resolve_deepspeed_config
+
+    with pytest.raises(ConfigError, match="built-in"):
+        resolve_deepspeed_config(TrainConfig(deepspeed="zero5"), 1)
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_deepspeed_config(TrainConfig(deepspeed="nope/x.json"), 1)

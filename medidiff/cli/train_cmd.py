@@ -1,0 +1,56 @@
+"""`medidiff train` and `medidiff export`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from medidiff.cli.common import add_config_args, dry_run, options_of, resolve_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a diffusion model (one loop; DeepSpeed ZeRO on 1..N GPUs or the CPU)",
+                       description="Train the stage an experiment config describes. Multi-GPU: "
+                                   "torchrun --nproc_per_node N -m medidiff train -c X.yaml")
+    add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="consolidate a run's newest checkpoint into a model folder (safetensors + JSON)")
+    e.add_argument("run", help="run folder (<output_dir>/<name>)")
+    e.add_argument("-o", "--out", required=True, help="model folder to write")
+    e.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (default) or raw weights")
+    e.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
+    e.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    if dry_run(args, cfg):
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from medidiff.generation import export_run
+    from medidiff.training.diffusion import run_dir_of, train_diffusion
+
+    result = train_diffusion(cfg, resume=args.resume, progress=not args.no_progress)
+    run_dir = run_dir_of(cfg)
+    if result.final_step >= cfg.train.max_steps:
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            model = export_run(run_dir, run_dir / "model")
+            print(f"trained {result.final_step} steps; model (EMA weights): {model}")
+    else:
+        print(f"stopped at step {result.final_step}; resume with: medidiff train -c {args.config} --resume")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if dry_run(args, options_of(args)):
+        return 0
+    from medidiff.generation import export_run
+
+    out = export_run(args.run, args.out, weights=args.weights)
+    print(f"exported {args.weights} weights to {out}")
+    return 0

@@ -1,0 +1,204 @@
+"""Trained diffusion models as pipelines: export a run, load it anywhere, generate cases.
+
+A model folder (written by ``medidiff export`` / :func:`export_run`)::
+
+    MODEL/config.json          {"kind": "medidiff.diffusion", "config": <experiment>, "net": ..., ...}
+    MODEL/model.safetensors    denoiser weights (EMA by default)
+    MODEL/codec/               the latent codec with its fitted statistics
+
+loads with :meth:`DiffusionPipeline.from_pretrained` on a CPU-only machine: no DeepSpeed, no
+``torch.load``. ``medidiff generate`` is a thin loop over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from medidiff.config import ConfigError, config_hash, from_dict
+from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE
+from medidiff.data.geometry import to_reference_grid
+from medidiff.errors import MedidiffError
+from medidiff.experiment import ExperimentConfig
+from medidiff.latents.wavelet import WaveletCodec
+from medidiff.nets import build_net
+from medidiff.nets.config import NetConfig
+from medidiff.objectives import build_objective
+from medidiff.samplers import sample
+from medidiff.samplers.config import SamplerConfig
+from medidiff.training import checkpoint as ckpt
+from medidiff.training.diffusion import NUM_REGIONS
+
+__all__ = ["GeneratedCase", "DiffusionPipeline", "export_run", "regions_to_labels", "grid_affine", "place_in_grid"]
+
+KIND = "medidiff.diffusion"
+
+
+def regions_to_labels(regions: np.ndarray) -> np.ndarray:
+    """(3, X, Y, Z) WT/TC/ET masks (bool or > 0) -> labels {0,1,2,3}; nesting ET in TC in WT holds."""
+    wt, tc, et = (np.asarray(r) > 0 for r in regions)
+    label = np.zeros(wt.shape, np.uint8)
+    label[wt] = 2
+    label[tc] = 1
+    label[et] = 3
+    return label
+
+
+def grid_affine(shape: Sequence[int], spacing: Sequence[float], centre: Sequence[float]) -> np.ndarray:
+    """RAS affine of a grid of ``shape`` and ``spacing`` whose centre sits at world ``centre``."""
+    aff = np.diag([*map(float, spacing), 1.0])
+    half = (np.asarray(shape, float) - 1) / 2 * np.asarray(spacing, float)
+    aff[:3, 3] = np.asarray(centre, float) - half
+    return aff
+
+
+def place_in_grid(volume: np.ndarray, spacing: Sequence[float], geometry: Literal["native", "brats"],
+                  *, label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Put a generated (X, Y, Z) RAS volume into its output grid: 'native' keeps the model grid
+    (centred on the world origin); 'brats' resamples into 240x240x155 at 1 mm with the BraTS
+    affine, centred on the BraTS volume centre."""
+    if geometry == "native":
+        return volume, grid_affine(volume.shape, spacing, (0.0, 0.0, 0.0))
+    centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
+    src = grid_affine(volume.shape, spacing, centre)
+    out = to_reference_grid(volume, src, BRATS_AFFINE, BRATS_SHAPE, mode="nearest" if label else "bilinear",
+                            background=0.0)
+    return out, BRATS_AFFINE.copy()
+
+
+@dataclass
+class GeneratedCase:
+    seed: int
+    images: np.ndarray  # (M, X, Y, Z) float32 in [-1, 1], RAS, model grid
+    label: np.ndarray | None  # (X, Y, Z) uint8 labels {0,1,2,3}
+    modalities: list[str]
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class DiffusionPipeline:
+    """A trained denoiser + codec + objective, callable to generate cases."""
+
+    def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: WaveletCodec,
+                 *, model_hash: str = "untracked") -> None:
+        self.cfg, self.net_cfg, self.net, self.codec = cfg, net_cfg, net.eval(), codec
+        self.objective = build_objective(cfg.objective)
+        self.model_hash = model_hash
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> DiffusionPipeline:
+        directory = Path(directory)
+        cfg_path = directory / "config.json"
+        if not cfg_path.is_file():
+            raise MedidiffError(f"{directory}: not a medidiff model folder (no config.json); "
+                                "make one with `medidiff export RUN -o DIR`")
+        meta = json.loads(cfg_path.read_text())
+        if meta.get("kind") != KIND:
+            raise MedidiffError(f"{cfg_path}: kind {meta.get('kind')!r} is not a diffusion model ({KIND!r})")
+        try:
+            cfg = from_dict(ExperimentConfig, meta["config"], source=str(cfg_path))
+            net_cfg = from_dict(NetConfig, meta["net"], source=f"{cfg_path}: net")
+        except KeyError as exc:
+            raise ConfigError(f"{cfg_path}: missing {exc}") from exc
+        net = build_net(net_cfg)
+        weights = ckpt.load_tensors(directory / "model.safetensors")
+        missing, unexpected = net.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise MedidiffError(f"{directory / 'model.safetensors'}: does not match the config "
+                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        codec = WaveletCodec.from_pretrained(directory / "codec")
+        return cls(cfg, net_cfg, net.to(device), codec.to(device),
+                   model_hash=_file_hash(directory / "model.safetensors"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, X, Y, Z) that the model generates in image space."""
+        spatial = tuple(r // self.cfg.data.downsample for r in self.cfg.data.roi)
+        return (self.codec.in_channels, *spatial)
+
+    def provenance(self, seed: int, sampler: SamplerConfig) -> dict[str, Any]:
+        return {"generator": "medidiff.DiffusionPipeline", "model_hash": self.model_hash,
+                "config_hash": config_hash(self.cfg), "experiment": self.cfg.name, "seed": int(seed),
+                "sampler": sampler.name, "steps": sampler.num_steps, "guidance_scale": sampler.guidance_scale,
+                "objective": self.cfg.objective.type}
+
+    @torch.no_grad()
+    def __call__(self, seeds: Sequence[int], *, masks: torch.Tensor | None = None,
+                 sampler: SamplerConfig | None = None) -> list[GeneratedCase]:
+        """Generate one case per seed (the same seed gives the same case, alone or in a batch).
+
+        masks: (B, 3, X, Y, Z) WT/TC/ET in {0, 1}, required iff the model is mask-conditioned.
+        """
+        sampler = sampler or self.cfg.sampler
+        c, *spatial = self.image_shape
+        if self.cfg.conditioning.mask and masks is None:
+            raise MedidiffError("this model is mask-conditioned: give masks (--masks DIR or manifest)")
+        cond: dict[str, torch.Tensor] = {}
+        if masks is not None:
+            if not self.cfg.conditioning.mask:
+                raise MedidiffError("this model was not trained with mask conditioning: drop --masks")
+            if tuple(masks.shape[1:]) != (NUM_REGIONS, *spatial) or masks.shape[0] != len(seeds):
+                raise MedidiffError(f"masks have shape {tuple(masks.shape)}; expected ({len(seeds)}, 3, {', '.join(map(str, spatial))})")
+            cond["cond_image"] = self.codec.dwt(masks.to(self.device).float() * 2 - 1)
+        latent = self.codec.latent_shape((c, *spatial))
+        z = sample(self.objective, self.net, (len(seeds), *latent), config=sampler, seeds=list(seeds),
+                   cond=cond or None, device=self.device)
+        x = self.codec.decode(z).clamp(-1, 1).float().cpu().numpy()  # (B, C, X, Y, Z)
+        m = len(self.cfg.data.modalities)
+        out = []
+        for i, seed in enumerate(seeds):
+            if self.cfg.conditioning.generate_labels:
+                label = regions_to_labels(x[i, m:m + NUM_REGIONS])
+            elif masks is not None:
+                label = regions_to_labels(masks[i].cpu().numpy())
+            else:
+                label = None
+            out.append(GeneratedCase(seed=int(seed), images=x[i, :m], label=label,
+                                     modalities=list(self.cfg.data.modalities)))
+        return out
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema") -> Path:
+    """Consolidate the newest complete checkpoint of a diffusion run into a model folder.
+
+    The checkpoint's ``model.safetensors`` already holds full (gathered) weights whatever the
+    ZeRO stage, so export needs neither DeepSpeed nor a GPU.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    latest = ckpt.latest_complete(ckpt.checkpoint_root(run_dir))
+    if latest is None:
+        raise MedidiffError(f"{run_dir}: no complete checkpoint under {ckpt.checkpoint_root(run_dir)}")
+    state = ckpt.read_state(latest)
+    record = state.get("record") or {}
+    if record.get("kind") != KIND:
+        raise MedidiffError(f"{latest}: not a diffusion run (kind {record.get('kind')!r})")
+    tensors = ckpt.load_tensors(latest / f"{weights}.safetensors")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.save_tensors(out_dir / "model.safetensors", {k: v.float() for k, v in tensors.items()},
+                      metadata={"weights": weights, "step": str(state["step"])})
+    meta = {"kind": KIND, "config": record["config"], "net": record["net"], "codec": record["codec"],
+            "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
+            "source_checkpoint": str(latest)}
+    ckpt.write_atomic(out_dir / "config.json", json.dumps(meta, indent=2))
+    if (out_dir / "codec").exists():
+        shutil.rmtree(out_dir / "codec")
+    shutil.copytree(run_dir / "codec", out_dir / "codec")
+    return out_dir

@@ -1,0 +1,191 @@
+"""The diffusion stage: data -> latent codec -> denoiser trained by an objective, via the one loop.
+
+Channel layout of what the model generates (before the codec): the image modalities in
+``data.modalities`` order, then, with ``conditioning.generate_labels``, the WT/TC/ET region masks
+mapped to {-1, 1}. With ``conditioning.mask`` the region masks instead condition the net: they are
+wavelet-transformed with the same (unnormalised) transform and concatenated on channels, so the
+conditioning sits on the latent grid without losing detail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from medidiff.config import config_hash, save_resolved, to_dict
+from medidiff.data.dataset import collate_cases, make_dataset
+from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
+from medidiff.errors import MedidiffError
+from medidiff.experiment import ExperimentConfig
+from medidiff.latents.config import WaveletCodecConfig
+from medidiff.latents.wavelet import WaveletCodec
+from medidiff.nets import build_net
+from medidiff.nets.config import NetConfig
+from medidiff.objectives import build_objective
+from medidiff.training.loop import FitResult, fit
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NUM_REGIONS",
+    "run_dir_of",
+    "model_channels",
+    "build_codec_for",
+    "resolve_net_config",
+    "net_divisor",
+    "model_input",
+    "DiffusionLoss",
+    "train_diffusion",
+]
+
+NUM_REGIONS = 3  # WT, TC, ET
+
+
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir) / cfg.name
+
+
+def model_channels(cfg: ExperimentConfig) -> int:
+    """Channels the codec sees: modalities (+ generated region masks)."""
+    return len(cfg.data.modalities) + (NUM_REGIONS if cfg.conditioning.generate_labels else 0)
+
+
+def build_codec_for(cfg: ExperimentConfig) -> WaveletCodec:
+    mods = list(cfg.data.modalities) + (["WT", "TC", "ET"] if cfg.conditioning.generate_labels else [])
+    return WaveletCodec(WaveletCodecConfig(
+        type="wavelet", wavelet=cfg.latent.wavelet, levels=cfg.latent.levels,
+        in_channels=len(mods), modalities=mods,
+    ))
+
+
+def resolve_net_config(cfg: ExperimentConfig, codec: WaveletCodec) -> NetConfig:
+    """The net's channel counts follow from the codec and conditioning; logged, not guessed."""
+    cond = codec.latent_channels // codec.in_channels * NUM_REGIONS if cfg.conditioning.mask else 0
+    derived = dict(in_channels=codec.latent_channels, out_channels=codec.latent_channels, cond_channels=cond,
+                   time_scale=1.0)  # the objective already scales time to [0, num_train_steps)
+    changed = {k: (getattr(cfg.net, k), v) for k, v in derived.items() if getattr(cfg.net, k) != v}
+    if changed:
+        log.info("net channels derived from codec/conditioning: %s",
+                 ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+    return dataclasses.replace(cfg.net, **derived)
+
+
+def net_divisor(cfg: ExperimentConfig) -> int:
+    """The roi must divide by the codec's factor times the UNet's total downsampling."""
+    levels = len(cfg.net.channels) - 1
+    return 2**cfg.latent.levels * 2**levels * cfg.net.stem_patch
+
+
+def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(what the model generates in image space, region masks for conditioning or None)."""
+    image = batch["image"].float()  # (B, M, D, H, W) in [-1, 1]
+    regions = batch.get("label")
+    if (cfg.conditioning.generate_labels or cfg.conditioning.mask) and regions is None:
+        raise MedidiffError("this experiment uses label maps but the batch has none: are the cases labelled?")
+    if regions is not None:
+        regions = regions.float() * 2 - 1  # (B, 3, D, H, W) in {-1, 1}
+    if cfg.conditioning.generate_labels:
+        return torch.cat([image, regions], dim=1), None
+    return image, regions if cfg.conditioning.mask else None
+
+
+class DiffusionLoss:
+    """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss."""
+
+    def __init__(self, cfg: ExperimentConfig, codec: WaveletCodec, objective: Any) -> None:
+        self.cfg, self.codec, self.objective = cfg, codec, objective
+        self.names = codec.channel_names
+
+    def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if regions is None:
+            return {}
+        return {"cond_image": self.codec.dwt(regions)}  # (B, 8^L * 3, D', H', W')
+
+    def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
+        x, regions = model_input(batch, self.cfg)
+        with torch.no_grad():
+            z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')
+            cond = self.cond_of(regions)
+        loss, per_channel = self.objective.loss(net, z, cond, generator=gen)
+        logs = _group_by_band(per_channel, self.names)
+        return loss, logs
+
+
+def _group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """Mean loss per sub-band (over modalities) and per modality (over sub-bands)."""
+    bands: dict[str, list[float]] = {}
+    mods: dict[str, list[float]] = {}
+    for value, name in zip(per_channel.tolist(), names):
+        band, _, mod = name.partition(":")
+        bands.setdefault(band, []).append(value)
+        mods.setdefault(mod or "all", []).append(value)
+    out = {f"band/{k}": sum(v) / len(v) for k, v in bands.items()}
+    out.update({f"modality/{k}": sum(v) / len(v) for k, v in mods.items()})
+    return out
+
+
+def _datasets(cfg: ExperimentConfig, run_dir: Path):
+    if not cfg.data.manifest:
+        raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
+    manifest = read_manifest(cfg.data.manifest)
+    items = load_manifest(cfg.data.manifest, cfg.data.root or None)
+    if cfg.data.fold is not None:
+        train_items, val_items = split_folds(items, cfg.data.fold)
+    else:
+        train_items, val_items = items, []
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
+    kw = dict(divisor=net_divisor(cfg), cache_dir=cache_dir, label_map=label_map_of(manifest),
+              with_label=cfg.data.label_mode != "none")
+    train = make_dataset(train_items, cfg.data, train=True, **kw)
+    val = make_dataset(val_items, cfg.data, train=False, **kw) if val_items else None
+    return train, val
+
+
+def _fit_codec_stats(codec: WaveletCodec, dataset, cfg: ExperimentConfig) -> None:
+    loader = DataLoader(dataset, batch_size=max(1, cfg.train.micro_batch), shuffle=False, collate_fn=collate_cases)
+    codec.fit_stats((model_input(b, cfg)[0] for b in loader), max_batches=cfg.latent.stats_batches)
+
+
+def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+    """Train the diffusion stage described by ``cfg``; returns the loop's result."""
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir)
+    train_set, val_set = _datasets(cfg, run_dir)
+
+    codec_dir = run_dir / "codec"
+    if resume and (codec_dir / "config.json").is_file():
+        codec = WaveletCodec.from_pretrained(codec_dir)  # the stats the checkpoints were trained with
+    else:
+        codec = build_codec_for(cfg)
+        if cfg.latent.fit_stats:
+            _fit_codec_stats(codec, train_set, cfg)
+        codec.save_pretrained(codec_dir)
+    net_cfg = resolve_net_config(cfg, codec)
+    torch.manual_seed(cfg.seed)
+    net = build_net(net_cfg)
+    objective = build_objective(cfg.objective)
+    loss_fn = DiffusionLoss(cfg, codec, objective)
+    record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
+              "codec": to_dict(codec.config), "kind": "medidiff.diffusion"}
+
+    def val_fn(module: torch.nn.Module) -> dict[str, float]:
+        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
+        device = next(module.parameters()).device
+        losses = []
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)  # fixed: comparable over time
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                losses.append(float(loss_fn(module, batch, gen)[0]))
+        return {"loss": sum(losses) / max(1, len(losses))}
+
+    return fit(
+        net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
+        collate_fn=collate_cases, val_fn=val_fn if val_set is not None else None, progress=progress,
+    )
