@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+from pathlib import Path
 
 from medidiff.config import (
     ConfigError,
@@ -134,3 +135,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad = _write(tmp_path, "a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(bad)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_experiment_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig) and cfg.name

@@ -30,7 +30,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     write_manifest(build_brats_manifest(tmp / "data", num_folds=2), tmp / "m.json")
     cfg = load_config(None, [
         "name=tiny", f"output_dir={tmp / 'runs'}", f"data.manifest={tmp / 'm.json'}", f"data.root={tmp / 'data'}", "data.fold=null",
-        f"data.roi={list(SHAPE)}", "data.cache=memory", "net.channels=[16, 32]", "net.num_res_blocks=1",
+        f"data.roi={list(SHAPE)}", "data.cache=memory", "data.label_mode=regions", "conditioning.generate_labels=true", "net.channels=[16, 32]", "net.num_res_blocks=1",
         "net.norm_groups=8", "objective.type=flow", "sampler.name=euler", "sampler.num_steps=4",
         "train.max_steps=6", "train.micro_batch=2", "train.precision=fp32", "train.device=cpu",
         "train.ckpt_every=3", "train.log_every=1", "train.warmup_steps=1",

@@ -17,7 +17,7 @@ class ConditioningConfig:
     """
 
     mask: bool = False
-    generate_labels: bool = True
+    generate_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.mask and self.generate_labels:

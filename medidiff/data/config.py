@@ -63,7 +63,7 @@ class DataConfig:
     # block-averaged (area), labels take the block's majority label (ties -> higher label, so
     # thin tumour structures survive). Output size is roi // downsample.
     downsample: int = 1
-    label_mode: Literal["none", "labels", "onehot", "regions"] = "regions"
+    label_mode: Literal["none", "labels", "onehot", "regions"] = "labels"
     cache: Literal["none", "memory", "disk"] = "disk"
     cache_dir: str | None = None  # default: <run dir>/cache
     num_workers: int = 0
