@@ -7,10 +7,12 @@ overrides (``--set train.micro_batch=2``), not separate files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
+from medidiff.cascade.config import CascadeConfig
 from medidiff.conditioning.config import ConditioningConfig
 from medidiff.data.config import DataConfig
-from medidiff.latents.config import LatentStageConfig
+from medidiff.latents.config import LatentStageConfig, VAEConfig
 from medidiff.nets.config import NetConfig
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.samplers.config import SamplerConfig
@@ -20,6 +22,8 @@ from medidiff.training.config import TrainConfig
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"
+    # what `medidiff train` trains: the diffusion model, the VAE codec, or the cascade SR stage
+    stage: Literal["diffusion", "vae", "sr"] = "diffusion"
     seed: int = 0
     output_dir: str = "runs"  # runs are written to <output_dir>/<name>
     data: DataConfig = field(default_factory=DataConfig)
@@ -30,6 +34,8 @@ class ExperimentConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # previews and default generation
     train: TrainConfig = field(default_factory=TrainConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)  # stage vae
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)  # stage sr
 
     def __post_init__(self) -> None:
         uses_labels = self.conditioning.mask or self.conditioning.generate_labels

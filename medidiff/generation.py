@@ -16,7 +16,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,14 +28,14 @@ from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE
 from medidiff.data.geometry import to_reference_grid
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
-from medidiff.latents.wavelet import WaveletCodec
+from medidiff.latents import LatentCodec, load_codec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.samplers import sample
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.diffusion import NUM_REGIONS
+from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
 __all__ = ["GeneratedCase", "DiffusionPipeline", "export_run", "regions_to_labels", "grid_affine", "place_in_grid"]
 
@@ -93,7 +93,7 @@ def _file_hash(path: Path) -> str:
 class DiffusionPipeline:
     """A trained denoiser + codec + objective, callable to generate cases."""
 
-    def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: WaveletCodec,
+    def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: LatentCodec,
                  *, model_hash: str = "untracked") -> None:
         self.cfg, self.net_cfg, self.net, self.codec = cfg, net_cfg, net.eval(), codec
         self.objective = build_objective(cfg.objective)
@@ -120,7 +120,7 @@ class DiffusionPipeline:
         if missing or unexpected:
             raise MedidiffError(f"{directory / 'model.safetensors'}: does not match the config "
                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        codec = WaveletCodec.from_pretrained(directory / "codec")
+        codec = load_codec(directory / "codec")
         return cls(cfg, net_cfg, net.to(device), codec.to(device),
                    model_hash=_file_hash(directory / "model.safetensors"))
 
@@ -157,7 +157,7 @@ class DiffusionPipeline:
                 raise MedidiffError("this model was not trained with mask conditioning: drop --masks")
             if tuple(masks.shape[1:]) != (NUM_REGIONS, *spatial) or masks.shape[0] != len(seeds):
                 raise MedidiffError(f"masks have shape {tuple(masks.shape)}; expected ({len(seeds)}, 3, {', '.join(map(str, spatial))})")
-            cond["cond_image"] = self.codec.dwt(masks.to(self.device).float() * 2 - 1)
+            cond["cond_image"] = mask_to_latent_grid(self.codec, masks.to(self.device).float() * 2 - 1)
         latent = self.codec.latent_shape((c, *spatial))
         z = sample(self.objective, self.net, (len(seeds), *latent), config=sampler, seeds=list(seeds),
                    cond=cond or None, device=self.device)

@@ -30,17 +30,21 @@ def _train(args: argparse.Namespace) -> int:
     if dry_run(args, cfg):
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from medidiff.generation import export_run
-    from medidiff.training.diffusion import run_dir_of, train_diffusion
+    from medidiff.errors import MedidiffError
+    from medidiff.training.diffusion import run_dir_of
+    from medidiff.training.stages import STAGES
 
-    result = train_diffusion(cfg, resume=args.resume, progress=not args.no_progress)
+    if cfg.stage not in STAGES:
+        raise MedidiffError(f"stage {cfg.stage!r} cannot be trained yet (available: {sorted(STAGES)})")
+    train_stage, export_run = STAGES[cfg.stage]()
+    result = train_stage(cfg, resume=args.resume, progress=not args.no_progress)
     run_dir = run_dir_of(cfg)
     if result.final_step >= cfg.train.max_steps:
         import torch.distributed as dist
 
         if not dist.is_initialized() or dist.get_rank() == 0:
             model = export_run(run_dir, run_dir / "model")
-            print(f"trained {result.final_step} steps; model (EMA weights): {model}")
+            print(f"trained {result.final_step} steps ({cfg.stage}); model (EMA weights): {model}")
     else:
         print(f"stopped at step {result.final_step}; resume with: medidiff train -c {args.config} --resume")
     return 0

@@ -110,19 +110,38 @@ class WaveletCodecConfig(CodecConfig):
 class LatentStageConfig:
     """The ``latent:`` section of a diffusion experiment: which codec turns volumes into latents.
 
-    ``wavelet`` builds a parameter-free Haar (or other orthogonal) codec for the data's channels
+    ``pretrained`` loads a saved codec (a trained VAE, or a fitted wavelet codec) from ``path``;
+    its channels must match the data. ``wavelet`` builds a parameter-free Haar (or other orthogonal) codec for the data's channels
     and, with ``fit_stats``, fits its per-sub-band normalisation on ``stats_batches`` training
     batches before training; the fitted codec is saved with the model.
     """
 
-    type: Literal["wavelet"] = "wavelet"
+    type: Literal["wavelet", "pretrained"] = "wavelet"
     wavelet: str = "haar"
     levels: int = 1
-    fit_stats: bool = True
+    path: str | None = None  # (pretrained) a saved codec folder, e.g. a trained VAE's RUN/codec
+    fit_stats: bool = True  # (wavelet) fit per-sub-band statistics before training
     stats_batches: int = 8
 
     def __post_init__(self) -> None:
+        if self.type == "pretrained" and not self.path:
+            raise ValueError("latent.type 'pretrained' needs latent.path (a codec folder with config.json)")
         if not 1 <= self.levels <= 3:
             raise ValueError(f"levels must be 1, 2 or 3, got {self.levels}")
         if self.stats_batches < 1:
             raise ValueError(f"stats_batches must be >= 1, got {self.stats_batches}")
+
+
+@dataclass
+class VAEConfig:
+    """The ``vae:`` section: architecture and losses of a 3D KL autoencoder (stage ``vae``).
+
+    (Filled in by the VAE codec work; fields here are the agreed minimum.)
+    """
+
+    latent_channels: int = 4
+    downsample: Literal[4, 8] = 4  # per axis
+
+    def __post_init__(self) -> None:
+        if self.latent_channels < 1:
+            raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")

@@ -22,6 +22,7 @@ from medidiff.data.dataset import collate_cases, make_dataset
 from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
+from medidiff.latents import LatentCodec, load_codec
 from medidiff.latents.config import WaveletCodecConfig
 from medidiff.latents.wavelet import WaveletCodec
 from medidiff.nets import build_net
@@ -36,6 +37,8 @@ __all__ = [
     "run_dir_of",
     "model_channels",
     "build_codec_for",
+    "mask_to_latent_grid",
+    "mask_channels",
     "resolve_net_config",
     "net_divisor",
     "model_input",
@@ -55,17 +58,43 @@ def model_channels(cfg: ExperimentConfig) -> int:
     return len(cfg.data.modalities) + (NUM_REGIONS if cfg.conditioning.generate_labels else 0)
 
 
-def build_codec_for(cfg: ExperimentConfig) -> WaveletCodec:
+def build_codec_for(cfg: ExperimentConfig) -> LatentCodec:
+    """The experiment's codec: a fresh wavelet codec, or a saved one (``latent.type: pretrained``)."""
     mods = list(cfg.data.modalities) + (["WT", "TC", "ET"] if cfg.conditioning.generate_labels else [])
+    if cfg.latent.type == "pretrained":
+        codec = load_codec(cfg.latent.path)
+        if codec.in_channels != len(mods):
+            raise MedidiffError(
+                f"latent.path {cfg.latent.path}: the codec takes {codec.in_channels} channels but this experiment "
+                f"generates {len(mods)} ({', '.join(mods)})"
+            )
+        return codec
     return WaveletCodec(WaveletCodecConfig(
         type="wavelet", wavelet=cfg.latent.wavelet, levels=cfg.latent.levels,
         in_channels=len(mods), modalities=mods,
     ))
 
 
-def resolve_net_config(cfg: ExperimentConfig, codec: WaveletCodec) -> NetConfig:
+def mask_to_latent_grid(codec: LatentCodec, regions: torch.Tensor) -> torch.Tensor:
+    """Region masks (B, 3, D, H, W) in {-1, 1} on the latent grid, for channel concatenation.
+
+    A wavelet codec transforms them losslessly (unnormalised DWT: (B, 8^L * 3, D', H', W'));
+    other codecs average them over each latent voxel's footprint (B, 3, D', H', W').
+    """
+    if isinstance(codec, WaveletCodec):
+        return codec.dwt(regions)
+    return torch.nn.functional.avg_pool3d(regions, kernel_size=codec.downsampling_factor)
+
+
+def mask_channels(codec: LatentCodec) -> int:
+    if isinstance(codec, WaveletCodec):
+        return codec.latent_channels // codec.in_channels * NUM_REGIONS
+    return NUM_REGIONS
+
+
+def resolve_net_config(cfg: ExperimentConfig, codec: LatentCodec) -> NetConfig:
     """The net's channel counts follow from the codec and conditioning; logged, not guessed."""
-    cond = codec.latent_channels // codec.in_channels * NUM_REGIONS if cfg.conditioning.mask else 0
+    cond = mask_channels(codec) if cfg.conditioning.mask else 0
     derived = dict(in_channels=codec.latent_channels, out_channels=codec.latent_channels, cond_channels=cond,
                    time_scale=1.0)  # the objective already scales time to [0, num_train_steps)
     changed = {k: (getattr(cfg.net, k), v) for k, v in derived.items() if getattr(cfg.net, k) != v}
@@ -97,19 +126,20 @@ def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Ten
 class DiffusionLoss:
     """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss."""
 
-    def __init__(self, cfg: ExperimentConfig, codec: WaveletCodec, objective: Any) -> None:
+    def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any) -> None:
         self.cfg, self.codec, self.objective = cfg, codec, objective
-        self.names = codec.channel_names
+        names = getattr(codec, "channel_names", None)
+        self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
 
     def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if regions is None:
             return {}
-        return {"cond_image": self.codec.dwt(regions)}  # (B, 8^L * 3, D', H', W')
+        return {"cond_image": mask_to_latent_grid(self.codec, regions)}
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
         x, regions = model_input(batch, self.cfg)
         with torch.no_grad():
-            z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')
+            z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
             cond = self.cond_of(regions)
         loss, per_channel = self.objective.loss(net, z, cond, generator=gen)
         logs = _group_by_band(per_channel, self.names)
@@ -146,7 +176,7 @@ def _datasets(cfg: ExperimentConfig, run_dir: Path):
     return train, val
 
 
-def _fit_codec_stats(codec: WaveletCodec, dataset, cfg: ExperimentConfig) -> None:
+def _fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
     loader = DataLoader(dataset, batch_size=max(1, cfg.train.micro_batch), shuffle=False, collate_fn=collate_cases)
     codec.fit_stats((model_input(b, cfg)[0] for b in loader), max_batches=cfg.latent.stats_batches)
 
@@ -160,10 +190,10 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
 
     codec_dir = run_dir / "codec"
     if resume and (codec_dir / "config.json").is_file():
-        codec = WaveletCodec.from_pretrained(codec_dir)  # the stats the checkpoints were trained with
+        codec = load_codec(codec_dir)  # the statistics the checkpoints were trained with
     else:
         codec = build_codec_for(cfg)
-        if cfg.latent.fit_stats:
+        if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             _fit_codec_stats(codec, train_set, cfg)
         codec.save_pretrained(codec_dir)
     net_cfg = resolve_net_config(cfg, codec)

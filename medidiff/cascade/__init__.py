@@ -1,0 +1,1 @@
+"""Cascade super-resolution: a stage conditioned on the upsampled low-resolution volume."""
