@@ -12,6 +12,7 @@ from typing import Literal
 from medidiff.cascade.config import CascadeConfig
 from medidiff.conditioning.config import ConditioningConfig
 from medidiff.data.config import DataConfig
+from medidiff.eval.config import EvalConfig
 from medidiff.latents.config import LatentStageConfig, VAEConfig
 from medidiff.nets.config import NetConfig
 from medidiff.objectives.config import ObjectiveConfig
@@ -36,6 +37,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)  # stage vae
     cascade: CascadeConfig = field(default_factory=CascadeConfig)  # stage sr
+    eval: EvalConfig = field(default_factory=EvalConfig)  # medidiff evaluate
 
     def __post_init__(self) -> None:
         uses_labels = self.conditioning.mask or self.conditioning.generate_labels

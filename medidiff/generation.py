@@ -16,7 +16,8 @@ import hashlib
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
-__all__ = ["GeneratedCase", "DiffusionPipeline", "export_run", "regions_to_labels", "grid_affine", "place_in_grid"]
+__all__ = ["GeneratedCase", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash", "regions_to_labels", "grid_affine", "place_in_grid"]
 
 KIND = "medidiff.diffusion"
 
@@ -82,7 +83,42 @@ class GeneratedCase:
     modalities: list[str]
 
 
-def _file_hash(path: Path) -> str:
+def load_model_folder(directory: str | Path, kind: str) -> tuple[ExperimentConfig, NetConfig, torch.nn.Module,
+                                                                 LatentCodec, str]:
+    """Read a model folder of ``kind``: (experiment config, net config, net with weights, codec,
+    hash of the weights file). Shared by every pipeline."""
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise MedidiffError(f"{directory}: not a medidiff model folder (no config.json); "
+                            "make one with `medidiff export RUN -o DIR`")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("kind") != kind:
+        raise MedidiffError(f"{cfg_path}: a {meta.get('kind')!r} model, not {kind!r}")
+    try:
+        cfg = from_dict(ExperimentConfig, meta["config"], source=str(cfg_path))
+        net_cfg = from_dict(NetConfig, meta["net"], source=f"{cfg_path}: net")
+    except KeyError as exc:
+        raise ConfigError(f"{cfg_path}: missing {exc}") from exc
+    net = build_net(net_cfg)
+    weights_path = directory / "model.safetensors"
+    missing, unexpected = net.load_state_dict(ckpt.load_tensors(weights_path), strict=False)
+    if missing or unexpected:
+        raise MedidiffError(f"{weights_path}: does not match the config "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return cfg, net_cfg, net.eval(), load_codec(directory / "codec"), file_hash(weights_path)
+
+
+def image_space_clamp(codec: LatentCodec) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x0 -> encode(clamp(decode(x0), -1, 1)): clip the x0 prediction in data space.
+
+    Clamping normalised latent coefficients to [-1, 1] would cut most of the signal (each channel
+    has unit std); WDM likewise clamps after the inverse DWT.
+    """
+    return lambda z: codec.encode(codec.decode(z).clamp(-1, 1))
+
+
+def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -101,28 +137,8 @@ class DiffusionPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> DiffusionPipeline:
-        directory = Path(directory)
-        cfg_path = directory / "config.json"
-        if not cfg_path.is_file():
-            raise MedidiffError(f"{directory}: not a medidiff model folder (no config.json); "
-                                "make one with `medidiff export RUN -o DIR`")
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("kind") != KIND:
-            raise MedidiffError(f"{cfg_path}: kind {meta.get('kind')!r} is not a diffusion model ({KIND!r})")
-        try:
-            cfg = from_dict(ExperimentConfig, meta["config"], source=str(cfg_path))
-            net_cfg = from_dict(NetConfig, meta["net"], source=f"{cfg_path}: net")
-        except KeyError as exc:
-            raise ConfigError(f"{cfg_path}: missing {exc}") from exc
-        net = build_net(net_cfg)
-        weights = ckpt.load_tensors(directory / "model.safetensors")
-        missing, unexpected = net.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise MedidiffError(f"{directory / 'model.safetensors'}: does not match the config "
-                                f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        codec = load_codec(directory / "codec")
-        return cls(cfg, net_cfg, net.to(device), codec.to(device),
-                   model_hash=_file_hash(directory / "model.safetensors"))
+        cfg, net_cfg, net, codec, model_hash = load_model_folder(directory, KIND)
+        return cls(cfg, net_cfg, net.to(device), codec.to(device), model_hash=model_hash)
 
     @property
     def device(self) -> torch.device:
@@ -159,8 +175,9 @@ class DiffusionPipeline:
                 raise MedidiffError(f"masks have shape {tuple(masks.shape)}; expected ({len(seeds)}, 3, {', '.join(map(str, spatial))})")
             cond["cond_image"] = mask_to_latent_grid(self.codec, masks.to(self.device).float() * 2 - 1)
         latent = self.codec.latent_shape((c, *spatial))
-        z = sample(self.objective, self.net, (len(seeds), *latent), config=sampler, seeds=list(seeds),
-                   cond=cond or None, device=self.device)
+        clamp = image_space_clamp(self.codec) if sampler.clip_x0 else None
+        z = sample(self.objective, self.net, (len(seeds), *latent), config=replace(sampler, clip_x0=False),
+                   seeds=list(seeds), cond=cond or None, device=self.device, x0_transform=clamp)
         x = self.codec.decode(z).clamp(-1, 1).float().cpu().numpy()  # (B, C, X, Y, Z)
         m = len(self.cfg.data.modalities)
         out = []
@@ -176,8 +193,9 @@ class DiffusionPipeline:
         return out
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema") -> Path:
-    """Consolidate the newest complete checkpoint of a diffusion run into a model folder.
+def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema",
+               kind: str = KIND) -> Path:
+    """Consolidate the newest complete checkpoint of a run of ``kind`` into a model folder.
 
     The checkpoint's ``model.safetensors`` already holds full (gathered) weights whatever the
     ZeRO stage, so export needs neither DeepSpeed nor a GPU.
@@ -188,13 +206,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
         raise MedidiffError(f"{run_dir}: no complete checkpoint under {ckpt.checkpoint_root(run_dir)}")
     state = ckpt.read_state(latest)
     record = state.get("record") or {}
-    if record.get("kind") != KIND:
-        raise MedidiffError(f"{latest}: not a diffusion run (kind {record.get('kind')!r})")
+    if record.get("kind") != kind:
+        raise MedidiffError(f"{latest}: a {record.get('kind')!r} run, not {kind!r}")
     tensors = ckpt.load_tensors(latest / f"{weights}.safetensors")
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt.save_tensors(out_dir / "model.safetensors", {k: v.float() for k, v in tensors.items()},
                       metadata={"weights": weights, "step": str(state["step"])})
-    meta = {"kind": KIND, "config": record["config"], "net": record["net"], "codec": record["codec"],
+    meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
             "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
             "source_checkpoint": str(latest)}
     ckpt.write_atomic(out_dir / "config.json", json.dumps(meta, indent=2))

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One OpenMP thread: on a shared 2-core machine two threads per process thrash (a tiny SegResNet
+# step went from 0.13 s to 12-21 s when the other core was busy).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

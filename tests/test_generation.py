@@ -112,3 +112,58 @@ def test_regions_to_labels_keeps_nesting():
 def test_generate_errors_are_clear(tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path), "--num", "1", "--out", str(tmp_path / "o")]) == 2
     assert "not a medidiff model folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def mask_model(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("maskgen")
+    write_phantom_dataset(tmp / "data", 4, shape=(32, 32, 24), seed=1, tumour_fraction=1.0, progress=False)
+    write_manifest(build_brats_manifest(tmp / "data", num_folds=2), tmp / "m.json")
+    cfg = load_config(None, [
+        "name=masked", f"output_dir={tmp / 'runs'}", f"data.manifest={tmp / 'm.json'}", f"data.root={tmp / 'data'}",
+        "data.fold=null", f"data.roi={list(SHAPE)}", "data.cache=memory", "data.label_mode=regions",
+        "conditioning.mask=true", "net.channels=[16, 32]", "net.num_res_blocks=1", "net.norm_groups=8",
+        "objective.type=flow", "sampler.name=euler", "sampler.num_steps=3", "sampler.clip_x0=true",
+        "train.max_steps=3", "train.micro_batch=2", "train.precision=fp32", "train.device=cpu",
+        "train.log_every=1", "train.warmup_steps=1",
+    ])
+    train_diffusion(cfg, progress=False)
+    return export_run(run_dir_of(cfg), tmp / "model")
+
+
+def _write_label(path: Path, label: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(label.astype(np.uint8), np.eye(4)), str(path))
+
+
+def test_mask_conditioned_generation_writes_the_given_mask(mask_model, tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    label = np.zeros(SHAPE, np.uint8)
+    label[4:10, 4:10, 4:10] = 2
+    label[6:8, 6:8, 6:8] = 1
+    label[5, 5, 5] = 3
+    _write_label(masks / "a.nii.gz", label)
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(mask_model), "--num", "2", "--out", str(out), "--masks", str(masks),
+                 "--no-progress"]) == 0
+    written = np.asarray(nib.load(out / "case_0001" / "seg.nii.gz").dataobj)
+    np.testing.assert_array_equal(written, label)  # the conditioning mask is the case's label
+
+
+def test_bad_masks_are_clear_errors(mask_model, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _write_label(masks / "wrong_shape.nii.gz", np.zeros((8, 8, 8)))
+    args = ["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "o"), "--masks", str(masks)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "wrong_shape.nii.gz" in err and "shape" in err
+    (masks / "wrong_shape.nii.gz").unlink()
+    bad = np.zeros(SHAPE)
+    bad[0, 0, 0] = 5
+    _write_label(masks / "bad_labels.nii.gz", bad)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bad_labels.nii.gz" in err and "[5]" in err
+    assert main(args[:-2]) == 2
+    assert "mask-conditioned" in capsys.readouterr().err

@@ -12,6 +12,9 @@ from medidiff.errors import MedidiffError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate synthetic cases from a trained model")
     p.add_argument("--model", required=True, help="model folder (from `medidiff export` or RUN/model)")
+    p.add_argument("--sr-model", help="super-resolution model folder: cascade the base model to the full grid")
+    p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
+                                   "output grid (case i uses file i mod n, sorted by name)")
     p.add_argument("--num", type=int, required=True, help="number of cases")
     p.add_argument("--out", required=True, help="output folder: case_XXXX/{t1n,t1c,t2w,t2f,seg}.nii.gz")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's sampler config)")
@@ -43,7 +46,15 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MedidiffError(f"--device {args.device}: no CUDA device on this machine; use --device cpu")
-    pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device)
+    if args.sr_model:
+        from medidiff.cascade.pipeline import CascadePipeline
+
+        pipe = CascadePipeline.from_pretrained(args.model, args.sr_model, device=args.device)
+    else:
+        pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device)
+    masks = load_masks(args.masks, tuple(pipe.image_shape[1:])) if args.masks else None
+    if pipe.cfg.conditioning.mask and masks is None:
+        raise MedidiffError("this model is mask-conditioned: give --masks (a folder of label maps)")
     sampler = pipe.cfg.sampler
     if args.sampler:
         sampler = replace(sampler, name=args.sampler, eta=0.0 if args.sampler != "ddim" else sampler.eta)
@@ -67,7 +78,12 @@ def _generate(args: argparse.Namespace) -> int:
 
     for start in range(0, len(todo), args.batch):
         idx = todo[start:start + args.batch]
-        cases = pipe([args.seed + i for i in idx], sampler=sampler)
+        batch_masks = None
+        if masks is not None:
+            import torch as _t
+
+            batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
+        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks)
         for i, gen in zip(idx, cases):
             case = out / f"case_{i:04d}"
             prov = {**pipe.provenance(gen.seed, sampler), "case": case.name, "geometry": args.geometry}
@@ -87,3 +103,31 @@ def _generate(args: argparse.Namespace) -> int:
     bar.close()
     print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else ""))
     return 0
+
+
+def load_masks(folder: str, shape: tuple[int, ...]) -> "torch.Tensor":
+    """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid."""
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    from medidiff.data.brats import LABEL_VALUES, REGIONS
+    from medidiff.errors import DataError
+
+    files = sorted(Path(folder).glob("*.nii*"))
+    if not files:
+        raise MedidiffError(f"--masks {folder}: no .nii/.nii.gz label maps found")
+    out = []
+    for f in files:
+        try:
+            label = np.asarray(nib.as_closest_canonical(nib.load(str(f))).dataobj)
+        except Exception as exc:  # nibabel raises many types for bad files
+            raise DataError(f, f"unreadable label map ({type(exc).__name__}: {exc})") from exc
+        if label.shape != shape:
+            raise DataError(f, f"label map has shape {label.shape}; the model generates {shape} (RAS): "
+                               "resample it to the model grid first")
+        values = set(np.unique(label).tolist())
+        if not values <= set(LABEL_VALUES):
+            raise DataError(f, f"labels {sorted(values - set(LABEL_VALUES))} outside {list(LABEL_VALUES)}")
+        out.append(torch.from_numpy(np.stack([np.isin(label, v) for v in REGIONS.values()]).astype(np.float32)))
+    return torch.stack(out)

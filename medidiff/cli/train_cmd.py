@@ -53,8 +53,8 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     if dry_run(args, options_of(args)):
         return 0
-    from medidiff.generation import export_run
+    from medidiff.training.stages import export_stage_run
 
-    out = export_run(args.run, args.out, weights=args.weights)
+    out = export_stage_run(args.run, args.out, weights=args.weights)
     print(f"exported {args.weights} weights to {out}")
     return 0

@@ -24,7 +24,8 @@ from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents import LatentCodec, load_codec
 from medidiff.latents.config import WaveletCodecConfig
-from medidiff.latents.wavelet import WaveletCodec
+from medidiff.latents.haar import fast_dwt3
+from medidiff.latents.wavelet import WaveletCodec, periodized_dwt3
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
@@ -43,6 +44,9 @@ __all__ = [
     "net_divisor",
     "model_input",
     "DiffusionLoss",
+    "group_by_band",
+    "build_datasets",
+    "fit_codec_stats",
     "train_diffusion",
 ]
 
@@ -82,7 +86,10 @@ def mask_to_latent_grid(codec: LatentCodec, regions: torch.Tensor) -> torch.Tens
     other codecs average them over each latent voxel's footprint (B, 3, D', H', W').
     """
     if isinstance(codec, WaveletCodec):
-        return codec.dwt(regions)
+        # codec.dwt checks for the codec's own channel count; the masks have 3 channels
+        if codec.config.wavelet == "haar":
+            return fast_dwt3(regions, codec.config.levels, backend=codec.backend)
+        return periodized_dwt3(regions, codec.config.wavelet)
     return torch.nn.functional.avg_pool3d(regions, kernel_size=codec.downsampling_factor)
 
 
@@ -142,11 +149,11 @@ class DiffusionLoss:
             z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
             cond = self.cond_of(regions)
         loss, per_channel = self.objective.loss(net, z, cond, generator=gen)
-        logs = _group_by_band(per_channel, self.names)
+        logs = group_by_band(per_channel, self.names)
         return loss, logs
 
 
-def _group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, float]:
+def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, float]:
     """Mean loss per sub-band (over modalities) and per modality (over sub-bands)."""
     bands: dict[str, list[float]] = {}
     mods: dict[str, list[float]] = {}
@@ -159,7 +166,7 @@ def _group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, flo
     return out
 
 
-def _datasets(cfg: ExperimentConfig, run_dir: Path):
+def build_datasets(cfg: ExperimentConfig, run_dir: Path):
     if not cfg.data.manifest:
         raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
     manifest = read_manifest(cfg.data.manifest)
@@ -176,7 +183,7 @@ def _datasets(cfg: ExperimentConfig, run_dir: Path):
     return train, val
 
 
-def _fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
+def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
     loader = DataLoader(dataset, batch_size=max(1, cfg.train.micro_batch), shuffle=False, collate_fn=collate_cases)
     codec.fit_stats((model_input(b, cfg)[0] for b in loader), max_batches=cfg.latent.stats_batches)
 
@@ -186,7 +193,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir)
-    train_set, val_set = _datasets(cfg, run_dir)
+    train_set, val_set = build_datasets(cfg, run_dir)
 
     codec_dir = run_dir / "codec"
     if resume and (codec_dir / "config.json").is_file():
@@ -194,7 +201,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     else:
         codec = build_codec_for(cfg)
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
-            _fit_codec_stats(codec, train_set, cfg)
+            fit_codec_stats(codec, train_set, cfg)
         codec.save_pretrained(codec_dir)
     net_cfg = resolve_net_config(cfg, codec)
     torch.manual_seed(cfg.seed)

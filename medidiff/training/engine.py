@@ -195,8 +195,16 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
     bf16 = ds.setdefault("bf16", {})
     _fill(bf16, "enabled", cfg.precision == "bf16", f"{src}: bf16")
     if cfg.precision == "bf16":
-        # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
-        ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+        stage = int(ds.get("zero_optimization", {}).get("stage", 0))
+        if stage >= 1:
+            # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
+            ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+        elif cfg.grad_accum > 1:
+            # DeepSpeed's stage 0 with bf16 weights only accumulates in bf16.
+            raise ConfigError(
+                f"{src}: ZeRO stage 0 with precision bf16 accumulates gradients in bf16, which diverges with "
+                f"grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision autocast-bf16"
+            )
     if ds.get("fp16", {}).get("enabled") is True:
         raise ConfigError(f"{src}: fp16 is not supported (use bf16: no loss scaling needed)")
     if "optimizer" in ds or "scheduler" in ds:

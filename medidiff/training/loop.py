@@ -19,8 +19,6 @@ within floating-point tolerance.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -176,6 +174,8 @@ def fit(
     if resume and resume_from is None and dist.is_main:
         log.warning("--resume: no complete checkpoint under %s; starting from step 0", root)
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest 3D conv
     model = model.to(device)
     # DeepSpeed broadcasts parameters as byte views, which needs plain contiguous weights;
     # channels_last nets keep their activations channels_last, so convs still run in NDHWC.
@@ -187,6 +187,8 @@ def fit(
     names = [n for n, _ in named]
     ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
     engine = build_engine(model, cfg, dist)
+    if cfg.compile:
+        engine.compile()  # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
 
     step, epoch, position = 0, 0, 0
     if resume_from is not None:

@@ -1,0 +1,195 @@
+"""Seconds per full-resolution case: base model + cascade SR (flow, K steps) vs 1000-step DDPM.
+
+Full setting (``--device cuda``): BraTS 240x240x155 x 4 modalities (+ WT/TC/ET channels), padded
+to the grid 240x240x160. The base model samples the 120x120x80 grid (1-level Haar latent
+60x60x40 x 56 channels), the SR stage upsamples x2 (latent 120x120x80 x 56, conditioned on 56
+more channels). Both nets have RANDOM weights: the numbers are timings only (sampling cost does
+not depend on the weights). Per case: base sampling + SR sampling + decoding + label extraction,
+through the public pipelines (``CascadePipeline``), batch 1.
+
+Rows:
+  cascade_flow_K      flow matching, Euler, K steps in each stage (measured end to end)
+  cascade_ddpm_1000   the same nets as a DDPM cascade with the 1000-step ancestral sampler;
+                      timed at n and 2n steps per stage (n = ``--ddpm-measure-steps``), which
+                      separates the fixed cost from the per-step cost, and extrapolated to 1000
+                      steps (each DDPM step is one net call, like an Euler step); ``--ddpm-full``
+                      times all 1000
+
+Examples::
+
+    python benchmarks/cascade_bench.py --device cuda                   # H100/H200, bf16 autocast
+    python benchmarks/cascade_bench.py --device cuda --steps 10 30 --sr-mode whole patches --compile
+    python benchmarks/cascade_bench.py --device cpu --tiny             # CPU smoke (seconds)
+
+Writes ``benchmarks/results/cascade_<device>_<date>.json`` (or ``--out``) with device, date,
+command, shapes, steps and seconds per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medidiff.cascade.config import CascadeConfig
+from medidiff.cascade.pipeline import CascadePipeline, SRPipeline
+from medidiff.cascade.sr_task import resolve_sr_net_config
+from medidiff.conditioning.config import ConditioningConfig
+from medidiff.data.config import DataConfig
+from medidiff.experiment import ExperimentConfig
+from medidiff.generation import DiffusionPipeline
+from medidiff.nets import build_net, count_parameters
+from medidiff.nets.config import NetConfig
+from medidiff.objectives.config import ObjectiveConfig
+from medidiff.samplers.config import SamplerConfig
+from medidiff.training.diffusion import build_codec_for, resolve_net_config
+
+FULL = dict(roi=(240, 240, 160), base_channels=(64, 128, 256), base_blocks=(1, 2, 2),
+            sr_channels=(64, 128, 256), sr_blocks=(1, 2, 2), patch=(96, 96, 96), groups=32)
+TINY = dict(roi=(32, 32, 32), base_channels=(16, 32), base_blocks=(1, 1),
+            sr_channels=(16, 32), sr_blocks=(1, 1), patch=(16, 16, 16), groups=8)
+
+
+def _experiment(setting: dict[str, Any], *, stage: str, objective: str, sr_mode: str) -> ExperimentConfig:
+    channels = setting["sr_channels" if stage == "sr" else "base_channels"]
+    blocks = setting["sr_blocks" if stage == "sr" else "base_blocks"]
+    return ExperimentConfig(
+        name=f"bench_{stage}", stage=stage,  # type: ignore[arg-type]
+        data=DataConfig(roi=setting["roi"], downsample=1 if stage == "sr" else 2, label_mode="regions"),
+        conditioning=ConditioningConfig(generate_labels=True),
+        net=NetConfig(channels=channels, num_res_blocks=blocks, norm_groups=setting["groups"]),
+        objective=ObjectiveConfig(type=objective),  # type: ignore[arg-type]
+        sampler=SamplerConfig(name="euler" if objective == "flow" else "ddpm"),
+        cascade=CascadeConfig(scale=2, patch_size=setting["patch"], sample_mode=sr_mode),  # type: ignore[arg-type]
+    )
+
+
+def build_cascade(setting: dict[str, Any], *, objective: str, sr_mode: str, device: str, compile: bool) -> CascadePipeline:
+    """Random-weight base + SR pipelines for ``setting`` (timing only)."""
+    base_cfg = _experiment(setting, stage="diffusion", objective=objective, sr_mode=sr_mode)
+    codec = build_codec_for(base_cfg)
+    net_cfg = resolve_net_config(base_cfg, codec)
+    base = DiffusionPipeline(base_cfg, net_cfg, build_net(net_cfg).to(device), codec.to(device))
+    sr_cfg = _experiment(setting, stage="sr", objective=objective, sr_mode=sr_mode)
+    sr_codec = build_codec_for(sr_cfg)
+    sr_net_cfg = resolve_sr_net_config(sr_cfg, sr_codec)
+    sr = SRPipeline(sr_cfg, sr_net_cfg, build_net(sr_net_cfg).to(device), sr_codec.to(device))
+    if compile:
+        base.net.compile_blocks()
+        sr.net.compile_blocks()
+    return CascadePipeline(base, sr)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_cases(pipe: CascadePipeline, steps: int, *, cases: int, device: str, autocast: Any) -> float:
+    """Seconds per case (batch 1) after one warm-up case, each stage sampling ``steps`` steps."""
+    base_s = dataclasses.replace(pipe.base.cfg.sampler, num_steps=steps)
+    sr_s = dataclasses.replace(pipe.sr.cfg.sampler, num_steps=steps)
+    with autocast:
+        pipe([10_000], sampler=base_s, sr_sampler=sr_s)  # warm-up (cuDNN autotune, compilation)
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(cases):
+            pipe([i], sampler=base_s, sr_sampler=sr_s)
+        _sync(device)
+    return (time.perf_counter() - start) / cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda", help="cuda or cpu")
+    p.add_argument("--tiny", action="store_true", help="32^3 grid and tiny nets (CPU smoke test)")
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 30], help="flow steps K per stage")
+    p.add_argument("--ddpm-steps", type=int, default=1000)
+    p.add_argument("--ddpm-measure-steps", type=int, default=20, help="steps timed, then extrapolated")
+    p.add_argument("--ddpm-full", action="store_true", help="time all --ddpm-steps (slow)")
+    p.add_argument("--sr-mode", nargs="+", choices=["whole", "patches"], default=["whole"])
+    p.add_argument("--cases", type=int, default=2, help="timed cases (after one warm-up case)")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default=None, help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile every UNet block")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here; use --device cpu --tiny")
+    setting = TINY if args.tiny else FULL
+    precision = args.precision or ("bf16" if args.device.startswith("cuda") else "fp32")
+    autocast = (torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
+                if precision == "bf16" else contextlib.nullcontext())
+    torch.manual_seed(0)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        name = torch.cuda.get_device_name()
+    else:
+        name = platform.processor() or platform.machine()
+
+    results = []
+    for mode in args.sr_mode:
+        flow = build_cascade(setting, objective="flow", sr_mode=mode, device=args.device, compile=args.compile)
+        for k in args.steps:
+            sec = time_cases(flow, k, cases=args.cases, device=args.device, autocast=autocast)
+            results.append({"name": f"cascade_flow_{k}", "objective": "flow", "sampler": "euler", "base_steps": k,
+                            "sr_steps": k, "sr_mode": mode, "seconds_per_case": round(sec, 4), "measured": True})
+            print(json.dumps(results[-1]), flush=True)
+        del flow
+        ddpm = build_cascade(setting, objective="ddpm", sr_mode=mode, device=args.device, compile=args.compile)
+        row = {"name": f"cascade_ddpm_{args.ddpm_steps}", "objective": "ddpm", "sampler": "ddpm",
+               "base_steps": args.ddpm_steps, "sr_steps": args.ddpm_steps, "sr_mode": mode, "measured": args.ddpm_full}
+        if args.ddpm_full:
+            row["seconds_per_case"] = round(time_cases(ddpm, args.ddpm_steps, cases=args.cases, device=args.device,
+                                                       autocast=autocast), 3)
+        else:  # cost = fixed (decode, conditioning) + steps x per-step cost; two runs separate the two
+            n = min(args.ddpm_measure_steps, args.ddpm_steps)
+            t1 = time_cases(ddpm, n, cases=1, device=args.device, autocast=autocast)
+            t2 = time_cases(ddpm, 2 * n, cases=1, device=args.device, autocast=autocast)
+            per_step = max(t2 - t1, 0.0) / n
+            row["seconds_per_case"] = round(t1 - n * per_step + args.ddpm_steps * per_step, 3)
+            row.update(extrapolated_from_steps=[n, 2 * n], measured_seconds_per_case=[round(t1, 4), round(t2, 4)],
+                       seconds_per_step_both_stages=round(per_step, 5))
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        del ddpm
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    probe = build_cascade(setting, objective="flow", sr_mode="whole", device="cpu", compile=False)
+    c, *roi = probe.sr.high_res_shape
+    record = {
+        "benchmark": "cascade", "device": name, "device_arg": args.device,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "torch": torch.__version__, "precision": precision, "compile": args.compile,
+        "weights": "random (timing only: sampling cost does not depend on the weights)",
+        "setting": "tiny" if args.tiny else "full",
+        "shapes": {"output_case": [len(probe.cfg.data.modalities), *roi], "brats_case": [4, 240, 240, 155],
+                   "generated_channels": c, "base_grid": list(probe.base.image_shape[1:]),
+                   "base_latent": list(probe.base.codec.latent_shape(probe.base.image_shape)),
+                   "sr_latent": list(probe.sr.codec.latent_shape(probe.sr.high_res_shape)),
+                   "sr_patch": list(setting["patch"])},
+        "nets": {"base_params": count_parameters(probe.base.net), "sr_params": count_parameters(probe.sr.net),
+                 "base_channels": list(setting["base_channels"]), "sr_channels": list(setting["sr_channels"])},
+        "batch": 1, "cases_timed": args.cases, "target_seconds_per_case": 5.0, "results": results,
+    }
+    out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
+                                           f"cascade_{name.replace(' ', '-')}_{dt.date.today():%Y%m%d}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

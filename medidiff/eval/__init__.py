@@ -1,0 +1,275 @@
+"""Evaluation of synthetic data: segmentation utility and mask fidelity, image metrics, and a
+memorisation audit, written as one report folder (``medidiff evaluate``).
+
+:func:`run_evaluation` is the entry point; the parts live in their own modules:
+:mod:`~medidiff.eval.data` (real + synthetic cases on one grid), :mod:`~medidiff.eval.segmentation`
+(SegResNet, Dice/HD95), :mod:`~medidiff.eval.utility`, :mod:`~medidiff.eval.image_metrics`,
+:mod:`~medidiff.eval.features`, :mod:`~medidiff.eval.memorisation`, :mod:`~medidiff.eval.report`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medidiff.eval.config import TASKS, EvalConfig
+
+__all__ = ["EvalConfig", "TASKS", "run_evaluation"]
+
+DEFINITIONS = [
+    "Regions: WT = labels {1,2,3}, TC = {1,3}, ET = {3} (BraTS 2023 labels).",
+    "Dice (monai DiceMetric, ignore_empty=False): empty truth and empty prediction = 1; exactly one empty = 0.",
+    "HD95 (monai HausdorffDistanceMetric, percentile 95, mm): both empty = 0; exactly one empty is undefined "
+    "and scored as the volume diagonal in mm (BraTS-style penalty); 'HD95 penalised' counts those cases "
+    "(summed over seeds).",
+    "Std over seeds uses ddof=1 (0 for one seed).",
+    "Non-finite numbers are written to report.json as the strings 'inf', '-inf', 'nan'.",
+]
+
+
+def run_evaluation(
+    experiment: Any,
+    cfg: EvalConfig,
+    *,
+    real_manifest: str | Path,
+    synthetic_dir: str | Path,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``synthetic_dir`` against the real cases of ``real_manifest``; write the report.
+
+    ``experiment`` is the :class:`~medidiff.experiment.ExperimentConfig` whose ``data`` section
+    defines the shared grid and intensity scaling (use the config the model was trained with).
+    Returns the report dict (also in ``out_dir/report.json``).
+    """
+    import torch
+
+    from medidiff import __version__
+    from medidiff.config import ConfigError, to_dict
+    from medidiff.data.transforms import build_transforms, output_shape
+    from medidiff.errors import DataError
+    from medidiff.eval import data as evdata
+    from medidiff.eval import features as feat
+    from medidiff.eval import image_metrics as im
+    from medidiff.eval import memorisation as mem
+    from medidiff.eval import report as rep
+    from medidiff.eval.utility import SegmenterBank, mask_fidelity, utility_experiment
+
+    tasks = list(cfg.tasks)
+    out = Path(out_dir)
+    dcfg = evdata.eval_data_config(experiment.data)
+    shape = output_shape(dcfg)
+    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]
+    needs_segmenter = bool({"utility", "fidelity"} & set(tasks)) or (
+        ("image" in tasks or ("memorisation" in tasks and cfg.memorisation_space == "features")) and not cfg.feature_weights
+    )
+    if needs_segmenter and any(s % 8 for s in shape):
+        raise ConfigError(f"the evaluation SegResNet halves the grid 3 times: data.roi // data.downsample = {shape} "
+                          "must be a multiple of 8 (set data.roi) or give --feature-weights and drop utility/fidelity")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError("--device", f"{cfg.device}: no CUDA device on this machine; use --device cpu")
+
+    # ---- data -------------------------------------------------------------------------------
+    from medidiff.data.manifest import manifest_root
+
+    train_items, held_items, label_map = evdata.real_items(real_manifest, root, dcfg.fold)
+    if "utility" in tasks and not held_items:
+        raise ConfigError("utility tests on held-out real cases: set data.fold (e.g. --set data.fold=0) "
+                          "or drop utility from --tasks")
+    synth_items = evdata.synthetic_items(synthetic_dir, dcfg.modalities, max_cases=cfg.max_synthetic)
+    labelled = [it for it in synth_items if "label" in it]
+    need_labels = bool({"utility", "fidelity"} & set(tasks))
+    if need_labels and len(labelled) != len(synth_items):
+        first = next(it for it in synth_items if "label" not in it)
+        raise DataError(Path(first["image"][0]).parent / evdata.LABEL_FILE,
+                        f"missing: {len(synth_items) - len(labelled)} of {len(synth_items)} synthetic cases have no "
+                        "seg.nii.gz, which utility and fidelity need; evaluate with --tasks image,memorisation")
+    real_tf = build_transforms(dcfg, train=False, label_map=label_map)
+    real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
+    real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
+    with_lab = len(labelled) == len(synth_items)
+    synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
+    synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
+
+    sets = {"real": real_train, "synthetic": synthetic}
+    bank = SegmenterBank(sets, cfg, progress=progress)
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    figures: list[str] = []
+    legends: dict[str, str] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    regions = ["WT", "TC", "ET"]
+
+    # ---- segmentation -----------------------------------------------------------------------
+    if "utility" in tasks:
+        assert real_test is not None
+        u = utility_experiment(bank, real_test, cfg, spacing)
+        results["utility"] = u
+        names = list(u["training_sets"])
+        for metric, top in (("dice", 1.0), ("hd95", None)):
+            means = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_mean"] for n in names] for r in regions])
+            stds = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_std"] for n in names] for r in regions])
+            fname = f"utility_{metric}.png"
+            rep.save_png(out, fname, rep.bar_chart(regions, names, means, stds, title=f"{metric} on held-out real",
+                                                   ymax=top), figures)
+            legends[fname] = (f"{metric.upper()} per region; bars: " + ", ".join(
+                f"{rep.COLOURS[i][0]} = trained on {n}" for i, n in enumerate(names)) + "; whiskers: std over seeds")
+    if "fidelity" in tasks:
+        f = mask_fidelity(bank, synthetic, cfg, spacing)
+        results["fidelity"] = f
+        means = np.array([[f["aggregate"][r]["dice_mean"]] for r in regions])
+        stds = np.array([[f["aggregate"][r]["dice_std"]] for r in regions])
+        rep.save_png(out, "fidelity_dice.png", rep.bar_chart(regions, ["real seg on synthetic"], means, stds,
+                                                             title="mask fidelity dice", ymax=1.0), figures)
+        legends["fidelity_dice.png"] = "Dice of a real-trained segmenter on synthetic images vs their labels"
+
+    # ---- feature net ------------------------------------------------------------------------
+    feature_net = None
+    if "image" in tasks or ("memorisation" in tasks and cfg.memorisation_space == "features"):
+        if cfg.feature_weights:
+            feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
+        else:
+            seed = cfg.seeds[0]
+            feature_net = feat.SegmenterFeatures(
+                bank.get("real", seed),
+                name=f"segresnet-encoder (trained on the real training split, seed {seed}, init_filters "
+                     f"{cfg.init_filters}, {cfg.steps} steps; stage-wise global average pooling)",
+            )
+
+    # ---- image metrics ----------------------------------------------------------------------
+    if "image" in tasks:
+        assert feature_net is not None
+        img: dict[str, Any] = {"notes": []}
+        div: dict[str, Any] = {}
+        for name, cs in (("synthetic", synthetic), ("real_train", real_train)):
+            if len(cs) >= 2:
+                r = im.ms_ssim_diversity(cs.images, pairs=cfg.msssim_pairs, seed=cfg.seeds[0])
+                img["ms_ssim_settings"] = r.pop("settings")
+                div[name] = r
+            else:
+                img["notes"].append(f"MS-SSIM diversity of {name} skipped: needs >= 2 cases")
+        img["ms_ssim_diversity"] = div
+        f_train = feat.extract_features(feature_net, real_train.images)
+        f_syn = feat.extract_features(feature_net, synthetic.images)
+        comparisons = {"synthetic_vs_real_train": (f_syn, synthetic.images)}
+        if real_test is not None:
+            comparisons["real_heldout_vs_real_train"] = (feat.extract_features(feature_net, real_test.images), real_test.images)
+        slab_train = feat.slab_features(feature_net, real_train.images, thickness=cfg.slab, count=cfg.slabs_per_axis)
+        dist: dict[str, Any] = {}
+        for comp, (fx, images) in comparisons.items():
+            rows: dict[str, Any] = {"3d": _distances(im, fx, f_train)}
+            slab_x = feat.slab_features(feature_net, images, thickness=cfg.slab, count=cfg.slabs_per_axis)
+            for axis in feat.AXES:
+                rows[f"2.5d-{axis}"] = _distances(im, slab_x[axis], slab_train[axis])
+            dist[comp] = rows
+        img["distances"] = dist
+        img["feature_dim"] = int(f_train.shape[1])
+        img["notes"].append(f"2.5D: the 3D feature net on {cfg.slabs_per_axis} slabs {cfg.slab} voxels thick per axis "
+                            "and case, every slab one sample")
+        results["image"] = img
+        fr = [[dist[c][v].get("frechet", np.nan) for c in dist] for v in dist["synthetic_vs_real_train"]]
+        variants = list(dist["synthetic_vs_real_train"])
+        rep.save_png(out, "frechet.png", rep.bar_chart(variants, list(dist), np.array(fr, np.float64),
+                                                       title="frechet distance"), figures)
+        legends["frechet.png"] = "Frechet distance per variant; " + ", ".join(
+            f"{rep.COLOURS[i][0]} = {c}" for i, c in enumerate(dist))
+
+    # ---- memorisation -----------------------------------------------------------------------
+    if "memorisation" in tasks:
+        if len(real_train) < 2:
+            skipped["memorisation"] = "needs >= 2 real training cases for the reference distribution"
+        else:
+            if cfg.memorisation_space == "features":
+                assert feature_net is not None
+                embed = lambda cs: feat.extract_features(feature_net, cs.images)  # noqa: E731
+            else:
+                embed = lambda cs: mem.image_embedding(cs.images, cfg.memorisation_size)  # noqa: E731
+            e_train = embed(real_train)
+            a = mem.audit(e_train, embed(synthetic), percentile=cfg.memorisation_percentile,
+                          margin=cfg.memorisation_margin, control=embed(real_test) if real_test is not None else None)
+            space = (f"image ({cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
+                     else f"features ({feature_net.name if feature_net else ''})")
+            results["memorisation"] = {
+                "space": space,
+                "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
+                         f"nearest training case, r_q = {cfg.memorisation_percentile}th percentile of the training "
+                         "cases' own nearest-neighbour similarities"),
+                "percentile": cfg.memorisation_percentile,
+                "margin": cfg.memorisation_margin,
+                "summary": a.summary(),
+                "cases": [{"case": synthetic.case_ids[i], "nearest": real_train.case_ids[int(a.nn_index[i])],
+                           "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
+                          for i in range(len(synthetic))],
+            }
+            order = np.argsort(-a.similarity)
+            shown = [i for i in order if a.flagged[i]] or list(order)
+            shown = shown[: max(cfg.num_examples, 1)]
+            pairs = [(synthetic.images[i].numpy(), real_train.images[int(a.nn_index[i])].numpy(),
+                      f"{synthetic.case_ids[i]} R {a.similarity[i]:.3f}" + (" FLAGGED" if a.flagged[i] else ""))
+                     for i in shown]
+            rep.save_png(out, "nn_pairs.png", rep.pair_figure(pairs), figures)
+            legends["nn_pairs.png"] = ("left: synthetic case, right: its nearest training case (rows: modalities; "
+                                       "columns: axial, coronal, sagittal); " +
+                                       ("flagged cases" if a.flagged.any() else "no case flagged: the most similar ones"))
+
+    # ---- example cases ----------------------------------------------------------------------
+    for k in range(min(cfg.num_examples, len(synthetic))):
+        lab = evdata.regions_to_label_map(synthetic.labels[k]) if synthetic.labels is not None else None
+        name = f"example_synthetic_{k}.png"
+        rep.save_png(out, name, rep.example_figure(synthetic.images[k].numpy(), lab, f"synthetic {synthetic.case_ids[k]}"), figures)
+    if cfg.num_examples > 0:
+        lab = evdata.regions_to_label_map(real_train.labels[0]) if real_train.labels is not None else None
+        rep.save_png(out, "example_real_0.png", rep.example_figure(real_train.images[0].numpy(), lab,
+                                                                   f"real {real_train.case_ids[0]}"), figures)
+    legends.update({n: "rows: " + ", ".join(dcfg.modalities) + "; columns: axial, coronal, sagittal; labels: "
+                    "red NCR, green ED, yellow ET" for n in figures if n.startswith("example_")})
+
+    report: dict[str, Any] = {
+        "command": command,
+        "medidiff_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tasks": tasks,
+        "seeds": list(cfg.seeds),
+        "feature_net": feature_net.name if feature_net is not None else None,
+        "data": {
+            "manifest": str(Path(real_manifest).absolute()),
+            "manifest_sha256": evdata.file_sha256(real_manifest),
+            "root": str(manifest_root(real_manifest, root)),
+            "fold": dcfg.fold,
+            "synthetic_dir": str(Path(synthetic_dir).absolute()),
+            "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
+                      "synthetic": len(synthetic)},
+            "synthetic_with_labels": len(labelled),
+            "grid": {"shape": list(shape), "spacing_mm": spacing},
+            "case_ids": {"real_train": real_train.case_ids, "real_heldout": real_test.case_ids if real_test else [],
+                         "synthetic": synthetic.case_ids},
+        },
+        "config": {"eval": asdict(cfg), "data": to_dict(dcfg)},
+        "results": results,
+        "skipped": skipped,
+        "figures": figures,
+        "figure_legends": legends,
+        "definitions": DEFINITIONS,
+    }
+    rep.write_json(out / "report.json", report)
+    (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
+    return report
+
+
+def _distances(im: Any, x: Any, y: Any) -> dict[str, Any]:
+    """Frechet and MMD^2 between feature sets, or a note when a side has < 2 samples."""
+    n = (int(x.shape[0]), int(y.shape[0]))
+    if min(n) < 2:
+        return {"n": list(n), "note": "needs >= 2 samples a side"}
+    return {
+        "n": list(n),
+        "frechet": im.frechet_distance(x, y),
+        "mmd2_rbf": im.mmd2(x, y, kernel="rbf"),
+        "mmd2_linear": im.mmd2(x, y, kernel="linear", unbiased=True),
+    }

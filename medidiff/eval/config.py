@@ -1,0 +1,79 @@
+"""Configuration of ``medidiff evaluate`` (the ``eval:`` section of an experiment YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Task", "TASKS", "EvalConfig"]
+
+Task = Literal["utility", "fidelity", "image", "memorisation"]
+TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation")
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and with which budget.
+
+    The segmenter (MONAI SegResNet, 4 modalities in, WT/TC/ET sigmoid out) is a frozen evaluation
+    tool trained by a plain torch loop; every training set (real, synthetic, real+synthetic) gets
+    the SAME budget: ``steps`` optimiser steps of ``batch_size`` cases, for each seed.
+    """
+
+    tasks: list[Task] = field(default_factory=lambda: list(TASKS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # segmenter (utility, fidelity, and the default feature net)
+    steps: int = 200
+    batch_size: int = 2
+    lr: float = 1.0e-3
+    weight_decay: float = 1.0e-5
+    init_filters: int = 8  # SegResNet width; BraTS recipes use 16-32 on a GPU
+    threshold: float = 0.5  # on sigmoid probabilities
+    hd_percentile: float = 95.0
+    device: str = "cpu"
+    # synthetic inputs
+    max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
+    # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
+    # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0)
+    synthetic_background: float = 0.01
+    # image metrics
+    feature_weights: str | None = None  # MedicalNet-style 3D ResNet weights (.safetensors/.pth)
+    msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity
+    slab: int = 8  # 2.5D: thickness (voxels) of the slabs the 3D feature net sees
+    slabs_per_axis: int = 4  # 2.5D: evenly spaced slabs per axis and case
+    # memorisation audit
+    memorisation_space: Literal["image", "features"] = "image"
+    memorisation_size: int = 16  # image space: each modality area-downsampled to size^3
+    memorisation_percentile: float = 99.0
+    memorisation_margin: float = 0.5  # see medidiff.eval.memorisation for the rule
+    num_examples: int = 3  # example cases / NN pairs drawn in the figures
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError(f"tasks must not be empty (choose from {list(TASKS)})")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks has duplicates: {self.tasks}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.init_filters < 1:
+            raise ValueError(f"init_filters must be >= 1, got {self.init_filters}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < self.hd_percentile <= 100.0:
+            raise ValueError(f"hd_percentile must be in (0, 100], got {self.hd_percentile}")
+        if self.max_synthetic is not None and self.max_synthetic < 1:
+            raise ValueError(f"max_synthetic must be >= 1 or null, got {self.max_synthetic}")
+        if not 0.0 <= self.synthetic_background < 1.0:
+            raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
+        if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1:
+            raise ValueError("msssim_pairs, slab and slabs_per_axis must be >= 1")
+        if self.memorisation_size < 2:
+            raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
+        if not 0.0 <= self.memorisation_percentile <= 100.0:
+            raise ValueError(f"memorisation_percentile must be in [0, 100], got {self.memorisation_percentile}")
+        if not 0.0 < self.memorisation_margin <= 1.0:
+            raise ValueError(f"memorisation_margin must be in (0, 1], got {self.memorisation_margin}")
+        if self.num_examples < 0:
+            raise ValueError(f"num_examples must be >= 0, got {self.num_examples}")

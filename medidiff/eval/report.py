@@ -1,0 +1,314 @@
+"""The evaluation report: ``report.json``, ``report.md`` and PNG figures in one folder.
+
+Figures are drawn with numpy into RGB arrays and written by :func:`medidiff.viz.write_png`, so
+evaluation needs no plotting library: bar charts (mean bar, std whisker, a tiny built-in 3x5 pixel
+font for labels), example cases (:func:`medidiff.viz.triplanar`, label overlay) and
+nearest-neighbour pairs (synthetic left, its nearest training case right).
+
+JSON holds only standard values: ``inf``/``nan`` (e.g. the PSNR of identical volumes) are written
+as the strings ``"inf"``, ``"-inf"``, ``"nan"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medidiff.viz import triplanar, write_png
+
+__all__ = ["COLOURS", "jsonable", "draw_text", "bar_chart", "pair_figure", "write_json", "markdown_report"]
+
+# bar colours per series, in order (named in report.md)
+COLOURS: list[tuple[str, tuple[int, int, int]]] = [
+    ("blue", (52, 101, 164)), ("orange", (245, 121, 0)), ("green", (78, 154, 6)),
+    ("purple", (117, 80, 123)), ("red", (204, 0, 0)), ("grey", (136, 138, 133)),
+]
+
+# 3x5 pixel glyphs, rows top to bottom, '1' = ink
+_FONT: dict[str, str] = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001010010",
+    "8": "111101111101111", "9": "111101111001111", "A": "010101111101101", "B": "110101110101110",
+    "C": "011100100100011", "D": "110101101101110", "E": "111100110100111", "F": "111100110100100",
+    "G": "011100101101011", "H": "101101111101101", "I": "111010010010111", "J": "001001001101010",
+    "K": "101101110101101", "L": "100100100100111", "M": "101111111101101", "N": "110101101101101",
+    "O": "010101101101010", "P": "110101110100100", "Q": "010101101110011", "R": "110101110101101",
+    "S": "011100010001110", "T": "111010010010010", "U": "101101101101111", "V": "101101101101010",
+    "W": "101101111111101", "X": "101101010101101", "Y": "101101010010010", "Z": "111001010100111",
+    ".": "000000000000010", "+": "000010111010000", "-": "000000111000000", "/": "001001010100100",
+    ":": "000010000010000", "(": "010100100100010", ")": "010001001001010", "_": "000000000000111",
+    " ": "000000000000000", "=": "000111000111000", "%": "101001010100101",
+}
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays converted, non-finite floats as strings."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def draw_text(canvas: np.ndarray, text: str, x: int, y: int, colour: Sequence[int] = (0, 0, 0), scale: int = 2) -> int:
+    """Draw ``text`` (upper-cased; unknown characters as spaces) at top-left (x, y); returns the end x."""
+    h, w = canvas.shape[:2]
+    for ch in text.upper():
+        glyph = _FONT.get(ch, _FONT[" "])
+        for i, bit in enumerate(glyph):
+            if bit == "1":
+                r, c = divmod(i, 3)
+                y0, x0 = y + r * scale, x + c * scale
+                if 0 <= y0 and y0 + scale <= h and 0 <= x0 and x0 + scale <= w:
+                    canvas[y0:y0 + scale, x0:x0 + scale] = colour
+        x += 4 * scale
+    return x
+
+
+def bar_chart(
+    groups: Sequence[str],
+    series: Sequence[str],
+    means: np.ndarray,
+    stds: np.ndarray | None = None,
+    *,
+    title: str = "",
+    ymax: float | None = None,
+    bar_width: int = 22,
+    height: int = 220,
+) -> np.ndarray:
+    """Grouped bars: ``means`` (len(groups), len(series)); whiskers at mean +- std. -> (H, W, 3) uint8.
+
+    Non-finite values are drawn as an empty slot.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    stds = np.zeros_like(means) if stds is None else np.nan_to_num(np.asarray(stds, np.float64))
+    finite = means[np.isfinite(means)]
+    top = ymax if ymax is not None else (float((finite + stds[np.isfinite(means)]).max()) * 1.1 if finite.size else 1.0)
+    top = top if top > 0 else 1.0
+    left, bottom, pad = 56, 40, 14
+    legend_h = 14 * len(series) + 8
+    group_w = len(series) * bar_width + pad
+    width = left + len(groups) * group_w + pad
+    width = max(width, 8 * max((len(s) for s in series), default=0) + 40, 8 * len(title) + 20)
+    canvas = np.full((height + bottom + legend_h + 24, width, 3), 255, np.uint8)
+    y0 = 22  # plot top
+    draw_text(canvas, title, 6, 4)
+    for k in range(5):  # horizontal grid + tick labels at 0, 25, 50, 75, 100 % of top
+        v = top * k / 4
+        y = y0 + height - int(round(height * k / 4))
+        canvas[y, left:width - 4] = (225, 225, 225) if k else (0, 0, 0)
+        draw_text(canvas, f"{v:.3g}", 4, y - 5, (80, 80, 80))
+    canvas[y0:y0 + height + 1, left] = 0
+    for g, name in enumerate(groups):
+        gx = left + pad // 2 + g * group_w
+        for s in range(len(series)):
+            v = means[g, s]
+            if not np.isfinite(v):
+                continue
+            colour = COLOURS[s % len(COLOURS)][1]
+            h = int(round(height * min(max(v, 0.0), top) / top))
+            x = gx + s * bar_width
+            canvas[y0 + height - h:y0 + height, x + 2:x + bar_width - 2] = colour
+            e = stds[g, s]
+            if e > 0:
+                lo = y0 + height - int(round(height * min(max(v - e, 0.0), top) / top))
+                hi = y0 + height - int(round(height * min(v + e, top) / top))
+                xc = x + bar_width // 2
+                canvas[hi:lo + 1, xc] = 0
+                canvas[hi, xc - 3:xc + 4] = 0
+                canvas[lo, xc - 3:xc + 4] = 0
+        draw_text(canvas, name, gx + (len(series) * bar_width - 8 * len(name)) // 2, y0 + height + 8)
+    ly = y0 + height + 28
+    for s, name in enumerate(series):
+        canvas[ly + 14 * s:ly + 14 * s + 10, left:left + 10] = COLOURS[s % len(COLOURS)][1]
+        draw_text(canvas, name, left + 16, ly + 14 * s)
+    return canvas
+
+
+def _hstack(panels: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    h = max(p.shape[0] for p in panels)
+    padded = [np.pad(p, ((0, h - p.shape[0]), (0, gap), (0, 0)), constant_values=255) for p in panels]
+    return np.concatenate(padded, axis=1)
+
+
+def _vstack(rows: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    w = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, gap), (0, w - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(padded, axis=0)
+
+
+def pair_figure(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], *, scale: int = 2
+) -> np.ndarray:
+    """Rows of ``(synthetic (C, X, Y, Z), nearest training (C, X, Y, Z), caption)``: each side is a
+    tri-planar mosaic of every modality; the caption is drawn above the row."""
+    rows = []
+    for synth, train, caption in pairs:
+        left = triplanar(list(np.asarray(synth)))
+        right = triplanar(list(np.asarray(train)))
+        body = _hstack([left, right], gap=10)
+        body = np.kron(body, np.ones((scale, scale, 1), np.uint8)) if scale > 1 else body
+        head = np.full((16, body.shape[1], 3), 255, np.uint8)
+        draw_text(head, caption, 2, 3)
+        rows.append(np.concatenate([head, body], axis=0))
+    return _vstack(rows)
+
+
+def example_figure(images: np.ndarray, label: np.ndarray | None, caption: str, scale: int = 2) -> np.ndarray:
+    """Tri-planar mosaic of one case (rows = modalities), label overlaid, caption above."""
+    body = triplanar(list(np.asarray(images)), label)
+    body = np.kron(body, np.ones((scale, scale, 1), np.uint8)) if scale > 1 else body
+    head = np.full((16, max(body.shape[1], 8 * len(caption) + 4), 3), 255, np.uint8)
+    draw_text(head, caption, 2, 3)
+    return _vstack([head, body], gap=0)
+
+
+def save_png(out_dir: Path, name: str, image: np.ndarray, figures: list[str]) -> None:
+    write_png(out_dir / name, image)
+    figures.append(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return "-"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
+    f = float(v)
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f"{f:.{digits}f}" if abs(f) >= 10 ** -digits or f == 0 else f"{f:.2e}"
+
+
+def _seg_table(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    out = ["| training set | region | Dice mean | Dice std | HD95 mm mean | HD95 std | HD95 penalised |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, agg in rows.items():
+        for region, r in agg.items():
+            out.append(f"| {name} | {region} | {_fmt(r['dice_mean'])} | {_fmt(r['dice_std'])} | "
+                       f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_std'], 2)} | {r['hd95_undefined']} |")
+    return out
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """report.md from the report dict (the same facts as report.json, for people)."""
+    d = report["data"]
+    lines = [
+        "# medidiff evaluation report", "",
+        f"- command: `{report['command']}`",
+        f"- medidiff {report['medidiff_version']}, {report['created']}",
+        f"- real manifest: `{d['manifest']}` (sha256 `{d['manifest_sha256'][:16]}...`), root `{d['root']}`, "
+        f"held-out fold {d['fold']}",
+        f"- synthetic folder: `{d['synthetic_dir']}`",
+        f"- cases: {d['cases']['real_train']} real training, {d['cases']['real_heldout']} real held-out, "
+        f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)",
+        f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
+        f"- seeds: {report['seeds']}; tasks: {', '.join(report['tasks'])}",
+        f"- feature network: {report.get('feature_net') or 'not used'}",
+        "",
+    ]
+    res = report["results"]
+    if "utility" in res:
+        u = res["utility"]
+        b = u["budget"]
+        lines += ["## Segmentation utility (train on each set, test on held-out real)", "",
+                  f"SegResNet (init_filters {b['init_filters']}), the same budget for every set: {b['steps']} steps "
+                  f"x batch {b['batch_size']}, lr {b['lr']}, seeds {b['seeds']}; {u['test_cases']} held-out real cases. "
+                  "Mean and std over seeds of the per-seed mean over cases.", ""]
+        lines += _seg_table({k: v["aggregate"] for k, v in u["training_sets"].items()})
+        lines += ["", "Training cases: " + ", ".join(f"{k} {v['train_cases']}" for k, v in u["training_sets"].items()), ""]
+    if "fidelity" in res:
+        f = res["fidelity"]
+        lines += ["## Mask fidelity (real-trained segmenter on synthetic images vs their labels)", "",
+                  f"{f['cases']} synthetic cases ({f['mask_conditioned_cases']} with a conditioning mask in their provenance).", ""]
+        lines += _seg_table({"real -> synthetic": f["aggregate"]})
+        lines.append("")
+    if "image" in res:
+        im = res["image"]
+        lines += ["## Image metrics", ""]
+        ms = im.get("ms_ssim_diversity", {})
+        if ms:
+            s = im.get("ms_ssim_settings") or {}
+            lines += [f"MS-SSIM over random pairs of different cases (lower = more diverse); {s.get('scales')} scales, "
+                      f"kernel {s.get('kernel_size')} (sigma {s.get('kernel_sigma')}), chosen for grid {s.get('shape')}.", "",
+                      "| set | MS-SSIM mean | std | pairs |", "| --- | --- | --- | --- |"]
+            for k, v in ms.items():
+                lines.append(f"| {k} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {v['pairs']} |")
+            lines.append("")
+        dist = im.get("distances", {})
+        if dist:
+            lines += [f"Feature distances ({report.get('feature_net')}); MMD^2 with a Gaussian kernel (median bandwidth, "
+                      "biased) and the linear unbiased MMD^2 of monai.metrics.MMDMetric. Real held-out vs real training is "
+                      "the floor the same sample sizes give.", "",
+                      "| comparison | variant | n | Frechet | MMD^2 rbf | MMD^2 linear |", "| --- | --- | --- | --- | --- | --- |"]
+            for comp, variants in dist.items():
+                for var, v in variants.items():
+                    lines.append(f"| {comp} | {var} | {v.get('n', '-')} | {_fmt(v.get('frechet'))} | {_fmt(v.get('mmd2_rbf'))} | "
+                                 f"{_fmt(v.get('mmd2_linear'))} |")
+            lines.append("")
+        if im.get("notes"):
+            lines += [f"- {n}" for n in im["notes"]] + [""]
+    if "memorisation" in res:
+        m = res["memorisation"]
+        s = m["summary"]
+        lines += ["## Memorisation audit", "",
+                  f"Space: {m['space']}. {m['rule']}", "",
+                  f"- training NN similarity: min {_fmt(s['reference_nn_similarity']['min'])}, median "
+                  f"{_fmt(s['reference_nn_similarity']['median'])}, max {_fmt(s['reference_nn_similarity']['max'])} "
+                  f"(n {s['reference_nn_similarity']['n']}); percentile value {_fmt(s['reference_percentile_value'], 4)}; "
+                  f"threshold {_fmt(s['threshold'], 4)}",
+                  f"- synthetic NN similarity: median {_fmt(s['synthetic_nn_similarity']['median'])}, max "
+                  f"{_fmt(s['synthetic_nn_similarity']['max'])}; **flagged {s['flagged']} of {s['synthetic_nn_similarity']['n']}**"]
+        if "control_heldout_real" in s:
+            c = s["control_heldout_real"]
+            lines.append(f"- control (held-out real cases, never copies): {c['flagged']} of {c['n']} flagged, max NN "
+                         f"similarity {_fmt(c['max_nn_similarity'])}")
+        lines += ["", "| synthetic | nearest training case | similarity | flagged |", "| --- | --- | --- | --- |"]
+        for row in m["cases"]:
+            lines.append(f"| {row['case']} | {row['nearest']} | {_fmt(row['similarity'], 4)} | {'yes' if row['flagged'] else ''} |")
+        lines.append("")
+    if report.get("skipped"):
+        lines += ["## Skipped", ""] + [f"- {k}: {v}" for k, v in report["skipped"].items()] + [""]
+    if report.get("figures"):
+        lines += ["## Figures", ""]
+        legends = report.get("figure_legends", {})
+        for name in report["figures"]:
+            lines.append(f"- `{name}`" + (f": {legends[name]}" if name in legends else ""))
+            lines.append(f"  ![{name}]({name})")
+        lines.append("")
+    lines += ["## Definitions", ""] + [f"- {n}" for n in report.get("definitions", [])] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Tests of the cascade super-resolution stage."""

@@ -1,0 +1,185 @@
+"""SR stage and cascade end to end on tiny phantoms: train -> export -> from_pretrained -> generate.
+
+Full grid 32^3, SR patches 16^3, scale 2 (base model on 16^3), 1-level Haar latents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medidiff.cascade.pipeline import CascadePipeline, SRPipeline, sr_seed
+from medidiff.cascade.sr_task import SRLoss, check_sr_config, degrade, export_sr, resolve_sr_net_config, train_sr
+from medidiff.config import ConfigError, load_config
+from medidiff.data.manifest import build_brats_manifest, write_manifest
+from medidiff.data.phantom import write_phantom_dataset
+from medidiff.errors import MedidiffError
+from medidiff.generation import DiffusionPipeline, export_run
+from medidiff.nets import build_net
+from medidiff.objectives import build_objective
+from medidiff.training import checkpoint as ckpt
+from medidiff.training.diffusion import build_codec_for, run_dir_of, train_diffusion
+from medidiff.training.stages import STAGES
+
+ROI = (32, 32, 32)
+
+
+def _overrides(tmp: Path) -> list[str]:
+    return [
+        f"output_dir={tmp / 'runs'}", f"data.manifest={tmp / 'm.json'}", f"data.root={tmp / 'data'}", "data.fold=null",
+        f"data.roi={list(ROI)}", "data.cache=memory", "data.label_mode=regions", "conditioning.generate_labels=true",
+        "net.channels=[16, 32]", "net.num_res_blocks=1", "net.norm_groups=8", "objective.type=flow",
+        "sampler.name=euler", "sampler.num_steps=2", "train.max_steps=2", "train.micro_batch=2",
+        "train.precision=fp32", "train.device=cpu", "train.ckpt_every=1", "train.log_every=1", "train.warmup_steps=1",
+    ]
+
+
+def _sr_cfg(tmp: Path, *extra: str):
+    return load_config(None, ["name=sr", "stage=sr", "cascade.patch_size=[16, 16, 16]", "cascade.scale=2",
+                              *_overrides(tmp), *extra])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("cascade")
+    write_phantom_dataset(tmp / "data", 2, shape=(36, 36, 34), seed=0, progress=False)
+    write_manifest(build_brats_manifest(tmp / "data", num_folds=2), tmp / "m.json")
+    cfg = _sr_cfg(tmp)
+    result = train_sr(cfg, progress=False)
+    base_cfg = load_config(None, ["name=base", "data.downsample=2", *_overrides(tmp)])
+    train_diffusion(base_cfg, progress=False)
+    return {"tmp": tmp, "cfg": cfg, "result": result, "run": run_dir_of(cfg),
+            "sr": export_sr(run_dir_of(cfg), tmp / "sr_model"), "base": export_run(run_dir_of(base_cfg), tmp / "base_model")}
+
+
+def test_sr_stage_trains_through_fit_and_is_registered(models):
+    assert models["result"].final_step == 2
+    rows = [json.loads(line) for line in (models["run"] / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and "loss/band/HHH" in rows[-1]
+    assert STAGES["sr"]() == (train_sr, export_sr)
+
+
+def test_sr_loss_depends_only_on_the_step_generator(models):
+    """Patches, augmentation and noise come from the loop's generator: exact resume repeats them."""
+    cfg = models["cfg"]
+    codec = build_codec_for(cfg)
+    net = build_net(dataclasses.replace(resolve_sr_net_config(cfg, codec), zero_init=False))
+    loss_fn = SRLoss(cfg, codec, build_objective(cfg.objective))
+    batch = {"image": torch.rand(2, 4, *ROI) * 2 - 1, "label": (torch.rand(2, 3, *ROI) > 0.8).float()}
+    run = lambda seed: loss_fn(net, batch, torch.Generator().manual_seed(seed))[0].item()
+    assert run(5) == run(5) and run(5) != run(6)
+
+
+def test_mask_conditioned_sr_concatenates_the_full_resolution_masks(models):
+    cfg = _sr_cfg(models["tmp"], "conditioning.generate_labels=false", "conditioning.mask=true")
+    codec = build_codec_for(cfg)
+    net_cfg = resolve_sr_net_config(cfg, codec)
+    assert net_cfg.in_channels == 32 and net_cfg.cond_channels == 32 + 24 and net_cfg.num_scalars == 1
+    loss_fn = SRLoss(cfg, codec, build_objective(cfg.objective))
+    batch = {"image": torch.rand(2, 4, *ROI) * 2 - 1, "label": (torch.rand(2, 3, *ROI) > 0.8).float()}
+    loss, logs = loss_fn(build_net(net_cfg), batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and "band/LLL" in logs
+
+
+def test_degrade_is_area_mean_with_majority_regions():
+    x = torch.rand(1, 5, 4, 4, 4) * 2 - 1
+    x[:, 4:] = torch.where(x[:, 4:] > 0.3, 1.0, -1.0)
+    low = degrade(x, 2, num_images=4)
+    assert low.shape == (1, 5, 2, 2, 2)
+    torch.testing.assert_close(low[0, 1, 1, 0, 1], x[0, 1, 2:4, 0:2, 2:4].mean())
+    majority = x[0, 4, 0:2, 0:2, 0:2].mean() >= 0
+    assert low[0, 4, 0, 0, 0] == (1.0 if majority else -1.0)
+
+
+def test_export_round_trip_holds_the_ema_weights(models):
+    meta = json.loads((models["sr"] / "config.json").read_text())
+    assert meta["kind"] == "medidiff.sr" and (models["sr"] / "codec" / "config.json").is_file()
+    pipe = SRPipeline.from_pretrained(models["sr"])
+    ema = ckpt.load_tensors(ckpt.latest_complete(ckpt.checkpoint_root(models["run"])) / "ema.safetensors")
+    state = pipe.net.state_dict()
+    for k, v in ema.items():
+        assert torch.equal(state[k].float(), v), k
+    assert pipe.net_cfg.cond_channels == pipe.net_cfg.in_channels == 56 and pipe.net_cfg.num_scalars == 1
+    with pytest.raises(MedidiffError, match="not 'medidiff.sr'"):
+        SRPipeline.from_pretrained(models["base"])
+
+
+def test_sr_pipeline_same_seed_same_volume_alone_or_in_a_batch(models):
+    pipe = SRPipeline.from_pretrained(models["sr"])
+    low = torch.rand(2, *pipe.low_res_shape) * 2 - 1
+    both = pipe(low, [3, 4])
+    alone = pipe(low[1:], [4])
+    assert both.shape == (2, 7, *ROI) and both.abs().max() <= 1
+    torch.testing.assert_close(both[1:], alone, atol=1e-5, rtol=0)
+
+
+def test_patchwise_sr_matches_whole_volume_sr(models):
+    """Same noise on the full grid: patch-wise sampling is close to whole-volume sampling (much closer
+    than another seed), with a random (non-zero) net so the comparison is not trivial."""
+    trained = SRPipeline.from_pretrained(models["sr"])
+    net_cfg = dataclasses.replace(trained.net_cfg, zero_init=False)
+    torch.manual_seed(1)
+    pipe = SRPipeline(trained.cfg, net_cfg, build_net(net_cfg), trained.codec)
+    low = torch.rand(1, *pipe.low_res_shape) * 2 - 1
+    whole = pipe(low, [0], mode="whole")
+    patches = pipe(low, [0], mode="patches", patch_size=(16, 16, 16), overlap=0.5)
+    other = pipe(low, [1], mode="whole")
+    inner = (slice(None), slice(None), *(slice(4, -4),) * 3)  # away from the volume border
+    assert (patches - whole)[inner].abs().mean() < 0.25 * (other - whole)[inner].abs().mean()
+
+
+def test_cascade_generates_full_resolution_cases_with_labels(models):
+    pipe = CascadePipeline.from_pretrained(models["base"], models["sr"])
+    cases = pipe([0, 1])
+    again = pipe([1])
+    assert len(cases) == 2 and cases[0].images.shape == (4, *ROI) and cases[0].label.shape == ROI
+    assert np.abs(cases[0].images).max() <= 1 and set(np.unique(cases[0].label)) <= {0, 1, 2, 3}
+    np.testing.assert_allclose(cases[1].images, again[0].images, atol=1e-5)
+    prov = pipe.provenance(0, pipe.base.cfg.sampler)
+    assert prov["generator"] == "medidiff.CascadePipeline" and prov["sr_seed"] == sr_seed(0) != 0
+    assert prov["model_hash"] != prov["sr_model_hash"]
+
+
+def test_bad_inputs_are_clear_errors(models):
+    tmp = models["tmp"]
+    with pytest.raises(ConfigError, match="not divisible by cascade.scale 3"):
+        check_sr_config(_sr_cfg(tmp, "cascade.scale=3"))
+    with pytest.raises(ConfigError, match=r"cascade.patch_size \[10, 16, 16\] not divisible by 4"):
+        cfg = _sr_cfg(tmp, "cascade.patch_size=[10, 16, 16]")
+        codec = build_codec_for(cfg)
+        check_sr_config(cfg, codec, resolve_sr_net_config(cfg, codec))
+    with pytest.raises(ConfigError, match="larger than data.roi"):
+        check_sr_config(_sr_cfg(tmp, "cascade.patch_size=[64, 16, 16]"))
+    with pytest.raises(ConfigError, match="data.downsample: 1"):
+        check_sr_config(_sr_cfg(tmp, "data.downsample=2"))
+    pipe = SRPipeline.from_pretrained(models["sr"])
+    with pytest.raises(MedidiffError, match="low-res volumes have shape"):
+        pipe(torch.zeros(1, 7, 8, 8, 8), [0])
+    base = DiffusionPipeline.from_pretrained(models["base"])
+    base.cfg = dataclasses.replace(base.cfg, data=dataclasses.replace(base.cfg.data, downsample=1))
+    with pytest.raises(MedidiffError, match="x cascade.scale 2 != SR data.roi"):
+        CascadePipeline(base, pipe)
+
+
+def test_generate_cli_cascades_to_the_full_grid(models, tmp_path):
+    import nibabel as nib
+
+    from medidiff.cli.main import main
+    from medidiff.training.stages import export_stage_run
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(models["base"]), "--sr-model", str(models["sr"]), "--num", "1",
+                 "--out", str(out), "--steps", "2", "--no-progress"]) == 0
+    img = nib.load(out / "case_0000" / "t1n.nii.gz")
+    sr_cfg = SRPipeline.from_pretrained(models["sr"]).cfg
+    assert img.shape == tuple(sr_cfg.data.roi)
+    prov = json.loads((out / "case_0000" / "provenance.json").read_text())
+    assert prov["seed"] == 0
+    # `medidiff export` reads the stage from the checkpoint: an SR run exports as an SR model
+    again = export_stage_run(models["run"], tmp_path / "sr_again")
+    assert json.loads((again / "config.json").read_text())["kind"] == "medidiff.sr"

@@ -1,0 +1,74 @@
+"""The nearest-neighbour audit flags planted copies and leaves fresh phantom cases alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medidiff.data.phantom import PhantomSpec, case_seed, make_phantom_case
+from medidiff.eval.memorisation import audit, image_embedding, pearson_matrix, reference_similarities
+
+SHAPE = (32, 32, 24)
+
+
+def _phantoms(seed: int, n: int) -> torch.Tensor:
+    """(n, 4, X, Y, Z) phantoms scaled like the data pipeline: brain percentiles -> [-1, 1], bg -1."""
+    spec = PhantomSpec(shape=SHAPE, tumour_fraction=1.0)
+    out = []
+    for i in range(n):
+        c = make_phantom_case(case_seed(seed, i), spec=spec)
+        a = np.stack([c.images[m] for m in ("t1n", "t1c", "t2w", "t2f")])
+        brain = a.any(0)
+        x = np.full(a.shape, -1.0, np.float32)
+        for k in range(4):
+            lo, hi = np.percentile(a[k][brain], [0.5, 99.5])
+            x[k][brain] = np.clip((a[k][brain] - lo) / (hi - lo) * 2 - 1, -1, 1)
+        out.append(torch.from_numpy(x))
+    return torch.stack(out)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _phantoms(0, 8), _phantoms(1, 6)
+
+
+def test_pearson_is_one_on_itself_and_ignores_intensity_scale():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 50, generator=g)
+    s = pearson_matrix(a, torch.cat([a[:1] * 3 + 2, -a[1:2]]))
+    assert s[0, 0] == pytest.approx(1.0) and s[1, 1] == pytest.approx(-1.0)
+    ref, idx = reference_similarities(torch.cat([a, a[:1]]))  # case 3 duplicates case 0
+    assert ref[0] == pytest.approx(1.0) and idx[0] == 3 and idx[3] == 0
+    assert ref[1] < 0.9  # never matched with itself
+
+
+def test_audit_flags_copy_and_noised_copy_not_fresh_phantoms(data):
+    train, fresh = data
+    g = torch.Generator().manual_seed(0)
+    copy = train[2]
+    noised = (train[5] + 0.1 * torch.randn(train[5].shape, generator=g)).clamp(-1, 1)
+    synthetic = torch.cat([copy[None], noised[None], fresh])
+    res = audit(image_embedding(train), image_embedding(synthetic), percentile=99, margin=0.5)
+    assert res.flagged.tolist() == [True, True] + [False] * len(fresh)
+    assert res.nn_index[0] == 2 and res.nn_index[1] == 5
+    assert res.similarity[0] == pytest.approx(1.0)
+    assert res.threshold > res.reference_percentile_value  # margin < 1 is stricter than the percentile
+    s = res.summary()
+    assert s["flagged"] == 2 and s["reference_nn_similarity"]["n"] == len(train)
+
+
+def test_control_cases_are_audited_with_the_same_rule(data):
+    train, fresh = data
+    res = audit(image_embedding(train[:6]), image_embedding(fresh[:2]), control=image_embedding(train[6:]))
+    assert res.control_flagged is not None and not res.control_flagged.any()
+    assert res.summary()["control_heldout_real"]["n"] == 2
+
+
+def test_margin_one_is_the_plain_percentile_rule(data):
+    train, fresh = data
+    res = audit(image_embedding(train), image_embedding(fresh), percentile=90, margin=1.0)
+    ref, _ = reference_similarities(image_embedding(train))
+    assert res.threshold == pytest.approx(np.percentile(ref, 90))
+    with pytest.raises(ValueError):
+        audit(image_embedding(train), image_embedding(fresh), margin=0.0)

@@ -1,0 +1,189 @@
+"""Known answers for the segmentation and image metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medidiff.eval.image_metrics import (
+    frechet_distance,
+    frechet_distance_from_stats,
+    mmd2,
+    ms_ssim,
+    ms_ssim_diversity,
+    msssim_settings,
+    psnr,
+    ssim,
+)
+from medidiff.eval.report import bar_chart, jsonable
+from medidiff.eval.segmentation import aggregate_seeds, segmentation_scores, summarise_scores, volume_diagonal
+
+
+def _cube(shape=(12, 12, 12), lo=(4, 4, 4), size=4) -> torch.Tensor:
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[lo[0]:lo[0] + size, lo[1]:lo[1] + size, lo[2]:lo[2] + size] = True
+    return m
+
+
+def test_dice_identical_disjoint_and_shifted_by_hand():
+    a = _cube()
+    disjoint = _cube(lo=(0, 0, 0), size=3)
+    shifted = _cube(lo=(5, 4, 4))  # one voxel along x: overlap 3*4*4 = 48 of 64 + 64
+    pred = torch.stack([a, disjoint, shifted])[:, None]  # (3, 1, X, Y, Z)
+    truth = torch.stack([a, a, a])[:, None]
+    s = segmentation_scores(pred, truth, (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(s.dice[:, 0], [1.0, 0.0, 2 * 48 / 128])
+    assert s.hd95[0, 0] == 0.0 and not s.undefined.any()
+    assert s.hd95[1, 0] > 0 and 0 < s.hd95[2, 0] <= 1.0 + 1e-6
+
+
+def test_hd95_uses_spacing_in_mm():
+    a, shifted = _cube(), _cube(lo=(5, 4, 4))
+    one = segmentation_scores(shifted[None, None], a[None, None], (1.0, 1.0, 1.0)).hd95[0, 0]
+    two = segmentation_scores(shifted[None, None], a[None, None], (2.0, 1.0, 1.0)).hd95[0, 0]
+    assert two == pytest.approx(2 * one)
+
+
+def test_empty_masks_follow_the_documented_rule():
+    a = _cube()
+    empty = torch.zeros_like(a)
+    pred = torch.stack([empty, a, empty])[:, None]
+    truth = torch.stack([a, empty, empty])[:, None]
+    s = segmentation_scores(pred, truth, (1.0, 1.0, 2.0))
+    diag = volume_diagonal((12, 12, 12), (1.0, 1.0, 2.0))
+    assert diag == pytest.approx(math.sqrt(12**2 + 12**2 + 24**2))
+    np.testing.assert_allclose(s.dice[:, 0], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(s.hd95[:, 0], [diag, diag, 0.0])
+    assert s.undefined[:, 0].tolist() == [True, True, False]
+
+
+def test_summary_and_seed_aggregation():
+    a = _cube()
+    pred = torch.stack([a, a, a])[None].repeat(2, 1, 1, 1, 1)  # (2, 3, X, Y, Z)
+    truth = pred.clone()
+    truth[1, 2] = False  # case 1: ET predicted but absent -> Dice 0, HD95 penalised
+    summ = summarise_scores(segmentation_scores(pred, truth, (1, 1, 1)))
+    assert summ["WT"]["dice"] == 1.0 and summ["ET"]["dice"] == 0.5 and summ["ET"]["hd95_undefined"] == 1
+    agg = aggregate_seeds([summ, summ])
+    assert agg["ET"]["dice_mean"] == 0.5 and agg["ET"]["dice_std"] == 0.0 and agg["ET"]["hd95_undefined"] == 2
+
+
+def test_ms_ssim_of_identical_volumes_is_one_and_lower_for_different():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 2, 32, 32, 24, generator=g) * 2 - 1
+    assert torch.allclose(ms_ssim(x, x), torch.ones(2), atol=1e-5)
+    assert ms_ssim(x[:1], x[1:]).item() < 0.5
+    assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-5)
+    div = ms_ssim_diversity(torch.cat([x[:1]] * 3), pairs=5)
+    assert div["mean"] == pytest.approx(1.0, abs=1e-5) and div["pairs"] == 3
+
+
+def test_msssim_settings_fit_monai_limits():
+    s = msssim_settings((128, 128, 128))
+    assert (s["scales"], s["kernel_size"]) == (5, 7)
+    small = msssim_settings((32, 32, 24))
+    assert small["scales"] < 5 and sum(small["weights"]) == pytest.approx(1.0)
+    side = 24
+    assert side // max(1, small["scales"] - 1) ** 2 > small["kernel_size"] - 1  # MONAI's own check passes
+    with pytest.raises(ValueError):
+        msssim_settings((2, 8, 8))
+
+
+def test_psnr_identical_is_inf_and_json_safe():
+    x = torch.zeros(2, 1, 4, 4, 4)
+    y = x.clone()
+    y[1] += 0.1
+    p = psnr(x, y)
+    assert math.isinf(p[0]) and p[1].item() == pytest.approx(10 * math.log10(4 / 0.01))
+    text = json.dumps(jsonable({"psnr": p.tolist()}), allow_nan=False)
+    assert json.loads(text)["psnr"][0] == "inf"
+
+
+def test_mmd_identical_zero_shifted_positive_and_linear_equals_monai():
+    from monai.metrics import MMDMetric
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    assert mmd2(a, a) == pytest.approx(0.0, abs=1e-12)
+    assert mmd2(a, a + 2.0) > 10 * abs(mmd2(a, b))
+    ours = mmd2(a, b, kernel="linear", unbiased=True)
+    assert ours == pytest.approx(float(MMDMetric()(a, b)), rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError):
+        mmd2(a[:1], b, unbiased=True)
+
+
+def _closed_form(mu1, s1, mu2, s2) -> float:
+    """|mu1-mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2) via eigh (independent of scipy's sqrtm)."""
+    def psd_sqrt(m):
+        w, v = np.linalg.eigh(m)
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    r1 = psd_sqrt(s1)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(psd_sqrt(r1 @ s2 @ r1)))
+
+
+def test_frechet_matches_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = np.array([0.0, 1.0, -1.0]), np.array([0.5, 0.0, 1.0])
+    a1, a2 = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    s1, s2 = a1 @ a1.T + 0.1 * np.eye(3), a2 @ a2.T + 0.1 * np.eye(3)  # full, non-commuting
+    exact = _closed_form(mu1, s1, mu2, s2)
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(exact, rel=1e-8)
+    # diagonal covariances: |dmu|^2 + sum (sqrt a - sqrt b)^2
+    d1, d2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    assert frechet_distance_from_stats(mu1, np.diag(d1), mu2, np.diag(d2)) == pytest.approx(
+        np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(d1) - np.sqrt(d2)) ** 2))
+    # from samples: converges to the closed form
+    x = rng.multivariate_normal(mu1, s1, size=40000)
+    y = rng.multivariate_normal(mu2, s2, size=40000)
+    assert frechet_distance(x, y) == pytest.approx(exact, rel=0.05)
+    assert frechet_distance(x[:500], x[:500]) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(x[:500], x[:500] + 1.0) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_bar_chart_draws_bars_proportional_to_values():
+    img = bar_chart(["WT", "TC"], ["real", "synthetic"], np.array([[1.0, 0.5], [0.25, np.nan]]),
+                    np.array([[0.1, 0.0], [0.0, 0.0]]), title="dice", ymax=1.0)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    plot = img[:22 + 220]  # above the x axis (the legend swatches are below it)
+    blue = np.all(plot == (52, 101, 164), axis=2).sum(0)
+    heights = sorted({int(h) for h in blue if h > 0})
+    # WT/real = 1.0 fills the 220 px axis, TC/real = 0.25 a quarter (the std whisker hides a few pixels)
+    assert heights[0] == 55 and heights[-1] == 220
+    orange = np.all(plot == (245, 121, 0), axis=2).sum(0)
+    assert sorted({int(h) for h in orange if h > 0}) == [110]  # TC/synthetic is nan: no bar
+
+
+def test_medicalnet_weights_load_from_a_local_file_and_give_per_modality_features(tmp_path):
+    from monai.networks.nets import resnet10
+    from safetensors.torch import save_file
+
+    from medidiff.eval.features import MedicalNetFeatures, SegmenterFeatures, load_medicalnet, slab_features
+    from medidiff.eval.segmentation import build_segmenter
+
+    torch.manual_seed(0)
+    net = resnet10(spatial_dims=3, n_input_channels=1, feed_forward=False, shortcut_type="B", bias_downsample=False)
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}  # as MedicalNet's DataParallel saves
+    torch.save(state, tmp_path / "resnet_10.pth")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r10.safetensors"))
+    for name in ("resnet_10.pth", "r10.safetensors"):
+        model, depth = load_medicalnet(tmp_path / name)
+        assert depth == 10
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in net.state_dict().items())
+    x = torch.rand(2, 4, 32, 32, 24) * 2 - 1
+    fn = MedicalNetFeatures(tmp_path / "r10.safetensors")
+    assert fn(x).shape == (2, 4 * 512) and "resnet10" in fn.name
+    seg = SegmenterFeatures(build_segmenter(4, 8))
+    assert seg(x).shape == (2, 8 * (1 + 2 + 4 + 8))
+    slabs = slab_features(seg, x, thickness=8, count=3)
+    assert {k: tuple(v.shape) for k, v in slabs.items()} == {a: (6, 120) for a in ("sagittal", "coronal", "axial")}
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    from medidiff.errors import DataError
+
+    with pytest.raises(DataError, match="cannot read weights"):
+        load_medicalnet(tmp_path / "junk.pth")
