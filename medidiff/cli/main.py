@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from medidiff import __version__
-from medidiff.cli import data_cmd, demo_cmd, evaluate_cmd, generate_cmd, manifest_cmd, train_cmd
+from medidiff.cli import data_cmd, demo_cmd, evaluate_cmd, generate_cmd, latents_cmd, manifest_cmd, train_cmd
 from medidiff.errors import MedidiffError
 
-COMMANDS = [demo_cmd, data_cmd, manifest_cmd, train_cmd, generate_cmd, evaluate_cmd]
+COMMANDS = [demo_cmd, data_cmd, manifest_cmd, latents_cmd, train_cmd, generate_cmd, evaluate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

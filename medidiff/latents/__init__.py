@@ -11,14 +11,17 @@ from typing import Any
 
 from medidiff.config import ConfigError, from_dict
 from medidiff.latents.codec import LatentCodec, read_config_dict
-from medidiff.latents.config import CodecConfig, WaveletCodecConfig
+from medidiff.latents.config import CodecConfig, VAECodecConfig, WaveletCodecConfig
 from medidiff.latents.haar import fast_dwt3, fast_idwt3, subband_names
+from medidiff.latents.vae import VAECodec
 from medidiff.latents.wavelet import WaveletCodec
 
 __all__ = [
     "CODECS",
     "CodecConfig",
     "LatentCodec",
+    "VAECodec",
+    "VAECodecConfig",
     "WaveletCodec",
     "WaveletCodecConfig",
     "build_codec",
@@ -30,7 +33,7 @@ __all__ = [
 ]
 
 # type -> codec class; each class has ``config_class`` and ``from_pretrained(dir)``.
-CODECS: dict[str, Any] = {"wavelet": WaveletCodec}
+CODECS: dict[str, Any] = {"wavelet": WaveletCodec, "vae": VAECodec}
 
 
 def _codec_class(kind: Any, source: str) -> Any:

@@ -9,12 +9,12 @@ live in the config, never as literals in loops).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from medidiff.data.brats import MODALITIES
 
-__all__ = ["CodecConfig", "WaveletCodecConfig"]
+__all__ = ["CodecConfig", "WaveletCodecConfig", "LatentStageConfig", "VAEArchitecture", "VAEConfig", "VAECodecConfig"]
 
 
 @dataclass
@@ -132,16 +132,127 @@ class LatentStageConfig:
             raise ValueError(f"stats_batches must be >= 1, got {self.stats_batches}")
 
 
-@dataclass
-class VAEConfig:
-    """The ``vae:`` section: architecture and losses of a 3D KL autoencoder (stage ``vae``).
+def _check_stats(mean: list[float] | None, std: list[float] | None, n: int, what: str) -> None:
+    if (mean is None) != (std is None):
+        raise ValueError("mean and std must both be set or both be null (null = identity scaling)")
+    if mean is None or std is None:
+        return
+    if len(mean) != n or len(std) != n:
+        raise ValueError(f"mean/std need one entry per latent channel ({what} = {n}), got {len(mean)} and "
+                         f"{len(std)}: refit with fit_stats (`medidiff latents stats`)")
+    bad = [i for i, s in enumerate(std) if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise ValueError(f"std must be finite and > 0; bad channels {bad[:8]}")
+    if not all(math.isfinite(m) for m in mean):
+        raise ValueError("mean must be finite")
 
-    (Filled in by the VAE codec work; fields here are the agreed minimum.)
+
+@dataclass
+class VAEArchitecture:
+    """Architecture of the 3D KL autoencoder (MONAI ``AutoencoderKL``, spatial_dims=3).
+
+    ``downsample`` = 2**(len(channels) - 1) per axis: one stride-2 level between consecutive
+    entries of ``channels``. ``channels: null`` picks [32, 64, 128] (4x) or [32, 64, 128, 128] (8x).
+
+    ``norm``: ``voxel`` normalises each voxel over its channels (a per-voxel LayerNorm, as in
+    ConvNeXt; ``norm_groups`` is then unused), so encoder and decoder are translation-equivariant
+    with a finite receptive field and a tiled decode equals the whole decode away from tile cuts.
+    ``group`` is plain GroupNorm (LDM, MONAI): its statistics span the whole input, so every tile
+    sees different statistics and tiled decoding is only approximate (the seams of tiled SD VAEs).
     """
 
     latent_channels: int = 4
     downsample: Literal[4, 8] = 4  # per axis
+    channels: list[int] | None = None
+    num_res_blocks: int = 1
+    norm_groups: int = 16
+    norm: Literal["voxel", "group"] = "voxel"
+    attention: bool = False  # self-attention in the deepest level (quadratic memory: off for 3D)
 
     def __post_init__(self) -> None:
         if self.latent_channels < 1:
             raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")
+        levels = {4: 3, 8: 4}[self.downsample]
+        if self.channels is None:
+            self.channels = [32, 64, 128] if self.downsample == 4 else [32, 64, 128, 128]
+        if len(self.channels) != levels:
+            example = [32, 64, 128, 128][:levels]
+            raise ValueError(
+                f"channels {self.channels} has {len(self.channels)} levels = {2 ** (len(self.channels) - 1)}x "
+                f"downsampling, but downsample is {self.downsample}: give {levels} entries, e.g. {example}"
+            )
+        bad = [c for c in self.channels if c < 1 or (self.norm == "group" and c % self.norm_groups)]
+        if bad:
+            raise ValueError(f"channels {self.channels}: every entry must be positive (and with norm 'group' "
+                             f"a multiple of norm_groups={self.norm_groups}); bad: {bad}")
+        if self.num_res_blocks < 1:
+            raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+
+    @property
+    def factor(self) -> int:
+        return int(self.downsample)
+
+
+@dataclass
+class VAEConfig(VAEArchitecture):
+    """The ``vae:`` section (stage ``vae``): architecture plus the training losses.
+
+    loss = L1(x, x_hat) + kl_weight * KL + perceptual_weight * P + adv_weight * G_adv (+ D loss),
+    KL summed over latent elements and averaged over the batch (LDM, arXiv:2112.10752: kl_weight
+    1e-6 keeps the posterior close to deterministic, so latents stay informative).
+    """
+
+    kl_weight: float = 1.0e-6
+    # perceptual loss from a LOCAL safetensors file of a small 3D conv feature net (see
+    # medidiff.latents.vae_task.FeatureNet3D); null: off. Never downloaded.
+    perceptual_weights: str | None = None
+    perceptual_weight: float = 0.1
+    # patch adversarial loss (MONAI PatchDiscriminator, LSGAN), off by default
+    adversarial: bool = False
+    adv_weight: float = 0.01
+    adv_start_step: int = 1000  # the GAN terms switch on at this optimizer step
+    disc_channels: int = 32
+    disc_layers: int = 3
+    encode_mode: Literal["mean", "sample"] = "mean"  # what the exported codec's encode returns
+    stats_batches: int = 64  # training batches used to fit the latent mean/std at export
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("kl_weight", "perceptual_weight", "adv_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("adv_start_step",):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.disc_channels < 1 or self.disc_layers < 1 or self.stats_batches < 1:
+            raise ValueError("disc_channels, disc_layers and stats_batches must be >= 1")
+
+    def architecture(self) -> VAEArchitecture:
+        return VAEArchitecture(**{f.name: getattr(self, f.name) for f in fields(VAEArchitecture)})
+
+
+@dataclass
+class VAECodecConfig(CodecConfig):
+    """``config.json`` of a trained VAE codec (``type: vae``).
+
+    encode: x -> posterior mean (or a sample, ``encode_mode``) mu -> (mu - mean[k]) / std[k];
+    ``mean``/``std`` are the per-channel statistics of the posterior means over the training set
+    (the 'latent scaling factor' of LDM, per channel), fitted by ``VAECodec.fit_stats``.
+    """
+
+    type: Literal["vae"] = "vae"
+    architecture: VAEArchitecture = field(default_factory=VAEArchitecture)
+    encode_mode: Literal["mean", "sample"] = "mean"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    stats_count: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_stats(self.mean, self.std, self.architecture.latent_channels, "architecture.latent_channels")
+        if self.stats_count < 0:
+            raise ValueError(f"stats_count must be >= 0, got {self.stats_count}")
+
+    @property
+    def latent_channels(self) -> int:
+        return self.architecture.latent_channels

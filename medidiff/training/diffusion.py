@@ -111,10 +111,11 @@ def resolve_net_config(cfg: ExperimentConfig, codec: LatentCodec) -> NetConfig:
     return dataclasses.replace(cfg.net, **derived)
 
 
-def net_divisor(cfg: ExperimentConfig) -> int:
+def net_divisor(cfg: ExperimentConfig, codec: LatentCodec | None = None) -> int:
     """The roi must divide by the codec's factor times the UNet's total downsampling."""
     levels = len(cfg.net.channels) - 1
-    return 2**cfg.latent.levels * 2**levels * cfg.net.stem_patch
+    factor = max(codec.downsampling_factor) if codec is not None else 2**cfg.latent.levels
+    return factor * 2**levels * cfg.net.stem_patch
 
 
 def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,7 +177,8 @@ def build_datasets(cfg: ExperimentConfig, run_dir: Path):
     else:
         train_items, val_items = items, []
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
-    kw = dict(divisor=net_divisor(cfg), cache_dir=cache_dir, label_map=label_map_of(manifest),
+    codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
+    kw = dict(divisor=net_divisor(cfg, codec), cache_dir=cache_dir, label_map=label_map_of(manifest),
               with_label=cfg.data.label_mode != "none")
     train = make_dataset(train_items, cfg.data, train=True, **kw)
     val = make_dataset(val_items, cfg.data, train=False, **kw) if val_items else None

@@ -34,6 +34,7 @@ def _vae() -> tuple[Callable[..., Any], Callable[..., Any]]:
 STAGES: dict[str, Callable[[], tuple[Callable[..., Any], Callable[..., Any]]]] = {
     "diffusion": _diffusion,
     "sr": _sr,
+    "vae": _vae,
 }
 
 
