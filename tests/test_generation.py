@@ -33,7 +33,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
         f"data.roi={list(SHAPE)}", "data.cache=memory", "data.label_mode=regions", "conditioning.generate_labels=true", "net.channels=[16, 32]", "net.num_res_blocks=1",
         "net.norm_groups=8", "objective.type=flow", "sampler.name=euler", "sampler.num_steps=4",
         "train.max_steps=6", "train.micro_batch=2", "train.precision=fp32", "train.device=cpu",
-        "train.ckpt_every=3", "train.log_every=1", "train.warmup_steps=1",
+        "train.ckpt_every=3", "train.log_every=1", "train.warmup_steps=1", "train.preview_every=3",
     ])
     result = train_diffusion(cfg, progress=False)
     assert result.final_step == 6
@@ -48,6 +48,13 @@ def test_training_logs_per_band_losses_and_saves_codec_stats(trained):
     assert {"loss/band/LLL", "loss/band/HHH", "loss/modality/t1n", "loss/modality/ET"} <= rows[-1].keys()
     codec = json.loads((run / "codec" / "config.json").read_text())
     assert codec["mean"] is not None and len(codec["std"]) == 8 * 7  # 4 modalities + 3 regions
+
+
+def test_training_writes_sample_previews(trained):
+    run, _ = trained
+    previews = sorted((run / "previews").glob("step_*.png"))
+    assert [p.name for p in previews] == ["step_00000003.png", "step_00000006.png"]
+    assert previews[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_export_holds_the_ema_weights(trained):
@@ -125,9 +132,10 @@ def mask_model(tmp_path_factory) -> Path:
         "conditioning.mask=true", "net.channels=[16, 32]", "net.num_res_blocks=1", "net.norm_groups=8",
         "objective.type=flow", "sampler.name=euler", "sampler.num_steps=3", "sampler.clip_x0=true",
         "train.max_steps=3", "train.micro_batch=2", "train.precision=fp32", "train.device=cpu",
-        "train.log_every=1", "train.warmup_steps=1",
+        "train.log_every=1", "train.warmup_steps=1", "train.preview_every=3",
     ])
     train_diffusion(cfg, progress=False)
+    assert (run_dir_of(cfg) / "previews" / "step_00000003.png").is_file()  # mask-conditioned preview
     return export_run(run_dir_of(cfg), tmp / "model")
 
 

@@ -227,4 +227,43 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     return fit(
         net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=val_fn if val_set is not None else None, progress=progress,
+        preview_fn=make_preview_fn(cfg, codec, objective, train_set),
     )
+
+
+def make_preview_fn(cfg: ExperimentConfig, codec: LatentCodec, objective: Any, train_set: Any):
+    """``preview_fn`` for :func:`fit`: one sample (seed ``cfg.seed``) from the EMA weights as a
+    tri-planar PNG per modality with the generated (or conditioning) labels overlaid, written to
+    ``RUN/previews/step_XXXXXXXX.png``. Mask-conditioned models use the first training case's mask."""
+    from medidiff.generation import image_space_clamp, regions_to_labels
+    from medidiff.samplers import sample
+    from medidiff.viz import triplanar, write_png
+
+    def preview(step: int, module: torch.nn.Module, out_dir: Path) -> None:
+        device = next(module.parameters()).device
+        x_shape = (codec.in_channels, *(r // cfg.data.downsample for r in cfg.data.roi))
+        cond, regions = None, None
+        if cfg.conditioning.mask:
+            regions = collate_cases([train_set[0]])["label"].float().to(device)  # (1, 3, *S) in {0, 1}
+            cond = {"cond_image": mask_to_latent_grid(codec, regions * 2 - 1)}
+        sampler = dataclasses.replace(cfg.sampler, num_steps=min(cfg.sampler.num_steps, 20), clip_x0=False)
+        clamp = image_space_clamp(codec) if cfg.sampler.clip_x0 else None
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                z = sample(objective, module, (1, *codec.latent_shape(x_shape)), config=sampler, seeds=[cfg.seed],
+                           cond=cond, device=device, x0_transform=clamp)
+                x = codec.decode(z.float()).clamp(-1, 1)[0].cpu().numpy()  # (C, *S)
+        finally:
+            module.train(was_training)
+        m = len(cfg.data.modalities)
+        if cfg.conditioning.generate_labels:
+            label = regions_to_labels(x[m:m + NUM_REGIONS])
+        elif regions is not None:
+            label = regions_to_labels(regions[0].cpu().numpy())
+        else:
+            label = None
+        write_png(Path(out_dir) / f"step_{step:08d}.png", triplanar(list(x[:m]), label))
+
+    return preview
