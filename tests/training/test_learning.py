@@ -5,7 +5,6 @@ separates by class."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -44,7 +43,6 @@ class TwoClasses(Dataset):
         return {"image": x, "class_labels": torch.tensor(c)}
 
 
-@pytest.mark.slow  # ~4.5 CPU-minutes (passed 2026-11-26); run with -m slow
 def test_class_conditional_flow_model_separates_classes(tmp_path):
     net_cfg = NetConfig(in_channels=2, out_channels=2, channels=(16, 32), num_res_blocks=1, norm_groups=8,
                         num_classes=2, time_scale=1.0)
