@@ -38,7 +38,7 @@ from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
-__all__ = ["GeneratedCase", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash", "regions_to_labels", "grid_affine", "place_in_grid"]
+__all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash", "regions_to_labels", "grid_affine", "place_in_grid"]
 
 KIND = "medidiff.diffusion"
 
@@ -126,8 +126,10 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class DiffusionPipeline:
-    """A trained denoiser + codec + objective, callable to generate cases."""
+class ModelPipeline:
+    """A trained denoiser + codec + objective loaded from a model folder of kind ``KIND``."""
+
+    KIND = ""
 
     def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: LatentCodec,
                  *, model_hash: str = "untracked") -> None:
@@ -136,13 +138,19 @@ class DiffusionPipeline:
         self.model_hash = model_hash
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> DiffusionPipeline:
-        cfg, net_cfg, net, codec, model_hash = load_model_folder(directory, KIND)
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu"):
+        cfg, net_cfg, net, codec, model_hash = load_model_folder(directory, cls.KIND)
         return cls(cfg, net_cfg, net.to(device), codec.to(device), model_hash=model_hash)
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+
+class DiffusionPipeline(ModelPipeline):
+    """A trained diffusion model, callable to generate cases."""
+
+    KIND = KIND
 
     @property
     def image_shape(self) -> tuple[int, ...]:

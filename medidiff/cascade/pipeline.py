@@ -28,10 +28,7 @@ from medidiff.config import config_hash
 from medidiff.data.brats import REGIONS, regions_from_labels
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
-from medidiff.generation import DiffusionPipeline, GeneratedCase, image_space_clamp, load_model_folder, regions_to_labels
-from medidiff.latents import LatentCodec
-from medidiff.nets.config import NetConfig
-from medidiff.objectives import build_objective
+from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
 from medidiff.samplers import SAMPLERS, Guidance, check_sampler, generators_from_seeds
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
@@ -48,23 +45,10 @@ def sr_seed(seed: int) -> int:
     return derive_seed(int(seed), _SR_STREAM)
 
 
-class SRPipeline:
+class SRPipeline(ModelPipeline):
     """A trained SR denoiser + codec + objective: ``sr(low_res, seeds) -> high_res``."""
 
-    def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: LatentCodec,
-                 *, model_hash: str = "untracked") -> None:
-        self.cfg, self.net_cfg, self.net, self.codec = cfg, net_cfg, net.eval(), codec
-        self.objective = build_objective(cfg.objective)
-        self.model_hash = model_hash
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> SRPipeline:
-        cfg, net_cfg, net, codec, model_hash = load_model_folder(directory, KIND)
-        return cls(cfg, net_cfg, net.to(device), codec.to(device), model_hash=model_hash)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+    KIND = KIND
 
     @property
     def scale(self) -> int:

@@ -30,7 +30,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from medidiff.cascade.patches import crop_patches, random_patch_origins
 from medidiff.config import ConfigError, config_hash, save_resolved, to_dict
@@ -48,6 +47,7 @@ from medidiff.training.diffusion import (
     build_codec_for,
     mask_channels,
     mask_to_latent_grid,
+    validation_loss_fn,
     model_input,
     run_dir_of,
 )
@@ -231,19 +231,8 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": KIND}
 
-    def val_fn(module: torch.nn.Module) -> dict[str, float]:
-        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
-        device = next(module.parameters()).device
-        losses = []
-        with torch.no_grad():
-            for i, batch in enumerate(loader):
-                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)  # fixed: comparable over time
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                losses.append(float(loss_fn(module, batch, gen)[0]))
-        return {"loss": sum(losses) / max(1, len(losses))}
-
     return fit(net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
-               collate_fn=collate_cases, val_fn=val_fn if val_set is not None else None, progress=progress)
+               collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress)
 
 
 def export_sr(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema") -> Path:

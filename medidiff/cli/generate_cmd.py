@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medidiff.cli.common import add_dry_run, dry_run, options_of
 from medidiff.errors import MedidiffError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +109,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_masks(folder: str, shape: tuple[int, ...]) -> "torch.Tensor":
+def load_masks(folder: str, shape: tuple[int, ...]) -> torch.Tensor:
     """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid."""
     import nibabel as nib
     import numpy as np

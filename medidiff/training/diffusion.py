@@ -47,6 +47,7 @@ __all__ = [
     "group_by_band",
     "build_datasets",
     "fit_codec_stats",
+    "validation_loss_fn",
     "train_diffusion",
 ]
 
@@ -213,22 +214,31 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": "medidiff.diffusion"}
 
+    return fit(
+        net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
+        collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
+        preview_fn=make_preview_fn(cfg, codec, objective, train_set),
+    )
+
+
+def validation_loss_fn(val_set: Any, loss_fn: Any, cfg: ExperimentConfig):
+    """``val_fn`` for :func:`fit`: the mean loss over the held-out set with fixed per-batch seeds
+    (so values are comparable across steps); None without a held-out set."""
+    if val_set is None:
+        return None
+
     def val_fn(module: torch.nn.Module) -> dict[str, float]:
         loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
         device = next(module.parameters()).device
         losses = []
         with torch.no_grad():
             for i, batch in enumerate(loader):
-                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)  # fixed: comparable over time
+                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 losses.append(float(loss_fn(module, batch, gen)[0]))
         return {"loss": sum(losses) / max(1, len(losses))}
 
-    return fit(
-        net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
-        collate_fn=collate_cases, val_fn=val_fn if val_set is not None else None, progress=progress,
-        preview_fn=make_preview_fn(cfg, codec, objective, train_set),
-    )
+    return val_fn
 
 
 def make_preview_fn(cfg: ExperimentConfig, codec: LatentCodec, objective: Any, train_set: Any):
