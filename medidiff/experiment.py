@@ -45,3 +45,10 @@ class ExperimentConfig:
             raise ValueError(
                 f"conditioning.mask/generate_labels need data.label_mode: regions (got {self.data.label_mode!r})"
             )
+        text = self.conditioning.text
+        if text.enabled and self.data.flip_prob > 0 and "location" in text.facts:
+            raise ValueError("data.flip_prob > 0 mirrors left and right but the prompts state the tumour's "
+                             "hemisphere: set data.flip_prob: 0 or drop 'location' from conditioning.text.facts")
+        if text.enabled and self.sampler.guidance_scale != 1.0 and self.objective.cond_drop_prob == 0.0:
+            raise ValueError("sampler.guidance_scale != 1 needs an unconditional model: set objective.cond_drop_prob "
+                             "(0.1-0.2) so training sees the empty prompt")

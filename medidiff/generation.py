@@ -81,6 +81,7 @@ class GeneratedCase:
     images: np.ndarray  # (M, X, Y, Z) float32 in [-1, 1], RAS, model grid
     label: np.ndarray | None  # (X, Y, Z) uint8 labels {0,1,2,3}
     modalities: list[str]
+    prompt: str | None = None  # text-conditioned models: the prompt it was generated from
 
 
 def load_model_folder(directory: str | Path, kind: str) -> tuple[ExperimentConfig, NetConfig, torch.nn.Module,
@@ -151,6 +152,26 @@ class DiffusionPipeline(ModelPipeline):
     """A trained diffusion model, callable to generate cases."""
 
     KIND = KIND
+    text: Any = None  # a TextEncoder for text-conditioned models
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu",
+                        text_encoder: str | Path | None = None) -> DiffusionPipeline:
+        """Load a model folder; a text-conditioned model also loads its frozen text encoder from
+        the recorded local path (or ``text_encoder``), refusing one whose files differ."""
+        pipe = super().from_pretrained(directory, device=device)
+        record = json.loads((Path(directory) / "config.json").read_text()).get("text_encoder")
+        if record:
+            from medidiff.conditioning.text import TextEncoder
+
+            path = text_encoder or record["path"]
+            pipe.text = TextEncoder.from_pretrained(path, device=device, max_length=record.get("max_length"))
+            if pipe.text.encoder_hash != record["hash"]:
+                raise MedidiffError(f"text encoder {path} (hash {pipe.text.encoder_hash}) is not the one this model "
+                                    f"was trained with (hash {record['hash']})")
+        elif text_encoder is not None:
+            raise MedidiffError(f"{directory}: this model is not text-conditioned: drop the text encoder")
+        return pipe
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -166,10 +187,11 @@ class DiffusionPipeline(ModelPipeline):
 
     @torch.no_grad()
     def __call__(self, seeds: Sequence[int], *, masks: torch.Tensor | None = None,
-                 sampler: SamplerConfig | None = None) -> list[GeneratedCase]:
+                 sampler: SamplerConfig | None = None, prompts: Sequence[str] | None = None) -> list[GeneratedCase]:
         """Generate one case per seed (the same seed gives the same case, alone or in a batch).
 
         masks: (B, 3, X, Y, Z) WT/TC/ET in {0, 1}, required iff the model is mask-conditioned.
+        prompts: one per seed, required iff the model is text-conditioned.
         """
         sampler = sampler or self.cfg.sampler
         c, *spatial = self.image_shape
@@ -182,10 +204,22 @@ class DiffusionPipeline(ModelPipeline):
             if tuple(masks.shape[1:]) != (NUM_REGIONS, *spatial) or masks.shape[0] != len(seeds):
                 raise MedidiffError(f"masks have shape {tuple(masks.shape)}; expected ({len(seeds)}, 3, {', '.join(map(str, spatial))})")
             cond["cond_image"] = mask_to_latent_grid(self.codec, masks.to(self.device).float() * 2 - 1)
+        null = None
+        if self.text is not None:
+            if prompts is None or len(prompts) != len(seeds):
+                raise MedidiffError(f"this model is text-conditioned: give one prompt per case ({len(seeds)}), "
+                                    "e.g. --prompts FILE")
+            from medidiff.conditioning.text import text_condition
+
+            cond.update(text_condition(list(prompts), self.text, self.device))
+            null = {k: v.to(self.device) for k, v in self.text.null_cond().items()}
+        elif prompts is not None:
+            raise MedidiffError("this model is not text-conditioned: drop the prompts")
         latent = self.codec.latent_shape((c, *spatial))
         clamp = image_space_clamp(self.codec) if sampler.clip_x0 else None
         z = sample(self.objective, self.net, (len(seeds), *latent), config=replace(sampler, clip_x0=False),
-                   seeds=list(seeds), cond=cond or None, device=self.device, x0_transform=clamp)
+                   seeds=list(seeds), cond=cond or None, device=self.device, x0_transform=clamp,
+                   null_cond=null, guidance_keys=self.cfg.objective.cond_drop_keys)
         x = self.codec.decode(z).clamp(-1, 1).float().cpu().numpy()  # (B, C, X, Y, Z)
         m = len(self.cfg.data.modalities)
         out = []
@@ -197,7 +231,8 @@ class DiffusionPipeline(ModelPipeline):
             else:
                 label = None
             out.append(GeneratedCase(seed=int(seed), images=x[i, :m], label=label,
-                                     modalities=list(self.cfg.data.modalities)))
+                                     modalities=list(self.cfg.data.modalities),
+                                     prompt=None if prompts is None else prompts[i]))
         return out
 
 
@@ -222,7 +257,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
                       metadata={"weights": weights, "step": str(state["step"])})
     meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
             "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
-            "source_checkpoint": str(latest)}
+            "source_checkpoint": str(latest), "text_encoder": record.get("text_encoder")}
     ckpt.write_atomic(out_dir / "config.json", json.dumps(meta, indent=2))
     if (out_dir / "codec").exists():
         shutil.rmtree(out_dir / "codec")

@@ -176,9 +176,9 @@ class CascadePipeline:
             raise MedidiffError("base and SR models do not chain: " + "; ".join(problems))
 
     @classmethod
-    def from_pretrained(cls, base_dir: str | Path, sr_dir: str | Path, *,
-                        device: str | torch.device = "cpu") -> CascadePipeline:
-        return cls(DiffusionPipeline.from_pretrained(base_dir, device=device),
+    def from_pretrained(cls, base_dir: str | Path, sr_dir: str | Path, *, device: str | torch.device = "cpu",
+                        text_encoder: str | Path | None = None) -> CascadePipeline:
+        return cls(DiffusionPipeline.from_pretrained(base_dir, device=device, text_encoder=text_encoder),
                    SRPipeline.from_pretrained(sr_dir, device=device))
 
     @property
@@ -195,6 +195,7 @@ class CascadePipeline:
 
     @torch.no_grad()
     def __call__(self, seeds: Sequence[int], *, masks: torch.Tensor | None = None,
+                 prompts: Sequence[str] | None = None,
                  sampler: SamplerConfig | None = None, sr_sampler: SamplerConfig | None = None,
                  **sr_options: Any) -> list[GeneratedCase]:
         """Generate one full-resolution case per seed.
@@ -212,7 +213,7 @@ class CascadePipeline:
             if masks.ndim != 5 or masks.shape[1] != NUM_REGIONS:
                 raise MedidiffError(f"masks must be (B, 3, X, Y, Z) WT/TC/ET, got {tuple(masks.shape)}")
             base_masks = (degrade(masks * 2 - 1, scale, 0) > 0).float()  # block majority on the base grid
-        low_cases = self.base(seeds, masks=base_masks, sampler=sampler)
+        low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)
         low = []
         for case in low_cases:
             chans = [torch.from_numpy(case.images)]
@@ -231,6 +232,6 @@ class CascadePipeline:
             else:
                 label = None
             out.append(GeneratedCase(seed=int(seed), images=high[i, :m], label=label,
-                                     modalities=list(self.cfg.data.modalities)))
+                                     modalities=list(self.cfg.data.modalities), prompt=low_cases[i].prompt))
         return out
 

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "output grid (case i uses file i mod n, sorted by name)")
     p.add_argument("--num", type=int, required=True, help="number of cases")
     p.add_argument("--out", required=True, help="output folder: case_XXXX/{t1n,t1c,t2w,t2f,seg}.nii.gz")
+    p.add_argument("--prompts", help="text-conditioned models: a file with one prompt per line "
+                                     "(one line for all cases, or exactly --num lines)")
+    p.add_argument("--text-encoder", help="local text encoder folder (default: the path recorded with the model)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's sampler config)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"])
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
@@ -53,10 +56,16 @@ def _generate(args: argparse.Namespace) -> int:
     if args.sr_model:
         from medidiff.cascade.pipeline import CascadePipeline
 
-        pipe = CascadePipeline.from_pretrained(args.model, args.sr_model, device=args.device)
+        pipe = CascadePipeline.from_pretrained(args.model, args.sr_model, device=args.device,
+                                               text_encoder=args.text_encoder)
     else:
-        pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device)
+        pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
     masks = load_masks(args.masks, tuple(pipe.image_shape[1:])) if args.masks else None
+    prompts = None
+    if args.prompts:
+        from medidiff.conditioning.text import read_prompts_file
+
+        prompts = read_prompts_file(args.prompts, args.num)
     if pipe.cfg.conditioning.mask and masks is None:
         raise MedidiffError("this model is mask-conditioned: give --masks (a folder of label maps)")
     sampler = pipe.cfg.sampler
@@ -87,10 +96,13 @@ def _generate(args: argparse.Namespace) -> int:
             import torch as _t
 
             batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
-        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks)
+        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks,
+                     prompts=None if prompts is None else [prompts[i] for i in idx])
         for i, gen in zip(idx, cases):
             case = out / f"case_{i:04d}"
             prov = {**pipe.provenance(gen.seed, sampler), "case": case.name, "geometry": args.geometry}
+            if gen.prompt is not None:
+                prov["prompt"] = gen.prompt
             shown = []
             for m, name in enumerate(gen.modalities):
                 vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS

@@ -75,6 +75,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dry_run(v)
     v.set_defaults(func=_validate)
 
+    t = msub.add_parser(
+        "prompts", help="add a factual text prompt to every case (for text-conditioned models)",
+        description="Writes a 'text' field per case from its label map: modalities, tumour hemisphere "
+        "and lobe, sub-region volumes. Existing 'text' fields are kept unless --overwrite.",
+    )
+    t.add_argument("manifest", metavar="FILE")
+    t.add_argument("-o", "--out", required=True, help="manifest to write (may be FILE itself)")
+    t.add_argument("--root", help="data root the paths are relative to (default: the manifest's folder)")
+    t.add_argument("--facts", nargs="+", choices=["modalities", "location", "volumes"],
+                   default=["modalities", "location", "volumes"], help="what the prompts state")
+    t.add_argument("--overwrite", action="store_true", help="replace existing 'text' fields")
+    add_dry_run(t)
+    t.set_defaults(func=_prompts)
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    if dry_run(args, options_of(args)):
+        return 0
+    from medidiff.conditioning.prompts import add_prompts_to_manifest
+
+    counts = add_prompts_to_manifest(args.manifest, args.out, args.root, include=args.facts, overwrite=args.overwrite)
+    print(f"{args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
 
 def _int_list(text: str) -> list[int]:
     try:

@@ -110,7 +110,7 @@ Split = Literal["training", "test", "validation"]
 
 # Keys an item has besides its per-modality keys; a modality may not be called like one of them.
 RESERVED_KEYS: frozenset[str] = frozenset(
-    {"image", "label", "case_id", "subject_id", "fold", "has_label"}
+    {"image", "label", "case_id", "subject_id", "fold", "has_label", "text"}
 )
 # Keys whose values are data paths (besides the per-modality keys).
 _PATH_KEYS = ("image", "label")

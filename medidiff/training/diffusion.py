@@ -29,6 +29,7 @@ from medidiff.latents.wavelet import WaveletCodec, periodized_dwt3
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
+from medidiff.conditioning.text import net_config_for_text
 from medidiff.training.loop import FitResult, fit
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ __all__ = [
     "build_datasets",
     "fit_codec_stats",
     "validation_loss_fn",
+    "build_text_conditioner",
     "train_diffusion",
 ]
 
@@ -135,8 +137,8 @@ def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Ten
 class DiffusionLoss:
     """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss."""
 
-    def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any) -> None:
-        self.cfg, self.codec, self.objective = cfg, codec, objective
+    def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any, text: Any = None) -> None:
+        self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
 
@@ -147,10 +149,14 @@ class DiffusionLoss:
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
         x, regions = model_input(batch, self.cfg)
+        null = None
         with torch.no_grad():
             z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
             cond = self.cond_of(regions)
-        loss, per_channel = self.objective.loss(net, z, cond, generator=gen)
+            if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
+                cond.update(self.text(batch["case_id"], device=z.device))
+                null = {k: v.to(z.device) for k, v in self.text.null_cond().items()}
+        loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null)
         logs = group_by_band(per_channel, self.names)
         return loss, logs
 
@@ -207,18 +213,40 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
             fit_codec_stats(codec, train_set, cfg)
         codec.save_pretrained(codec_dir)
     net_cfg = resolve_net_config(cfg, codec)
+    text, text_record = build_text_conditioner(cfg, run_dir)
+    if text is not None:
+        net_cfg = net_config_for_text(net_cfg, text.encoder)
     torch.manual_seed(cfg.seed)
     net = build_net(net_cfg)
     objective = build_objective(cfg.objective)
-    loss_fn = DiffusionLoss(cfg, codec, objective)
+    loss_fn = DiffusionLoss(cfg, codec, objective, text)
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
-              "codec": to_dict(codec.config), "kind": "medidiff.diffusion"}
+              "codec": to_dict(codec.config), "kind": "medidiff.diffusion", "text_encoder": text_record}
 
     return fit(
         net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
         preview_fn=make_preview_fn(cfg, codec, objective, train_set),
     )
+
+
+def build_text_conditioner(cfg: ExperimentConfig, run_dir: Path) -> tuple[Any, dict[str, Any] | None]:
+    """The frozen text encoder (outside the engine) and every training case's prompt, encoded once
+    up front so training steps only read the embedding cache; (None, None) without text."""
+    t = cfg.conditioning.text
+    if not t.enabled:
+        return None, None
+    from medidiff.conditioning.prompts import prompts_for_manifest
+    from medidiff.conditioning.text import TextConditioner, TextEncoder
+
+    encoder = TextEncoder.from_pretrained(t.encoder, max_length=t.max_length,
+                                          cache_dir=t.cache_dir or run_dir / "text_cache")
+    prompts = prompts_for_manifest(cfg.data.manifest, cfg.data.root or None, include=t.facts, source=t.prompts)
+    text = TextConditioner(encoder, prompts)
+    text.warm()
+    record = {"path": str(Path(t.encoder).absolute()), "hash": encoder.encoder_hash,
+              "hidden_size": encoder.hidden_size, "max_length": t.max_length}
+    return text, record
 
 
 def validation_loss_fn(val_set: Any, loss_fn: Any, cfg: ExperimentConfig):
