@@ -24,9 +24,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"cases": 16, "shape": (32, 32, 32), "channels": [32, 64], "base_steps": 1500, "sr_steps": 600,
             "sr_patch": 16, "micro_batch": 2, "precision": "fp32", "generate": 4, "eval_steps": 60,
             "eval_seeds": [0]},
-    "gpu": {"cases": 48, "shape": (128, 128, 128), "channels": [64, 128, 256], "base_steps": 4000,
-            "sr_steps": 3000, "sr_patch": 64, "micro_batch": 4, "precision": "bf16", "generate": 16,
-            "eval_steps": 400, "eval_seeds": [0, 1, 2]},
+    "gpu": {"cases": 32, "shape": (128, 128, 128), "channels": [64, 128, 256], "base_steps": 1500,
+            "sr_steps": 1000, "sr_patch": 64, "micro_batch": 4, "precision": "bf16", "generate": 8,
+            "eval_steps": 200, "eval_seeds": [0, 1]},
 }
 
 
