@@ -60,7 +60,7 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
-    masks = load_masks(args.masks, tuple(pipe.image_shape[1:])) if args.masks else None
+    masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:])) if args.masks else (None, [])
     prompts = None
     if args.prompts:
         from medidiff.conditioning.text import read_prompts_file
@@ -103,6 +103,8 @@ def _generate(args: argparse.Namespace) -> int:
             prov = {**pipe.provenance(gen.seed, sampler), "case": case.name, "geometry": args.geometry}
             if gen.prompt is not None:
                 prov["prompt"] = gen.prompt
+            if mask_files:
+                prov["mask"] = str(mask_files[i % len(mask_files)])
             shown = []
             for m, name in enumerate(gen.modalities):
                 vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
@@ -121,8 +123,9 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_masks(folder: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid."""
+def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[Path]]:
+    """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid,
+    and the files they came from (sorted by name)."""
     import nibabel as nib
     import numpy as np
     import torch
@@ -146,4 +149,4 @@ def load_masks(folder: str, shape: tuple[int, ...]) -> torch.Tensor:
         if not values <= set(LABEL_VALUES):
             raise DataError(f, f"labels {sorted(values - set(LABEL_VALUES))} outside {list(LABEL_VALUES)}")
         out.append(torch.from_numpy(np.stack([np.isin(label, v) for v in REGIONS.values()]).astype(np.float32)))
-    return torch.stack(out)
+    return torch.stack(out), files
