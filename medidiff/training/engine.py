@@ -12,6 +12,7 @@ RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; a plain ``medidiff train`` i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -126,13 +127,22 @@ def setup_distributed(device: torch.device) -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            # bind NCCL to this rank's GPU up front (otherwise it guesses the device per collective)
+            torch.distributed.init_process_group("nccl", device_id=device)
         deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy_process_group)
     return DistInfo(
         rank=torch.distributed.get_rank(),
         world_size=torch.distributed.get_world_size(),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         device=device,
     )
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _fill(ds: dict[str, Any], key: str, value: Any, source: str) -> None:
