@@ -38,7 +38,8 @@ from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
-__all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash", "regions_to_labels", "grid_affine", "place_in_grid"]
+__all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
+           "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid"]
 
 KIND = "medidiff.diffusion"
 
@@ -61,17 +62,47 @@ def grid_affine(shape: Sequence[int], spacing: Sequence[float], centre: Sequence
     return aff
 
 
-def place_in_grid(volume: np.ndarray, spacing: Sequence[float], geometry: Literal["native", "brats"],
-                  *, label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class ReferenceGrid:
+    """A reference case's original grid, and where the model grid sits in it for that case."""
+
+    model_affine: np.ndarray  # voxel -> world of the model grid (the case after the data pipeline)
+    affine: np.ndarray  # voxel -> world of the case's own files
+    shape: tuple[int, int, int]
+
+
+def reference_grid(item: dict[str, Any], cfg: ExperimentConfig, *, label_map: dict[int, int] | None = None
+                   ) -> ReferenceGrid:
+    """The grid of a real case (a manifest item): generated volumes placed with it land where the
+    data pipeline took that case's brain from, in its own affine, spacing and shape."""
+    from medidiff.data.geometry import processed_geometry, reference_geometry
+
+    model_affine, model_shape = processed_geometry(item, cfg.data, label_map=label_map)
+    expected = tuple(r // cfg.data.downsample for r in cfg.data.roi)
+    if tuple(model_shape) != expected:
+        raise MedidiffError(f"reference case {item.get('case_id')}: the data pipeline gives {model_shape}, the "
+                            f"model generates {expected}")
+    affine, shape = reference_geometry(item["image"][0])
+    return ReferenceGrid(model_affine=model_affine, affine=affine, shape=tuple(shape))
+
+
+def place_in_grid(volume: np.ndarray, spacing: Sequence[float],
+                  geometry: Literal["native", "brats"] | ReferenceGrid, *, label: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Put a generated (X, Y, Z) RAS volume into its output grid: 'native' keeps the model grid
     (centred on the world origin); 'brats' resamples into 240x240x155 at 1 mm with the BraTS
-    affine, centred on the BraTS volume centre."""
+    affine, centred on the BraTS volume centre; a :class:`ReferenceGrid` resamples into a real
+    case's grid (the inverse of the data pipeline's spatial steps)."""
+    mode = "nearest" if label else "bilinear"
+    if isinstance(geometry, ReferenceGrid):
+        out = to_reference_grid(volume, geometry.model_affine, geometry.affine, geometry.shape, mode=mode,
+                                background=0.0)
+        return out, geometry.affine.copy()
     if geometry == "native":
         return volume, grid_affine(volume.shape, spacing, (0.0, 0.0, 0.0))
     centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
     src = grid_affine(volume.shape, spacing, centre)
-    out = to_reference_grid(volume, src, BRATS_AFFINE, BRATS_SHAPE, mode="nearest" if label else "bilinear",
-                            background=0.0)
+    out = to_reference_grid(volume, src, BRATS_AFFINE, BRATS_SHAPE, mode=mode, background=0.0)
     return out, BRATS_AFFINE.copy()
 
 

@@ -175,3 +175,36 @@ def test_bad_masks_are_clear_errors(mask_model, tmp_path, capsys):
     assert "bad_labels.nii.gz" in err and "[5]" in err
     assert main(args[:-2]) == 2
     assert "mask-conditioned" in capsys.readouterr().err
+
+
+def test_masks_from_a_manifest_go_through_the_data_pipeline(mask_model, tmp_path):
+    from medidiff.data.manifest import load_manifest
+    from medidiff.data.masks import model_grid_labels
+
+    tmp = mask_model.parent
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(mask_model), "--num", "2", "--out", str(out), "--masks",
+                 str(tmp / "m.json"), "--root", str(tmp / "data"), "--no-progress"]) == 0
+    pipe = DiffusionPipeline.from_pretrained(mask_model)
+    expected = model_grid_labels(load_manifest(tmp / "m.json", tmp / "data")[:2], pipe.cfg.data)
+    for i in range(2):
+        np.testing.assert_array_equal(np.asarray(nib.load(out / f"case_{i:04d}" / "seg.nii.gz").dataobj), expected[i])
+    assert json.loads((out / "case_0000" / "provenance.json").read_text())["mask"].endswith("#BraTS-GLI-00000-000")
+
+
+def test_generate_in_a_reference_case_grid(trained, tmp_path):
+    _, model = trained
+    tmp = model.parent
+    out = tmp_path / "ref"
+    assert main(["generate", "--model", str(model), "--num", "1", "--out", str(out), "--steps", "2",
+                 "--reference", str(tmp / "m.json"), "--root", str(tmp / "data"),
+                 "--reference-case", "BraTS-GLI-00001-000", "--no-progress"]) == 0
+    ref = nib.load(tmp / "data" / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1n.nii.gz")
+    for name in ("t1n", "seg"):
+        img = nib.load(out / "case_0000" / f"{name}.nii.gz")
+        assert img.shape == ref.shape
+        np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
+    data = np.asarray(nib.load(out / "case_0000" / "t1n.nii.gz").dataobj)
+    assert data.max() > 0
+    prov = json.loads((out / "case_0000" / "provenance.json").read_text())
+    assert prov["geometry"] == "reference BraTS-GLI-00001-000"

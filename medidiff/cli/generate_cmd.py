@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model folder (from `medidiff export` or RUN/model)")
     p.add_argument("--sr-model", help="super-resolution model folder: cascade the base model to the full grid")
     p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
-                                   "output grid (case i uses file i mod n, sorted by name)")
+                                   "model grid (case i uses file i mod n, sorted by name), or a manifest whose "
+                                   "labelled cases go through the model's data pipeline")
+    p.add_argument("--reference", help="a manifest: write cases in a real case's grid (its affine, spacing and "
+                                       "shape; the inverse of the data pipeline) instead of --geometry")
+    p.add_argument("--reference-case", help="case id in --reference (default: its first case)")
+    p.add_argument("--root", help="data root of --masks/--reference manifests (default: the manifest's folder)")
     p.add_argument("--num", type=int, required=True, help="number of cases")
     p.add_argument("--out", required=True, help="output folder: case_XXXX/{t1n,t1c,t2w,t2f,seg}.nii.gz")
     p.add_argument("--prompts", help="text-conditioned models: a file with one prompt per line "
@@ -60,7 +65,21 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
-    masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:])) if args.masks else (None, [])
+    masks, mask_files = (None, [])
+    if args.masks and args.masks.endswith(".json"):
+        masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
+    elif args.masks:
+        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]))
+    geometry = args.geometry
+    if args.reference:
+        from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+        from medidiff.generation import reference_grid
+
+        items = load_manifest(args.reference, args.root)
+        chosen = [it for it in items if args.reference_case in (None, it["case_id"])]
+        if not chosen:
+            raise MedidiffError(f"--reference {args.reference}: no case {args.reference_case!r}")
+        geometry = reference_grid(chosen[0], pipe.cfg, label_map=label_map_of(read_manifest(args.reference)))
     prompts = None
     if args.prompts:
         from medidiff.conditioning.text import read_prompts_file
@@ -100,7 +119,8 @@ def _generate(args: argparse.Namespace) -> int:
                      prompts=None if prompts is None else [prompts[i] for i in idx])
         for i, gen in zip(idx, cases):
             case = out / f"case_{i:04d}"
-            prov = {**pipe.provenance(gen.seed, sampler), "case": case.name, "geometry": args.geometry}
+            prov = {**pipe.provenance(gen.seed, sampler), "case": case.name,
+                    "geometry": f"reference {chosen[0]['case_id']}" if args.reference else args.geometry}
             if gen.prompt is not None:
                 prov["prompt"] = gen.prompt
             if mask_files:
@@ -108,12 +128,12 @@ def _generate(args: argparse.Namespace) -> int:
             shown = []
             for m, name in enumerate(gen.modalities):
                 vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
-                vol, affine = place_in_grid(vol, spacing, args.geometry)
+                vol, affine = place_in_grid(vol, spacing, geometry)
                 write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov)
                 shown.append(vol)
             label = gen.label
             if label is not None:
-                label, affine = place_in_grid(label, spacing, args.geometry, label=True)
+                label, affine = place_in_grid(label, spacing, geometry, label=True)
                 write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov)
             write_png(case / "preview.png", triplanar(shown, label))
             (case / "provenance.json").write_text(json.dumps(prov, indent=2))
@@ -121,6 +141,27 @@ def _generate(args: argparse.Namespace) -> int:
     bar.close()
     print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else ""))
     return 0
+
+
+def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:
+    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from medidiff.data.brats import REGIONS
+    from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+    from medidiff.data.masks import model_grid_labels
+
+    items = [it for it in load_manifest(path, root) if it.get("label")]
+    if not items:
+        raise MedidiffError(f"--masks {path}: no labelled cases")
+    data = dataclasses.replace(cfg.data, label_mode="regions", flip_prob=0.0)
+    labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
+    masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))
+                         for lab in labels])
+    return masks, [f"{path}#{it['case_id']}" for it in items]
 
 
 def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[Path]]:
