@@ -242,7 +242,6 @@ def test_perceptual_off_is_logged_once(phantoms: Path, caplog) -> None:
     assert caplog.text.count("perceptual loss off") == 1
 
 
-@pytest.mark.slow
 def test_vae_overfits_one_phantom_volume(phantoms: Path) -> None:
     """1 case, 16x16x8, 4x downsampling (4 x 4 x 2 x 4 latent), 200 steps through fit(): PSNR > 22 dB
     on [-1, 1] data (peak-to-peak 2). 150 steps measured 23.2 dB on a loaded 2-core CPU (~1-3 steps/s)."""
