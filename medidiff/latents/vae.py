@@ -15,8 +15,7 @@ posterior means over the training set (LDM's 'scale factor', per channel), fitte
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -25,14 +24,10 @@ from torch import nn
 
 from medidiff.latents.codec import load_config_as, load_weights, save_config, save_weights
 from medidiff.latents.config import VAEArchitecture, VAECodecConfig
+from medidiff.latents.normalised import NormalisedCodec, channel_view
 from medidiff.latents.tiling import sliding_window
 
 __all__ = ["VoxelGroupNorm", "build_autoencoder", "kl_divergence", "VAECodec"]
-
-
-def _channel_view(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """(C,) -> (1, C, 1, ..., 1) to broadcast over a rank-``ndim`` tensor."""
-    return v.view(1, -1, *([1] * (ndim - 2)))
 
 
 class VoxelGroupNorm(nn.Module):
@@ -59,7 +54,7 @@ class VoxelGroupNorm(nn.Module):
         var, mean = torch.var_mean(g, dim=2, keepdim=True, unbiased=False)
         y = ((g - mean) * torch.rsqrt(var + self.eps)).view(b, c, *spatial).to(x.dtype)
         if self.weight is not None and self.bias is not None:
-            y = y * _channel_view(self.weight, y.ndim).to(y.dtype) + _channel_view(self.bias, y.ndim).to(y.dtype)
+            y = y * channel_view(self.weight, y.ndim).to(y.dtype) + channel_view(self.bias, y.ndim).to(y.dtype)
         return y
 
     def extra_repr(self) -> str:
@@ -107,7 +102,7 @@ def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return kl.flatten(1).sum(dim=1).mean()
 
 
-class VAECodec(nn.Module):
+class VAECodec(NormalisedCodec):
     """A trained 3D KL autoencoder behind the :class:`~medidiff.latents.codec.LatentCodec` protocol.
 
     >>> from medidiff.latents.config import VAEArchitecture
@@ -119,25 +114,13 @@ class VAECodec(nn.Module):
     config_class = VAECodecConfig
 
     def __init__(self, config: VAECodecConfig | None = None) -> None:
-        super().__init__()
         config = config if config is not None else VAECodecConfig()
         if not isinstance(config, VAECodecConfig):
             raise TypeError(f"VAECodec needs a VAECodecConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         self.autoencoder = build_autoencoder(config.architecture, config.in_channels)
-        self.register_buffer("shift", torch.zeros(0), persistent=False)  # (C',)
-        self.register_buffer("scale", torch.ones(0), persistent=False)  # (C',)
-        self._load_stats()
 
     # ---- protocol attributes ----------------------------------------------------------------
-
-    @property
-    def in_channels(self) -> int:
-        return self.config.in_channels
-
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
 
     @property
     def factor(self) -> int:
@@ -236,16 +219,6 @@ class VAECodec(nn.Module):
 
     # ---- protocol ---------------------------------------------------------------------------
 
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        shift = _channel_view(self.shift.to(z.device, z.dtype), z.ndim)
-        scale = _channel_view(self.scale.to(z.device, z.dtype), z.ndim)
-        return (z - shift) / scale
-
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        shift = _channel_view(self.shift.to(z.device, z.dtype), z.ndim)
-        scale = _channel_view(self.scale.to(z.device, z.dtype), z.ndim)
-        return z * scale + shift
-
     def encode(
         self,
         x: torch.Tensor,
@@ -296,62 +269,10 @@ class VAECodec(nn.Module):
 
     # ---- statistics -------------------------------------------------------------------------
 
-    def _load_stats(self) -> None:
-        cfg = self.config
-        n = cfg.latent_channels
-        if cfg.mean is None or cfg.std is None:
-            shift, scale = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
-        else:
-            shift, scale = torch.tensor(cfg.mean, dtype=torch.float64), torch.tensor(cfg.std, dtype=torch.float64)
-        device = self.shift.device
-        self.shift = shift.to(device, torch.float32)
-        self.scale = scale.to(device, torch.float32)
-
-    @torch.no_grad()
-    def fit_stats(
-        self,
-        batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
-        *,
-        key: str = "image",
-        max_batches: int | None = None,
-        tile: int | Sequence[int] | None = None,
-    ) -> VAECodec:
-        """Set per-latent-channel mean/std of the posterior means over image batches; returns self.
-
-        Streaming in float64 with Chan et al.'s parallel (count, mean, M2) merge (1979), so the
-        result does not depend on batching. Dict batches are read at ``key``.
-        """
-        n_ch = self.latent_channels
-        count, mean, m2 = 0, None, None
-        device = self.shift.device
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            x = batch[key] if isinstance(batch, Mapping) else batch
-            mu, _ = self.posterior(x.to(device, torch.float32), tile=tile)
-            zc = mu.double().transpose(0, 1).reshape(n_ch, -1)  # (C', B*D'*H'*W')
-            n_b = zc.shape[1]
-            mean_b = zc.mean(dim=1)
-            m2_b = ((zc - mean_b[:, None]) ** 2).sum(dim=1)
-            if mean is None or m2 is None:
-                count, mean, m2 = n_b, mean_b, m2_b
-                continue
-            total = count + n_b
-            delta = mean_b - mean
-            mean = mean + delta * (n_b / total)
-            m2 = m2 + m2_b + delta**2 * (count * n_b / total)
-            count = total
-        if mean is None or m2 is None:
-            raise ValueError("fit_stats got no batches: pass an iterable of (B, C, D, H, W) tensors")
-        std = (m2 / count).sqrt()
-        flat = torch.nonzero(std <= 0).flatten().tolist()
-        if flat:
-            raise ValueError(f"latent channels {flat[:8]} are constant over the {count} latent voxels seen: "
-                             f"std = 0 cannot normalise them (collapsed posterior?); fit on more data")
-        self.config = dataclasses.replace(self.config, mean=mean.cpu().tolist(), std=std.cpu().tolist(),
-                                          stats_count=int(count))
-        self._load_stats()
-        return self
+    def raw_latents(self, x: torch.Tensor, *, tile: int | Sequence[int] | None = None) -> torch.Tensor:
+        """Posterior means: what the latent statistics describe."""
+        mu, _ = self.posterior(x.to(self.shift.device, torch.float32), tile=tile)
+        return mu
 
     # ---- persistence ------------------------------------------------------------------------
 

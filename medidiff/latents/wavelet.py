@@ -16,24 +16,18 @@ the dense path builds the per-axis matrix from pywt's own periodized DWT and mat
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 
 from medidiff.latents.codec import load_config_as, save_config
 from medidiff.latents.config import WaveletCodecConfig
+from medidiff.latents.normalised import NormalisedCodec
 from medidiff.latents.haar import Backend, check_divisible, fast_dwt3, fast_idwt3, subband_names
 
 __all__ = ["WaveletCodec", "periodized_dwt3", "periodized_idwt3"]
-
-
-def _channel_view(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """(C',) -> (1, C', 1, ..., 1) to broadcast over a rank-``ndim`` tensor."""
-    return v.view(1, -1, *([1] * (ndim - 2)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +94,7 @@ def periodized_idwt3(z: torch.Tensor, wavelet: str) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-class WaveletCodec(torch.nn.Module):
+class WaveletCodec(NormalisedCodec):
     """Exact wavelet codec; see the module docstring. Has no weights, only statistics (in config).
 
     >>> codec = WaveletCodec(WaveletCodecConfig(levels=1))
@@ -111,25 +105,13 @@ class WaveletCodec(torch.nn.Module):
     config_class = WaveletCodecConfig
 
     def __init__(self, config: WaveletCodecConfig | None = None, *, backend: Backend = "auto") -> None:
-        super().__init__()
         config = config if config is not None else WaveletCodecConfig()
         if not isinstance(config, WaveletCodecConfig):
             raise TypeError(f"WaveletCodec needs a WaveletCodecConfig, got {type(config).__name__}")
+        super().__init__(config)
         self.backend: Backend = backend
-        self.config = config
-        self.register_buffer("shift", torch.zeros(0), persistent=False)  # (C',)
-        self.register_buffer("scale", torch.ones(0), persistent=False)  # (C',)
-        self._load_stats()
 
     # ---- protocol attributes ----------------------------------------------------------------
-
-    @property
-    def in_channels(self) -> int:
-        return self.config.in_channels
-
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
 
     @property
     def downsampling_factor(self) -> tuple[int, int, int]:
@@ -189,89 +171,28 @@ class WaveletCodec(torch.nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, D, H, W) in [-1, 1] -> normalised z (B, C', D', H', W')."""
-        z = self.dwt(x)
-        shift = _channel_view(self.shift.to(z.device, z.dtype), z.ndim)
-        scale = _channel_view(self.scale.to(z.device, z.dtype), z.ndim)
-        return (z - shift) / scale
+        return self.normalize(self.dwt(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised z (B, C', D', H', W') -> x (B, C, D, H, W)."""
-        shift = _channel_view(self.shift.to(z.device, z.dtype), z.ndim)
-        scale = _channel_view(self.scale.to(z.device, z.dtype), z.ndim)
-        return self.idwt(z * scale + shift)
+        return self.idwt(self.denormalize(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
 
     # ---- statistics -------------------------------------------------------------------------
 
-    def _load_stats(self) -> None:
-        cfg = self.config
-        n = cfg.latent_channels
-        if cfg.mean is None or cfg.std is None:
-            shift = torch.zeros(n, dtype=torch.float64)
-            scale = torch.ones(n, dtype=torch.float64)
-            # LLL^L is the (2^L)^3 block sum / sqrt(8)^L: divide by sqrt(8)^L -> block mean in [-1, 1]
-            scale[: cfg.in_channels] = math.sqrt(8.0) ** cfg.levels
-        else:
-            shift = torch.tensor(cfg.mean, dtype=torch.float64)
-            scale = torch.tensor(cfg.std, dtype=torch.float64)
-        device = self.shift.device
-        self.shift = shift.to(device, torch.float32)
-        self.scale = scale.to(device, torch.float32)
+    def default_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale = super().default_stats()
+        # LLL^L is the (2^L)^3 block sum / sqrt(8)^L: divide by sqrt(8)^L -> block mean in [-1, 1]
+        scale[: self.config.in_channels] = math.sqrt(8.0) ** self.config.levels
+        return shift, scale
 
-    @torch.no_grad()
-    def fit_stats(
-        self,
-        batches: Iterable[torch.Tensor | Mapping[str, torch.Tensor]],
-        *,
-        key: str = "image",
-        max_batches: int | None = None,
-    ) -> WaveletCodec:
-        """Set per-latent-channel mean/std from image batches (B, C, D, H, W); returns self.
+    def channel_label(self, k: int) -> str:
+        return self.channel_names[k]
 
-        Streaming and exact in float64: each batch's per-channel (count, mean, M2) is merged with
-        Chan et al.'s parallel update (1979), so the result does not depend on how the data was
-        batched and does not lose precision over many batches. std is the population std. A
-        channel that is constant over the data has no std to divide by: that is an error.
-        Dict batches (MONAI) are read at ``key``.
-        """
-        n_ch = self.latent_channels
-        count = 0
-        mean: torch.Tensor | None = None
-        m2: torch.Tensor | None = None
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            x = batch[key] if isinstance(batch, Mapping) else batch
-            z = self.dwt(x.to(torch.float64))  # (B, C', D', H', W')
-            zc = z.transpose(0, 1).reshape(n_ch, -1)  # (C', B*D'*H'*W')
-            n_b = zc.shape[1]
-            mean_b = zc.mean(dim=1)
-            m2_b = ((zc - mean_b[:, None]) ** 2).sum(dim=1)
-            if mean is None or m2 is None:
-                count, mean, m2 = n_b, mean_b, m2_b
-                continue
-            total = count + n_b
-            delta = mean_b - mean
-            mean = mean + delta * (n_b / total)
-            m2 = m2 + m2_b + delta**2 * (count * n_b / total)
-            count = total
-        if mean is None or m2 is None:
-            raise ValueError("fit_stats got no batches: pass an iterable of (B, C, D, H, W) tensors")
-        std = (m2 / count).sqrt()
-        names = self.channel_names
-        flat = [names[k] for k in torch.nonzero(std <= 0).flatten().tolist()]
-        if flat:
-            raise ValueError(
-                f"latent channels {flat[:8]}{' ...' if len(flat) > 8 else ''} are constant over the "
-                f"{count} voxels seen: std = 0 cannot normalise them; fit on more varied data"
-            )
-        self.config = dataclasses.replace(
-            self.config, mean=mean.cpu().tolist(), std=std.cpu().tolist(), stats_count=int(count)
-        )
-        self._load_stats()
-        return self
+    def raw_latents(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dwt(x.to(torch.float64))  # float64: exact statistics
 
     # ---- persistence ------------------------------------------------------------------------
 
