@@ -146,16 +146,16 @@ def make_dataset(
 def collate_cases(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack a list of pipeline outputs into a batch, keeping case ids.
 
-    Returns ``{"image": (B, C, X, Y, Z) float32, "label": (B, C_l, X, Y, Z) (if present),
+    Returns ``{"image": (B, C, X, Y, Z) float32 (or "latent" for latent-cache items), "label": (B, C_l, X, Y, Z) (if present),
     "case_id": list[str], "fold": list[int] (if present)}``. Tensors are plain ``torch.Tensor``
     (MetaTensor meta dropped: disk caches do not keep it, so no batch relies on it; use
     :mod:`medidiff.data.geometry` for grids).
     """
     if not batch:
         raise ValueError("collate_cases got an empty batch")
-    out: dict[str, Any] = {
-        "image": torch.stack([torch.as_tensor(b["image"]).as_subclass(torch.Tensor) for b in batch])
-    }
+    # pipeline outputs carry "image"; latent-cache items (medidiff.latents.cache) carry "latent"
+    key = "image" if "image" in batch[0] else "latent"
+    out: dict[str, Any] = {key: torch.stack([torch.as_tensor(b[key]).as_subclass(torch.Tensor) for b in batch])}
     has_label = ["label" in b for b in batch]
     if any(has_label):
         if not all(has_label):

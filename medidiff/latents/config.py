@@ -120,12 +120,18 @@ class LatentStageConfig:
     wavelet: str = "haar"
     levels: int = 1
     path: str | None = None  # (pretrained) a saved codec folder, e.g. a trained VAE's RUN/codec
+    # (pretrained) a latent cache written by `medidiff latents encode --codec <path>`: training reads
+    # the stored latents and never runs the codec; a cache of another codec or data section is refused
+    cache: str | None = None
     fit_stats: bool = True  # (wavelet) fit per-sub-band statistics before training
     stats_batches: int = 8
 
     def __post_init__(self) -> None:
         if self.type == "pretrained" and not self.path:
             raise ValueError("latent.type 'pretrained' needs latent.path (a codec folder with config.json)")
+        if self.cache and self.type != "pretrained":
+            raise ValueError("latent.cache needs latent.type 'pretrained' with latent.path = the codec that "
+                             "encoded the cache (a fitted wavelet codec is saved by `medidiff latents stats`)")
         if not 1 <= self.levels <= 3:
             raise ValueError(f"levels must be 1, 2 or 3, got {self.levels}")
         if self.stats_batches < 1:

@@ -47,6 +47,7 @@ __all__ = [
     "DiffusionLoss",
     "group_by_band",
     "build_datasets",
+    "cached_datasets",
     "fit_codec_stats",
     "validation_loss_fn",
     "build_text_conditioner",
@@ -148,10 +149,14 @@ class DiffusionLoss:
         return {"cond_image": mask_to_latent_grid(self.codec, regions)}
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
-        x, regions = model_input(batch, self.cfg)
         null = None
         with torch.no_grad():
-            z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
+            if "latent" in batch:  # from a latent cache: the codec never runs
+                z = batch["latent"].float()  # (B, C', D', H', W')
+                regions = batch["label"].float() * 2 - 1 if self.cfg.conditioning.mask else None
+            else:
+                x, regions = model_input(batch, self.cfg)
+                z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
@@ -172,6 +177,21 @@ def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, floa
     out = {f"band/{k}": sum(v) / len(v) for k, v in bands.items()}
     out.update({f"modality/{k}": sum(v) / len(v) for k, v in mods.items()})
     return out
+
+
+def cached_datasets(cfg: ExperimentConfig, codec: LatentCodec):
+    """(train, val) from ``latent.cache``: stored latents of the codec at ``latent.path``, split by
+    ``data.fold``; refused if the cache was encoded by another codec or data section."""
+    from medidiff.latents.cache import LatentCacheDataset, cache_pipeline_hash, read_cache_manifest
+
+    expected = cache_pipeline_hash(cfg.data, codec)
+    folds = {c.get("fold") for c in read_cache_manifest(cfg.latent.cache)["cases"]}
+    if cfg.data.fold is None:
+        return LatentCacheDataset(cfg.latent.cache, cfg.latent.path, pipeline_hash=expected), None
+    train = LatentCacheDataset(cfg.latent.cache, cfg.latent.path, pipeline_hash=expected,
+                               folds=folds - {cfg.data.fold})
+    val = LatentCacheDataset(cfg.latent.cache, cfg.latent.path, pipeline_hash=expected, folds={cfg.data.fold})
+    return train, (val if len(val) else None)
 
 
 def build_datasets(cfg: ExperimentConfig, run_dir: Path):
@@ -202,7 +222,10 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir)
-    train_set, val_set = build_datasets(cfg, run_dir)
+    if cfg.latent.cache:
+        train_set, val_set = cached_datasets(cfg, load_codec(cfg.latent.path))
+    else:
+        train_set, val_set = build_datasets(cfg, run_dir)
 
     codec_dir = run_dir / "codec"
     if resume and (codec_dir / "config.json").is_file():

@@ -121,3 +121,28 @@ def test_encode_errors_are_clear(setup, tmp_path: Path) -> None:
         codec_hash(tmp_path)
     with pytest.raises(MedidiffError, match="latents encode"):
         LatentCacheDataset(tmp_path, setup["vae"])
+
+
+def test_diffusion_trains_from_the_cache_without_running_the_codec(setup, tmp_path: Path, monkeypatch) -> None:
+    from medidiff.training.diffusion import train_diffusion
+
+    out = _encode(setup, tmp_path / "lat")
+    cfg = load_config(setup["yaml"], [
+        "name=cached", f"output_dir={tmp_path / 'runs'}", "latent.type=pretrained", f"latent.path={setup['vae']}",
+        f"latent.cache={out}", "conditioning.mask=true", "net.channels=[8, 16]", "net.num_res_blocks=1",
+        "net.norm_groups=8", "objective.type=flow", "train.max_steps=2", "train.micro_batch=1",
+        "train.precision=fp32", "train.device=cpu", "train.warmup_steps=1", "train.log_every=1",
+    ])
+
+    def no_encode(self, *args, **kwargs):
+        raise AssertionError("the codec ran during training from a latent cache")
+
+    monkeypatch.setattr(VAECodec, "encode", no_encode)
+    result = train_diffusion(cfg, progress=False)
+    assert result.final_step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    # a cache of another data section is refused
+    other = load_config(setup["yaml"], ["data.roi=[32, 32, 24]", "latent.type=pretrained",
+                                        f"latent.path={setup['vae']}", f"latent.cache={out}", "net.channels=[8, 16]",
+                                        "net.norm_groups=8", "train.device=cpu", f"output_dir={tmp_path / 'r2'}"])
+    with pytest.raises(MedidiffError, match="stale latent cache"):
+        train_diffusion(other, progress=False)
