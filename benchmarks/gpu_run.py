@@ -128,4 +128,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from medidiff.cli.common import run_script
+
+    raise SystemExit(run_script(main))

@@ -79,4 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from medidiff.cli.common import run_script
+
+    raise SystemExit(run_script(main))

@@ -49,3 +49,16 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed options of a command without argparse internals (for --dry-run)."""
     skip = {"func", "dry_run", "command", "subcommand"}
     return {k: v for k, v in vars(args).items() if k not in skip and not k.startswith("_")}
+
+
+def run_script(main_fn: Any) -> int:
+    """Run a script's ``main()`` the way the CLI does: a user error (bad data, bad config, bad
+    ``--set``) prints one line naming the file or key and exits with status 2; bugs keep their
+    traceback. For pipelines/ recipes and benchmarks."""
+    from medidiff.errors import MedidiffError
+
+    try:
+        return int(main_fn() or 0)
+    except MedidiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
