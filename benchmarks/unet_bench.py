@@ -227,7 +227,7 @@ def bench_train(
         res["flops_per_step"] = count_flops(model, x, mode, device)
     if check:
         res["rel_err_vs_fp32"] = rel_error_vs_fp32(model, cfg, x, mode, device)
-    run_model = torch.compile(model) if compile_ else model
+    run_model = torch.compile(model, mode=args.compile_mode) if compile_ else model
     step = Step(run_model, x, mode, device)
     timer = Timer(device)
     t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def bench_sampling(
     perturb(model)
     if mode == "bf16":
         model = model.to(torch.bfloat16)
-    run_model = torch.compile(model) if compile_ else model
+    run_model = torch.compile(model, mode=args.compile_mode) if compile_ else model
     res: dict[str, Any] = {"variant": name, "mode": mode, "compiled": compile_}
     timer = Timer(device)
     for s in sizes:
@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=ALL_VARIANTS, choices=ALL_VARIANTS)
+    ap.add_argument("--compile-mode", default=None,
+                    choices=[None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode for the compiled variants (reduce-overhead = CUDA graphs)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak if not an H100/H200")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/unet_<device>_<date>.json)")
     args = ap.parse_args(argv)
