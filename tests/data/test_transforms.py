@@ -251,6 +251,19 @@ def test_nan_voxel_names_the_file(tmp_path):
     assert "NaN" in str(exc.value) and "(9, 9, 7)" in str(exc.value)
 
 
+def test_data_error_crosses_dataloader_workers(tmp_path):
+    """A bad file read in a DataLoader worker still reaches the user as a DataError naming it."""
+    from medidiff.data.dataset import make_dataset, make_loader
+
+    vols = _modalities(0)
+    vols[0][4, 4, 4] = np.inf
+    items = [write_case(tmp_path, "bad", vols=vols)]
+    loader = make_loader(make_dataset(items, cfg_(), train=False), batch_size=1, shuffle=False, num_workers=1)
+    with pytest.raises(DataError) as exc:
+        next(iter(loader))
+    assert exc.value.path.endswith("bad_t1n.nii.gz") and "Inf" in str(exc.value)
+
+
 def test_4d_input_names_the_file(tmp_path):
     item = write_case(tmp_path, "four")
     four = np.stack(_modalities(0), axis=-1)  # MSD style: 4 modalities in one file
