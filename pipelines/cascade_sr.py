@@ -16,6 +16,7 @@ Both use flow matching (arXiv:2210.02747; rectified flow arXiv:2209.03003), so s
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--num", str(args.num), "--out", str(out / "generated"), "--device", device, "--no-progress"])
     if code == 0 and args.evaluate:
         run_evaluation(sr, replace(sr.eval, device=device), real_manifest=sr.data.manifest, root=sr.data.root
-                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke)
+                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke,
+                       command=" ".join(["python", f"pipelines/{Path(__file__).name}", *(argv if argv is not None else sys.argv[1:])]))
     return code
 
 

@@ -15,6 +15,7 @@ images? Config: configs/mask_flow.yaml (its eval: section sets the evaluation bu
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--out", str(out / "generated"), "--device", device, "--no-progress"])
     if code == 0:
         run_evaluation(cfg, replace(cfg.eval, device=device), real_manifest=cfg.data.manifest, root=cfg.data.root
-                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke)
+                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke,
+                       command=" ".join(["python", f"pipelines/{Path(__file__).name}", *(argv if argv is not None else sys.argv[1:])]))
     return code
 
 

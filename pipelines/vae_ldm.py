@@ -15,6 +15,7 @@ ported to 3D: per-voxel normalisation so tiled decoding equals whole decoding, p
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--device", device, "--no-progress"])
     if code == 0 and args.evaluate:
         run_evaluation(ldm, replace(ldm.eval, device=device), real_manifest=ldm.data.manifest, root=ldm.data.root
-                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke)
+                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke,
+                       command=" ".join(["python", f"pipelines/{Path(__file__).name}", *(argv if argv is not None else sys.argv[1:])]))
     return code
 
 

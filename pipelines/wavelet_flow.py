@@ -14,6 +14,7 @@ modalities so every sample comes with its segmentation. Config: configs/wavelet_
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--device", device, "--no-progress"])
     if code == 0 and args.evaluate:
         run_evaluation(cfg, replace(cfg.eval, device=device), real_manifest=cfg.data.manifest, root=cfg.data.root
-                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke)
+                       or None, synthetic_dir=out / "generated", out_dir=out / "report", progress=not args.smoke,
+                       command=" ".join(["python", f"pipelines/{Path(__file__).name}", *(argv if argv is not None else sys.argv[1:])]))
     return code
 
 
