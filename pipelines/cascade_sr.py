@@ -15,11 +15,11 @@ Both use flow matching (arXiv:2210.02747; rectified flow arXiv:2209.03003), so s
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.config import dump_yaml, load_config, save_resolved
 from medidiff.data.prepare import prepare_data
@@ -40,16 +40,11 @@ SMOKE = ["data.roi=[32, 32, 32]", "data.cache=memory", "latent.stats_batches=1",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the SR grid)")
-    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = recipe_parser(__doc__)
     p.add_argument("--base-set", action="append", default=[], metavar="KEY=VALUE", help="base model only")
     p.add_argument("--sr-set", action="append", default=[], metavar="KEY=VALUE", help="SR stage only")
     p.add_argument("--num", type=int, default=4, help="cases to generate")
     p.add_argument("--evaluate", action="store_true", help="score the cases (eval: section of the SR config)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
     shared = [f"output_dir={out / 'runs'}", *(SMOKE if args.smoke else []), *args.overrides]

@@ -14,11 +14,11 @@ images? Config: configs/mask_flow.yaml (its eval: section sets the evaluation bu
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.config import dump_yaml, load_config, save_resolved
 from medidiff.data.masks import write_model_grid_masks
@@ -38,14 +38,9 @@ SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "latent.stats_batches=1",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
-    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, masks/, generated/, report/")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = recipe_parser(__doc__)
     p.add_argument("--masks", help="label maps ({0,1,2,3}) on the model grid (default: the held-out fold's)")
     p.add_argument("--num", type=int, help="cases to generate (default: one per label map; case i uses map i mod n)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
     cfg = load_config(CONFIG, [f"output_dir={out / 'runs'}", *(SMOKE if args.smoke else []), *args.overrides])

@@ -13,9 +13,9 @@ comes from training with the empty prompt. Config: configs/text_flow.yaml.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.conditioning.prompts import add_prompts_to_manifest
 from medidiff.config import dump_yaml, load_config, save_resolved
@@ -34,15 +34,10 @@ SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "latent.stats_batches=1",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
-    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/")
+    p = recipe_parser(__doc__)
     p.add_argument("--text-encoder", required=True, help="local text encoder folder (CLIP text tower or BERT-style)")
     p.add_argument("--prompt", action="append", default=[], help="prompt(s) to generate from (repeatable)")
     p.add_argument("--num", type=int, default=2, help="cases per prompt")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
     cfg = load_config(CONFIG, [f"output_dir={out / 'runs'}", f"conditioning.text.encoder={args.text_encoder}",

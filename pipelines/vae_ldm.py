@@ -14,11 +14,11 @@ ported to 3D: per-voxel normalisation so tiled decoding equals whole decoding, p
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.config import dump_yaml, load_config, save_resolved
 from medidiff.data.prepare import prepare_data
@@ -36,16 +36,11 @@ SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "vae.channels=[8, 8, 8]",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
-    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/, report/")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = recipe_parser(__doc__)
     p.add_argument("--vae-set", action="append", default=[], metavar="KEY=VALUE", help="VAE stage only")
     p.add_argument("--ldm-set", action="append", default=[], metavar="KEY=VALUE", help="diffusion stage only")
     p.add_argument("--num", type=int, default=4, help="cases to generate")
     p.add_argument("--evaluate", action="store_true", help="score the cases (eval: section of vae_ldm.yaml)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
     shared = [f"output_dir={out / 'runs'}", *(SMOKE if args.smoke else []), *args.overrides]

@@ -13,11 +13,11 @@ modalities so every sample comes with its segmentation. Config: configs/wavelet_
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.config import dump_yaml, load_config, save_resolved
 from medidiff.data.prepare import prepare_data
@@ -35,14 +35,9 @@ SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "latent.stats_batches=1",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
-    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = recipe_parser(__doc__)
     p.add_argument("--num", type=int, default=4, help="cases to generate")
     p.add_argument("--evaluate", action="store_true", help="score the cases (the config's eval: section)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
     cfg = load_config(CONFIG, [f"output_dir={out / 'runs'}", *(SMOKE if args.smoke else []), *args.overrides])

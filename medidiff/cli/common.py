@@ -62,3 +62,14 @@ def run_script(main_fn: Any) -> int:
     except MedidiffError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def recipe_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every pipelines/ recipe takes: --data, --out, --set, --smoke, --dry-run."""
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
+    p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/, report/")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
+    return p

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from medidiff.samplers.guidance import Guidance, wrap_denoiser
-from medidiff.utils.tensor import Cond, Denoiser, randn_per_sample
+from medidiff.utils.tensor import Cond, Denoiser, randn_per_sample, batch_time
 
 __all__ = ["sample_ddpm", "sample_ddim", "Callback"]
 
@@ -37,10 +37,6 @@ def _grid(ts: Tensor | Sequence[float]) -> list[float]:
             "(from DDPMObjective.timesteps); got a grid that is not: is it a flow-time grid?"
         )
     return ts
-
-
-def _t(value: float, x: Tensor) -> Tensor:
-    return torch.full((x.shape[0],), value, dtype=torch.float64, device=x.device)
 
 
 @torch.no_grad()
@@ -65,7 +61,7 @@ def sample_ddim(
     den = wrap_denoiser(denoiser, guidance=guidance, clip_x0=clip_x0, x0_transform=x0_transform)
     cond = cond or {}
     for i, (ab, ab_next) in enumerate(zip(grid, grid[1:])):
-        x0 = den(x, _t(ab, x), cond)
+        x0 = den(x, batch_time(ab, x), cond)
         eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         # sigma_i of eq. 16; 1 - ab / ab_next is the respaced beta.
         sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
@@ -99,7 +95,7 @@ def sample_ddpm(
     den = wrap_denoiser(denoiser, guidance=guidance, clip_x0=clip_x0, x0_transform=x0_transform)
     cond = cond or {}
     for i, (ab, ab_next) in enumerate(zip(grid, grid[1:])):
-        x0 = den(x, _t(ab, x), cond)
+        x0 = den(x, batch_time(ab, x), cond)
         alpha = ab / ab_next
         beta = 1 - alpha
         c_x0 = math.sqrt(ab_next) * beta / (1 - ab)

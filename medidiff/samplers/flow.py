@@ -16,7 +16,7 @@ from torch import Tensor
 
 from medidiff.samplers.ddpm import Callback
 from medidiff.samplers.guidance import Guidance, wrap_denoiser
-from medidiff.utils.tensor import Cond, Denoiser
+from medidiff.utils.tensor import Cond, Denoiser, batch_time
 
 __all__ = ["sample_euler", "sample_heun"]
 
@@ -31,10 +31,6 @@ def _grid(ts: Tensor | Sequence[float]) -> list[float]:
             "FlowMatchingObjective.timesteps); got a grid that is not: is it an alpha_bar grid?"
         )
     return ts
-
-
-def _t(value: float, x: Tensor) -> Tensor:
-    return torch.full((x.shape[0],), value, dtype=torch.float64, device=x.device)
 
 
 @torch.no_grad()
@@ -59,7 +55,7 @@ def sample_euler(
     den = wrap_denoiser(denoiser, guidance=guidance, clip_x0=clip_x0, x0_transform=x0_transform)
     cond = cond or {}
     for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
-        x0 = den(x, _t(t, x), cond)
+        x0 = den(x, batch_time(t, x), cond)
         x = x0 + (t_next / t) * (x - x0)
         if callback is not None:
             callback(i, x, x0)
@@ -88,11 +84,11 @@ def sample_heun(
     den = wrap_denoiser(denoiser, guidance=guidance, clip_x0=clip_x0, x0_transform=x0_transform)
     cond = cond or {}
     for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
-        x0 = den(x, _t(t, x), cond)
+        x0 = den(x, batch_time(t, x), cond)
         d = (x - x0) / t  # velocity at t
         x_euler = x + (t_next - t) * d
         if t_next > 0:
-            x0_next = den(x_euler, _t(t_next, x), cond)
+            x0_next = den(x_euler, batch_time(t_next, x), cond)
             d_next = (x_euler - x0_next) / t_next
             x = x + (t_next - t) * 0.5 * (d + d_next)
         else:

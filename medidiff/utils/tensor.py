@@ -15,6 +15,7 @@ __all__ = [
     "Cond",
     "Denoiser",
     "append_dims",
+    "batch_time",
     "mean_per_channel",
     "randn_per_sample",
     "rand_on",
@@ -126,3 +127,8 @@ def regression_loss(
         w = torch.as_tensor(channel_weights, dtype=per_channel.dtype, device=per_channel.device)
         loss = (per_channel * w).sum() / w.sum()
     return loss, per_channel.detach()
+
+
+def batch_time(value: float, x: Tensor) -> Tensor:
+    """One time value for every sample of ``x``: (B,) float64 on ``x``'s device (sampler grids are float64)."""
+    return torch.full((x.shape[0],), value, dtype=torch.float64, device=x.device)
