@@ -178,6 +178,11 @@ class ModelPipeline:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    @property
+    def sampler_config(self) -> SamplerConfig:
+        """The sampler that ``__call__``'s ``sampler`` argument defaults to (this model's config)."""
+        return self.cfg.sampler
+
 
 class DiffusionPipeline(ModelPipeline):
     """A trained diffusion model, callable to generate cases."""

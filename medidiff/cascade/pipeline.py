@@ -189,6 +189,12 @@ class CascadePipeline:
     def image_shape(self) -> tuple[int, ...]:
         return self.sr.high_res_shape
 
+    @property
+    def sampler_config(self) -> SamplerConfig:
+        """What ``sampler`` drives and defaults to: the base model's sampler (``cfg`` is the SR
+        stage's, whose sampler is ``sr_sampler``'s default)."""
+        return self.base.sampler_config
+
     def provenance(self, seed: int, sampler: SamplerConfig, sr_sampler: SamplerConfig | None = None) -> dict[str, Any]:
         return {**self.base.provenance(seed, sampler), **self.sr.provenance(sr_sampler),
                 "generator": "medidiff.CascadePipeline", "sr_seed": sr_seed(seed)}

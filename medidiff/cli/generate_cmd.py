@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", help="text-conditioned models: a file with one prompt per line "
                                      "(one line for all cases, or exactly --num lines)")
     p.add_argument("--text-encoder", help="local text encoder folder (default: the path recorded with the model)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's sampler config)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's sampler config; with "
+                   "--sr-model, the base model's)")
+    p.add_argument("--sr-steps", type=int, help="the SR stage's sampling steps (default: the SR model's config)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"])
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
@@ -45,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     if args.num < 1 or args.batch < 1:
         raise MedidiffError("--num and --batch must be >= 1")
+    if args.sr_steps and not args.sr_model:
+        raise MedidiffError("--sr-steps needs --sr-model")
     if dry_run(args, options_of(args)):
         return 0
     from dataclasses import replace
@@ -87,13 +91,16 @@ def _generate(args: argparse.Namespace) -> int:
         prompts = read_prompts_file(args.prompts, args.num)
     if pipe.cfg.conditioning.mask and masks is None:
         raise MedidiffError("this model is mask-conditioned: give --masks (a folder of label maps)")
-    sampler = pipe.cfg.sampler
+    sampler = pipe.sampler_config  # a cascade's base sampler; the SR stage keeps its own
     if args.sampler:
         sampler = replace(sampler, name=args.sampler, eta=0.0 if args.sampler != "ddim" else sampler.eta)
     if args.steps:
         sampler = replace(sampler, num_steps=args.steps)
     if args.guidance is not None:
         sampler = replace(sampler, guidance_scale=args.guidance)
+    extra: dict = {}
+    if args.sr_steps:
+        extra["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
     with_label = pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask
     names = [*pipe.cfg.data.modalities, *(["seg"] if with_label else [])]
@@ -115,11 +122,11 @@ def _generate(args: argparse.Namespace) -> int:
             import torch as _t
 
             batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
-        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks,
+        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **extra,
                      prompts=None if prompts is None else [prompts[i] for i in idx])
         for i, gen in zip(idx, cases):
             case = out / f"case_{i:04d}"
-            prov = {**pipe.provenance(gen.seed, sampler), "case": case.name,
+            prov = {**pipe.provenance(gen.seed, sampler, **extra), "case": case.name,
                     "geometry": f"reference {chosen[0]['case_id']}" if args.reference else args.geometry}
             if gen.prompt is not None:
                 prov["prompt"] = gen.prompt

@@ -51,7 +51,8 @@ def models(tmp_path_factory) -> dict:
     write_manifest(build_brats_manifest(tmp / "data", num_folds=2), tmp / "m.json")
     cfg = _sr_cfg(tmp)
     result = train_sr(cfg, progress=False)
-    base_cfg = load_config(None, ["name=base", "data.downsample=2", *_overrides(tmp)])
+    # the base samples with 3 steps, the SR stage with 2: generate must use each model's own
+    base_cfg = load_config(None, ["name=base", "data.downsample=2", *_overrides(tmp), "sampler.num_steps=3"])
     train_diffusion(base_cfg, progress=False)
     return {"tmp": tmp, "cfg": cfg, "result": result, "run": run_dir_of(cfg),
             "sr": export_sr(run_dir_of(cfg), tmp / "sr_model"), "base": export_run(run_dir_of(base_cfg), tmp / "base_model")}
@@ -174,12 +175,18 @@ def test_generate_cli_cascades_to_the_full_grid(models, tmp_path):
 
     out = tmp_path / "gen"
     assert main(["generate", "--model", str(models["base"]), "--sr-model", str(models["sr"]), "--num", "1",
-                 "--out", str(out), "--steps", "2", "--no-progress"]) == 0
+                 "--out", str(out), "--no-progress"]) == 0
     img = nib.load(out / "case_0000" / "t1n.nii.gz")
     sr_cfg = SRPipeline.from_pretrained(models["sr"]).cfg
     assert img.shape == tuple(sr_cfg.data.roi)
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
     assert prov["seed"] == 0
+    # each stage samples with its own configured steps (the base once got the SR model's)
+    assert (prov["steps"], prov["sr_steps"]) == (3, 2)
+    assert main(["generate", "--model", str(models["base"]), "--sr-model", str(models["sr"]), "--num", "1",
+                 "--out", str(tmp_path / "gen2"), "--steps", "2", "--sr-steps", "1", "--no-progress"]) == 0
+    prov = json.loads((tmp_path / "gen2" / "case_0000" / "provenance.json").read_text())
+    assert (prov["steps"], prov["sr_steps"]) == (2, 1)
     # `medidiff export` reads the stage from the checkpoint: an SR run exports as an SR model
     again = export_stage_run(models["run"], tmp_path / "sr_again")
     assert json.loads((again / "config.json").read_text())["kind"] == "medidiff.sr"
