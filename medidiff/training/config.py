@@ -19,6 +19,10 @@ class TrainConfig:
     """
 
     max_steps: int = 1000  # optimizer steps
+    # wall-clock budget of one invocation in minutes (0: none). When it runs out the loop writes a
+    # checkpoint and returns normally (FitResult.time_limited), so a fixed-compute run or a job
+    # that must end before a scheduler limit still exports; pair it with lr_schedule: constant.
+    max_minutes: float = 0.0
     micro_batch: int = 1
     grad_accum: int = 1
     lr: float = 1.0e-4
@@ -49,6 +53,8 @@ class TrainConfig:
         for name in ("warmup_steps", "ckpt_every", "preview_every", "val_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0 (0: no limit), got {self.max_minutes}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

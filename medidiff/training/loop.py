@@ -62,6 +62,7 @@ class FitResult:
     last_checkpoint: Path | None
     losses: list[float] = field(default_factory=list)
     preempted: bool = False
+    time_limited: bool = False  # stopped by train.max_minutes (checkpoint written)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -96,6 +97,15 @@ class _Preemption:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def _any_rank(flag: bool, device: torch.device, dist: DistInfo) -> bool:
+    """True on every rank if it is True on any (ranks must agree to stop, or a collective hangs)."""
+    if dist.world_size == 1 or not torch.distributed.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -234,6 +244,7 @@ def fit(
     t_last, steps_last = time.perf_counter(), step
     it = batches(epoch, position)
     engine.train()
+    deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     with _Preemption() as pre:
         while step < cfg.max_steps:
             per_channel_sum: dict[str, float] = {}
@@ -295,7 +306,8 @@ def fit(
             if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0 and dist.is_main:
                 with _ema_weights(engine, ema):
                     preview_fn(step, engine.module, run_dir / "previews")
-            stop = pre.requested or step == cfg.max_steps
+            out_of_time = deadline is not None and _any_rank(time.monotonic() >= deadline, device, dist)
+            stop = pre.requested or out_of_time or step == cfg.max_steps
             if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
                 state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
                          "ema_updates": ema.num_updates, "world_size": dist.world_size,
@@ -305,6 +317,12 @@ def fit(
                 result.preempted = True
                 if dist.is_main:
                     log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume", step)
+                break
+            if out_of_time:
+                result.time_limited = True
+                if dist.is_main:
+                    log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
+                                cfg.max_minutes, step, cfg.max_steps)
                 break
     if bar is not None:
         bar.close()

@@ -69,6 +69,19 @@ def test_each_zero_stage_trains_and_checkpoints(tmp_path, stage):
     assert any(not torch.equal(ema[k], model[k]) for k in ema)
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
+    # A budget that is over after the first step: the loop checkpoints that step and returns.
+    cfg = toy_train.config(0, 6, max_minutes=1e-9)
+    first = toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), cfg,
+                          run_dir=tmp_path, seed=0, progress=False)
+    assert first.time_limited and not first.preempted and first.final_step == 1
+    assert ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))["step"] == 1
+    # Without a budget the same run resumes from that checkpoint and reaches max_steps.
+    rest = toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), toy_train.config(0, 6),
+                         run_dir=tmp_path, seed=0, progress=False, resume=True)
+    assert rest.final_step == 6 and not rest.time_limited and len(rest.losses) == 5
+
+
 def test_resume_after_sigkill_is_bitwise_equal(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     _run([str(full), "--steps", "8"])
