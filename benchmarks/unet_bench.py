@@ -17,13 +17,17 @@ Variants (``--variants``; each in its own try/except so one failure does not sto
   sampling              forward time at batch 1 (64^3 and --big-size^3) under inference_mode
 
 Measured (H200, torch 2.11 + cu130, cuDNN 9.19, batch 8 x 8 x 64^3, results/unet_nvidia_h200_*.json):
-  monai_autocast                               74.2M  40 vol/s  19% peak  29 GiB
-  monai_compiled                               74.2M  59 vol/s  28%       13 GiB
-  UNet3D matched (2 blocks/level, concat)      58.0M  82 vol/s  24%       10 GiB  (2.05x MONAI eager)
-  UNet3D --med-res-blocks 1 2 2 3 3 --skip add 62.4M 128 vol/s  21%        6 GiB  (3.2x MONAI eager)
-  ... plus --stem-patch 2                      62.4M 180 vol/s   4% (launch-bound; try CUDA graphs)
-  128^3 batch 1, checkpointing, bf16: 7.6 GiB (matched) / 5.3 GiB (fast config) peak.
+  monai_autocast (widths 64 128 128 256 256, 2 blocks)  74.2M  40 vol/s  19% peak  29 GiB
+  monai_compiled                                        74.2M  57 vol/s  27%       13 GiB
+  UNet3D matched blocks (2/level, concat)               58.0M  82 vol/s  24%       10 GiB  (2.05x MONAI eager)
+  parameter-matched: --med-res-blocks 1 2 2 4 4 --skip add (2026-11-26, one warm machine):
+    GroupNorm, torch.compile                            77.1M 108 vol/s  18%      6.5 GiB (2.69x eager, 1.89x compiled MONAI)
+    --norm pixel, torch.compile                         77.1M 138 vol/s  23%      6.0 GiB (3.46x MONAI eager)
+    --norm pixel --compile-mode reduce-overhead         77.1M 189 vol/s  31.5%          (4.75x MONAI eager)
+  128^3 batch 1, checkpointing, bf16: 7.6 GiB (matched) / 5.3 GiB (1 2 2 3 3) / 7.5 GiB (1 2 2 4 4, pixel).
   Sampling forward, batch 1, compiled bf16 vs MONAI eager: 8.8 vs 26 ms (64^3), 46 vs 136 ms (128^3).
+  Peak memory under CUDA graphs (reduce-overhead) lives in the graph pool allocated during warm-up:
+  see peak_mem_incl_warmup_gib (recorded from 2026-11-26 on; the 1.3 GiB in that file excludes it).
 
 Examples::
 
@@ -123,12 +127,13 @@ def make_cfg(args: argparse.Namespace, kind: str, **over: Any) -> NetConfig:
         head_dim=min(32, ch[-1]),
     )
     if kind == "monai":
+        nrb = tuple(args.monai_res_blocks) if args.monai_res_blocks else args.num_res_blocks
         cfg = dict(common, type="monai", resample="conv", skip="concat", stem_patch=1,
-                   num_res_blocks=args.num_res_blocks, channels_last=False)
+                   num_res_blocks=nrb, channels_last=False)
     else:
         nrb = tuple(args.med_res_blocks) if args.med_res_blocks else args.num_res_blocks
         cfg = dict(common, type="unet3d", resample=args.resample, skip=args.skip, stem_patch=args.stem_patch,
-                   num_res_blocks=nrb, channels_last=True, mid_attention=True)
+                   num_res_blocks=nrb, channels_last=True, mid_attention=True, norm=args.norm)
     cfg.update(over)
     return NetConfig(**cfg)
 
@@ -235,6 +240,8 @@ def bench_train(
     res["first_step_s"] = warm[0] / 1e3
     res["warmup_s"] = time.perf_counter() - t0
     if device.type == "cuda":
+        # CUDA graphs (reduce-overhead) allocate their pool during warm-up: keep that peak too
+        res["peak_mem_incl_warmup_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         torch.cuda.reset_peak_memory_stats(device)
     times = timer(step, args.steps)
     med = statistics.median(times)
@@ -247,6 +254,7 @@ def bench_train(
             res["pct_peak"] = 100.0 * res["tflops"] / peak
     if device.type == "cuda":
         res["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        res["peak_mem_incl_warmup_gib"] = max(res["peak_mem_incl_warmup_gib"], res["peak_mem_gib"])
     del step, run_model, model, x
     free(device)
     return res
@@ -290,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", type=int, nargs="+", default=[64, 128, 128, 256, 256])
     ap.add_argument("--num-res-blocks", type=int, default=2, help="both nets")
     ap.add_argument("--med-res-blocks", type=int, nargs="+", default=None, help="UNet3D per-level override")
+    ap.add_argument("--monai-res-blocks", type=int, nargs="+", default=None,
+                    help="MONAI per-level override (to match UNet3D's parameter count)")
+    ap.add_argument("--norm", choices=["group", "pixel"], default="group", help="UNet3D normalisation")
     ap.add_argument("--skip", choices=["concat", "add"], default="concat")
     ap.add_argument("--resample", choices=["conv", "patch"], default="patch")
     ap.add_argument("--stem-patch", type=int, default=1)

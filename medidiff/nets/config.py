@@ -41,7 +41,12 @@ class NetConfig:
     # with a transposed conv), so the widest level runs at (D/p)^3: ~p^3 less work at the finest
     # level, at the cost of fine detail inside each p^3 patch (as in U-ViT/DiT latents)
     stem_patch: int = 1
-    norm_groups: int = 32
+    # 'group': GroupNorm (ADM/MONAI). 'pixel' (*speed*): RMS over the channels of each voxel with a
+    # learned gain and bias (EDM2's pixel norm, arXiv:2312.02696): no spatial reduction, so it is one
+    # fused pass in channels-last, and patch-wise inference (cascade SR) differs from whole-volume
+    # inference only within a receptive field of patch borders, not everywhere as with GroupNorm
+    norm: Literal["group", "pixel"] = "group"
+    norm_groups: int = 32  # GroupNorm only
     norm_eps: float = 1e-6
     dropout: float = 0.0
     use_scale_shift_norm: bool = True  # AdaGN: GN(h) * (1 + scale) + shift from the time embedding (ADM)
@@ -77,7 +82,7 @@ class NetConfig:
             raise ValueError(
                 f"attention_levels has {len(self.attention_levels)} entries but channels has {n} levels"
             )
-        bad = [c for c in self.channels if c < 1 or c % self.norm_groups]
+        bad = [c for c in self.channels if c < 1 or (self.norm == "group" and c % self.norm_groups)]
         if bad:
             raise ValueError(
                 f"channels {list(self.channels)}: {bad} not divisible by norm_groups={self.norm_groups}; "
@@ -110,10 +115,12 @@ class NetConfig:
                 unsupported.append("stem_patch > 1")
             if self.resample != "conv":
                 unsupported.append("resample='patch'")
+            if self.norm != "group":
+                unsupported.append(f"norm={self.norm!r}")
             if unsupported:
                 raise ValueError(
                     f"type='monai' does not support {', '.join(unsupported)}: set skip: concat, "
-                    f"resample: conv, stem_patch: 1, or use type: unet3d"
+                    f"resample: conv, stem_patch: 1, norm: group, or use type: unet3d"
                 )
 
     @property

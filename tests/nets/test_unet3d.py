@@ -66,6 +66,7 @@ FULL = dict(
         {"stem_patch": 2},
         {"num_res_blocks": (1, 2, 1), "use_scale_shift_norm": False},
         {"spatial_dims": 2},
+        {"norm": "pixel", "channels": (8, 10, 14), "skip": "add"},
         FULL,
     ],
 )
@@ -132,6 +133,30 @@ def test_every_parameter_gets_a_gradient():
     net(x, t, **cond).square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_pixel_norm_is_per_voxel_scale_invariant_and_trainable():
+    from medidiff.nets.unet3d import PixelNorm
+
+    norm = PixelNorm(6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 8, 9, 10)
+    y = norm(x)
+    # local: a crop of the output is the output of the crop (no per-patch statistics in patch-wise SR)
+    torch.testing.assert_close(norm(x[..., 2:6, 3:7, 1:5]), y[..., 2:6, 3:7, 1:5])
+    # each voxel's channels are RMS-normalised before the affine
+    z = (y - norm.bias[:, None, None, None]) / norm.weight[:, None, None, None]
+    torch.testing.assert_close(z.square().mean(1), torch.ones(2, 8, 9, 10), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(norm(3.0 * x), y, rtol=1e-4, atol=1e-5)
+    assert norm(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    cfg = tiny(norm="pixel", channels=(8, 10, 14), num_res_blocks=(1, 2, 1))
+    net = build_net(cfg)
+    perturb_output(net)
+    x, t, cond = inputs(cfg, b=2)
+    net(x, t, **cond).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
 @pytest.mark.parametrize("kw", [FULL, {"skip": "add", "stem_patch": 2}])
@@ -231,6 +256,7 @@ def test_input_size_error_teaches():
         ({"stem_patch": 3}, "stem_patch must be 1, 2 or 4"),
         ({"time_scale": 0.0}, "time_scale"),
         ({"type": "monai", "skip": "add"}, "does not support"),
+        ({"type": "monai", "resample": "conv", "norm": "pixel"}, "norm='pixel'"),
         ({"channels": (8, 16, 20), "norm_groups": 4, "head_dim": 8, "attention_levels": (False, False, True)},
          "not divisible by head_dim"),
     ],
