@@ -232,7 +232,8 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
               "codec": to_dict(codec.config), "kind": KIND}
 
     return fit(net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
-               collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress)
+               collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
+               num_workers=cfg.data.num_workers)
 
 
 def export_sr(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema") -> Path:

@@ -66,6 +66,8 @@ class DataConfig:
     label_mode: Literal["none", "labels", "onehot", "regions"] = "labels"
     cache: Literal["none", "memory", "disk"] = "disk"
     cache_dir: str | None = None  # default: <run dir>/cache
+    # loader worker processes per GPU process (training) and for filling the memory cache; 0 loads
+    # in the training process. Batches and augmentation do not depend on it (seeded per item).
     num_workers: int = 0
     flip_prob: float = 0.0  # random left-right flip (augmentation), train split only
 
@@ -86,3 +88,5 @@ class DataConfig:
         check_roi_divisible(self.roi, 1, self.downsample)
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")

@@ -38,6 +38,9 @@ class TrainConfig:
     deepspeed: str = "zero2"  # built-in zero0..zero3, zero2_offload, or a .json path
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the network (GPU)
+    # torch.compile mode; 'reduce-overhead' adds CUDA graphs (UNet3D with net.norm pixel: 189 vs 138
+    # vol/s in benchmarks/unet_bench.py on an H200; not yet timed inside DeepSpeed's engine)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     ema: EMAConfig = field(default_factory=EMAConfig)
     ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers weights for it)
     ckpt_every: int = 500  # optimizer steps between checkpoints (0: only at the end)

@@ -249,7 +249,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
     return fit(
         net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
-        preview_fn=make_preview_fn(cfg, codec, objective, train_set),
+        preview_fn=make_preview_fn(cfg, codec, objective, train_set), num_workers=cfg.data.num_workers,
     )
 
 

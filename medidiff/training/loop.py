@@ -46,7 +46,7 @@ from medidiff.training.engine import (
     zero_stage,
 )
 from medidiff.training.run_log import RunLog
-from medidiff.training.sampler import ResumableSampler, derive_seed
+from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def fit(
     preview_fn: Callable[[int, torch.nn.Module, Path], None] | None = None,
     val_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     progress: bool = True,
+    num_workers: int = 0,
 ) -> FitResult:
     """Train ``model`` with ``loss_fn(module, batch, generator) -> (loss, logs)`` under DeepSpeed.
 
@@ -174,6 +175,8 @@ def fit(
         record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
         preview_fn: called on rank 0 every ``cfg.preview_every`` steps with the EMA weights loaded.
         val_fn: called every ``cfg.val_every`` steps (all ranks) with the EMA weights loaded.
+        num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
+            augmentation are the same for any value, so a run may resume with another.
     """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
@@ -198,7 +201,8 @@ def fit(
     ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
     engine = build_engine(model, cfg, dist)
     if cfg.compile:
-        engine.compile()  # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
+        # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
+        engine.compile(compile_kwargs={} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode})
 
     step, epoch, position = 0, 0, 0
     if resume_from is not None:
@@ -222,11 +226,14 @@ def fit(
         )
     batches_per_epoch = sampler.per_rank // cfg.micro_batch
 
-    def batches(ep: int, pos: int):
-        sampler.set_position(ep, pos * cfg.micro_batch)
-        loader = DataLoader(dataset, batch_size=cfg.micro_batch, sampler=sampler, drop_last=True,
-                            collate_fn=collate_fn, num_workers=0)
-        return iter(loader)
+    # One loader for the whole run (workers stay up across epochs); the loop counts epoch and
+    # position itself, and each item's augmentation is seeded by (seed, epoch, index).
+    loader = DataLoader(
+        SeededItems(dataset), batch_size=cfg.micro_batch,
+        sampler=StreamSampler(sampler, cfg.micro_batch, epoch, position), collate_fn=collate_fn,
+        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
 
     run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=step if resume_from else None)
     autocast = (
@@ -242,7 +249,7 @@ def fit(
     result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
     window: list[float] = []
     t_last, steps_last = time.perf_counter(), step
-    it = batches(epoch, position)
+    it = iter(loader)
     engine.train()
     deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     with _Preemption() as pre:
@@ -250,16 +257,10 @@ def fit(
             per_channel_sum: dict[str, float] = {}
             step_loss = 0.0
             for micro in range(cfg.grad_accum):
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    epoch, position = epoch + 1, 0
-                    it = batches(epoch, position)
-                    batch = next(it)
+                batch = next(it)  # the stream never ends
                 position += 1
                 if position >= batches_per_epoch:  # the next batch starts a new epoch
                     epoch, position = epoch + 1, 0
-                    it = batches(epoch, position)
                 s = derive_seed(seed, step, micro, dist.rank)
                 torch.manual_seed(s)
                 gen = torch.Generator(device=device).manual_seed(s)
@@ -326,6 +327,7 @@ def fit(
                 break
     if bar is not None:
         bar.close()
+    del it  # shuts the workers down
     run_log.close()
     result.final_step = step
     return result

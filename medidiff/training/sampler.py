@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ResumableSampler", "derive_seed"]
+__all__ = ["ResumableSampler", "SeededItems", "StreamSampler", "derive_seed"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -60,3 +60,47 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank - self.start
+
+
+class StreamSampler(Sampler[tuple[int, int]]):
+    """Endless ``(index, item_seed)`` keys: full batches of each epoch of ``sampler``, epoch after epoch.
+
+    Starts at batch ``position`` of ``epoch``; each epoch yields ``batches_per_epoch * batch_size``
+    indices (the tail that does not fill a batch is dropped, as ``drop_last`` did), so one
+    long-lived DataLoader (with persistent workers) replaces a loader per epoch. ``item_seed`` =
+    derive_seed(seed, epoch, index) seeds that item's random transforms (see :class:`SeededItems`),
+    so augmentation does not depend on which worker loads an item or on where a run was resumed.
+    """
+
+    def __init__(self, sampler: ResumableSampler, batch_size: int, epoch: int, position: int) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+        self.per_epoch = (sampler.per_rank // batch_size) * batch_size
+        self.epoch, self.start = epoch, position * batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, start = self.epoch, self.start
+        while True:
+            for index in self.sampler.epoch_order(epoch)[start:self.per_epoch]:
+                yield index, derive_seed(self.sampler.seed, epoch, index)
+            epoch, start = epoch + 1, 0
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """``dataset[(index, item_seed)]``: seeds the dataset's random transforms, then loads the item.
+
+    MONAI datasets keep their pipeline in ``.transform`` (a Compose with ``set_random_state``);
+    other datasets are loaded unchanged. Works the same in the main process and in workers.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, item_seed = key
+        transform = getattr(self.dataset, "transform", None)
+        if hasattr(transform, "set_random_state"):
+            transform.set_random_state(seed=item_seed % 2**32)
+        return self.dataset[index]

@@ -24,15 +24,21 @@ from medidiff.training.loop import fit
 
 
 class ToyData(Dataset):
+    """Random volumes with a random left-right flip in ``.transform`` (like a MONAI dataset)."""
+
     def __init__(self, n: int = 12) -> None:
+        from monai.transforms import Compose, RandFlipd
+
         g = torch.Generator().manual_seed(1234)
         self.x = torch.randn(n, 2, 8, 8, 8, generator=g)
+        self.transform = Compose([RandFlipd("image", prob=0.5, spatial_axis=0)])
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.x[i]}
+        y = self.transform({"image": self.x[i]})["image"]
+        return {"image": y.as_tensor() if hasattr(y, "as_tensor") else y}  # MetaTensor -> Tensor
 
 
 class ToyNet(nn.Module):
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-at-step", type=int)
     p.add_argument("--kill-in-save", type=int)
     p.add_argument("--grad-accum", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(0)
     net = ToyNet()
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
 
         ckpt.mark_complete = dying_mark_complete
     fit(net, make_loss(kill_call), ToyData(), cfg, run_dir=args.run_dir, seed=7, resume=args.resume,
-        record={"toy": True}, progress=False)
+        record={"toy": True}, progress=False, num_workers=args.workers)
 
 
 if __name__ == "__main__":
