@@ -10,8 +10,12 @@ several device calls (each call <= 10 minutes): ``--stage data``, ``base``, ``sr
 ``evaluate``, or ``all``. Everything lands in ``--out``: configs, runs (metrics.jsonl, previews),
 models, generated cases, the report, and ``gpu_run.json`` (device, date, commands, timings, losses).
 
-    python benchmarks/gpu_run.py --out /tmp/gpu_run --stage all            # H100: ~20 min in all
-    python benchmarks/gpu_run.py --out /tmp/gpu_smoke --smoke --device cpu  # minutes on a CPU
+    python benchmarks/gpu_run.py --out /tmp/gpu_run --stage all --quiet    # H200: 16 min in all
+    python benchmarks/gpu_run.py --out /tmp/gpu_run --stage plot           # loss_curves.png (any machine)
+    python benchmarks/gpu_run.py --out /tmp/gpu_smoke --smoke --device cpu  # ~10 s on a CPU
+
+Recorded: results/gpu_run_20261126/ (H200), read in docs/gpu-run.md; benchmarks/device_session.sh
+ran it as one background job on a lent machine.
 """
 
 from __future__ import annotations
@@ -23,17 +27,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from medidiff.cli.main import main as medidiff
 from medidiff.config import load_config, save_resolved
 from medidiff.data.manifest import build_brats_manifest, write_manifest
 from medidiff.data.phantom import write_phantom_dataset
+from medidiff.eval.report import line_chart
 from medidiff.training.diffusion import run_dir_of
 from medidiff.training.stages import STAGES
+from medidiff.viz import write_png
 
+# Each training stage runs for a fixed wall-clock budget (train.max_minutes, constant LR after
+# warm-up, EMA weights exported) with max_steps as a ceiling, so the run fits its device time on any card.
 FULL = {"cases": 24, "shape": (240, 240, 155), "roi": (240, 240, 160), "patch": 96, "channels": [64, 128, 256],
-        "base_steps": 4000, "sr_steps": 3000, "micro_batch": 2, "generate": 6, "eval_steps": 300}
+        "base_steps": 20000, "sr_steps": 20000, "base_minutes": 4.5, "sr_minutes": 4.5, "micro_batch": 2,
+        "generate": 6, "eval_steps": 300}
 SMOKE = {"cases": 8, "shape": (32, 32, 30), "roi": (32, 32, 32), "patch": 16, "channels": [16, 32],
-         "base_steps": 20, "sr_steps": 20, "micro_batch": 2, "generate": 2, "eval_steps": 5}
+         "base_steps": 20, "sr_steps": 20, "base_minutes": 0.0, "sr_minutes": 0.0, "micro_batch": 2,
+         "generate": 2, "eval_steps": 5}
 
 
 def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
@@ -41,33 +53,52 @@ def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
     return [
         f"output_dir={out / 'runs'}", f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}",
         f"data.roi=[{x}, {y}, {z}]", "data.fold=0", "data.label_mode=regions",
-        f"data.cache={'memory' if smoke else 'disk'}", "conditioning.mask=true", "conditioning.generate_labels=false",
+        # in RAM (~5 GB at full size): the first run read full-resolution cases from the disk cache
+        # at ~0.15 s each, which bounded the SR stage at ~2 steps/s
+        "data.cache=memory", f"data.num_workers={0 if smoke else 8}",
+        "conditioning.mask=true", "conditioning.generate_labels=false",
         f"net.channels={p['channels']}", "net.num_res_blocks=[1, 2, 2]" if not smoke else "net.num_res_blocks=1",
         "net.skip=add", f"net.norm_groups={8 if smoke else 32}", "objective.type=flow", "objective.time_shift=true",
         "sampler.name=euler", "sampler.clip_x0=true", f"train.micro_batch={p['micro_batch']}", "train.lr=2.0e-4",
-        "train.warmup_steps=100" if not smoke else "train.warmup_steps=2",
+        "train.warmup_steps=100" if not smoke else "train.warmup_steps=2", "train.lr_schedule=constant",
         f"train.precision={'fp32' if smoke else 'bf16'}", f"train.device={device}", "train.log_every=10",
         "train.preview_every=500" if not smoke else "train.preview_every=0", "train.ema.max_decay=0.999",
     ]
 
 
+def loss_curves(runs: Path):
+    """Training loss (mean per logging window) against step for each run under ``runs``."""
+    panels = []
+    for run in sorted(p for p in runs.iterdir() if (p / "metrics.jsonl").is_file()):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if "loss" in r]
+        panels.append(line_chart({"loss": ([r["step"] for r in rows], [r["loss"] for r in rows])},
+                                 title=f"{run.name} training loss", log_y=True))
+    if not panels:
+        raise SystemExit(f"no metrics.jsonl under {runs}")
+    return np.concatenate(panels, axis=0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--stage", default="all", choices=["data", "base", "sr", "generate", "evaluate", "all"])
+    ap.add_argument("--stage", default="all", choices=["data", "base", "sr", "generate", "evaluate", "plot", "all"],
+                    help="'plot' (any machine, after the run) draws loss_curves.png from the runs' metrics.jsonl")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars (device logs stay short)")
     args = ap.parse_args()
     p = SMOKE if args.smoke else FULL
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     common = overrides(p, out, args.device, args.smoke)
     base = load_config(None, [*common, "name=base", "data.downsample=2", "sampler.num_steps=30",
-                              f"train.max_steps={p['base_steps']}", f"train.ckpt_every={max(10, p['base_steps'] // 4)}"])
+                              f"train.max_steps={p['base_steps']}", f"train.max_minutes={p['base_minutes']}",
+                              "train.ckpt_every=1000"])
     sr = load_config(None, [*common, "name=sr", "stage=sr", "cascade.scale=2",
                             f"cascade.patch_size=[{p['patch']}, {p['patch']}, {p['patch']}]",
                             "cascade.sample_mode=whole", "sampler.num_steps=10", f"train.max_steps={p['sr_steps']}",
-                            f"train.ckpt_every={max(10, p['sr_steps'] // 4)}"])
+                            f"train.max_minutes={p['sr_minutes']}", "train.ckpt_every=1000"])
     record_path = out / "gpu_run.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {
         "run": "gpu_run", "command": " ".join([Path(sys.executable).name, *sys.argv]), "stages": {}}
@@ -96,11 +127,18 @@ def main() -> int:
     def train(cfg) -> None:
         save_resolved(cfg, out, f"{cfg.name}.yaml")
         train_fn, export_fn = STAGES[cfg.stage]()
-        result = train_fn(cfg, progress=True)
+        t0 = time.perf_counter()
+        # resume=True continues a stage that an earlier call left unfinished (a fresh run otherwise)
+        result = train_fn(cfg, resume=True, progress=not args.quiet)
+        seconds = time.perf_counter() - t0
         export_fn(run_dir_of(cfg), out / "models" / cfg.name)
-        record.setdefault("losses", {})[cfg.name] = {"first_50": sum(result.losses[:50]) / min(50, len(result.losses)),
-                                                     "last_50": sum(result.losses[-50:]) / min(50, len(result.losses)),
-                                                     "steps": result.final_step}
+        losses = result.losses
+        record.setdefault("losses", {})[cfg.name] = {
+            "first_50": sum(losses[:50]) / max(1, min(50, len(losses))),
+            "last_50": sum(losses[-50:]) / max(1, min(50, len(losses))),
+            "steps": result.final_step, "steps_this_call": len(losses), "train_seconds": round(seconds, 1),
+            "time_limited": result.time_limited,
+        }
 
     def generate() -> None:
         code = medidiff(["generate", "--model", str(out / "models" / "base"), "--sr-model", str(out / "models" / "sr"),
@@ -123,6 +161,8 @@ def main() -> int:
     stage("sr", out / "models" / "sr" / "config.json", lambda: train(sr))
     stage("generate", out / "generated" / f"case_{p['generate'] - 1:04d}" / "provenance.json", generate)
     stage("evaluate", out / "report" / "report.json", evaluate)
+    if args.stage in ("plot", "all"):
+        write_png(out / "loss_curves.png", loss_curves(out / "runs"))
     record_path.write_text(json.dumps(record, indent=2))
     return 0
 

@@ -151,6 +151,60 @@ def bar_chart(
     return canvas
 
 
+def line_chart(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    log_y: bool = False,
+    width: int = 480,
+    height: int = 220,
+) -> np.ndarray:
+    """Lines ``{name: (x, y)}`` on shared axes (e.g. loss against step) -> (H, W, 3) uint8.
+
+    Non-finite (and, with ``log_y``, non-positive) points are dropped.
+    """
+    clean = {}
+    for name, (x, y) in series.items():
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        keep = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        clean[name] = (x[keep], np.log10(y[keep]) if log_y else y[keep])
+    xs = np.concatenate([x for x, _ in clean.values()] or [np.zeros(1)])
+    ys = np.concatenate([y for _, y in clean.values()] or [np.zeros(1)])
+    x_lo, x_hi = (float(xs.min()), float(xs.max())) if xs.size else (0.0, 1.0)
+    y_lo, y_hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
+    x_hi, y_hi = max(x_hi, x_lo + 1e-9), max(y_hi, y_lo + 1e-9)
+    left, y0 = 64, 22
+    legend_h = 14 * len(clean) + 8
+    canvas = np.full((y0 + height + 28 + legend_h, width, 3), 255, np.uint8)
+    plot_w = width - left - 12
+    draw_text(canvas, title, 6, 4)
+    for k in range(5):
+        v = y_lo + (y_hi - y_lo) * k / 4
+        y = y0 + height - int(round(height * k / 4))
+        canvas[y, left:left + plot_w] = (225, 225, 225) if k else (0, 0, 0)
+        draw_text(canvas, f"{10 ** v if log_y else v:.3g}", 4, y - 5, (80, 80, 80))
+    canvas[y0:y0 + height + 1, left] = 0
+    for k in range(5):
+        v = x_lo + (x_hi - x_lo) * k / 4
+        x = left + int(round(plot_w * k / 4))
+        text = f"{v:.4g}"
+        draw_text(canvas, text, min(max(left - 8, x - 10), width - 8 * len(text) - 2), y0 + height + 6, (80, 80, 80))
+    for s, (name, (x, y)) in enumerate(clean.items()):
+        colour = COLOURS[s % len(COLOURS)][1]
+        px = left + np.round((x - x_lo) / (x_hi - x_lo) * plot_w).astype(int)
+        py = y0 + height - np.round((y - y_lo) / (y_hi - y_lo) * height).astype(int)
+        for i in range(len(px)):  # dense segments: every pixel column between consecutive points
+            a, b = (i - 1, i) if i else (i, i)
+            n = max(abs(px[b] - px[a]), abs(py[b] - py[a]), 1)
+            cx = np.round(np.linspace(px[a], px[b], n + 1)).astype(int)
+            cy = np.round(np.linspace(py[a], py[b], n + 1)).astype(int)
+            canvas[np.clip(cy, 0, canvas.shape[0] - 1), np.clip(cx, 0, width - 1)] = colour
+        ly = y0 + height + 26 + 14 * s
+        canvas[ly:ly + 10, left:left + 10] = colour
+        draw_text(canvas, name, left + 16, ly)
+    return canvas
+
+
 def _hstack(panels: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
     h = max(p.shape[0] for p in panels)
     padded = [np.pad(p, ((0, h - p.shape[0]), (0, gap), (0, 0)), constant_values=255) for p in panels]

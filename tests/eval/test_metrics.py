@@ -19,7 +19,7 @@ from medidiff.eval.image_metrics import (
     psnr,
     ssim,
 )
-from medidiff.eval.report import bar_chart, jsonable
+from medidiff.eval.report import bar_chart, jsonable, line_chart
 from medidiff.eval.segmentation import aggregate_seeds, segmentation_scores, summarise_scores, volume_diagonal
 
 
@@ -157,6 +157,19 @@ def test_bar_chart_draws_bars_proportional_to_values():
     assert heights[0] == 55 and heights[-1] == 220
     orange = np.all(plot == (245, 121, 0), axis=2).sum(0)
     assert sorted({int(h) for h in orange if h > 0}) == [110]  # TC/synthetic is nan: no bar
+
+
+def test_line_chart_maps_the_data_range_onto_the_plot_box():
+    # y = 10, 100, 1000 on a log axis: a straight line from the bottom-left to the top-right corner
+    img = line_chart({"loss": ([0, 1, 2, np.nan], [10.0, 100.0, 1000.0, 5.0])}, title="loss", log_y=True,
+                     width=200, height=100)
+    assert img.dtype == np.uint8 and img.shape[1] == 200
+    plot = img[:22 + 100 + 1]
+    ys, xs = np.nonzero(np.all(plot == (52, 101, 164), axis=2))
+    assert (xs.min(), xs.max()) == (64, 64 + 200 - 64 - 12)  # first and last x at the box edges
+    assert (ys.min(), ys.max()) == (22, 22 + 100)  # max at the top, min on the axis
+    # the NaN point is dropped and log10(y) is linear in x: the pixels lie on one rising line
+    assert np.corrcoef(xs, ys)[0, 1] < -0.99
 
 
 def test_medicalnet_weights_load_from_a_local_file_and_give_per_modality_features(tmp_path):

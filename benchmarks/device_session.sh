@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One GPU session's work as a single background job, so no stage is cut at a device call's
+# 10-minute limit: `start` installs the missing wheels and launches the job in its own process
+# session (setsid survives the call's end), then waits like `wait`; `wait` follows the job for up
+# to WAIT_S seconds and packs what exists so far into $OUT/results.tgz (logs, JSON, PNG, metrics;
+# no NIfTI volumes or weights). Chain `wait` calls until the log says "JOB DONE".
+#
+#   start: run benchmarks/device_session.sh start      (carry .whl; see ../shared/gpu/fetch-wheels)
+#   then:  run benchmarks/device_session.sh wait
+#
+# The job: the end-to-end run (benchmarks/gpu_run.py) and then the UNet benchmarks of issue 4.
+set -u
+JOB=/tmp/job
+WAIT_S=${WAIT_S:-560}
+REPO=$(pwd)
+
+job() {
+    export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
+    cd "$REPO" || exit 1
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    echo "== gpu_run $(date -u +%FT%TZ)"
+    python3 benchmarks/gpu_run.py --out $JOB/gpu_run --stage all --quiet
+    echo "== gpu_run exit $? $(date -u +%FT%TZ)"
+    local ub="python3 benchmarks/unet_bench.py --steps 8 --med-res-blocks 1 2 2 4 4 --skip add"
+    echo "== unet A (GroupNorm, parameter-matched to MONAI) $(date -u +%FT%TZ)"
+    $ub --variants monai_autocast med_compiled_autocast monai_compiled --out $JOB/unet_A_group.json
+    echo "== unet B (pixel norm) $(date -u +%FT%TZ)"
+    $ub --norm pixel --variants monai_autocast med_compiled_autocast big_checkpointed --out $JOB/unet_B_pixel.json
+    echo "== unet C (pixel norm, CUDA graphs) $(date -u +%FT%TZ)"
+    $ub --norm pixel --compile-mode reduce-overhead --variants monai_autocast med_compiled_autocast \
+        --out $JOB/unet_C_pixel_cudagraphs.json
+    echo "JOB DONE $(date -u +%FT%TZ)"
+}
+
+pack() {
+    [ -n "${OUT:-}" ] || return 0
+    (cd $JOB && tar czf "$OUT/results.tgz" --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' \
+        --exclude='gpu_run/data' --exclude='gpu_run/models' --exclude='*/checkpoints' . 2>/dev/null)
+    ls -la "$OUT"
+}
+
+wait_job() {
+    local t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt "$WAIT_S" ] && ! grep -q "JOB DONE" $JOB/log 2>/dev/null; do
+        if ! pgrep -f "device_session.sh job" >/dev/null; then echo "job is not running"; break; fi
+        sleep 10
+    done
+    tail -c 6000 $JOB/log
+    pack
+}
+
+case "${1:-}" in
+    start)
+        mkdir -p $JOB
+        python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+        (cd /tmp && tar xzf "$REPO"/.whl/deepspeed-*.tar.gz && cd deepspeed-*/ &&
+            DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .) || exit 1
+        setsid nohup bash "$REPO/benchmarks/device_session.sh" job >$JOB/log 2>&1 < /dev/null &
+        sleep 5
+        wait_job
+        ;;
+    job) job ;;
+    wait) wait_job ;;
+    *) echo "usage: $0 start|wait" >&2; exit 2 ;;
+esac

@@ -1,0 +1,38 @@
+"""The benchmark scripts that record GPU figures still run (their CPU smoke settings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_gpu_run_smoke_runs_every_stage_and_records_them(tmp_path):
+    _run(["benchmarks/gpu_run.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--quiet"])
+    record = json.loads((tmp_path / "gpu_run.json").read_text())
+    assert set(record["stages"]) == {"data", "base", "sr", "generate", "evaluate"}
+    assert record["losses"]["base"]["steps"] == 20 and not record["losses"]["base"]["time_limited"]
+    assert (tmp_path / "report" / "report.json").is_file() and (tmp_path / "loss_curves.png").is_file()
+    prov = json.loads((tmp_path / "generated" / "case_0000" / "provenance.json").read_text())
+    assert prov["steps"] == 30 and prov["sr_steps"] == 10  # each stage with its own sampler config
+
+
+def test_unet_bench_cpu_smoke_compares_both_nets(tmp_path):
+    out = tmp_path / "unet.json"
+    _run(["benchmarks/unet_bench.py", "--device", "cpu", "--batch", "1", "--size", "16", "--channels", "8", "16",
+          "16", "--med-res-blocks", "1", "2", "2", "--skip", "add", "--norm", "pixel", "--steps", "2", "--warmup",
+          "1", "--variants", "monai_autocast", "med_eager_autocast", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["variant"] for r in report["results"]] == ["monai_autocast", "med_eager_autocast"]
+    assert report["results"][1]["config"]["norm"] == "pixel" and "med_eager_autocast_vs_monai_autocast" in report["ratios"]
