@@ -8,7 +8,9 @@
 #   start: run benchmarks/device_session.sh start      (carry .whl; see ../shared/gpu/fetch-wheels)
 #   then:  run benchmarks/device_session.sh wait
 #
-# The job: the end-to-end run (benchmarks/gpu_run.py) and then the UNet benchmarks of issue 4.
+# The job: the end-to-end run (benchmarks/gpu_run.py, extra arguments in GPU_RUN_ARGS, e.g.
+# "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4. Environment variables
+# reach the job when given to `start` (e.g. `GPU_RUN_ARGS=--compile UNET=0 bash ... start`).
 set -u
 JOB=/tmp/job
 WAIT_S=${WAIT_S:-560}
@@ -19,8 +21,11 @@ job() {
     cd "$REPO" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     echo "== gpu_run $(date -u +%FT%TZ)"
-    python3 benchmarks/gpu_run.py --out $JOB/gpu_run --stage all --quiet
+    # shellcheck disable=SC2086  # GPU_RUN_ARGS is a list of words
+    python3 benchmarks/gpu_run.py --out $JOB/gpu_run --stage all --quiet ${GPU_RUN_ARGS:-}
     echo "== gpu_run exit $? $(date -u +%FT%TZ)"
+    python3 benchmarks/gpu_run.py --out $JOB/gpu_run --stage plot
+    if [ "${UNET:-1}" = 0 ]; then echo "JOB DONE $(date -u +%FT%TZ)"; return; fi
     local ub="python3 benchmarks/unet_bench.py --steps 8 --med-res-blocks 1 2 2 4 4 --skip add"
     echo "== unet A (GroupNorm, parameter-matched to MONAI) $(date -u +%FT%TZ)"
     $ub --variants monai_autocast med_compiled_autocast monai_compiled --out $JOB/unet_A_group.json

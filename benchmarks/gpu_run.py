@@ -55,7 +55,7 @@ def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
         f"data.roi=[{x}, {y}, {z}]", "data.fold=0", "data.label_mode=regions",
         # in RAM (~5 GB at full size): the first run read full-resolution cases from the disk cache
         # at ~0.15 s each, which bounded the SR stage at ~2 steps/s
-        "data.cache=memory", f"data.num_workers={0 if smoke else 8}",
+        "data.cache=memory", f"data.num_workers={0 if smoke else 4}",
         "conditioning.mask=true", "conditioning.generate_labels=false",
         f"net.channels={p['channels']}", "net.num_res_blocks=[1, 2, 2]" if not smoke else "net.num_res_blocks=1",
         "net.skip=add", f"net.norm_groups={8 if smoke else 32}", "objective.type=flow", "objective.time_shift=true",
@@ -87,11 +87,12 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars (device logs stay short)")
+    ap.add_argument("--compile", action="store_true", help="train.compile for both training stages")
     args = ap.parse_args()
     p = SMOKE if args.smoke else FULL
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    common = overrides(p, out, args.device, args.smoke)
+    common = [*overrides(p, out, args.device, args.smoke), f"train.compile={str(args.compile).lower()}"]
     base = load_config(None, [*common, "name=base", "data.downsample=2", "sampler.num_steps=30",
                               f"train.max_steps={p['base_steps']}", f"train.max_minutes={p['base_minutes']}",
                               "train.ckpt_every=1000"])

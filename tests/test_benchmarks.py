@@ -12,7 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # in-process tests leave RANK/MASTER_PORT... in os.environ: the child must not join their group
+    dist_keys = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
+    env = {k: v for k, v in os.environ.items() if k not in dist_keys}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc

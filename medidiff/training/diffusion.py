@@ -10,6 +10,7 @@ conditioning sits on the latent grid without losing detail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -166,17 +167,28 @@ class DiffusionLoss:
         return loss, logs
 
 
-def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, float]:
-    """Mean loss per sub-band (over modalities) and per modality (over sub-bands)."""
-    bands: dict[str, list[float]] = {}
-    mods: dict[str, list[float]] = {}
-    for value, name in zip(per_channel.tolist(), names):
-        band, _, mod = name.partition(":")
-        bands.setdefault(band, []).append(value)
-        mods.setdefault(mod or "all", []).append(value)
-    out = {f"band/{k}": sum(v) / len(v) for k, v in bands.items()}
-    out.update({f"modality/{k}": sum(v) / len(v) for k, v in mods.items()})
-    return out
+def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Mean loss per sub-band (over modalities) and per modality (over sub-bands).
+
+    Values are 0-d tensors on ``per_channel``'s device (one averaging matmul, no host sync: the
+    training loop reads them only at log steps).
+    """
+    keys, weights = _band_weights(tuple(names), per_channel.device)
+    return dict(zip(keys, (weights @ per_channel.detach().float()).unbind()))
+
+
+@functools.lru_cache(maxsize=16)
+def _band_weights(names: tuple[str, ...], device: torch.device) -> tuple[list[str], torch.Tensor]:
+    """(group names, (groups, channels) averaging matrix on ``device``), built once per run."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(f"band/{name.partition(':')[0]}", []).append(i)
+    for i, name in enumerate(names):
+        groups.setdefault(f"modality/{name.partition(':')[2] or 'all'}", []).append(i)
+    weights = torch.zeros(len(groups), len(names), dtype=torch.float32)
+    for row, idx in enumerate(groups.values()):
+        weights[row, idx] = 1.0 / len(idx)
+    return list(groups), weights.to(device)
 
 
 def cached_datasets(cfg: ExperimentConfig, codec: LatentCodec):

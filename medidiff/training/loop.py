@@ -19,6 +19,7 @@ within floating-point tolerance.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -248,14 +249,33 @@ def fit(
 
     result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
     window: list[float] = []
+    # Per-step losses stay on the device until a log step or checkpoint reads them all at once:
+    # reading each one (float(loss)) stalls the CPU every step, and small 3D steps are bound by
+    # kernel launches (benchmarks/results/step_profile_20261126).
+    pending: list[torch.Tensor] = []
+
+    def read_losses() -> None:
+        """Move the pending losses to result.losses; a non-finite one stops the run (before any save)."""
+        if not pending:
+            return
+        first = step - len(pending) + 1
+        values = torch.stack(pending).tolist()
+        pending.clear()
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise MedidiffError(f"loss became {v} at step {first + i}: lower train.lr or check the data "
+                                    f"(the last checkpoint, before it, is intact)")
+        result.losses.extend(values)
+        window.extend(values)
+
     t_last, steps_last = time.perf_counter(), step
     it = iter(loader)
     engine.train()
     deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     with _Preemption() as pre:
         while step < cfg.max_steps:
-            per_channel_sum: dict[str, float] = {}
-            step_loss = 0.0
+            step_logs: dict[str, Any] = {}
+            step_loss = torch.zeros((), device=device)
             for micro in range(cfg.grad_accum):
                 batch = next(it)  # the stream never ends
                 position += 1
@@ -267,23 +287,21 @@ def fit(
                 batch = move_to(batch, device)
                 with autocast:
                     loss, logs = loss_fn(engine.module, batch, gen)
-                if not torch.isfinite(loss):
-                    raise MedidiffError(f"loss became {loss.item()} at step {step}: lower train.lr or check the data")
                 engine.backward(loss)
                 engine.step()
-                step_loss += float(loss.detach()) / cfg.grad_accum
-                for k, v in logs.items():
-                    per_channel_sum[k] = per_channel_sum.get(k, 0.0) + float(v) / cfg.grad_accum
+                step_loss += loss.detach().float() / cfg.grad_accum
+                for k, v in logs.items():  # floats or device scalars (read at log steps only)
+                    v = v.detach() if isinstance(v, torch.Tensor) else v
+                    step_logs[k] = step_logs.get(k, 0.0) + v / cfg.grad_accum
             step += 1
             if step % cfg.ema_every == 0:
                 with full_parameters(engine) as _:
                     ema.update([p for _, p in _named_params(engine.module)])
-            result.losses.append(step_loss)
-            window.append(step_loss)
+            pending.append(step_loss)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{engine.get_lr()[0]:.2e}")
             if step % cfg.log_every == 0 or step == cfg.max_steps:
+                read_losses()
                 now = time.perf_counter()
                 dt = max(now - t_last, 1e-9)
                 n_steps = step - steps_last
@@ -294,11 +312,13 @@ def fit(
                     "epoch": epoch,
                     "steps_per_s": n_steps / dt,
                     "volumes_per_s": vols / dt,
-                    **{f"loss/{k}": v for k, v in per_channel_sum.items()},
+                    **{f"loss/{k}": float(v) for k, v in step_logs.items()},
                 }
                 if device.type == "cuda":
                     values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 run_log.log(step, values)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
                 window.clear()
                 t_last, steps_last = now, step
             if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
@@ -310,6 +330,7 @@ def fit(
             out_of_time = deadline is not None and _any_rank(time.monotonic() >= deadline, device, dist)
             stop = pre.requested or out_of_time or step == cfg.max_steps
             if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+                read_losses()  # never checkpoint weights updated from a non-finite loss
                 state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
                          "ema_updates": ema.num_updates, "world_size": dist.world_size,
                          "zero_stage": zero_stage(engine), "record": record or {}}
@@ -325,6 +346,7 @@ def fit(
                     log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
                                 cfg.max_minutes, step, cfg.max_steps)
                 break
+    read_losses()
     if bar is not None:
         bar.close()
     del it  # shuts the workers down

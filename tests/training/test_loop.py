@@ -82,6 +82,22 @@ def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
     assert rest.final_step == 6 and not rest.time_limited and len(rest.losses) == 5
 
 
+def test_non_finite_loss_stops_before_any_checkpoint_of_it(tmp_path):
+    inner = toy_train.make_loss()
+    calls = {"n": 0}
+
+    def loss_fn(net, batch, gen):
+        calls["n"] += 1
+        loss, logs = inner(net, batch, gen)
+        return (loss * float("nan") if calls["n"] == 5 else loss), logs  # micro-step 5 = step 3
+
+    with pytest.raises(MedidiffError, match="loss became nan at step 3"):
+        toy_train.fit(toy_train.ToyNet(), loss_fn, toy_train.ToyData(), toy_train.config(0, 6, log_every=3),
+                      run_dir=tmp_path, seed=0, progress=False)
+    done = ckpt.list_complete(ckpt.checkpoint_root(tmp_path))
+    assert [p.name for p in done] == ["step_00000002"]  # the checkpoint before the bad step only
+
+
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():
     from medidiff.training.sampler import ResumableSampler, StreamSampler, derive_seed
 
