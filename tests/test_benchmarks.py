@@ -39,3 +39,12 @@ def test_unet_bench_cpu_smoke_compares_both_nets(tmp_path):
     report = json.loads(out.read_text())
     assert [r["variant"] for r in report["results"]] == ["monai_autocast", "med_eager_autocast"]
     assert report["results"][1]["config"]["norm"] == "pixel" and "med_eager_autocast_vs_monai_autocast" in report["ratios"]
+
+
+def test_step_profile_smoke_times_both_loaders_and_profiles(tmp_path):
+    _run(["benchmarks/step_profile.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--workers", "1",
+          "--seconds", "2"])
+    record = json.loads((tmp_path / "step_profile.json").read_text())
+    assert set(record["rates"]) == {"workers_0", "workers_1"}
+    assert all(r["steps"] > 0 and r["steps_per_s_median"] > 0 for r in record["rates"].values())
+    assert "Self CPU time total" in (tmp_path / "profile.txt").read_text()
