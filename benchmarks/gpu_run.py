@@ -66,7 +66,7 @@ def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
     ]
 
 
-def loss_curves(runs: Path):
+def loss_curves(runs: Path) -> np.ndarray:
     """Training loss (mean per logging window) against step for each run under ``runs``."""
     panels = []
     for run in sorted(p for p in runs.iterdir() if (p / "metrics.jsonl").is_file()):

@@ -1,5 +1,6 @@
 """Where a small training step's time goes: steps/s of the GPU run's base model with 0 and N loader
-workers, then a torch.profiler table of a few steps (CPU and CUDA self time per op).
+workers, then per-step kernel launches, host reads and CUDA time (profiles of 8- and 24-step runs,
+subtracted, so set-up and the final checkpoint cancel).
 
 The end-to-end run's base stage (UNet3D 64/128/256, 8 x 60x60x40 wavelet latents + masks, batch 2)
 made only 5-7 steps/s using 2.6 GiB of an H200; this separates the loader from the step itself.
@@ -38,6 +39,26 @@ def config(out: Path, device: str, workers: int, seconds: float, smoke: bool, na
     ])
 
 
+def profile_run(out: Path, args: argparse.Namespace, steps: int) -> dict[str, dict[str, float]]:
+    """{op or kernel name: {count, cpu_us, cuda_us}} of one whole training run of ``steps`` steps,
+    plus "__wall__" (its wall time in cpu_us)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    cfg = config(out, args.device, 0, 1e9, args.smoke, f"prof{steps}")
+    cfg.train.max_steps = steps
+    cfg.train.log_every = steps  # one log at the end: the same once-per-run work in both runs
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        train_diffusion(cfg, progress=False)
+        wall = time.perf_counter() - t0
+    table = {e.key: {"count": float(e.count), "cpu_us": float(e.self_cpu_time_total),
+                     "cuda_us": float(getattr(e, "self_device_time_total", 0.0) or 0.0)}
+             for e in prof.key_averages()}
+    table["__wall__"] = {"count": 1.0, "cpu_us": wall * 1e6, "cuda_us": 0.0}
+    return table
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -64,22 +85,21 @@ def main() -> int:
                                                  "steps_per_s_median": sorted(later)[len(later) // 2],
                                                  "gpu_mem_peak_gib": rows[-1].get("gpu_mem_peak_gib")}
         print(workers, record["rates"][f"workers_{workers}"], flush=True)
-    # a profile of a few steps (after the warm-up ones) with the loader in the training process
-    from torch.profiler import ProfilerActivity, profile, schedule
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
-    cfg = config(out, args.device, 0, 1e9, args.smoke, "prof")
-    cfg.train.max_steps = 16
-    with profile(activities=acts, schedule=schedule(wait=0, warmup=0, active=1)) as prof:
-        t0 = time.perf_counter()
-        train_diffusion(cfg, progress=False)
-        record["profiled_16_steps_s"] = time.perf_counter() - t0
-    key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=key, row_limit=25)
-    cpu_table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-    (out / "profile.txt").write_text(table + "\n\n" + cpu_table)
+    # Per-step costs by difference: profile whole runs of 8 and 24 steps and subtract, which
+    # cancels what happens once per run (engine set-up, cache filling, the final checkpoint).
+    short, long_ = profile_run(out, args, 8), profile_run(out, args, 24)
+    per_step = {name: {k: (long_[name][k] - short.get(name, {}).get(k, 0)) / 16 for k in long_[name]}
+                for name in long_}
+    top = sorted(per_step.items(), key=lambda kv: -(kv[1]["cuda_us"] or kv[1]["cpu_us"]))[:30]
+    record["per_step"] = {
+        "wall_ms": (long_["__wall__"]["cpu_us"] - short["__wall__"]["cpu_us"]) / 16 / 1e3,
+        "cuda_busy_ms": sum(v["cuda_us"] for k, v in per_step.items() if k != "__wall__") / 1e3,
+        "kernel_launches": per_step.get("cudaLaunchKernel", {}).get("count", 0.0),
+        "device_to_host_copies": sum(v["count"] for k, v in per_step.items() if "DtoH" in k),
+        "top_ops": {k: v for k, v in top if k != "__wall__"},
+    }
     (out / "step_profile.json").write_text(json.dumps(record, indent=2))
-    print(table[:6000], flush=True)
+    print(json.dumps({k: v for k, v in record["per_step"].items() if k != "top_ops"}, indent=2), flush=True)
     return 0
 
 

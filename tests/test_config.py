@@ -111,6 +111,20 @@ def test_overrides_are_typed_and_validated(tmp_path):
         apply_overrides({"a": 1}, ["a.b=2"])
 
 
+def test_training_budget_and_compile_mode_are_validated():
+    from medidiff.experiment import ExperimentConfig
+
+    cfg = load_config(None, ["train.max_minutes=2.5", "train.compile=true", "train.compile_mode=reduce-overhead"],
+                      schema=ExperimentConfig)
+    assert cfg.train.max_minutes == 2.5 and cfg.train.compile_mode == "reduce-overhead"
+    with pytest.raises(ConfigError, match="needs compile: true"):
+        load_config(None, ["train.compile_mode=max-autotune"], schema=ExperimentConfig)
+    with pytest.raises(ConfigError, match="max_minutes must be >= 0"):
+        load_config(None, ["train.max_minutes=-1"], schema=ExperimentConfig)
+    with pytest.raises(ConfigError, match="num_workers must be >= 0"):
+        load_config(None, ["data.num_workers=-2"], schema=ExperimentConfig)
+
+
 def test_round_trip_and_hash(tmp_path):
     cfg = from_dict(Outer, {"required": 3, "inner": {"size": [4, 4, 4]}})
     again = from_dict(Outer, to_dict(cfg))

@@ -12,6 +12,8 @@ from medidiff.errors import MedidiffError
 if TYPE_CHECKING:
     import torch
 
+    from medidiff.samplers.config import SamplerConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate synthetic cases from a trained model")
@@ -47,8 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     if args.num < 1 or args.batch < 1:
         raise MedidiffError("--num and --batch must be >= 1")
-    if args.sr_steps and not args.sr_model:
+    if args.sr_steps is not None and not args.sr_model:
         raise MedidiffError("--sr-steps needs --sr-model")
+    for flag in ("steps", "sr_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise MedidiffError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if dry_run(args, options_of(args)):
         return 0
     from dataclasses import replace
@@ -98,9 +103,9 @@ def _generate(args: argparse.Namespace) -> int:
         sampler = replace(sampler, num_steps=args.steps)
     if args.guidance is not None:
         sampler = replace(sampler, guidance_scale=args.guidance)
-    extra: dict = {}
+    sr_kwargs: dict[str, SamplerConfig] = {}
     if args.sr_steps:
-        extra["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
+        sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
     with_label = pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask
     names = [*pipe.cfg.data.modalities, *(["seg"] if with_label else [])]
@@ -122,11 +127,11 @@ def _generate(args: argparse.Namespace) -> int:
             import torch as _t
 
             batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
-        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **extra,
+        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
                      prompts=None if prompts is None else [prompts[i] for i in idx])
         for i, gen in zip(idx, cases):
             case = out / f"case_{i:04d}"
-            prov = {**pipe.provenance(gen.seed, sampler, **extra), "case": case.name,
+            prov = {**pipe.provenance(gen.seed, sampler, **sr_kwargs), "case": case.name,
                     "geometry": f"reference {chosen[0]['case_id']}" if args.reference else args.geometry}
             if gen.prompt is not None:
                 prov["prompt"] = gen.prompt

@@ -43,8 +43,8 @@ class NetConfig:
     stem_patch: int = 1
     # 'group': GroupNorm (ADM/MONAI). 'pixel' (*speed*): RMS over the channels of each voxel with a
     # learned gain and bias (EDM2's pixel norm, arXiv:2312.02696): no spatial reduction, so it is one
-    # fused pass in channels-last, and patch-wise inference (cascade SR) differs from whole-volume
-    # inference only within a receptive field of patch borders, not everywhere as with GroupNorm
+    # fused pass in channels-last, and patch-wise inference (cascade SR) has no per-patch statistics
+    # (it still differs from whole-volume inference within the receptive field of patch borders)
     norm: Literal["group", "pixel"] = "group"
     norm_groups: int = 32  # GroupNorm only
     norm_eps: float = 1e-6

@@ -56,6 +56,8 @@ class TrainConfig:
         for name in ("warmup_steps", "ckpt_every", "preview_every", "val_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} needs compile: true")
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0 (0: no limit), got {self.max_minutes}")
         if self.lr <= 0:

@@ -101,10 +101,13 @@ class EMA:
         self._check(params, "update")
         decay = self.decay(self.num_updates if step is None else step)
         if self.shadow:
-            # one multi-tensor kernel instead of a lerp per parameter (the GPU run's small steps
-            # were bound by kernel launches: benchmarks/results/step_profile_20261126)
-            sources = [p.detach().to(device=s.device, dtype=torch.float32) for s, p in zip(self.shadow, params)]
-            torch._foreach_lerp_(self.shadow, sources, 1.0 - decay)
+            # multi-tensor lerps instead of one kernel per parameter (small 3D steps spend much of
+            # their time launching kernels); chunked so the fp32 copies stay small for big models
+            for i in range(0, len(self.shadow), 64):
+                shadow = self.shadow[i:i + 64]
+                sources = [p.detach().to(device=s.device, dtype=torch.float32)
+                           for s, p in zip(shadow, params[i:i + 64])]
+                torch._foreach_lerp_(shadow, sources, 1.0 - decay)
         self.num_updates += 1
         return decay
 

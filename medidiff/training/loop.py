@@ -109,6 +109,15 @@ def _any_rank(flag: bool, device: torch.device, dist: DistInfo) -> bool:
     return bool(t.item())
 
 
+def _read_logs(logs: dict[str, Any]) -> dict[str, float]:
+    """``{"loss/<k>": float}`` from floats and device scalars, with one host read for the tensors."""
+    keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
+    out = {f"loss/{k}": float(v) for k, v in logs.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        out.update({f"loss/{k}": v for k, v in zip(keys, torch.stack([logs[k].float() for k in keys]).tolist())})
+    return out
+
+
 def _named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
@@ -226,6 +235,12 @@ def fit(
             f"process over {dist.world_size} process(es)"
         )
     batches_per_epoch = sampler.per_rank // cfg.micro_batch
+    if position >= batches_per_epoch:
+        raise MedidiffError(
+            f"{resume_from}: the saved data position (batch {position} of the epoch) is past an epoch of "
+            f"{batches_per_epoch} batches: micro_batch, the number of processes or the data set changed "
+            f"since this checkpoint; resume with the ones it was written with"
+        )
 
     # One loader for the whole run (workers stay up across epochs); the loop counts epoch and
     # position itself, and each item's augmentation is seeded by (seed, epoch, index).
@@ -233,7 +248,6 @@ def fit(
         SeededItems(dataset), batch_size=cfg.micro_batch,
         sampler=StreamSampler(sampler, cfg.micro_batch, epoch, position), collate_fn=collate_fn,
         num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if num_workers > 0 else None,
     )
 
     run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=step if resume_from else None)
@@ -249,22 +263,25 @@ def fit(
 
     result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
     window: list[float] = []
-    # Per-step losses stay on the device until a log step or checkpoint reads them all at once:
-    # reading each one (float(loss)) stalls the CPU every step, and small 3D steps are bound by
-    # kernel launches (benchmarks/results/step_profile_20261126).
+    # Per-step losses stay on the device until a log step, validation, preview or checkpoint reads
+    # them all at once: reading each one (float(loss)) would stop the CPU every step until the GPU
+    # catches up, so kernel launches could not overlap the GPU's work.
     pending: list[torch.Tensor] = []
 
     def read_losses() -> None:
-        """Move the pending losses to result.losses; a non-finite one stops the run (before any save)."""
+        """Move the pending losses to result.losses; a non-finite one on any rank stops every rank
+        (the gradients were all-reduced, so all weights are bad) before any save, preview or
+        validation uses them."""
         if not pending:
             return
         first = step - len(pending) + 1
         values = torch.stack(pending).tolist()
         pending.clear()
-        for i, v in enumerate(values):
-            if not math.isfinite(v):
-                raise MedidiffError(f"loss became {v} at step {first + i}: lower train.lr or check the data "
-                                    f"(the last checkpoint, before it, is intact)")
+        bad = next(((first + i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if _any_rank(bad is not None, device, dist):
+            where = f"loss became {bad[1]} at step {bad[0]}" if bad else "another rank's loss became non-finite"
+            raise MedidiffError(f"{where}: lower train.lr or check the data (the last checkpoint, before it, "
+                                f"is intact)")
         result.losses.extend(values)
         window.extend(values)
 
@@ -272,84 +289,94 @@ def fit(
     it = iter(loader)
     engine.train()
     deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
-    with _Preemption() as pre:
-        while step < cfg.max_steps:
-            step_logs: dict[str, Any] = {}
-            step_loss = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                batch = next(it)  # the stream never ends
-                position += 1
-                if position >= batches_per_epoch:  # the next batch starts a new epoch
-                    epoch, position = epoch + 1, 0
-                s = derive_seed(seed, step, micro, dist.rank)
-                torch.manual_seed(s)
-                gen = torch.Generator(device=device).manual_seed(s)
-                batch = move_to(batch, device)
-                with autocast:
-                    loss, logs = loss_fn(engine.module, batch, gen)
-                engine.backward(loss)
-                engine.step()
-                step_loss += loss.detach().float() / cfg.grad_accum
-                for k, v in logs.items():  # floats or device scalars (read at log steps only)
-                    v = v.detach() if isinstance(v, torch.Tensor) else v
-                    step_logs[k] = step_logs.get(k, 0.0) + v / cfg.grad_accum
-            step += 1
-            if step % cfg.ema_every == 0:
-                with full_parameters(engine) as _:
-                    ema.update([p for _, p in _named_params(engine.module)])
-            pending.append(step_loss)
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                read_losses()
-                now = time.perf_counter()
-                dt = max(now - t_last, 1e-9)
-                n_steps = step - steps_last
-                vols = n_steps * cfg.micro_batch * cfg.grad_accum * dist.world_size
-                values: dict[str, Any] = {
-                    "loss": sum(window) / len(window),
-                    "lr": float(engine.get_lr()[0]),
-                    "epoch": epoch,
-                    "steps_per_s": n_steps / dt,
-                    "volumes_per_s": vols / dt,
-                    **{f"loss/{k}": float(v) for k, v in step_logs.items()},
-                }
-                if device.type == "cuda":
-                    values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                run_log.log(step, values)
+    try:
+        with _Preemption() as pre:
+            while step < cfg.max_steps:
+                step_logs: dict[str, Any] = {}
+                step_loss = torch.zeros((), device=device)
+                for micro in range(cfg.grad_accum):
+                    batch = next(it)  # the stream never ends
+                    position += 1
+                    if position >= batches_per_epoch:  # the next batch starts a new epoch
+                        epoch, position = epoch + 1, 0
+                    s = derive_seed(seed, step, micro, dist.rank)
+                    torch.manual_seed(s)
+                    gen = torch.Generator(device=device).manual_seed(s)
+                    batch = move_to(batch, device)
+                    with autocast:
+                        loss, logs = loss_fn(engine.module, batch, gen)
+                    engine.backward(loss)
+                    engine.step()
+                    step_loss += loss.detach().float() / cfg.grad_accum
+                    for k, v in logs.items():  # floats or device scalars (read at log steps only)
+                        v = v.detach() if isinstance(v, torch.Tensor) else v
+                        step_logs[k] = step_logs.get(k, 0.0) + v / cfg.grad_accum
+                step += 1
+                if step % cfg.ema_every == 0:
+                    with full_parameters(engine) as _:
+                        ema.update([p for _, p in _named_params(engine.module)])
+                pending.append(step_loss)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
-                window.clear()
-                t_last, steps_last = now, step
-            if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
-                with _ema_weights(engine, ema):
-                    run_log.log(step, {f"val/{k}": v for k, v in val_fn(engine.module).items()})
-            if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0 and dist.is_main:
-                with _ema_weights(engine, ema):
-                    preview_fn(step, engine.module, run_dir / "previews")
-            out_of_time = deadline is not None and _any_rank(time.monotonic() >= deadline, device, dist)
-            stop = pre.requested or out_of_time or step == cfg.max_steps
-            if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                read_losses()  # never checkpoint weights updated from a non-finite loss
-                state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
-                         "ema_updates": ema.num_updates, "world_size": dist.world_size,
-                         "zero_stage": zero_stage(engine), "record": record or {}}
-                result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
-            if pre.requested:
-                result.preempted = True
-                if dist.is_main:
-                    log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume", step)
-                break
-            if out_of_time:
-                result.time_limited = True
-                if dist.is_main:
-                    log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
-                                cfg.max_minutes, step, cfg.max_steps)
-                break
-    read_losses()
-    if bar is not None:
-        bar.close()
-    del it  # shuts the workers down
-    run_log.close()
+                    bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    read_losses()
+                    now = time.perf_counter()
+                    dt = max(now - t_last, 1e-9)
+                    n_steps = step - steps_last
+                    vols = n_steps * cfg.micro_batch * cfg.grad_accum * dist.world_size
+                    values: dict[str, Any] = {
+                        "loss": sum(window) / len(window),
+                        "lr": float(engine.get_lr()[0]),
+                        "epoch": epoch,
+                        "steps_per_s": n_steps / dt,
+                        "volumes_per_s": vols / dt,
+                        **_read_logs(step_logs),
+                    }
+                    if device.type == "cuda":
+                        values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                    run_log.log(step, values)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+                    window.clear()
+                    t_last, steps_last = now, step
+                if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
+                    read_losses()
+                    with _ema_weights(engine, ema):
+                        run_log.log(step, {f"val/{k}": v for k, v in val_fn(engine.module).items()})
+                if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
+                    read_losses()  # on every rank: it may take a collective
+                    if dist.is_main:
+                        with _ema_weights(engine, ema):
+                            preview_fn(step, engine.module, run_dir / "previews")
+                # several ranks must agree (one all_reduce): ask at log steps only, not every step
+                out_of_time = (deadline is not None and step < cfg.max_steps
+                               and (dist.world_size == 1 or step % cfg.log_every == 0)
+                               and _any_rank(time.monotonic() >= deadline, device, dist))
+                stop = pre.requested or out_of_time or step == cfg.max_steps
+                if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+                    read_losses()  # never checkpoint weights updated from a non-finite loss
+                    state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
+                             "ema_updates": ema.num_updates, "world_size": dist.world_size,
+                             "zero_stage": zero_stage(engine), "record": record or {}}
+                    result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
+                if pre.requested:
+                    result.preempted = True
+                    if dist.is_main:
+                        log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume",
+                                    step)
+                    break
+                if out_of_time:
+                    result.time_limited = True
+                    if dist.is_main:
+                        log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
+                                    cfg.max_minutes, step, cfg.max_steps)
+                    break
+        read_losses()
+    finally:  # also on errors: no worker processes or open logs outlive the loop
+        if bar is not None:
+            bar.close()
+        if num_workers > 0 and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+        run_log.close()
     result.final_step = step
     return result

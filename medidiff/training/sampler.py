@@ -9,6 +9,7 @@ cannot start mid-epoch.)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -75,6 +76,10 @@ class StreamSampler(Sampler[tuple[int, int]]):
     def __init__(self, sampler: ResumableSampler, batch_size: int, epoch: int, position: int) -> None:
         self.sampler, self.batch_size = sampler, batch_size
         self.per_epoch = (sampler.per_rank // batch_size) * batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"an epoch of {sampler.per_rank} samples per rank holds no batch of {batch_size}")
+        if not 0 <= position * batch_size < self.per_epoch:
+            raise ValueError(f"position {position} outside an epoch of {self.per_epoch // batch_size} batches")
         self.epoch, self.start = epoch, position * batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -98,7 +103,7 @@ class SeededItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]):
+    def __getitem__(self, key: tuple[int, int]) -> Any:
         index, item_seed = key
         transform = getattr(self.dataset, "transform", None)
         if hasattr(transform, "set_random_state"):

@@ -187,6 +187,12 @@ def test_generate_cli_cascades_to_the_full_grid(models, tmp_path):
                  "--out", str(tmp_path / "gen2"), "--steps", "2", "--sr-steps", "1", "--no-progress"]) == 0
     prov = json.loads((tmp_path / "gen2" / "case_0000" / "provenance.json").read_text())
     assert (prov["steps"], prov["sr_steps"]) == (2, 1)
+    # bad step counts are refused before any model is loaded
+    for bad in (["--sr-steps", "0"], ["--steps", "-3"]):
+        assert main(["generate", "--model", str(models["base"]), "--sr-model", str(models["sr"]), "--num", "1",
+                     "--out", str(tmp_path / "gen3"), *bad]) == 2
+    assert main(["generate", "--model", str(models["base"]), "--num", "1", "--out", str(tmp_path / "gen3"),
+                 "--sr-steps", "2"]) == 2
     # `medidiff export` reads the stage from the checkpoint: an SR run exports as an SR model
     again = export_stage_run(models["run"], tmp_path / "sr_again")
     assert json.loads((again / "config.json").read_text())["kind"] == "medidiff.sr"

@@ -235,6 +235,18 @@ def test_cli_train_stage_vae_logs_kl_validates_and_exports(phantoms: Path, tmp_p
     assert codec.config.stats_count > 0
 
 
+def test_cli_train_exports_a_run_ended_by_its_time_budget(phantoms: Path, tmp_path: Path, capsys) -> None:
+    from medidiff.cli.main import main
+
+    (tmp_path / "e.yaml").write_text("stage: vae\n")
+    args = ["train", "-c", str(tmp_path / "e.yaml"), "--no-progress"]
+    for o in _overrides(phantoms, "budget", "data.fold=null", "train.max_steps=50", "train.max_minutes=1e-9"):
+        args += ["--set", o]
+    assert main(args) == 0
+    assert "trained 1 steps (vae) (train.max_minutes=1e-09 reached)" in capsys.readouterr().out
+    assert isinstance(load_codec(phantoms / "runs" / "budget" / "model"), VAECodec)
+
+
 def test_perceptual_off_is_logged_once(phantoms: Path, caplog) -> None:
     cfg = load_config(None, _overrides(phantoms, "no_perceptual", "data.fold=null", "train.max_steps=1"))
     with caplog.at_level(logging.INFO, logger="medidiff.latents.vae_task"):

@@ -98,6 +98,35 @@ def test_non_finite_loss_stops_before_any_checkpoint_of_it(tmp_path):
     assert [p.name for p in done] == ["step_00000002"]  # the checkpoint before the bad step only
 
 
+def test_validation_never_runs_on_weights_from_a_non_finite_loss(tmp_path):
+    inner = toy_train.make_loss()
+    calls, validated = {"n": 0}, []
+
+    def loss_fn(net, batch, gen):
+        calls["n"] += 1
+        loss, logs = inner(net, batch, gen)
+        return (loss * float("nan") if calls["n"] == 5 else loss), logs  # step 3
+
+    def val_fn(module):
+        validated.append(calls["n"] // 2)
+        return {"loss": 0.0}
+
+    cfg = toy_train.config(0, 6, log_every=5, ckpt_every=10, val_every=2)
+    with pytest.raises(MedidiffError, match="loss became nan at step 3"):
+        toy_train.fit(toy_train.ToyNet(), loss_fn, toy_train.ToyData(), cfg, run_dir=tmp_path, seed=0,
+                      progress=False, val_fn=val_fn)
+    assert validated == [2]  # step 4's validation found the bad loss first and stopped the run
+
+
+def test_resume_with_a_position_past_the_new_epoch_is_refused(tmp_path):
+    # 12 items: 3 batches of 4 (2 x 2 accumulation) per epoch; after 1 step the position is batch 2
+    toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), toy_train.config(0, 1),
+                  run_dir=tmp_path, seed=0, progress=False)
+    with pytest.raises(MedidiffError, match="micro_batch, the number of processes or the data set changed"):
+        toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
+                      toy_train.config(0, 4, micro_batch=6), run_dir=tmp_path, seed=0, progress=False, resume=True)
+
+
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():
     from medidiff.training.sampler import ResumableSampler, StreamSampler, derive_seed
 
