@@ -186,6 +186,9 @@ class VAELoss:
 
     def __init__(self, vae_cfg: VAEConfig, grad_accum: int, perceptual: FeatureNet3D | None = None) -> None:
         self.cfg, self.grad_accum, self.perceptual = vae_cfg, grad_accum, perceptual
+        # host mirror of module.micro_steps, read from the (checkpointed) buffer once: reading the
+        # GPU buffer every micro-step would stall the CPU each time
+        self._micro: int | None = None
 
     def __call__(self, module: VAETrainModule, batch: dict[str, Any], gen: torch.Generator):
         cfg = self.cfg
@@ -197,16 +200,18 @@ class VAELoss:
         rec = (x_hat - x).abs().mean()
         kl = kl_divergence(mu, sigma)
         loss = rec + cfg.kl_weight * kl
-        logs: dict[str, float] = {"rec_l1": float(rec.detach()), "kl": float(kl.detach())}
+        # device scalars: the loop reads them back at log steps only
+        logs: dict[str, Any] = {"rec_l1": rec.detach(), "kl": kl.detach()}
         if self.perceptual is not None:
             p = self.perceptual.to(x.device).loss(x, x_hat).float()
             loss = loss + cfg.perceptual_weight * p
-            logs["perceptual"] = float(p.detach())
+            logs["perceptual"] = p.detach()
+        if self._micro is None:
+            self._micro = int(module.micro_steps)
+        step = self._micro // self.grad_accum
         if module.training:
-            step = int(module.micro_steps) // self.grad_accum
             module.micro_steps += 1
-        else:
-            step = int(module.micro_steps) // self.grad_accum
+            self._micro += 1
         if module.disc is not None:
             disc = module.disc
             if step >= cfg.adv_start_step:
@@ -216,7 +221,7 @@ class VAELoss:
                 fake = _lsgan_logits(disc, x_hat.detach().to(module.dtype))
                 d_loss = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
                 loss = loss + cfg.adv_weight * g_adv + d_loss
-                logs.update({"g_adv": float(g_adv.detach()), "d_loss": float(d_loss.detach()), "adv_on": 1.0})
+                logs.update({"g_adv": g_adv.detach(), "d_loss": d_loss.detach(), "adv_on": 1.0})
             else:
                 # every parameter in the graph: ZeRO's gradient bucketing expects a gradient for each
                 loss = loss + 0.0 * sum(p.float().sum() for p in disc.parameters())
