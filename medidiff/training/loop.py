@@ -102,11 +102,16 @@ class _Preemption:
 
 def _any_rank(flag: bool, device: torch.device, dist: DistInfo) -> bool:
     """True on every rank if it is True on any (ranks must agree to stop, or a collective hangs)."""
+    return _any_ranks([flag], device, dist)[0]
+
+
+def _any_ranks(flags: list[bool], device: torch.device, dist: DistInfo) -> list[bool]:
+    """:func:`_any_rank` for several flags with one all_reduce."""
     if dist.world_size == 1 or not torch.distributed.is_initialized():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item())
+    return [bool(v) for v in t.tolist()]
 
 
 def _read_logs(logs: dict[str, Any]) -> dict[str, float]:
@@ -348,18 +353,22 @@ def fit(
                     if dist.is_main:
                         with _ema_weights(engine, ema):
                             preview_fn(step, engine.module, run_dir / "previews")
-                # several ranks must agree (one all_reduce): ask at log steps only, not every step
-                out_of_time = (deadline is not None and step < cfg.max_steps
-                               and (dist.world_size == 1 or step % cfg.log_every == 0)
-                               and _any_rank(time.monotonic() >= deadline, device, dist))
-                stop = pre.requested or out_of_time or step == cfg.max_steps
+                # A signal (SLURM may send it to some ranks only) or the deadline stops every rank
+                # at the same step, or the others would wait in a collective forever. Several ranks
+                # agree with one all_reduce at log steps; one rank checks every step.
+                requested, out_of_time = False, False
+                if dist.world_size == 1 or step % cfg.log_every == 0:
+                    requested, out_of_time = _any_ranks(
+                        [pre.requested, deadline is not None and time.monotonic() >= deadline], device, dist)
+                out_of_time = out_of_time and step < cfg.max_steps
+                stop = requested or out_of_time or step == cfg.max_steps
                 if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
                     read_losses()  # never checkpoint weights updated from a non-finite loss
                     state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
                              "ema_updates": ema.num_updates, "world_size": dist.world_size,
                              "zero_stage": zero_stage(engine), "record": record or {}}
                     result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
-                if pre.requested:
+                if requested:
                     result.preempted = True
                     if dist.is_main:
                         log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume",

@@ -193,6 +193,15 @@ def test_zero3_ema_matches_zero0_with_two_processes(tmp_path):
         assert ema3[k].abs().sum() > 0  # not ZeRO-3 placeholders
 
 
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    # Rank 0 alone gets SIGUSR1 in step 3; the ranks agree, checkpoint step 3 together and exit.
+    # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.)
+    proc = _run([str(tmp_path), "--steps", "8", "--grad-accum", "1", "--signal-rank0-at-step", "3"], torchrun=2)
+    assert proc.returncode == 0
+    assert ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)).name == "step_00000003"
+    assert sorted(_losses(tmp_path)) == [1, 2, 3]  # rank 0 logged steps 1-3 and stopped
+
+
 def test_cuda_request_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

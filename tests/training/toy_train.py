@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-in-save", type=int)
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--signal-rank0-at-step", type=int, help="rank 0 alone gets SIGUSR1 during this step")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     net = ToyNet()
@@ -103,7 +104,18 @@ def main(argv: list[str] | None = None) -> None:
             original(directory, state)
 
         ckpt.mark_complete = dying_mark_complete
-    fit(net, make_loss(kill_call), ToyData(), cfg, run_dir=args.run_dir, seed=7, resume=args.resume,
+    loss_fn = make_loss(kill_call)
+    if args.signal_rank0_at_step is not None and int(os.environ.get("RANK", "0")) == 0:
+        inner, calls = loss_fn, {"n": 0}
+        signal_call = (args.signal_rank0_at_step - 1) * cfg.grad_accum + 1
+
+        def loss_fn(net, batch, gen):  # noqa: F811 - wraps the plain loss
+            calls["n"] += 1
+            if calls["n"] == signal_call:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return inner(net, batch, gen)
+
+    fit(net, loss_fn, ToyData(), cfg, run_dir=args.run_dir, seed=7, resume=args.resume,
         record={"toy": True}, progress=False, num_workers=args.workers)
 
 
