@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from medidiff.config import ConfigError, config_hash, from_dict
-from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE
+from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, regions_to_labels
 from medidiff.data.geometry import to_reference_grid
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -42,16 +42,6 @@ __all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", 
            "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid"]
 
 KIND = "medidiff.diffusion"
-
-
-def regions_to_labels(regions: np.ndarray) -> np.ndarray:
-    """(3, X, Y, Z) WT/TC/ET masks (bool or > 0) -> labels {0,1,2,3}; nesting ET in TC in WT holds."""
-    wt, tc, et = (np.asarray(r) > 0 for r in regions)
-    label = np.zeros(wt.shape, np.uint8)
-    label[wt] = 2
-    label[tc] = 1
-    label[et] = 3
-    return label
 
 
 def grid_affine(shape: Sequence[int], spacing: Sequence[float], centre: Sequence[float]) -> np.ndarray:

@@ -13,6 +13,8 @@ medidiff uses ONE modality naming and ONE label convention internally, whatever 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
@@ -39,3 +41,14 @@ BRATS_AFFINE: np.ndarray = np.array(
 def regions_from_labels(label: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean WT/TC/ET masks from a label map in the medidiff convention."""
     return {name: np.isin(label, values) for name, values in REGIONS.items()}
+
+
+def regions_to_labels(regions: Any) -> np.ndarray:
+    """(3, X, Y, Z) WT/TC/ET masks (bool or > 0; array or CPU tensor) -> labels {0,1,2,3}, the
+    inverse of :func:`regions_from_labels`; nesting ET in TC in WT holds."""
+    wt, tc, et = (np.asarray(r) > 0 for r in regions)
+    label = np.zeros(wt.shape, np.uint8)
+    label[wt] = 2
+    label[tc] = 1
+    label[et] = 3
+    return label

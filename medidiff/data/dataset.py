@@ -28,9 +28,11 @@ import torch
 from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 
 from medidiff.data.config import DataConfig
+from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
 from medidiff.data.transforms import PIPELINE_VERSION, build_transforms, medidiff_error_of, parse_label_map
+from medidiff.errors import MedidiffError
 
-__all__ = ["make_dataset", "make_loader", "collate_cases", "pipeline_hash"]
+__all__ = ["make_dataset", "manifest_datasets", "make_loader", "collate_cases", "pipeline_hash"]
 
 _PATH_KEYS = ("image", "label")
 
@@ -195,3 +197,22 @@ def make_loader(
         collate_fn=collate_cases,
         persistent_workers=False,
     )
+
+
+def manifest_datasets(
+    data: DataConfig, run_dir: Path, *, divisor: int, with_label: bool, train_transforms: bool = True
+) -> tuple[Dataset, Dataset | None]:
+    """(train, held-out fold or None) datasets of ``data.manifest`` through the experiment's pipeline.
+
+    The held-out fold is ``data.fold`` (None: every case trains); the disk cache lives under
+    ``data.cache_dir`` or ``<run_dir>/cache``; ``train_transforms`` False drops augmentation.
+    """
+    if not data.manifest:
+        raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
+    items = load_manifest(data.manifest, data.root or None)
+    train_items, val_items = split_folds(items, data.fold) if data.fold is not None else (items, [])
+    kw = dict(divisor=divisor, cache_dir=Path(data.cache_dir) if data.cache_dir else Path(run_dir) / "cache",
+              label_map=label_map_of(read_manifest(data.manifest)), with_label=with_label)
+    train = make_dataset(train_items, data, train=train_transforms, **kw)
+    val = make_dataset(val_items, data, train=False, **kw) if val_items else None
+    return train, val

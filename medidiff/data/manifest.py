@@ -266,15 +266,7 @@ def scan_brats(
                 subject_id=subject,
             )
         )
-    if incomplete and not skip_incomplete:
-        shown = "; ".join(incomplete[:5]) + (f"; ... ({len(incomplete)} in all)" if len(incomplete) > 5 else "")
-        raise DataError(
-            root,
-            f"{len(incomplete)} incomplete case(s): {shown}. Restore the files, or pass "
-            "--skip-incomplete (skip_incomplete=True) to leave these cases out",
-        )
-    if not cases:
-        raise DataError(root, f"every {layout} case is incomplete: {'; '.join(incomplete[:5])}")
+    _check_complete(root, incomplete, bool(cases), skip_incomplete, f"{layout} case")
     return layout, cases, excluded
 
 
@@ -290,7 +282,7 @@ def _glob_to_regex(pattern: str, modalities: Sequence[str]) -> re.Pattern[str]:
                 if group in seen:
                     out.append(f"(?P={group})")
                 else:
-                    out.append(f"(?P<case>[^/]+)" if group == "case" else f"(?P<modality>{mods})")
+                    out.append("(?P<case>[^/]+)" if group == "case" else f"(?P<modality>{mods})")
                     seen.add(group)
                 i += len(token)
                 break
@@ -441,15 +433,22 @@ def scan_folder(
                 label=_rel(label, root) if label is not None else None,
             )
         )
+    _check_complete(root, incomplete, bool(cases), skip_incomplete, "matched case")
+    return mods, cases, excluded
+
+
+def _check_complete(root: Path, incomplete: Sequence[str], any_complete: bool, skip_incomplete: bool,
+                    what: str) -> None:
+    """Refuse incomplete cases unless skipped, and a folder where none is complete."""
     if incomplete and not skip_incomplete:
+        shown = "; ".join(incomplete[:5]) + (f"; ... ({len(incomplete)} in all)" if len(incomplete) > 5 else "")
         raise DataError(
             root,
-            f"{len(incomplete)} incomplete case(s): {'; '.join(incomplete[:5])}. Restore the files, "
-            "or pass --skip-incomplete to leave them out",
+            f"{len(incomplete)} incomplete case(s): {shown}. Restore the files, or pass "
+            "--skip-incomplete (skip_incomplete=True) to leave these cases out",
         )
-    if not cases:
-        raise DataError(root, f"every matched case is incomplete: {'; '.join(incomplete[:5])}")
-    return mods, cases, excluded
+    if not any_complete:
+        raise DataError(root, f"every {what} is incomplete: {'; '.join(incomplete[:5])}")
 
 
 def _check_modality_names(modalities: Sequence[str], source: object) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from medidiff.data.brats import regions_to_labels
 from medidiff.data.config import DataConfig
 from medidiff.data.transforms import build_transforms
 from medidiff.io import write_nifti
@@ -19,8 +20,6 @@ def model_grid_labels(items: Sequence[Mapping[str, Any]], data: DataConfig, *,
                       label_map: Mapping[int, int] | None = None) -> list[np.ndarray]:
     """Label maps {0,1,2,3} of labelled cases on the model grid (the experiment's deterministic data
     pipeline with ``data.label_mode: regions``): (X, Y, Z) uint8 each."""
-    from medidiff.generation import regions_to_labels
-
     if data.label_mode != "regions":
         raise ValueError(f"data.label_mode must be 'regions' for model-grid labels, got {data.label_mode!r}")
     to_grid = build_transforms(data, train=False, label_map=dict(label_map or {}))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medidiff.data.brats import regions_to_labels
 from medidiff.eval.config import TASKS, EvalConfig
 
 __all__ = ["EvalConfig", "TASKS", "run_evaluation"]
@@ -220,11 +221,11 @@ def run_evaluation(
 
     # ---- example cases ----------------------------------------------------------------------
     for k in range(min(cfg.num_examples, len(synthetic))):
-        lab = evdata.regions_to_label_map(synthetic.labels[k]) if synthetic.labels is not None else None
+        lab = regions_to_labels(synthetic.labels[k]) if synthetic.labels is not None else None
         name = f"example_synthetic_{k}.png"
         rep.save_png(out, name, rep.example_figure(synthetic.images[k].numpy(), lab, f"synthetic {synthetic.case_ids[k]}"), figures)
     if cfg.num_examples > 0:
-        lab = evdata.regions_to_label_map(real_train.labels[0]) if real_train.labels is not None else None
+        lab = regions_to_labels(real_train.labels[0]) if real_train.labels is not None else None
         rep.save_png(out, "example_real_0.png", rep.example_figure(real_train.images[0].numpy(), lab,
                                                                    f"real {real_train.case_ids[0]}"), figures)
     legends.update({n: "rows: " + ", ".join(dcfg.modalities) + "; columns: axial, coronal, sagittal; labels: "

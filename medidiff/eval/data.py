@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.transforms import MapTransform
 
@@ -54,7 +53,6 @@ __all__ = [
     "synthetic_items",
     "synthetic_transforms",
     "load_cases",
-    "regions_to_label_map",
 ]
 
 CASE_RE = re.compile(r"case_\d+")
@@ -217,13 +215,3 @@ def load_cases(
         ids.append(str(item.get("case_id", len(ids))))
         prov.append(dict(item.get("provenance", {})))
     return CaseSet(name, torch.stack(images), torch.stack(labels) if with_label else None, ids, prov)
-
-
-def regions_to_label_map(regions: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(3, X, Y, Z) WT/TC/ET -> (X, Y, Z) labels {0..3} for overlays (ET inside TC inside WT)."""
-    wt, tc, et = (np.asarray(r) > 0 for r in regions)
-    label = np.zeros(wt.shape, np.uint8)
-    label[wt] = 2
-    label[tc] = 1
-    label[et] = 3
-    return label

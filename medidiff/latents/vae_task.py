@@ -44,8 +44,7 @@ from torch.utils.data import DataLoader
 
 from medidiff.config import ConfigError, config_hash, from_dict, save_resolved, to_dict
 from medidiff.data.config import check_roi_divisible
-from medidiff.data.dataset import collate_cases, make_dataset
-from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
+from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents.config import VAECodecConfig, VAEConfig
@@ -263,20 +262,9 @@ def _run_dir(cfg: ExperimentConfig) -> Path:
 
 def _datasets(cfg: ExperimentConfig, run_dir: Path, *, train_transforms: bool = True):
     """(train, held-out or None) image-only datasets on the roi (multiple of vae.downsample)."""
-    if not cfg.data.manifest:
-        raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
     check_roi_divisible(cfg.data.roi, cfg.vae.downsample, cfg.data.downsample)
-    manifest = read_manifest(cfg.data.manifest)
-    items = load_manifest(cfg.data.manifest, cfg.data.root or None)
-    if cfg.data.fold is not None:
-        train_items, val_items = split_folds(items, cfg.data.fold)
-    else:
-        train_items, val_items = items, []
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
-    kw = dict(divisor=cfg.vae.downsample, cache_dir=cache_dir, label_map=label_map_of(manifest), with_label=False)
-    train = make_dataset(train_items, cfg.data, train=train_transforms, **kw)
-    val = make_dataset(val_items, cfg.data, train=False, **kw) if val_items else None
-    return train, val
+    return manifest_datasets(cfg.data, run_dir, divisor=cfg.vae.downsample, with_label=False,
+                             train_transforms=train_transforms)
 
 
 def codec_config_of(cfg: ExperimentConfig) -> VAECodecConfig:

@@ -19,8 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medidiff.config import config_hash, save_resolved, to_dict
-from medidiff.data.dataset import collate_cases, make_dataset
-from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
+from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents import LatentCodec, load_codec
@@ -207,21 +206,10 @@ def cached_datasets(cfg: ExperimentConfig, codec: LatentCodec):
 
 
 def build_datasets(cfg: ExperimentConfig, run_dir: Path):
-    if not cfg.data.manifest:
-        raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
-    manifest = read_manifest(cfg.data.manifest)
-    items = load_manifest(cfg.data.manifest, cfg.data.root or None)
-    if cfg.data.fold is not None:
-        train_items, val_items = split_folds(items, cfg.data.fold)
-    else:
-        train_items, val_items = items, []
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "cache"
+    """(train, held-out or None) datasets on a grid the net and codec divide."""
     codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
-    kw = dict(divisor=net_divisor(cfg, codec), cache_dir=cache_dir, label_map=label_map_of(manifest),
-              with_label=cfg.data.label_mode != "none")
-    train = make_dataset(train_items, cfg.data, train=True, **kw)
-    val = make_dataset(val_items, cfg.data, train=False, **kw) if val_items else None
-    return train, val
+    return manifest_datasets(cfg.data, run_dir, divisor=net_divisor(cfg, codec),
+                             with_label=cfg.data.label_mode != "none")
 
 
 def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
