@@ -46,20 +46,26 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return (np.clip((x - lo) / max(hi - lo, 1e-8), 0, 1) * 255).astype(np.uint8)
 
 
-def _slices(vol: np.ndarray) -> list[np.ndarray]:
-    """Mid-slices of an (X, Y, Z) RAS volume, displayed radiologically-agnostic but upright:
-    axial (Y up), coronal (Z up), sagittal (Z up)."""
-    x, y, z = (s // 2 for s in vol.shape)
+def _slices(vol: np.ndarray, centre: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Slices through ``centre`` (default: the middle) of an (X, Y, Z) volume, displayed
+    radiologically-agnostic but upright: axial (Y up), coronal (Z up), sagittal (Z up)."""
+    x, y, z = (s // 2 for s in vol.shape) if centre is None else (int(c) for c in centre)
     return [np.flipud(vol[:, :, z].T), np.flipud(vol[:, y, :].T), np.flipud(vol[x, :, :].T)]
 
 
-def triplanar(images: Sequence[np.ndarray], label: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """One RGB mosaic: a row per image (axial, coronal, sagittal), label overlaid if given."""
+def triplanar(
+    images: Sequence[np.ndarray],
+    label: np.ndarray | None = None,
+    alpha: float = 0.45,
+    centre: Sequence[int] | None = None,
+) -> np.ndarray:
+    """One RGB mosaic: a row per image (axial, coronal, sagittal through ``centre``, default the
+    middle voxel), label overlaid if given."""
     rows = []
-    label_slices = _slices(label) if label is not None else None
+    label_slices = _slices(label, centre) if label is not None else None
     for vol in images:
         panels = []
-        for k, sl in enumerate(_slices(np.asarray(vol, dtype=np.float32))):
+        for k, sl in enumerate(_slices(np.asarray(vol, dtype=np.float32), centre)):
             grey = _to_uint8(sl)
             rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
             if label_slices is not None:

@@ -1,4 +1,5 @@
-"""`medidiff data ...` commands: ``data phantom`` writes the embedded default data set."""
+"""`medidiff data ...` commands: ``data phantom`` (procedural heads, for exercising code) and
+``data anatomy`` (MNI152 anatomy varied per case, for judging realism)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from medidiff.cli.common import add_dry_run, dry_run, options_of
 def register(sub: argparse._SubParsersAction) -> None:
     from medidiff.data.phantom import DEFAULT_SHAPE
 
-    p = sub.add_parser("data", help="data sets: write the phantom data set")
+    p = sub.add_parser("data", help="data sets: write the phantom or the anatomy data set")
     dsub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     dsub.required = True  # `medidiff data` alone is a usage error, not a crash
 
@@ -24,30 +25,58 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Case i depends only on (seed, i). Re-running on a phantom folder overwrites it."
         ),
     )
-    ph.add_argument("out", metavar="OUT", help="output folder (new, empty, or an earlier phantom set)")
-    ph.add_argument("--cases", type=int, required=True, metavar="N", help="number of cases (>= 1)")
+    _add_set_args(ph, "phantom", DEFAULT_SHAPE, "each >= 16 (default %(default)s; BraTS is 240 240 155)")
     ph.add_argument(
-        "--shape",
-        type=int,
-        nargs=3,
-        default=list(DEFAULT_SHAPE),
-        metavar=("X", "Y", "Z"),
-        help="grid size, each >= 16 (default %(default)s; BraTS is 240 240 155)",
+        "--keep-skull", action="store_true", help="keep scalp and skull (default: skull-stripped like BraTS)"
     )
-    ph.add_argument("--seed", type=int, default=0, help="base seed (default %(default)s)")
-    ph.add_argument(
+    add_dry_run(ph)
+    ph.set_defaults(func=_phantom)
+
+    an = dsub.add_parser(
+        "anatomy",
+        help="write BraTS-like cases from the MNI152 template (real anatomy, varied per case)",
+        description=(
+            "Write OUT/BraTS-GLI-%%05d-000/BraTS-GLI-%%05d-000-{t1n,t1c,t2w,t2f,seg,tissue}.nii.gz "
+            "from nilearn's shipped MNI152 template (no download): random affine, smooth "
+            "deformation, ventricle size and a tumour per case; skull-stripped, BraTS affine; "
+            "OUT/anatomy.json records the parameters. tissue: 0 background, 1 CSF, 2 GM, 3 WM "
+            "(the tumour is in seg only). Case i depends only on (seed, i). Re-running on an "
+            "anatomy folder overwrites it."
+        ),
+    )
+    _add_set_args(
+        an,
+        "anatomy",
+        (240, 240, 155),
+        "each >= 24 (default %(default)s, the BraTS grid); smaller grids resample the template into "
+        "the BraTS field of view",
+    )
+    an.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="MM",
+        help="voxel size in mm, 1 or 3 numbers (default: the 240x240x155 mm BraTS field of view / shape)",
+    )
+    add_dry_run(an)
+    an.set_defaults(func=_anatomy)
+
+
+def _add_set_args(p: argparse.ArgumentParser, kind: str, shape: tuple[int, ...], shape_help: str) -> None:
+    """Arguments every synthetic data set takes (one place, so the two commands read alike)."""
+    p.add_argument("out", metavar="OUT", help=f"output folder (new, empty, or an earlier {kind} set)")
+    p.add_argument("--cases", type=int, required=True, metavar="N", help="number of cases (>= 1)")
+    p.add_argument("--shape", type=int, nargs=3, default=list(shape), metavar=("X", "Y", "Z"), help=f"grid size, {shape_help}")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default %(default)s)")
+    p.add_argument(
         "--tumour-fraction",
         type=float,
         default=0.8,
         metavar="F",
         help="probability that a case has a tumour (default %(default)s: ~1 in 5 tumour-free)",
     )
-    ph.add_argument(
-        "--keep-skull", action="store_true", help="keep scalp and skull (default: skull-stripped like BraTS)"
-    )
-    ph.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_dry_run(ph)
-    ph.set_defaults(func=_phantom)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _phantom(args: argparse.Namespace) -> int:
@@ -73,4 +102,22 @@ def _phantom(args: argparse.Namespace) -> int:
     )
     manifest = Path(args.out) / "phantom.json"
     print(f"wrote {len(folders)} phantom cases to {args.out} (parameters in {manifest})")
+    return 0
+
+
+def _anatomy(args: argparse.Namespace) -> int:
+    from medidiff.config import to_dict
+    from medidiff.data.anatomy import AnatomyError, AnatomySpec, write_anatomy_dataset
+    from medidiff.data.synthetic_set import check_dataset_args
+
+    check_dataset_args(args.cases, args.seed)
+    if args.spacing is not None and len(args.spacing) not in (1, 3):
+        raise AnatomyError(f"--spacing takes 1 or 3 numbers (mm), got {len(args.spacing)}")
+    spacing = None if args.spacing is None else tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
+    spec = AnatomySpec(shape=tuple(args.shape), spacing=spacing, tumour_fraction=args.tumour_fraction)
+    resolved = {**options_of(args), "out": str(Path(args.out)), "spec": to_dict(spec)}
+    if dry_run(args, resolved):
+        return 0
+    folders = write_anatomy_dataset(args.out, args.cases, seed=args.seed, spec=spec, progress=not args.no_progress)
+    print(f"wrote {len(folders)} anatomy cases to {args.out} (parameters in {Path(args.out) / 'anatomy.json'})")
     return 0

@@ -4,12 +4,12 @@ Every case is a different synthetic head drawn from a small anatomical model, wr
 BraTS 2023 GLI layout (``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``)
 so that every pipeline, test and tutorial can run without patient data or a download.
 
-Why procedural rather than warping nilearn's MNI152 template: (1) no extra dependency and no
-data files, (2) it works at any grid size, including the tiny 32x32x24 grids tests use, (3) every
-case gets its own head shape, folding, ventricles and tumour instead of one brain seen through
-small warps, and (4) the ground truth of every tissue is exact, so tests can measure contrasts
-with true masks. The price is anatomy that is plausible rather than realistic (no cerebellum,
-brain stem or vessels): the phantom is for exercising code, never for judging a model's realism.
+Why a procedural phantom beside the template-based anatomy set (:mod:`medidiff.data.anatomy`):
+(1) it works at any grid size at 1 mm, including the tiny grids tests use, (2) every case gets its
+own head shape, folding, ventricles and tumour, and (3) the ground truth of every tissue is exact.
+The price is anatomy that is plausible rather than realistic (no cerebellum, brain stem or
+vessels): the phantom is for exercising code, never for judging a model's realism; use the anatomy
+set for that. Both share one tumour model (:mod:`medidiff.data.tumour`) and one intensity table.
 
 The model, in the head's own normalised frame ``a = (right, anterior, superior)`` where the skull
 cavity is the unit ball before deformation:
@@ -45,10 +45,6 @@ streams).
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,7 +54,10 @@ from scipy import ndimage
 
 from medidiff import __version__
 from medidiff.data.brats import BRATS_AFFINE, LABELS, MODALITIES
-from medidiff.errors import DataError, MedidiffError
+from medidiff.data.fields import add_rician_noise, check_grid_shape, rotation_matrix, smooth_noise
+from medidiff.data.synthetic_set import case_id, check_dataset_args, write_case_dataset
+from medidiff.data.tumour import draw_tumour_shape, irregular_distance, mass_effect_pull, tumour_regions
+from medidiff.errors import MedidiffError
 
 __all__ = [
     "DEFAULT_SHAPE",
@@ -79,8 +78,6 @@ __all__ = [
 GENERATOR = "medidiff.data.phantom"
 DEFAULT_SHAPE: tuple[int, int, int] = (64, 64, 48)
 MIN_SIDE = 16  # below this there is no room for ventricles, cortex and a three-part tumour
-MAX_CASES = 100_000  # case ids have five digits
-CASE_RE = re.compile(r"BraTS-GLI-\d{5}-000")
 MANIFEST_NAME = "phantom.json"
 
 # Tissue codes of the anatomy model (PhantomCase.tissue). Tumour classes override healthy tissue.
@@ -120,6 +117,22 @@ _SKULL_IN, _SKULL_OUT, _SCALP_OUT = 1.0, 1.07, 1.14  # shells in units of the ca
 _CORTEX_OUT, _WM_OUT = 0.94, 0.78
 
 
+def draw_intensities(modality: str, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """A case's (gain, intensity table) for ``modality``: :data:`INTENSITIES` times a scanner gain
+    in [0.85, 1.2] with +-4 % contrast jitter per tissue. Shared with the anatomy data set."""
+    gain = float(rng.uniform(0.85, 1.2))
+    lut = np.asarray(INTENSITIES[modality], dtype=np.float32) * np.float32(gain)
+    lut[1:] *= rng.uniform(0.96, 1.04, len(lut) - 1).astype(np.float32)  # contrast jitter
+    return gain, lut
+
+
+def unit_texture(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Fine within-tissue texture: white noise blurred over ~1 voxel, scaled to unit std."""
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 0.8)
+    texture *= np.float32(1.0 / max(float(texture.std()), 1e-6))
+    return texture
+
+
 class PhantomError(MedidiffError, ValueError):
     """Bad phantom parameters (shape, case count, seed, fractions)."""
 
@@ -141,18 +154,13 @@ class PhantomSpec:
     deformation: float = 0.04  # std of the smooth displacement, in units of the cavity radius
 
     def __post_init__(self) -> None:
-        shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
-        if (
-            not isinstance(shape, tuple)
-            or len(shape) != 3
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
-            or min(shape) < MIN_SIDE
-        ):
-            raise PhantomError(
-                f"phantom shape must be 3 integers >= {MIN_SIDE} (room for cortex, ventricles and "
-                f"a three-part tumour), got {self.shape!r}; e.g. --shape 64 64 48"
-            )
-        object.__setattr__(self, "shape", tuple(int(s) for s in shape))
+        shape = check_grid_shape(
+            self.shape,
+            MIN_SIDE,
+            PhantomError,
+            "the phantom needs room for cortex, ventricles and a three-part tumour; e.g. --shape 64 64 48",
+        )
+        object.__setattr__(self, "shape", shape)
         if not 0.0 <= self.tumour_fraction <= 1.0:
             raise PhantomError(
                 f"tumour_fraction is the probability that a case has a tumour and must be in "
@@ -204,11 +212,6 @@ def brats_affine(shape: tuple[int, int, int]) -> np.ndarray:
     return affine
 
 
-def case_id(index: int) -> str:
-    """BraTS 2023 case id of case ``index``: ``BraTS-GLI-00007-000`` (timepoint 000)."""
-    return f"BraTS-GLI-{index:05d}-000"
-
-
 def case_seed(seed: int, index: int) -> np.random.SeedSequence:
     """Seed of case ``index``: independent of the number of cases written."""
     return np.random.SeedSequence([int(seed), int(index)])
@@ -216,36 +219,6 @@ def case_seed(seed: int, index: int) -> np.random.SeedSequence:
 
 # --------------------------------------------------------------------------------------------
 # random fields
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], wavelength: float) -> np.ndarray:
-    """Unit-variance smooth random field (float32) with correlation length ~``wavelength`` voxels.
-
-    A coarse normal grid interpolated with separable Gaussian radial basis functions: three small
-    matrix products instead of a full-volume convolution, so large grids stay cheap. Each basis
-    row is normalised to unit norm, which makes the variance exactly 1 at every voxel.
-    """
-    wl = max(float(wavelength), 1.0)
-    mats = []
-    for n in shape:
-        m = int(np.ceil((n - 1) / wl)) + 3
-        centres = (np.arange(m) - 1.0) * wl  # control points cover the grid with one spare each side
-        w = np.exp(-0.5 * ((np.arange(n)[:, None] - centres[None, :]) / (0.6 * wl)) ** 2)
-        w /= np.sqrt((w**2).sum(axis=1, keepdims=True))
-        mats.append(w.astype(np.float32))
-    coarse = rng.standard_normal(tuple(w.shape[1] for w in mats)).astype(np.float32)
-    f = np.tensordot(mats[0], coarse, axes=(1, 0))  # (X, mb, mc)
-    f = np.tensordot(f, mats[1], axes=(1, 1))  # (X, mc, Y)
-    f = np.tensordot(f, mats[2], axes=(1, 1))  # (X, Y, Z)
-    return np.ascontiguousarray(f, dtype=np.float32)
-
-
-def _rotation(angles_deg: np.ndarray) -> np.ndarray:
-    ax, ay, az = np.deg2rad(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _as_generator(rng_or_seed: np.random.Generator | np.random.SeedSequence | int) -> np.random.Generator:
@@ -316,7 +289,7 @@ def make_phantom_case(
     shift = rng_anat.uniform(-0.03, 0.03, 3) * half
     angles = rng_anat.uniform(-1.0, 1.0, 3) * spec.max_rotation_deg
     vent_scale = float(rng_anat.uniform(0.7, 1.4))
-    rot = _rotation(angles)
+    rot = rotation_matrix(angles)
     centre_world = affine[:3, :3] @ ((shape_arr - 1) / 2) + affine[:3, 3] + shift
 
     # Normalised head-frame coordinates a = R^T (world - centre) / semi; the affine is diagonal,
@@ -331,15 +304,15 @@ def make_phantom_case(
     a = []
     for k in range(3):
         comp = rot[0, k] * p[0] + rot[1, k] * p[1] + rot[2, k] * p[2]
-        comp = comp / np.float32(semi[k]) + np.float32(spec.deformation) * _smooth_noise(
+        comp = comp / np.float32(semi[k]) + np.float32(spec.deformation) * smooth_noise(
             rng_anat, shape, wl_def
         )
         a.append(comp.astype(np.float32, copy=False))
     del p
     r = np.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2)  # cavity radius coordinate
     wl_fold = max(3.0, mean_semi / 6.0)
-    fold = _smooth_noise(rng_anat, shape, wl_fold)  # gyral white-matter fingers
-    sulc = _smooth_noise(rng_anat, shape, wl_fold)  # its zero sheets become sulci
+    fold = smooth_noise(rng_anat, shape, wl_fold)  # gyral white-matter fingers
+    sulc = smooth_noise(rng_anat, shape, wl_fold)  # its zero sheets become sulci
 
     # ---- tumour parameters (own stream; drawn even when unused so nothing else shifts)
     side = 1.0 if rng_tum.random() < 0.5 else -1.0  # +1 = right hemisphere (head frame +a_x)
@@ -349,30 +322,18 @@ def make_phantom_case(
         )
         if np.linalg.norm(t_centre) <= 0.62:
             break
-    base = float(semi.min())
-    r_ed = float(rng_tum.uniform(0.3, 0.5) * base)
-    r_et = float(rng_tum.uniform(0.55, 0.8) * r_ed)
-    r_nc = float(rng_tum.uniform(0.45, 0.7) * r_et)
-    # Minimum thicknesses in voxels so that all three sub-regions exist on tiny grids.
-    r_nc = max(r_nc, 1.5)
-    r_et = max(r_et, r_nc + 1.5)
-    r_ed = max(r_ed, r_et + 2.0)
-    mass = float(rng_tum.uniform(0.2, 0.5))
-    tum_seed = int(rng_tum.integers(0, 2**62))
-
-    # ---- mass effect: sample healthy anatomy nearer the tumour centre, which pushes it outward.
-    # The radial map rho -> rho (1 - m exp(-(rho/s)^2)) is monotone for m < 1, so nothing folds.
+    shape_t = draw_tumour_shape(rng_tum, float(semi.min()))
+    # ---- mass effect: sample healthy anatomy nearer the tumour centre (medidiff.data.tumour).
     ai = a  # internal-anatomy coordinates (the skull is not displaced)
     tumour_box: tuple[slice, ...] | None = None
     if has_tumour:
         t_world = centre_world + rot @ (semi * t_centre)
         t_vox = np.linalg.solve(affine[:3, :3], t_world - affine[:3, 3])
-        s_mass = 1.5 * r_et
-        tumour_box = _box(t_vox, max(3.7 * s_mass, 1.35 * r_ed + 2), shape)
+        tumour_box = _box(t_vox, max(3.7 * shape_t.s_mass, 1.35 * shape_t.r_ed + 2), shape)
         ai = [c.copy() for c in a]
         off = [a[k][tumour_box] - np.float32(t_centre[k]) for k in range(3)]
         rho = np.sqrt(sum((off[k] * np.float32(semi[k])) ** 2 for k in range(3)))  # mm
-        pull = np.float32(mass) * np.exp(-((rho / np.float32(s_mass)) ** 2))
+        pull = mass_effect_pull(rho, shape_t)
         for k in range(3):
             ai[k][tumour_box] -= off[k] * pull
     axi, ayi, azi = ai
@@ -421,24 +382,17 @@ def make_phantom_case(
         box = tumour_box
         off = [a[k][box] - np.float32(t_centre[k]) for k in range(3)]
         rho = np.sqrt(sum((off[k] * np.float32(semi[k])) ** 2 for k in range(3)))
-        rng_shape = np.random.default_rng(tum_seed)
-        rough = _smooth_noise(rng_shape, rho.shape, max(3.0, r_ed / 1.5))
-        d = rho * (1.0 + 0.15 * np.tanh(rough))  # bumpy but star-shaped boundaries
-        inside = brain[box] & (r[box] < 0.97)
+        d = irregular_distance(rho, shape_t)
         t_tis = tissue[box]
-        ncr = (d < r_nc) & inside
-        # The rim contains a one-voxel shell around the core, so the core never touches oedema.
-        et = (((d < r_et) & inside) | (ndimage.binary_dilation(ncr) & brain[box])) & ~ncr
-        tc = ncr | et
-        ring = ndimage.binary_dilation(tc) & brain[box] & ~tc
-        healthy_wm = (t_tis == WM) | (t_tis == DEEP_GM)
-        # Oedema: a solid zone, finger-like spread along white matter, and always a ring round TC.
-        ed = (
-            ((d < 0.5 * (r_et + r_ed)) & (t_tis != CSF))
-            | ((d < r_ed) & (t_tis != CSF) & (t_tis != GM))
-            | ((d < 1.3 * r_ed) & healthy_wm)
+        ncr, et, ed = tumour_regions(
+            d,
+            shape_t,
+            brain=brain[box],
+            inside=brain[box] & (r[box] < 0.97),
+            csf=t_tis == CSF,
+            gm=t_tis == GM,
+            wm=(t_tis == WM) | (t_tis == DEEP_GM),
         )
-        ed = ((ed & inside) | ring) & ~tc
         t_tis[ed] = ED
         t_tis[et] = ET
         t_tis[ncr] = NCR
@@ -457,36 +411,24 @@ def make_phantom_case(
             "centre_world_mm": [round(float(v), 2) for v in t_world],
             "centroid_world_mm": [round(float(v), 2) for v in wt_world],
             "centre_head_frame": [round(float(v), 4) for v in t_centre],
-            "radius_mm": {"NCR": round(r_nc, 3), "ET": round(r_et, 3), "ED": round(r_ed, 3)},
-            "mass_effect": round(mass, 4),
+            "radius_mm": {k: round(v, 3) for k, v in (("NCR", shape_t.r_nc), ("ET", shape_t.r_et), ("ED", shape_t.r_ed))},
+            "mass_effect": round(shape_t.mass, 4),
             "volume_ml": {k: round(v / 1000.0, 4) for k, v in counts.items()},  # 1 mm^3 voxels
         }
 
     # ---- images
-    texture = ndimage.gaussian_filter(rng_img.standard_normal(shape, dtype=np.float32), 0.8)
-    texture *= np.float32(1.0 / max(float(texture.std()), 1e-6))
+    texture = unit_texture(rng_img, shape)
     modulation = 1.0 + np.take(_TEXTURE, tissue) * texture
     del texture
     wl_bias = max(8.0, 1.5 * mean_semi)
     images: dict[str, np.ndarray] = {}
     gains: dict[str, float] = {}
     for m in MODALITIES:
-        gain = float(rng_img.uniform(0.85, 1.2))
-        lut = np.asarray(INTENSITIES[m], dtype=np.float32) * np.float32(gain)
-        lut[1:] *= rng_img.uniform(0.96, 1.04, len(lut) - 1).astype(np.float32)  # contrast jitter
+        gain, lut = draw_intensities(m, rng_img)
         img = np.take(lut, tissue) * modulation
         img = ndimage.gaussian_filter(img, 0.6, truncate=3.0)  # partial volume at tissue borders
-        img *= np.exp(np.float32(spec.bias) * _smooth_noise(rng_img, shape, wl_bias))
-        sigma = np.float32(spec.noise * lut[WM])
-        n1 = rng_img.standard_normal(shape, dtype=np.float32)
-        img += sigma * n1
-        np.square(img, out=img)
-        rng_img.standard_normal(shape, dtype=np.float32, out=n1)
-        n1 *= sigma
-        np.square(n1, out=n1)
-        img += n1
-        np.sqrt(img, out=img)  # Rician magnitude: |signal + complex Gaussian noise|
-        del n1
+        img *= np.exp(np.float32(spec.bias) * smooth_noise(rng_img, shape, wl_bias))
+        add_rician_noise(img, spec.noise * lut[WM], rng_img)
         if spec.skull_strip:
             img *= brain
             # 0 means "not brain" downstream (BraTS convention), so brain voxels stay > 0.
@@ -524,34 +466,6 @@ def _lobe(c: np.ndarray) -> str:
 # data set
 
 
-def check_dataset_args(cases: int, seed: int) -> None:
-    """Raise :class:`PhantomError` unless 1 <= cases <= 100000 and seed is a non-negative int."""
-    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or not 1 <= cases <= MAX_CASES:
-        raise PhantomError(
-            f"cases must be an integer in [1, {MAX_CASES}] (five-digit BraTS ids), got {cases!r}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PhantomError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(out, "exists and is not a folder; give a folder for the phantom data set")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-        raise DataError(
-            out,
-            f"folder is not empty and holds no {MANIFEST_NAME}, so it is not a phantom data set; "
-            "refusing to write over other files: choose a new or empty folder",
-        )
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def write_phantom_dataset(
     out: str | Path,
     cases: int,
@@ -564,85 +478,37 @@ def write_phantom_dataset(
 ) -> list[Path]:
     """Write ``cases`` phantom heads in the BraTS 2023 GLI layout under ``out``; return case folders.
 
-    ``out/BraTS-GLI-%05d-000/BraTS-GLI-%05d-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (each with a
-    provenance ``.json`` sidecar from :func:`medidiff.io.write_nifti`) and ``out/phantom.json``
-    with the generator parameters and a per-case summary (tumour, hemisphere, lobe).
-
-    Re-running on a phantom folder overwrites it cleanly: case folders are rewritten and case
-    folders beyond ``cases`` are removed. A non-empty folder without ``phantom.json`` is refused.
+    The layout, manifest (``out/phantom.json``) and overwrite rules are
+    :func:`medidiff.data.synthetic_set.write_case_dataset`'s.
     """
-    from tqdm import tqdm
-
     from medidiff.config import to_dict
-    from medidiff.io import write_nifti
 
     check_dataset_args(cases, seed)
     spec = PhantomSpec(shape=shape, tumour_fraction=tumour_fraction, skull_strip=skull_strip)
-    out = Path(out)
-    _prepare_out(out)
-    ids = [case_id(i) for i in range(cases)]
-    keep = set(ids)
-    for old in sorted(out.iterdir()):
-        if old.is_dir() and CASE_RE.fullmatch(old.name) and old.name not in keep:
-            shutil.rmtree(old)  # stale case of an earlier, larger run (phantom.json was checked)
-
-    affine = brats_affine(spec.shape)
-    manifest: dict[str, Any] = {
+    manifest = {
         "generator": GENERATOR,
         "medidiff_version": __version__,
-        "synthetic": True,
-        "complete": False,  # set True once every case is written
-        "seed": int(seed),
-        "cases": int(cases),
-        "case_seed": "numpy.random.SeedSequence([seed, case_index])",
         "spec": to_dict(spec),
-        "layout": "BraTS 2023 GLI: <id>/<id>-{t1n,t1c,t2w,t2f,seg}.nii.gz",
-        "modalities": list(MODALITIES),
-        "labels": {str(k): v for k, v in LABELS.items()},
         "spacing_mm": [1.0, 1.0, 1.0],
-        "affine": affine.tolist(),
+        "affine": brats_affine(spec.shape).tolist(),
         "skull_stripped": skull_strip,
         "tissues": {str(k): v for k, v in TISSUES.items()},
         "nominal_intensities": {m: list(v) for m, v in INTENSITIES.items()},
-        "case_list": [],
     }
-    _write_json(out / MANIFEST_NAME, manifest)
-
-    folders: list[Path] = []
-    for i in tqdm(range(cases), desc="phantom", unit="case", disable=not progress):
-        cid = ids[i]
-        case = make_phantom_case(case_seed(seed, i), tumour=None, spec=spec)
-        folder = out / cid
-        if folder.exists():
-            shutil.rmtree(folder)  # no stale files from an earlier run survive
-        provenance = {
-            "generator": GENERATOR,
-            "seed": int(seed),
-            "case_index": i,
-            "case_id": cid,
-            "shape": list(spec.shape),
-            "tumour_fraction": spec.tumour_fraction,
-            "skull_stripped": skull_strip,
-            "has_tumour": case.metadata["has_tumour"],
-            "tumour": case.metadata["tumour"],
-        }
-        for m in MODALITIES:
-            prov = {**provenance, "modality": m}
-            write_nifti(folder / f"{cid}-{m}.nii.gz", case.images[m], affine, provenance=prov)
-        prov = {**provenance, "modality": "seg"}
-        write_nifti(folder / f"{cid}-seg.nii.gz", case.seg, affine, provenance=prov, dtype=np.uint8)
-        tum = case.metadata["tumour"]
-        manifest["case_list"].append(
-            {
-                "id": cid,
-                "index": i,
-                "has_tumour": case.metadata["has_tumour"],
-                "hemisphere": tum["hemisphere"] if tum else None,
-                "lobe": tum["lobe"] if tum else None,
-                "volume_ml": tum["volume_ml"] if tum else None,
-            }
-        )
-        folders.append(folder)
-    manifest["complete"] = True
-    _write_json(out / MANIFEST_NAME, manifest)
-    return folders
+    provenance = {
+        "generator": GENERATOR,
+        "shape": list(spec.shape),
+        "tumour_fraction": spec.tumour_fraction,
+        "skull_stripped": skull_strip,
+    }
+    return write_case_dataset(
+        out,
+        cases,
+        seed,
+        lambda i: make_phantom_case(case_seed(seed, i), tumour=None, spec=spec),
+        kind="a phantom",
+        manifest_name=MANIFEST_NAME,
+        manifest=manifest,
+        provenance=provenance,
+        progress=progress,
+    )
