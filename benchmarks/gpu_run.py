@@ -1,4 +1,5 @@
-"""The real GPU run (issue "End to end", part 3): phantoms with labels, a mask-conditioned wavelet
+"""The real GPU run (issue "End to end", part 3): synthetic cases with labels (``--data anatomy``,
+the default: MNI152 anatomy varied per case; or ``--data phantom``), a mask-conditioned wavelet
 flow base model, a mask-conditioned SR stage to BraTS resolution, generation from held-out label
 maps, and evaluation (mask fidelity; train-on-synthetic vs train-on-real Dice).
 
@@ -32,7 +33,7 @@ import numpy as np
 from medidiff.cli.main import main as medidiff
 from medidiff.config import load_config, save_resolved
 from medidiff.data.manifest import build_brats_manifest, write_manifest
-from medidiff.data.phantom import write_phantom_dataset
+from medidiff.data.prepare import SYNTHETIC_SETS, synthetic_spacing, write_synthetic_set
 from medidiff.eval.report import line_chart
 from medidiff.training.diffusion import run_dir_of
 from medidiff.training.stages import STAGES
@@ -43,14 +44,15 @@ from medidiff.viz import write_png
 FULL = {"cases": 24, "shape": (240, 240, 155), "roi": (240, 240, 160), "patch": 96, "channels": [64, 128, 256],
         "base_steps": 20000, "sr_steps": 20000, "base_minutes": 4.5, "sr_minutes": 4.5, "micro_batch": 2,
         "generate": 6, "eval_steps": 300}
-SMOKE = {"cases": 8, "shape": (32, 32, 30), "roi": (32, 32, 32), "patch": 16, "channels": [16, 32],
+SMOKE = {"cases": 8, "shape": (40, 40, 30), "roi": (32, 32, 32), "patch": 16, "channels": [16, 32],
          "base_steps": 20, "sr_steps": 20, "base_minutes": 0.0, "sr_minutes": 0.0, "micro_batch": 2,
          "generate": 2, "eval_steps": 5}
 
 
-def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
+def overrides(p: dict, out: Path, device: str, smoke: bool, kind: str) -> list[str]:
     x, y, z = p["roi"]
     return [
+        f"data.spacing={list(synthetic_spacing(kind, p['shape']))}",
         f"output_dir={out / 'runs'}", f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}",
         f"data.roi=[{x}, {y}, {z}]", "data.fold=0", "data.label_mode=regions",
         # in RAM (~5 GB at full size): the first run read full-resolution cases from the disk cache
@@ -85,6 +87,7 @@ def main() -> int:
     ap.add_argument("--stage", default="all", choices=["data", "base", "sr", "generate", "evaluate", "plot", "all"],
                     help="'plot' (any machine, after the run) draws loss_curves.png from the runs' metrics.jsonl")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--data", choices=SYNTHETIC_SETS, default="anatomy", help="synthetic data set (default anatomy)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars (device logs stay short)")
     ap.add_argument("--compile", action="store_true", help="train.compile for both training stages")
@@ -92,7 +95,7 @@ def main() -> int:
     p = SMOKE if args.smoke else FULL
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    common = [*overrides(p, out, args.device, args.smoke), f"train.compile={str(args.compile).lower()}"]
+    common = [*overrides(p, out, args.device, args.smoke, args.data), f"train.compile={str(args.compile).lower()}"]
     base = load_config(None, [*common, "name=base", "data.downsample=2", "sampler.num_steps=30",
                               f"train.max_steps={p['base_steps']}", f"train.max_minutes={p['base_minutes']}",
                               "train.ckpt_every=1000"])
@@ -122,7 +125,8 @@ def main() -> int:
         print(f"[gpu_run] {name}: {record['stages'][name]['seconds']} s", flush=True)
 
     def data() -> None:
-        write_phantom_dataset(out / "data", p["cases"], shape=p["shape"], seed=0, tumour_fraction=1.0, progress=True)
+        write_synthetic_set(args.data, out / "data", p["cases"], shape=p["shape"], seed=0, tumour_fraction=1.0,
+                            progress=not args.quiet)
         write_manifest(build_brats_manifest(out / "data", num_folds=4, seed=0), out / "manifest.json")
 
     def train(cfg) -> None:

@@ -1,7 +1,8 @@
-"""`medidiff demo`: the whole path on the embedded phantom data, in one command.
+"""`medidiff demo`: the whole path on a synthetic data set, in one command.
 
-phantom data -> manifest -> validation -> base model (wavelet latents + flow matching, images and
-labels generated together) at half resolution -> cascade SR stage to full resolution -> exported
+``--data anatomy`` (default: MNI152 anatomy varied per case, medidiff.data.anatomy) or
+``--data phantom`` (procedural heads) -> manifest -> validation -> base model (wavelet latents +
+flow matching, images and labels generated together) at half resolution -> cascade SR stage to full resolution -> exported
 EMA models -> generated NIfTI cases with labels, previews and provenance -> evaluation report
 (train-on-synthetic segmentation utility, image metrics, memorisation audit).
 
@@ -20,20 +21,32 @@ from typing import Any
 from medidiff.cli.common import add_dry_run, dry_run, options_of
 from medidiff.errors import MedidiffError
 
+# shape: the training grid (data.roi). anatomy_shape: the grid the anatomy set is written at; its
+# spacing (BraTS field of view / shape) fits a whole brain into the roi once the pipeline has
+# resampled to it and cropped to the brain (cpu: ~6 mm, gpu: 1.5 mm). Phantoms are written at shape.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"cases": 16, "shape": (32, 32, 32), "channels": [32, 64], "base_steps": 1500, "sr_steps": 600,
+    "cpu": {"cases": 16, "shape": (32, 32, 32), "anatomy_shape": (40, 40, 26), "channels": [32, 64], "base_steps": 1500, "sr_steps": 600,
             "sr_patch": 16, "micro_batch": 2, "precision": "fp32", "generate": 4, "eval_steps": 60,
             "eval_seeds": [0]},
-    "gpu": {"cases": 32, "shape": (128, 128, 128), "channels": [64, 128, 256], "base_steps": 1500,
+    "gpu": {"cases": 32, "shape": (128, 128, 128), "anatomy_shape": (160, 160, 104), "channels": [64, 128, 256], "base_steps": 1500,
             "sr_steps": 1000, "sr_patch": 64, "micro_batch": 4, "precision": "bf16", "generate": 8,
             "eval_steps": 200, "eval_seeds": [0, 1]},
 }
 
 
-def common_overrides(preset: dict[str, Any], out: Path, device: str) -> list[str]:
+def data_grid(preset: dict[str, Any], kind: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """(grid the data set is written at, spacing the pipeline resamples it to)."""
+    from medidiff.data.prepare import synthetic_spacing
+
+    shape = preset["anatomy_shape"] if kind == "anatomy" else preset["shape"]
+    return shape, synthetic_spacing(kind, shape)
+
+
+def common_overrides(preset: dict[str, Any], out: Path, device: str, kind: str = "anatomy") -> list[str]:
     x, y, z = preset["shape"]
+    _, spacing = data_grid(preset, kind)
     return [
-        f"output_dir={out / 'runs'}", "seed=0",
+        f"output_dir={out / 'runs'}", "seed=0", f"data.spacing={list(spacing)}",
         f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}", f"data.roi=[{x}, {y}, {z}]",
         "data.fold=0", "data.label_mode=regions", "data.cache=memory",
         "latent.levels=1", "conditioning.generate_labels=true",
@@ -45,24 +58,33 @@ def common_overrides(preset: dict[str, Any], out: Path, device: str) -> list[str
     ]
 
 
-def base_overrides(preset: dict[str, Any], out: Path, device: str) -> list[str]:
+def base_overrides(preset: dict[str, Any], out: Path, device: str, kind: str = "anatomy") -> list[str]:
     """Base model: the half-resolution grid (data.downsample 2), images + WT/TC/ET generated."""
-    return [*common_overrides(preset, out, device), "name=demo_base", "data.downsample=2",
+    return [*common_overrides(preset, out, device, kind), "name=demo_base", "data.downsample=2",
             "sampler.num_steps=30", f"train.max_steps={preset['base_steps']}",
             f"train.ckpt_every={max(100, preset['base_steps'] // 4)}"]
 
 
-def sr_overrides(preset: dict[str, Any], out: Path, device: str) -> list[str]:
+def sr_overrides(preset: dict[str, Any], out: Path, device: str, kind: str = "anatomy") -> list[str]:
     """SR stage: full grid, trained on random patches, conditioned on the 2x-degraded volume."""
     p = preset["sr_patch"]
-    return [*common_overrides(preset, out, device), "name=demo_sr", "stage=sr", "cascade.scale=2",
+    return [*common_overrides(preset, out, device, kind), "name=demo_sr", "stage=sr", "cascade.scale=2",
             f"cascade.patch_size=[{p}, {p}, {p}]", "cascade.sample_mode=whole", "sampler.num_steps=10",
             f"train.max_steps={preset['sr_steps']}", f"train.ckpt_every={max(100, preset['sr_steps'] // 4)}"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the whole path on phantom data (the README's main job)")
+    from medidiff.data.prepare import SYNTHETIC_SETS
+
+    p = sub.add_parser("demo", help="run the whole path on synthetic data (the README's main job)")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument(
+        "--data",
+        choices=SYNTHETIC_SETS,
+        default="anatomy",
+        help="anatomy: MNI152 brains varied per case (default; for judging realism); phantom: "
+        "procedural heads (for exercising code)",
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--steps", type=int, help="override the base model's training steps (SR gets 2/5 of them)")
@@ -79,8 +101,8 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out).absolute()
     from medidiff.config import load_config, save_resolved
 
-    base_cfg = load_config(None, base_overrides(preset, out, args.device))
-    sr_cfg = load_config(None, sr_overrides(preset, out, args.device))
+    base_cfg = load_config(None, base_overrides(preset, out, args.device, args.data))
+    sr_cfg = load_config(None, sr_overrides(preset, out, args.device, args.data))
     if dry_run(args, {"options": options_of(args), "preset": preset, "base": base_cfg, "sr": sr_cfg}):
         return 0
     import logging
@@ -95,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from medidiff.cli.main import main as cli
     from medidiff.data.manifest import build_brats_manifest, write_manifest
-    from medidiff.data.phantom import write_phantom_dataset
+    from medidiff.data.prepare import write_synthetic_set
     from medidiff.data.validate import format_problems, validate_manifest
     from medidiff.training.diffusion import run_dir_of
     from medidiff.training.stages import STAGES
@@ -106,13 +128,14 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"[demo {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
     data = out / "data"
-    say(f"1/6 phantom data: {preset['cases']} cases of {preset['shape']} -> {data}")
-    write_phantom_dataset(data, preset["cases"], shape=preset["shape"], seed=0, progress=False)
+    grid, spacing = data_grid(preset, args.data)
+    say(f"1/6 {args.data} data: {preset['cases']} cases of {grid} at {spacing} mm -> {data}")
+    write_synthetic_set(args.data, data, preset["cases"], shape=grid, seed=0)
     say(f"2/6 manifest (4 folds; fold 0 held out for evaluation) -> {out / 'manifest.json'}")
-    write_manifest(build_brats_manifest(data, name="phantom", num_folds=4, seed=0), out / "manifest.json")
+    write_manifest(build_brats_manifest(data, name=args.data, num_folds=4, seed=0), out / "manifest.json")
     errors = [p for p in validate_manifest(out / "manifest.json", data) if p.severity == "error"]
     if errors:
-        raise MedidiffError("the phantom manifest did not validate:\n" + format_problems(errors))
+        raise MedidiffError(f"the {args.data} manifest did not validate:\n" + format_problems(errors))
     say("    validated: every file opened, no problems")
     models = {}
     for label, cfg in (("3/6 base model (half resolution)", base_cfg), ("4/6 SR stage (full resolution)", sr_cfg)):
@@ -133,14 +156,14 @@ def _demo(args: argparse.Namespace) -> int:
     say(f"6/6 evaluation (segmentation utility, image metrics, memorisation) -> {out / 'report'}")
     seeds = [str(s) for s in preset["eval_seeds"]]
     code = cli(["evaluate", "--real", str(out / "manifest.json"), "--root", str(data), "--synthetic",
-                str(out / "generated"), "--out", str(out / "report"), "--set", f"data.roi={list(preset['shape'])}",
+                str(out / "generated"), "--out", str(out / "report"), "--set", f"data.roi={list(preset['shape'])}", "--set", f"data.spacing={list(spacing)}",
                 "--set", "data.fold=0", "--set", "data.label_mode=regions", "--steps", str(preset["eval_steps"]),
                 "--seeds", *seeds, "--device", args.device, "--tasks", "utility,image,memorisation",
                 "--no-progress"])
     if code:
         return code
     say("done. Outputs:")
-    for name, path in [("phantom data", data), ("manifest", out / "manifest.json"),
+    for name, path in [(f"{args.data} data", data), ("manifest", out / "manifest.json"),
                        ("base run", run_dir_of(base_cfg)), ("SR run", run_dir_of(sr_cfg)),
                        ("models", out / "models"), ("generated cases", out / "generated"),
                        ("preview", out / "generated" / "case_0000" / "preview.png"),

@@ -208,3 +208,15 @@ def test_missing_nilearn_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(anatomy.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(AnatomyError, match="pip install nilearn"):
         anatomy.template_files()
+
+
+def test_synthetic_set_spacing_fits_the_demo_grid():
+    from medidiff.cli.demo_cmd import PRESETS, data_grid
+
+    for preset in PRESETS.values():
+        shape, spacing = data_grid(preset, "anatomy")
+        fov = np.asarray(shape) * np.asarray(spacing)
+        assert np.allclose(fov, BRATS_SHAPE, atol=1.0)  # the BraTS field of view
+        # a shrunk MNI brain (<= 145 x 181 x 155 mm before the 0.9 base scale and +-10 %) fits the roi
+        assert np.all(np.array([145, 181, 155]) * 0.9 * 1.1 / np.asarray(spacing) <= np.asarray(preset["shape"]) + 4)
+        assert data_grid(preset, "phantom") == (preset["shape"], (1.0, 1.0, 1.0))
