@@ -138,4 +138,6 @@ def shift_time(t: Tensor, shift: float) -> Tensor:
     """
     if shift <= 0:
         raise ValueError(f"time shift must be positive, got {shift}")
-    return shift * t / (1 + (shift - 1) * t)
+    # Clamped: in floating point the formula can give 1 + 2e-16 at t = 1 (s < 1), which the flow
+    # samplers rightly refuse as a time outside [0, 1].
+    return (shift * t / (1 + (shift - 1) * t)).clamp(0.0, 1.0)

@@ -116,6 +116,10 @@ def test_time_shift_invariants():
     shifted = shift_time(t, s)
     assert (shifted.diff() > 0).all() and shifted[0] == 0 and shifted[-1] == 1
     assert (shifted[1:-1] > t[1:-1]).all()  # bigger volumes spend more time near noise
+    # volumes smaller than the base (s < 1) keep the end points exactly (1 + 2e-16 broke sampling)
+    for numel in (16**3, 20 * 24 * 20):
+        small = shift_time(t, resolution_shift(numel))
+        assert small[0] == 0 and small[-1] == 1 and (small.diff() > 0).all()
     # power 1/3 reproduces MONAI's RFlowScheduler (MAISI-v2) timestep transform
     from monai.networks.schedulers.rectified_flow import timestep_transform
 
