@@ -8,18 +8,29 @@
 #   start: run benchmarks/device_session.sh start      (carry .whl; see ../shared/gpu/fetch-wheels)
 #   then:  run benchmarks/device_session.sh wait
 #
-# The job: the end-to-end run (benchmarks/gpu_run.py, extra arguments in GPU_RUN_ARGS, e.g.
-# "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4. Environment variables
-# reach the job when given to `start` (e.g. `GPU_RUN_ARGS=--compile UNET=0 bash ... start`).
+# The job (TASK=gpu_run, the default): the end-to-end run (benchmarks/gpu_run.py, extra arguments
+# in GPU_RUN_ARGS, e.g. "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4.
+# TASK=ablation: benchmarks/quality_ablation.py (arguments in ABLATION_ARGS, e.g. "--minutes 6").
+# Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
+# The job runs from a copy of the tree in /tmp/repo: every device call replaces the carried tree,
+# which would pull the files from under a job started there.
 set -u
 JOB=/tmp/job
 WAIT_S=${WAIT_S:-560}
-REPO=$(pwd)
+REPO=/tmp/repo
 
 job() {
     export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
     cd "$REPO" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    if [ "${TASK:-gpu_run}" = ablation ]; then
+        echo "== quality_ablation $(date -u +%FT%TZ)"
+        # shellcheck disable=SC2086  # ABLATION_ARGS is a list of words
+        python3 benchmarks/quality_ablation.py --out $JOB/ablation ${ABLATION_ARGS:-}
+        echo "== quality_ablation exit $? $(date -u +%FT%TZ)"
+        echo "JOB DONE $(date -u +%FT%TZ)"
+        return
+    fi
     echo "== gpu_run $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # GPU_RUN_ARGS is a list of words
     python3 benchmarks/gpu_run.py --out $JOB/gpu_run --stage all --quiet ${GPU_RUN_ARGS:-}
@@ -40,7 +51,7 @@ job() {
 pack() {
     [ -n "${OUT:-}" ] || return 0
     (cd $JOB && tar czf "$OUT/results.tgz" --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' \
-        --exclude='gpu_run/data' --exclude='gpu_run/models' --exclude='*/checkpoints' . 2>/dev/null)
+        --exclude='*/data' --exclude='*/models' --exclude='*/checkpoints' --exclude='*/cache' . 2>/dev/null)
     ls -la "$OUT"
 }
 
@@ -58,8 +69,9 @@ case "${1:-}" in
     start)
         mkdir -p $JOB
         python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-        (cd /tmp && tar xzf "$REPO"/.whl/deepspeed-*.tar.gz && cd deepspeed-*/ &&
+        (cd /tmp && tar xzf "$OLDPWD"/.whl/deepspeed-*.tar.gz && cd deepspeed-*/ &&
             DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .) || exit 1
+        rm -rf $REPO && mkdir -p $REPO && tar cf - --exclude=./.whl --exclude=./.git . | tar xf - -C $REPO || exit 1
         setsid nohup bash "$REPO/benchmarks/device_session.sh" job >$JOB/log 2>&1 < /dev/null &
         sleep 5
         wait_job
