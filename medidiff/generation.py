@@ -220,6 +220,7 @@ class DiffusionPipeline(ModelPipeline):
         prompts: one per seed, required iff the model is text-conditioned.
         """
         sampler = sampler or self.cfg.sampler
+        self.cfg.check_sampler(sampler)  # a sampler given now (generate --sampler/--steps/--guidance)
         c, *spatial = self.image_shape
         if self.cfg.conditioning.mask and masks is None:
             raise MedidiffError("this model is mask-conditioned: give masks (--masks DIR or manifest)")

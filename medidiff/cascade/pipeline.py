@@ -29,7 +29,7 @@ from medidiff.data.brats import REGIONS, regions_from_labels
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
-from medidiff.samplers import SAMPLERS, Guidance, check_sampler, generators_from_seeds
+from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
@@ -95,7 +95,7 @@ class SRPipeline(ModelPipeline):
         """
         c_cfg = self.cfg.cascade
         sampler = sampler or self.cfg.sampler
-        check_sampler(sampler.name, self.objective.kind)
+        self.cfg.check_sampler(sampler, "sr_sampler")
         mode = mode or c_cfg.sample_mode
         aug_level = c_cfg.sample_aug_level if aug_level is None else float(aug_level)
         dev = self.device

@@ -53,7 +53,13 @@ class NetConfig:
     zero_init: bool = True  # zero the last conv of every residual branch and the output conv (ADM)
     checkpointing: bool = False  # activation checkpointing per block (use_reentrant=False)
     channels_last: bool = True  # build weights in channels_last(_3d); inputs are converted on entry
-    time_scale: float = 1000.0  # embedding sees t * time_scale: 1000 for flow t in [0, 1], 1 for DDPM steps
+    # The time embedding sees t * time_scale. Both objectives already pass network times in
+    # [0, num_train_steps) (DDPM its integer step, flow t * num_train_steps), so 1 is right for
+    # every net an objective drives; set 1000 only when calling the net yourself with t in [0, 1].
+    # Experiments always build the net with 1 (resolve_net_config, logged if the YAML differs):
+    # resolved configs written before this default changed carry 1000.0, which no trained net
+    # used, and exported models record the 1.0 they were built with under "net".
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(self.channels)
