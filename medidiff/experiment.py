@@ -103,8 +103,9 @@ class ExperimentConfig:
             gain = eps_error_gain(grid)
             if obj.prediction == "epsilon" and gain > EPS_GAIN_LIMIT:
                 fixes = "train with objective.prediction: v"
-                if sampler.spacing != "leading" and sampler.num_steps <= obj.num_train_steps // 2:
+                if sampler.spacing != "leading":
                     lead = ddpm.timesteps(sampler.num_steps, spacing="leading")
+                    # offer it only where it still starts from (nearly) pure noise
                     if eps_error_gain(lead) <= EPS_GAIN_LIMIT and float(lead[0]) < 0.01:
                         fixes += f"; a trained model can sample with {key}.spacing: leading (gain {eps_error_gain(lead):.1f})"
                 raise ConfigError(
