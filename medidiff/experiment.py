@@ -107,7 +107,8 @@ class ExperimentConfig:
                     lead = ddpm.timesteps(sampler.num_steps, spacing="leading")
                     # offer it only where it still starts from (nearly) pure noise
                     if eps_error_gain(lead) <= EPS_GAIN_LIMIT and float(lead[0]) < 0.01:
-                        fixes += f"; a trained model can sample with {key}.spacing: leading (gain {eps_error_gain(lead):.1f})"
+                        fixes += (f"; a trained model can sample with {key}.spacing: leading "
+                                  f"(gain {eps_error_gain(lead):.1f})")
                 raise ConfigError(
                     f"objective.prediction 'epsilon' with objective.schedule '{obj.schedule}' and {key}.name "
                     f"'{sampler.name}' ({key}.spacing '{sampler.spacing}', {key}.num_steps {sampler.num_steps}): the "
@@ -118,8 +119,8 @@ class ExperimentConfig:
             have = self.condition_keys()
             g = f"{key}.guidance_scale {sampler.guidance_scale:g}"
             if not have:
-                raise ConfigError(f"{g} guides towards a condition, but this experiment has none (no conditioning.mask, "
-                                  f"conditioning.text or stage: sr): set {key}.guidance_scale: 1")
+                raise ConfigError(f"{g} guides towards a condition, but this experiment has none (no "
+                                  f"conditioning.mask, conditioning.text or stage: sr): set {key}.guidance_scale: 1")
             if obj.cond_drop_prob == 0.0:
                 raise ConfigError(f"{g} needs an unconditional model, but objective.cond_drop_prob is 0 so training "
                                   f"never saw null conditions: set objective.cond_drop_prob (0.1-0.2) and retrain, or "

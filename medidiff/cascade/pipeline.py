@@ -208,10 +208,11 @@ class CascadePipeline:
         """Generate one full-resolution case per seed.
 
         masks: (B, 3, *roi) WT/TC/ET in {0, 1} on the full grid, required iff mask-conditioned (the
-        base gets them by its data pipeline's label rule, ``block_majority_regions``). ``sampler`` drives the base model, ``sr_sampler`` (default:
-        the SR model's) the SR stage; ``sr_options`` go to :meth:`SRPipeline.__call__` (mode,
-        aug_level, patch_size, overlap, window). Labels come from the SR output's region channels
-        (label-generating models) or from the given masks.
+        base gets them downsampled by its data pipeline's label rule, ``block_majority_regions``).
+        ``sampler`` drives the base model, ``sr_sampler`` (default: the SR model's) the SR stage;
+        ``sr_options`` go to :meth:`SRPipeline.__call__` (mode, aug_level, patch_size, overlap,
+        window). Labels come from the SR output's region channels (label-generating models) or
+        from the given masks.
         """
         scale, m = self.sr.scale, len(self.cfg.data.modalities)
         base_masks = None

@@ -263,8 +263,8 @@ class UNet3D(nn.Module):
 
     forward(x, t, *, cond_image, class_labels, scalars, scalars_mask, context, context_mask):
       x (B, C_in, D, H, W); t (B,) float network time (the DDPM step, or flow time times
-      num_train_steps, as the objectives pass it; multiplied by ``time_scale``); cond_image (B, C_cond, D, H, W); class_labels (B,) long, ``num_classes``
-      = null (None: all null); scalars (B, S), NaN or ``scalars_mask`` False = missing;
+      num_train_steps, as the objectives pass it; multiplied by ``time_scale``);
+      cond_image (B, C_cond, D, H, W); class_labels (B,) long, ``num_classes`` = null (None: all null); scalars (B, S), NaN or ``scalars_mask`` False = missing;
       context (B, L, Dctx) with context_mask (B, L) bool (True = keep) -> (B, C_out, D, H, W)
       in x's dtype.
     """
