@@ -33,7 +33,7 @@ def config(out: Path, device: str, workers: int, seconds: float, smoke: bool, na
         "data.cache=memory", f"data.num_workers={workers}", "conditioning.mask=true",
         "conditioning.generate_labels=false", f"net.channels={[16, 32] if smoke else [64, 128, 256]}",
         "net.num_res_blocks=[1, 2]" if smoke else "net.num_res_blocks=[1, 2, 2]", "net.skip=add",
-        f"net.norm_groups={8 if smoke else 32}", "objective.type=flow", "train.micro_batch=2",
+        f"net.norm_groups={8 if smoke else 32}", "objective.type=flow", "sampler.name=euler", "train.micro_batch=2",
         f"train.precision={'fp32' if smoke else 'bf16'}", f"train.device={device}", "train.log_every=10",
         "train.ckpt_every=0", "train.warmup_steps=10", "train.max_steps=100000", f"train.max_minutes={seconds / 60}",
     ])

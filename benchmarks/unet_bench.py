@@ -128,8 +128,9 @@ def make_cfg(args: argparse.Namespace, kind: str, **over: Any) -> NetConfig:
     )
     if kind == "monai":
         nrb = tuple(args.monai_res_blocks) if args.monai_res_blocks else args.num_res_blocks
+        # what DiffusionModelUNet builds: bottleneck attention, additive time embedding
         cfg = dict(common, type="monai", resample="conv", skip="concat", stem_patch=1,
-                   num_res_blocks=nrb, channels_last=False)
+                   num_res_blocks=nrb, channels_last=False, mid_attention=True, use_scale_shift_norm=False)
     else:
         nrb = tuple(args.med_res_blocks) if args.med_res_blocks else args.num_res_blocks
         cfg = dict(common, type="unet3d", resample=args.resample, skip=args.skip, stem_patch=args.stem_patch,

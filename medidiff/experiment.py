@@ -1,7 +1,26 @@
 """The experiment config: one YAML file per experiment, one section per family.
 
-Sections live beside the code they configure; this module only composes them. Sizes are
-overrides (``--set train.micro_batch=2``), not separate files.
+Sections live beside the code they configure; this module only composes them and checks what
+crosses sections. Sizes are overrides (``--set train.micro_batch=2``), not separate files.
+
+Checks across sections run when the config is built (``load_config``, a model folder's
+``config.json``, ``dataclasses.replace``), so ``train``, ``generate`` and ``--dry-run`` all meet
+them before any data or rank is touched. The sampler ones live in
+:meth:`ExperimentConfig.check_sampler`, which the pipelines call again for a sampler given at
+generation time (``medidiff generate --sampler/--steps/--guidance``):
+
+* the sampler integrates this objective's path (a flow model under ``ddpm`` used to pass the
+  load and raise in the first training preview, on rank 0 only, stalling the other ranks);
+* an epsilon-predicting DDPM model refuses grids whose first step amplifies its error more than
+  ``EPS_GAIN_LIMIT`` (the cosine schedule on the default ``trailing`` grid: x630). We refuse
+  rather than correct: starting the cosine grid later re-introduces the start-point mismatch
+  that the trailing grid exists to remove (arXiv:2305.08891 sec. 3.3), and making v the
+  default for cosine would silently reinterpret the outputs of models trained as epsilon. The
+  message names both fixes (``objective.prediction: v`` to train; ``sampler.spacing: leading``
+  for a trained model when that grid is sane);
+* classifier-free guidance needs a conditional model whose unconditional branch was trained:
+  some conditioning, ``objective.cond_drop_prob > 0``, and ``objective.cond_drop_keys`` that
+  name at least one of the conditions (mask, SR low-res volume, text).
 """
 
 from __future__ import annotations
@@ -11,6 +30,7 @@ from typing import Literal
 
 from medidiff.cascade.config import CascadeConfig
 from medidiff.conditioning.config import ConditioningConfig
+from medidiff.config import ConfigError
 from medidiff.data.config import DataConfig
 from medidiff.eval.config import EvalConfig
 from medidiff.latents.config import LatentStageConfig, VAEConfig
@@ -49,6 +69,63 @@ class ExperimentConfig:
         if text.enabled and self.data.flip_prob > 0 and "location" in text.facts:
             raise ValueError("data.flip_prob > 0 mirrors left and right but the prompts state the tumour's "
                              "hemisphere: set data.flip_prob: 0 or drop 'location' from conditioning.text.facts")
-        if text.enabled and self.sampler.guidance_scale != 1.0 and self.objective.cond_drop_prob == 0.0:
-            raise ValueError("sampler.guidance_scale != 1 needs an unconditional model: set objective.cond_drop_prob "
-                             "(0.1-0.2) so training sees the empty prompt")
+        if self.stage != "vae":  # the VAE stage samples nothing: its sampler section is unused
+            self.check_sampler(self.sampler)
+
+    def condition_keys(self) -> tuple[str, ...]:
+        """The net inputs this experiment conditions on: what CFG dropout can null."""
+        keys: list[str] = []
+        if self.stage == "sr":
+            keys += ["cond_image", "scalars"]  # encoded low-res volume (+ masks), augmentation level
+        elif self.conditioning.mask:
+            keys.append("cond_image")
+        if self.conditioning.text.enabled:
+            keys += ["context", "context_mask"]
+        return tuple(keys)
+
+    def check_sampler(self, sampler: SamplerConfig, key: str = "sampler") -> None:
+        """Raise :class:`ConfigError` naming the keys when ``sampler`` cannot sample this
+        experiment's model correctly (see the module docstring)."""
+        from medidiff.objectives.ddpm import EPS_GAIN_LIMIT, DDPMObjective, eps_error_gain
+        from medidiff.samplers import check_sampler
+
+        obj = self.objective
+        try:
+            check_sampler(sampler.name, obj.type)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.name: {exc}") from None
+        if obj.type == "ddpm":
+            ddpm = DDPMObjective(obj)
+            try:
+                grid = ddpm.timesteps(sampler.num_steps, spacing=sampler.spacing)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.num_steps/{key}.spacing: {exc}") from None
+            gain = eps_error_gain(grid)
+            if obj.prediction == "epsilon" and gain > EPS_GAIN_LIMIT:
+                fixes = "train with objective.prediction: v"
+                if sampler.spacing != "leading":
+                    lead = ddpm.timesteps(sampler.num_steps, spacing="leading")
+                    # offer it only where it still starts from (nearly) pure noise
+                    if eps_error_gain(lead) <= EPS_GAIN_LIMIT and float(lead[0]) < 0.01:
+                        fixes += (f"; a trained model can sample with {key}.spacing: leading "
+                                  f"(gain {eps_error_gain(lead):.1f})")
+                raise ConfigError(
+                    f"objective.prediction 'epsilon' with objective.schedule '{obj.schedule}' and {key}.name "
+                    f"'{sampler.name}' ({key}.spacing '{sampler.spacing}', {key}.num_steps {sampler.num_steps}): the "
+                    f"first step starts at alpha_bar {float(grid[0]):.2g} and multiplies the network's error by "
+                    f"{gain:.0f} (limit {EPS_GAIN_LIMIT:g}), so samples come out wrong: {fixes}"
+                )
+        if sampler.guidance_scale != 1.0:
+            have = self.condition_keys()
+            g = f"{key}.guidance_scale {sampler.guidance_scale:g}"
+            if not have:
+                raise ConfigError(f"{g} guides towards a condition, but this experiment has none (no "
+                                  f"conditioning.mask, conditioning.text or stage: sr): set {key}.guidance_scale: 1")
+            if obj.cond_drop_prob == 0.0:
+                raise ConfigError(f"{g} needs an unconditional model, but objective.cond_drop_prob is 0 so training "
+                                  f"never saw null conditions: set objective.cond_drop_prob (0.1-0.2) and retrain, or "
+                                  f"{key}.guidance_scale: 1")
+            dropped = have if obj.cond_drop_keys is None else [k for k in obj.cond_drop_keys if k in have]
+            if not dropped:
+                raise ConfigError(f"{g}: objective.cond_drop_keys {obj.cond_drop_keys} names none of this model's "
+                                  f"conditions {list(have)}, so no unconditional branch was trained: list one of them")

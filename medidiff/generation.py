@@ -105,10 +105,9 @@ class GeneratedCase:
     prompt: str | None = None  # text-conditioned models: the prompt it was generated from
 
 
-def load_model_folder(directory: str | Path, kind: str) -> tuple[ExperimentConfig, NetConfig, torch.nn.Module,
-                                                                 LatentCodec, str]:
-    """Read a model folder of ``kind``: (experiment config, net config, net with weights, codec,
-    hash of the weights file). Shared by every pipeline."""
+def read_model_config(directory: str | Path, kind: str) -> tuple[ExperimentConfig, NetConfig]:
+    """The experiment and net configs of a model folder of ``kind``, validated (the experiment's
+    cross-section checks included); no weights are read."""
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
@@ -119,9 +118,20 @@ def load_model_folder(directory: str | Path, kind: str) -> tuple[ExperimentConfi
         raise MedidiffError(f"{cfg_path}: a {meta.get('kind')!r} model, not {kind!r}")
     try:
         cfg = from_dict(ExperimentConfig, meta["config"], source=str(cfg_path))
+        # the net is built from the "net" record, never from config["net"]: that one keeps what the
+        # YAML said (e.g. time_scale 1000.0, the old default, which training replaced by 1.0)
         net_cfg = from_dict(NetConfig, meta["net"], source=f"{cfg_path}: net")
     except KeyError as exc:
         raise ConfigError(f"{cfg_path}: missing {exc}") from exc
+    return cfg, net_cfg
+
+
+def load_model_folder(directory: str | Path, kind: str) -> tuple[ExperimentConfig, NetConfig, torch.nn.Module,
+                                                                 LatentCodec, str]:
+    """Read a model folder of ``kind``: (experiment config, net config, net with weights, codec,
+    hash of the weights file). Shared by every pipeline."""
+    directory = Path(directory)
+    cfg, net_cfg = read_model_config(directory, kind)
     net = build_net(net_cfg)
     weights_path = directory / "model.safetensors"
     missing, unexpected = net.load_state_dict(ckpt.load_tensors(weights_path), strict=False)
@@ -220,6 +230,7 @@ class DiffusionPipeline(ModelPipeline):
         prompts: one per seed, required iff the model is text-conditioned.
         """
         sampler = sampler or self.cfg.sampler
+        self.cfg.check_sampler(sampler)  # a sampler given now (generate --sampler/--steps/--guidance)
         c, *spatial = self.image_shape
         if self.cfg.conditioning.mask and masks is None:
             raise MedidiffError("this model is mask-conditioned: give masks (--masks DIR or manifest)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -11,14 +12,16 @@ import pytest
 import torch
 
 from medidiff.cli.main import main
-from medidiff.config import load_config
+from medidiff.config import ConfigError, load_config
 from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE
 from medidiff.data.manifest import build_brats_manifest, write_manifest
 from medidiff.data.phantom import write_phantom_dataset
 from medidiff.generation import DiffusionPipeline, export_run, regions_to_labels
 from medidiff.io import read_provenance
+from medidiff.nets.config import NetConfig
+from medidiff.samplers import SamplerConfig
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.diffusion import run_dir_of, train_diffusion
+from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of, train_diffusion
 
 SHAPE = (16, 16, 16)
 
@@ -208,3 +211,53 @@ def test_generate_in_a_reference_case_grid(trained, tmp_path):
     assert data.max() > 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
     assert prov["geometry"] == "reference BraTS-GLI-00001-000"
+
+
+# ---- issue 21: samplers given at generation time meet the load-time checks ----------------------
+
+
+def test_generate_refuses_a_sampler_of_the_other_objective(trained, tmp_path, capsys):
+    _, model = trained  # a flow model
+    pipe = DiffusionPipeline.from_pretrained(model)
+    with pytest.raises(ConfigError, match=r"sampler.name.*\['euler', 'heun'\]"):
+        pipe([0], sampler=SamplerConfig(name="ddpm", num_steps=3))
+    args = ["generate", "--model", str(model), "--num", "1", "--out", str(tmp_path / "o"), "--sampler", "ddim"]
+    for extra in ([], ["--dry-run"]):  # the run and its dry run refuse alike, before writing anything
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "use sampler.name one of ['euler', 'heun']" in err
+    assert not (tmp_path / "o").exists()
+    assert main(["generate", "--model", str(model), "--num", "1", "--out", str(tmp_path / "o"), "--sampler", "heun",
+                 "--dry-run"]) == 0
+
+
+def test_generate_refuses_guidance_without_a_trained_unconditional_branch(mask_model, tmp_path, capsys):
+    args = ["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "o"), "--guidance", "3"]
+    for extra in (["--masks", str(tmp_path)], ["--dry-run"]):
+        assert main(args + extra) == 2
+        assert "objective.cond_drop_prob is 0" in capsys.readouterr().err
+
+
+def test_an_old_export_loads_the_same_net(trained, tmp_path):
+    """Model folders exported before time_scale's default became 1 record "net": {time_scale: 1.0}
+    (what training built) and "config": {net: {time_scale: 1000.0}} (what the YAML defaulted to):
+    they must load to the same net and the same samples."""
+    _, model = trained
+    old = tmp_path / "old_model"
+    shutil.copytree(model, old)
+    meta = json.loads((old / "config.json").read_text())
+    assert meta["net"]["time_scale"] == 1.0
+    meta["config"]["net"]["time_scale"] = 1000.0
+    (old / "config.json").write_text(json.dumps(meta))
+    new_pipe, old_pipe = DiffusionPipeline.from_pretrained(model), DiffusionPipeline.from_pretrained(old)
+    assert old_pipe.net_cfg == new_pipe.net_cfg and old_pipe.net_cfg.time_scale == 1.0
+    np.testing.assert_array_equal(old_pipe([5])[0].images, new_pipe([5])[0].images)
+
+
+def test_time_scale_default_is_what_the_pipelines_build(trained):
+    """A net built from NetConfig() directly embeds the network times the objectives pass the same
+    way as the nets the training pipelines build (it used to multiply them by 1000 once more)."""
+    run, _ = trained
+    cfg = load_config(run / "resolved_config.yaml")
+    built = resolve_net_config(cfg, build_codec_for(cfg))
+    assert NetConfig().time_scale == built.time_scale == 1.0

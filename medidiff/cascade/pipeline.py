@@ -23,13 +23,14 @@ import torch
 from torch import Tensor
 
 from medidiff.cascade.patches import Window, patchwise_denoiser
-from medidiff.cascade.sr_task import KIND, degrade, latent_patch, sr_condition
+from medidiff.cascade.sr_task import KIND, latent_patch, sr_condition
 from medidiff.config import config_hash
 from medidiff.data.brats import REGIONS, regions_from_labels
+from medidiff.data.labels import block_majority_regions
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
-from medidiff.samplers import SAMPLERS, Guidance, check_sampler, generators_from_seeds
+from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
@@ -95,7 +96,7 @@ class SRPipeline(ModelPipeline):
         """
         c_cfg = self.cfg.cascade
         sampler = sampler or self.cfg.sampler
-        check_sampler(sampler.name, self.objective.kind)
+        self.cfg.check_sampler(sampler, "sr_sampler")
         mode = mode or c_cfg.sample_mode
         aug_level = c_cfg.sample_aug_level if aug_level is None else float(aug_level)
         dev = self.device
@@ -207,10 +208,11 @@ class CascadePipeline:
         """Generate one full-resolution case per seed.
 
         masks: (B, 3, *roi) WT/TC/ET in {0, 1} on the full grid, required iff mask-conditioned (the
-        base gets their block majority). ``sampler`` drives the base model, ``sr_sampler`` (default:
-        the SR model's) the SR stage; ``sr_options`` go to :meth:`SRPipeline.__call__` (mode,
-        aug_level, patch_size, overlap, window). Labels come from the SR output's region channels
-        (label-generating models) or from the given masks.
+        base gets them downsampled by its data pipeline's label rule, ``block_majority_regions``).
+        ``sampler`` drives the base model, ``sr_sampler`` (default: the SR model's) the SR stage;
+        ``sr_options`` go to :meth:`SRPipeline.__call__` (mode, aug_level, patch_size, overlap,
+        window). Labels come from the SR output's region channels (label-generating models) or
+        from the given masks.
         """
         scale, m = self.sr.scale, len(self.cfg.data.modalities)
         base_masks = None
@@ -218,7 +220,7 @@ class CascadePipeline:
             masks = torch.as_tensor(masks).float()
             if masks.ndim != 5 or masks.shape[1] != NUM_REGIONS:
                 raise MedidiffError(f"masks must be (B, 3, X, Y, Z) WT/TC/ET, got {tuple(masks.shape)}")
-            base_masks = (degrade(masks * 2 - 1, scale, 0) > 0).float()  # block majority on the base grid
+            base_masks = block_majority_regions(masks, scale).float()  # the base stage's own rule
         low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)
         low = []
         for case in low_cases:

@@ -9,7 +9,7 @@ agree. Channels are the same as the diffusion stage's (modalities, plus WT/TC/ET
 
 Conditioning (SR3 arXiv:2104.07636, CDM arXiv:2106.15282): the low-resolution volume is the
 full-resolution one block-averaged by ``cascade.scale`` (what a base model trained with
-``data.downsample: scale`` sees; region channels take the block majority, as its labels do), gets
+``data.downsample: scale`` sees; region channels by the label rule of its data pipeline), gets
 Gaussian conditioning augmentation (level a per sample, + a * N(0, 1) on the low-res grid, a fed to
 the net as ``scalars``), is upsampled trilinearly to the full grid and encoded by the same codec,
 then concatenated on channels (``cond_image``). With ``conditioning.mask`` the full-resolution
@@ -35,6 +35,7 @@ from medidiff.cascade.patches import crop_patches, random_patch_origins
 from medidiff.config import ConfigError, config_hash, save_resolved, to_dict
 from medidiff.data.config import nearest_multiple
 from medidiff.data.dataset import collate_cases
+from medidiff.data.labels import block_majority_regions
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents import LatentCodec, load_codec
 from medidiff.nets import build_net
@@ -127,8 +128,9 @@ def degrade(x: Tensor, scale: int, num_images: int) -> Tensor:
     """Low-resolution version of x (B, C, *S) -> (B, C, *S/scale).
 
     Image channels are block means (area averaging, like ``data.downsample``). Channels from
-    ``num_images`` on are region masks in {-1, 1}: they take the block majority (ties inside),
-    as the base model's block-majority labels do, so the SR stage sees what the base generates.
+    ``num_images`` on are the WT/TC/ET masks in {-1, 1}: they are downsampled through their label
+    map by the base stage's own rule (:func:`~medidiff.data.labels.block_majority_regions`), so the
+    SR stage learns from the masks the base model is trained to generate.
     """
     if scale == 1:
         return x
@@ -140,8 +142,8 @@ def degrade(x: Tensor, scale: int, num_images: int) -> Tensor:
         shape += [s // scale, scale]
     low = x.reshape(shape).mean(dim=tuple(range(3, 2 * len(spatial) + 2, 2)))  # (B, C, *S/scale)
     if num_images < c:
-        regions = torch.where(low[:, num_images:] >= 0, 1.0, -1.0).to(low.dtype)
-        low = torch.cat([low[:, :num_images], regions], dim=1)
+        regions = block_majority_regions(x[:, num_images:], scale)  # (B, 3, *S/scale) bool
+        low = torch.cat([low[:, :num_images], torch.where(regions, 1.0, -1.0).to(low.dtype)], dim=1)
     return low
 
 

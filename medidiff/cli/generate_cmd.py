@@ -54,6 +54,7 @@ def _generate(args: argparse.Namespace) -> int:
     for flag in ("steps", "sr_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise MedidiffError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
     if dry_run(args, options_of(args)):
         return 0
     from dataclasses import replace
@@ -96,13 +97,7 @@ def _generate(args: argparse.Namespace) -> int:
         prompts = read_prompts_file(args.prompts, args.num)
     if pipe.cfg.conditioning.mask and masks is None:
         raise MedidiffError("this model is mask-conditioned: give --masks (a folder of label maps)")
-    sampler = pipe.sampler_config  # a cascade's base sampler; the SR stage keeps its own
-    if args.sampler:
-        sampler = replace(sampler, name=args.sampler, eta=0.0 if args.sampler != "ddim" else sampler.eta)
-    if args.steps:
-        sampler = replace(sampler, num_steps=args.steps)
-    if args.guidance is not None:
-        sampler = replace(sampler, guidance_scale=args.guidance)
+    sampler = sampler_of(args, pipe.sampler_config)  # a cascade's base sampler; the SR stage keeps its own
     sr_kwargs: dict[str, SamplerConfig] = {}
     if args.sr_steps:
         sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
@@ -153,6 +148,41 @@ def _generate(args: argparse.Namespace) -> int:
     bar.close()
     print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else ""))
     return 0
+
+
+def sampler_of(args: argparse.Namespace, sampler: SamplerConfig) -> SamplerConfig:
+    """The model's sampler with --sampler/--steps/--guidance applied."""
+    from dataclasses import replace
+
+    from medidiff.config import ConfigError
+
+    try:
+        if args.sampler:
+            sampler = replace(sampler, name=args.sampler, eta=0.0 if args.sampler != "ddim" else sampler.eta)
+        if args.steps:
+            sampler = replace(sampler, num_steps=args.steps)
+        if args.guidance is not None:
+            sampler = replace(sampler, guidance_scale=args.guidance)
+    except ValueError as exc:  # SamplerConfig's own checks (e.g. a DDPM spacing with --sampler euler)
+        raise ConfigError(f"--sampler/--steps/--guidance: {exc}") from None
+    return sampler
+
+
+def _check_model_samplers(args: argparse.Namespace) -> None:
+    """The model folders' configs and the samplers this run would use pass the experiment checks
+    (ExperimentConfig.check_sampler); reads config.json only."""
+    from dataclasses import replace
+
+    from medidiff.generation import KIND, read_model_config
+
+    cfg, _ = read_model_config(args.model, KIND)
+    cfg.check_sampler(sampler_of(args, cfg.sampler))
+    if args.sr_model:
+        from medidiff.cascade.sr_task import KIND as SR_KIND
+
+        sr_cfg, _ = read_model_config(args.sr_model, SR_KIND)
+        if args.sr_steps:
+            sr_cfg.check_sampler(replace(sr_cfg.sampler, num_steps=args.sr_steps), "sr_sampler")
 
 
 def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:

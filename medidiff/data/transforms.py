@@ -59,6 +59,7 @@ from monai.utils import convert_to_dst_type
 
 from medidiff.data.brats import LABEL_VALUES, MODALITIES, REGIONS
 from medidiff.data.config import DataConfig, check_roi_divisible
+from medidiff.data.labels import block_majority_labels
 from medidiff.errors import DataError, MedidiffError
 
 __all__ = [
@@ -367,7 +368,8 @@ class BlockDownsampled(MapTransform):
 
     Images (``image_keys``) are block-averaged (area), so [-1, 1] and the -1 background are
     preserved. Labels (``label_keys``, integer maps (1, X, Y, Z)) take the most frequent label
-    of each block; ties go to the higher label, so a tumour covering half a block survives.
+    of each block; ties go to the higher label, so a tumour covering half a block survives
+    (:func:`~medidiff.data.labels.block_majority_labels`, shared with the cascade's SR stage).
     A new voxel's centre is the centre of its block: affine' = affine @ [f*I, (f-1)/2; 0, 1].
     """
 
@@ -397,14 +399,8 @@ class BlockDownsampled(MapTransform):
             t = torch.as_tensor(x).float()
             if key in self.image_keys:
                 out = F.avg_pool3d(t[None], kernel_size=f, stride=f)[0]  # (C, X/f, Y/f, Z/f)
-            else:
-                lab = t[0].long()
-                n = max(int(lab.max()) + 1, len(LABEL_VALUES))
-                onehot = F.one_hot(lab, n).permute(3, 0, 1, 2).float()  # (K, X, Y, Z)
-                counts = F.avg_pool3d(onehot[None], kernel_size=f, stride=f)[0]  # (K, X/f, ...)
-                # argmax returns the first maximum: search from the top label for ties -> higher.
-                top = n - 1 - torch.argmax(counts.flip(0), dim=0)
-                out = top[None].to(t.dtype)  # (1, X/f, Y/f, Z/f)
+            else:  # the one rule every stage uses (medidiff.data.labels)
+                out = block_majority_labels(t.long(), f).to(t.dtype)  # (1, X/f, Y/f, Z/f)
             d[key] = _with_data(out, x, self._affine(x))
         return d
 

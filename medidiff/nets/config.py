@@ -53,7 +53,13 @@ class NetConfig:
     zero_init: bool = True  # zero the last conv of every residual branch and the output conv (ADM)
     checkpointing: bool = False  # activation checkpointing per block (use_reentrant=False)
     channels_last: bool = True  # build weights in channels_last(_3d); inputs are converted on entry
-    time_scale: float = 1000.0  # embedding sees t * time_scale: 1000 for flow t in [0, 1], 1 for DDPM steps
+    # The time embedding sees t * time_scale. Both objectives already pass network times in
+    # [0, num_train_steps) (DDPM its integer step, flow t * num_train_steps), so 1 is right for
+    # every net an objective drives; set 1000 only when calling the net yourself with t in [0, 1].
+    # Experiments always build the net with 1 (resolve_net_config, logged if the YAML differs):
+    # resolved configs written before this default changed carry 1000.0, which no trained net
+    # used, and exported models record the 1.0 they were built with under "net".
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         n = len(self.channels)
@@ -108,19 +114,31 @@ class NetConfig:
         if self.time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
         if self.type == "monai":
-            unsupported = []
-            if self.skip != "concat":
-                unsupported.append("skip='add'")
-            if self.stem_patch != 1:
-                unsupported.append("stem_patch > 1")
-            if self.resample != "conv":
-                unsupported.append("resample='patch'")
-            if self.norm != "group":
-                unsupported.append(f"norm={self.norm!r}")
-            if unsupported:
+            # Every option MONAI's DiffusionModelUNet cannot honour is refused by name, with the
+            # value that describes what it does build: an option accepted and then ignored would
+            # train another net than the config says (issue 21).
+            fixes = {
+                "skip": (self.skip == "concat", "concat"),
+                "resample": (self.resample == "conv", "conv"),
+                "stem_patch": (self.stem_patch == 1, "1"),
+                "norm": (self.norm == "group", "group"),
+                # its middle block always has (cross-)attention between two ResBlocks
+                "mid_attention": (self.mid_attention, "true"),
+                # its ResBlocks add the time embedding (h + emb), no GN(h) * (1 + scale) + shift
+                "use_scale_shift_norm": (not self.use_scale_shift_norm, "false"),
+                # its ResBlocks have no dropout (only cross-attention dropout, which we do not expose)
+                "dropout": (self.dropout == 0.0, "0"),
+                # it always zeroes each ResBlock's last conv, each transformer's output and the out conv
+                "zero_init": (self.zero_init, "true"),
+                # it has no activation checkpointing
+                "checkpointing": (not self.checkpointing, "false"),
+            }
+            bad = [k for k, (ok, _) in fixes.items() if not ok]
+            if bad:
                 raise ValueError(
-                    f"type='monai' does not support {', '.join(unsupported)}: set skip: concat, "
-                    f"resample: conv, stem_patch: 1, norm: group, or use type: unet3d"
+                    f"type='monai' (MONAI's DiffusionModelUNet) does not support "
+                    f"{', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}: set "
+                    f"{', '.join(f'{k}: {fixes[k][1]}' for k in bad)}, or use type: unet3d"
                 )
 
     @property

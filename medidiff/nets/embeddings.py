@@ -24,8 +24,9 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) times (Transformer/ADM, arXiv:1706.03762).
 
-    t: (B,) float; the caller scales flow times in [0, 1] up (``time_scale``) so that the lowest
-    frequencies still separate nearby times. Returns (B, dim) float32 (computed in fp32: bf16
+    t: (B,) float in the DDPM step range [0, 1000) or so, as the objectives pass it; times in
+    [0, 1] must be scaled up first (``NetConfig.time_scale``) or the frequencies, spread over
+    periods 2 pi to 2 pi 10^4, cannot separate nearby times. Returns (B, dim) float32 (computed in fp32: bf16
     cannot resolve t=999 vs t=1000).
     """
     half = dim // 2

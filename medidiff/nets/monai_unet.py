@@ -5,15 +5,22 @@ published architecture (MONAI Generative Models, arXiv:2307.15208). Differences 
 
 * scalars go through medidiff's :class:`ScalarEmbedding` and are added to MONAI's time
   embedding (MONAI has none); classes use MONAI's own table with num_classes + 1 rows (CFG null);
-* MONAI's cross-attention has no key mask, so ``context_mask`` is only accepted when it keeps
-  every token or drops every token of a sample (the latter zeroes that sample's context, which
-  is not "no cross-attention" but is how MONAI users drop text); partial masks raise;
-* ``resample``, ``skip`` and ``stem_patch`` are UNet3D options (NetConfig rejects them here).
+* MONAI's cross-attention has no key mask, yet every prompt is padded to ``max_length`` tokens.
+  Its cross-attention blocks are given one (``_masked_cross_attention``: the same weights,
+  a forward that passes ``context_mask`` to scaled-dot-product attention), so padding tokens
+  are ignored exactly as in UNet3D, and a sample whose tokens are all masked (text dropped for
+  CFG) gets no cross-attention update at all;
+* what MONAI cannot build is refused by :class:`NetConfig` by name (``skip``, ``resample``,
+  ``stem_patch``, ``norm``, ``mid_attention``, ``use_scale_shift_norm``, ``dropout``,
+  ``zero_init``, ``checkpointing``), never accepted and ignored.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medidiff.nets.config import NetConfig
@@ -34,6 +41,38 @@ class _AddExtra(nn.Module):
     def forward(self, t_emb: Tensor) -> Tensor:
         out = self.inner(t_emb)
         return out if self.extra is None else out + self.extra.to(out.dtype)
+
+
+@functools.cache
+def _masked_cross_attention() -> type[nn.Module]:
+    """The class :class:`MonaiUNet` gives MONAI's cross-attention blocks (built on first use so
+    that importing medidiff.nets does not import MONAI)."""
+    from monai.networks.blocks import CrossAttentionBlock
+
+    class _MaskedCrossAttention(CrossAttentionBlock):
+        """MONAI's cross-attention with a key mask: ``key_mask`` (B, L) bool, True = attend, set by
+        :class:`MonaiUNet` around each forward (None: MONAI's own forward). Same parameters, so
+        checkpoints load either way."""
+
+        key_mask: Tensor | None = None
+
+        def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:  # type: ignore[override]
+            """x (B, N, C) voxel tokens, context (B, L, Dctx) -> (B, N, C)."""
+            mask = self.key_mask
+            if mask is None or context is None:
+                return super().forward(x, context)
+            q = self.input_rearrange(self.to_q(x))  # (B, heads, N, d)
+            k = self.input_rearrange(self.to_k(context))  # (B, heads, L, d)
+            v = self.input_rearrange(self.to_v(context))
+            keep = mask.any(dim=1)  # (B,)
+            # all-masked rows would softmax over nothing (NaN): attend everywhere, then zero the update
+            attn_mask = (mask | ~keep[:, None])[:, None, None, :]  # (B, 1, 1, L)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale,
+                                                 dropout_p=self.dropout_rate if self.training else 0.0)
+            out = self.drop_output(self.out_proj(self.out_rearrange(out)))  # (B, N, C)
+            return out * append_dims(keep.to(out.dtype), out.ndim)
+
+    return _MaskedCrossAttention
 
 
 class MonaiUNet(nn.Module):
@@ -62,6 +101,10 @@ class MonaiUNet(nn.Module):
             use_flash_attention=torch.cuda.is_available(),
         )
         self.unet.time_embed = _AddExtra(self.unet.time_embed)
+        masked_cls = _masked_cross_attention()
+        for m in self.unet.modules():
+            if type(m) is masked_cls.__base__:  # the text cross-attention of each transformer block
+                m.__class__ = masked_cls
         emb_dim = cfg.channels[0] * 4  # MONAI's time_embed_dim
         self.scalar_embed = ScalarEmbedding(cfg.num_scalars, emb_dim) if cfg.num_scalars > 0 else None
         if cfg.channels_last:
@@ -90,15 +133,13 @@ class MonaiUNet(nn.Module):
             x = x.contiguous(memory_format=memory_format(cfg.spatial_dims))
         if cfg.num_classes > 0 and class_labels is None:
             class_labels = torch.full((x.shape[0],), cfg.num_classes, device=x.device, dtype=torch.long)
+        masked = [m for m in self.unet.modules() if isinstance(m, _masked_cross_attention())]
         if context is not None and context_mask is not None:
-            cm = context_mask.bool()
-            partial = cm.any(dim=1) & ~cm.all(dim=1)
-            if bool(partial.any()):
-                raise ValueError(
-                    "net.type='monai' cannot mask individual context tokens (MONAI cross-attention has "
-                    "no key mask): pad with a learned/null token instead or use net.type='unet3d'"
-                )
-            context = context * append_dims(cm.all(dim=1).to(context.dtype), context.ndim)
+            if tuple(context_mask.shape) != tuple(context.shape[:2]):
+                raise ValueError(f"context_mask {tuple(context_mask.shape)} does not match context "
+                                 f"{tuple(context.shape)}: one flag per token, (B, L)")
+            for m in masked:
+                m.key_mask = context_mask.bool().to(x.device)  # (B, L)
         wrapper = self.unet.time_embed
         assert isinstance(wrapper, _AddExtra)
         if self.scalar_embed is not None:
@@ -111,4 +152,6 @@ class MonaiUNet(nn.Module):
             out = self.unet(x, t * cfg.time_scale, context=context, class_labels=class_labels)
         finally:
             wrapper.extra = None
+            for m in masked:
+                m.key_mask = None
         return out.to(out_dtype).contiguous()

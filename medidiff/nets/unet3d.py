@@ -262,9 +262,9 @@ class UNet3D(nn.Module):
     """The medidiff denoiser (see module docstring); build it from a :class:`NetConfig`.
 
     forward(x, t, *, cond_image, class_labels, scalars, scalars_mask, context, context_mask):
-      x (B, C_in, D, H, W); t (B,) float (flow time in [0, 1] or DDPM step, scaled by
-      ``time_scale``); cond_image (B, C_cond, D, H, W); class_labels (B,) long, ``num_classes``
-      = null (None: all null); scalars (B, S), NaN or ``scalars_mask`` False = missing;
+      x (B, C_in, D, H, W); t (B,) float network time (the DDPM step, or flow time times
+      num_train_steps, as the objectives pass it; multiplied by ``time_scale``);
+      cond_image (B, C_cond, D, H, W); class_labels (B,) long, ``num_classes`` = null (None: all null); scalars (B, S), NaN or ``scalars_mask`` False = missing;
       context (B, L, Dctx) with context_mask (B, L) bool (True = keep) -> (B, C_out, D, H, W)
       in x's dtype.
     """

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ObjectiveConfig"]
+__all__ = ["ObjectiveConfig", "COND_KEYS"]
+
+# The conditioning inputs a net takes (medidiff.nets); CFG dropout can name any of them
+# (``context_mask`` is dropped with ``context`` whether listed or not).
+COND_KEYS: tuple[str, ...] = ("cond_image", "class_labels", "scalars", "context", "context_mask")
 
 
 @dataclass
@@ -27,7 +31,13 @@ class ObjectiveConfig:
     beta_start: float | None = None
     beta_end: float | None = None
     # What the network outputs; v = sqrt(ab) eps - sqrt(1-ab) x0 (arXiv:2202.00512).
+    # epsilon divides by sqrt(alpha_bar) to give x0: where a schedule's first sampling step has
+    # a tiny alpha_bar (cosine: 2.4e-9 at T-1) that multiplies the net's error by hundreds, and
+    # loading the experiment refuses the combination (ExperimentConfig.check_sampler).
     prediction: Literal["epsilon", "v", "x0"] = "epsilon"
+    # Rescale the betas so alpha_bar[T-1] = 0: training sees pure noise at its last step, which
+    # is where sampling starts (Lin et al. 2023, arXiv:2305.08891); needs prediction v (or x0).
+    zero_terminal_snr: bool = False
     # Min-SNR-gamma loss weighting (arXiv:2303.09556; the paper recommends gamma = 5); null = off.
     min_snr_gamma: float | None = None
 
@@ -66,6 +76,17 @@ class ObjectiveConfig:
             )
         if self.type == "flow" and self.min_snr_gamma is not None:
             raise ValueError("min_snr_gamma weights DDPM losses only; remove it for objective type 'flow'")
+        if self.zero_terminal_snr:
+            if self.type != "ddpm":
+                raise ValueError("zero_terminal_snr rescales DDPM betas; flow paths already end in pure noise "
+                                 "(remove it for objective type 'flow')")
+            if self.prediction == "epsilon":
+                raise ValueError("zero_terminal_snr with prediction 'epsilon': at alpha_bar = 0 the net's eps "
+                                 "gives no x0 (x0 = (x_t - sqrt(1-ab) eps) / sqrt(ab)): set prediction: v "
+                                 "(arXiv:2305.08891 sec. 3.2)")
+            if self.min_snr_gamma is not None:
+                raise ValueError("min_snr_gamma weights the zero-SNR step by 0, so the net never learns the step "
+                                 "sampling starts from: remove min_snr_gamma or zero_terminal_snr")
         if self.logit_std <= 0:
             raise ValueError(f"logit_std must be positive, got {self.logit_std}")
         if self.shift_base_voxels <= 0 or self.shift_power <= 0:
@@ -77,3 +98,10 @@ class ObjectiveConfig:
                 )
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        if self.cond_drop_keys is not None:
+            # a misspelt key would drop nothing and leave the unconditional model untrained
+            unknown = [k for k in self.cond_drop_keys if k not in COND_KEYS]
+            if unknown or not self.cond_drop_keys:
+                what = f"unknown {unknown}" if unknown else "an empty list drops nothing"
+                raise ValueError(f"cond_drop_keys {self.cond_drop_keys}: {what}; name some of {list(COND_KEYS)}, "
+                                 "or null for all")

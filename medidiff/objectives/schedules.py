@@ -7,7 +7,8 @@ whose beta definitions we match) instead of with snapshots.
 Conventions
 -----------
 * DDPM: ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps`` for integer t in
-  [0, T-1] (arXiv:2006.11239). alpha_bar strictly decreases in t and lies in (0, 1).
+  [0, T-1] (arXiv:2006.11239). alpha_bar strictly decreases in t and lies in (0, 1), except
+  that :func:`rescale_zero_terminal_snr` makes alpha_bar[T-1] exactly 0 (pure noise).
 * Flow matching: ``x_t = (1 - t) x0 + t eps`` with t in [0, 1]: t = 1 is pure noise,
   t = 0 is data (the SD3 convention, arXiv:2403.03206; MONAI's RFlowScheduler/MAISI-v2 use
   the same direction with timesteps scaled by 1000).
@@ -28,6 +29,7 @@ __all__ = [
     "cosine_betas",
     "make_betas",
     "alphas_cumprod_from_betas",
+    "rescale_zero_terminal_snr",
     "DEFAULT_BETAS",
     "logit_normal",
     "resolution_shift",
@@ -66,15 +68,45 @@ def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> T
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
 
+def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
+    """Shift and scale sqrt(alpha_bar) so that it ends at exactly 0 (Lin et al. 2023,
+    arXiv:2305.08891 alg. 1). (T,) float64, the last beta is 1.
+
+    Every schedule in common use leaves signal at t = T-1 (sqrt(alpha_bar[T-1]) = 0.0064 linear,
+    0.068 scaled_linear), yet sampling starts from pure noise: the model never saw that input
+    and the data mean leaks into samples by that factor. The rescale keeps sqrt(alpha_bar[0])
+    and maps sqrt(alpha_bar[T-1]) to 0 linearly in between, so the last training step IS pure
+    noise. An epsilon-predicting net cannot give x0 there (x0 = (x_t - b eps) / a with a = 0):
+    the paper pairs it with v prediction, and ObjectiveConfig refuses epsilon with it.
+    """
+    sqrt_ab = alphas_cumprod_from_betas(betas.double()).sqrt()  # (T,)
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    if not first > last:
+        raise ValueError("zero-terminal-SNR rescaling needs alpha_bar to decrease from t = 0 to t = T-1")
+    sqrt_ab = (sqrt_ab - last) * (first / (first - last))  # sqrt_ab[0] kept, sqrt_ab[-1] = 0
+    ab = sqrt_ab**2
+    alphas = torch.cat([ab[:1], ab[1:] / ab[:-1]])
+    return 1 - alphas
+
+
 def make_betas(
     schedule: ScheduleName,
     num_steps: int,
     beta_start: float | None = None,
     beta_end: float | None = None,
+    *,
+    zero_terminal_snr: bool = False,
 ) -> Tensor:
-    """Betas of a named schedule; ``None`` betas take the paper defaults in ``DEFAULT_BETAS``."""
+    """Betas of a named schedule; ``None`` betas take the paper defaults in ``DEFAULT_BETAS``.
+
+    ``zero_terminal_snr`` rescales them with :func:`rescale_zero_terminal_snr`.
+    """
     if num_steps < 1:
         raise ValueError(f"num_train_steps must be >= 1, got {num_steps}")
+    if zero_terminal_snr:
+        if num_steps < 2:
+            raise ValueError("zero_terminal_snr needs num_train_steps >= 2 (step 0 keeps its signal)")
+        return rescale_zero_terminal_snr(make_betas(schedule, num_steps, beta_start, beta_end))
     if schedule == "cosine":
         if beta_start is not None or beta_end is not None:
             raise ValueError("the cosine schedule has no beta_start/beta_end: remove them or use schedule 'linear'")

@@ -65,8 +65,8 @@ def check_sampler(name: str, objective_kind: str) -> None:
     if SAMPLER_OBJECTIVE[name] != objective_kind:
         fits = sorted(n for n, k in SAMPLER_OBJECTIVE.items() if k == objective_kind)
         raise ValueError(
-            f"sampler {name!r} is for {SAMPLER_OBJECTIVE[name]!r} objectives, but this model was "
-            f"trained with objective {objective_kind!r}: use sampler.name one of {fits}"
+            f"sampler {name!r} integrates {SAMPLER_OBJECTIVE[name]!r} objectives, but objective.type is "
+            f"{objective_kind!r}: use sampler.name one of {fits}"
         )
 
 
@@ -97,6 +97,11 @@ def sample(
     without them the global RNG is used. ``null_cond``/``guidance_keys`` define the
     unconditional branch when ``config.guidance_scale != 1`` (see ``samplers.guidance``).
     The network is not put in eval mode here; that is the caller's choice.
+
+    ``config.clip_x0`` clamps x0 to [-1, 1] in the space the net models, which is image space
+    only for pixel-space models. For a latent model (wavelet or VAE codec) that clamps latent
+    coefficients: give ``x0_transform=medidiff.generation.image_space_clamp(codec)`` and
+    ``clip_x0=False`` to clamp intensities, as the pipelines do.
     """
     config = config or SamplerConfig(name="ddim" if objective.kind == "ddpm" else "euler")
     check_sampler(config.name, objective.kind)

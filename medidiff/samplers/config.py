@@ -22,7 +22,12 @@ class SamplerConfig:
     spacing: Literal["trailing", "linspace", "leading"] = "trailing"
     # Classifier-free guidance scale (arXiv:2207.12598): 1 = conditional model, 0 = unconditional.
     guidance_scale: float = 1.0
-    # Clamp each x0 prediction to the data range [-1, 1] (DDPM's "clip_denoised").
+    # Clamp each x0 prediction to [-1, 1] (DDPM's "clip_denoised") in IMAGE space. The medidiff
+    # pipelines (generate, previews, SR) do it as decode -> clamp -> encode through the codec
+    # (generation.image_space_clamp), as WDM does. The bare samplers only see the model's own
+    # space: ``samplers.sample(config=...)`` with clip_x0 clamps model-space values, which for a
+    # latent model are normalised latent coefficients, not intensities; pass
+    # ``x0_transform=image_space_clamp(codec)`` with clip_x0 false there instead.
     clip_x0: bool = False
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ denoiser evaluation. Transition coefficients are derived from the two alpha_bar 
 which is exactly IDDPM respacing (arXiv:2102.09672 sec. 4): beta_i = 1 - ts[i] / ts[i+1].
 
 The denoiser returns x0; eps is recovered as (x - sqrt(ab) x0) / sqrt(1 - ab), so clamping or
-transforming x0 (``clip_x0``, ``x0_transform``) changes the implied eps consistently.
+transforming x0 (``clip_x0``, ``x0_transform``) changes the implied eps consistently. ``clip_x0``
+clamps in the model's own space (latent coefficients for a latent model: see ``wrap_denoiser``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def _grid(ts: Tensor | Sequence[float]) -> list[float]:
     ts = [float(v) for v in torch.as_tensor(ts, dtype=torch.float64).flatten()]
     if len(ts) < 2:
         raise ValueError("the alpha_bar grid needs at least 2 values (num_steps + 1)")
-    if any(not 0.0 < v <= 1.0 for v in ts) or any(b <= a for a, b in zip(ts, ts[1:])):
+    # alpha_bar = 0 (pure noise) can only be where sampling starts (zero terminal SNR schedules)
+    if any(not 0.0 <= v <= 1.0 for v in ts) or any(b <= a for a, b in zip(ts, ts[1:])):
         raise ValueError(
-            "DDPM samplers take a grid of alpha_bar values strictly increasing in (0, 1] "
+            "DDPM samplers take a grid of alpha_bar values strictly increasing in [0, 1] "
             "(from DDPMObjective.timesteps); got a grid that is not: is it a flow-time grid?"
         )
     return ts

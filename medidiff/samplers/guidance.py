@@ -190,8 +190,11 @@ def wrap_denoiser(
 ) -> Denoiser:
     """Apply guidance, then clamp x0 to [-1, 1] (``clip_x0``), then ``x0_transform``.
 
-    ``x0_transform`` is for constraints that live elsewhere than the model's space, e.g. WDM's
-    wavelet-coefficient model clamps in image space: ``lambda c: dwt(idwt(c).clamp(-1, 1))``.
+    ``clip_x0`` clamps in the MODEL's space (whatever the denoiser returns): image intensities
+    for a pixel-space model, latent coefficients for a latent one. ``x0_transform`` is for
+    constraints that live elsewhere than the model's space, e.g. WDM's wavelet-coefficient model
+    clamps in image space: ``lambda c: dwt(idwt(c).clamp(-1, 1))``
+    (``medidiff.generation.image_space_clamp(codec)``).
     """
     if guidance is not None and guidance.scale != 1.0:
         denoiser = cfg_denoiser(denoiser, guidance.scale, guidance.null_cond, guidance.keys)

@@ -16,8 +16,10 @@ import torch
 from medidiff.cascade.pipeline import CascadePipeline, SRPipeline, sr_seed
 from medidiff.cascade.sr_task import SRLoss, check_sr_config, degrade, export_sr, resolve_sr_net_config, train_sr
 from medidiff.config import ConfigError, load_config
+from medidiff.data.labels import block_majority_regions
 from medidiff.data.manifest import build_brats_manifest, write_manifest
 from medidiff.data.phantom import write_phantom_dataset
+from medidiff.data.transforms import BlockDownsampled, LabelToChannelsd
 from medidiff.errors import MedidiffError
 from medidiff.generation import DiffusionPipeline, export_run
 from medidiff.nets import build_net
@@ -87,14 +89,36 @@ def test_mask_conditioned_sr_concatenates_the_full_resolution_masks(models):
     assert torch.isfinite(loss) and "band/LLL" in logs
 
 
-def test_degrade_is_area_mean_with_majority_regions():
-    x = torch.rand(1, 5, 4, 4, 4) * 2 - 1
-    x[:, 4:] = torch.where(x[:, 4:] > 0.3, 1.0, -1.0)
+def _meeting_labels(seed: int) -> torch.Tensor:
+    """(2, 8, 8, 8) label maps {0..3} with ~15% of 2^3 blocks holding three or more labels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 4, (2, 8, 8, 8), generator=g)
+
+
+def _regions(labels: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) labels -> (B, 3, X, Y, Z) WT/TC/ET in {0, 1}, as the data pipeline makes them."""
+    return torch.stack([LabelToChannelsd(mode="regions")({"label": lab[None]})["label"] for lab in labels])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_degrade_uses_the_base_stage_label_rule(seed):
+    """The SR stage learns from low-res masks; the base stage is trained on (and generates) the data
+    pipeline's block-downsampled labels. Both must give the same masks: the SR stage's output is
+    tested against the base stage's, on label maps where three labels meet in many blocks."""
+    labels = _meeting_labels(seed)
+    images = torch.rand(2, 4, 8, 8, 8) * 2 - 1
+    x = torch.cat([images, _regions(labels) * 2 - 1], dim=1)  # what SRLoss degrades: (B, 4 + 3, *S)
     low = degrade(x, 2, num_images=4)
-    assert low.shape == (1, 5, 2, 2, 2)
-    torch.testing.assert_close(low[0, 1, 1, 0, 1], x[0, 1, 2:4, 0:2, 2:4].mean())
-    majority = x[0, 4, 0:2, 0:2, 0:2].mean() >= 0
-    assert low[0, 4, 0, 0, 0] == (1.0 if majority else -1.0)
+    assert low.shape == (2, 7, 4, 4, 4)
+    torch.testing.assert_close(low[:, :4], torch.nn.functional.avg_pool3d(images, 2))  # area means
+    base = torch.stack([BlockDownsampled((), ("label",), factor=2)({"label": lab[None].float()})["label"][0]
+                        for lab in labels])  # the base stage's data pipeline: (B, 4, 4, 4) labels
+    torch.testing.assert_close(low[:, 4:], _regions(base.long()) * 2 - 1.0)
+    # the cascade's masks for its base model follow the same rule
+    assert torch.equal(block_majority_regions(_regions(labels), 2), _regions(base.long()).bool())
+    # the per-region majority that degrade used before disagrees on many blocks of such maps
+    per_region = torch.nn.functional.avg_pool3d(_regions(labels), 2) >= 0.5
+    assert (per_region != _regions(base.long()).bool()).any(dim=1).float().mean() > 0.05
 
 
 def test_export_round_trip_holds_the_ema_weights(models):

@@ -130,7 +130,7 @@ def test_diffusion_trains_from_the_cache_without_running_the_codec(setup, tmp_pa
     cfg = load_config(setup["yaml"], [
         "name=cached", f"output_dir={tmp_path / 'runs'}", "latent.type=pretrained", f"latent.path={setup['vae']}",
         f"latent.cache={out}", "conditioning.mask=true", "net.channels=[8, 16]", "net.num_res_blocks=1",
-        "net.norm_groups=8", "objective.type=flow", "train.max_steps=2", "train.micro_batch=1",
+        "net.norm_groups=8", "objective.type=flow", "sampler.name=euler", "train.max_steps=2", "train.micro_batch=1",
         "train.precision=fp32", "train.device=cpu", "train.warmup_steps=1", "train.log_every=1",
     ])
 

@@ -214,8 +214,11 @@ def test_batch_items_are_independent():
     torch.testing.assert_close(net(x[:1], t[:1], **one), y[:1], rtol=1e-4, atol=1e-5)
 
 
+MONAI = dict(type="monai", resample="conv", mid_attention=True, use_scale_shift_norm=False)
+
+
 def test_monai_adapter_same_signature():
-    cfg = tiny(type="monai", resample="conv", attention_levels=(False, False, True), cross_attention_dim=6,
+    cfg = tiny(**MONAI, attention_levels=(False, False, True), cross_attention_dim=6,
                num_classes=3, num_scalars=2, cond_channels=1)
     net = build_net(cfg)
     assert isinstance(net, MonaiUNet)
@@ -225,9 +228,54 @@ def test_monai_adapter_same_signature():
     assert y.shape == x.shape
     y.sum().backward()
     assert net.scalar_embed.mlp[0].weight.grad is not None
-    cond["context_mask"] = torch.tensor([[True, False, True, True, True]] * 2)
-    with pytest.raises(ValueError, match="cannot mask individual"):
-        net(x, t, **cond)
+
+
+def test_monai_padded_prompts_attend_to_their_tokens_only():
+    """Prompts are padded to max_length: the padding must not change the output (it used to raise
+    at the first step), kept tokens must, and a fully dropped prompt gives no cross-attention."""
+    cfg = tiny(**MONAI, attention_levels=(False, True, True), cross_attention_dim=6, channels_last=False)
+    net = build_net(cfg).eval()
+    perturb_output(net)
+    x, t, cond = inputs(cfg)  # 3 real tokens, 2 padding
+    y = net(x, t, **cond)
+    assert torch.isfinite(y).all()
+    # padding values do not matter, and padding equals a context of the real tokens alone
+    ctx = cond["context"].clone()
+    ctx[:, 3:] = torch.randn_like(ctx[:, 3:]) * 10
+    torch.testing.assert_close(net(x, t, context=ctx, context_mask=cond["context_mask"]), y)
+    torch.testing.assert_close(net(x, t, context=ctx[:, :3]), y, rtol=1e-4, atol=1e-5)
+    ctx[:, 0] += 1
+    assert (net(x, t, context=ctx, context_mask=cond["context_mask"]) - y).abs().max() > 1e-5
+    # per sample: masks of different lengths in one batch equal each sample alone
+    mask = torch.tensor([[True, True, True, False, False], [True, False, False, False, False]])
+    both = net(x, t, context=cond["context"], context_mask=mask)
+    for i, n in enumerate([3, 1]):
+        torch.testing.assert_close(both[i:i + 1], net(x[i:i + 1], t[i:i + 1], context=cond["context"][i:i + 1, :n]),
+                                   rtol=1e-4, atol=1e-5)
+    # fully dropped: the cross-attention updates are zero, whatever the context holds
+    none = torch.zeros(2, 5, dtype=torch.bool)
+    y_drop = net(x, t, context=cond["context"], context_mask=none)
+    torch.testing.assert_close(net(x, t, context=ctx * 100, context_mask=none), y_drop)
+    # the masking is a forward only: the attention weights are MONAI's own
+    from monai.networks.nets import DiffusionModelUNet
+
+    plain = DiffusionModelUNet(
+        spatial_dims=3, in_channels=2, out_channels=2, num_res_blocks=(1, 1, 1), channels=(8, 16, 16),
+        attention_levels=(False, True, True), norm_num_groups=4, num_head_channels=4, with_conditioning=True,
+        cross_attention_dim=6)
+    attn = {k: v.shape for k, v in plain.state_dict().items() if "attn" in k}
+    assert attn and attn == {k: v.shape for k, v in net.unet.state_dict().items() if "attn" in k}
+
+
+@pytest.mark.parametrize(
+    "option, value, fix",
+    [("mid_attention", False, "mid_attention: true"), ("use_scale_shift_norm", True, "use_scale_shift_norm: false"),
+     ("dropout", 0.1, "dropout: 0"), ("zero_init", False, "zero_init: true"),
+     ("checkpointing", True, "checkpointing: false")],
+)
+def test_monai_refuses_options_it_cannot_build_by_name(option, value, fix):
+    with pytest.raises(ValueError, match=rf"does not support {option}={value!r}: set {fix}, or use type: unet3d"):
+        tiny(**{**MONAI, option: value})
 
 
 def test_registry_and_parameter_count():
@@ -256,7 +304,7 @@ def test_input_size_error_teaches():
         ({"stem_patch": 3}, "stem_patch must be 1, 2 or 4"),
         ({"time_scale": 0.0}, "time_scale"),
         ({"type": "monai", "skip": "add"}, "does not support"),
-        ({"type": "monai", "resample": "conv", "norm": "pixel"}, "norm='pixel'"),
+        ({**MONAI, "norm": "pixel"}, "norm='pixel'"),
         ({"channels": (8, 16, 20), "norm_groups": 4, "head_dim": 8, "attention_levels": (False, False, True)},
          "not divisible by head_dim"),
     ],

@@ -114,6 +114,26 @@ def test_ddpm_oracle_beats_wrong_model(prediction, gamma):
     assert good < bad
 
 
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_zero_terminal_snr_loss_is_finite_and_minimised_by_the_oracle(prediction):
+    """At alpha_bar = 0 the v target is -x0 and x_t is pure noise; the loss stays finite and the
+    exact denoiser still beats a wrong one (every step, the zero-SNR one included, is drawn)."""
+    obj = DDPMObjective(ObjectiveConfig(prediction=prediction, zero_terminal_snr=True, num_train_steps=10))
+    x0 = _data(4000, 1, 1, 1)
+    good, _ = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(2))
+    bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(2))
+    assert torch.isfinite(good) and good < bad
+    # the terminal step alone: E|v - v_hat|^2 = Var[x0] = mean s^2 for the exact net
+    last = torch.full((4000,), 9.0)
+    ab = obj.alpha_bar(last)
+    x_t = obj.add_noise(x0, torch.randn_like(x0), obj.alphas_cumprod[-1].expand(4000))
+    pred = Oracle(obj)(x_t, last)
+    target = -x0 if prediction == "v" else x0  # v = a eps - b x0 with a = 0, b = 1
+    assert ab.max().item() < 1e-300
+    # from pure noise the best guess is the data mean: the error is the data variance either way
+    assert (pred - target).square().mean().item() == pytest.approx((S**2).mean().item(), rel=0.1)
+
+
 def test_flow_oracle_reaches_closed_form_minimum():
     """With v = eps - x0 and v_hat = (x_t - x0_hat) / t, the optimal velocity loss per dim is
     Var[x0 | x_t] / t^2 = s^2 / ((1 - t)^2 s^2 + t^2); average over t ~ U(0, 1)."""

@@ -14,6 +14,7 @@ from medidiff.objectives.schedules import (
     cosine_betas,
     logit_normal,
     make_betas,
+    rescale_zero_terminal_snr,
     resolution_shift,
     shift_time,
 )
@@ -126,3 +127,34 @@ def test_time_shift_invariants():
     numel = 64 * 64 * 48
     ref = timestep_transform(t * 1000, numel, base_img_size_numel=32**3, num_train_timesteps=1000, spatial_dim=3) / 1000
     assert torch.allclose(shift_time(t, resolution_shift(numel, power=1 / 3)), ref.double(), atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "scaled_linear"])
+def test_zero_terminal_snr_rescale_closed_form(schedule):
+    """arXiv:2305.08891 alg. 1: sqrt(alpha_bar) shifted and scaled so that it keeps its first value
+    and ends at exactly 0; it stays an affine function of the original sqrt(alpha_bar)."""
+    old = alphas_cumprod_from_betas(make_betas(schedule, 1000)).sqrt()
+    betas = make_betas(schedule, 1000, zero_terminal_snr=True)
+    new = alphas_cumprod_from_betas(betas).sqrt()
+    assert betas[-1].item() == 1.0 and ((betas > 0) & (betas <= 1)).all()
+    assert new[-1].item() == 0.0 and new[0].item() == pytest.approx(old[0].item(), rel=1e-12)
+    expected = (old - old[-1]) * old[0] / (old[0] - old[-1])
+    assert torch.allclose(new, expected, atol=1e-12)
+    assert (new[1:] < new[:-1]).all()
+    assert rescale_zero_terminal_snr(make_betas(schedule, 1000)).equal(betas)
+
+
+def test_zero_terminal_snr_objective_maps_times_and_refuses_epsilon():
+    obj = DDPMObjective(ObjectiveConfig(prediction="v", zero_terminal_snr=True))
+    assert obj.alphas_cumprod[-1] == 0.0
+    steps = torch.arange(1000, dtype=torch.float64)
+    assert torch.allclose(obj.net_time(obj.alphas_cumprod), steps, atol=1e-6)  # alpha_bar 0 -> step 999
+    assert obj.alpha_bar(torch.tensor([999.0])).item() < 1e-300
+    grid = obj.timesteps(50)
+    assert grid[0] == 0.0 and (grid.diff() > 0).all()  # sampling starts at pure noise
+    with pytest.raises(ConfigError, match="set prediction: v"):
+        from_dict(ObjectiveConfig, {"zero_terminal_snr": True})
+    with pytest.raises(ConfigError, match="flow"):
+        from_dict(ObjectiveConfig, {"type": "flow", "zero_terminal_snr": True})
+    with pytest.raises(ConfigError, match="min_snr_gamma"):
+        from_dict(ObjectiveConfig, {"prediction": "v", "zero_terminal_snr": True, "min_snr_gamma": 5.0})
