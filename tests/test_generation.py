@@ -207,4 +207,59 @@ def test_generate_in_a_reference_case_grid(trained, tmp_path):
     data = np.asarray(nib.load(out / "case_0000" / "t1n.nii.gz").dataobj)
     assert data.max() > 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
-    assert prov["geometry"] == "reference BraTS-GLI-00001-000"
+    assert prov["geometry"] == "reference" and prov["reference_case"] == "BraTS-GLI-00001-000"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_generate_refuses_an_out_folder_of_another_request(trained, tmp_path, capsys):
+    _, model = trained
+    out = tmp_path / "gen"
+    base = ["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "2"]
+    assert main([*base, "--num", "2"]) == 0
+    capsys.readouterr()
+    for extra, word in ((["--seed", "500"], "seed"), (["--sampler", "heun"], "sampler"),
+                        (["--geometry", "brats"], "geometry"), (["--guidance", "2.0"], "guidance")):
+        assert main([*base, "--num", "2", *extra]) == 2, extra
+        err = _one_line_error(capsys)
+        assert "case_0000" in err and word in err and "--overwrite" in err, err
+    # other steps: refused even for a shorter --num (case_0001 is left from the other request)
+    assert main(["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "3",
+                 "--num", "1"]) == 2
+    assert "steps 2" in _one_line_error(capsys)
+    assert main([*base, "--num", "2", "--seed", "500", "--overwrite"]) == 0
+    for i in range(2):
+        prov = json.loads((out / f"case_{i:04d}" / "provenance.json").read_text())
+        assert prov["seed"] == 500 + i
+        assert read_provenance(out / f"case_{i:04d}" / "t1n.nii.gz")["seed"] == 500 + i
+
+
+def test_generate_redoes_an_interrupted_case_and_holds_a_lock(trained, tmp_path, capsys, monkeypatch):
+    from medidiff.files import folder_lock
+
+    _, model = trained
+    out = tmp_path / "gen"
+    args = ["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "2", "--num", "1"]
+    with folder_lock(out, "--out"):
+        assert main(args) == 2
+        err = _one_line_error(capsys)
+        assert "in use by pid" in err and str(out) in err
+    # a case killed before its provenance (written last) is not "finished": it is redone
+    import medidiff.viz
+
+    def crash(*a, **k):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(medidiff.viz, "write_png", crash)
+    with pytest.raises(RuntimeError):
+        main(args)
+    assert (out / "case_0000" / "t1n.nii.gz").is_file() and not (out / "case_0000" / "provenance.json").exists()
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert "1 case(s) written" in capsys.readouterr().out
+    assert (out / "case_0000" / "provenance.json").is_file()
+    assert not list(out.rglob(".tmp_*"))

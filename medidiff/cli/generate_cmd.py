@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medidiff.cli.common import add_dry_run, dry_run, options_of
 from medidiff.errors import MedidiffError
@@ -41,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--geometry", choices=["native", "brats"], default="native",
                    help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cases in --out that a different request made (model, seed, sampler, steps, "
+                        "geometry, masks...); without it such a folder is refused. Matching cases are kept")
     p.add_argument("--no-progress", action="store_true")
     add_dry_run(p)
     p.set_defaults(func=_generate)
@@ -62,6 +68,7 @@ def _generate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from medidiff.generation import DiffusionPipeline, place_in_grid
+    from medidiff.files import folder_lock, write_text_atomic
     from medidiff.io import write_nifti
     from medidiff.viz import triplanar, write_png
 
@@ -107,52 +114,118 @@ def _generate(args: argparse.Namespace) -> int:
     if args.sr_steps:
         sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
-    with_label = pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask
-    names = [*pipe.cfg.data.modalities, *(["seg"] if with_label else [])]
-    todo = []
-    for i in range(args.num):
-        case = out / f"case_{i:04d}"
-        if all((case / f"{n}.nii.gz").is_file() for n in names) and (case / "provenance.json").is_file():
-            continue  # finished by an earlier run
-        todo.append(i)
-    skipped = args.num - len(todo)
     spacing = [s * pipe.cfg.data.downsample for s in pipe.cfg.data.spacing]
-    bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
-    import json
+    geometry_record = ({"geometry": "reference", "reference_case": chosen[0]["case_id"]} if args.reference
+                       else {"geometry": args.geometry})
 
-    for start in range(0, len(todo), args.batch):
-        idx = todo[start:start + args.batch]
-        batch_masks = None
-        if masks is not None:
-            import torch as _t
+    def expected(i: int) -> dict[str, Any]:
+        """Case i's provenance, known before generating it: what a finished case must match."""
+        prov = {**pipe.provenance(args.seed + i, sampler, **sr_kwargs), "case": f"case_{i:04d}", **geometry_record}
+        if prompts is not None:
+            prov["prompt"] = prompts[i]
+        if mask_files:
+            prov["mask"] = str(mask_files[i % len(mask_files)])
+        return prov
 
-            batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
-        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
-                     prompts=None if prompts is None else [prompts[i] for i in idx])
-        for i, gen in zip(idx, cases):
-            case = out / f"case_{i:04d}"
-            prov = {**pipe.provenance(gen.seed, sampler, **sr_kwargs), "case": case.name,
-                    "geometry": f"reference {chosen[0]['case_id']}" if args.reference else args.geometry}
-            if gen.prompt is not None:
-                prov["prompt"] = gen.prompt
-            if mask_files:
-                prov["mask"] = str(mask_files[i % len(mask_files)])
-            shown = []
-            for m, name in enumerate(gen.modalities):
-                vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
-                vol, affine = place_in_grid(vol, spacing, geometry)
-                write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov)
-                shown.append(vol)
-            label = gen.label
-            if label is not None:
-                label, affine = place_in_grid(label, spacing, geometry, label=True)
-                write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov)
-            write_png(case / "preview.png", triplanar(shown, label))
-            (case / "provenance.json").write_text(json.dumps(prov, indent=2))
-            bar.update(1)
-    bar.close()
-    print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else ""))
+    with folder_lock(out, "--out"):
+        todo, conflicts = plan_cases(out, args.num, expected)
+        if conflicts and not args.overwrite:
+            (case, why), more = conflicts[0], len(conflicts) - 1
+            raise MedidiffError(f"--out {out}: {case} was generated differently ({why})"
+                                + (f"; {more} more case(s) differ" if more else "")
+                                + ": choose another --out, or pass --overwrite to replace them")
+        for case, _ in conflicts:
+            shutil.rmtree(out / case)
+        skipped = args.num - len(todo)
+        bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
+        for start in range(0, len(todo), args.batch):
+            idx = todo[start:start + args.batch]
+            batch_masks = None
+            if masks is not None:
+                batch_masks = torch.stack([masks[i % len(masks)] for i in idx])
+            cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
+                         prompts=None if prompts is None else [prompts[i] for i in idx])
+            for i, gen in zip(idx, cases):
+                case = out / f"case_{i:04d}"
+                prov = expected(i)
+                shown = []
+                for m, name in enumerate(gen.modalities):
+                    vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
+                    vol, affine = place_in_grid(vol, spacing, geometry)
+                    write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov)
+                    shown.append(vol)
+                label = gen.label
+                if label is not None:
+                    label, affine = place_in_grid(label, spacing, geometry, label=True)
+                    write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True)
+                write_png(case / "preview.png", triplanar(shown, label))
+                # Last, atomically and synced: its presence marks the case finished (plan_cases).
+                write_text_atomic(case / PROVENANCE, json.dumps(prov, indent=2), fsync=True)
+                bar.update(1)
+        bar.close()
+    print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else "")
+          + (f", {len(conflicts)} replaced (--overwrite)" if conflicts else ""))
     return 0
+
+
+PROVENANCE = "provenance.json"
+# Keys that differ from case to case; every other provenance key is the same for a whole run.
+_PER_CASE_KEYS = frozenset({"case", "seed", "sr_seed", "prompt", "mask"})
+
+
+def _first_difference(have: dict[str, Any], want: dict[str, Any], keys: Iterable[str]) -> str | None:
+    for key in keys:
+        if key not in have:
+            return f"its provenance has no {key!r}; this run: {want[key]!r}"
+        if have[key] != want[key]:
+            return f"{key} {have[key]!r}; this run: {want[key]!r}"
+    return None
+
+
+def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
+               ) -> tuple[list[int], list[tuple[str, str]]]:
+    """Which of cases 0..num-1 to generate, and which existing cases conflict with this request.
+
+    A case counts as finished only when its ``provenance.json`` (written last) exists; a finished
+    case is skipped when its provenance equals this request's (model and config hashes, seed,
+    sampler, steps, guidance, geometry, mask, prompt...), and conflicts otherwise. Finished cases
+    beyond ``num`` conflict when their run-level keys differ (one folder holds one run). A case
+    folder without provenance is an interrupted write: its files are removed and it is redone.
+    Returns (indices to generate, [(case folder name, first difference)]).
+    """
+    todo: list[int] = []
+    conflicts: list[tuple[str, str]] = []
+    run_keys = [k for k in expected(0) if k not in _PER_CASE_KEYS]
+    found = sorted(p for p in out.glob("case_*") if p.is_dir()) if out.is_dir() else []
+    indices = {p.name: p for p in found}
+    for name, case in indices.items():
+        tail = name.removeprefix("case_")
+        i = int(tail) if tail.isdigit() else None
+        prov_file = case / PROVENANCE
+        if not prov_file.is_file():
+            continue
+        try:
+            have = json.loads(prov_file.read_text())
+            if not isinstance(have, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            conflicts.append((name, f"its {PROVENANCE} is unreadable: {exc}"))
+            continue
+        want = expected(i) if i is not None and i < num else expected(0)
+        keys = list(want) if i is not None and i < num else run_keys
+        why = _first_difference(have, want, keys)
+        if why is not None:
+            conflicts.append((name, why))
+    clashing = {name for name, _ in conflicts}
+    for i in range(num):
+        case = out / f"case_{i:04d}"
+        if case.name in clashing:
+            todo.append(i)
+        elif not (case / PROVENANCE).is_file():
+            if case.is_dir():  # interrupted earlier (the lock says no one is writing it now)
+                shutil.rmtree(case)
+            todo.append(i)
+    return todo, conflicts
 
 
 def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:

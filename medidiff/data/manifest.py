@@ -65,7 +65,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +79,7 @@ from medidiff.data.brats import (
     MODALITIES,
 )
 from medidiff.errors import DataError
+from medidiff.files import write_text_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -619,16 +619,7 @@ def build_folder_manifest(
 def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``manifest`` as indented JSON, atomically (never a half-written manifest)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
 
 
