@@ -72,7 +72,7 @@ def reference_grid(item: dict[str, Any], cfg: ExperimentConfig, *, label_map: di
     if tuple(model_shape) != expected:
         raise MedidiffError(f"reference case {item.get('case_id')}: the data pipeline gives {model_shape}, the "
                             f"model generates {expected}")
-    affine, shape = reference_geometry(item["image"][0])
+    affine, shape = reference_geometry(item["image"][0], max_voxels=cfg.data.max_voxels)
     return ReferenceGrid(model_affine=model_affine, affine=affine, shape=tuple(shape))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medidiff.cli.common import add_dry_run, dry_run, options_of
+from medidiff.data.checks import DEFAULT_MAX_VOXELS
 from medidiff.errors import MedidiffError
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.masks and args.masks.endswith(".json"):
         masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
     elif args.masks:
-        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]))
+        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels)
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -249,7 +250,8 @@ def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor,
     return masks, [f"{path}#{it['case_id']}" for it in items]
 
 
-def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[Path]]:
+def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS
+               ) -> tuple[torch.Tensor, list[Path]]:
     """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid,
     and the files they came from (sorted by name)."""
     import nibabel as nib
@@ -257,6 +259,7 @@ def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[
     import torch
 
     from medidiff.data.brats import LABEL_VALUES, REGIONS
+    from medidiff.data.checks import confined_path, label_problem, read_volume
     from medidiff.errors import DataError
 
     files = sorted(Path(folder).glob("*.nii*"))
@@ -264,15 +267,14 @@ def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[
         raise MedidiffError(f"--masks {folder}: no .nii/.nii.gz label maps found")
     out = []
     for f in files:
-        try:
-            label = np.asarray(nib.as_closest_canonical(nib.load(str(f))).dataobj)
-        except Exception as exc:  # nibabel raises many types for bad files
-            raise DataError(f, f"unreadable label map ({type(exc).__name__}: {exc})") from exc
+        data, affine = read_volume(confined_path(f, folder), max_voxels=max_voxels)
+        ornt = nib.orientations.io_orientation(affine)  # to RAS, like nib.as_closest_canonical
+        label = nib.orientations.apply_orientation(np.asarray(data), ornt)
         if label.shape != shape:
             raise DataError(f, f"label map has shape {label.shape}; the model generates {shape} (RAS): "
                                "resample it to the model grid first")
-        values = set(np.unique(label).tolist())
-        if not values <= set(LABEL_VALUES):
-            raise DataError(f, f"labels {sorted(values - set(LABEL_VALUES))} outside {list(LABEL_VALUES)}")
+        problem = label_problem(np.unique(label).astype(np.int64).tolist(), {}, LABEL_VALUES)
+        if problem:
+            raise DataError(f, problem)
         out.append(torch.from_numpy(np.stack([np.isin(label, v) for v in REGIONS.values()]).astype(np.float32)))
     return torch.stack(out), files

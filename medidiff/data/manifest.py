@@ -78,6 +78,7 @@ from medidiff.data.brats import (
     LABELS,
     MODALITIES,
 )
+from medidiff.data.checks import confined_path
 from medidiff.errors import DataError
 from medidiff.files import write_text_atomic
 
@@ -723,7 +724,25 @@ def load_manifest(
                 else:  # MONAI joins other keys only when the file exists: do it always
                     fixed[key] = os.path.normpath(os.path.join(base, original[key]))
         out.append(fixed)
+    files = [f for it in out for key in _PATH_KEYS if it.get(key) is not None
+             for f in (it[key] if isinstance(it[key], list) else [it[key]])]
+    if files and not any(os.path.lexists(f) for f in files):
+        raise DataError(path, missing_root_message(data, base, len(files), root_given=root is not None))
+    for f in files:  # the data pipeline follows symlinks: only into the data root
+        if os.path.lexists(f):
+            confined_path(f, base)
     return out
+
+
+def missing_root_message(manifest: Mapping[str, Any], base: Path, n_files: int, *, root_given: bool) -> str:
+    """Why none of a manifest's files exist: almost always the wrong (or a missing) ``--root``."""
+    msg = f"none of the {n_files} files exist under the data root {base}"
+    if not root_given:
+        msg += " (the default root is the manifest's folder: pass --root DATA_ROOT)"
+    hint = (manifest.get("medidiff") or {}).get("root_hint") if isinstance(manifest.get("medidiff"), dict) else None
+    if hint:
+        msg += f"; the manifest was built from {hint}: pass --root {hint}"
+    return msg
 
 
 def split_folds(
