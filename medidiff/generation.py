@@ -29,6 +29,7 @@ from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, regions_to_labels
 from medidiff.data.geometry import to_reference_grid
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
+from medidiff.files import staged_dir, write_text_atomic
 from medidiff.latents import LatentCodec, load_codec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
@@ -267,7 +268,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
     """Consolidate the newest complete checkpoint of a run of ``kind`` into a model folder.
 
     The checkpoint's ``model.safetensors`` already holds full (gathered) weights whatever the
-    ZeRO stage, so export needs neither DeepSpeed nor a GPU.
+    ZeRO stage, so export needs neither DeepSpeed nor a GPU. ``out_dir`` is replaced as a whole
+    once the new folder is complete (:func:`medidiff.files.staged_dir`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     latest = ckpt.latest_complete(ckpt.checkpoint_root(run_dir))
@@ -278,14 +280,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
     if record.get("kind") != kind:
         raise MedidiffError(f"{latest}: a {record.get('kind')!r} run, not {kind!r}")
     tensors = ckpt.load_tensors(latest / f"{weights}.safetensors")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_tensors(out_dir / "model.safetensors", {k: v.float() for k, v in tensors.items()},
-                      metadata={"weights": weights, "step": str(state["step"])})
-    meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
-            "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
-            "source_checkpoint": str(latest), "text_encoder": record.get("text_encoder")}
-    ckpt.write_atomic(out_dir / "config.json", json.dumps(meta, indent=2))
-    if (out_dir / "codec").exists():
-        shutil.rmtree(out_dir / "codec")
-    shutil.copytree(run_dir / "codec", out_dir / "codec")
+    if not (run_dir / "codec").is_dir():
+        raise MedidiffError(f"{run_dir}: no codec/ folder beside the checkpoints (a partial run folder?)")
+    # Built beside out_dir and swapped in whole: a failed export leaves the previous model as it was.
+    with staged_dir(out_dir) as stage:
+        ckpt.save_tensors(stage / "model.safetensors", {k: v.float() for k, v in tensors.items()},
+                          metadata={"weights": weights, "step": str(state["step"])})
+        # The checkpoint by name only: a model folder is shared, and an absolute path would
+        # publish the trainer's file system layout (user names, project folders).
+        meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
+                "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
+                "source_checkpoint": latest.name, "text_encoder": record.get("text_encoder")}
+        write_text_atomic(stage / "config.json", json.dumps(meta, indent=2))
+        shutil.copytree(run_dir / "codec", stage / "codec")
     return out_dir

@@ -263,3 +263,23 @@ def test_generate_redoes_an_interrupted_case_and_holds_a_lock(trained, tmp_path,
     assert "1 case(s) written" in capsys.readouterr().out
     assert (out / "case_0000" / "provenance.json").is_file()
     assert not list(out.rglob(".tmp_*"))
+
+
+def test_a_failed_export_keeps_the_previous_model_folder(trained, tmp_path, monkeypatch):
+    import medidiff.generation as generation
+
+    run, _ = trained
+    model = export_run(run, tmp_path / "model")
+    meta = json.loads((model / "config.json").read_text())
+    assert meta["source_checkpoint"].startswith("step_")  # a name, not the trainer's absolute path
+    before = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+
+    def broken_copy(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generation.shutil, "copytree", broken_copy)
+    with pytest.raises(OSError, match="disk full"):
+        export_run(run, model)
+    after = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    assert after == before and (model / "codec" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left

@@ -103,6 +103,9 @@ def test_a_bad_file_is_one_error_in_validate_and_in_the_pipeline(dataset, kind, 
         from medidiff.latents import WaveletCodec, WaveletCodecConfig
 
         WaveletCodec(WaveletCodecConfig()).save_pretrained(codec)
+    old_cache = root.parent / "lat"  # a previous cache: a failed run must keep it (written to a stage)
+    old_cache.mkdir(exist_ok=True)
+    (old_cache / "cache.json").write_text("previous")
     capsys.readouterr()
     rc = main(["latents", "encode", "--codec", str(codec), "--manifest", str(manifest), "--root", str(root),
                "--out", str(root.parent / "lat"), "--set", "data.roi=[8,8,8]", "--set", "data.cache=none",
@@ -110,6 +113,8 @@ def test_a_bad_file_is_one_error_in_validate_and_in_the_pipeline(dataset, kind, 
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip() and "encode:" not in ln]  # minus the progress bar
     assert rc == 2 and len(lines) == 1 and str(bad) in lines[0] and words in lines[0], err
+    assert [p.name for p in old_cache.iterdir()] == ["cache.json"] and (old_cache / "cache.json").read_text() == "previous"
+    assert not [p for p in root.parent.iterdir() if p.name.startswith(".tmp_")]
 
 
 @pytest.mark.parametrize("kind", ["truncated", "huge", "singular"])
