@@ -40,7 +40,7 @@ from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
 __all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
-           "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid"]
+           "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid", "brats_placement"]
 
 KIND = "medidiff.diffusion"
 
@@ -82,7 +82,7 @@ def place_in_grid(volume: np.ndarray, spacing: Sequence[float],
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Put a generated (X, Y, Z) RAS volume into its output grid: 'native' keeps the model grid
     (centred on the world origin); 'brats' resamples into 240x240x155 at 1 mm with the BraTS
-    affine, centred on the BraTS volume centre; a :class:`ReferenceGrid` resamples into a real
+    affine, centred on the BraTS volume centre and aligned with its voxels (:func:`brats_placement`); a :class:`ReferenceGrid` resamples into a real
     case's grid (the inverse of the data pipeline's spatial steps)."""
     mode = "nearest" if label else "bilinear"
     if isinstance(geometry, ReferenceGrid):
@@ -91,10 +91,24 @@ def place_in_grid(volume: np.ndarray, spacing: Sequence[float],
         return out, geometry.affine.copy()
     if geometry == "native":
         return volume, grid_affine(volume.shape, spacing, (0.0, 0.0, 0.0))
-    centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
-    src = grid_affine(volume.shape, spacing, centre)
-    out = to_reference_grid(volume, src, BRATS_AFFINE, BRATS_SHAPE, mode=mode, background=0.0)
+    out = to_reference_grid(volume, brats_placement(volume.shape, spacing), BRATS_AFFINE, BRATS_SHAPE, mode=mode,
+                            background=0.0)
     return out, BRATS_AFFINE.copy()
+
+
+def brats_placement(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """RAS affine of a generated grid placed in the BraTS grid: centred, then shifted by less than
+    one voxel so that its voxel 0 sits ON a BraTS voxel centre.
+
+    Centring alone puts an even-sized grid half a voxel off the BraTS lattice in z (155 is odd),
+    and every output slice then averaged two generated slices (labels moved 0.5 mm). Snapped, a
+    grid at whole-millimetre spacing lands voxel for voxel: 1 mm volumes are copied exactly.
+    """
+    centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
+    src = grid_affine(shape, spacing, centre)
+    first = np.linalg.solve(BRATS_AFFINE, src[:, 3])[:3]  # BraTS voxel index of our voxel 0
+    src[:3, 3] = (BRATS_AFFINE @ np.array([*np.floor(first + 0.5), 1.0]))[:3]
+    return src
 
 
 @dataclass

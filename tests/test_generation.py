@@ -283,3 +283,28 @@ def test_a_failed_export_keeps_the_previous_model_folder(trained, tmp_path, monk
     after = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
     assert after == before and (model / "codec" / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (17, 15, 16), (64, 64, 48)])
+def test_brats_geometry_copies_a_1mm_grid_voxel_for_voxel(shape):
+    """155 is odd and the model grids even: centring alone put every output slice between two
+    generated ones (averaged images, labels 0.5 mm off). A 1 mm grid must land exactly."""
+    from medidiff.generation import brats_placement, place_in_grid
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 4, size=shape).astype(np.uint8)
+    image = rng.uniform(0.1, 1.0, size=shape).astype(np.float32)
+    out_label, affine = place_in_grid(label, (1.0, 1.0, 1.0), "brats", label=True)
+    out_image, _ = place_in_grid(image, (1.0, 1.0, 1.0), "brats")
+    np.testing.assert_allclose(affine, BRATS_AFFINE)
+    # where each generated voxel landed, read through the two affines (all integer BraTS indices)
+    src = brats_placement(shape, (1.0, 1.0, 1.0))
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    idx = (np.linalg.solve(BRATS_AFFINE, src) @ np.c_[ijk, np.ones(len(ijk))].T)[:3].T
+    np.testing.assert_allclose(idx, np.round(idx), atol=1e-9)
+    at = tuple(np.round(idx).astype(int).T)
+    np.testing.assert_array_equal(out_label[at], label.reshape(-1))  # the label map round-trips exactly
+    np.testing.assert_allclose(out_image[at], image.reshape(-1), atol=1e-6)  # no averaging across slices
+    assert np.count_nonzero(out_label) == np.count_nonzero(label)  # nothing duplicated outside
+    centre = np.array(BRATS_SHAPE) // 2
+    assert np.all(np.abs(np.mean(np.array(at), axis=1) - centre) <= 1)  # still centred
