@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from medidiff.config import ConfigError, config_hash, from_dict
-from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, regions_to_labels
+from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, convention_of_label_map, regions_to_labels
 from medidiff.data.geometry import to_reference_grid
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -277,6 +277,21 @@ class DiffusionPipeline(ModelPipeline):
         return out
 
 
+def training_label_convention(config: dict[str, Any]) -> str | None:
+    """The label convention of a run's training data (its manifest's label_map: 2021 data map
+    4 -> 3), or None when the manifest cannot be read (generate then needs --label-convention
+    or says it assumed brats2023)."""
+    from medidiff.data.manifest import label_map_of, read_manifest
+
+    manifest = (config.get("data") or {}).get("manifest")
+    if not manifest:
+        return None
+    try:
+        return convention_of_label_map(label_map_of(read_manifest(manifest)))
+    except MedidiffError:
+        return None
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema",
                kind: str = KIND) -> Path:
     """Consolidate the newest complete checkpoint of a run of ``kind`` into a model folder.
@@ -304,7 +319,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
         # publish the trainer's file system layout (user names, project folders).
         meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
                 "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
-                "source_checkpoint": latest.name, "text_encoder": record.get("text_encoder")}
+                "source_checkpoint": latest.name, "text_encoder": record.get("text_encoder"),
+                "label_convention": training_label_convention(record["config"])}
         write_text_atomic(stage / "config.json", json.dumps(meta, indent=2))
         shutil.copytree(run_dir / "codec", stage / "codec")
     return out_dir

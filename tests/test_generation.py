@@ -308,3 +308,52 @@ def test_brats_geometry_copies_a_1mm_grid_voxel_for_voxel(shape):
     assert np.count_nonzero(out_label) == np.count_nonzero(label)  # nothing duplicated outside
     centre = np.array(BRATS_SHAPE) // 2
     assert np.all(np.abs(np.mean(np.array(at), axis=1) - centre) <= 1)  # still centred
+
+
+def test_seg_follows_the_training_label_convention_with_a_legend(trained, tmp_path):
+    _, model = trained
+    base = ["generate", "--model", str(model), "--num", "1", "--steps", "2", "--no-progress", "--seed", "3"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--label-convention", "brats2021"]) == 0
+    img = nib.load(tmp_path / "a" / "case_0000" / "seg.nii.gz")
+    assert img.header.get_intent()[0] == "label"  # viewers show a lookup table
+    seg23 = np.asarray(img.dataobj)
+    seg21 = np.asarray(nib.load(tmp_path / "b" / "case_0000" / "seg.nii.gz").dataobj)
+    assert set(np.unique(seg23)) <= {0, 1, 2, 3} and set(np.unique(seg21)) <= {0, 1, 2, 4}
+    np.testing.assert_array_equal(seg21, np.where(seg23 == 3, 4, seg23))
+    prov = json.loads((tmp_path / "a" / "case_0000" / "provenance.json").read_text())
+    # the phantom training manifest is 2023-style (no label_map): recorded at export
+    assert prov["label_convention"] == "brats2023" and prov["label_convention_from"] == "training data"
+    assert prov["labels"] == {"0": "background", "1": "NCR/NETC", "2": "SNFH/ED", "3": "ET"}
+    prov21 = json.loads((tmp_path / "b" / "case_0000" / "provenance.json").read_text())
+    assert prov21["labels"]["4"] == "ET" and "3" not in prov21["labels"]
+
+
+def test_export_records_the_training_label_convention(tmp_path):
+    from medidiff.generation import training_label_convention
+
+    for label_map, expected in (({"4": 3}, "brats2021"), ({}, "brats2023")):
+        m = tmp_path / f"m{len(label_map)}.json"
+        m.write_text(json.dumps({"medidiff": {"label_map": label_map}, "training": []}))
+        assert training_label_convention({"data": {"manifest": str(m)}}) == expected
+    assert training_label_convention({"data": {"manifest": str(tmp_path / "gone.json")}}) is None
+
+
+def test_mask_label_maps_are_read_in_their_convention(tmp_path):
+    from medidiff.cli.generate_cmd import load_masks
+    from medidiff.errors import DataError
+
+    label = np.zeros(SHAPE, np.uint8)
+    label[2:6, 2:6, 2:6] = 2
+    label[3, 3, 3] = 4  # 2021's enhancing tumour
+    _write_label(tmp_path / "a.nii.gz", label)
+    with pytest.raises(DataError, match="--label-convention brats2021"):
+        load_masks(str(tmp_path), SHAPE)
+    masks, _ = load_masks(str(tmp_path), SHAPE, convention="brats2021")
+    assert masks[0, 2].sum() == 1 and masks[0, 2, 3, 3, 3] == 1  # ET
+    label[4, 4, 4] = 3  # 3 and 4 together: BraTS 2024 post-treatment (4 = resection cavity)
+    _write_label(tmp_path / "a.nii.gz", label)
+    with pytest.raises(DataError, match="2024 post-treatment"):
+        load_masks(str(tmp_path), SHAPE)
+    with pytest.raises(DataError, match="2021"):
+        load_masks(str(tmp_path), SHAPE, convention="brats2021")  # 3 cannot be 2021 data

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--geometry", choices=["native", "brats"], default="native",
                    help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine")
+    p.add_argument("--label-convention", choices=["brats2021", "brats2023"],
+                   help="label values of seg.nii.gz (and of --masks label maps): brats2021 writes enhancing "
+                        "tumour as 4, brats2023 as 3 (default: the training data's, recorded at export)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace cases in --out that a different request made (model, seed, sampler, steps, "
                         "geometry, masks...); without it such a folder is refused. Matching cases are kept")
@@ -69,6 +72,7 @@ def _generate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from medidiff.generation import DiffusionPipeline, place_in_grid
+    from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
     from medidiff.files import folder_lock, write_text_atomic
     from medidiff.io import write_nifti
     from medidiff.viz import triplanar, write_png
@@ -82,11 +86,18 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
+    recorded = json.loads((Path(args.model) / "config.json").read_text()).get("label_convention")
+    convention = args.label_convention or recorded or "brats2023"
+    label_record = {"label_convention": convention,
+                    "label_convention_from": ("--label-convention" if args.label_convention else
+                                              "training data" if recorded else "default (training data unknown)"),
+                    "labels": {str(k): v for k, v in LABEL_CONVENTIONS[convention].items()}}
     masks, mask_files = (None, [])
     if args.masks and args.masks.endswith(".json"):
         masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
     elif args.masks:
-        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels)
+        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
+                                       convention=convention)
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -126,6 +137,8 @@ def _generate(args: argparse.Namespace) -> int:
             prov["prompt"] = prompts[i]
         if mask_files:
             prov["mask"] = str(mask_files[i % len(mask_files)])
+        if pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask:
+            prov.update(label_record)  # the legend of seg.nii.gz
         return prov
 
     with folder_lock(out, "--out"):
@@ -157,7 +170,7 @@ def _generate(args: argparse.Namespace) -> int:
                     shown.append(vol)
                 label = gen.label
                 if label is not None:
-                    label, affine = place_in_grid(label, spacing, geometry, label=True)
+                    label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
                     write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True)
                 write_png(case / "preview.png", triplanar(shown, label))
                 # Last, atomically and synced: its presence marks the case finished (plan_cases).
@@ -250,15 +263,15 @@ def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor,
     return masks, [f"{path}#{it['case_id']}" for it in items]
 
 
-def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS
-               ) -> tuple[torch.Tensor, list[Path]]:
-    """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid,
-    and the files they came from (sorted by name)."""
+def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS,
+               convention: str = "brats2023") -> tuple[torch.Tensor, list[Path]]:
+    """(N, 3, *shape) WT/TC/ET masks from label maps on the model's output grid, and the files they
+    came from (sorted by name). Labels are in ``convention``'s values (what generate writes)."""
     import nibabel as nib
     import numpy as np
     import torch
 
-    from medidiff.data.brats import LABEL_VALUES, REGIONS
+    from medidiff.data.brats import BRATS2021_LABEL_MAP, LABEL_VALUES, REGIONS
     from medidiff.data.checks import confined_path, label_problem, read_volume
     from medidiff.errors import DataError
 
@@ -273,8 +286,12 @@ def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT
         if label.shape != shape:
             raise DataError(f, f"label map has shape {label.shape}; the model generates {shape} (RAS): "
                                "resample it to the model grid first")
-        problem = label_problem(np.unique(label).astype(np.int64).tolist(), {}, LABEL_VALUES)
+        label_map = BRATS2021_LABEL_MAP if convention == "brats2021" else {}
+        problem = label_problem(np.unique(label).astype(np.int64).tolist(), label_map, LABEL_VALUES,
+                                fix_2021="pass --label-convention brats2021")
         if problem:
             raise DataError(f, problem)
+        for src, dst in label_map.items():
+            label = np.where(label == src, dst, label)
         out.append(torch.from_numpy(np.stack([np.isin(label, v) for v in REGIONS.values()]).astype(np.float32)))
     return torch.stack(out), files

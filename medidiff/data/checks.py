@@ -132,11 +132,12 @@ def check_image_values(data: Any, name: object) -> None:
         raise DataError(name, "volume is all zeros: no brain voxels to scale")
 
 
-def label_problem(values: Collection[int], label_map: Mapping[int, int], allowed: Collection[int]) -> str | None:
+def label_problem(values: Collection[int], label_map: Mapping[int, int], allowed: Collection[int], *,
+                  fix_2021: str = "record label_map {4: 3} in the manifest") -> str | None:
     """Why a label file with raw ``values`` does not fit (None if it does), with the hint that fits.
 
     ``label_map`` is the manifest's map to the medidiff convention (2021 data: ``{4: 3}``),
-    ``allowed`` the values allowed after it.
+    ``allowed`` the values allowed after it; ``fix_2021`` how the caller's input declares 2021 data.
     """
     raw = sorted(int(v) for v in values)
     allowed = {int(v) for v in allowed}
@@ -145,14 +146,18 @@ def label_problem(values: Collection[int], label_map: Mapping[int, int], allowed
     if declared_2021 and 3 in raw:
         # 2021 leaves 3 unused; a 3 in data declared 2021 means the data is 2023+ (ET = 3) and
         # the map would merge nothing but hide the mismatch.
-        return (f"label value 3 in data whose manifest says BraTS 2021 (label_map {{4: 3}}; 2021 leaves 3 unused): "
-                f"file has {raw}. If this is BraTS 2023+ data (ET = 3), rebuild the manifest without the map")
+        return (f"label value 3 in data declared BraTS 2021 (label_map {{4: 3}}; 2021 leaves 3 unused): file has "
+                f"{raw}. BraTS 2023+ data (ET = 3) needs no map; 3 and 4 together are BraTS 2024 post-treatment "
+                "labels (4 = resection cavity), which medidiff does not model")
     if not outside:
         return None
     mapped = f" after label_map {dict(label_map)}" if label_map else ""
     msg = f"label values {outside} outside the allowed set {sorted(allowed)}{mapped} (file has {raw})"
     if outside == [4] and 3 not in raw and not label_map:
-        msg += ": BraTS 2021 writes enhancing tumour as 4: record label_map {4: 3} in the manifest"
+        # 4 without 3 is either 2021 (ET = 4) or 2024 post-treatment without enhancement
+        # (4 = resection cavity): only the source can tell, so name both.
+        msg += (f": BraTS 2021 writes enhancing tumour as 4 ({fix_2021}); in BraTS 2024 post-treatment "
+                "data 4 is a resection cavity, which medidiff does not model")
     elif 4 in outside and 3 in raw and not label_map:
         msg += (": labels 3 and 4 together look like BraTS 2024 post-treatment data (4 = resection cavity), "
                 "which medidiff does not model; mapping 4 to 3 would call the cavity enhancing tumour. Remove "

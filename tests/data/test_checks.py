@@ -166,3 +166,23 @@ def test_label_hints_fit_the_values_found():
     assert "2024 post-treatment" in post and "resection cavity" in post
     mixed = label_problem([0, 1, 2, 3], {4: 3}, allowed)  # declared 2021, holds 2023's ET = 3
     assert mixed is not None and "2021" in mixed
+
+
+def test_a_2021_set_holding_label_3_is_refused_in_validate_and_the_pipeline(tmp_path):
+    from tests.data.mock_brats import brats2021_case_id, make_brats2021, mock_label
+
+    root = make_brats2021(tmp_path / "d", 2)
+    manifest = write_manifest(build_brats_manifest(root), tmp_path / "m.json")  # records label_map {4: 3}
+    cid = brats2021_case_id(1)
+    seg = root / cid / f"{cid}_seg.nii.gz"
+    save_nifti(seg, mock_label((12, 12, 8), 1, et_value=3))  # a 2023-style file among 2021 data
+    problems = validate_manifest(manifest, root=root, labels=[0, 1, 2, 3])
+    assert [p.path for p in problems] == [str(seg)] and "2021" in problems[0].message
+    from medidiff.data.manifest import label_map_of, read_manifest
+
+    to_grid = build_transforms(DataConfig(roi=(8, 8, 8), cache="none"), train=False,
+                               label_map=label_map_of(read_manifest(manifest)))
+    to_grid(load_manifest(manifest, root)[0])  # the 2021 case passes
+    with pytest.raises(DataError, match="declared BraTS 2021") as exc:
+        to_grid(load_manifest(manifest, root)[1])
+    assert exc.value.path == str(seg)
