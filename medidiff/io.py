@@ -20,10 +20,32 @@ import numpy as np
 from medidiff import __version__
 from medidiff.files import atomic_path, write_text_atomic
 
-__all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance"]
+__all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance", "source_record"]
 
 SYNTHETIC_DESCRIP = f"SYNTHETIC medidiff {__version__}: not patient data"
 _NIFTI_COMMENT_CODE = 6  # NIfTI-1 extension code for free-text comments
+
+
+def source_record(case_id: str, manifest: str | Path, *, fold: int | None = None, keep_ids: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How a synthetic case names a real case it was made from (a mask, a reference grid).
+
+    Returns (public, sidecar_only). The public record holds no identifier: the case id as
+    ``case_id_sha256`` (sha256 of the UTF-8 id, 16 hex digits; unsalted, so whoever holds the
+    manifest can match it, e.g. the evaluation refusing test-fold masks; a pseudonym, not
+    anonymisation, for public data sets whose ids are listed), the manifest as ``manifest_sha256``
+    (of its bytes, 16 hex digits) and the ``fold``. With ``keep_ids`` the plain case id and the
+    manifest path go in ``sidecar_only``, which :func:`write_nifti` keeps out of headers.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]
+    public: dict[str, Any] = {"case_id_sha256": hashlib.sha256(case_id.encode()).hexdigest()[:16],
+                              "manifest_sha256": digest}
+    if fold is not None:
+        public["fold"] = int(fold)
+    private = {"case_id": case_id, "manifest": str(manifest)} if keep_ids else {}
+    return public, private
 
 
 def sidecar_path(path: str | Path) -> Path:

@@ -189,7 +189,8 @@ def test_masks_from_a_manifest_go_through_the_data_pipeline(mask_model, tmp_path
     expected = model_grid_labels(load_manifest(tmp / "m.json", tmp / "data")[:2], pipe.cfg.data)
     for i in range(2):
         np.testing.assert_array_equal(np.asarray(nib.load(out / f"case_{i:04d}" / "seg.nii.gz").dataobj), expected[i])
-    assert json.loads((out / "case_0000" / "provenance.json").read_text())["mask"].endswith("#BraTS-GLI-00000-000")
+    mask = json.loads((out / "case_0000" / "provenance.json").read_text())["mask"]
+    assert mask["fold"] == 0 and len(mask["case_id_sha256"]) == 16 and len(mask["manifest_sha256"]) == 16
 
 
 def test_generate_in_a_reference_case_grid(trained, tmp_path):
@@ -207,7 +208,7 @@ def test_generate_in_a_reference_case_grid(trained, tmp_path):
     data = np.asarray(nib.load(out / "case_0000" / "t1n.nii.gz").dataobj)
     assert data.max() > 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
-    assert prov["geometry"] == "reference" and prov["reference_case"] == "BraTS-GLI-00001-000"
+    assert prov["geometry"] == "reference" and set(prov["reference"]) == {"case_id_sha256", "manifest_sha256", "fold"}
 
 
 def _one_line_error(capsys) -> str:
@@ -357,3 +358,36 @@ def test_mask_label_maps_are_read_in_their_convention(tmp_path):
         load_masks(str(tmp_path), SHAPE)
     with pytest.raises(DataError, match="2021"):
         load_masks(str(tmp_path), SHAPE, convention="brats2021")  # 3 cannot be 2021 data
+
+
+def _strings_of(case: Path) -> str:
+    """Every byte a user receives for a case: NIfTI headers (decompressed) and every JSON."""
+    import gzip
+
+    return "\n".join([gzip.decompress(p.read_bytes())[:100_000].decode("latin-1") for p in case.glob("*.nii.gz")]
+                     + [p.read_text() for p in case.glob("*.json")])
+
+
+def test_synthetic_outputs_carry_no_source_ids_unless_asked(mask_model, tmp_path):
+    tmp = mask_model.parent
+    args = ["generate", "--model", str(mask_model), "--num", "1", "--masks", str(tmp / "m.json"),
+            "--root", str(tmp / "data"), "--reference", str(tmp / "m.json"), "--reference-case",
+            "BraTS-GLI-00001-000", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    text = _strings_of(tmp_path / "a" / "case_0000")
+    for secret in ("BraTS-GLI-00000-000", "BraTS-GLI-00001-000", str(tmp), "m.json"):
+        assert secret not in text, secret
+    assert main([*args, "--out", str(tmp_path / "b"), "--keep-source-ids"]) == 0
+    case = tmp_path / "b" / "case_0000"
+    prov = json.loads((case / "provenance.json").read_text())
+    assert prov["mask"]["case_id"] == "BraTS-GLI-00000-000" and prov["reference"]["case_id"] == "BraTS-GLI-00001-000"
+    assert json.loads((case / "t1n.json").read_text())["mask"]["case_id"] == "BraTS-GLI-00000-000"
+    header = gzip_header_text(case / "t1n.nii.gz")
+    assert "BraTS-GLI-0000" not in header and str(tmp) not in header  # headers never carry them
+    assert read_provenance(case / "t1n.nii.gz")["mask"]["case_id_sha256"] == prov["mask"]["case_id_sha256"]
+
+
+def gzip_header_text(path: Path) -> str:
+    import gzip
+
+    return gzip.decompress(path.read_bytes())[:100_000].decode("latin-1")

@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-convention", choices=["brats2021", "brats2023"],
                    help="label values of seg.nii.gz (and of --masks label maps): brats2021 writes enhancing "
                         "tumour as 4, brats2023 as 3 (default: the training data's, recorded at export)")
+    p.add_argument("--keep-source-ids", action="store_true",
+                   help="also record the real case ids and paths behind --masks/--reference, in the JSON sidecars "
+                        "only (never in NIfTI headers); by default only their hashes, fold and manifest hash")
     p.add_argument("--overwrite", action="store_true",
                    help="replace cases in --out that a different request made (model, seed, sampler, steps, "
                         "geometry, masks...); without it such a folder is refused. Matching cases are kept")
@@ -71,10 +74,10 @@ def _generate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from medidiff.generation import DiffusionPipeline, place_in_grid
+    from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid
     from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
     from medidiff.files import folder_lock, write_text_atomic
-    from medidiff.io import write_nifti
+    from medidiff.io import source_record, write_nifti
     from medidiff.viz import triplanar, write_png
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -92,12 +95,18 @@ def _generate(args: argparse.Namespace) -> int:
                     "label_convention_from": ("--label-convention" if args.label_convention else
                                               "training data" if recorded else "default (training data unknown)"),
                     "labels": {str(k): v for k, v in LABEL_CONVENTIONS[convention].items()}}
-    masks, mask_files = (None, [])
+    masks = None
+    mask_sources: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (public, sidecar-only) per mask
     if args.masks and args.masks.endswith(".json"):
-        masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
+                        for it in items]
     elif args.masks:
-        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
-                                       convention=convention)
+        masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
+                                  convention=convention)
+        # a mask file's name is often its source case id: the public record is its content hash
+        mask_sources = [({"file_sha256": file_hash(f)}, {"file": str(f)} if args.keep_source_ids else {})
+                        for f in files]
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -127,16 +136,22 @@ def _generate(args: argparse.Namespace) -> int:
         sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
     spacing = [s * pipe.cfg.data.downsample for s in pipe.cfg.data.spacing]
-    geometry_record = ({"geometry": "reference", "reference_case": chosen[0]["case_id"]} if args.reference
-                       else {"geometry": args.geometry})
+    geometry_record: dict[str, Any] = {"geometry": args.geometry}
+    private_record: dict[str, Any] = {}  # --keep-source-ids: sidecars only, never headers
+    if args.reference:
+        public, private = source_record(chosen[0]["case_id"], args.reference, fold=chosen[0].get("fold"),
+                                        keep_ids=args.keep_source_ids)
+        geometry_record = {"geometry": "reference", "reference": public}
+        if private:
+            private_record["reference"] = private
 
     def expected(i: int) -> dict[str, Any]:
         """Case i's provenance, known before generating it: what a finished case must match."""
         prov = {**pipe.provenance(args.seed + i, sampler, **sr_kwargs), "case": f"case_{i:04d}", **geometry_record}
         if prompts is not None:
             prov["prompt"] = prompts[i]
-        if mask_files:
-            prov["mask"] = str(mask_files[i % len(mask_files)])
+        if mask_sources:
+            prov["mask"] = mask_sources[i % len(mask_sources)][0]
         if pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask:
             prov.update(label_record)  # the legend of seg.nii.gz
         return prov
@@ -162,19 +177,23 @@ def _generate(args: argparse.Namespace) -> int:
             for i, gen in zip(idx, cases):
                 case = out / f"case_{i:04d}"
                 prov = expected(i)
+                private = dict(private_record)
+                if mask_sources and mask_sources[i % len(mask_sources)][1]:
+                    private["mask"] = {**prov["mask"], **mask_sources[i % len(mask_sources)][1]}
                 shown = []
                 for m, name in enumerate(gen.modalities):
                     vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
                     vol, affine = place_in_grid(vol, spacing, geometry)
-                    write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov)
+                    write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov, sidecar_only=private)
                     shown.append(vol)
                 label = gen.label
                 if label is not None:
                     label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
-                    write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True)
+                    write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True,
+                                sidecar_only=private)
                 write_png(case / "preview.png", triplanar(shown, label))
                 # Last, atomically and synced: its presence marks the case finished (plan_cases).
-                write_text_atomic(case / PROVENANCE, json.dumps(prov, indent=2), fsync=True)
+                write_text_atomic(case / PROVENANCE, json.dumps({**prov, **private}, indent=2), fsync=True)
                 bar.update(1)
         bar.close()
     print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else "")
@@ -242,8 +261,9 @@ def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
     return todo, conflicts
 
 
-def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:
-    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline."""
+def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline,
+    and the manifest items they came from."""
     import dataclasses
 
     import numpy as np
@@ -260,7 +280,7 @@ def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor,
     labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
     masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))
                          for lab in labels])
-    return masks, [f"{path}#{it['case_id']}" for it in items]
+    return masks, items
 
 
 def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS,
