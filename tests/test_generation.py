@@ -368,7 +368,7 @@ def _strings_of(case: Path) -> str:
                      + [p.read_text() for p in case.glob("*.json")])
 
 
-def test_synthetic_outputs_carry_no_source_ids_unless_asked(mask_model, tmp_path):
+def test_synthetic_outputs_carry_no_source_ids_unless_asked(mask_model, tmp_path, capsys):
     tmp = mask_model.parent
     args = ["generate", "--model", str(mask_model), "--num", "1", "--masks", str(tmp / "m.json"),
             "--root", str(tmp / "data"), "--reference", str(tmp / "m.json"), "--reference-case",
@@ -385,6 +385,12 @@ def test_synthetic_outputs_carry_no_source_ids_unless_asked(mask_model, tmp_path
     header = gzip_header_text(case / "t1n.nii.gz")
     assert "BraTS-GLI-0000" not in header and str(tmp) not in header  # headers never carry them
     assert read_provenance(case / "t1n.nii.gz")["mask"]["case_id_sha256"] == prov["mask"]["case_id_sha256"]
+    assert prov["reference"]["case_id_sha256"] == json.loads(
+        (tmp_path / "a" / "case_0000" / "provenance.json").read_text())["reference"]["case_id_sha256"]
+    # the same request again is a match (with or without the plain ids): nothing to do
+    assert main([*args, "--out", str(tmp_path / "b"), "--keep-source-ids"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "0 case(s) written" in capsys.readouterr().out
 
 
 def gzip_header_text(path: Path) -> str:
