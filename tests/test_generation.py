@@ -328,6 +328,18 @@ def test_seg_follows_the_training_label_convention_with_a_legend(trained, tmp_pa
     assert prov["labels"] == {"0": "background", "1": "NCR/NETC", "2": "SNFH/ED", "3": "ET"}
     prov21 = json.loads((tmp_path / "b" / "case_0000" / "provenance.json").read_text())
     assert prov21["labels"]["4"] == "ET" and "3" not in prov21["labels"]
+    # the evaluation reads a 2021-convention folder back into medidiff's labels
+    import dataclasses
+
+    from medidiff.data.transforms import LABEL, build_transforms
+    from medidiff.eval.data import synthetic_items
+
+    data = dataclasses.replace(DiffusionPipeline.from_pretrained(model).cfg.data, label_mode="labels", cache="none",
+                               roi=SHAPE)
+    for folder in ("a", "b"):
+        (item,) = synthetic_items(tmp_path / folder, data.modalities)
+        item.pop("provenance")
+        assert set(np.unique(build_transforms(data, train=False)(item)[LABEL].numpy())) <= {0, 1, 2, 3}
 
 
 def test_export_records_the_training_label_convention(tmp_path):
