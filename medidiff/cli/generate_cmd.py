@@ -296,7 +296,7 @@ def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT
     import torch
 
     from medidiff.data.brats import BRATS2021_LABEL_MAP, LABEL_VALUES, REGIONS
-    from medidiff.data.checks import confined_path, label_problem, read_volume
+    from medidiff.data.checks import confined_path, label_problem, label_values, read_volume
     from medidiff.errors import DataError
 
     files = sorted(Path(folder).glob("*.nii*"))
@@ -311,7 +311,7 @@ def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT
             raise DataError(f, f"label map has shape {label.shape}; the model generates {shape} (RAS): "
                                "resample it to the model grid first")
         label_map = BRATS2021_LABEL_MAP if convention == "brats2021" else {}
-        problem = label_problem(np.unique(label).astype(np.int64).tolist(), label_map, LABEL_VALUES,
+        problem = label_problem(label_values(label, f), label_map, LABEL_VALUES,
                                 fix_2021="pass --label-convention brats2021")
         if problem:
             raise DataError(f, problem)

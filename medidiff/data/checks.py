@@ -29,7 +29,7 @@ import numpy as np
 from medidiff.errors import DataError
 
 __all__ = ["DEFAULT_MAX_VOXELS", "confined_path", "nifti_header", "read_volume", "check_image_values",
-           "label_problem"]
+           "label_values", "label_problem"]
 
 # 2**28 voxels = 1 GiB as float32: 30x a BraTS case (240x240x155 = 8.9M voxels), far below what
 # would exhaust a node's memory when a header lies. Raise it with data.max_voxels (whose default
@@ -130,6 +130,22 @@ def check_image_values(data: Any, name: object) -> None:
             raise DataError(name, f"{n_nan} NaN and {int(bad.sum()) - n_nan} Inf voxels (first at voxel {first})")
     if not arr.any():
         raise DataError(name, "volume is all zeros: no brain voxels to scale")
+
+
+def label_values(data: Any, name: object) -> list[int]:
+    """The distinct values of a label map (array or CPU tensor); DataError for NaN/Inf or
+    non-integer voxels (a label map resampled with linear interpolation)."""
+    arr = np.asarray(data)
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise DataError(name, f"label map has {int(arr.size - finite.sum())} NaN/Inf voxel(s)")
+        frac = arr != np.round(arr)
+        if frac.any():
+            examples = np.unique(arr[frac])[:5].tolist()
+            raise DataError(name, f"label map has {int(frac.sum())} non-integer voxel(s), e.g. {examples} "
+                                  "(resampled with linear interpolation? labels need nearest neighbour)")
+    return np.unique(arr).astype(np.int64).tolist()
 
 
 def label_problem(values: Collection[int], label_map: Mapping[int, int], allowed: Collection[int], *,

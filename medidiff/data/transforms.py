@@ -63,7 +63,14 @@ from monai.transforms import (
 from monai.utils import convert_to_dst_type
 
 from medidiff.data.brats import LABEL_VALUES, MODALITIES, REGIONS
-from medidiff.data.checks import DEFAULT_MAX_VOXELS, check_image_values, label_problem, nifti_header, read_volume
+from medidiff.data.checks import (
+    DEFAULT_MAX_VOXELS,
+    check_image_values,
+    label_problem,
+    label_values,
+    nifti_header,
+    read_volume,
+)
 from medidiff.data.config import DataConfig, check_roi_divisible
 from medidiff.errors import DataError, MedidiffError
 
@@ -334,14 +341,8 @@ class CheckValuesd(MapTransform):
         if self.label_key and self.label_key in d:
             lab = d[self.label_key]
             (name,) = _files_of(d, self.label_key)[:1]
-            if not bool(torch.isfinite(lab).all()):
-                raise DataError(name, "label map has NaN/Inf voxels")
-            values = torch.unique(lab)
-            fractional = [float(v) for v in values if not float(v).is_integer()]
-            if fractional:
-                raise DataError(name, f"label values {fractional[:5]} are not integers (resampled with linear "
-                                      "interpolation? labels need nearest neighbour)")
-            problem = label_problem([int(v) for v in values], _item_label_map(d, self.label_map), self.allowed)
+            values = label_values(lab.detach().cpu().numpy(), name)
+            problem = label_problem(values, _item_label_map(d, self.label_map), self.allowed)
             if problem:
                 raise DataError(name, problem)
         return d

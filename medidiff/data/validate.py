@@ -43,7 +43,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from medidiff.data.checks import DEFAULT_MAX_VOXELS, check_image_values, confined_path, label_problem, read_volume
+from medidiff.data.checks import (
+    DEFAULT_MAX_VOXELS,
+    check_image_values,
+    confined_path,
+    label_problem,
+    label_values,
+    read_volume,
+)
 from medidiff.data.manifest import FORMAT_VERSION, RESERVED_KEYS, manifest_root, missing_root_message
 from medidiff.errors import DataError
 
@@ -228,20 +235,12 @@ def _check_image(data: np.ndarray, path: Path, role: str, bad: Any) -> None:
 def _check_label(
     data: np.ndarray, path: Path, label_map: Mapping[int, int], labels: Collection[int] | None, bad: Any
 ) -> None:
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.isfinite(data)
-        if not finite.all():
-            bad(path, f"label has {int(data.size - finite.sum())} NaN/Inf voxel(s)")
-            return
-        frac = data != np.round(data)
-        if frac.any():
-            examples = np.unique(data[frac])[:5].tolist()
-            bad(path, f"label has {int(frac.sum())} non-integer voxel(s), e.g. {examples} "
-                "(resampled with linear interpolation? labels need nearest neighbour)")
-            return
-    if labels is None:
+    try:
+        values = label_values(data, path)
+    except DataError as exc:
+        bad(path, exc.problem)
         return
-    problem = label_problem(np.unique(data).astype(np.int64).tolist(), label_map, labels)
+    problem = label_problem(values, label_map, labels) if labels is not None else None
     if problem:
         bad(path, problem)
 
