@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from medidiff.config import ConfigError, config_hash, from_dict
-from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, regions_to_labels
+from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, convention_of_label_map, regions_to_labels
 from medidiff.data.geometry import to_reference_grid
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
+from medidiff.files import staged_dir, write_text_atomic
 from medidiff.latents import LatentCodec, load_codec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
@@ -39,7 +40,7 @@ from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
 __all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
-           "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid"]
+           "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid", "brats_placement"]
 
 KIND = "medidiff.diffusion"
 
@@ -72,7 +73,7 @@ def reference_grid(item: dict[str, Any], cfg: ExperimentConfig, *, label_map: di
     if tuple(model_shape) != expected:
         raise MedidiffError(f"reference case {item.get('case_id')}: the data pipeline gives {model_shape}, the "
                             f"model generates {expected}")
-    affine, shape = reference_geometry(item["image"][0])
+    affine, shape = reference_geometry(item["image"][0], max_voxels=cfg.data.max_voxels)
     return ReferenceGrid(model_affine=model_affine, affine=affine, shape=tuple(shape))
 
 
@@ -81,7 +82,7 @@ def place_in_grid(volume: np.ndarray, spacing: Sequence[float],
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Put a generated (X, Y, Z) RAS volume into its output grid: 'native' keeps the model grid
     (centred on the world origin); 'brats' resamples into 240x240x155 at 1 mm with the BraTS
-    affine, centred on the BraTS volume centre; a :class:`ReferenceGrid` resamples into a real
+    affine, centred on the BraTS volume centre and aligned with its voxels (:func:`brats_placement`); a :class:`ReferenceGrid` resamples into a real
     case's grid (the inverse of the data pipeline's spatial steps)."""
     mode = "nearest" if label else "bilinear"
     if isinstance(geometry, ReferenceGrid):
@@ -90,10 +91,24 @@ def place_in_grid(volume: np.ndarray, spacing: Sequence[float],
         return out, geometry.affine.copy()
     if geometry == "native":
         return volume, grid_affine(volume.shape, spacing, (0.0, 0.0, 0.0))
-    centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
-    src = grid_affine(volume.shape, spacing, centre)
-    out = to_reference_grid(volume, src, BRATS_AFFINE, BRATS_SHAPE, mode=mode, background=0.0)
+    out = to_reference_grid(volume, brats_placement(volume.shape, spacing), BRATS_AFFINE, BRATS_SHAPE, mode=mode,
+                            background=0.0)
     return out, BRATS_AFFINE.copy()
+
+
+def brats_placement(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """RAS affine of a generated grid placed in the BraTS grid: centred, then shifted by less than
+    one voxel so that its voxel 0 sits ON a BraTS voxel centre.
+
+    Centring alone puts an even-sized grid half a voxel off the BraTS lattice in z (155 is odd),
+    and every output slice then averaged two generated slices (labels moved 0.5 mm). Snapped, a
+    grid at whole-millimetre spacing lands voxel for voxel: 1 mm volumes are copied exactly.
+    """
+    centre = (BRATS_AFFINE @ np.array([*((np.array(BRATS_SHAPE) - 1) / 2), 1.0]))[:3]
+    src = grid_affine(shape, spacing, centre)
+    first = np.linalg.solve(BRATS_AFFINE, src[:, 3])[:3]  # BraTS voxel index of our voxel 0
+    src[:3, 3] = (BRATS_AFFINE @ np.array([*np.floor(first + 0.5), 1.0]))[:3]
+    return src
 
 
 @dataclass
@@ -273,12 +288,28 @@ class DiffusionPipeline(ModelPipeline):
         return out
 
 
+def training_label_convention(config: dict[str, Any]) -> str | None:
+    """The label convention of a run's training data (its manifest's label_map: 2021 data map
+    4 -> 3), or None when the manifest cannot be read (generate then needs --label-convention
+    or says it assumed brats2023)."""
+    from medidiff.data.manifest import label_map_of, read_manifest
+
+    manifest = (config.get("data") or {}).get("manifest")
+    if not manifest:
+        return None
+    try:
+        return convention_of_label_map(label_map_of(read_manifest(manifest)))
+    except MedidiffError:
+        return None
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema",
                kind: str = KIND) -> Path:
     """Consolidate the newest complete checkpoint of a run of ``kind`` into a model folder.
 
     The checkpoint's ``model.safetensors`` already holds full (gathered) weights whatever the
-    ZeRO stage, so export needs neither DeepSpeed nor a GPU.
+    ZeRO stage, so export needs neither DeepSpeed nor a GPU. ``out_dir`` is replaced as a whole
+    once the new folder is complete (:func:`medidiff.files.staged_dir`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     latest = ckpt.latest_complete(ckpt.checkpoint_root(run_dir))
@@ -289,14 +320,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
     if record.get("kind") != kind:
         raise MedidiffError(f"{latest}: a {record.get('kind')!r} run, not {kind!r}")
     tensors = ckpt.load_tensors(latest / f"{weights}.safetensors")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_tensors(out_dir / "model.safetensors", {k: v.float() for k, v in tensors.items()},
-                      metadata={"weights": weights, "step": str(state["step"])})
-    meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
-            "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
-            "source_checkpoint": str(latest), "text_encoder": record.get("text_encoder")}
-    ckpt.write_atomic(out_dir / "config.json", json.dumps(meta, indent=2))
-    if (out_dir / "codec").exists():
-        shutil.rmtree(out_dir / "codec")
-    shutil.copytree(run_dir / "codec", out_dir / "codec")
+    if not (run_dir / "codec").is_dir():
+        raise MedidiffError(f"{run_dir}: no codec/ folder beside the checkpoints (a partial run folder?)")
+    # Built beside out_dir and swapped in whole: a failed export leaves the previous model as it was.
+    with staged_dir(out_dir) as stage:
+        ckpt.save_tensors(stage / "model.safetensors", {k: v.float() for k, v in tensors.items()},
+                          metadata={"weights": weights, "step": str(state["step"])})
+        # The checkpoint by name only: a model folder is shared, and an absolute path would
+        # publish the trainer's file system layout (user names, project folders).
+        meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
+                "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
+                "source_checkpoint": latest.name, "text_encoder": record.get("text_encoder"),
+                "label_convention": training_label_convention(record["config"])}
+        write_text_atomic(stage / "config.json", json.dumps(meta, indent=2))
+        shutil.copytree(run_dir / "codec", stage / "codec")
     return out_dir

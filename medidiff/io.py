@@ -10,8 +10,6 @@ JSON, and gets a ``.json`` sidecar with the same provenance.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,34 @@ import nibabel as nib
 import numpy as np
 
 from medidiff import __version__
+from medidiff.files import atomic_path, write_text_atomic
 
-__all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance"]
+__all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance", "source_record"]
 
 SYNTHETIC_DESCRIP = f"SYNTHETIC medidiff {__version__}: not patient data"
 _NIFTI_COMMENT_CODE = 6  # NIfTI-1 extension code for free-text comments
+
+
+def source_record(case_id: str, manifest: str | Path, *, fold: int | None = None, keep_ids: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How a synthetic case names a real case it was made from (a mask, a reference grid).
+
+    Returns (public, sidecar_only). The public record holds no identifier: the case id as
+    ``case_id_sha256`` (sha256 of the UTF-8 id, 16 hex digits; unsalted, so whoever holds the
+    manifest can match it, e.g. the evaluation refusing test-fold masks; a pseudonym, not
+    anonymisation, for public data sets whose ids are listed), the manifest as ``manifest_sha256``
+    (of its bytes, 16 hex digits) and the ``fold``. With ``keep_ids`` the plain case id and the
+    manifest path go in ``sidecar_only``, which :func:`write_nifti` keeps out of headers.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]
+    public: dict[str, Any] = {"case_id_sha256": hashlib.sha256(case_id.encode()).hexdigest()[:16],
+                              "manifest_sha256": digest}
+    if fold is not None:
+        public["fold"] = int(fold)
+    private = {"case_id": case_id, "manifest": str(manifest)} if keep_ids else {}
+    return public, private
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -46,6 +67,8 @@ def write_nifti(
     dtype: np.dtype | type | None = None,
     synthetic: bool = True,
     sidecar: bool = True,
+    sidecar_only: Mapping[str, Any] | None = None,
+    is_label: bool = False,
 ) -> Path:
     """Write a 3D volume as NIfTI-1 with a clean header and a provenance sidecar.
 
@@ -57,9 +80,14 @@ def write_nifti(
         dtype: on-disk dtype; default float32 for floats, uint8/int16 for integer labels.
         synthetic: stamp the header as synthetic (default; phantoms and generated cases are).
         sidecar: also write ``<name>.json`` next to the image.
+        sidecar_only: facts for the sidecar but never the header (source case ids and paths when
+            the user asked to keep them: a header travels with the file, a sidecar can be dropped).
+        is_label: a label map: the NIfTI intent is set to 'label' (code 1002) so viewers show a
+            lookup table instead of a grey ramp.
 
-    The file is written to a temporary name and renamed, so an interrupted write never leaves
-    a truncated volume under the final name.
+    The file and its sidecar are written to unique temporary names and renamed
+    (:func:`medidiff.files.atomic_path`), so an interrupted write never leaves a truncated volume
+    under the final name, and they get the user's umask mode.
     """
     path = Path(path)
     arr = np.asarray(data)
@@ -95,6 +123,8 @@ def write_nifti(
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units(xyz="mm", t="sec")
     prov = {"medidiff_version": __version__, "synthetic": bool(synthetic), **dict(provenance or {})}
+    if is_label:
+        img.header.set_intent("label", name="synthetic" if synthetic else "")
     if synthetic:
         img.header["descrip"] = SYNTHETIC_DESCRIP.encode()[:79]
         img.header["intent_name"] = b"synthetic"
@@ -103,21 +133,11 @@ def write_nifti(
     if np.issubdtype(arr.dtype, np.floating) and arr.size:
         img.header["cal_min"], img.header["cal_max"] = float(arr.min()), float(arr.max())
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
     if sidecar:
-        side = sidecar_path(path)
-        tmp_side = side.with_name(side.name + ".tmp")
-        tmp_side.write_text(json.dumps({"file": path.name, **prov}, indent=2, sort_keys=True, default=str))
-        os.replace(tmp_side, side)
+        side = {"file": path.name, **prov, **dict(sidecar_only or {})}
+        write_text_atomic(sidecar_path(path), json.dumps(side, indent=2, sort_keys=True, default=str))
     return path
 
 

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).absolute()
     shared = [f"output_dir={out / 'runs'}", *(SMOKE if args.smoke else []), *args.overrides]
     sr = load_config(CONFIGS / "cascade_sr.yaml", [*shared, *args.sr_set])
-    low_res = [f"data.roi={list(sr.data.roi)}", f"data.downsample={sr.cascade.scale}"]  # what makes them chain
+    low_res = [f"data.roi={list(sr.data.roi)}", f"data.downsample={sr.cascade.scale}",  # what makes them chain
+               f"data.spacing={list(sr.data.spacing)}"]
     base = load_config(CONFIGS / "wavelet_flow.yaml", [*BASE, *shared, *args.base_set, *low_res])
     if args.dry_run:
         print(dump_yaml(base), "---", dump_yaml(sr), sep="\n")

@@ -192,7 +192,8 @@ def test_masks_from_a_manifest_go_through_the_data_pipeline(mask_model, tmp_path
     expected = model_grid_labels(load_manifest(tmp / "m.json", tmp / "data")[:2], pipe.cfg.data)
     for i in range(2):
         np.testing.assert_array_equal(np.asarray(nib.load(out / f"case_{i:04d}" / "seg.nii.gz").dataobj), expected[i])
-    assert json.loads((out / "case_0000" / "provenance.json").read_text())["mask"].endswith("#BraTS-GLI-00000-000")
+    mask = json.loads((out / "case_0000" / "provenance.json").read_text())["mask"]
+    assert mask["fold"] == 0 and len(mask["case_id_sha256"]) == 16 and len(mask["manifest_sha256"]) == 16
 
 
 def test_generate_in_a_reference_case_grid(trained, tmp_path):
@@ -210,7 +211,7 @@ def test_generate_in_a_reference_case_grid(trained, tmp_path):
     data = np.asarray(nib.load(out / "case_0000" / "t1n.nii.gz").dataobj)
     assert data.max() > 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
-    assert prov["geometry"] == "reference BraTS-GLI-00001-000"
+    assert prov["geometry"] == "reference" and set(prov["reference"]) == {"case_id_sha256", "manifest_sha256", "fold"}
 
 
 # ---- issue 21: samplers given at generation time meet the load-time checks ----------------------
@@ -261,3 +262,204 @@ def test_time_scale_default_is_what_the_pipelines_build(trained):
     cfg = load_config(run / "resolved_config.yaml")
     built = resolve_net_config(cfg, build_codec_for(cfg))
     assert NetConfig().time_scale == built.time_scale == 1.0
+
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_generate_refuses_an_out_folder_of_another_request(trained, tmp_path, capsys):
+    _, model = trained
+    out = tmp_path / "gen"
+    base = ["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "2"]
+    assert main([*base, "--num", "2"]) == 0
+    capsys.readouterr()
+    for extra, word in ((["--seed", "500"], "seed"), (["--sampler", "heun"], "sampler"),
+                        (["--geometry", "brats"], "geometry"), (["--guidance", "2.0"], "guidance")):
+        assert main([*base, "--num", "2", *extra]) == 2, extra
+        err = _one_line_error(capsys)
+        assert "case_0000" in err and word in err and "--overwrite" in err, err
+    # other steps: refused even for a shorter --num (case_0001 is left from the other request)
+    assert main(["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "3",
+                 "--num", "1"]) == 2
+    assert "steps 2" in _one_line_error(capsys)
+    assert main([*base, "--num", "2", "--seed", "500", "--overwrite"]) == 0
+    for i in range(2):
+        prov = json.loads((out / f"case_{i:04d}" / "provenance.json").read_text())
+        assert prov["seed"] == 500 + i
+        assert read_provenance(out / f"case_{i:04d}" / "t1n.nii.gz")["seed"] == 500 + i
+
+
+def test_generate_redoes_an_interrupted_case_and_holds_a_lock(trained, tmp_path, capsys, monkeypatch):
+    from medidiff.files import folder_lock
+
+    _, model = trained
+    out = tmp_path / "gen"
+    args = ["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "2", "--num", "1"]
+    with folder_lock(out, "--out"):
+        assert main(args) == 2
+        err = _one_line_error(capsys)
+        assert "in use by pid" in err and str(out) in err
+    # a case killed before its provenance (written last) is not "finished": it is redone
+    import medidiff.viz
+
+    def crash(*a, **k):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(medidiff.viz, "write_png", crash)
+    with pytest.raises(RuntimeError):
+        main(args)
+    assert (out / "case_0000" / "t1n.nii.gz").is_file() and not (out / "case_0000" / "provenance.json").exists()
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert "1 case(s) written" in capsys.readouterr().out
+    assert (out / "case_0000" / "provenance.json").is_file()
+    assert not list(out.rglob(".tmp_*"))
+
+
+def test_a_failed_export_keeps_the_previous_model_folder(trained, tmp_path, monkeypatch):
+    import medidiff.generation as generation
+
+    run, _ = trained
+    model = export_run(run, tmp_path / "model")
+    meta = json.loads((model / "config.json").read_text())
+    assert meta["source_checkpoint"].startswith("step_")  # a name, not the trainer's absolute path
+    before = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+
+    def broken_copy(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generation.shutil, "copytree", broken_copy)
+    with pytest.raises(OSError, match="disk full"):
+        export_run(run, model)
+    after = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    assert after == before and (model / "codec" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (17, 15, 16), (64, 64, 48)])
+def test_brats_geometry_copies_a_1mm_grid_voxel_for_voxel(shape):
+    """155 is odd and the model grids even: centring alone put every output slice between two
+    generated ones (averaged images, labels 0.5 mm off). A 1 mm grid must land exactly."""
+    from medidiff.generation import brats_placement, place_in_grid
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 4, size=shape).astype(np.uint8)
+    image = rng.uniform(0.1, 1.0, size=shape).astype(np.float32)
+    out_label, affine = place_in_grid(label, (1.0, 1.0, 1.0), "brats", label=True)
+    out_image, _ = place_in_grid(image, (1.0, 1.0, 1.0), "brats")
+    np.testing.assert_allclose(affine, BRATS_AFFINE)
+    # where each generated voxel landed, read through the two affines (all integer BraTS indices)
+    src = brats_placement(shape, (1.0, 1.0, 1.0))
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    idx = (np.linalg.solve(BRATS_AFFINE, src) @ np.c_[ijk, np.ones(len(ijk))].T)[:3].T
+    np.testing.assert_allclose(idx, np.round(idx), atol=1e-9)
+    at = tuple(np.round(idx).astype(int).T)
+    np.testing.assert_array_equal(out_label[at], label.reshape(-1))  # the label map round-trips exactly
+    np.testing.assert_allclose(out_image[at], image.reshape(-1), atol=1e-6)  # no averaging across slices
+    assert np.count_nonzero(out_label) == np.count_nonzero(label)  # nothing duplicated outside
+    centre = np.array(BRATS_SHAPE) // 2
+    assert np.all(np.abs(np.mean(np.array(at), axis=1) - centre) <= 1)  # still centred
+
+
+def test_seg_follows_the_training_label_convention_with_a_legend(trained, tmp_path):
+    _, model = trained
+    base = ["generate", "--model", str(model), "--num", "1", "--steps", "2", "--no-progress", "--seed", "3"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--label-convention", "brats2021"]) == 0
+    img = nib.load(tmp_path / "a" / "case_0000" / "seg.nii.gz")
+    assert img.header.get_intent()[0] == "label"  # viewers show a lookup table
+    seg23 = np.asarray(img.dataobj)
+    seg21 = np.asarray(nib.load(tmp_path / "b" / "case_0000" / "seg.nii.gz").dataobj)
+    assert set(np.unique(seg23)) <= {0, 1, 2, 3} and set(np.unique(seg21)) <= {0, 1, 2, 4}
+    np.testing.assert_array_equal(seg21, np.where(seg23 == 3, 4, seg23))
+    prov = json.loads((tmp_path / "a" / "case_0000" / "provenance.json").read_text())
+    # the phantom training manifest is 2023-style (no label_map): recorded at export
+    assert prov["label_convention"] == "brats2023" and prov["label_convention_from"] == "training data"
+    assert prov["labels"] == {"0": "background", "1": "NCR/NETC", "2": "SNFH/ED", "3": "ET"}
+    prov21 = json.loads((tmp_path / "b" / "case_0000" / "provenance.json").read_text())
+    assert prov21["labels"]["4"] == "ET" and "3" not in prov21["labels"]
+    # the evaluation reads a 2021-convention folder back into medidiff's labels
+    import dataclasses
+
+    from medidiff.data.transforms import LABEL, build_transforms
+    from medidiff.eval.data import synthetic_items
+
+    data = dataclasses.replace(DiffusionPipeline.from_pretrained(model).cfg.data, label_mode="labels", cache="none",
+                               roi=SHAPE)
+    for folder in ("a", "b"):
+        (item,) = synthetic_items(tmp_path / folder, data.modalities)
+        item.pop("provenance")
+        assert set(np.unique(build_transforms(data, train=False)(item)[LABEL].numpy())) <= {0, 1, 2, 3}
+
+
+def test_export_records_the_training_label_convention(tmp_path):
+    from medidiff.generation import training_label_convention
+
+    for label_map, expected in (({"4": 3}, "brats2021"), ({}, "brats2023")):
+        m = tmp_path / f"m{len(label_map)}.json"
+        m.write_text(json.dumps({"medidiff": {"label_map": label_map}, "training": []}))
+        assert training_label_convention({"data": {"manifest": str(m)}}) == expected
+    assert training_label_convention({"data": {"manifest": str(tmp_path / "gone.json")}}) is None
+
+
+def test_mask_label_maps_are_read_in_their_convention(tmp_path):
+    from medidiff.cli.generate_cmd import load_masks
+    from medidiff.errors import DataError
+
+    label = np.zeros(SHAPE, np.uint8)
+    label[2:6, 2:6, 2:6] = 2
+    label[3, 3, 3] = 4  # 2021's enhancing tumour
+    _write_label(tmp_path / "a.nii.gz", label)
+    with pytest.raises(DataError, match="--label-convention brats2021"):
+        load_masks(str(tmp_path), SHAPE)
+    masks, _ = load_masks(str(tmp_path), SHAPE, convention="brats2021")
+    assert masks[0, 2].sum() == 1 and masks[0, 2, 3, 3, 3] == 1  # ET
+    label[4, 4, 4] = 3  # 3 and 4 together: BraTS 2024 post-treatment (4 = resection cavity)
+    _write_label(tmp_path / "a.nii.gz", label)
+    with pytest.raises(DataError, match="2024 post-treatment"):
+        load_masks(str(tmp_path), SHAPE)
+    with pytest.raises(DataError, match="2021"):
+        load_masks(str(tmp_path), SHAPE, convention="brats2021")  # 3 cannot be 2021 data
+
+
+def _strings_of(case: Path) -> str:
+    """Every byte a user receives for a case: NIfTI headers (decompressed) and every JSON."""
+    import gzip
+
+    return "\n".join([gzip.decompress(p.read_bytes())[:100_000].decode("latin-1") for p in case.glob("*.nii.gz")]
+                     + [p.read_text() for p in case.glob("*.json")])
+
+
+def test_synthetic_outputs_carry_no_source_ids_unless_asked(mask_model, tmp_path, capsys):
+    tmp = mask_model.parent
+    args = ["generate", "--model", str(mask_model), "--num", "1", "--masks", str(tmp / "m.json"),
+            "--root", str(tmp / "data"), "--reference", str(tmp / "m.json"), "--reference-case",
+            "BraTS-GLI-00001-000", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    text = _strings_of(tmp_path / "a" / "case_0000")
+    for secret in ("BraTS-GLI-00000-000", "BraTS-GLI-00001-000", str(tmp), "m.json"):
+        assert secret not in text, secret
+    assert main([*args, "--out", str(tmp_path / "b"), "--keep-source-ids"]) == 0
+    case = tmp_path / "b" / "case_0000"
+    prov = json.loads((case / "provenance.json").read_text())
+    assert prov["mask"]["case_id"] == "BraTS-GLI-00000-000" and prov["reference"]["case_id"] == "BraTS-GLI-00001-000"
+    assert json.loads((case / "t1n.json").read_text())["mask"]["case_id"] == "BraTS-GLI-00000-000"
+    header = gzip_header_text(case / "t1n.nii.gz")
+    assert "BraTS-GLI-0000" not in header and str(tmp) not in header  # headers never carry them
+    assert read_provenance(case / "t1n.nii.gz")["mask"]["case_id_sha256"] == prov["mask"]["case_id_sha256"]
+    assert prov["reference"]["case_id_sha256"] == json.loads(
+        (tmp_path / "a" / "case_0000" / "provenance.json").read_text())["reference"]["case_id_sha256"]
+    # the same request again is a match (with or without the plain ids): nothing to do
+    assert main([*args, "--out", str(tmp_path / "b"), "--keep-source-ids"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "0 case(s) written" in capsys.readouterr().out
+
+
+def gzip_header_text(path: Path) -> str:
+    import gzip
+
+    return gzip.decompress(path.read_bytes())[:100_000].decode("latin-1")

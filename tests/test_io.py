@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -149,3 +151,53 @@ def test_refuses_nan_even_with_integer_dtype(tmp_path):
 def test_refuses_integer_overflow(tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         write_nifti(tmp_path / "big.nii.gz", np.full((2, 2, 2), 40000, np.int64), np.eye(4), dtype=np.int16)
+
+
+def _write_many(args) -> int:
+    """Worker: write one volume (and its sidecar) to the same path many times; count failures."""
+    path, n = args
+    failures = 0
+    for _ in range(n):
+        try:
+            write_nifti(path, np.zeros((2, 2, 2), np.float32), np.eye(4), provenance={"k": 1})
+        except OSError:
+            failures += 1
+    return failures
+
+
+def test_concurrent_writers_of_one_file_never_collide(tmp_path):
+    """Temporary names are unique per write: a fixed '<sidecar>.tmp' made concurrent writers
+    rename each other's files away (FileNotFoundError)."""
+    import multiprocessing as mp
+
+    path = tmp_path / "case" / "t1n.nii.gz"
+    with mp.get_context("fork").Pool(3) as pool:
+        failures = pool.map(_write_many, [(path, 60)] * 3)
+    assert failures == [0, 0, 0]
+    assert json.loads(sidecar_path(path).read_text())["k"] == 1
+    assert not list(path.parent.glob(".tmp_*")) and not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    from medidiff.data.manifest import write_manifest
+
+    old = os.umask(umask)
+    try:
+        vol = write_nifti(tmp_path / "v.nii.gz", np.zeros((2, 2, 2), np.float32), np.eye(4))
+        manifest = write_manifest({"training": []}, tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    for p in (vol, sidecar_path(vol), manifest):
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+
+
+def test_an_interrupted_write_leaves_no_temporary_file_and_the_old_file(tmp_path):
+    from medidiff.files import atomic_path
+
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medidiff.cli.common import add_dry_run, dry_run, options_of
+from medidiff.data.checks import DEFAULT_MAX_VOXELS
 from medidiff.errors import MedidiffError
 
 if TYPE_CHECKING:
@@ -41,6 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--geometry", choices=["native", "brats"], default="native",
                    help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine")
+    p.add_argument("--label-convention", choices=["brats2021", "brats2023"],
+                   help="label values of seg.nii.gz (and of --masks label maps): brats2021 writes enhancing "
+                        "tumour as 4, brats2023 as 3 (default: the training data's, recorded at export)")
+    p.add_argument("--keep-source-ids", action="store_true",
+                   help="also record the real case ids and paths behind --masks/--reference, in the JSON sidecars "
+                        "only (never in NIfTI headers); by default only their hashes, fold and manifest hash")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cases in --out that a different request made (model, seed, sampler, steps, "
+                        "geometry, masks...); without it such a folder is refused. Matching cases are kept")
     p.add_argument("--no-progress", action="store_true")
     add_dry_run(p)
     p.set_defaults(func=_generate)
@@ -62,8 +75,10 @@ def _generate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from medidiff.generation import DiffusionPipeline, place_in_grid
-    from medidiff.io import write_nifti
+    from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
+    from medidiff.files import folder_lock, write_text_atomic
+    from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid
+    from medidiff.io import source_record, write_nifti
     from medidiff.viz import triplanar, write_png
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -75,11 +90,24 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
-    masks, mask_files = (None, [])
+    recorded = json.loads((Path(args.model) / "config.json").read_text()).get("label_convention")
+    convention = args.label_convention or recorded or "brats2023"
+    label_record = {"label_convention": convention,
+                    "label_convention_from": ("--label-convention" if args.label_convention else
+                                              "training data" if recorded else "default (training data unknown)"),
+                    "labels": {str(k): v for k, v in LABEL_CONVENTIONS[convention].items()}}
+    masks = None
+    mask_sources: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (public, sidecar-only) per mask
     if args.masks and args.masks.endswith(".json"):
-        masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
+                        for it in items]
     elif args.masks:
-        masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]))
+        masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
+                                  convention=convention)
+        # a mask file's name is often its source case id: the public record is its content hash
+        mask_sources = [({"file_sha256": file_hash(f)}, {"file": str(f)} if args.keep_source_ids else {})
+                        for f in files]
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -102,51 +130,69 @@ def _generate(args: argparse.Namespace) -> int:
     if args.sr_steps:
         sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
-    with_label = pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask
-    names = [*pipe.cfg.data.modalities, *(["seg"] if with_label else [])]
-    todo = []
-    for i in range(args.num):
-        case = out / f"case_{i:04d}"
-        if all((case / f"{n}.nii.gz").is_file() for n in names) and (case / "provenance.json").is_file():
-            continue  # finished by an earlier run
-        todo.append(i)
-    skipped = args.num - len(todo)
     spacing = [s * pipe.cfg.data.downsample for s in pipe.cfg.data.spacing]
-    bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
-    import json
+    geometry_record: dict[str, Any] = {"geometry": args.geometry}
+    private_record: dict[str, Any] = {}  # --keep-source-ids: sidecars only, never headers
+    if args.reference:
+        public, private = source_record(chosen[0]["case_id"], args.reference, fold=chosen[0].get("fold"),
+                                        keep_ids=args.keep_source_ids)
+        geometry_record = {"geometry": "reference", "reference": public}
+        if private:
+            private_record["reference"] = {**public, **private}
 
-    for start in range(0, len(todo), args.batch):
-        idx = todo[start:start + args.batch]
-        batch_masks = None
-        if masks is not None:
-            import torch as _t
+    def expected(i: int) -> dict[str, Any]:
+        """Case i's provenance, known before generating it: what a finished case must match."""
+        prov = {**pipe.provenance(args.seed + i, sampler, **sr_kwargs), "case": f"case_{i:04d}", **geometry_record}
+        if prompts is not None:
+            prov["prompt"] = prompts[i]
+        if mask_sources:
+            prov["mask"] = mask_sources[i % len(mask_sources)][0]
+        if pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask:
+            prov.update(label_record)  # the legend of seg.nii.gz
+        return prov
 
-            batch_masks = _t.stack([masks[i % len(masks)] for i in idx])
-        cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
-                     prompts=None if prompts is None else [prompts[i] for i in idx])
-        for i, gen in zip(idx, cases):
-            case = out / f"case_{i:04d}"
-            prov = {**pipe.provenance(gen.seed, sampler, **sr_kwargs), "case": case.name,
-                    "geometry": f"reference {chosen[0]['case_id']}" if args.reference else args.geometry}
-            if gen.prompt is not None:
-                prov["prompt"] = gen.prompt
-            if mask_files:
-                prov["mask"] = str(mask_files[i % len(mask_files)])
-            shown = []
-            for m, name in enumerate(gen.modalities):
-                vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
-                vol, affine = place_in_grid(vol, spacing, geometry)
-                write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov)
-                shown.append(vol)
-            label = gen.label
-            if label is not None:
-                label, affine = place_in_grid(label, spacing, geometry, label=True)
-                write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov)
-            write_png(case / "preview.png", triplanar(shown, label))
-            (case / "provenance.json").write_text(json.dumps(prov, indent=2))
-            bar.update(1)
-    bar.close()
-    print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else ""))
+    with folder_lock(out, "--out"):
+        todo, conflicts = plan_cases(out, args.num, expected)
+        if conflicts and not args.overwrite:
+            (case, why), more = conflicts[0], len(conflicts) - 1
+            raise MedidiffError(f"--out {out}: {case} was generated differently ({why})"
+                                + (f"; {more} more case(s) differ" if more else "")
+                                + ": choose another --out, or pass --overwrite to replace them")
+        for case, _ in conflicts:
+            shutil.rmtree(out / case)
+        skipped = args.num - len(todo)
+        bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
+        for start in range(0, len(todo), args.batch):
+            idx = todo[start:start + args.batch]
+            batch_masks = None
+            if masks is not None:
+                batch_masks = torch.stack([masks[i % len(masks)] for i in idx])
+            cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
+                         prompts=None if prompts is None else [prompts[i] for i in idx])
+            for i, gen in zip(idx, cases):
+                case = out / f"case_{i:04d}"
+                prov = expected(i)
+                private = dict(private_record)
+                if mask_sources and mask_sources[i % len(mask_sources)][1]:
+                    private["mask"] = {**prov["mask"], **mask_sources[i % len(mask_sources)][1]}
+                shown = []
+                for m, name in enumerate(gen.modalities):
+                    vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
+                    vol, affine = place_in_grid(vol, spacing, geometry)
+                    write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov, sidecar_only=private)
+                    shown.append(vol)
+                label = gen.label
+                if label is not None:
+                    label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
+                    write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True,
+                                sidecar_only=private)
+                write_png(case / "preview.png", triplanar(shown, label))
+                # Last, atomically and synced: its presence marks the case finished (plan_cases).
+                write_text_atomic(case / PROVENANCE, json.dumps({**prov, **private}, indent=2), fsync=True)
+                bar.update(1)
+        bar.close()
+    print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else "")
+          + (f", {len(conflicts)} replaced (--overwrite)" if conflicts else ""))
     return 0
 
 
@@ -185,8 +231,73 @@ def _check_model_samplers(args: argparse.Namespace) -> None:
             sr_cfg.check_sampler(replace(sr_cfg.sampler, num_steps=args.sr_steps), "sr_sampler")
 
 
-def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:
-    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline."""
+PROVENANCE = "provenance.json"
+# Keys that differ from case to case; every other provenance key is the same for a whole run.
+_PER_CASE_KEYS = frozenset({"case", "seed", "sr_seed", "prompt", "mask"})
+
+
+def _first_difference(have: dict[str, Any], want: dict[str, Any], keys: Iterable[str]) -> str | None:
+    for key in keys:
+        if key not in have:
+            return f"its provenance has no {key!r}; this run: {want[key]!r}"
+        stored = have[key]
+        if isinstance(want[key], dict) and isinstance(stored, dict):
+            # source records: --keep-source-ids adds plain ids beside the hashes; compare the hashes
+            stored = {k: stored.get(k) for k in want[key]}
+        if stored != want[key]:
+            return f"{key} {have[key]!r}; this run: {want[key]!r}"
+    return None
+
+
+def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
+               ) -> tuple[list[int], list[tuple[str, str]]]:
+    """Which of cases 0..num-1 to generate, and which existing cases conflict with this request.
+
+    A case counts as finished only when its ``provenance.json`` (written last) exists; a finished
+    case is skipped when its provenance equals this request's (model and config hashes, seed,
+    sampler, steps, guidance, geometry, mask, prompt...), and conflicts otherwise. Finished cases
+    beyond ``num`` conflict when their run-level keys differ (one folder holds one run). A case
+    folder without provenance is an interrupted write: its files are removed and it is redone.
+    Returns (indices to generate, [(case folder name, first difference)]).
+    """
+    todo: list[int] = []
+    conflicts: list[tuple[str, str]] = []
+    run_keys = [k for k in expected(0) if k not in _PER_CASE_KEYS]
+    found = sorted(p for p in out.glob("case_*") if p.is_dir()) if out.is_dir() else []
+    indices = {p.name: p for p in found}
+    for name, case in indices.items():
+        tail = name.removeprefix("case_")
+        i = int(tail) if tail.isdigit() else None
+        prov_file = case / PROVENANCE
+        if not prov_file.is_file():
+            continue
+        try:
+            have = json.loads(prov_file.read_text())
+            if not isinstance(have, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            conflicts.append((name, f"its {PROVENANCE} is unreadable: {exc}"))
+            continue
+        want = expected(i) if i is not None and i < num else expected(0)
+        keys = list(want) if i is not None and i < num else run_keys
+        why = _first_difference(have, want, keys)
+        if why is not None:
+            conflicts.append((name, why))
+    clashing = {name for name, _ in conflicts}
+    for i in range(num):
+        case = out / f"case_{i:04d}"
+        if case.name in clashing:
+            todo.append(i)
+        elif not (case / PROVENANCE).is_file():
+            if case.is_dir():  # interrupted earlier (the lock says no one is writing it now)
+                shutil.rmtree(case)
+            todo.append(i)
+    return todo, conflicts
+
+
+def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline,
+    and the manifest items they came from."""
     import dataclasses
 
     import numpy as np
@@ -203,17 +314,19 @@ def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor,
     labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
     masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))
                          for lab in labels])
-    return masks, [f"{path}#{it['case_id']}" for it in items]
+    return masks, items
 
 
-def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[Path]]:
-    """(N, 3, *shape) WT/TC/ET masks from label maps (labels {0,1,2,3}) on the model's output grid,
-    and the files they came from (sorted by name)."""
+def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS,
+               convention: str = "brats2023") -> tuple[torch.Tensor, list[Path]]:
+    """(N, 3, *shape) WT/TC/ET masks from label maps on the model's output grid, and the files they
+    came from (sorted by name). Labels are in ``convention``'s values (what generate writes)."""
     import nibabel as nib
     import numpy as np
     import torch
 
-    from medidiff.data.brats import LABEL_VALUES, REGIONS
+    from medidiff.data.brats import BRATS2021_LABEL_MAP, LABEL_VALUES, REGIONS
+    from medidiff.data.checks import confined_path, label_problem, label_values, read_volume
     from medidiff.errors import DataError
 
     files = sorted(Path(folder).glob("*.nii*"))
@@ -221,15 +334,18 @@ def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[
         raise MedidiffError(f"--masks {folder}: no .nii/.nii.gz label maps found")
     out = []
     for f in files:
-        try:
-            label = np.asarray(nib.as_closest_canonical(nib.load(str(f))).dataobj)
-        except Exception as exc:  # nibabel raises many types for bad files
-            raise DataError(f, f"unreadable label map ({type(exc).__name__}: {exc})") from exc
+        data, affine = read_volume(confined_path(f, folder), max_voxels=max_voxels)
+        ornt = nib.orientations.io_orientation(affine)  # to RAS, like nib.as_closest_canonical
+        label = nib.orientations.apply_orientation(np.asarray(data), ornt)
         if label.shape != shape:
             raise DataError(f, f"label map has shape {label.shape}; the model generates {shape} (RAS): "
                                "resample it to the model grid first")
-        values = set(np.unique(label).tolist())
-        if not values <= set(LABEL_VALUES):
-            raise DataError(f, f"labels {sorted(values - set(LABEL_VALUES))} outside {list(LABEL_VALUES)}")
+        label_map = BRATS2021_LABEL_MAP if convention == "brats2021" else {}
+        problem = label_problem(label_values(label, f), label_map, LABEL_VALUES,
+                                fix_2021="pass --label-convention brats2021")
+        if problem:
+            raise DataError(f, problem)
+        for src, dst in label_map.items():
+            label = np.where(label == src, dst, label)
         out.append(torch.from_numpy(np.stack([np.isin(label, v) for v in REGIONS.values()]).astype(np.float32)))
     return torch.stack(out), files

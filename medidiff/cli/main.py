@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from medidiff import __version__
 from medidiff.cli import data_cmd, demo_cmd, evaluate_cmd, generate_cmd, latents_cmd, manifest_cmd, train_cmd
 from medidiff.errors import MedidiffError
+from medidiff.files import terminate_on_sigterm
 
 COMMANDS = [demo_cmd, data_cmd, manifest_cmd, latents_cmd, train_cmd, generate_cmd, evaluate_cmd]
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    terminate_on_sigterm()  # SIGTERM unwinds like Ctrl-C, so temporary files are removed
     try:
         result = args.func(args)
     except MedidiffError as exc:

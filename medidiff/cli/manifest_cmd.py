@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = msub.add_parser(
         "validate", help="open every file of a manifest and report every problem",
         description="Checks paths (missing, escaping the root), files (unreadable, truncated, not "
-        "3D, NaN/Inf), cases (shapes/affines across modalities, missing modalities, label values "
+        "3D, NaN/Inf, all zero, too many voxels, singular affine, symlink loops), cases (shapes/affines across modalities, missing modalities, label values "
         "after label_map) and duplicates. Prints one line per problem; exit 1 on errors.",
     )
     v.add_argument("manifest", metavar="FILE")
@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--labels", type=_int_list, metavar="V,V,...",
                    help="allowed label values after label_map (default: the manifest's labels)")
     v.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
+    v.add_argument("--max-voxels", type=int, help="refuse files whose header declares more voxels "
+                   "(default: the pipeline's data.max_voxels default, 2**28)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dry_run(v)
     v.set_defaults(func=_validate)
@@ -180,8 +182,10 @@ def _validate(args: argparse.Namespace) -> int:
 
     if dry_run(args, options_of(args)):
         return 0
-    problems = validate_manifest(args.manifest, root=args.root, labels=args.labels,
-                                 progress=not args.no_progress)
+    from medidiff.data.checks import DEFAULT_MAX_VOXELS
+
+    problems = validate_manifest(args.manifest, root=args.root, labels=args.labels, progress=not args.no_progress,
+                                 max_voxels=args.max_voxels or DEFAULT_MAX_VOXELS)
     for p in problems:
         print(p)
     errors = sum(p.severity == "error" for p in problems)

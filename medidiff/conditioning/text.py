@@ -41,7 +41,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ import torch
 from torch import Tensor
 
 from medidiff.errors import MedidiffError
+from medidiff.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +241,11 @@ class TextEncoder:
 
         kind: Literal["clip", "encoder"] = "clip" if model_type in _CLIP_TYPES else "encoder"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            # trust_remote_code=False: a folder's own Python (auto_map in config.json) never runs;
+            # pinned rather than left to transformers' default, which has changed between versions.
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
             loader = CLIPTextModel if kind == "clip" else AutoModel
-            model = loader.from_pretrained(path, local_files_only=True)
+            model = loader.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError, KeyError) as exc:
             raise TextEncoderError(f"{path}: transformers could not load the text encoder: {exc}. "
                                    f"The folder must hold {REQUIREMENTS}") from exc
@@ -323,15 +325,10 @@ class TextEncoder:
             info.write_text(json.dumps({"path": str(self.path.absolute()), "kind": self.kind, "max_length":
                                         self.max_length, "hidden_size": self.hidden_size}, indent=2) + "\n")
         tokens, pooled, mask = entry
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        try:  # atomic: concurrent ranks or a kill never leave a half-written entry
+        # atomic: concurrent ranks or a kill never leave a half-written entry
+        with atomic_path(path) as tmp:
             save_file({"tokens": tokens.contiguous(), "pooled": pooled.contiguous(), "mask": mask.to(torch.uint8)},
-                      tmp, metadata={"prompt": prompt, "encoder_hash": self.encoder_hash})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+                      str(tmp), metadata={"prompt": prompt, "encoder_hash": self.encoder_hash})
 
     def encode(self, prompts: Sequence[str]) -> TextEmbedding:
         """Embeddings of ``prompts`` on ``self.device``: tokens (B, L, D), pooled (B, D), mask (B, L).

@@ -13,7 +13,8 @@ medidiff uses ONE modality naming and ONE label convention internally, whatever 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,6 +37,29 @@ BRATS_SHAPE: tuple[int, int, int] = (240, 240, 155)
 BRATS_AFFINE: np.ndarray = np.array(
     [[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
+
+
+# Label conventions of output files (internally medidiff always uses brats2023's values).
+LabelConvention = Literal["brats2021", "brats2023"]
+LABEL_CONVENTIONS: dict[str, dict[int, str]] = {
+    "brats2021": {0: "background", 1: "NCR/NETC", 2: "SNFH/ED", 4: "ET"},
+    "brats2023": dict(LABELS),
+}
+
+
+def convention_of_label_map(label_map: Mapping[int, int]) -> LabelConvention:
+    """The convention of data whose manifest records ``label_map`` (2021's is ``{4: 3}``)."""
+    return "brats2021" if label_map.get(4) == 3 else "brats2023"
+
+
+def to_convention(label: np.ndarray, convention: LabelConvention) -> np.ndarray:
+    """Labels {0,1,2,3} (medidiff's) written in ``convention``'s values (2021: ET 3 -> 4)."""
+    if convention not in LABEL_CONVENTIONS:
+        raise ValueError(f"unknown label convention {convention!r}: use one of {sorted(LABEL_CONVENTIONS)}")
+    out = np.asarray(label).copy()
+    if convention == "brats2021":
+        out[out == 3] = 4
+    return out
 
 
 def regions_from_labels(label: np.ndarray) -> dict[str, np.ndarray]:

@@ -70,6 +70,10 @@ class DataConfig:
     # in the training process. Batches and augmentation do not depend on it (seeded per item).
     num_workers: int = 0
     flip_prob: float = 0.0  # random left-right flip (augmentation), train split only
+    # Files whose header declares more voxels are refused before decoding (a lying header or a
+    # gzip bomb must not exhaust memory); 2**28 is 30 BraTS cases' worth. Not part of the
+    # pipeline hash: it changes what is accepted, never what a case becomes.
+    max_voxels: int = 2**28
 
     def __post_init__(self) -> None:
         if not self.modalities:
@@ -88,5 +92,7 @@ class DataConfig:
         check_roi_divisible(self.roi, 1, self.downsample)
         if not 0.0 <= self.flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+        if self.max_voxels < 1:
+            raise ValueError(f"max_voxels must be >= 1, got {self.max_voxels}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")

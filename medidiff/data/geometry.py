@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import SpatialResample
 
 from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE
+from medidiff.data.checks import DEFAULT_MAX_VOXELS, nifti_header
 from medidiff.data.config import DataConfig
 from medidiff.data.transforms import Pipeline, deterministic_transforms
 from medidiff.errors import DataError
@@ -33,15 +33,12 @@ from medidiff.errors import DataError
 __all__ = ["reference_geometry", "brats_geometry", "processed_geometry", "to_reference_grid"]
 
 
-def reference_geometry(path: str | Path) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """(4x4 float64 affine, (X, Y, Z) shape) of a 3D NIfTI file, from its header only."""
+def reference_geometry(path: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS
+                       ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(4x4 float64 affine, (X, Y, Z) shape) of a 3D NIfTI file, from its header only (after the
+    shared header checks of :func:`medidiff.data.checks.nifti_header`)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(p, "file not found")
-    try:
-        img = nib.load(str(p))
-    except Exception as exc:  # nibabel raises several types for broken files
-        raise DataError(p, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    img = nifti_header(p, max_voxels=max_voxels)
     if len(img.shape) != 3:
         raise DataError(p, f"expected a 3D volume for a reference grid, got shape {tuple(img.shape)}")
     return np.asarray(img.affine, dtype=np.float64), tuple(int(s) for s in img.shape)  # type: ignore[return-value]

@@ -65,7 +65,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +78,9 @@ from medidiff.data.brats import (
     LABELS,
     MODALITIES,
 )
+from medidiff.data.checks import confined_path
 from medidiff.errors import DataError
+from medidiff.files import write_text_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -619,16 +620,7 @@ def build_folder_manifest(
 def write_manifest(manifest: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``manifest`` as indented JSON, atomically (never a half-written manifest)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path
 
 
@@ -732,7 +724,25 @@ def load_manifest(
                 else:  # MONAI joins other keys only when the file exists: do it always
                     fixed[key] = os.path.normpath(os.path.join(base, original[key]))
         out.append(fixed)
+    files = [f for it in out for key in _PATH_KEYS if it.get(key) is not None
+             for f in (it[key] if isinstance(it[key], list) else [it[key]])]
+    if files and not any(os.path.lexists(f) for f in files):
+        raise DataError(path, missing_root_message(data, base, len(files), root_given=root is not None))
+    for f in files:  # the data pipeline follows symlinks: only into the data root
+        if os.path.lexists(f):
+            confined_path(f, base)
     return out
+
+
+def missing_root_message(manifest: Mapping[str, Any], base: Path, n_files: int, *, root_given: bool) -> str:
+    """Why none of a manifest's files exist: almost always the wrong (or a missing) ``--root``."""
+    msg = f"none of the {n_files} files exist under the data root {base}"
+    if not root_given:
+        msg += " (the default root is the manifest's folder: pass --root DATA_ROOT)"
+    hint = (manifest.get("medidiff") or {}).get("root_hint") if isinstance(manifest.get("medidiff"), dict) else None
+    if hint:
+        msg += f"; the manifest was built from {hint}: pass --root {hint}"
+    return msg
 
 
 def split_folds(

@@ -10,14 +10,19 @@ their output; MONAI caches up to the first random transform):
 
 1. ``SelectModalitiesd`` keeps the ``cfg.modalities`` paths, in that order (and the label path
    is dropped unread when ``label_mode`` is ``none`` or ``with_label=False``).
-2. ``CheckFilesd`` reads headers only: every file exists, is 3D, and matches the first
+2. ``CheckFilesd`` reads headers only: every file exists, is readable, declares at most
+   ``cfg.max_voxels`` voxels, has a finite non-singular affine, is 3D, and matches the first
    modality's grid. Catches MSD-style 4D files before MONAI's stacking error hides the name.
-3. ``LoadImaged`` (NibabelReader; modalities stacked as channels) + ``EnsureChannelFirstd``.
-4. ``MapLabelsd`` applies the label map (BraTS 2021: 4 -> 3), then ``CheckValuesd`` rejects
-   NaN/Inf voxels, empty modalities and labels outside {0, 1, 2, 3}, naming the file.
+3. ``LoadVolumesd`` (MONAI's LoadImaged, NibabelReader; modalities stacked as channels; a
+   truncated file is named) + ``EnsureChannelFirstd``.
+4. ``CheckValuesd`` rejects NaN/Inf voxels, empty modalities and raw label values outside the
+   manifest's convention (with the hint that fits), naming the file; then ``MapLabelsd``
+   applies the label map (BraTS 2021: 4 -> 3). Steps 2-4 are :mod:`medidiff.data.checks`, the
+   checks ``manifest validate`` runs too.
 5. ``Orientationd`` to RAS, ``Spacingd`` to ``cfg.spacing`` (bilinear images, nearest labels).
 6. ``CropForegroundd`` to the brain box (any modality non-zero), if ``cfg.crop_foreground``.
    Cropping before scaling changes nothing: the percentiles only see brain voxels.
+   ``WarnBrainCropd`` then warns once when step 8's crop would remove brain voxels.
 7. ``ScaleBrainPercentilesd``: per modality, percentiles inside the brain mask -> [-1, 1],
    clipped; background -1.
 8. ``ResizeWithPadOrCropd`` (centred) to ``cfg.roi``: images padded with -1, labels with 0.
@@ -33,11 +38,11 @@ Output: ``image`` float32 (C, *roi // downsample), C = len(cfg.modalities); ``la
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -58,6 +63,14 @@ from monai.transforms import (
 from monai.utils import convert_to_dst_type
 
 from medidiff.data.brats import LABEL_VALUES, MODALITIES, REGIONS
+from medidiff.data.checks import (
+    DEFAULT_MAX_VOXELS,
+    check_image_values,
+    label_problem,
+    label_values,
+    nifti_header,
+    read_volume,
+)
 from medidiff.data.config import DataConfig, check_roi_divisible
 from medidiff.data.labels import block_majority_labels
 from medidiff.errors import DataError, MedidiffError
@@ -185,25 +198,23 @@ class SelectModalitiesd(MapTransform):
 
 
 class CheckFilesd(MapTransform):
-    """Header-only checks before decoding: files exist, are 3D, and share one grid.
+    """Header-only checks before decoding (:func:`medidiff.data.checks.nifti_header`: readable,
+    declared voxels under ``max_voxels``, finite non-singular affine), then: 3D, one shared grid.
 
     Records the paths under :data:`SOURCE_FILES_KEY` for later value checks. ``require`` lists
     keys that must be present (a labelled training run needs ``label`` on every case).
     """
 
-    def __init__(self, keys: Sequence[str], require: Sequence[str] = (IMAGE,), atol: float = 1e-3) -> None:
+    def __init__(self, keys: Sequence[str], require: Sequence[str] = (IMAGE,), atol: float = 1e-3,
+                 max_voxels: int = DEFAULT_MAX_VOXELS) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.require = tuple(require)
         self.atol = atol
+        self.max_voxels = max_voxels
 
     def _header(self, path: str) -> tuple[tuple[int, ...], np.ndarray]:
+        img = nifti_header(path, max_voxels=self.max_voxels)  # header only; voxels are read later
         p = Path(path)
-        if not p.is_file():
-            raise DataError(p, "file not found")
-        try:
-            img = nib.load(str(p))  # header only; voxels are read later by LoadImaged
-        except Exception as exc:  # nibabel raises several types for broken files
-            raise DataError(p, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
         shape = tuple(int(s) for s in img.shape)
         if len(shape) != 3:
             raise DataError(
@@ -245,6 +256,33 @@ class CheckFilesd(MapTransform):
         return d
 
 
+class LoadVolumesd(LoadImaged):
+    """``LoadImaged`` whose failures name the file: a truncated or corrupt ``.nii.gz`` passes the
+    header checks and fails only when its voxels are decoded, deep inside MONAI's reader."""
+
+    def __init__(self, keys: Sequence[str], max_voxels: int = DEFAULT_MAX_VOXELS) -> None:
+        super().__init__(keys, reader="NibabelReader", image_only=True, dtype=np.float32)
+        self.max_voxels = max_voxels
+
+    def __call__(self, data: Mapping[Hashable, Any], reader: Any = None) -> dict[Hashable, Any]:
+        try:
+            return super().__call__(data, reader)
+        except Exception as exc:  # noqa: BLE001 - zlib.error, EOFError, OSError... from the reader
+            files = [f for key in self.keys if key in data for f in _files_of(data, key)]
+            for f in files:  # find the culprit with the shared checks (only on failure)
+                read_volume(f, max_voxels=self.max_voxels)
+            raise DataError(files[0] if files else _case(data),
+                            f"unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _item_label_map(d: Mapping[Hashable, Any], label_map: Mapping[int, int]) -> dict[int, int]:
+    """The manifest's label map with the item's own ``label_map`` on top (the item wins)."""
+    try:
+        return {**label_map, **parse_label_map(d.get("label_map"))}
+    except ValueError as exc:
+        raise DataError(_case(d), f"bad label_map in the manifest item: {exc}") from exc
+
+
 class MapLabelsd(MapTransform):
     """Remap label values, e.g. BraTS 2021's ``{4: 3}`` to the medidiff convention.
 
@@ -259,10 +297,7 @@ class MapLabelsd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        try:
-            mapping = {**self.label_map, **parse_label_map(d.get("label_map"))}
-        except ValueError as exc:
-            raise DataError(_case(d), f"bad label_map in the manifest item: {exc}") from exc
+        mapping = _item_label_map(d, self.label_map)
         if not mapping:
             return d
         for key in self.key_iterator(d):
@@ -275,9 +310,12 @@ class MapLabelsd(MapTransform):
 
 
 class CheckValuesd(MapTransform):
-    """Reject NaN/Inf voxels, empty modalities and label values outside ``allowed_labels``.
+    """Reject NaN/Inf voxels, empty modalities and label values outside their convention.
 
-    Runs after loading and label mapping; the DataError names the file (and channel) at fault.
+    Runs after loading and before :class:`MapLabelsd`: label values are judged raw, against
+    ``label_map`` and ``allowed_labels`` (after the map), so a file that does not fit the
+    manifest's convention (a 3 in data declared BraTS 2021) is caught, not silently mapped. The
+    checks are :mod:`medidiff.data.checks`'s, shared with ``manifest validate``.
     """
 
     def __init__(
@@ -285,11 +323,13 @@ class CheckValuesd(MapTransform):
         image_key: str = IMAGE,
         label_key: str | None = LABEL,
         allowed_labels: Sequence[int] = LABEL_VALUES,
+        label_map: Mapping[Any, Any] | None = None,
     ) -> None:
         keys = [image_key] + ([label_key] if label_key else [])
         super().__init__(keys, allow_missing_keys=True)
         self.image_key, self.label_key = image_key, label_key
         self.allowed = tuple(int(v) for v in allowed_labels)
+        self.label_map = parse_label_map(label_map)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -298,29 +338,61 @@ class CheckValuesd(MapTransform):
             files = _files_of(d, self.image_key)
             for c in range(img.shape[0]):
                 name = files[c] if c < len(files) else f"{files[0]} (channel {c})"
-                ch = img[c]
-                bad = ~torch.isfinite(ch)
-                if bool(bad.any()):
-                    n_nan = int(torch.isnan(ch).sum())
-                    n_inf = int(bad.sum()) - n_nan
-                    first = tuple(int(i) for i in torch.nonzero(bad)[0])
-                    raise DataError(name, f"{n_nan} NaN and {n_inf} Inf voxels (first at voxel {first})")
-                if not bool((ch != 0).any()):
-                    raise DataError(name, "volume is all zeros: no brain voxels to scale")
+                check_image_values(img[c].detach().cpu().numpy(), name)
         if self.label_key and self.label_key in d:
             lab = d[self.label_key]
             (name,) = _files_of(d, self.label_key)[:1]
-            if not bool(torch.isfinite(lab).all()):
-                raise DataError(name, "label map has NaN/Inf voxels")
-            values = torch.unique(lab)
-            bad_vals = [float(v) for v in values if float(v) not in self.allowed]
-            if bad_vals:
-                shown = [int(v) if float(v).is_integer() else v for v in bad_vals]
-                raise DataError(
-                    name,
-                    f"label values {shown} outside {list(self.allowed)} (after label_map); BraTS 2021 "
-                    "writes enhancing tumour as 4: record label_map {4: 3} in the manifest",
-                )
+            values = label_values(lab.detach().cpu().numpy(), name)
+            problem = label_problem(values, _item_label_map(d, self.label_map), self.allowed)
+            if problem:
+                raise DataError(name, problem)
+        return d
+
+
+def brain_fraction_kept(mask: np.ndarray | torch.Tensor, roi: Sequence[int]) -> float:
+    """Fraction of the brain voxels of ``mask`` ((X, Y, Z) or (1, X, Y, Z)) that a centred crop to
+    ``roi`` keeps (the crop of ``ResizeWithPadOrCropd``: start = size // 2 - roi // 2)."""
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    m = m.reshape(m.shape[-3:]) if m.ndim == 4 else m
+    total = int(np.count_nonzero(m))
+    if total == 0:
+        return 1.0
+    window = tuple(slice(max(n // 2 - int(r) // 2, 0), max(n // 2 - int(r) // 2, 0) + int(r))
+                   for n, r in zip(m.shape, roi))
+    return int(np.count_nonzero(m[window])) / total
+
+
+_CROP_WARNED: set[tuple[Any, ...]] = set()
+
+
+class WarnBrainCropd(MapTransform):
+    """Warn (once per roi/spacing per process) when the crop to ``roi`` removes brain voxels.
+
+    A roi smaller than the brain at ``spacing`` silently trains on clipped heads (128^3 at 1 mm
+    keeps ~92% of a BraTS brain); the warning gives the fraction and the fix. Sits just before
+    the crop, after any foreground crop, where the brain is still the non-zero voxels."""
+
+    def __init__(self, keys: str, roi: Sequence[int], spacing: Sequence[float], tolerance: float = 0.001) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.roi = tuple(int(r) for r in roi)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.tolerance = tolerance
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        key = (self.roi, self.spacing)
+        for k in self.key_iterator(d):
+            if key in _CROP_WARNED:
+                break
+            kept = brain_fraction_kept(brain_mask(d[k]), self.roi)
+            if kept < 1.0 - self.tolerance:
+                _CROP_WARNED.add(key)
+                extent = [round(n * s) for n, s in zip(d[k].shape[1:], self.spacing)]
+                warnings.warn(
+                    f"{_files_of(d, k)[0]}: data.roi {list(self.roi)} at data.spacing {list(self.spacing)} mm "
+                    f"({[round(r * s) for r, s in zip(self.roi, self.spacing)]} mm) removes {100 * (1 - kept):.1f}% "
+                    f"of this case's brain voxels (its extent: {extent} mm): use a coarser data.spacing or a "
+                    "larger data.roi (warned once per roi and spacing)", stacklevel=2)
         return d
 
 
@@ -500,18 +572,17 @@ def deterministic_transforms(
     ts: list[MapTransform] = [] if use_label else [DeleteItemsd(LABEL)]  # label_mode none: drop it
     ts += [
         SelectModalitiesd(IMAGE, cfg.modalities),
-        CheckFilesd(keys, require=keys),
-        LoadImaged(keys, reader="NibabelReader", image_only=True, dtype=np.float32),
+        CheckFilesd(keys, require=keys, max_voxels=cfg.max_voxels),
+        LoadVolumesd(keys, max_voxels=cfg.max_voxels),
         EnsureChannelFirstd(IMAGE),
     ]
     if use_label:
-        ts += [
-            # Labels never carry a channel dim on disk (CheckFilesd enforced 3D).
-            EnsureChannelFirstd(LABEL, channel_dim="no_channel"),
-            MapLabelsd(LABEL, label_map),
-        ]
+        # Labels never carry a channel dim on disk (CheckFilesd enforced 3D).
+        ts.append(EnsureChannelFirstd(LABEL, channel_dim="no_channel"))
+    ts.append(CheckValuesd(IMAGE, LABEL if use_label else None, label_map=label_map))
+    if use_label:
+        ts.append(MapLabelsd(LABEL, label_map))
     ts += [
-        CheckValuesd(IMAGE, LABEL if use_label else None),
         # Explicit nibabel-style labels: NibabelReader puts arrays in RAS+ world space, and
         # pinning them silences MONAI's changing default (labels=None reads the meta 'space').
         Orientationd(keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
@@ -528,6 +599,7 @@ def deterministic_transforms(
             CropForegroundd(keys, source_key=IMAGE, select_fn=_nonzero, allow_smaller=True, margin=0)
         )
     ts += [
+        WarnBrainCropd(IMAGE, roi, cfg.spacing),
         ScaleBrainPercentilesd(IMAGE, tuple(cfg.percentiles)),  # type: ignore[arg-type]
         ResizeWithPadOrCropd(IMAGE, spatial_size=roi, mode="constant", value=-1.0),
     ]

@@ -10,13 +10,15 @@ What is checked (errors unless marked):
   list crashes MONAI), the ``medidiff`` block (modalities, label_map, num_folds), folds in range;
 * each case: a string ``case_id``, one ``image`` path per modality and the per-modality keys
   agreeing with it, ``label`` present exactly when ``has_label`` is true;
-* each path: relative and inside the root after resolving ``..`` *and symlinks*; the file exists;
-* each file: loads completely (truncated or corrupt ``.nii.gz`` files fail only when the voxels
-  are read, with EOFError, zlib.error, OSError...: reported with the exception type; ``.gz``
-  files are also read to the end so the gzip CRC is checked); is 3D;
+* each path: relative and inside the root after resolving ``..`` *and symlinks* (a loop is an
+  error); the file exists;
+* each file: the checks the data pipeline runs (:mod:`medidiff.data.checks`, one copy): declared
+  voxels under ``max_voxels``, a finite non-singular affine, loads completely (truncated or
+  corrupt ``.nii.gz`` are reported with the exception type; ``.gz`` files are read to the end
+  so the gzip CRC is checked); is 3D;
 * across a case: every modality and the label have the same shape and affine (``allclose``,
   ``atol=1e-3``); the odd one out is the file that disagrees with the majority;
-* images: no NaN/Inf voxels; an all-zero image is a *warning*;
+* images: no NaN/Inf voxels, not all zero (errors: the pipeline refuses both);
 * labels: finite, integer-valued, and, after the manifest's ``label_map`` (raw 2021 value 4 -> 3),
   inside the allowed set (``--labels``, else the manifest's ``medidiff.labels``; no check if
   neither says);
@@ -41,7 +43,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from medidiff.data.manifest import FORMAT_VERSION, RESERVED_KEYS, manifest_root
+from medidiff.data.checks import (
+    DEFAULT_MAX_VOXELS,
+    check_image_values,
+    confined_path,
+    label_problem,
+    label_values,
+    read_volume,
+)
+from medidiff.data.manifest import FORMAT_VERSION, RESERVED_KEYS, manifest_root, missing_root_message
+from medidiff.errors import DataError
 
 __all__ = ["Severity", "Problem", "check_case", "validate_manifest", "format_problems"]
 
@@ -77,38 +88,14 @@ def _resolve(rel: str, root: Path) -> tuple[Path, str | None]:
     if os.path.isabs(rel):
         return Path(rel), f"absolute path {rel!r}: manifest paths must be relative to the data root"
     joined = Path(os.path.normpath(root / rel))
-    real_root = root.resolve()
     try:
-        joined.resolve().relative_to(real_root)
-    except ValueError:
+        confined_path(joined, root)
+    except DataError as exc:
+        if "outside the data root" not in exc.problem:
+            return joined, exc.problem
         how = "a symlink" if os.path.normpath(rel).split(os.sep)[0] != ".." else "'..'"
-        return joined, (
-            f"path {rel!r} escapes the data root {root} (via {how}; resolves to {joined.resolve()})"
-        )
+        return joined, f"path {rel!r} escapes the data root {root} (via {how}; {exc.problem})"
     return joined, None
-
-
-def _check_gzip_stream(path: Path) -> None:
-    """Read a .gz file to its end so gzip checks its CRC and length trailer.
-
-    nibabel reads only the bytes the header asks for, so a file cut inside the gzip trailer, or
-    with flipped bits in the data, loads "fine" through nibabel alone.
-    """
-    import gzip
-
-    with gzip.open(path, "rb") as fh:
-        while fh.read(1 << 22):
-            pass
-
-
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
-
-    if path.name.endswith(".gz"):
-        _check_gzip_stream(path)
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)  # reads every voxel: truncation shows up here
-    return data, np.asarray(img.affine, dtype=np.float64)
 
 
 def check_case(
@@ -122,12 +109,14 @@ def check_case(
     split: str = "training",
     index: int | None = None,
     source: str = "<manifest>",
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> list[Problem]:
     """Every problem of one manifest item (its entries and its files).
 
     ``root`` is the data root; ``modalities`` the expected channel order (None: only require a
     non-empty image list); ``labels`` the allowed values after ``label_map``; ``source`` the
     manifest path, named in problems that are about the manifest entry rather than a file.
+    The file checks are :mod:`medidiff.data.checks`, the ones the data pipeline runs.
     """
     root = Path(root).absolute()
     where = f"{split}[{index}]" if index is not None else split
@@ -193,9 +182,9 @@ def check_case(
             bad(path, f"missing file ({role})" if not path.exists() else f"not a regular file ({role})")
             continue
         try:
-            data, affine = _load(path)
-        except Exception as exc:  # noqa: BLE001 - truncated gz: EOFError, zlib.error, OSError...
-            bad(path, f"unreadable {role} file ({type(exc).__name__}: {exc})")
+            data, affine = read_volume(path, max_voxels=max_voxels)
+        except DataError as exc:
+            bad(path, f"{role}: {exc.problem}")
             continue
         if data.ndim == 4 and data.shape[3] == 1:
             stacked = role != "label" and len(image) > 1
@@ -208,9 +197,6 @@ def check_case(
             data = data[..., 0]
         if data.ndim != 3:
             bad(path, f"{role} is not 3D: shape {data.shape} (one 3D volume per file expected)")
-            continue
-        if not np.all(np.isfinite(affine)):
-            bad(path, f"{role} affine has NaN/Inf entries: {affine.tolist()}")
             continue
         volumes.append(_Volume(role, path, tuple(data.shape), affine))
         if role == "label":
@@ -240,38 +226,23 @@ def check_case(
 
 
 def _check_image(data: np.ndarray, path: Path, role: str, bad: Any) -> None:
-    if np.issubdtype(data.dtype, np.floating):
-        n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        if n_bad:
-            bad(path, f"{role} has {n_bad} NaN/Inf voxel(s)")
-            return
-    if not np.any(data):
-        bad(path, f"{role} is all zero (empty image)", "warning")
+    try:
+        check_image_values(data, path)
+    except DataError as exc:
+        bad(path, f"{role}: {exc.problem}")
 
 
 def _check_label(
     data: np.ndarray, path: Path, label_map: Mapping[int, int], labels: Collection[int] | None, bad: Any
 ) -> None:
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.isfinite(data)
-        if not finite.all():
-            bad(path, f"label has {int(data.size - finite.sum())} NaN/Inf voxel(s)")
-            return
-        frac = data != np.round(data)
-        if frac.any():
-            examples = np.unique(data[frac])[:5].tolist()
-            bad(path, f"label has {int(frac.sum())} non-integer voxel(s), e.g. {examples} "
-                "(resampled with linear interpolation? labels need nearest neighbour)")
-            return
-    raw = np.unique(data).astype(np.int64).tolist()
-    if labels is None:
+    try:
+        values = label_values(data, path)
+    except DataError as exc:
+        bad(path, exc.problem)
         return
-    allowed = set(int(v) for v in labels)
-    outside = [v for v in raw if label_map.get(v, v) not in allowed]
-    if outside:
-        mapped = f" after label_map {dict(label_map)}" if label_map else ""
-        bad(path, f"label values {outside} outside the allowed set {sorted(allowed)}{mapped} "
-            f"(file has {raw})")
+    problem = label_problem(values, label_map, labels) if labels is not None else None
+    if problem:
+        bad(path, problem)
 
 
 def validate_manifest(
@@ -280,6 +251,7 @@ def validate_manifest(
     labels: Collection[int] | None = None,
     *,
     progress: bool = False,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> list[Problem]:
     """Every problem of the manifest at ``path`` and of every file it names.
 
@@ -367,7 +339,7 @@ def validate_manifest(
     for split, i, item in tqdm(work, desc="validate", unit="case", file=sys.stderr,
                                disable=None if progress else True):
         probs.extend(check_case(item, base, modalities=modalities, label_map=label_map, labels=allowed,
-                                num_folds=num_folds, split=split, index=i, source=src))
+                                num_folds=num_folds, split=split, index=i, source=src, max_voxels=max_voxels))
         if not isinstance(item, dict):
             continue
         where = f"{split}[{i}]"
@@ -392,13 +364,7 @@ def validate_manifest(
             else:
                 seen_paths[full] = f"{where} ({cid})"
     if n_files and n_missing == n_files:
-        hint = (meta or {}).get("root_hint") if isinstance(meta, dict) else None
-        msg = f"none of the {n_files} files exist under the data root {base}"
-        if root is None:
-            msg += " (the default root is the manifest's folder)"
-        if hint:
-            msg += f"; the manifest was built from {hint}: pass --root {hint}"
-        probs.insert(0, Problem(None, src, msg))
+        probs.insert(0, Problem(None, src, missing_root_message(data, base, n_files, root_given=root is not None)))
     return probs
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from monai.transforms import MapTransform
 
+from medidiff.data.brats import BRATS2021_LABEL_MAP
 from medidiff.data.config import DataConfig
 from medidiff.data.manifest import label_map_of, load_manifest, manifest_root, read_manifest
 from medidiff.data.transforms import (
@@ -165,6 +166,8 @@ def synthetic_items(
             item["provenance"] = json.loads(prov_file.read_text()) if prov_file.is_file() else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(prov_file, f"not valid JSON: {exc}") from exc
+        if item["provenance"].get("label_convention") == "brats2021":
+            item["label_map"] = dict(BRATS2021_LABEL_MAP)  # seg written with ET = 4: back to medidiff's 3
         items.append(item)
     return items
 

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medidiff.errors import MedidiffError
+from medidiff.files import staged_dir
 from medidiff.latents.codec import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["CACHE_NAME", "codec_hash", "cache_pipeline_hash", "write_latent_cache", "read_cache_manifest", "LatentCacheDataset"]
@@ -84,73 +85,73 @@ def write_latent_cache(
     """Encode every batch ({"image", "case_id", optional "label", "fold"}) and write the cache.
 
     ``mode='sample'`` draws each case's noise from a generator seeded by (seed, case index),
-    so a cache is reproducible. Returns ``out_dir``.
+    so a cache is reproducible. ``out_dir`` is replaced only when every case is encoded
+    (:func:`medidiff.files.staged_dir`). Returns ``out_dir``.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("shard_*.safetensors"):
-        old.unlink()  # a rewrite must not leave shards of an older cache behind
-    (out_dir / CACHE_NAME).unlink(missing_ok=True)
-    cases: list[dict[str, Any]] = []
-    shard: dict[str, torch.Tensor] = {}
-    n_shards = 0
-    seen: set[str] = set()
+    # Built beside out_dir and swapped in whole at the end: a run that fails half-way (a bad
+    # file, a kill) keeps the previous cache, and no shard of an older cache can survive a rewrite.
+    with staged_dir(out_dir) as stage:
+        cases: list[dict[str, Any]] = []
+        shard: dict[str, torch.Tensor] = {}
+        n_shards = 0
+        seen: set[str] = set()
 
-    def flush() -> None:
-        nonlocal shard, n_shards
-        if shard:
-            save_file(shard, str(out_dir / _shard_name(n_shards)))
-            n_shards += 1
-            shard = {}
+        def flush() -> None:
+            nonlocal shard, n_shards
+            if shard:
+                save_file(shard, str(stage / _shard_name(n_shards)))
+                n_shards += 1
+                shard = {}
 
-    codec = codec.to(device)
-    for batch in batches:
-        x = batch["image"].to(device).float()  # (B, C, D, H, W)
-        for b in range(x.shape[0]):
-            case_id = str(batch["case_id"][b])
-            if case_id in seen:
-                raise MedidiffError(f"case id {case_id!r} appears twice in the manifest: cache keys must be unique")
-            seen.add(case_id)
-            if mode == "sample":
-                gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + len(cases))
-                z = codec.encode(x[b:b + 1], mode="sample", generator=gen)
-            elif hasattr(codec, "posterior"):
-                z = codec.encode(x[b:b + 1], mode="mean")
-            else:
-                z = codec.encode(x[b:b + 1])  # exact codecs (wavelet) have no posterior
-            entry: dict[str, Any] = {"case_id": case_id, "shard": _shard_name(n_shards),
-                                     "shape": list(z.shape[1:]), "image_shape": list(x.shape[1:])}
-            shard[case_id] = z[0].float().cpu().contiguous()
-            if "label" in batch:
-                shard[f"{case_id}/label"] = torch.as_tensor(batch["label"][b]).cpu().contiguous()
-                entry["label_shape"] = list(shard[f"{case_id}/label"].shape)
-            if "fold" in batch:
-                entry["fold"] = int(batch["fold"][b])
-            cases.append(entry)
-            if len(shard) and sum(1 for k in shard if "/" not in k) >= shard_size:
-                flush()
-    flush()
-    if not cases:
-        raise MedidiffError("no cases to encode: the manifest selection is empty")
-    manifest = {
-        "format": FORMAT,
-        "codec_hash": codec_hash(codec_dir),
-        "codec_dir": str(Path(codec_dir).resolve()),
-        "codec_type": getattr(codec.config, "type", ""),
-        "pipeline_hash": pipeline_hash,
-        "mode": mode,
-        "seed": seed,
-        "latent_channels": int(codec.latent_channels),
-        "shard_size": shard_size,
-        "num_cases": len(cases),
-        "cases": cases,
-        **(extra or {}),
-    }
-    (out_dir / CACHE_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        codec = codec.to(device)
+        for batch in batches:
+            x = batch["image"].to(device).float()  # (B, C, D, H, W)
+            for b in range(x.shape[0]):
+                case_id = str(batch["case_id"][b])
+                if case_id in seen:
+                    raise MedidiffError(f"case id {case_id!r} appears twice in the manifest: cache keys must be unique")
+                seen.add(case_id)
+                if mode == "sample":
+                    gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + len(cases))
+                    z = codec.encode(x[b:b + 1], mode="sample", generator=gen)
+                elif hasattr(codec, "posterior"):
+                    z = codec.encode(x[b:b + 1], mode="mean")
+                else:
+                    z = codec.encode(x[b:b + 1])  # exact codecs (wavelet) have no posterior
+                entry: dict[str, Any] = {"case_id": case_id, "shard": _shard_name(n_shards),
+                                         "shape": list(z.shape[1:]), "image_shape": list(x.shape[1:])}
+                shard[case_id] = z[0].float().cpu().contiguous()
+                if "label" in batch:
+                    shard[f"{case_id}/label"] = torch.as_tensor(batch["label"][b]).cpu().contiguous()
+                    entry["label_shape"] = list(shard[f"{case_id}/label"].shape)
+                if "fold" in batch:
+                    entry["fold"] = int(batch["fold"][b])
+                cases.append(entry)
+                if len(shard) and sum(1 for k in shard if "/" not in k) >= shard_size:
+                    flush()
+        flush()
+        if not cases:
+            raise MedidiffError("no cases to encode: the manifest selection is empty")
+        manifest = {
+            "format": FORMAT,
+            "codec_hash": codec_hash(codec_dir),
+            "codec_dir": str(Path(codec_dir).resolve()),
+            "codec_type": getattr(codec.config, "type", ""),
+            "pipeline_hash": pipeline_hash,
+            "mode": mode,
+            "seed": seed,
+            "latent_channels": int(codec.latent_channels),
+            "shard_size": shard_size,
+            "num_cases": len(cases),
+            "cases": cases,
+            **(extra or {}),
+        }
+        (stage / CACHE_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
 
 

@@ -233,3 +233,23 @@ def test_shipped_text_config_loads():
     cfg = load_config(REPO / "configs" / "text_flow.yaml")
     assert cfg.conditioning.text.enabled and cfg.net.cross_attention_dim is not None
     assert cfg.objective.cond_drop_prob > 0 and cfg.sampler.guidance_scale > 1
+
+
+def test_text_encoders_never_run_a_folders_own_code(clip_dir, tmp_path, monkeypatch):
+    """trust_remote_code=False is passed explicitly (transformers' default has changed before)."""
+    import transformers
+
+    from medidiff.conditioning.text import TextEncoder
+
+    calls = []
+    for cls in (transformers.AutoTokenizer, transformers.CLIPTextModel, transformers.AutoModel):
+        original = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _original=original, **kwargs):
+            calls.append(kwargs.get("trust_remote_code"))
+            return _original(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    TextEncoder.from_pretrained(clip_dir)
+    TextEncoder.from_pretrained(write_tiny_bert(tmp_path / "bert"))
+    assert calls and all(c is False for c in calls), calls

@@ -163,9 +163,10 @@ def test_load_manifest_absolute_paths_and_case_ids_kept(tmp_path):
         for key in ("label", *MODALITIES):
             assert Path(item[key]).is_absolute() and Path(item[key]).is_file()
         assert item["image"] == [item[m] for m in MODALITIES]
-    # default root is the manifest's folder: absolute paths under it (missing files, not our data)
-    wrong = load_manifest(out)
-    assert Path(wrong[0]["t1n"]).parent.parent == out.parent
+    # default root is the manifest's folder, which holds none of the files: a hint, not a
+    # "file not found" for the first case later in the pipeline
+    with pytest.raises(DataError, match=f"pass --root {root}"):
+        load_manifest(out)
 
 
 def test_load_manifest_errors_name_the_manifest(tmp_path):

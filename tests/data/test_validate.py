@@ -158,14 +158,10 @@ def test_warnings_do_not_fail_unless_strict(tmp_path, capsys):
     root = make_brats2023(tmp_path / "d", 2)
     out = _build(root, root / "m.json")
     save_nifti(_file(root, 0, "seg"), mock_label(SHAPE, 0)[..., None])  # (X, Y, Z, 1) label
-    save_nifti(_file(root, 1, "t2f"), np.zeros(SHAPE, np.int16))  # empty image
     probs = validate_manifest(out)
-    assert {(p.path, p.severity) for p in probs} == {
-        (str(_file(root, 0, "seg")), "warning"),
-        (str(_file(root, 1, "t2f")), "warning"),
-    }
+    assert {(p.path, p.severity) for p in probs} == {(str(_file(root, 0, "seg")), "warning")}
     assert main(["manifest", "validate", str(out), "--no-progress"]) == 0
-    assert "2 warning(s)" in capsys.readouterr().out
+    assert "1 warning(s)" in capsys.readouterr().out
     assert main(["manifest", "validate", str(out), "--no-progress", "--strict"]) == 1
     # the same singleton axis on one of several modalities breaks MONAI's stacking: an error
     save_nifti(_file(root, 0, "t1n"), mock_volume(SHAPE, 0)[..., None])
