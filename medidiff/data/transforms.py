@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.data import MetaTensor
+from monai.data import MetaTensor, NibabelReader
 from monai.transforms import (
     Compose,
     CropForegroundd,
@@ -265,8 +265,12 @@ class LoadVolumesd(LoadImaged):
         self.max_voxels = max_voxels
 
     def __call__(self, data: Mapping[Hashable, Any], reader: Any = None) -> dict[Hashable, Any]:
+        # A fresh reader per call: MONAI's NibabelReader keeps the file names of its last read()
+        # on the instance and get_data() zips the images with them, so two threads sharing one
+        # (CacheDataset fills its cache with data.num_workers threads) load a 4-modality case as
+        # one volume when another thread's one-file read() (its label) lands in between.
         try:
-            return super().__call__(data, reader)
+            return super().__call__(data, reader or NibabelReader())
         except Exception as exc:  # noqa: BLE001 - zlib.error, EOFError, OSError... from the reader
             files = [f for key in self.keys if key in data for f in _files_of(data, key)]
             for f in files:  # find the culprit with the shared checks (only on failure)

@@ -403,3 +403,17 @@ def test_brats_lps_affine_roundtrip_shape(tmp_path):
     out = run_det(item, cfg_())
     assert nib.aff2axcodes(out["image"].affine.numpy()) == ("R", "A", "S")
     assert tuple(out["image"].shape[1:]) == (16, 16, 16)
+
+
+def test_threads_sharing_one_pipeline_load_every_modality(tmp_path):
+    """data.cache: memory fills its cache with data.num_workers threads through ONE pipeline. MONAI's
+    NibabelReader keeps its last read's file names on the instance, so a shared reader loaded a
+    4-modality case as one volume when another thread read a label in between (seen on a GPU node
+    with 4 workers: a batch of [4, ...] and [1, ...] images)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [write_case(tmp_path / f"c{i}", f"c{i}", seed=i) for i in range(6)]
+    pipe = Pipeline(deterministic_transforms(cfg_()))
+    with ThreadPoolExecutor(8) as pool:
+        shapes = list(pool.map(lambda it: tuple(pipe(dict(it))["image"].shape), items * 8))
+    assert all(s[0] == len(MODALITIES) for s in shapes), sorted(set(shapes))
