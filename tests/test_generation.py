@@ -208,3 +208,22 @@ def test_generate_in_a_reference_case_grid(trained, tmp_path):
     assert data.max() > 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
     assert prov["geometry"] == "reference BraTS-GLI-00001-000"
+
+
+def test_masks_come_from_named_folds_and_record_their_source(mask_model, tmp_path, capsys):
+    from medidiff.data.manifest import load_manifest
+    from medidiff.data.mask_sources import file_sha256
+
+    tmp = mask_model.parent
+    folds = {it["case_id"]: it["fold"] for it in load_manifest(tmp / "m.json", tmp / "data")}
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(out), "--masks",
+                 str(tmp / "m.json"), "--root", str(tmp / "data"), "--mask-folds", "1", "--no-progress"]) == 0
+    prov = json.loads((out / "case_0000" / "provenance.json").read_text())
+    src = prov["mask_source"]
+    assert src["fold"] == 1 == folds[src["case_id"]] and src["manifest_sha256"] == file_sha256(tmp / "m.json")
+    assert prov["training_data"] == {"manifest": str(tmp / "m.json"), "manifest_sha256": file_sha256(tmp / "m.json"),
+                                     "fold": None}
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "x"),
+                 "--mask-folds", "1", "--no-progress"]) == 2
+    assert "--mask-folds needs --masks" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from medidiff.errors import MedidiffError
 if TYPE_CHECKING:
     import torch
 
+    from medidiff.data.mask_sources import MaskSource
     from medidiff.samplers.config import SamplerConfig
 
 
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
                                    "model grid (case i uses file i mod n, sorted by name), or a manifest whose "
                                    "labelled cases go through the model's data pipeline")
+    p.add_argument("--mask-folds", type=int, nargs="+", help="with a --masks manifest: take masks only from these "
+                   "folds (default: the folds the model trained on; needs --masks to be the model's own manifest)")
     p.add_argument("--reference", help="a manifest: write cases in a real case's grid (its affine, spacing and "
                                        "shape; the inverse of the data pipeline) instead of --geometry")
     p.add_argument("--reference-case", help="case id in --reference (default: its first case)")
@@ -61,6 +64,7 @@ def _generate(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from medidiff.data.mask_sources import MASK_SOURCE_KEY, TRAINING_DATA_KEY, MaskSource, training_data_record
     from medidiff.generation import DiffusionPipeline, place_in_grid
     from medidiff.io import write_nifti
     from medidiff.viz import triplanar, write_png
@@ -76,7 +80,9 @@ def _generate(args: argparse.Namespace) -> int:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
     masks, mask_files = (None, [])
     if args.masks and args.masks.endswith(".json"):
-        masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        masks, mask_files = masks_from_manifest(args.masks, args.root, pipe.cfg, folds=args.mask_folds)
+    elif args.mask_folds:
+        raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
     elif args.masks:
         masks, mask_files = load_masks(args.masks, tuple(pipe.image_shape[1:]))
     geometry = args.geometry
@@ -136,7 +142,12 @@ def _generate(args: argparse.Namespace) -> int:
             if gen.prompt is not None:
                 prov["prompt"] = gen.prompt
             if mask_files:
-                prov["mask"] = str(mask_files[i % len(mask_files)])
+                source = mask_files[i % len(mask_files)]
+                if isinstance(source, MaskSource):  # case id, fold, manifest hash: evaluate checks it
+                    prov["mask"], prov[MASK_SOURCE_KEY] = f"{source.manifest}#{source.case_id}", source.record()
+                else:
+                    prov["mask"] = str(source)
+            prov[TRAINING_DATA_KEY] = training_data_record(pipe.cfg.data)
             shown = []
             for m, name in enumerate(gen.modalities):
                 vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
@@ -155,25 +166,27 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[str]]:
-    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline."""
+def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | None = None
+                        ) -> tuple[torch.Tensor, list[MaskSource]]:
+    """(N, 3, *grid) WT/TC/ET masks of the manifest's labelled cases in the folds the model trained on
+    (or ``folds``; see :func:`medidiff.data.mask_sources.select_mask_cases`), through the model's
+    data pipeline, and where each came from."""
     import dataclasses
 
     import numpy as np
     import torch
 
     from medidiff.data.brats import REGIONS
-    from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+    from medidiff.data.manifest import label_map_of, read_manifest
+    from medidiff.data.mask_sources import select_mask_cases
     from medidiff.data.masks import model_grid_labels
 
-    items = [it for it in load_manifest(path, root) if it.get("label")]
-    if not items:
-        raise MedidiffError(f"--masks {path}: no labelled cases")
+    items, sources = select_mask_cases(path, root, cfg.data, folds)
     data = dataclasses.replace(cfg.data, label_mode="regions", flip_prob=0.0)
     labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
     masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))
                          for lab in labels])
-    return masks, [f"{path}#{it['case_id']}" for it in items]
+    return masks, sources
 
 
 def load_masks(folder: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[Path]]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medidiff.data.brats import regions_to_labels
+from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
 __all__ = ["EvalConfig", "TASKS", "run_evaluation"]
@@ -84,6 +85,12 @@ def run_evaluation(
         raise ConfigError("utility tests on held-out real cases: set data.fold (e.g. --set data.fold=0) "
                           "or drop utility from --tasks")
     synth_items = evdata.synthetic_items(synthetic_dir, dcfg.modalities, max_cases=cfg.max_synthetic)
+    # before any work: a set made from held-out masks, or by a model that saw the held-out cases,
+    # would make every utility number below meaningless (issue 14)
+    leak_check = check_synthetic_provenance(
+        [it.get("provenance", {}) for it in synth_items], [Path(it["image"][0]).parent for it in synth_items],
+        manifest_sha256=evdata.file_sha256(real_manifest), fold=dcfg.fold,
+        case_folds={str(it["case_id"]): it.get("fold") for it in [*train_items, *held_items]})
     labelled = [it for it in synth_items if "label" in it]
     need_labels = bool({"utility", "fidelity"} & set(tasks))
     if need_labels and len(labelled) != len(synth_items):
@@ -247,6 +254,7 @@ def run_evaluation(
             "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
                       "synthetic": len(synthetic)},
             "synthetic_with_labels": len(labelled),
+            "provenance_check": leak_check,
             "grid": {"shape": list(shape), "spacing_mm": spacing},
             "case_ids": {"real_train": real_train.case_ids, "real_heldout": real_test.case_ids if real_test else [],
                          "synthetic": synthetic.case_ids},

@@ -1,0 +1,192 @@
+"""Where a synthetic case's conditioning mask came from, and the rule that keeps test labels out.
+
+The leak this module closes (issue 14): ``medidiff generate --masks MANIFEST`` used to take masks
+from every labelled case in manifest order, so half of a recorded synthetic set was drawn from the
+held-out test fold's label maps; segmenters trained on that set then saw test labels, and nothing
+downstream could tell. Two halves, one contract:
+
+* :func:`select_mask_cases` (``generate``): masks come only from the folds the model TRAINED on
+  (every fold except the model's ``data.fold``; all folds for a model trained with
+  ``data.fold: null``), or from folds named explicitly. Defaulting needs proof that the mask
+  manifest IS the model's training manifest (same sha256); otherwise the folds must be named.
+* :func:`check_synthetic_provenance` (``evaluate``): reads each case's ``provenance.json`` and
+  refuses a case whose mask is a case of the evaluation's held-out fold, and a model whose
+  training manifest or held-out fold differs from the evaluation's (its "held-out" real cases
+  would then be training cases of the generator).
+
+Provenance keys written by ``generate`` and read by ``evaluate`` (one place, here)::
+
+    "mask_source":   {"case_id": "BraTS-GLI-00003-000", "fold": 1,
+                      "manifest": "/data/brats.json", "manifest_sha256": "<64 hex>"}
+    "training_data": {"manifest": "<model data.manifest>", "manifest_sha256": "<64 hex> | null",
+                      "fold": 0 | null}   # the model's held-out fold; null = trained on every case
+
+Sets written before these keys existed carry ``"mask": "MANIFEST#CASE_ID"``; the case id is
+looked up in the evaluation manifest, so an old leaky set is refused too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from medidiff.data.config import DataConfig
+from medidiff.data.manifest import load_manifest
+from medidiff.errors import DataError, MedidiffError
+
+__all__ = [
+    "MASK_SOURCE_KEY",
+    "TRAINING_DATA_KEY",
+    "MaskSource",
+    "file_sha256",
+    "training_data_record",
+    "select_mask_cases",
+    "check_synthetic_provenance",
+]
+
+MASK_SOURCE_KEY = "mask_source"
+TRAINING_DATA_KEY = "training_data"
+
+
+def file_sha256(path: str | Path) -> str:
+    """64 hex digits of sha256 over the file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha_or_none(path: str | Path | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    return file_sha256(p) if p.is_file() else None
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """One conditioning mask's origin: a labelled case of a manifest, with its fold."""
+
+    case_id: str
+    fold: int | None
+    manifest: str
+    manifest_sha256: str
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def training_data_record(data: DataConfig) -> dict[str, Any]:
+    """What the model trained on, for provenance: its manifest (path and sha256 when the file is
+    readable here; null otherwise) and its held-out fold (null: trained on every labelled case)."""
+    return {"manifest": str(data.manifest), "manifest_sha256": _sha_or_none(data.manifest), "fold": data.fold}
+
+
+def select_mask_cases(
+    manifest: str | Path,
+    root: str | Path | None,
+    data: DataConfig,
+    folds: Sequence[int] | None = None,
+) -> tuple[list[dict[str, Any]], list[MaskSource]]:
+    """Labelled cases of ``manifest`` whose masks a model with data section ``data`` may use.
+
+    ``folds=None``: the folds the model trained on, which needs ``manifest`` to be the model's own
+    training manifest (same sha256 as ``data.manifest``). Explicit ``folds``: exactly those.
+    Returns ``(items in manifest order, their sources)``; raises MedidiffError naming the flag.
+    """
+    sha = file_sha256(manifest) if Path(manifest).is_file() else None
+    items = [it for it in load_manifest(manifest, root) if it.get("label")]  # DataError if unreadable
+    if not items:
+        raise MedidiffError(f"--masks {manifest}: no labelled cases")
+    bad = [it.get("case_id", "?") for it in items if isinstance(it.get("fold"), bool) or not isinstance(it.get("fold"), int)]
+    if bad:
+        raise DataError(manifest, f"case {bad[0]} has no integer 'fold': masks are chosen by fold, so use a manifest "
+                                  "written by `medidiff manifest build`")
+    present = sorted({int(it["fold"]) for it in items})
+    if folds is None:
+        model_sha = _sha_or_none(data.manifest)
+        if model_sha is None or model_sha != sha:
+            why = ("is not readable here" if model_sha is None else "differs from it")
+            raise MedidiffError(
+                f"--masks {manifest}: cannot tell which of its folds the model trained on (the model's data.manifest "
+                f"{data.manifest or '<unset>'} {why}); name them with --mask-folds (folds present: {present})")
+        chosen = [f for f in present if f != data.fold]
+    else:
+        chosen = sorted({int(f) for f in folds})
+        missing = [f for f in chosen if f not in present]
+        if missing:
+            raise MedidiffError(f"--mask-folds {missing}: not in {manifest} (folds present: {present})")
+    picked = [it for it in items if int(it["fold"]) in chosen]
+    if not picked:
+        raise MedidiffError(f"--masks {manifest}: no labelled case in folds {chosen} (the model holds out fold "
+                            f"{data.fold}; folds present: {present})")
+    sources = [MaskSource(str(it["case_id"]), int(it["fold"]), str(manifest), str(sha)) for it in picked]
+    return picked, sources
+
+
+def check_synthetic_provenance(
+    provenances: Sequence[Mapping[str, Any]],
+    case_dirs: Sequence[str | Path],
+    *,
+    manifest_sha256: str,
+    fold: int | None,
+    case_folds: Mapping[str, int | None],
+) -> dict[str, Any]:
+    """Refuse a synthetic set that could have seen the evaluation's held-out real cases.
+
+    ``provenances[i]`` is case ``case_dirs[i]``'s ``provenance.json`` ({} when absent);
+    ``manifest_sha256``/``fold`` are the evaluation's real manifest and held-out fold;
+    ``case_folds`` maps the evaluation manifest's case ids to their folds (for old-style
+    ``"mask": "MANIFEST#CASE"`` records). Raises DataError naming the case's provenance file;
+    returns a summary for the report (what was checked, what could not be).
+    """
+    mask_folds: dict[str, int] = {}
+    external = unverified_model = 0
+    models: set[tuple[Any, Any]] = set()
+    for prov, case in zip(provenances, case_dirs):
+        where = Path(case) / "provenance.json"
+        td = prov.get(TRAINING_DATA_KEY)
+        if isinstance(td, Mapping):
+            m_sha, m_fold = td.get("manifest_sha256"), td.get("fold")
+            if m_sha is not None and m_sha != manifest_sha256:
+                raise DataError(where, f"the model trained on manifest {td.get('manifest')} (sha256 {str(m_sha)[:12]}...), "
+                                       f"not the evaluation's (sha256 {manifest_sha256[:12]}...): its held-out cases are not "
+                                       "held out from this model; evaluate with the model's own manifest")
+            if fold is not None and m_fold != fold:
+                fix = (f"evaluate with --set data.fold={m_fold}" if m_fold is not None
+                       else "evaluation needs a model trained with data.fold set")
+                what = "trained on every fold" if m_fold is None else f"held out fold {m_fold}"
+                raise DataError(where, f"the model {what}, the evaluation holds out fold {fold}: the model saw the "
+                                       f"evaluation's test cases; {fix}")
+            unverified_model += m_sha is None
+            models.add((m_sha, m_fold))
+        else:
+            unverified_model += 1
+        src = prov.get(MASK_SOURCE_KEY)
+        if isinstance(src, Mapping):
+            cid, src_fold, same = str(src.get("case_id")), src.get("fold"), src.get("manifest_sha256") == manifest_sha256
+        elif isinstance(prov.get("mask"), str) and "#" in prov["mask"]:
+            cid = prov["mask"].rsplit("#", 1)[1]  # written before mask_source existed
+            src_fold, same = case_folds.get(cid), cid in case_folds
+        else:
+            continue
+        if not same:
+            external += 1
+            continue
+        if fold is not None and src_fold == fold:
+            raise DataError(where, f"its conditioning mask is {cid}, a case of the evaluation's held-out fold {fold}: "
+                                   "segmenters trained on this set would see test labels; regenerate with masks from "
+                                   "the training folds (`medidiff generate --masks MANIFEST`, the default)")
+        mask_folds[str(src_fold)] = mask_folds.get(str(src_fold), 0) + 1
+    return {
+        "cases": len(provenances),
+        "mask_cases_by_fold": mask_folds,
+        "masks_from_other_manifests": external,
+        "cases_without_verified_training_manifest": unverified_model,
+        "model_records": [{"manifest_sha256": s, "fold": f} for s, f in sorted(models, key=str)],
+        "rule": "refused: a mask from the held-out fold, or a model trained on another manifest or fold",
+    }
