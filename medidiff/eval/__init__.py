@@ -60,6 +60,7 @@ def run_evaluation(
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
     from medidiff.eval import memorisation as mem
+    from medidiff.eval import realism as rl
     from medidiff.eval import report as rep
     from medidiff.eval.utility import SegmenterBank, mask_fidelity, utility_experiment
 
@@ -163,11 +164,33 @@ def run_evaluation(
             else:
                 img["notes"].append(f"MS-SSIM diversity of {name} skipped: needs >= 2 cases")
         img["ms_ssim_diversity"] = div
+        realism = rl.realism_checks(
+            synthetic.images, real_train.images, real_test.images if real_test is not None else None,
+            modalities=dcfg.modalities, mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,
+            bands=cfg.realism_bands, background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol,
+            histogram_factor=cfg.histogram_factor, histogram_abs_tol=cfg.histogram_abs_tol,
+            diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+        results["realism"] = realism
+        spectra = realism.pop("spectra")
+        centres = (np.arange(cfg.realism_bands) + 0.5) * 0.5 / cfg.realism_bands
+        for c, mod in enumerate(dcfg.modalities):
+            fname = f"spectrum_{mod}.png"
+            rep.save_png(out, fname, rep.line_chart(
+                {"synthetic": (centres, spectra["synthetic"][c]), "real": (centres, spectra["real"][c])},
+                title=f"{mod} power in brain", log_y=True), figures)
+            legends[fname] = (f"{mod}: radially averaged power inside the brain against spatial frequency (cycles/voxel, "
+                              "band centres), log scale; blue synthetic, orange real training; grain lifts the right end")
+        # Frechet/MMD are biased by the sample count: compare synthetic and real held-out at the SAME count
         f_train = feat.extract_features(feature_net, real_train.images)
-        f_syn = feat.extract_features(feature_net, synthetic.images)
-        comparisons = {"synthetic_vs_real_train": (f_syn, synthetic.images)}
+        k = min(len(synthetic), len(real_test)) if real_test is not None else len(synthetic)
+        pick = sorted(np.random.default_rng(cfg.seeds[0]).choice(len(synthetic), k, replace=False).tolist())
+        syn_k = synthetic.images[pick]
+        comparisons = {"synthetic_vs_real_train": (feat.extract_features(feature_net, syn_k), syn_k)}
         if real_test is not None:
             comparisons["real_heldout_vs_real_train"] = (feat.extract_features(feature_net, real_test.images), real_test.images)
+        img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
+                            f"{len(real_train)} real training cases, beside {k if real_test is not None else 0} real "
+                            "held-out cases against the same: the floor at the same counts")
         slab_train = feat.slab_features(feature_net, real_train.images, thickness=cfg.slab, count=cfg.slabs_per_axis)
         dist: dict[str, Any] = {}
         for comp, (fx, images) in comparisons.items():
@@ -269,6 +292,14 @@ def run_evaluation(
     rep.write_json(out / "report.json", report)
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
     return report
+
+
+def _mask_id(prov: dict[str, Any]) -> str | None:
+    """The conditioning mask a synthetic case was made from (for same-mask diversity), if recorded."""
+    src = prov.get("mask_source")
+    if isinstance(src, dict) and src.get("case_id") is not None:
+        return f"{src.get('manifest_sha256')}#{src['case_id']}"
+    return str(prov["mask"]) if prov.get("mask") else None
 
 
 def _distances(im: Any, x: Any, y: Any) -> dict[str, Any]:

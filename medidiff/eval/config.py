@@ -34,8 +34,17 @@ class EvalConfig:
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
-    # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0)
-    synthetic_background: float = 0.01
+    # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0).
+    # Off by default: zeroing would hide from the background check what it is meant to find.
+    synthetic_background: float = 0.0  # 0: off; > 0 hides a faint non-zero background from the checks
+    # realism checks (medidiff.eval.realism): tolerances against the real-vs-real floor
+    realism_bands: int = 8  # radial frequency bands up to Nyquist
+    background_tol: float = 0.01  # non-zero fraction / RMS allowed above the real maximum
+    spectrum_log_tol: float = 0.15  # max |log10 power ratio| allowed above the floor (1.4x)
+    histogram_factor: float = 2.0  # W1 allowed: factor x floor + abs_tol
+    histogram_abs_tol: float = 0.02
+    diversity_sigma: float = 2.0  # voxels: low-pass before pair distances, so grain averages out
+    diversity_min_ratio: float = 0.5  # synthetic / real mean pair distance below this = not diverse
     # image metrics
     feature_weights: str | None = None  # MedicalNet-style 3D ResNet weights (.safetensors/.pth)
     msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity
@@ -69,6 +78,10 @@ class EvalConfig:
             raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
         if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1:
             raise ValueError("msssim_pairs, slab and slabs_per_axis must be >= 1")
+        if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
+            raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
+        if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol) < 0:
+            raise ValueError("background_tol, spectrum_log_tol, histogram_factor and histogram_abs_tol must be >= 0")
         if self.memorisation_size < 2:
             raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
         if not 0.0 <= self.memorisation_percentile <= 100.0:

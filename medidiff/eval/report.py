@@ -278,6 +278,40 @@ def _seg_table(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _realism_lines(r: Mapping[str, Any]) -> list[str]:
+    c = r["checks"]
+    n = r["counts"]
+    ok = lambda v: "pass" if v.get("pass") else "**FAIL**"  # noqa: E731
+    lines = ["## Realism checks (grain and collapse cannot pass these)", "",
+             f"Synthetic {n['synthetic']} vs real training {n['real']} cases; floor: {r['floor']} "
+             f"({n['floor'][0]} vs {n['floor'][1]} cases). Failed: {', '.join(r['failed']) or 'none'}.", "",
+             "| check | modality | synthetic | real / floor | verdict |", "| --- | --- | --- | --- | --- |"]
+    b = c["background"]
+    lines.append(f"| background non-zero fraction outside brain | all | {_fmt(b['synthetic_fraction_nonzero'])} | "
+                 f"real max {_fmt(b['real_fraction_nonzero_max'])} | {ok(b)} |")
+    lines.append(f"| background RMS outside brain ([0,1] units) | all | {_fmt(b['synthetic_rms'])} | "
+                 f"real max {_fmt(b['real_rms_max'])} | {ok(b)} |")
+    for mod, v in c["power_spectrum"]["per_modality"].items():
+        lines.append(f"| power spectrum max abs log10 ratio (worst band {v['worst_band']}) | {mod} | "
+                     f"{_fmt(v['max_abs_log10_ratio'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
+    for mod, v in c["intensity_histogram"]["per_modality"].items():
+        lines.append(f"| brain intensity histogram W1 | {mod} | {_fmt(v['wasserstein'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
+    d = c["diversity"]
+    if "ratio" in d:
+        lines.append(f"| diversity: low-passed pair distance in brain | all | {_fmt(d['synthetic_mean'])} | "
+                     f"real {_fmt(d['real_mean'])} (ratio {_fmt(d['ratio'])}) | {ok(d)} |")
+    if "same_mask" in d:
+        sm = d["same_mask"]
+        lines.append(f"| diversity among samples of one mask ({sm['groups']} masks, {sm['pairs']} pairs) | all | "
+                     f"{_fmt(sm['mean'])} | ratio to real across cases {_fmt(sm['ratio_to_real'])} | - |")
+    lines += ["", "Rules: " + "; ".join(f"{k}: {v['rule']}" for k, v in c.items() if "rule" in v) + ".", "",
+              "Can show: background grain, excess or missing texture power per frequency band, intensity "
+              "distributions off the real ones, and cases that are (near) copies of each other. Cannot show: whether "
+              "anatomy and tumour are in plausible places (see segmentation and tissue checks); with few cases the "
+              "floor itself is noisy.", ""]
+    return lines
+
+
 def markdown_report(report: Mapping[str, Any]) -> str:
     """report.md from the report dict (the same facts as report.json, for people)."""
     d = report["data"]
@@ -318,7 +352,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if ms:
             s = im.get("ms_ssim_settings") or {}
             lines += [f"MS-SSIM over random pairs of different cases (lower = more diverse); {s.get('scales')} scales, "
-                      f"kernel {s.get('kernel_size')} (sigma {s.get('kernel_sigma')}), chosen for grid {s.get('shape')}.", "",
+                      f"kernel {s.get('kernel_size')} (sigma {s.get('kernel_sigma')}), chosen for grid {s.get('shape')}. "
+                      "Independent grain lowers it too (grainy copies of one case scored as 'more diverse' than "
+                      "different clean cases): read it only beside the background and spectrum checks, and use the "
+                      "low-passed diversity of the realism checks for diversity.", "",
                       "| set | MS-SSIM mean | std | pairs |", "| --- | --- | --- | --- |"]
             for k, v in ms.items():
                 lines.append(f"| {k} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {v['pairs']} |")
@@ -336,6 +373,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines.append("")
         if im.get("notes"):
             lines += [f"- {n}" for n in im["notes"]] + [""]
+    if "realism" in res:
+        lines += _realism_lines(res["realism"])
     if "memorisation" in res:
         m = res["memorisation"]
         s = m["summary"]

@@ -141,3 +141,20 @@ def test_dry_run_prints_resolved_options(dataset, cli, capsys):
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "steps: 7" in text and "- image" in text and "roi:" in text
+
+
+def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_path):
+    out = tmp_path / "r"
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image",
+            "--no-progress", *SETS]
+    assert cli(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    r = report["results"]["realism"]
+    assert set(r["checks"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}
+    assert r["floor"] == "real held-out vs real training" and r["counts"]["synthetic"] == 6
+    assert {f"spectrum_{m}.png" for m in ("t1n", "t1c", "t2w", "t2f")} <= set(report["figures"])
+    dist = report["results"]["image"]["distances"]
+    n_syn = dist["synthetic_vs_real_train"]["3d"]["n"]
+    assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
+    assert "Realism checks" in (out / "report.md").read_text()
