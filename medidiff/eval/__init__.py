@@ -218,22 +218,31 @@ def run_evaluation(
         else:
             if cfg.memorisation_space == "features":
                 assert feature_net is not None
-                embed = lambda cs: feat.extract_features(feature_net, cs.images)  # noqa: E731
+
+                def embed(images: Any, mirror: bool = False) -> Any:
+                    return feat.extract_features(feature_net, images.flip(2) if mirror else images)  # x: left-right
             else:
-                embed = lambda cs: mem.image_embedding(cs.images, cfg.memorisation_size)  # noqa: E731
-            e_train = embed(real_train)
-            a = mem.audit(e_train, embed(synthetic), percentile=cfg.memorisation_percentile,
-                          margin=cfg.memorisation_margin, control=embed(real_test) if real_test is not None else None)
+                def embed(images: Any, mirror: bool = False) -> Any:
+                    return mem.image_embedding(images, cfg.memorisation_size, mirror=mirror)
+            e_train = embed(real_train.images)
+            e_mirror = embed(real_train.images, mirror=True)
+            a = mem.audit(e_train, embed(synthetic.images), percentile=cfg.memorisation_percentile,
+                          margin=cfg.memorisation_margin, train_alt=[e_mirror],
+                          control=embed(real_test.images) if real_test is not None else None)
+            controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
+                                         percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
+                                         max_cases=cfg.memorisation_controls, seed=cfg.seeds[0])
             space = (f"image ({cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
                      else f"features ({feature_net.name if feature_net else ''})")
             results["memorisation"] = {
                 "space": space,
                 "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
-                         f"nearest training case, r_q = {cfg.memorisation_percentile}th percentile of the training "
+                         f"nearest training case (as it is or left-right mirrored), r_q = {cfg.memorisation_percentile}th percentile of the training "
                          "cases' own nearest-neighbour similarities"),
                 "percentile": cfg.memorisation_percentile,
                 "margin": cfg.memorisation_margin,
                 "summary": a.summary(),
+                "controls": controls,
                 "cases": [{"case": synthetic.case_ids[i], "nearest": real_train.case_ids[int(a.nn_index[i])],
                            "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
                           for i in range(len(synthetic))],

@@ -55,6 +55,7 @@ class EvalConfig:
     memorisation_size: int = 16  # image space: each modality area-downsampled to size^3
     memorisation_percentile: float = 99.0
     memorisation_margin: float = 0.5  # see medidiff.eval.memorisation for the rule
+    memorisation_controls: int = 20  # training cases copied per planted-control kind
     num_examples: int = 3  # example cases / NN pairs drawn in the figures
 
     def __post_init__(self) -> None:
@@ -88,5 +89,7 @@ class EvalConfig:
             raise ValueError(f"memorisation_percentile must be in [0, 100], got {self.memorisation_percentile}")
         if not 0.0 < self.memorisation_margin <= 1.0:
             raise ValueError(f"memorisation_margin must be in (0, 1], got {self.memorisation_margin}")
+        if self.memorisation_controls < 1:
+            raise ValueError(f"memorisation_controls must be >= 1, got {self.memorisation_controls}")
         if self.num_examples < 0:
             raise ValueError(f"num_examples must be >= 0, got {self.num_examples}")

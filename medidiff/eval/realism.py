@@ -11,7 +11,8 @@ All inputs are processed cases (N, C, X, Y, Z) in [-1, 1] (the evaluation grid);
 puts them in [0, 1] with real skull-stripped background exactly 0.
 
 * Brain mask (per case, the same estimator for every set): the mean over modalities of ``u``,
-  Gaussian-smoothed (sigma 1 voxel), above its Otsu threshold, holes filled, largest component.
+  Gaussian-smoothed (sigma 1 voxel), above the background level + 0.2 x (Otsu threshold -
+  background level), holes filled, largest component (background level: the median below Otsu).
   "Outside the brain" is outside that mask dilated by ``margin`` voxels, so the partial-volume rim
   of a real brain is never counted as background.
 * **background**: fraction of outside voxels that are non-zero (``u > 1e-3``) and their RMS in
@@ -84,7 +85,11 @@ def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
         s = ndimage.gaussian_filter(vol, 1.0)
         if s.max() - s.min() < 1e-6:
             continue  # a constant volume has no brain
-        m = ndimage.binary_fill_holes(s > _otsu(s.ravel()))
+        t = _otsu(s.ravel())
+        bg = float(np.median(s[s <= t]))
+        # a fifth of the way from the background level to Otsu's: Otsu alone sits inside the dark
+        # cortical rim and moves with intensity changes (a gamma-changed copy would get another box)
+        m = ndimage.binary_fill_holes(s > bg + 0.2 * (t - bg))
         lab, n = ndimage.label(m)
         if n > 1:
             m = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)

@@ -390,6 +390,19 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             c = s["control_heldout_real"]
             lines.append(f"- control (held-out real cases, never copies): {c['flagged']} of {c['n']} flagged, max NN "
                          f"similarity {_fmt(c['max_nn_similarity'])}")
+        ctl = m.get("controls") or {}
+        if ctl:
+            lines += ["", "Positive controls on this data (copies of training cases planted and audited with the same "
+                      "rule; a hit is flagged AND matched to its own source):", "",
+                      "| planted kind | flagged | rate |", "| --- | --- | --- |"]
+            lines += [f"| {k} | {v['flagged']} of {v['n']} | {_fmt(v['rate'])} |" for k, v in ctl["planted"].items()]
+            if "heldout_real" in ctl:
+                h = ctl["heldout_real"]
+                lines += ["", f"Negative control: {h['flagged']} of {h['n']} held-out real cases flagged (false-positive "
+                          f"rate {_fmt(h['rate'])})."]
+            lines += ["", "Can show: synthetic cases that are copies of a training case, also shifted, rotated, mirrored, "
+                      "rescaled, intensity-changed or noised, at the detection rates above. Cannot show: copies of parts "
+                      "of a case (a copied tumour in another brain), or copies of cases outside the training split."]
         lines += ["", "| synthetic | nearest training case | similarity | flagged |", "| --- | --- | --- | --- |"]
         for row in m["cases"]:
             lines.append(f"| {row['case']} | {row['nearest']} | {_fmt(row['similarity'], 4)} | {'yes' if row['flagged'] else ''} |")

@@ -89,6 +89,10 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     flagged = {c["case"]: c for c in memo["cases"] if c["flagged"]}
     assert set(flagged) == {"case_0005"} and flagged["case_0005"]["nearest"] == dataset["copied"]
     assert memo["summary"]["control_heldout_real"]["flagged"] == 0
+    planted = memo["controls"]["planted"]
+    assert set(planted) >= {"exact", "mirrored", "rescaled_0.9", "rescaled_1.1"}
+    assert all(v["rate"] >= 0.9 for v in planted.values()), planted
+    assert memo["controls"]["heldout_real"]["rate"] <= 0.05
 
     for name in report["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,11 +34,17 @@ def data() -> dict[str, torch.Tensor]:
     return {"real": phantoms(0, 6), "heldout": phantoms(1, 3), "fresh": phantoms(2, 4)}
 
 
-def test_brain_mask_of_a_skull_stripped_case_is_its_non_zero_region(data):
-    x = data["real"][:2]
+def test_brain_mask_of_a_skull_stripped_case_is_its_non_zero_region_and_a_thin_rim(data):
+    from scipy import ndimage
+
+    x = data["real"][:3]
     m = brain_masks(x)
     truth = (x > -1).any(1).numpy()
-    assert (m & truth).sum() / (m | truth).sum() > 0.9
+    for i in range(3):
+        assert (m[i] & truth[i]).sum() >= 0.98 * truth[i].sum()  # covers the brain
+        assert not (m[i] & ~ndimage.binary_dilation(truth[i], iterations=2)).any()  # at most a 2-voxel rim
+    grainy = grainy_copies(x[0], 1)
+    assert (brain_masks(grainy)[0] ^ m[0]).sum() < 0.05 * m[0].sum()  # grain does not move it
 
 
 def test_fresh_cases_pass_every_check(data):
