@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report folder: report.json, report.md, *.png")
     add_config_args(p, required=False)
     p.add_argument("--seeds", type=int, nargs="+", help="segmenter seeds (eval.seeds)")
-    p.add_argument("--steps", type=int, help="segmenter training steps per set and seed (eval.steps)")
+    p.add_argument("--epochs", type=int, help="most segmenter epochs per set and seed; a validation-Dice plateau "
+                                              "stops earlier (eval.epochs)")
+    p.add_argument("--steps", type=int, help="hard cap on segmenter optimiser steps, for quick runs (eval.steps)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (eval.device)")
     p.add_argument("--feature-weights", help="local MedicalNet-style 3D ResNet weights (eval.feature_weights)")
     p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation (eval.tasks)")
@@ -65,6 +67,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         changes["seeds"] = list(args.seeds)
     if args.steps is not None:
         changes["steps"] = args.steps
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
     if args.device:
         changes["device"] = args.device
     if args.feature_weights:
@@ -78,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         cfg = dataclasses.replace(cfg, **changes)
     except ValueError as exc:
-        raise ConfigError(f"--seeds/--steps/--tasks: {exc}") from exc
+        raise ConfigError(f"--seeds/--epochs/--steps/--tasks: {exc}") from exc
     resolved = {"real": args.real, "root": args.root, "synthetic": args.synthetic, "out": args.out,
                 "eval": to_dict(cfg), "data": to_dict(exp.data)}
     if dry_run(args, resolved):
@@ -105,7 +109,7 @@ def _command_of(args: argparse.Namespace) -> str:
         parts += ["--set", o]
     if args.seeds:
         parts += ["--seeds", *map(str, args.seeds)]
-    for flag, value in (("--steps", args.steps), ("--device", args.device),
+    for flag, value in (("--epochs", args.epochs), ("--steps", args.steps), ("--device", args.device),
                         ("--feature-weights", args.feature_weights), ("--tasks", args.tasks)):
         if value is not None:
             parts += [flag, str(value)]

@@ -62,7 +62,7 @@ def run_evaluation(
     from medidiff.eval import memorisation as mem
     from medidiff.eval import realism as rl
     from medidiff.eval import report as rep
-    from medidiff.eval.utility import SegmenterBank, mask_fidelity, utility_experiment
+    from medidiff.eval.utility import SegmenterBank, mask_fidelity, training_sets, utility_experiment
 
     tasks = list(cfg.tasks)
     out = Path(out_dir)
@@ -106,7 +106,11 @@ def run_evaluation(
     synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
     synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
 
-    sets = {"real": real_train, "synthetic": synthetic}
+    sweep_notes: list[str] = []
+    if "utility" in tasks:
+        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.seeds[0])
+    else:
+        sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -118,17 +122,19 @@ def run_evaluation(
     # ---- segmentation -----------------------------------------------------------------------
     if "utility" in tasks:
         assert real_test is not None
-        u = utility_experiment(bank, real_test, cfg, spacing)
+        u = utility_experiment(bank, real_test, cfg, spacing, notes=sweep_notes)
         results["utility"] = u
         names = list(u["training_sets"])
         for metric, top in (("dice", 1.0), ("hd95", None)):
-            means = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_mean"] for n in names] for r in regions])
-            stds = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_std"] for n in names] for r in regions])
+            iv = [[u["training_sets"][n]["intervals"][r][metric] for n in names] for r in regions]
+            means = np.array([[v["mean"] for v in row] for row in iv])
+            half = np.array([[max(v["mean"] - v["ci95"][0], v["ci95"][1] - v["mean"]) for v in row] for row in iv])
             fname = f"utility_{metric}.png"
-            rep.save_png(out, fname, rep.bar_chart(regions, names, means, stds, title=f"{metric} on held-out real",
+            rep.save_png(out, fname, rep.bar_chart(regions, names, means, half, title=f"{metric} on held-out real",
                                                    ymax=top), figures)
             legends[fname] = (f"{metric.upper()} per region; bars: " + ", ".join(
-                f"{rep.COLOURS[i][0]} = trained on {n}" for i, n in enumerate(names)) + "; whiskers: std over seeds")
+                f"{rep.COLOURS[i % len(rep.COLOURS)][0]} = trained on {n}" for i, n in enumerate(names)) +
+                "; whiskers: the larger half of the 95% bootstrap interval over cases and seeds")
     if "fidelity" in tasks:
         f = mask_fidelity(bank, synthetic, cfg, spacing)
         results["fidelity"] = f
@@ -148,7 +154,7 @@ def run_evaluation(
             feature_net = feat.SegmenterFeatures(
                 bank.get("real", seed),
                 name=f"segresnet-encoder (trained on the real training split, seed {seed}, init_filters "
-                     f"{cfg.init_filters}, {cfg.steps} steps; stage-wise global average pooling)",
+                     f"{cfg.init_filters}, up to {cfg.epochs} epochs with a plateau stop; stage-wise global average pooling)",
             )
 
     # ---- image metrics ----------------------------------------------------------------------

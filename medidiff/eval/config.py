@@ -16,14 +16,19 @@ class EvalConfig:
     """What to evaluate and with which budget.
 
     The segmenter (MONAI SegResNet, 4 modalities in, WT/TC/ET sigmoid out) is a frozen evaluation
-    tool trained by a plain torch loop; every training set (real, synthetic, real+synthetic) gets
-    the SAME budget: ``steps`` optimiser steps of ``batch_size`` cases, for each seed.
+    tool trained by a plain torch loop; every training set gets the SAME rule: up to ``epochs``
+    epochs, stopped when the Dice on its own held-back ``val_fraction`` has not improved by
+    ``min_delta`` for ``patience`` epochs (best weights kept), for each seed.
     """
 
     tasks: list[Task] = field(default_factory=lambda: list(TASKS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # segmenter (utility, fidelity, and the default feature net)
-    steps: int = 200
+    epochs: int = 150  # the most epochs; the plateau stop usually ends training earlier
+    patience: int = 15  # epochs without a validation-Dice gain of min_delta before stopping
+    min_delta: float = 0.002
+    val_fraction: float = 0.2  # of each training set, held back for the plateau stop
+    steps: int | None = None  # optional hard cap on optimiser steps (quick tests); null = none
     batch_size: int = 2
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-5
@@ -31,6 +36,9 @@ class EvalConfig:
     threshold: float = 0.5  # on sigmoid probabilities
     hd_percentile: float = 95.0
     device: str = "cpu"
+    # statistics (utility)
+    bootstrap: int = 2000  # resamples of (seeds, cases) for the 95% intervals
+    size_sweep: list[int] = field(default_factory=lambda: [1, 2, 4])  # synthetic sets of k x N cases
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
@@ -65,8 +73,17 @@ class EvalConfig:
             raise ValueError(f"tasks has duplicates: {self.tasks}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs, patience and batch_size must be >= 1, got {self.epochs}, {self.patience}, "
+                             f"{self.batch_size}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1 or null, got {self.steps}")
+        if not 0.0 <= self.val_fraction < 1.0 or self.min_delta < 0:
+            raise ValueError(f"val_fraction must be in [0, 1) and min_delta >= 0, got {self.val_fraction}, {self.min_delta}")
+        if self.bootstrap < 100:
+            raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
+        if not self.size_sweep or 1 not in self.size_sweep or any(k < 1 for k in self.size_sweep):
+            raise ValueError(f"size_sweep must hold 1 (the size-matched set) and multipliers >= 1, got {self.size_sweep}")
         if self.init_filters < 1:
             raise ValueError(f"init_filters must be >= 1, got {self.init_filters}")
         if not 0.0 < self.threshold < 1.0:

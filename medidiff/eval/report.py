@@ -268,13 +268,29 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{f:.{digits}f}" if abs(f) >= 10 ** -digits or f == 0 else f"{f:.2e}"
 
 
+def _ci(v: Mapping[str, Any], digits: int = 3) -> str:
+    return f"{_fmt(v['mean'], digits)} [{_fmt(v['ci95'][0], digits)}, {_fmt(v['ci95'][1], digits)}]"
+
+
 def _seg_table(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    out = ["| training set | region | Dice mean | Dice std | HD95 mm mean | HD95 std | HD95 penalised |",
+    """rows: {name: result with "intervals" and "aggregate"} -> a markdown table."""
+    out = ["| training set | region | Dice mean [95% CI] | Dice std over seeds | HD95 mm mean [95% CI] | HD95 penalised |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, res in rows.items():
+        for region, iv in res["intervals"].items():
+            out.append(f"| {name} | {region} | {_ci(iv['dice'])} | {_fmt(iv['dice']['std_over_seeds'])} | "
+                       f"{_ci(iv['hd95'], 2)} | {res['aggregate'][region]['hd95_undefined']} |")
+    return out
+
+
+def _training_lines(sets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    out = ["| training set | cases | seed | epochs | best epoch | stopped by | best validation Dice |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, agg in rows.items():
-        for region, r in agg.items():
-            out.append(f"| {name} | {region} | {_fmt(r['dice_mean'])} | {_fmt(r['dice_std'])} | "
-                       f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_std'], 2)} | {r['hd95_undefined']} |")
+    for name, res in sets.items():
+        for p in res["per_seed"]:
+            t = p["training"]
+            out.append(f"| {name} | {t['train_cases']} + {t['val_cases']} val | {p['seed']} | {t['epochs']} | "
+                       f"{t['best_epoch']} | {t['stopped']} | {_fmt(t['best_val_dice'])} |")
     return out
 
 
@@ -334,16 +350,31 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         u = res["utility"]
         b = u["budget"]
         lines += ["## Segmentation utility (train on each set, test on held-out real)", "",
-                  f"SegResNet (init_filters {b['init_filters']}), the same budget for every set: {b['steps']} steps "
-                  f"x batch {b['batch_size']}, lr {b['lr']}, seeds {b['seeds']}; {u['test_cases']} held-out real cases. "
-                  "Mean and std over seeds of the per-seed mean over cases.", ""]
-        lines += _seg_table({k: v["aggregate"] for k, v in u["training_sets"].items()})
+                  f"SegResNet (init_filters {b['init_filters']}), the same rule for every set: up to {b['epochs']} epochs "
+                  f"(batch {b['batch_size']}, lr {b['lr']}), stopped when the Dice on a held-back {b['val_fraction']:.0%} of "
+                  f"the set has not improved by {b['min_delta']} for {b['patience']} epochs"
+                  + (f", at most {b['max_steps']} steps" if b.get("max_steps") else "") +
+                  f"; seeds {b['seeds']}; {u['test_cases']} held-out real cases. Means over cases and seeds with "
+                  f"bootstrap 95% intervals ({u['bootstrap']['resamples']} resamples of cases and seeds).", ""]
+        lines += _seg_table(u["training_sets"])
         lines += ["", "Training cases: " + ", ".join(f"{k} {v['train_cases']}" for k, v in u["training_sets"].items()), ""]
+        if u.get("paired_vs_real"):
+            lines += [f"Paired differences (same test case and seed) against {u['paired_reference']}, the size-matched "
+                      "real set:", "", "| difference | region | Dice [95% CI] | HD95 mm [95% CI] |", "| --- | --- | --- | --- |"]
+            for name, regs in u["paired_vs_real"].items():
+                for region, v in regs.items():
+                    lines.append(f"| {name} | {region} | {_ci(v['dice'])} | {_ci(v['hd95'], 2)} |")
+            lines.append("")
+        lines += ["Can show: whether segmenters trained on synthetic cases do as well on real test cases as ones "
+                  "trained on as many real cases, within the intervals. Cannot show: a difference smaller than the "
+                  "interval; an interval containing 0 is not proof of equality. Per-case scores are in report.json.", ""]
+        lines += [f"- {n}" for n in u.get("notes", [])] + ([""] if u.get("notes") else [])
+        lines += ["Segmenter training:", ""] + _training_lines(u["training_sets"]) + [""]
     if "fidelity" in res:
         f = res["fidelity"]
         lines += ["## Mask fidelity (real-trained segmenter on synthetic images vs their labels)", "",
                   f"{f['cases']} synthetic cases ({f['mask_conditioned_cases']} with a conditioning mask in their provenance).", ""]
-        lines += _seg_table({"real -> synthetic": f["aggregate"]})
+        lines += _seg_table({"real -> synthetic": f})
         lines.append("")
     if "image" in res:
         im = res["image"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medidiff.cli import evaluate_cmd
@@ -55,12 +56,12 @@ def dataset(tmp_path_factory) -> dict[str, Path | str]:
 def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     out = tmp_path / "report"
     argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]),
-            "--synthetic", str(dataset["gen"]), "--out", str(out), "--steps", "20", "--seeds", "0", "1",
+            "--synthetic", str(dataset["gen"]), "--out", str(out), "--epochs", "4", "--seeds", "0", "1",
             "--no-progress", *SETS]
     assert cli(argv) == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
-    assert report["command"].startswith("medidiff evaluate --real ") and "--steps 20" in report["command"]
+    assert report["command"].startswith("medidiff evaluate --real ") and "--epochs 4" in report["command"]
     assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation"]
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]
@@ -68,13 +69,27 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     assert d["cases"]["real_train"] + d["cases"]["real_heldout"] == 6 and d["grid"]["shape"] == list(SHAPE)
 
     util = report["results"]["utility"]
-    assert set(util["training_sets"]) == {"real", "synthetic", "real+synthetic"}
+    n_real, n_test = d["cases"]["real_train"], d["cases"]["real_heldout"]
+    # size-matched (N = min(real, synthetic)) plus the sweep the folder can fill
+    assert set(util["training_sets"]) == {"real", "synthetic", "synthetic_x2", "real+synthetic"}
+    assert util["training_sets"]["synthetic"]["train_cases"] == n_real
+    assert util["training_sets"]["synthetic_x2"]["train_cases"] == 2 * n_real
+    assert any("synthetic_x4 skipped" in n for n in util["notes"])
     for res in util["training_sets"].values():
         assert [p["seed"] for p in res["per_seed"]] == [0, 1]
-        for region in ("WT", "TC", "ET"):
-            agg = res["aggregate"][region]
+        assert all(p["training"]["epochs"] <= 4 for p in res["per_seed"])
+        pc = res["per_case"]
+        assert np.asarray(pc["dice"]).shape == (2, n_test, 3) and len(pc["case_ids"]) == n_test
+        for k, region in enumerate(("WT", "TC", "ET")):
+            agg, iv = res["aggregate"][region], res["intervals"][region]["dice"]
             assert 0.0 <= agg["dice_mean"] <= 1.0 and agg["hd95_mean"] >= 0 and agg["seeds"] == 2
-    assert util["training_sets"]["real+synthetic"]["train_cases"] == d["cases"]["real_train"] + 6
+            assert iv["ci95"][0] <= iv["mean"] <= iv["ci95"][1]
+            assert iv["mean"] == pytest.approx(np.asarray(pc["dice"])[:, :, k].mean())
+    assert util["training_sets"]["real+synthetic"]["train_cases"] == n_real + n_real
+    paired = util["paired_vs_real"]
+    assert set(paired) == {"synthetic - real", "synthetic_x2 - real", "real+synthetic - real"}
+    syn, real = (np.asarray(util["training_sets"][n]["per_case"]["dice"]) for n in ("synthetic", "real"))
+    assert paired["synthetic - real"]["WT"]["dice"]["mean"] == pytest.approx((syn - real)[:, :, 0].mean())
     fid = report["results"]["fidelity"]
     assert fid["cases"] == 6 and 0.0 <= fid["aggregate"]["WT"]["dice_mean"] <= 1.0
 
