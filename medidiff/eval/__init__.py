@@ -264,6 +264,19 @@ def run_evaluation(
                                        "columns: axial, coronal, sagittal); " +
                                        ("flagged cases" if a.flagged.any() else "no case flagged: the most similar ones"))
 
+    # ---- codec reconstruction ---------------------------------------------------------------
+    if "codec" in tasks:
+        if not cfg.codec:
+            skipped["codec"] = "no codec given (--codec MODEL_OR_CODEC_DIR or eval.codec)"
+        else:
+            from medidiff.eval.codec import codec_reconstruction, load_eval_codec
+
+            cases = real_test if real_test is not None else real_train
+            rec = codec_reconstruction(load_eval_codec(cfg.codec, cfg.device), cases.images, cases.labels,
+                                       dcfg.modalities, case_ids=cases.case_ids, batch_size=cfg.batch_size)
+            rec.update({"codec": str(cfg.codec), "set": cases.name})
+            results["codec"] = rec
+
     # ---- example cases ----------------------------------------------------------------------
     for k in range(min(cfg.num_examples, len(synthetic))):
         lab = regions_to_labels(synthetic.labels[k]) if synthetic.labels is not None else None

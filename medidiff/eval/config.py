@@ -7,8 +7,8 @@ from typing import Literal
 
 __all__ = ["Task", "TASKS", "EvalConfig"]
 
-Task = Literal["utility", "fidelity", "image", "memorisation"]
-TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation")
+Task = Literal["utility", "fidelity", "image", "memorisation", "codec"]
+TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation", "codec")
 
 
 @dataclass
@@ -53,6 +53,8 @@ class EvalConfig:
     histogram_abs_tol: float = 0.02
     diversity_sigma: float = 2.0  # voxels: low-pass before pair distances, so grain averages out
     diversity_min_ratio: float = 0.5  # synthetic / real mean pair distance below this = not diverse
+    # codec reconstruction (task "codec"): a codec folder or a model folder holding codec/
+    codec: str | None = None
     # image metrics
     feature_weights: str | None = None  # MedicalNet-style 3D ResNet weights (.safetensors/.pth)
     msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity

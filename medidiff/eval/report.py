@@ -438,6 +438,16 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         for row in m["cases"]:
             lines.append(f"| {row['case']} | {row['nearest']} | {_fmt(row['similarity'], 4)} | {'yes' if row['flagged'] else ''} |")
         lines.append("")
+    if "codec" in res:
+        c = res["codec"]
+        lines += ["## Codec reconstruction (encode -> decode of real cases)", "",
+                  f"Codec `{c['codec']}` on {c['cases']} {c['set']} cases, [-1, 1] scale (data range 2).", "",
+                  "| modality | PSNR dB mean | PSNR min | SSIM mean | SSIM min |", "| --- | --- | --- | --- | --- |"]
+        for m, v in c["per_modality"].items():
+            lines.append(f"| {m} | {_fmt(v['psnr_mean'], 2)} | {_fmt(v['psnr_min'], 2)} | {_fmt(v['ssim_mean'], 4)} | "
+                         f"{_fmt(v['ssim_min'], 4)} |")
+        lines += ["", "Can show: the detail a model on this codec's latents can at best reproduce (a wavelet codec is "
+                  "exact: inf dB). Cannot show: anything about the diffusion model itself.", ""]
     if report.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {k}: {v}" for k, v in report["skipped"].items()] + [""]
     if report.get("figures"):

@@ -54,15 +54,20 @@ def dataset(tmp_path_factory) -> dict[str, Path | str]:
 
 
 def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
+    from medidiff.latents.wavelet import WaveletCodec, WaveletCodecConfig
+
     out = tmp_path / "report"
+    codec = tmp_path / "model"
+    WaveletCodec(WaveletCodecConfig()).save_pretrained(codec / "codec")  # a model folder's layout
     argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]),
             "--synthetic", str(dataset["gen"]), "--out", str(out), "--epochs", "4", "--seeds", "0", "1",
+            "--codec", str(codec),
             "--no-progress", *SETS]
     assert cli(argv) == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     assert report["command"].startswith("medidiff evaluate --real ") and "--epochs 4" in report["command"]
-    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation"]
+    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation", "codec"]
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]
     assert len(d["manifest_sha256"]) == 64 and d["cases"]["synthetic"] == 6 and d["synthetic_with_labels"] == 6
@@ -108,6 +113,11 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     assert set(planted) >= {"exact", "mirrored", "rescaled_0.9", "rescaled_1.1"}
     assert all(v["rate"] >= 0.9 for v in planted.values()), planted
     assert memo["controls"]["heldout_real"]["rate"] <= 0.05
+
+    rec = report["results"]["codec"]  # the wavelet codec is exact: inf dB, SSIM 1, on held-out real cases
+    assert rec["set"] == "real_heldout" and rec["cases"] == n_test
+    assert all(v["psnr_min"] == "inf" or v["psnr_min"] > 60 for v in rec["per_modality"].values())
+    assert all(v["ssim_min"] == pytest.approx(1.0, abs=1e-4) for v in rec["per_modality"].values())
 
     for name in report["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
