@@ -375,7 +375,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         lines += ["## Mask fidelity (real-trained segmenter on synthetic images vs their labels)", "",
                   f"{f['cases']} synthetic cases ({f['mask_conditioned_cases']} with a conditioning mask in their provenance).", ""]
         lines += _seg_table({"real -> synthetic": f})
-        lines.append("")
+        lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
+                  "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
+                  "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]
     if "image" in res:
         im = res["image"]
         lines += ["## Image metrics", ""]
@@ -404,6 +406,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines.append("")
         if im.get("notes"):
             lines += [f"- {n}" for n in im["notes"]] + [""]
+        lines += ["Can show: how far the synthetic feature distribution is from the real one, relative to the floor "
+                  "at the same counts (a value near the floor is as close as two real samples get). Cannot show: "
+                  "what differs (see the realism checks); values from another feature net, grid or sample count are "
+                  "not comparable.", ""]
     if "realism" in res:
         lines += _realism_lines(res["realism"])
     if "memorisation" in res:
