@@ -238,7 +238,7 @@ def run_evaluation(
             controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
                                          percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
                                          max_cases=cfg.memorisation_controls, seed=cfg.seeds[0])
-            space = (f"image ({cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
+            space = (f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
                      else f"features ({feature_net.name if feature_net else ''})")
             results["memorisation"] = {
                 "space": space,

@@ -268,6 +268,16 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{f:.{digits}f}" if abs(f) >= 10 ** -digits or f == 0 else f"{f:.2e}"
 
 
+def _provenance_line(p: Mapping[str, Any] | None) -> str:
+    if not p:
+        return "- provenance: not checked"
+    folds = ", ".join(f"fold {k}: {v}" for k, v in sorted(p["mask_cases_by_fold"].items())) or "none recorded"
+    return (f"- provenance check passed: no conditioning mask from the held-out fold and no model trained on another "
+            f"manifest or fold; masks by fold: {folds}; {p['masks_from_other_manifests']} masks from other manifests; "
+            f"{p['cases_without_verified_training_manifest']} of {p['cases']} cases without a verifiable training "
+            "manifest (older generate, or its manifest was not readable)")
+
+
 def _ci(v: Mapping[str, Any], digits: int = 3) -> str:
     return f"{_fmt(v['mean'], digits)} [{_fmt(v['ci95'][0], digits)}, {_fmt(v['ci95'][1], digits)}]"
 
@@ -338,6 +348,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- real manifest: `{d['manifest']}` (sha256 `{d['manifest_sha256'][:16]}...`), root `{d['root']}`, "
         f"held-out fold {d['fold']}",
         f"- synthetic folder: `{d['synthetic_dir']}`",
+        _provenance_line(d.get("provenance_check")),
         f"- cases: {d['cases']['real_train']} real training, {d['cases']['real_heldout']} real held-out, "
         f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)",
         f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
