@@ -264,6 +264,14 @@ def run_evaluation(
                                        "columns: axial, coronal, sagittal); " +
                                        ("flagged cases" if a.flagged.any() else "no case flagged: the most similar ones"))
 
+    # ---- tissue QC (anatomy data set) -------------------------------------------------------
+    if "tissue" in tasks:
+        results_t, note = _tissue_qc(cfg, dcfg, train_items, held_items, real_train, real_test, synthetic, progress)
+        if results_t is None:
+            skipped["tissue"] = note
+        else:
+            results["tissue"] = results_t
+
     # ---- codec reconstruction ---------------------------------------------------------------
     if "codec" in tasks:
         if not cfg.codec:
@@ -320,6 +328,44 @@ def run_evaluation(
     rep.write_json(out / "report.json", report)
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
     return report
+
+
+def _tissue_qc(cfg: EvalConfig, dcfg: Any, train_items: list[dict[str, Any]], held_items: list[dict[str, Any]],
+               real_train: Any, real_test: Any, synthetic: Any, progress: bool) -> tuple[dict[str, Any] | None, str]:
+    """Tissue fractions and WM/GM contrast of synthetic vs held-out real cases (medidiff.eval.tissue),
+    or ``(None, why not)`` when the real cases carry no tissue maps."""
+    from dataclasses import replace
+
+    from medidiff.data.transforms import build_transforms
+    from medidiff.eval import tissue as ts
+    from medidiff.eval.segmentation import train_segmenter
+
+    t_train, t_held = ts.tissue_items(train_items), ts.tissue_items(held_items)
+    if t_train is None or t_held is None or real_test is None:
+        return None, (f"needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real case (the anatomy data set has "
+                      "them) and a held-out fold")
+    tf = build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={})
+    maps_train, maps_held = ts.load_tissue_maps(t_train, tf), ts.load_tissue_maps(t_held, tf)
+    seed = cfg.seeds[0]
+    model, hist = train_segmenter(
+        real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,
+        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold,
+        device=cfg.device, progress=progress, desc=f"tissue segmenter seed {seed}")
+    mods = list(dcfg.modalities)
+    pred_held = ts.predict_tissue(model, real_test.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
+    pred_syn = ts.predict_tissue(model, synthetic.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
+    real_pred = ts.tissue_measures(real_test.images, pred_held, mods)
+    real_truth = ts.tissue_measures(real_test.images, maps_held, mods)
+    syn = ts.tissue_measures(synthetic.images, pred_syn, mods)
+    agree = float((pred_held == maps_held).float().mean())
+    return {
+        "segmenter": {"training": asdict(hist), "voxel_agreement_on_heldout": agree},
+        "synthetic_vs_real": ts.compare_to_real(syn, real_pred),
+        "real_heldout_ground_truth": {k: float(np.nanmean(v)) for k, v in real_truth.items()},
+        "per_case": {"synthetic": {"case_ids": synthetic.case_ids, **{k: v.tolist() for k, v in syn.items()}},
+                     "real_heldout": {"case_ids": real_test.case_ids, **{k: v.tolist() for k, v in real_pred.items()}}},
+    }, ""
 
 
 def _mask_id(prov: dict[str, Any]) -> str | None:

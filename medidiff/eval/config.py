@@ -7,8 +7,8 @@ from typing import Literal
 
 __all__ = ["Task", "TASKS", "EvalConfig"]
 
-Task = Literal["utility", "fidelity", "image", "memorisation", "codec"]
-TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation", "codec")
+Task = Literal["utility", "fidelity", "image", "memorisation", "codec", "tissue"]
+TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation", "codec", "tissue")
 
 
 @dataclass

@@ -455,6 +455,24 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         for row in m["cases"]:
             lines.append(f"| {row['case']} | {row['nearest']} | {_fmt(row['similarity'], 4)} | {'yes' if row['flagged'] else ''} |")
         lines.append("")
+    if "tissue" in res:
+        t = res["tissue"]
+        c = t["synthetic_vs_real"]
+        lines += ["## Tissue QC (CSF/GM/WM segmenter trained on the real tissue maps)", "",
+                  f"Voxel agreement of the tissue segmenter with the held-out ground truth: "
+                  f"{_fmt(t['segmenter']['voxel_agreement_on_heldout'])}. Real reference: held-out real cases through the "
+                  f"same segmenter. {c['rule']}. Failed: {', '.join(c['failed']) or 'none'}.", "",
+                  "| metric | synthetic mean | real mean +- std | real range | z | synthetic in range | ground truth (held-out) | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for k, v in c["metrics"].items():
+            if "note" in v:
+                lines.append(f"| {k} | - | - | - | - | - | - | {v['note']} |")
+                continue
+            lines.append(f"| {k} | {_fmt(v['synthetic_mean'])} | {_fmt(v['real_mean'])} +- {_fmt(v['real_std'])} | "
+                         f"[{_fmt(v['real_min'])}, {_fmt(v['real_max'])}] | {_fmt(v['z'], 2)} | {_fmt(v['in_real_range'], 2)} | "
+                         f"{_fmt(t['real_heldout_ground_truth'].get(k))} | {'pass' if v['pass'] else '**FAIL**'} |")
+        lines += ["", "Can show: synthetic brains whose tissue proportions or grey/white contrast are off the real ones. "
+                  "Cannot show: where the tissues are (folding, symmetry); with few real cases the real std is uncertain.", ""]
     if "codec" in res:
         c = res["codec"]
         lines += ["## Codec reconstruction (encode -> decode of real cases)", "",

@@ -67,7 +67,8 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     assert report["command"].startswith("medidiff evaluate --real ") and "--epochs 4" in report["command"]
-    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation", "codec"]
+    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation", "codec", "tissue"]
+    assert "tissue" in report["skipped"]  # these phantoms carry no tissue maps
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]
     assert len(d["manifest_sha256"]) == 64 and d["cases"]["synthetic"] == 6 and d["synthetic_with_labels"] == 6
