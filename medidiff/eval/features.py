@@ -9,7 +9,8 @@ could not reproduce WDM's FIDs, wdm-3d #6, #11):
   ``module.`` prefix and a ``state_dict`` wrapper are accepted. Depth (10/18/34/50/101/152/200),
   block type, shortcut type (A: parameter-free, B: 1x1 conv) and the downsample bias are read from
   the weights, so any MedicalNet checkpoint loads into ``monai.networks.nets.resnet.ResNet``
-  strictly. MedicalNet is single-channel: each modality goes through on its own, z-scored inside
+  strictly, then :func:`as_medicalnet` restores MedicalNet's stride-1, dilated layers 3 and 4
+  (MONAI's ResNet downsamples there instead). MedicalNet is single-channel: each modality goes through on its own, z-scored inside
   the brain (MedicalNet's own normalisation), and the global-average-pooled last stage
   (512 or 2048 per modality) is concatenated over modalities.
 * ``segresnet-encoder`` otherwise: the encoder of our own SegResNet trained on the REAL training
@@ -40,6 +41,7 @@ __all__ = [
     "MedicalNetFeatures",
     "SegmenterFeatures",
     "load_medicalnet",
+    "as_medicalnet",
     "extract_features",
     "slabs",
     "slab_features",
@@ -120,7 +122,36 @@ def load_medicalnet(path: str | Path) -> tuple[nn.Module, int]:
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit a MedicalNet resnet{depth}: {exc}") from exc
-    return model.eval(), depth
+    return as_medicalnet(model).eval(), depth
+
+
+def as_medicalnet(model: nn.Module) -> nn.Module:
+    """Make a MONAI ResNet compute what MedicalNet computes with the same weights (in place).
+
+    MedicalNet (Chen et al. 2019; Tencent/MedicalNet models/resnet.py, as WDM-3D's FID uses it)
+    builds layer3 and layer4 with stride 1 and dilation 2 and 4 (padding = dilation) instead of
+    MONAI's stride 2 and no dilation; the weights are the same shapes, so MONAI's net loads them
+    and silently computes other features (they correlated only 0.91 in issue 14). Only strides,
+    dilations and paddings change: 3-tap convs get dilation d, every conv and the type-A shortcut
+    in those layers stride 1.
+    """
+    from functools import partial
+
+    for name, dilation in (("layer3", 2), ("layer4", 4)):
+        layer = getattr(model, name)
+        for block in layer:
+            for m in block.modules():
+                if isinstance(m, nn.Conv3d):
+                    m.stride = (1, 1, 1)
+                    if m.kernel_size == (3, 3, 3):
+                        m.dilation = (dilation,) * 3
+                        m.padding = (dilation,) * 3
+            down = getattr(block, "downsample", None)
+            if isinstance(down, partial):  # shortcut type A: strided average pool + zero channels
+                block.downsample = partial(down.func, *down.args, **{**down.keywords, "stride": 1})
+            if hasattr(block, "stride"):
+                block.stride = 1
+    return model
 
 
 class MedicalNetFeatures:
