@@ -188,3 +188,32 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     n_syn = dist["synthetic_vs_real_train"]["3d"]["n"]
     assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
     assert "Realism checks" in (out / "report.md").read_text()
+
+
+def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tmp_path):
+    """Done-when of issue 14: grainy copies of one case, written as `medidiff generate` writes them (background
+    not zero), fail background, spectrum, histogram and diversity through the whole evaluate path."""
+    import nibabel as nib
+
+    from tests.eval import write_synthetic_phantoms
+
+    clean = tmp_path / "clean"
+    write_synthetic_phantoms(clean, 1, SHAPE, seed=11)
+    gen = tmp_path / "grainy"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        case = gen / f"case_{i:04d}"
+        case.mkdir(parents=True)
+        for f in (clean / "case_0000").glob("*.nii.gz"):
+            img = nib.load(f)
+            v = np.asarray(img.dataobj, np.float32)
+            if f.name != "seg.nii.gz":
+                v = np.clip(v + rng.normal(0, 0.06, v.shape), 0, 1).astype(np.float32)
+            nib.save(nib.Nifti1Image(v, img.affine), str(case / f.name))
+    out = tmp_path / "r"
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic", str(gen),
+            "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
+    assert cli(argv) == 0
+    r = json.loads((out / "report.json").read_text())["results"]["realism"]
+    assert set(r["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}, r["checks"]
+    assert "**FAIL**" in (out / "report.md").read_text()
