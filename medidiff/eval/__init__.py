@@ -149,13 +149,27 @@ def run_evaluation(
     if "image" in tasks or ("memorisation" in tasks and cfg.memorisation_space == "features"):
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
+        elif cfg.feature_net and (Path(cfg.feature_net) / "config.json").is_file():
+            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+                                                         grid=list(shape), spacing=spacing)
+            feature_net = feat.SegmenterFeatures(model.to(cfg.device), name=f"segresnet-encoder {cfg.feature_net} "
+                                                 f"(saved; trained on manifest sha256 {recipe['manifest_sha256'][:12]}..., "
+                                                 f"fold {recipe['fold']} held out, seed {recipe['seed']})")
         else:
             seed = cfg.seeds[0]
+            model = bank.get("real", seed)
             feature_net = feat.SegmenterFeatures(
-                bank.get("real", seed),
+                model,
                 name=f"segresnet-encoder (trained on the real training split, seed {seed}, init_filters "
                      f"{cfg.init_filters}, up to {cfg.epochs} epochs with a plateau stop; stage-wise global average pooling)",
             )
+            if cfg.feature_net:  # train once, save with the recipe: later evaluations reuse it
+                feat.save_segmenter_features(model, cfg.feature_net, {
+                    "modalities": list(dcfg.modalities), "grid": list(shape), "spacing_mm": spacing,
+                    "init_filters": cfg.init_filters, "seed": seed, "manifest_sha256": evdata.file_sha256(real_manifest),
+                    "fold": dcfg.fold, "train_cases": real_train.case_ids, "eval": asdict(cfg), "data": to_dict(dcfg),
+                    "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
+                feature_net.name = f"segresnet-encoder {cfg.feature_net} (trained now and saved, seed {seed})"
 
     # ---- image metrics ----------------------------------------------------------------------
     if "image" in tasks:

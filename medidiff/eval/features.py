@@ -37,6 +37,9 @@ from torch import nn
 from medidiff.errors import DataError
 
 __all__ = [
+    "FEATURE_NET_KIND",
+    "save_segmenter_features",
+    "load_segmenter_features",
     "FeatureNet",
     "MedicalNetFeatures",
     "SegmenterFeatures",
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}  # RAS: x, y, z
+FEATURE_NET_KIND = "medidiff.eval.segresnet_features"
 
 
 class FeatureNet(Protocol):
@@ -194,6 +198,51 @@ class SegmenterFeatures:
         device = next(self.model.parameters()).device
         _, stages = self.model.encode(x.to(device).float())  # per stage (B, F*2^k, X/2^k, ...)
         return torch.cat([s.flatten(2).mean(2) for s in stages], dim=1).cpu()
+
+
+def save_segmenter_features(model: nn.Module, directory: str | Path, recipe: dict) -> Path:
+    """Save a feature SegResNet as ``config.json`` (kind, recipe) + ``model.safetensors``.
+
+    A feature net retrained for every evaluation gives Frechet/MMD values that compare only within
+    that evaluation; saved once with its recipe (data grid, manifest hash, fold, budget) and given
+    to later evaluations (``--feature-net DIR``), it makes their values comparable across models.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({"kind": FEATURE_NET_KIND, "recipe": recipe}, indent=2, default=str))
+    return d
+
+
+def load_segmenter_features(directory: str | Path, *, modalities: list[str], grid: list[int],
+                            spacing: list[float]) -> tuple[nn.Module, dict]:
+    """Load :func:`save_segmenter_features`' folder; refuses one made for other modalities, grid or
+    spacing (its features would not be comparable)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from medidiff.eval.segmentation import build_segmenter
+
+    d = Path(directory)
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(d / "config.json", f"not a saved feature net ({exc})") from exc
+    if meta.get("kind") != FEATURE_NET_KIND:
+        raise DataError(d / "config.json", f"kind {meta.get('kind')!r}, expected {FEATURE_NET_KIND!r}")
+    r = meta["recipe"]
+    for key, want in (("modalities", list(modalities)), ("grid", list(grid)), ("spacing_mm", list(spacing))):
+        if list(r.get(key, [])) != want:
+            raise DataError(d / "config.json", f"the feature net was trained for {key} {r.get(key)}, this evaluation "
+                                               f"uses {want}: its features are not comparable; use another --feature-net")
+    model = build_segmenter(len(modalities), int(r["init_filters"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    return model.eval(), r
 
 
 @torch.no_grad()

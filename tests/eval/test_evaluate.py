@@ -217,3 +217,22 @@ def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tm
     r = json.loads((out / "report.json").read_text())["results"]["realism"]
     assert set(r["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}, r["checks"]
     assert "**FAIL**" in (out / "report.md").read_text()
+
+
+def test_feature_net_is_trained_once_saved_with_its_recipe_and_reused(dataset, cli, tmp_path, capsys):
+    fnet = tmp_path / "fnet"
+    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "image", "--feature-net", str(fnet),
+            "--no-progress"]
+    assert cli([*base, "--out", str(tmp_path / "a"), *SETS]) == 0
+    recipe = json.loads((fnet / "config.json").read_text())["recipe"]
+    assert recipe["grid"] == list(SHAPE) and recipe["fold"] == 0 and len(recipe["manifest_sha256"]) == 64
+    assert (fnet / "model.safetensors").is_file()
+    assert cli([*base, "--out", str(tmp_path / "b"), *SETS]) == 0
+    a, b = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("a", "b"))
+    assert "saved" in b["feature_net"] and "trained now" in a["feature_net"]
+    fa, fb = (r["results"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] for r in (a, b))
+    assert fa == pytest.approx(fb, rel=1e-6)  # the same features: comparable numbers
+    other = [s.replace(f"data.roi={list(SHAPE)}", "data.roi=[32, 32, 32]") for s in SETS]
+    assert cli([*base, "--out", str(tmp_path / "c"), *other]) == 2
+    assert "not comparable" in capsys.readouterr().err
