@@ -29,6 +29,9 @@ DEFINITIONS = [
     "and scored as the volume diagonal in mm (BraTS-style penalty); 'HD95 penalised' counts those cases "
     "(summed over seeds).",
     "Std over seeds uses ddof=1 (0 for one seed).",
+    "95% intervals: two-way percentile bootstrap of the mean, resampling test cases and seeds with replacement "
+    "(eval.bootstrap resamples); paired differences resample (case, seed) pairs of the two training sets.",
+    "Floor: the same number for real held-out vs real training cases at the same counts (what two real samples give).",
     "Non-finite numbers are written to report.json as the strings 'inf', '-inf', 'nan'.",
 ]
 
