@@ -3,8 +3,14 @@ memorisation audit, written as one report folder (``medidiff evaluate``).
 
 :func:`run_evaluation` is the entry point; the parts live in their own modules:
 :mod:`~medidiff.eval.data` (real + synthetic cases on one grid), :mod:`~medidiff.eval.segmentation`
-(SegResNet, Dice/HD95), :mod:`~medidiff.eval.utility`, :mod:`~medidiff.eval.image_metrics`,
-:mod:`~medidiff.eval.features`, :mod:`~medidiff.eval.memorisation`, :mod:`~medidiff.eval.report`.
+(SegResNet, Dice/HD95), :mod:`~medidiff.eval.utility`, :mod:`~medidiff.eval.stats` (bootstrap
+intervals), :mod:`~medidiff.eval.image_metrics`, :mod:`~medidiff.eval.realism` (checks grain and
+collapse fail), :mod:`~medidiff.eval.features`, :mod:`~medidiff.eval.memorisation`,
+:mod:`~medidiff.eval.tissue`, :mod:`~medidiff.eval.codec`, :mod:`~medidiff.eval.report`.
+
+Before any work, :func:`medidiff.data.mask_sources.check_synthetic_provenance` refuses a synthetic
+set whose conditioning masks came from the held-out fold, or whose model trained on another
+manifest or fold: every utility number would otherwise be measured on leaked test labels.
 """
 
 from __future__ import annotations
