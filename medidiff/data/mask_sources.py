@@ -22,12 +22,15 @@ Provenance keys written by ``generate`` and read by ``evaluate`` (one place, her
                       "fold": 0 | null}   # the model's held-out fold; null = trained on every case
 
 Sets written before these keys existed carry ``"mask": "MANIFEST#CASE_ID"``; the case id is
-looked up in the evaluation manifest, so an old leaky set is refused too.
+looked up in the evaluation manifest, so an old leaky set is refused too. Masks from a folder of
+label maps (``"mask": "DIR/CASE_ID.nii.gz"``, as ``write_model_grid_masks`` names them) are looked
+up by file name; other file names are counted as unverified in the summary.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,7 +148,7 @@ def check_synthetic_provenance(
     returns a summary for the report (what was checked, what could not be).
     """
     mask_folds: dict[str, int] = {}
-    external = unverified_model = 0
+    external = unverified_model = unverified_masks = 0
     models: set[tuple[Any, Any]] = set()
     for prov, case in zip(provenances, case_dirs):
         where = Path(case) / "provenance.json"
@@ -172,6 +175,13 @@ def check_synthetic_provenance(
         elif isinstance(prov.get("mask"), str) and "#" in prov["mask"]:
             cid = prov["mask"].rsplit("#", 1)[1]  # written before mask_source existed
             src_fold, same = case_folds.get(cid), cid in case_folds
+        elif isinstance(prov.get("mask"), str) and prov["mask"]:
+            # a folder of label maps: `write_model_grid_masks` names each file after its case
+            cid = re.sub(r"\.nii(\.gz)?$", "", Path(prov["mask"]).name)
+            if cid not in case_folds:
+                unverified_masks += 1
+                continue
+            src_fold, same = case_folds[cid], True
         else:
             continue
         if not same:
@@ -186,6 +196,7 @@ def check_synthetic_provenance(
         "cases": len(provenances),
         "mask_cases_by_fold": mask_folds,
         "masks_from_other_manifests": external,
+        "mask_files_not_matched_to_a_case": unverified_masks,
         "cases_without_verified_training_manifest": unverified_model,
         "model_records": [{"manifest_sha256": s, "fold": f} for s, f in sorted(models, key=str)],
         "rule": "refused: a mask from the held-out fold, or a model trained on another manifest or fold",

@@ -193,6 +193,9 @@ def run_evaluation(
             else:
                 img["notes"].append(f"MS-SSIM diversity of {name} skipped: needs >= 2 cases")
         img["ms_ssim_diversity"] = div
+        if len(real_train) < 2:
+            raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
+                              "spread); use a larger manifest or drop image from --tasks")
         realism = rl.realism_checks(
             synthetic.images, real_train.images, real_test.images if real_test is not None else None,
             modalities=dcfg.modalities, mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,

@@ -273,7 +273,8 @@ def _provenance_line(p: Mapping[str, Any] | None) -> str:
         return "- provenance: not checked"
     folds = ", ".join(f"fold {k}: {v}" for k, v in sorted(p["mask_cases_by_fold"].items())) or "none recorded"
     return (f"- provenance check passed: no conditioning mask from the held-out fold and no model trained on another "
-            f"manifest or fold; masks by fold: {folds}; {p['masks_from_other_manifests']} masks from other manifests; "
+            f"manifest or fold; masks by fold: {folds}; {p['masks_from_other_manifests']} masks from other manifests, "
+            f"{p.get('mask_files_not_matched_to_a_case', 0)} mask files not matched to a case (unverified); "
             f"{p['cases_without_verified_training_manifest']} of {p['cases']} cases without a verifiable training "
             "manifest (older generate, or its manifest was not readable)")
 

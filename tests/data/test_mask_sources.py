@@ -81,6 +81,11 @@ def test_evaluation_refuses_test_fold_masks_and_other_models(manifest):
         check_synthetic_provenance([{"mask": f"{path}#{test_id}"}], ["g/case_0000"], **kw)
     old = check_synthetic_provenance([{"mask": f"{path}#{train_id}"}, {}], ["a", "b"], **kw)
     assert old["mask_cases_by_fold"] == {"1": 1} and old["cases_without_verified_training_manifest"] == 2
+    # a folder of label maps named after their cases (write_model_grid_masks)
+    with pytest.raises(DataError, match=test_id):
+        check_synthetic_provenance([{"mask": f"/masks/{test_id}.nii.gz"}], ["g/case_0000"], **kw)
+    folder = check_synthetic_provenance([{"mask": f"/masks/{train_id}.nii.gz"}, {"mask": "/masks/x.nii"}], ["a", "b"], **kw)
+    assert folder["mask_cases_by_fold"] == {"1": 1} and folder["mask_files_not_matched_to_a_case"] == 1
 
 
 def test_training_data_record_hashes_a_readable_manifest(manifest, tmp_path):
