@@ -66,3 +66,18 @@ def test_epoch_budget_and_step_cap():
     _, h = train_segmenter(x, y, epochs=9, batch_size=1, seed=1, init_filters=4, max_steps=4, val_fraction=0.0,
                            progress=False)
     assert h.stopped == "max_steps" and h.steps == 4 and h.val_cases == 0 and np.isnan(h.best_val_dice)
+
+
+def test_convergence_benchmark_script_runs_and_records(tmp_path, monkeypatch):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "segmenter_convergence.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--out", str(tmp_path), "--cases", "4", "--folds", "2",
+                                      "--shape", "32", "32", "32", "--seeds", "0", "--set", "eval.epochs=1"])
+    runpy.run_path(str(script), run_name="__main__")
+    rec = json.loads((tmp_path / "segmenter_convergence.json").read_text())
+    assert rec["grid"] == [16, 16, 16] and rec["spacing_mm"] == [2.0, 2.0, 2.0]
+    assert rec["seeds"][0]["training"]["epochs"] == 1 and 0.0 <= rec["wt_dice_mean"] <= 1.0
