@@ -463,3 +463,24 @@ def gzip_header_text(path: Path) -> str:
     import gzip
 
     return gzip.decompress(path.read_bytes())[:100_000].decode("latin-1")
+
+
+def test_masks_come_from_named_folds_and_record_their_source(mask_model, tmp_path, capsys):
+    from medidiff.data.manifest import load_manifest
+    import hashlib
+
+    from medidiff.data.mask_sources import file_sha256
+
+    tmp = mask_model.parent
+    folds = {it["case_id"]: it["fold"] for it in load_manifest(tmp / "m.json", tmp / "data")}
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(out), "--masks",
+                 str(tmp / "m.json"), "--root", str(tmp / "data"), "--mask-folds", "1", "--no-progress"]) == 0
+    prov = json.loads((out / "case_0000" / "provenance.json").read_text())
+    src, sha = prov["mask"], file_sha256(tmp / "m.json")[:16]
+    by_hash = {hashlib.sha256(cid.encode()).hexdigest()[:16]: f for cid, f in folds.items()}
+    assert src["fold"] == 1 == by_hash[src["case_id_sha256"]] and src["manifest_sha256"] == sha
+    assert prov["training_data"] == {"manifest_sha256": sha, "fold": None}  # no path: it may name a site
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "x"),
+                 "--mask-folds", "1", "--no-progress"]) == 2
+    assert "--mask-folds needs --masks" in capsys.readouterr().err

@@ -24,10 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report folder: report.json, report.md, *.png")
     add_config_args(p, required=False)
     p.add_argument("--seeds", type=int, nargs="+", help="segmenter seeds (eval.seeds)")
-    p.add_argument("--steps", type=int, help="segmenter training steps per set and seed (eval.steps)")
+    p.add_argument("--epochs", type=int, help="most segmenter epochs per set and seed; a validation-Dice plateau "
+                                              "stops earlier (eval.epochs)")
+    p.add_argument("--steps", type=int, help="hard cap on segmenter optimiser steps, for quick runs (eval.steps)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (eval.device)")
     p.add_argument("--feature-weights", help="local MedicalNet-style 3D ResNet weights (eval.feature_weights)")
-    p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation (eval.tasks)")
+    p.add_argument("--feature-net", help="folder of a saved feature net (loaded), or where to save the one trained "
+                                         "now, so later evaluations compare on the same features (eval.feature_net)")
+    p.add_argument("--codec", help="codec folder, or a model folder holding codec/: reconstruction PSNR/SSIM of "
+                                   "held-out real cases (eval.codec)")
+    p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation,codec (eval.tasks)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
 
@@ -65,10 +71,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         changes["seeds"] = list(args.seeds)
     if args.steps is not None:
         changes["steps"] = args.steps
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
     if args.device:
         changes["device"] = args.device
     if args.feature_weights:
         changes["feature_weights"] = args.feature_weights
+    if args.codec:
+        changes["codec"] = args.codec
+    if args.feature_net:
+        changes["feature_net"] = args.feature_net
     if args.tasks:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         bad = [t for t in tasks if t not in TASKS]
@@ -78,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         cfg = dataclasses.replace(cfg, **changes)
     except ValueError as exc:
-        raise ConfigError(f"--seeds/--steps/--tasks: {exc}") from exc
+        raise ConfigError(f"--seeds/--epochs/--steps/--tasks: {exc}") from exc
     resolved = {"real": args.real, "root": args.root, "synthetic": args.synthetic, "out": args.out,
                 "eval": to_dict(cfg), "data": to_dict(exp.data)}
     if dry_run(args, resolved):
@@ -105,8 +117,9 @@ def _command_of(args: argparse.Namespace) -> str:
         parts += ["--set", o]
     if args.seeds:
         parts += ["--seeds", *map(str, args.seeds)]
-    for flag, value in (("--steps", args.steps), ("--device", args.device),
-                        ("--feature-weights", args.feature_weights), ("--tasks", args.tasks)):
+    for flag, value in (("--epochs", args.epochs), ("--steps", args.steps), ("--device", args.device),
+                        ("--feature-weights", args.feature_weights), ("--codec", args.codec), ("--feature-net", args.feature_net),
+                        ("--tasks", args.tasks)):
         if value is not None:
             parts += [flag, str(value)]
     if args.no_progress:

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
                                    "model grid (case i uses file i mod n, sorted by name), or a manifest whose "
                                    "labelled cases go through the model's data pipeline")
+    p.add_argument("--mask-folds", type=int, nargs="+", help="with a --masks manifest: take masks only from these "
+                   "folds (default: the folds the model trained on; needs --masks to be the model's own manifest)")
     p.add_argument("--reference", help="a manifest: write cases in a real case's grid (its affine, spacing and "
                                        "shape; the inverse of the data pipeline) instead of --geometry")
     p.add_argument("--reference-case", help="case id in --reference (default: its first case)")
@@ -76,6 +78,7 @@ def _generate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
+    from medidiff.data.mask_sources import TRAINING_DATA_KEY, training_data_record
     from medidiff.files import folder_lock, write_text_atomic
     from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid
     from medidiff.io import source_record, write_nifti
@@ -99,9 +102,12 @@ def _generate(args: argparse.Namespace) -> int:
     masks = None
     mask_sources: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (public, sidecar-only) per mask
     if args.masks and args.masks.endswith(".json"):
-        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg)
+        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg, folds=args.mask_folds)
+        # fold and manifest hash are what `evaluate` checks (no mask from its held-out fold)
         mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
                         for it in items]
+    elif args.mask_folds:
+        raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
     elif args.masks:
         masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
                                   convention=convention)
@@ -149,6 +155,7 @@ def _generate(args: argparse.Namespace) -> int:
             prov["mask"] = mask_sources[i % len(mask_sources)][0]
         if pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask:
             prov.update(label_record)  # the legend of seg.nii.gz
+        prov[TRAINING_DATA_KEY] = training_data_record(pipe.cfg.data)  # evaluate checks the held-out fold
         return prov
 
     with folder_lock(out, "--out"):
@@ -295,21 +302,22 @@ def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
     return todo, conflicts
 
 
-def masks_from_manifest(path: str, root: str | None, cfg) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """(N, 3, *grid) WT/TC/ET masks of a manifest's labelled cases, through the model's data pipeline,
-    and the manifest items they came from."""
+def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | None = None
+                        ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """(N, 3, *grid) WT/TC/ET masks of the manifest's labelled cases in the folds the model trained on
+    (or ``folds``; see :func:`medidiff.data.mask_sources.select_mask_cases`), through the model's
+    data pipeline, and the manifest items they came from."""
     import dataclasses
 
     import numpy as np
     import torch
 
     from medidiff.data.brats import REGIONS
-    from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+    from medidiff.data.manifest import label_map_of, read_manifest
+    from medidiff.data.mask_sources import select_mask_cases
     from medidiff.data.masks import model_grid_labels
 
-    items = [it for it in load_manifest(path, root) if it.get("label")]
-    if not items:
-        raise MedidiffError(f"--masks {path}: no labelled cases")
+    items = select_mask_cases(path, root, cfg.data, folds)
     data = dataclasses.replace(cfg.data, label_mode="regions", flip_prob=0.0)
     labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
     masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))

@@ -3,8 +3,14 @@ memorisation audit, written as one report folder (``medidiff evaluate``).
 
 :func:`run_evaluation` is the entry point; the parts live in their own modules:
 :mod:`~medidiff.eval.data` (real + synthetic cases on one grid), :mod:`~medidiff.eval.segmentation`
-(SegResNet, Dice/HD95), :mod:`~medidiff.eval.utility`, :mod:`~medidiff.eval.image_metrics`,
-:mod:`~medidiff.eval.features`, :mod:`~medidiff.eval.memorisation`, :mod:`~medidiff.eval.report`.
+(SegResNet, Dice/HD95), :mod:`~medidiff.eval.utility`, :mod:`~medidiff.eval.stats` (bootstrap
+intervals), :mod:`~medidiff.eval.image_metrics`, :mod:`~medidiff.eval.realism` (checks grain and
+collapse fail), :mod:`~medidiff.eval.features`, :mod:`~medidiff.eval.memorisation`,
+:mod:`~medidiff.eval.tissue`, :mod:`~medidiff.eval.codec`, :mod:`~medidiff.eval.report`.
+
+Before any work, :func:`medidiff.data.mask_sources.check_synthetic_provenance` refuses a synthetic
+set whose conditioning masks came from the held-out fold, or whose model trained on another
+manifest or fold: every utility number would otherwise be measured on leaked test labels.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medidiff.data.brats import regions_to_labels
+from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
 __all__ = ["EvalConfig", "TASKS", "run_evaluation"]
@@ -28,6 +35,9 @@ DEFINITIONS = [
     "and scored as the volume diagonal in mm (BraTS-style penalty); 'HD95 penalised' counts those cases "
     "(summed over seeds).",
     "Std over seeds uses ddof=1 (0 for one seed).",
+    "95% intervals: two-way percentile bootstrap of the mean, resampling test cases and seeds with replacement "
+    "(eval.bootstrap resamples); paired differences resample (case, seed) pairs of the two training sets.",
+    "Floor: the same number for real held-out vs real training cases at the same counts (what two real samples give).",
     "Non-finite numbers are written to report.json as the strings 'inf', '-inf', 'nan'.",
 ]
 
@@ -59,8 +69,9 @@ def run_evaluation(
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
     from medidiff.eval import memorisation as mem
+    from medidiff.eval import realism as rl
     from medidiff.eval import report as rep
-    from medidiff.eval.utility import SegmenterBank, mask_fidelity, utility_experiment
+    from medidiff.eval.utility import SegmenterBank, mask_fidelity, training_sets, utility_experiment
 
     tasks = list(cfg.tasks)
     out = Path(out_dir)
@@ -84,6 +95,12 @@ def run_evaluation(
         raise ConfigError("utility tests on held-out real cases: set data.fold (e.g. --set data.fold=0) "
                           "or drop utility from --tasks")
     synth_items = evdata.synthetic_items(synthetic_dir, dcfg.modalities, max_cases=cfg.max_synthetic)
+    # before any work: a set made from held-out masks, or by a model that saw the held-out cases,
+    # would make every utility number below meaningless (issue 14)
+    leak_check = check_synthetic_provenance(
+        [it.get("provenance", {}) for it in synth_items], [Path(it["image"][0]).parent for it in synth_items],
+        manifest_sha256=evdata.file_sha256(real_manifest), fold=dcfg.fold,
+        case_folds={str(it["case_id"]): it.get("fold") for it in [*train_items, *held_items]})
     labelled = [it for it in synth_items if "label" in it]
     need_labels = bool({"utility", "fidelity"} & set(tasks))
     if need_labels and len(labelled) != len(synth_items):
@@ -98,7 +115,11 @@ def run_evaluation(
     synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
     synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
 
-    sets = {"real": real_train, "synthetic": synthetic}
+    sweep_notes: list[str] = []
+    if "utility" in tasks:
+        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.seeds[0])
+    else:
+        sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -110,17 +131,19 @@ def run_evaluation(
     # ---- segmentation -----------------------------------------------------------------------
     if "utility" in tasks:
         assert real_test is not None
-        u = utility_experiment(bank, real_test, cfg, spacing)
+        u = utility_experiment(bank, real_test, cfg, spacing, notes=sweep_notes)
         results["utility"] = u
         names = list(u["training_sets"])
         for metric, top in (("dice", 1.0), ("hd95", None)):
-            means = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_mean"] for n in names] for r in regions])
-            stds = np.array([[u["training_sets"][n]["aggregate"][r][f"{metric}_std"] for n in names] for r in regions])
+            iv = [[u["training_sets"][n]["intervals"][r][metric] for n in names] for r in regions]
+            means = np.array([[v["mean"] for v in row] for row in iv])
+            half = np.array([[max(v["mean"] - v["ci95"][0], v["ci95"][1] - v["mean"]) for v in row] for row in iv])
             fname = f"utility_{metric}.png"
-            rep.save_png(out, fname, rep.bar_chart(regions, names, means, stds, title=f"{metric} on held-out real",
+            rep.save_png(out, fname, rep.bar_chart(regions, names, means, half, title=f"{metric} on held-out real",
                                                    ymax=top), figures)
             legends[fname] = (f"{metric.upper()} per region; bars: " + ", ".join(
-                f"{rep.COLOURS[i][0]} = trained on {n}" for i, n in enumerate(names)) + "; whiskers: std over seeds")
+                f"{rep.COLOURS[i % len(rep.COLOURS)][0]} = trained on {n}" for i, n in enumerate(names)) +
+                "; whiskers: the larger half of the 95% bootstrap interval over cases and seeds")
     if "fidelity" in tasks:
         f = mask_fidelity(bank, synthetic, cfg, spacing)
         results["fidelity"] = f
@@ -135,13 +158,27 @@ def run_evaluation(
     if "image" in tasks or ("memorisation" in tasks and cfg.memorisation_space == "features"):
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
+        elif cfg.feature_net and (Path(cfg.feature_net) / "config.json").is_file():
+            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+                                                         grid=list(shape), spacing=spacing)
+            feature_net = feat.SegmenterFeatures(model.to(cfg.device), name=f"segresnet-encoder {cfg.feature_net} "
+                                                 f"(saved; trained on manifest sha256 {recipe['manifest_sha256'][:12]}..., "
+                                                 f"fold {recipe['fold']} held out, seed {recipe['seed']})")
         else:
             seed = cfg.seeds[0]
+            model = bank.get("real", seed)
             feature_net = feat.SegmenterFeatures(
-                bank.get("real", seed),
+                model,
                 name=f"segresnet-encoder (trained on the real training split, seed {seed}, init_filters "
-                     f"{cfg.init_filters}, {cfg.steps} steps; stage-wise global average pooling)",
+                     f"{cfg.init_filters}, up to {cfg.epochs} epochs with a plateau stop; stage-wise global average pooling)",
             )
+            if cfg.feature_net:  # train once, save with the recipe: later evaluations reuse it
+                feat.save_segmenter_features(model, cfg.feature_net, {
+                    "modalities": list(dcfg.modalities), "grid": list(shape), "spacing_mm": spacing,
+                    "init_filters": cfg.init_filters, "seed": seed, "manifest_sha256": evdata.file_sha256(real_manifest),
+                    "fold": dcfg.fold, "train_cases": real_train.case_ids, "eval": asdict(cfg), "data": to_dict(dcfg),
+                    "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
+                feature_net.name = f"segresnet-encoder {cfg.feature_net} (trained now and saved, seed {seed})"
 
     # ---- image metrics ----------------------------------------------------------------------
     if "image" in tasks:
@@ -156,11 +193,36 @@ def run_evaluation(
             else:
                 img["notes"].append(f"MS-SSIM diversity of {name} skipped: needs >= 2 cases")
         img["ms_ssim_diversity"] = div
+        if len(real_train) < 2:
+            raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
+                              "spread); use a larger manifest or drop image from --tasks")
+        realism = rl.realism_checks(
+            synthetic.images, real_train.images, real_test.images if real_test is not None else None,
+            modalities=dcfg.modalities, mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,
+            bands=cfg.realism_bands, background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol,
+            histogram_factor=cfg.histogram_factor, histogram_abs_tol=cfg.histogram_abs_tol,
+            diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+        results["realism"] = realism
+        spectra = realism.pop("spectra")
+        centres = (np.arange(cfg.realism_bands) + 0.5) * 0.5 / cfg.realism_bands
+        for c, mod in enumerate(dcfg.modalities):
+            fname = f"spectrum_{mod}.png"
+            rep.save_png(out, fname, rep.line_chart(
+                {"synthetic": (centres, spectra["synthetic"][c]), "real": (centres, spectra["real"][c])},
+                title=f"{mod} power in brain", log_y=True), figures)
+            legends[fname] = (f"{mod}: radially averaged power inside the brain against spatial frequency (cycles/voxel, "
+                              "band centres), log scale; blue synthetic, orange real training; grain lifts the right end")
+        # Frechet/MMD are biased by the sample count: compare synthetic and real held-out at the SAME count
         f_train = feat.extract_features(feature_net, real_train.images)
-        f_syn = feat.extract_features(feature_net, synthetic.images)
-        comparisons = {"synthetic_vs_real_train": (f_syn, synthetic.images)}
+        k = min(len(synthetic), len(real_test)) if real_test is not None else len(synthetic)
+        pick = sorted(np.random.default_rng(cfg.seeds[0]).choice(len(synthetic), k, replace=False).tolist())
+        syn_k = synthetic.images[pick]
+        comparisons = {"synthetic_vs_real_train": (feat.extract_features(feature_net, syn_k), syn_k)}
         if real_test is not None:
             comparisons["real_heldout_vs_real_train"] = (feat.extract_features(feature_net, real_test.images), real_test.images)
+        img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
+                            f"{len(real_train)} real training cases, beside {k if real_test is not None else 0} real "
+                            "held-out cases against the same: the floor at the same counts")
         slab_train = feat.slab_features(feature_net, real_train.images, thickness=cfg.slab, count=cfg.slabs_per_axis)
         dist: dict[str, Any] = {}
         for comp, (fx, images) in comparisons.items():
@@ -188,22 +250,31 @@ def run_evaluation(
         else:
             if cfg.memorisation_space == "features":
                 assert feature_net is not None
-                embed = lambda cs: feat.extract_features(feature_net, cs.images)  # noqa: E731
+
+                def embed(images: Any, mirror: bool = False) -> Any:
+                    return feat.extract_features(feature_net, images.flip(2) if mirror else images)  # x: left-right
             else:
-                embed = lambda cs: mem.image_embedding(cs.images, cfg.memorisation_size)  # noqa: E731
-            e_train = embed(real_train)
-            a = mem.audit(e_train, embed(synthetic), percentile=cfg.memorisation_percentile,
-                          margin=cfg.memorisation_margin, control=embed(real_test) if real_test is not None else None)
-            space = (f"image ({cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
+                def embed(images: Any, mirror: bool = False) -> Any:
+                    return mem.image_embedding(images, cfg.memorisation_size, mirror=mirror)
+            e_train = embed(real_train.images)
+            e_mirror = embed(real_train.images, mirror=True)
+            a = mem.audit(e_train, embed(synthetic.images), percentile=cfg.memorisation_percentile,
+                          margin=cfg.memorisation_margin, train_alt=[e_mirror],
+                          control=embed(real_test.images) if real_test is not None else None)
+            controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
+                                         percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
+                                         max_cases=cfg.memorisation_controls, seed=cfg.seeds[0])
+            space = (f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
                      else f"features ({feature_net.name if feature_net else ''})")
             results["memorisation"] = {
                 "space": space,
                 "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
-                         f"nearest training case, r_q = {cfg.memorisation_percentile}th percentile of the training "
+                         f"nearest training case (as it is or left-right mirrored), r_q = {cfg.memorisation_percentile}th percentile of the training "
                          "cases' own nearest-neighbour similarities"),
                 "percentile": cfg.memorisation_percentile,
                 "margin": cfg.memorisation_margin,
                 "summary": a.summary(),
+                "controls": controls,
                 "cases": [{"case": synthetic.case_ids[i], "nearest": real_train.case_ids[int(a.nn_index[i])],
                            "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
                           for i in range(len(synthetic))],
@@ -218,6 +289,27 @@ def run_evaluation(
             legends["nn_pairs.png"] = ("left: synthetic case, right: its nearest training case (rows: modalities; "
                                        "columns: axial, coronal, sagittal); " +
                                        ("flagged cases" if a.flagged.any() else "no case flagged: the most similar ones"))
+
+    # ---- tissue QC (anatomy data set) -------------------------------------------------------
+    if "tissue" in tasks:
+        results_t, note = _tissue_qc(cfg, dcfg, train_items, held_items, real_train, real_test, synthetic, progress)
+        if results_t is None:
+            skipped["tissue"] = note
+        else:
+            results["tissue"] = results_t
+
+    # ---- codec reconstruction ---------------------------------------------------------------
+    if "codec" in tasks:
+        if not cfg.codec:
+            skipped["codec"] = "no codec given (--codec MODEL_OR_CODEC_DIR or eval.codec)"
+        else:
+            from medidiff.eval.codec import codec_reconstruction, load_eval_codec
+
+            cases = real_test if real_test is not None else real_train
+            rec = codec_reconstruction(load_eval_codec(cfg.codec, cfg.device), cases.images, cases.labels,
+                                       dcfg.modalities, case_ids=cases.case_ids, batch_size=cfg.batch_size)
+            rec.update({"codec": str(cfg.codec), "set": cases.name})
+            results["codec"] = rec
 
     # ---- example cases ----------------------------------------------------------------------
     for k in range(min(cfg.num_examples, len(synthetic))):
@@ -247,6 +339,7 @@ def run_evaluation(
             "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
                       "synthetic": len(synthetic)},
             "synthetic_with_labels": len(labelled),
+            "provenance_check": leak_check,
             "grid": {"shape": list(shape), "spacing_mm": spacing},
             "case_ids": {"real_train": real_train.case_ids, "real_heldout": real_test.case_ids if real_test else [],
                          "synthetic": synthetic.case_ids},
@@ -261,6 +354,52 @@ def run_evaluation(
     rep.write_json(out / "report.json", report)
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
     return report
+
+
+def _tissue_qc(cfg: EvalConfig, dcfg: Any, train_items: list[dict[str, Any]], held_items: list[dict[str, Any]],
+               real_train: Any, real_test: Any, synthetic: Any, progress: bool) -> tuple[dict[str, Any] | None, str]:
+    """Tissue fractions and WM/GM contrast of synthetic vs held-out real cases (medidiff.eval.tissue),
+    or ``(None, why not)`` when the real cases carry no tissue maps."""
+    from dataclasses import replace
+
+    from medidiff.data.transforms import build_transforms
+    from medidiff.eval import tissue as ts
+    from medidiff.eval.segmentation import train_segmenter
+
+    t_train, t_held = ts.tissue_items(train_items), ts.tissue_items(held_items)
+    if t_train is None or t_held is None or real_test is None:
+        return None, (f"needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real case (the anatomy data set has "
+                      "them) and a held-out fold")
+    tf = build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={})
+    maps_train, maps_held = ts.load_tissue_maps(t_train, tf), ts.load_tissue_maps(t_held, tf)
+    seed = cfg.seeds[0]
+    model, hist = train_segmenter(
+        real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,
+        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold,
+        device=cfg.device, progress=progress, desc=f"tissue segmenter seed {seed}")
+    mods = list(dcfg.modalities)
+    pred_held = ts.predict_tissue(model, real_test.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
+    pred_syn = ts.predict_tissue(model, synthetic.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
+    real_pred = ts.tissue_measures(real_test.images, pred_held, mods)
+    real_truth = ts.tissue_measures(real_test.images, maps_held, mods)
+    syn = ts.tissue_measures(synthetic.images, pred_syn, mods)
+    agree = float((pred_held == maps_held).float().mean())
+    return {
+        "segmenter": {"training": asdict(hist), "voxel_agreement_on_heldout": agree},
+        "synthetic_vs_real": ts.compare_to_real(syn, real_pred),
+        "real_heldout_ground_truth": {k: float(np.nanmean(v)) for k, v in real_truth.items()},
+        "per_case": {"synthetic": {"case_ids": synthetic.case_ids, **{k: v.tolist() for k, v in syn.items()}},
+                     "real_heldout": {"case_ids": real_test.case_ids, **{k: v.tolist() for k, v in real_pred.items()}}},
+    }, ""
+
+
+def _mask_id(prov: dict[str, Any]) -> str | None:
+    """The conditioning mask a synthetic case was made from (for same-mask diversity), if recorded."""
+    src = prov.get("mask")
+    if isinstance(src, dict):  # medidiff.io.source_record, or a label-map file's hash
+        return "#".join(str(src.get(k)) for k in ("manifest_sha256", "case_id_sha256", "file_sha256"))
+    return str(src) if src else None
 
 
 def _distances(im: Any, x: Any, y: Any) -> dict[str, Any]:

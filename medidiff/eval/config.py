@@ -7,8 +7,8 @@ from typing import Literal
 
 __all__ = ["Task", "TASKS", "EvalConfig"]
 
-Task = Literal["utility", "fidelity", "image", "memorisation"]
-TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation")
+Task = Literal["utility", "fidelity", "image", "memorisation", "codec", "tissue"]
+TASKS: tuple[str, ...] = ("utility", "fidelity", "image", "memorisation", "codec", "tissue")
 
 
 @dataclass
@@ -16,14 +16,19 @@ class EvalConfig:
     """What to evaluate and with which budget.
 
     The segmenter (MONAI SegResNet, 4 modalities in, WT/TC/ET sigmoid out) is a frozen evaluation
-    tool trained by a plain torch loop; every training set (real, synthetic, real+synthetic) gets
-    the SAME budget: ``steps`` optimiser steps of ``batch_size`` cases, for each seed.
+    tool trained by a plain torch loop; every training set gets the SAME rule: up to ``epochs``
+    epochs, stopped when the Dice on its own held-back ``val_fraction`` has not improved by
+    ``min_delta`` for ``patience`` epochs (best weights kept), for each seed.
     """
 
     tasks: list[Task] = field(default_factory=lambda: list(TASKS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # segmenter (utility, fidelity, and the default feature net)
-    steps: int = 200
+    epochs: int = 150  # the most epochs; the plateau stop usually ends training earlier
+    patience: int = 15  # epochs without a validation-Dice gain of min_delta before stopping
+    min_delta: float = 0.002
+    val_fraction: float = 0.2  # of each training set, held back for the plateau stop
+    steps: int | None = None  # optional hard cap on optimiser steps (quick tests); null = none
     batch_size: int = 2
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-5
@@ -31,13 +36,30 @@ class EvalConfig:
     threshold: float = 0.5  # on sigmoid probabilities
     hd_percentile: float = 95.0
     device: str = "cpu"
+    # statistics (utility)
+    bootstrap: int = 2000  # resamples of (seeds, cases) for the 95% intervals
+    size_sweep: list[int] = field(default_factory=lambda: [1, 2, 4])  # synthetic sets of k x N cases
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
-    # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0)
-    synthetic_background: float = 0.01
+    # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0).
+    # Off by default: zeroing would hide from the background check what it is meant to find.
+    synthetic_background: float = 0.0  # 0: off; > 0 hides a faint non-zero background from the checks
+    # realism checks (medidiff.eval.realism): tolerances against the real-vs-real floor
+    realism_bands: int = 8  # radial frequency bands up to Nyquist
+    background_tol: float = 0.01  # non-zero fraction / RMS allowed above the real maximum
+    spectrum_log_tol: float = 0.15  # max |log10 power ratio| allowed above the floor (1.4x)
+    histogram_factor: float = 2.0  # W1 allowed: factor x floor + abs_tol
+    histogram_abs_tol: float = 0.02
+    diversity_sigma: float = 2.0  # voxels: low-pass before pair distances, so grain averages out
+    diversity_min_ratio: float = 0.5  # synthetic / real mean pair distance below this = not diverse
+    # codec reconstruction (task "codec"): a codec folder or a model folder holding codec/
+    codec: str | None = None
     # image metrics
     feature_weights: str | None = None  # MedicalNet-style 3D ResNet weights (.safetensors/.pth)
+    # our own feature net, trained once and saved with its recipe: a folder that is loaded when it
+    # holds one, else the real-trained segmenter is saved there (null: retrain, do not save)
+    feature_net: str | None = None
     msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity
     slab: int = 8  # 2.5D: thickness (voxels) of the slabs the 3D feature net sees
     slabs_per_axis: int = 4  # 2.5D: evenly spaced slabs per axis and case
@@ -46,6 +68,7 @@ class EvalConfig:
     memorisation_size: int = 16  # image space: each modality area-downsampled to size^3
     memorisation_percentile: float = 99.0
     memorisation_margin: float = 0.5  # see medidiff.eval.memorisation for the rule
+    memorisation_controls: int = 20  # training cases copied per planted-control kind
     num_examples: int = 3  # example cases / NN pairs drawn in the figures
 
     def __post_init__(self) -> None:
@@ -55,8 +78,17 @@ class EvalConfig:
             raise ValueError(f"tasks has duplicates: {self.tasks}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs, patience and batch_size must be >= 1, got {self.epochs}, {self.patience}, "
+                             f"{self.batch_size}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1 or null, got {self.steps}")
+        if not 0.0 <= self.val_fraction < 1.0 or self.min_delta < 0:
+            raise ValueError(f"val_fraction must be in [0, 1) and min_delta >= 0, got {self.val_fraction}, {self.min_delta}")
+        if self.bootstrap < 100:
+            raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
+        if not self.size_sweep or 1 not in self.size_sweep or any(k < 1 for k in self.size_sweep):
+            raise ValueError(f"size_sweep must hold 1 (the size-matched set) and multipliers >= 1, got {self.size_sweep}")
         if self.init_filters < 1:
             raise ValueError(f"init_filters must be >= 1, got {self.init_filters}")
         if not 0.0 < self.threshold < 1.0:
@@ -69,11 +101,17 @@ class EvalConfig:
             raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
         if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1:
             raise ValueError("msssim_pairs, slab and slabs_per_axis must be >= 1")
+        if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
+            raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
+        if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol) < 0:
+            raise ValueError("background_tol, spectrum_log_tol, histogram_factor and histogram_abs_tol must be >= 0")
         if self.memorisation_size < 2:
             raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
         if not 0.0 <= self.memorisation_percentile <= 100.0:
             raise ValueError(f"memorisation_percentile must be in [0, 100], got {self.memorisation_percentile}")
         if not 0.0 < self.memorisation_margin <= 1.0:
             raise ValueError(f"memorisation_margin must be in (0, 1], got {self.memorisation_margin}")
+        if self.memorisation_controls < 1:
+            raise ValueError(f"memorisation_controls must be >= 1, got {self.memorisation_controls}")
         if self.num_examples < 0:
             raise ValueError(f"num_examples must be >= 0, got {self.num_examples}")

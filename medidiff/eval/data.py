@@ -23,7 +23,6 @@ Processed cases are held in memory as one tensor per set: (N, C, *roi // downsam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -36,6 +35,7 @@ from monai.transforms import MapTransform
 
 from medidiff.data.brats import BRATS2021_LABEL_MAP
 from medidiff.data.config import DataConfig
+from medidiff.data.mask_sources import file_sha256
 from medidiff.data.manifest import label_map_of, load_manifest, manifest_root, read_manifest
 from medidiff.data.transforms import (
     CheckValuesd,
@@ -85,14 +85,6 @@ class CaseSet:
             [self.case_ids[i] for i in index],
             [self.provenance[i] for i in index] if self.provenance else [],
         )
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def eval_data_config(cfg: DataConfig) -> DataConfig:

@@ -9,7 +9,8 @@ could not reproduce WDM's FIDs, wdm-3d #6, #11):
   ``module.`` prefix and a ``state_dict`` wrapper are accepted. Depth (10/18/34/50/101/152/200),
   block type, shortcut type (A: parameter-free, B: 1x1 conv) and the downsample bias are read from
   the weights, so any MedicalNet checkpoint loads into ``monai.networks.nets.resnet.ResNet``
-  strictly. MedicalNet is single-channel: each modality goes through on its own, z-scored inside
+  strictly, then :func:`as_medicalnet` restores MedicalNet's stride-1, dilated layers 3 and 4
+  (MONAI's ResNet downsamples there instead). MedicalNet is single-channel: each modality goes through on its own, z-scored inside
   the brain (MedicalNet's own normalisation), and the global-average-pooled last stage
   (512 or 2048 per modality) is concatenated over modalities.
 * ``segresnet-encoder`` otherwise: the encoder of our own SegResNet trained on the REAL training
@@ -36,10 +37,14 @@ from torch import nn
 from medidiff.errors import DataError
 
 __all__ = [
+    "FEATURE_NET_KIND",
+    "save_segmenter_features",
+    "load_segmenter_features",
     "FeatureNet",
     "MedicalNetFeatures",
     "SegmenterFeatures",
     "load_medicalnet",
+    "as_medicalnet",
     "extract_features",
     "slabs",
     "slab_features",
@@ -47,6 +52,7 @@ __all__ = [
 ]
 
 AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}  # RAS: x, y, z
+FEATURE_NET_KIND = "medidiff.eval.segresnet_features"
 
 
 class FeatureNet(Protocol):
@@ -120,7 +126,36 @@ def load_medicalnet(path: str | Path) -> tuple[nn.Module, int]:
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=True)
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit a MedicalNet resnet{depth}: {exc}") from exc
-    return model.eval(), depth
+    return as_medicalnet(model).eval(), depth
+
+
+def as_medicalnet(model: nn.Module) -> nn.Module:
+    """Make a MONAI ResNet compute what MedicalNet computes with the same weights (in place).
+
+    MedicalNet (Chen et al. 2019; Tencent/MedicalNet models/resnet.py, as WDM-3D's FID uses it)
+    builds layer3 and layer4 with stride 1 and dilation 2 and 4 (padding = dilation) instead of
+    MONAI's stride 2 and no dilation; the weights are the same shapes, so MONAI's net loads them
+    and silently computes other features (they correlated only 0.91 in issue 14). Only strides,
+    dilations and paddings change: 3-tap convs get dilation d, every conv and the type-A shortcut
+    in those layers stride 1.
+    """
+    from functools import partial
+
+    for name, dilation in (("layer3", 2), ("layer4", 4)):
+        layer = getattr(model, name)
+        for block in layer:
+            for m in block.modules():
+                if isinstance(m, nn.Conv3d):
+                    m.stride = (1, 1, 1)
+                    if m.kernel_size == (3, 3, 3):
+                        m.dilation = (dilation,) * 3
+                        m.padding = (dilation,) * 3
+            down = getattr(block, "downsample", None)
+            if isinstance(down, partial):  # shortcut type A: strided average pool + zero channels
+                block.downsample = partial(down.func, *down.args, **{**down.keywords, "stride": 1})
+            if hasattr(block, "stride"):
+                block.stride = 1
+    return model
 
 
 class MedicalNetFeatures:
@@ -163,6 +198,51 @@ class SegmenterFeatures:
         device = next(self.model.parameters()).device
         _, stages = self.model.encode(x.to(device).float())  # per stage (B, F*2^k, X/2^k, ...)
         return torch.cat([s.flatten(2).mean(2) for s in stages], dim=1).cpu()
+
+
+def save_segmenter_features(model: nn.Module, directory: str | Path, recipe: dict) -> Path:
+    """Save a feature SegResNet as ``config.json`` (kind, recipe) + ``model.safetensors``.
+
+    A feature net retrained for every evaluation gives Frechet/MMD values that compare only within
+    that evaluation; saved once with its recipe (data grid, manifest hash, fold, budget) and given
+    to later evaluations (``--feature-net DIR``), it makes their values comparable across models.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({"kind": FEATURE_NET_KIND, "recipe": recipe}, indent=2, default=str))
+    return d
+
+
+def load_segmenter_features(directory: str | Path, *, modalities: list[str], grid: list[int],
+                            spacing: list[float]) -> tuple[nn.Module, dict]:
+    """Load :func:`save_segmenter_features`' folder; refuses one made for other modalities, grid or
+    spacing (its features would not be comparable)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from medidiff.eval.segmentation import build_segmenter
+
+    d = Path(directory)
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(d / "config.json", f"not a saved feature net ({exc})") from exc
+    if meta.get("kind") != FEATURE_NET_KIND:
+        raise DataError(d / "config.json", f"kind {meta.get('kind')!r}, expected {FEATURE_NET_KIND!r}")
+    r = meta["recipe"]
+    for key, want in (("modalities", list(modalities)), ("grid", list(grid)), ("spacing_mm", list(spacing))):
+        if list(r.get(key, [])) != want:
+            raise DataError(d / "config.json", f"the feature net was trained for {key} {r.get(key)}, this evaluation "
+                                               f"uses {want}: its features are not comparable; use another --feature-net")
+    model = build_segmenter(len(modalities), int(r["init_filters"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    return model.eval(), r
 
 
 @torch.no_grad()

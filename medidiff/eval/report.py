@@ -268,14 +268,75 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{f:.{digits}f}" if abs(f) >= 10 ** -digits or f == 0 else f"{f:.2e}"
 
 
+def _provenance_line(p: Mapping[str, Any] | None) -> str:
+    if not p:
+        return "- provenance: not checked"
+    folds = ", ".join(f"fold {k}: {v}" for k, v in sorted(p["mask_cases_by_fold"].items())) or "none recorded"
+    return (f"- provenance check passed: no conditioning mask from the held-out fold and no model trained on another "
+            f"manifest or fold; masks by fold: {folds}; {p['masks_from_other_manifests']} masks from other manifests, "
+            f"{p.get('mask_files_not_matched_to_a_case', 0)} mask files not matched to a case (unverified); "
+            f"{p['cases_without_verified_training_manifest']} of {p['cases']} cases without a verifiable training "
+            "manifest (older generate, or its manifest was not readable)")
+
+
+def _ci(v: Mapping[str, Any], digits: int = 3) -> str:
+    return f"{_fmt(v['mean'], digits)} [{_fmt(v['ci95'][0], digits)}, {_fmt(v['ci95'][1], digits)}]"
+
+
 def _seg_table(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    out = ["| training set | region | Dice mean | Dice std | HD95 mm mean | HD95 std | HD95 penalised |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, agg in rows.items():
-        for region, r in agg.items():
-            out.append(f"| {name} | {region} | {_fmt(r['dice_mean'])} | {_fmt(r['dice_std'])} | "
-                       f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_std'], 2)} | {r['hd95_undefined']} |")
+    """rows: {name: result with "intervals" and "aggregate"} -> a markdown table."""
+    out = ["| training set | region | Dice mean [95% CI] | Dice std over seeds | HD95 mm mean [95% CI] | HD95 penalised |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, res in rows.items():
+        for region, iv in res["intervals"].items():
+            out.append(f"| {name} | {region} | {_ci(iv['dice'])} | {_fmt(iv['dice']['std_over_seeds'])} | "
+                       f"{_ci(iv['hd95'], 2)} | {res['aggregate'][region]['hd95_undefined']} |")
     return out
+
+
+def _training_lines(sets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    out = ["| training set | cases | seed | epochs | best epoch | stopped by | best validation Dice |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, res in sets.items():
+        for p in res["per_seed"]:
+            t = p["training"]
+            out.append(f"| {name} | {t['train_cases']} + {t['val_cases']} val | {p['seed']} | {t['epochs']} | "
+                       f"{t['best_epoch']} | {t['stopped']} | {_fmt(t['best_val_dice'])} |")
+    return out
+
+
+def _realism_lines(r: Mapping[str, Any]) -> list[str]:
+    c = r["checks"]
+    n = r["counts"]
+    ok = lambda v: "pass" if v.get("pass") else "**FAIL**"  # noqa: E731
+    lines = ["## Realism checks (grain and collapse cannot pass these)", "",
+             f"Synthetic {n['synthetic']} vs real training {n['real']} cases; floor: {r['floor']} "
+             f"({n['floor'][0]} vs {n['floor'][1]} cases). Failed: {', '.join(r['failed']) or 'none'}.", "",
+             "| check | modality | synthetic | real / floor | verdict |", "| --- | --- | --- | --- | --- |"]
+    b = c["background"]
+    lines.append(f"| background non-zero fraction outside brain | all | {_fmt(b['synthetic_fraction_nonzero'])} | "
+                 f"real max {_fmt(b['real_fraction_nonzero_max'])} | {ok(b)} |")
+    lines.append(f"| background RMS outside brain ([0,1] units) | all | {_fmt(b['synthetic_rms'])} | "
+                 f"real max {_fmt(b['real_rms_max'])} | {ok(b)} |")
+    for mod, v in c["power_spectrum"]["per_modality"].items():
+        lines.append(f"| power spectrum max abs log10 ratio (worst band {v['worst_band']}) | {mod} | "
+                     f"{_fmt(v['max_abs_log10_ratio'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
+    for mod, v in c["intensity_histogram"]["per_modality"].items():
+        lines.append(f"| brain intensity histogram W1 | {mod} | {_fmt(v['wasserstein'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
+    d = c["diversity"]
+    if "ratio" in d:
+        lines.append(f"| diversity: low-passed pair distance in brain | all | {_fmt(d['synthetic_mean'])} | "
+                     f"real {_fmt(d['real_mean'])} (ratio {_fmt(d['ratio'])}) | {ok(d)} |")
+    if "same_mask" in d:
+        sm = d["same_mask"]
+        lines.append(f"| diversity among samples of one mask ({sm['groups']} masks, {sm['pairs']} pairs) | all | "
+                     f"{_fmt(sm['mean'])} | ratio to real across cases {_fmt(sm['ratio_to_real'])} | - |")
+    lines += ["", "Rules: " + "; ".join(f"{k}: {v['rule']}" for k, v in c.items() if "rule" in v) + ".", "",
+              "Can show: background grain, excess or missing texture power per frequency band, intensity "
+              "distributions off the real ones, and cases that are (near) copies of each other. Cannot show: whether "
+              "anatomy and tumour are in plausible places (see segmentation and tissue checks); with few cases the "
+              "floor itself is noisy.", ""]
+    return lines
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
@@ -288,6 +349,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- real manifest: `{d['manifest']}` (sha256 `{d['manifest_sha256'][:16]}...`), root `{d['root']}`, "
         f"held-out fold {d['fold']}",
         f"- synthetic folder: `{d['synthetic_dir']}`",
+        _provenance_line(d.get("provenance_check")),
         f"- cases: {d['cases']['real_train']} real training, {d['cases']['real_heldout']} real held-out, "
         f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)",
         f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
@@ -300,17 +362,34 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         u = res["utility"]
         b = u["budget"]
         lines += ["## Segmentation utility (train on each set, test on held-out real)", "",
-                  f"SegResNet (init_filters {b['init_filters']}), the same budget for every set: {b['steps']} steps "
-                  f"x batch {b['batch_size']}, lr {b['lr']}, seeds {b['seeds']}; {u['test_cases']} held-out real cases. "
-                  "Mean and std over seeds of the per-seed mean over cases.", ""]
-        lines += _seg_table({k: v["aggregate"] for k, v in u["training_sets"].items()})
+                  f"SegResNet (init_filters {b['init_filters']}), the same rule for every set: up to {b['epochs']} epochs "
+                  f"(batch {b['batch_size']}, lr {b['lr']}), stopped when the Dice on a held-back {b['val_fraction']:.0%} of "
+                  f"the set has not improved by {b['min_delta']} for {b['patience']} epochs"
+                  + (f", at most {b['max_steps']} steps" if b.get("max_steps") else "") +
+                  f"; seeds {b['seeds']}; {u['test_cases']} held-out real cases. Means over cases and seeds with "
+                  f"bootstrap 95% intervals ({u['bootstrap']['resamples']} resamples of cases and seeds).", ""]
+        lines += _seg_table(u["training_sets"])
         lines += ["", "Training cases: " + ", ".join(f"{k} {v['train_cases']}" for k, v in u["training_sets"].items()), ""]
+        if u.get("paired_vs_real"):
+            lines += [f"Paired differences (same test case and seed) against {u['paired_reference']}, the size-matched "
+                      "real set:", "", "| difference | region | Dice [95% CI] | HD95 mm [95% CI] |", "| --- | --- | --- | --- |"]
+            for name, regs in u["paired_vs_real"].items():
+                for region, v in regs.items():
+                    lines.append(f"| {name} | {region} | {_ci(v['dice'])} | {_ci(v['hd95'], 2)} |")
+            lines.append("")
+        lines += ["Can show: whether segmenters trained on synthetic cases do as well on real test cases as ones "
+                  "trained on as many real cases, within the intervals. Cannot show: a difference smaller than the "
+                  "interval; an interval containing 0 is not proof of equality. Per-case scores are in report.json.", ""]
+        lines += [f"- {n}" for n in u.get("notes", [])] + ([""] if u.get("notes") else [])
+        lines += ["Segmenter training:", ""] + _training_lines(u["training_sets"]) + [""]
     if "fidelity" in res:
         f = res["fidelity"]
         lines += ["## Mask fidelity (real-trained segmenter on synthetic images vs their labels)", "",
                   f"{f['cases']} synthetic cases ({f['mask_conditioned_cases']} with a conditioning mask in their provenance).", ""]
-        lines += _seg_table({"real -> synthetic": f["aggregate"]})
-        lines.append("")
+        lines += _seg_table({"real -> synthetic": f})
+        lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
+                  "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
+                  "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]
     if "image" in res:
         im = res["image"]
         lines += ["## Image metrics", ""]
@@ -318,7 +397,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if ms:
             s = im.get("ms_ssim_settings") or {}
             lines += [f"MS-SSIM over random pairs of different cases (lower = more diverse); {s.get('scales')} scales, "
-                      f"kernel {s.get('kernel_size')} (sigma {s.get('kernel_sigma')}), chosen for grid {s.get('shape')}.", "",
+                      f"kernel {s.get('kernel_size')} (sigma {s.get('kernel_sigma')}), chosen for grid {s.get('shape')}. "
+                      "Independent grain lowers it too (grainy copies of one case scored as 'more diverse' than "
+                      "different clean cases): read it only beside the background and spectrum checks, and use the "
+                      "low-passed diversity of the realism checks for diversity.", "",
                       "| set | MS-SSIM mean | std | pairs |", "| --- | --- | --- | --- |"]
             for k, v in ms.items():
                 lines.append(f"| {k} | {_fmt(v['mean'])} | {_fmt(v['std'])} | {v['pairs']} |")
@@ -336,6 +418,12 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines.append("")
         if im.get("notes"):
             lines += [f"- {n}" for n in im["notes"]] + [""]
+        lines += ["Can show: how far the synthetic feature distribution is from the real one, relative to the floor "
+                  "at the same counts (a value near the floor is as close as two real samples get). Cannot show: "
+                  "what differs (see the realism checks); values from another feature net, grid or sample count are "
+                  "not comparable.", ""]
+    if "realism" in res:
+        lines += _realism_lines(res["realism"])
     if "memorisation" in res:
         m = res["memorisation"]
         s = m["summary"]
@@ -351,10 +439,51 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             c = s["control_heldout_real"]
             lines.append(f"- control (held-out real cases, never copies): {c['flagged']} of {c['n']} flagged, max NN "
                          f"similarity {_fmt(c['max_nn_similarity'])}")
+        ctl = m.get("controls") or {}
+        if ctl:
+            lines += ["", "Positive controls on this data (copies of training cases planted and audited with the same "
+                      "rule; a hit is flagged AND matched to its own source):", "",
+                      "| planted kind | flagged | rate |", "| --- | --- | --- |"]
+            lines += [f"| {k} | {v['flagged']} of {v['n']} | {_fmt(v['rate'])} |" for k, v in ctl["planted"].items()]
+            if "heldout_real" in ctl:
+                h = ctl["heldout_real"]
+                lines += ["", f"Negative control: {h['flagged']} of {h['n']} held-out real cases flagged (false-positive "
+                          f"rate {_fmt(h['rate'])})."]
+            lines += ["", "Can show: synthetic cases that are copies of a training case, also shifted, rotated, mirrored, "
+                      "rescaled, intensity-changed or noised, at the detection rates above. Cannot show: copies of parts "
+                      "of a case (a copied tumour in another brain), or copies of cases outside the training split."]
         lines += ["", "| synthetic | nearest training case | similarity | flagged |", "| --- | --- | --- | --- |"]
         for row in m["cases"]:
             lines.append(f"| {row['case']} | {row['nearest']} | {_fmt(row['similarity'], 4)} | {'yes' if row['flagged'] else ''} |")
         lines.append("")
+    if "tissue" in res:
+        t = res["tissue"]
+        c = t["synthetic_vs_real"]
+        lines += ["## Tissue QC (CSF/GM/WM segmenter trained on the real tissue maps)", "",
+                  f"Voxel agreement of the tissue segmenter with the held-out ground truth: "
+                  f"{_fmt(t['segmenter']['voxel_agreement_on_heldout'])}. Real reference: held-out real cases through the "
+                  f"same segmenter. {c['rule']}. Failed: {', '.join(c['failed']) or 'none'}.", "",
+                  "| metric | synthetic mean | real mean +- std | real range | z | synthetic in range | ground truth (held-out) | verdict |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for k, v in c["metrics"].items():
+            if "note" in v:
+                lines.append(f"| {k} | - | - | - | - | - | - | {v['note']} |")
+                continue
+            lines.append(f"| {k} | {_fmt(v['synthetic_mean'])} | {_fmt(v['real_mean'])} +- {_fmt(v['real_std'])} | "
+                         f"[{_fmt(v['real_min'])}, {_fmt(v['real_max'])}] | {_fmt(v['z'], 2)} | {_fmt(v['in_real_range'], 2)} | "
+                         f"{_fmt(t['real_heldout_ground_truth'].get(k))} | {'pass' if v['pass'] else '**FAIL**'} |")
+        lines += ["", "Can show: synthetic brains whose tissue proportions or grey/white contrast are off the real ones. "
+                  "Cannot show: where the tissues are (folding, symmetry); with few real cases the real std is uncertain.", ""]
+    if "codec" in res:
+        c = res["codec"]
+        lines += ["## Codec reconstruction (encode -> decode of real cases)", "",
+                  f"Codec `{c['codec']}` on {c['cases']} {c['set']} cases, [-1, 1] scale (data range 2).", "",
+                  "| modality | PSNR dB mean | PSNR min | SSIM mean | SSIM min |", "| --- | --- | --- | --- | --- |"]
+        for m, v in c["per_modality"].items():
+            lines.append(f"| {m} | {_fmt(v['psnr_mean'], 2)} | {_fmt(v['psnr_min'], 2)} | {_fmt(v['ssim_mean'], 4)} | "
+                         f"{_fmt(v['ssim_min'], 4)} |")
+        lines += ["", "Can show: the detail a model on this codec's latents can at best reproduce (a wavelet codec is "
+                  "exact: inf dB). Cannot show: anything about the diffusion model itself.", ""]
     if report.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {k}: {v}" for k, v in report["skipped"].items()] + [""]
     if report.get("figures"):

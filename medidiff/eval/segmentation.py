@@ -3,8 +3,8 @@
 The segmenter follows the BraTS recipe of Myronenko 2018 (arXiv:1810.11654) and MONAI's BraTS
 tutorial: 4 modalities in, 3 overlapping region channels (WT, TC, ET) out with a sigmoid each,
 trained with DiceCE (soft Dice + BCE on the logits). It is a measuring instrument, not a product,
-so a plain torch loop trains it (no DeepSpeed): ``steps`` Adam(W) steps of ``batch_size`` cases
-drawn by a seeded generator (an epoch = one random permutation), no augmentation.
+so a plain torch loop trains it (no DeepSpeed): AdamW, cosine learning rate, a budget in epochs
+with a validation-Dice plateau stop (:func:`train_segmenter`), no augmentation.
 
 Metrics per case and region (``WT``, ``TC``, ``ET`` from :data:`medidiff.data.brats.REGIONS`):
 
@@ -34,6 +34,7 @@ from medidiff.data.brats import REGIONS
 __all__ = [
     "REGION_NAMES",
     "SegScores",
+    "TrainingHistory",
     "build_segmenter",
     "train_segmenter",
     "predict",
@@ -75,24 +76,59 @@ def build_segmenter(in_channels: int = 4, init_filters: int = 8) -> nn.Module:
     )
 
 
+@dataclass
+class TrainingHistory:
+    """How a segmenter's training ended: the budget used and the validation curve."""
+
+    epochs: int  # epochs run
+    steps: int  # optimiser steps taken
+    best_epoch: int  # 1-based epoch whose weights were kept (0: no validation, the last ones)
+    best_val_dice: float  # mean WT/TC/ET Dice on the validation cases at best_epoch (nan: none)
+    stopped: str  # "plateau", "max_epochs" or "max_steps"
+    val_dice: list[float]  # per epoch
+    train_cases: int
+    val_cases: int
+
+
+def _val_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train index, val index): ``round(n * fraction)`` cases (>= 1 when fraction > 0 and n >= 2)
+    drawn by a seeded permutation, so every set and seed validates on its own held-back cases."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    k = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
+    return perm[k:].sort().values, perm[:k].sort().values
+
+
 def train_segmenter(
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
-    steps: int,
+    epochs: int,
     batch_size: int,
     seed: int,
     lr: float = 1e-3,
     weight_decay: float = 1e-5,
     init_filters: int = 8,
+    val_fraction: float = 0.2,
+    patience: int = 10,
+    min_delta: float = 0.002,
+    max_steps: int | None = None,
+    threshold: float = 0.5,
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "segmenter",
-) -> nn.Module:
+) -> tuple[nn.Module, TrainingHistory]:
     """Train a SegResNet on ``images`` (N, C, X, Y, Z) in [-1, 1] and ``labels`` (N, 3, X, Y, Z).
 
-    The seed fixes the initial weights and the batch order. Returns the model in eval mode.
+    Budget in epochs (one epoch = every training case once, shuffled) with a plateau stop: a
+    ``val_fraction`` of the cases is held back, their mean region Dice is measured after every
+    epoch, and training stops when it has not improved by ``min_delta`` for ``patience`` epochs;
+    the best epoch's weights are returned. A fixed step count (the old budget) stopped the
+    recorded run's segmenters at loss ~0.97, far from converged, and made the seed decide
+    (TC Dice 0.28 / 0.95 / 0.87 on identical data). ``max_steps`` caps optimiser steps (tests).
+    The seed fixes the split, the initial weights and the batch order.
     """
+    import copy
+
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
@@ -101,32 +137,61 @@ def train_segmenter(
     bad = [s for s in images.shape[2:] if s % 8]
     if bad:
         raise ValueError(f"SegResNet halves the grid 3 times: spatial shape {tuple(images.shape[2:])} must be a multiple of 8 (set data.roi)")
+    if epochs < 1 or patience < 1:
+        raise ValueError(f"epochs and patience must be >= 1, got {epochs}, {patience}")
     device = torch.device(device)
+    tr, va = _val_split(images.shape[0], val_fraction, seed)
     torch.manual_seed(seed)
     model = build_segmenter(images.shape[1], init_filters).to(device)
     # sigmoid per region (overlapping WT/TC/ET), not softmax over classes
     loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    per_epoch = math.ceil(len(tr) / batch_size)
+    total = epochs * per_epoch if max_steps is None else min(epochs * per_epoch, max_steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     gen = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    order = torch.empty(0, dtype=torch.long)
-    model.train()
-    bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress, leave=False)
-    for _ in bar:
-        while order.numel() < batch_size:
-            order = torch.cat([order, torch.randperm(n, generator=gen)])
-        idx, order = order[:batch_size], order[batch_size:]
-        x = images[idx].to(device)
-        y = labels[idx].to(device).float()
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    best, best_epoch, best_state, curve = -1.0, 0, None, []
+    steps, stopped = 0, "max_epochs"
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = tr[torch.randperm(len(tr), generator=gen)]
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            loss = loss_fn(model(images[idx].to(device)), labels[idx].to(device).float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+        if len(va):
+            pred = predict(model, images[va], threshold=threshold, batch_size=batch_size)
+            d = float(_dice(pred, labels[va]).mean())
+            curve.append(d)
+            if d > best + min_delta or best_state is None:
+                best, best_epoch, best_state = d, epoch + 1, copy.deepcopy(model.state_dict())
+            bar.set_postfix(loss=f"{loss.item():.3f}", val_dice=f"{d:.3f}")
+            if epoch + 1 - best_epoch >= patience:
+                stopped = "plateau"
+                break
+        if max_steps is not None and steps >= max_steps:
+            stopped = "max_steps"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
-    return model
+    return model, TrainingHistory(epochs=epoch + 1, steps=steps, best_epoch=best_epoch,
+                                  best_val_dice=best if best_state is not None else float("nan"), stopped=stopped,
+                                  val_dice=curve, train_cases=len(tr), val_cases=len(va))
+
+
+def _dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """(N, R) Dice with the BraTS empty rules (both empty 1, one empty 0), as DiceMetric(ignore_empty=False)."""
+    from monai.metrics import DiceMetric
+
+    return DiceMetric(include_background=True, reduction="none", ignore_empty=False)(pred.float(), truth.float())
 
 
 @torch.no_grad()
@@ -158,12 +223,12 @@ def segmentation_scores(
     case_ids: Sequence[str] | None = None,
 ) -> SegScores:
     """Dice and HD``percentile`` of (N, R, X, Y, Z) binary ``pred`` vs ``truth`` (see module doc)."""
-    from monai.metrics import DiceMetric, HausdorffDistanceMetric
+    from monai.metrics import HausdorffDistanceMetric
 
     if pred.shape != truth.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
     p, t = pred.float(), truth.float()
-    dice = DiceMetric(include_background=True, reduction="none", ignore_empty=False)(p, t)
+    dice = _dice(p, t)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI warns on every empty mask; we handle them below
         hd = HausdorffDistanceMetric(include_background=True, percentile=percentile, reduction="none")(

@@ -1,15 +1,21 @@
 """Segmentation utility (train on synthetic, test on real) and mask fidelity.
 
 Utility (Med-DDPM, Dorjsembe et al. 2024, arXiv:2305.18453; MAISI, arXiv:2409.11169): a SegResNet
-is trained on each of three sets with the SAME budget (``eval.steps`` steps of ``eval.batch_size``
-cases, same seeds) and scored on the held-out REAL split (``data.fold``):
+is trained on each training set under the SAME rule (epochs with a validation-Dice plateau stop,
+same seeds; :func:`medidiff.eval.segmentation.train_segmenter`) and scored on the held-out REAL
+split (``data.fold``). With ``N = min(real training cases, synthetic cases)``:
 
-* ``real``: the real training split;
-* ``synthetic``: the synthetic cases (their ``seg.nii.gz`` as labels);
-* ``real+synthetic``: the union, cases drawn uniformly from it.
+* ``real``: every real training case;
+* ``real_matched``: N real cases (only when there are more than N), the size-matched reference;
+* ``synthetic``: N synthetic cases, size-matched;
+* ``synthetic_x2``, ``synthetic_x4`` ... (``eval.size_sweep``): k x N synthetic cases, when the
+  folder has that many (Med-DDPM reports such a sweep);
+* ``real+synthetic``: every real case plus the N synthetic ones.
 
-Same budget means the comparison is about what the data teaches, not about more optimisation.
-Per seed we average Dice/HD95 over held-out cases; the report gives mean and std over seeds.
+Subsets are the first cases of a seeded permutation, so ``synthetic`` is inside ``synthetic_x2``.
+Every set's per-case, per-seed scores are kept; means come with bootstrap 95% intervals over
+cases and seeds, and each synthetic set with its paired difference to the size-matched real set
+(:mod:`medidiff.eval.stats`).
 
 Mask fidelity: the ``real`` segmenters segment each synthetic case; Dice/HD95 against the case's
 own ``seg.nii.gz`` (the conditioning mask of a mask-conditioned model, or the generated label of a
@@ -19,23 +25,55 @@ label-generating model) measure whether the images show the tumour the label say
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from medidiff.eval.config import EvalConfig
 from medidiff.eval.data import CaseSet
 from medidiff.eval.segmentation import (
+    REGION_NAMES,
+    SegScores,
+    TrainingHistory,
     aggregate_seeds,
     evaluate_segmenter,
     summarise_scores,
     train_segmenter,
 )
+from medidiff.eval.stats import summarise_matrix
 
-__all__ = ["TRAINING_SETS", "SegmenterBank", "utility_experiment", "mask_fidelity"]
+__all__ = ["SegmenterBank", "training_sets", "utility_experiment", "mask_fidelity"]
 
-TRAINING_SETS: tuple[str, ...] = ("real", "synthetic", "real+synthetic")
+
+def _concat(name: str, parts: Sequence[CaseSet]) -> CaseSet:
+    labels = [p.labels for p in parts]
+    if any(lab is None for lab in labels):
+        raise ValueError(f"training set {name!r} needs labelled cases")
+    return CaseSet(name, torch.cat([p.images for p in parts]), torch.cat(labels),  # type: ignore[arg-type]
+                   [c for p in parts for c in p.case_ids])
+
+
+def training_sets(real: CaseSet, synthetic: CaseSet, sweep: Sequence[int] = (1, 2, 4), *, seed: int = 0
+                  ) -> tuple[dict[str, CaseSet], list[str]]:
+    """The named training sets of the module doc, and notes on sweep sizes the folder cannot fill."""
+    n = min(len(real), len(synthetic))
+    syn_order = np.random.default_rng(seed).permutation(len(synthetic)).tolist()
+    real_order = np.random.default_rng(seed + 1).permutation(len(real)).tolist()
+    sets: dict[str, CaseSet] = {"real": real}
+    notes = []
+    if len(real) > n:
+        sets["real_matched"] = real.subset(sorted(real_order[:n]), "real_matched")
+    sets["synthetic"] = synthetic.subset(sorted(syn_order[:n]), "synthetic")
+    for k in sorted(set(sweep) - {1}):
+        if k * n <= len(synthetic):
+            sets[f"synthetic_x{k}"] = synthetic.subset(sorted(syn_order[:k * n]), f"synthetic_x{k}")
+        else:
+            notes.append(f"synthetic_x{k} skipped: needs {k * n} synthetic cases, the folder has {len(synthetic)}")
+    sets["real+synthetic"] = _concat("real+synthetic", [real, sets["synthetic"]])
+    return sets, notes
 
 
 class SegmenterBank:
@@ -46,59 +84,86 @@ class SegmenterBank:
         self.cfg = cfg
         self.progress = progress
         self._models: dict[tuple[str, int], nn.Module] = {}
-
-    def _data(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = name.split("+")
-        missing = [p for p in parts if p not in self.sets or self.sets[p].labels is None]
-        if missing:
-            raise ValueError(f"training set {name!r} needs labelled cases of {missing}")
-        images = torch.cat([self.sets[p].images for p in parts])
-        labels = torch.cat([self.sets[p].labels for p in parts])  # type: ignore[misc]
-        return images, labels
+        self.histories: dict[tuple[str, int], TrainingHistory] = {}
 
     def get(self, name: str, seed: int) -> nn.Module:
         key = (name, int(seed))
         if key not in self._models:
-            images, labels = self._data(name)
+            s = self.sets.get(name)
+            if s is None or s.labels is None:
+                raise ValueError(f"training set {name!r} is not a labelled set of this evaluation ({sorted(self.sets)})")
             c = self.cfg
-            self._models[key] = train_segmenter(
-                images, labels, steps=c.steps, batch_size=c.batch_size, seed=int(seed), lr=c.lr,
-                weight_decay=c.weight_decay, init_filters=c.init_filters, device=c.device,
-                progress=self.progress, desc=f"segmenter {name} seed {seed}",
+            self._models[key], self.histories[key] = train_segmenter(
+                s.images, s.labels, epochs=c.epochs, batch_size=c.batch_size, seed=int(seed), lr=c.lr,
+                weight_decay=c.weight_decay, init_filters=c.init_filters, val_fraction=c.val_fraction,
+                patience=c.patience, min_delta=c.min_delta, max_steps=c.steps, threshold=c.threshold,
+                device=c.device, progress=self.progress, desc=f"segmenter {name} seed {seed}",
             )
         return self._models[key]
 
 
 def _scores_over_seeds(
     bank: SegmenterBank, train_name: str, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[SegScores]]:
     if test.labels is None:
         raise ValueError(f"{test.name}: scoring needs labels")
-    per_seed = []
+    per_seed, scores = [], []
     for seed in cfg.seeds:
-        scores = evaluate_segmenter(
+        sc = evaluate_segmenter(
             bank.get(train_name, seed), test.images, test.labels, spacing, threshold=cfg.threshold,
             percentile=cfg.hd_percentile, batch_size=cfg.batch_size, case_ids=test.case_ids,
         )
-        per_seed.append({"seed": int(seed), "regions": summarise_scores(scores)})
-    return {"per_seed": per_seed, "aggregate": aggregate_seeds([p["regions"] for p in per_seed])}
+        scores.append(sc)
+        per_seed.append({"seed": int(seed), "regions": summarise_scores(sc),
+                         "training": asdict(bank.histories[(train_name, int(seed))])})
+    dice = np.stack([s.dice for s in scores])  # (S, N, R)
+    hd = np.stack([s.hd95 for s in scores])
+    out = {
+        "per_seed": per_seed,
+        "aggregate": aggregate_seeds([p["regions"] for p in per_seed]),
+        "intervals": {r: {"dice": summarise_matrix(dice[:, :, k], resamples=cfg.bootstrap, seed=k),
+                          "hd95": summarise_matrix(hd[:, :, k], resamples=cfg.bootstrap, seed=k)}
+                      for k, r in enumerate(REGION_NAMES)},
+        "per_case": {"case_ids": list(test.case_ids), "seeds": [int(s) for s in cfg.seeds],
+                     "regions": list(REGION_NAMES), "dice": dice.tolist(), "hd95": hd.tolist(),
+                     "hd95_penalised": np.stack([s.undefined for s in scores]).tolist()},
+    }
+    return out, scores
 
 
 def utility_experiment(
-    bank: SegmenterBank, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float]
+    bank: SegmenterBank, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float], *, notes: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """``{"test_cases", "budget", "training_sets": {name: {"train_cases", "per_seed", "aggregate"}}}``."""
+    """``{"test_cases", "budget", "training_sets": {name: {...}}, "paired_vs_real": {...}}`` over
+    every set of ``bank.sets``."""
     out: dict[str, Any] = {
         "test_set": test.name,
         "test_cases": len(test),
-        "budget": {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                   "init_filters": cfg.init_filters, "seeds": list(cfg.seeds)},
+        "budget": {"epochs": cfg.epochs, "patience": cfg.patience, "min_delta": cfg.min_delta,
+                   "val_fraction": cfg.val_fraction, "max_steps": cfg.steps, "batch_size": cfg.batch_size,
+                   "lr": cfg.lr, "init_filters": cfg.init_filters, "seeds": list(cfg.seeds)},
+        "bootstrap": {"resamples": cfg.bootstrap, "level": 0.95, "over": "test cases and seeds"},
         "training_sets": {},
+        "paired_vs_real": {},
+        "notes": list(notes),
     }
-    for name in TRAINING_SETS:
-        res = _scores_over_seeds(bank, name, test, cfg, spacing)
-        res["train_cases"] = sum(len(bank.sets[p]) for p in name.split("+"))
+    raw: dict[str, list[SegScores]] = {}
+    for name, s in bank.sets.items():
+        res, raw[name] = _scores_over_seeds(bank, name, test, cfg, spacing)
+        res["train_cases"] = len(s)
         out["training_sets"][name] = res
+    ref = "real_matched" if "real_matched" in raw else "real"
+    out["paired_reference"] = ref
+    for name in raw:
+        if "synthetic" not in name:
+            continue
+        diff: dict[str, Any] = {}
+        for k, r in enumerate(REGION_NAMES):
+            d = np.stack([a.dice[:, k] - b.dice[:, k] for a, b in zip(raw[name], raw[ref])])  # (S, N)
+            h = np.stack([a.hd95[:, k] - b.hd95[:, k] for a, b in zip(raw[name], raw[ref])])
+            diff[r] = {"dice": summarise_matrix(d, resamples=cfg.bootstrap, seed=k),
+                       "hd95": summarise_matrix(h, resamples=cfg.bootstrap, seed=k)}
+        out["paired_vs_real"][f"{name} - {ref}"] = diff
     return out
 
 
@@ -107,7 +172,7 @@ def mask_fidelity(
 ) -> dict[str, Any]:
     """Real-trained segmenters on synthetic images vs the synthetic labels."""
     conditioned = sum(1 for p in synthetic.provenance if _mask_conditioned(p))
-    res = _scores_over_seeds(bank, "real", synthetic, cfg, spacing)
+    res, _ = _scores_over_seeds(bank, "real", synthetic, cfg, spacing)
     res["cases"] = len(synthetic)
     res["mask_conditioned_cases"] = conditioned
     return res

@@ -53,3 +53,27 @@ def copy_real_case(out: Path, index: int, real_case_dir: Path) -> Path:
         affine = img.affine
     seg = np.asarray(nib.load(real_case_dir / f"{cid}-seg.nii.gz").dataobj)
     return write_generated_case(out, index, images, seg, affine)
+
+
+def phantom_tissue_map(tissue: np.ndarray) -> np.ndarray:
+    """The phantom's anatomy codes -> the anatomy data set's tissue map (0 bg, 1 CSF, 2 GM, 3 WM);
+    deep grey nuclei count as GM, tumour, skull and scalp as 0 (the tumour lives in seg)."""
+    from medidiff.data.phantom import CSF, DEEP_GM, GM, WM
+
+    out = np.zeros(tissue.shape, np.uint8)
+    out[tissue == CSF] = 1
+    out[(tissue == GM) | (tissue == DEEP_GM)] = 2
+    out[tissue == WM] = 3
+    return out
+
+
+def write_tissue_maps(root: Path, cases: int, shape: tuple[int, int, int], seed: int, *,
+                      tumour_fraction: float = 1.0) -> None:
+    """``CASE/CASE-tissue.nii.gz`` beside each case of ``write_phantom_dataset(root, cases, shape, seed)``."""
+    from medidiff.data.phantom import case_id
+
+    spec = PhantomSpec(shape=shape, tumour_fraction=tumour_fraction)
+    for i in range(cases):
+        c = make_phantom_case(case_seed(seed, i), spec=spec)
+        cid = case_id(i)
+        nib.save(nib.Nifti1Image(phantom_tissue_map(c.tissue), c.affine), str(Path(root) / cid / f"{cid}-tissue.nii.gz"))

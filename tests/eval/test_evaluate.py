@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medidiff.cli import evaluate_cmd
@@ -53,28 +54,48 @@ def dataset(tmp_path_factory) -> dict[str, Path | str]:
 
 
 def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
+    from medidiff.latents.wavelet import WaveletCodec, WaveletCodecConfig
+
     out = tmp_path / "report"
+    codec = tmp_path / "model"
+    WaveletCodec(WaveletCodecConfig()).save_pretrained(codec / "codec")  # a model folder's layout
     argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]),
-            "--synthetic", str(dataset["gen"]), "--out", str(out), "--steps", "20", "--seeds", "0", "1",
+            "--synthetic", str(dataset["gen"]), "--out", str(out), "--epochs", "4", "--seeds", "0", "1",
+            "--codec", str(codec),
             "--no-progress", *SETS]
     assert cli(argv) == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
-    assert report["command"].startswith("medidiff evaluate --real ") and "--steps 20" in report["command"]
-    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation"]
+    assert report["command"].startswith("medidiff evaluate --real ") and "--epochs 4" in report["command"]
+    assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation", "codec", "tissue"]
+    assert "tissue" in report["skipped"]  # these phantoms carry no tissue maps
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]
     assert len(d["manifest_sha256"]) == 64 and d["cases"]["synthetic"] == 6 and d["synthetic_with_labels"] == 6
     assert d["cases"]["real_train"] + d["cases"]["real_heldout"] == 6 and d["grid"]["shape"] == list(SHAPE)
 
     util = report["results"]["utility"]
-    assert set(util["training_sets"]) == {"real", "synthetic", "real+synthetic"}
+    n_real, n_test = d["cases"]["real_train"], d["cases"]["real_heldout"]
+    # size-matched (N = min(real, synthetic)) plus the sweep the folder can fill
+    assert set(util["training_sets"]) == {"real", "synthetic", "synthetic_x2", "real+synthetic"}
+    assert util["training_sets"]["synthetic"]["train_cases"] == n_real
+    assert util["training_sets"]["synthetic_x2"]["train_cases"] == 2 * n_real
+    assert any("synthetic_x4 skipped" in n for n in util["notes"])
     for res in util["training_sets"].values():
         assert [p["seed"] for p in res["per_seed"]] == [0, 1]
-        for region in ("WT", "TC", "ET"):
-            agg = res["aggregate"][region]
+        assert all(p["training"]["epochs"] <= 4 for p in res["per_seed"])
+        pc = res["per_case"]
+        assert np.asarray(pc["dice"]).shape == (2, n_test, 3) and len(pc["case_ids"]) == n_test
+        for k, region in enumerate(("WT", "TC", "ET")):
+            agg, iv = res["aggregate"][region], res["intervals"][region]["dice"]
             assert 0.0 <= agg["dice_mean"] <= 1.0 and agg["hd95_mean"] >= 0 and agg["seeds"] == 2
-    assert util["training_sets"]["real+synthetic"]["train_cases"] == d["cases"]["real_train"] + 6
+            assert iv["ci95"][0] <= iv["mean"] <= iv["ci95"][1]
+            assert iv["mean"] == pytest.approx(np.asarray(pc["dice"])[:, :, k].mean())
+    assert util["training_sets"]["real+synthetic"]["train_cases"] == n_real + n_real
+    paired = util["paired_vs_real"]
+    assert set(paired) == {"synthetic - real", "synthetic_x2 - real", "real+synthetic - real"}
+    syn, real = (np.asarray(util["training_sets"][n]["per_case"]["dice"]) for n in ("synthetic", "real"))
+    assert paired["synthetic - real"]["WT"]["dice"]["mean"] == pytest.approx((syn - real)[:, :, 0].mean())
     fid = report["results"]["fidelity"]
     assert fid["cases"] == 6 and 0.0 <= fid["aggregate"]["WT"]["dice_mean"] <= 1.0
 
@@ -89,6 +110,15 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     flagged = {c["case"]: c for c in memo["cases"] if c["flagged"]}
     assert set(flagged) == {"case_0005"} and flagged["case_0005"]["nearest"] == dataset["copied"]
     assert memo["summary"]["control_heldout_real"]["flagged"] == 0
+    planted = memo["controls"]["planted"]
+    assert set(planted) >= {"exact", "mirrored", "rescaled_0.9", "rescaled_1.1"}
+    assert all(v["rate"] >= 0.9 for v in planted.values()), planted
+    assert memo["controls"]["heldout_real"]["rate"] <= 0.05
+
+    rec = report["results"]["codec"]  # the wavelet codec is exact: inf dB, SSIM 1, on held-out real cases
+    assert rec["set"] == "real_heldout" and rec["cases"] == n_test
+    assert all(v["psnr_min"] == "inf" or v["psnr_min"] > 60 for v in rec["per_modality"].values())
+    assert all(v["ssim_min"] == pytest.approx(1.0, abs=1e-4) for v in rec["per_modality"].values())
 
     for name in report["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -141,3 +171,68 @@ def test_dry_run_prints_resolved_options(dataset, cli, capsys):
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "steps: 7" in text and "- image" in text and "roi:" in text
+
+
+def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_path):
+    out = tmp_path / "r"
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image",
+            "--no-progress", *SETS]
+    assert cli(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    r = report["results"]["realism"]
+    assert set(r["checks"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}
+    assert r["floor"] == "real held-out vs real training" and r["counts"]["synthetic"] == 6
+    assert {f"spectrum_{m}.png" for m in ("t1n", "t1c", "t2w", "t2f")} <= set(report["figures"])
+    dist = report["results"]["image"]["distances"]
+    n_syn = dist["synthetic_vs_real_train"]["3d"]["n"]
+    assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
+    assert "Realism checks" in (out / "report.md").read_text()
+
+
+def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tmp_path):
+    """Done-when of issue 14: grainy copies of one case, written as `medidiff generate` writes them (background
+    not zero), fail background, spectrum, histogram and diversity through the whole evaluate path."""
+    import nibabel as nib
+
+    from tests.eval import write_synthetic_phantoms
+
+    clean = tmp_path / "clean"
+    write_synthetic_phantoms(clean, 1, SHAPE, seed=11)
+    gen = tmp_path / "grainy"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        case = gen / f"case_{i:04d}"
+        case.mkdir(parents=True)
+        for f in (clean / "case_0000").glob("*.nii.gz"):
+            img = nib.load(f)
+            v = np.asarray(img.dataobj, np.float32)
+            if f.name != "seg.nii.gz":
+                v = np.clip(v + rng.normal(0, 0.06, v.shape), 0, 1).astype(np.float32)
+            nib.save(nib.Nifti1Image(v, img.affine), str(case / f.name))
+    out = tmp_path / "r"
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic", str(gen),
+            "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
+    assert cli(argv) == 0
+    r = json.loads((out / "report.json").read_text())["results"]["realism"]
+    assert set(r["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}, r["checks"]
+    assert "**FAIL**" in (out / "report.md").read_text()
+
+
+def test_feature_net_is_trained_once_saved_with_its_recipe_and_reused(dataset, cli, tmp_path, capsys):
+    fnet = tmp_path / "fnet"
+    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "image", "--feature-net", str(fnet),
+            "--no-progress"]
+    assert cli([*base, "--out", str(tmp_path / "a"), *SETS]) == 0
+    recipe = json.loads((fnet / "config.json").read_text())["recipe"]
+    assert recipe["grid"] == list(SHAPE) and recipe["fold"] == 0 and len(recipe["manifest_sha256"]) == 64
+    assert (fnet / "model.safetensors").is_file()
+    assert cli([*base, "--out", str(tmp_path / "b"), *SETS]) == 0
+    a, b = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("a", "b"))
+    assert "saved" in b["feature_net"] and "trained now" in a["feature_net"]
+    fa, fb = (r["results"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] for r in (a, b))
+    assert fa == pytest.approx(fb, rel=1e-6)  # the same features: comparable numbers
+    other = [s.replace(f"data.roi={list(SHAPE)}", "data.roi=[32, 32, 32]") for s in SETS]
+    assert cli([*base, "--out", str(tmp_path / "c"), *other]) == 2
+    assert "not comparable" in capsys.readouterr().err

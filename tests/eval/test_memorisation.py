@@ -72,3 +72,13 @@ def test_margin_one_is_the_plain_percentile_rule(data):
     assert res.threshold == pytest.approx(np.percentile(ref, 90))
     with pytest.raises(ValueError):
         audit(image_embedding(train), image_embedding(fresh), margin=0.0)
+
+
+def test_planted_copies_of_every_kind_are_flagged_and_heldout_cases_are_not(data):
+    from medidiff.eval.memorisation import CONTROL_KINDS, control_rates
+
+    train, fresh = data
+    rates = control_rates(image_embedding, train, fresh)
+    for kind in CONTROL_KINDS:
+        assert rates["planted"][kind]["rate"] >= 0.9, (kind, rates["planted"][kind])
+    assert rates["heldout_real"]["rate"] <= 0.05, rates["heldout_real"]

@@ -200,3 +200,75 @@ def test_medicalnet_weights_load_from_a_local_file_and_give_per_modality_feature
 
     with pytest.raises(DataError, match="cannot read weights"):
         load_medicalnet(tmp_path / "junk.pth")
+
+
+class _MedicalNetBasicBlock(torch.nn.Module):
+    """Tencent/MedicalNet models/resnet.py BasicBlock, as published (the reference)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv3d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv3d(planes, planes, 3, stride=1, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+class _MedicalNet10(torch.nn.Module):
+    """MedicalNet resnet10, shortcut B, without the segmentation head: layer3/4 stride 1, dilation 2/4."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.inplanes = 64
+        self.conv1 = nn.Conv3d(1, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm3d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(64, 1)
+        self.layer2 = self._make_layer(128, 1, stride=2)
+        self.layer3 = self._make_layer(256, 1, stride=1, dilation=2)
+        self.layer4 = self._make_layer(512, 1, stride=1, dilation=4)
+
+    def _make_layer(self, planes, blocks, stride=1, dilation=1):
+        nn = torch.nn
+        down = None
+        if stride != 1 or self.inplanes != planes:
+            down = nn.Sequential(nn.Conv3d(self.inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm3d(planes))
+        layers = [_MedicalNetBasicBlock(self.inplanes, planes, stride, dilation, down)]
+        self.inplanes = planes
+        layers += [_MedicalNetBasicBlock(planes, planes, dilation=dilation) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return x.mean((2, 3, 4))  # global average pooling, as the feature extractor uses it
+
+
+def test_medicalnet_is_built_as_the_original_stride_one_and_dilated(tmp_path):
+    from safetensors.torch import save_file
+
+    from medidiff.eval.features import load_medicalnet
+
+    torch.manual_seed(0)
+    ref = _MedicalNet10().eval()
+    for m in ref.modules():  # non-trivial batch-norm statistics, so a wrong layout cannot hide
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "mn10.safetensors"))
+    model, depth = load_medicalnet(tmp_path / "mn10.safetensors")
+    x = torch.randn(2, 1, 32, 32, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
+    assert model.layer4[0].conv1.dilation == (4, 4, 4) and model.layer3[0].conv1.stride == (1, 1, 1)

@@ -139,7 +139,7 @@ def test_vae_ldm_trains_the_codec_then_diffusion_on_its_latents(tmp_path):
     pipe = DiffusionPipeline.from_pretrained(out / "models" / "vae_ldm")
     assert pipe.cfg.latent.type == "pretrained" and type(pipe.codec) is type(vae)
     report = json.loads((out / "report" / "report.json").read_text())
-    assert set(report["results"]) == {"image", "memorisation"}
+    assert set(report["results"]) == {"image", "realism", "memorisation"}
 
 
 def test_a_recipe_runs_as_a_script_from_any_folder(tmp_path):

@@ -1,0 +1,72 @@
+"""Known answers for the realism checks: fresh cases pass, grainy or collapsed generators fail (issue 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medidiff.data.brats import MODALITIES
+from medidiff.data.phantom import PhantomSpec, case_seed, make_phantom_case
+from medidiff.eval.realism import brain_masks, realism_checks
+from tests.eval import to_unit_range
+
+SHAPE = (32, 32, 24)
+
+
+def phantoms(seed: int, n: int) -> torch.Tensor:
+    """(n, 4, *SHAPE) fresh phantom heads in [-1, 1], background -1 (what the eval pipeline gives)."""
+    spec = PhantomSpec(shape=SHAPE, tumour_fraction=1.0)
+    cases = [make_phantom_case(case_seed(seed, i), spec=spec) for i in range(n)]
+    return torch.from_numpy(np.stack([[to_unit_range(c.images[m]) for m in MODALITIES] for c in cases]) * 2 - 1).float()
+
+
+def grainy_copies(case: torch.Tensor, n: int, sigma: float = 0.06, seed: int = 0) -> torch.Tensor:
+    """n copies of one (C, X, Y, Z) case with independent grain everywhere (as the recorded run's generator)."""
+    g = torch.Generator().manual_seed(seed)
+    u = (case + 1) / 2
+    out = [(u + sigma * torch.randn(u.shape, generator=g)).clamp(0, 1) for _ in range(n)]
+    return torch.stack(out) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, torch.Tensor]:
+    return {"real": phantoms(0, 6), "heldout": phantoms(1, 3), "fresh": phantoms(2, 4)}
+
+
+def test_brain_mask_of_a_skull_stripped_case_is_its_non_zero_region_and_a_thin_rim(data):
+    from scipy import ndimage
+
+    x = data["real"][:3]
+    m = brain_masks(x)
+    truth = (x > -1).any(1).numpy()
+    for i in range(3):
+        assert (m[i] & truth[i]).sum() >= 0.98 * truth[i].sum()  # covers the brain
+        assert not (m[i] & ~ndimage.binary_dilation(truth[i], iterations=2)).any()  # at most a 2-voxel rim
+    grainy = grainy_copies(x[0], 1)
+    assert (brain_masks(grainy)[0] ^ m[0]).sum() < 0.05 * m[0].sum()  # grain does not move it
+
+
+def test_fresh_cases_pass_every_check(data):
+    r = realism_checks(data["fresh"], data["real"], data["heldout"], modalities=MODALITIES)
+    assert r["failed"] == [], r["checks"]
+    assert r["checks"]["background"]["synthetic_fraction_nonzero"] == 0.0
+
+
+def test_grainy_copies_of_one_case_are_neither_realistic_nor_diverse(data):
+    fake = grainy_copies(data["fresh"][0], 4)
+    r = realism_checks(fake, data["real"], data["heldout"], modalities=MODALITIES,
+                       mask_groups=["one-mask"] * 4)
+    assert set(r["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}, r["checks"]
+    assert r["checks"]["background"]["synthetic_fraction_nonzero"] > 0.9
+    assert r["checks"]["diversity"]["ratio"] < 0.2
+    assert r["checks"]["diversity"]["same_mask"]["pairs"] == 6
+    # the worst spectral band is a high one: grain is high-frequency power
+    for v in r["checks"]["power_spectrum"]["per_modality"].values():
+        assert v["worst_band"] >= r["checks"]["power_spectrum"]["bands"] // 2
+
+
+def test_collapsed_generator_is_not_diverse(data):
+    fake = data["fresh"][:1].repeat(4, 1, 1, 1, 1)
+    r = realism_checks(fake, data["real"], data["heldout"], modalities=MODALITIES)
+    assert "diversity" in r["failed"] and r["checks"]["diversity"]["ratio"] == 0.0

@@ -1,0 +1,78 @@
+"""Tissue QC on phantoms with their own tissue maps (issue 14): known answers and the evaluate path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medidiff.data.brats import MODALITIES
+from medidiff.data.phantom import PhantomSpec, case_seed, make_phantom_case
+from medidiff.eval.tissue import compare_to_real, tissue_items, tissue_measures, tissue_onehot
+from tests.eval import phantom_tissue_map, to_unit_range, write_tissue_maps
+
+SHAPE = (32, 32, 24)
+
+
+def _cases(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    spec = PhantomSpec(shape=SHAPE, tumour_fraction=1.0)
+    cs = [make_phantom_case(case_seed(seed, i), spec=spec) for i in range(n)]
+    images = np.stack([[to_unit_range(c.images[m]) for m in MODALITIES] for c in cs]) * 2 - 1
+    return torch.from_numpy(images).float(), torch.from_numpy(np.stack([phantom_tissue_map(c.tissue) for c in cs]))
+
+
+def test_contrast_signs_fractions_and_a_swapped_contrast_fails():
+    real, maps = _cases(0, 6)
+    m = tissue_measures(real, maps, MODALITIES)
+    fr = np.stack([m[f"fraction_{k}"] for k in ("CSF", "GM", "WM")])
+    assert np.allclose(fr.sum(0), 1.0) and (fr > 0.05).all()
+    assert (m["wm_gm_contrast_t1n"] > 0).all() and (m["wm_gm_contrast_t2w"] < 0).all()  # T1: WM bright; T2: WM dark
+    fresh, fmaps = _cases(1, 4)
+    ok = compare_to_real(tissue_measures(fresh, fmaps, MODALITIES), m)
+    assert ok["failed"] == [], ok
+    # a generator that renders T1 with T2 contrast inside the brain: WM/GM contrast flips sign
+    bad = fresh.clone()
+    brain = fmaps > 0
+    u = (bad[:, 0] + 1) / 2
+    bad[:, 0] = torch.where(brain, (1 - u) * 2 - 1, bad[:, 0])
+    res = compare_to_real(tissue_measures(bad, fmaps, MODALITIES), m)
+    assert res["failed"] == ["wm_gm_contrast_t1n"] and res["metrics"]["wm_gm_contrast_t1n"]["in_real_range"] == 0.0
+    assert tissue_onehot(maps[:1]).shape == (1, 3, *SHAPE)
+
+
+def test_evaluate_uses_tissue_maps_when_they_exist(tmp_path):
+    from medidiff.cli import evaluate_cmd
+    from medidiff.cli import main as cli_main
+    from medidiff.data.manifest import build_brats_manifest, load_manifest, write_manifest
+    from medidiff.data.phantom import write_phantom_dataset
+    from tests.eval import write_synthetic_phantoms
+
+    root = tmp_path / "real"
+    write_phantom_dataset(root, 6, shape=SHAPE, seed=0, tumour_fraction=1.0, progress=False)
+    manifest = write_manifest(build_brats_manifest(root, num_folds=2), tmp_path / "real.json")
+    gen = tmp_path / "gen"
+    write_synthetic_phantoms(gen, 3, SHAPE, seed=7)
+    argv = ["evaluate", "--real", str(manifest), "--root", str(root), "--synthetic", str(gen), "--tasks", "tissue",
+            "--epochs", "2", "--seeds", "0", "--no-progress", "--set", f"data.roi={list(SHAPE)}", "--set", "data.fold=0",
+            "--set", "data.cache=none"]
+    old = cli_main.COMMANDS
+    cli_main.COMMANDS = old if evaluate_cmd in old else [*old, evaluate_cmd]
+    try:
+        assert cli_main.main([*argv, "--out", str(tmp_path / "r0")]) == 0
+        r0 = json.loads((tmp_path / "r0" / "report.json").read_text())
+        assert "tissue" in r0["skipped"] and "tissue" not in r0["results"]  # no maps yet
+        assert tissue_items(load_manifest(manifest, root)) is None
+        write_tissue_maps(root, 6, SHAPE, seed=0)
+        assert cli_main.main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    finally:
+        cli_main.COMMANDS = old
+    t = json.loads((tmp_path / "r1" / "report.json").read_text())["results"]["tissue"]
+    assert set(t["synthetic_vs_real"]["metrics"]) == {"fraction_CSF", "fraction_GM", "fraction_WM",
+                                                      *(f"wm_gm_contrast_{m}" for m in MODALITIES)}
+    assert len(t["per_case"]["synthetic"]["fraction_WM"]) == 3
+    gt = t["real_heldout_ground_truth"]
+    assert gt["wm_gm_contrast_t1n"] > 0 > gt["wm_gm_contrast_t2w"]  # maps landed on their images
+    assert 0.0 <= t["segmenter"]["voxel_agreement_on_heldout"] <= 1.0
+    assert "Tissue QC" in (tmp_path / "r1" / "report.md").read_text()
