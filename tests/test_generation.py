@@ -278,7 +278,7 @@ def test_generate_refuses_an_out_folder_of_another_request(trained, tmp_path, ca
     assert main([*base, "--num", "2"]) == 0
     capsys.readouterr()
     for extra, word in ((["--seed", "500"], "seed"), (["--sampler", "heun"], "sampler"),
-                        (["--geometry", "brats"], "geometry"), (["--guidance", "2.0"], "guidance")):
+                        (["--geometry", "brats"], "geometry"), (["--steps", "3"], "steps")):
         assert main([*base, "--num", "2", *extra]) == 2, extra
         err = _one_line_error(capsys)
         assert "case_0000" in err and word in err and "--overwrite" in err, err
