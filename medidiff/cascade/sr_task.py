@@ -177,7 +177,8 @@ class SRLoss:
     """loss_fn for :func:`medidiff.training.loop.fit`: degrade, condition, crop a latent patch, loss.
 
     Random numbers come from the step generator in a fixed order (aug level, aug noise, patch
-    origins, then the objective's t and noise), so a resumed run repeats them exactly.
+    origins, then the objective's t and noise), so a resumed run repeats them exactly. ``net`` is
+    the DeepSpeed engine in training (called once per micro-batch), the bare net in validation.
     """
 
     def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any) -> None:

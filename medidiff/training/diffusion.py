@@ -136,7 +136,11 @@ def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Ten
 
 
 class DiffusionLoss:
-    """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss."""
+    """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss.
+
+    ``net`` is the DeepSpeed engine during training (the objective calls it once, like the
+    denoiser) and the bare denoiser in validation.
+    """
 
     def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any, text: Any = None) -> None:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text

@@ -181,10 +181,13 @@ def fit(
     progress: bool = True,
     num_workers: int = 0,
 ) -> FitResult:
-    """Train ``model`` with ``loss_fn(module, batch, generator) -> (loss, logs)`` under DeepSpeed.
+    """Train ``model`` with ``loss_fn(engine, batch, generator) -> (loss, logs)`` under DeepSpeed.
 
     Args:
         model: the trainable network only (frozen codecs/encoders stay outside, used by loss_fn).
+        loss_fn: gets the DeepSpeed engine, which it calls like ``model`` (``engine(x, t, ...)``
+            runs ``model.forward``), exactly once per micro-batch: the engine's forward is where
+            DeepSpeed learns which micro-step ends an accumulation window.
         dataset: map-style dataset; batches of ``cfg.micro_batch`` items per process.
         run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go.
         record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
@@ -309,7 +312,10 @@ def fit(
                     gen = torch.Generator(device=device).manual_seed(s)
                     batch = move_to(batch, device)
                     with autocast:
-                        loss, logs = loss_fn(engine.module, batch, gen)
+                        # through the engine, not engine.module: its forward hooks tell ZeRO which
+                        # micro-step is the accumulation boundary (bypassed, ZeRO-3 applied only
+                        # the last micro-batch's gradient)
+                        loss, logs = loss_fn(engine, batch, gen)
                     engine.backward(loss)
                     engine.step()
                     step_loss += loss.detach().float() / cfg.grad_accum
