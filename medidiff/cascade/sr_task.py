@@ -52,6 +52,7 @@ from medidiff.training.diffusion import (
     run_dir_of,
 )
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.run_dir import claim_run_dir
 from medidiff.generation import export_run
 from medidiff.utils.tensor import append_dims, rand_on
 
@@ -205,13 +206,13 @@ class SRLoss:
         return loss, group_by_band(per_channel, self.names)
 
 
-def train_sr(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> FitResult:
     """Train the super-resolution stage described by ``cfg`` (``stage: sr``); returns the loop's result."""
     if cfg.stage != "sr":
         raise ConfigError(f"train_sr needs stage: sr, got stage: {cfg.stage}")
     check_sr_config(cfg)  # roi/scale/downsample before touching data
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
     save_resolved(cfg, run_dir)
     codec_dir = run_dir / "codec"
     if resume and (codec_dir / "config.json").is_file():

@@ -31,6 +31,7 @@ from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.conditioning.text import net_config_for_text
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +222,10 @@ def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
     codec.fit_stats((model_input(b, cfg)[0] for b in loader), max_batches=cfg.latent.stats_batches)
 
 
-def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+                    progress: bool = True) -> FitResult:
     """Train the diffusion stage described by ``cfg``; returns the loop's result."""
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
     save_resolved(cfg, run_dir)
     if cfg.latent.cache:
         train_set, val_set = cached_datasets(cfg, load_codec(cfg.latent.path))

@@ -46,6 +46,7 @@ from medidiff.training.engine import (
     setup_distributed,
     zero_stage,
 )
+from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
@@ -174,6 +175,7 @@ def fit(
     run_dir: str | Path,
     seed: int,
     resume: bool = False,
+    overwrite: bool = False,
     record: dict[str, Any] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     preview_fn: Callable[[int, torch.nn.Module, Path], None] | None = None,
@@ -189,14 +191,16 @@ def fit(
             runs ``model.forward``), exactly once per micro-batch: the engine's forward is where
             DeepSpeed learns which micro-step ends an accumulation window.
         dataset: map-style dataset; batches of ``cfg.micro_batch`` items per process.
-        run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go.
+        run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go. A fresh run (``resume``
+            False) into a folder that holds a run is refused unless ``overwrite`` (see
+            :func:`~medidiff.training.run_dir.claim_run_dir`); rank 0 locks it for the process.
         record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
         preview_fn: called on rank 0 every ``cfg.preview_every`` steps with the EMA weights loaded.
         val_fn: called every ``cfg.val_every`` steps (all ranks) with the EMA weights loaded.
         num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
             augmentation are the same for any value, so a run may resume with another.
     """
-    run_dir = Path(run_dir)
+    run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
     root = ckpt.checkpoint_root(run_dir)
