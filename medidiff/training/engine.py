@@ -301,7 +301,43 @@ def save_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
     engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
 
 
-def load_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
+def _checkpoint_safe_globals() -> list[Any]:
+    """The only non-tensor objects DeepSpeed pickles into its checkpoint files (found by
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` over ZeRO 0-3, fp32/bf16, offload):
+    plain classes whose restored state is data, never code."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
+    """Refuse a checkpoint whose .pt files would run code when DeepSpeed unpickles them.
+
+    DeepSpeed 0.19 reads its files with ``torch.load(weights_only=False)``, so a planted
+    ``mp_rank_00_model_states.pt`` could execute anything. Each file this rank will read is first
+    opened with torch's restricted unpickler (``weights_only=True``: tensors, containers and the
+    allow-listed DeepSpeed classes; ``mmap`` so tensor data is not read), which refuses any
+    other global before constructing it. Only then does DeepSpeed load them.
+    """
+    mine = f"zero_pp_rank_{rank}_"
+    files = [f for f in sorted(directory.rglob("*.pt")) if "zero_pp_rank_" not in f.name or f.name.startswith(mine)]
+    for f in files:
+        try:
+            with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+                torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # UnpicklingError for foreign globals; others for broken files
+            first = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), str(exc).splitlines()[0])
+            raise MedidiffError(
+                f"{f}: refused to load: it holds more than tensors and DeepSpeed's state ({first[:200]}); "
+                "medidiff never writes such a file, so it was altered or comes from elsewhere: do not resume from it"
+            ) from None
+
+
+def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0) -> None:
+    """DeepSpeed's load of ``directory/tag``, after :func:`verify_checkpoint_pickles`."""
+    verify_checkpoint_pickles(directory / tag, rank)
     path, _ = engine.load_checkpoint(
         str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )

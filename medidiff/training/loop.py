@@ -228,7 +228,7 @@ def fit(
 
     step, epoch, position = 0, 0, 0
     if resume_from is not None:
-        load_engine_checkpoint(engine, root, resume_from.name)
+        load_engine_checkpoint(engine, root, resume_from.name, dist.rank)
         state = ckpt.read_state(resume_from)
         step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
         shadow = ckpt.load_tensors(resume_from / "ema.safetensors")

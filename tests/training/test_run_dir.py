@@ -63,3 +63,25 @@ def test_a_requeued_slurm_job_takes_over_its_own_lock(tmp_path, monkeypatch):
         claim_run_dir(run, resume=True)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued onto another node
     claim_run_dir(run, resume=True)
+
+
+class _RunsCode:
+    """Unpickling this runs a command (what a planted checkpoint file would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_malicious_checkpoint_is_refused_before_it_runs(tmp_path):
+    import torch
+
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    _toy(run, 2)
+    planted = ckpt.latest_complete(ckpt.checkpoint_root(run)) / "mp_rank_00_model_states.pt"
+    torch.save({"module": _RunsCode(marker)}, planted)
+    with pytest.raises(MedidiffError, match=r"mp_rank_00_model_states.pt: refused to load.*posix.system"):
+        _toy(run, 4, resume=True)
+    assert not marker.exists()  # nothing ran
