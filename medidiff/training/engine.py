@@ -43,6 +43,8 @@ __all__ = [
     "zero_stage",
     "full_parameters",
     "barrier",
+    "any_rank",
+    "verify_checkpoint_pickles",
 ]
 
 _ARCH_RE = re.compile(r"^(\d+)\.(\d+)([a-zA-Z]*)(\+PTX)?$")
@@ -99,6 +101,9 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    # CPU (gloo) group for small host-side agreements (stop flags): a collective on it does not
+    # wait for the GPU's queued work, so ranks can agree every step without stalling kernel launch
+    control: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -132,12 +137,28 @@ def setup_distributed(device: torch.device) -> DistInfo:
             torch.distributed.init_process_group("nccl", device_id=device)
         deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
         atexit.register(_destroy_process_group)
+    world_size = torch.distributed.get_world_size()
+    control = None
+    if world_size > 1:
+        # every rank creates it, in the same order (new_group is itself a collective)
+        control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
     return DistInfo(
         rank=torch.distributed.get_rank(),
-        world_size=torch.distributed.get_world_size(),
+        world_size=world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         device=device,
+        control=control,
     )
+
+
+def any_rank(flags: list[bool], dist: DistInfo) -> list[bool]:
+    """Each flag True on every rank if it is True on any (ranks must agree to stop, or the others
+    wait in a collective forever). One all_reduce on the CPU control group."""
+    if dist.world_size == 1 or dist.control is None:
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=dist.control)
+    return [bool(v) for v in t.tolist()]
 
 
 def _destroy_process_group() -> None:

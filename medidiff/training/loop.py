@@ -37,6 +37,7 @@ from medidiff.training.config import TrainConfig
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     DistInfo,
+    any_rank,
     barrier,
     build_engine,
     full_parameters,
@@ -78,8 +79,23 @@ def move_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore the stop signals.
+
+    torchrun and SLURM signal the whole process group; a worker that died of SIGTERM made the main
+    process raise "DataLoader worker ... killed by signal: Terminated" before it could checkpoint.
+    Ignoring workers still end with the main process (torch's workers watch their parent).
+    """
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class _Preemption:
-    """SIGTERM/SIGUSR1 (SLURM sends them before killing a job) -> checkpoint and stop cleanly."""
+    """SIGTERM/SIGUSR1 (SLURM and torchrun send them before killing a job) -> checkpoint, stop.
+
+    Entered before the loader's workers start, so that no window exists in which a signal kills
+    the job without a checkpoint.
+    """
 
     def __init__(self) -> None:
         self.requested = False
@@ -101,20 +117,6 @@ class _Preemption:
             signal.signal(sig, old)
 
 
-def _any_rank(flag: bool, device: torch.device, dist: DistInfo) -> bool:
-    """True on every rank if it is True on any (ranks must agree to stop, or a collective hangs)."""
-    return _any_ranks([flag], device, dist)[0]
-
-
-def _any_ranks(flags: list[bool], device: torch.device, dist: DistInfo) -> list[bool]:
-    """:func:`_any_rank` for several flags with one all_reduce."""
-    if dist.world_size == 1 or not torch.distributed.is_initialized():
-        return list(flags)
-    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
-
-
 def _read_logs(logs: dict[str, Any]) -> dict[str, float]:
     """``{"loss/<k>": float}`` from floats and device scalars, with one host read for the tensors."""
     keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
@@ -128,24 +130,8 @@ def _named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _save(engine: Any, ema: EMA, names: list[str], root: Path, step: int, state: dict[str, Any],
-          dist: DistInfo, keep_last: int) -> Path:
-    tag = ckpt.tag_for_step(step)
-    root.mkdir(parents=True, exist_ok=True)
-    save_engine_checkpoint(engine, root, tag)  # every rank: DeepSpeed writes its shards
-    directory = root / tag
-    with full_parameters(engine) as params:  # collective under ZeRO-3
-        if dist.is_main:
-            weights = {n: p for n, p in zip(_all_names(engine), params)}
-            ckpt.save_tensors(directory / "model.safetensors", weights)
-    if dist.is_main:
-        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(names, ema.shadow)))
-    barrier()
-    if dist.is_main:
-        ckpt.mark_complete(directory, state)
-        ckpt.prune(root, keep_last)
-    barrier()
-    return directory
+def _all_names(engine: Any) -> list[str]:
+    return [n for n, _ in engine.module.named_parameters()]
 
 
 @contextmanager
@@ -162,8 +148,282 @@ def _ema_weights(engine: Any, ema: EMA) -> Iterator[None]:
             ema.restore([p for _, p in _named_params(engine.module)])
 
 
-def _all_names(engine: Any) -> list[str]:
-    return [n for n, _ in engine.module.named_parameters()]
+@dataclass
+class _Run:
+    """What one call of :func:`fit` holds between its parts (setup, step, periodic work, stop)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    root: Path  # run_dir/checkpoints
+    seed: int
+    record: dict[str, Any]
+    device: torch.device
+    dist: DistInfo
+    engine: Any
+    ema: EMA
+    names: list[str]  # trainable parameter names, in EMA order
+    batches_per_epoch: int
+    run_log: RunLog
+    autocast: Any
+    result: FitResult
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch already consumed (per rank)
+    deadline: float | None = None
+    bar: Any = None
+    # Per-step losses stay on the device until a log step, validation, preview or checkpoint reads
+    # them all at once: reading each one (float(loss)) would stop the CPU every step until the GPU
+    # catches up, so kernel launches could not overlap the GPU's work.
+    pending: list[torch.Tensor] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # losses since the last log line
+    step_logs: dict[str, Any] = field(default_factory=dict)
+    t_last: float = 0.0
+    steps_last: int = 0
+
+
+# ---- setup -----------------------------------------------------------------------------------
+
+
+def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool,
+           record: dict[str, Any] | None, progress: bool) -> _Run:
+    """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
+    device = resolve_device(cfg.device)
+    dist = setup_distributed(device)
+    root = ckpt.checkpoint_root(run_dir)
+
+    resume_from = ckpt.latest_complete(root) if resume else None
+    if resume and resume_from is None and dist.is_main:
+        log.warning("--resume: no complete checkpoint under %s; starting from step 0", root)
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest 3D conv
+    model = model.to(device)
+    # DeepSpeed broadcasts parameters as byte views, which needs plain contiguous weights;
+    # channels_last nets keep their activations channels_last, so convs still run in NDHWC.
+    # (is_contiguous() is True for a channels_last 1x1x1 kernel whose last stride is not 1.)
+    for p in model.parameters():
+        if p.dim() and p.stride(-1) != 1 or not p.is_contiguous():
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+    named = _named_params(model)
+    names = [n for n, _ in named]
+    ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
+    engine = build_engine(model, cfg, dist)
+    if cfg.compile:
+        # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
+        engine.compile(compile_kwargs={} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode})
+
+    sampler = ResumableSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size)
+    if sampler.per_rank < cfg.micro_batch:
+        raise MedidiffError(
+            f"the data set has {len(dataset)} cases: fewer than micro_batch={cfg.micro_batch} per "
+            f"process over {dist.world_size} process(es)"
+        )
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.precision in ("autocast-bf16", "bf16") else nullcontext()
+    )
+    run = _Run(cfg=cfg, run_dir=run_dir, root=root, seed=seed, record=record or {}, device=device, dist=dist,
+               engine=engine, ema=ema, names=names, batches_per_epoch=sampler.per_rank // cfg.micro_batch,
+               run_log=None, autocast=autocast,  # type: ignore[arg-type]  (set below, after resume)
+               result=FitResult(run_dir=run_dir, final_step=0, last_checkpoint=resume_from))
+    if resume_from is not None:
+        _resume(run, resume_from)
+    run.result.final_step = run.steps_last = run.step
+    run.run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=run.step if resume_from else None)
+    if cfg.max_minutes:
+        run.deadline = time.monotonic() + 60.0 * cfg.max_minutes
+    if dist.is_main and progress:
+        from tqdm.auto import tqdm
+
+        run.bar = tqdm(total=cfg.max_steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True)
+    return run
+
+
+def _resume(run: _Run, resume_from: Path) -> None:
+    """Model, optimizer and schedule (DeepSpeed), EMA and the data position from a checkpoint."""
+    load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
+    state = ckpt.read_state(resume_from)
+    run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
+    shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
+    missing = [n for n in run.names if n not in shadow]
+    if missing:
+        raise MedidiffError(f"{resume_from / 'ema.safetensors'}: missing EMA tensors {missing[:3]}...: "
+                            "the checkpoint belongs to a different model")
+    run.ema.load_state_dict({"shadow": [shadow[n] for n in run.names], "num_updates": int(state["ema_updates"])})
+    if run.position >= run.batches_per_epoch:
+        raise MedidiffError(
+            f"{resume_from}: the saved data position (batch {run.position} of the epoch) is past an epoch of "
+            f"{run.batches_per_epoch} batches: micro_batch, the number of processes or the data set changed "
+            f"since this checkpoint; resume with the ones it was written with"
+        )
+    if run.dist.is_main:
+        log.info("resumed from %s (step %d)", resume_from, run.step)
+
+
+def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] | None,
+            num_workers: int) -> DataLoader:
+    """One loader for the whole run (workers stay up across epochs); the loop counts epoch and
+    position itself, and each item's augmentation is seeded by (seed, epoch, index)."""
+    sampler = ResumableSampler(len(dataset), seed=run.seed, rank=run.dist.rank, world_size=run.dist.world_size)
+    return DataLoader(
+        SeededItems(dataset), batch_size=run.cfg.micro_batch,
+        sampler=StreamSampler(sampler, run.cfg.micro_batch, run.epoch, run.position), collate_fn=collate_fn,
+        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=run.device.type == "cuda",
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+    )
+
+
+# ---- one optimizer step ----------------------------------------------------------------------
+
+
+def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
+    """``grad_accum`` micro-batches, each seeded by (seed, step, micro, rank), then the update."""
+    cfg, engine, device = run.cfg, run.engine, run.device
+    step_loss = torch.zeros((), device=device)
+    for micro in range(cfg.grad_accum):
+        batch = next(it)  # the stream never ends
+        run.position += 1
+        if run.position >= run.batches_per_epoch:  # the next batch starts a new epoch
+            run.epoch, run.position = run.epoch + 1, 0
+        s = derive_seed(run.seed, run.step, micro, run.dist.rank)
+        torch.manual_seed(s)
+        gen = torch.Generator(device=device).manual_seed(s)
+        batch = move_to(batch, device)
+        with run.autocast:
+            # through the engine, not engine.module: its forward hooks tell ZeRO which
+            # micro-step is the accumulation boundary (bypassed, ZeRO-3 applied only
+            # the last micro-batch's gradient)
+            loss, logs = loss_fn(engine, batch, gen)
+        engine.backward(loss)
+        engine.step()
+        step_loss += loss.detach().float() / cfg.grad_accum
+        for k, v in logs.items():  # floats or device scalars (read at log steps only)
+            v = v.detach() if isinstance(v, torch.Tensor) else v
+            run.step_logs[k] = run.step_logs.get(k, 0.0) + v / cfg.grad_accum
+    run.step += 1
+    if run.step % cfg.ema_every == 0:
+        with full_parameters(engine) as _:
+            run.ema.update([p for _, p in _named_params(engine.module)])
+    run.pending.append(step_loss)
+    if run.bar is not None:
+        run.bar.update(1)
+
+
+def _read_losses(run: _Run) -> None:
+    """Move the pending losses to result.losses; a non-finite one on any rank stops every rank
+    (the gradients were all-reduced, so all weights are bad) before any save, preview or
+    validation uses them."""
+    if not run.pending:
+        return
+    first = run.step - len(run.pending) + 1
+    values = torch.stack(run.pending).tolist()
+    run.pending.clear()
+    bad = next(((first + i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if any_rank([bad is not None], run.dist)[0]:
+        where = f"loss became {bad[1]} at step {bad[0]}" if bad else "another rank's loss became non-finite"
+        raise MedidiffError(f"{where}: lower train.lr or check the data (the last checkpoint, before it, "
+                            f"is intact)")
+    run.result.losses.extend(values)
+    run.window.extend(values)
+
+
+# ---- periodic work: log line, validation, previews --------------------------------------------
+
+
+def _log_line(run: _Run) -> None:
+    _read_losses(run)
+    cfg, now = run.cfg, time.perf_counter()
+    dt = max(now - run.t_last, 1e-9)
+    n_steps = run.step - run.steps_last
+    vols = n_steps * cfg.micro_batch * cfg.grad_accum * run.dist.world_size
+    values: dict[str, Any] = {
+        "loss": sum(run.window) / max(1, len(run.window)),
+        "lr": float(run.engine.get_lr()[0]),
+        "epoch": run.epoch,
+        "steps_per_s": n_steps / dt,
+        "volumes_per_s": vols / dt,
+        **_read_logs(run.step_logs),
+    }
+    if run.device.type == "cuda":
+        values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(run.device) / 2**30
+    run.run_log.log(run.step, values)
+    if run.bar is not None:
+        run.bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+    run.window.clear()
+    run.step_logs.clear()
+    run.t_last, run.steps_last = now, run.step
+
+
+def _periodic(run: _Run, *, stopping: bool, val_fn: Callable[[torch.nn.Module], dict[str, float]] | None,
+              preview_fn: Callable[[int, torch.nn.Module, Path], None] | None) -> None:
+    """The log line (also at the last step of this call), validation and previews. A stop
+    signal skips validation and previews: the checkpoint must be written before SIGKILL."""
+    cfg, step = run.cfg, run.step
+    if step % cfg.log_every == 0 or stopping:
+        _log_line(run)
+    if run.result.preempted:
+        return
+    if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
+        _read_losses(run)
+        with _ema_weights(run.engine, run.ema):
+            run.run_log.log(step, {f"val/{k}": v for k, v in val_fn(run.engine.module).items()})
+    if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
+        _read_losses(run)  # on every rank: it may take a collective
+        if run.dist.is_main:
+            with _ema_weights(run.engine, run.ema):
+                preview_fn(step, run.engine.module, run.run_dir / "previews")
+
+
+# ---- stopping and checkpoints ----------------------------------------------------------------
+
+
+def _stop_now(run: _Run, pre: _Preemption) -> bool:
+    """Whether every rank stops after this step; sets result.preempted / time_limited.
+
+    A signal (SLURM may send it to some ranks only) or the deadline stops every rank at the
+    same step, or the others would wait in a collective forever. The ranks agree every step,
+    so a stop takes one step whatever log_every is; the agreement is one all_reduce of two
+    flags on the CPU control group, which does not wait for queued GPU work.
+    """
+    out_of_time = run.deadline is not None and time.monotonic() >= run.deadline
+    requested, out_of_time = any_rank([pre.requested, out_of_time], run.dist)
+    run.result.preempted = requested
+    run.result.time_limited = out_of_time and not requested and run.step < run.cfg.max_steps
+    return requested or out_of_time or run.step >= run.cfg.max_steps
+
+
+def _checkpoint(run: _Run) -> None:
+    """Every rank writes its DeepSpeed shards; rank 0 the gathered weights, EMA, state, COMPLETE."""
+    _read_losses(run)  # never checkpoint weights updated from a non-finite loss
+    state = {"step": run.step, "epoch": run.epoch, "position": run.position, "seed": run.seed,
+             "ema_updates": run.ema.num_updates, "world_size": run.dist.world_size,
+             "zero_stage": zero_stage(run.engine), "record": run.record}
+    engine, dist = run.engine, run.dist
+    tag = ckpt.tag_for_step(run.step)
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_engine_checkpoint(engine, run.root, tag)  # every rank: DeepSpeed writes its shards
+    directory = run.root / tag
+    with full_parameters(engine) as params:  # collective under ZeRO-3
+        if dist.is_main:
+            ckpt.save_tensors(directory / "model.safetensors", dict(zip(_all_names(engine), params)))
+    if dist.is_main:
+        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(run.names, run.ema.shadow)))
+    barrier()
+    if dist.is_main:
+        ckpt.mark_complete(directory, state)
+        ckpt.prune(run.root, run.cfg.keep_last)
+    barrier()
+    run.result.last_checkpoint = directory
+
+
+def _say_why_stopped(run: _Run) -> None:
+    if not run.dist.is_main:
+        return
+    if run.result.preempted:
+        log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume", run.step)
+    elif run.result.time_limited:
+        log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
+                    run.cfg.max_minutes, run.step, run.cfg.max_steps)
 
 
 def fit(
@@ -201,201 +461,29 @@ def fit(
             augmentation are the same for any value, so a run may resume with another.
     """
     run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    device = resolve_device(cfg.device)
-    dist = setup_distributed(device)
-    root = ckpt.checkpoint_root(run_dir)
-
-    resume_from = ckpt.latest_complete(root) if resume else None
-    if resume and resume_from is None and dist.is_main:
-        log.warning("--resume: no complete checkpoint under %s; starting from step 0", root)
-
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest 3D conv
-    model = model.to(device)
-    # DeepSpeed broadcasts parameters as byte views, which needs plain contiguous weights;
-    # channels_last nets keep their activations channels_last, so convs still run in NDHWC.
-    # (is_contiguous() is True for a channels_last 1x1x1 kernel whose last stride is not 1.)
-    for p in model.parameters():
-        if p.dim() and p.stride(-1) != 1 or not p.is_contiguous():
-            p.data = p.data.clone(memory_format=torch.contiguous_format)
-    named = _named_params(model)
-    names = [n for n, _ in named]
-    ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
-    engine = build_engine(model, cfg, dist)
-    if cfg.compile:
-        # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
-        engine.compile(compile_kwargs={} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode})
-
-    step, epoch, position = 0, 0, 0
-    if resume_from is not None:
-        load_engine_checkpoint(engine, root, resume_from.name, dist.rank)
-        state = ckpt.read_state(resume_from)
-        step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
-        shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
-        missing = [n for n in names if n not in shadow]
-        if missing:
-            raise MedidiffError(f"{resume_from / 'ema.safetensors'}: missing EMA tensors {missing[:3]}...: "
-                                "the checkpoint belongs to a different model")
-        ema.load_state_dict({"shadow": [shadow[n] for n in names], "num_updates": int(state["ema_updates"])})
-        if dist.is_main:
-            log.info("resumed from %s (step %d)", resume_from, step)
-
-    sampler = ResumableSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size)
-    if sampler.per_rank < cfg.micro_batch:
-        raise MedidiffError(
-            f"the data set has {len(dataset)} cases: fewer than micro_batch={cfg.micro_batch} per "
-            f"process over {dist.world_size} process(es)"
-        )
-    batches_per_epoch = sampler.per_rank // cfg.micro_batch
-    if position >= batches_per_epoch:
-        raise MedidiffError(
-            f"{resume_from}: the saved data position (batch {position} of the epoch) is past an epoch of "
-            f"{batches_per_epoch} batches: micro_batch, the number of processes or the data set changed "
-            f"since this checkpoint; resume with the ones it was written with"
-        )
-
-    # One loader for the whole run (workers stay up across epochs); the loop counts epoch and
-    # position itself, and each item's augmentation is seeded by (seed, epoch, index).
-    loader = DataLoader(
-        SeededItems(dataset), batch_size=cfg.micro_batch,
-        sampler=StreamSampler(sampler, cfg.micro_batch, epoch, position), collate_fn=collate_fn,
-        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
-    )
-
-    run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=step if resume_from else None)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.precision in ("autocast-bf16", "bf16") else nullcontext()
-    )
-    bar = None
-    if dist.is_main and progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-
-    result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
-    window: list[float] = []
-    # Per-step losses stay on the device until a log step, validation, preview or checkpoint reads
-    # them all at once: reading each one (float(loss)) would stop the CPU every step until the GPU
-    # catches up, so kernel launches could not overlap the GPU's work.
-    pending: list[torch.Tensor] = []
-
-    def read_losses() -> None:
-        """Move the pending losses to result.losses; a non-finite one on any rank stops every rank
-        (the gradients were all-reduced, so all weights are bad) before any save, preview or
-        validation uses them."""
-        if not pending:
-            return
-        first = step - len(pending) + 1
-        values = torch.stack(pending).tolist()
-        pending.clear()
-        bad = next(((first + i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
-        if _any_rank(bad is not None, device, dist):
-            where = f"loss became {bad[1]} at step {bad[0]}" if bad else "another rank's loss became non-finite"
-            raise MedidiffError(f"{where}: lower train.lr or check the data (the last checkpoint, before it, "
-                                f"is intact)")
-        result.losses.extend(values)
-        window.extend(values)
-
-    t_last, steps_last = time.perf_counter(), step
-    it = iter(loader)
-    engine.train()
-    deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
+    run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress)
+    it: Any = None
     try:
+        # signal handlers first, then the loader's workers (they ignore the stop signals)
         with _Preemption() as pre:
-            while step < cfg.max_steps:
-                step_logs: dict[str, Any] = {}
-                step_loss = torch.zeros((), device=device)
-                for micro in range(cfg.grad_accum):
-                    batch = next(it)  # the stream never ends
-                    position += 1
-                    if position >= batches_per_epoch:  # the next batch starts a new epoch
-                        epoch, position = epoch + 1, 0
-                    s = derive_seed(seed, step, micro, dist.rank)
-                    torch.manual_seed(s)
-                    gen = torch.Generator(device=device).manual_seed(s)
-                    batch = move_to(batch, device)
-                    with autocast:
-                        # through the engine, not engine.module: its forward hooks tell ZeRO which
-                        # micro-step is the accumulation boundary (bypassed, ZeRO-3 applied only
-                        # the last micro-batch's gradient)
-                        loss, logs = loss_fn(engine, batch, gen)
-                    engine.backward(loss)
-                    engine.step()
-                    step_loss += loss.detach().float() / cfg.grad_accum
-                    for k, v in logs.items():  # floats or device scalars (read at log steps only)
-                        v = v.detach() if isinstance(v, torch.Tensor) else v
-                        step_logs[k] = step_logs.get(k, 0.0) + v / cfg.grad_accum
-                step += 1
-                if step % cfg.ema_every == 0:
-                    with full_parameters(engine) as _:
-                        ema.update([p for _, p in _named_params(engine.module)])
-                pending.append(step_loss)
-                if bar is not None:
-                    bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    read_losses()
-                    now = time.perf_counter()
-                    dt = max(now - t_last, 1e-9)
-                    n_steps = step - steps_last
-                    vols = n_steps * cfg.micro_batch * cfg.grad_accum * dist.world_size
-                    values: dict[str, Any] = {
-                        "loss": sum(window) / len(window),
-                        "lr": float(engine.get_lr()[0]),
-                        "epoch": epoch,
-                        "steps_per_s": n_steps / dt,
-                        "volumes_per_s": vols / dt,
-                        **_read_logs(step_logs),
-                    }
-                    if device.type == "cuda":
-                        values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                    run_log.log(step, values)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
-                    window.clear()
-                    t_last, steps_last = now, step
-                if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
-                    read_losses()
-                    with _ema_weights(engine, ema):
-                        run_log.log(step, {f"val/{k}": v for k, v in val_fn(engine.module).items()})
-                if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
-                    read_losses()  # on every rank: it may take a collective
-                    if dist.is_main:
-                        with _ema_weights(engine, ema):
-                            preview_fn(step, engine.module, run_dir / "previews")
-                # A signal (SLURM may send it to some ranks only) or the deadline stops every rank
-                # at the same step, or the others would wait in a collective forever. Several ranks
-                # agree with one all_reduce at log steps; one rank checks every step.
-                requested, out_of_time = False, False
-                if dist.world_size == 1 or step % cfg.log_every == 0:
-                    requested, out_of_time = _any_ranks(
-                        [pre.requested, deadline is not None and time.monotonic() >= deadline], device, dist)
-                out_of_time = out_of_time and step < cfg.max_steps
-                stop = requested or out_of_time or step == cfg.max_steps
-                if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                    read_losses()  # never checkpoint weights updated from a non-finite loss
-                    state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
-                             "ema_updates": ema.num_updates, "world_size": dist.world_size,
-                             "zero_stage": zero_stage(engine), "record": record or {}}
-                    result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
-                if requested:
-                    result.preempted = True
-                    if dist.is_main:
-                        log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume",
-                                    step)
+            it = iter(_loader(run, dataset, collate_fn, num_workers))
+            run.engine.train()
+            run.t_last = time.perf_counter()
+            while run.step < cfg.max_steps:
+                _train_step(run, it, loss_fn)
+                stop = _stop_now(run, pre)
+                _periodic(run, stopping=stop, val_fn=val_fn, preview_fn=preview_fn)
+                if stop or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
+                    _checkpoint(run)
+                if stop:
+                    _say_why_stopped(run)
                     break
-                if out_of_time:
-                    result.time_limited = True
-                    if dist.is_main:
-                        log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
-                                    cfg.max_minutes, step, cfg.max_steps)
-                    break
-        read_losses()
+        _read_losses(run)
     finally:  # also on errors: no worker processes or open logs outlive the loop
-        if bar is not None:
-            bar.close()
+        if run.bar is not None:
+            run.bar.close()
         if num_workers > 0 and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        run_log.close()
-    result.final_step = step
-    return result
+        run.run_log.close()
+    run.result.final_step = run.step
+    return run.result

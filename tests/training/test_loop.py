@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,11 +207,39 @@ def test_zero3_ema_matches_zero0_with_two_processes(tmp_path):
 
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     # Rank 0 alone gets SIGUSR1 in step 3; the ranks agree, checkpoint step 3 together and exit.
-    # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.)
-    proc = _run([str(tmp_path), "--steps", "8", "--grad-accum", "1", "--signal-rank0-at-step", "3"], torchrun=2)
+    # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.) They agree
+    # every step: with log_every 50 the stop still comes at step 3, not at the next log step.
+    proc = _run([str(tmp_path), "--steps", "8", "--grad-accum", "1", "--signal-rank0-at-step", "3",
+                 "--log-every", "50"], torchrun=2)
     assert proc.returncode == 0
     assert ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)).name == "step_00000003"
-    assert sorted(_losses(tmp_path)) == [1, 2, 3]  # rank 0 logged steps 1-3 and stopped
+    assert sorted(_losses(tmp_path)) == [3]  # the stop step is logged whatever log_every is
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_cleanly(tmp_path):
+    # What torchrun and SLURM do: SIGTERM to every process of the job, loader workers included.
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT", "LOCAL_WORLD_SIZE"}}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--workers", "2",
+           "--ckpt-every", "0", "--log-every", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        metrics = tmp_path / "metrics.jsonl"
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "killed by signal" not in err
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
+    assert last is not None and ckpt.read_state(last)["step"] >= 3  # the stop's checkpoint, complete
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():

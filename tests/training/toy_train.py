@@ -86,11 +86,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-in-save", type=int)
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=1)
+    p.add_argument("--ckpt-every", type=int, default=2)
     p.add_argument("--signal-rank0-at-step", type=int, help="rank 0 alone gets SIGUSR1 during this step")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     net = ToyNet()
-    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum)
+    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum, log_every=args.log_every,
+                 ckpt_every=args.ckpt_every)
     kill_call = None if args.kill_at_step is None else (args.kill_at_step - 1) * cfg.grad_accum + 1
     if args.kill_in_save is not None:
         from medidiff.training import checkpoint as ckpt
