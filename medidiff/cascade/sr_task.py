@@ -52,6 +52,7 @@ from medidiff.training.diffusion import (
     run_dir_of,
 )
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.launch import process_rank
 from medidiff.training.run_dir import claim_run_dir
 from medidiff.generation import export_run
 from medidiff.utils.tensor import append_dims, rand_on
@@ -213,19 +214,24 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
         raise ConfigError(f"train_sr needs stage: sr, got stage: {cfg.stage}")
     check_sr_config(cfg)  # roi/scale/downsample before touching data
     run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
-    save_resolved(cfg, run_dir)
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     codec_dir = run_dir / "codec"
-    if resume and (codec_dir / "config.json").is_file():
+    # decided once: rank 0 may write codec_dir while other ranks are still here
+    saved_codec = resume and (codec_dir / "config.json").is_file()
+    if saved_codec:
         codec = load_codec(codec_dir)
     else:
         codec = build_codec_for(cfg)
     net_cfg = resolve_sr_net_config(cfg, codec)
     check_sr_config(cfg, codec, net_cfg)
     train_set, val_set = build_datasets(cfg, run_dir)
-    if not (resume and (codec_dir / "config.json").is_file()):
+    if not saved_codec:
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             fit_codec_stats(codec, train_set, cfg)  # on full volumes: the statistics of the whole grid
-        codec.save_pretrained(codec_dir)
+        if main:
+            codec.save_pretrained(codec_dir)
     torch.manual_seed(cfg.seed)
     net = build_net(net_cfg)
     objective = build_objective(cfg.objective)

@@ -51,6 +51,7 @@ from medidiff.latents.config import VAECodecConfig, VAEConfig
 from medidiff.latents.vae import VAECodec, build_autoencoder, kl_divergence
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.launch import process_rank
 from medidiff.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -322,7 +323,9 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = 
         raise MedidiffError(f"train_vae needs stage: vae, got stage: {cfg.stage}")
     _check_zero_stage(cfg)
     run_dir = claim_run_dir(_run_dir(cfg), resume=resume, overwrite=overwrite)  # before anything is written
-    save_resolved(cfg, run_dir)
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     train_set, val_set = _datasets(cfg, run_dir)
     vcfg = cfg.vae
     perceptual = None

@@ -31,6 +31,7 @@ from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.conditioning.text import net_config_for_text
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.launch import process_rank
 from medidiff.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,9 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
                     progress: bool = True) -> FitResult:
     """Train the diffusion stage described by ``cfg``; returns the loop's result."""
     run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
-    save_resolved(cfg, run_dir)
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     if cfg.latent.cache:
         train_set, val_set = cached_datasets(cfg, load_codec(cfg.latent.path))
     else:
@@ -239,7 +242,8 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
         codec = build_codec_for(cfg)
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             fit_codec_stats(codec, train_set, cfg)
-        codec.save_pretrained(codec_dir)
+        if main:
+            codec.save_pretrained(codec_dir)
     net_cfg = resolve_net_config(cfg, codec)
     text, text_record = build_text_conditioner(cfg, run_dir)
     if text is not None:

@@ -6,8 +6,9 @@ checkpoint save/load and ZeRO-3 parameter gathering. Frozen modules (codec, text
 segmenter) never enter the engine: callers keep them outside and pass only the trained network.
 
 Launch: ``torchrun --nproc_per_node N -m medidiff train ...`` or the ``deepspeed`` launcher set
-RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; a plain ``medidiff train`` is one process
-(world size 1) on one GPU or on the CPU.
+RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; ``srun python -m medidiff train`` (one task
+per GPU) is read from SLURM's variables (:mod:`medidiff.training.launch`); a plain
+``medidiff train`` is one process (world size 1) on one GPU or on the CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from medidiff.config import ConfigError
 from medidiff.errors import MedidiffError
 from medidiff.training.config import TrainConfig
+from medidiff.training.launch import adopt_slurm_env
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,16 @@ def resolve_device(requested: str) -> torch.device:
             f"{build}): run on a GPU node, or use --set train.device=cpu"
         )
     if requested == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        adopt_slurm_env()
+        local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if count == 1:
+            return torch.device("cuda", 0)  # e.g. srun --gpus-per-task=1: each task sees its own GPU only
+        if local_rank >= count:
+            raise MedidiffError(
+                f"LOCAL_RANK={local_rank} but this node shows {count} GPUs (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): start at most {count} processes per node"
+            )
+        return torch.device("cuda", local_rank)
     return torch.device(requested)
 
 
@@ -123,6 +134,7 @@ def setup_distributed(device: torch.device) -> DistInfo:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     else:
         sanitize_cuda_arch_list()
+    adopt_slurm_env()  # srun without torchrun: SLURM's variables name the rank and world size
     for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, default)
     if "MASTER_PORT" not in os.environ:

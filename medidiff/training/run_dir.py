@@ -25,6 +25,7 @@ from pathlib import Path
 
 from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
+from medidiff.training.launch import process_rank
 
 __all__ = ["LOCK_NAME", "RUN_OUTPUTS", "is_used", "claim_run_dir"]
 
@@ -54,7 +55,7 @@ def claim_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool = False,
     if resume and overwrite:
         raise MedidiffError("--resume and --overwrite contradict each other: --resume continues the run in "
                             f"{run_dir}, --overwrite deletes it")
-    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    rank = process_rank() if rank is None else rank
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _lock(run_dir / LOCK_NAME)
