@@ -239,10 +239,57 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
     return run
 
 
+# Settings a resumed run may change: they do not alter what the checkpoint's optimizer state
+# and data position mean (length of the run, bookkeeping, where files are, how fast it runs).
+RESUME_MAY_CHANGE = ("name", "output_dir", "data.root", "data.manifest", "data.cache_dir", "data.num_workers",
+                     "train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.keep_last",
+                     "train.preview_every", "train.val_every", "train.compile", "train.compile_mode", "train.device",
+                     "train.deepspeed", "sampler.", "eval.")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    return {k: v for key, value in d.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> None:
+    """Refuse, before anything is loaded, a checkpoint this run cannot continue exactly.
+
+    DeepSpeed's ZeRO shards (optimizer state, and weights under ZeRO-3) are cut per rank, and the
+    data position counts batches per rank: another world size or ZeRO stage would fail in
+    DeepSpeed with a bare error, or (ZeRO-0) silently reinterpret the position. A changed
+    config (other than :data:`RESUME_MAY_CHANGE`) would continue another experiment's run.
+    """
+    where = resume_from / "state.json"
+    ws, stage = run.dist.world_size, zero_stage(run.engine)
+    saved_ws, saved_stage = state.get("world_size"), state.get("zero_stage")
+    if (saved_ws, saved_stage) != (ws, stage):
+        raise MedidiffError(
+            f"{where}: written by {saved_ws} process(es) under ZeRO-{saved_stage}, this run has {ws} under "
+            f"ZeRO-{stage}: resume with {saved_ws} process(es) (torchrun --nnodes/--nproc_per_node, or srun -n) and "
+            f"train.deepspeed=zero{saved_stage}, or start a new run (--overwrite or another name) whose weights "
+            f"come from `medidiff export` of this one"
+        )
+    saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
+    if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
+        before, now = _flat(saved_cfg), _flat(cfg)
+        changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)
+                   and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)]
+        if changed:
+            diffs = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+            more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
+            raise MedidiffError(
+                f"{where}: the config differs from the one this run was trained with ({diffs}{more}); resume with "
+                f"those settings (record.config in that file), or start a new run (--overwrite or another name)"
+            )
+
+
 def _resume(run: _Run, resume_from: Path) -> None:
     """Model, optimizer and schedule (DeepSpeed), EMA and the data position from a checkpoint."""
-    load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
     state = ckpt.read_state(resume_from)
+    _check_resumable(run, resume_from, state)
+    load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
     run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
     shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
     missing = [n for n in run.names if n not in shadow]

@@ -140,6 +140,27 @@ def test_resume_with_a_position_past_the_new_epoch_is_refused(tmp_path):
                       toy_train.config(0, 4, micro_batch=6), run_dir=tmp_path, seed=0, progress=False, resume=True)
 
 
+def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
+    def toy(stage, steps, lr=1e-2, resume=False):
+        record = {"config": {"seed": 0, "train": {"lr": lr, "max_steps": steps}}}
+        return toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
+                             toy_train.config(stage, steps, lr=lr), run_dir=tmp_path, seed=0, progress=False,
+                             resume=resume, record=record)
+
+    toy(0, 2)
+    with pytest.raises(MedidiffError, match=r"under ZeRO-0, this run has 1 under ZeRO-2: resume with 1 process"):
+        toy(2, 4, resume=True)
+    with pytest.raises(MedidiffError, match=r"config differs .*train.lr: 0.01 -> 0.02"):
+        toy(0, 4, lr=2e-2, resume=True)
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
+    state = json.loads((last / "state.json").read_text())
+    (last / "state.json").write_text(json.dumps({**state, "world_size": 2}))  # as if written by 2 ranks
+    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) under ZeRO-0, this run has 1"):
+        toy(0, 4, resume=True)
+    (last / "state.json").write_text(json.dumps(state))
+    assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
+
+
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():
     from medidiff.training.sampler import ResumableSampler, StreamSampler, derive_seed
 
