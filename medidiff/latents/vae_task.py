@@ -50,7 +50,7 @@ from medidiff.experiment import ExperimentConfig
 from medidiff.latents.config import VAECodecConfig, VAEConfig
 from medidiff.latents.vae import VAECodec, build_autoencoder, kl_divergence
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.loop import FitResult, fit
+from medidiff.training.loop import FitResult, fit, shard
 from medidiff.training.launch import process_rank
 from medidiff.training.run_dir import claim_run_dir
 
@@ -343,8 +343,9 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = 
     loss_fn = VAELoss(vcfg, cfg.train.grad_accum, perceptual)
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "codec": to_dict(codec_cfg), "kind": KIND}
 
-    def val_fn(mod: nn.Module) -> dict[str, float]:
-        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
+    def val_fn(mod: nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
+        loader = DataLoader(shard(val_set, rank, world_size), batch_size=cfg.train.micro_batch, shuffle=False,
+                            collate_fn=collate_cases)
         device = next(mod.parameters()).device
         sums: dict[str, float] = {}
         n = 0
@@ -355,7 +356,7 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = 
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v * x.shape[0]
                 n += x.shape[0]
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        return sums, n  # per-volume sums: fit divides by the count over all ranks
 
     return fit(
         module, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,

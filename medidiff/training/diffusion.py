@@ -30,7 +30,7 @@ from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.conditioning.text import net_config_for_text
-from medidiff.training.loop import FitResult, fit
+from medidiff.training.loop import FitResult, fit, shard
 from medidiff.training.launch import process_rank
 from medidiff.training.run_dir import claim_run_dir
 
@@ -282,21 +282,25 @@ def build_text_conditioner(cfg: ExperimentConfig, run_dir: Path) -> tuple[Any, d
 
 
 def validation_loss_fn(val_set: Any, loss_fn: Any, cfg: ExperimentConfig):
-    """``val_fn`` for :func:`fit`: the mean loss over the held-out set with fixed per-batch seeds
-    (so values are comparable across steps); None without a held-out set."""
+    """``val_fn`` for :func:`fit`: the loss summed over this rank's shard of the held-out set, with
+    a fixed seed per batch (by its first item's index, so values are comparable across steps
+    and numbers of ranks for micro_batch 1); None without a held-out set."""
     if val_set is None:
         return None
 
-    def val_fn(module: torch.nn.Module) -> dict[str, float]:
-        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
+    def val_fn(module: torch.nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
+        part = shard(val_set, rank, world_size)
+        loader = DataLoader(part, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
         device = next(module.parameters()).device
-        losses = []
+        total, n = 0.0, 0
         with torch.no_grad():
             for i, batch in enumerate(loader):
-                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)
+                first = rank + i * cfg.train.micro_batch * world_size  # the batch's first item in val_set
+                gen = torch.Generator(device=device).manual_seed(cfg.seed + first)
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                losses.append(float(loss_fn(module, batch, gen)[0]))
-        return {"loss": sum(losses) / max(1, len(losses))}
+                total += float(loss_fn(module, batch, gen)[0])
+                n += 1
+        return {"loss": total}, n
 
     return val_fn
 

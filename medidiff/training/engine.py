@@ -45,6 +45,7 @@ __all__ = [
     "zero_stage",
     "full_parameters",
     "barrier",
+    "trained_parameters",
     "any_rank",
     "verify_checkpoint_pickles",
 ]
@@ -237,19 +238,25 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
         _fill(ds, "train_batch_size", cfg.micro_batch * cfg.grad_accum * world_size, src)
     bf16 = ds.setdefault("bf16", {})
     _fill(bf16, "enabled", cfg.precision == "bf16", f"{src}: bf16")
-    if cfg.precision == "bf16":
-        stage = int(ds.get("zero_optimization", {}).get("stage", 0))
-        if stage >= 1:
-            # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
-            ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
-        elif cfg.grad_accum > 1:
-            # DeepSpeed's stage 0 with bf16 weights only accumulates in bf16.
-            raise ConfigError(
-                f"{src}: ZeRO stage 0 with precision bf16 accumulates gradients in bf16, which diverges with "
-                f"grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision autocast-bf16"
-            )
-    if ds.get("fp16", {}).get("enabled") is True:
-        raise ConfigError(f"{src}: fp16 is not supported (use bf16: no loss scaling needed)")
+    fp16 = ds.setdefault("fp16", {})
+    _fill(fp16, "enabled", cfg.precision == "fp16", f"{src}: fp16")
+    if cfg.precision == "fp16":
+        # DeepSpeed's dynamic loss scaling (loss_scale 0): fp16's 5 exponent bits underflow small
+        # gradients without it. A step whose gradients overflow is skipped and the scale halved.
+        for key, value in (("loss_scale", 0), ("initial_scale_power", 16), ("loss_scale_window", 1000),
+                           ("hysteresis", 2), ("min_loss_scale", 1)):
+            fp16.setdefault(key, value)
+    stage = int(ds.get("zero_optimization", {}).get("stage", 0))
+    if cfg.precision == "bf16" and stage >= 1:
+        # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
+        ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+    elif cfg.precision in ("bf16", "fp16") and cfg.grad_accum > 1 and stage == 0:
+        # DeepSpeed's stage 0 with half-precision weights accumulates in that precision.
+        raise ConfigError(
+            f"{src}: ZeRO stage 0 with precision {cfg.precision} accumulates gradients in {cfg.precision}, which "
+            f"diverges with grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision "
+            f"autocast-bf16"
+        )
     if "optimizer" in ds or "scheduler" in ds:
         raise ConfigError(
             f"{src}: remove 'optimizer'/'scheduler': medidiff builds AdamW and the warm-up/cosine "
@@ -282,6 +289,9 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> An
     """Wrap ``model`` (already on ``dist.device``) in a DeepSpeed engine with AdamW + schedule."""
     import deepspeed
 
+    if cfg.precision == "fp16" and dist.device.type != "cuda":
+        raise ConfigError(f"train.precision fp16 needs a GPU (DeepSpeed has no fp16 training on {dist.device.type}): "
+                          "use fp32 or autocast-bf16 there")
     ds = resolve_deepspeed_config(cfg, dist.world_size)
     offload = bool(ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") in ("cpu", "nvme"))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -322,6 +332,28 @@ def full_parameters(engine: Any, *, modify: bool = False) -> Iterator[list[torch
             yield params
     else:
         yield params
+
+
+@contextlib.contextmanager
+def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
+    """The trainable parameters' full values at the optimizer's precision, in module order.
+
+    With DeepSpeed bf16/fp16 weights the module holds rounded copies; the optimizer's fp32
+    masters are what training moves (an EMA of the bf16 copies would average rounding noise).
+    ``safe_get_full_fp32_param`` assembles each from its shards: one collective per parameter
+    under ZeRO, so this costs more than :func:`full_parameters` (use ``train.ema_every`` > 1 if
+    it shows). Otherwise the module's own (gathered) parameters.
+    """
+    params = [p for p in engine.module.parameters() if p.requires_grad]
+    if params and params[0].dtype in (torch.bfloat16, torch.float16):
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        masters = [safe_get_full_fp32_param(p) for p in params]
+        if all(m is not None for m in masters):
+            yield masters  # type: ignore[misc]
+            return
+    with full_parameters(engine) as full:
+        yield [p for p in full if p.requires_grad]
 
 
 def barrier() -> None:

@@ -18,12 +18,13 @@ within floating-point tolerance.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from medidiff.training.engine import (
     barrier,
     build_engine,
     full_parameters,
+    trained_parameters,
     load_engine_checkpoint,
     resolve_device,
     save_engine_checkpoint,
@@ -54,8 +56,11 @@ from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampl
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dict[str, float]]"]
+# val_fn(module, rank, world_size) -> (metric sums over this rank's shard, count they divide by)
+ValFn = Callable[[torch.nn.Module, int, int], "tuple[dict[str, float], int]"]
+PreviewFn = Callable[[int, torch.nn.Module, Path], None]
 
-__all__ = ["FitResult", "fit", "move_to"]
+__all__ = ["FitResult", "LossFn", "PreviewFn", "ValFn", "fit", "move_to", "shard"]
 
 
 @dataclass
@@ -77,6 +82,13 @@ def move_to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
+
+
+def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
+    """Items ``rank::world_size`` of ``dataset`` (a rank's part of a held-out set)."""
+    from torch.utils.data import Subset
+
+    return dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))  # type: ignore[arg-type]
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -134,18 +146,29 @@ def _all_names(engine: Any) -> list[str]:
     return [n for n, _ in engine.module.named_parameters()]
 
 
-@contextmanager
-def _ema_weights(engine: Any, ema: EMA) -> Iterator[None]:
-    """Temporarily load the EMA weights into the engine's module (for validation/previews)."""
-    with full_parameters(engine, modify=True):
-        params = [p for _, p in _named_params(engine.module)]
-        ema.store(params)
-        ema.copy_to(params)
-    try:
-        yield
-    finally:
-        with full_parameters(engine, modify=True):
-            ema.restore([p for _, p in _named_params(engine.module)])
+class _EvalCopy:
+    """A plain (never ZeRO-partitioned) copy of the model for validation and previews.
+
+    Taken before DeepSpeed wraps the model and loaded with the EMA weights (every rank holds
+    them in fp32) and the engine's buffers when used: no forward runs through ZeRO-3's
+    parameter gathering, so rank 0 can sample previews alone (under ZeRO-3 a preview through
+    the engine was a collective only rank 0 entered: a deadlock on 2 ranks), and ranks can
+    validate shards of different sizes.
+    """
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        self.model = copy.deepcopy(model).eval()
+        params = dict(self.model.named_parameters())
+        self.trainable = [params[n] for n in names]  # in EMA order
+        self.model.requires_grad_(False)
+
+    def load(self, engine: Any, ema: EMA) -> torch.nn.Module:
+        ema.copy_to(self.trainable)
+        buffers = dict(engine.module.named_buffers())  # not partitioned by ZeRO
+        with torch.no_grad():
+            for name, b in self.model.named_buffers():
+                b.copy_(buffers[name])
+        return self.model
 
 
 @dataclass
@@ -162,6 +185,7 @@ class _Run:
     engine: Any
     ema: EMA
     names: list[str]  # trainable parameter names, in EMA order
+    eval_copy: _EvalCopy | None  # for validation and previews (None without them)
     batches_per_epoch: int
     run_log: RunLog
     autocast: Any
@@ -185,7 +209,7 @@ class _Run:
 
 
 def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool,
-           record: dict[str, Any] | None, progress: bool) -> _Run:
+           record: dict[str, Any] | None, progress: bool, evaluates: bool) -> _Run:
     """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
@@ -207,6 +231,7 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
     named = _named_params(model)
     names = [n for n, _ in named]
     ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
+    eval_copy = _EvalCopy(model, names) if evaluates else None  # likewise
     engine = build_engine(model, cfg, dist)
     if cfg.compile:
         # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
@@ -218,12 +243,10 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
             f"the data set has {len(dataset)} cases: fewer than micro_batch={cfg.micro_batch} per "
             f"process over {dist.world_size} process(es)"
         )
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.precision in ("autocast-bf16", "bf16") else nullcontext()
-    )
+    half = {"autocast-bf16": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = torch.autocast(device.type, dtype=half) if half is not None else nullcontext()
     run = _Run(cfg=cfg, run_dir=run_dir, root=root, seed=seed, record=record or {}, device=device, dist=dist,
-               engine=engine, ema=ema, names=names, batches_per_epoch=sampler.per_rank // cfg.micro_batch,
+               engine=engine, ema=ema, names=names, eval_copy=eval_copy, batches_per_epoch=sampler.per_rank // cfg.micro_batch,
                run_log=None, autocast=autocast,  # type: ignore[arg-type]  (set below, after resume)
                result=FitResult(run_dir=run_dir, final_step=0, last_checkpoint=resume_from))
     if resume_from is not None:
@@ -349,8 +372,8 @@ def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
             run.step_logs[k] = run.step_logs.get(k, 0.0) + v / cfg.grad_accum
     run.step += 1
     if run.step % cfg.ema_every == 0:
-        with full_parameters(engine) as _:
-            run.ema.update([p for _, p in _named_params(engine.module)])
+        with trained_parameters(engine) as params:  # fp32 masters under precision bf16/fp16
+            run.ema.update(params)
     run.pending.append(step_loss)
     if run.bar is not None:
         run.bar.update(1)
@@ -401,8 +424,7 @@ def _log_line(run: _Run) -> None:
     run.t_last, run.steps_last = now, run.step
 
 
-def _periodic(run: _Run, *, stopping: bool, val_fn: Callable[[torch.nn.Module], dict[str, float]] | None,
-              preview_fn: Callable[[int, torch.nn.Module, Path], None] | None) -> None:
+def _periodic(run: _Run, *, stopping: bool, val_fn: ValFn | None, preview_fn: PreviewFn | None) -> None:
     """The log line (also at the last step of this call), validation and previews. A stop
     signal skips validation and previews: the checkpoint must be written before SIGKILL."""
     cfg, step = run.cfg, run.step
@@ -412,13 +434,25 @@ def _periodic(run: _Run, *, stopping: bool, val_fn: Callable[[torch.nn.Module], 
         return
     if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
         _read_losses(run)
-        with _ema_weights(run.engine, run.ema):
-            run.run_log.log(step, {f"val/{k}": v for k, v in val_fn(run.engine.module).items()})
+        run.run_log.log(step, {f"val/{k}": v for k, v in _validate(run, val_fn).items()})
     if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
-        _read_losses(run)  # on every rank: it may take a collective
+        _read_losses(run)  # on every rank: it takes a collective
         if run.dist.is_main:
-            with _ema_weights(run.engine, run.ema):
-                preview_fn(step, run.engine.module, run.run_dir / "previews")
+            preview_fn(step, run.eval_copy.load(run.engine, run.ema), run.run_dir / "previews")  # type: ignore[union-attr]
+
+
+def _validate(run: _Run, val_fn: ValFn) -> dict[str, float]:
+    """Each rank validates its shard of the held-out set with the EMA weights; the sums and
+    counts are combined, so the value does not depend on the number of ranks."""
+    module = run.eval_copy.load(run.engine, run.ema)  # type: ignore[union-attr]
+    sums, count = val_fn(module, run.dist.rank, run.dist.world_size)
+    parts = [(sums, count)]
+    if run.dist.world_size > 1:
+        parts = [None] * run.dist.world_size  # type: ignore[list-item]
+        torch.distributed.all_gather_object(parts, (sums, count), group=run.dist.control)
+    total = sum(c for _, c in parts)
+    keys = sorted({k for s, _ in parts for k in s})
+    return {k: sum(s.get(k, 0.0) for s, _ in parts) / max(total, 1) for k in keys}
 
 
 # ---- stopping and checkpoints ----------------------------------------------------------------
@@ -485,8 +519,8 @@ def fit(
     overwrite: bool = False,
     record: dict[str, Any] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
-    preview_fn: Callable[[int, torch.nn.Module, Path], None] | None = None,
-    val_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    preview_fn: PreviewFn | None = None,
+    val_fn: ValFn | None = None,
     progress: bool = True,
     num_workers: int = 0,
 ) -> FitResult:
@@ -502,13 +536,18 @@ def fit(
             False) into a folder that holds a run is refused unless ``overwrite`` (see
             :func:`~medidiff.training.run_dir.claim_run_dir`); rank 0 locks it for the process.
         record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
-        preview_fn: called on rank 0 every ``cfg.preview_every`` steps with the EMA weights loaded.
-        val_fn: called every ``cfg.val_every`` steps (all ranks) with the EMA weights loaded.
+        preview_fn: ``preview_fn(step, module, out_dir)``, called on rank 0 alone every
+            ``cfg.preview_every`` steps with a plain (not ZeRO-partitioned) copy of the model holding
+            the EMA weights.
+        val_fn: ``val_fn(module, rank, world_size) -> (sums, count)``, called every
+            ``cfg.val_every`` steps on every rank with that copy: each rank evaluates its shard
+            (items ``rank::world_size``) and returns metric sums and the count they divide by.
         num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
             augmentation are the same for any value, so a run may resume with another.
     """
     run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress)
+    run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress,
+                 evaluates=bool(val_fn is not None and cfg.val_every or preview_fn is not None and cfg.preview_every))
     it: Any = None
     try:
         # signal handlers first, then the loader's workers (they ignore the stop signals)

@@ -24,7 +24,7 @@ from tests.training import toy_train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args: list[str], *, torchrun: int = 0, check: bool = True) -> subprocess.CompletedProcess:
+def _run(args: list[str], *, torchrun: int = 0, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     # In-process tests set RANK/MASTER_PORT... in os.environ: a child must pick its own.
     dist_keys = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
     env = {k: v for k, v in os.environ.items() if k not in dist_keys}
@@ -34,7 +34,7 @@ def _run(args: list[str], *, torchrun: int = 0, check: bool = True) -> subproces
                "-m", "tests.training.toy_train", *args]
     else:
         cmd = [sys.executable, "-m", "tests.training.toy_train", *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -120,9 +120,9 @@ def test_validation_never_runs_on_weights_from_a_non_finite_loss(tmp_path):
         loss, logs = inner(net, batch, gen)
         return (loss * float("nan") if calls["n"] == 5 else loss), logs  # step 3
 
-    def val_fn(module):
+    def val_fn(module, rank, world_size):
         validated.append(calls["n"] // 2)
-        return {"loss": 0.0}
+        return {"loss": 0.0}, 1
 
     cfg = toy_train.config(0, 6, log_every=5, ckpt_every=10, val_every=2)
     with pytest.raises(MedidiffError, match="loss became nan at step 3"):
@@ -261,6 +261,44 @@ def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_
     assert "killed by signal" not in err
     last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
     assert last is not None and ckpt.read_state(last)["step"] >= 3  # the stop's checkpoint, complete
+
+
+def test_previews_and_validation_under_zero3_on_two_ranks(tmp_path):
+    # Rank 0 alone samples previews: through the ZeRO-3 engine that was a collective the other
+    # rank never joined (a deadlock). Validation is split across the ranks and combined.
+    _run([str(tmp_path), "--stage", "3", "--steps", "4", "--grad-accum", "1", "--preview-every", "2",
+          "--val-every", "2"], torchrun=2, timeout=240)
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["step_00000002.pt", "step_00000004.pt"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val/item_sq" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(r["val/item_sq"] == 6.0 and r["val/loss"] > 0 for r in val)  # the mean over all 5 items
+
+
+def test_ema_averages_the_fp32_master_weights_under_bf16(tmp_path):
+    from medidiff.training.ema import EMAConfig
+
+    # decay 0: the EMA is the latest weights. From the bf16 module they would all be bf16 values;
+    # from the optimizer's fp32 masters they are not.
+    cfg = toy_train.config(2, 2, grad_accum=1, precision="bf16", ema=EMAConfig(max_decay=0.0, warmup="none"))
+    toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), cfg, run_dir=tmp_path, seed=0,
+                  progress=False)
+    ema, model = _final(tmp_path, "ema.safetensors"), _final(tmp_path, "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in ema.values()) and model["a.weight"].dtype == torch.bfloat16
+    assert any(not torch.equal(v, v.bfloat16().float()) for v in ema.values())
+    for k in ema:  # and the module's weights are those masters, rounded
+        torch.testing.assert_close(ema[k].bfloat16(), model[k], rtol=0, atol=0)
+
+
+def test_fp16_uses_deepspeed_dynamic_loss_scaling():
+    from medidiff.config import ConfigError
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import resolve_deepspeed_config
+
+    ds = resolve_deepspeed_config(TrainConfig(precision="fp16", deepspeed="zero2", grad_accum=2), 1)
+    assert ds["fp16"]["enabled"] is True and ds["fp16"]["loss_scale"] == 0 and ds["bf16"]["enabled"] is False
+    with pytest.raises(ConfigError, match="stage 0 with precision fp16"):
+        resolve_deepspeed_config(TrainConfig(precision="fp16", deepspeed="zero0", grad_accum=2), 1)
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():
