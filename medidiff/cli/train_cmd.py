@@ -41,13 +41,14 @@ def _train(args: argparse.Namespace) -> int:
     train_stage, export_run = STAGES[cfg.stage]()
     result = train_stage(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     run_dir = run_dir_of(cfg)
-    if result.final_step >= cfg.train.max_steps or result.time_limited:
-        import torch.distributed as dist
+    import torch.distributed as dist
 
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            model = export_run(run_dir, run_dir / "model")
-            why = f" (train.max_minutes={cfg.train.max_minutes:g} reached)" if result.time_limited else ""
-            print(f"trained {result.final_step} steps ({cfg.stage}){why}; model (EMA weights): {model}")
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return 0  # rank 0 exports and reports
+    if result.final_step >= cfg.train.max_steps or result.time_limited:
+        model = export_run(run_dir, run_dir / "model")
+        why = f" (train.max_minutes={cfg.train.max_minutes:g} reached)" if result.time_limited else ""
+        print(f"trained {result.final_step} steps ({cfg.stage}){why}; model (EMA weights): {model}")
     else:
         print(f"stopped at step {result.final_step}; resume with: medidiff train -c {args.config} --resume")
     return 0

@@ -1,6 +1,11 @@
 """The one training loop (VAE, diffusion and super-resolution stages all train through it).
 
-What makes resume exact:
+:func:`fit` reads in four parts: setup (:func:`_setup`, :func:`_resume`, :func:`_loader`), one
+optimizer step (:func:`_train_step`), the periodic work (:func:`_periodic`: log line,
+validation, previews) and stopping (:func:`_stop_now`, :func:`_checkpoint`). Its guarantees, and
+how each is kept:
+
+Exact resume.
 
 * the data order is a seeded permutation per epoch that can start mid-epoch
   (:class:`~medidiff.training.sampler.ResumableSampler`), and the position is checkpointed;
@@ -14,6 +19,38 @@ What makes resume exact:
 On CPU with fp32 a resumed run is bitwise equal to an uninterrupted one (tested). On GPUs,
 non-deterministic kernels (atomics in conv backward, NCCL reduction order) make it equal only
 within floating-point tolerance.
+
+The same gradients at every ZeRO stage. The loss function gets the DeepSpeed engine and calls
+it once per micro-batch: the engine's forward is where ZeRO learns which micro-step closes an
+accumulation window (called past it, ZeRO-3 applied only the last micro-batch's gradient).
+ZeRO-3 with ``grad_accum 2`` equals ZeRO-0 bitwise in one CPU process (tested).
+
+Pre-emption: a signal ends the job with a complete checkpoint. SIGTERM or SIGUSR1 (SLURM before
+the time limit or on pre-emption, torchrun when it stops) sets a flag; loader workers ignore
+both (they were killed first and took the job down), and the handlers are installed before
+the workers start. The ranks agree every step, with one all_reduce of two flags on a CPU
+control group that does not wait for GPU work, so all stop at the same step, within one step
+of the signal, whatever ``log_every`` is; a stop skips validation and previews and writes the
+checkpoint. A checkpoint counts once rank 0 has written COMPLETE after every rank's shards
+(:mod:`~medidiff.training.checkpoint`), so a SIGKILL during the save leaves the previous one.
+
+Requeue. configs/slurm/train.sbatch traps the signal in the batch shell, forwards SIGTERM to
+the training step, waits for it, then calls ``scontrol requeue``; the requeued job runs the same
+command with ``--resume``. The run folder's lock (:mod:`~medidiff.training.run_dir`) records
+the SLURM job id, so the requeued job takes it over on any node, while a second job is refused.
+
+Resume on another GPU count: refused, clearly. The ZeRO shards and the per-rank data position
+only mean something for the world size and ZeRO stage that wrote them, so :func:`_resume`
+compares both (and the config) with the checkpoint's state.json before loading anything and
+says how to continue: the same process count, or a new run started from exported weights.
+
+Safe loading: DeepSpeed's pickled shards are opened with torch's restricted unpickler before
+DeepSpeed loads them (:func:`~medidiff.training.engine.verify_checkpoint_pickles`); weights and
+EMA are safetensors, state is JSON.
+
+Previews and validation never run through the ZeRO engine: they use a plain copy of the model
+holding the EMA weights (every rank has them), so rank 0 previews alone and each rank validates
+its own shard of the held-out set.
 """
 
 from __future__ import annotations
