@@ -43,6 +43,7 @@ __all__ = [
     "resolve_deepspeed_config",
     "build_engine",
     "zero_stage",
+    "reshardable",
     "full_parameters",
     "barrier",
     "trained_parameters",
@@ -313,6 +314,13 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> An
 
 def zero_stage(engine: Any) -> int:
     return int(engine.zero_optimization_stage())
+
+
+def reshardable(engine: Any) -> bool:
+    """Whether this engine's checkpoints load on another number of ranks: ZeRO-0 only (the whole
+    optimizer state is in one file). DeepSpeed 0.19 refuses ZeRO-1/2/3 shards of another data-
+    parallel size, elastic_checkpoint included; only its universal checkpoints re-cut them."""
+    return zero_stage(engine) == 0
 
 
 @contextlib.contextmanager

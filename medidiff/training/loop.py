@@ -39,10 +39,15 @@ the training step, waits for it, then calls ``scontrol requeue``; the requeued j
 command with ``--resume``. The run folder's lock (:mod:`~medidiff.training.run_dir`) records
 the SLURM job id, so the requeued job takes it over on any node, while a second job is refused.
 
-Resume on another GPU count: refused, clearly. The ZeRO shards and the per-rank data position
-only mean something for the world size and ZeRO stage that wrote them, so :func:`_resume`
-compares both (and the config) with the checkpoint's state.json before loading anything and
-says how to continue: the same process count, or a new run started from exported weights.
+Resume on another GPU count: under ZeRO-0, yes; under ZeRO-1/2/3, refused clearly.
+:func:`_resume` compares world size, ZeRO stage and config with the checkpoint's state.json
+before loading anything. A ZeRO-0 checkpoint holds the whole optimizer state, and the data
+position converts: rank r's batch b holds items ``k * world_size + r`` of the epoch's
+permutation, so after ``position`` batches per rank the permutation's first
+``position * micro_batch * world_size`` items are used whatever the world size, and the run
+continues after them. ZeRO-1/2/3 shards are cut per rank and DeepSpeed 0.19 refuses to re-cut
+them (only its universal checkpoints can), so the refusal says how to continue: the same
+process count, or a new run started from exported weights.
 
 Safe loading: DeepSpeed's pickled shards are opened with torch's restricted unpickler before
 DeepSpeed loads them (:func:`~medidiff.training.engine.verify_checkpoint_pickles`); weights and
@@ -81,6 +86,7 @@ from medidiff.training.engine import (
     full_parameters,
     trained_parameters,
     load_engine_checkpoint,
+    reshardable,
     resolve_device,
     save_engine_checkpoint,
     setup_distributed,
@@ -324,11 +330,13 @@ def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> Non
     where = resume_from / "state.json"
     ws, stage = run.dist.world_size, zero_stage(run.engine)
     saved_ws, saved_stage = state.get("world_size"), state.get("zero_stage")
-    if (saved_ws, saved_stage) != (ws, stage):
+    other_count = saved_ws != ws and saved_stage == stage and bool(state.get("reshardable"))
+    if (saved_ws, saved_stage) != (ws, stage) and not other_count:
+        why = "" if saved_stage != stage else f" (ZeRO-{stage} shards are cut for one world size)"
         raise MedidiffError(
             f"{where}: written by {saved_ws} process(es) under ZeRO-{saved_stage}, this run has {ws} under "
-            f"ZeRO-{stage}: resume with {saved_ws} process(es) (torchrun --nnodes/--nproc_per_node, or srun -n) and "
-            f"train.deepspeed=zero{saved_stage}, or start a new run (--overwrite or another name) whose weights "
+            f"ZeRO-{stage}{why}: resume with {saved_ws} process(es) (torchrun --nnodes/--nproc_per_node, or srun -n) "
+            f"and train.deepspeed=zero{saved_stage}, or start a new run (--overwrite or another name) whose weights "
             f"come from `medidiff export` of this one"
         )
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
@@ -351,6 +359,21 @@ def _resume(run: _Run, resume_from: Path) -> None:
     _check_resumable(run, resume_from, state)
     load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
     run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
+    saved_ws = int(state["world_size"])
+    if saved_ws != run.dist.world_size:
+        # Rank r's batch b holds items k*ws + r of the epoch's permutation, so after `position`
+        # batches the first position*micro_batch*ws items of the permutation are used, whatever
+        # the world size: continue after them (exactly when the new batch divides that count).
+        used = run.position * int(state.get("micro_batch", run.cfg.micro_batch)) * saved_ws
+        per_batch = run.cfg.micro_batch * run.dist.world_size
+        run.position = used // per_batch
+        if run.position >= run.batches_per_epoch:  # the new epoch's dropped tail is longer
+            run.epoch, run.position = run.epoch + 1, 0
+        if run.dist.is_main:
+            log.warning("resuming on %d process(es) a ZeRO-0 checkpoint written by %d; "
+                        "the epoch continues after its first %d items%s", run.dist.world_size, saved_ws,
+                        run.position * per_batch,
+                        "" if used % per_batch == 0 else f" ({used % per_batch} of them are seen again)")
     shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
     missing = [n for n in run.names if n not in shadow]
     if missing:
@@ -515,7 +538,8 @@ def _checkpoint(run: _Run) -> None:
     _read_losses(run)  # never checkpoint weights updated from a non-finite loss
     state = {"step": run.step, "epoch": run.epoch, "position": run.position, "seed": run.seed,
              "ema_updates": run.ema.num_updates, "world_size": run.dist.world_size,
-             "zero_stage": zero_stage(run.engine), "record": run.record}
+             "micro_batch": run.cfg.micro_batch, "zero_stage": zero_stage(run.engine),
+             "reshardable": reshardable(run.engine), "record": run.record}
     engine, dist = run.engine, run.dist
     tag = ckpt.tag_for_step(run.step)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -141,10 +141,10 @@ def test_resume_with_a_position_past_the_new_epoch_is_refused(tmp_path):
 
 
 def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
-    def toy(stage, steps, lr=1e-2, resume=False):
+    def toy(stage, steps, lr=1e-2, resume=False, run=tmp_path / "z0"):
         record = {"config": {"seed": 0, "train": {"lr": lr, "max_steps": steps}}}
         return toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
-                             toy_train.config(stage, steps, lr=lr), run_dir=tmp_path, seed=0, progress=False,
+                             toy_train.config(stage, steps, lr=lr), run_dir=run, seed=0, progress=False,
                              resume=resume, record=record)
 
     toy(0, 2)
@@ -152,13 +152,27 @@ def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
         toy(2, 4, resume=True)
     with pytest.raises(MedidiffError, match=r"config differs .*train.lr: 0.01 -> 0.02"):
         toy(0, 4, lr=2e-2, resume=True)
-    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
+    assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
+    # ZeRO-2 shards written by 2 ranks cannot be re-cut for 1 (DeepSpeed 0.19 refuses it)
+    toy(2, 2, run=tmp_path / "z2")
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path / "z2"))
     state = json.loads((last / "state.json").read_text())
     (last / "state.json").write_text(json.dumps({**state, "world_size": 2}))  # as if written by 2 ranks
-    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) under ZeRO-0, this run has 1"):
-        toy(0, 4, resume=True)
-    (last / "state.json").write_text(json.dumps(state))
-    assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
+    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) under ZeRO-2, this run has 1 under ZeRO-2 "
+                                            r"\(ZeRO-2 shards are cut for one world size\): resume with 2 process"):
+        toy(2, 4, resume=True, run=tmp_path / "z2")
+
+
+def test_a_zero0_run_resumes_on_another_number_of_processes(tmp_path):
+    # 2 ranks x 2 micro-batches of 2 = 8 items per step; 12 items: after 1 step the epoch's first
+    # 8 are used. One process (4 items per step) continues after them: batch 4 of that epoch.
+    _run([str(tmp_path), "--stage", "0", "--steps", "1"], torchrun=2)
+    proc = _run([str(tmp_path), "--stage", "0", "--steps", "3", "--resume"])
+    assert "resuming on 1 process(es) a ZeRO-0 checkpoint written by 2; the epoch continues after its first 8" \
+        in proc.stderr
+    state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))
+    assert (state["step"], state["world_size"]) == (3, 1)
+    assert sorted(_losses(tmp_path)) == [1, 2, 3]
 
 
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():
