@@ -139,10 +139,14 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--signal-at", type=int, default=25, help="SIGTERM once this many steps are logged")
     ap.add_argument("--smoke", action="store_true", help="tiny phantoms and net (CPU check of the script)")
+    ap.add_argument("--precision", choices=["fp32", "autocast-bf16", "bf16", "fp16"],
+                    help="train.precision (default: bf16 on GPUs, fp32 with --smoke); fp16 checks loss scaling")
     args = ap.parse_args()
     if args.smoke:
         args.steps, args.signal_at = min(args.steps, 8), min(args.signal_at, 3)
-    p = SMOKE if args.smoke else GPU
+    p = dict(SMOKE if args.smoke else GPU)
+    if args.precision:
+        p["precision"] = args.precision
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO))
