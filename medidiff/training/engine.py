@@ -394,8 +394,11 @@ def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
     allow-listed DeepSpeed classes; ``mmap`` so tensor data is not read), which refuses any
     other global before constructing it. Only then does DeepSpeed load them.
     """
-    mine = f"zero_pp_rank_{rank}_"
-    files = [f for f in sorted(directory.rglob("*.pt")) if "zero_pp_rank_" not in f.name or f.name.startswith(mine)]
+    def read_by_this_rank(name: str) -> bool:  # bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt...
+        m = re.search(r"zero_pp_rank_(\d+)_", name)
+        return m is None or int(m.group(1)) == rank
+
+    files = [f for f in sorted(directory.rglob("*.pt")) if read_by_this_rank(f.name)]
     for f in files:
         try:
             with torch.serialization.safe_globals(_checkpoint_safe_globals()):
