@@ -30,17 +30,18 @@ FAKES = {
 }
 
 
-def _sbatch(tmp: Path, extra: list[str]) -> subprocess.Popen:
+def _sbatch(tmp: Path, extra: list[str], fakes: dict[str, str] | None = None,
+            env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in FAKES.items():
+    for name, text in {**FAKES, **(fakes or {})}.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(stat.S_IRWXU)
     drop = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SLURM_")}
     env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", SLURM_JOB_ID="4242",
                SLURM_JOB_NODELIST="node1", SLURM_NNODES="1", SLURM_GPUS_ON_NODE="1", SLURM_CPUS_PER_TASK="1",
-               FAKE_SCONTROL_LOG=str(tmp / "scontrol.log"))
+               FAKE_SCONTROL_LOG=str(tmp / "scontrol.log"), **(env_extra or {}))
     overrides = [
         "name=run", f"output_dir={tmp / 'runs'}", f"data.manifest={tmp / 'm.json'}", f"data.root={tmp / 'data'}",
         "data.fold=null", "data.roi=[16,16,16]", "data.cache=memory", "data.label_mode=none",
@@ -59,9 +60,32 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     try:
         _, err = proc.communicate(timeout=timeout)
     finally:
-        if proc.poll() is None:
+        try:  # the whole session: the batch shell may be gone while its step runs on
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return err
+
+
+# A training step that only waits for SIGTERM (as torchrun's ranks do) and says when it got it.
+STEP = ('#!/usr/bin/env bash\ntrap \'echo term >> "$FAKE_SCONTROL_LOG.step"; exit 0\' TERM\n'
+        'echo started >> "$FAKE_SCONTROL_LOG.step"\nwhile :; do sleep 0.1; done\n')
+
+
+@pytest.mark.parametrize("requeue", ["1", "0"])
+def test_sbatch_traps_the_signal_forwards_it_to_the_step_and_requeues(tmp_path, requeue):
+    proc = _sbatch(tmp_path, [], fakes={"torchrun": STEP}, env_extra={"MEDIDIFF_REQUEUE": requeue})
+    started = Path(f"{tmp_path / 'scontrol.log'}.step")
+    deadline = time.monotonic() + 30
+    while not started.is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, _finish(proc)
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)  # the batch shell only, as --signal=B:USR1@300
+    err = _finish(proc, timeout=30)
+    assert proc.returncode == 0, err  # without the trap bash died of USR1 (138) and the step trained on
+    assert started.read_text().split() == ["started", "term"]
+    log = (tmp_path / "scontrol.log").read_text()
+    assert ("requeue 4242" in log) == (requeue == "1")
 
 
 @pytest.mark.slow
