@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,15 @@ def test_step_profile_smoke_times_both_loaders_and_profiles(tmp_path):
     assert all(r["steps"] > 0 and r["steps_per_s_median"] > 0 for r in record["rates"].values())
     per_step = record["per_step"]
     assert per_step["wall_ms"] > 0 and per_step["top_ops"]
+
+
+@pytest.mark.slow
+def test_preemption_bench_smoke_stops_resumes_and_compares_stages(tmp_path):
+    _run(["benchmarks/preemption_bench.py", "--device", "cpu", "--gpus", "2", "--smoke", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "preemption.json").read_text())
+    for stage in ("zero2", "zero3"):
+        res = record["stages"][stage]
+        assert res["stopped"]["ranks_stopped_at_checkpoint"] and not res["stopped"]["worker_killed_by_signal"]
+        assert res["stopped"]["seconds_to_complete_checkpoint"] is not None and res["resumed"]["exit"] == 0
+        assert res["resumed_final_step"] == 8 and res["resumed_vs_full_max_rel_loss_diff"] == 0.0  # CPU fp32: exact
+    assert record["zero3_vs_zero2"]["max_rel_loss_diff"] < 1e-4

@@ -53,6 +53,8 @@ from medidiff.training.diffusion import (
     run_dir_of,
 )
 from medidiff.training.loop import FitResult, fit
+from medidiff.training.launch import process_rank
+from medidiff.training.run_dir import claim_run_dir
 from medidiff.generation import export_run
 from medidiff.utils.tensor import append_dims, rand_on
 
@@ -179,7 +181,8 @@ class SRLoss:
     """loss_fn for :func:`medidiff.training.loop.fit`: degrade, condition, crop a latent patch, loss.
 
     Random numbers come from the step generator in a fixed order (aug level, aug noise, patch
-    origins, then the objective's t and noise), so a resumed run repeats them exactly.
+    origins, then the objective's t and noise), so a resumed run repeats them exactly. ``net`` is
+    the DeepSpeed engine in training (called once per micro-batch), the bare net in validation.
     """
 
     def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any) -> None:
@@ -206,26 +209,31 @@ class SRLoss:
         return loss, group_by_band(per_channel, self.names)
 
 
-def train_sr(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> FitResult:
     """Train the super-resolution stage described by ``cfg`` (``stage: sr``); returns the loop's result."""
     if cfg.stage != "sr":
         raise ConfigError(f"train_sr needs stage: sr, got stage: {cfg.stage}")
     check_sr_config(cfg)  # roi/scale/downsample before touching data
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir)
+    run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     codec_dir = run_dir / "codec"
-    if resume and (codec_dir / "config.json").is_file():
+    # decided once: rank 0 may write codec_dir while other ranks are still here
+    saved_codec = resume and (codec_dir / "config.json").is_file()
+    if saved_codec:
         codec = load_codec(codec_dir)
     else:
         codec = build_codec_for(cfg)
     net_cfg = resolve_sr_net_config(cfg, codec)
     check_sr_config(cfg, codec, net_cfg)
     train_set, val_set = build_datasets(cfg, run_dir)
-    if not (resume and (codec_dir / "config.json").is_file()):
+    if not saved_codec:
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             fit_codec_stats(codec, train_set, cfg)  # on full volumes: the statistics of the whole grid
-        codec.save_pretrained(codec_dir)
+        if main:
+            codec.save_pretrained(codec_dir)
     torch.manual_seed(cfg.seed)
     net = build_net(net_cfg)
     objective = build_objective(cfg.objective)

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "torchrun --nproc_per_node N -m medidiff train -c X.yaml")
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds a run (deletes its checkpoints, logs and model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.set_defaults(func=_train)
 
@@ -37,15 +39,16 @@ def _train(args: argparse.Namespace) -> int:
     if cfg.stage not in STAGES:
         raise MedidiffError(f"stage {cfg.stage!r} cannot be trained yet (available: {sorted(STAGES)})")
     train_stage, export_run = STAGES[cfg.stage]()
-    result = train_stage(cfg, resume=args.resume, progress=not args.no_progress)
+    result = train_stage(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     run_dir = run_dir_of(cfg)
-    if result.final_step >= cfg.train.max_steps or result.time_limited:
-        import torch.distributed as dist
+    import torch.distributed as dist
 
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            model = export_run(run_dir, run_dir / "model")
-            why = f" (train.max_minutes={cfg.train.max_minutes:g} reached)" if result.time_limited else ""
-            print(f"trained {result.final_step} steps ({cfg.stage}){why}; model (EMA weights): {model}")
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return 0  # rank 0 exports and reports
+    if result.final_step >= cfg.train.max_steps or result.time_limited:
+        model = export_run(run_dir, run_dir / "model")
+        why = f" (train.max_minutes={cfg.train.max_minutes:g} reached)" if result.time_limited else ""
+        print(f"trained {result.final_step} steps ({cfg.stage}){why}; model (EMA weights): {model}")
     else:
         print(f"stopped at step {result.final_step}; resume with: medidiff train -c {args.config} --resume")
     return 0

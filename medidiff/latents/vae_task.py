@@ -50,7 +50,9 @@ from medidiff.experiment import ExperimentConfig
 from medidiff.latents.config import VAECodecConfig, VAEConfig
 from medidiff.latents.vae import VAECodec, build_autoencoder, kl_divergence
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.loop import FitResult, fit
+from medidiff.training.loop import FitResult, fit, shard
+from medidiff.training.launch import process_rank
+from medidiff.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,7 @@ class VAETrainModule(nn.Module):
 
     def __init__(self, vae_cfg: VAEConfig, in_channels: int) -> None:
         super().__init__()
+        self.adv_start_step = vae_cfg.adv_start_step
         self.vae = build_autoencoder(vae_cfg.architecture(), in_channels)
         self.disc: nn.Module | None = None
         if vae_cfg.adversarial:
@@ -164,6 +167,9 @@ class VAETrainModule(nn.Module):
             self.disc = PatchDiscriminator(spatial_dims=3, channels=vae_cfg.disc_channels, in_channels=in_channels,
                                            out_channels=1, num_layers_d=vae_cfg.disc_layers, norm="INSTANCE")
         self.register_buffer("micro_steps", torch.zeros((), dtype=torch.long))
+        # host mirror of micro_steps, read from the (checkpointed) buffer once: reading the GPU
+        # buffer every micro-step would stall the CPU each time
+        self._micro: int | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -174,6 +180,39 @@ class VAETrainModule(nn.Module):
         mu, _ = self.vae.encode(x.to(self.dtype))
         return self.vae.decode(mu).float()
 
+    def forward(self, x: torch.Tensor, generator: torch.Generator, grad_accum: int = 1) -> dict[str, torch.Tensor]:
+        """One training micro-batch through every trained part (one call, so that the DeepSpeed
+        engine wrapping this module sees one forward per micro-step and keeps ZeRO-3's bookkeeping).
+
+        x (B, C, D, H, W) in [-1, 1] -> ``x_hat`` (B, C, D, H, W) float32, posterior ``mu``/``sigma``
+        (B, C', D/f, H/f, W/f); with a discriminator also ``g_adv`` and ``d_loss`` (0-d) once
+        optimizer step ``micro_steps // grad_accum`` reaches ``adv_start_step``, before that
+        ``disc_zero`` (0-d, zero, touching every discriminator weight).
+        """
+        mu, sigma = self.vae.encode(x.to(self.dtype))  # (B, C', D/f, H/f, W/f) each
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
+        z = mu.float() + sigma.float() * eps  # reparameterisation with the loop's generator
+        x_hat = self.vae.decode(z.to(self.dtype)).float()
+        out = {"x_hat": x_hat, "mu": mu, "sigma": sigma}
+        if self._micro is None:
+            self._micro = int(self.micro_steps)
+        step = self._micro // grad_accum
+        if self.training:
+            self.micro_steps += 1
+            self._micro += 1
+        if self.disc is not None:
+            disc = self.disc
+            if step >= self.adv_start_step:
+                frozen = {n: p.detach() for n, p in disc.named_parameters()}
+                out["g_adv"] = ((_lsgan_logits(disc, x_hat.to(self.dtype), frozen) - 1) ** 2).mean()
+                real = _lsgan_logits(disc, x.to(self.dtype))
+                fake = _lsgan_logits(disc, x_hat.detach().to(self.dtype))
+                out["d_loss"] = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
+            else:
+                # every parameter in the graph: ZeRO's gradient bucketing expects a gradient for each
+                out["disc_zero"] = 0.0 * sum(p.float().sum() for p in disc.parameters())
+        return out
+
 
 def _lsgan_logits(disc: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     out = torch.func.functional_call(disc, params, (x,)) if params is not None else disc(x)
@@ -181,23 +220,21 @@ def _lsgan_logits(disc: nn.Module, x: torch.Tensor, params: dict[str, torch.Tens
 
 
 class VAELoss:
-    """loss_fn for :func:`medidiff.training.loop.fit` (see the module docstring for the terms)."""
+    """loss_fn for :func:`medidiff.training.loop.fit` (see the module docstring for the terms).
+
+    Called with the DeepSpeed engine (or the bare :class:`VAETrainModule`), which it calls once.
+    """
 
     def __init__(self, vae_cfg: VAEConfig, grad_accum: int, perceptual: FeatureNet3D | None = None) -> None:
         self.cfg, self.grad_accum, self.perceptual = vae_cfg, grad_accum, perceptual
-        # host mirror of module.micro_steps, read from the (checkpointed) buffer once: reading the
-        # GPU buffer every micro-step would stall the CPU each time
-        self._micro: int | None = None
 
-    def __call__(self, module: VAETrainModule, batch: dict[str, Any], gen: torch.Generator):
+    def __call__(self, net: nn.Module, batch: dict[str, Any], gen: torch.Generator):
         cfg = self.cfg
         x = batch["image"].float()  # (B, C, D, H, W) in [-1, 1]
-        mu, sigma = module.vae.encode(x.to(module.dtype))  # (B, C', D/f, H/f, W/f) each
-        eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=torch.float32)
-        z = mu.float() + sigma.float() * eps  # reparameterisation with the loop's generator
-        x_hat = module.vae.decode(z.to(module.dtype)).float()
+        out = net(x, gen, self.grad_accum)
+        x_hat = out["x_hat"]
         rec = (x_hat - x).abs().mean()
-        kl = kl_divergence(mu, sigma)
+        kl = kl_divergence(out["mu"], out["sigma"])
         loss = rec + cfg.kl_weight * kl
         # device scalars: the loop reads them back at log steps only
         logs: dict[str, Any] = {"rec_l1": rec.detach(), "kl": kl.detach()}
@@ -205,26 +242,12 @@ class VAELoss:
             p = self.perceptual.to(x.device).loss(x, x_hat).float()
             loss = loss + cfg.perceptual_weight * p
             logs["perceptual"] = p.detach()
-        if self._micro is None:
-            self._micro = int(module.micro_steps)
-        step = self._micro // self.grad_accum
-        if module.training:
-            module.micro_steps += 1
-            self._micro += 1
-        if module.disc is not None:
-            disc = module.disc
-            if step >= cfg.adv_start_step:
-                frozen = {n: p.detach() for n, p in disc.named_parameters()}
-                g_adv = ((_lsgan_logits(disc, x_hat.to(module.dtype), frozen) - 1) ** 2).mean()
-                real = _lsgan_logits(disc, x.to(module.dtype))
-                fake = _lsgan_logits(disc, x_hat.detach().to(module.dtype))
-                d_loss = 0.5 * (((real - 1) ** 2).mean() + (fake**2).mean())
-                loss = loss + cfg.adv_weight * g_adv + d_loss
-                logs.update({"g_adv": g_adv.detach(), "d_loss": d_loss.detach(), "adv_on": 1.0})
-            else:
-                # every parameter in the graph: ZeRO's gradient bucketing expects a gradient for each
-                loss = loss + 0.0 * sum(p.float().sum() for p in disc.parameters())
-                logs["adv_on"] = 0.0
+        if "g_adv" in out:
+            loss = loss + cfg.adv_weight * out["g_adv"] + out["d_loss"]
+            logs.update({"g_adv": out["g_adv"].detach(), "d_loss": out["d_loss"].detach(), "adv_on": 1.0})
+        elif "disc_zero" in out:
+            loss = loss + out["disc_zero"]
+            logs["adv_on"] = 0.0
         return loss, logs
 
 
@@ -293,14 +316,16 @@ def _check_zero_stage(cfg: ExperimentConfig) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def train_vae(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> FitResult:
     """Train the stage-``vae`` experiment ``cfg`` through :func:`~medidiff.training.loop.fit`."""
     if cfg.stage != "vae":
         raise MedidiffError(f"train_vae needs stage: vae, got stage: {cfg.stage}")
     _check_zero_stage(cfg)
-    run_dir = _run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir)
+    run_dir = claim_run_dir(_run_dir(cfg), resume=resume, overwrite=overwrite)  # before anything is written
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     train_set, val_set = _datasets(cfg, run_dir)
     vcfg = cfg.vae
     perceptual = None
@@ -318,8 +343,9 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = T
     loss_fn = VAELoss(vcfg, cfg.train.grad_accum, perceptual)
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "codec": to_dict(codec_cfg), "kind": KIND}
 
-    def val_fn(mod: nn.Module) -> dict[str, float]:
-        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
+    def val_fn(mod: nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
+        loader = DataLoader(shard(val_set, rank, world_size), batch_size=cfg.train.micro_batch, shuffle=False,
+                            collate_fn=collate_cases)
         device = next(mod.parameters()).device
         sums: dict[str, float] = {}
         n = 0
@@ -330,7 +356,7 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = T
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v * x.shape[0]
                 n += x.shape[0]
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        return sums, n  # per-volume sums: fit divides by the count over all ranks
 
     return fit(
         module, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,

@@ -10,7 +10,9 @@ Layout of a run::
 
 A checkpoint counts only once ``COMPLETE`` exists (it is created by an atomic rename), so a job
 killed while saving leaves the previous checkpoint as the newest valid one. Nothing here calls
-``torch.load``: weights are safetensors, state is JSON.
+``torch.load``: weights are safetensors, state is JSON. DeepSpeed's own shards are pickles; they
+are opened with torch's restricted unpickler before DeepSpeed loads them
+(:func:`medidiff.training.engine.verify_checkpoint_pickles`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,10 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables clipping
     # fp32: everything fp32. autocast-bf16: fp32 weights, bf16 compute (EMA is exact).
     # bf16: DeepSpeed bf16 weights with fp32 master copies in the optimizer (fastest on GPU).
-    precision: Literal["fp32", "autocast-bf16", "bf16"] = "autocast-bf16"
+    # fp16: for GPUs without bf16 (V100, T4): DeepSpeed fp16 weights, fp32 masters and dynamic
+    # loss scaling (steps whose gradients overflow are skipped and the scale lowered).
+    # The EMA always averages the fp32 masters.
+    precision: Literal["fp32", "autocast-bf16", "bf16", "fp16"] = "autocast-bf16"
     deepspeed: str = "zero2"  # built-in zero0..zero3, zero2_offload, or a .json path
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the network (GPU)

@@ -30,7 +30,9 @@ from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.conditioning.text import net_config_for_text
-from medidiff.training.loop import FitResult, fit
+from medidiff.training.loop import FitResult, fit, shard
+from medidiff.training.launch import process_rank
+from medidiff.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,11 @@ def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Ten
 
 
 class DiffusionLoss:
-    """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss."""
+    """loss_fn for :func:`medidiff.training.loop.fit`: encode, condition, objective loss.
+
+    ``net`` is the DeepSpeed engine during training (the objective calls it once, like the
+    denoiser) and the bare denoiser in validation.
+    """
 
     def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, objective: Any, text: Any = None) -> None:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
@@ -217,11 +223,13 @@ def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
     codec.fit_stats((model_input(b, cfg)[0] for b in loader), max_batches=cfg.latent.stats_batches)
 
 
-def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> FitResult:
+def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+                    progress: bool = True) -> FitResult:
     """Train the diffusion stage described by ``cfg``; returns the loop's result."""
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir)
+    run_dir = claim_run_dir(run_dir_of(cfg), resume=resume, overwrite=overwrite)  # before anything is written
+    main = process_rank() == 0  # shared files are written once, by rank 0
+    if main:
+        save_resolved(cfg, run_dir)
     if cfg.latent.cache:
         train_set, val_set = cached_datasets(cfg, load_codec(cfg.latent.path))
     else:
@@ -234,7 +242,8 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, progress: bo
         codec = build_codec_for(cfg)
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             fit_codec_stats(codec, train_set, cfg)
-        codec.save_pretrained(codec_dir)
+        if main:
+            codec.save_pretrained(codec_dir)
     net_cfg = resolve_net_config(cfg, codec)
     text, text_record = build_text_conditioner(cfg, run_dir)
     if text is not None:
@@ -273,21 +282,25 @@ def build_text_conditioner(cfg: ExperimentConfig, run_dir: Path) -> tuple[Any, d
 
 
 def validation_loss_fn(val_set: Any, loss_fn: Any, cfg: ExperimentConfig):
-    """``val_fn`` for :func:`fit`: the mean loss over the held-out set with fixed per-batch seeds
-    (so values are comparable across steps); None without a held-out set."""
+    """``val_fn`` for :func:`fit`: the loss summed over this rank's shard of the held-out set, with
+    a fixed seed per batch (by its first item's index, so values are comparable across steps
+    and numbers of ranks for micro_batch 1); None without a held-out set."""
     if val_set is None:
         return None
 
-    def val_fn(module: torch.nn.Module) -> dict[str, float]:
-        loader = DataLoader(val_set, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
+    def val_fn(module: torch.nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
+        part = shard(val_set, rank, world_size)
+        loader = DataLoader(part, batch_size=cfg.train.micro_batch, shuffle=False, collate_fn=collate_cases)
         device = next(module.parameters()).device
-        losses = []
+        total, n = 0.0, 0
         with torch.no_grad():
             for i, batch in enumerate(loader):
-                gen = torch.Generator(device=device).manual_seed(cfg.seed + i)
+                first = rank + i * cfg.train.micro_batch * world_size  # the batch's first item in val_set
+                gen = torch.Generator(device=device).manual_seed(cfg.seed + first)
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                losses.append(float(loss_fn(module, batch, gen)[0]))
-        return {"loss": sum(losses) / max(1, len(losses))}
+                total += float(loss_fn(module, batch, gen)[0])
+                n += 1
+        return {"loss": total}, n
 
     return val_fn
 

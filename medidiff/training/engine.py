@@ -6,8 +6,9 @@ checkpoint save/load and ZeRO-3 parameter gathering. Frozen modules (codec, text
 segmenter) never enter the engine: callers keep them outside and pass only the trained network.
 
 Launch: ``torchrun --nproc_per_node N -m medidiff train ...`` or the ``deepspeed`` launcher set
-RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; a plain ``medidiff train`` is one process
-(world size 1) on one GPU or on the CPU.
+RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT; ``srun python -m medidiff train`` (one task
+per GPU) is read from SLURM's variables (:mod:`medidiff.training.launch`); a plain
+``medidiff train`` is one process (world size 1) on one GPU or on the CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from medidiff.config import ConfigError
 from medidiff.errors import MedidiffError
 from medidiff.training.config import TrainConfig
+from medidiff.training.launch import adopt_slurm_env
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ __all__ = [
     "resolve_deepspeed_config",
     "build_engine",
     "zero_stage",
+    "reshardable",
     "full_parameters",
     "barrier",
+    "trained_parameters",
+    "any_rank",
+    "verify_checkpoint_pickles",
 ]
 
 _ARCH_RE = re.compile(r"^(\d+)\.(\d+)([a-zA-Z]*)(\+PTX)?$")
@@ -89,7 +95,16 @@ def resolve_device(requested: str) -> torch.device:
             f"{build}): run on a GPU node, or use --set train.device=cpu"
         )
     if requested == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        adopt_slurm_env()
+        local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if count == 1:
+            return torch.device("cuda", 0)  # e.g. srun --gpus-per-task=1: each task sees its own GPU only
+        if local_rank >= count:
+            raise MedidiffError(
+                f"LOCAL_RANK={local_rank} but this node shows {count} GPUs (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): start at most {count} processes per node"
+            )
+        return torch.device("cuda", local_rank)
     return torch.device(requested)
 
 
@@ -99,6 +114,9 @@ class DistInfo:
     world_size: int
     local_rank: int
     device: torch.device
+    # CPU (gloo) group for small host-side agreements (stop flags): a collective on it does not
+    # wait for the GPU's queued work, so ranks can agree every step without stalling kernel launch
+    control: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -118,6 +136,7 @@ def setup_distributed(device: torch.device) -> DistInfo:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     else:
         sanitize_cuda_arch_list()
+    adopt_slurm_env()  # srun without torchrun: SLURM's variables name the rank and world size
     for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, default)
     if "MASTER_PORT" not in os.environ:
@@ -132,12 +151,28 @@ def setup_distributed(device: torch.device) -> DistInfo:
             torch.distributed.init_process_group("nccl", device_id=device)
         deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
         atexit.register(_destroy_process_group)
+    world_size = torch.distributed.get_world_size()
+    control = None
+    if world_size > 1:
+        # every rank creates it, in the same order (new_group is itself a collective)
+        control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
     return DistInfo(
         rank=torch.distributed.get_rank(),
-        world_size=torch.distributed.get_world_size(),
+        world_size=world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         device=device,
+        control=control,
     )
+
+
+def any_rank(flags: list[bool], dist: DistInfo) -> list[bool]:
+    """Each flag True on every rank if it is True on any (ranks must agree to stop, or the others
+    wait in a collective forever). One all_reduce on the CPU control group."""
+    if dist.world_size == 1 or dist.control is None:
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=dist.control)
+    return [bool(v) for v in t.tolist()]
 
 
 def _destroy_process_group() -> None:
@@ -204,19 +239,25 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
         _fill(ds, "train_batch_size", cfg.micro_batch * cfg.grad_accum * world_size, src)
     bf16 = ds.setdefault("bf16", {})
     _fill(bf16, "enabled", cfg.precision == "bf16", f"{src}: bf16")
-    if cfg.precision == "bf16":
-        stage = int(ds.get("zero_optimization", {}).get("stage", 0))
-        if stage >= 1:
-            # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
-            ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
-        elif cfg.grad_accum > 1:
-            # DeepSpeed's stage 0 with bf16 weights only accumulates in bf16.
-            raise ConfigError(
-                f"{src}: ZeRO stage 0 with precision bf16 accumulates gradients in bf16, which diverges with "
-                f"grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision autocast-bf16"
-            )
-    if ds.get("fp16", {}).get("enabled") is True:
-        raise ConfigError(f"{src}: fp16 is not supported (use bf16: no loss scaling needed)")
+    fp16 = ds.setdefault("fp16", {})
+    _fill(fp16, "enabled", cfg.precision == "fp16", f"{src}: fp16")
+    if cfg.precision == "fp16":
+        # DeepSpeed's dynamic loss scaling (loss_scale 0): fp16's 5 exponent bits underflow small
+        # gradients without it. A step whose gradients overflow is skipped and the scale halved.
+        for key, value in (("loss_scale", 0), ("initial_scale_power", 16), ("loss_scale_window", 1000),
+                           ("hysteresis", 2), ("min_loss_scale", 1)):
+            fp16.setdefault(key, value)
+    stage = int(ds.get("zero_optimization", {}).get("stage", 0))
+    if cfg.precision == "bf16" and stage >= 1:
+        # Accumulate gradients in fp32: bf16 accumulation diverges (DeepSpeed #2768).
+        ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+    elif cfg.precision in ("bf16", "fp16") and cfg.grad_accum > 1 and stage == 0:
+        # DeepSpeed's stage 0 with half-precision weights accumulates in that precision.
+        raise ConfigError(
+            f"{src}: ZeRO stage 0 with precision {cfg.precision} accumulates gradients in {cfg.precision}, which "
+            f"diverges with grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision "
+            f"autocast-bf16"
+        )
     if "optimizer" in ds or "scheduler" in ds:
         raise ConfigError(
             f"{src}: remove 'optimizer'/'scheduler': medidiff builds AdamW and the warm-up/cosine "
@@ -249,6 +290,9 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> An
     """Wrap ``model`` (already on ``dist.device``) in a DeepSpeed engine with AdamW + schedule."""
     import deepspeed
 
+    if cfg.precision == "fp16" and dist.device.type != "cuda":
+        raise ConfigError(f"train.precision fp16 needs a GPU (DeepSpeed has no fp16 training on {dist.device.type}): "
+                          "use fp32 or autocast-bf16 there")
     ds = resolve_deepspeed_config(cfg, dist.world_size)
     offload = bool(ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") in ("cpu", "nvme"))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -272,6 +316,13 @@ def zero_stage(engine: Any) -> int:
     return int(engine.zero_optimization_stage())
 
 
+def reshardable(engine: Any) -> bool:
+    """Whether this engine's checkpoints load on another number of ranks: ZeRO-0 only (the whole
+    optimizer state is in one file). DeepSpeed 0.19 refuses ZeRO-1/2/3 shards of another data-
+    parallel size, elastic_checkpoint included; only its universal checkpoints re-cut them."""
+    return zero_stage(engine) == 0
+
+
 @contextlib.contextmanager
 def full_parameters(engine: Any, *, modify: bool = False) -> Iterator[list[torch.nn.Parameter]]:
     """The module's parameters with full values on every rank (gathered under ZeRO-3).
@@ -291,6 +342,28 @@ def full_parameters(engine: Any, *, modify: bool = False) -> Iterator[list[torch
         yield params
 
 
+@contextlib.contextmanager
+def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
+    """The trainable parameters' full values at the optimizer's precision, in module order.
+
+    With DeepSpeed bf16/fp16 weights the module holds rounded copies; the optimizer's fp32
+    masters are what training moves (an EMA of the bf16 copies would average rounding noise).
+    ``safe_get_full_fp32_param`` assembles each from its shards: one collective per parameter
+    under ZeRO, so this costs more than :func:`full_parameters` (use ``train.ema_every`` > 1 if
+    it shows). Otherwise the module's own (gathered) parameters.
+    """
+    params = [p for p in engine.module.parameters() if p.requires_grad]
+    if params and params[0].dtype in (torch.bfloat16, torch.float16):
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        masters = [safe_get_full_fp32_param(p) for p in params]
+        if all(m is not None for m in masters):
+            yield masters  # type: ignore[misc]
+            return
+    with full_parameters(engine) as full:
+        yield [p for p in full if p.requires_grad]
+
+
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -301,7 +374,46 @@ def save_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
     engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
 
 
-def load_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
+def _checkpoint_safe_globals() -> list[Any]:
+    """The only non-tensor objects DeepSpeed pickles into its checkpoint files (found by
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` over ZeRO 0-3, fp32/bf16, offload):
+    plain classes whose restored state is data, never code."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
+    """Refuse a checkpoint whose .pt files would run code when DeepSpeed unpickles them.
+
+    DeepSpeed 0.19 reads its files with ``torch.load(weights_only=False)``, so a planted
+    ``mp_rank_00_model_states.pt`` could execute anything. Each file this rank will read is first
+    opened with torch's restricted unpickler (``weights_only=True``: tensors, containers and the
+    allow-listed DeepSpeed classes; ``mmap`` so tensor data is not read), which refuses any
+    other global before constructing it. Only then does DeepSpeed load them.
+    """
+    def read_by_this_rank(name: str) -> bool:  # bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt...
+        m = re.search(r"zero_pp_rank_(\d+)_", name)
+        return m is None or int(m.group(1)) == rank
+
+    files = [f for f in sorted(directory.rglob("*.pt")) if read_by_this_rank(f.name)]
+    for f in files:
+        try:
+            with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+                torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # UnpicklingError for foreign globals; others for broken files
+            first = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), str(exc).splitlines()[0])
+            raise MedidiffError(
+                f"{f}: refused to load: it holds more than tensors and DeepSpeed's state ({first[:200]}); "
+                "medidiff never writes such a file, so it was altered or comes from elsewhere: do not resume from it"
+            ) from None
+
+
+def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0) -> None:
+    """DeepSpeed's load of ``directory/tag``, after :func:`verify_checkpoint_pickles`."""
+    verify_checkpoint_pickles(directory / tag, rank)
     path, _ = engine.load_checkpoint(
         str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )

@@ -1,6 +1,11 @@
 """The one training loop (VAE, diffusion and super-resolution stages all train through it).
 
-What makes resume exact:
+:func:`fit` reads in four parts: setup (:func:`_setup`, :func:`_resume`, :func:`_loader`), one
+optimizer step (:func:`_train_step`), the periodic work (:func:`_periodic`: log line,
+validation, previews) and stopping (:func:`_stop_now`, :func:`_checkpoint`). Its guarantees, and
+how each is kept:
+
+Exact resume.
 
 * the data order is a seeded permutation per epoch that can start mid-epoch
   (:class:`~medidiff.training.sampler.ResumableSampler`), and the position is checkpointed;
@@ -14,16 +19,54 @@ What makes resume exact:
 On CPU with fp32 a resumed run is bitwise equal to an uninterrupted one (tested). On GPUs,
 non-deterministic kernels (atomics in conv backward, NCCL reduction order) make it equal only
 within floating-point tolerance.
+
+The same gradients at every ZeRO stage. The loss function gets the DeepSpeed engine and calls
+it once per micro-batch: the engine's forward is where ZeRO learns which micro-step closes an
+accumulation window (called past it, ZeRO-3 applied only the last micro-batch's gradient).
+ZeRO-3 with ``grad_accum 2`` equals ZeRO-0 bitwise in one CPU process (tested).
+
+Pre-emption: a signal ends the job with a complete checkpoint. SIGTERM or SIGUSR1 (SLURM before
+the time limit or on pre-emption, torchrun when it stops) sets a flag; loader workers ignore
+both (they were killed first and took the job down), and the handlers are installed before
+the workers start. The ranks agree every step, with one all_reduce of two flags on a CPU
+control group that does not wait for GPU work, so all stop at the same step, within one step
+of the signal, whatever ``log_every`` is; a stop skips validation and previews and writes the
+checkpoint. A checkpoint counts once rank 0 has written COMPLETE after every rank's shards
+(:mod:`~medidiff.training.checkpoint`), so a SIGKILL during the save leaves the previous one.
+
+Requeue. configs/slurm/train.sbatch traps the signal in the batch shell, forwards SIGTERM to
+the training step, waits for it, then calls ``scontrol requeue``; the requeued job runs the same
+command with ``--resume``. The run folder's lock (:mod:`~medidiff.training.run_dir`) records
+the SLURM job id, so the requeued job takes it over on any node, while a second job is refused.
+
+Resume on another GPU count: under ZeRO-0, yes; under ZeRO-1/2/3, refused clearly.
+:func:`_resume` compares world size, ZeRO stage and config with the checkpoint's state.json
+before loading anything. A ZeRO-0 checkpoint holds the whole optimizer state, and the data
+position converts: rank r's batch b holds items ``k * world_size + r`` of the epoch's
+permutation, so after ``position`` batches per rank the permutation's first
+``position * micro_batch * world_size`` items are used whatever the world size, and the run
+continues after them. ZeRO-1/2/3 shards are cut per rank and DeepSpeed 0.19 refuses to re-cut
+them (only its universal checkpoints can), so the refusal says how to continue: the same
+process count, or a new run started from exported weights.
+
+Safe loading: DeepSpeed's pickled shards are opened with torch's restricted unpickler before
+DeepSpeed loads them (:func:`~medidiff.training.engine.verify_checkpoint_pickles`); weights and
+EMA are safetensors, state is JSON.
+
+Previews and validation never run through the ZeRO engine: they use a plain copy of the model
+holding the EMA weights (every rank has them), so rank 0 previews alone and each rank validates
+its own shard of the held-out set.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,23 +80,30 @@ from medidiff.training.config import TrainConfig
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     DistInfo,
+    any_rank,
     barrier,
     build_engine,
     full_parameters,
+    trained_parameters,
     load_engine_checkpoint,
+    reshardable,
     resolve_device,
     save_engine_checkpoint,
     setup_distributed,
     zero_stage,
 )
+from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dict[str, float]]"]
+# val_fn(module, rank, world_size) -> (metric sums over this rank's shard, count they divide by)
+ValFn = Callable[[torch.nn.Module, int, int], "tuple[dict[str, float], int]"]
+PreviewFn = Callable[[int, torch.nn.Module, Path], None]
 
-__all__ = ["FitResult", "fit", "move_to"]
+__all__ = ["FitResult", "LossFn", "PreviewFn", "ValFn", "fit", "move_to", "shard"]
 
 
 @dataclass
@@ -77,8 +127,30 @@ def move_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
+    """Items ``rank::world_size`` of ``dataset`` (a rank's part of a held-out set)."""
+    from torch.utils.data import Subset
+
+    return dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))  # type: ignore[arg-type]
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore the stop signals.
+
+    torchrun and SLURM signal the whole process group; a worker that died of SIGTERM made the main
+    process raise "DataLoader worker ... killed by signal: Terminated" before it could checkpoint.
+    Ignoring workers still end with the main process (torch's workers watch their parent).
+    """
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class _Preemption:
-    """SIGTERM/SIGUSR1 (SLURM sends them before killing a job) -> checkpoint and stop cleanly."""
+    """SIGTERM/SIGUSR1 (SLURM and torchrun send them before killing a job) -> checkpoint, stop.
+
+    Entered before the loader's workers start, so that no window exists in which a signal kills
+    the job without a checkpoint.
+    """
 
     def __init__(self) -> None:
         self.requested = False
@@ -100,20 +172,6 @@ class _Preemption:
             signal.signal(sig, old)
 
 
-def _any_rank(flag: bool, device: torch.device, dist: DistInfo) -> bool:
-    """True on every rank if it is True on any (ranks must agree to stop, or a collective hangs)."""
-    return _any_ranks([flag], device, dist)[0]
-
-
-def _any_ranks(flags: list[bool], device: torch.device, dist: DistInfo) -> list[bool]:
-    """:func:`_any_rank` for several flags with one all_reduce."""
-    if dist.world_size == 1 or not torch.distributed.is_initialized():
-        return list(flags)
-    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
-
-
 def _read_logs(logs: dict[str, Any]) -> dict[str, float]:
     """``{"loss/<k>": float}`` from floats and device scalars, with one host read for the tensors."""
     keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
@@ -127,73 +185,75 @@ def _named_params(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _save(engine: Any, ema: EMA, names: list[str], root: Path, step: int, state: dict[str, Any],
-          dist: DistInfo, keep_last: int) -> Path:
-    tag = ckpt.tag_for_step(step)
-    root.mkdir(parents=True, exist_ok=True)
-    save_engine_checkpoint(engine, root, tag)  # every rank: DeepSpeed writes its shards
-    directory = root / tag
-    with full_parameters(engine) as params:  # collective under ZeRO-3
-        if dist.is_main:
-            weights = {n: p for n, p in zip(_all_names(engine), params)}
-            ckpt.save_tensors(directory / "model.safetensors", weights)
-    if dist.is_main:
-        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(names, ema.shadow)))
-    barrier()
-    if dist.is_main:
-        ckpt.mark_complete(directory, state)
-        ckpt.prune(root, keep_last)
-    barrier()
-    return directory
-
-
-@contextmanager
-def _ema_weights(engine: Any, ema: EMA) -> Iterator[None]:
-    """Temporarily load the EMA weights into the engine's module (for validation/previews)."""
-    with full_parameters(engine, modify=True):
-        params = [p for _, p in _named_params(engine.module)]
-        ema.store(params)
-        ema.copy_to(params)
-    try:
-        yield
-    finally:
-        with full_parameters(engine, modify=True):
-            ema.restore([p for _, p in _named_params(engine.module)])
-
-
 def _all_names(engine: Any) -> list[str]:
     return [n for n, _ in engine.module.named_parameters()]
 
 
-def fit(
-    model: torch.nn.Module,
-    loss_fn: LossFn,
-    dataset: Dataset,
-    cfg: TrainConfig,
-    *,
-    run_dir: str | Path,
-    seed: int,
-    resume: bool = False,
-    record: dict[str, Any] | None = None,
-    collate_fn: Callable[[list[Any]], Any] | None = None,
-    preview_fn: Callable[[int, torch.nn.Module, Path], None] | None = None,
-    val_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-    progress: bool = True,
-    num_workers: int = 0,
-) -> FitResult:
-    """Train ``model`` with ``loss_fn(module, batch, generator) -> (loss, logs)`` under DeepSpeed.
+class _EvalCopy:
+    """A plain (never ZeRO-partitioned) copy of the model for validation and previews.
 
-    Args:
-        model: the trainable network only (frozen codecs/encoders stay outside, used by loss_fn).
-        dataset: map-style dataset; batches of ``cfg.micro_batch`` items per process.
-        run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go.
-        record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
-        preview_fn: called on rank 0 every ``cfg.preview_every`` steps with the EMA weights loaded.
-        val_fn: called every ``cfg.val_every`` steps (all ranks) with the EMA weights loaded.
-        num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
-            augmentation are the same for any value, so a run may resume with another.
+    Taken before DeepSpeed wraps the model and loaded with the EMA weights (every rank holds
+    them in fp32) and the engine's buffers when used: no forward runs through ZeRO-3's
+    parameter gathering, so rank 0 can sample previews alone (under ZeRO-3 a preview through
+    the engine was a collective only rank 0 entered: a deadlock on 2 ranks), and ranks can
+    validate shards of different sizes.
     """
-    run_dir = Path(run_dir)
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        self.model = copy.deepcopy(model).eval()
+        params = dict(self.model.named_parameters())
+        self.trainable = [params[n] for n in names]  # in EMA order
+        self.model.requires_grad_(False)
+
+    def load(self, engine: Any, ema: EMA) -> torch.nn.Module:
+        ema.copy_to(self.trainable)
+        buffers = dict(engine.module.named_buffers())  # not partitioned by ZeRO
+        with torch.no_grad():
+            for name, b in self.model.named_buffers():
+                b.copy_(buffers[name])
+        return self.model
+
+
+@dataclass
+class _Run:
+    """What one call of :func:`fit` holds between its parts (setup, step, periodic work, stop)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    root: Path  # run_dir/checkpoints
+    seed: int
+    record: dict[str, Any]
+    device: torch.device
+    dist: DistInfo
+    engine: Any
+    ema: EMA
+    names: list[str]  # trainable parameter names, in EMA order
+    eval_copy: _EvalCopy | None  # for validation and previews (None without them)
+    batches_per_epoch: int
+    run_log: RunLog
+    autocast: Any
+    result: FitResult
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch already consumed (per rank)
+    deadline: float | None = None
+    bar: Any = None
+    # Per-step losses stay on the device until a log step, validation, preview or checkpoint reads
+    # them all at once: reading each one (float(loss)) would stop the CPU every step until the GPU
+    # catches up, so kernel launches could not overlap the GPU's work.
+    pending: list[torch.Tensor] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # losses since the last log line
+    step_logs: dict[str, Any] = field(default_factory=dict)
+    t_last: float = 0.0
+    steps_last: int = 0
+
+
+# ---- setup -----------------------------------------------------------------------------------
+
+
+def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool,
+           record: dict[str, Any] | None, progress: bool, evaluates: bool) -> _Run:
+    """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
     root = ckpt.checkpoint_root(run_dir)
@@ -214,24 +274,11 @@ def fit(
     named = _named_params(model)
     names = [n for n, _ in named]
     ema = EMA([p for _, p in named], cfg.ema)  # before the engine: ZeRO-3 partitions in place
+    eval_copy = _EvalCopy(model, names) if evaluates else None  # likewise
     engine = build_engine(model, cfg, dist)
     if cfg.compile:
         # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
         engine.compile(compile_kwargs={} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode})
-
-    step, epoch, position = 0, 0, 0
-    if resume_from is not None:
-        load_engine_checkpoint(engine, root, resume_from.name)
-        state = ckpt.read_state(resume_from)
-        step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
-        shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
-        missing = [n for n in names if n not in shadow]
-        if missing:
-            raise MedidiffError(f"{resume_from / 'ema.safetensors'}: missing EMA tensors {missing[:3]}...: "
-                                "the checkpoint belongs to a different model")
-        ema.load_state_dict({"shadow": [shadow[n] for n in names], "num_updates": int(state["ema_updates"])})
-        if dist.is_main:
-            log.info("resumed from %s (step %d)", resume_from, step)
 
     sampler = ResumableSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size)
     if sampler.per_rank < cfg.micro_batch:
@@ -239,153 +286,351 @@ def fit(
             f"the data set has {len(dataset)} cases: fewer than micro_batch={cfg.micro_batch} per "
             f"process over {dist.world_size} process(es)"
         )
-    batches_per_epoch = sampler.per_rank // cfg.micro_batch
-    if position >= batches_per_epoch:
-        raise MedidiffError(
-            f"{resume_from}: the saved data position (batch {position} of the epoch) is past an epoch of "
-            f"{batches_per_epoch} batches: micro_batch, the number of processes or the data set changed "
-            f"since this checkpoint; resume with the ones it was written with"
-        )
-
-    # One loader for the whole run (workers stay up across epochs); the loop counts epoch and
-    # position itself, and each item's augmentation is seeded by (seed, epoch, index).
-    loader = DataLoader(
-        SeededItems(dataset), batch_size=cfg.micro_batch,
-        sampler=StreamSampler(sampler, cfg.micro_batch, epoch, position), collate_fn=collate_fn,
-        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
-    )
-
-    run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=step if resume_from else None)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.precision in ("autocast-bf16", "bf16") else nullcontext()
-    )
-    bar = None
+    half = {"autocast-bf16": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = torch.autocast(device.type, dtype=half) if half is not None else nullcontext()
+    run = _Run(cfg=cfg, run_dir=run_dir, root=root, seed=seed, record=record or {}, device=device, dist=dist,
+               engine=engine, ema=ema, names=names, eval_copy=eval_copy, batches_per_epoch=sampler.per_rank // cfg.micro_batch,
+               run_log=None, autocast=autocast,  # type: ignore[arg-type]  (set below, after resume)
+               result=FitResult(run_dir=run_dir, final_step=0, last_checkpoint=resume_from))
+    if resume_from is not None:
+        _resume(run, resume_from)
+    run.result.final_step = run.steps_last = run.step
+    run.run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=run.step if resume_from else None)
+    if cfg.max_minutes:
+        run.deadline = time.monotonic() + 60.0 * cfg.max_minutes
     if dist.is_main and progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        run.bar = tqdm(total=cfg.max_steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True)
+    return run
 
-    result = FitResult(run_dir=run_dir, final_step=step, last_checkpoint=resume_from)
-    window: list[float] = []
-    # Per-step losses stay on the device until a log step, validation, preview or checkpoint reads
-    # them all at once: reading each one (float(loss)) would stop the CPU every step until the GPU
-    # catches up, so kernel launches could not overlap the GPU's work.
-    pending: list[torch.Tensor] = []
 
-    def read_losses() -> None:
-        """Move the pending losses to result.losses; a non-finite one on any rank stops every rank
-        (the gradients were all-reduced, so all weights are bad) before any save, preview or
-        validation uses them."""
-        if not pending:
-            return
-        first = step - len(pending) + 1
-        values = torch.stack(pending).tolist()
-        pending.clear()
-        bad = next(((first + i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
-        if _any_rank(bad is not None, device, dist):
-            where = f"loss became {bad[1]} at step {bad[0]}" if bad else "another rank's loss became non-finite"
-            raise MedidiffError(f"{where}: lower train.lr or check the data (the last checkpoint, before it, "
-                                f"is intact)")
-        result.losses.extend(values)
-        window.extend(values)
+# Settings a resumed run may change: they do not alter what the checkpoint's optimizer state
+# and data position mean (length of the run, bookkeeping, where files are, how fast it runs).
+RESUME_MAY_CHANGE = ("name", "output_dir", "data.root", "data.manifest", "data.cache_dir", "data.num_workers",
+                     "train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.keep_last",
+                     "train.preview_every", "train.val_every", "train.compile", "train.compile_mode", "train.device",
+                     "train.deepspeed", "sampler.", "eval.")
 
-    t_last, steps_last = time.perf_counter(), step
-    it = iter(loader)
-    engine.train()
-    deadline = time.monotonic() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    return {k: v for key, value in d.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> None:
+    """Refuse, before anything is loaded, a checkpoint this run cannot continue exactly.
+
+    DeepSpeed's ZeRO shards (optimizer state, and weights under ZeRO-3) are cut per rank, and the
+    data position counts batches per rank: another world size or ZeRO stage would fail in
+    DeepSpeed with a bare error, or (ZeRO-0) silently reinterpret the position. A changed
+    config (other than :data:`RESUME_MAY_CHANGE`) would continue another experiment's run.
+    """
+    where = resume_from / "state.json"
+    ws, stage = run.dist.world_size, zero_stage(run.engine)
+    saved_ws, saved_stage = state.get("world_size"), state.get("zero_stage")
+    other_count = saved_ws != ws and saved_stage == stage and bool(state.get("reshardable"))
+    if (saved_ws, saved_stage) != (ws, stage) and not other_count:
+        why = "" if saved_stage != stage else f" (ZeRO-{stage} shards are cut for one world size)"
+        raise MedidiffError(
+            f"{where}: written by {saved_ws} process(es) under ZeRO-{saved_stage}, this run has {ws} under "
+            f"ZeRO-{stage}{why}: resume with {saved_ws} process(es) (torchrun --nnodes/--nproc_per_node, or srun -n) "
+            f"and train.deepspeed=zero{saved_stage}, or start a new run (--overwrite or another name) whose weights "
+            f"come from `medidiff export` of this one"
+        )
+    saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
+    if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
+        before, now = _flat(saved_cfg), _flat(cfg)
+        changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)
+                   and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)]
+        if changed:
+            diffs = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+            more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
+            raise MedidiffError(
+                f"{where}: the config differs from the one this run was trained with ({diffs}{more}); resume with "
+                f"those settings (record.config in that file), or start a new run (--overwrite or another name)"
+            )
+
+
+def _resume(run: _Run, resume_from: Path) -> None:
+    """Model, optimizer and schedule (DeepSpeed), EMA and the data position from a checkpoint."""
+    state = ckpt.read_state(resume_from)
+    _check_resumable(run, resume_from, state)
+    load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
+    run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
+    saved_ws = int(state["world_size"])
+    if saved_ws != run.dist.world_size:
+        # Rank r's batch b holds items k*ws + r of the epoch's permutation, so after `position`
+        # batches the first position*micro_batch*ws items of the permutation are used, whatever
+        # the world size: continue after them (exactly when the new batch divides that count).
+        used = run.position * int(state.get("micro_batch", run.cfg.micro_batch)) * saved_ws
+        per_batch = run.cfg.micro_batch * run.dist.world_size
+        run.position = used // per_batch
+        if run.position >= run.batches_per_epoch:  # the new epoch's dropped tail is longer
+            run.epoch, run.position = run.epoch + 1, 0
+        if run.dist.is_main:
+            log.warning("resuming on %d process(es) a ZeRO-0 checkpoint written by %d; "
+                        "the epoch continues after its first %d items%s", run.dist.world_size, saved_ws,
+                        run.position * per_batch,
+                        "" if used % per_batch == 0 else f" ({used % per_batch} of them are seen again)")
+    shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
+    missing = [n for n in run.names if n not in shadow]
+    if missing:
+        raise MedidiffError(f"{resume_from / 'ema.safetensors'}: missing EMA tensors {missing[:3]}...: "
+                            "the checkpoint belongs to a different model")
+    run.ema.load_state_dict({"shadow": [shadow[n] for n in run.names], "num_updates": int(state["ema_updates"])})
+    if run.position >= run.batches_per_epoch:
+        raise MedidiffError(
+            f"{resume_from}: the saved data position (batch {run.position} of the epoch) is past an epoch of "
+            f"{run.batches_per_epoch} batches: micro_batch, the number of processes or the data set changed "
+            f"since this checkpoint; resume with the ones it was written with"
+        )
+    if run.dist.is_main:
+        log.info("resumed from %s (step %d)", resume_from, run.step)
+
+
+def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] | None,
+            num_workers: int) -> DataLoader:
+    """One loader for the whole run (workers stay up across epochs); the loop counts epoch and
+    position itself, and each item's augmentation is seeded by (seed, epoch, index)."""
+    sampler = ResumableSampler(len(dataset), seed=run.seed, rank=run.dist.rank, world_size=run.dist.world_size)
+    return DataLoader(
+        SeededItems(dataset), batch_size=run.cfg.micro_batch,
+        sampler=StreamSampler(sampler, run.cfg.micro_batch, run.epoch, run.position), collate_fn=collate_fn,
+        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=run.device.type == "cuda",
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+    )
+
+
+# ---- one optimizer step ----------------------------------------------------------------------
+
+
+def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
+    """``grad_accum`` micro-batches, each seeded by (seed, step, micro, rank), then the update."""
+    cfg, engine, device = run.cfg, run.engine, run.device
+    step_loss = torch.zeros((), device=device)
+    for micro in range(cfg.grad_accum):
+        batch = next(it)  # the stream never ends
+        run.position += 1
+        if run.position >= run.batches_per_epoch:  # the next batch starts a new epoch
+            run.epoch, run.position = run.epoch + 1, 0
+        s = derive_seed(run.seed, run.step, micro, run.dist.rank)
+        torch.manual_seed(s)
+        gen = torch.Generator(device=device).manual_seed(s)
+        batch = move_to(batch, device)
+        with run.autocast:
+            # through the engine, not engine.module: its forward hooks tell ZeRO which
+            # micro-step is the accumulation boundary (bypassed, ZeRO-3 applied only
+            # the last micro-batch's gradient)
+            loss, logs = loss_fn(engine, batch, gen)
+        engine.backward(loss)
+        engine.step()
+        step_loss += loss.detach().float() / cfg.grad_accum
+        for k, v in logs.items():  # floats or device scalars (read at log steps only)
+            v = v.detach() if isinstance(v, torch.Tensor) else v
+            run.step_logs[k] = run.step_logs.get(k, 0.0) + v / cfg.grad_accum
+    run.step += 1
+    if run.step % cfg.ema_every == 0:
+        with trained_parameters(engine) as params:  # fp32 masters under precision bf16/fp16
+            run.ema.update(params)
+    run.pending.append(step_loss)
+    if run.bar is not None:
+        run.bar.update(1)
+
+
+def _read_losses(run: _Run) -> None:
+    """Move the pending losses to result.losses; a non-finite one on any rank stops every rank
+    (the gradients were all-reduced, so all weights are bad) before any save, preview or
+    validation uses them."""
+    if not run.pending:
+        return
+    first = run.step - len(run.pending) + 1
+    values = torch.stack(run.pending).tolist()
+    run.pending.clear()
+    bad = next(((first + i, v) for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if any_rank([bad is not None], run.dist)[0]:
+        where = f"loss became {bad[1]} at step {bad[0]}" if bad else "another rank's loss became non-finite"
+        raise MedidiffError(f"{where}: lower train.lr or check the data (the last checkpoint, before it, "
+                            f"is intact)")
+    run.result.losses.extend(values)
+    run.window.extend(values)
+
+
+# ---- periodic work: log line, validation, previews --------------------------------------------
+
+
+def _log_line(run: _Run) -> None:
+    _read_losses(run)
+    cfg, now = run.cfg, time.perf_counter()
+    dt = max(now - run.t_last, 1e-9)
+    n_steps = run.step - run.steps_last
+    vols = n_steps * cfg.micro_batch * cfg.grad_accum * run.dist.world_size
+    values: dict[str, Any] = {
+        "loss": sum(run.window) / max(1, len(run.window)),
+        "lr": float(run.engine.get_lr()[0]),
+        "epoch": run.epoch,
+        "steps_per_s": n_steps / dt,
+        "volumes_per_s": vols / dt,
+        **_read_logs(run.step_logs),
+    }
+    if run.device.type == "cuda":
+        values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(run.device) / 2**30
+    run.run_log.log(run.step, values)
+    if run.bar is not None:
+        run.bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+    run.window.clear()
+    run.step_logs.clear()
+    run.t_last, run.steps_last = now, run.step
+
+
+def _periodic(run: _Run, *, stopping: bool, val_fn: ValFn | None, preview_fn: PreviewFn | None) -> None:
+    """The log line (also at the last step of this call), validation and previews. A stop
+    signal skips validation and previews: the checkpoint must be written before SIGKILL."""
+    cfg, step = run.cfg, run.step
+    if step % cfg.log_every == 0 or stopping:
+        _log_line(run)
+    if run.result.preempted:
+        return
+    if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
+        _read_losses(run)
+        run.run_log.log(step, {f"val/{k}": v for k, v in _validate(run, val_fn).items()})
+    if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
+        _read_losses(run)  # on every rank: it takes a collective
+        if run.dist.is_main:
+            preview_fn(step, run.eval_copy.load(run.engine, run.ema), run.run_dir / "previews")  # type: ignore[union-attr]
+
+
+def _validate(run: _Run, val_fn: ValFn) -> dict[str, float]:
+    """Each rank validates its shard of the held-out set with the EMA weights; the sums and
+    counts are combined, so the value does not depend on the number of ranks."""
+    module = run.eval_copy.load(run.engine, run.ema)  # type: ignore[union-attr]
+    sums, count = val_fn(module, run.dist.rank, run.dist.world_size)
+    parts = [(sums, count)]
+    if run.dist.world_size > 1:
+        parts = [None] * run.dist.world_size  # type: ignore[list-item]
+        torch.distributed.all_gather_object(parts, (sums, count), group=run.dist.control)
+    total = sum(c for _, c in parts)
+    keys = sorted({k for s, _ in parts for k in s})
+    return {k: sum(s.get(k, 0.0) for s, _ in parts) / max(total, 1) for k in keys}
+
+
+# ---- stopping and checkpoints ----------------------------------------------------------------
+
+
+def _stop_now(run: _Run, pre: _Preemption) -> bool:
+    """Whether every rank stops after this step; sets result.preempted / time_limited.
+
+    A signal (SLURM may send it to some ranks only) or the deadline stops every rank at the
+    same step, or the others would wait in a collective forever. The ranks agree every step,
+    so a stop takes one step whatever log_every is; the agreement is one all_reduce of two
+    flags on the CPU control group, which does not wait for queued GPU work.
+    """
+    out_of_time = run.deadline is not None and time.monotonic() >= run.deadline
+    requested, out_of_time = any_rank([pre.requested, out_of_time], run.dist)
+    run.result.preempted = requested
+    run.result.time_limited = out_of_time and not requested and run.step < run.cfg.max_steps
+    return requested or out_of_time or run.step >= run.cfg.max_steps
+
+
+def _checkpoint(run: _Run) -> None:
+    """Every rank writes its DeepSpeed shards; rank 0 the gathered weights, EMA, state, COMPLETE."""
+    _read_losses(run)  # never checkpoint weights updated from a non-finite loss
+    state = {"step": run.step, "epoch": run.epoch, "position": run.position, "seed": run.seed,
+             "ema_updates": run.ema.num_updates, "world_size": run.dist.world_size,
+             "micro_batch": run.cfg.micro_batch, "zero_stage": zero_stage(run.engine),
+             "reshardable": reshardable(run.engine), "record": run.record}
+    engine, dist = run.engine, run.dist
+    tag = ckpt.tag_for_step(run.step)
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_engine_checkpoint(engine, run.root, tag)  # every rank: DeepSpeed writes its shards
+    directory = run.root / tag
+    with full_parameters(engine) as params:  # collective under ZeRO-3
+        if dist.is_main:
+            ckpt.save_tensors(directory / "model.safetensors", dict(zip(_all_names(engine), params)))
+    if dist.is_main:
+        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(run.names, run.ema.shadow)))
+    barrier()
+    if dist.is_main:
+        ckpt.mark_complete(directory, state)
+        ckpt.prune(run.root, run.cfg.keep_last)
+    barrier()
+    run.result.last_checkpoint = directory
+
+
+def _say_why_stopped(run: _Run) -> None:
+    if not run.dist.is_main:
+        return
+    if run.result.preempted:
+        log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume", run.step)
+    elif run.result.time_limited:
+        log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
+                    run.cfg.max_minutes, run.step, run.cfg.max_steps)
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path,
+    seed: int,
+    resume: bool = False,
+    overwrite: bool = False,
+    record: dict[str, Any] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    preview_fn: PreviewFn | None = None,
+    val_fn: ValFn | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> FitResult:
+    """Train ``model`` with ``loss_fn(engine, batch, generator) -> (loss, logs)`` under DeepSpeed.
+
+    Args:
+        model: the trainable network only (frozen codecs/encoders stay outside, used by loss_fn).
+        loss_fn: gets the DeepSpeed engine, which it calls like ``model`` (``engine(x, t, ...)``
+            runs ``model.forward``), exactly once per micro-batch: the engine's forward is where
+            DeepSpeed learns which micro-step ends an accumulation window.
+        dataset: map-style dataset; batches of ``cfg.micro_batch`` items per process.
+        run_dir: where checkpoints/, metrics.jsonl and tensorboard/ go. A fresh run (``resume``
+            False) into a folder that holds a run is refused unless ``overwrite`` (see
+            :func:`~medidiff.training.run_dir.claim_run_dir`); rank 0 locks it for the process.
+        record: JSON-able facts stored in every checkpoint's state.json (resolved config...).
+        preview_fn: ``preview_fn(step, module, out_dir)``, called on rank 0 alone every
+            ``cfg.preview_every`` steps with a plain (not ZeRO-partitioned) copy of the model holding
+            the EMA weights.
+        val_fn: ``val_fn(module, rank, world_size) -> (sums, count)``, called every
+            ``cfg.val_every`` steps on every rank with that copy: each rank evaluates its shard
+            (items ``rank::world_size``) and returns metric sums and the count they divide by.
+        num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
+            augmentation are the same for any value, so a run may resume with another.
+    """
+    run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress,
+                 evaluates=bool(val_fn is not None and cfg.val_every or preview_fn is not None and cfg.preview_every))
+    it: Any = None
     try:
+        # signal handlers first, then the loader's workers (they ignore the stop signals)
         with _Preemption() as pre:
-            while step < cfg.max_steps:
-                step_logs: dict[str, Any] = {}
-                step_loss = torch.zeros((), device=device)
-                for micro in range(cfg.grad_accum):
-                    batch = next(it)  # the stream never ends
-                    position += 1
-                    if position >= batches_per_epoch:  # the next batch starts a new epoch
-                        epoch, position = epoch + 1, 0
-                    s = derive_seed(seed, step, micro, dist.rank)
-                    torch.manual_seed(s)
-                    gen = torch.Generator(device=device).manual_seed(s)
-                    batch = move_to(batch, device)
-                    with autocast:
-                        loss, logs = loss_fn(engine.module, batch, gen)
-                    engine.backward(loss)
-                    engine.step()
-                    step_loss += loss.detach().float() / cfg.grad_accum
-                    for k, v in logs.items():  # floats or device scalars (read at log steps only)
-                        v = v.detach() if isinstance(v, torch.Tensor) else v
-                        step_logs[k] = step_logs.get(k, 0.0) + v / cfg.grad_accum
-                step += 1
-                if step % cfg.ema_every == 0:
-                    with full_parameters(engine) as _:
-                        ema.update([p for _, p in _named_params(engine.module)])
-                pending.append(step_loss)
-                if bar is not None:
-                    bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    read_losses()
-                    now = time.perf_counter()
-                    dt = max(now - t_last, 1e-9)
-                    n_steps = step - steps_last
-                    vols = n_steps * cfg.micro_batch * cfg.grad_accum * dist.world_size
-                    values: dict[str, Any] = {
-                        "loss": sum(window) / len(window),
-                        "lr": float(engine.get_lr()[0]),
-                        "epoch": epoch,
-                        "steps_per_s": n_steps / dt,
-                        "volumes_per_s": vols / dt,
-                        **_read_logs(step_logs),
-                    }
-                    if device.type == "cuda":
-                        values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                    run_log.log(step, values)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
-                    window.clear()
-                    t_last, steps_last = now, step
-                if cfg.val_every and val_fn is not None and step % cfg.val_every == 0:
-                    read_losses()
-                    with _ema_weights(engine, ema):
-                        run_log.log(step, {f"val/{k}": v for k, v in val_fn(engine.module).items()})
-                if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
-                    read_losses()  # on every rank: it may take a collective
-                    if dist.is_main:
-                        with _ema_weights(engine, ema):
-                            preview_fn(step, engine.module, run_dir / "previews")
-                # A signal (SLURM may send it to some ranks only) or the deadline stops every rank
-                # at the same step, or the others would wait in a collective forever. Several ranks
-                # agree with one all_reduce at log steps; one rank checks every step.
-                requested, out_of_time = False, False
-                if dist.world_size == 1 or step % cfg.log_every == 0:
-                    requested, out_of_time = _any_ranks(
-                        [pre.requested, deadline is not None and time.monotonic() >= deadline], device, dist)
-                out_of_time = out_of_time and step < cfg.max_steps
-                stop = requested or out_of_time or step == cfg.max_steps
-                if stop or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                    read_losses()  # never checkpoint weights updated from a non-finite loss
-                    state = {"step": step, "epoch": epoch, "position": position, "seed": seed,
-                             "ema_updates": ema.num_updates, "world_size": dist.world_size,
-                             "zero_stage": zero_stage(engine), "record": record or {}}
-                    result.last_checkpoint = _save(engine, ema, names, root, step, state, dist, cfg.keep_last)
-                if requested:
-                    result.preempted = True
-                    if dist.is_main:
-                        log.warning("stop requested by signal: checkpoint written at step %d; resume with --resume",
-                                    step)
+            it = iter(_loader(run, dataset, collate_fn, num_workers))
+            run.engine.train()
+            run.t_last = time.perf_counter()
+            while run.step < cfg.max_steps:
+                _train_step(run, it, loss_fn)
+                stop = _stop_now(run, pre)
+                _periodic(run, stopping=stop, val_fn=val_fn, preview_fn=preview_fn)
+                if stop or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
+                    _checkpoint(run)
+                if stop:
+                    _say_why_stopped(run)
                     break
-                if out_of_time:
-                    result.time_limited = True
-                    if dist.is_main:
-                        log.warning("train.max_minutes=%g reached at step %d of %d: checkpoint written, stopping",
-                                    cfg.max_minutes, step, cfg.max_steps)
-                    break
-        read_losses()
+        _read_losses(run)
     finally:  # also on errors: no worker processes or open logs outlive the loop
-        if bar is not None:
-            bar.close()
+        if run.bar is not None:
+            run.bar.close()
         if num_workers > 0 and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        run_log.close()
-    result.final_step = step
-    return result
+        run.run_log.close()
+    run.result.final_step = run.step
+    return run.result

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from tests.training import toy_train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args: list[str], *, torchrun: int = 0, check: bool = True) -> subprocess.CompletedProcess:
+def _run(args: list[str], *, torchrun: int = 0, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     # In-process tests set RANK/MASTER_PORT... in os.environ: a child must pick its own.
     dist_keys = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
     env = {k: v for k, v in os.environ.items() if k not in dist_keys}
@@ -32,7 +34,7 @@ def _run(args: list[str], *, torchrun: int = 0, check: bool = True) -> subproces
                "-m", "tests.training.toy_train", *args]
     else:
         cmd = [sys.executable, "-m", "tests.training.toy_train", *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -67,6 +69,17 @@ def test_each_zero_stage_trains_and_checkpoints(tmp_path, stage):
     assert ema.keys() == model.keys() and all(v.dtype == torch.float32 for v in ema.values())
     # The EMA lags the weights (warm-up decay (1+s)/(10+s) > 0 after the first update).
     assert any(not torch.equal(ema[k], model[k]) for k in ema)
+
+
+def test_zero3_with_accumulation_equals_zero0_in_one_process(tmp_path):
+    # The loss gets the engine: its forward marks the accumulation boundary for ZeRO-3. Through
+    # engine.module, ZeRO-3 applied only the last micro-batch's gradient (10% off after 2 steps).
+    for stage in (0, 3):
+        torch.manual_seed(0)
+        toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
+                      toy_train.config(stage, 2, grad_accum=2), run_dir=tmp_path / f"z{stage}", seed=0,
+                      progress=False)
+    _assert_same_tensors(_final(tmp_path / "z3", "model.safetensors"), _final(tmp_path / "z0", "model.safetensors"))
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
@@ -107,9 +120,9 @@ def test_validation_never_runs_on_weights_from_a_non_finite_loss(tmp_path):
         loss, logs = inner(net, batch, gen)
         return (loss * float("nan") if calls["n"] == 5 else loss), logs  # step 3
 
-    def val_fn(module):
+    def val_fn(module, rank, world_size):
         validated.append(calls["n"] // 2)
-        return {"loss": 0.0}
+        return {"loss": 0.0}, 1
 
     cfg = toy_train.config(0, 6, log_every=5, ckpt_every=10, val_every=2)
     with pytest.raises(MedidiffError, match="loss became nan at step 3"):
@@ -125,6 +138,41 @@ def test_resume_with_a_position_past_the_new_epoch_is_refused(tmp_path):
     with pytest.raises(MedidiffError, match="micro_batch, the number of processes or the data set changed"):
         toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
                       toy_train.config(0, 4, micro_batch=6), run_dir=tmp_path, seed=0, progress=False, resume=True)
+
+
+def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
+    def toy(stage, steps, lr=1e-2, resume=False, run=tmp_path / "z0"):
+        record = {"config": {"seed": 0, "train": {"lr": lr, "max_steps": steps}}}
+        return toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(),
+                             toy_train.config(stage, steps, lr=lr), run_dir=run, seed=0, progress=False,
+                             resume=resume, record=record)
+
+    toy(0, 2)
+    with pytest.raises(MedidiffError, match=r"under ZeRO-0, this run has 1 under ZeRO-2: resume with 1 process"):
+        toy(2, 4, resume=True)
+    with pytest.raises(MedidiffError, match=r"config differs .*train.lr: 0.01 -> 0.02"):
+        toy(0, 4, lr=2e-2, resume=True)
+    assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
+    # ZeRO-2 shards written by 2 ranks cannot be re-cut for 1 (DeepSpeed 0.19 refuses it)
+    toy(2, 2, run=tmp_path / "z2")
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path / "z2"))
+    state = json.loads((last / "state.json").read_text())
+    (last / "state.json").write_text(json.dumps({**state, "world_size": 2}))  # as if written by 2 ranks
+    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) under ZeRO-2, this run has 1 under ZeRO-2 "
+                                            r"\(ZeRO-2 shards are cut for one world size\): resume with 2 process"):
+        toy(2, 4, resume=True, run=tmp_path / "z2")
+
+
+def test_a_zero0_run_resumes_on_another_number_of_processes(tmp_path):
+    # 2 ranks x 2 micro-batches of 2 = 8 items per step; 12 items: after 1 step the epoch's first
+    # 8 are used. One process (4 items per step) continues after them: batch 4 of that epoch.
+    _run([str(tmp_path), "--stage", "0", "--steps", "1"], torchrun=2)
+    proc = _run([str(tmp_path), "--stage", "0", "--steps", "3", "--resume"])
+    assert "resuming on 1 process(es) a ZeRO-0 checkpoint written by 2; the epoch continues after its first 8" \
+        in proc.stderr
+    state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))
+    assert (state["step"], state["world_size"]) == (3, 1)
+    assert sorted(_losses(tmp_path)) == [1, 2, 3]
 
 
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():
@@ -179,10 +227,9 @@ def test_zero3_ema_matches_zero0_with_two_processes(tmp_path):
     if shutil.which("torchrun") is None and not hasattr(torch.distributed, "run"):
         pytest.skip("torch.distributed.run unavailable")
     z0, z3 = tmp_path / "z0", tmp_path / "z3"
-    # grad_accum 1: with accumulation, DeepSpeed 0.19.8's ZeRO-3 drifts from stages 0-2 by
-    # ~1e-3 after the first step even in one fp32 CPU process (stages 0 and 2 agree bitwise).
-    _run([str(z0), "--stage", "0", "--steps", "4", "--grad-accum", "1"], torchrun=2)
-    _run([str(z3), "--stage", "3", "--steps", "4", "--grad-accum", "1"], torchrun=2)
+    # with accumulation: ZeRO-3 must average both micro-batches' gradients, as stage 0 does
+    _run([str(z0), "--stage", "0", "--steps", "4", "--grad-accum", "2"], torchrun=2)
+    _run([str(z3), "--stage", "3", "--steps", "4", "--grad-accum", "2"], torchrun=2)
     ema0, ema3 = _final(z0, "ema.safetensors"), _final(z3, "ema.safetensors")
     m0, m3 = _final(z0, "model.safetensors"), _final(z3, "model.safetensors")
     assert ema0.keys() == ema3.keys()
@@ -195,11 +242,79 @@ def test_zero3_ema_matches_zero0_with_two_processes(tmp_path):
 
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     # Rank 0 alone gets SIGUSR1 in step 3; the ranks agree, checkpoint step 3 together and exit.
-    # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.)
-    proc = _run([str(tmp_path), "--steps", "8", "--grad-accum", "1", "--signal-rank0-at-step", "3"], torchrun=2)
+    # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.) They agree
+    # every step: with log_every 50 the stop still comes at step 3, not at the next log step.
+    proc = _run([str(tmp_path), "--steps", "8", "--grad-accum", "1", "--signal-rank0-at-step", "3",
+                 "--log-every", "50"], torchrun=2)
     assert proc.returncode == 0
     assert ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)).name == "step_00000003"
-    assert sorted(_losses(tmp_path)) == [1, 2, 3]  # rank 0 logged steps 1-3 and stopped
+    assert sorted(_losses(tmp_path)) == [3]  # the stop step is logged whatever log_every is
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_cleanly(tmp_path):
+    # What torchrun and SLURM do: SIGTERM to every process of the job, loader workers included.
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT", "LOCAL_WORLD_SIZE"}}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--workers", "2",
+           "--ckpt-every", "0", "--log-every", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        metrics = tmp_path / "metrics.jsonl"
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        try:  # loader workers included
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, err[-3000:]
+    assert "killed by signal" not in err
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
+    assert last is not None and ckpt.read_state(last)["step"] >= 3  # the stop's checkpoint, complete
+
+
+def test_previews_and_validation_under_zero3_on_two_ranks(tmp_path):
+    # Rank 0 alone samples previews: through the ZeRO-3 engine that was a collective the other
+    # rank never joined (a deadlock). Validation is split across the ranks and combined.
+    _run([str(tmp_path), "--stage", "3", "--steps", "4", "--grad-accum", "1", "--preview-every", "2",
+          "--val-every", "2"], torchrun=2, timeout=240)
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["step_00000002.pt", "step_00000004.pt"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val/item_sq" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(r["val/item_sq"] == 6.0 and r["val/loss"] > 0 for r in val)  # the mean over all 5 items
+
+
+def test_ema_averages_the_fp32_master_weights_under_bf16(tmp_path):
+    from medidiff.training.ema import EMAConfig
+
+    # decay 0: the EMA is the latest weights. From the bf16 module they would all be bf16 values;
+    # from the optimizer's fp32 masters they are not.
+    cfg = toy_train.config(2, 2, grad_accum=1, precision="bf16", ema=EMAConfig(max_decay=0.0, warmup="none"))
+    toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), cfg, run_dir=tmp_path, seed=0,
+                  progress=False)
+    ema, model = _final(tmp_path, "ema.safetensors"), _final(tmp_path, "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in ema.values()) and model["a.weight"].dtype == torch.bfloat16
+    assert any(not torch.equal(v, v.bfloat16().float()) for v in ema.values())
+    for k in ema:  # and the module's weights are those masters, rounded
+        torch.testing.assert_close(ema[k].bfloat16(), model[k], rtol=0, atol=0)
+
+
+def test_fp16_uses_deepspeed_dynamic_loss_scaling():
+    from medidiff.config import ConfigError
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import resolve_deepspeed_config
+
+    ds = resolve_deepspeed_config(TrainConfig(precision="fp16", deepspeed="zero2", grad_accum=2), 1)
+    assert ds["fp16"]["enabled"] is True and ds["fp16"]["loss_scale"] == 0 and ds["bf16"]["enabled"] is False
+    with pytest.raises(ConfigError, match="stage 0 with precision fp16"):
+        resolve_deepspeed_config(TrainConfig(precision="fp16", deepspeed="zero0", grad_accum=2), 1)
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():

@@ -86,11 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-in-save", type=int)
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=1)
+    p.add_argument("--preview-every", type=int, default=0, help="rank 0 runs the net on one item and saves it")
+    p.add_argument("--val-every", type=int, default=0, help="validate on 5 items, split across ranks")
+    p.add_argument("--ckpt-every", type=int, default=2)
     p.add_argument("--signal-rank0-at-step", type=int, help="rank 0 alone gets SIGUSR1 during this step")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     net = ToyNet()
-    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum)
+    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum, log_every=args.log_every,
+                 ckpt_every=args.ckpt_every, preview_every=args.preview_every, val_every=args.val_every)
     kill_call = None if args.kill_at_step is None else (args.kill_at_step - 1) * cfg.grad_accum + 1
     if args.kill_in_save is not None:
         from medidiff.training import checkpoint as ckpt
@@ -116,7 +121,28 @@ def main(argv: list[str] | None = None) -> None:
             return inner(net, batch, gen)
 
     fit(net, loss_fn, ToyData(), cfg, run_dir=args.run_dir, seed=7, resume=args.resume,
-        record={"toy": True}, progress=False, num_workers=args.workers)
+        record={"toy": True}, progress=False, num_workers=args.workers, preview_fn=preview, val_fn=val)
+
+
+def preview(step: int, module: nn.Module, out_dir: Path) -> None:
+    """What a sampling preview does: forward passes on rank 0 alone."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        y = module(ToyData().x[:1])
+    torch.save(y, out_dir / f"step_{step:08d}.pt")
+
+
+def val(module: nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
+    """Items 0..4 split across ranks; ``item_sq`` averages to 6 over all of them (rank 0's share
+    alone to 6.67), ``loss`` is the EMA net's error on them."""
+    data = ToyData(5)
+    sums, n = {"item_sq": 0.0, "loss": 0.0}, 0
+    with torch.no_grad():
+        for i in range(rank, 5, world_size):
+            sums["item_sq"] += float(i * i)
+            sums["loss"] += float((module(data.x[i:i + 1]) - data.x[i:i + 1]).pow(2).mean())
+            n += 1
+    return sums, n
 
 
 if __name__ == "__main__":
