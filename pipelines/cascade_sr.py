@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in (base, sr):
         save_resolved(cfg, out, f"{cfg.name}.yaml")
         train, export = STAGES[cfg.stage]()
-        train(cfg, progress=not args.smoke)
+        train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
         models[cfg.stage] = export(run_dir_of(cfg), out / "models" / cfg.name)
 
     # 3. generate: base on the half grid -> SR to the full grid (CascadePipeline) -> NIfTI + seg; score

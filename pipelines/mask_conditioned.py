@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. train the mask-conditioned model on the training folds, export its EMA weights
     save_resolved(cfg, out, "mask_flow.yaml")
     train, export = STAGES[cfg.stage]()
-    train(cfg, progress=not args.smoke)
+    train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
     model = export(run_dir_of(cfg), out / "models" / cfg.name)
 
     # 3. the conditions: held-out real label maps, through the training pipeline onto the model grid

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. train with the frozen encoder outside the engine (prompts encoded once, cached) and export
     save_resolved(cfg, out, "text_flow.yaml")
     train, export = STAGES[cfg.stage]()
-    train(cfg, progress=not args.smoke)
+    train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
     model = export(run_dir_of(cfg), out / "models" / cfg.name)
 
     # 3. generate each prompt --num times with classifier-free guidance (sampler.guidance_scale)

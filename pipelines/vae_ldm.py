@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for cfg in (vae, ldm):
         save_resolved(cfg, out, f"{cfg.name}.yaml")
         train, export = STAGES[cfg.stage]()
-        train(cfg, progress=not args.smoke)
+        train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
         model = export(run_dir_of(cfg), out / "models" / cfg.name)
 
     # 3. generate: noise -> latents -> VAE decode -> NIfTI; then optionally score them

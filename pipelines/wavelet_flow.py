@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. train (DeepSpeed, one process; torchrun for several GPUs: see pipelines/README.md) and export
     save_resolved(cfg, out, "wavelet_flow.yaml")
     train, export = STAGES[cfg.stage]()
-    train(cfg, progress=not args.smoke)
+    train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
     model = export(run_dir_of(cfg), out / "models" / cfg.name)
 
     # 3. generate NIfTI cases (4 modalities + seg, provenance, previews) with the EMA model; score them

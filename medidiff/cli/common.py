@@ -65,11 +65,14 @@ def run_script(main_fn: Any) -> int:
 
 
 def recipe_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments every pipelines/ recipe takes: --data, --out, --set, --smoke, --dry-run."""
+    """The arguments every pipelines/ recipe takes: --data, --out, --set, --smoke, --dry-run, and
+    --resume/--overwrite for a run folder that an earlier call used (as `medidiff train`)."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     p.add_argument("--data", help="BraTS folder or manifest JSON (default: phantom cases on the config's grid)")
     p.add_argument("--out", required=True, help="output folder: manifest, runs/, models/, generated/, report/")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: check the recipe runs (seconds, CPU)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config(s) and exit")
+    p.add_argument("--resume", action="store_true", help="continue the runs an earlier call left in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the runs an earlier call left in --out first")
     return p

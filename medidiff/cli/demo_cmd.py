@@ -142,7 +142,7 @@ def _demo(args: argparse.Namespace) -> int:
         save_resolved(cfg, out, f"{cfg.name}.yaml")
         say(f"{label}: {cfg.train.max_steps} steps on {args.device}; config -> {out / (cfg.name + '.yaml')}")
         train, export = STAGES[cfg.stage]()
-        result = train(cfg, progress=True)
+        result = train(cfg, overwrite=True, progress=True)  # the demo owns --out: a re-run starts over
         n = min(20, len(result.losses))
         say(f"    loss {sum(result.losses[:n]) / n:.3f} (first {n} steps) -> "
             f"{sum(result.losses[-n:]) / n:.3f} (last {n})")
