@@ -153,12 +153,13 @@ def _demo(args: argparse.Namespace) -> int:
                 "--no-progress"])
     if code:
         return code
-    say(f"6/6 evaluation (segmentation utility, image metrics, memorisation) -> {out / 'report'}")
+    tasks = "utility,image,memorisation" + (",tissue" if args.data == "anatomy" else "")  # tissue maps: anatomy only
+    say(f"6/6 evaluation ({tasks.replace(',', ', ')}) -> {out / 'report'}")
     seeds = [str(s) for s in preset["eval_seeds"]]
     code = cli(["evaluate", "--real", str(out / "manifest.json"), "--root", str(data), "--synthetic",
-                str(out / "generated"), "--out", str(out / "report"), "--set", f"data.roi={list(preset['shape'])}", "--set", f"data.spacing={list(spacing)}",
-                "--set", "data.fold=0", "--set", "data.label_mode=regions", "--steps", str(preset["eval_steps"]),
-                "--seeds", *seeds, "--device", args.device, "--tasks", "utility,image,memorisation",
+                str(out / "generated"), "--out", str(out / "report"), "--set", f"data.roi={list(preset['shape'])}",
+                "--set", f"data.spacing={list(spacing)}", "--set", "data.fold=0", "--set", "data.label_mode=regions",
+                "--steps", str(preset["eval_steps"]), "--seeds", *seeds, "--device", args.device, "--tasks", tasks,
                 "--no-progress"])
     if code:
         return code

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "now, so later evaluations compare on the same features (eval.feature_net)")
     p.add_argument("--codec", help="codec folder, or a model folder holding codec/: reconstruction PSNR/SSIM of "
                                    "held-out real cases (eval.codec)")
-    p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation,codec (eval.tasks)")
+    p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation,codec,tissue (eval.tasks; "
+                                   "tissue needs real cases with tissue maps, as `medidiff data anatomy` writes)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
 
