@@ -30,7 +30,7 @@ from medidiff.data.labels import block_majority_regions
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
-from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds
+from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds, step_generators
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
@@ -143,7 +143,7 @@ class SRPipeline(ModelPipeline):
         # clamp x0 in image space, not on normalised latent coefficients (WDM clamps after the IDWT)
         x0_transform = image_space_clamp(self.codec) if sampler.clip_x0 else None
         extra: dict[str, Any] = {"eta": sampler.eta} if sampler.name == "ddim" else {}
-        z = SAMPLERS[sampler.name](denoiser, x, ts, cond=cond, guidance=guidance, generators=gens,
+        z = SAMPLERS[sampler.name](denoiser, x, ts, cond=cond, guidance=guidance, generators=step_generators(gens, dev),
                                    x0_transform=x0_transform, **extra)
         return self.codec.decode(z).clamp(-1, 1).float().cpu()  # (B, C, *roi)
 

@@ -185,7 +185,10 @@ def test_objective_adapter_matches_oracle_denoiser(kind, name, prediction):
     out = sample(obj, OracleNet(obj), (64, 3, 2), config=sc, seeds=range(64))
     gens = [torch.Generator().manual_seed(i) for i in range(64)]
     x = torch.stack([torch.randn(3, 2, generator=g) for g in gens])
-    ref = SAMPLERS[name](ddpm_oracle if kind == "ddpm" else flow_oracle, x, obj.timesteps(20), generators=gens)
+    from medidiff.samplers import step_generators  # sample(): per-step noise from generators derived after x_T
+
+    ref = SAMPLERS[name](ddpm_oracle if kind == "ddpm" else flow_oracle, x, obj.timesteps(20),
+                         generators=step_generators(gens, "cpu"))
     assert torch.allclose(out, ref, atol=1e-4), (out - ref).abs().max()
 
 
@@ -317,3 +320,21 @@ def test_drop_conditions_per_sample_and_null_values():
     assert (drop_conditions(cimg, mask)["cond_image"][mask] == 0).all()
     with pytest.raises(ValueError, match="null class index"):
         drop_conditions(cond, mask)
+
+
+def test_step_noise_generators_live_on_the_sampling_device_and_follow_their_seed():
+    """Per-step noise is drawn where the sampler runs (no host RNG + copy per step, issue 15),
+    from generators that depend on their own sample's seed only."""
+    from medidiff.samplers import generators_from_seeds, step_generators
+
+    a = step_generators(generators_from_seeds([7, 8]), "cpu")
+    b = step_generators(generators_from_seeds([9, 8]), "cpu")
+    assert all(g.device.type == "cpu" for g in a)
+    assert a[1].initial_seed() == b[1].initial_seed() != a[0].initial_seed()
+    # the starting noise is drawn first from the case's generator: deriving the step generator
+    # afterwards leaves it unchanged
+    g = generators_from_seeds([7])[0]
+    first = torch.randn(4, generator=g)
+    assert torch.equal(first, torch.randn(4, generator=generators_from_seeds([7])[0]))
+    if torch.cuda.is_available():
+        assert step_generators(generators_from_seeds([7]), "cuda")[0].device.type == "cuda"
