@@ -10,8 +10,9 @@ through the public pipelines (``CascadePipeline``), batch 1.
 Rows:
   cascade_flow_K      flow matching, Euler, K steps in each stage (measured end to end)
   cascade_ddpm_1000   the same nets as a DDPM cascade with the 1000-step ancestral sampler;
-                      timed at n and 2n steps per stage (n = ``--ddpm-measure-steps``), which
-                      separates the fixed cost from the per-step cost, and extrapolated to 1000
+                      timed at n, 2n and 3n steps per stage (n = ``--ddpm-measure-steps``); a
+                      least-squares fit separates the fixed cost from the per-step cost (recorded
+                      with its residual) and is extrapolated to 1000
                       steps (each DDPM step is one net call, like an Euler step); ``--ddpm-full``
                       times all 1000
 
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medidiff.cascade.config import CascadeConfig
@@ -108,6 +110,19 @@ def time_cases(pipe: CascadePipeline, steps: int, *, cases: int, device: str, au
     return (time.perf_counter() - start) / cases
 
 
+def fit_fixed_plus_steps(steps: list[int], seconds: list[float]) -> dict[str, float]:
+    """Least-squares ``seconds = fixed + steps x per_step`` over >= 3 step counts, with the largest
+    residual: a negative fixed cost or a large residual says the timings are not linear in steps
+    (warm-up, clocks), and the extrapolation should not be trusted."""
+    if len(steps) < 3:
+        raise ValueError("fit the step cost on at least three step counts")
+    a = np.stack([np.ones(len(steps)), np.asarray(steps, dtype=np.float64)], axis=1)
+    (fixed, per_step), *_ = np.linalg.lstsq(a, np.asarray(seconds, dtype=np.float64), rcond=None)
+    resid = np.asarray(seconds) - a @ np.array([fixed, per_step])
+    return {"fixed_s": round(float(fixed), 5), "per_step_s": round(float(per_step), 6),
+            "max_abs_residual_s": round(float(np.abs(resid).max()), 5), "fixed_negative": bool(fixed < 0)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda or cpu")
@@ -151,14 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.ddpm_full:
             row["seconds_per_case"] = round(time_cases(ddpm, args.ddpm_steps, cases=args.cases, device=args.device,
                                                        autocast=autocast), 3)
-        else:  # cost = fixed (decode, conditioning) + steps x per-step cost; two runs separate the two
+        else:  # cost = fixed (decode, conditioning) + steps x per-step cost, fitted over n, 2n, 3n steps
             n = min(args.ddpm_measure_steps, args.ddpm_steps)
-            t1 = time_cases(ddpm, n, cases=1, device=args.device, autocast=autocast)
-            t2 = time_cases(ddpm, 2 * n, cases=1, device=args.device, autocast=autocast)
-            per_step = max(t2 - t1, 0.0) / n
-            row["seconds_per_case"] = round(t1 - n * per_step + args.ddpm_steps * per_step, 3)
-            row.update(extrapolated_from_steps=[n, 2 * n], measured_seconds_per_case=[round(t1, 4), round(t2, 4)],
-                       seconds_per_step_both_stages=round(per_step, 5))
+            ks = [n, 2 * n, 3 * n]
+            ts = [time_cases(ddpm, k, cases=1, device=args.device, autocast=autocast) for k in ks]
+            fit = fit_fixed_plus_steps(ks, ts)
+            row["seconds_per_case"] = round(fit["fixed_s"] + args.ddpm_steps * fit["per_step_s"], 3)
+            row.update(extrapolated_from_steps=ks, measured_seconds_per_case=[round(t, 4) for t in ts], fit=fit)
         results.append(row)
         print(json.dumps(row), flush=True)
         del ddpm

@@ -63,3 +63,17 @@ def test_preemption_bench_smoke_stops_resumes_and_compares_stages(tmp_path):
         assert res["stopped"]["seconds_to_complete_checkpoint"] is not None and res["resumed"]["exit"] == 0
         assert res["resumed_final_step"] == 8 and res["resumed_vs_full_max_rel_loss_diff"] == 0.0  # CPU fp32: exact
     assert record["zero3_vs_zero2"]["max_rel_loss_diff"] < 1e-4
+
+
+def test_cascade_bench_fit_recovers_fixed_and_per_step_cost():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cascade_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "cascade_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fit = mod.fit_fixed_plus_steps([20, 40, 60], [0.5 + 0.01 * k for k in (20, 40, 60)])
+    assert abs(fit["fixed_s"] - 0.5) < 1e-6 and abs(fit["per_step_s"] - 0.01) < 1e-8 and not fit["fixed_negative"]
+    # a negative fixed cost (as the recorded H100 pair implied) is flagged, not extrapolated silently
+    assert mod.fit_fixed_plus_steps([20, 40, 60], [1.0, 2.4, 3.8])["fixed_negative"]
+    with pytest.raises(ValueError):
+        mod.fit_fixed_plus_steps([20, 40], [1.0, 2.0])
