@@ -9,6 +9,7 @@ JSON, and gets a ``.json`` sidecar with the same provenance.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,13 +40,22 @@ def source_record(case_id: str, manifest: str | Path, *, fold: int | None = None
     """
     import hashlib
 
-    digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]
+    stat = Path(manifest).stat()
+    digest = _file_digest16(str(manifest), stat.st_mtime_ns, stat.st_size)
     public: dict[str, Any] = {"case_id_sha256": hashlib.sha256(case_id.encode()).hexdigest()[:16],
                               "manifest_sha256": digest}
     if fold is not None:
         public["fold"] = int(fold)
     private = {"case_id": case_id, "manifest": str(manifest)} if keep_ids else {}
     return public, private
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest16(path: str, mtime_ns: int, size: int) -> str:
+    # one read per manifest version: a run records the same manifest for every case
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def sidecar_path(path: str | Path) -> Path:

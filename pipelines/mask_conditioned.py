@@ -3,10 +3,12 @@
 Med-DDPM concatenates a tumour label map to the noisy volume and runs 250 DDPM steps in image
 space. Here the WT/TC/ET masks condition a flow-matching model (arXiv:2210.02747, rectified flow
 arXiv:2209.03003) on the exact Haar wavelet latent (WDM, arXiv:2402.19043): 8x fewer voxels for
-the UNet, ~30 Euler steps. The recipe trains on the non-held-out folds, writes the held-out
-cases' label maps on the model grid (or uses --masks DIR), generates one case per label map, and
-scores mask fidelity: do segmenters trained on real cases find the given tumour in the synthetic
-images? Config: configs/mask_flow.yaml (its eval: section sets the evaluation budget).
+the UNet, ~30 Euler steps. The recipe trains on the non-held-out folds, generates one case per
+label map of those TRAINING folds (or per map in --masks DIR), and scores mask fidelity (do
+segmenters trained on real cases find the given tumour in the synthetic images?) and utility.
+Held-out label maps never condition a set that trains segmenters tested on the held-out cases:
+that would leak test labels (issue 14), and `evaluate` refuses such a set.
+Config: configs/mask_flow.yaml (its eval: section sets the evaluation budget).
 
     python pipelines/mask_conditioned.py --out out/mask --smoke                # seconds, phantoms
     python pipelines/mask_conditioned.py --data /data/BraTS2023 --out out/mask --set train.device=cuda
@@ -21,10 +23,8 @@ from pathlib import Path
 from medidiff.cli.common import recipe_parser
 from medidiff.cli.main import main as medidiff
 from medidiff.config import dump_yaml, load_config, save_resolved
-from medidiff.data.masks import write_model_grid_masks
 from medidiff.data.prepare import prepare_data
 from medidiff.eval import run_evaluation
-from medidiff.eval.data import real_items
 from medidiff.training.diffusion import run_dir_of
 from medidiff.training.engine import resolve_device
 from medidiff.training.stages import STAGES
@@ -39,7 +39,8 @@ SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "latent.stats_batches=1",
 
 def main(argv: list[str] | None = None) -> int:
     p = recipe_parser(__doc__)
-    p.add_argument("--masks", help="label maps ({0,1,2,3}) on the model grid (default: the held-out fold's)")
+    p.add_argument("--masks", help="label maps ({0,1,2,3}) on the model grid (default: the training folds' "
+                                   "label maps from the manifest)")
     p.add_argument("--num", type=int, help="cases to generate (default: one per label map; case i uses map i mod n)")
     args = p.parse_args(argv)
     out = Path(args.out).absolute()
@@ -57,16 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.smoke)
     model = export(run_dir_of(cfg), out / "models" / cfg.name)
 
-    # 3. the conditions: held-out real label maps, through the training pipeline onto the model grid
-    masks = Path(args.masks) if args.masks else out / "masks"
-    if not args.masks:
-        _, held_out, label_map = real_items(cfg.data.manifest, cfg.data.root or None, cfg.data.fold)
-        write_model_grid_masks(held_out, cfg.data, masks, label_map=label_map)
+    # 3. the conditions: the training folds' label maps (generate --masks MANIFEST picks them), or --masks DIR
+    masks = ["--masks", str(Path(args.masks))] if args.masks else [
+        "--masks", str(cfg.data.manifest), *(["--root", str(cfg.data.root)] if cfg.data.root else [])]
+    num = args.num or (len(list(Path(args.masks).glob("*.nii*"))) if args.masks else 4 if args.smoke else 16)
 
-    # 4. synthetic cases conditioned on the label maps (sorted by name), then mask fidelity (+ utility)
+    # 4. synthetic cases conditioned on the label maps, then mask fidelity (+ utility)
     device = str(resolve_device(cfg.train.device))
-    num = args.num or len(list(masks.glob("*.nii*")))
-    code = medidiff(["generate", "--model", str(model), "--masks", str(masks), "--num", str(num),
+    code = medidiff(["generate", "--model", str(model), *masks, "--num", str(num),
                      "--out", str(out / "generated"), "--device", device, "--no-progress"])
     if code == 0:
         run_evaluation(cfg, replace(cfg.eval, device=device), real_manifest=cfg.data.manifest, root=cfg.data.root

@@ -173,6 +173,11 @@ class CascadePipeline:
         sr_mm = [sp * sr.scale for sp in s.data.spacing]
         if not np.allclose(base_mm, sr_mm):
             problems.append(f"voxel sizes differ: base {base_mm} mm, SR low-res grid {sr_mm} mm")
+        if b.data.fold != s.data.fold:
+            # masks are chosen from, and evaluations hold out, ONE fold (the cascade's cfg is the SR
+            # stage's): a base model that trained on the SR stage's held-out fold would leak it
+            problems.append(f"data.fold differs: base {b.data.fold}, SR {s.data.fold} (train both stages with "
+                            "the same held-out fold)")
         if problems:
             raise MedidiffError("base and SR models do not chain: " + "; ".join(problems))
 

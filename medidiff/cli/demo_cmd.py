@@ -47,7 +47,7 @@ def common_overrides(preset: dict[str, Any], out: Path, device: str, kind: str =
     _, spacing = data_grid(preset, kind)
     return [
         f"output_dir={out / 'runs'}", "seed=0", f"data.spacing={list(spacing)}",
-        f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}", f"data.roi=[{x}, {y}, {z}]",
+        f"data.manifest={out / 'manifest.json'}", f"data.root={out / f'data_{kind}'}", f"data.roi=[{x}, {y}, {z}]",
         "data.fold=0", "data.label_mode=regions", "data.cache=memory",
         "latent.levels=1", "conditioning.generate_labels=true",
         f"net.channels={preset['channels']}", "net.num_res_blocks=1", "net.norm_groups=16",
@@ -127,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"[demo {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
-    data = out / "data"
+    data = out / f"data_{args.data}"  # one folder per set: a re-run with the other --data does not clash
     grid, spacing = data_grid(preset, args.data)
     say(f"1/6 {args.data} data: {preset['cases']} cases of {grid} at {spacing} mm -> {data}")
     write_synthetic_set(args.data, data, preset["cases"], shape=grid, seed=0)
@@ -148,7 +148,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"{sum(result.losses[-n:]) / n:.3f} (last {n})")
         models[cfg.stage] = export(run_dir_of(cfg), out / "models" / cfg.name)
     say(f"5/6 generating {preset['generate']} full-resolution cases (base + SR) -> {out / 'generated'}")
-    code = cli(["generate", "--model", str(models["diffusion"]), "--sr-model", str(models["sr"]),
+    code = cli(["generate", "--overwrite", "--model", str(models["diffusion"]), "--sr-model", str(models["sr"]),
                 "--num", str(preset["generate"]), "--out", str(out / "generated"), "--device", args.device,
                 "--no-progress"])
     if code:

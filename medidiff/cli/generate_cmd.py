@@ -69,6 +69,8 @@ def _generate(args: argparse.Namespace) -> int:
     for flag in ("steps", "sr_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise MedidiffError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.mask_folds and not (args.masks and args.masks.endswith(".json")):
+        raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
     if dry_run(args, options_of(args)):
         return 0
@@ -106,14 +108,13 @@ def _generate(args: argparse.Namespace) -> int:
         # fold and manifest hash are what `evaluate` checks (no mask from its held-out fold)
         mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
                         for it in items]
-    elif args.mask_folds:
-        raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
     elif args.masks:
         masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
                                   convention=convention)
-        # a mask file's name is often its source case id: the public record is its content hash
-        mask_sources = [({"file_sha256": file_hash(f)}, {"file": str(f)} if args.keep_source_ids else {})
-                        for f in files]
+        # a mask file's name is often its source case id (write_model_grid_masks): the public record
+        # holds its content hash and its name's hash, which `evaluate` matches against its manifest
+        mask_sources = [({"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
+                         {"file": str(f)} if args.keep_source_ids else {}) for f in files]
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -300,6 +301,15 @@ def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
                 shutil.rmtree(case)
             todo.append(i)
     return todo, conflicts
+
+
+def name_hash(path: Path) -> str:
+    """sha256 (16 hex digits) of a label map's file name without .nii/.nii.gz: the hashed case id
+    when the file is named after its case, as :func:`medidiff.data.masks.write_model_grid_masks` does."""
+    import hashlib
+    import re
+
+    return hashlib.sha256(re.sub(r"\.nii(\.gz)?$", "", path.name).encode()).hexdigest()[:16]
 
 
 def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | None = None

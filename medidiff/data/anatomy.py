@@ -421,7 +421,10 @@ def make_anatomy_case(
     t_vox_mm = float(vox.max() / geo.scale.min())  # an output voxel, in template mm
     shape_t = draw_tumour_shape(rng_tum, 70.0, voxel_mm=t_vox_mm)  # 70 mm: half the brain's width
     ok = (np.sign(tpl.tumour_sites_mm[:, 0]) == side) & (tpl.tumour_site_depth_mm > shape_t.r_et + 4.0)
-    sites = tpl.tumour_sites_mm[ok] if ok.any() else tpl.tumour_sites_mm
+    if not ok.any():  # coarse grids (large minimum radii): the deepest sites of the drawn side
+        on_side = np.sign(tpl.tumour_sites_mm[:, 0]) == side
+        ok = on_side & (tpl.tumour_site_depth_mm >= np.quantile(tpl.tumour_site_depth_mm[on_side], 0.9))
+    sites = tpl.tumour_sites_mm[ok]
     t_centre = sites[int(rng_tum.integers(len(sites)))]
 
     tumour_box: tuple[slice, ...] | None = None
@@ -522,7 +525,8 @@ def make_anatomy_case(
         wt_vox = np.argwhere(seg > 0).mean(axis=0)
         wt_world = affine[:3, :3] @ wt_vox + affine[:3, 3]
         tumour_meta = {
-            "hemisphere": "right" if side > 0 else "left",  # MNI x > 0 is the patient's right
+            # from the site itself: the fallback below may take a site of the other hemisphere
+            "hemisphere": "right" if t_centre[0] > 0 else "left",  # MNI x > 0 is the patient's right
             "lobe": _lobe(t_centre),
             "centre_mni_mm": [round(float(c), 2) for c in t_centre],
             "centroid_world_mm": [round(float(c), 2) for c in wt_world],

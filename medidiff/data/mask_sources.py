@@ -25,8 +25,9 @@ Manifest hashes are compared on their first 16 hex digits (what ``source_record`
 written before these records carry ``"mask": "MANIFEST#CASE_ID"``; the case id is looked up in
 the evaluation manifest, so an old leaky set is refused too. Masks from a folder of label maps
 (``"mask": "DIR/CASE_ID.nii.gz"``, as ``write_model_grid_masks`` names them, or a
-``{"file_sha256": ...}`` record) are looked up by file name where there is one; the rest are
-counted as unverified in the summary.
+``{"file_sha256", "file_stem_sha256"}`` record) are looked up by file name; the rest are counted
+as unverified in the summary. A mask whose case is in the evaluation's manifest is judged by that
+case's fold there, whichever manifest file it was taken from.
 """
 
 from __future__ import annotations
@@ -159,10 +160,23 @@ def check_synthetic_provenance(
         else:
             unverified_model += 1
         src = prov.get("mask")
-        if isinstance(src, Mapping) and "manifest_sha256" in src:  # medidiff.io.source_record
-            cid = str(src.get("case_id") or by_hash.get(src.get("case_id_sha256"), f"case sha256 {src.get('case_id_sha256')}"))
-            src_fold = src.get("fold")
-            same = str(src["manifest_sha256"])[:SHA_DIGITS] == manifest_sha256[:SHA_DIGITS]
+        if isinstance(src, Mapping):
+            # medidiff.io.source_record ({case_id_sha256, manifest_sha256, fold}) or a label-map
+            # file ({file_sha256, file_stem_sha256}: write_model_grid_masks names files by case id).
+            # A case of the evaluation's manifest is judged by ITS fold there, whatever manifest
+            # file the mask was taken from (a byte-different copy must not hide a test case).
+            digest = src.get("case_id_sha256") or src.get("file_stem_sha256")
+            stem = re.sub(r"\.nii(\.gz)?$", "", Path(str(src["file"])).name) if src.get("file") else None
+            cid = next((c for c in (src.get("case_id"), by_hash.get(digest), stem) if c in case_folds), None)
+            if cid is not None:
+                src_fold, same = case_folds[cid], True
+            elif "manifest_sha256" in src:
+                cid = str(src.get("case_id") or f"case sha256 {digest}")
+                src_fold = src.get("fold")
+                same = str(src["manifest_sha256"])[:SHA_DIGITS] == manifest_sha256[:SHA_DIGITS]
+            else:  # a label-map file whose name is no case of this manifest
+                unverified_masks += 1
+                continue
         elif isinstance(src, str) and "#" in src:
             cid = src.rsplit("#", 1)[1]  # written before the source records existed
             src_fold, same = case_folds.get(cid), cid in case_folds
@@ -173,9 +187,6 @@ def check_synthetic_provenance(
                 unverified_masks += 1
                 continue
             src_fold, same = case_folds[cid], True
-        elif isinstance(src, Mapping):  # a label-map file known by its content hash only
-            unverified_masks += 1
-            continue
         else:
             continue
         if not same:

@@ -189,6 +189,11 @@ def test_bad_inputs_are_clear_errors(models):
     base.cfg = dataclasses.replace(base.cfg, data=dataclasses.replace(base.cfg.data, downsample=1))
     with pytest.raises(MedidiffError, match="x cascade.scale 2 != SR data.roi"):
         CascadePipeline(base, pipe)
+    base = DiffusionPipeline.from_pretrained(models["base"])
+    other = None if base.cfg.data.fold is not None else 0
+    base.cfg = dataclasses.replace(base.cfg, data=dataclasses.replace(base.cfg.data, fold=other))
+    with pytest.raises(MedidiffError, match="data.fold differs"):  # one held-out fold for the whole cascade
+        CascadePipeline(base, pipe)
 
 
 def test_generate_cli_cascades_to_the_full_grid(models, tmp_path):

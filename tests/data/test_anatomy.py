@@ -220,3 +220,13 @@ def test_synthetic_set_spacing_fits_the_demo_grid():
         # a shrunk MNI brain (<= 145 x 181 x 155 mm before the 0.9 base scale and +-10 %) fits the roi
         assert np.all(np.array([145, 181, 155]) * 0.9 * 1.1 / np.asarray(spacing) <= np.asarray(preset["shape"]) + 4)
         assert data_grid(preset, "phantom") == (preset["shape"], (1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hemisphere_follows_the_site_on_coarse_grids(seed):
+    """Coarse voxels raise the minimum tumour radii, so few sites are deep enough: the fallback
+    must keep the drawn hemisphere, and the label must say where the tumour is."""
+    case = make_anatomy_case(seed, spec=AnatomySpec(shape=(24, 24, 24), spacing=(14, 14, 14), tumour_fraction=1.0))
+    tumour = case.metadata["tumour"]
+    if tumour is not None:
+        assert tumour["hemisphere"] == ("right" if tumour["centre_mni_mm"][0] > 0 else "left")

@@ -120,3 +120,29 @@ def test_evaluate_cli_refuses_a_test_fold_mask_in_one_line(manifest, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "case_0001/provenance.json" in err and test_id in err and not (tmp_path / "r" / "report.json").exists()
+
+
+def test_a_test_case_is_refused_whatever_manifest_file_or_folder_it_came_through(manifest):
+    """A held-out case's label map must be refused when it arrives through a byte-different copy of
+    the manifest or as a file of a folder (named after its case, as write_model_grid_masks does)."""
+    import hashlib
+
+    path, root = manifest
+    folds = {it["case_id"]: it["fold"] for it in load_manifest(path, root)}
+    test_id = next(c for c, f in folds.items() if f == 0)
+    train_id = next(c for c, f in folds.items() if f == 1)
+    kw = dict(manifest_sha256=file_sha256(path), fold=0, case_folds=folds)
+
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    copy = {"mask": {"case_id_sha256": h(test_id), "manifest_sha256": "0" * 16, "fold": 1}}
+    with pytest.raises(DataError, match=test_id):
+        check_synthetic_provenance([copy], ["g/case_0000"], **kw)
+    folder = {"mask": {"file_sha256": "f" * 16, "file_stem_sha256": h(test_id)}}
+    with pytest.raises(DataError, match=test_id):
+        check_synthetic_provenance([folder], ["g/case_0000"], **kw)
+    fine = {"mask": {"file_sha256": "f" * 16, "file_stem_sha256": h(train_id)}}
+    other = {"mask": {"file_sha256": "e" * 16, "file_stem_sha256": h("not-a-case")}}
+    summary = check_synthetic_provenance([fine, other], ["a", "b"], **kw)
+    assert summary["mask_cases_by_fold"] == {"1": 1} and summary["mask_files_not_matched_to_a_case"] == 1

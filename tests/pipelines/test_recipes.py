@@ -97,17 +97,27 @@ def test_wavelet_flow_from_a_manifest(phantoms, tmp_path):
     assert not (out / "phantoms").exists()  # the given manifest was used
 
 
-def test_mask_conditioned_generates_the_given_label_maps_and_scores_fidelity(phantoms, tmp_path):
+def test_mask_conditioned_generates_from_training_fold_maps_and_scores_fidelity(phantoms, tmp_path):
+    import hashlib
+
+    from medidiff.config import load_config
+    from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+    from medidiff.data.masks import write_model_grid_masks
+
     out = tmp_path / "mask"
     assert recipe("mask_conditioned").main(["--data", str(phantoms), "--out", str(out), "--smoke"]) == 0
-    masks = sorted((out / "masks").glob("*.nii.gz"))
-    held_out = [c for c in json.loads((out / "manifest.json").read_text())["training"] if c["fold"] == 0]
-    assert len(masks) == len(held_out) > 0
-    given = [read(m) for m in masks]
-    assert any(g.any() for g in given)  # some held-out phantom has a tumour on the grid
-    segs = check_cases(out / "generated", len(masks), (16, 16, 16), seg=True)
-    for g, s in zip(given, segs):  # case i was conditioned on map i, and its label is that map
-        np.testing.assert_array_equal(g, s)
+    cfg = load_config(out / "mask_flow.yaml")
+    items = load_manifest(cfg.data.manifest, cfg.data.root or None)
+    by_hash = {hashlib.sha256(it["case_id"].encode()).hexdigest()[:16]: it for it in items}
+    expected = tmp_path / "expected"  # the training folds' label maps on the model grid
+    write_model_grid_masks([it for it in items if it["fold"] != cfg.data.fold], cfg.data, expected,
+                           label_map=label_map_of(read_manifest(cfg.data.manifest)))
+    segs = check_cases(out / "generated", 4, (16, 16, 16), seg=True)
+    for i, seg in enumerate(segs):
+        src = json.loads((out / "generated" / f"case_{i:04d}" / "provenance.json").read_text())["mask"]
+        case = by_hash[src["case_id_sha256"]]
+        assert case["fold"] != cfg.data.fold and src["fold"] == case["fold"]  # never a held-out map
+        np.testing.assert_array_equal(read(expected / f"{case['case_id']}.nii.gz"), seg)  # conditioned on it
     assert DiffusionPipeline.from_pretrained(out / "models" / "mask_flow").cfg.conditioning.mask
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report["results"]) == {"fidelity", "utility"}
