@@ -27,6 +27,7 @@ import torch
 from medidiff.config import ConfigError, config_hash, from_dict
 from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, convention_of_label_map, regions_to_labels
 from medidiff.data.geometry import to_reference_grid
+from medidiff.data.mask_sources import training_data_record
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.files import staged_dir, write_text_atomic
@@ -39,7 +40,7 @@ from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
 
-__all__ = ["GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
+__all__ = ["recorded_training_data", "GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
            "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid", "brats_placement"]
 
 KIND = "medidiff.diffusion"
@@ -288,6 +289,12 @@ class DiffusionPipeline(ModelPipeline):
         return out
 
 
+def recorded_training_data(model_dir: str | Path) -> dict[str, Any] | None:
+    """The model folder's ``training_data`` record (written by :func:`export_run`), if any."""
+    meta = json.loads((Path(model_dir) / "config.json").read_text())
+    return meta.get("training_data")
+
+
 def training_label_convention(config: dict[str, Any]) -> str | None:
     """The label convention of a run's training data (its manifest's label_map: 2021 data map
     4 -> 3), or None when the manifest cannot be read (generate then needs --label-convention
@@ -331,7 +338,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
         meta = {"kind": kind, "config": record["config"], "net": record["net"], "codec": record["codec"],
                 "weights": weights, "step": state["step"], "config_hash": record.get("config_hash"),
                 "source_checkpoint": latest.name, "text_encoder": record.get("text_encoder"),
-                "label_convention": training_label_convention(record["config"])}
+                "label_convention": training_label_convention(record["config"]),
+                "training_data": training_data_record(record["config"].get("data") or {})}
         write_text_atomic(stage / "config.json", json.dumps(meta, indent=2))
         shutil.copytree(run_dir / "codec", stage / "codec")
     return out_dir

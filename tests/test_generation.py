@@ -484,3 +484,22 @@ def test_masks_come_from_named_folds_and_record_their_source(mask_model, tmp_pat
     assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "x"),
                  "--mask-folds", "1", "--no-progress"]) == 2
     assert "--mask-folds needs --masks" in capsys.readouterr().err
+
+
+def test_provenance_states_what_export_recorded_the_model_trained_on(mask_model, tmp_path):
+    """generate copies the model folder's training_data (written at export, while the training
+    manifest was at hand) instead of hashing whatever file sits at data.manifest later."""
+    from medidiff.data.mask_sources import file_sha256
+
+    tmp = mask_model.parent
+    meta = json.loads((mask_model / "config.json").read_text())
+    assert meta["training_data"] == {"manifest_sha256": file_sha256(tmp / "m.json")[:16], "fold": None}
+    moved = tmp_path / "model"
+    shutil.copytree(mask_model, moved)
+    meta["training_data"] = {"manifest_sha256": "ab" * 8, "fold": 1}  # as if the manifest changed since
+    (moved / "config.json").write_text(json.dumps(meta))
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(moved), "--num", "1", "--out", str(out), "--masks", str(tmp / "m.json"),
+                 "--root", str(tmp / "data"), "--mask-folds", "0", "--no-progress"]) == 0
+    prov = json.loads((out / "case_0000" / "provenance.json").read_text())
+    assert prov["training_data"] == {"manifest_sha256": "ab" * 8, "fold": 1}

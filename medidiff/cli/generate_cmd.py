@@ -82,7 +82,7 @@ def _generate(args: argparse.Namespace) -> int:
     from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
     from medidiff.data.mask_sources import TRAINING_DATA_KEY, training_data_record
     from medidiff.files import folder_lock, write_text_atomic
-    from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid
+    from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid, recorded_training_data
     from medidiff.io import source_record, write_nifti
     from medidiff.viz import triplanar, write_png
 
@@ -95,6 +95,9 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
+    # what the model (the SR stage's in a cascade, whose data section pipe.cfg is) trained on, as
+    # export recorded it; older model folders: the manifest file as it is now
+    trained_on = recorded_training_data(args.sr_model or args.model) or training_data_record(pipe.cfg.data)
     recorded = json.loads((Path(args.model) / "config.json").read_text()).get("label_convention")
     convention = args.label_convention or recorded or "brats2023"
     label_record = {"label_convention": convention,
@@ -104,7 +107,7 @@ def _generate(args: argparse.Namespace) -> int:
     masks = None
     mask_sources: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (public, sidecar-only) per mask
     if args.masks and args.masks.endswith(".json"):
-        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg, folds=args.mask_folds)
+        masks, items = masks_from_manifest(args.masks, args.root, pipe.cfg, folds=args.mask_folds, trained_on=trained_on)
         # fold and manifest hash are what `evaluate` checks (no mask from its held-out fold)
         mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
                         for it in items]
@@ -156,7 +159,7 @@ def _generate(args: argparse.Namespace) -> int:
             prov["mask"] = mask_sources[i % len(mask_sources)][0]
         if pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask:
             prov.update(label_record)  # the legend of seg.nii.gz
-        prov[TRAINING_DATA_KEY] = training_data_record(pipe.cfg.data)  # evaluate checks the held-out fold
+        prov[TRAINING_DATA_KEY] = trained_on  # evaluate checks the held-out fold
         return prov
 
     with folder_lock(out, "--out"):
@@ -312,8 +315,8 @@ def name_hash(path: Path) -> str:
     return hashlib.sha256(re.sub(r"\.nii(\.gz)?$", "", path.name).encode()).hexdigest()[:16]
 
 
-def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | None = None
-                        ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | None = None, *,
+                        trained_on: dict[str, Any] | None = None) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """(N, 3, *grid) WT/TC/ET masks of the manifest's labelled cases in the folds the model trained on
     (or ``folds``; see :func:`medidiff.data.mask_sources.select_mask_cases`), through the model's
     data pipeline, and the manifest items they came from."""
@@ -327,7 +330,7 @@ def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | Non
     from medidiff.data.mask_sources import select_mask_cases
     from medidiff.data.masks import model_grid_labels
 
-    items = select_mask_cases(path, root, cfg.data, folds)
+    items = select_mask_cases(path, root, cfg.data, folds, trained_on=trained_on)
     data = dataclasses.replace(cfg.data, label_mode="regions", flip_prob=0.0)
     labels = model_grid_labels(items, data, label_map=label_map_of(read_manifest(path)))
     masks = torch.stack([torch.from_numpy(np.stack([np.isin(lab, v) for v in REGIONS.values()]).astype(np.float32))

@@ -70,12 +70,18 @@ def _sha_or_none(path: str | Path | None) -> str | None:
     return file_sha256(p) if p.is_file() else None
 
 
-def training_data_record(data: DataConfig) -> dict[str, Any]:
+def training_data_record(data: DataConfig | Mapping[str, Any]) -> dict[str, Any]:
     """What the model trained on, for provenance: its manifest's sha256 (16 hex digits, as
     :func:`medidiff.io.source_record`; null when the file is not readable here; no path, which may
-    name a site) and its held-out fold (null: trained on every labelled case)."""
-    sha = _sha_or_none(data.manifest)
-    return {"manifest_sha256": sha[:SHA_DIGITS] if sha else None, "fold": data.fold}
+    name a site) and its held-out fold (null: trained on every labelled case).
+
+    ``export`` records it in the model folder (``config.json: training_data``) while the training
+    manifest is at hand; ``generate`` copies that record, so a later edit, move or rebuild of the
+    manifest file cannot change what the model is said to have trained on.
+    """
+    manifest, fold = (data.get("manifest"), data.get("fold")) if isinstance(data, Mapping) else (data.manifest, data.fold)
+    sha = _sha_or_none(manifest)
+    return {"manifest_sha256": sha[:SHA_DIGITS] if sha else None, "fold": fold}
 
 
 def select_mask_cases(
@@ -83,11 +89,14 @@ def select_mask_cases(
     root: str | Path | None,
     data: DataConfig,
     folds: Sequence[int] | None = None,
+    *,
+    trained_on: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Labelled cases of ``manifest`` whose masks a model with data section ``data`` may use.
 
     ``folds=None``: the folds the model trained on, which needs ``manifest`` to be the model's own
-    training manifest (same sha256 as ``data.manifest``). Explicit ``folds``: exactly those.
+    training manifest (same sha256 as ``trained_on``'s, the model folder's record, or else as the
+    file at ``data.manifest`` now). Explicit ``folds``: exactly those.
     Returns the items in manifest order; raises MedidiffError naming the flag.
     """
     sha = file_sha256(manifest) if Path(manifest).is_file() else None
@@ -100,8 +109,9 @@ def select_mask_cases(
                                   "written by `medidiff manifest build`")
     present = sorted({int(it["fold"]) for it in items})
     if folds is None:
-        model_sha = _sha_or_none(data.manifest)
-        if model_sha is None or model_sha != sha:
+        recorded = (trained_on or {}).get("manifest_sha256")
+        model_sha = recorded or _sha_or_none(data.manifest)
+        if model_sha is None or sha is None or model_sha[:SHA_DIGITS] != sha[:SHA_DIGITS]:
             why = ("is not readable here" if model_sha is None else "differs from it")
             raise MedidiffError(
                 f"--masks {manifest}: cannot tell which of its folds the model trained on (the model's data.manifest "
