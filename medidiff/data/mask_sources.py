@@ -136,8 +136,16 @@ def check_synthetic_provenance(
     manifest_sha256: str,
     fold: int | None,
     case_folds: Mapping[str, int | None],
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Refuse a synthetic set that could have seen the evaluation's held-out real cases.
+
+    Two rules. A model that trained on another manifest or fold than the evaluation holds out is
+    refused whenever there is a held-out fold (``fold`` set): every comparison with held-out real
+    cases would then compare with its training data. A conditioning mask from the held-out fold is
+    refused when segmenters train on the synthetic set (``utility`` in ``tasks``; every task when
+    ``tasks`` is None): they would see test labels. Fidelity, realism, memorisation and tissue
+    checks train nothing on synthetic labels, so a held-out mask does not leak into them.
 
     ``provenances[i]`` is case ``case_dirs[i]``'s ``provenance.json`` ({} when absent);
     ``manifest_sha256``/``fold`` are the evaluation's real manifest and held-out fold;
@@ -155,7 +163,7 @@ def check_synthetic_provenance(
         td = prov.get(TRAINING_DATA_KEY)
         if isinstance(td, Mapping):
             m_sha, m_fold = td.get("manifest_sha256"), td.get("fold")
-            if m_sha is not None and str(m_sha)[:SHA_DIGITS] != manifest_sha256[:SHA_DIGITS]:
+            if fold is not None and m_sha is not None and str(m_sha)[:SHA_DIGITS] != manifest_sha256[:SHA_DIGITS]:
                 raise DataError(where, f"the model trained on another manifest (sha256 {str(m_sha)[:12]}...), not the "
                                        f"evaluation's (sha256 {manifest_sha256[:12]}...): its held-out cases are not "
                                        "held out from this model; evaluate with the model's own manifest")
@@ -202,7 +210,7 @@ def check_synthetic_provenance(
         if not same:
             external += 1
             continue
-        if fold is not None and src_fold == fold:
+        if fold is not None and src_fold == fold and (tasks is None or "utility" in tasks):
             raise DataError(where, f"its conditioning mask is {cid}, a case of the evaluation's held-out fold {fold}: "
                                    "segmenters trained on this set would see test labels; regenerate with masks from "
                                    "the training folds (`medidiff generate --masks MANIFEST`, the default)")
@@ -214,5 +222,6 @@ def check_synthetic_provenance(
         "mask_files_not_matched_to_a_case": unverified_masks,
         "cases_without_verified_training_manifest": unverified_model,
         "model_records": [{"manifest_sha256": s, "fold": f} for s, f in sorted(models, key=str)],
-        "rule": "refused: a mask from the held-out fold, or a model trained on another manifest or fold",
+        "rule": "refused: a model trained on another manifest or fold than the held-out one; a mask from the "
+                "held-out fold when segmenters train on the synthetic set (utility)",
     }

@@ -100,7 +100,7 @@ def run_evaluation(
     leak_check = check_synthetic_provenance(
         [it.get("provenance", {}) for it in synth_items], [Path(it["image"][0]).parent for it in synth_items],
         manifest_sha256=evdata.file_sha256(real_manifest), fold=dcfg.fold,
-        case_folds={str(it["case_id"]): it.get("fold") for it in [*train_items, *held_items]})
+        case_folds={str(it["case_id"]): it.get("fold") for it in [*train_items, *held_items]}, tasks=tasks)
     labelled = [it for it in synth_items if "label" in it]
     need_labels = bool({"utility", "fidelity"} & set(tasks))
     if need_labels and len(labelled) != len(synth_items):

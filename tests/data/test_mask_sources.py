@@ -113,7 +113,7 @@ def test_evaluate_cli_refuses_a_test_fold_mask_in_one_line(manifest, tmp_path, c
     old, cli_main.COMMANDS = cli_main.COMMANDS, commands
     try:
         rc = cli_main.main(["evaluate", "--real", str(path), "--root", str(root), "--synthetic", str(gen),
-                            "--out", str(tmp_path / "r"), "--tasks", "memorisation", "--no-progress",
+                            "--out", str(tmp_path / "r"), "--tasks", "utility", "--no-progress",
                             "--set", "data.roi=[16,16,16]", "--set", "data.fold=0", "--set", "data.cache=none"])
     finally:
         cli_main.COMMANDS = old
@@ -146,3 +146,25 @@ def test_a_test_case_is_refused_whatever_manifest_file_or_folder_it_came_through
     other = {"mask": {"file_sha256": "e" * 16, "file_stem_sha256": h("not-a-case")}}
     summary = check_synthetic_provenance([fine, other], ["a", "b"], **kw)
     assert summary["mask_cases_by_fold"] == {"1": 1} and summary["mask_files_not_matched_to_a_case"] == 1
+
+
+def test_held_out_masks_are_refused_only_where_they_leak(manifest):
+    """A held-out mask leaks only into segmenters trained on the synthetic set (utility); a model
+    of another manifest matters only when there is a held-out fold to protect."""
+    path, root = manifest
+    folds = {it["case_id"]: it["fold"] for it in load_manifest(path, root)}
+    test_id = next(c for c, f in folds.items() if f == 0)
+    sha = file_sha256(path)
+    held = [_prov(test_id, 0, sha)]
+    kw = dict(manifest_sha256=sha, fold=0, case_folds=folds)
+    for tasks in (["utility"], ["utility", "fidelity"], None):
+        with pytest.raises(DataError, match=test_id):
+            check_synthetic_provenance(held, ["g/case_0000"], tasks=tasks, **kw)
+    ok = check_synthetic_provenance(held, ["g/case_0000"], tasks=["fidelity", "image", "memorisation", "tissue"], **kw)
+    assert ok["mask_cases_by_fold"] == {"0": 1}
+    other_model = [_prov(test_id, 1, sha, model_sha="f" * 64)]
+    with pytest.raises(DataError, match="another manifest"):
+        check_synthetic_provenance(other_model, ["g/case_0000"], tasks=["image"], **kw)
+    # no held-out fold (e.g. realism against an independent real set): nothing to protect
+    check_synthetic_provenance(other_model, ["g/case_0000"], manifest_sha256=sha, fold=None, case_folds=folds,
+                               tasks=["image"])
