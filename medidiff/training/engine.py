@@ -356,12 +356,28 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
     if params and params[0].dtype in (torch.bfloat16, torch.float16):
         from deepspeed.utils import safe_get_full_fp32_param
 
-        masters = [safe_get_full_fp32_param(p) for p in params]
+        masters = [_local_fp32_master(p) for p in params]
+        if any(m is None for m in masters):  # sharded: assemble each (a collective per parameter)
+            masters = [safe_get_full_fp32_param(p) for p in params]
         if all(m is not None for m in masters):
             yield masters  # type: ignore[misc]
             return
     with full_parameters(engine) as full:
         yield [p for p in full if p.requires_grad]
+
+
+def _local_fp32_master(p: torch.Tensor) -> torch.Tensor | None:
+    """The fp32 master of ``p`` as a view of this rank's optimizer partition, when that partition
+    holds all of it (one process, ZeRO <= 2); else None. DeepSpeed's ``safe_get_full_fp32_param``
+    allocates, copies and all-reduces per parameter even then: ~3 kernels per tensor per EMA step,
+    which a single-GPU loop pays on every step (issue 15)."""
+    mapping = getattr(p, "_hp_mapping", None)
+    if mapping is None or getattr(p, "ds_id", None) is not None:  # ds_id: a ZeRO-3 parameter
+        return None
+    address = getattr(mapping, "lp_fragment_address", None)
+    if address is None or address.start != 0 or address.numel != p.numel():
+        return None
+    return mapping.get_hp_fragment().view(p.shape)
 
 
 def barrier() -> None:
