@@ -626,6 +626,10 @@ def fit(
                     _say_why_stopped(run)
                     break
         _read_losses(run)
+        # No rank leaves while another may still talk to it (rank 0 alone writes previews and the
+        # last checkpoint's files): an early rank's exit tore down its gloo connections under
+        # rank 1 of a 2-rank ZeRO-3 run on a busy CPU ("terminate called without an active exception").
+        barrier()
     finally:  # also on errors: no worker processes or open logs outlive the loop
         if run.bar is not None:
             run.bar.close()
