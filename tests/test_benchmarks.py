@@ -77,3 +77,13 @@ def test_cascade_bench_fit_recovers_fixed_and_per_step_cost():
     assert mod.fit_fixed_plus_steps([20, 40, 60], [1.0, 2.4, 3.8])["fixed_negative"]
     with pytest.raises(ValueError):
         mod.fit_fixed_plus_steps([20, 40], [1.0, 2.0])
+
+
+def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
+    out = tmp_path / "loop.json"
+    _run(["benchmarks/loop_bench.py", "--smoke", "--device", "cpu", "--steps", "12", "--net-steps", "2",
+          "--work", str(tmp_path / "work"), "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["loop"]["steps_per_s"] > 0 and r["loop"]["windows"] >= 1 and r["net_alone"]["vol_per_s"] > 0
+    assert r["loop_vs_net"] == r["loop"]["vol_per_s"] / r["net_alone"]["vol_per_s"]
+    assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]

@@ -1,0 +1,150 @@
+"""The training loop users run against its own network, in one process on one card (issue 15).
+
+1. ``medidiff train``'s loop (``train_diffusion``) on a shipped config (default
+   ``configs/wavelet_flow.yaml``) plus ``--set`` overrides, on phantom cases written at the
+   config's roi, for ``--steps`` steps: steady-state steps/s from the loop's own log windows
+   (the first ``--skip-windows`` windows, with compilation and cache filling, are dropped).
+2. The same network alone (the net config the loop resolved, the same batch and latent shape):
+   forward + MSE + backward + AdamW, timed as ``unet_bench.py`` does (``--net-mode``: bf16 weights
+   with fp32 masters as DeepSpeed's bf16 mode, or autocast), compiled when the config compiles.
+3. ``loop_vs_net`` = loop vol/s / net vol/s (the goal is >= 0.8), and the net step's model FLOPs
+   utilisation against the datasheet dense bf16 peak (989 TFLOP/s on H100/H200) and against the
+   measured matmul peak of the card (``--measured-peak-tflops``, 805 on the H200 here).
+
+    python benchmarks/loop_bench.py --out benchmarks/results/loop_<card>_<date>.json            # shipped config
+    python benchmarks/loop_bench.py --set net.norm=pixel --set net.skip=add ... --out ...      # another config
+    python benchmarks/loop_bench.py --smoke --device cpu --out /tmp/loop.json                   # CPU check
+
+What it cannot show: the loop on several GPUs (zero_bench.py), or a loader-bound loop on data that
+does not fit in memory (the phantoms are cached in memory here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import unet_bench  # noqa: E402  (the net-alone timing: one implementation for both benchmarks)
+
+from medidiff.config import load_config  # noqa: E402
+from medidiff.data.manifest import build_brats_manifest, write_manifest  # noqa: E402
+from medidiff.data.prepare import write_synthetic_set  # noqa: E402
+from medidiff.nets import build_net  # noqa: E402
+from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of, train_diffusion  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
+SMOKE = ["data.roi=[16, 16, 16]", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
+         "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
+         "train.warmup_steps=1"]
+
+
+def loop_rate(run_dir: Path, skip_windows: int) -> dict[str, float]:
+    """Steady-state steps/s of a run: the median of its log windows after the first few."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rates = [r["steps_per_s"] for r in rows if "steps_per_s" in r]
+    kept = rates[skip_windows:] or rates
+    if not kept:
+        raise SystemExit(f"{run_dir}/metrics.jsonl has no steps_per_s: raise --steps or lower train.log_every")
+    return {"steps_per_s": statistics.median(kept), "windows": len(kept), "windows_dropped": len(rates) - len(kept)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(SHIPPED))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--steps", type=int, default=300, help="loop steps (log windows of train.log_every)")
+    ap.add_argument("--skip-windows", type=int, default=2, help="log windows dropped as warm-up")
+    ap.add_argument("--net-steps", type=int, default=20)
+    ap.add_argument("--net-mode", choices=["bf16", "autocast", "fp32"], default=None,
+                    help="default: bf16 when the config trains in bf16, fp32 when it does, else autocast")
+    ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="datasheet dense bf16 peak")
+    ap.add_argument("--measured-peak-tflops", type=float, default=805.0, help="measured bf16 matmul peak of the card")
+    ap.add_argument("--work", default="/tmp/loop_bench", help="scratch folder (data, run)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (checks the script)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    work = Path(args.work).absolute()
+    device = torch.device(args.device)
+
+    overrides = [f"output_dir={work / 'runs'}", "name=loop_bench", f"data.manifest={work / 'manifest.json'}",
+                 f"data.root={work / 'data'}", "data.cache=memory", "data.fold=null", f"train.device={device.type}",
+                 f"train.max_steps={args.steps}", "train.ckpt_every=0", "train.val_every=0", "train.preview_every=0",
+                 *(SMOKE if args.smoke else []), *args.overrides]
+    cfg = load_config(args.config, overrides)
+    if not (work / "manifest.json").is_file():
+        write_synthetic_set("phantom", work / "data", args.cases, shape=cfg.data.roi, seed=0, tumour_fraction=1.0)
+        write_manifest(build_brats_manifest(work / "data", num_folds=2, seed=0), work / "manifest.json")
+
+    # 1. the loop, as `medidiff train` runs it
+    t0 = time.perf_counter()
+    train_diffusion(cfg, overwrite=True, progress=False)
+    loop_seconds = time.perf_counter() - t0
+    rate = loop_rate(run_dir_of(cfg), args.skip_windows)
+    per_step = cfg.train.micro_batch * cfg.train.grad_accum
+    loop_vol_s = rate["steps_per_s"] * per_step
+
+    # 2. the same net alone, at the loop's batch and latent shape
+    codec = build_codec_for(cfg)
+    net_cfg = resolve_net_config(cfg, codec)
+    channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
+    latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
+    mode = args.net_mode or {"bf16": "bf16", "fp32": "fp32"}.get(cfg.train.precision, "autocast")
+    if net_cfg.cond_channels or net_cfg.cross_attention_dim:
+        raise SystemExit("loop_bench times unconditional nets (mask/text conditioning would need their inputs)")
+    model = build_net(net_cfg).to(device)
+    if mode == "bf16":
+        model = model.to(torch.bfloat16)
+    eager = model  # FLOPs are counted on the eager module
+    if cfg.train.compile:
+        model = torch.compile(model, mode=None if cfg.train.compile_mode == "default" else cfg.train.compile_mode)
+    x = torch.randn(cfg.train.micro_batch, *latent, device=device, dtype=torch.bfloat16 if mode == "bf16" else torch.float32)
+    step = unet_bench.Step(model, x, "fp32" if mode == "fp32" else mode, device)
+    timer = unet_bench.Timer(device)
+    for _ in range(3):
+        step()
+    net_step_s = statistics.median(timer(step, args.net_steps)) / 1e3  # the timer gives milliseconds
+    net_vol_s = cfg.train.micro_batch / net_step_s
+    flops = unet_bench.count_flops(eager, x, mode, device)
+
+    def mfu(peak: float) -> float:
+        return flops / net_step_s / (peak * 1e12)
+
+    loop_step_s = 1.0 / rate["steps_per_s"]
+    record = {
+        "benchmark": "loop_bench", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
+        "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
+        "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
+        "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1)},
+        "net_alone": {"step_s_median": net_step_s, "vol_per_s": net_vol_s, "steps": args.net_steps},
+        "loop_vs_net": loop_vol_s / net_vol_s,
+        "flops_per_step": flops,
+        "mfu_net": {"vs_datasheet": mfu(args.peak_tflops), "vs_measured_matmul": mfu(args.measured_peak_tflops)},
+        # the loop does the same FLOPs per optimizer step (plus the codec and the EMA, not counted)
+        "mfu_loop": {"vs_datasheet": flops * per_step / cfg.train.micro_batch / loop_step_s / (args.peak_tflops * 1e12),
+                     "vs_measured_matmul": flops * per_step / cfg.train.micro_batch / loop_step_s
+                     / (args.measured_peak_tflops * 1e12)},
+        "peaks_tflops": {"datasheet": args.peak_tflops, "measured_matmul": args.measured_peak_tflops},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2))
+    print(json.dumps({k: record[k] for k in ("loop", "net_alone", "loop_vs_net", "mfu_loop")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    from medidiff.cli.common import run_script
+
+    raise SystemExit(run_script(main))
