@@ -14,9 +14,8 @@ import argparse
 import numpy as np
 
 from medidiff.data.anatomy import AnatomySpec, make_anatomy_case
-from medidiff.data.brats import MODALITIES
+from medidiff.data.brats import BRATS_SHAPE, MODALITIES
 from medidiff.data.phantom import case_seed, make_phantom_case
-from medidiff.data.brats import BRATS_SHAPE
 from medidiff.viz import triplanar, write_png
 
 

@@ -21,6 +21,7 @@ Guarantees, and how each is kept:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -31,7 +32,17 @@ from types import FrameType
 
 from medidiff.errors import MedidiffError
 
-__all__ = ["Terminated", "file_mode", "atomic_path", "write_text_atomic", "staged_dir", "folder_lock",
+
+def file_sha256(path: str | Path) -> str:
+    """64 hex digits of sha256 over the file's bytes, read in 1 MiB blocks (the one file hash:
+    model weights, label maps and manifests in provenance are cut to 16 digits where recorded)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+__all__ = ["Terminated", "file_sha256", "file_mode", "atomic_path", "write_text_atomic", "staged_dir", "folder_lock",
            "terminate_on_sigterm", "TMP_PREFIX"]
 
 TMP_PREFIX = ".tmp_"

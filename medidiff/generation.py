@@ -12,7 +12,6 @@ loads with :meth:`DiffusionPipeline.from_pretrained` on a CPU-only machine: no D
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from medidiff.data.geometry import to_reference_grid
 from medidiff.data.mask_sources import training_data_record
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
-from medidiff.files import staged_dir, write_text_atomic
+from medidiff.files import file_sha256, staged_dir, write_text_atomic
 from medidiff.latents import LatentCodec, load_codec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
@@ -167,11 +166,8 @@ def image_space_clamp(codec: LatentCodec) -> Callable[[torch.Tensor], torch.Tens
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    """16 hex digits of :func:`medidiff.files.file_sha256`: how provenance records a file."""
+    return file_sha256(path)[:16]
 
 
 class ModelPipeline:

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from medidiff import __version__
-from medidiff.files import atomic_path, write_text_atomic
+from medidiff.files import atomic_path, file_sha256, write_text_atomic
 
 __all__ = ["SYNTHETIC_DESCRIP", "write_nifti", "sidecar_path", "read_provenance", "source_record"]
 
@@ -53,9 +53,7 @@ def source_record(case_id: str, manifest: str | Path, *, fold: int | None = None
 @functools.lru_cache(maxsize=8)
 def _file_digest16(path: str, mtime_ns: int, size: int) -> str:
     # one read per manifest version: a run records the same manifest for every case
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def sidecar_path(path: str | Path) -> Path:

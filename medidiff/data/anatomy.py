@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,8 @@ class _Geometry:
     shift: np.ndarray  # (3,) world mm
     centre_out: np.ndarray
     ventricle_scale: float
+    brain_lo: np.ndarray  # (3,) world offsets of the brain's extent from centre_out + shift
+    brain_hi: np.ndarray
 
 
 def _place(
@@ -348,7 +350,7 @@ def _place(
     # z (superior): keep the vertex in view; a brain taller than the view loses its lowest slices
     if hi[2] - lo[2] + 2 * top_margin > fov[2]:
         shift[2] = fov[2] / 2 - top_margin - hi[2]
-    return _Geometry(scale, rot, angles, shift, centre_out, vent)
+    return _Geometry(scale, rot, angles, shift, centre_out, vent, lo, hi)
 
 
 def make_anatomy_case(
@@ -379,10 +381,9 @@ def make_anatomy_case(
     tpl = _template(tuple(round(float(v) / BASE_SCALE * 4) / 4 for v in vox))
 
     # ---- the output box that can hold brain (everything else stays 0)
-    pts = (geo.rot @ ((tpl.extent_points_mm - tpl.centroid_mm) * geo.scale).T).T
     margin = 3.0 * spec.deformation_mm + 2.0 * vox.max()
-    w_lo = geo.centre_out + geo.shift + pts.min(axis=0) - margin
-    w_hi = geo.centre_out + geo.shift + pts.max(axis=0) + margin
+    w_lo = geo.centre_out + geo.shift + geo.brain_lo - margin
+    w_hi = geo.centre_out + geo.shift + geo.brain_hi + margin
     diag = np.diag(affine)[:3]
     i_a = (w_lo - affine[:3, 3]) / diag
     i_b = (w_hi - affine[:3, 3]) / diag
@@ -447,16 +448,10 @@ def make_anatomy_case(
     # ---- sample the template (trilinear) at the healthy-anatomy coordinates
     coords = np.stack([(v[k] - np.float32(tpl.origin_mm[k])).ravel() for k in range(3)])
     del v
-
-    def sample(arr: np.ndarray) -> np.ndarray:
-        return ndimage.map_coordinates(arr, coords, order=1, mode="constant", cval=0.0, prefilter=False).reshape(
-            bshape
-        )
-
-    brain_p = sample(tpl.brain)
-    gm = sample(tpl.gm)
-    wm = sample(tpl.wm)
-    texture = sample(tpl.texture)
+    brain_p, gm, wm, texture = (
+        ndimage.map_coordinates(arr, coords, order=1, mode="constant", cval=0.0, prefilter=False).reshape(bshape)
+        for arr in (tpl.brain, tpl.gm, tpl.wm, tpl.texture)
+    )
     del coords
     brain = brain_p >= 0.5
     csf = np.clip(brain_p - gm - wm, 0.0, 1.0)

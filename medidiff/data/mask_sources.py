@@ -41,6 +41,7 @@ from typing import Any
 from medidiff.data.config import DataConfig
 from medidiff.data.manifest import load_manifest
 from medidiff.errors import DataError, MedidiffError
+from medidiff.files import file_sha256
 
 __all__ = [
     "TRAINING_DATA_KEY",
@@ -52,15 +53,6 @@ __all__ = [
 
 TRAINING_DATA_KEY = "training_data"
 SHA_DIGITS = 16  # manifest hashes are compared on this prefix (medidiff.io.source_record keeps 16)
-
-
-def file_sha256(path: str | Path) -> str:
-    """64 hex digits of sha256 over the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _sha_or_none(path: str | Path | None) -> str | None:
