@@ -27,7 +27,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,8 +40,10 @@ from medidiff.config import load_config  # noqa: E402
 from medidiff.data.manifest import build_brats_manifest, write_manifest  # noqa: E402
 from medidiff.data.prepare import write_synthetic_set  # noqa: E402
 from medidiff.nets import build_net  # noqa: E402
+from medidiff.training import loop as loop_module  # noqa: E402
 from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of, train_diffusion  # noqa: E402
 
+ORIGINAL_STEP = loop_module._train_step
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
 SMOKE = ["data.roi=[16, 16, 16]", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
          "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
@@ -56,6 +60,59 @@ def loop_rate(run_dir: Path, skip_windows: int) -> dict[str, float]:
     return {"steps_per_s": statistics.median(kept), "windows": len(kept), "windows_dropped": len(rates) - len(kept)}
 
 
+def profiling_steps(step_fn: Callable[..., None], start: int, n: int, device: torch.device,
+                    into: dict[str, Any]) -> Callable[..., None]:
+    """``step_fn`` that profiles its calls start..start+n-1 and writes the split into ``into``:
+    per step, the wall time, the CPU time of each ``medidiff/...`` phase label of the loop (data,
+    forward, backward, optimizer, ema, periodic), the GPU's busy time, host-device copies and
+    synchronisations, and the top CUDA kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    calls = {"n": 0}
+    state: dict[str, Any] = {}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def wrapped(*a: Any, **k: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == start:
+            sync()
+            state["prof"] = profile(activities=acts)
+            state["prof"].__enter__()
+            state["t0"] = time.perf_counter()
+        step_fn(*a, **k)
+        if calls["n"] == start + n - 1 and "prof" in state:
+            sync()
+            wall = time.perf_counter() - state["t0"]
+            state["prof"].__exit__(None, None, None)
+            into.update(split_profile(state.pop("prof"), wall, n))
+    return wrapped
+
+
+def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
+    events = prof.key_averages()
+    per = lambda us: round(us / n / 1e3, 3)  # noqa: E731  (microseconds in all -> ms per step)
+    phases = {e.key.removeprefix("medidiff/"): per(e.cpu_time_total) for e in events if e.key.startswith("medidiff/")}
+    cuda = [(e.key, float(getattr(e, "self_device_time_total", 0.0) or 0.0), e.count) for e in events]
+    kernels = sorted((c for c in cuda if c[1] > 0 and not c[0].startswith("medidiff/")), key=lambda c: -c[1])
+    counts = {e.key: e.count / n for e in events}
+    sync_keys = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+    return {
+        "steps": n, "wall_ms_per_step": round(wall_s / n * 1e3, 3),
+        "phase_cpu_ms_per_step": phases,
+        "gpu_busy_ms_per_step": per(sum(c[1] for c in kernels)),
+        "kernel_launches_per_step": counts.get("cudaLaunchKernel", 0.0) + counts.get("cuLaunchKernel", 0.0),
+        "host_syncs_per_step": {k: v for k, v in counts.items() if k.startswith(sync_keys)},
+        "memcpy_per_step": {k: v for k, v in counts.items() if k.startswith("Memcpy")},
+        "top_kernels_ms_per_step": [[k, per(us), round(c / n, 1)] for k, us, c in kernels[:15]],
+        "top_cpu_ops_ms_per_step": [[e.key, per(e.self_cpu_time_total), round(e.count / n, 1)]
+                                    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(SHIPPED))
@@ -70,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="datasheet dense bf16 peak")
     ap.add_argument("--measured-peak-tflops", type=float, default=805.0, help="measured bf16 matmul peak of the card")
     ap.add_argument("--work", default="/tmp/loop_bench", help="scratch folder (data, run)")
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="profile this many loop steps from the middle of the run: where a step goes")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (checks the script)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -85,9 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         write_synthetic_set("phantom", work / "data", args.cases, shape=cfg.data.roi, seed=0, tumour_fraction=1.0)
         write_manifest(build_brats_manifest(work / "data", num_folds=2, seed=0), work / "manifest.json")
 
-    # 1. the loop, as `medidiff train` runs it
+    # 1. the loop, as `medidiff train` runs it (a profiled window changes only those few steps,
+    # which the median of the log windows leaves out when the window is short)
+    profiled: dict[str, Any] = {}
+    if args.profile_steps:
+        start = max(1, (args.steps - args.profile_steps) // 2)
+        loop_module._train_step = profiling_steps(loop_module._train_step, start, args.profile_steps, device, profiled)
     t0 = time.perf_counter()
-    train_diffusion(cfg, overwrite=True, progress=False)
+    try:
+        train_diffusion(cfg, overwrite=True, progress=False)
+    finally:
+        loop_module._train_step = ORIGINAL_STEP
     loop_seconds = time.perf_counter() - t0
     rate = loop_rate(run_dir_of(cfg), args.skip_windows)
     per_step = cfg.train.micro_batch * cfg.train.grad_accum
@@ -137,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                      "vs_measured_matmul": flops * per_step / cfg.train.micro_batch / loop_step_s
                      / (args.measured_peak_tflops * 1e12)},
         "peaks_tflops": {"datasheet": args.peak_tflops, "measured_matmul": args.measured_peak_tflops},
+        "profile": profiled or None,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))

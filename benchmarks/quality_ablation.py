@@ -44,6 +44,12 @@ ARMS: dict[str, list[str]] = {
     "stats_on": ["latent.fit_stats=true"],
     # raw detail bands, LLL / sqrt(8), as WDM-3D (FIELD-NOTES: oval heads with ventricles on phantoms)
     "stats_off": ["latent.fit_stats=false"],
+    # the same with an x0 network: zeros where the data is zero are a constant to it (speckle?)
+    "x0_stats_off": ["latent.fit_stats=false", "objective.flow_target=x0"],
+    # WDM-3D's objective on the same net, data and budget: x0-prediction DDPM, linear schedule, 1000 steps
+    "wdm_ddpm_x0": ["latent.fit_stats=false", "objective.type=ddpm", "objective.prediction=x0",
+                    "objective.schedule=linear", "objective.time_shift=false", "sampler.name=ddpm",
+                    "sampler.num_steps=1000"],
 }
 # Sampling variants scored on every arm's model (no retraining): is the grain the sampler's or the net's?
 SAMPLING: dict[str, dict] = {
@@ -52,7 +58,12 @@ SAMPLING: dict[str, dict] = {
     "heun30": {"name": "heun"},
     "euler30_noclip": {"clip_x0": False},
 }
-FULL = {"cases": 32, "shape": (120, 120, 78), "roi": (80, 96, 80), "channels": [64, 128, 256], "micro_batch": 8,
+DDPM_SAMPLING: dict[str, dict] = {
+    "ddpm1000": {},
+    "ddim50": {"name": "ddim", "num_steps": 50},
+}
+# net: the largest of this layout whose bf16 weights fit the 25 MB a pretrained model may ship (11.6M)
+FULL = {"cases": 32, "shape": (120, 120, 78), "roi": (80, 96, 80), "channels": [48, 96, 160], "micro_batch": 8,
         "generate": 4, "workers": 4}
 SMOKE = {"cases": 6, "shape": (40, 40, 26), "roi": (32, 32, 32), "channels": [16, 32], "micro_batch": 2,
          "generate": 2, "workers": 0}
@@ -67,7 +78,7 @@ def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
         "data.fold=0", "data.label_mode=regions", "data.cache=memory", f"data.num_workers={p['workers']}",
         "latent.levels=1", "conditioning.generate_labels=true", f"net.channels={p['channels']}",
         "net.num_res_blocks=1" if smoke else "net.num_res_blocks=[1, 2, 2]", "net.skip=add",
-        f"net.norm_groups={8 if smoke else 32}", "objective.type=flow", "objective.time_shift=true",
+        f"net.norm_groups={8 if smoke else 16}", "objective.type=flow", "objective.time_shift=true",
         "sampler.name=euler", "sampler.num_steps=30", "sampler.clip_x0=true",
         f"train.micro_batch={p['micro_batch']}", "train.lr=2.0e-4", "train.lr_schedule=constant",
         f"train.warmup_steps={2 if smoke else 200}", f"train.precision={'fp32' if smoke else 'bf16'}",
@@ -150,7 +161,9 @@ def run_arm(args: argparse.Namespace, p: dict, name: str) -> dict:
         "loss_first_200": float(np.mean(losses[:200])), "loss_last_200": float(np.mean(losses[-200:])),
         "sampling": {},
     }
-    variants = {"euler30": {}} if args.smoke else SAMPLING
+    variants = DDPM_SAMPLING if cfg.objective.type == "ddpm" else SAMPLING
+    if args.smoke:
+        variants = dict(list(variants.items())[:1])
     for vname, change in variants.items():
         sampler = replace(pipe.sampler_config, **change)
         t1 = time.perf_counter()

@@ -52,6 +52,12 @@ class ObjectiveConfig:
     time_shift: bool = False
     shift_base_voxels: int = 32**3
     shift_power: float = 0.5
+    # What the flow network outputs: the velocity eps - x0 (SD3, MAISI-v2), or the clean sample x0
+    # (WDM-3D's choice for wavelet coefficients). An x0 net outputs exact zeros where the data is
+    # zero (the background of skull-stripped MRI, every sub-band) as a constant; a velocity net must
+    # cancel the noise there, x0_hat = x_t - t v_hat, and leaves its error as speckle. The x0 loss
+    # is the velocity loss times t^2 (x0_hat - x0 = t (v - v_hat)).
+    flow_target: Literal["velocity", "x0"] = "velocity"
 
     # --- common ---
     loss: Literal["l2", "l1"] = "l2"  # MAISI-v2 trains its flow model with L1
@@ -87,6 +93,9 @@ class ObjectiveConfig:
             if self.min_snr_gamma is not None:
                 raise ValueError("min_snr_gamma weights the zero-SNR step by 0, so the net never learns the step "
                                  "sampling starts from: remove min_snr_gamma or zero_terminal_snr")
+        if self.type != "flow" and self.flow_target != "velocity":
+            raise ValueError("flow_target applies to objective type 'flow'; DDPM chooses with prediction "
+                             "(epsilon, v or x0)")
         if self.logit_std <= 0:
             raise ValueError(f"logit_std must be positive, got {self.logit_std}")
         if self.shift_base_voxels <= 0 or self.shift_power <= 0:

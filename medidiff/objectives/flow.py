@@ -1,7 +1,8 @@
 """Flow matching / rectified flow objective (arXiv:2210.02747, arXiv:2209.03003, SD3 arXiv:2403.03206).
 
 Path ``x_t = (1 - t) x0 + t eps`` with t in [0, 1] (t = 1 noise, t = 0 data). The network
-predicts the velocity ``v = dx_t/dt = eps - x0``. (MAISI-v2 regresses ``x0 - eps``, the same
+predicts the velocity ``v = dx_t/dt = eps - x0`` (``flow_target: velocity``) or the clean sample
+x0 itself (``flow_target: x0``). (MAISI-v2 regresses ``x0 - eps``, the same
 field with the opposite sign; the choice only matters for loading its weights.) The network
 sees ``t * num_train_steps`` so its time embedding has the DDPM range.
 
@@ -30,7 +31,7 @@ __all__ = ["FlowMatchingObjective"]
 
 
 class FlowMatchingObjective:
-    """Velocity-prediction flow matching; ``kind == "flow"`` (samplers ``euler`` and ``heun``)."""
+    """Flow matching with a velocity or x0 network; ``kind == "flow"`` (samplers ``euler`` and ``heun``)."""
 
     kind: Literal["flow"] = "flow"
 
@@ -77,7 +78,8 @@ class FlowMatchingObjective:
         return (1 - t) * x0 + t * noise
 
     def target(self, x0: Tensor, noise: Tensor) -> Tensor:
-        return noise - x0  # dx_t/dt
+        """What the network regresses: dx_t/dt, or x0 itself."""
+        return x0 if self.config.flow_target == "x0" else noise - x0
 
     def loss(
         self,
@@ -114,12 +116,14 @@ class FlowMatchingObjective:
         null_cond: Mapping[str, Any] | None = None,
         guidance_keys: Sequence[str] | None = None,
     ) -> Denoiser:
-        """``denoiser(x_t, t, cond) -> x0_hat = x_t - t v_hat`` for flow samplers."""
+        """``denoiser(x_t, t, cond) -> x0_hat`` for flow samplers: ``x_t - t v_hat``, or the net's
+        output itself under ``flow_target: x0``."""
+        predicts_x0 = self.config.flow_target == "x0"
 
         def denoise(x: Tensor, t: Tensor, cond: Cond) -> Tensor:
             t = t.to(x.device)
-            v = net(x, self.net_time(t).float(), **cond)
-            return x - append_dims(t, x.ndim).to(x.dtype) * v
+            out = net(x, self.net_time(t).float(), **cond)
+            return out if predicts_x0 else x - append_dims(t, x.ndim).to(x.dtype) * out
 
         return cfg_denoiser(denoise, guidance_scale, null_cond, guidance_keys)
 

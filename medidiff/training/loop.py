@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
 from medidiff.errors import MedidiffError
@@ -407,32 +408,38 @@ def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] 
 
 
 def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
-    """``grad_accum`` micro-batches, each seeded by (seed, step, micro, rank), then the update."""
+    """``grad_accum`` micro-batches, each seeded by (seed, step, micro, rank), then the update.
+
+    The phases carry profiler labels (``medidiff/...``): free when no profiler runs, and what
+    benchmarks/loop_bench.py --profile-steps splits a step by."""
     cfg, engine, device = run.cfg, run.engine, run.device
     step_loss = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
-        batch = next(it)  # the stream never ends
-        run.position += 1
-        if run.position >= run.batches_per_epoch:  # the next batch starts a new epoch
-            run.epoch, run.position = run.epoch + 1, 0
-        s = derive_seed(run.seed, run.step, micro, run.dist.rank)
-        torch.manual_seed(s)
-        gen = torch.Generator(device=device).manual_seed(s)
-        batch = move_to(batch, device)
-        with run.autocast:
+        with record_function("medidiff/data"):
+            batch = next(it)  # the stream never ends
+            run.position += 1
+            if run.position >= run.batches_per_epoch:  # the next batch starts a new epoch
+                run.epoch, run.position = run.epoch + 1, 0
+            s = derive_seed(run.seed, run.step, micro, run.dist.rank)
+            torch.manual_seed(s)
+            gen = torch.Generator(device=device).manual_seed(s)
+            batch = move_to(batch, device)
+        with record_function("medidiff/forward"), run.autocast:
             # through the engine, not engine.module: its forward hooks tell ZeRO which
             # micro-step is the accumulation boundary (bypassed, ZeRO-3 applied only
             # the last micro-batch's gradient)
             loss, logs = loss_fn(engine, batch, gen)
-        engine.backward(loss)
-        engine.step()
+        with record_function("medidiff/backward"):
+            engine.backward(loss)
+        with record_function("medidiff/optimizer"):
+            engine.step()
         step_loss += loss.detach().float() / cfg.grad_accum
         for k, v in logs.items():  # floats or device scalars (read at log steps only)
             v = v.detach() if isinstance(v, torch.Tensor) else v
             run.step_logs[k] = run.step_logs.get(k, 0.0) + v / cfg.grad_accum
     run.step += 1
     if run.step % cfg.ema_every == 0:
-        with trained_parameters(engine) as params:  # fp32 masters under precision bf16/fp16
+        with record_function("medidiff/ema"), trained_parameters(engine) as params:  # fp32 masters under bf16/fp16
             run.ema.update(params)
     run.pending.append(step_loss)
     if run.bar is not None:
@@ -618,8 +625,9 @@ def fit(
             run.t_last = time.perf_counter()
             while run.step < cfg.max_steps:
                 _train_step(run, it, loss_fn)
-                stop = _stop_now(run, pre)
-                _periodic(run, stopping=stop, val_fn=val_fn, preview_fn=preview_fn)
+                with record_function("medidiff/periodic"):
+                    stop = _stop_now(run, pre)
+                    _periodic(run, stopping=stop, val_fn=val_fn, preview_fn=preview_fn)
                 if stop or (cfg.ckpt_every and run.step % cfg.ckpt_every == 0):
                     _checkpoint(run)
                 if stop:

@@ -47,6 +47,8 @@ class Oracle(nn.Module):
             return convert_prediction(x0, x, ab, "x0", self.obj.prediction)
         tf = t.double() / self.obj.num_train_steps
         x0 = gaussian_x0(x, 1 - tf, tf) + self.bias
+        if self.obj.config.flow_target == "x0":
+            return x0
         return (x - x0) / append_dims(tf, x.ndim).to(x)
 
 
@@ -146,6 +148,26 @@ def test_flow_oracle_reaches_closed_form_minimum():
     assert loss.item() == pytest.approx(expected, rel=0.04)
     bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(3))
     assert bad > loss
+
+
+def test_flow_x0_target_reaches_closed_form_minimum_and_denoises_like_velocity():
+    """flow_target x0 regresses x0 itself: the optimal loss per dim is Var[x0 | x_t]
+    = s^2 t^2 / ((1 - t)^2 s^2 + t^2), the velocity optimum times t^2; and its denoiser returns the
+    net's output, so the two oracles (same posterior mean) give the same x0_hat."""
+    obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_sampling="uniform", flow_target="x0"))
+    x0 = _data(40_000)
+    loss, _ = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(3))
+    t = (torch.arange(100_000, dtype=torch.float64) + 0.5) / 100_000
+    s2 = S.double() ** 2
+    expected = (s2 * t[:, None] ** 2 / ((1 - t[:, None]) ** 2 * s2 + t[:, None] ** 2)).mean().item()
+    assert loss.item() == pytest.approx(expected, rel=0.04)
+    bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(3))
+    assert bad.item() == pytest.approx(loss.item() + 0.04, rel=0.05)  # + bias^2: the target is x0, not eps - x0
+    vel = FlowMatchingObjective(ObjectiveConfig(type="flow"))
+    x, tt = _data(8, 4) * 0.7, torch.tensor([0.05, 0.3, 0.6, 0.9] * 2, dtype=torch.float64)
+    assert torch.allclose(obj.denoiser(Oracle(obj))(x, tt, {}), vel.denoiser(Oracle(vel))(x, tt, {}), atol=1e-5)
+    with pytest.raises(ValueError, match="flow_target applies to objective type 'flow'"):
+        ObjectiveConfig(type="ddpm", flow_target="x0")
 
 
 def test_flow_l1_and_channel_weights():
