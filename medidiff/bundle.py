@@ -448,6 +448,13 @@ Outputs are synthetic images, not data of any patient, and are not for diagnosti
 """
 
 
+def _is_bundle(folder: Path) -> bool:
+    try:
+        return "medidiff" in json.loads((folder / "configs" / "metadata.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, sr_run: str | Path | None = None,
                   weights: Literal["ema", "model"] = "ema", version: str = "0.1.0", authors: str | None = None,
                   copyright: str | None = None) -> Path:
@@ -462,6 +469,11 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, sr_run: str | Pat
 
     if not isinstance(version, str) or not version.strip():
         raise MedidiffError(f"--bundle-version must be a non-empty version string, got {version!r}")
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not _is_bundle(out):
+        # the export replaces out_dir as a whole: never a folder that holds something else
+        raise MedidiffError(f"-o {out}: a non-empty folder that is not a medidiff bundle (no configs/metadata.json "
+                            "with a 'medidiff' record); choose a new folder")
     with staged_dir(out_dir) as stage:
         base = export_run(run_dir, stage / "models" / "base", weights=weights)
         sr = export_sr(sr_run, stage / "models" / "sr", weights=weights) if sr_run is not None else None

@@ -249,6 +249,12 @@ def test_export_refusals_are_one_line_and_keep_the_previous_bundle(bundle, runs,
     assert "do not chain" in one_line(["export", str(runs["base"]), "--sr-run", str(runs["sr"]), "-o", out,
                                        "--format", "monai-bundle"])
     assert not Path(out).exists()
+    # the export replaces its folder whole: a folder of something else is refused, untouched
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert "not a medidiff bundle" in one_line(["export", str(runs["base"]), "-o", str(tmp_path / "mine"),
+                                                "--format", "monai-bundle"])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     # a failed export leaves the previous bundle as it was
     before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     import medidiff.bundle as bundle_module
@@ -278,3 +284,42 @@ def test_a_cascade_bundle_generates_through_both_stages(cascade_bundle, tmp_path
     prov = json.loads((tmp_path / "bundle_out" / "case_0000" / "provenance.json").read_text())
     assert (prov["generator"], prov["steps"], prov["sr_steps"]) == ("medidiff.CascadePipeline", 1, 1)
     assert nib.load(tmp_path / "bundle_out" / "case_0000" / "t1n.nii.gz").shape == ROI
+
+
+def test_a_mask_and_text_conditioned_bundle_takes_masks_prompts_and_an_encoder(runs, tmp_path):
+    """The conditioned keys reach `medidiff generate`: the label of each case is its given mask,
+    the prompt is recorded, and the text encoder (never in the bundle) is the one given."""
+    from tests.conditioning.tiny_clip import write_tiny_clip
+
+    tmp = runs["tmp"]
+    clip = write_tiny_clip(tmp_path / "clip")
+    cfg = load_config(None, ["name=cond", *_overrides(tmp), "conditioning.generate_labels=false",
+                             "conditioning.mask=true", f"conditioning.text.encoder={clip}",
+                             "conditioning.text.max_length=16", "net.attention_levels=[false, true]",
+                             "net.head_dim=8"])
+    train_diffusion(cfg, progress=False)
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(run_dir_of(cfg)), "-o", str(bundle), "--format", "monai-bundle"]) == 0
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    jsonschema.validate(meta, METADATA_SCHEMA)
+    inputs = meta["network_data_format"]["inputs"]
+    assert inputs["mask"]["num_channels"] == 3 and inputs["mask"]["spatial_shape"] == list(ROI)
+    assert inputs["prompt"].startswith("str") and meta["medidiff"]["text_encoder_required"] is True
+    assert "label" in meta["network_data_format"]["outputs"]
+    assert not (bundle / "models" / "base" / "text_encoder").exists()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    label = np.zeros(ROI, np.uint8)
+    label[4:10, 4:10, 4:10] = 2
+    label[6:8, 6:8, 6:8] = 1
+    nib.save(nib.Nifti1Image(label, np.eye(4)), str(masks / "a.nii.gz"))
+    (tmp_path / "prompts.txt").write_text("Tumour in the left hemisphere.\n")
+    keys = {"masks": str(masks), "prompts": str(tmp_path / "prompts.txt"), "text_encoder": str(clip)}
+    _run(bundle, num_cases=2, steps=1, output_dir=str(tmp_path / "bundle_out"), **keys)
+    assert main(["generate", "--model", str(bundle / "models" / "base"), "--num", "2", "--steps", "1",
+                 "--masks", keys["masks"], "--prompts", keys["prompts"], "--text-encoder", keys["text_encoder"],
+                 "--out", str(tmp_path / "generate_out"), "--no-progress"]) == 0
+    _same_cases(tmp_path / "bundle_out", tmp_path / "generate_out")
+    case = tmp_path / "bundle_out" / "case_0001"
+    np.testing.assert_array_equal(np.asarray(nib.load(case / "seg.nii.gz").dataobj), label)
+    assert json.loads((case / "provenance.json").read_text())["prompt"] == "Tumour in the left hemisphere."
