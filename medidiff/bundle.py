@@ -174,7 +174,7 @@ class BundleGenerator:
 
         overwrite, progress = flag("overwrite"), flag("progress")
         extra = self.generate_args
-        if isinstance(extra, str) or not all(isinstance(a, str) for a in extra):
+        if not isinstance(extra, (list, tuple)) or not all(isinstance(a, str) for a in extra):
             raise MedidiffError(f"{where}: generate_args must be a list of strings (extra `medidiff generate` "
                                 f"options, e.g. [\"--label-convention\", \"brats2021\"]), got {extra!r}")
         model, sr_model = Path(text("model_dir", optional=False)), text("sr_model_dir")
@@ -182,6 +182,9 @@ class BundleGenerator:
             if folder is not None and not (Path(folder) / "config.json").is_file():
                 raise MedidiffError(f"{where}: {key} {folder} holds no medidiff model (no config.json): run from "
                                     "the bundle folder or pass --bundle_root BUNDLE")
+        if self.geometry not in ("native", "brats"):
+            raise MedidiffError(f"{where}: geometry must be 'native' (the model grid) or 'brats' (240x240x155 at "
+                                f"1 mm), got {self.geometry!r}")
         if self.sr_steps is not None and sr_model is None:
             raise MedidiffError(f"{where}: sr_steps is for a cascade's SR stage; this bundle has no SR model "
                                 "(sr_model_dir is null)")
@@ -192,9 +195,9 @@ class BundleGenerator:
         steps, sr_steps = integer("steps", 1, optional=True), integer("sr_steps", 1, optional=True)
         optional = {"--sr-model": sr_model, "--steps": steps, "--sr-steps": sr_steps, "--masks": text("masks"),
                     "--prompts": text("prompts"), "--text-encoder": text("text_encoder")}
-        for flag, value in optional.items():
+        for option, value in optional.items():
             if value is not None:
-                argv += [flag, str(value)]
+                argv += [option, str(value)]
         if overwrite:
             argv.append("--overwrite")
         if not progress:
@@ -275,6 +278,7 @@ def bundle_metadata(base_dir: str | Path, sr_dir: str | Path | None = None, *, v
     base_meta = json.loads((Path(base_dir) / "config.json").read_text())
     cfg, net_cfg, net, codec, model_hash = load_model_folder(base_dir, KIND)
     base = DiffusionPipeline(cfg, net_cfg, net, codec, model_hash=model_hash)
+    hashes = {"base_model_hash": model_hash}  # what each case's provenance.json records as model_hash
     pipe: Any = base
     sr_meta = None
     if sr_dir is not None:
@@ -282,6 +286,7 @@ def bundle_metadata(base_dir: str | Path, sr_dir: str | Path | None = None, *, v
 
         pipe = CascadePipeline(base, SRPipeline.from_pretrained(sr_dir))  # refuses stages that do not chain
         sr_meta = json.loads((Path(sr_dir) / "config.json").read_text())
+        hashes["sr_model_hash"] = pipe.sr.model_hash
     out_cfg = pipe.cfg  # a cascade's output grid, modalities and conditioning are the SR stage's
     channels, *grid = pipe.image_shape
     modalities = list(out_cfg.data.modalities)
@@ -353,7 +358,7 @@ def bundle_metadata(base_dir: str | Path, sr_dir: str | Path | None = None, *, v
         "references": [],
         **data_formats,
         "medidiff": {"bundle_format": BUNDLE_FORMAT, "base_model": "models/base",
-                     "sr_model": "models/sr" if sr_dir is not None else None,
+                     "sr_model": "models/sr" if sr_dir is not None else None, **hashes,
                      "label_convention": convention, "text_encoder_required": bool(text)},
     }
 

@@ -171,6 +171,8 @@ def test_bundle_run_writes_what_medidiff_generate_writes(bundle, tmp_path, monke
     _same_cases(tmp_path / "bundle_out", tmp_path / "generate_out")
     prov = json.loads((tmp_path / "bundle_out" / "case_0001" / "provenance.json").read_text())
     assert (prov["seed"], prov["steps"]) == (6, 2)
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert prov["model_hash"] == meta["medidiff"]["base_model_hash"]
     assert nib.load(tmp_path / "bundle_out" / "case_0001" / "seg.nii.gz").shape == ROI
     # the defaults: the model's own steps (3), one case, under <bundle_root>/generated
     _run(bundle, output_dir=str(tmp_path / "defaults"))
@@ -210,6 +212,8 @@ def test_bad_bundle_keys_are_one_line_errors_naming_the_key(bundle, tmp_path, ca
         capsys, lambda: _run(bundle, steps="many", output_dir=out))
     assert "sr_steps is for a cascade's SR stage" in _one_line_exit_2(
         capsys, lambda: _run(bundle, sr_steps=2, output_dir=out))
+    assert "geometry must be 'native'" in _one_line_exit_2(
+        capsys, lambda: _run(bundle, geometry="mni", output_dir=out))
     assert "progress must be true or false" in _one_line_exit_2(
         capsys, lambda: _run(bundle, progress="sometimes", output_dir=out))
     msg = _one_line_exit_2(capsys, lambda: bundle_run(config_file=str(bundle / "configs" / "inference.json"),
@@ -231,6 +235,8 @@ def test_generate_args_and_argv_map_onto_generate(tmp_path):
                           "--no-progress", "--label-convention", "brats2021"]
     with pytest.raises(MedidiffError, match="generate_args must be a list of strings"):
         BundleGenerator(str(tmp_path), "o", generate_args="--overwrite").argv()
+    with pytest.raises(MedidiffError, match="generate_args must be a list of strings"):
+        BundleGenerator(str(tmp_path), "o", generate_args=None).argv()
 
 
 def test_export_refusals_are_one_line_and_keep_the_previous_bundle(bundle, runs, tmp_path, capsys, monkeypatch):
@@ -283,6 +289,8 @@ def test_a_cascade_bundle_generates_through_both_stages(cascade_bundle, tmp_path
     _same_cases(tmp_path / "bundle_out", tmp_path / "generate_out")
     prov = json.loads((tmp_path / "bundle_out" / "case_0000" / "provenance.json").read_text())
     assert (prov["generator"], prov["steps"], prov["sr_steps"]) == ("medidiff.CascadePipeline", 1, 1)
+    assert (prov["model_hash"], prov["sr_model_hash"]) == (meta["medidiff"]["base_model_hash"],
+                                                           meta["medidiff"]["sr_model_hash"])
     assert nib.load(tmp_path / "bundle_out" / "case_0000" / "t1n.nii.gz").shape == ROI
 
 
