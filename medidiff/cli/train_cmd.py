@@ -19,10 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.set_defaults(func=_train)
 
-    e = sub.add_parser("export", help="consolidate a run's newest checkpoint into a model folder (safetensors + JSON)")
+    e = sub.add_parser("export", help="consolidate a run's newest checkpoint into a model folder (safetensors + JSON) "
+                                      "or a MONAI bundle")
     e.add_argument("run", help="run folder (<output_dir>/<name>)")
-    e.add_argument("-o", "--out", required=True, help="model folder to write")
+    e.add_argument("-o", "--out", required=True, help="model folder (or bundle folder) to write")
     e.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (default) or raw weights")
+    e.add_argument("--format", choices=["model", "monai-bundle"], default="model",
+                   help="model: a medidiff model folder; monai-bundle: a MONAI bundle whose inference runs "
+                        "`python -m monai.bundle run --config_file configs/inference.json` (docs/monai-bundle.md)")
+    e.add_argument("--sr-run", help="monai-bundle: the SR stage's run folder; the bundle generates with the cascade")
+    e.add_argument("--bundle-version", help="monai-bundle: the bundle's version (metadata.json; default 0.1.0)")
+    e.add_argument("--authors", help="monai-bundle: authors of the bundle (metadata.json, docs/license.txt)")
+    e.add_argument("--copyright", help="monai-bundle: copyright statement of the bundle")
     e.add_argument("--dry-run", action="store_true", help="print the resolved options and exit")
     e.set_defaults(func=_export)
 
@@ -55,7 +63,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from medidiff.errors import MedidiffError
+
+    if args.format != "monai-bundle":
+        given = [flag for flag, value in (("--sr-run", args.sr_run), ("--bundle-version", args.bundle_version),
+                                          ("--authors", args.authors), ("--copyright", args.copyright)) if value is not None]
+        if given:
+            raise MedidiffError(f"{given[0]} is for --format monai-bundle (this export writes a model folder)")
     if dry_run(args, options_of(args)):
+        return 0
+    if args.format == "monai-bundle":
+        from medidiff.bundle import export_bundle
+
+        out = export_bundle(args.run, args.out, sr_run=args.sr_run, weights=args.weights,
+                            version="0.1.0" if args.bundle_version is None else args.bundle_version,
+                            authors=args.authors, copyright=args.copyright)
+        print(f"exported a MONAI bundle ({args.weights} weights) to {out}; run it with: cd {out} && "
+              "python -m monai.bundle run --config_file configs/inference.json --num_cases 2")
         return 0
     from medidiff.training.stages import export_stage_run
 

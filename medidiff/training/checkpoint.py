@@ -106,11 +106,34 @@ def prune(root: Path, keep_last: int) -> list[Path]:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """safetensors save through a temporary name (contiguous CPU copies, shared storage split)."""
+    """safetensors save through a temporary name (contiguous CPU copies, shared storage split).
+
+    The same tensors and metadata give the same bytes: safetensors writes a metadata dict of two
+    or more keys in a random order (a hash map), so two exports of one checkpoint had different
+    file hashes, and provenance's model_hash named them as two models. The header is rewritten
+    with sorted keys (:func:`_sort_header`)."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(clean, str(tmp), metadata=metadata)
+    _sort_header(tmp)
     os.replace(tmp, path)
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, in place. Same keys, same compact
+    separators, so the same length: the tensor data and its offsets do not move."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        text = raw.rstrip(b" ")  # the header is padded with spaces to 8-byte alignment
+        header = json.loads(text)
+        if isinstance(header.get("__metadata__"), dict):
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        ordered = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(ordered) != len(text):  # a format we do not know: leave the file as written
+            return
+        fh.seek(8)
+        fh.write(ordered + raw[len(text):])
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
