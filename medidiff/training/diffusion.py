@@ -259,6 +259,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
         net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
         preview_fn=make_preview_fn(cfg, codec, objective, train_set), num_workers=cfg.data.num_workers,
+        tracking=cfg.log,
     )
 
 
