@@ -11,6 +11,8 @@ Two mosaics:
   square, no interpolated detail) so every panel is at least ``min_panel`` (240) pixels a side;
   label overlay; modality names, plane names with slice indices, zoom and a colour legend drawn
   in. With a label the slices go through the tumour's largest cross-sections, not the middle.
+  Each modality has one grey window (0.5-99.5 percentiles of its three slices), so a tissue
+  looks the same in every plane.
 * :func:`triplanar`, a compact mosaic at one pixel per voxel for figures that tile many cases
   (evaluation reports, benchmarks).
 """
@@ -102,8 +104,10 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(x, [0.5, 99.5]) if x.size else (0.0, 1.0)
+def _to_uint8(x: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
+    """Grey levels: the 0.5-99.5 percentile range of ``window`` (default ``x`` itself) -> 0..255."""
+    window = x if window is None else window
+    lo, hi = np.percentile(window, [0.5, 99.5]) if window.size else (0.0, 1.0)
     return (np.clip((x - lo) / max(hi - lo, 1e-8), 0, 1) * 255).astype(np.uint8)
 
 
@@ -283,8 +287,11 @@ def preview_image(
     for r, (vol, name) in enumerate(zip(vols, names)):
         r0, _ = lay.cell_origin(r, 0)
         draw_text(canvas, name, lay.gap, r0 + (lay.cell - 5 * s) // 2, white, s)
-        for p, sl in enumerate(_slices(vol, centre)):
-            panel = _overlay(_to_uint8(sl), label_slices[p], colours, alpha)
+        planes = _slices(vol, centre)
+        # one grey window per modality, over its three slices: a tissue looks the same in every plane
+        window = np.concatenate([sl.ravel() for sl in planes])
+        for p, sl in enumerate(planes):
+            panel = _overlay(_to_uint8(sl, window), label_slices[p], colours, alpha)
             panel = np.repeat(np.repeat(panel, z, axis=0), z, axis=1)  # nearest-neighbour zoom
             y0, x0 = lay.panel_origin(r, p)
             canvas[y0:y0 + panel.shape[0], x0:x0 + panel.shape[1]] = panel

@@ -184,3 +184,19 @@ def test_png_reader_reads_filtered_rows():
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "f.png").write_bytes(png)
         np.testing.assert_array_equal(read_png(Path(d) / "f.png"), img)
+
+
+def test_a_voxel_has_one_grey_level_in_every_plane():
+    # one grey window per modality: the voxels the axial and coronal slices share look the same
+    shape = (12, 10, 14)
+    x, y, z = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
+    vol = (x + 10.0 * z).astype(np.float32)  # the axial slice spans a narrow part of the range
+    img = preview_image([vol], None, modalities=["t1n"])
+    lay = preview_layout(shape, 1, names=["t1n"])
+    k, cy, cz = lay.zoom, shape[1] // 2, shape[2] // 2
+    ay, ax = lay.panel_origin(0, 0)
+    cy0, cx0 = lay.panel_origin(0, 1)
+    for xi in range(shape[0]):
+        axial = img[ay + (shape[1] - 1 - cy) * k, ax + xi * k]  # voxel (xi, cy, cz)
+        coronal = img[cy0 + (shape[2] - 1 - cz) * k, cx0 + xi * k]  # voxel (xi, cy, cz)
+        np.testing.assert_array_equal(axial, coronal)
