@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "from_dict",
     "to_dict",
+    "flatten",
     "load_yaml",
     "load_config",
     "apply_overrides",
@@ -164,14 +165,14 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
             if type(None) in args:
                 return None
             raise _fail(where, source, f"must not be null (expected {_type_name(tp)})")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own error names the key inside it (log.mlflow.tracking_uri)
+            return _convert(value, options[0], where, source)
+        for arg in options:
             try:
                 return _convert(value, arg, where, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                pass
         raise _fail(where, source, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
@@ -268,6 +269,14 @@ def to_dict(cfg: Any) -> Any:
     if isinstance(cfg, Path):
         return str(cfg)
     return cfg
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-4}}`` -> ``{"train.lr": 1e-4}`` (lists stay values; an empty section
+    disappears)."""
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    return {k: v for key, value in d.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
 
 
 def dump_yaml(cfg: Any) -> str:

@@ -37,7 +37,7 @@ from medidiff.latents.config import LatentStageConfig, VAEConfig
 from medidiff.nets.config import NetConfig
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.samplers.config import SamplerConfig
-from medidiff.training.config import TrainConfig
+from medidiff.training.config import LogConfig, TrainConfig
 
 
 @dataclass
@@ -58,6 +58,7 @@ class ExperimentConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)  # stage vae
     cascade: CascadeConfig = field(default_factory=CascadeConfig)  # stage sr
     eval: EvalConfig = field(default_factory=EvalConfig)  # medidiff evaluate
+    log: LogConfig = field(default_factory=LogConfig)  # MLflow / W&B beside metrics.jsonl and TensorBoard
 
     def __post_init__(self) -> None:
         uses_labels = self.conditioning.mask or self.conditioning.generate_labels

@@ -243,7 +243,7 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
 
     return fit(net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
                collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
-               num_workers=cfg.data.num_workers)
+               num_workers=cfg.data.num_workers, tracking=cfg.log)
 
 
 def export_sr(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema") -> Path:

@@ -84,7 +84,7 @@ def _generate(args: argparse.Namespace) -> int:
     from medidiff.files import folder_lock, write_text_atomic
     from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid, recorded_training_data
     from medidiff.io import source_record, write_nifti
-    from medidiff.viz import triplanar, write_png
+    from medidiff.viz import preview_image, write_png
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MedidiffError(f"--device {args.device}: no CUDA device on this machine; use --device cpu")
@@ -197,7 +197,8 @@ def _generate(args: argparse.Namespace) -> int:
                     label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
                     write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True,
                                 sidecar_only=private)
-                write_png(case / "preview.png", triplanar(shown, label))
+                write_png(case / "preview.png", preview_image(shown, label, modalities=gen.modalities,
+                                                              labels=LABEL_CONVENTIONS[convention]))
                 # Last, atomically and synced: its presence marks the case finished (plan_cases).
                 write_text_atomic(case / PROVENANCE, json.dumps({**prov, **private}, indent=2), fsync=True)
                 bar.update(1)

@@ -39,6 +39,9 @@ def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
+    from medidiff.training.tracking import check_trackers
+
+    check_trackers(cfg.log)  # a missing mlflow/wandb package: one line now, not after data loading
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from medidiff.errors import MedidiffError
     from medidiff.training.diffusion import run_dir_of

@@ -1,8 +1,8 @@
 """The evaluation report: ``report.json``, ``report.md`` and PNG figures in one folder.
 
 Figures are drawn with numpy into RGB arrays and written by :func:`medidiff.viz.write_png`, so
-evaluation needs no plotting library: bar charts (mean bar, std whisker, a tiny built-in 3x5 pixel
-font for labels), example cases (:func:`medidiff.viz.triplanar`, label overlay) and
+evaluation needs no plotting library: bar charts (mean bar, std whisker, labels in viz's built-in 3x5 pixel
+font), example cases (:func:`medidiff.viz.triplanar`, label overlay) and
 nearest-neighbour pairs (synthetic left, its nearest training case right).
 
 JSON holds only standard values: ``inf``/``nan`` (e.g. the PSNR of identical volumes) are written
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from medidiff.viz import triplanar, write_png
+from medidiff.viz import draw_text, triplanar, write_png
 
 __all__ = ["COLOURS", "jsonable", "draw_text", "bar_chart", "pair_figure", "write_json", "markdown_report"]
 
@@ -28,23 +28,6 @@ COLOURS: list[tuple[str, tuple[int, int, int]]] = [
     ("blue", (52, 101, 164)), ("orange", (245, 121, 0)), ("green", (78, 154, 6)),
     ("purple", (117, 80, 123)), ("red", (204, 0, 0)), ("grey", (136, 138, 133)),
 ]
-
-# 3x5 pixel glyphs, rows top to bottom, '1' = ink
-_FONT: dict[str, str] = {
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001010010",
-    "8": "111101111101111", "9": "111101111001111", "A": "010101111101101", "B": "110101110101110",
-    "C": "011100100100011", "D": "110101101101110", "E": "111100110100111", "F": "111100110100100",
-    "G": "011100101101011", "H": "101101111101101", "I": "111010010010111", "J": "001001001101010",
-    "K": "101101110101101", "L": "100100100100111", "M": "101111111101101", "N": "110101101101101",
-    "O": "010101101101010", "P": "110101110100100", "Q": "010101101110011", "R": "110101110101101",
-    "S": "011100010001110", "T": "111010010010010", "U": "101101101101111", "V": "101101101101010",
-    "W": "101101111111101", "X": "101101010101101", "Y": "101101010010010", "Z": "111001010100111",
-    ".": "000000000000010", "+": "000010111010000", "-": "000000111000000", "/": "001001010100100",
-    ":": "000010000010000", "(": "010100100100010", ")": "010001001001010", "_": "000000000000111",
-    " ": "000000000000000", "=": "000111000111000", "%": "101001010100101",
-}
-
 
 def jsonable(obj: Any) -> Any:
     """Plain JSON values: numpy scalars/arrays converted, non-finite floats as strings."""
@@ -74,21 +57,6 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     path = Path(path)
     path.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
     return path
-
-
-def draw_text(canvas: np.ndarray, text: str, x: int, y: int, colour: Sequence[int] = (0, 0, 0), scale: int = 2) -> int:
-    """Draw ``text`` (upper-cased; unknown characters as spaces) at top-left (x, y); returns the end x."""
-    h, w = canvas.shape[:2]
-    for ch in text.upper():
-        glyph = _FONT.get(ch, _FONT[" "])
-        for i, bit in enumerate(glyph):
-            if bit == "1":
-                r, c = divmod(i, 3)
-                y0, x0 = y + r * scale, x + c * scale
-                if 0 <= y0 and y0 + scale <= h and 0 <= x0 and x0 + scale <= w:
-                    canvas[y0:y0 + scale, x0:x0 + scale] = colour
-        x += 4 * scale
-    return x
 
 
 def bar_chart(

@@ -361,7 +361,7 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = 
     return fit(
         module, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=val_fn if val_set is not None else None, progress=progress,
-        num_workers=cfg.data.num_workers,
+        num_workers=cfg.data.num_workers, tracking=cfg.log,
     )
 
 

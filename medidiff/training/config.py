@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from medidiff.training.ema import EMAConfig
 
@@ -69,3 +70,54 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+
+
+@dataclass
+class MLflowConfig:
+    """An MLflow run beside metrics.jsonl (``log.mlflow``): scalars, the resolved config as
+    parameters, previews and resolved_config.yaml as artifacts (:mod:`medidiff.training.tracking`).
+
+    ``tracking_uri`` is a local store (``file:///abs/path/mlruns`` or a folder path) or a server
+    (``http(s)://host:port``, ``databricks``). Credentials go in MLflow's own environment variables
+    (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN), never in the URI:
+    the config is saved in the run folder, in every checkpoint and in exported models.
+    """
+
+    tracking_uri: str
+    experiment: str = "medidiff"
+    run_name: str = ""  # "" -> the experiment config's name
+
+    def __post_init__(self) -> None:
+        if not self.tracking_uri.strip():
+            raise ValueError("tracking_uri is empty: give file:///abs/path/mlruns or http(s)://host:port")
+        parts = urlsplit(self.tracking_uri)
+        if parts.username or parts.password:
+            raise ValueError("tracking_uri holds credentials, which would be saved with the config in the run folder, "
+                             "its checkpoints and exported models: remove them and set MLFLOW_TRACKING_USERNAME / "
+                             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead")
+        if not self.experiment.strip():
+            raise ValueError("experiment is empty: name the MLflow experiment the runs go to")
+
+
+@dataclass
+class WandbConfig:
+    """A Weights & Biases run (``log.wandb``); offline by default: files under RUN/wandb, nothing
+    sent until ``wandb sync RUN/wandb/offline-run-*``. Needs the ``wandb`` package."""
+
+    project: str
+    mode: Literal["offline", "online"] = "offline"
+    entity: str = ""  # "" -> W&B's default entity
+    run_name: str = ""  # "" -> the experiment config's name
+
+    def __post_init__(self) -> None:
+        if not self.project.strip():
+            raise ValueError("project is empty: name the W&B project")
+
+
+@dataclass
+class LogConfig:
+    """Experiment trackers beside RUN/metrics.jsonl and TensorBoard (the ``log:`` section). Each is
+    off unless given; nothing is imported or contacted otherwise. Only rank 0 logs."""
+
+    mlflow: MLflowConfig | None = None
+    wandb: WandbConfig | None = None

@@ -259,6 +259,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
         net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,
         collate_fn=collate_cases, val_fn=validation_loss_fn(val_set, loss_fn, cfg), progress=progress,
         preview_fn=make_preview_fn(cfg, codec, objective, train_set), num_workers=cfg.data.num_workers,
+        tracking=cfg.log,
     )
 
 
@@ -307,13 +308,14 @@ def validation_loss_fn(val_set: Any, loss_fn: Any, cfg: ExperimentConfig):
 
 def make_preview_fn(cfg: ExperimentConfig, codec: LatentCodec, objective: Any, train_set: Any):
     """``preview_fn`` for :func:`fit`: one sample (seed ``cfg.seed``) from the EMA weights as a
-    tri-planar PNG per modality with the generated (or conditioning) labels overlaid, written to
-    ``RUN/previews/step_XXXXXXXX.png``. Mask-conditioned models use the first training case's mask."""
+    tri-planar PNG (:func:`~medidiff.viz.preview_image`: every modality, the generated or
+    conditioning labels overlaid, a legend), written to ``RUN/previews/step_XXXXXXXX.png`` and
+    returned. Mask-conditioned models use the first training case's mask."""
     from medidiff.generation import image_space_clamp, regions_to_labels
     from medidiff.samplers import sample
-    from medidiff.viz import triplanar, write_png
+    from medidiff.viz import preview_image, write_png
 
-    def preview(step: int, module: torch.nn.Module, out_dir: Path) -> None:
+    def preview(step: int, module: torch.nn.Module, out_dir: Path) -> Path:
         device = next(module.parameters()).device
         x_shape = (codec.in_channels, *(r // cfg.data.downsample for r in cfg.data.roi))
         cond, regions = None, None
@@ -338,6 +340,7 @@ def make_preview_fn(cfg: ExperimentConfig, codec: LatentCodec, objective: Any, t
             label = regions_to_labels(regions[0].cpu().numpy())
         else:
             label = None
-        write_png(Path(out_dir) / f"step_{step:08d}.png", triplanar(list(x[:m]), label))
+        return write_png(Path(out_dir) / f"step_{step:08d}.png",
+                         preview_image(list(x[:m]), label, modalities=cfg.data.modalities))
 
     return preview

@@ -75,9 +75,10 @@ import torch
 from torch.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
+from medidiff.config import flatten
 from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.config import TrainConfig
+from medidiff.training.config import LogConfig, TrainConfig
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     DistInfo,
@@ -95,6 +96,7 @@ from medidiff.training.engine import (
 )
 from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
+from medidiff.training.tracking import check_trackers
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,8 @@ log = logging.getLogger(__name__)
 LossFn = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tensor, dict[str, float]]"]
 # val_fn(module, rank, world_size) -> (metric sums over this rank's shard, count they divide by)
 ValFn = Callable[[torch.nn.Module, int, int], "tuple[dict[str, float], int]"]
-PreviewFn = Callable[[int, torch.nn.Module, Path], None]
+# preview_fn(step, module, out_dir) -> the file it wrote (handed to the trackers as an artifact) or None
+PreviewFn = Callable[[int, torch.nn.Module, Path], "Path | None"]
 
 __all__ = ["FitResult", "LossFn", "PreviewFn", "ValFn", "fit", "move_to", "shard"]
 
@@ -253,7 +256,7 @@ class _Run:
 
 
 def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int, resume: bool,
-           record: dict[str, Any] | None, progress: bool, evaluates: bool) -> _Run:
+           record: dict[str, Any] | None, progress: bool, evaluates: bool, tracking: LogConfig | None) -> _Run:
     """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
     device = resolve_device(cfg.device)
     dist = setup_distributed(device)
@@ -296,7 +299,8 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
     if resume_from is not None:
         _resume(run, resume_from)
     run.result.final_step = run.steps_last = run.step
-    run.run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=run.step if resume_from else None)
+    run.run_log = RunLog(run_dir, enabled=dist.is_main, resume_step=run.step if resume_from else None,
+                         tracking=tracking, params=flatten(run.record.get("config") or {}))
     if cfg.max_minutes:
         run.deadline = time.monotonic() + 60.0 * cfg.max_minutes
     if dist.is_main and progress:
@@ -311,13 +315,7 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
 RESUME_MAY_CHANGE = ("name", "output_dir", "data.root", "data.manifest", "data.cache_dir", "data.num_workers",
                      "train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.keep_last",
                      "train.preview_every", "train.val_every", "train.compile", "train.compile_mode", "train.device",
-                     "train.deepspeed", "sampler.", "eval.")
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix[:-1]: d}
-    return {k: v for key, value in d.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+                     "train.deepspeed", "sampler.", "eval.", "log.")
 
 
 def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> None:
@@ -342,7 +340,7 @@ def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> Non
         )
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
     if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
-        before, now = _flat(saved_cfg), _flat(cfg)
+        before, now = flatten(saved_cfg), flatten(cfg)
         changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)
                    and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)]
         if changed:
@@ -505,7 +503,9 @@ def _periodic(run: _Run, *, stopping: bool, val_fn: ValFn | None, preview_fn: Pr
     if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
         _read_losses(run)  # on every rank: it takes a collective
         if run.dist.is_main:
-            preview_fn(step, run.eval_copy.load(run.engine, run.ema), run.run_dir / "previews")  # type: ignore[union-attr]
+            written = preview_fn(step, run.eval_copy.load(run.engine, run.ema), run.run_dir / "previews")  # type: ignore[union-attr]
+            if written is not None:
+                run.run_log.artifact(written, "previews")
 
 
 def _validate(run: _Run, val_fn: ValFn) -> dict[str, float]:
@@ -591,6 +591,7 @@ def fit(
     val_fn: ValFn | None = None,
     progress: bool = True,
     num_workers: int = 0,
+    tracking: LogConfig | None = None,
 ) -> FitResult:
     """Train ``model`` with ``loss_fn(engine, batch, generator) -> (loss, logs)`` under DeepSpeed.
 
@@ -612,11 +613,17 @@ def fit(
             (items ``rank::world_size``) and returns metric sums and the count they divide by.
         num_workers: DataLoader worker processes per rank (``data.num_workers``); batches and
             augmentation are the same for any value, so a run may resume with another.
+        tracking: the ``log:`` section: MLflow / W&B runs that rank 0 feeds with the logged
+            scalars, ``record["config"]`` (flattened) as parameters and the files ``preview_fn``
+            returns (:mod:`~medidiff.training.tracking`).
     """
+    check_trackers(tracking)  # every rank, before any work: all stop together on a missing package
     run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress,
-                 evaluates=bool(val_fn is not None and cfg.val_every or preview_fn is not None and cfg.preview_every))
+                 evaluates=bool(val_fn is not None and cfg.val_every or preview_fn is not None and cfg.preview_every),
+                 tracking=tracking)
     it: Any = None
+    failed = True  # until the loop ends normally: the trackers' run status
     try:
         # signal handlers first, then the loader's workers (they ignore the stop signals)
         with _Preemption() as pre:
@@ -638,11 +645,12 @@ def fit(
         # last checkpoint's files): an early rank's exit tore down its gloo connections under
         # rank 1 of a 2-rank ZeRO-3 run on a busy CPU ("terminate called without an active exception").
         barrier()
+        failed = False
     finally:  # also on errors: no worker processes or open logs outlive the loop
         if run.bar is not None:
             run.bar.close()
         if num_workers > 0 and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-        run.run_log.close()
+        run.run_log.close("FAILED" if failed else "FINISHED" if run.step >= cfg.max_steps else "KILLED")
     run.result.final_step = run.step
     return run.result

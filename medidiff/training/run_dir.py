@@ -32,7 +32,8 @@ __all__ = ["LOCK_NAME", "RUN_OUTPUTS", "is_used", "claim_run_dir"]
 LOCK_NAME = "train.lock"
 # What a training run writes into its folder (``--overwrite`` deletes these, nothing else: data
 # caches under the folder stay, they do not depend on the run).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "previews", "model", "codec", "resolved_config.yaml")
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "previews", "model", "codec", "resolved_config.yaml",
+               "mlflow_run.json", "wandb_run.json", "wandb")  # the trackers' run ids, W&B's offline files
 
 _held: set[Path] = set()  # lock files this process holds
 
