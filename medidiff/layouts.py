@@ -41,6 +41,7 @@ re-saved with their own header (never stamped synthetic); synthetic files keep t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -56,7 +57,7 @@ from medidiff.errors import MedidiffError
 __all__ = ["LayoutName", "LAYOUTS", "CaseFiles", "Layout", "CaseFolderLayout", "NnunetLayout", "make_layout",
            "PROVENANCE", "NNUNET_LABELS", "NNUNET_REGIONS_CLASS_ORDER", "check_dataset_id", "check_dataset_name",
            "nnunet_dataset_json", "write_nnunet_dataset_json", "check_dataset_id_free", "find_generated",
-           "export_nnunet", "EXPORT_RECORD"]
+           "export_nnunet", "EXPORT_RECORD", "GeneratedSet"]
 
 LayoutName = Literal["medidiff", "brats", "brats2021", "nnunet"]
 LAYOUTS: tuple[str, ...] = ("medidiff", "brats", "brats2021", "nnunet")
@@ -530,7 +531,11 @@ def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, datas
                                 "cannot name nnU-Net files (letters, digits, '_', '-', '.')"))
         taken.add(cid)
     how: dict[str, int] = {}
-    with folder_lock(out, "--out"), staged_dir(target) as stage:
+    with contextlib.ExitStack() as held:
+        held.enter_context(folder_lock(out, "--out"))  # one export at a time into this nnUNet_raw
+        if target.is_dir():  # and none while `generate --layout nnunet` writes the set it replaces
+            held.enter_context(folder_lock(target, "--dataset-id/--dataset-name"))
+        stage = held.enter_context(staged_dir(target))
         for cid, files, prov in zip(syn_ids, gen.cases, gen.provenances):
             dst = layout.case_files(stage, cid, mods)
             for m in mods:

@@ -356,6 +356,12 @@ def test_export_refuses_an_existing_dataset_unless_overwrite_and_copies_on_reque
     np.testing.assert_array_equal(_data(f), _data(plain / "case_0000" / "t1n.nii.gz"))
     assert _export(plain, raw, dataset_id="502", name="Another") == 2
     assert "Dataset502_Mix" in _one_line_error(capsys)
+    from medidiff.files import folder_lock
+
+    with folder_lock(raw / "Dataset502_Mix", "generate"):  # a generate writing the set it would replace
+        assert _export(plain, raw, "--overwrite") == 2
+        assert "in use by" in _one_line_error(capsys)
+    assert os.path.samefile(f, f)  # the set is still there
 
 
 @pytest.mark.parametrize("extra, word", [
