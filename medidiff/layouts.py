@@ -56,7 +56,7 @@ from medidiff.errors import MedidiffError
 
 __all__ = ["LayoutName", "LAYOUTS", "CaseFiles", "Layout", "CaseFolderLayout", "NnunetLayout", "make_layout",
            "PROVENANCE", "NNUNET_LABELS", "NNUNET_REGIONS_CLASS_ORDER", "check_dataset_id", "check_dataset_name",
-           "nnunet_dataset_json", "write_nnunet_dataset_json", "check_dataset_id_free", "find_generated",
+           "nnunet_dataset_json", "write_nnunet_dataset_json", "check_dataset_id_free", "find_generated", "finished_cases",
            "export_nnunet", "EXPORT_RECORD", "GeneratedSet"]
 
 LayoutName = Literal["medidiff", "brats", "brats2021", "nnunet"]
@@ -353,33 +353,40 @@ def _case_modalities(layout: Layout, root: Path, case_id: str, modalities: Seque
     raise MedidiffError(f"{root}: an nnU-Net folder names channels by number: give --modalities in channel order")
 
 
+def finished_cases(folder: str | Path, modalities: Sequence[str], layout: Layout | None = None) -> list[CaseFiles]:
+    """The finished cases of a generated folder (``layout`` detected when not given), in index order."""
+    root = Path(folder)
+    layout = layout or _layout_of(root)
+    done = layout.finished(root)
+    order = sorted(done, key=lambda cid: (layout.index_of(cid) is None, layout.index_of(cid) or 0, cid))
+    return [layout.case_files(root, cid, modalities) for cid in order]
+
+
 def find_generated(folder: str | Path, modalities: Sequence[str] | None = None,
                    real_modalities: Sequence[str] | None = None) -> GeneratedSet:
-    """The finished cases of a generated folder (its layout detected), with their provenance."""
+    """The finished cases of a generated folder (its layout detected), with their provenance; every
+    case must have its volumes and a label map (what a segmentation data set needs)."""
     root = Path(folder)
     if not root.is_dir():
         raise MedidiffError(f"{root}: not a folder (give the --out of `medidiff generate`)")
     layout = _layout_of(root)
-    done = layout.finished(root)
-    first = next(iter(done))
+    first = next(iter(layout.finished(root)))
     mods = _case_modalities(layout, root, first, modalities, real_modalities)
-    cases, provs = [], []
-    for cid, prov_file in sorted(done.items(), key=lambda kv: (layout.index_of(kv[0]) is None, layout.index_of(kv[0]) or 0, kv[0])):
-        files = layout.case_files(root, cid, mods)
+    cases = finished_cases(root, mods, layout)
+    provs = []
+    for files in cases:
         try:
-            prov = json.loads(prov_file.read_text())
+            provs.append(json.loads(files.provenance.read_text()))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise MedidiffError(f"{prov_file}: unreadable provenance ({exc})") from None
+            raise MedidiffError(f"{files.provenance}: unreadable provenance ({exc})") from None
         missing = [p for p in (*files.images.values(), files.label) if not p.is_file()]
         if missing:
             what = "label map" if missing[0] == files.label else "volume"
-            raise MedidiffError(f"{missing[0]}: missing {what} of finished case {cid}"
+            raise MedidiffError(f"{missing[0]}: missing {what} of finished case {files.case_id}"
                                 + ("; nnU-Net needs a label map per case (the model generates none?)"
                                    if what == "label map" else ""))
-        cases.append(files)
-        provs.append(prov)
     return GeneratedSet(root=root, layout=layout, cases=cases, provenances=provs,
-                        unfinished=len(set(layout.started(root)) - set(done)))
+                        unfinished=len(set(layout.started(root)) - set(layout.finished(root))))
 
 
 def _place(src: Path, dst: Path, link: bool) -> str:

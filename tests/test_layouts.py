@@ -428,3 +428,25 @@ def test_export_reads_a_generated_nnunet_set_and_generate_keeps_out_of_exported_
     # resuming generate into an exported set would count its real cases as a run's: refused
     assert _generate(model[0], raw, "--layout", "nnunet", "--dataset-id", "503", "--dataset-name", "Again") == 2
     assert "export-dataset" in _one_line_error(capsys)
+
+
+def test_evaluate_reads_every_layout(plain, nnunet_gen, model, tmp_path):
+    """evaluate's reader (eval.data.synthetic_items) gives the same cases and labels in every layout."""
+    import dataclasses
+
+    from medidiff.data.transforms import LABEL, build_transforms
+    from medidiff.eval.data import synthetic_items
+    from medidiff.generation import DiffusionPipeline
+
+    assert _generate(model[0], tmp_path / "b21", "--layout", "brats2021") == 0
+    data = dataclasses.replace(DiffusionPipeline.from_pretrained(model[0]).cfg.data, label_mode="labels",
+                               cache="none", roi=SHAPE)
+    tf = build_transforms(data, train=False)
+    want = [tf({k: v for k, v in it.items() if k != "provenance"})[LABEL].numpy()
+            for it in synthetic_items(plain, data.modalities)]
+    for folder in (tmp_path / "b21", nnunet_gen):
+        items = synthetic_items(folder, data.modalities)
+        assert [it["provenance"]["seed"] for it in items] == [0, 1]
+        for it, label in zip(items, want):
+            it.pop("provenance")
+            np.testing.assert_array_equal(tf(it)[LABEL].numpy(), label)  # 2021's ET = 4 read back as 3
