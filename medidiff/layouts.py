@@ -116,12 +116,15 @@ class Layout:
     def remove(self, root: Path, case_id: str, modalities: Sequence[str]) -> None:
         """Delete whatever a (finished, interrupted or conflicting) case left under ``root``."""
         files = self.case_files(root, case_id, modalities)
+        # the finished marker goes first: a removal cut short must leave an unfinished case (redone
+        # next time), never a "finished" one with volumes missing
+        files.provenance.unlink(missing_ok=True)
         if files.folder is not None:
             shutil.rmtree(files.folder, ignore_errors=True)
             return
         from medidiff.io import sidecar_path
 
-        for path in (*files.images.values(), files.label, files.preview, files.provenance):
+        for path in (*files.images.values(), files.label, files.preview):
             for p in (path, sidecar_path(path)):
                 if p.is_file() or p.is_symlink():
                     p.unlink()
@@ -529,7 +532,8 @@ def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, datas
             raise MedidiffError(f"--real {real}: label_map {label_map}: only BraTS 2021's {{4: 3}} is known")
     elif real_folds:
         raise MedidiffError("--real-folds needs --real MANIFEST")
-    syn_ids = [layout.case_id(i) for i in range(len(gen.cases))]
+    # SYN_<the generated case's index>: case_0007 and BraTS-SYN-00007-000 both become SYN_00007 (seed + 7)
+    syn_ids = [layout.case_id(gen.layout.index_of(c.case_id) or 0) for c in gen.cases]
     taken = set(syn_ids)
     for it in items:
         cid = str(it["case_id"])

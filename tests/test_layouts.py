@@ -450,3 +450,19 @@ def test_evaluate_reads_every_layout(plain, nnunet_gen, model, tmp_path):
         for it, label in zip(items, want):
             it.pop("provenance")
             np.testing.assert_array_equal(tf(it)[LABEL].numpy(), label)  # 2021's ET = 4 read back as 3
+
+
+def test_export_takes_finished_cases_only_and_keeps_their_index(plain, tmp_path, capsys):
+    import shutil
+
+    gen = tmp_path / "gen"
+    shutil.copytree(plain, gen)
+    (gen / "case_0000" / "provenance.json").unlink()  # interrupted: not a case yet
+    raw = tmp_path / "raw"
+    assert _export(gen, raw) == 0
+    assert "1 unfinished generated case(s) left out" in capsys.readouterr().out
+    ds = raw / "Dataset502_Mix"
+    assert [p.name for p in (ds / "labelsTr").iterdir()] == ["SYN_00001.nii.gz"]  # case_0001 -> SYN_00001
+    assert check_nnunet_dataset(ds)["numTraining"] == 1
+    assert json.loads((ds / "medidiff" / "SYN_00001.provenance.json").read_text())["exported_from"]["case"] == \
+        "case_0001"

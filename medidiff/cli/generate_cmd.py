@@ -197,7 +197,8 @@ def _generate(args: argparse.Namespace) -> int:
                                 + (f"; {more} more case(s) differ" if more else "")
                                 + ": choose another --out, or pass --overwrite to replace them")
         for case, _ in conflicts:
-            if (root / case).is_dir():  # a case folder, of this layout or another
+            if (root / case).is_dir():  # a case folder, of this layout or another: marker first (Layout.remove)
+                (root / case / "provenance.json").unlink(missing_ok=True)
                 shutil.rmtree(root / case)
             else:
                 layout.remove(root, case, modalities)
