@@ -205,11 +205,14 @@ class NnunetLayout(Layout):
         m = self._ID_RE.fullmatch(case_id)
         return int(m["index"]) if m else None
 
-    def case_files(self, root: Path, case_id: str, modalities: Sequence[str]) -> CaseFiles:
+    def case_files(self, root: Path, case_id: str, modalities: Sequence[str], *,
+                   split: Literal["Tr", "Ts"] = "Tr") -> CaseFiles:
+        """``split`` "Ts": a test case (imagesTs/labelsTs; nnU-Net never trains on those)."""
         root = Path(root)
         return CaseFiles(case_id=case_id,
-                         images={m: root / "imagesTr" / f"{case_id}_{k:04d}{FILE_ENDING}" for k, m in enumerate(modalities)},
-                         label=root / "labelsTr" / f"{case_id}{FILE_ENDING}",
+                         images={m: root / f"images{split}" / f"{case_id}_{k:04d}{FILE_ENDING}"
+                                 for k, m in enumerate(modalities)},
+                         label=root / f"labels{split}" / f"{case_id}{FILE_ENDING}",
                          provenance=root / "medidiff" / f"{case_id}.{PROVENANCE}",
                          preview=root / "medidiff" / f"{case_id}.png", folder=None)
 
@@ -455,7 +458,7 @@ def _synthetic_label(src: Path, dst: Path, prov: Mapping[str, Any], link: bool) 
 
 
 def _real_cases(manifest: Path, root: str | None, folds: Sequence[int] | None, gen: GeneratedSet,
-                modalities: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                modalities: Sequence[str], *, check_masks: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Labelled real cases of ``manifest``'s TRAINING folds, and a record of where they came from.
 
     The rules are generate's and evaluate's (:mod:`medidiff.data.mask_sources`): when the manifest
@@ -486,8 +489,9 @@ def _real_cases(manifest: Path, root: str | None, folds: Sequence[int] | None, g
     case_folds = {it["case_id"]: it.get("fold") for it in load_manifest(manifest, root) if it.get("case_id")}
     # a case's provenance file is <folder>/provenance.json in case-folder layouts
     where = [c.folder or c.provenance.with_name(c.case_id) for c in gen.cases]
-    check = check_synthetic_provenance(provs, where, manifest_sha256=sha, fold=held_out, case_folds=case_folds,
-                                       tasks=None)
+    n = len(provs) if check_masks else 0  # a real-only set holds none of the synthetic cases' masks
+    check = check_synthetic_provenance(provs[:n], where[:n], manifest_sha256=sha, fold=held_out,
+                                       case_folds=case_folds, tasks=None)
     folds_used = sorted({int(it["fold"]) for it in items})
     return items, {"manifest_sha256": sha, "folds": folds_used, "generator_held_out_fold": held_out,
                    "generator_trained_on_this_manifest": same, "provenance_check": check}
@@ -495,9 +499,13 @@ def _real_cases(manifest: Path, root: str | None, folds: Sequence[int] | None, g
 
 def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, dataset_name: str, *,
                   real: str | Path | None = None, root: str | None = None, real_folds: Sequence[int] | None = None,
-                  modalities: Sequence[str] | None = None, link: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                  modalities: Sequence[str] | None = None, link: bool = True, overwrite: bool = False,
+                  with_test: bool = False, real_only: bool = False) -> dict[str, Any]:
     """Build ``out/Dataset{id:03d}_{name}`` from the finished cases of a generated folder and,
     with ``real``, the labelled cases of that manifest's training folds (module docstring).
+    ``with_test`` also writes the generator's held-out fold of ``real`` as ``imagesTs``/``labelsTs``
+    (nnU-Net never trains on them: they are what the segmenter is scored on). ``real_only`` leaves
+    the synthetic cases out: the baseline with the same real training and test cases.
 
     The data set is assembled beside its final name and swapped in whole
     (:func:`medidiff.files.staged_dir`): a failed export leaves nothing, or the previous set.
@@ -526,16 +534,32 @@ def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, datas
     real_from: dict[str, Any] | None = None
     label_map: dict[int, int] = {}
     if real is not None:
-        items, real_from = _real_cases(Path(real), root, real_folds, gen, mods)
+        items, real_from = _real_cases(Path(real), root, real_folds, gen, mods, check_masks=not real_only)
         label_map = label_map_of(read_manifest(real), real)
         if label_map and label_map != BRATS2021_LABEL_MAP:
             raise MedidiffError(f"--real {real}: label_map {label_map}: only BraTS 2021's {{4: 3}} is known")
-    elif real_folds:
-        raise MedidiffError("--real-folds needs --real MANIFEST")
+    elif real_folds or with_test:
+        raise MedidiffError(f"{'--real-folds' if real_folds else '--with-test'} needs --real MANIFEST")
+    test_items: list[dict[str, Any]] = []
+    if with_test:
+        from medidiff.data.manifest import load_manifest
+
+        held_out = real_from["generator_held_out_fold"] if real_from else None
+        if held_out is None:
+            why = ("the generator trained on every fold" if real_from and real_from["generator_trained_on_this_manifest"]
+                   else "--real is not the generator's training manifest")
+            raise MedidiffError(f"--with-test: no held-out fold to test on ({why})")
+        test_items = [it for it in load_manifest(real, root) if it.get("label") and it.get("fold") == held_out]
+        if not test_items:
+            raise MedidiffError(f"--with-test: {real} has no labelled case in the held-out fold {held_out}")
     # SYN_<the generated case's index>: case_0007 and BraTS-SYN-00007-000 both become SYN_00007 (seed + 7)
+    if real_only and real is None:
+        raise MedidiffError("--real-only needs --real MANIFEST")
+    if real_only:  # the generated folder still decides the folds (its provenance), its cases stay out
+        gen = GeneratedSet(root=gen.root, layout=gen.layout, cases=[], provenances=[], unfinished=gen.unfinished)
     syn_ids = [layout.case_id(gen.layout.index_of(c.case_id) or 0) for c in gen.cases]
     taken = set(syn_ids)
-    for it in items:
+    for it in (*items, *test_items):
         cid = str(it["case_id"])
         if cid in taken or not _NAME_RE.fullmatch(cid):
             raise MedidiffError(f"--real {real}: case id {cid!r} " + ("clashes with a synthetic id" if cid in taken else
@@ -559,27 +583,22 @@ def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, datas
             write_text_atomic(dst.provenance, json.dumps(record, indent=2))
             if files.preview.is_file():
                 _place(files.preview, dst.preview, link)
-        for it in items:
-            cid = str(it["case_id"])
-            dst = layout.case_files(stage, cid, mods)
-            for m, src in zip(mods, it["image"]):
-                if str(src).endswith(FILE_ENDING):
-                    k = _place(Path(src), dst.images[m], link)
-                else:
-                    _resave(Path(src), dst.images[m])
-                    k = "rewrite"
-                how[k] = how.get(k, 0) + 1
-            if label_map or not str(it["label"]).endswith(FILE_ENDING):
-                _resave(Path(it["label"]), dst.label, label_map)
-                how["rewrite"] = how.get("rewrite", 0) + 1
-            else:
-                k = _place(Path(it["label"]), dst.label, link)
-                how[k] = how.get(k, 0) + 1
+        for split, real_items in (("Tr", items), ("Ts", test_items)):
+            for it in real_items:
+                dst = layout.case_files(stage, str(it["case_id"]), mods, split=split)
+                for src, dst_file in [*zip(it["image"], dst.images.values()), (it["label"], dst.label)]:
+                    remap = label_map if dst_file == dst.label else None
+                    if remap or not str(src).endswith(FILE_ENDING):
+                        _resave(Path(src), dst_file, remap)
+                        k = "rewrite"
+                    else:
+                        k = _place(Path(src), dst_file, link)
+                    how[k] = how.get(k, 0) + 1
         # no paths: a shared data set must not publish the exporter's folder layout
         record = {"dataset": layout.folder_name, "synthetic_cases": len(gen.cases),
                   "synthetic_from": {"folder": gen.root.name, "layout": gen.layout.name,
                                      "unfinished_left_out": gen.unfinished},
-                  "real_cases": len(items), "real_from": real_from, "files": how}
+                  "real_cases": len(items), "real_from": real_from, "test_cases": len(test_items), "files": how}
         write_text_atomic(stage / "medidiff" / EXPORT_RECORD, json.dumps(record, indent=2))
         desc = (f"{len(gen.cases)} synthetic case(s) (ids SYN_*) from medidiff"
                 + (f" and {len(items)} real case(s) from training folds {real_from['folds']}" if real_from else ""))

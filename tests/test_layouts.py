@@ -412,7 +412,7 @@ def test_nnunet_accepts_what_we_write(model, plain, nnunet_gen, tmp_path):
     """nnU-Net's own verify_dataset_integrity on a generated set and on a real + synthetic export."""
     _, manifest, data = model
     nnunet_verify(nnunet_gen)
-    assert _export(plain, tmp_path, "--real", str(manifest), "--root", str(data)) == 0
+    assert _export(plain, tmp_path, "--real", str(manifest), "--root", str(data), "--with-test") == 0
     nnunet_verify(tmp_path / "Dataset502_Mix")
 
 
@@ -466,3 +466,41 @@ def test_export_takes_finished_cases_only_and_keeps_their_index(plain, tmp_path,
     assert check_nnunet_dataset(ds)["numTraining"] == 1
     assert json.loads((ds / "medidiff" / "SYN_00001.provenance.json").read_text())["exported_from"]["case"] == \
         "case_0001"
+
+
+def test_export_with_test_puts_the_held_out_fold_in_imagests_only(model, plain, tmp_path, capsys):
+    _, manifest, data = model
+    raw = tmp_path / "raw"
+    assert _export(plain, raw, "--real", str(manifest), "--root", str(data), "--with-test") == 0
+    ds = raw / "Dataset502_Mix"
+    check_nnunet_dataset(ds)
+    held = sorted(it["case_id"] for it in read_manifest(manifest)["training"] if it["fold"] == HELD_OUT)
+    assert sorted(p.name for p in (ds / "labelsTs").iterdir()) == [f"{c}.nii.gz" for c in held]
+    assert sorted(p.name for p in (ds / "imagesTs").iterdir()) == \
+        sorted(f"{c}_{k:04d}.nii.gz" for c in held for k in range(4))
+    assert not {p.name[:-7] for p in (ds / "labelsTr").iterdir()} & set(held)
+    assert json.loads((ds / "medidiff" / "export.json").read_text())["test_cases"] == len(held)
+    capsys.readouterr()
+    assert _export(plain, raw, "--with-test", "--overwrite") == 2
+    assert "--with-test needs --real" in _one_line_error(capsys)
+    other = tmp_path / "other.json"
+    write_manifest(build_brats_manifest(data, num_folds=3), other)
+    assert _export(plain, raw, "--real", str(other), "--root", str(data), "--real-folds", "1", "--with-test",
+                   "--overwrite") == 2
+    assert "no held-out fold" in _one_line_error(capsys)
+
+
+def test_real_only_baseline_has_the_same_real_cases(model, plain, tmp_path, capsys):
+    _, manifest, data = model
+    raw = tmp_path / "raw"
+    args = ["--real", str(manifest), "--root", str(data), "--with-test"]
+    assert _export(plain, raw, *args) == 0
+    assert _export(plain, raw, *args, "--real-only", dataset_id="503", name="Real") == 0
+    mix, real = raw / "Dataset502_Mix", raw / "Dataset503_Real"
+    assert check_nnunet_dataset(real)["numTraining"] == 2
+    names = lambda ds, sub: sorted(p.name for p in (ds / sub).iterdir())  # noqa: E731
+    assert names(real, "labelsTr") == [n for n in names(mix, "labelsTr") if not n.startswith("SYN_")]
+    assert names(real, "labelsTs") == names(mix, "labelsTs")
+    capsys.readouterr()
+    assert _export(plain, raw, "--real-only", dataset_id="504", name="X") == 2
+    assert "--real-only needs --real" in _one_line_error(capsys)

@@ -1,7 +1,8 @@
 """`medidiff export-dataset`: a generated folder (+ real training cases) as a segmentation data set.
 
     medidiff export-dataset nnunet GENERATED -o $nnUNet_raw --dataset-id 501 --dataset-name BraTSSyn \\
-        [--real data_manifests/brats23.json --root DATA_ROOT [--real-folds 1 2 3 4]] [--copy] [--overwrite]
+        [--real data_manifests/brats23.json --root DATA_ROOT [--real-folds 1 2 3 4] [--with-test]] [--copy]
+        [--overwrite]
 
 The layouts and the rules (which real folds may join, hard links or copies) are in
 :mod:`medidiff.layouts`; ``docs/segmentation-datasets.md`` shows the nnU-Net commands that follow.
@@ -34,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real-folds", type=int, nargs="+", metavar="F",
                    help="folds of --real to add (default: the folds the generator trained on; needs --real to be its "
                         "training manifest). The generator's held-out fold is refused")
+    p.add_argument("--with-test", action="store_true",
+                   help="also write the generator's held-out fold of --real as imagesTs/labelsTs (what the segmenter "
+                        "is scored on; nnU-Net never trains on them)")
+    p.add_argument("--real-only", action="store_true",
+                   help="leave the synthetic cases out: the real-only baseline with the same training and test cases "
+                        "(GENERATED still decides the folds)")
     p.add_argument("--modalities", nargs="+", metavar="NAME",
                    help="channel order of the generated cases when it cannot be told (default: the --real manifest's, "
                         "or t1n t1c t2w t2f)")
@@ -57,10 +64,13 @@ def _export_dataset(args: argparse.Namespace) -> int:
         return 0
     record = export_nnunet(args.generated, args.out, dataset_id, args.dataset_name, real=args.real, root=args.root,
                            real_folds=args.real_folds, modalities=args.modalities, link=not args.copy,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, with_test=args.with_test,
+                           real_only=args.real_only)
     files = ", ".join(f"{n} {k}" for k, n in sorted(record["files"].items()))
     left = record["synthetic_from"]["unfinished_left_out"]
-    print(f"{layout.root(args.out)}: {record['synthetic_cases']} synthetic + {record['real_cases']} real case(s) ({files})"
+    print(f"{layout.root(args.out)}: {record['synthetic_cases']} synthetic + {record['real_cases']} real case(s)"
+          + (f", {record['test_cases']} held-out test case(s) in imagesTs" if record["test_cases"] else "")
+          + f" ({files})"
           + (f"; {left} unfinished generated case(s) left out" if left else "")
           + f". Next: nnUNetv2_plan_and_preprocess -d {dataset_id} --verify_dataset_integrity")
     return 0
