@@ -199,7 +199,7 @@ class NnunetLayout(Layout):
         return Path(out) / self.folder_name
 
     def case_id(self, index: int) -> str:
-        return f"SYN_{index:05d}"
+        return _syn_id(index)
 
     def index_of(self, case_id: str) -> int | None:
         m = self._ID_RE.fullmatch(case_id)
@@ -511,98 +511,128 @@ def export_nnunet(generated: str | Path, out: str | Path, dataset_id: int, datas
     (:func:`medidiff.files.staged_dir`): a failed export leaves nothing, or the previous set.
     Returns the record written to ``Dataset.../medidiff/export.json``.
     """
-    from medidiff.data.brats import BRATS2021_LABEL_MAP
-    from medidiff.data.manifest import label_map_of, read_manifest
     from medidiff.files import folder_lock, staged_dir, write_text_atomic
 
     layout = NnunetLayout(dataset_id, dataset_name)
     out = Path(out)
     target = layout.root(out)
+    needs_real = [flag for flag, on in (("--real-folds", real_folds), ("--with-test", with_test),
+                                        ("--real-only", real_only)) if on]
+    if real is None and needs_real:
+        raise MedidiffError(f"{needs_real[0]} needs --real MANIFEST")
     if target.exists() and Path(generated).resolve() == target.resolve():
         raise MedidiffError(f"{generated}: is the data set to write; export into another --dataset-id/--dataset-name")
     if target.exists() and not overwrite:
         raise MedidiffError(f"{target}: exists; pass --overwrite to replace it, or choose another --dataset-id/--dataset-name")
     check_dataset_id_free(out, layout)
-    real_mods = None
-    if real is not None:
-        from medidiff.data.manifest import modalities_of
-
-        real_mods = modalities_of(read_manifest(real))
-    gen = find_generated(generated, modalities, real_mods)
-    mods = list(gen.cases[0].images)
-    items: list[dict[str, Any]] = []
-    real_from: dict[str, Any] | None = None
-    label_map: dict[int, int] = {}
-    if real is not None:
-        items, real_from = _real_cases(Path(real), root, real_folds, gen, mods, check_masks=not real_only)
-        label_map = label_map_of(read_manifest(real), real)
-        if label_map and label_map != BRATS2021_LABEL_MAP:
-            raise MedidiffError(f"--real {real}: label_map {label_map}: only BraTS 2021's {{4: 3}} is known")
-    elif real_folds or with_test:
-        raise MedidiffError(f"{'--real-folds' if real_folds else '--with-test'} needs --real MANIFEST")
-    test_items: list[dict[str, Any]] = []
-    if with_test:
-        from medidiff.data.manifest import load_manifest
-
-        held_out = real_from["generator_held_out_fold"] if real_from else None
-        if held_out is None:
-            why = ("the generator trained on every fold" if real_from and real_from["generator_trained_on_this_manifest"]
-                   else "--real is not the generator's training manifest")
-            raise MedidiffError(f"--with-test: no held-out fold to test on ({why})")
-        test_items = [it for it in load_manifest(real, root) if it.get("label") and it.get("fold") == held_out]
-        if not test_items:
-            raise MedidiffError(f"--with-test: {real} has no labelled case in the held-out fold {held_out}")
-    # SYN_<the generated case's index>: case_0007 and BraTS-SYN-00007-000 both become SYN_00007 (seed + 7)
-    if real_only and real is None:
-        raise MedidiffError("--real-only needs --real MANIFEST")
-    if real_only:  # the generated folder still decides the folds (its provenance), its cases stay out
-        gen = GeneratedSet(root=gen.root, layout=gen.layout, cases=[], provenances=[], unfinished=gen.unfinished)
-    syn_ids = [layout.case_id(gen.layout.index_of(c.case_id) or 0) for c in gen.cases]
-    taken = set(syn_ids)
-    for it in (*items, *test_items):
-        cid = str(it["case_id"])
-        if cid in taken or not _NAME_RE.fullmatch(cid):
-            raise MedidiffError(f"--real {real}: case id {cid!r} " + ("clashes with a synthetic id" if cid in taken else
-                                "cannot name nnU-Net files (letters, digits, '_', '-', '.')"))
-        taken.add(cid)
-    how: dict[str, int] = {}
+    plan = _plan_export(generated, real, root, real_folds, modalities, with_test, real_only)
+    gen = plan.gen
     with contextlib.ExitStack() as held:
         held.enter_context(folder_lock(out, "--out"))  # one export at a time into this nnUNet_raw
         if target.is_dir():  # and none while `generate --layout nnunet` writes the set it replaces
             held.enter_context(folder_lock(target, "--dataset-id/--dataset-name"))
         stage = held.enter_context(staged_dir(target))
-        for cid, files, prov in zip(syn_ids, gen.cases, gen.provenances):
-            dst = layout.case_files(stage, cid, mods)
-            for m in mods:
-                k = _place(files.images[m], dst.images[m], link)
-                how[k] = how.get(k, 0) + 1
-            k = _synthetic_label(files.label, dst.label, prov, link)
-            how[k] = how.get(k, 0) + 1
-            record = {**prov, "exported_from": {"folder": gen.root.name, "layout": gen.layout.name,
-                                                "case": files.case_id}}
-            write_text_atomic(dst.provenance, json.dumps(record, indent=2))
-            if files.preview.is_file():
-                _place(files.preview, dst.preview, link)
-        for split, real_items in (("Tr", items), ("Ts", test_items)):
-            for it in real_items:
-                dst = layout.case_files(stage, str(it["case_id"]), mods, split=split)
-                for src, dst_file in [*zip(it["image"], dst.images.values()), (it["label"], dst.label)]:
-                    remap = label_map if dst_file == dst.label else None
-                    if remap or not str(src).endswith(FILE_ENDING):
-                        _resave(Path(src), dst_file, remap)
-                        k = "rewrite"
-                    else:
-                        k = _place(Path(src), dst_file, link)
-                    how[k] = how.get(k, 0) + 1
+        how = _write_export(stage, layout, plan, link)
         # no paths: a shared data set must not publish the exporter's folder layout
         record = {"dataset": layout.folder_name, "synthetic_cases": len(gen.cases),
                   "synthetic_from": {"folder": gen.root.name, "layout": gen.layout.name,
                                      "unfinished_left_out": gen.unfinished},
-                  "real_cases": len(items), "real_from": real_from, "test_cases": len(test_items), "files": how}
+                  "real_cases": len(plan.train), "real_from": plan.real_from, "test_cases": len(plan.test),
+                  "files": how}
         write_text_atomic(stage / "medidiff" / EXPORT_RECORD, json.dumps(record, indent=2))
         desc = (f"{len(gen.cases)} synthetic case(s) (ids SYN_*) from medidiff"
-                + (f" and {len(items)} real case(s) from training folds {real_from['folds']}" if real_from else ""))
-        write_nnunet_dataset_json(stage, mods, description=desc,
+                + (f" and {len(plan.train)} real case(s) from training folds {plan.real_from['folds']}"
+                   if plan.real_from else ""))
+        write_nnunet_dataset_json(stage, plan.modalities, description=desc,
                                   medidiff={"name": layout.folder_name, "synthetic_ids": "SYN_*",
-                                            "synthetic_cases": len(gen.cases), "real_cases": len(items)})
+                                            "synthetic_cases": len(gen.cases), "real_cases": len(plan.train)})
     return record
+
+
+@dataclass(frozen=True)
+class _ExportPlan:
+    gen: GeneratedSet  # the synthetic cases that go in (none for real_only)
+    modalities: list[str]  # channel order
+    train: list[dict[str, Any]]  # real training cases (manifest items, absolute paths)
+    test: list[dict[str, Any]]  # real held-out cases for imagesTs
+    real_from: dict[str, Any] | None
+    label_map: dict[int, int]  # of the real label files (2021: {4: 3})
+
+
+def _plan_export(generated: str | Path, real: str | Path | None, root: str | None, real_folds: Sequence[int] | None,
+                 modalities: Sequence[str] | None, with_test: bool, real_only: bool) -> _ExportPlan:
+    """Everything export_nnunet writes, checked before a file is written."""
+    from medidiff.data.brats import BRATS2021_LABEL_MAP
+    from medidiff.data.manifest import label_map_of, load_manifest, modalities_of, read_manifest
+
+    gen = find_generated(generated, modalities, modalities_of(read_manifest(real)) if real is not None else None)
+    mods = list(gen.cases[0].images)
+    train: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
+    real_from: dict[str, Any] | None = None
+    label_map: dict[int, int] = {}
+    if real is not None:
+        train, real_from = _real_cases(Path(real), root, real_folds, gen, mods, check_masks=not real_only)
+        label_map = label_map_of(read_manifest(real), real)
+        if label_map and label_map != BRATS2021_LABEL_MAP:
+            raise MedidiffError(f"--real {real}: label_map {label_map}: only BraTS 2021's {{4: 3}} is known")
+    if with_test:
+        held_out = real_from["generator_held_out_fold"] if real_from else None
+        if held_out is None:
+            why = ("the generator trained on every fold" if real_from and real_from["generator_trained_on_this_manifest"]
+                   else "--real is not the generator's training manifest")
+            raise MedidiffError(f"--with-test: no held-out fold to test on ({why})")
+        test = [it for it in load_manifest(real, root) if it.get("label") and it.get("fold") == held_out]
+        if not test:
+            raise MedidiffError(f"--with-test: {real} has no labelled case in the held-out fold {held_out}")
+    if real_only:  # the generated folder still decides the folds (its provenance); its cases stay out
+        gen = GeneratedSet(root=gen.root, layout=gen.layout, cases=[], provenances=[], unfinished=gen.unfinished)
+    taken = {_exported_id(gen, c) for c in gen.cases}
+    for it in (*train, *test):
+        cid = str(it["case_id"])
+        if cid in taken or not _NAME_RE.fullmatch(cid):
+            raise MedidiffError(f"--real {real}: case id {cid!r} " + ("clashes with a synthetic id" if cid in taken else
+                                "cannot name nnU-Net files (letters, digits, '_', '-', '.')"))
+        taken.add(cid)
+    return _ExportPlan(gen=gen, modalities=mods, train=train, test=test, real_from=real_from, label_map=label_map)
+
+
+def _syn_id(index: int) -> str:
+    return f"SYN_{index:05d}"
+
+
+def _exported_id(gen: GeneratedSet, case: CaseFiles) -> str:
+    """SYN_<the generated case's index>: case_0007 and BraTS-SYN-00007-000 both become SYN_00007 (seed + 7)."""
+    return _syn_id(gen.layout.index_of(case.case_id) or 0)
+
+
+def _write_export(stage: Path, layout: NnunetLayout, plan: _ExportPlan, link: bool) -> dict[str, int]:
+    """Put the planned cases into ``stage``; returns how many files were linked, copied, rewritten."""
+    from medidiff.files import write_text_atomic
+
+    how: dict[str, int] = {}
+    gen, mods = plan.gen, plan.modalities
+    for files, prov in zip(gen.cases, gen.provenances):
+        dst = layout.case_files(stage, _exported_id(gen, files), mods)
+        for m in mods:
+            k = _place(files.images[m], dst.images[m], link)
+            how[k] = how.get(k, 0) + 1
+        k = _synthetic_label(files.label, dst.label, prov, link)
+        how[k] = how.get(k, 0) + 1
+        exported = {**prov, "exported_from": {"folder": gen.root.name, "layout": gen.layout.name,
+                                              "case": files.case_id}}
+        write_text_atomic(dst.provenance, json.dumps(exported, indent=2))
+        if files.preview.is_file():
+            _place(files.preview, dst.preview, link)
+    for split, items in (("Tr", plan.train), ("Ts", plan.test)):
+        for it in items:
+            dst = layout.case_files(stage, str(it["case_id"]), mods, split=split)
+            for src, dst_file in [*zip(it["image"], dst.images.values()), (it["label"], dst.label)]:
+                remap = plan.label_map if dst_file == dst.label else None
+                if remap or not str(src).endswith(FILE_ENDING):
+                    _resave(Path(src), dst_file, remap)
+                    k = "rewrite"
+                else:
+                    k = _place(Path(src), dst_file, link)
+                how[k] = how.get(k, 0) + 1
+    return how
