@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from medidiff.errors import MedidiffError
 if TYPE_CHECKING:
     import torch
 
+    from medidiff.layouts import Layout
     from medidiff.samplers.config import SamplerConfig
 
 
@@ -33,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-case", help="case id in --reference (default: its first case)")
     p.add_argument("--root", help="data root of --masks/--reference manifests (default: the manifest's folder)")
     p.add_argument("--num", type=int, required=True, help="number of cases")
-    p.add_argument("--out", required=True, help="output folder: case_XXXX/{t1n,t1c,t2w,t2f,seg}.nii.gz")
+    p.add_argument("--out", required=True, help="output folder (--layout nnunet: the nnUNet_raw folder, which gets "
+                                                "DatasetNNN_NAME/)")
+    p.add_argument("--layout", default="medidiff",
+                   help="how cases are written: medidiff (case_XXXX/{t1n,t1c,t2w,t2f,seg}.nii.gz, the default), brats "
+                        "(BraTS-SYN-xxxxx-000/BraTS-SYN-xxxxx-000-{t1n,t1c,t2w,t2f,seg}.nii.gz), brats2021 "
+                        "(BraTS2021_SYNxxxxx/BraTS2021_SYNxxxxx_{t1,t1ce,t2,flair,seg}.nii.gz, enhancing = 4) or "
+                        "nnunet (DatasetNNN_NAME/imagesTr, labelsTr, dataset.json; needs --dataset-id/--dataset-name)")
+    p.add_argument("--dataset-id", help="--layout nnunet: data set id, 1..999")
+    p.add_argument("--dataset-name", help="--layout nnunet: data set name (letters, digits, _ - .)")
     p.add_argument("--prompts", help="text-conditioned models: a file with one prompt per line "
                                      "(one line for all cases, or exactly --num lines)")
     p.add_argument("--text-encoder", help="local text encoder folder (default: the path recorded with the model)")
@@ -45,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
     p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--geometry", choices=["native", "brats"], default="native",
-                   help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine")
+    p.add_argument("--geometry", choices=["native", "brats"],
+                   help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine (default: brats for the "
+                        "BraTS layouts, native otherwise)")
     p.add_argument("--label-convention", choices=["brats2021", "brats2023"],
                    help="label values of seg.nii.gz (and of --masks label maps): brats2021 writes enhancing "
                         "tumour as 4, brats2023 as 3 (default: the training data's, recorded at export)")
@@ -71,6 +81,14 @@ def _generate(args: argparse.Namespace) -> int:
             raise MedidiffError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.mask_folds and not (args.masks and args.masks.endswith(".json")):
         raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
+    layout = layout_of(args)
+    check_layout_target(layout, Path(args.out))
+    if args.geometry is None:  # BraTS tooling expects the BraTS grid
+        args.geometry = "brats" if layout.name in ("brats", "brats2021") else "native"
+    forced = layout.label_convention
+    if forced and args.label_convention and args.label_convention != forced:
+        raise MedidiffError(f"--label-convention {args.label_convention}: --layout {layout.name} writes {forced} labels"
+                            + (" (nnU-Net needs consecutive labels 0-3)" if layout.name == "nnunet" else ""))
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
     if dry_run(args, options_of(args)):
         return 0
@@ -84,6 +102,7 @@ def _generate(args: argparse.Namespace) -> int:
     from medidiff.files import folder_lock, write_text_atomic
     from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid, recorded_training_data
     from medidiff.io import source_record, write_nifti
+    from medidiff.layouts import NnunetLayout, write_nnunet_dataset_json
     from medidiff.viz import preview_image, write_png
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -99,9 +118,11 @@ def _generate(args: argparse.Namespace) -> int:
     # export recorded it; older model folders: the manifest file as it is now
     trained_on = recorded_training_data(args.sr_model or args.model) or training_data_record(pipe.cfg.data)
     recorded = json.loads((Path(args.model) / "config.json").read_text()).get("label_convention")
-    convention = args.label_convention or recorded or "brats2023"
+    mask_convention = args.label_convention or recorded or "brats2023"  # of --masks label maps
+    convention = forced or mask_convention  # of the seg files written
     label_record = {"label_convention": convention,
                     "label_convention_from": ("--label-convention" if args.label_convention else
+                                              f"--layout {layout.name}" if forced else
                                               "training data" if recorded else "default (training data unknown)"),
                     "labels": {str(k): v for k, v in LABEL_CONVENTIONS[convention].items()}}
     masks = None
@@ -113,7 +134,7 @@ def _generate(args: argparse.Namespace) -> int:
                         for it in items]
     elif args.masks:
         masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
-                                  convention=convention)
+                                  convention=mask_convention)
         # a mask file's name is often its source case id (write_model_grid_masks): the public record
         # holds its content hash and its name's hash, which `evaluate` matches against its manifest
         mask_sources = [({"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
@@ -135,6 +156,11 @@ def _generate(args: argparse.Namespace) -> int:
         prompts = read_prompts_file(args.prompts, args.num)
     if pipe.cfg.conditioning.mask and masks is None:
         raise MedidiffError("this model is mask-conditioned: give --masks (a folder of label maps)")
+    modalities = list(pipe.cfg.data.modalities)
+    layout.check_modalities(modalities)
+    if layout.needs_labels and not (pipe.cfg.conditioning.generate_labels or pipe.cfg.conditioning.mask):
+        raise MedidiffError(f"--layout {layout.name}: every case needs a label map, and this model generates none "
+                            "(train with conditioning.generate_labels, or give --masks to a mask-conditioned model)")
     sampler = sampler_of(args, pipe.sampler_config)  # a cascade's base sampler; the SR stage keeps its own
     sr_kwargs: dict[str, SamplerConfig] = {}
     if args.sr_steps:
@@ -152,7 +178,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     def expected(i: int) -> dict[str, Any]:
         """Case i's provenance, known before generating it: what a finished case must match."""
-        prov = {**pipe.provenance(args.seed + i, sampler, **sr_kwargs), "case": f"case_{i:04d}", **geometry_record}
+        prov = {**pipe.provenance(args.seed + i, sampler, **sr_kwargs), "case": layout.case_id(i), **geometry_record}
         if prompts is not None:
             prov["prompt"] = prompts[i]
         if mask_sources:
@@ -162,15 +188,20 @@ def _generate(args: argparse.Namespace) -> int:
         prov[TRAINING_DATA_KEY] = trained_on  # evaluate checks the held-out fold
         return prov
 
-    with folder_lock(out, "--out"):
-        todo, conflicts = plan_cases(out, args.num, expected)
+    root = layout.root(out)
+    with folder_lock(root, "--out"):
+        todo, conflicts = plan_cases(root, args.num, expected, layout, modalities)
         if conflicts and not args.overwrite:
             (case, why), more = conflicts[0], len(conflicts) - 1
             raise MedidiffError(f"--out {out}: {case} was generated differently ({why})"
                                 + (f"; {more} more case(s) differ" if more else "")
                                 + ": choose another --out, or pass --overwrite to replace them")
         for case, _ in conflicts:
-            shutil.rmtree(out / case)
+            if (root / case).is_dir():  # a case folder, of this layout or another: marker first (Layout.remove)
+                (root / case / "provenance.json").unlink(missing_ok=True)
+                shutil.rmtree(root / case)
+            else:
+                layout.remove(root, case, modalities)
         skipped = args.num - len(todo)
         bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
         for start in range(0, len(todo), args.batch):
@@ -181,7 +212,7 @@ def _generate(args: argparse.Namespace) -> int:
             cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
                          prompts=None if prompts is None else [prompts[i] for i in idx])
             for i, gen in zip(idx, cases):
-                case = out / f"case_{i:04d}"
+                files = layout.case_files(root, layout.case_id(i), gen.modalities)
                 prov = expected(i)
                 private = dict(private_record)
                 if mask_sources and mask_sources[i % len(mask_sources)][1]:
@@ -190,22 +221,53 @@ def _generate(args: argparse.Namespace) -> int:
                 for m, name in enumerate(gen.modalities):
                     vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
                     vol, affine = place_in_grid(vol, spacing, geometry)
-                    write_nifti(case / f"{name}.nii.gz", vol, affine, provenance=prov, sidecar_only=private)
+                    write_nifti(files.images[name], vol, affine, provenance=prov, sidecar_only=private,
+                                sidecar=layout.sidecars)
                     shown.append(vol)
                 label = gen.label
                 if label is not None:
                     label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
-                    write_nifti(case / "seg.nii.gz", label.astype("uint8"), affine, provenance=prov, is_label=True,
-                                sidecar_only=private)
-                write_png(case / "preview.png", preview_image(shown, label, modalities=gen.modalities,
-                                                              labels=LABEL_CONVENTIONS[convention]))
+                    write_nifti(files.label, label.astype("uint8"), affine, provenance=prov, is_label=True,
+                                sidecar_only=private, sidecar=layout.sidecars)
+                write_png(files.preview, preview_image(shown, label, modalities=gen.modalities,
+                                                       labels=LABEL_CONVENTIONS[convention]))
                 # Last, atomically and synced: its presence marks the case finished (plan_cases).
-                write_text_atomic(case / PROVENANCE, json.dumps({**prov, **private}, indent=2), fsync=True)
+                write_text_atomic(files.provenance, json.dumps({**prov, **private}, indent=2), fsync=True)
                 bar.update(1)
         bar.close()
-    print(f"{len(todo)} case(s) written to {out}" + (f", {skipped} already there (skipped)" if skipped else "")
+        if isinstance(layout, NnunetLayout):  # counts every finished case in the folder (one run)
+            write_nnunet_dataset_json(root, modalities, description=f"synthetic cases from medidiff generate "
+                                      f"(experiment {pipe.cfg.name})", medidiff={"name": layout.folder_name,
+                                                                                 "synthetic_ids": "SYN_*"})
+    print(f"{len(todo)} case(s) written to {root}" + (f", {skipped} already there (skipped)" if skipped else "")
           + (f", {len(conflicts)} replaced (--overwrite)" if conflicts else ""))
     return 0
+
+
+def layout_of(args: argparse.Namespace) -> Layout:
+    """The --layout (with --dataset-id/--dataset-name), refused in one line when malformed."""
+    from medidiff.layouts import make_layout
+
+    dataset_id = None
+    if args.dataset_id is not None:
+        try:
+            dataset_id = int(args.dataset_id)
+        except ValueError:
+            raise MedidiffError(f"--dataset-id {args.dataset_id!r}: nnU-Net data set ids are integers 1..999") from None
+    return make_layout(args.layout, dataset_id=dataset_id, dataset_name=args.dataset_name)
+
+
+def check_layout_target(layout: Layout, out: Path) -> None:
+    """Refuse an nnU-Net data set id that another name has, and a set that export-dataset made
+    (its real cases are no generated run's: resuming into it would miscount numTraining)."""
+    from medidiff.layouts import EXPORT_RECORD, NnunetLayout, check_dataset_id_free
+
+    if isinstance(layout, NnunetLayout):
+        check_dataset_id_free(out, layout)
+        root = layout.root(out)
+        if (root / "medidiff" / EXPORT_RECORD).is_file():
+            raise MedidiffError(f"{root}: written by `medidiff export-dataset` (real and synthetic cases): generate into "
+                                "another --dataset-id/--dataset-name, or export again")
 
 
 def sampler_of(args: argparse.Namespace, sampler: SamplerConfig) -> SamplerConfig:
@@ -243,7 +305,6 @@ def _check_model_samplers(args: argparse.Namespace) -> None:
             sr_cfg.check_sampler(replace(sr_cfg.sampler, num_steps=args.sr_steps), "sr_sampler")
 
 
-PROVENANCE = "provenance.json"
 # Keys that differ from case to case; every other provenance key is the same for a whole run.
 _PER_CASE_KEYS = frozenset({"case", "seed", "sr_seed", "prompt", "mask"})
 
@@ -261,48 +322,55 @@ def _first_difference(have: dict[str, Any], want: dict[str, Any], keys: Iterable
     return None
 
 
-def plan_cases(out: Path, num: int, expected: Callable[[int], dict[str, Any]]
-               ) -> tuple[list[int], list[tuple[str, str]]]:
+def plan_cases(root: Path, num: int, expected: Callable[[int], dict[str, Any]], layout: Layout | None = None,
+               modalities: Sequence[str] = ()) -> tuple[list[int], list[tuple[str, str]]]:
     """Which of cases 0..num-1 to generate, and which existing cases conflict with this request.
 
-    A case counts as finished only when its ``provenance.json`` (written last) exists; a finished
+    A case counts as finished only when its provenance file (written last) exists; a finished
     case is skipped when its provenance equals this request's (model and config hashes, seed,
     sampler, steps, guidance, geometry, mask, prompt...), and conflicts otherwise. Finished cases
-    beyond ``num`` conflict when their run-level keys differ (one folder holds one run). A case
-    folder without provenance is an interrupted write: its files are removed and it is redone.
-    Returns (indices to generate, [(case folder name, first difference)]).
+    beyond ``num`` conflict when their run-level keys differ, and so do finished cases of another
+    layout in ``root`` (one folder holds one run). A case started but without provenance is an
+    interrupted write (the caller holds the folder's lock: no one is writing it now): its files
+    are removed, and it is redone when it is one of 0..num-1.
+    ``layout`` (default medidiff's) says where a case's files are (:mod:`medidiff.layouts`).
+    Returns (indices to generate, [(case name, first difference)]).
     """
+    from medidiff.layouts import LAYOUTS, CaseFolderLayout, make_layout
+
+    layout = layout or make_layout("medidiff")
     todo: list[int] = []
     conflicts: list[tuple[str, str]] = []
     run_keys = [k for k in expected(0) if k not in _PER_CASE_KEYS]
-    found = sorted(p for p in out.glob("case_*") if p.is_dir()) if out.is_dir() else []
-    indices = {p.name: p for p in found}
-    for name, case in indices.items():
-        tail = name.removeprefix("case_")
-        i = int(tail) if tail.isdigit() else None
-        prov_file = case / PROVENANCE
-        if not prov_file.is_file():
-            continue
+    finished = layout.finished(root)
+    for name, prov_file in finished.items():
+        i = layout.index_of(name)
         try:
             have = json.loads(prov_file.read_text())
             if not isinstance(have, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
-            conflicts.append((name, f"its {PROVENANCE} is unreadable: {exc}"))
+            conflicts.append((name, f"its {prov_file.name} is unreadable: {exc}"))
             continue
         want = expected(i) if i is not None and i < num else expected(0)
         keys = list(want) if i is not None and i < num else run_keys
         why = _first_difference(have, want, keys)
         if why is not None:
             conflicts.append((name, why))
+    for other in LAYOUTS:
+        if other in (layout.name, "nnunet"):
+            continue
+        other_layout = make_layout(other)
+        if isinstance(other_layout, CaseFolderLayout):
+            conflicts += [(name, f"written in the {other} layout; this run: --layout {layout.name}")
+                          for name in other_layout.finished(root)]
     clashing = {name for name, _ in conflicts}
+    for name in layout.started(root):
+        if name not in finished:  # interrupted earlier
+            layout.remove(root, name, modalities)
     for i in range(num):
-        case = out / f"case_{i:04d}"
-        if case.name in clashing:
-            todo.append(i)
-        elif not (case / PROVENANCE).is_file():
-            if case.is_dir():  # interrupted earlier (the lock says no one is writing it now)
-                shutil.rmtree(case)
+        name = layout.case_id(i)
+        if name in clashing or name not in finished:
             todo.append(i)
     return todo, conflicts
 

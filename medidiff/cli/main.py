@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from medidiff import __version__
-from medidiff.cli import data_cmd, demo_cmd, evaluate_cmd, generate_cmd, latents_cmd, manifest_cmd, train_cmd
+from medidiff.cli import (data_cmd, dataset_cmd, demo_cmd, evaluate_cmd, generate_cmd, latents_cmd, manifest_cmd,
+                          train_cmd)
 from medidiff.errors import MedidiffError
 from medidiff.files import terminate_on_sigterm
 
-COMMANDS = [demo_cmd, data_cmd, manifest_cmd, latents_cmd, train_cmd, generate_cmd, evaluate_cmd]
+COMMANDS = [demo_cmd, data_cmd, manifest_cmd, latents_cmd, train_cmd, generate_cmd, dataset_cmd, evaluate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,18 +83,24 @@ def select_mask_cases(
     folds: Sequence[int] | None = None,
     *,
     trained_on: Mapping[str, Any] | None = None,
+    flags: tuple[str, str] = ("--masks", "--mask-folds"),
+    refuse_held_out: bool = False,
 ) -> list[dict[str, Any]]:
     """Labelled cases of ``manifest`` whose masks a model with data section ``data`` may use.
 
     ``folds=None``: the folds the model trained on, which needs ``manifest`` to be the model's own
     training manifest (same sha256 as ``trained_on``'s, the model folder's record, or else as the
-    file at ``data.manifest`` now). Explicit ``folds``: exactly those.
+    file at ``data.manifest`` now). Explicit ``folds``: exactly those, except that with
+    ``refuse_held_out`` (real cases that a segmenter trains on, ``export-dataset``) a ``data.fold``
+    among them is refused: the caller passes the fold the model held out of THIS manifest (None
+    when unknown). ``flags`` name the manifest and folds options in messages.
     Returns the items in manifest order; raises MedidiffError naming the flag.
     """
+    flag, folds_flag = flags
     sha = file_sha256(manifest) if Path(manifest).is_file() else None
     items = [it for it in load_manifest(manifest, root) if it.get("label")]  # DataError if unreadable
     if not items:
-        raise MedidiffError(f"--masks {manifest}: no labelled cases")
+        raise MedidiffError(f"{flag} {manifest}: no labelled cases")
     bad = [it.get("case_id", "?") for it in items if isinstance(it.get("fold"), bool) or not isinstance(it.get("fold"), int)]
     if bad:
         raise DataError(manifest, f"case {bad[0]} has no integer 'fold': masks are chosen by fold, so use a manifest "
@@ -106,17 +112,20 @@ def select_mask_cases(
         if model_sha is None or sha is None or model_sha[:SHA_DIGITS] != sha[:SHA_DIGITS]:
             why = ("is not readable here" if model_sha is None else "differs from it")
             raise MedidiffError(
-                f"--masks {manifest}: cannot tell which of its folds the model trained on (the model's data.manifest "
-                f"{data.manifest or '<unset>'} {why}); name them with --mask-folds (folds present: {present})")
+                f"{flag} {manifest}: cannot tell which of its folds the model trained on (the model's data.manifest "
+                f"{data.manifest or '<unset>'} {why}); name them with {folds_flag} (folds present: {present})")
         chosen = [f for f in present if f != data.fold]
     else:
         chosen = sorted({int(f) for f in folds})
         missing = [f for f in chosen if f not in present]
         if missing:
-            raise MedidiffError(f"--mask-folds {missing}: not in {manifest} (folds present: {present})")
+            raise MedidiffError(f"{folds_flag} {missing}: not in {manifest} (folds present: {present})")
+        if refuse_held_out and data.fold is not None and data.fold in chosen:
+            raise MedidiffError(f"{folds_flag} {chosen}: fold {data.fold} is the fold the model held out of {manifest}: "
+                                f"keep it for testing (training folds: {[f for f in present if f != data.fold]})")
     picked = [it for it in items if int(it["fold"]) in chosen]
     if not picked:
-        raise MedidiffError(f"--masks {manifest}: no labelled case in folds {chosen} (the model holds out fold "
+        raise MedidiffError(f"{flag} {manifest}: no labelled case in folds {chosen} (the model holds out fold "
                             f"{data.fold}; folds present: {present})")
     return picked
 

@@ -12,6 +12,9 @@ Synthetic layout (what ``medidiff generate`` writes)::
     GEN_DIR/case_0000/seg.nii.gz                 # labels 0..3 (label-generating or mask-conditioned models)
     GEN_DIR/case_0000/provenance.json            # optional
 
+or any other ``generate --layout`` (BraTS 2023/2021 folders, an nnU-Net data set), whose finished
+cases are read through :mod:`medidiff.layouts`.
+
 Generated background is close to 0 but rarely exactly 0, while the pipeline's brain mask is "any
 modality non-zero" (true of skull-stripped BraTS). :class:`ZeroBackgroundd` therefore sets voxels
 whose every modality is below ``background`` to exactly 0 before the shared pipeline runs, so the
@@ -42,7 +45,8 @@ from medidiff.data.transforms import (
     Pipeline,
     build_transforms,
 )
-from medidiff.errors import DataError
+from medidiff.errors import DataError, MedidiffError
+from medidiff.layouts import CaseFiles, finished_cases
 
 __all__ = [
     "CASE_RE",
@@ -121,7 +125,8 @@ def real_items(
 def synthetic_items(
     gen_dir: str | Path, modalities: Sequence[str], *, max_cases: int | None = None
 ) -> list[dict[str, Any]]:
-    """Manifest-like items of ``gen_dir/case_XXXX`` folders, sorted by name.
+    """Manifest-like items of ``gen_dir/case_XXXX`` folders, sorted by name, or of the finished
+    cases of a folder that ``generate --layout`` wrote in another layout (:mod:`medidiff.layouts`).
 
     Each item: ``{"image": [paths in modalities order], "label": seg path or absent, "case_id",
     "modalities", "provenance": dict}``. Raises DataError for a missing or empty folder and for
@@ -130,30 +135,37 @@ def synthetic_items(
     gen = Path(gen_dir)
     if not gen.is_dir():
         raise DataError(gen, "synthetic folder not found (write one with `medidiff generate --out DIR`)")
-    cases = sorted(p for p in gen.iterdir() if p.is_dir() and CASE_RE.fullmatch(p.name))
-    if not cases:
-        raise DataError(gen, "no case_XXXX folders: expected the layout of `medidiff generate` "
-                             "(case_0000/{t1n,t1c,t2w,t2f,seg}.nii.gz)")
+    folders = sorted(p for p in gen.iterdir() if p.is_dir() and CASE_RE.fullmatch(p.name))
+    if folders:  # medidiff's layout, provenance optional (sets other tools wrote in it)
+        cases = [CaseFiles(case_id=c.name, images={m: c / f"{m}.nii.gz" for m in modalities}, label=c / LABEL_FILE,
+                           provenance=c / "provenance.json", preview=c / "preview.png", folder=c) for c in folders]
+    else:  # generate --layout brats|brats2021|nnunet: the finished cases
+        try:
+            cases = finished_cases(gen, modalities)
+        except MedidiffError:
+            raise DataError(gen, "no case_XXXX folders: expected the layout of `medidiff generate` "
+                                 "(case_0000/{t1n,t1c,t2w,t2f,seg}.nii.gz), or the finished cases of a --layout "
+                                 "brats, brats2021 or nnunet folder") from None
     if max_cases is not None:
         cases = cases[:max_cases]
     items = []
     for case in cases:
-        have = sorted(p.name.split(".")[0] for p in case.glob("*.nii*"))
-        missing = [m for m in modalities if not (case / f"{m}.nii.gz").is_file()]
+        missing = [m for m in modalities if not case.images[m].is_file()]
         if missing:
+            have = sorted(p.name.split(".")[0] for p in case.images[missing[0]].parent.glob("*.nii*"))
             raise DataError(
-                case / f"{missing[0]}.nii.gz",
-                f"missing: data.modalities is {list(modalities)} but {case.name} has {have or 'no NIfTI files'}; "
+                case.images[missing[0]],
+                f"missing: data.modalities is {list(modalities)} but {case.case_id} has {have or 'no NIfTI files'}; "
                 "evaluate with the config the model was trained with (--config)",
             )
         item: dict[str, Any] = {
-            "image": [str(case / f"{m}.nii.gz") for m in modalities],
-            "case_id": case.name,
+            "image": [str(case.images[m]) for m in modalities],
+            "case_id": case.case_id,
             "modalities": list(modalities),
         }
-        if (case / LABEL_FILE).is_file():
-            item["label"] = str(case / LABEL_FILE)
-        prov_file = case / "provenance.json"
+        if case.label.is_file():
+            item["label"] = str(case.label)
+        prov_file = case.provenance
         try:
             item["provenance"] = json.loads(prov_file.read_text()) if prov_file.is_file() else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
