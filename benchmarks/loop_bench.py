@@ -95,9 +95,17 @@ def profiling_steps(step_fn: Callable[..., None], start: int, n: int, device: to
 def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     events = prof.key_averages()
     per = lambda us: round(us / n / 1e3, 3)  # noqa: E731  (microseconds in all -> ms per step)
-    phases = {e.key.removeprefix("medidiff/"): per(e.cpu_time_total) for e in events if e.key.startswith("medidiff/")}
-    cuda = [(e.key, float(getattr(e, "self_device_time_total", 0.0) or 0.0), e.count) for e in events]
-    kernels = sorted((c for c in cuda if c[1] > 0 and not c[0].startswith("medidiff/")), key=lambda c: -c[1])
+    # a label's time is its total on the CPU, but its self time where torch records the range on the
+    # GPU timeline too (the 2026-11-30 H200 run gave cpu_time_total 0 there)
+    phases = {e.key.removeprefix("medidiff/"): per(e.cpu_time_total or e.self_cpu_time_total)
+              for e in events if e.key.startswith("medidiff/")}
+    # kernels and copies only (events that run on the device): operator and range events carry the
+    # same device time again, and summing them double-counted (gpu busy > wall)
+    from torch.autograd import DeviceType
+
+    cuda = [(e.key, float(getattr(e, "self_device_time_total", 0.0) or 0.0), e.count) for e in events
+            if getattr(e, "device_type", None) == DeviceType.CUDA]
+    kernels = sorted((c for c in cuda if c[1] > 0), key=lambda c: -c[1])
     counts = {e.key: e.count / n for e in events}
     sync_keys = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
     return {

@@ -14,6 +14,7 @@ the demo shows the path, not final quality.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="skip the last step: two cases from the shipped pretrained model (~1 CPU-minute)")
     p.add_argument("--steps", type=int, help="override the base model's training steps (SR gets 2/5 of them)")
     add_dry_run(p)
     p.set_defaults(func=_demo)
@@ -129,16 +132,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     data = out / f"data_{args.data}"  # one folder per set: a re-run with the other --data does not clash
     grid, spacing = data_grid(preset, args.data)
-    say(f"1/6 {args.data} data: {preset['cases']} cases of {grid} at {spacing} mm -> {data}")
+    say(f"1/7 {args.data} data: {preset['cases']} cases of {grid} at {spacing} mm -> {data}")
     write_synthetic_set(args.data, data, preset["cases"], shape=grid, seed=0)
-    say(f"2/6 manifest (4 folds; fold 0 held out for evaluation) -> {out / 'manifest.json'}")
+    say(f"2/7 manifest (4 folds; fold 0 held out for evaluation) -> {out / 'manifest.json'}")
     write_manifest(build_brats_manifest(data, name=args.data, num_folds=4, seed=0), out / "manifest.json")
     errors = [p for p in validate_manifest(out / "manifest.json", data) if p.severity == "error"]
     if errors:
         raise MedidiffError(f"the {args.data} manifest did not validate:\n" + format_problems(errors))
     say("    validated: every file opened, no problems")
     models = {}
-    for label, cfg in (("3/6 base model (half resolution)", base_cfg), ("4/6 SR stage (full resolution)", sr_cfg)):
+    for label, cfg in (("3/7 base model (half resolution)", base_cfg), ("4/7 SR stage (full resolution)", sr_cfg)):
         save_resolved(cfg, out, f"{cfg.name}.yaml")
         say(f"{label}: {cfg.train.max_steps} steps on {args.device}; config -> {out / (cfg.name + '.yaml')}")
         train, export = STAGES[cfg.stage]()
@@ -147,14 +150,14 @@ def _demo(args: argparse.Namespace) -> int:
         say(f"    loss {sum(result.losses[:n]) / n:.3f} (first {n} steps) -> "
             f"{sum(result.losses[-n:]) / n:.3f} (last {n})")
         models[cfg.stage] = export(run_dir_of(cfg), out / "models" / cfg.name)
-    say(f"5/6 generating {preset['generate']} full-resolution cases (base + SR) -> {out / 'generated'}")
+    say(f"5/7 generating {preset['generate']} full-resolution cases (base + SR) -> {out / 'generated'}")
     code = cli(["generate", "--overwrite", "--model", str(models["diffusion"]), "--sr-model", str(models["sr"]),
                 "--num", str(preset["generate"]), "--out", str(out / "generated"), "--device", args.device,
                 "--no-progress"])
     if code:
         return code
     tasks = "utility,image,memorisation" + (",tissue" if args.data == "anatomy" else "")  # tissue maps: anatomy only
-    say(f"6/6 evaluation ({tasks.replace(',', ', ')}) -> {out / 'report'}")
+    say(f"6/7 evaluation ({tasks.replace(',', ', ')}) -> {out / 'report'}")
     seeds = [str(s) for s in preset["eval_seeds"]]
     code = cli(["evaluate", "--real", str(out / "manifest.json"), "--root", str(data), "--synthetic",
                 str(out / "generated"), "--out", str(out / "report"), "--set", f"data.roi={list(preset['shape'])}",
@@ -163,11 +166,26 @@ def _demo(args: argparse.Namespace) -> int:
                 "--no-progress"])
     if code:
         return code
+    if not args.no_pretrained:
+        from medidiff.pretrained import PRETRAINED_DEMO, pretrained_folder
+
+        card = json.loads((pretrained_folder(PRETRAINED_DEMO) / "card.json").read_text())
+        say(f"7/7 2 cases from the shipped pretrained model {PRETRAINED_DEMO} ({card['summary']}) -> "
+            f"{out / 'pretrained'}")
+        if args.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)  # its convs are big enough for every core
+        code = cli(["generate", "--overwrite", "--model", PRETRAINED_DEMO, "--num", "2", "--out", str(out / "pretrained"),
+                    "--device", args.device, "--no-progress"])
+        if code:
+            return code
     say("done. Outputs:")
     for name, path in [(f"{args.data} data", data), ("manifest", out / "manifest.json"),
                        ("base run", run_dir_of(base_cfg)), ("SR run", run_dir_of(sr_cfg)),
                        ("models", out / "models"), ("generated cases", out / "generated"),
                        ("preview", out / "generated" / "case_0000" / "preview.png"),
-                       ("evaluation report", out / "report" / "report.md")]:
+                       ("evaluation report", out / "report" / "report.md"),
+                       *([] if args.no_pretrained else [("pretrained preview", out / "pretrained" / "case_0000" / "preview.png")])]:
         print(f"  {name:18s} {path}")
     return 0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from medidiff.cli.common import add_dry_run, dry_run, options_of
 from medidiff.data.checks import DEFAULT_MAX_VOXELS
 from medidiff.errors import MedidiffError
+from medidiff.pretrained import PRETRAINED, model_path
 
 if TYPE_CHECKING:
     import torch
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate synthetic cases from a trained model")
-    p.add_argument("--model", required=True, help="model folder (from `medidiff export` or RUN/model)")
-    p.add_argument("--sr-model", help="super-resolution model folder: cascade the base model to the full grid")
+    p.add_argument("--model", required=True, type=model_path,
+                   help="model folder (from `medidiff export` or RUN/model), or a shipped model by name: "
+                        + ", ".join(PRETRAINED))
+    p.add_argument("--sr-model", type=model_path,
+                   help="super-resolution model folder: cascade the base model to the full grid")
     p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
                                    "model grid (case i uses file i mod n, sorted by name), or a manifest whose "
                                    "labelled cases go through the model's data pipeline")

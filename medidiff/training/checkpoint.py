@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from medidiff.errors import MedidiffError
+from medidiff.files import file_mode
 
 __all__ = [
     "checkpoint_root",
@@ -116,6 +117,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(clean, str(tmp), metadata=metadata)
     _sort_header(tmp)
+    os.chmod(tmp, file_mode())  # safetensors creates its file 0600: weights are shared like any output
     os.replace(tmp, path)
 
 

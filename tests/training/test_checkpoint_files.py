@@ -39,3 +39,18 @@ def test_non_ascii_metadata_is_kept_and_sorted_too(tmp_path):
             assert fh.metadata() == meta
     assert len(hashes) == 1
     assert torch.equal(ckpt.load_tensors(path)["x"], torch.zeros(2))
+
+
+def test_weights_files_get_the_umask_mode_not_0600(tmp_path):
+    # safetensors' writer creates its file 0600: exported models were unreadable to the group
+    import os
+
+    old = os.umask(0o022)
+    try:
+        ckpt.save_tensors(tmp_path / "w.safetensors", {"x": torch.zeros(2)})
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        ckpt.save_tensors(tmp_path / "v.safetensors", {"x": torch.zeros(2)})
+        assert (tmp_path / "v.safetensors").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
