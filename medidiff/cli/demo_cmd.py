@@ -8,7 +8,8 @@ EMA models -> generated NIfTI cases with labels, previews and provenance -> eval
 
 Both models train under DeepSpeed (one process). The CPU preset finishes in a few minutes on 2
 cores; ``--preset gpu --device cuda`` runs a larger one. The models are small and briefly trained:
-the demo shows the path, not final quality.
+the demo shows the path, not final quality. What a trained model gives is the last step: two
+cases from the shipped pretrained model (medidiff.pretrained, ``--no-pretrained`` skips it).
 """
 
 from __future__ import annotations
