@@ -34,15 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    shutil.copy(args.model / "config.json", out / "config.json")
-    shutil.copytree(args.model / "codec", out / "codec")
-    for path in (out / "config.json", *(out / "codec").iterdir()):
-        path.chmod(0o644)
-    (out / "codec").chmod(0o755)
+    # copyfile, not copy/copytree: a model fetched read-only keeps none of its modes here (umask's)
+    (out / "codec").mkdir()
+    for name in ("config.json", *(f"codec/{f.name}" for f in (args.model / "codec").iterdir())):
+        shutil.copyfile(args.model / name, out / name)
     weights = args.model / "model.safetensors"
     save_tensors(out / "model.safetensors",
                  {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_tensors(weights).items()})
-    (out / "model.safetensors").chmod(0o644)
     size_mb = (out / "model.safetensors").stat().st_size / 1e6
     card = {**json.loads(args.card.read_text()), "weights_dtype": "bfloat16",
             "source_weights_sha256": file_sha256(weights), "weights_mb": round(size_mb, 2)}
