@@ -4,7 +4,8 @@
     python benchmarks/scaling_bench.py --gpus 2 --out benchmarks/results/scaling_h200x2_YYYYMMDD
 
 1. Throughput. For each ZeRO stage in ``--stages`` and each count in ``--gpu-counts``: ``--steps``
-   steps at a fixed per-GPU micro-batch, grad_accum 1 (torchrun --standalone). Steady-state vol/s
+   steps at a fixed per-GPU micro-batch, grad_accum 1 (torchrun --standalone; data.cache memory,
+   so the loader is not what is measured). Steady-state vol/s
    is all volumes over all time of the log windows after the first ``--skip-windows`` (start-up,
    cuDNN autotuning, cache filling). Scaling efficiency = vol/s(N) / (N x vol/s(1)).
    Memory: ``gpu_mem_peak_gib`` in metrics.jsonl is rank 0's ``max_memory_allocated``; every
@@ -213,14 +214,14 @@ def main() -> int:
     ap.add_argument("--gpus", type=int, default=2, help="processes (GPUs) of the two-group launch: G/2 per group")
     ap.add_argument("--gpu-counts", type=int, nargs="+", default=[1, 2], help="GPU counts of the throughput runs")
     ap.add_argument("--stages", nargs="+", default=["zero2", "zero3"], choices=["zero1", "zero2", "zero3"])
-    ap.add_argument("--steps", type=int, default=80, help="steps of each throughput run")
-    ap.add_argument("--log-every", type=int, default=5, help="log window of the throughput runs")
-    ap.add_argument("--skip-windows", type=int, default=4, help="log windows dropped as warm-up")
-    ap.add_argument("--two-node-steps", type=int, default=20, help="steps of the two-group launch (resume: twice)")
+    ap.add_argument("--steps", type=int, default=100, help="steps of each throughput run")
+    ap.add_argument("--log-every", type=int, default=10, help="log window of the throughput runs")
+    ap.add_argument("--skip-windows", type=int, default=3, help="log windows dropped as warm-up")
+    ap.add_argument("--two-node-steps", type=int, default=10, help="steps of the two-group launch (resume: twice)")
     ap.add_argument("--two-node-stage", default="zero2", choices=["zero1", "zero2", "zero3"])
-    ap.add_argument("--signal-at", type=int, default=10, help="SIGTERM once this many more steps are logged")
+    ap.add_argument("--signal-at", type=int, default=5, help="SIGTERM once this many more steps are logged")
     ap.add_argument("--signal-group", type=int, default=1, choices=[0, 1], help="the group that gets SIGTERM")
-    ap.add_argument("--linger", type=float, default=30.0,
+    ap.add_argument("--linger", type=float, default=15.0,
                     help="seconds a torchrun may outlive every rank after the signal before it is killed")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
                     help="throughput: part 1; two_node: launch + resume; sigterm: part 3 (on two_node's run "
@@ -256,10 +257,13 @@ def main() -> int:
                              capture_output=True, text=True).stdout.strip()
     record: dict[str, Any] = {
         "issue": 19, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "nvidia_smi": smi,
+        # from nvidia-smi: torch.cuda.get_device_name would hold a CUDA context on GPU 0 all along,
+        # in the memory figures of every run
+        "device": smi.splitlines()[1].split(",")[0].strip() if smi else "cpu", "nvidia_smi": smi,
         "torch": torch.__version__, "deepspeed": deepspeed.__version__, "python": sys.version.split()[0],
         "argv": sys.argv, "settings": {**p, "steps": args.steps, "log_every": args.log_every,
-                                       "skip_windows": args.skip_windows, "num_workers": 2, "data_cache": "none"},
+                                       "skip_windows": args.skip_windows, "num_workers": 2,
+                                       "data_cache": {"throughput": "memory", "two_node": "none"}},
     }
     save = lambda: (out / "scaling.json").write_text(json.dumps(record, indent=2))  # noqa: E731
     t_all = time.perf_counter()
@@ -277,7 +281,9 @@ def main() -> int:
 def _one_run(args: argparse.Namespace, p: dict, out: Path, logs: Path, name: str, stage: str, n: int,
              grad_accum: int) -> dict[str, Any]:
     sets = pb.overrides(args, p, out, name, int(stage[-1]), args.steps, grad_accum=grad_accum, log_every=args.log_every)
-    sets = [s for s in sets if not s.startswith("train.deepspeed=")] + [f"train.deepspeed={stage}"]
+    # decoded once into memory: the 2 loader workers decoding NIfTI every step would be what scales
+    sets = [s for s in sets if not s.startswith(("train.deepspeed=", "data.cache="))]
+    sets += [f"train.deepspeed={stage}", "data.cache=memory"]
     env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(n))} if args.device == "cuda" else None
     with GpuMemoryPoller(args.device == "cuda") as mem:
         res = pb.run_to_end(pb.command(args, sets, False, pb.standalone(n)), logs / f"{name}.log", env)
