@@ -59,7 +59,9 @@ PARTS = ("throughput", "two_node", "sigterm", "zero0")
 
 
 def metrics_rows(run: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    """metrics.jsonl's rows; none when the run failed before its first log line (its log says why)."""
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def steady_rate(rows: list[dict[str, Any]], skip_windows: int) -> dict[str, Any]:
@@ -186,7 +188,7 @@ def run_groups(groups: list[tuple[list[str], Path, dict[str, str] | None]], time
 def _holds_rank0(log: Path) -> bool:
     # only rank 0 prints the closing line (trained ... / stopped at step ...)
     text = log.read_text()
-    return "trained " in text and "steps (" in text or "stopped at step" in text
+    return ("trained " in text and "steps (" in text) or "stopped at step" in text
 
 
 def checkpoint_facts(run: Path) -> dict[str, Any]:
@@ -227,6 +229,8 @@ def main() -> int:
                     help="throughput: part 1; two_node: launch + resume; sigterm: part 3 (on two_node's run "
                          "folder, or a fresh one); zero0: a ZeRO-0 two-group checkpoint resumed by one process")
     ap.add_argument("--smoke", action="store_true", help="tiny phantoms and net (CPU check of the script)")
+    ap.add_argument("--precision", choices=["fp32", "autocast-bf16", "bf16", "fp16"],
+                    help="train.precision (default: bf16 on GPUs, fp32 with --smoke)")
     args = ap.parse_args()
     if args.gpus < 2 or args.gpus % 2:
         ap.error(f"--gpus {args.gpus}: the two-group launch needs an even count >= 2")
@@ -234,6 +238,8 @@ def main() -> int:
         args.steps, args.log_every, args.skip_windows = min(args.steps, 4), 1, min(args.skip_windows, 1)
         args.two_node_steps, args.signal_at = min(args.two_node_steps, 2), min(args.signal_at, 2)
     p = dict(pb.SMOKE if args.smoke else pb.GPU)
+    if args.precision:
+        p["precision"] = args.precision
     out = args.out.absolute()
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -287,7 +293,7 @@ def _one_run(args: argparse.Namespace, p: dict, out: Path, logs: Path, name: str
     env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(n))} if args.device == "cuda" else None
     with GpuMemoryPoller(args.device == "cuda") as mem:
         res = pb.run_to_end(pb.command(args, sets, False, pb.standalone(n)), logs / f"{name}.log", env)
-    rows = metrics_rows(out / "runs" / name) if (out / "runs" / name / "metrics.jsonl").is_file() else []
+    rows = metrics_rows(out / "runs" / name)
     peaks = [r["gpu_mem_peak_gib"] for r in rows if "gpu_mem_peak_gib" in r]
     res.update(gpus=n, grad_accum=grad_accum, micro_batch_per_gpu=p["micro_batch"],
                global_batch=p["micro_batch"] * grad_accum * n, **steady_rate(rows, args.skip_windows),
@@ -333,7 +339,9 @@ def two_node(args: argparse.Namespace, p: dict, out: Path, logs: Path, save, rec
     n1, n2 = args.two_node_steps, 2 * args.two_node_steps
 
     def launch(label: str, max_steps: int, job: str, run_name: str = name, st: int = stage) -> dict[str, Any]:
-        sets = pb.overrides(args, p, out, run_name, st, max_steps)
+        # grad_accum 2 as preemption_bench, except ZeRO-0: with bf16 weights it would accumulate in
+        # bf16, which medidiff refuses (DeepSpeed #2768)
+        sets = pb.overrides(args, p, out, run_name, st, max_steps, grad_accum=1 if st == 0 else 2)
         r = run_groups(two_groups(args, sets, job, free_port(), logs, label))
         r["checkpoint"] = checkpoint_facts(out / "runs" / run_name)
         print(f"[scaling] {label}: {[g['exit'] for g in r['groups']]}, checkpoint {r['checkpoint']}", flush=True)
@@ -391,7 +399,7 @@ def sigterm(args: argparse.Namespace, p: dict, out: Path, logs: Path, save, res:
 def zero0(args: argparse.Namespace, p: dict, out: Path, logs: Path, res: dict, launch) -> None:
     n1, n2 = args.two_node_steps, 2 * args.two_node_steps
     z0 = launch("zero0_two_groups", n1, "scaling-zero0", "zero0", 0)
-    sets = pb.overrides(args, p, out, "zero0", 0, n2)
+    sets = pb.overrides(args, p, out, "zero0", 0, n2, grad_accum=1)
     env = {"CUDA_VISIBLE_DEVICES": "0"} if args.device == "cuda" else None
     one = pb.run_to_end(pb.command(args, sets, True, pb.standalone(1)), logs / "zero0_resume_on_1.log", env)
     one["checkpoint"] = checkpoint_facts(out / "runs" / "zero0")
