@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -200,7 +201,8 @@ def checkpoint_facts(run: Path) -> dict[str, Any]:
         return {"complete": False}
     state = ckpt.read_state(latest)
     shards = sorted(p.name for p in latest.rglob("*.pt"))
-    ranks = sorted({int(n.split("_rank_")[1].split("_")[0]) for n in shards if n.startswith("zero_pp_rank_")})
+    # zero_pp_rank_R_mp_rank_00_optim_states.pt, bf16_zero_pp_rank_R_... under bf16: one per rank
+    ranks = sorted({int(m.group(1)) for n in shards if (m := re.search(r"zero_pp_rank_(\d+)_", n))})
     later = [p.name for p in ckpt.checkpoint_root(run).iterdir() if p.is_dir() and p.name > latest.name]
     return {"complete": True, "tag": latest.name, "step": int(state["step"]), "world_size": int(state["world_size"]),
             "zero_shard_ranks": ranks, "incomplete_later_folders": later}
@@ -232,8 +234,12 @@ def main() -> int:
     ap.add_argument("--precision", choices=["fp32", "autocast-bf16", "bf16", "fp16"],
                     help="train.precision (default: bf16 on GPUs, fp32 with --smoke)")
     args = ap.parse_args()
-    if args.gpus < 2 or args.gpus % 2:
+    two_group = bool(set(args.parts) - {"throughput"})
+    if two_group and (args.gpus < 2 or args.gpus % 2):
         ap.error(f"--gpus {args.gpus}: the two-group launch needs an even count >= 2")
+    if (args.out / "runs").is_dir() and any((args.out / "runs").iterdir()):
+        # the runs are fresh runs of their names: an earlier call's would be refused (or continued)
+        ap.error(f"--out {args.out}: runs/ holds an earlier call's runs; give another --out or delete it")
     if args.smoke:
         args.steps, args.log_every, args.skip_windows = min(args.steps, 4), 1, min(args.skip_windows, 1)
         args.two_node_steps, args.signal_at = min(args.two_node_steps, 2), min(args.signal_at, 2)
@@ -250,9 +256,10 @@ def main() -> int:
     from medidiff.data.manifest import build_brats_manifest, write_manifest
     from medidiff.data.phantom import write_phantom_dataset
 
-    if args.device == "cuda" and torch.cuda.device_count() < max(max(args.gpu_counts), args.gpus):
+    need = max(max(args.gpu_counts), args.gpus if two_group else 1)
+    if args.device == "cuda" and torch.cuda.device_count() < need:
         print(f"scaling_bench: {torch.cuda.device_count()} GPU(s) visible, --gpus {args.gpus} / --gpu-counts "
-              f"{args.gpu_counts} need {max(max(args.gpu_counts), args.gpus)}", file=sys.stderr)
+              f"{args.gpu_counts} need {need}", file=sys.stderr)
         return 2
     if not (out / "manifest.json").is_file():
         write_phantom_dataset(out / "data", p["cases"], shape=p["shape"], seed=0, progress=False)
@@ -275,7 +282,7 @@ def main() -> int:
     t_all = time.perf_counter()
     if "throughput" in args.parts:
         record["throughput"] = throughput(args, p, out, logs, save, record)
-    if set(args.parts) - {"throughput"}:
+    if two_group:
         record["two_node"] = two_node(args, p, out, logs, save, record)
     record["total_seconds"] = round(time.perf_counter() - t_all, 1)
     save()
