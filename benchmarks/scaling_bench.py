@@ -20,11 +20,15 @@
    c10d --rdzv_endpoint 127.0.0.1:PORT``, and ``--resume`` as the sbatch always passes) plus
    ``--node_rank k``, which c10d ignores: it hands out ranks in order of arrival, so which group
    holds rank 0 is recorded from the logs. CUDA_VISIBLE_DEVICES splits the GPUs between them.
+   ``--rdzv_conf is_host=1|0`` makes group 0 host the rendezvous store, as the head node does.
    ``launch`` trains ``--two-node-steps`` steps and checkpoints; ``resume`` continues it to twice that.
 3. SIGTERM to one group's process group only (as SLURM may signal one node), ``--signal-group``
    (default 1, the group that does not host the rendezvous store); both groups must stop at one
    step with a complete checkpoint that holds every rank's shard. Then a resume on the same count.
-   If ``--zero0-resume`` (default on): a ZeRO-0 run on the two groups resumed by one process.
+   Part ``zero0``: a ZeRO-0 run on the two groups (grad_accum 1) resumed by one process, the only
+   stage whose checkpoints load on another count. ``--parts`` picks parts (default: all four).
+   The unsignalled head's torchrun waits in its exit barrier for the dead agent (300 s): it is
+   killed ``--linger`` s after every rank has exited, and the JSON says so.
 
 Everything goes to ``OUT/scaling.json`` (device, versions, date, exact commands, numbers),
 ``OUT/README.md`` (tables) and one log per run under ``OUT/logs``.
