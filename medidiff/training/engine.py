@@ -136,8 +136,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def setup_distributed(device: torch.device) -> DistInfo:
-    """Initialise the process group once (a single process gets world size 1)."""
+def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistInfo:
+    """Initialise the process group once (a single process gets world size 1).
+
+    Without ``deepspeed`` (the plain engine) DeepSpeed is not imported, and one process needs no
+    process group at all: DeepSpeed's import and, on CPU, its communication op build cost a
+    single-process run seconds at start."""
+    if not deepspeed:
+        return _setup_torch_distributed(device)
     if device.type == "cpu":
         # Must be set before DeepSpeed is imported: it picks its accelerator at import time.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -170,6 +176,25 @@ def setup_distributed(device: torch.device) -> DistInfo:
         device=device,
         control=control,
     )
+
+
+def _setup_torch_distributed(device: torch.device) -> DistInfo:
+    adopt_slurm_env()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if device.type == "cuda":
+            torch.distributed.init_process_group("nccl", device_id=device)
+        else:
+            torch.distributed.init_process_group("gloo")
+        atexit.register(_destroy_process_group)
+    control = None
+    if world_size > 1:
+        control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
+    return DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world_size,
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=device, control=control)
 
 
 def any_rank(flags: list[bool], dist: DistInfo) -> list[bool]:

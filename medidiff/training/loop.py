@@ -83,6 +83,7 @@ from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
+    NO_DEEPSPEED,
     DistInfo,
     any_rank,
     barrier,
@@ -262,7 +263,7 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
            record: dict[str, Any] | None, progress: bool, evaluates: bool, tracking: LogConfig | None) -> _Run:
     """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
     device = resolve_device(cfg.device)
-    dist = setup_distributed(device)
+    dist = setup_distributed(device, deepspeed=cfg.deepspeed != NO_DEEPSPEED)
     root = ckpt.checkpoint_root(run_dir)
 
     resume_from = ckpt.latest_complete(root) if resume else None
