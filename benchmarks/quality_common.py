@@ -144,11 +144,16 @@ def side_by_side(commands: dict[str, list[str]], logs: Path) -> dict[str, int]:
         with open(logs / f"{name}.log", "w") as fh:
             procs[name] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     codes = {}
-    for name, proc in procs.items():
-        codes[name] = proc.wait()
-        log(f"{name}: exit {codes[name]}")
-        if codes[name]:
-            print((logs / f"{name}.log").read_text()[-3000:], file=sys.stderr, flush=True)
+    try:
+        for name, proc in procs.items():
+            codes[name] = proc.wait()
+            log(f"{name}: exit {codes[name]}")
+            if codes[name]:
+                print((logs / f"{name}.log").read_text()[-3000:], file=sys.stderr, flush=True)
+    finally:  # interrupted (Ctrl-C, a killed job): no orphan keeps the card busy
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
     return codes
 
 

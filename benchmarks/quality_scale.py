@@ -126,9 +126,11 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
     paths = []
     for s in range(args.seeds):
         cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], f"seed={s}", f"name=seed{s}",
-                                 f"train.max_minutes={args.minutes}", *(["train.max_steps=2"] if args.smoke else []),
-                                 *args.overrides])
-        paths.append(save_resolved(cfg, out / "configs", f"seed{s}.yaml"))
+                                 f"train.max_minutes={args.minutes}", *(["train.max_steps=2"] if args.smoke else [])])
+        path = save_resolved(cfg, out / "configs", f"seed{s}.yaml")
+        if args.overrides:  # applied to the saved file, so an error names it and the --set, not 40 script keys
+            path = save_resolved(load_config(path, args.overrides), out / "configs", f"seed{s}.yaml")
+        paths.append(path)
     return paths
 
 
@@ -237,7 +239,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- evaluate: `--tasks {EVAL_TASKS}`, one feature net for every seed ({record['feature_net']}), "
         f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
-        f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}`",
+        f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}` (card facts: card_seed0.json)",
         "",
         "| measure | " + " | ".join(names) + " | mean [t95] (min-max) | real (held out) |",
         "|---|" + "---|" * len(names) + "---|---|",
@@ -262,6 +264,38 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     if failed:
         lines += [f"**Failed steps** (exit codes; logs in `logs/`): {failed}", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Facts for ``pack_pretrained.py MODEL --card`` about seed 0's model (a person adds the limits'
+    reading and the summary's wording before shipping it)."""
+    from medidiff.config import load_config
+    from medidiff.files import file_sha256
+    from medidiff.training.checkpoint import load_tensors
+
+    s0, m0 = record["seed_records"]["0"], record["per_seed"].get("0", {})
+    params = sum(t.numel() for t in load_tensors(Path(s0["model"]) / "model.safetensors").values())
+    flagged = {k: int(m0[k]) if k in m0 else "n/a" for k in ("memorisation_flagged", "memorisation_cases")}
+    return {
+        "name": "anatomy-2mm",
+        "summary": f"wavelet flow, x0 target, {params / 1e6:.1f}M params, {record['minutes']:g} min on one {record.get('device', '')} "
+                   f"shared by {len(record['seeds'])} seeds, {record['data']['cases']} anatomy cases, "
+                   f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
+        "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": s0["steps"],
+                    "micro_batch": load_config(seed_config_path(out, 0)).train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
+                    f"{len(record['seeds']) - 1} other seeds", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+        "commands": [record["command"], f"python benchmarks/pack_pretrained.py {s0['model']} anatomy_2mm --card card_seed0.json"],
+        "config": "configs/seed0.yaml of the quality_scale run (and config.json beside the weights)",
+        "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
+                        f"{'x'.join(map(str, record['data']['shape']))}",
+                 "manifest": f"build_brats_manifest(name='anatomy', num_folds=4, seed=0); sha256/16 "
+                             f"{file_sha256(out / 'manifest.json')[:16]}", "held_out_fold": 0},
+        "metrics": {"seed0": m0, "over_seeds": {k: v for k, v in record["summary"].items() if v["n"]},
+                    "report": "quality_scale.json / report.md of the run"},
+        "limits": [f"memorisation audit: {flagged['memorisation_flagged']} of {flagged['memorisation_cases']} generated "
+                   "cases flagged", "no SR stage: 2 mm only",
+                   "anatomy from one template: brain-like, not patient-like; not a model of real BraTS data"],
+    }
 
 
 def main() -> int:
@@ -362,6 +396,8 @@ def main() -> int:
     record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
     record["seed0_model"] = str(out / "models" / "seed0")
     (out / "quality_scale.json").write_text(json.dumps(record, indent=2))
+    if "0" in record["seed_records"]:
+        (out / "card_seed0.json").write_text(json.dumps(card_draft(record, out), indent=2) + "\n")
     write_report(record, out)
     log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
     print((out / "report.md").read_text(), flush=True)

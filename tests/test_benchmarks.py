@@ -89,6 +89,22 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
 
 
+@pytest.mark.slow
+def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path):
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert not any(r["exits"].values()) and r["seeds"] == [0, 1]
+    for s in ("0", "1"):
+        assert r["seed_records"][s]["steps"] == 2 and r["seed_records"][s]["generated"] == 2
+        report = json.loads((tmp_path / "eval" / f"seed{s}" / "report.json").read_text())
+        assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
+        assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
+        assert (tmp_path / f"seed{s}_vs_real.png").is_file()
+    assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
+    assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
+    assert "mean [t95]" in (tmp_path / "report.md").read_text()
+
+
 def _quality_scale(monkeypatch):
     import importlib
 
