@@ -4,8 +4,8 @@ by ``medidiff evaluate`` (image, tissue, memorisation), with an interval over se
 
 Why: the shipped ``anatomy-2mm`` (x0 flow, wavelet, 11.6M parameters) keeps a clean background but
 saw its 24 training cases (32 with the held-out fold) ~1260-1700 times, and 5 of 8 of its cases are
-near copies of them; it was one seed. Here the same net and recipe train on ``--cases`` cases (384: 288 training, fold 0's 96
-held out) for ``--minutes`` each: at the ablation's ~6-7 steps/s per process, 8 minutes would be
+near copies of them; it was one seed. Here the same net and recipe train on ``--cases`` cases
+(384: 288 training, fold 0's 96 held out) for ``--minutes`` each: at the ablation's ~6-7 steps/s per process, 8 minutes would be
 ~100 passes over the 288 training cases (an estimate; the run records its steps).
 
 Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/logs/):

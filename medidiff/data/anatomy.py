@@ -590,7 +590,7 @@ def write_anatomy_dataset(
     from medidiff.config import to_dict
     from medidiff.data.synthetic_set import check_dataset_args, write_case_dataset
 
-    check_dataset_args(cases, seed)
+    check_dataset_args(cases, seed, workers)
     spec = spec or AnatomySpec()
     template_files()  # a missing nilearn is one clear line before anything is written
     vox = spec.voxel_mm

@@ -44,14 +44,16 @@ def case_id(index: int) -> str:
     return f"BraTS-GLI-{index:05d}-000"
 
 
-def check_dataset_args(cases: int, seed: int) -> None:
-    """Raise unless 1 <= cases <= 100000 and seed is a non-negative int."""
+def check_dataset_args(cases: int, seed: int, workers: int = 1) -> None:
+    """Raise unless 1 <= cases <= 100000, seed is a non-negative int and workers a positive int."""
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or not 1 <= cases <= MAX_CASES:
         raise DatasetArgError(
             f"cases must be an integer in [1, {MAX_CASES}] (five-digit BraTS ids), got {cases!r}"
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetArgError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise DatasetArgError(f"workers must be an integer >= 1, got {workers!r}")
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -100,9 +102,7 @@ def write_case_dataset(
     """
     from tqdm import tqdm
 
-    check_dataset_args(cases, seed)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise DatasetArgError(f"workers must be an integer >= 1, got {workers!r}")
+    check_dataset_args(cases, seed, workers)
     out = Path(out)
     _prepare_out(out, manifest_name, kind)
     ids = [case_id(i) for i in range(cases)]

@@ -239,6 +239,7 @@ def test_cli_writes_and_dry_run_writes_nothing(tmp_path, capsys):
         ["--cases", "0"],
         ["--cases", "2", "--shape", "8", "32", "32"],
         ["--cases", "1", "--tumour-fraction", "2"],
+        ["--cases", "1", "--workers", "0"],
     ],
 )
 def test_cli_bad_values_exit_2(tmp_path, capsys, extra):
