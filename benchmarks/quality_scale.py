@@ -240,6 +240,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- evaluate: `--tasks {EVAL_TASKS}`, one feature net for every seed ({record['feature_net']}), "
         f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
+        f"- wall clock: data {record['data_seconds']} s, training + export + generation "
+        f"{record['train_phase_seconds']} s, evaluation {record['eval_phase_seconds']} s",
         f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}` (card facts: card_seed0.json)",
         "",
         "| measure | " + " | ".join(names) + " | mean [t95] (min-max) | real (held out) |",
@@ -352,9 +354,16 @@ def main() -> int:
           args.device, "--generate", str(args.generate), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the feature net")
+    t0 = time.perf_counter()
     exits = side_by_side({**{f"seed{s}": [*me, "--seed-run", str(s)] for s in range(args.seeds)},
                           "feature_net": [*me, "--feature-net-run"]}, out / "logs")
+    record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
     done = [s for s in range(args.seeds) if exits[f"seed{s}"] == 0]
+    for s in done:
+        r = json.loads((out / "seeds" / f"seed{s}.json").read_text())
+        log(f"seed {s}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
+            f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
+    t0 = time.perf_counter()
     fnet_ok = (out / "feature_net" / "config.json").is_file()
     log(f"evaluate: seeds {done} side by side" + ("" if fnet_ok else " (no feature net: the first seed trains it first)"))
     eval_cmds = {f"eval_seed{s}": evaluate_command(args, out, s) for s in done}
@@ -363,6 +372,7 @@ def main() -> int:
         first = next(iter(eval_cmds))
         exits.update(side_by_side({first: eval_cmds.pop(first)}, out / "logs"))
     exits.update(side_by_side(eval_cmds, out / "logs"))
+    record["eval_phase_seconds"] = round(time.perf_counter() - t0, 1)
     record["exits"] = exits
     record["feature_net"] = str(out / "feature_net")
 
