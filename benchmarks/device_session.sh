@@ -54,6 +54,15 @@ ablation_task() {
     echo "== quality_ablation exit $? $(date -u +%FT%TZ)"
 }
 
+# TASKS=quality_scale: issue 16's seeds run (benchmarks/quality_scale.py; arguments in QUALITY_ARGS,
+# e.g. "--minutes 8 --set train.deepspeed=zero1"); seed 0's model stays in $JOB/quality_scale/models/seed0
+quality_scale_task() {
+    echo "== quality_scale $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # QUALITY_ARGS is a list of words
+    python3 benchmarks/quality_scale.py --out $JOB/quality_scale ${QUALITY_ARGS:-}
+    echo "== quality_scale exit $? $(date -u +%FT%TZ)"
+}
+
 gpu_run_task() {
     echo "== gpu_run $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # GPU_RUN_ARGS is a list of words
