@@ -12,6 +12,7 @@
 # in GPU_RUN_ARGS, e.g. "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4.
 # TASK=ablation: benchmarks/quality_ablation.py (arguments in ABLATION_ARGS, e.g. "--minutes 6").
 # TASK=loop: benchmarks/loop_bench.py on the shipped and the fastest config (issue 15), profiled.
+# TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
@@ -78,6 +79,14 @@ gpu_run_task() {
     echo "== unet C (pixel norm, CUDA graphs) $(date -u +%FT%TZ)"
     $ub --norm pixel --compile-mode reduce-overhead --variants monai_autocast med_compiled_autocast \
         --out $JOB/unet_C_pixel_cudagraphs.json
+}
+
+scaling_task() {
+    # issue 19 on this host's GPUs (2 on nvidia-h200-x2; SCALING_ARGS="--gpus 4 --gpu-counts 1 2 4" on 4)
+    echo "== scaling $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # SCALING_ARGS is a list of words
+    python3 benchmarks/scaling_bench.py --out $JOB/scaling ${SCALING_ARGS:-}
+    echo "== scaling exit $? $(date -u +%FT%TZ)"
 }
 
 job() {

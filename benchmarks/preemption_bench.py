@@ -42,7 +42,9 @@ SMOKE = {"cases": 4, "shape": (32, 32, 24), "roi": [16, 16, 16], "channels": [8,
          "precision": "fp32"}
 
 
-def overrides(args: argparse.Namespace, p: dict, out: Path, name: str, stage: int, max_steps: int) -> list[str]:
+def overrides(args: argparse.Namespace, p: dict, out: Path, name: str, stage: int, max_steps: int, *,
+              grad_accum: int = 2, log_every: int = 1) -> list[str]:
+    """``--set`` overrides of configs/wavelet_flow.yaml for one run (scaling_bench.py uses them too)."""
     return [
         f"name={name}", f"output_dir={out / 'runs'}", f"data.manifest={out / 'manifest.json'}",
         f"data.root={out / 'data'}", "data.fold=null", f"data.roi={p['roi']}",
@@ -52,25 +54,32 @@ def overrides(args: argparse.Namespace, p: dict, out: Path, name: str, stage: in
         "data.num_workers=2", "data.label_mode=regions", f"net.channels={p['channels']}", "net.num_res_blocks=1",
         f"net.norm_groups={min(8, p['channels'][0])}", "latent.fit_stats=false", "objective.type=flow",
         f"train.device={args.device}", f"train.precision={p['precision']}", f"train.deepspeed=zero{stage}",
-        f"train.micro_batch={p['micro_batch']}", "train.grad_accum=2", "train.lr_schedule=constant",
-        "train.warmup_steps=5", "train.lr=1.0e-4", "train.log_every=1", "train.ckpt_every=0", "train.val_every=0",
+        f"train.micro_batch={p['micro_batch']}", f"train.grad_accum={grad_accum}", "train.lr_schedule=constant",
+        "train.warmup_steps=5", "train.lr=1.0e-4", f"train.log_every={log_every}", "train.ckpt_every=0",
+        "train.val_every=0",
         f"train.max_steps={max_steps}",
     ]
 
 
-def command(args: argparse.Namespace, sets: list[str], resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
+def standalone(nproc: int) -> list[str]:
+    """torchrun for one host alone (its own rendezvous on a free port)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
+def command(args: argparse.Namespace, sets: list[str], resume: bool, launcher: list[str] | None = None) -> list[str]:
+    """``medidiff train`` under ``launcher`` (default: torchrun --standalone with ``args.gpus`` processes)."""
+    cmd = [*(launcher or standalone(args.gpus)),
            "-m", "medidiff", "train", "-c", str(REPO / "configs" / "wavelet_flow.yaml"), "--no-progress"]
     cmd += ["--resume"] if resume else []
     return cmd + [a for s in sets for a in ("--set", s)]
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     drop = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "4")
-    return env
+    return {**env, **(extra or {})}
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -78,49 +87,105 @@ def losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def run_to_end(cmd: list[str], log: Path) -> dict:
+def run_to_end(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=REPO, env=_env(env), stdout=fh, stderr=subprocess.STDOUT)
     return {"command": shlex.join(cmd), "exit": proc.returncode, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def has_children(pid: int) -> bool:
+    """Whether a process (torchrun's agent) still has child processes (its ranks); Linux /proc."""
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return False
 
 
 def run_and_stop(cmd: list[str], run: Path, signal_at: int, log: Path) -> dict:
     """Start ``cmd`` in its own session; after ``signal_at`` logged steps SIGTERM its process group."""
+    res = stop_one_group([(cmd, log, None)], run, signal_at)
+    group = res.pop("groups")[0]
+    return {"command": group["command"], "exit": group["exit"], **res,
+            "seconds_to_exit": group["seconds_to_exit"], "worker_killed_by_signal": group["worker_killed_by_signal"],
+            # torchrun itself exits 1 (SignalException) after its ranks have ended: their own word counts
+            "ranks_stopped_at_checkpoint": group["rank0_says_stopped_at_checkpoint"]}
+
+
+def stop_one_group(groups: list[tuple[list[str], Path, dict[str, str] | None]], run: Path, signal_at: int, *,
+                   target: int = 0, linger: float = 30.0, timeout: float = 300.0) -> dict:
+    """Start each ``(command, log, extra env)`` in its own session (one torchrun each, as one per node);
+    once ``run`` has logged ``signal_at`` more steps, SIGTERM the process group of ``groups[target]`` only.
+
+    Returns the checkpoint's step, seconds from the signal to a complete checkpoint, and per group
+    the exit status, seconds from the signal to the exit of its ranks (the launcher's children)
+    and of the launcher. A launcher still running ``linger`` s after every group's ranks have
+    ended (SLURM's default KillWait is 30 s), or ``timeout`` s after the signal, is killed
+    (SIGKILL) and says so: an unsignalled torchrun waits in its exit barrier (300 s) for an agent
+    that died of the signal.
+    """
     from medidiff.training import checkpoint as ckpt
 
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            metrics = run / "metrics.jsonl"
-            while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= signal_at):
-                if proc.poll() is not None:
-                    return {"command": shlex.join(cmd), "exit": proc.returncode, "error": "ended before the signal"}
-                time.sleep(0.05)
+    handles = [open(log, "w") for _, log, _ in groups]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(env), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+             for (cmd, _, env), fh in zip(groups, handles)]
+    exits: list[float | None] = [None] * len(procs)
+    ranks_gone: list[float | None] = [None] * len(procs)
+    timed_out = [False] * len(procs)
+    t_complete = before = None
+    error = None
+    try:
+        metrics = run / "metrics.jsonl"
+        start_lines = len(metrics.read_text().splitlines()) if metrics.is_file() else 0  # a resumed run's rows
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= start_lines + signal_at):
+            if any(p.poll() is not None for p in procs):
+                error = "a group ended before the signal"
+                break
+            time.sleep(0.05)
+        if error is None:
             before = ckpt.latest_complete(ckpt.checkpoint_root(run))
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(procs[target].pid, signal.SIGTERM)
             t_sig = time.perf_counter()
-            t_complete = None
-            while proc.poll() is None:
+            while any(e is None for e in exits):
+                now = time.perf_counter() - t_sig
+                for i, p in enumerate(procs):
+                    if ranks_gone[i] is None and not has_children(p.pid):
+                        ranks_gone[i] = now
+                all_gone = max(ranks_gone) if all(g is not None for g in ranks_gone) else None  # type: ignore[type-var]
+                for i, p in enumerate(procs):
+                    if exits[i] is None and p.poll() is not None:
+                        exits[i] = now
+                    elif exits[i] is None and (now > timeout or (all_gone is not None and now > all_gone + linger)):
+                        os.killpg(p.pid, signal.SIGKILL)
+                        p.wait()
+                        exits[i], timed_out[i] = now, True
                 latest = ckpt.latest_complete(ckpt.checkpoint_root(run))
                 if t_complete is None and latest is not None and latest != before:
-                    t_complete = time.perf_counter() - t_sig
+                    t_complete = now
                 time.sleep(0.05)
-            t_exit = time.perf_counter() - t_sig
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for fh in handles:
+            fh.close()
     latest = ckpt.latest_complete(ckpt.checkpoint_root(run))
-    if t_complete is None and latest is not None and latest != before:
-        t_complete = t_exit  # written between the last two polls
-    with open(log) as fh:
-        text = fh.read()
-    return {"command": shlex.join(cmd), "exit": proc.returncode, "signal_after_logged_steps": signal_at,
-            "checkpoint_step": ckpt.read_state(latest)["step"] if latest else None,
-            "seconds_to_complete_checkpoint": None if t_complete is None else round(t_complete, 2),
-            "seconds_to_exit": round(t_exit, 2), "worker_killed_by_signal": "killed by signal" in text,
-            # torchrun itself exits 1 (SignalException) after its ranks have ended: their own word counts
-            "ranks_stopped_at_checkpoint": "stop requested by signal: checkpoint written" in text}
+    if error is None and t_complete is None and latest is not None and latest != before:
+        t_complete = max(e for e in exits if e is not None)  # written between the last two polls
+    out: dict = {"signal_after_logged_steps": signal_at, "signalled_group": target,
+                 "checkpoint_step": ckpt.read_state(latest)["step"] if latest is not None and latest != before else None,
+                 "seconds_to_complete_checkpoint": None if t_complete is None else round(t_complete, 2), "groups": []}
+    if error:
+        out["error"] = error
+    for (cmd, log, _), p, e, gone, killed in zip(groups, procs, exits, ranks_gone, timed_out):
+        text = log.read_text()
+        out["groups"].append({
+            "command": shlex.join(cmd), "exit": p.returncode, "seconds_to_exit": None if e is None else round(e, 2),
+            "seconds_to_ranks_exit": None if gone is None else round(gone, 2), "killed_after_timeout": killed, "worker_killed_by_signal": "killed by signal" in text,
+            # rank 0 says this (in whichever group holds it); torchrun's own exit status is not the ranks'
+            "rank0_says_stopped_at_checkpoint": "stop requested by signal: checkpoint written" in text})
+    return out
 
 
 def rel_diff(a: dict[int, float], b: dict[int, float]) -> float | None:

@@ -144,3 +144,26 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
+
+
+@pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar
+def test_scaling_bench_smoke_two_groups_stop_together_on_sigterm_to_one_and_resume(tmp_path):
+    # Two torchrun groups of 1 (c10d rendezvous, as two nodes of configs/slurm/train.sbatch);
+    # SIGTERM to group 1's process group only. Group 0's ranks learn of it through the per-step
+    # agreement, so both stop at one step with one complete checkpoint holding both ranks' shards,
+    # and a resume of both groups continues from that step.
+    _run(["benchmarks/scaling_bench.py", "--device", "cpu", "--smoke", "--parts", "sigterm", "--signal-group", "1",
+          "--signal-at", "1", "--linger", "2", "--out", str(tmp_path)])
+    t = json.loads((tmp_path / "scaling.json").read_text())["two_node"]
+    stop, ckpt_facts = t["sigterm"], t["sigterm"]["checkpoint"]
+    assert stop["every_rank_stopped_at_the_checkpoint"], stop
+    at = stop["checkpoint_step"]
+    assert at >= 1 and ckpt_facts["step"] == at and ckpt_facts["world_size"] == 2
+    assert ckpt_facts["zero_shard_ranks"] == [0, 1] and ckpt_facts["incomplete_later_folders"] == []
+    assert stop["seconds_to_complete_checkpoint"] is not None
+    assert all(g["seconds_to_ranks_exit"] is not None and not g["worker_killed_by_signal"] for g in stop["groups"])
+    assert sum(g["holds_rank0"] for g in stop["groups"]) == 1
+    resumed = t["resume_after_sigterm"]
+    assert [g["exit"] for g in resumed["groups"]] == [0, 0]
+    assert resumed["first_step_after_resume"] == at + 1 and resumed["checkpoint"]["step"] == at + 2
+    assert sorted(int(s) for s in t["loss_curve"]) == list(range(1, at + 3))  # one row per step, none lost
