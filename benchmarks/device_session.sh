@@ -13,7 +13,8 @@
 # TASK=ablation: benchmarks/quality_ablation.py (arguments in ABLATION_ARGS, e.g. "--minutes 6").
 # TASK=loop: benchmarks/loop_bench.py on the shipped and the fastest config (issue 15), profiled.
 # TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
-# TASKS="loop ablation" runs several in order.
+# TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
+# side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
 # The job runs from a copy of the tree in /tmp/repo: every device call replaces the carried tree,
 # which would pull the files from under a job started there.
@@ -29,20 +30,22 @@ FAST="--set data.modalities=[t1n] --set conditioning.generate_labels=false --set
  --set train.micro_batch=8 --set train.compile=true --set train.compile_mode=reduce-overhead"
 
 loop_task() {
+    # Each run: the loop through train_diffusion, then the net alone (and MONAI's with --monai).
     local lb="python3 benchmarks/loop_bench.py --steps ${LOOP_STEPS:-200} --profile-steps 10"
     mkdir -p $JOB/loop
-    echo "== loop: shipped config as is $(date -u +%FT%TZ)"
-    $lb --out $JOB/loop/shipped.json --work /tmp/lb_shipped
-    echo "== loop: shipped config, 4 loader workers $(date -u +%FT%TZ)"
-    $lb --set data.num_workers=4 --out $JOB/loop/shipped_w4.json --work /tmp/lb_shipped
-    echo "== loop: shipped config, 4 workers, zero1 $(date -u +%FT%TZ)"
-    $lb --set data.num_workers=4 --set train.deepspeed=zero1 --out $JOB/loop/shipped_w4_zero1.json --work /tmp/lb_shipped
-    echo "== loop: fastest config $(date -u +%FT%TZ)"
+    run_loop() {  # name, then loop_bench arguments
+        local name=$1; shift
+        echo "== loop: $name $(date -u +%FT%TZ)"
+        $lb "$@" --out $JOB/loop/$name.json
+    }
     # shellcheck disable=SC2086  # FAST is a list of words
-    $lb $FAST --set data.num_workers=4 --out $JOB/loop/fast.json --work /tmp/lb_fast
-    echo "== loop: fastest config, zero1 $(date -u +%FT%TZ)"
-    # shellcheck disable=SC2086
-    $lb $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --out $JOB/loop/fast_zero1.json --work /tmp/lb_fast
+    {
+    run_loop shipped --work /tmp/lb_shipped
+    run_loop shipped_none --set train.deepspeed=none --monai --work /tmp/lb_shipped
+    run_loop shipped_none_compiled --set train.deepspeed=none --set train.compile=true --work /tmp/lb_shipped
+    run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast
+    run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none --monai --work /tmp/lb_fast
+    }
 }
 
 ablation_task() {
@@ -50,6 +53,15 @@ ablation_task() {
     # shellcheck disable=SC2086  # ABLATION_ARGS is a list of words
     python3 benchmarks/quality_ablation.py --out $JOB/ablation ${ABLATION_ARGS:-}
     echo "== quality_ablation exit $? $(date -u +%FT%TZ)"
+}
+
+# TASKS=quality_scale: issue 16's seeds run (benchmarks/quality_scale.py; arguments in QUALITY_ARGS,
+# e.g. "--minutes 8 --set train.deepspeed=zero1"); seed 0's model stays in $JOB/quality_scale/models/seed0
+quality_scale_task() {
+    echo "== quality_scale $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # QUALITY_ARGS is a list of words
+    python3 benchmarks/quality_scale.py --out $JOB/quality_scale ${QUALITY_ARGS:-}
+    echo "== quality_scale exit $? $(date -u +%FT%TZ)"
 }
 
 gpu_run_task() {
@@ -81,7 +93,14 @@ job() {
     export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
     cd "$REPO" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    for task in ${TASKS:-${TASK:-gpu_run}}; do
+    # PAR_TASKS="loop=0 quality_scale=1": tasks side by side, each on its own GPU, logging to
+    # $JOB/<task>.log; then TASKS (default gpu_run; TASKS="" runs none) in order, on every GPU.
+    for spec in ${PAR_TASKS:-}; do
+        (export CUDA_VISIBLE_DEVICES=${spec#*=}; "${spec%=*}_task" >"$JOB/${spec%=*}.log" 2>&1
+         echo "== ${spec%=*} on GPU ${spec#*=} exit $? $(date -u +%FT%TZ)") &
+    done
+    wait
+    for task in ${TASKS-${TASK:-gpu_run}}; do
         "${task}_task"
     done
     echo "JOB DONE $(date -u +%FT%TZ)"
@@ -100,7 +119,8 @@ wait_job() {
         if ! pgrep -f "device_session.sh job" >/dev/null; then echo "job is not running"; break; fi
         sleep 10
     done
-    tail -c 6000 $JOB/log
+    tail -c 4000 $JOB/log
+    for f in "$JOB"/*.log; do [ -f "$f" ] && { echo "-- $f"; tail -c 1500 "$f"; }; done
     pack
 }
 

@@ -121,6 +121,33 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     }
 
 
+def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device) -> dict[str, Any]:
+    """MONAI's DiffusionModelUNet at the loop net's widths, blocks and batch (autocast bf16, NCDHW,
+    what MONAI's tutorials run), timed like the net alone: eager, then under torch.compile."""
+    import dataclasses
+
+    width = net_cfg.channels[-1]
+    cfg = dataclasses.replace(net_cfg, type="monai", resample="conv", skip="concat", stem_patch=1, norm="group",
+                              channels_last=False, mid_attention=True, use_scale_shift_norm=False,
+                              head_dim=net_cfg.head_dim if width % net_cfg.head_dim == 0 else width)
+    out: dict[str, Any] = {"config": {k: v for k, v in vars(cfg).items()}}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        try:
+            torch.manual_seed(0)
+            model = build_net(cfg).to(device)
+            run_model = torch.compile(model) if compiled else model
+            step, timer = unet_bench.Step(run_model, x, "autocast", device), unet_bench.Timer(device)
+            for _ in range(3):
+                step()
+            step_s = statistics.median(timer(step, steps)) / 1e3
+            out[name] = {"step_s_median": step_s, "vol_per_s": x.shape[0] / step_s}
+            del step, run_model, model
+        except Exception as exc:  # a MONAI build or compile failure is a result, not a crash of the benchmark
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+        unet_bench.free(device)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(SHIPPED))
@@ -137,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/loop_bench", help="scratch folder (data, run)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="profile this many loop steps from the middle of the run: where a step goes")
+    ap.add_argument("--monai", action="store_true",
+                    help="also time MONAI's DiffusionModelUNet at the same widths, blocks and batch, eager and compiled")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (checks the script)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -194,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     def mfu(peak: float) -> float:
         return flops / net_step_s / (peak * 1e12)
 
+    del step, model, eager
+    monai = monai_alone(net_cfg, x.float(), args.net_steps, device) if args.monai else None
+
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {
         "benchmark": "loop_bench", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -213,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                      / (args.measured_peak_tflops * 1e12)},
         "peaks_tflops": {"datasheet": args.peak_tflops, "measured_matmul": args.measured_peak_tflops},
         "profile": profiled or None,
+        "monai_alone": monai,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))

@@ -5,23 +5,16 @@ Each arm is the same wavelet-flow base model (images and WT/TC/ET generated toge
 cases in the BraTS field of view, roi 80 x 96 x 80) with a few config keys changed; every arm trains
 for the same wall-clock budget (train.max_minutes, constant LR after warm-up) in its own process, so
 the arms share the card as equals. Then each exports its EMA weights, generates ``--generate``
-cases with its own sampler settings, and is scored:
-
-* ``speckle``: fraction of voxels outside the (dilated) head with intensity > 0.05 of the output
-  range. Real skull-stripped cases score 0: any speckle is the model's.
-* ``background_rms``: RMS intensity outside the head, as a fraction of the output range ([0, 1]
-  in generated files); issue "quality" asks for <= 0.02.
-* ``head_fraction``: the head's share of the grid, beside the real cases' (a collapsed or
-  exploded sample is far from it).
-* a tri-planar PNG of the generated cases (t1n and t2f rows) per sampling variant.
+cases with its own sampler settings, and is scored on speckle, background RMS and head fraction
+(``quality_common.background_scores``), with a tri-planar PNG of the generated cases (t1n and t2f
+rows) per sampling variant.
 
 Every arm's model is also sampled with each of :data:`SAMPLING` (30 or 100 Euler steps, Heun,
 no x0 clipping), which separates the sampler's share of the grain from the network's.
 
-The head of a generated case is the largest connected component of (mean over modalities > 0.1),
-holes filled, dilated by 2 voxels: isolated speckle is not part of it. What this cannot show: anatomy
-quality inside the brain (tissue contrast, spectrum, Frechet) -- the evaluation issue's metrics do
-that; with 4 cases and one seed per arm the figures are hints, not verdicts.
+What this cannot show: anatomy quality inside the brain (tissue contrast, spectrum, Frechet) --
+the evaluation issue's metrics do that (quality_scale.py); with 4 cases and one seed per arm the
+figures are hints, not verdicts.
 
     python benchmarks/quality_ablation.py --out /tmp/abl --minutes 6          # H200: ~9 min in all
     python benchmarks/quality_ablation.py --out /tmp/abl_smoke --smoke --device cpu
@@ -32,12 +25,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from quality_common import (FULL, SMOKE, background_scores, device_info, make_anatomy_data, overrides, real_scores,
+                            side_by_side, train_and_export)
 
 ARMS: dict[str, list[str]] = {
     # per-sub-band unit variance (the shipped default): detail bands ~23x louder relative to LLL
@@ -62,105 +56,25 @@ DDPM_SAMPLING: dict[str, dict] = {
     "ddpm1000": {},
     "ddim50": {"name": "ddim", "num_steps": 50},
 }
-# net: the largest of this layout whose bf16 weights fit the 25 MB a pretrained model may ship (11.6M)
-FULL = {"cases": 32, "shape": (120, 120, 78), "roi": (80, 96, 80), "channels": [48, 96, 160], "micro_batch": 8,
-        "generate": 4, "workers": 4}
-SMOKE = {"cases": 6, "shape": (40, 40, 26), "roi": (32, 32, 32), "channels": [16, 32], "micro_batch": 2,
-         "generate": 2, "workers": 0}
-
-
-def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
-    from medidiff.data.prepare import synthetic_spacing
-
-    return [
-        f"output_dir={out / 'runs'}", "seed=0", f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}",
-        f"data.spacing={list(synthetic_spacing('anatomy', p['shape']))}", f"data.roi={list(p['roi'])}",
-        "data.fold=0", "data.label_mode=regions", "data.cache=memory", f"data.num_workers={p['workers']}",
-        "latent.levels=1", "conditioning.generate_labels=true", f"net.channels={p['channels']}",
-        "net.num_res_blocks=1" if smoke else "net.num_res_blocks=[1, 2, 2]", "net.skip=add",
-        f"net.norm_groups={8 if smoke else 16}", "objective.type=flow", "objective.time_shift=true",
-        "sampler.name=euler", "sampler.num_steps=30", "sampler.clip_x0=true",
-        f"train.micro_batch={p['micro_batch']}", "train.lr=2.0e-4", "train.lr_schedule=constant",
-        f"train.warmup_steps={2 if smoke else 200}", f"train.precision={'fp32' if smoke else 'bf16'}",
-        f"train.device={device}", "train.log_every=50", "train.ckpt_every=2000", "train.preview_every=0",
-        "train.ema.max_decay=0.999", "train.max_steps=1000000",
-    ]
-
-
-def head_mask(volume: np.ndarray) -> np.ndarray:
-    """(X, Y, Z) bool: the largest component of the mean image > 0.1, holes filled, dilated 2."""
-    from scipy import ndimage
-
-    fg = volume > 0.1
-    lab, n = ndimage.label(fg)
-    if n == 0:
-        return np.zeros(volume.shape, bool)
-    sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
-    head = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
-    return ndimage.binary_dilation(head, iterations=2)
-
-
-def background_scores(images: np.ndarray) -> dict[str, float]:
-    """images: (M, X, Y, Z) in [0, 1]. Speckle fraction, background RMS and head fraction."""
-    head = head_mask(images.mean(axis=0))
-    outside = images[:, ~head]
-    return {
-        "speckle": float((outside > 0.05).mean()) if outside.size else 0.0,
-        "background_rms": float(np.sqrt((outside**2).mean())) if outside.size else 0.0,
-        "head_fraction": float(head.mean()),
-    }
-
-
-def read_case(folder: Path, names: tuple[str, ...]) -> np.ndarray:
-    import nibabel as nib
-
-    return np.stack([np.asarray(nib.load(str(folder / f"{n}.nii.gz")).dataobj, dtype=np.float32) for n in names])
-
-
-def real_scores(out: Path, p: dict, n: int) -> dict[str, float]:
-    """The same scores on held-out real cases through the base model's data pipeline, in [0, 1]."""
-    from medidiff.config import load_config
-    from medidiff.data.dataset import manifest_datasets
-
-    cfg = load_config(None, [*overrides(p, out, "cpu", True), "data.cache=none"])
-    _, val = manifest_datasets(cfg.data, out / "runs" / "real", divisor=1, with_label=False, train_transforms=False)
-    rows = []
-    for i in range(min(n, len(val))):
-        img = val[i]["image"].numpy()  # (M, X, Y, Z) in [-1, 1]
-        rows.append(background_scores((img + 1) / 2))
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def run_arm(args: argparse.Namespace, p: dict, name: str) -> dict:
     """Train, export, generate and score one arm (its own process)."""
+    from dataclasses import replace
+
+    import torch
+
     from medidiff.config import load_config, save_resolved
-    from medidiff.training.diffusion import run_dir_of
-    from medidiff.training.stages import STAGES
+    from medidiff.generation import DiffusionPipeline
     from medidiff.viz import triplanar, write_png
 
     out = Path(args.out)
     cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), f"name={name}", *ARMS[name],
                              f"train.max_minutes={args.minutes}", *(["train.max_steps=6"] if args.smoke else [])])
     save_resolved(cfg, out / "arms", f"{name}.yaml")
-    train_fn, export_fn = STAGES[cfg.stage]()
-    t0 = time.perf_counter()
-    result = train_fn(cfg, progress=False)
-    seconds = time.perf_counter() - t0
-    model = export_fn(run_dir_of(cfg), out / "models" / name)
-    from dataclasses import replace
-
-    import torch
-
-    from medidiff.generation import DiffusionPipeline
-
+    trained, model = train_and_export(cfg, out / "models" / name)
     pipe = DiffusionPipeline.from_pretrained(model, device=args.device)
-    losses = result.losses
-    record = {
-        "arm": name, "overrides": ARMS[name], "steps": result.final_step, "train_seconds": round(seconds, 1),
-        "steps_per_s": round(len(losses) / max(seconds, 1e-9), 2),
-        "loss_first_200": float(np.mean(losses[:200])), "loss_last_200": float(np.mean(losses[-200:])),
-        "sampling": {},
-    }
+    record = {"arm": name, "overrides": ARMS[name], **trained, "sampling": {}}
     variants = DDPM_SAMPLING if cfg.objective.type == "ddpm" else SAMPLING
     if args.smoke:
         variants = dict(list(variants.items())[:1])
@@ -202,30 +116,16 @@ def main() -> int:
     if args.arm:
         run_arm(args, p, args.arm)
         return 0
-    from medidiff.data.manifest import build_brats_manifest, write_manifest
-    from medidiff.data.prepare import write_synthetic_set
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "arms").mkdir(exist_ok=True)
     record: dict = {"run": "quality_ablation", "command": " ".join([Path(sys.executable).name, *sys.argv]),
                     "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p)}
-    try:
-        import torch
-
-        record["device"] = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
-        record["torch"] = torch.__version__
-    except Exception:  # noqa: BLE001 - informational only
-        pass
-    t0 = time.perf_counter()
-    if not (out / "manifest.json").exists():
-        write_synthetic_set("anatomy", out / "data", p["cases"], shape=p["shape"], seed=0)
-        write_manifest(build_brats_manifest(out / "data", name="anatomy", num_folds=4, seed=0), out / "manifest.json")
-    record["data_seconds"] = round(time.perf_counter() - t0, 1)
+    record.update(device_info(args.device))
+    record["data_seconds"] = round(make_anatomy_data(out, p), 1)
     record["real"] = real_scores(out, p, p["generate"])
-    procs = {name: subprocess.Popen([sys.executable, __file__, "--out", str(out), "--arm", name, "--minutes",
-                                     str(args.minutes), "--device", args.device, *(["--smoke"] if args.smoke else [])])
-             for name in args.arms}
-    codes = {name: proc.wait() for name, proc in procs.items()}
+    codes = side_by_side({name: [sys.executable, __file__, "--out", str(out), "--arm", name, "--minutes", str(args.minutes),
+                                 "--device", args.device, *(["--smoke"] if args.smoke else [])] for name in args.arms},
+                         out / "logs")
     record["arms"] = {}
     for name, code in codes.items():
         path = out / "arms" / f"{name}.json"

@@ -221,7 +221,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--gpus", type=int, default=2, help="processes (GPUs) of the two-group launch: G/2 per group")
     ap.add_argument("--gpu-counts", type=int, nargs="+", default=[1, 2], help="GPU counts of the throughput runs")
-    ap.add_argument("--stages", nargs="+", default=["zero2", "zero3"], choices=["zero1", "zero2", "zero3"])
+    ap.add_argument("--stages", nargs="+", default=["zero2", "zero3"], choices=["none", "zero1", "zero2", "zero3"],
+                    help="train.deepspeed values (none: the plain-PyTorch engine, DDP)")
     ap.add_argument("--steps", type=int, default=100, help="steps of each throughput run")
     ap.add_argument("--log-every", type=int, default=10, help="log window of the throughput runs")
     ap.add_argument("--skip-windows", type=int, default=3, help="log windows dropped as warm-up")
@@ -297,7 +298,8 @@ def main() -> int:
 
 def _one_run(args: argparse.Namespace, p: dict, out: Path, logs: Path, name: str, stage: str, n: int,
              grad_accum: int) -> dict[str, Any]:
-    sets = pb.overrides(args, p, out, name, int(stage[-1]), args.steps, grad_accum=grad_accum, log_every=args.log_every)
+    sets = pb.overrides(args, p, out, name, 0 if stage == "none" else int(stage[-1]), args.steps, grad_accum=grad_accum,
+                        log_every=args.log_every)
     # decoded once into memory: the 2 loader workers decoding NIfTI every step would be what scales
     sets = [s for s in sets if not s.startswith(("train.deepspeed=", "data.cache="))]
     sets += [f"train.deepspeed={stage}", "data.cache=memory"]

@@ -89,6 +89,63 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
 
 
+@pytest.mark.slow
+def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path):
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert not any(r["exits"].values()) and r["seeds"] == [0, 1]
+    for s in ("0", "1"):
+        assert r["seed_records"][s]["steps"] == 2 and r["seed_records"][s]["generated"] == 2
+        report = json.loads((tmp_path / "eval" / f"seed{s}" / "report.json").read_text())
+        assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
+        assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
+        assert (tmp_path / f"seed{s}_vs_real.png").is_file()
+    assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
+    assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
+    assert "mean [t95]" in (tmp_path / "report.md").read_text()
+
+
+def _quality_scale(monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # its imports of quality_common / quality_ablation
+    return importlib.import_module("quality_scale")
+
+
+def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):
+    qs = _quality_scale(monkeypatch)
+    s = qs.summarise_over_seeds([1.0, 2.0, 3.0])
+    # mean 2, std 1 (ddof 1), t(0.975, 2) = 4.302653: half width 4.302653 / sqrt(3)
+    half = 4.302652729911275 / 3 ** 0.5
+    assert s["n"] == 3 and s["mean"] == 2.0 and s["std"] == 1.0 and (s["min"], s["max"]) == (1.0, 3.0)
+    assert s["t95"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-9)
+    # a failed seed (nan / missing) is left out and counted in n; one value has no interval
+    assert qs.summarise_over_seeds([float("nan"), 5.0, None]) == {"n": 1, "mean": 5.0, "min": 5.0, "max": 5.0,
+                                                                  "std": None, "t95": None}
+    assert qs.summarise_over_seeds([])["mean"] is None
+
+
+def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
+    qs = _quality_scale(monkeypatch)
+    report = {"results": {
+        "realism": {"checks": {
+            "background": {"synthetic_rms": 0.002, "synthetic_fraction_nonzero": 0.35},
+            "power_spectrum": {"per_modality": {"t1n": {"max_abs_log10_ratio": 0.9, "floor": 0.03,
+                                                        "log10_ratio_per_band": [0.1, -0.3, -0.9]}}},
+            "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}}}},
+        "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0}},
+                                "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
+        "tissue": {"synthetic_vs_real": {"metrics": {"a": {"pass": True}, "b": {"pass": False}, "c": {"pass": True}}}},
+        "memorisation": {"summary": {"flagged": 5, "threshold": 0.96, "synthetic_nn_similarity": {"n": 8, "max": 0.999},
+                                     "control_heldout_real": {"flagged": 0}}},
+    }}
+    m = qs.eval_metrics(report)
+    assert m["spectrum_top_band_ratio_t1n"] == pytest.approx(10 ** -0.9)  # the last band, synthetic / real power
+    assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
+    assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
+    assert m["eval_background_rms"] == 0.002
+
+
 @pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar
 def test_scaling_bench_smoke_two_groups_stop_together_on_sigterm_to_one_and_resume(tmp_path):
     # Two torchrun groups of 1 (c10d rendezvous, as two nodes of configs/slurm/train.sbatch);

@@ -76,6 +76,8 @@ def _add_set_args(p: argparse.ArgumentParser, kind: str, shape: tuple[int, ...],
         metavar="F",
         help="probability that a case has a tumour (default %(default)s: ~1 in 5 tumour-free)",
     )
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes making and writing cases (default %(default)s; the same files for any N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -84,7 +86,7 @@ def _phantom(args: argparse.Namespace) -> int:
     from medidiff.data.phantom import PhantomSpec, check_dataset_args, write_phantom_dataset
 
     # Validate before --dry-run so a dry run also catches bad arguments.
-    check_dataset_args(args.cases, args.seed)
+    check_dataset_args(args.cases, args.seed, args.workers)
     spec = PhantomSpec(
         shape=tuple(args.shape), tumour_fraction=args.tumour_fraction, skull_strip=not args.keep_skull
     )
@@ -99,6 +101,7 @@ def _phantom(args: argparse.Namespace) -> int:
         tumour_fraction=spec.tumour_fraction,
         progress=not args.no_progress,
         skull_strip=spec.skull_strip,
+        workers=args.workers,
     )
     manifest = Path(args.out) / "phantom.json"
     print(f"wrote {len(folders)} phantom cases to {args.out} (parameters in {manifest})")
@@ -110,7 +113,7 @@ def _anatomy(args: argparse.Namespace) -> int:
     from medidiff.data.anatomy import AnatomyError, AnatomySpec, write_anatomy_dataset
     from medidiff.data.synthetic_set import check_dataset_args
 
-    check_dataset_args(args.cases, args.seed)
+    check_dataset_args(args.cases, args.seed, args.workers)
     if args.spacing is not None and len(args.spacing) not in (1, 3):
         raise AnatomyError(f"--spacing takes 1 or 3 numbers (mm), got {len(args.spacing)}")
     spacing = None if args.spacing is None else tuple(args.spacing * 3 if len(args.spacing) == 1 else args.spacing)
@@ -118,6 +121,7 @@ def _anatomy(args: argparse.Namespace) -> int:
     resolved = {**options_of(args), "out": str(Path(args.out)), "spec": to_dict(spec)}
     if dry_run(args, resolved):
         return 0
-    folders = write_anatomy_dataset(args.out, args.cases, seed=args.seed, spec=spec, progress=not args.no_progress)
+    folders = write_anatomy_dataset(args.out, args.cases, seed=args.seed, spec=spec, progress=not args.no_progress,
+                                    workers=args.workers)
     print(f"wrote {len(folders)} anatomy cases to {args.out} (parameters in {Path(args.out) / 'anatomy.json'})")
     return 0

@@ -55,7 +55,7 @@ def common_overrides(preset: dict[str, Any], out: Path, device: str, kind: str =
         f"net.channels={preset['channels']}", "net.num_res_blocks=1", "net.norm_groups=16",
         "objective.type=flow", "objective.time_sampling=logit_normal", "sampler.name=euler",
         "sampler.clip_x0=true", f"train.micro_batch={preset['micro_batch']}", "train.lr=2.0e-3",
-        "train.warmup_steps=20", f"train.precision={preset['precision']}", "train.deepspeed=zero2",
+        "train.warmup_steps=20", f"train.precision={preset['precision']}", "train.deepspeed=none",
         f"train.device={device}", "train.log_every=10", "train.ema.max_decay=0.99",
     ]
 

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from functools import partial
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -577,6 +578,7 @@ def write_anatomy_dataset(
     seed: int = 0,
     spec: AnatomySpec | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``cases`` anatomy cases in the BraTS 2023 GLI layout under ``out``; return case folders.
 
@@ -588,7 +590,7 @@ def write_anatomy_dataset(
     from medidiff.config import to_dict
     from medidiff.data.synthetic_set import check_dataset_args, write_case_dataset
 
-    check_dataset_args(cases, seed)
+    check_dataset_args(cases, seed, workers)
     spec = spec or AnatomySpec()
     template_files()  # a missing nilearn is one clear line before anything is written
     vox = spec.voxel_mm
@@ -617,11 +619,16 @@ def write_anatomy_dataset(
         out,
         cases,
         seed,
-        lambda i: make_anatomy_case(case_seed(seed, i), spec=spec),
+        partial(_anatomy_case, seed=seed, spec=spec),  # picklable: workers > 1 sends it to processes
         kind="an anatomy",
         manifest_name=MANIFEST_NAME,
         manifest=manifest,
         provenance=provenance,
         extra_volumes={"tissue": "tissue"},
         progress=progress,
+        workers=workers,
     )
+
+
+def _anatomy_case(index: int, *, seed: int, spec: AnatomySpec) -> PhantomCase:
+    return make_anatomy_case(case_seed(seed, index), spec=spec)

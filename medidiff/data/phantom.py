@@ -46,6 +46,7 @@ streams).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -475,6 +476,7 @@ def write_phantom_dataset(
     progress: bool = True,
     *,
     skull_strip: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``cases`` phantom heads in the BraTS 2023 GLI layout under ``out``; return case folders.
 
@@ -505,10 +507,15 @@ def write_phantom_dataset(
         out,
         cases,
         seed,
-        lambda i: make_phantom_case(case_seed(seed, i), tumour=None, spec=spec),
+        partial(_phantom_case, seed=seed, spec=spec),  # picklable: workers > 1 sends it to processes
         kind="a phantom",
         manifest_name=MANIFEST_NAME,
         manifest=manifest,
         provenance=provenance,
         progress=progress,
+        workers=workers,
     )
+
+
+def _phantom_case(index: int, *, seed: int, spec: PhantomSpec) -> PhantomCase:
+    return make_phantom_case(case_seed(seed, index), tumour=None, spec=spec)

@@ -37,18 +37,20 @@ def write_synthetic_set(
     seed: int = 0,
     tumour_fraction: float = 0.8,
     progress: bool = False,
+    workers: int = 1,
 ) -> None:
     """Write ``cases`` cases of the ``anatomy`` or ``phantom`` set (read them at
-    :func:`synthetic_spacing`)."""
+    :func:`synthetic_spacing`), in ``workers`` processes (the same volumes for any count)."""
     shape = tuple(int(v) for v in shape)
     synthetic_spacing(kind, shape)  # validates kind and shape before anything is written
     if kind == "phantom":
-        write_phantom_dataset(out, cases, shape=shape, seed=seed, tumour_fraction=tumour_fraction, progress=progress)
+        write_phantom_dataset(out, cases, shape=shape, seed=seed, tumour_fraction=tumour_fraction, progress=progress,
+                              workers=workers)
     else:
         from medidiff.data.anatomy import AnatomySpec, write_anatomy_dataset
 
         spec = AnatomySpec(shape=shape, tumour_fraction=tumour_fraction)
-        write_anatomy_dataset(out, cases, seed=seed, spec=spec, progress=progress)
+        write_anatomy_dataset(out, cases, seed=seed, spec=spec, progress=progress, workers=workers)
 
 
 def prepare_data(data: str | Path | None, out: str | Path, *, shape: Sequence[int], seed: int = 0,

@@ -13,10 +13,14 @@ one's files are written over.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +44,16 @@ def case_id(index: int) -> str:
     return f"BraTS-GLI-{index:05d}-000"
 
 
-def check_dataset_args(cases: int, seed: int) -> None:
-    """Raise unless 1 <= cases <= 100000 and seed is a non-negative int."""
+def check_dataset_args(cases: int, seed: int, workers: int = 1) -> None:
+    """Raise unless 1 <= cases <= 100000, seed is a non-negative int and workers a positive int."""
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or not 1 <= cases <= MAX_CASES:
         raise DatasetArgError(
             f"cases must be an integer in [1, {MAX_CASES}] (five-digit BraTS ids), got {cases!r}"
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DatasetArgError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise DatasetArgError(f"workers must be an integer >= 1, got {workers!r}")
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -80,6 +86,7 @@ def write_case_dataset(
     provenance: Mapping[str, Any],
     extra_volumes: Mapping[str, str] | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``cases`` cases made by ``make_case(index)``; return the case folders.
 
@@ -87,12 +94,15 @@ def write_case_dataset(
     ``metadata`` (``has_tumour`` and ``tumour``); ``extra_volumes`` maps a file suffix to an
     attribute of that record holding another uint8 volume (e.g. ``{"tissue": "tissue"}``).
     ``manifest`` and ``provenance`` are data-set facts for the manifest and every file's sidecar.
+
+    ``workers`` > 1 makes and writes cases in that many spawned processes (``make_case`` must then
+    be picklable: a module-level function or a ``functools.partial`` of one). Case i depends only
+    on (seed, i), so the files hold the same volumes whatever the worker count; the manifest lists
+    the cases in index order and says ``complete: true`` only after every worker has finished.
     """
     from tqdm import tqdm
 
-    from medidiff.io import write_nifti
-
-    check_dataset_args(cases, seed)
+    check_dataset_args(cases, seed, workers)
     out = Path(out)
     _prepare_out(out, manifest_name, kind)
     ids = [case_id(i) for i in range(cases)]
@@ -113,41 +123,55 @@ def write_case_dataset(
         "case_list": [],
     }
     _write_json(out / manifest_name, record)
-    folders: list[Path] = []
-    for i in tqdm(range(cases), desc=kind.split()[-1], unit="case", disable=not progress):
-        cid = ids[i]
-        case = make_case(i)
-        folder = out / cid
-        if folder.exists():
-            shutil.rmtree(folder)  # no stale files from an earlier run survive
-        prov = {
-            **provenance,
-            "seed": int(seed),
-            "case_index": i,
-            "case_id": cid,
-            "has_tumour": case.metadata["has_tumour"],
-            "tumour": case.metadata["tumour"],
-        }
-        for m in MODALITIES:
-            write_nifti(folder / f"{cid}-{m}.nii.gz", case.images[m], case.affine, provenance={**prov, "modality": m})
-        volumes = {"seg": case.seg, **{s: getattr(case, a) for s, a in (extra_volumes or {}).items()}}
-        for suffix, vol in volumes.items():
-            write_nifti(
-                folder / f"{cid}-{suffix}.nii.gz", vol, case.affine, provenance={**prov, "modality": suffix},
-                dtype=np.uint8,
-            )
-        tum = case.metadata["tumour"]
-        record["case_list"].append(
-            {
-                "id": cid,
-                "index": i,
-                "has_tumour": case.metadata["has_tumour"],
-                "hemisphere": tum["hemisphere"] if tum else None,
-                "lobe": tum["lobe"] if tum else None,
-                "volume_ml": tum["volume_ml"] if tum else None,
-            }
-        )
-        folders.append(folder)
+    job = partial(_write_case, make_case, out=out, seed=int(seed), provenance=provenance,
+                  extra_volumes=dict(extra_volumes or {}))
+    bar = tqdm(total=cases, desc=kind.split()[-1], unit="case", disable=not progress)
+    # spawn, not fork: the caller may hold torch/OpenMP threads, which a forked child can deadlock on
+    pool = (ProcessPoolExecutor(min(workers, cases), mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else nullcontext())
+    entries = []
+    with pool:
+        for entry in (pool.map(job, range(cases)) if workers > 1 else map(job, range(cases))):  # index order
+            entries.append(entry)
+            bar.update()
+    bar.close()
+    record["case_list"] = entries
+    folders = [out / e["id"] for e in entries]
     record["complete"] = True
     _write_json(out / manifest_name, record)
     return folders
+
+
+def _write_case(make_case: Callable[[int], Any], index: int, *, out: Path, seed: int, provenance: Mapping[str, Any],
+                extra_volumes: Mapping[str, str]) -> dict[str, Any]:
+    """Make case ``index`` and write its volumes; return its manifest entry (a worker's whole job)."""
+    from medidiff.io import write_nifti
+
+    cid = case_id(index)
+    case = make_case(index)
+    folder = out / cid
+    if folder.exists():
+        shutil.rmtree(folder)  # no stale files from an earlier run survive
+    prov = {
+        **provenance,
+        "seed": seed,
+        "case_index": index,
+        "case_id": cid,
+        "has_tumour": case.metadata["has_tumour"],
+        "tumour": case.metadata["tumour"],
+    }
+    for m in MODALITIES:
+        write_nifti(folder / f"{cid}-{m}.nii.gz", case.images[m], case.affine, provenance={**prov, "modality": m})
+    volumes = {"seg": case.seg, **{s: getattr(case, a) for s, a in extra_volumes.items()}}
+    for suffix, vol in volumes.items():
+        write_nifti(folder / f"{cid}-{suffix}.nii.gz", vol, case.affine, provenance={**prov, "modality": suffix},
+                    dtype=np.uint8)
+    tum = case.metadata["tumour"]
+    return {
+        "id": cid,
+        "index": index,
+        "has_tumour": case.metadata["has_tumour"],
+        "hemisphere": tum["hemisphere"] if tum else None,
+        "lobe": tum["lobe"] if tum else None,
+        "volume_ml": tum["volume_ml"] if tum else None,
+    }

@@ -16,7 +16,7 @@ manifest or fold: every utility number would otherwise be measured on leaked tes
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from medidiff.data.brats import regions_to_labels
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
-__all__ = ["EvalConfig", "TASKS", "run_evaluation"]
+__all__ = ["EvalConfig", "TASKS", "run_evaluation", "train_feature_net"]
 
 DEFINITIONS = [
     "Regions: WT = labels {1,2,3}, TC = {1,3}, ET = {3} (BraTS 2023 labels).",
@@ -173,11 +173,7 @@ def run_evaluation(
                      f"{cfg.init_filters}, up to {cfg.epochs} epochs with a plateau stop; stage-wise global average pooling)",
             )
             if cfg.feature_net:  # train once, save with the recipe: later evaluations reuse it
-                feat.save_segmenter_features(model, cfg.feature_net, {
-                    "modalities": list(dcfg.modalities), "grid": list(shape), "spacing_mm": spacing,
-                    "init_filters": cfg.init_filters, "seed": seed, "manifest_sha256": evdata.file_sha256(real_manifest),
-                    "fold": dcfg.fold, "train_cases": real_train.case_ids, "eval": asdict(cfg), "data": to_dict(dcfg),
-                    "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
+                _save_feature_net(bank, cfg, dcfg, real_manifest, real_train)
                 feature_net.name = f"segresnet-encoder {cfg.feature_net} (trained now and saved, seed {seed})"
 
     # ---- image metrics ----------------------------------------------------------------------
@@ -356,12 +352,58 @@ def run_evaluation(
     return report
 
 
+def train_feature_net(
+    experiment: Any,
+    cfg: EvalConfig,
+    *,
+    real_manifest: str | Path,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the feature net :func:`run_evaluation` would train (the real-trained segmenter of seed
+    ``cfg.seeds[0]``) and save it to ``out_dir`` with its recipe, without any synthetic cases.
+
+    Several evaluations of one data set (models, seeds) then load it with ``eval.feature_net`` and
+    their Frechet/MMD values compare on the same features; training it first, once, also lets
+    those evaluations run side by side.
+    """
+    from medidiff.data.transforms import build_transforms
+    from medidiff.eval import data as evdata
+    from medidiff.eval.utility import SegmenterBank
+
+    dcfg = evdata.eval_data_config(experiment.data)
+    train_items, _, label_map = evdata.real_items(real_manifest, root, dcfg.fold)
+    real_train = evdata.load_cases("real_train", train_items, build_transforms(dcfg, train=False, label_map=label_map),
+                                   with_label=True, progress=progress)
+    bank = SegmenterBank({"real": real_train}, cfg, progress=progress)
+    bank.get("real", cfg.seeds[0])
+    return _save_feature_net(bank, replace(cfg, feature_net=str(out_dir)), dcfg, real_manifest, real_train)
+
+
+def _save_feature_net(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, real_train: Any) -> Path:
+    """Save the bank's real-trained segmenter of seed ``cfg.seeds[0]`` to ``cfg.feature_net`` with the
+    recipe :func:`medidiff.eval.features.load_segmenter_features` checks (grid, spacing, modalities)."""
+    from medidiff import __version__
+    from medidiff.config import to_dict
+    from medidiff.data.transforms import output_shape
+    from medidiff.eval import data as evdata
+    from medidiff.eval import features as feat
+
+    assert cfg.feature_net
+    seed = cfg.seeds[0]
+    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]
+    return feat.save_segmenter_features(bank.get("real", seed), cfg.feature_net, {
+        "modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
+        "init_filters": cfg.init_filters, "seed": seed, "manifest_sha256": evdata.file_sha256(real_manifest),
+        "fold": dcfg.fold, "train_cases": real_train.case_ids, "eval": asdict(cfg), "data": to_dict(dcfg),
+        "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
+
+
 def _tissue_qc(cfg: EvalConfig, dcfg: Any, train_items: list[dict[str, Any]], held_items: list[dict[str, Any]],
                real_train: Any, real_test: Any, synthetic: Any, progress: bool) -> tuple[dict[str, Any] | None, str]:
     """Tissue fractions and WM/GM contrast of synthetic vs held-out real cases (medidiff.eval.tissue),
     or ``(None, why not)`` when the real cases carry no tissue maps."""
-    from dataclasses import replace
-
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import tissue as ts
     from medidiff.eval.segmentation import train_segmenter

@@ -14,8 +14,8 @@ class TrainConfig:
     """One loop for every stage (VAE, diffusion, super-resolution).
 
     ``micro_batch`` is per GPU (per process); the global batch is
-    ``micro_batch * grad_accum * world_size``. ``deepspeed`` names a built-in config (zero0..zero3,
-    zero2_offload) or a JSON file (examples under configs/deepspeed/) whose ZeRO stage and offload settings are used; batch, clipping,
+    ``micro_batch * grad_accum * world_size``. ``deepspeed`` is ``none`` (no DeepSpeed: the plain
+    engine), or names a built-in config (zero0..zero3, zero2_offload) or a JSON file (examples under configs/deepspeed/) whose ZeRO stage and offload settings are used; batch, clipping,
     precision and optimizer fields in it that say "auto" are filled from this section.
     """
 
@@ -39,7 +39,9 @@ class TrainConfig:
     # loss scaling (steps whose gradients overflow are skipped and the scale lowered).
     # The EMA always averages the fp32 masters.
     precision: Literal["fp32", "autocast-bf16", "bf16", "fp16"] = "autocast-bf16"
-    deepspeed: str = "zero2"  # built-in zero0..zero3, zero2_offload, or a .json path
+    # built-in zero0..zero3, zero2_offload, a .json path, or none: plain PyTorch (fused AdamW, DDP
+    # over ranks; fastest on one GPU, medidiff/training/torch_engine.py)
+    deepspeed: str = "zero2"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the network (GPU)
     # torch.compile mode; 'reduce-overhead' adds CUDA graphs (UNet3D with net.norm pixel: 189 vs 138

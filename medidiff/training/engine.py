@@ -1,5 +1,8 @@
 """The DeepSpeed boundary: the only module in medidiff that imports DeepSpeed.
 
+``train.deepspeed: none`` builds the plain-PyTorch engine of :mod:`~medidiff.training.torch_engine`
+instead (fastest on one GPU); the helpers here (stage, checkpoints, EMA parameters) serve both.
+
 It sets up the process group (NCCL on GPUs, gloo on CPU), builds the engine from a DeepSpeed JSON
 whose "auto" fields are filled from :class:`~medidiff.training.config.TrainConfig`, and wraps
 checkpoint save/load and ZeRO-3 parameter gathering. Frozen modules (codec, text encoder,
@@ -43,6 +46,8 @@ __all__ = [
     "resolve_deepspeed_config",
     "build_engine",
     "zero_stage",
+    "engine_name",
+    "NO_DEEPSPEED",
     "reshardable",
     "full_parameters",
     "barrier",
@@ -50,6 +55,8 @@ __all__ = [
     "any_rank",
     "verify_checkpoint_pickles",
 ]
+
+NO_DEEPSPEED = "none"  # train.deepspeed value of the plain-PyTorch engine (torch_engine.py)
 
 _ARCH_RE = re.compile(r"^(\d+)\.(\d+)([a-zA-Z]*)(\+PTX)?$")
 
@@ -129,8 +136,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def setup_distributed(device: torch.device) -> DistInfo:
-    """Initialise the process group once (a single process gets world size 1)."""
+def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistInfo:
+    """Initialise the process group once (a single process gets world size 1).
+
+    Without ``deepspeed`` (the plain engine) DeepSpeed is not imported, and one process needs no
+    process group at all: DeepSpeed's import and, on CPU, its communication op build cost a
+    single-process run seconds at start."""
+    if not deepspeed:
+        return _setup_torch_distributed(device)
     if device.type == "cpu":
         # Must be set before DeepSpeed is imported: it picks its accelerator at import time.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -163,6 +176,25 @@ def setup_distributed(device: torch.device) -> DistInfo:
         device=device,
         control=control,
     )
+
+
+def _setup_torch_distributed(device: torch.device) -> DistInfo:
+    adopt_slurm_env()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if device.type == "cuda":
+            torch.distributed.init_process_group("nccl", device_id=device)
+        else:
+            torch.distributed.init_process_group("gloo")
+        atexit.register(_destroy_process_group)
+    control = None
+    if world_size > 1:
+        control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
+    return DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world_size,
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=device, control=control)
 
 
 def any_rank(flags: list[bool], dist: DistInfo) -> list[bool]:
@@ -200,8 +232,8 @@ def builtin_deepspeed_config(name: str) -> dict[str, Any]:
     """
     m = re.fullmatch(r"zero([0-3])(_offload)?", name)
     if not m or (m.group(2) and m.group(1) != "2"):
-        raise ConfigError(f"train.deepspeed: {name!r} is neither a built-in (zero0, zero1, zero2, zero3, "
-                          "zero2_offload) nor a path to a .json file")
+        raise ConfigError(f"train.deepspeed: {name!r} is neither none (plain PyTorch), a built-in (zero0, zero1, zero2, "
+                          "zero3, zero2_offload) nor a path to a .json file")
     stage = int(m.group(1))
     zero: dict[str, Any] = {"stage": stage}
     if m.group(2):
@@ -287,7 +319,12 @@ def lr_lambda(cfg: TrainConfig):
 
 
 def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> Any:
-    """Wrap ``model`` (already on ``dist.device``) in a DeepSpeed engine with AdamW + schedule."""
+    """Wrap ``model`` (already on ``dist.device``) in a DeepSpeed engine with AdamW + schedule, or
+    with ``train.deepspeed: none`` in the plain-PyTorch :class:`~medidiff.training.torch_engine.TorchEngine`."""
+    if cfg.deepspeed == NO_DEEPSPEED:
+        from medidiff.training.torch_engine import TorchEngine
+
+        return TorchEngine(model, cfg, lr_lambda(cfg), dist.rank, dist.world_size, dist.device)
     import deepspeed
 
     if cfg.precision == "fp16" and dist.device.type != "cuda":
@@ -312,15 +349,27 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, dist: DistInfo) -> An
     return engine
 
 
-def zero_stage(engine: Any) -> int:
-    return int(engine.zero_optimization_stage())
+def _is_plain(engine: Any) -> bool:
+    from medidiff.training.torch_engine import TorchEngine
+
+    return isinstance(engine, TorchEngine)
+
+
+def zero_stage(engine: Any) -> int | None:
+    """The engine's ZeRO stage; None for the plain-PyTorch engine (``train.deepspeed: none``)."""
+    return None if _is_plain(engine) else int(engine.zero_optimization_stage())
+
+
+def engine_name(stage: int | None) -> str:
+    """The ``train.deepspeed`` value that gives an engine of ``stage`` (a stage from :func:`zero_stage`)."""
+    return NO_DEEPSPEED if stage is None else f"zero{stage}"
 
 
 def reshardable(engine: Any) -> bool:
-    """Whether this engine's checkpoints load on another number of ranks: ZeRO-0 only (the whole
-    optimizer state is in one file). DeepSpeed 0.19 refuses ZeRO-1/2/3 shards of another data-
-    parallel size, elastic_checkpoint included; only its universal checkpoints re-cut them."""
-    return zero_stage(engine) == 0
+    """Whether this engine's checkpoints load on another number of ranks: ZeRO-0 and the plain
+    engine (the whole optimizer state is in one file). DeepSpeed 0.19 refuses ZeRO-1/2/3 shards of
+    another data-parallel size, elastic_checkpoint included; only its universal checkpoints re-cut them."""
+    return zero_stage(engine) in (0, None)
 
 
 @contextlib.contextmanager
@@ -352,6 +401,9 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
     under ZeRO, so this costs more than :func:`full_parameters` (use ``train.ema_every`` > 1 if
     it shows). Otherwise the module's own (gathered) parameters.
     """
+    if _is_plain(engine):
+        yield engine.fp32_parameters()
+        return
     params = [p for p in engine.module.parameters() if p.requires_grad]
     if params and params[0].dtype in (torch.bfloat16, torch.float16):
         from deepspeed.utils import safe_get_full_fp32_param
@@ -386,8 +438,11 @@ def barrier() -> None:
 
 
 def save_engine_checkpoint(engine: Any, directory: Path, tag: str) -> None:
-    """DeepSpeed's save; every rank must call it (rank 0 alone would hang the others)."""
-    engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
+    """The engine's save; every rank must call it (under DeepSpeed rank 0 alone would hang the others)."""
+    if _is_plain(engine):
+        engine.save(directory / tag)
+    else:
+        engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
 
 
 def _checkpoint_safe_globals() -> list[Any]:
@@ -428,7 +483,11 @@ def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
 
 
 def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0) -> None:
-    """DeepSpeed's load of ``directory/tag``, after :func:`verify_checkpoint_pickles`."""
+    """DeepSpeed's load of ``directory/tag``, after :func:`verify_checkpoint_pickles`; the plain
+    engine reads its safetensors + JSON (nothing pickled)."""
+    if _is_plain(engine):
+        engine.load(directory / tag)
+        return
     verify_checkpoint_pickles(directory / tag, rank)
     path, _ = engine.load_checkpoint(
         str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True

@@ -12,8 +12,9 @@ Exact resume.
 * every micro-step reseeds torch's global RNG and hands the loss a generator, both from
   ``(seed, step, micro, rank)``: noise, timesteps, dropout and conditioning dropout do not
   depend on what ran before, so nothing random has to be restored;
-* model, optimizer and LR schedule come back from DeepSpeed's checkpoint, EMA from its own
-  fp32 safetensors file;
+* model, optimizer and LR schedule come back from the engine's checkpoint (DeepSpeed's, or the
+  plain engine's safetensors + JSON with ``train.deepspeed: none``), EMA from its own fp32
+  safetensors file;
 * metrics.jsonl is cut back to the resumed step.
 
 On CPU with fp32 a resumed run is bitwise equal to an uninterrupted one (tested). On GPUs,
@@ -39,9 +40,10 @@ the training step, waits for it, then calls ``scontrol requeue``; the requeued j
 command with ``--resume``. The run folder's lock (:mod:`~medidiff.training.run_dir`) records
 the SLURM job id, so the requeued job takes it over on any node, while a second job is refused.
 
-Resume on another GPU count: under ZeRO-0, yes; under ZeRO-1/2/3, refused clearly.
+Resume on another GPU count: under ZeRO-0 and the plain engine, yes; under ZeRO-1/2/3, refused
+clearly.
 :func:`_resume` compares world size, ZeRO stage and config with the checkpoint's state.json
-before loading anything. A ZeRO-0 checkpoint holds the whole optimizer state, and the data
+before loading anything. A ZeRO-0 or plain checkpoint holds the whole optimizer state, and the data
 position converts: rank r's batch b holds items ``k * world_size + r`` of the epoch's
 permutation, so after ``position`` batches per rank the permutation's first
 ``position * micro_batch * world_size`` items are used whatever the world size, and the run
@@ -81,10 +83,12 @@ from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
+    NO_DEEPSPEED,
     DistInfo,
     any_rank,
     barrier,
     build_engine,
+    engine_name,
     full_parameters,
     trained_parameters,
     load_engine_checkpoint,
@@ -259,7 +263,7 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
            record: dict[str, Any] | None, progress: bool, evaluates: bool, tracking: LogConfig | None) -> _Run:
     """Device, process group, engine and EMA, and (with ``resume``) the newest complete checkpoint."""
     device = resolve_device(cfg.device)
-    dist = setup_distributed(device)
+    dist = setup_distributed(device, deepspeed=cfg.deepspeed != NO_DEEPSPEED)
     root = ckpt.checkpoint_root(run_dir)
 
     resume_from = ckpt.latest_complete(root) if resume else None
@@ -333,10 +337,10 @@ def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> Non
     if (saved_ws, saved_stage) != (ws, stage) and not other_count:
         why = "" if saved_stage != stage else f" (ZeRO-{stage} shards are cut for one world size)"
         raise MedidiffError(
-            f"{where}: written by {saved_ws} process(es) under ZeRO-{saved_stage}, this run has {ws} under "
-            f"ZeRO-{stage}{why}: resume with {saved_ws} process(es) (torchrun --nnodes/--nproc_per_node, or srun -n) "
-            f"and train.deepspeed=zero{saved_stage}, or start a new run (--overwrite or another name) whose weights "
-            f"come from `medidiff export` of this one"
+            f"{where}: written by {saved_ws} process(es) with train.deepspeed={engine_name(saved_stage)}, this run has "
+            f"{ws} with train.deepspeed={engine_name(stage)}{why}: resume with {saved_ws} process(es) (torchrun "
+            f"--nnodes/--nproc_per_node, or srun -n) and train.deepspeed={engine_name(saved_stage)}, or start a new run "
+            f"(--overwrite or another name) whose weights come from `medidiff export` of this one"
         )
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
     if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
@@ -369,8 +373,9 @@ def _resume(run: _Run, resume_from: Path) -> None:
         if run.position >= run.batches_per_epoch:  # the new epoch's dropped tail is longer
             run.epoch, run.position = run.epoch + 1, 0
         if run.dist.is_main:
-            log.warning("resuming on %d process(es) a ZeRO-0 checkpoint written by %d; "
-                        "the epoch continues after its first %d items%s", run.dist.world_size, saved_ws,
+            log.warning("resuming on %d process(es) a %s checkpoint written by %d; "
+                        "the epoch continues after its first %d items%s", run.dist.world_size,
+                        f"train.deepspeed={engine_name(zero_stage(run.engine))}", saved_ws,
                         run.position * per_batch,
                         "" if used % per_batch == 0 else f" ({used % per_batch} of them are seen again)")
     shadow = ckpt.load_tensors(resume_from / "ema.safetensors")

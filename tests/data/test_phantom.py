@@ -164,6 +164,20 @@ def test_deterministic_and_independent_of_case_count(tmp_path):
     assert np.array_equal(np.asarray(_load(two[1], "t2f").dataobj), a.images["t2f"])
 
 
+def test_worker_processes_write_the_same_set(tmp_path, written):
+    """workers=2 (spawned processes) writes the volumes and manifest one process writes."""
+    out, folders = written
+    par = write_phantom_dataset(tmp_path / "par", 3, shape=SHAPE, seed=1, progress=False, workers=2)
+    assert [f.name for f in par] == [f.name for f in folders]
+    for f1, f2 in zip(folders, par):
+        for suffix in (*MODALITIES, "seg"):
+            assert np.array_equal(np.asarray(_load(f1, suffix).dataobj), np.asarray(_load(f2, suffix).dataobj))
+    one, two = (json.loads((d / "phantom.json").read_text()) for d in (out, tmp_path / "par"))
+    assert two["complete"] and one["case_list"] == two["case_list"]  # index order, same entries
+    with pytest.raises(MedidiffError, match="workers"):
+        write_phantom_dataset(tmp_path / "bad", 1, shape=SHAPE, progress=False, workers=0)
+
+
 def test_hemisphere_agrees_with_world_coordinates(tumour_cases):
     seen = set()
     for case in tumour_cases:
@@ -225,6 +239,7 @@ def test_cli_writes_and_dry_run_writes_nothing(tmp_path, capsys):
         ["--cases", "0"],
         ["--cases", "2", "--shape", "8", "32", "32"],
         ["--cases", "1", "--tumour-fraction", "2"],
+        ["--cases", "1", "--workers", "0"],
     ],
 )
 def test_cli_bad_values_exit_2(tmp_path, capsys, extra):

@@ -236,3 +236,26 @@ def test_feature_net_is_trained_once_saved_with_its_recipe_and_reused(dataset, c
     other = [s.replace(f"data.roi={list(SHAPE)}", "data.roi=[32, 32, 32]") for s in SETS]
     assert cli([*base, "--out", str(tmp_path / "c"), *other]) == 2
     assert "not comparable" in capsys.readouterr().err
+
+
+def test_feature_net_trained_alone_is_the_one_evaluate_trains(dataset, cli, tmp_path):
+    """train_feature_net (no synthetic cases) saves the net evaluate would train: loading it gives the
+    Frechet distance of an evaluation that trained its own, and the same recipe."""
+    import dataclasses
+
+    from medidiff.eval import train_feature_net
+
+    exp, cfg = evaluate_cmd.load_eval_configs(None, [s for s in SETS if s != "--set"])
+    cfg = dataclasses.replace(cfg, steps=2, seeds=[0], tasks=["image"])
+    alone = train_feature_net(exp, cfg, real_manifest=dataset["manifest"], root=dataset["root"],
+                              out_dir=tmp_path / "alone", progress=False)
+    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
+    assert cli([*base, "--out", str(tmp_path / "own"), "--feature-net", str(tmp_path / "own_net")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "loaded"), "--feature-net", str(alone)]) == 0
+    own, loaded = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("own", "loaded"))
+    assert "saved" in loaded["feature_net"] and "trained now" in own["feature_net"]
+    fo, fl = (r["results"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] for r in (own, loaded))
+    assert fo == pytest.approx(fl, rel=1e-6)
+    r_own, r_alone = (json.loads((d / "config.json").read_text())["recipe"] for d in (tmp_path / "own_net", alone))
+    assert {k: v for k, v in r_own.items() if k != "eval"} == {k: v for k, v in r_alone.items() if k != "eval"}

@@ -148,7 +148,7 @@ def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
                              resume=resume, record=record)
 
     toy(0, 2)
-    with pytest.raises(MedidiffError, match=r"under ZeRO-0, this run has 1 under ZeRO-2: resume with 1 process"):
+    with pytest.raises(MedidiffError, match=r"with train.deepspeed=zero0, this run has 1 with train.deepspeed=zero2: resume with 1 process"):
         toy(2, 4, resume=True)
     with pytest.raises(MedidiffError, match=r"config differs .*train.lr: 0.01 -> 0.02"):
         toy(0, 4, lr=2e-2, resume=True)
@@ -158,8 +158,8 @@ def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
     last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path / "z2"))
     state = json.loads((last / "state.json").read_text())
     (last / "state.json").write_text(json.dumps({**state, "world_size": 2}))  # as if written by 2 ranks
-    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) under ZeRO-2, this run has 1 under ZeRO-2 "
-                                            r"\(ZeRO-2 shards are cut for one world size\): resume with 2 process"):
+    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) with train.deepspeed=zero2, this run has 1 with "
+                                            r"train.deepspeed=zero2 \(ZeRO-2 shards are cut for one world size\): resume with 2 process"):
         toy(2, 4, resume=True, run=tmp_path / "z2")
 
 
@@ -168,7 +168,7 @@ def test_a_zero0_run_resumes_on_another_number_of_processes(tmp_path):
     # 8 are used. One process (4 items per step) continues after them: batch 4 of that epoch.
     _run([str(tmp_path), "--stage", "0", "--steps", "1"], torchrun=2)
     proc = _run([str(tmp_path), "--stage", "0", "--steps", "3", "--resume"])
-    assert "resuming on 1 process(es) a ZeRO-0 checkpoint written by 2; the epoch continues after its first 8" \
+    assert "resuming on 1 process(es) a train.deepspeed=zero0 checkpoint written by 2; the epoch continues after its first 8" \
         in proc.stderr
     state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))
     assert (state["step"], state["world_size"]) == (3, 1)

@@ -68,10 +68,11 @@ def make_loss(kill_at_call: int | None = None):
     return loss_fn
 
 
-def config(stage: int, steps: int, **kw) -> TrainConfig:
-    ds = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / f"zero{stage}.json"
+def config(stage: int | str, steps: int, **kw) -> TrainConfig:
+    """A DeepSpeed ZeRO ``stage`` (0-3, its shipped JSON), or ``"none"``: the plain-PyTorch engine."""
+    ds = "none" if stage == "none" else str(Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / f"zero{stage}.json")
     base = dict(max_steps=steps, micro_batch=2, grad_accum=2, lr=1e-2, warmup_steps=2, precision="fp32",
-                deepspeed=str(ds), device="cpu", ckpt_every=2, keep_last=2, log_every=1)
+                deepspeed=ds, device="cpu", ckpt_every=2, keep_last=2, log_every=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -79,7 +80,7 @@ def config(stage: int, steps: int, **kw) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
-    p.add_argument("--stage", type=int, default=0)
+    p.add_argument("--stage", type=lambda v: v if v == "none" else int(v), default=0, help="0-3, or none (plain PyTorch)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--kill-at-step", type=int)

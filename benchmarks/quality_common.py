@@ -1,0 +1,193 @@
+"""What the quality benchmarks share (quality_ablation.py, quality_scale.py): the anatomy data set and
+its manifest, the 2 mm wavelet-flow base model's overrides, the background scores, training one
+config to an exported model, processes side by side on one GPU, and the generated-beside-real figure.
+
+Background scores (``background_scores``), on images in [0, 1]:
+
+* ``speckle``: fraction of voxels outside the (dilated) head with intensity > 0.05 of the output
+  range. Real skull-stripped cases score 0: any speckle is the model's.
+* ``background_rms``: RMS intensity outside the head, as a fraction of the output range; issue 16
+  asks for <= 0.02.
+* ``head_fraction``: the head's share of the grid, beside the real cases' (a collapsed or
+  exploded sample is far from it).
+
+The head is the largest connected component of (mean over modalities > 0.1), holes filled,
+dilated by 2 voxels: isolated speckle is not part of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODALITIES = ("t1n", "t1c", "t2w", "t2f")
+# net: the largest of this layout whose bf16 weights fit the 25 MB a pretrained model may ship (11.6M)
+FULL = {"cases": 32, "shape": (120, 120, 78), "roi": (80, 96, 80), "channels": [48, 96, 160], "micro_batch": 8,
+        "generate": 4, "workers": 4}
+SMOKE = {"cases": 6, "shape": (40, 40, 26), "roi": (32, 32, 32), "channels": [16, 32], "micro_batch": 2,
+         "generate": 2, "workers": 0}
+
+
+def log(message: str) -> None:
+    """A progress line with a UTC timestamp (the GPU job's log is read while it runs)."""
+    print(f"[{dt.datetime.now(dt.timezone.utc).strftime('%H:%M:%S')}Z] {message}", flush=True)
+
+
+def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
+    """The base model's config (--set form): data under ``out``, fold 0 held out, seed 0."""
+    from medidiff.data.prepare import synthetic_spacing
+
+    return [
+        f"output_dir={out / 'runs'}", "seed=0", f"data.manifest={out / 'manifest.json'}", f"data.root={out / 'data'}",
+        f"data.spacing={list(synthetic_spacing('anatomy', p['shape']))}", f"data.roi={list(p['roi'])}",
+        "data.fold=0", "data.label_mode=regions", "data.cache=memory", f"data.num_workers={p['workers']}",
+        "latent.levels=1", "conditioning.generate_labels=true", f"net.channels={p['channels']}",
+        "net.num_res_blocks=1" if smoke else "net.num_res_blocks=[1, 2, 2]", "net.skip=add",
+        f"net.norm_groups={8 if smoke else 16}", "objective.type=flow", "objective.time_shift=true",
+        "sampler.name=euler", "sampler.num_steps=30", "sampler.clip_x0=true",
+        f"train.micro_batch={p['micro_batch']}", "train.lr=2.0e-4", "train.lr_schedule=constant",
+        f"train.warmup_steps={2 if smoke else 200}", f"train.precision={'fp32' if smoke else 'bf16'}",
+        f"train.device={device}", "train.log_every=50", "train.ckpt_every=2000", "train.preview_every=0",
+        "train.ema.max_decay=0.999", "train.max_steps=1000000",
+    ]
+
+
+def make_anatomy_data(out: Path, p: dict, *, workers: int = 1) -> float:
+    """``p["cases"]`` anatomy cases (seed 0) in ``out/data`` and ``out/manifest.json`` (4 folds, fold 0
+    held out); kept when an earlier call wrote the same count. Returns the seconds it took."""
+    import json
+
+    from medidiff.data.manifest import build_brats_manifest, write_manifest
+    from medidiff.data.prepare import write_synthetic_set
+
+    t0 = time.perf_counter()
+    done = out / "data" / "anatomy.json"
+    if (out / "manifest.json").exists() and done.exists():
+        meta = json.loads(done.read_text())
+        if meta.get("complete") and meta.get("cases") == p["cases"] and list(meta["spec"]["shape"]) == list(p["shape"]):
+            return 0.0
+    write_synthetic_set("anatomy", out / "data", p["cases"], shape=p["shape"], seed=0, workers=workers)
+    write_manifest(build_brats_manifest(out / "data", name="anatomy", num_folds=4, seed=0), out / "manifest.json")
+    return time.perf_counter() - t0
+
+
+def head_mask(volume: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool: the largest component of the mean image > 0.1, holes filled, dilated 2."""
+    from scipy import ndimage
+
+    fg = volume > 0.1
+    lab, n = ndimage.label(fg)
+    if n == 0:
+        return np.zeros(volume.shape, bool)
+    sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
+    head = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
+    return ndimage.binary_dilation(head, iterations=2)
+
+
+def background_scores(images: np.ndarray) -> dict[str, float]:
+    """images: (M, X, Y, Z) in [0, 1]. Speckle fraction, background RMS and head fraction."""
+    head = head_mask(images.mean(axis=0))
+    outside = images[:, ~head]
+    return {
+        "speckle": float((outside > 0.05).mean()) if outside.size else 0.0,
+        "background_rms": float(np.sqrt((outside**2).mean())) if outside.size else 0.0,
+        "head_fraction": float(head.mean()),
+    }
+
+
+def real_scores(out: Path, p: dict, n: int) -> dict[str, float]:
+    """The background scores of ``n`` held-out real cases through the base model's data pipeline, in [0, 1]."""
+    from medidiff.config import load_config
+    from medidiff.data.dataset import manifest_datasets
+
+    cfg = load_config(None, [*overrides(p, out, "cpu", True), "data.cache=none"])
+    _, val = manifest_datasets(cfg.data, out / "runs" / "real", divisor=1, with_label=False, train_transforms=False)
+    rows = []
+    for i in range(min(n, len(val))):
+        img = val[i]["image"].numpy()  # (M, X, Y, Z) in [-1, 1]
+        rows.append(background_scores((img + 1) / 2))
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def train_and_export(cfg: Any, model_dir: Path) -> tuple[dict[str, Any], Path]:
+    """Train ``cfg`` (its stage's trainer) and export its EMA weights to ``model_dir``.
+    Returns (steps, seconds, loss summary) and the model folder."""
+    from medidiff.training.diffusion import run_dir_of
+    from medidiff.training.stages import STAGES
+
+    train_fn, export_fn = STAGES[cfg.stage]()
+    t0 = time.perf_counter()
+    result = train_fn(cfg, progress=False)
+    seconds = time.perf_counter() - t0
+    model = export_fn(run_dir_of(cfg), model_dir)
+    losses = result.losses
+    return {
+        "steps": result.final_step, "train_seconds": round(seconds, 1),
+        "steps_per_s": round(len(losses) / max(seconds, 1e-9), 2),
+        "loss_first_200": float(np.mean(losses[:200])), "loss_last_200": float(np.mean(losses[-200:])),
+    }, Path(model)
+
+
+def side_by_side(commands: dict[str, list[str]], logs: Path) -> dict[str, int]:
+    """Run every command at once (processes sharing the card as equals), each with its output in
+    ``logs/<name>.log``; wait for all and return their exit codes (a failed one's log tail is printed)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for name, cmd in commands.items():
+        with open(logs / f"{name}.log", "w") as fh:
+            procs[name] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    codes = {}
+    try:
+        for name, proc in procs.items():
+            codes[name] = proc.wait()
+            log(f"{name}: exit {codes[name]}")
+            if codes[name]:
+                print((logs / f"{name}.log").read_text()[-3000:], file=sys.stderr, flush=True)
+    finally:  # interrupted (Ctrl-C, a killed job): no orphan keeps the card busy
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+    return codes
+
+
+def device_info(device: str) -> dict[str, str]:
+    """The card's name and torch's version, for the record."""
+    import torch
+
+    return {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu", "torch": torch.__version__}
+
+
+def read_case(folder: Path, names: Sequence[str], *, prefix: str = "") -> np.ndarray:
+    """(len(names), X, Y, Z) float32 from ``folder/<prefix><name>.nii.gz``."""
+    import nibabel as nib
+
+    return np.stack([np.asarray(nib.load(str(folder / f"{prefix}{n}.nii.gz")).dataobj, dtype=np.float32) for n in names])
+
+
+def comparison_figure(synthetic: Sequence[Path], real: Sequence[Path], path: Path) -> Path:
+    """Generated cases (top row: ``case_XXXX`` folders of ``medidiff generate``) beside real ones
+    (bottom row: BraTS 2023 case folders), each a full-resolution preview of all four modalities
+    with its labels (docs/quality.md's figure)."""
+    from medidiff.viz import preview_image, write_png
+
+    def panel(folder: Path, real_case: bool) -> np.ndarray:
+        prefix = f"{folder.name}-" if real_case else ""
+        label = read_case(folder, ["seg"], prefix=prefix)[0].astype(np.int16)
+        tag = "REAL" if real_case else "SYN"
+        return preview_image(list(read_case(folder, MODALITIES, prefix=prefix)), label,
+                             modalities=[f"{tag} {m.upper()}" for m in MODALITIES])
+
+    rows = [[panel(f, False) for f in synthetic], [panel(f, True) for f in real]]
+    height = max(x.shape[0] for row in rows for x in row)
+    width = max(x.shape[1] for row in rows for x in row)
+    tiles = [np.concatenate([np.pad(x, ((0, height - x.shape[0]), (0, width - x.shape[1]), (0, 0))) for x in row], 1)
+             for row in rows if row]
+    full = max(t.shape[1] for t in tiles)
+    return write_png(path, np.concatenate([np.pad(t, ((0, 0), (0, full - t.shape[1]), (0, 0))) for t in tiles], 0))
