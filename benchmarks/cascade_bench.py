@@ -8,18 +8,23 @@ not depend on the weights). Per case: base sampling + SR sampling + decoding + l
 through the public pipelines (``CascadePipeline``), batch 1.
 
 Rows:
-  cascade_flow_K      flow matching, Euler, K steps in each stage (measured end to end)
+  cascade_flow_K      flow matching, Euler, K steps in each stage (measured end to end), for at least
+                      three distinct K (``--steps``)
+  cascade_flow_fit    least squares time = fixed + K x per-step over those K, with every residual
   cascade_ddpm_1000   the same nets as a DDPM cascade with the 1000-step ancestral sampler;
-                      timed at n, 2n and 3n steps per stage (n = ``--ddpm-measure-steps``); a
-                      least-squares fit separates the fixed cost from the per-step cost (recorded
-                      with its residual) and is extrapolated to 1000
-                      steps (each DDPM step is one net call, like an Euler step); ``--ddpm-full``
-                      times all 1000
+                      timed at n, 2n and 3n steps per stage (n = ``--ddpm-measure-steps``); the same
+                      fit separates the fixed cost from the per-step cost (recorded with its
+                      residuals) and is extrapolated to 1000 steps (each DDPM step is one net call,
+                      like an Euler step); ``ddpm_vs_euler_per_step`` divides the two fitted per-step
+                      costs (issue 15: <= 1.2); ``--ddpm-full`` times all 1000
+
+A fit is refused on fewer than three distinct step counts: two points always lie on a line, so
+their fixed cost can come out negative (as the recorded H100 pair did) with nothing to show it.
 
 Examples::
 
     python benchmarks/cascade_bench.py --device cuda                   # H100/H200, bf16 autocast
-    python benchmarks/cascade_bench.py --device cuda --steps 10 30 --sr-mode whole patches --compile
+    python benchmarks/cascade_bench.py --device cuda --steps 10 20 30 --sr-mode whole patches --compile
     python benchmarks/cascade_bench.py --device cpu --tiny             # CPU smoke (seconds)
 
 Writes ``benchmarks/results/cascade_<device>_<date>.json`` (or ``--out``) with device, date,
@@ -110,16 +115,21 @@ def time_cases(pipe: CascadePipeline, steps: int, *, cases: int, device: str, au
     return (time.perf_counter() - start) / cases
 
 
-def fit_fixed_plus_steps(steps: list[int], seconds: list[float]) -> dict[str, float]:
-    """Least-squares ``seconds = fixed + steps x per_step`` over >= 3 step counts, with the largest
+def fit_fixed_plus_steps(steps: list[int], seconds: list[float]) -> dict[str, Any]:
+    """Least-squares ``seconds = fixed + steps x per_step`` over >= 3 distinct step counts, with every
     residual: a negative fixed cost or a large residual says the timings are not linear in steps
-    (warm-up, clocks), and the extrapolation should not be trusted."""
-    if len(steps) < 3:
-        raise ValueError("fit the step cost on at least three step counts")
+    (warm-up, clocks), and the extrapolation should not be trusted. Two points always fit exactly
+    (no residual to judge by), so fewer than three are refused."""
+    if len(steps) != len(seconds):
+        raise ValueError(f"{len(steps)} step counts but {len(seconds)} timings")
+    if len(set(steps)) < 3:
+        raise ValueError(f"fit the step cost on at least three distinct step counts, got {sorted(set(steps))}")
     a = np.stack([np.ones(len(steps)), np.asarray(steps, dtype=np.float64)], axis=1)
     (fixed, per_step), *_ = np.linalg.lstsq(a, np.asarray(seconds, dtype=np.float64), rcond=None)
     resid = np.asarray(seconds) - a @ np.array([fixed, per_step])
     return {"fixed_s": round(float(fixed), 5), "per_step_s": round(float(per_step), 6),
+            "steps": [int(k) for k in steps], "seconds": [round(float(t), 5) for t in seconds],
+            "residuals_s": [round(float(r), 5) for r in resid],
             "max_abs_residual_s": round(float(np.abs(resid).max()), 5), "fixed_negative": bool(fixed < 0)}
 
 
@@ -127,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda or cpu")
     p.add_argument("--tiny", action="store_true", help="32^3 grid and tiny nets (CPU smoke test)")
-    p.add_argument("--steps", type=int, nargs="+", default=[10, 30], help="flow steps K per stage")
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 30],
+                   help="flow steps K per stage (>= 3 distinct counts: time = fixed + K x per-step is fitted)")
     p.add_argument("--ddpm-steps", type=int, default=1000)
     p.add_argument("--ddpm-measure-steps", type=int, default=20, help="steps timed, then extrapolated")
     p.add_argument("--ddpm-full", action="store_true", help="time all --ddpm-steps (slow)")
@@ -138,8 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error("--device cuda: no CUDA device here; use --device cpu --tiny")
+    refusal = None
+    if len(set(args.steps)) < 3:
+        refusal = (f"--steps {' '.join(map(str, args.steps))}: give at least three distinct step counts (time = "
+                   "fixed + K x per-step is fitted by least squares; two points fit any line exactly)")
+    elif args.ddpm_measure_steps < 1:
+        refusal = f"--ddpm-measure-steps {args.ddpm_measure_steps}: must be >= 1"
+    elif args.device.startswith("cuda") and not torch.cuda.is_available():
+        refusal = "--device cuda: no CUDA device here; use --device cpu --tiny"
+    if refusal is not None:
+        print(f"cascade_bench: {refusal}", file=sys.stderr)
+        return 2
     setting = TINY if args.tiny else FULL
     precision = args.precision or ("bf16" if args.device.startswith("cuda") else "fp32")
     autocast = (torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
@@ -154,11 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for mode in args.sr_mode:
         flow = build_cascade(setting, objective="flow", sr_mode=mode, device=args.device, compile=args.compile)
+        flow_secs = []
         for k in args.steps:
             sec = time_cases(flow, k, cases=args.cases, device=args.device, autocast=autocast)
+            flow_secs.append(sec)
             results.append({"name": f"cascade_flow_{k}", "objective": "flow", "sampler": "euler", "base_steps": k,
                             "sr_steps": k, "sr_mode": mode, "seconds_per_case": round(sec, 4), "measured": True})
             print(json.dumps(results[-1]), flush=True)
+        flow_fit = fit_fixed_plus_steps(list(args.steps), flow_secs)
+        results.append({"name": "cascade_flow_fit", "objective": "flow", "sampler": "euler", "sr_mode": mode,
+                        "fit": flow_fit})
+        print(json.dumps(results[-1]), flush=True)
         del flow
         ddpm = build_cascade(setting, objective="ddpm", sr_mode=mode, device=args.device, compile=args.compile)
         row = {"name": f"cascade_ddpm_{args.ddpm_steps}", "objective": "ddpm", "sampler": "ddpm",
@@ -173,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             fit = fit_fixed_plus_steps(ks, ts)
             row["seconds_per_case"] = round(fit["fixed_s"] + args.ddpm_steps * fit["per_step_s"], 3)
             row.update(extrapolated_from_steps=ks, measured_seconds_per_case=[round(t, 4) for t in ts], fit=fit)
+            # both stages take one net call per step with the same nets, so the per-step costs compare
+            # the samplers' own work (issue 15 asks for a DDPM step within 1.2x of an Euler step)
+            row["ddpm_vs_euler_per_step"] = round(fit["per_step_s"] / flow_fit["per_step_s"], 3)
+            row["ddpm_vs_euler_target"] = 1.2
         results.append(row)
         print(json.dumps(row), flush=True)
         del ddpm

@@ -77,6 +77,24 @@ def test_cascade_bench_fit_recovers_fixed_and_per_step_cost():
     assert mod.fit_fixed_plus_steps([20, 40, 60], [1.0, 2.4, 3.8])["fixed_negative"]
     with pytest.raises(ValueError):
         mod.fit_fixed_plus_steps([20, 40], [1.0, 2.0])
+    with pytest.raises(ValueError, match="three distinct"):  # three timings of two step counts: still a line
+        mod.fit_fixed_plus_steps([20, 40, 40], [1.0, 2.0, 2.1])
+    # every residual is recorded, and they are what the fit leaves: timings = fixed + K per_step + residual
+    bent = mod.fit_fixed_plus_steps([10, 20, 30, 40], [1.0, 1.5, 2.2, 2.5])
+    for k, t, r in zip(bent["steps"], bent["seconds"], bent["residuals_s"]):
+        assert abs(bent["fixed_s"] + k * bent["per_step_s"] + r - t) < 1e-4
+    assert bent["max_abs_residual_s"] == max(abs(r) for r in bent["residuals_s"]) > 0
+
+
+def test_cascade_bench_refuses_to_fit_fewer_than_three_step_counts(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cascade_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "cascade_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--device", "cpu", "--tiny", "--steps", "10", "30", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "three distinct step counts" in err and len(err.strip().splitlines()) == 1
 
 
 def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
