@@ -17,6 +17,8 @@ Rows:
                       residuals) and is extrapolated to 1000 steps (each DDPM step is one net call,
                       like an Euler step); ``ddpm_vs_euler_per_step`` divides the two fitted per-step
                       costs (issue 15: <= 1.2); ``--ddpm-full`` times all 1000
+  sampler_overhead    the samplers alone: DDPM and Euler steps on the SR stage's full latent with a
+                      trivial net (x / 2), fitted over ``--steps``: the non-network cost of a step
 
 A fit is refused on fewer than three distinct step counts: two points always lie on a line, so
 their fixed cost can come out negative (as the recorded H100 pair did) with nothing to show it.
@@ -133,6 +135,39 @@ def fit_fixed_plus_steps(steps: list[int], seconds: list[float]) -> dict[str, An
             "max_abs_residual_s": round(float(np.abs(resid).max()), 5), "fixed_negative": bool(fixed < 0)}
 
 
+class _HalfNet(torch.nn.Module):
+    """A trivial "network" (x / 2): what is left of a sampler step is the sampler's own work."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
+        return x * 0.5
+
+
+def sampler_overhead(shape: tuple[int, ...], steps: list[int], *, device: str) -> dict[str, Any]:
+    """Seconds per step of the DDPM (v) and Euler samplers themselves on a latent of ``shape``
+    (the SR stage's full latent): the same trivial net in both, so the fitted per-step costs hold
+    the time conversion, the update, and for DDPM the per-case noise drawn on ``device``."""
+    from medidiff.objectives import DDPMObjective, FlowMatchingObjective
+    from medidiff.samplers import generators_from_seeds, sample_ddpm, sample_euler, step_generators
+
+    net = _HalfNet()
+    out: dict[str, Any] = {"latent": list(shape), "net": "x / 2 (trivial)"}
+    x = torch.randn(shape, device=device)
+    for name, obj, fn in (("euler", FlowMatchingObjective(ObjectiveConfig(type="flow")), sample_euler),
+                          ("ddpm", DDPMObjective(ObjectiveConfig(type="ddpm", prediction="v")), sample_ddpm)):
+        den = obj.denoiser(net)
+        secs = []
+        for k in [steps[0], *steps]:  # the first run warms up (allocator, tables on the device)
+            gens = step_generators(generators_from_seeds(range(shape[0])), device)
+            _sync(device)
+            start = time.perf_counter()
+            fn(den, x, obj.timesteps(k), generators=gens)
+            _sync(device)
+            secs.append(time.perf_counter() - start)
+        out[f"{name}_fit"] = fit_fixed_plus_steps(steps, secs[1:])
+    out["ddpm_vs_euler_per_step"] = round(out["ddpm_fit"]["per_step_s"] / out["euler_fit"]["per_step_s"], 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda or cpu")
@@ -211,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
 
     probe = build_cascade(setting, objective="flow", sr_mode="whole", device="cpu", compile=False)
     c, *roi = probe.sr.high_res_shape
+    sr_latent = (1, *probe.sr.codec.latent_shape(probe.sr.high_res_shape))
+    results.append({"name": "sampler_overhead", **sampler_overhead(sr_latent, list(args.steps), device=args.device)})
+    print(json.dumps(results[-1]), flush=True)
     record = {
         "benchmark": "cascade", "device": name, "device_arg": args.device,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
