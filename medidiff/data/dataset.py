@@ -35,6 +35,8 @@ from medidiff.errors import MedidiffError
 __all__ = ["make_dataset", "manifest_datasets", "make_loader", "collate_cases", "pipeline_hash"]
 
 _PATH_KEYS = ("image", "label")
+# per-item voxel positions some pipelines add (the SR stage's windows: medidiff.cascade.windows)
+_INDEX_KEYS = ("patch_origin", "window_origin")
 
 
 def pipeline_hash(
@@ -121,19 +123,27 @@ def make_dataset(
     cache_dir: str | Path | None = None,
     label_map: Mapping[Any, Any] | None = None,
     with_label: bool = True,
+    random: Sequence[Any] | None = None,
 ) -> Dataset:
     """A MONAI dataset over manifest ``items`` with the pipeline of ``build_transforms``.
 
     ``cfg.cache``: ``none`` -> ``Dataset`` (decode every epoch); ``memory`` -> ``CacheDataset``
     (all items cached up front, in RAM); ``disk`` -> ``PersistentDataset`` under
-    ``cache_dir`` (or ``cfg.cache_dir``) / ``pipeline-<hash>``.
+    ``cache_dir`` (or ``cfg.cache_dir``) / ``pipeline-<hash>``. ``random`` replaces the
+    augmentation steps (see ``build_transforms``).
     """
-    transform = build_transforms(cfg, divisor=divisor, train=train, label_map=label_map, with_label=with_label)
+    transform = build_transforms(cfg, divisor=divisor, train=train, label_map=label_map, with_label=with_label,
+                                 random=random)
     data = [dict(it) for it in items]
     if cfg.cache == "none":
         return _Dataset(data, transform)
     if cfg.cache == "memory":
-        return _CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, cfg.num_workers), progress=False)
+        # MONAI deep-copies the cached case before the random steps so they cannot alter the cache;
+        # a random part that starts by cutting new tensors out of it (``copies_input``: the SR
+        # window) makes that copy (0.26 GB a BraTS case, every item) unnecessary
+        copy = not (random and getattr(random[0], "copies_input", False))
+        return _CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, cfg.num_workers), progress=False,
+                             copy_cache=copy)
     root = cache_dir if cache_dir is not None else cfg.cache_dir
     if not root:
         raise ValueError(
@@ -149,7 +159,8 @@ def collate_cases(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack a list of pipeline outputs into a batch, keeping case ids.
 
     Returns ``{"image": (B, C, X, Y, Z) float32 (or "latent" for latent-cache items), "label": (B, C_l, X, Y, Z) (if present),
-    "case_id": list[str], "fold": list[int] (if present)}``. Tensors are plain ``torch.Tensor``
+    "case_id": list[str], "fold": list[int] (if present), "patch_origin"/"window_origin": list of
+    int tuples (if present)}``. Tensors are plain ``torch.Tensor``
     (MetaTensor meta dropped: disk caches do not keep it, so no batch relies on it; use
     :mod:`medidiff.data.geometry` for grids).
     """
@@ -167,6 +178,9 @@ def collate_cases(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["case_id"] = [str(b.get("case_id", "")) for b in batch]
     if all("fold" in b for b in batch):
         out["fold"] = [int(b["fold"]) for b in batch]
+    for key in _INDEX_KEYS:  # host-side integers (no device tensor to read back before slicing)
+        if all(key in b for b in batch):
+            out[key] = [tuple(int(v) for v in b[key]) for b in batch]
     return out
 
 
@@ -200,12 +214,14 @@ def make_loader(
 
 
 def manifest_datasets(
-    data: DataConfig, run_dir: Path, *, divisor: int, with_label: bool, train_transforms: bool = True
+    data: DataConfig, run_dir: Path, *, divisor: int, with_label: bool, train_transforms: bool = True,
+    train_random: Sequence[Any] | None = None,
 ) -> tuple[Dataset, Dataset | None]:
     """(train, held-out fold or None) datasets of ``data.manifest`` through the experiment's pipeline.
 
     The held-out fold is ``data.fold`` (None: every case trains); the disk cache lives under
-    ``data.cache_dir`` or ``<run_dir>/cache``; ``train_transforms`` False drops augmentation.
+    ``data.cache_dir`` or ``<run_dir>/cache``; ``train_transforms`` False drops augmentation;
+    ``train_random`` replaces the training set's random steps (the held-out set has none).
     """
     if not data.manifest:
         raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
@@ -213,6 +229,6 @@ def manifest_datasets(
     train_items, val_items = split_folds(items, data.fold) if data.fold is not None else (items, [])
     kw = dict(divisor=divisor, cache_dir=Path(data.cache_dir) if data.cache_dir else Path(run_dir) / "cache",
               label_map=label_map_of(read_manifest(data.manifest)), with_label=with_label)
-    train = make_dataset(train_items, data, train=train_transforms, **kw)
+    train = make_dataset(train_items, data, train=train_transforms, random=train_random, **kw)
     val = make_dataset(val_items, data, train=False, **kw) if val_items else None
     return train, val
