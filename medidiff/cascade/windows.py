@@ -95,11 +95,12 @@ class RandSRWindowd(Randomizable, MapTransform):
     """Cut one SR training window out of each case: ``keys`` (C, *spatial) -> (C, *window), plus
     :data:`PATCH_ORIGIN` and :data:`WINDOW_ORIGIN`; flip it left-right (axis 0) with ``flip_prob``.
 
-    Returns new tensors and never writes into its input, so a memory cache need not hand it a
-    copy of the whole case (``copies_input``; see :func:`medidiff.data.dataset.make_dataset`).
+    Reads only the window of its input, returns new tensors and never writes into the input
+    (``cuts_window``): a memory cache need not hand it a copy of the whole case, and a disk cache
+    can map the case's file instead of reading it all (:func:`medidiff.data.dataset.make_dataset`).
     """
 
-    copies_input = True
+    cuts_window = True
 
     def __init__(self, keys: Sequence[Hashable], geometry: WindowGeometry, *, flip_prob: float = 0.0) -> None:
         MapTransform.__init__(self, keys)

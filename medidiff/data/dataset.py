@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,22 @@ class _CacheDataset(_SurfaceErrors, CacheDataset):
 
 
 class _PersistentDataset(_SurfaceErrors, PersistentDataset):
-    pass
+    """``mmap``: cached cases are memory-mapped (torch.load(mmap=True)), so a pipeline that cuts a
+    window out of each case reads that window's pages, not the whole file (0.26 GB a BraTS case
+    with labels; about 0.24 s a case read whole, 0.06 s mapped and cut, on our CPU)."""
+
+    mmap = False
+
+    def _cachecheck(self, item_transformed: Any) -> Any:
+        if self.mmap and self.cache_dir is not None:
+            # MONAI's own file name for the item (PersistentDataset._cachecheck)
+            hashfile = self.cache_dir / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+            if hashfile.is_file():
+                try:
+                    return torch.load(hashfile, weights_only=self.weights_only, mmap=True)
+                except (pickle.UnpicklingError, RuntimeError):
+                    pass  # MONAI's path below deletes and recomputes a corrupt file
+        return super()._cachecheck(item_transformed)
 
 
 def make_dataset(
@@ -137,13 +153,13 @@ def make_dataset(
     data = [dict(it) for it in items]
     if cfg.cache == "none":
         return _Dataset(data, transform)
+    # a random part that starts by cutting a window out of the case into new tensors (the SR stage)
+    cuts_window = bool(random) and getattr(random[0], "cuts_window", False)
     if cfg.cache == "memory":
-        # MONAI deep-copies the cached case before the random steps so they cannot alter the cache;
-        # a random part that starts by cutting new tensors out of it (``copies_input``: the SR
-        # window) makes that copy (0.26 GB a BraTS case, every item) unnecessary
-        copy = not (random and getattr(random[0], "copies_input", False))
+        # MONAI deep-copies the cached case before the random steps so they cannot alter the cache:
+        # needless (0.26 GB a BraTS case, every item) before a window cut
         return _CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, cfg.num_workers), progress=False,
-                             copy_cache=copy)
+                             copy_cache=not cuts_window)
     root = cache_dir if cache_dir is not None else cfg.cache_dir
     if not root:
         raise ValueError(
@@ -152,7 +168,9 @@ def make_dataset(
         )
     folder = Path(root) / f"pipeline-{pipeline_hash(cfg, divisor=divisor, label_map=label_map, with_label=with_label)}"
     folder.mkdir(parents=True, exist_ok=True)
-    return _PersistentDataset(data, transform, cache_dir=folder, hash_func=_item_hash)
+    dataset = _PersistentDataset(data, transform, cache_dir=folder, hash_func=_item_hash)
+    dataset.mmap = cuts_window
+    return dataset
 
 
 def collate_cases(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -186,3 +186,22 @@ def test_batches_hold_windows_only_and_the_cache_stays_intact(sr_data):
     with whole_cases(train):  # the codec statistics see whole cases
         assert tuple(train[0]["image"].shape[1:]) == (32, 32, 32) and PATCH_ORIGIN not in train[0]
     assert tuple(train[0]["image"].shape[1:]) == window
+
+
+def test_disk_cache_maps_cases_and_gives_the_memory_cache_windows(sr_data, monkeypatch):
+    """With data.cache: disk the windows are cut from memory-mapped case files (only their pages are
+    read); the items are those of the memory cache, and a second pass reads the same files."""
+    cfg = dataclasses.replace(sr_data["cfg"], data=dataclasses.replace(sr_data["cfg"].data, cache="disk",
+                                                                        cache_dir=str(sr_data["tmp"] / "disk")))
+    disk, _ = build_datasets(cfg, sr_data["tmp"], train_random=train_window_steps(cfg, build_codec_for(cfg)))
+    assert disk.mmap
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("mmap")) or real_load(*a, **k))
+    memory, disk = SeededItems(sr_data["train"]), SeededItems(disk)
+    keys = [(0, 11), (1, 12), (2, 13), (3, 14)]
+    for key in keys + keys:  # the first pass writes the files, the second maps them
+        a, b = memory[key], disk[key]
+        assert a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN] and a[PATCH_ORIGIN] == b[PATCH_ORIGIN]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    assert loads == [True] * 4
