@@ -62,6 +62,9 @@ from medidiff.objectives.config import ObjectiveConfig
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.diffusion import build_codec_for, resolve_net_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recording import write_record  # noqa: E402  (one results-file naming for the benchmarks)
+
 FULL = dict(roi=(240, 240, 160), base_channels=(64, 128, 256), base_blocks=(1, 2, 2),
             sr_channels=(64, 128, 256), sr_blocks=(1, 2, 2), patch=(96, 96, 96), groups=32)
 TINY = dict(roi=(32, 32, 32), base_channels=(16, 32), base_blocks=(1, 1),
@@ -265,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                  "base_channels": list(setting["base_channels"]), "sr_channels": list(setting["sr_channels"])},
         "batch": 1, "cases_timed": args.cases, "target_seconds_per_case": 5.0, "results": results,
     }
-    out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
-                                           f"cascade_{name.replace(' ', '-')}_{dt.date.today():%Y%m%d}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"written {out}")
+    write_record(record, args.out, stem="cascade", device=name)
     return 0
 
 

@@ -105,3 +105,14 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
     assert r["loop"]["steps_per_s"] > 0 and r["loop"]["windows"] >= 1 and r["net_alone"]["vol_per_s"] > 0
     assert r["loop_vs_net"] == r["loop"]["vol_per_s"] / r["net_alone"]["vol_per_s"]
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
+
+
+def test_sr_loader_bench_cpu_smoke_copies_windows_not_cases(tmp_path):
+    out = tmp_path / "sr_loader.json"
+    _run(["benchmarks/sr_loader_bench.py", "--smoke", "--device", "cpu", "--steps", "2", "--warmup", "1",
+          "--cases", "2", "--work", str(tmp_path / "work"), "--out", str(out)])
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["windows"]["batch_shapes"]["image"] == [2, 4, 20, 20, 20]  # 16^3 patch + halo, not the 32^3 case
+    assert rows["whole"]["batch_shapes"]["image"] == [2, 4, 32, 32, 32]
+    assert rows["windows"]["mib_to_device_per_step"] < rows["whole"]["mib_to_device_per_step"]
+    assert all(0 <= r["data_wait_share"] <= 1 and r["steps_per_s"] > 0 for r in rows.values())

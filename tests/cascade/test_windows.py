@@ -9,7 +9,6 @@ resume; batches hold window-sized tensors only; the memory cache is never writte
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
