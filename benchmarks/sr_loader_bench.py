@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sr_loader_bench: {exc}", file=sys.stderr)
         return 2
+    if "windows" in args.mode and train_window_steps(cfg, build_codec_for(cfg)) is None:
+        print("sr_loader_bench: --mode windows needs a block-local codec (latent.wavelet: haar)", file=sys.stderr)
+        return 2
     shape = tuple(int(r) for r in cfg.data.roi)
     stamp = work / "phantoms.json"
     if not stamp.is_file() or json.loads(stamp.read_text()) != {"shape": list(shape), "cases": args.cases}:

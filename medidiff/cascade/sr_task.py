@@ -44,6 +44,7 @@ from medidiff.data.labels import block_majority_regions
 from medidiff.data.transforms import IMAGE, LABEL, random_transforms
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents import LatentCodec, load_codec
+from medidiff.latents.wavelet import WaveletCodec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
@@ -77,6 +78,7 @@ __all__ = [
     "sr_condition",
     "SRLoss",
     "window_geometry",
+    "block_local",
     "train_window_steps",
     "train_sr",
     "export_sr",
@@ -231,9 +233,18 @@ def window_geometry(cfg: ExperimentConfig, codec: LatentCodec) -> WindowGeometry
     return WindowGeometry.for_sr(cfg.data.roi, cfg.cascade.patch_size, scale=cfg.cascade.scale, factor=factor[0])
 
 
-def train_window_steps(cfg: ExperimentConfig, codec: LatentCodec) -> list[Any]:
+def block_local(codec: LatentCodec) -> bool:
+    """Whether the codec's latent of a crop on whole blocks is the crop of its latent (the Haar
+    wavelet codec, any level). Other wavelets (periodized filters) and VAEs see past a block."""
+    return isinstance(codec, WaveletCodec) and codec.config.wavelet == "haar"
+
+
+def train_window_steps(cfg: ExperimentConfig, codec: LatentCodec) -> list[Any] | None:
     """The SR training set's random steps: the window cut (which also flips, ``data.flip_prob``),
-    then the pipeline's dtype steps."""
+    then the pipeline's dtype steps; None (whole cases, cut on the device) for a codec that is not
+    :func:`block_local`, whose patch latents must come from the whole case to stay what they were."""
+    if not block_local(codec):
+        return None
     keys = [IMAGE] + ([LABEL] if cfg.data.label_mode != "none" else [])
     return [RandSRWindowd(keys, window_geometry(cfg, codec), flip_prob=cfg.data.flip_prob),
             *random_transforms(cfg.data, train=False, with_label=cfg.data.label_mode != "none")]
@@ -258,7 +269,11 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
         codec = build_codec_for(cfg)
     net_cfg = resolve_sr_net_config(cfg, codec)
     check_sr_config(cfg, codec, net_cfg)
-    train_set, val_set = build_datasets(cfg, run_dir, train_random=train_window_steps(cfg, codec))
+    windows = train_window_steps(cfg, codec)
+    if windows is None and main:
+        log.warning("the SR codec (%s) is not block-local: whole cases go to the device every step and the patch is "
+                    "cut there (host-cut windows need latent.wavelet: haar)", type(codec).__name__)
+    train_set, val_set = build_datasets(cfg, run_dir, train_random=windows)
     if not saved_codec:
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
             with whole_cases(train_set):  # the statistics of the whole grid, not of random windows

@@ -17,9 +17,9 @@ So a window is ``ceil(patch / align) * align + 2 * align`` voxels a side (the wh
 case is not larger), moved inside the case at its borders, and the patch sits at ``patch_origin``
 inside it. The augmentation noise is drawn on the window's low-res grid (by the loop's step
 generator, on the device), so the patch sees Gaussian noise as before; only which numbers it gets
-changed. For a non-local codec (a VAE, other wavelets) the latent of a window is not the window of
-the latent: the halo then gives the encoder ``align`` voxels of context, and patches are encoded
-crops as in most patch-trained models.
+changed. Only the Haar codec is block-local: for other wavelets (periodized filters) or a VAE the
+latent of a window is not the window of the latent, so the SR stage keeps whole cases for them
+(:func:`medidiff.cascade.sr_task.train_window_steps`).
 
 Patch origins are uniform over multiples of ``align`` (``scale`` 2 and a 1-level Haar: every latent
 voxel, as before). :class:`RandSRWindowd` draws them from its MONAI random state, which the loop

@@ -73,31 +73,43 @@ def test_window_patch_is_the_region_of_the_case(flip):
     assert any(o[0] == 0 for o in seen) or any(o[0] == SPATIAL[0] - PATCH[0] for o in seen)
 
 
-def test_window_conditioning_and_latent_equal_the_whole_case_at_the_patch():
+@pytest.mark.parametrize("levels,spatial", [(1, SPATIAL), (2, (32, 24, 16))])
+def test_window_conditioning_and_latent_equal_the_whole_case_at_the_patch(levels, spatial):
     """degrade -> augmentation noise -> trilinear upsampling -> Haar encoding of a window gives, at
     the patch, exactly the whole case's values (with the same noise on the low-res grid): the
     windows change which bytes are copied, not what the SR net learns from."""
-    cfg = load_config(None, ["stage=sr", "data.downsample=1", f"data.roi={list(SPATIAL)}", "data.label_mode=regions",
-                             "conditioning.generate_labels=true", f"cascade.patch_size={list(PATCH)}"])
+    cfg = load_config(None, ["stage=sr", "data.downsample=1", f"data.roi={list(spatial)}", "data.label_mode=regions",
+                             "conditioning.generate_labels=true", f"cascade.patch_size={list(PATCH)}",
+                             f"latent.levels={levels}"])
     codec = build_codec_for(cfg)
-    g = WindowGeometry.for_sr(SPATIAL, PATCH, scale=2, factor=2)
-    x = torch.rand(1, 7, *SPATIAL) * 2 - 1
-    x[:, 4:] = torch.where(torch.rand(1, 3, *SPATIAL) > 0.7, 1.0, -1.0)  # region masks in {-1, 1}
-    low = degrade(x, 2, 4)  # (1, 7, 12, 10, 8)
+    f = 2**levels
+    g = WindowGeometry.for_sr(spatial, PATCH, scale=2, factor=f)
+    x = torch.rand(1, 7, *spatial) * 2 - 1
+    x[:, 4:] = torch.where(torch.rand(1, 3, *spatial) > 0.7, 1.0, -1.0)  # region masks in {-1, 1}
+    low = degrade(x, 2, 4)
     noise = torch.randn_like(low)
     level = torch.tensor([0.3])
-    full = sr_condition(codec, low, level=level, noise=noise, hr_spatial=SPATIAL)["cond_image"]
+    full = sr_condition(codec, low, level=level, noise=noise, hr_spatial=spatial)["cond_image"]
     z = codec.encode(x)
-    for origin in [(0, 0, 0), (16, 12, 8), (6, 4, 2), (10, 2, 8), (16, 0, 4)]:
+    last = [s - p for s, p in zip(spatial, PATCH)]
+    for origin in [(0, 0, 0), tuple(last), (g.align, 2 * g.align, 0), (last[0], 0, g.align), (2 * g.align, last[1], 0)]:
         start, inside = g.place(origin)
         win = _region(x, start, g.window)
         win_low = degrade(win, 2, 4)
         win_noise = _region(noise, [s // 2 for s in start], win_low.shape[2:])
         cond = sr_condition(codec, win_low, level=level, noise=win_noise, hr_spatial=g.window)["cond_image"]
-        lat = [o // 2 for o in origin]
-        lat_in, lat_p = [i // 2 for i in inside], [p // 2 for p in PATCH]
+        lat, lat_in, lat_p = [o // f for o in origin], [i // f for i in inside], [p // f for p in PATCH]
         torch.testing.assert_close(_region(cond, lat_in, lat_p), _region(full, lat, lat_p), atol=1e-6, rtol=0)
         torch.testing.assert_close(_region(codec.encode(win), lat_in, lat_p), _region(z, lat, lat_p), atol=1e-6, rtol=0)
+
+
+def test_only_block_local_codecs_get_windows():
+    """A periodized db2 latent of a window is not the window of the latent: such codecs keep whole cases."""
+    base = ["stage=sr", "data.downsample=1", f"data.roi={list(SPATIAL)}", f"cascade.patch_size={list(PATCH)}"]
+    haar = load_config(None, base)
+    assert isinstance(train_window_steps(haar, build_codec_for(haar))[0], RandSRWindowd)
+    db2 = load_config(None, [*base, "latent.wavelet=db2"])
+    assert train_window_steps(db2, build_codec_for(db2)) is None
 
 
 def test_sr_loss_crops_the_patch_the_batch_names():
