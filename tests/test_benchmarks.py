@@ -77,6 +77,24 @@ def test_cascade_bench_fit_recovers_fixed_and_per_step_cost():
     assert mod.fit_fixed_plus_steps([20, 40, 60], [1.0, 2.4, 3.8])["fixed_negative"]
     with pytest.raises(ValueError):
         mod.fit_fixed_plus_steps([20, 40], [1.0, 2.0])
+    with pytest.raises(ValueError, match="three distinct"):  # three timings of two step counts: still a line
+        mod.fit_fixed_plus_steps([20, 40, 40], [1.0, 2.0, 2.1])
+    # every residual is recorded, and they are what the fit leaves: timings = fixed + K per_step + residual
+    bent = mod.fit_fixed_plus_steps([10, 20, 30, 40], [1.0, 1.5, 2.2, 2.5])
+    for k, t, r in zip(bent["steps"], bent["seconds"], bent["residuals_s"]):
+        assert abs(bent["fixed_s"] + k * bent["per_step_s"] + r - t) < 1e-4
+    assert bent["max_abs_residual_s"] == max(abs(r) for r in bent["residuals_s"]) > 0
+
+
+def test_cascade_bench_refuses_to_fit_fewer_than_three_step_counts(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cascade_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "cascade_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--device", "cpu", "--tiny", "--steps", "10", "30", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "three distinct step counts" in err and len(err.strip().splitlines()) == 1
 
 
 def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
@@ -167,3 +185,14 @@ def test_scaling_bench_smoke_two_groups_stop_together_on_sigterm_to_one_and_resu
     assert [g["exit"] for g in resumed["groups"]] == [0, 0]
     assert resumed["first_step_after_resume"] == at + 1 and resumed["checkpoint"]["step"] == at + 2
     assert sorted(int(s) for s in t["loss_curve"]) == list(range(1, at + 3))  # one row per step, none lost
+
+
+def test_sr_loader_bench_cpu_smoke_copies_windows_not_cases(tmp_path):
+    out = tmp_path / "sr_loader.json"
+    _run(["benchmarks/sr_loader_bench.py", "--smoke", "--device", "cpu", "--steps", "2", "--warmup", "1",
+          "--cases", "2", "--work", str(tmp_path / "work"), "--out", str(out)])
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["windows"]["batch_shapes"]["image"] == [2, 4, 20, 20, 20]  # 16^3 patch + halo, not the 32^3 case
+    assert rows["whole"]["batch_shapes"]["image"] == [2, 4, 32, 32, 32]
+    assert rows["windows"]["mib_to_device_per_step"] < rows["whole"]["mib_to_device_per_step"]
+    assert all(0 <= r["data_wait_share"] <= 1 and r["steps_per_s"] > 0 for r in rows.values())

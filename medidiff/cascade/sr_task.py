@@ -15,9 +15,13 @@ the net as ``scalars``), is upsampled trilinearly to the full grid and encoded b
 then concatenated on channels (``cond_image``). With ``conditioning.mask`` the full-resolution
 region masks are concatenated too.
 
-Memory: the data pipeline gives full volumes (``data.roi`` = the full grid); the loss encodes them
-and crops one random latent patch per sample (``cascade.patch_size``) with the loop's per-step
-generator, so a resumed run crops the same patches.
+Memory and the loader: the training set's pipeline cuts, on the host, one window per case around a
+random ``cascade.patch_size`` patch (:mod:`medidiff.cascade.windows`: the patch plus the halo its
+conditioning needs, seeded per item by the loop's ``(seed, epoch, index)`` rule), so only windows
+are copied to the device; the loss degrades, conditions and encodes the window and crops the patch
+at the ``patch_origin`` the batch carries. Given whole volumes (validation), the loss draws the
+patch origin from the loop's per-step generator instead. Either way a resumed run sees the same
+patches.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from medidiff.cascade.patches import crop_patches, random_patch_origins
+from medidiff.cascade.windows import PATCH_ORIGIN, RandSRWindowd, WindowGeometry, whole_cases
 from medidiff.config import ConfigError, config_hash, save_resolved, to_dict
 from medidiff.data.config import nearest_multiple
 from medidiff.data.dataset import collate_cases
 from medidiff.data.labels import block_majority_regions
+from medidiff.data.transforms import IMAGE, LABEL, random_transforms
 from medidiff.experiment import ExperimentConfig
 from medidiff.latents import LatentCodec, load_codec
+from medidiff.latents.wavelet import WaveletCodec
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
@@ -70,6 +77,9 @@ __all__ = [
     "upsample",
     "sr_condition",
     "SRLoss",
+    "window_geometry",
+    "block_local",
+    "train_window_steps",
     "train_sr",
     "export_sr",
 ]
@@ -180,8 +190,9 @@ def sr_condition(
 class SRLoss:
     """loss_fn for :func:`medidiff.training.loop.fit`: degrade, condition, crop a latent patch, loss.
 
-    Random numbers come from the step generator in a fixed order (aug level, aug noise, patch
-    origins, then the objective's t and noise), so a resumed run repeats them exactly. ``net`` is
+    Random numbers come from the step generator in a fixed order (aug level, aug noise, the patch
+    origins when the batch does not carry them, then the objective's t and noise), and windows from
+    the item seeds, so a resumed run repeats them exactly. ``net`` is
     the DeepSpeed engine in training (called once per micro-batch), the bare net in validation.
     """
 
@@ -193,20 +204,50 @@ class SRLoss:
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
         c = self.cfg.cascade
-        x, regions = model_input(batch, self.cfg)  # (B, C, *S) full volumes in [-1, 1]
+        # (B, C, *W) in [-1, 1]: host-cut windows (training) or whole volumes (validation)
+        x, regions = model_input(batch, self.cfg)
         b, dev = x.shape[0], x.device
         with torch.no_grad():
             codec = self.codec.to(dev)
-            low = degrade(x, c.scale, len(self.cfg.data.modalities))  # (B, C, *S/scale)
+            low = degrade(x, c.scale, len(self.cfg.data.modalities))  # (B, C, *W/scale)
             level = rand_on((b,), gen, dev) * c.aug_max_level  # (B,)
             noise = rand_on(low.shape, gen, dev, normal=True).to(low.dtype)
-            z = codec.encode(x)  # (B, C', *latent)
+            z = codec.encode(x)  # (B, C', *W/factor)
             cond = sr_condition(codec, low, level=level, noise=noise, hr_spatial=tuple(x.shape[2:]), regions=regions)
-            origins = random_patch_origins(z.shape[2:], self.patch, batch=b, generator=gen)
+            if PATCH_ORIGIN in batch:  # image voxels, multiples of the codec factor (WindowGeometry)
+                f = codec_factor(codec)
+                origins = [tuple(int(o) // k for o, k in zip(org, f)) for org in batch[PATCH_ORIGIN]]
+            else:
+                origins = random_patch_origins(z.shape[2:], self.patch, batch=b, generator=gen)
             z = crop_patches(z, origins, self.patch)  # (B, C', *patch)
             cond["cond_image"] = crop_patches(cond["cond_image"], origins, self.patch)
         loss, per_channel = self.objective.loss(net, z, cond, generator=gen)
         return loss, group_by_band(per_channel, self.names)
+
+
+def window_geometry(cfg: ExperimentConfig, codec: LatentCodec) -> WindowGeometry:
+    """Where the training windows and patches sit on the ``data.roi`` grid (``downsample`` is 1)."""
+    factor = codec_factor(codec)
+    if len(set(factor)) != 1:
+        raise ConfigError(f"latent.path: the SR stage needs a codec with one factor on every axis, got {list(factor)}")
+    return WindowGeometry.for_sr(cfg.data.roi, cfg.cascade.patch_size, scale=cfg.cascade.scale, factor=factor[0])
+
+
+def block_local(codec: LatentCodec) -> bool:
+    """Whether the codec's latent of a crop on whole blocks is the crop of its latent (the Haar
+    wavelet codec, any level). Other wavelets (periodized filters) and VAEs see past a block."""
+    return isinstance(codec, WaveletCodec) and codec.config.wavelet == "haar"
+
+
+def train_window_steps(cfg: ExperimentConfig, codec: LatentCodec) -> list[Any] | None:
+    """The SR training set's random steps: the window cut (which also flips, ``data.flip_prob``),
+    then the pipeline's dtype steps; None (whole cases, cut on the device) for a codec that is not
+    :func:`block_local`, whose patch latents must come from the whole case to stay what they were."""
+    if not block_local(codec):
+        return None
+    keys = [IMAGE] + ([LABEL] if cfg.data.label_mode != "none" else [])
+    return [RandSRWindowd(keys, window_geometry(cfg, codec), flip_prob=cfg.data.flip_prob),
+            *random_transforms(cfg.data, train=False, with_label=cfg.data.label_mode != "none")]
 
 
 def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
@@ -228,10 +269,15 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
         codec = build_codec_for(cfg)
     net_cfg = resolve_sr_net_config(cfg, codec)
     check_sr_config(cfg, codec, net_cfg)
-    train_set, val_set = build_datasets(cfg, run_dir)
+    windows = train_window_steps(cfg, codec)
+    if windows is None and main:
+        log.warning("the SR codec (%s) is not block-local: whole cases go to the device every step and the patch is "
+                    "cut there (host-cut windows need latent.wavelet: haar)", type(codec).__name__)
+    train_set, val_set = build_datasets(cfg, run_dir, train_random=windows)
     if not saved_codec:
         if cfg.latent.type == "wavelet" and cfg.latent.fit_stats:
-            fit_codec_stats(codec, train_set, cfg)  # on full volumes: the statistics of the whole grid
+            with whole_cases(train_set):  # the statistics of the whole grid, not of random windows
+                fit_codec_stats(codec, train_set, cfg)
         if main:
             codec.save_pretrained(codec_dir)
     torch.manual_seed(cfg.seed)

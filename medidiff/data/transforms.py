@@ -642,13 +642,13 @@ def build_transforms(
     train: bool = True,
     label_map: Mapping[Any, Any] | None = None,
     with_label: bool = True,
+    random: Sequence[MapTransform] | None = None,
 ) -> Pipeline:
-    """The whole pipeline: ``deterministic_transforms`` then ``random_transforms``.
+    """The whole pipeline: ``deterministic_transforms`` then ``random_transforms``, or ``random``
+    in their place (the SR stage cuts its training window there: :mod:`medidiff.cascade.windows`).
 
     Cache/PersistentDataset given this Compose cache everything before the first random
     transform. Seed the random part with ``Compose.set_random_state`` (make_loader does).
     """
-    return Pipeline(
-        deterministic_transforms(cfg, divisor=divisor, label_map=label_map, with_label=with_label)
-        + random_transforms(cfg, train=train, with_label=with_label)
-    )
+    tail = list(random) if random is not None else random_transforms(cfg, train=train, with_label=with_label)
+    return Pipeline(deterministic_transforms(cfg, divisor=divisor, label_map=label_map, with_label=with_label) + tail)

@@ -84,10 +84,11 @@ def convert_prediction(pred: Tensor, x_t: Tensor, alpha_bar: Tensor, src: Predic
     if src == dst:
         return pred
     a, b = _coeffs(alpha_bar, x_t)
+    # fused forms (two elementwise passes each): they run at every sampler step (issue 15)
     if src == "epsilon":
-        x0 = (x_t - b * pred) / a
+        x0 = torch.addcmul(x_t, b, pred, value=-1).div_(a)  # (x_t - b eps) / a
     elif src == "v":
-        x0 = a * x_t - b * pred
+        x0 = torch.addcmul(a * x_t, b, pred, value=-1)  # a x_t - b v
     elif src == "x0":
         x0 = pred
     else:
@@ -137,13 +138,24 @@ class DDPMObjective:
         # -log(tiny) = 708 stands for +inf, so the last step still maps to and from alpha_bar ~ 0)
         tiny = torch.finfo(torch.float64).tiny
         self._neg_log_ab = -self.alphas_cumprod.clamp_min(tiny).log()
+        # the tables on each device they are used on: copying one from the host at every sampler or
+        # training step (a pageable host-to-device copy) synchronised the host with the GPU once a
+        # step (issue 15)
+        self._tables: dict[tuple[str, torch.device], Tensor] = {}
+
+    def _table(self, name: Literal["alphas_cumprod", "_neg_log_ab"], device: torch.device) -> Tensor:
+        """A (T,) float64 table on ``device``, copied there once."""
+        key = (name, device)
+        if key not in self._tables:
+            self._tables[key] = getattr(self, name).to(device)
+        return self._tables[key]
 
     # ---- time conversions -------------------------------------------------------------------
 
     def alpha_bar(self, t: Tensor) -> Tensor:
         """alpha_bar at (possibly fractional) network time t; log-linear between steps. float64."""
         t = t.double().clamp(0, self.num_train_steps - 1)
-        table = self._neg_log_ab.to(t.device)
+        table = self._table("_neg_log_ab", t.device)
         lo = t.floor().long().clamp(max=self.num_train_steps - 2) if self.num_train_steps > 1 else t.long()
         if self.num_train_steps == 1:
             return (-table[lo]).exp()
@@ -153,7 +165,7 @@ class DDPMObjective:
     def net_time(self, alpha_bar: Tensor) -> Tensor:
         """Network time for a given alpha_bar: the inverse of :meth:`alpha_bar`. float64."""
         q = -torch.as_tensor(alpha_bar).double().clamp_min(torch.finfo(torch.float64).tiny).log()
-        table = self._neg_log_ab.to(q.device)
+        table = self._table("_neg_log_ab", q.device)
         if self.num_train_steps == 1:
             return torch.zeros_like(q)
         hi = torch.searchsorted(table, q).clamp(1, self.num_train_steps - 1)
@@ -201,7 +213,7 @@ class DDPMObjective:
         batch = x0.shape[0]
         t = (rand_on((batch,), generator, x0.device) * self.num_train_steps).long().clamp(max=self.num_train_steps - 1)
         noise = rand_on(x0.shape, generator, x0.device, normal=True).to(x0.dtype)
-        ab = self.alphas_cumprod.to(x0.device)[t]  # (B,) float64
+        ab = self._table("alphas_cumprod", x0.device)[t]  # (B,) float64
         x_t = self.add_noise(x0, noise, ab)
         cond = dropout_conditions(
             cond or {}, self.config.cond_drop_prob, null_cond=null_cond,

@@ -8,7 +8,8 @@ grid (e.g. SDEdit) and the step count given is the step count used.
 
 :func:`sample` is the convenience entry point: objective + net + per-sample seeds in, samples
 out. Sample i depends only on ``seeds[i]`` (initial and per-step noise come from its own
-generator), so it is the same whether generated alone or inside any batch.
+generator), so it is the same whether generated alone or inside any batch (per-step noise is
+drawn on the sampling device: see :func:`step_generators` for what that means across devices).
 """
 
 from __future__ import annotations
@@ -83,8 +84,13 @@ def step_generators(generators: Sequence[torch.Generator], device: torch.device 
 
     The starting noise stays on the CPU generators, identical on every machine; the per-step noise
     (one full latent per step: ~0.7 s of host RNG and copy per 240^3 case at 1000 steps, issue 15)
-    is drawn where the sampler runs. Sample i still depends only on its own seed, alone or in a
-    batch; its per-step noise differs between a CPU and a CUDA device (different RNG streams).
+    is drawn where the sampler runs, straight into the batch (``randn_per_sample``). Sample i still
+    depends only on its own seed, alone or in a batch, bit for bit on a given device. Across
+    devices it does not: the CPU (Mersenne Twister) and CUDA (Philox) streams differ, and torch's
+    CUDA kernels spread a large draw over a grid sized by the GPU's SM count, so two GPU models
+    with different SM counts can draw different per-step noise from the same seed. Only a
+    counter-based generator written in integer tensor ops would give the same bits everywhere
+    (at several extra passes over the latent per step); we have not needed one.
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
     return [torch.Generator(device=dev).manual_seed(int(torch.randint(0, 2**62, (1,), generator=g, device=g.device).item()))

@@ -41,6 +41,20 @@ def _grid(ts: Tensor | Sequence[float]) -> list[float]:
     return ts
 
 
+def _combine(a: Tensor, ca: float, b: Tensor, cb: float, noise_std: float,
+             generators: Sequence[torch.Generator] | None) -> Tensor:
+    """``ca a + cb b + noise_std eps``: three elementwise passes, like an Euler step, with eps
+    (B, ...) drawn per sample on the state's device (``randn_per_sample``: no host round trip).
+
+    The result has the promoted dtype of ``a`` and ``b``, so a bf16 x0 from an autocast net joins
+    the float32 state without rounding it to bf16.
+    """
+    out = torch.add(a * ca, b, alpha=cb)
+    if noise_std > 0:
+        out.add_(randn_per_sample(out.shape, generators, device=out.device, dtype=out.dtype), alpha=noise_std)
+    return out
+
+
 @torch.no_grad()
 def sample_ddim(
     denoiser: Denoiser,
@@ -67,9 +81,7 @@ def sample_ddim(
         eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         # sigma_i of eq. 16; 1 - ab / ab_next is the respaced beta.
         sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
-        x = math.sqrt(ab_next) * x0 + math.sqrt(max(1 - ab_next - sigma**2, 0.0)) * eps
-        if sigma > 0:
-            x = x + sigma * randn_per_sample(x.shape, generators, device=x.device, dtype=x.dtype)
+        x = _combine(x0, math.sqrt(ab_next), eps, math.sqrt(max(1 - ab_next - sigma**2, 0.0)), sigma, generators)
         if callback is not None:
             callback(i, x, x0)
     return x
@@ -103,9 +115,7 @@ def sample_ddpm(
         c_x0 = math.sqrt(ab_next) * beta / (1 - ab)
         c_x = math.sqrt(alpha) * (1 - ab_next) / (1 - ab)
         var = beta * (1 - ab_next) / (1 - ab)
-        x = c_x0 * x0 + c_x * x
-        if var > 0:
-            x = x + math.sqrt(var) * randn_per_sample(x.shape, generators, device=x.device, dtype=x.dtype)
+        x = _combine(x, c_x, x0, c_x0, math.sqrt(var), generators)
         if callback is not None:
             callback(i, x, x0)
     return x

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,11 +212,12 @@ def cached_datasets(cfg: ExperimentConfig, codec: LatentCodec):
     return train, (val if len(val) else None)
 
 
-def build_datasets(cfg: ExperimentConfig, run_dir: Path):
-    """(train, held-out or None) datasets on a grid the net and codec divide."""
+def build_datasets(cfg: ExperimentConfig, run_dir: Path, *, train_random: Sequence[Any] | None = None):
+    """(train, held-out or None) datasets on a grid the net and codec divide; ``train_random``
+    replaces the training set's augmentation steps (see ``manifest_datasets``)."""
     codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
     return manifest_datasets(cfg.data, run_dir, divisor=net_divisor(cfg, codec),
-                             with_label=cfg.data.label_mode != "none")
+                             with_label=cfg.data.label_mode != "none", train_random=train_random)
 
 
 def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:

@@ -66,9 +66,12 @@ def randn_per_sample(
     """Standard normal noise of ``shape`` (B, ...), sample i drawn from ``generators[i]`` alone.
 
     This is what makes sample i identical whether it is generated alone or inside a batch: its
-    noise never depends on the batch size or on its position. Each sample is drawn on its
-    generator's device (CPU generators give the same numbers on every machine) and then moved.
-    With ``generators=None`` the global RNG is used (not per-sample reproducible).
+    noise never depends on the batch size or on its position. Each row is drawn on its generator's
+    device: straight into the output when that is ``device`` (the samplers' per-step noise, no
+    copy and no host round trip), else drawn there and copied (CPU generators give the same
+    numbers on every machine: the starting noise). Both give ``torch.randn(shape[1:],
+    generator=g)`` exactly. With ``generators=None`` the global RNG is used (not per-sample
+    reproducible).
     """
     shape = tuple(int(s) for s in shape)
     if generators is None:
@@ -77,8 +80,13 @@ def randn_per_sample(
         raise ValueError(
             f"got {len(generators)} generators for a batch of {shape[0]}: pass one seed/generator per sample"
         )
-    out = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generators]
-    return torch.stack(out).to(device=device if device is not None else out[0].device)
+    out = torch.empty(shape, device=device if device is not None else generators[0].device, dtype=dtype)  # (B, ...)
+    for row, g in zip(out, generators):
+        if g.device.type == out.device.type and g.device.index in (None, out.device.index):
+            row.normal_(generator=g)  # what torch.randn does, into the batch row
+        else:
+            row.copy_(torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype))
+    return out
 
 
 def rand_on(

@@ -338,3 +338,92 @@ def test_step_noise_generators_live_on_the_sampling_device_and_follow_their_seed
     assert torch.equal(first, torch.randn(4, generator=generators_from_seeds([7])[0]))
     if torch.cuda.is_available():
         assert step_generators(generators_from_seeds([7]), "cuda")[0].device.type == "cuda"
+
+
+def test_noise_rows_are_exactly_their_own_generators_draw():
+    """Drawn in place into the batch (same device) or drawn elsewhere and copied, row i is
+    torch.randn from generators[i] alone, bit for bit."""
+    from medidiff.utils.tensor import randn_per_sample
+
+    seeds = [3, 4, 5]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    batch = randn_per_sample((3, 2, 5, 7), gens, device="cpu")
+    for s, row in zip(seeds, batch):
+        assert torch.equal(row, torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(s)))
+    # no device given: the generators' own
+    again = randn_per_sample((3, 2, 5, 7), [torch.Generator().manual_seed(s) for s in seeds], device=None)
+    assert torch.equal(again, batch)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim"])
+def test_ddpm_step_noise_of_a_case_ignores_the_rest_of_its_batch(name):
+    """A denoiser that predicts x0 = 0 makes every step x <- c x + sigma eps: the final state is
+    a fixed function of the case's own starting and step noise, so it must be bit-identical
+    whatever cases share its batch and wherever it sits in it."""
+    from medidiff.samplers import generators_from_seeds, step_generators
+    from medidiff.utils.tensor import randn_per_sample
+
+    ts = DDPM.timesteps(6)[:-1]  # stop short of alpha_bar = 1, where x = x0 = 0 and the noise is gone
+    zero = lambda x, t, cond: torch.zeros_like(x)  # noqa: E731
+
+    def run(seeds):
+        gens = generators_from_seeds(seeds)
+        x = randn_per_sample((len(seeds), 2, 4, 4), gens)
+        extra = {"eta": 1.0} if name == "ddim" else {}
+        return SAMPLERS[name](zero, x, ts, generators=step_generators(gens, "cpu"), **extra)
+
+    alone = run([22])[0]
+    assert torch.equal(run([11, 22, 33])[1], alone)
+    assert torch.equal(run([22, 7])[0], alone)
+    assert not torch.equal(run([21])[0], alone)
+
+
+@pytest.mark.gpu
+def test_ddpm_sampling_on_cuda_never_waits_for_the_host_and_keeps_cases_independent():
+    """No host synchronisation inside the sampling loop (torch raises on one in sync-debug
+    'error' mode); the per-step noise is drawn on the GPU from per-case generators."""
+    from medidiff.samplers import generators_from_seeds, step_generators
+    from medidiff.utils.tensor import randn_per_sample
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    dev = torch.device("cuda")
+    net = nn.Conv3d(2, 2, 3, padding=1).to(dev)
+    den = DDPM.denoiser(lambda x, t, **c: net(x))
+    ts = DDPM.timesteps(8)
+
+    def run(seeds):
+        gens = generators_from_seeds(seeds)
+        x = randn_per_sample((len(seeds), 2, 8, 8, 8), gens, device=dev)
+        steps = step_generators(gens, dev)
+        den(x, torch.full((len(seeds),), 0.5, dtype=torch.float64, device=dev), {})  # tables copied once
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = sample_ddpm(den, x, ts, generators=steps)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return out.cpu()
+
+    alone = run([22])[0]
+    assert torch.allclose(run([11, 22])[1], alone, atol=1e-6)
+
+
+def test_ddpm_tables_reach_the_sampling_device_once_not_every_step():
+    """A table copied from the host at each step is a pageable host-to-device copy, which makes
+    the host wait for the GPU once a step (issue 15); it must be copied once per device."""
+
+    class Counting(torch.Tensor):
+        moves = 0
+
+        def to(self, *args, **kwargs):
+            Counting.moves += 1
+            return super().to(*args, **kwargs).as_subclass(torch.Tensor)
+
+    obj = DDPMObjective(ObjectiveConfig(type="ddpm", prediction="v"))
+    obj._neg_log_ab = obj._neg_log_ab.as_subclass(Counting)
+    obj.alphas_cumprod = obj.alphas_cumprod.as_subclass(Counting)
+    sample(obj, OracleNet(obj), (2, 3, 2), config=SamplerConfig(name="ddpm", num_steps=10), seeds=[1, 2])
+    obj.loss(OracleNet(obj), torch.zeros(2, 3, 2), generator=torch.Generator().manual_seed(0))
+    obj.loss(OracleNet(obj), torch.zeros(2, 3, 2), generator=torch.Generator().manual_seed(1))
+    assert Counting.moves == 2  # each table once, for 10 sampler steps and 2 training steps

@@ -1,0 +1,218 @@
+"""The SR stage's host-cut windows (issue 15): the same patch values as whole cases, fewer bytes.
+
+Invariants: a window's patch is the case's region there (flipped when flipped); the conditioning and
+latent computed from a window equal the whole case's at the patch, borders included; a loader hands
+out the same windows for the same (seed, epoch, index) whatever its number of workers and after a
+resume; batches hold window-sized tensors only; the memory cache is never written into.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from medidiff.cascade.patches import crop_patches
+from medidiff.cascade.sr_task import SRLoss, degrade, resolve_sr_net_config, sr_condition, train_window_steps
+from medidiff.cascade.windows import PATCH_ORIGIN, WINDOW_ORIGIN, RandSRWindowd, WindowGeometry, whole_cases
+from medidiff.config import load_config
+from medidiff.data.dataset import collate_cases
+from medidiff.data.manifest import build_brats_manifest, write_manifest
+from medidiff.data.phantom import write_phantom_dataset
+from medidiff.nets import build_net
+from medidiff.objectives import build_objective
+from medidiff.training.diffusion import build_codec_for, build_datasets
+from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler
+
+SPATIAL = (24, 20, 16)
+PATCH = (8, 8, 8)
+
+
+def _region(x: torch.Tensor, origin, size) -> torch.Tensor:
+    """x (..., *S) -> the block at ``origin`` of ``size`` (last len(size) dims)."""
+    lead = (slice(None),) * (x.ndim - len(size))
+    return x[(*lead, *(slice(o, o + p) for o, p in zip(origin, size)))]
+
+
+def test_window_geometry_keeps_the_patch_and_a_halo_inside_the_case():
+    g = WindowGeometry.for_sr(SPATIAL, PATCH, scale=2, factor=2)
+    assert g.align == 2 and g.window == (12, 12, 12)
+    for o in [(0, 0, 0), (2, 4, 8), (16, 12, 8), (14, 10, 6)]:
+        start, inside = g.place(o)
+        for s, i, p, w, n in zip(start, inside, PATCH, g.window, SPATIAL):
+            assert 0 <= s and s + w <= n and s % 2 == 0  # inside the case, on whole blocks
+            assert 0 <= i and i + p <= w
+            assert (i >= 2 or s == 0) and (w - i - p >= 2 or s + w == n)  # a halo or the case's border
+    # scale 3 on a factor-2 codec: windows and origins on multiples of 6
+    g3 = WindowGeometry.for_sr((36, 36, 36), (8, 8, 8), scale=3, factor=2)
+    assert g3.align == 6 and g3.window == (24, 24, 24)
+    with pytest.raises(ValueError, match="larger than the case"):
+        WindowGeometry.for_sr((8, 8, 8), (16, 8, 8), scale=2, factor=2)
+
+
+@pytest.mark.parametrize("flip", [0.0, 1.0])
+def test_window_patch_is_the_region_of_the_case(flip):
+    g = WindowGeometry.for_sr(SPATIAL, PATCH, scale=2, factor=2)
+    case = {"image": torch.randn(2, *SPATIAL), "label": (torch.rand(3, *SPATIAL) > 0.5).float()}
+    seen = set()
+    for seed in range(40):
+        t = RandSRWindowd(["image", "label"], g, flip_prob=flip)
+        t.set_random_state(seed)
+        out = t(case)
+        start, inside = out[WINDOW_ORIGIN], out[PATCH_ORIGIN]
+        seen.add(tuple(s + i for s, i in zip(start, inside)))
+        for key in ("image", "label"):
+            assert tuple(out[key].shape) == (case[key].shape[0], *g.window)
+            shown = case[key].flip(1) if flip else case[key]  # the case as augmented
+            assert torch.equal(out[key], _region(shown, start, g.window))
+            assert torch.equal(_region(out[key], inside, PATCH),
+                               _region(shown, [s + i for s, i in zip(start, inside)], PATCH))
+    assert len(seen) > 20  # origins spread over the case, borders included below
+    assert any(o[0] == 0 for o in seen) or any(o[0] == SPATIAL[0] - PATCH[0] for o in seen)
+
+
+@pytest.mark.parametrize("levels,spatial", [(1, SPATIAL), (2, (32, 24, 16))])
+def test_window_conditioning_and_latent_equal_the_whole_case_at_the_patch(levels, spatial):
+    """degrade -> augmentation noise -> trilinear upsampling -> Haar encoding of a window gives, at
+    the patch, exactly the whole case's values (with the same noise on the low-res grid): the
+    windows change which bytes are copied, not what the SR net learns from."""
+    cfg = load_config(None, ["stage=sr", "data.downsample=1", f"data.roi={list(spatial)}", "data.label_mode=regions",
+                             "conditioning.generate_labels=true", f"cascade.patch_size={list(PATCH)}",
+                             f"latent.levels={levels}"])
+    codec = build_codec_for(cfg)
+    f = 2**levels
+    g = WindowGeometry.for_sr(spatial, PATCH, scale=2, factor=f)
+    x = torch.rand(1, 7, *spatial) * 2 - 1
+    x[:, 4:] = torch.where(torch.rand(1, 3, *spatial) > 0.7, 1.0, -1.0)  # region masks in {-1, 1}
+    low = degrade(x, 2, 4)
+    noise = torch.randn_like(low)
+    level = torch.tensor([0.3])
+    full = sr_condition(codec, low, level=level, noise=noise, hr_spatial=spatial)["cond_image"]
+    z = codec.encode(x)
+    last = [s - p for s, p in zip(spatial, PATCH)]
+    for origin in [(0, 0, 0), tuple(last), (g.align, 2 * g.align, 0), (last[0], 0, g.align), (2 * g.align, last[1], 0)]:
+        start, inside = g.place(origin)
+        win = _region(x, start, g.window)
+        win_low = degrade(win, 2, 4)
+        win_noise = _region(noise, [s // 2 for s in start], win_low.shape[2:])
+        cond = sr_condition(codec, win_low, level=level, noise=win_noise, hr_spatial=g.window)["cond_image"]
+        lat, lat_in, lat_p = [o // f for o in origin], [i // f for i in inside], [p // f for p in PATCH]
+        torch.testing.assert_close(_region(cond, lat_in, lat_p), _region(full, lat, lat_p), atol=1e-6, rtol=0)
+        torch.testing.assert_close(_region(codec.encode(win), lat_in, lat_p), _region(z, lat, lat_p), atol=1e-6, rtol=0)
+
+
+def test_only_block_local_codecs_get_windows():
+    """A periodized db2 latent of a window is not the window of the latent: such codecs keep whole cases."""
+    base = ["stage=sr", "data.downsample=1", f"data.roi={list(SPATIAL)}", f"cascade.patch_size={list(PATCH)}"]
+    haar = load_config(None, base)
+    assert isinstance(train_window_steps(haar, build_codec_for(haar))[0], RandSRWindowd)
+    db2 = load_config(None, [*base, "latent.wavelet=db2"])
+    assert train_window_steps(db2, build_codec_for(db2)) is None
+
+
+def test_sr_loss_crops_the_patch_the_batch_names():
+    """SRLoss on a window batch hands the net the whole case's conditioning at window + patch origin."""
+    cfg = load_config(None, ["stage=sr", "data.downsample=1", f"data.roi={list(SPATIAL)}", "data.label_mode=regions",
+                             "conditioning.generate_labels=true", f"cascade.patch_size={list(PATCH)}",
+                             "cascade.aug_max_level=0", "net.channels=[16, 32]", "net.num_res_blocks=1",
+                             "net.norm_groups=8", "objective.type=flow", "sampler.name=euler"])
+    codec = build_codec_for(cfg)
+    net_cfg = dataclasses.replace(resolve_sr_net_config(cfg, codec), zero_init=False)
+    seen = {}
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = build_net(net_cfg)
+
+        def forward(self, x, t, **cond):
+            seen.update(cond)
+            return self.net(x, t, **cond)
+
+    g = WindowGeometry.for_sr(SPATIAL, PATCH, scale=2, factor=2)
+    image, label = torch.rand(4, *SPATIAL) * 2 - 1, (torch.rand(3, *SPATIAL) > 0.7).float()
+    t = RandSRWindowd(["image", "label"], g)
+    t.set_random_state(3)
+    batch = collate_cases([t({"image": image, "label": label, "case_id": "a"})])
+    SRLoss(cfg, codec, build_objective(cfg.objective))(Recording(), batch, torch.Generator().manual_seed(0))
+    x = torch.cat([image, label * 2 - 1])[None]
+    full = sr_condition(codec, degrade(x, 2, 4), level=torch.zeros(1), noise=torch.zeros(1, 7, 12, 10, 8),
+                        hr_spatial=SPATIAL)["cond_image"]
+    where = [(w + p) // 2 for w, p in zip(batch[WINDOW_ORIGIN][0], batch[PATCH_ORIGIN][0])]
+    torch.testing.assert_close(seen["cond_image"], crop_patches(full, [where], [p // 2 for p in PATCH]),
+                               atol=1e-6, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def sr_data(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("windows")
+    write_phantom_dataset(tmp / "data", 4, shape=(36, 36, 34), seed=0, progress=False)
+    write_manifest(build_brats_manifest(tmp / "data", num_folds=2), tmp / "m.json")
+    cfg = load_config(None, ["name=sr", "stage=sr", f"output_dir={tmp / 'runs'}", f"data.manifest={tmp / 'm.json'}",
+                             f"data.root={tmp / 'data'}", "data.fold=null", "data.roi=[32, 32, 32]",
+                             "data.cache=memory", "data.label_mode=regions", "data.flip_prob=0.5",
+                             "conditioning.generate_labels=true", "cascade.patch_size=[16, 16, 16]"])
+    codec = build_codec_for(cfg)
+    train, _ = build_datasets(cfg, tmp, train_random=train_window_steps(cfg, codec))
+    return {"cfg": cfg, "train": train, "tmp": tmp}
+
+
+def _batches(train, *, workers: int, epoch: int = 0, position: int = 0, n: int = 4) -> list[dict]:
+    """The training loop's loader (medidiff.training.loop._loader): SeededItems over a StreamSampler."""
+    order = ResumableSampler(len(train), seed=7)
+    loader = DataLoader(SeededItems(train), batch_size=2, sampler=StreamSampler(order, 2, epoch, position),
+                        collate_fn=collate_cases, num_workers=workers)
+    out, it = [], iter(loader)
+    for _ in range(n):
+        out.append(next(it))
+    del it
+    return out
+
+
+def test_same_windows_for_the_same_items_whatever_the_workers_and_after_a_resume(sr_data):
+    main = _batches(sr_data["train"], workers=0)
+    workers = _batches(sr_data["train"], workers=2)
+    resumed = _batches(sr_data["train"], workers=0, epoch=1, position=0, n=2)  # batches 2, 3 of the stream
+    for a, b in zip(main, workers):
+        assert a[PATCH_ORIGIN] == b[PATCH_ORIGIN] and a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    for a, b in zip(main[2:], resumed):
+        assert a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN] and torch.equal(a["image"], b["image"])
+    # windows move from epoch to epoch (an item's seed includes the epoch)
+    assert {o for b in main for o in b[WINDOW_ORIGIN]} != {main[0][WINDOW_ORIGIN][0]}
+
+
+def test_batches_hold_windows_only_and_the_cache_stays_intact(sr_data):
+    train = sr_data["train"]
+    cached = [{k: v.clone() for k, v in item.items() if torch.is_tensor(v)} for item in train._cache]
+    window = WindowGeometry.for_sr((32, 32, 32), (16, 16, 16), scale=2, factor=2).window
+    for batch in _batches(train, workers=0, n=4):
+        tensors = [v for v in batch.values() if torch.is_tensor(v)]
+        assert tensors and all(tuple(v.shape[2:]) == window for v in tensors)  # (B, C, 20, 20, 20), not 32^3
+    for before, item in zip(cached, train._cache):  # copy_cache is off: nothing wrote into the cache
+        for k, v in before.items():
+            assert torch.equal(torch.as_tensor(item[k]), v)
+    with whole_cases(train):  # the codec statistics see whole cases
+        assert tuple(train[0]["image"].shape[1:]) == (32, 32, 32) and PATCH_ORIGIN not in train[0]
+    assert tuple(train[0]["image"].shape[1:]) == window
+
+
+def test_disk_cache_maps_cases_and_gives_the_memory_cache_windows(sr_data, monkeypatch):
+    """With data.cache: disk the windows are cut from memory-mapped case files (only their pages are
+    read); the items are those of the memory cache, and a second pass reads the same files."""
+    cfg = dataclasses.replace(sr_data["cfg"], data=dataclasses.replace(sr_data["cfg"].data, cache="disk",
+                                                                        cache_dir=str(sr_data["tmp"] / "disk")))
+    disk, _ = build_datasets(cfg, sr_data["tmp"], train_random=train_window_steps(cfg, build_codec_for(cfg)))
+    assert disk.mmap
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("mmap")) or real_load(*a, **k))
+    memory, disk = SeededItems(sr_data["train"]), SeededItems(disk)
+    keys = [(0, 11), (1, 12), (2, 13), (3, 14)]
+    for key in keys + keys:  # the first pass writes the files, the second maps them
+        a, b = memory[key], disk[key]
+        assert a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN] and a[PATCH_ORIGIN] == b[PATCH_ORIGIN]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    assert loads == [True] * 4
