@@ -81,6 +81,7 @@ from medidiff.config import flatten
 from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
+from medidiff.training.data_wait import DataWait
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     NO_DEEPSPEED,
@@ -254,6 +255,7 @@ class _Run:
     step_logs: dict[str, Any] = field(default_factory=dict)
     t_last: float = 0.0
     steps_last: int = 0
+    data_wait: DataWait | None = None  # the loader's iterator, timed
 
 
 # ---- setup -----------------------------------------------------------------------------------
@@ -484,6 +486,7 @@ def _log_line(run: _Run) -> None:
         "volumes_per_s": vols / dt,
         **_read_logs(run.step_logs),
     }
+    values.update(run.data_wait.lap() if run.data_wait is not None else {})
     if run.device.type == "cuda":
         values["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(run.device) / 2**30
     run.run_log.log(run.step, values)
@@ -632,7 +635,9 @@ def fit(
     try:
         # signal handlers first, then the loader's workers (they ignore the stop signals)
         with _Preemption() as pre:
-            it = iter(_loader(run, dataset, collate_fn, num_workers))
+            # timed: the share of wall time spent waiting for batches goes to the log line, and a
+            # loader-bound window logs a warning (medidiff/training/data_wait.py)
+            it = run.data_wait = DataWait(iter(_loader(run, dataset, collate_fn, num_workers)))
             run.engine.train()
             run.t_last = time.perf_counter()
             while run.step < cfg.max_steps:

@@ -45,6 +45,9 @@ def test_plain_checkpoint_is_safetensors_and_json_only(tmp_path):
     assert state["zero_stage"] is None and state["reshardable"] is True
     meta = json.loads((last / STATE_JSON).read_text())
     assert meta["micro_steps"] == 4 and meta["scheduler"]["last_epoch"] == 2
+    # every log line says how much of its wall time went to waiting for batches
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(0.0 <= r["data_wait_share"] <= 1.0 for r in rows)
 
 
 def test_plain_resume_after_sigkill_is_bitwise_equal(tmp_path):
