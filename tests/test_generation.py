@@ -506,3 +506,22 @@ def test_provenance_states_what_export_recorded_the_model_trained_on(mask_model,
                  "--root", str(tmp / "data"), "--mask-folds", "0", "--no-progress"]) == 0
     prov = json.loads((out / "case_0000" / "provenance.json").read_text())
     assert prov["training_data"] == {"manifest_sha256": "ab" * 8, "fold": 1}
+
+
+def test_an_image_only_model_loads_no_labels(tmp_path):
+    # At 128^3 the three float32 region channels were 3x a one-modality image's bytes, stacked, pinned
+    # and copied every step for a model that never reads them.
+    from medidiff.training.diffusion import build_datasets, uses_labels
+
+    write_phantom_dataset(tmp_path / "data", 2, shape=(32, 32, 24), seed=0, progress=False)
+    write_manifest(build_brats_manifest(tmp_path / "data", num_folds=2), tmp_path / "m.json")
+    base = [f"data.manifest={tmp_path / 'm.json'}", f"data.root={tmp_path / 'data'}", "data.fold=null",
+            f"data.roi={list(SHAPE)}", "data.cache=none", "data.label_mode=regions", "net.channels=[16, 32]",
+            "net.norm_groups=8"]
+    for extra, wanted in ((["conditioning.generate_labels=false"], False),
+                          (["conditioning.generate_labels=true"], True),
+                          (["conditioning.generate_labels=false", "conditioning.mask=true"], True)):
+        cfg = load_config(None, [*base, *extra])
+        assert uses_labels(cfg) is wanted
+        train, _ = build_datasets(cfg, tmp_path / "run", with_label=uses_labels(cfg))
+        assert ("label" in train[0]) is wanted

@@ -212,12 +212,20 @@ def cached_datasets(cfg: ExperimentConfig, codec: LatentCodec):
     return train, (val if len(val) else None)
 
 
-def build_datasets(cfg: ExperimentConfig, run_dir: Path, *, train_random: Sequence[Any] | None = None):
+def uses_labels(cfg: ExperimentConfig) -> bool:
+    """Whether the model reads label maps (it generates them, or is conditioned on them)."""
+    return cfg.data.label_mode != "none" and (cfg.conditioning.generate_labels or cfg.conditioning.mask)
+
+
+def build_datasets(cfg: ExperimentConfig, run_dir: Path, *, train_random: Sequence[Any] | None = None,
+                   with_label: bool | None = None):
     """(train, held-out or None) datasets on a grid the net and codec divide; ``train_random``
-    replaces the training set's augmentation steps (see ``manifest_datasets``)."""
+    replaces the training set's augmentation steps (see ``manifest_datasets``). ``with_label``
+    defaults to whether ``data.label_mode`` names labels."""
     codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
     return manifest_datasets(cfg.data, run_dir, divisor=net_divisor(cfg, codec),
-                             with_label=cfg.data.label_mode != "none", train_random=train_random)
+                             with_label=cfg.data.label_mode != "none" if with_label is None else with_label,
+                             train_random=train_random)
 
 
 def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
@@ -235,7 +243,9 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
     if cfg.latent.cache:
         train_set, val_set = cached_datasets(cfg, load_codec(cfg.latent.path))
     else:
-        train_set, val_set = build_datasets(cfg, run_dir)
+        # an image-only model loads no labels: at 128^3 they were 3 float32 channels a case, 3x the
+        # bytes of a one-modality image, collated, pinned and copied every step for nothing
+        train_set, val_set = build_datasets(cfg, run_dir, with_label=uses_labels(cfg))
 
     codec_dir = run_dir / "codec"
     if resume and (codec_dir / "config.json").is_file():
