@@ -363,6 +363,25 @@ def test_memory_cache_decodes_once(tmp_path, count_reads):
     assert count_reads["n"] == reads
 
 
+@pytest.mark.parametrize("label_mode", ["regions", "labels"])
+def test_memory_cache_is_never_written_by_the_random_steps(tmp_path, label_mode):
+    # The memory cache hands its cached case to the random steps without MONAI's deep copy (a 56 MB
+    # copy per 128^3 item): the steps must leave it as it was, flips and dtype casts included.
+    items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(2)]
+    ds = make_dataset(items, cfg_(cache="memory", flip_prob=1.0, label_mode=label_mode))
+    cached = [{k: v.clone() for k, v in c.items() if isinstance(v, torch.Tensor)} for c in ds._cache]
+    first = [ds[i] for i in range(2)]
+    for _ in range(2):
+        batch = next(iter(make_loader(ds, batch_size=2, shuffle=False, seed=0)))
+        batch["image"].add_(1.0)  # a consumer writing into its batch does not reach the cache either
+    for before, after in zip(cached, ds._cache):
+        for k, v in before.items():
+            assert torch.equal(v, after[k]), k
+    for i, item in enumerate(first):  # every load flips the same cached case: the same result
+        assert torch.equal(item["image"], ds[i]["image"])
+        assert torch.equal(item["image"], cached[i]["image"].flip(1))
+
+
 def test_same_seed_same_batches_including_flips(tmp_path):
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(4)]
     ds = make_dataset(items, cfg_(cache="memory", flip_prob=0.5))
