@@ -20,13 +20,19 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    ``benchmarks/pack_pretrained.py`` packs), generates ``--generate`` cases (seeds 0.., the
    model's own sampler: 30 Euler steps, x0 clipping, as the shipped model's card) and scores
    their background (``quality_common.background_scores``).
-3. evaluate: ``medidiff evaluate --tasks image,tissue,memorisation`` per seed, side by side,
-   against the same manifest: the held-out fold is the floor and the tissue reference, the
-   training folds (the cases the model saw) are what the memorisation audit compares with.
+3. evaluate, in phases (``EVAL_PHASES``), each ``medidiff evaluate`` per seed side by side against
+   the same manifest: the held-out fold is the floor and the tissue reference, the training folds
+   (the cases the model saw) are what the memorisation audit compares with. First ``--tasks
+   image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
 4. OUT/quality_scale.json and OUT/report.md: per seed, mean and interval over seeds; one PNG per
    seed (4 generated cases above 4 held-out real ones, full resolution, all modalities and labels).
+   Both are written after training and again after every evaluation phase, so what a phase
+   measured is on disk before the next one starts: on the first 2 x H200 run the three
+   evaluations (tissue still training its segmenter) ran past the device budget and evaluate,
+   which writes its report only at the end, left nothing. A missing seed or phase is named in the
+   report.
 
 Intervals over seeds: mean +- t(0.975, n-1) x std / sqrt(n) (a 95 % Student t interval; with 3
 seeds it is wide, t = 4.30), with min and max beside it. Seeds are the only repeat here: the
@@ -56,7 +62,10 @@ from quality_common import (FULL, MODALITIES, SMOKE, background_scores, comparis
                             make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
-EVAL_TASKS = "image,tissue,memorisation"
+# the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
+# folder (eval_dir) before the next starts; tissue goes last because it trains a segmenter and is
+# the one that ran longest (the 2 x H200 run: still going after 17 min, three seeds side by side).
+EVAL_PHASES: dict[str, str] = {"image": "image,memorisation", "tissue": "tissue"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
@@ -77,9 +86,27 @@ def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
     return {**out, "std": std, "t95": [out["mean"] - half, out["mean"] + half]}
 
 
-def eval_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The scalar scores of one ``medidiff evaluate`` report.json that the seeds are compared on."""
-    res = report["results"]
+def eval_dir(out: Path, seed: int, phase: str) -> Path:
+    """One seed's report folder of one evaluation phase: OUT/eval/seed<s> (image) or OUT/eval/seed<s>_<phase>."""
+    return out / "eval" / (f"seed{seed}" if phase == "image" else f"seed{seed}_{phase}")
+
+
+def phase_reports(out: Path, seed: int) -> dict[str, dict[str, Any]]:
+    """The report.json of every evaluation phase of ``seed`` that finished (a missing one is left out)."""
+    found = {}
+    for phase in EVAL_PHASES:
+        path = eval_dir(out, seed, phase) / "report.json"
+        if path.is_file():
+            found[phase] = json.loads(path.read_text())
+    return found
+
+
+def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
+    """The scalar scores the seeds are compared on, from one seed's ``medidiff evaluate`` report.json
+    files (one per evaluation phase: each task's results are in the report of the phase that ran it)."""
+    res: dict[str, Any] = {}
+    for report in reports:
+        res.update(report["results"])
     m: dict[str, float] = {}
     realism = res.get("realism", {}).get("checks", {})
     if "background" in realism:
@@ -175,10 +202,10 @@ def run_feature_net(args: argparse.Namespace, out: Path) -> None:
     log(f"feature net trained in {time.perf_counter() - t0:.0f} s: {out / 'feature_net'}")
 
 
-def evaluate_command(args: argparse.Namespace, out: Path, seed: int) -> list[str]:
+def evaluate_command(args: argparse.Namespace, out: Path, seed: int, phase: str) -> list[str]:
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
-           "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(out / "eval" / f"seed{seed}"),
-           "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_TASKS,
+           "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(eval_dir(out, seed, phase)),
+           "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
            "--feature-net", str(out / "feature_net"), "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
@@ -237,11 +264,13 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         f"- training: {len(seeds)} seeds side by side on one device, {record['minutes']} min each; "
         f"config OUT/configs/seed<s>.yaml (quality_ablation's {ARM} arm), extra --set: {record['overrides'] or 'none'}",
-        f"- evaluate: `--tasks {EVAL_TASKS}`, one feature net for every seed ({record['feature_net']}), "
+        "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items())
+        + f"; one feature net for every seed ({record['feature_net']}), "
         f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
-        f"{record['train_phase_seconds']} s, evaluation {record['eval_phase_seconds']} s",
+        f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
+            f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None) or "not run"),
         f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}` (card facts: card_seed0.json)",
         "",
         "| measure | " + " | ".join(names) + " | mean [t95] (min-max) | real (held out) / floor |",
@@ -263,8 +292,13 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + f" | {fmt(per, digits)} | "
                      + ("" if floor is None else f"{floor:.{digits}f}") + " |")
-    lines += ["", "Per seed: `eval/seed<s>/report.md` (every check with its rule and floor), `seeds/seed<s>.json` "
-              "(training, generation, background per case).", ""]
+    lines += ["", "Per seed: `eval/seed<s>/report.md` (image and memorisation: every check with its rule and floor), "
+              "`eval/seed<s>_tissue/report.md` (tissue QC), `seeds/seed<s>.json` (training, generation, background "
+              "per case).", ""]
+    missing = [f"seed {s} {phase} ({state})" for phase, ph in record["eval_phases"].items()
+               for s, state in ph["seeds"].items() if state != "done"]
+    if missing:
+        lines += [f"**Missing evaluations**: {'; '.join(missing)}. Their rows are n/a and left out of the intervals.", ""]
     for s in seeds:
         png = f"seed{s}_vs_real.png"
         if (out / png).exists():
@@ -272,7 +306,15 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     failed = {k: v for k, v in record["exits"].items() if v}
     if failed:
         lines += [f"**Failed steps** (exit codes; logs in `logs/`): {failed}", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_atomic(out / "report.md", "\n".join(lines))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it over: a job killed while writing keeps the last
+    complete file (the report is rewritten after every phase)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -305,6 +347,60 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
                    "cases flagged", "no SR stage: 2 mm only",
                    "anatomy from one template: brain-like, not patient-like; not a model of real BraTS data"],
     }
+
+
+def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[int], record: dict[str, Any]) -> None:
+    """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained seed,
+    side by side; its exit codes and per-seed states go into ``record``."""
+    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): seeds {list(done)} side by side")
+    t0 = time.perf_counter()
+    cmds = {f"eval_seed{s}_{phase}": evaluate_command(args, out, s, phase) for s in done}
+    exits = {}
+    if phase == "image" and not (out / "feature_net" / "config.json").is_file() and cmds:
+        # evaluations started together would each train the net and write it over one another
+        log("evaluate: no feature net: the first seed trains and saves it first")
+        first = next(iter(cmds))
+        exits.update(side_by_side({first: cmds.pop(first)}, out / "logs"))
+    exits.update(side_by_side(cmds, out / "logs"))
+    record["exits"].update(exits)
+    ph = record["eval_phases"][phase]
+    ph["seconds"] = round(time.perf_counter() - t0, 1)
+    for s in done:
+        code = exits[f"eval_seed{s}_{phase}"]
+        ph["seeds"][str(s)] = "done" if code == 0 else f"failed, exit {code}"
+
+
+def write_results(record: dict[str, Any], out: Path, done: Sequence[int]) -> None:
+    """OUT/quality_scale.json, card_seed0.json and report.md from what is on disk now: every seed's
+    training record and the report of every evaluation phase that finished."""
+    seeds = record["seeds"]
+    per_seed: dict[str, dict[str, float]] = {}
+    record["seed_records"] = {}
+    bands: dict[str, list[list[float]]] = {}
+    for s in seeds:
+        m: dict[str, float] = {}
+        path = out / "seeds" / f"seed{s}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            record["seed_records"][str(s)] = r
+            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
+        reports = phase_reports(out, s) if s in done else {}
+        m.update(eval_metrics(*reports.values()))
+        per_seed[str(s)] = m
+        # per-band spectrum ratios, mean over seeds (the figure of merit the issue states per band)
+        ps = reports.get("image", {}).get("results", {}).get("realism", {}).get("checks", {}).get("power_spectrum", {})
+        for mod, r in ps.get("per_modality", {}).items():
+            bands.setdefault(mod, []).append(r["log10_ratio_per_band"])
+    record["per_seed"] = per_seed
+    keys = sorted({k for m in per_seed.values() for k in m})
+    record["summary"] = {k: summarise_over_seeds([per_seed[str(s)].get(k, math.nan) for s in seeds]) for k in keys}
+    record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
+    record["seed0_model"] = str(out / "models" / "seed0")
+    write_atomic(out / "quality_scale.json", json.dumps(record, indent=2))
+    if "0" in record["seed_records"]:
+        write_atomic(out / "card_seed0.json", json.dumps(card_draft(record, out), indent=2) + "\n")
+    write_report(record, out)
+    log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
 
 
 def main() -> int:
@@ -369,56 +465,19 @@ def main() -> int:
         r = json.loads((out / "seeds" / f"seed{s}.json").read_text())
         log(f"seed {s}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
-    t0 = time.perf_counter()
-    fnet_ok = (out / "feature_net" / "config.json").is_file()
-    log(f"evaluate: seeds {done} side by side" + ("" if fnet_ok else " (no feature net: the first seed trains it first)"))
-    eval_cmds = {f"eval_seed{s}": evaluate_command(args, out, s) for s in done}
-    if not fnet_ok and eval_cmds:
-        # evaluations started together would each train the net and write it over one another
-        first = next(iter(eval_cmds))
-        exits.update(side_by_side({first: eval_cmds.pop(first)}, out / "logs"))
-    exits.update(side_by_side(eval_cmds, out / "logs"))
-    record["eval_phase_seconds"] = round(time.perf_counter() - t0, 1)
     record["exits"] = exits
     record["feature_net"] = str(out / "feature_net")
-
-    per_seed: dict[str, dict[str, float]] = {}
-    record["seed_records"] = {}
-    for s in range(args.seeds):
-        m: dict[str, float] = {}
-        path = out / "seeds" / f"seed{s}.json"
-        if path.exists():
-            r = json.loads(path.read_text())
-            record["seed_records"][str(s)] = r
-            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
-        report = out / "eval" / f"seed{s}" / "report.json"
-        if report.exists():
-            m.update(eval_metrics(json.loads(report.read_text())))
-        per_seed[str(s)] = m
-        if s in done:
-            comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],
-                              held_out_cases(out, 4), out / f"seed{s}_vs_real.png")
-    record["per_seed"] = per_seed
-    keys = sorted({k for m in per_seed.values() for k in m})
-    record["summary"] = {k: summarise_over_seeds([per_seed[str(s)].get(k, math.nan) for s in range(args.seeds)])
-                         for k in keys}
-    # per-band spectrum ratios, mean over seeds (the figure of merit the issue states per band)
-    bands: dict[str, list[list[float]]] = {}
+    record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not run" for s in done}}
+                             for phase, tasks in EVAL_PHASES.items()}
     for s in done:
-        report = out / "eval" / f"seed{s}" / "report.json"
-        if report.exists():
-            ps = json.loads(report.read_text())["results"].get("realism", {}).get("checks", {}).get("power_spectrum", {})
-            for mod, r in ps.get("per_modality", {}).items():
-                bands.setdefault(mod, []).append(r["log10_ratio_per_band"])
-    record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
-    record["seed0_model"] = str(out / "models" / "seed0")
-    (out / "quality_scale.json").write_text(json.dumps(record, indent=2))
-    if "0" in record["seed_records"]:
-        (out / "card_seed0.json").write_text(json.dumps(card_draft(record, out), indent=2) + "\n")
-    write_report(record, out)
-    log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
+        comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],
+                          held_out_cases(out, 4), out / f"seed{s}_vs_real.png")
+    write_results(record, out, done)  # training's results land before any evaluation runs
+    for phase in EVAL_PHASES:
+        run_eval_phase(args, out, phase, done, record)
+        write_results(record, out, done)
     print((out / "report.md").read_text(), flush=True)
-    return 0 if not any(exits.values()) else 1
+    return 0 if not any(record["exits"].values()) else 1
 
 
 if __name__ == "__main__":

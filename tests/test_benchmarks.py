@@ -117,8 +117,13 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         report = json.loads((tmp_path / "eval" / f"seed{s}" / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
+        assert set(report["results"]) == {"realism", "image", "memorisation"}  # phase 1; tissue has its own folder
+        tissue = json.loads((tmp_path / "eval" / f"seed{s}_tissue" / "report.json").read_text())
+        assert set(tissue["results"]) == {"tissue"}
         assert (tmp_path / f"seed{s}_vs_real.png").is_file()
     assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
+    assert r["summary"]["tissue_qc_checks"]["n"] == 2
+    assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["seeds"].values())
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
     assert "mean [t95]" in (tmp_path / "report.md").read_text()
 
@@ -162,6 +167,12 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
+    # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
+    # together, and a phase that never finished leaves out only its own scores
+    tissue = {"results": {"tissue": report["results"].pop("tissue")}}
+    assert qs.eval_metrics(report, tissue) == m
+    assert qs.eval_metrics(report) == {k: v for k, v in m.items() if not k.startswith("tissue_")}
+    assert qs.eval_metrics() == {}
 
 
 @pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar
