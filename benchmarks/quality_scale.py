@@ -14,8 +14,11 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    written by ``--workers`` processes; a manifest with 4 folds, fold 0 held out.
 2. train: ``--seeds`` copies of ``quality_ablation.ARMS["x0_stats_off"]`` (seed s, run ``seed<s>``,
    ``train.max_minutes``; ``--set KEY=VALUE`` reaches every seed) side by side, each in its own
-   process; beside them, the evaluation's feature net is trained once on the real training split
-   (``medidiff.eval.train_feature_net``), so every seed's Frechet is on the same features.
+   process; beside them, the evaluation's feature net and tissue segmenter are trained once on the
+   real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
+   process), so every seed's Frechet is on the same features and its tissue QC through the same
+   instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
+   what ran past the budget on the 2 x H200 run).
    Each seed then exports its EMA weights (OUT/models/seed<s>: seed 0's is the folder
    ``benchmarks/pack_pretrained.py`` packs), generates ``--generate`` cases (seeds 0.., the
    model's own sampler: 30 Euler steps, x0 clipping, as the shipped model's card) and scores
@@ -66,6 +69,8 @@ ARM = "x0_stats_off"  # the shipped model's recipe
 # folder (eval_dir) before the next starts; tissue goes last because it trains a segmenter and is
 # the one that ran longest (the 2 x H200 run: still going after 17 min, three seeds side by side).
 EVAL_PHASES: dict[str, str] = {"image": "image,memorisation", "tissue": "tissue"}
+# the net each phase's evaluations share (OUT/<name>), trained once beside the seeds: phase -> name
+SHARED_NETS: dict[str, str] = {"image": "feature_net", "tissue": "tissue_net"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
@@ -189,24 +194,26 @@ def run_seed(args: argparse.Namespace, out: Path, seed: int) -> None:
     log(f"seed {seed}: {len(cases)} cases in {gen_seconds:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
-def run_feature_net(args: argparse.Namespace, out: Path) -> None:
-    """Train the evaluation's feature net once (its own process, beside the seeds' training)."""
+def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
+    """Train one of the evaluation's shared nets (SHARED_NETS) once, into OUT/<name> (its own process,
+    beside the seeds' training), with the budget the evaluations would give it."""
     from medidiff.cli.evaluate_cmd import load_eval_configs
-    from medidiff.eval import train_feature_net
+    from medidiff.eval import train_feature_net, train_tissue_net
 
+    trainer = {"feature_net": train_feature_net, "tissue_net": train_tissue_net}[name]
     exp, cfg = load_eval_configs(str(seed_config_path(out, 0)), None)
     cfg = replace(cfg, seeds=[0], epochs=args.eval_epochs, steps=args.eval_steps, device=args.device)
     t0 = time.perf_counter()
-    train_feature_net(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / "feature_net",
-                      progress=False)
-    log(f"feature net trained in {time.perf_counter() - t0:.0f} s: {out / 'feature_net'}")
+    trainer(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / name, progress=False)
+    log(f"{name} trained in {time.perf_counter() - t0:.0f} s: {out / name}")
 
 
 def evaluate_command(args: argparse.Namespace, out: Path, seed: int, phase: str) -> list[str]:
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
            "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(eval_dir(out, seed, phase)),
            "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
-           "--feature-net", str(out / "feature_net"), "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
+           f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase]), "--epochs", str(args.eval_epochs),
+           "--seeds", "0", "--no-progress"]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
     if args.smoke:
@@ -265,7 +272,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- training: {len(seeds)} seeds side by side on one device, {record['minutes']} min each; "
         f"config OUT/configs/seed<s>.yaml (quality_ablation's {ARM} arm), extra --set: {record['overrides'] or 'none'}",
         "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items())
-        + f"; one feature net for every seed ({record['feature_net']}), "
+        + f"; one feature net and one tissue segmenter for every seed ({record['feature_net']}, {record['tissue_net']}), "
         f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
@@ -356,9 +363,11 @@ def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequen
     t0 = time.perf_counter()
     cmds = {f"eval_seed{s}_{phase}": evaluate_command(args, out, s, phase) for s in done}
     exits = {}
-    if phase == "image" and not (out / "feature_net" / "config.json").is_file() and cmds:
-        # evaluations started together would each train the net and write it over one another
-        log("evaluate: no feature net: the first seed trains and saves it first")
+    net = SHARED_NETS[phase]
+    if not (out / net / "config.json").is_file() and cmds:
+        # its training failed: evaluations started together would each train the net and write it
+        # over one another
+        log(f"evaluate: no {net}: the first seed trains and saves it first")
         first = next(iter(cmds))
         exits.update(side_by_side({first: cmds.pop(first)}, out / "logs"))
     exits.update(side_by_side(cmds, out / "logs"))
@@ -418,7 +427,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny cases, 2 steps, tiny evaluation: checks it runs (CPU)")
     ap.add_argument("--seed-run", type=int, help=argparse.SUPPRESS)  # internal: one seed's process
-    ap.add_argument("--feature-net-run", action="store_true", help=argparse.SUPPRESS)  # internal
+    ap.add_argument("--shared-net-run", choices=sorted(SHARED_NETS.values()), help=argparse.SUPPRESS)  # internal
     args = ap.parse_args()
     p = dict(SMOKE if args.smoke else FULL)
     p["cases"] = args.cases or (8 if args.smoke else 384)
@@ -436,8 +445,8 @@ def main() -> int:
     if args.seed_run is not None:
         run_seed(args, out, args.seed_run)
         return 0
-    if args.feature_net_run:
-        run_feature_net(args, out)
+    if args.shared_net_run:
+        run_shared_net(args, out, args.shared_net_run)
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
@@ -455,10 +464,11 @@ def main() -> int:
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
           args.device, "--generate", str(args.generate), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the feature net")
+    log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the evaluation's "
+        + " and ".join(SHARED_NETS.values()))
     t0 = time.perf_counter()
     exits = side_by_side({**{f"seed{s}": [*me, "--seed-run", str(s)] for s in range(args.seeds)},
-                          "feature_net": [*me, "--feature-net-run"]}, out / "logs")
+                          **{net: [*me, "--shared-net-run", net] for net in SHARED_NETS.values()}}, out / "logs")
     record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
     done = [s for s in range(args.seeds) if exits[f"seed{s}"] == 0]
     for s in done:
@@ -466,7 +476,7 @@ def main() -> int:
         log(f"seed {s}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
     record["exits"] = exits
-    record["feature_net"] = str(out / "feature_net")
+    record.update({net: str(out / net) for net in SHARED_NETS.values()})
     record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not run" for s in done}}
                              for phase, tasks in EVAL_PHASES.items()}
     for s in done:

@@ -120,6 +120,8 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         assert set(report["results"]) == {"realism", "image", "memorisation"}  # phase 1; tissue has its own folder
         tissue = json.loads((tmp_path / "eval" / f"seed{s}_tissue" / "report.json").read_text())
         assert set(tissue["results"]) == {"tissue"}
+        # the one tissue segmenter trained beside the seeds, loaded by each
+        assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
         assert (tmp_path / f"seed{s}_vs_real.png").is_file()
     assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
     assert r["summary"]["tissue_qc_checks"]["n"] == 2
