@@ -29,6 +29,11 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
+   ``--eval-minutes`` caps each phase's wall time (default 6): evaluations still running then are
+   stopped and the report names the seeds and phases that are missing, so the job ends inside its
+   device budget with what it measured: evaluation takes at most 2 x (``--eval-minutes`` + 10 s
+   to stop). The training step has no such cap: the seeds stop at ``--minutes``, the shared nets
+   at ``--eval-epochs`` (the feature net took 6.3 min beside 3 seeds on the 2 x H200 run).
 4. OUT/quality_scale.json and OUT/report.md: per seed, mean and interval over seeds; one PNG per
    seed (4 generated cases above 4 held-out real ones, full resolution, all modalities and labels).
    Both are written after training and again after every evaluation phase, so what a phase
@@ -61,7 +66,7 @@ from typing import Any
 
 import numpy as np
 from quality_ablation import ARMS
-from quality_common import (FULL, MODALITIES, SMOKE, background_scores, comparison_figure, device_info, log,
+from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_scores, comparison_figure, device_info, log,
                             make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
@@ -273,7 +278,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"config OUT/configs/seed<s>.yaml (quality_ablation's {ARM} arm), extra --set: {record['overrides'] or 'none'}",
         "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items())
         + f"; one feature net and one tissue segmenter for every seed ({record['feature_net']}, {record['tissue_net']}), "
-        f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
+        f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else "")
+        + f", at most {record['eval_minutes']:g} min a phase",
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
         f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
@@ -302,8 +308,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     lines += ["", "Per seed: `eval/seed<s>/report.md` (image and memorisation: every check with its rule and floor), "
               "`eval/seed<s>_tissue/report.md` (tissue QC), `seeds/seed<s>.json` (training, generation, background "
               "per case).", ""]
-    missing = [f"seed {s} {phase} ({state})" for phase, ph in record["eval_phases"].items()
-               for s, state in ph["seeds"].items() if state != "done"]
+    missing = missing_evaluations(record)
     if missing:
         lines += [f"**Missing evaluations**: {'; '.join(missing)}. Their rows are n/a and left out of the intervals.", ""]
     for s in seeds:
@@ -314,6 +319,12 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     if failed:
         lines += [f"**Failed steps** (exit codes; logs in `logs/`): {failed}", ""]
     write_atomic(out / "report.md", "\n".join(lines))
+
+
+def missing_evaluations(record: dict[str, Any]) -> list[str]:
+    """'seed <s> <phase> (<state>)' for every evaluation of a trained seed that did not finish."""
+    return [f"seed {s} {phase} ({state})" for phase, ph in record["eval_phases"].items()
+            for s, state in ph["seeds"].items() if state != "done"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -358,9 +369,12 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[int], record: dict[str, Any]) -> None:
     """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained seed,
-    side by side; its exit codes and per-seed states go into ``record``."""
-    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): seeds {list(done)} side by side")
+    side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-seed states
+    ("done", "failed, exit N", "stopped at the M-min cap", "not run") go into ``record``."""
+    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): seeds {list(done)} side by side, at most "
+        f"{args.eval_minutes:g} min")
     t0 = time.perf_counter()
+    end = time.monotonic() + 60.0 * args.eval_minutes
     cmds = {f"eval_seed{s}_{phase}": evaluate_command(args, out, s, phase) for s in done}
     exits = {}
     net = SHARED_NETS[phase]
@@ -369,14 +383,16 @@ def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequen
         # over one another
         log(f"evaluate: no {net}: the first seed trains and saves it first")
         first = next(iter(cmds))
-        exits.update(side_by_side({first: cmds.pop(first)}, out / "logs"))
-    exits.update(side_by_side(cmds, out / "logs"))
+        exits.update(side_by_side({first: cmds.pop(first)}, out / "logs", timeout_s=end - time.monotonic()))
+    if cmds and end - time.monotonic() > 0:
+        exits.update(side_by_side(cmds, out / "logs", timeout_s=end - time.monotonic()))
     record["exits"].update(exits)
     ph = record["eval_phases"][phase]
     ph["seconds"] = round(time.perf_counter() - t0, 1)
     for s in done:
-        code = exits[f"eval_seed{s}_{phase}"]
-        ph["seeds"][str(s)] = "done" if code == 0 else f"failed, exit {code}"
+        code = exits.get(f"eval_seed{s}_{phase}")
+        ph["seeds"][str(s)] = ("not run (the phase's cap was spent)" if code is None else "done" if code == 0 else
+                               f"stopped at the {args.eval_minutes:g}-min cap" if code == TIMED_OUT else f"failed, exit {code}")
 
 
 def write_results(record: dict[str, Any], out: Path, done: Sequence[int]) -> None:
@@ -423,6 +439,9 @@ def main() -> int:
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
     ap.add_argument("--eval-steps", type=int, help="hard cap on their optimiser steps (default none; 2 with --smoke)")
+    ap.add_argument("--eval-minutes", type=float, default=6.0,
+                    help="most wall time of each evaluation phase; evaluations still running then are stopped and "
+                         "reported missing (default %(default)s)")
     ap.add_argument("--workers", type=int, help="processes writing the data set (default: the CPU count, at most 32)")
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny cases, 2 steps, tiny evaluation: checks it runs (CPU)")
@@ -439,8 +458,9 @@ def main() -> int:
                     ("--eval-epochs", args.eval_epochs), ("--workers", workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
-    if args.minutes <= 0:
-        ap.error(f"--minutes must be > 0, got {args.minutes}")
+    for name, v in (("--minutes", args.minutes), ("--eval-minutes", args.eval_minutes)):
+        if v <= 0:
+            ap.error(f"{name} must be > 0, got {v}")
     out = Path(args.out).absolute()
     if args.seed_run is not None:
         run_seed(args, out, args.seed_run)
@@ -454,7 +474,8 @@ def main() -> int:
         "run": "quality_scale", "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p), "workers": workers,
         "seeds": list(range(args.seeds)), "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
-        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "arm": ARM, **device_info(args.device),
+        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
+        **device_info(args.device),
     }
     resolve_configs(args, p, out)
     log(f"data: {p['cases']} anatomy cases {p['shape']} in {workers} processes")
@@ -477,7 +498,7 @@ def main() -> int:
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
     record["exits"] = exits
     record.update({net: str(out / net) for net in SHARED_NETS.values()})
-    record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not run" for s in done}}
+    record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not finished" for s in done}}
                              for phase, tasks in EVAL_PHASES.items()}
     for s in done:
         comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],

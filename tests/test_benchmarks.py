@@ -177,6 +177,27 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert qs.eval_metrics() == {}
 
 
+def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_missing(monkeypatch, tmp_path):
+    import argparse
+    import time
+
+    qs = _quality_scale(monkeypatch)
+    # seed 0's evaluation finishes, seeds 1 and 2 would run for a minute: the phase's cap (1.2 s) stops both
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    cmds = {0: [sys.executable, "-c", "pass"], 1: sleeper, 2: sleeper}
+    monkeypatch.setattr(qs, "evaluate_command", lambda args, out, seed, phase: cmds[seed])
+    (tmp_path / "feature_net").mkdir()
+    (tmp_path / "feature_net" / "config.json").write_text("{}")  # present: no seed trains it first
+    record = {"exits": {}, "eval_phases": {"image": {"seconds": None, "seeds": {str(s): "not finished" for s in cmds}}}}
+    t0 = time.monotonic()
+    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02), tmp_path, "image", [0, 1, 2], record)
+    assert time.monotonic() - t0 < 15  # the sleeper was stopped, not waited for
+    assert record["exits"] == {"eval_seed0_image": 0, "eval_seed1_image": 124, "eval_seed2_image": 124}
+    stopped = "stopped at the 0.02-min cap"
+    assert record["eval_phases"]["image"]["seeds"] == {"0": "done", "1": stopped, "2": stopped}
+    assert qs.missing_evaluations(record) == [f"seed 1 image ({stopped})", f"seed 2 image ({stopped})"]
+
+
 @pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar
 def test_scaling_bench_smoke_two_groups_stop_together_on_sigterm_to_one_and_resume(tmp_path):
     # Two torchrun groups of 1 (c10d rendezvous, as two nodes of configs/slurm/train.sbatch);
