@@ -135,10 +135,19 @@ def train_and_export(cfg: Any, model_dir: Path) -> tuple[dict[str, Any], Path]:
     }, Path(model)
 
 
-def side_by_side(commands: dict[str, list[str]], logs: Path) -> dict[str, int]:
+TIMED_OUT = 124  # side_by_side's exit code for a command stopped at its time limit (coreutils timeout's)
+
+
+def side_by_side(commands: dict[str, list[str]], logs: Path, *, timeout_s: float | None = None) -> dict[str, int]:
     """Run every command at once (processes sharing the card as equals), each with its output in
-    ``logs/<name>.log``; wait for all and return their exit codes (a failed one's log tail is printed)."""
+    ``logs/<name>.log``; wait for all and return their exit codes (a failed one's log tail is printed).
+
+    ``timeout_s``: the wall time they share; a command still running then is stopped (SIGTERM, and
+    SIGKILL 10 s later) and its code is ``TIMED_OUT``, so a job ends inside its device budget
+    instead of being cut off by it with nothing written. Stopping the command's own process is
+    enough for what runs here (``medidiff evaluate`` starts no processes of its own)."""
     logs.mkdir(parents=True, exist_ok=True)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     procs = {}
     for name, cmd in commands.items():
         with open(logs / f"{name}.log", "w") as fh:
@@ -146,7 +155,20 @@ def side_by_side(commands: dict[str, list[str]], logs: Path) -> dict[str, int]:
     codes = {}
     try:
         for name, proc in procs.items():
-            codes[name] = proc.wait()
+            try:
+                codes[name] = proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                # the time is up for every command still running: stop them together, so the overrun
+                # is one grace period, not one per command
+                late = {n: p for n, p in procs.items() if n not in codes and p.poll() is None}
+                _stop(list(late.values()))
+                for n, p in procs.items():
+                    if n not in codes:
+                        codes[n] = TIMED_OUT if n in late else p.wait()
+                        log(f"{n}: " + (f"stopped at the {timeout_s:.0f} s limit" if n in late else f"exit {codes[n]}"))
+                        if codes[n] and n not in late:
+                            print((logs / f"{n}.log").read_text()[-3000:], file=sys.stderr, flush=True)
+                break
             log(f"{name}: exit {codes[name]}")
             if codes[name]:
                 print((logs / f"{name}.log").read_text()[-3000:], file=sys.stderr, flush=True)
@@ -155,6 +177,20 @@ def side_by_side(commands: dict[str, list[str]], logs: Path) -> dict[str, int]:
             if proc.poll() is None:
                 proc.terminate()
     return codes
+
+
+def _stop(procs: Sequence[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM to every process, then SIGKILL to those that have not exited ``grace_s`` later (a
+    process stuck in a CUDA call may not act on SIGTERM)."""
+    for proc in procs:
+        proc.terminate()
+    end = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(end - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def device_info(device: str) -> dict[str, str]:

@@ -14,19 +14,33 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    written by ``--workers`` processes; a manifest with 4 folds, fold 0 held out.
 2. train: ``--seeds`` copies of ``quality_ablation.ARMS["x0_stats_off"]`` (seed s, run ``seed<s>``,
    ``train.max_minutes``; ``--set KEY=VALUE`` reaches every seed) side by side, each in its own
-   process; beside them, the evaluation's feature net is trained once on the real training split
-   (``medidiff.eval.train_feature_net``), so every seed's Frechet is on the same features.
+   process; beside them, the evaluation's feature net and tissue segmenter are trained once on the
+   real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
+   process), so every seed's Frechet is on the same features and its tissue QC through the same
+   instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
+   what ran past the budget on the 2 x H200 run).
    Each seed then exports its EMA weights (OUT/models/seed<s>: seed 0's is the folder
    ``benchmarks/pack_pretrained.py`` packs), generates ``--generate`` cases (seeds 0.., the
    model's own sampler: 30 Euler steps, x0 clipping, as the shipped model's card) and scores
    their background (``quality_common.background_scores``).
-3. evaluate: ``medidiff evaluate --tasks image,tissue,memorisation`` per seed, side by side,
-   against the same manifest: the held-out fold is the floor and the tissue reference, the
-   training folds (the cases the model saw) are what the memorisation audit compares with.
+3. evaluate, in phases (``EVAL_PHASES``), each ``medidiff evaluate`` per seed side by side against
+   the same manifest: the held-out fold is the floor and the tissue reference, the training folds
+   (the cases the model saw) are what the memorisation audit compares with. First ``--tasks
+   image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
+   ``--eval-minutes`` caps each phase's wall time (default 6): evaluations still running then are
+   stopped and the report names the seeds and phases that are missing, so the job ends inside its
+   device budget with what it measured: evaluation takes at most 2 x (``--eval-minutes`` + 10 s
+   to stop). The training step has no such cap: the seeds stop at ``--minutes``, the shared nets
+   at ``--eval-epochs`` (the feature net took 6.3 min beside 3 seeds on the 2 x H200 run).
 4. OUT/quality_scale.json and OUT/report.md: per seed, mean and interval over seeds; one PNG per
    seed (4 generated cases above 4 held-out real ones, full resolution, all modalities and labels).
+   Both are written after training and again after every evaluation phase, so what a phase
+   measured is on disk before the next one starts: on the first 2 x H200 run the three
+   evaluations (tissue still training its segmenter) ran past the device budget and evaluate,
+   which writes its report only at the end, left nothing. A missing seed or phase is named in the
+   report.
 
 Intervals over seeds: mean +- t(0.975, n-1) x std / sqrt(n) (a 95 % Student t interval; with 3
 seeds it is wide, t = 4.30), with min and max beside it. Seeds are the only repeat here: the
@@ -52,11 +66,16 @@ from typing import Any
 
 import numpy as np
 from quality_ablation import ARMS
-from quality_common import (FULL, MODALITIES, SMOKE, background_scores, comparison_figure, device_info, log,
+from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_scores, comparison_figure, device_info, log,
                             make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
-EVAL_TASKS = "image,tissue,memorisation"
+# the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
+# folder (eval_dir) before the next starts; tissue goes last because it trains a segmenter and is
+# the one that ran longest (the 2 x H200 run: still going after 17 min, three seeds side by side).
+EVAL_PHASES: dict[str, str] = {"image": "image,memorisation", "tissue": "tissue"}
+# the net each phase's evaluations share (OUT/<name>), trained once beside the seeds: phase -> name
+SHARED_NETS: dict[str, str] = {"image": "feature_net", "tissue": "tissue_net"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
@@ -77,9 +96,27 @@ def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
     return {**out, "std": std, "t95": [out["mean"] - half, out["mean"] + half]}
 
 
-def eval_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The scalar scores of one ``medidiff evaluate`` report.json that the seeds are compared on."""
-    res = report["results"]
+def eval_dir(out: Path, seed: int, phase: str) -> Path:
+    """One seed's report folder of one evaluation phase: OUT/eval/seed<s> (image) or OUT/eval/seed<s>_<phase>."""
+    return out / "eval" / (f"seed{seed}" if phase == "image" else f"seed{seed}_{phase}")
+
+
+def phase_reports(out: Path, seed: int) -> dict[str, dict[str, Any]]:
+    """The report.json of every evaluation phase of ``seed`` that finished (a missing one is left out)."""
+    found = {}
+    for phase in EVAL_PHASES:
+        path = eval_dir(out, seed, phase) / "report.json"
+        if path.is_file():
+            found[phase] = json.loads(path.read_text())
+    return found
+
+
+def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
+    """The scalar scores the seeds are compared on, from one seed's ``medidiff evaluate`` report.json
+    files (one per evaluation phase: each task's results are in the report of the phase that ran it)."""
+    res: dict[str, Any] = {}
+    for report in reports:
+        res.update(report["results"])
     m: dict[str, float] = {}
     realism = res.get("realism", {}).get("checks", {})
     if "background" in realism:
@@ -162,24 +199,26 @@ def run_seed(args: argparse.Namespace, out: Path, seed: int) -> None:
     log(f"seed {seed}: {len(cases)} cases in {gen_seconds:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
-def run_feature_net(args: argparse.Namespace, out: Path) -> None:
-    """Train the evaluation's feature net once (its own process, beside the seeds' training)."""
+def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
+    """Train one of the evaluation's shared nets (SHARED_NETS) once, into OUT/<name> (its own process,
+    beside the seeds' training), with the budget the evaluations would give it."""
     from medidiff.cli.evaluate_cmd import load_eval_configs
-    from medidiff.eval import train_feature_net
+    from medidiff.eval import train_feature_net, train_tissue_net
 
+    trainer = {"feature_net": train_feature_net, "tissue_net": train_tissue_net}[name]
     exp, cfg = load_eval_configs(str(seed_config_path(out, 0)), None)
     cfg = replace(cfg, seeds=[0], epochs=args.eval_epochs, steps=args.eval_steps, device=args.device)
     t0 = time.perf_counter()
-    train_feature_net(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / "feature_net",
-                      progress=False)
-    log(f"feature net trained in {time.perf_counter() - t0:.0f} s: {out / 'feature_net'}")
+    trainer(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / name, progress=False)
+    log(f"{name} trained in {time.perf_counter() - t0:.0f} s: {out / name}")
 
 
-def evaluate_command(args: argparse.Namespace, out: Path, seed: int) -> list[str]:
+def evaluate_command(args: argparse.Namespace, out: Path, seed: int, phase: str) -> list[str]:
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
-           "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(out / "eval" / f"seed{seed}"),
-           "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_TASKS,
-           "--feature-net", str(out / "feature_net"), "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
+           "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(eval_dir(out, seed, phase)),
+           "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
+           f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase]), "--epochs", str(args.eval_epochs),
+           "--seeds", "0", "--no-progress"]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
     if args.smoke:
@@ -237,11 +276,14 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         f"- training: {len(seeds)} seeds side by side on one device, {record['minutes']} min each; "
         f"config OUT/configs/seed<s>.yaml (quality_ablation's {ARM} arm), extra --set: {record['overrides'] or 'none'}",
-        f"- evaluate: `--tasks {EVAL_TASKS}`, one feature net for every seed ({record['feature_net']}), "
-        f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
+        "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items())
+        + f"; one feature net and one tissue segmenter for every seed ({record['feature_net']}, {record['tissue_net']}), "
+        f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else "")
+        + f", at most {record['eval_minutes']:g} min a phase",
         "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
-        f"{record['train_phase_seconds']} s, evaluation {record['eval_phase_seconds']} s",
+        f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
+            f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None) or "not run"),
         f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}` (card facts: card_seed0.json)",
         "",
         "| measure | " + " | ".join(names) + " | mean [t95] (min-max) | real (held out) / floor |",
@@ -263,8 +305,12 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + f" | {fmt(per, digits)} | "
                      + ("" if floor is None else f"{floor:.{digits}f}") + " |")
-    lines += ["", "Per seed: `eval/seed<s>/report.md` (every check with its rule and floor), `seeds/seed<s>.json` "
-              "(training, generation, background per case).", ""]
+    lines += ["", "Per seed: `eval/seed<s>/report.md` (image and memorisation: every check with its rule and floor), "
+              "`eval/seed<s>_tissue/report.md` (tissue QC), `seeds/seed<s>.json` (training, generation, background "
+              "per case).", ""]
+    missing = missing_evaluations(record)
+    if missing:
+        lines += [f"**Missing evaluations**: {'; '.join(missing)}. Their rows are n/a and left out of the intervals.", ""]
     for s in seeds:
         png = f"seed{s}_vs_real.png"
         if (out / png).exists():
@@ -272,7 +318,21 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     failed = {k: v for k, v in record["exits"].items() if v}
     if failed:
         lines += [f"**Failed steps** (exit codes; logs in `logs/`): {failed}", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_atomic(out / "report.md", "\n".join(lines))
+
+
+def missing_evaluations(record: dict[str, Any]) -> list[str]:
+    """'seed <s> <phase> (<state>)' for every evaluation of a trained seed that did not finish."""
+    return [f"seed {s} {phase} ({state})" for phase, ph in record["eval_phases"].items()
+            for s, state in ph["seeds"].items() if state != "done"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it over: a job killed while writing keeps the last
+    complete file (the report is rewritten after every phase)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -307,6 +367,67 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[int], record: dict[str, Any]) -> None:
+    """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained seed,
+    side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-seed states
+    ("done", "failed, exit N", "stopped at the M-min cap", "not run") go into ``record``."""
+    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): seeds {list(done)} side by side, at most "
+        f"{args.eval_minutes:g} min")
+    t0 = time.perf_counter()
+    end = time.monotonic() + 60.0 * args.eval_minutes
+    cmds = {f"eval_seed{s}_{phase}": evaluate_command(args, out, s, phase) for s in done}
+    exits = {}
+    net = SHARED_NETS[phase]
+    if not (out / net / "config.json").is_file() and cmds:
+        # its training failed: evaluations started together would each train the net and write it
+        # over one another
+        log(f"evaluate: no {net}: the first seed trains and saves it first")
+        first = next(iter(cmds))
+        exits.update(side_by_side({first: cmds.pop(first)}, out / "logs", timeout_s=end - time.monotonic()))
+    if cmds and end - time.monotonic() > 0:
+        exits.update(side_by_side(cmds, out / "logs", timeout_s=end - time.monotonic()))
+    record["exits"].update(exits)
+    ph = record["eval_phases"][phase]
+    ph["seconds"] = round(time.perf_counter() - t0, 1)
+    for s in done:
+        code = exits.get(f"eval_seed{s}_{phase}")
+        ph["seeds"][str(s)] = ("not run (the phase's cap was spent)" if code is None else "done" if code == 0 else
+                               f"stopped at the {args.eval_minutes:g}-min cap" if code == TIMED_OUT else f"failed, exit {code}")
+
+
+def write_results(record: dict[str, Any], out: Path, done: Sequence[int]) -> None:
+    """OUT/quality_scale.json, card_seed0.json and report.md from what is on disk now: every seed's
+    training record and the report of every evaluation phase that finished."""
+    seeds = record["seeds"]
+    per_seed: dict[str, dict[str, float]] = {}
+    record["seed_records"] = {}
+    bands: dict[str, list[list[float]]] = {}
+    for s in seeds:
+        m: dict[str, float] = {}
+        path = out / "seeds" / f"seed{s}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            record["seed_records"][str(s)] = r
+            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
+        reports = phase_reports(out, s) if s in done else {}
+        m.update(eval_metrics(*reports.values()))
+        per_seed[str(s)] = m
+        # per-band spectrum ratios, mean over seeds (the figure of merit the issue states per band)
+        ps = reports.get("image", {}).get("results", {}).get("realism", {}).get("checks", {}).get("power_spectrum", {})
+        for mod, r in ps.get("per_modality", {}).items():
+            bands.setdefault(mod, []).append(r["log10_ratio_per_band"])
+    record["per_seed"] = per_seed
+    keys = sorted({k for m in per_seed.values() for k in m})
+    record["summary"] = {k: summarise_over_seeds([per_seed[str(s)].get(k, math.nan) for s in seeds]) for k in keys}
+    record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
+    record["seed0_model"] = str(out / "models" / "seed0")
+    write_atomic(out / "quality_scale.json", json.dumps(record, indent=2))
+    if "0" in record["seed_records"]:
+        write_atomic(out / "card_seed0.json", json.dumps(card_draft(record, out), indent=2) + "\n")
+    write_report(record, out)
+    log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -318,11 +439,14 @@ def main() -> int:
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
     ap.add_argument("--eval-steps", type=int, help="hard cap on their optimiser steps (default none; 2 with --smoke)")
+    ap.add_argument("--eval-minutes", type=float, default=6.0,
+                    help="most wall time of each evaluation phase; evaluations still running then are stopped and "
+                         "reported missing (default %(default)s)")
     ap.add_argument("--workers", type=int, help="processes writing the data set (default: the CPU count, at most 32)")
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny cases, 2 steps, tiny evaluation: checks it runs (CPU)")
     ap.add_argument("--seed-run", type=int, help=argparse.SUPPRESS)  # internal: one seed's process
-    ap.add_argument("--feature-net-run", action="store_true", help=argparse.SUPPRESS)  # internal
+    ap.add_argument("--shared-net-run", choices=sorted(SHARED_NETS.values()), help=argparse.SUPPRESS)  # internal
     args = ap.parse_args()
     p = dict(SMOKE if args.smoke else FULL)
     p["cases"] = args.cases or (8 if args.smoke else 384)
@@ -334,14 +458,15 @@ def main() -> int:
                     ("--eval-epochs", args.eval_epochs), ("--workers", workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
-    if args.minutes <= 0:
-        ap.error(f"--minutes must be > 0, got {args.minutes}")
+    for name, v in (("--minutes", args.minutes), ("--eval-minutes", args.eval_minutes)):
+        if v <= 0:
+            ap.error(f"{name} must be > 0, got {v}")
     out = Path(args.out).absolute()
     if args.seed_run is not None:
         run_seed(args, out, args.seed_run)
         return 0
-    if args.feature_net_run:
-        run_feature_net(args, out)
+    if args.shared_net_run:
+        run_shared_net(args, out, args.shared_net_run)
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +474,8 @@ def main() -> int:
         "run": "quality_scale", "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p), "workers": workers,
         "seeds": list(range(args.seeds)), "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
-        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "arm": ARM, **device_info(args.device),
+        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
+        **device_info(args.device),
     }
     resolve_configs(args, p, out)
     log(f"data: {p['cases']} anatomy cases {p['shape']} in {workers} processes")
@@ -359,66 +485,30 @@ def main() -> int:
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
           args.device, "--generate", str(args.generate), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the feature net")
+    log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the evaluation's "
+        + " and ".join(SHARED_NETS.values()))
     t0 = time.perf_counter()
     exits = side_by_side({**{f"seed{s}": [*me, "--seed-run", str(s)] for s in range(args.seeds)},
-                          "feature_net": [*me, "--feature-net-run"]}, out / "logs")
+                          **{net: [*me, "--shared-net-run", net] for net in SHARED_NETS.values()}}, out / "logs")
     record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
     done = [s for s in range(args.seeds) if exits[f"seed{s}"] == 0]
     for s in done:
         r = json.loads((out / "seeds" / f"seed{s}.json").read_text())
         log(f"seed {s}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
-    t0 = time.perf_counter()
-    fnet_ok = (out / "feature_net" / "config.json").is_file()
-    log(f"evaluate: seeds {done} side by side" + ("" if fnet_ok else " (no feature net: the first seed trains it first)"))
-    eval_cmds = {f"eval_seed{s}": evaluate_command(args, out, s) for s in done}
-    if not fnet_ok and eval_cmds:
-        # evaluations started together would each train the net and write it over one another
-        first = next(iter(eval_cmds))
-        exits.update(side_by_side({first: eval_cmds.pop(first)}, out / "logs"))
-    exits.update(side_by_side(eval_cmds, out / "logs"))
-    record["eval_phase_seconds"] = round(time.perf_counter() - t0, 1)
     record["exits"] = exits
-    record["feature_net"] = str(out / "feature_net")
-
-    per_seed: dict[str, dict[str, float]] = {}
-    record["seed_records"] = {}
-    for s in range(args.seeds):
-        m: dict[str, float] = {}
-        path = out / "seeds" / f"seed{s}.json"
-        if path.exists():
-            r = json.loads(path.read_text())
-            record["seed_records"][str(s)] = r
-            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
-        report = out / "eval" / f"seed{s}" / "report.json"
-        if report.exists():
-            m.update(eval_metrics(json.loads(report.read_text())))
-        per_seed[str(s)] = m
-        if s in done:
-            comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],
-                              held_out_cases(out, 4), out / f"seed{s}_vs_real.png")
-    record["per_seed"] = per_seed
-    keys = sorted({k for m in per_seed.values() for k in m})
-    record["summary"] = {k: summarise_over_seeds([per_seed[str(s)].get(k, math.nan) for s in range(args.seeds)])
-                         for k in keys}
-    # per-band spectrum ratios, mean over seeds (the figure of merit the issue states per band)
-    bands: dict[str, list[list[float]]] = {}
+    record.update({net: str(out / net) for net in SHARED_NETS.values()})
+    record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not finished" for s in done}}
+                             for phase, tasks in EVAL_PHASES.items()}
     for s in done:
-        report = out / "eval" / f"seed{s}" / "report.json"
-        if report.exists():
-            ps = json.loads(report.read_text())["results"].get("realism", {}).get("checks", {}).get("power_spectrum", {})
-            for mod, r in ps.get("per_modality", {}).items():
-                bands.setdefault(mod, []).append(r["log10_ratio_per_band"])
-    record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
-    record["seed0_model"] = str(out / "models" / "seed0")
-    (out / "quality_scale.json").write_text(json.dumps(record, indent=2))
-    if "0" in record["seed_records"]:
-        (out / "card_seed0.json").write_text(json.dumps(card_draft(record, out), indent=2) + "\n")
-    write_report(record, out)
-    log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
+        comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],
+                          held_out_cases(out, 4), out / f"seed{s}_vs_real.png")
+    write_results(record, out, done)  # training's results land before any evaluation runs
+    for phase in EVAL_PHASES:
+        run_eval_phase(args, out, phase, done, record)
+        write_results(record, out, done)
     print((out / "report.md").read_text(), flush=True)
-    return 0 if not any(exits.values()) else 1
+    return 0 if not any(record["exits"].values()) else 1
 
 
 if __name__ == "__main__":

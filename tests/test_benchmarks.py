@@ -117,8 +117,15 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         report = json.loads((tmp_path / "eval" / f"seed{s}" / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
+        assert set(report["results"]) == {"realism", "image", "memorisation"}  # phase 1; tissue has its own folder
+        tissue = json.loads((tmp_path / "eval" / f"seed{s}_tissue" / "report.json").read_text())
+        assert set(tissue["results"]) == {"tissue"}
+        # the one tissue segmenter trained beside the seeds, loaded by each
+        assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
         assert (tmp_path / f"seed{s}_vs_real.png").is_file()
     assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
+    assert r["summary"]["tissue_qc_checks"]["n"] == 2
+    assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["seeds"].values())
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
     assert "mean [t95]" in (tmp_path / "report.md").read_text()
 
@@ -162,6 +169,33 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
+    # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
+    # together, and a phase that never finished leaves out only its own scores
+    tissue = {"results": {"tissue": report["results"].pop("tissue")}}
+    assert qs.eval_metrics(report, tissue) == m
+    assert qs.eval_metrics(report) == {k: v for k, v in m.items() if not k.startswith("tissue_")}
+    assert qs.eval_metrics() == {}
+
+
+def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_missing(monkeypatch, tmp_path):
+    import argparse
+    import time
+
+    qs = _quality_scale(monkeypatch)
+    # seed 0's evaluation finishes, seeds 1 and 2 would run for a minute: the phase's cap (1.2 s) stops both
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    cmds = {0: [sys.executable, "-c", "pass"], 1: sleeper, 2: sleeper}
+    monkeypatch.setattr(qs, "evaluate_command", lambda args, out, seed, phase: cmds[seed])
+    (tmp_path / "feature_net").mkdir()
+    (tmp_path / "feature_net" / "config.json").write_text("{}")  # present: no seed trains it first
+    record = {"exits": {}, "eval_phases": {"image": {"seconds": None, "seeds": {str(s): "not finished" for s in cmds}}}}
+    t0 = time.monotonic()
+    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02), tmp_path, "image", [0, 1, 2], record)
+    assert time.monotonic() - t0 < 15  # the sleeper was stopped, not waited for
+    assert record["exits"] == {"eval_seed0_image": 0, "eval_seed1_image": 124, "eval_seed2_image": 124}
+    stopped = "stopped at the 0.02-min cap"
+    assert record["eval_phases"]["image"]["seeds"] == {"0": "done", "1": stopped, "2": stopped}
+    assert qs.missing_evaluations(record) == [f"seed 1 image ({stopped})", f"seed 2 image ({stopped})"]
 
 
 @pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar

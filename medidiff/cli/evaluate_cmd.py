@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-weights", help="local MedicalNet-style 3D ResNet weights (eval.feature_weights)")
     p.add_argument("--feature-net", help="folder of a saved feature net (loaded), or where to save the one trained "
                                          "now, so later evaluations compare on the same features (eval.feature_net)")
+    p.add_argument("--tissue-net", help="folder of a saved tissue segmenter (loaded), or where to save the one the "
+                                        "tissue task trains now, so later evaluations of the same manifest and fold "
+                                        "skip its training (eval.tissue_net)")
     p.add_argument("--codec", help="codec folder, or a model folder holding codec/: reconstruction PSNR/SSIM of "
                                    "held-out real cases (eval.codec)")
     p.add_argument("--tasks", help="comma list of utility,fidelity,image,memorisation,codec,tissue (eval.tasks; "
@@ -82,6 +85,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         changes["codec"] = args.codec
     if args.feature_net:
         changes["feature_net"] = args.feature_net
+    if args.tissue_net:
+        changes["tissue_net"] = args.tissue_net
     if args.tasks:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         bad = [t for t in tasks if t not in TASKS]
@@ -120,7 +125,7 @@ def _command_of(args: argparse.Namespace) -> str:
         parts += ["--seeds", *map(str, args.seeds)]
     for flag, value in (("--epochs", args.epochs), ("--steps", args.steps), ("--device", args.device),
                         ("--feature-weights", args.feature_weights), ("--codec", args.codec), ("--feature-net", args.feature_net),
-                        ("--tasks", args.tasks)):
+                        ("--tissue-net", args.tissue_net), ("--tasks", args.tasks)):
         if value is not None:
             parts += [flag, str(value)]
     if args.no_progress:

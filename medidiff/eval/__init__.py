@@ -26,7 +26,7 @@ from medidiff.data.brats import regions_to_labels
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
-__all__ = ["EvalConfig", "TASKS", "run_evaluation", "train_feature_net"]
+__all__ = ["EvalConfig", "TASKS", "run_evaluation", "train_feature_net", "train_tissue_net"]
 
 DEFINITIONS = [
     "Regions: WT = labels {1,2,3}, TC = {1,3}, ET = {3} (BraTS 2023 labels).",
@@ -288,7 +288,8 @@ def run_evaluation(
 
     # ---- tissue QC (anatomy data set) -------------------------------------------------------
     if "tissue" in tasks:
-        results_t, note = _tissue_qc(cfg, dcfg, train_items, held_items, real_train, real_test, synthetic, progress)
+        results_t, note = _tissue_qc(cfg, dcfg, real_manifest, train_items, held_items, real_train, real_test, synthetic,
+                                     progress)
         if results_t is None:
             skipped["tissue"] = note
         else:
@@ -368,17 +369,54 @@ def train_feature_net(
     their Frechet/MMD values compare on the same features; training it first, once, also lets
     those evaluations run side by side.
     """
+    from medidiff.eval.utility import SegmenterBank
+
+    dcfg, _, real_train = _real_training_cases(experiment, real_manifest, root, progress)
+    bank = SegmenterBank({"real": real_train}, cfg, progress=progress)
+    bank.get("real", cfg.seeds[0])
+    return _save_feature_net(bank, replace(cfg, feature_net=str(out_dir)), dcfg, real_manifest, real_train)
+
+
+def train_tissue_net(
+    experiment: Any,
+    cfg: EvalConfig,
+    *,
+    real_manifest: str | Path,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the tissue segmenter :func:`run_evaluation`'s tissue task would train (seed
+    ``cfg.seeds[0]``, on the real training cases' tissue maps) and save it to ``out_dir`` with its
+    recipe, without any synthetic cases; evaluations given ``eval.tissue_net`` load it.
+
+    It sees no synthetic case, so it is the same instrument for every synthetic set of the data set:
+    training it once instead of per evaluation saved the largest part of an evaluation on the
+    2 x H200 quality run (three evaluations side by side, each training its own).
+    """
+    from medidiff.config import ConfigError
+    from medidiff.eval import tissue as ts
+
+    dcfg, train_items, real_train = _real_training_cases(experiment, real_manifest, root, progress)
+    t_train = ts.tissue_items(train_items)
+    if t_train is None:
+        raise ConfigError(f"the tissue segmenter needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real training "
+                          "case (the anatomy data set has them)")
+    _tissue_segmenter(replace(cfg, tissue_net=str(out_dir)), dcfg, real_manifest, real_train, t_train, progress)
+    return Path(out_dir)
+
+
+def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str | Path | None, progress: bool
+                         ) -> tuple[Any, list[dict[str, Any]], Any]:
+    """(evaluation data config, training items, loaded training cases) of the manifest's training folds."""
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import data as evdata
-    from medidiff.eval.utility import SegmenterBank
 
     dcfg = evdata.eval_data_config(experiment.data)
     train_items, _, label_map = evdata.real_items(real_manifest, root, dcfg.fold)
     real_train = evdata.load_cases("real_train", train_items, build_transforms(dcfg, train=False, label_map=label_map),
                                    with_label=True, progress=progress)
-    bank = SegmenterBank({"real": real_train}, cfg, progress=progress)
-    bank.get("real", cfg.seeds[0])
-    return _save_feature_net(bank, replace(cfg, feature_net=str(out_dir)), dcfg, real_manifest, real_train)
+    return dcfg, train_items, real_train
 
 
 def _save_feature_net(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, real_train: Any) -> Path:
@@ -400,26 +438,21 @@ def _save_feature_net(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str 
         "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
 
 
-def _tissue_qc(cfg: EvalConfig, dcfg: Any, train_items: list[dict[str, Any]], held_items: list[dict[str, Any]],
-               real_train: Any, real_test: Any, synthetic: Any, progress: bool) -> tuple[dict[str, Any] | None, str]:
+def _tissue_qc(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, train_items: list[dict[str, Any]],
+               held_items: list[dict[str, Any]], real_train: Any, real_test: Any, synthetic: Any, progress: bool
+               ) -> tuple[dict[str, Any] | None, str]:
     """Tissue fractions and WM/GM contrast of synthetic vs held-out real cases (medidiff.eval.tissue),
     or ``(None, why not)`` when the real cases carry no tissue maps."""
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import tissue as ts
-    from medidiff.eval.segmentation import train_segmenter
 
     t_train, t_held = ts.tissue_items(train_items), ts.tissue_items(held_items)
     if t_train is None or t_held is None or real_test is None:
         return None, (f"needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real case (the anatomy data set has "
                       "them) and a held-out fold")
-    tf = build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={})
-    maps_train, maps_held = ts.load_tissue_maps(t_train, tf), ts.load_tissue_maps(t_held, tf)
-    seed = cfg.seeds[0]
-    model, hist = train_segmenter(
-        real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
-        lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,
-        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold,
-        device=cfg.device, progress=progress, desc=f"tissue segmenter seed {seed}")
+    model, segmenter = _tissue_segmenter(cfg, dcfg, real_manifest, real_train, t_train, progress)
+    maps_held = ts.load_tissue_maps(t_held, build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={}))
+    model = model.to(cfg.device)
     mods = list(dcfg.modalities)
     pred_held = ts.predict_tissue(model, real_test.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
     pred_syn = ts.predict_tissue(model, synthetic.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
@@ -428,12 +461,49 @@ def _tissue_qc(cfg: EvalConfig, dcfg: Any, train_items: list[dict[str, Any]], he
     syn = ts.tissue_measures(synthetic.images, pred_syn, mods)
     agree = float((pred_held == maps_held).float().mean())
     return {
-        "segmenter": {"training": asdict(hist), "voxel_agreement_on_heldout": agree},
+        "segmenter": {**segmenter, "voxel_agreement_on_heldout": agree},
         "synthetic_vs_real": ts.compare_to_real(syn, real_pred),
         "real_heldout_ground_truth": {k: float(np.nanmean(v)) for k, v in real_truth.items()},
         "per_case": {"synthetic": {"case_ids": synthetic.case_ids, **{k: v.tolist() for k, v in syn.items()}},
                      "real_heldout": {"case_ids": real_test.case_ids, **{k: v.tolist() for k, v in real_pred.items()}}},
     }, ""
+
+
+def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, real_train: Any,
+                      t_train: list[dict[str, Any]], progress: bool) -> tuple[Any, dict[str, Any]]:
+    """The tissue segmenter and ``{"training": its history, "source": where it came from}``: loaded
+    from ``cfg.tissue_net`` when that folder holds one, else trained on the real training cases'
+    tissue maps (seed ``cfg.seeds[0]``) and, when ``cfg.tissue_net`` is set, saved there."""
+    from medidiff import __version__
+    from medidiff.config import to_dict
+    from medidiff.data.transforms import build_transforms, output_shape
+    from medidiff.eval import data as evdata
+    from medidiff.eval import tissue as ts
+    from medidiff.eval.segmentation import load_segmenter, save_segmenter, train_segmenter
+
+    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]
+    # the held-out fold is the tissue QC's real reference: a net trained on another manifest or fold
+    # may have learnt those very cases, and would score them better than any synthetic case
+    expect = {"modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
+              "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold}
+    if cfg.tissue_net and (Path(cfg.tissue_net) / "config.json").is_file():
+        model, recipe = load_segmenter(cfg.tissue_net, kind=ts.TISSUE_NET_KIND, expect=expect, what="tissue segmenter",
+                                       option="--tissue-net")
+        return model, {"training": recipe["training"], "source": f"loaded from {cfg.tissue_net} (seed {recipe['seed']})"}
+    seed = cfg.seeds[0]
+    maps_train = ts.load_tissue_maps(t_train, build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={}))
+    model, hist = train_segmenter(
+        real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,
+        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold,
+        device=cfg.device, progress=progress, desc=f"tissue segmenter seed {seed}")
+    source = f"trained now, seed {seed}"
+    if cfg.tissue_net:  # train once, save with the recipe: later evaluations load it
+        save_segmenter(model, cfg.tissue_net, kind=ts.TISSUE_NET_KIND, recipe={
+            **expect, "init_filters": cfg.init_filters, "seed": seed, "train_cases": real_train.case_ids,
+            "eval": asdict(cfg), "data": to_dict(dcfg), "training": asdict(hist), "medidiff_version": __version__})
+        source += f", saved to {cfg.tissue_net}"
+    return model, {"training": asdict(hist), "source": source}
 
 
 def _mask_id(prov: dict[str, Any]) -> str | None:

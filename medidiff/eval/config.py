@@ -60,6 +60,9 @@ class EvalConfig:
     # our own feature net, trained once and saved with its recipe: a folder that is loaded when it
     # holds one, else the real-trained segmenter is saved there (null: retrain, do not save)
     feature_net: str | None = None
+    # the tissue QC's CSF/GM/WM segmenter, likewise: it learns from the real training cases only, so
+    # one trained and saved here serves every synthetic set of the same manifest and fold
+    tissue_net: str | None = None
     msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity
     slab: int = 8  # 2.5D: thickness (voxels) of the slabs the 3D feature net sees
     slabs_per_axis: int = 4  # 2.5D: evenly spaced slabs per axis and case

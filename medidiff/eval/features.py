@@ -207,42 +207,19 @@ def save_segmenter_features(model: nn.Module, directory: str | Path, recipe: dic
     that evaluation; saved once with its recipe (data grid, manifest hash, fold, budget) and given
     to later evaluations (``--feature-net DIR``), it makes their values comparable across models.
     """
-    import json
+    from medidiff.eval.segmentation import save_segmenter
 
-    from safetensors.torch import save_file
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
-    (d / "config.json").write_text(json.dumps({"kind": FEATURE_NET_KIND, "recipe": recipe}, indent=2, default=str))
-    return d
+    return save_segmenter(model, directory, kind=FEATURE_NET_KIND, recipe=recipe)
 
 
 def load_segmenter_features(directory: str | Path, *, modalities: list[str], grid: list[int],
                             spacing: list[float]) -> tuple[nn.Module, dict]:
     """Load :func:`save_segmenter_features`' folder; refuses one made for other modalities, grid or
     spacing (its features would not be comparable)."""
-    import json
+    from medidiff.eval.segmentation import load_segmenter
 
-    from safetensors.torch import load_file
-
-    from medidiff.eval.segmentation import build_segmenter
-
-    d = Path(directory)
-    try:
-        meta = json.loads((d / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(d / "config.json", f"not a saved feature net ({exc})") from exc
-    if meta.get("kind") != FEATURE_NET_KIND:
-        raise DataError(d / "config.json", f"kind {meta.get('kind')!r}, expected {FEATURE_NET_KIND!r}")
-    r = meta["recipe"]
-    for key, want in (("modalities", list(modalities)), ("grid", list(grid)), ("spacing_mm", list(spacing))):
-        if list(r.get(key, [])) != want:
-            raise DataError(d / "config.json", f"the feature net was trained for {key} {r.get(key)}, this evaluation "
-                                               f"uses {want}: its features are not comparable; use another --feature-net")
-    model = build_segmenter(len(modalities), int(r["init_filters"]))
-    model.load_state_dict(load_file(str(d / "model.safetensors")))
-    return model.eval(), r
+    return load_segmenter(directory, kind=FEATURE_NET_KIND, what="feature net", option="--feature-net",
+                          expect={"modalities": list(modalities), "grid": list(grid), "spacing_mm": list(spacing)})
 
 
 @torch.no_grad()

@@ -429,7 +429,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         c = t["synthetic_vs_real"]
         lines += ["## Tissue QC (CSF/GM/WM segmenter trained on the real tissue maps)", "",
                   f"Voxel agreement of the tissue segmenter with the held-out ground truth: "
-                  f"{_fmt(t['segmenter']['voxel_agreement_on_heldout'])}. Real reference: held-out real cases through the "
+                  f"{_fmt(t['segmenter']['voxel_agreement_on_heldout'])} ({t['segmenter'].get('source', 'trained now')}). "
+                  "Real reference: held-out real cases through the "
                   f"same segmenter. {c['rule']}. Failed: {', '.join(c['failed']) or 'none'}.", "",
                   "| metric | synthetic mean | real mean +- std | real range | z | synthetic in range | ground truth (held-out) | verdict |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +38,8 @@ __all__ = [
     "SegScores",
     "TrainingHistory",
     "build_segmenter",
+    "save_segmenter",
+    "load_segmenter",
     "train_segmenter",
     "predict",
     "segmentation_scores",
@@ -74,6 +78,51 @@ def build_segmenter(in_channels: int = 4, init_filters: int = 8) -> nn.Module:
         norm=("GROUP", {"num_groups": groups}),
         num_groups=groups,
     )
+
+
+def save_segmenter(model: nn.Module, directory: str | Path, *, kind: str, recipe: Mapping[str, Any]) -> Path:
+    """Save a :func:`build_segmenter` net as ``config.json`` (``kind`` and ``recipe``, which must hold
+    ``modalities`` and ``init_filters``) + ``model.safetensors``. ``kind`` says what it was trained
+    to measure: the feature net and the tissue segmenter are the same architecture, and one must
+    not load as the other."""
+    import json
+
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({"kind": kind, "recipe": dict(recipe)}, indent=2, default=str))
+    return d
+
+
+def load_segmenter(directory: str | Path, *, kind: str, expect: Mapping[str, Any], what: str, option: str
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load :func:`save_segmenter`'s folder (eval mode, on the CPU) and its recipe. Refuses another
+    ``kind``, or a recipe whose value of a key of ``expect`` differs (modalities, grid, spacing,
+    ...): that net would measure something else. ``what`` and ``option`` name it in the error."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from medidiff.errors import DataError
+
+    d = Path(directory)
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(d / "config.json", f"not a saved {what} ({exc})") from exc
+    if meta.get("kind") != kind:
+        raise DataError(d / "config.json", f"kind {meta.get('kind')!r}, expected {kind!r}: not a saved {what}")
+    r = meta["recipe"]
+    for key, want in expect.items():
+        got = r.get(key)
+        if (list(got) if isinstance(got, (list, tuple)) else got) != (list(want) if isinstance(want, (list, tuple)) else want):
+            raise DataError(d / "config.json", f"the {what} was trained for {key} {got}, this evaluation uses {want}: "
+                                               f"its outputs are not comparable; use another {option}")
+    model = build_segmenter(len(r["modalities"]), int(r["init_filters"]))
+    model.load_state_dict(load_file(str(d / "model.safetensors")))
+    return model.eval(), r
 
 
 @dataclass

@@ -11,7 +11,9 @@ lies voxel for voxel on its case.
 Method (an instrument, like the utility segmenter): a SegResNet is trained on the real training
 cases' images -> tissue maps (3 sigmoid channels CSF/GM/WM, one-hot targets, the same
 epoch/plateau rule as :func:`medidiff.eval.segmentation.train_segmenter`) and applied to the
-synthetic images AND to the real held-out images. The real reference is the held-out set seen
+synthetic images AND to the real held-out images. It depends on the real training cases alone, so
+it can be trained once (:func:`medidiff.eval.train_tissue_net`, or the first evaluation given
+``eval.tissue_net``), saved, and loaded by every evaluation of the same manifest and fold. The real reference is the held-out set seen
 through the same instrument, so the instrument's own bias cancels; the ground-truth values of the
 held-out cases are reported beside it, as a check on the instrument.
 
@@ -38,11 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["TISSUE_CLASSES", "TISSUE_SUFFIX", "tissue_items", "load_tissue_maps", "tissue_onehot", "predict_tissue", "tissue_measures",
+__all__ = ["TISSUE_CLASSES", "TISSUE_SUFFIX", "TISSUE_NET_KIND", "tissue_items", "load_tissue_maps", "tissue_onehot", "predict_tissue", "tissue_measures",
            "compare_to_real"]
 
 TISSUE_CLASSES: tuple[str, ...] = ("CSF", "GM", "WM")  # codes 1, 2, 3 of the tissue maps
 TISSUE_SUFFIX = "-tissue.nii.gz"
+TISSUE_NET_KIND = "medidiff.eval.tissue_segmenter"  # config.json kind of a saved tissue segmenter (eval.tissue_net)
 
 
 def tissue_items(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:

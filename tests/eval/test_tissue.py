@@ -76,3 +76,49 @@ def test_evaluate_uses_tissue_maps_when_they_exist(tmp_path):
     assert gt["wm_gm_contrast_t1n"] > 0 > gt["wm_gm_contrast_t2w"]  # maps landed on their images
     assert 0.0 <= t["segmenter"]["voxel_agreement_on_heldout"] <= 1.0
     assert "Tissue QC" in (tmp_path / "r1" / "report.md").read_text()
+
+
+def test_tissue_net_trained_alone_is_the_one_evaluate_trains(tmp_path, capsys):
+    """train_tissue_net (no synthetic cases) saves the segmenter the tissue task would train: an
+    evaluation loading it gives the tissue results of one that trained its own, and a net saved for
+    another fold (whose training cases hold this fold's held-out reference) is refused."""
+    import dataclasses
+
+    from medidiff.cli import evaluate_cmd
+    from medidiff.cli import main as cli_main
+    from medidiff.data.manifest import build_brats_manifest, write_manifest
+    from medidiff.data.phantom import write_phantom_dataset
+    from medidiff.eval import train_tissue_net
+    from tests.eval import write_synthetic_phantoms
+
+    root = tmp_path / "real"
+    write_phantom_dataset(root, 6, shape=SHAPE, seed=0, tumour_fraction=1.0, progress=False)
+    write_tissue_maps(root, 6, SHAPE, seed=0)
+    manifest = write_manifest(build_brats_manifest(root, num_folds=2), tmp_path / "real.json")
+    gen = tmp_path / "gen"
+    write_synthetic_phantoms(gen, 3, SHAPE, seed=7)
+    sets = [f"data.roi={list(SHAPE)}", "data.fold=0", "data.cache=none"]
+    exp, cfg = evaluate_cmd.load_eval_configs(None, sets)
+    alone = train_tissue_net(exp, dataclasses.replace(cfg, steps=2, seeds=[0], tasks=["tissue"]), real_manifest=manifest,
+                             root=root, out_dir=tmp_path / "alone", progress=False)
+    argv = ["evaluate", "--real", str(manifest), "--root", str(root), "--synthetic", str(gen), "--tasks", "tissue",
+            "--steps", "2", "--seeds", "0", "--no-progress", *(a for s in sets for a in ("--set", s))]
+    old = cli_main.COMMANDS
+    cli_main.COMMANDS = old if evaluate_cmd in old else [*old, evaluate_cmd]
+    try:
+        assert cli_main.main([*argv, "--out", str(tmp_path / "own"), "--tissue-net", str(tmp_path / "own_net")]) == 0
+        assert cli_main.main([*argv, "--out", str(tmp_path / "loaded"), "--tissue-net", str(alone)]) == 0
+        other_fold = [a.replace("data.fold=0", "data.fold=1") for a in argv]
+        assert cli_main.main([*other_fold, "--out", str(tmp_path / "fold1"), "--tissue-net", str(alone)]) == 2
+        assert "not comparable" in capsys.readouterr().err
+    finally:
+        cli_main.COMMANDS = old
+    own, loaded = (json.loads((tmp_path / n / "report.json").read_text())["results"]["tissue"] for n in ("own", "loaded"))
+    assert "saved to" in own["segmenter"]["source"] and "loaded from" in loaded["segmenter"]["source"]
+    for key in ("synthetic_vs_real", "per_case", "real_heldout_ground_truth"):
+        assert own[key] == loaded[key], key
+    assert own["segmenter"]["training"] == loaded["segmenter"]["training"]
+    assert own["segmenter"]["voxel_agreement_on_heldout"] == loaded["segmenter"]["voxel_agreement_on_heldout"]
+    r_own, r_alone = (json.loads((d / "config.json").read_text())["recipe"] for d in (tmp_path / "own_net", alone))
+    assert {k: v for k, v in r_own.items() if k != "eval"} == {k: v for k, v in r_alone.items() if k != "eval"}
+    assert r_alone["fold"] == 0 and len(r_alone["train_cases"]) == 3  # 6 cases, 2 folds: fold 0's 3 held out
