@@ -9,9 +9,9 @@ nothing to partition, so this engine does the same work with fused kernels and n
 * fused AdamW, the warm-up/cosine schedule of :func:`~medidiff.training.engine.lr_lambda`;
 * gradient clipping by the global norm with torch's multi-tensor norm (the same rule as
   DeepSpeed's: scale by ``clip / (norm + 1e-6)`` when that is below 1), computed on the device;
-* precision ``bf16``: bf16 weights in the module, fp32 master copies in the optimizer, gradients
-  accumulated in fp32 across micro-batches (as DeepSpeed's bf16 mode with ``grad_accum_dtype``
-  fp32); ``autocast-bf16`` and ``fp32``: fp32 weights. fp16 needs DeepSpeed's loss scaling and is
+* precision ``bf16``: bf16 weights in the module, run without autocast, fp32 master copies in the
+  optimizer, gradients accumulated in fp32 across micro-batches (as DeepSpeed's bf16 mode with
+  ``grad_accum_dtype`` fp32); ``autocast-bf16`` and ``fp32``: fp32 weights. fp16 needs DeepSpeed's loss scaling and is
   refused here;
 * several processes: DistributedDataParallel, gradients all-reduced once per accumulation window.
   Every rank holds the whole optimizer state, so a checkpoint resumes on any process count.
@@ -57,6 +57,7 @@ class TorchEngine:
         if not self.params:
             raise MedidiffError("the model has no trainable parameters")
         self.bf16 = cfg.precision == "bf16"
+        self.device_type = device.type
         if self.bf16:
             self.masters = [p.detach().float().clone() for p in self.params]
             self.module.to(torch.bfloat16)  # after the masters: they keep the fp32 initial values
@@ -81,6 +82,14 @@ class TorchEngine:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.ddp is not None:  # all-reduce only on the backward that closes the window
             self.ddp.require_backward_grad_sync = (self._micro + 1) % self.cfg.grad_accum == 0
+        if self.bf16:
+            # bf16 weights run in bf16 without autocast, as in DeepSpeed's bf16 engine (it disables an
+            # outer autocast around the module) and the net-alone benchmark: medidiff's nets cast
+            # their inputs to their weights' dtype. Under autocast, GroupNorm and friends ran in fp32
+            # and every skip concatenation mixed dtypes: 631 copy kernels a step on one H200
+            # (benchmarks/results/loop_h200_plain_20261130, shipped_none).
+            with torch.autocast(self.device_type, enabled=False):
+                return self._forward(*args, **kwargs)
         return self._forward(*args, **kwargs)
 
     def backward(self, loss: torch.Tensor) -> None:

@@ -131,3 +131,20 @@ def test_refusals_name_the_problem(tmp_path):
     last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
     with pytest.raises(MedidiffError, match=rf"{STATE_JSON}: engine state of format 1 / precision fp32"):
         engine.load(last)
+
+
+@pytest.mark.parametrize("precision, inside", [("bf16", False), ("autocast-bf16", True)])
+def test_bf16_weights_run_without_the_outer_autocast(precision, inside):
+    # As DeepSpeed's bf16 engine: bf16 weights run in bf16 (the nets cast their inputs); under an
+    # outer autocast, norms ran in fp32 and skip concatenations mixed dtypes (631 copies a step).
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import lr_lambda
+
+    seen = []
+    net = toy_train.ToyNet()
+    net.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    cfg = TrainConfig(precision=precision, deepspeed="none", device="cpu")
+    engine = TorchEngine(net, cfg, lr_lambda(cfg), 0, 1, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = engine(torch.randn(1, 2, 8, 8, 8))
+    assert seen == [inside] and out.shape == (1, 2, 8, 8, 8)

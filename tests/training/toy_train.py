@@ -49,7 +49,9 @@ class ToyNet(nn.Module):
         self.b = nn.Conv3d(8, 2, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.b(self.drop(torch.nn.functional.silu(self.a(x))))
+        out_dtype = x.dtype
+        x = x.to(self.a.weight.dtype)  # as medidiff's nets do: bf16 weights run without autocast
+        return self.b(self.drop(torch.nn.functional.silu(self.a(x)))).to(out_dtype)
 
 
 def make_loss(kill_at_call: int | None = None):
