@@ -103,8 +103,12 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     # same device time again, and summing them double-counted (gpu busy > wall)
     from torch.autograd import DeviceType
 
+    # record_function ranges (medidiff/..., Optimizer.step#...) also appear on the device timeline as
+    # spans that contain those kernels (and idle gaps): the 2026-11-30 plain-engine run counted them
+    # as kernels (gpu busy 157 ms, of which ~37 ms were kernels). A range has a CPU event of its key.
+    host_keys = {e.key for e in events if getattr(e, "device_type", None) == DeviceType.CPU}
     cuda = [(e.key, float(getattr(e, "self_device_time_total", 0.0) or 0.0), e.count) for e in events
-            if getattr(e, "device_type", None) == DeviceType.CUDA]
+            if getattr(e, "device_type", None) == DeviceType.CUDA and e.key not in host_keys]
     kernels = sorted((c for c in cuda if c[1] > 0), key=lambda c: -c[1])
     counts = {e.key: e.count / n for e in events}
     sync_keys = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
