@@ -13,6 +13,7 @@
 # TASK=ablation: benchmarks/quality_ablation.py (arguments in ABLATION_ARGS, e.g. "--minutes 6").
 # TASK=loop: benchmarks/loop_bench.py on the shipped and the fastest config (issue 15), profiled.
 # TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
+# TASK=sampling: the GPU sampler test, cascade_bench's step-count fit and sr_loader_bench (issue 15).
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
@@ -87,6 +88,19 @@ scaling_task() {
     # shellcheck disable=SC2086  # SCALING_ARGS is a list of words
     python3 benchmarks/scaling_bench.py --out $JOB/scaling ${SCALING_ARGS:-}
     echo "== scaling exit $? $(date -u +%FT%TZ)"
+}
+
+sampling_task() {
+    # issue 15, deliverables 5 and 6: the no-sync DDPM test, DDPM vs Euler per step (fit over 3
+    # step counts), and the SR loader's windows against whole cases
+    mkdir -p $JOB/sampling
+    echo "== sampling: gpu tests $(date -u +%FT%TZ)"
+    python3 -m pytest tests/samplers -m gpu -q -p no:cacheprovider
+    echo "== sampling: cascade_bench $(date -u +%FT%TZ)"
+    python3 benchmarks/cascade_bench.py --device cuda --steps 10 20 30 --out $JOB/sampling/cascade.json
+    echo "== sampling: sr_loader_bench $(date -u +%FT%TZ)"
+    python3 benchmarks/sr_loader_bench.py --device cuda --out $JOB/sampling/sr_loader.json
+    echo "== sampling done $(date -u +%FT%TZ)"
 }
 
 job() {
