@@ -89,9 +89,12 @@ def save_segmenter(model: nn.Module, directory: str | Path, *, kind: str, recipe
 
     from safetensors.torch import save_file
 
+    from medidiff.files import atomic_path
+
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    with atomic_path(d / "model.safetensors") as tmp:  # the umask's mode (safetensors creates 0600)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     (d / "config.json").write_text(json.dumps({"kind": kind, "recipe": dict(recipe)}, indent=2, default=str))
     return d
 

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medidiff.errors import MedidiffError
-from medidiff.files import staged_dir
+from medidiff.files import atomic_path, staged_dir
 from medidiff.latents.codec import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["CACHE_NAME", "codec_hash", "cache_pipeline_hash", "write_latent_cache", "read_cache_manifest", "LatentCacheDataset"]
@@ -104,7 +104,8 @@ def write_latent_cache(
         def flush() -> None:
             nonlocal shard, n_shards
             if shard:
-                save_file(shard, str(stage / _shard_name(n_shards)))
+                with atomic_path(stage / _shard_name(n_shards)) as tmp:  # the umask's mode, not 0600
+                    save_file(shard, str(tmp))
                 n_shards += 1
                 shard = {}
 

@@ -114,10 +114,13 @@ def save_weights(directory: str | Path, state_dict: dict[str, torch.Tensor]) -> 
     """Write ``model.safetensors`` (tensors made contiguous and moved to CPU)."""
     from safetensors.torch import save_file
 
+    from medidiff.files import atomic_path
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / WEIGHTS_NAME
-    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(path))
+    with atomic_path(path) as tmp:  # the umask's mode (safetensors creates 0600), never half-written
+        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp))
     return path
 
 

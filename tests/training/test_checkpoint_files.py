@@ -54,3 +54,21 @@ def test_weights_files_get_the_umask_mode_not_0600(tmp_path):
         assert (tmp_path / "v.safetensors").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_codec_segmenter_and_latent_cache_weights_get_the_umask_mode(tmp_path):
+    # they wrote with safetensors directly (0600): an exported model's codec/ was unreadable to the group
+    import os
+
+    from torch import nn
+
+    from medidiff.eval.segmentation import save_segmenter
+    from medidiff.latents.codec import save_weights
+
+    old = os.umask(0o027)
+    try:
+        written = [save_weights(tmp_path / "codec", {"w": torch.zeros(2)}),
+                   save_segmenter(nn.Linear(2, 2), tmp_path / "seg", kind="feature", recipe={}) / "model.safetensors"]
+    finally:
+        os.umask(old)
+    assert [p.stat().st_mode & 0o777 for p in written] == [0o640, 0o640]
