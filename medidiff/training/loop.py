@@ -90,6 +90,7 @@ from medidiff.training.engine import (
     barrier,
     build_engine,
     engine_name,
+    finished_cleanly,
     full_parameters,
     trained_parameters,
     load_engine_checkpoint,
@@ -655,6 +656,7 @@ def fit(
         # last checkpoint's files): an early rank's exit tore down its gloo connections under
         # rank 1 of a 2-rank ZeRO-3 run on a busy CPU ("terminate called without an active exception").
         barrier()
+        finished_cleanly()  # every rank got here: the exit may line up the ranks' teardowns
         failed = False
     finally:  # also on errors: no worker processes or open logs outlive the loop
         if run.bar is not None:
