@@ -39,14 +39,13 @@ loop_task() {
         echo "== loop: $name $(date -u +%FT%TZ)"
         $lb "$@" --out $JOB/loop/$name.json
     }
-    # shellcheck disable=SC2086  # FAST is a list of words
-    {
     run_loop shipped --work /tmp/lb_shipped
     run_loop shipped_none --set train.deepspeed=none --monai --work /tmp/lb_shipped
     run_loop shipped_none_compiled --set train.deepspeed=none --set train.compile=true --work /tmp/lb_shipped
+    # shellcheck disable=SC2086  # FAST is a list of words
     run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast
+    # shellcheck disable=SC2086
     run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none --monai --work /tmp/lb_fast
-    }
 }
 
 ablation_task() {

@@ -143,59 +143,44 @@ def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistIn
     Without ``deepspeed`` (the plain engine) DeepSpeed is not imported, and one process needs no
     process group at all: DeepSpeed's import and, on CPU, its communication op build cost a
     single-process run seconds at start."""
-    if not deepspeed:
-        return _setup_torch_distributed(device)
-    if device.type == "cpu":
+    if deepspeed and device.type == "cpu":
         # Must be set before DeepSpeed is imported: it picks its accelerator at import time.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    else:
+    elif deepspeed:
         sanitize_cuda_arch_list()
     adopt_slurm_env()  # srun without torchrun: SLURM's variables name the rank and world size
-    for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, default)
-    if "MASTER_PORT" not in os.environ:
-        os.environ["MASTER_PORT"] = str(_free_port())
-    import deepspeed
+    grouped = deepspeed or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if grouped:
+        for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
+            os.environ.setdefault(key, default)
+        if "MASTER_PORT" not in os.environ:
+            os.environ["MASTER_PORT"] = str(_free_port())
+    if deepspeed:
+        import deepspeed as ds
 
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if not torch.distributed.is_initialized():
+    if grouped and not torch.distributed.is_initialized():
         if device.type == "cuda":
             # bind NCCL to this rank's GPU up front (otherwise it guesses the device per collective)
             torch.distributed.init_process_group("nccl", device_id=device)
-        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+        if deepspeed:
+            ds.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+        elif device.type != "cuda":
+            torch.distributed.init_process_group("gloo")
         atexit.register(_destroy_process_group)
-    world_size = torch.distributed.get_world_size()
+    world_size = torch.distributed.get_world_size() if grouped else 1
     control = None
     if world_size > 1:
         # every rank creates it, in the same order (new_group is itself a collective)
         control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
     return DistInfo(
-        rank=torch.distributed.get_rank(),
+        rank=torch.distributed.get_rank() if grouped else 0,
         world_size=world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         device=device,
         control=control,
     )
-
-
-def _setup_torch_distributed(device: torch.device) -> DistInfo:
-    adopt_slurm_env()
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world_size > 1 and not torch.distributed.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if device.type == "cuda":
-            torch.distributed.init_process_group("nccl", device_id=device)
-        else:
-            torch.distributed.init_process_group("gloo")
-        atexit.register(_destroy_process_group)
-    control = None
-    if world_size > 1:
-        control = torch.distributed.new_group(backend="gloo") if device.type == "cuda" else torch.distributed.group.WORLD
-    return DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world_size,
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=device, control=control)
 
 
 def any_rank(flags: list[bool], dist: DistInfo) -> list[bool]:

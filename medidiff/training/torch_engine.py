@@ -97,13 +97,11 @@ class TorchEngine:
         (loss / self.cfg.grad_accum if self.cfg.grad_accum > 1 else loss).backward()
         if self.bf16:  # bf16 gradients into the fp32 window sum (bf16 sums diverge: DeepSpeed #2768)
             grads = [p.grad for p in self.params]
-            first = self._micro % self.cfg.grad_accum == 0
-            with torch.no_grad():
-                for master, grad in zip(self._master_grads, grads):
-                    if first:
-                        master.copy_(grad)
-                    else:
-                        master.add_(grad)
+            with torch.no_grad():  # multi-tensor ops: a few kernels, not one per parameter
+                if self._micro % self.cfg.grad_accum == 0:
+                    torch._foreach_copy_(self._master_grads, grads)
+                else:
+                    torch._foreach_add_(self._master_grads, grads)
             for p in self.params:
                 p.grad = None
 
@@ -146,7 +144,7 @@ class TorchEngine:
         directory.mkdir(parents=True, exist_ok=True)
         opt = self.optimizer.state_dict()
         tensors = {f"module/{k}": v for k, v in self.module.state_dict().items()}
-        groups, extra = [], {}
+        extra = {}
         for i, state in opt["state"].items():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor):
@@ -155,12 +153,10 @@ class TorchEngine:
                     extra[f"{i}/{key}"] = value
         for i, m in enumerate(self.masters):
             tensors[f"master/{i}"] = m
-        for g in opt["param_groups"]:
-            groups.append({k: v for k, v in g.items()})
         sched = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
         ckpt.save_tensors(directory / STATE_TENSORS, tensors)
         ckpt.write_atomic(directory / STATE_JSON, json.dumps(
-            {"format": _FORMAT, "precision": self.cfg.precision, "micro_steps": self._micro, "param_groups": groups,
+            {"format": _FORMAT, "precision": self.cfg.precision, "micro_steps": self._micro, "param_groups": opt["param_groups"],
              "optimizer_extra": extra, "scheduler": sched}, indent=2, sort_keys=True))
 
     def load(self, directory: Path) -> None:
