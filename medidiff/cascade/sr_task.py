@@ -282,7 +282,7 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
             codec.save_pretrained(codec_dir)
     torch.manual_seed(cfg.seed)
     net = build_net(net_cfg)
-    objective = build_objective(cfg.objective)
+    objective = build_objective(cfg.objective, getattr(codec, "channel_names", None))
     loss_fn = SRLoss(cfg, codec, objective)
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": KIND}

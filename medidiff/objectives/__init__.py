@@ -13,11 +13,13 @@ never branch on which one they hold:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from medidiff.errors import MedidiffError
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.ddpm import DDPMObjective, convert_prediction, min_snr_weight
 from medidiff.objectives.flow import FlowMatchingObjective
@@ -32,6 +34,7 @@ __all__ = [
     "build_objective",
     "convert_prediction",
     "min_snr_weight",
+    "resolve_channel_weights",
 ]
 
 
@@ -65,6 +68,25 @@ class Objective(Protocol):
 OBJECTIVES: dict[str, type] = {"ddpm": DDPMObjective, "flow": FlowMatchingObjective}
 
 
-def build_objective(config: ObjectiveConfig) -> Objective:
-    """The objective named by ``config.type``."""
-    return OBJECTIVES[config.type](config)
+def build_objective(config: ObjectiveConfig, channel_names: Sequence[str] | None = None) -> Objective:
+    """The objective named by ``config.type``; for training, ``channel_names`` (the latent codec's,
+    e.g. ``"LLH:t1n"``) resolve ``detail_weight`` into per-channel loss weights."""
+    return OBJECTIVES[config.type](resolve_channel_weights(config, channel_names))
+
+
+def resolve_channel_weights(config: ObjectiveConfig, channel_names: Sequence[str] | None) -> ObjectiveConfig:
+    """``config`` with ``detail_weight`` folded into ``channel_weights``: every channel whose
+    sub-band is not the coarsest (its name holds an H: ``"LLH:t1n"``, ``"LLL.HLL:t2f"``) weighs
+    ``detail_weight`` times its ``channel_weights`` entry (1 when unset)."""
+    if config.detail_weight == 1.0:
+        return config
+    bands = [name.partition(":")[0] for name in channel_names or []]
+    if not bands or not all(set(b) <= set("LH.") for b in bands):
+        raise MedidiffError(f"objective.detail_weight ({config.detail_weight}) weights wavelet sub-bands, but this "
+                         f"model's channels are not named by sub-band ({list(channel_names or [])[:3]}...): "
+                         "use a wavelet latent or set detail_weight: 1")
+    base = config.channel_weights or [1.0] * len(bands)
+    if len(base) != len(bands):
+        raise MedidiffError(f"objective.channel_weights has {len(base)} entries but the model has {len(bands)} channels")
+    weights = [w * (config.detail_weight if "H" in b else 1.0) for w, b in zip(base, bands)]
+    return replace(config, channel_weights=weights, detail_weight=1.0)

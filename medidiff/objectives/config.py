@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,6 +65,11 @@ class ObjectiveConfig:
     # Per-channel (or per wavelet sub-band) loss weights, one per network output channel;
     # the loss is sum_c w_c L_c / sum_c w_c. null = all channels equal.
     channel_weights: list[float] | None = None
+    # Loss weight of the wavelet detail sub-bands (every band but the coarsest, LLL) relative to
+    # LLL; it multiplies channel_weights. Raw Haar detail coefficients of brain MRI carry about
+    # 1e-3 of LLL's variance, so an unweighted L2 hardly trains them: the x0 model shipped on
+    # 2026-11-30 was 3-13x too weak in the top spectral bands. Wavelet latents only; 1 = WDM-3D.
+    detail_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -105,6 +111,8 @@ class ObjectiveConfig:
                 raise ValueError(
                     f"channel_weights must be non-negative with a positive sum, got {self.channel_weights}"
                 )
+        if not (math.isfinite(self.detail_weight) and self.detail_weight > 0):
+            raise ValueError(f"detail_weight must be a positive number (1 = all sub-bands equal), got {self.detail_weight}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         if self.cond_drop_keys is not None:

@@ -262,7 +262,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
         net_cfg = net_config_for_text(net_cfg, text.encoder)
     torch.manual_seed(cfg.seed)
     net = build_net(net_cfg)
-    objective = build_objective(cfg.objective)
+    objective = build_objective(cfg.objective, getattr(codec, "channel_names", None))
     loss_fn = DiffusionLoss(cfg, codec, objective, text)
     record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": "medidiff.diffusion", "text_encoder": text_record}

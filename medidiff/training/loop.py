@@ -182,12 +182,15 @@ class _Preemption:
             signal.signal(sig, old)
 
 
-def _read_logs(logs: dict[str, Any]) -> dict[str, float]:
-    """``{"loss/<k>": float}`` from floats and device scalars, with one host read for the tensors."""
+def _read_logs(logs: dict[str, Any], n_steps: int) -> dict[str, float]:
+    """``{"loss/<k>": float}``: the mean over the window's ``n_steps`` of the per-step sums in
+    ``logs`` (floats and device scalars, with one host read for the tensors)."""
+    n = max(1, n_steps)
     keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
-    out = {f"loss/{k}": float(v) for k, v in logs.items() if not isinstance(v, torch.Tensor)}
+    out = {f"loss/{k}": float(v) / n for k, v in logs.items() if not isinstance(v, torch.Tensor)}
     if keys:
-        out.update({f"loss/{k}": v for k, v in zip(keys, torch.stack([logs[k].float() for k in keys]).tolist())})
+        values = (torch.stack([logs[k].float() for k in keys]) / n).tolist()
+        out.update({f"loss/{k}": v for k, v in zip(keys, values)})
     return out
 
 
@@ -485,7 +488,8 @@ def _log_line(run: _Run) -> None:
         "epoch": run.epoch,
         "steps_per_s": n_steps / dt,
         "volumes_per_s": vols / dt,
-        **_read_logs(run.step_logs),
+        # per-band and per-modality losses were summed over the window's steps (no host read a step)
+        **_read_logs(run.step_logs, n_steps),
     }
     values.update(run.data_wait.lap() if run.data_wait is not None else {})
     if run.device.type == "cuda":

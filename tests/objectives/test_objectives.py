@@ -181,6 +181,29 @@ def test_flow_l1_and_channel_weights():
         obj2.loss(Oracle(obj2), x0)
 
 
+@pytest.mark.parametrize("kind", ["ddpm", "flow"])
+def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
+    from medidiff.errors import MedidiffError
+    from medidiff.latents.haar import subband_names
+
+    names = subband_names(2, ["t1n", "WT"])  # 128 channels; LLL.LLL:* are the coarsest two
+    obj = build_objective(ObjectiveConfig(type=kind, detail_weight=10.0), names)
+    w = obj.config.channel_weights
+    assert w[:2] == [1.0, 1.0] and set(w[2:]) == {10.0} and obj.config.detail_weight == 1.0
+    # it multiplies explicit channel weights; the loss is their weighted mean
+    base = [float(i % 3) for i in range(len(names))]
+    obj = build_objective(ObjectiveConfig(type=kind, detail_weight=0.5, channel_weights=base), names)
+    assert obj.config.channel_weights == [b * (1.0 if i < 2 else 0.5) for i, b in enumerate(base)]
+    # 1 leaves the config as it is; a model without sub-bands (a VAE's z0..) is refused
+    assert build_objective(ObjectiveConfig(type=kind)).config.channel_weights is None
+    with pytest.raises(MedidiffError, match="not named by sub-band"):
+        build_objective(ObjectiveConfig(type=kind, detail_weight=10.0), ["z0", "z1"])
+    with pytest.raises(MedidiffError, match="not named by sub-band"):
+        build_objective(ObjectiveConfig(type=kind, detail_weight=10.0))
+    with pytest.raises(ValueError, match="positive"):
+        ObjectiveConfig(type=kind, detail_weight=0.0)
+
+
 def test_flow_time_sampling_and_shift():
     g = torch.Generator().manual_seed(0)
     obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_shift=True))

@@ -347,3 +347,21 @@ def test_unknown_deepspeed_config_name_is_a_clear_error():
         resolve_deepspeed_config(TrainConfig(deepspeed="zero5"), 1)
     with pytest.raises(ConfigError, match="not found"):
         resolve_deepspeed_config(TrainConfig(deepspeed="nope/x.json"), 1)
+
+
+def test_logged_sub_losses_are_means_over_the_window_not_sums(tmp_path):
+    # a loss_fn's extra logs (the per-band losses of a diffusion model) are summed on the device
+    # step by step; a log line over 4 steps must report their mean, as "loss" does
+    inner = toy_train.make_loss()
+
+    def loss_fn(net, batch, gen):
+        loss, _ = inner(net, batch, gen)
+        return loss, {"device": torch.tensor(0.25), "host": 0.5}
+
+    toy_train.fit(toy_train.ToyNet(), loss_fn, toy_train.ToyData(), toy_train.config("none", 8, log_every=4),
+                  run_dir=tmp_path, seed=0, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss/device" in r]
+    assert [r["step"] for r in rows] == [4, 8]
+    for r in rows:
+        assert r["loss/device"] == pytest.approx(0.25) and r["loss/host"] == pytest.approx(0.5)
