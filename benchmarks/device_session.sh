@@ -39,13 +39,20 @@ loop_task() {
         echo "== loop: $name $(date -u +%FT%TZ)"
         $lb "$@" --out $JOB/loop/$name.json
     }
-    run_loop shipped --work /tmp/lb_shipped
-    run_loop shipped_none --set train.deepspeed=none --monai --work /tmp/lb_shipped
-    run_loop shipped_none_compiled --set train.deepspeed=none --set train.compile=true --work /tmp/lb_shipped
-    # shellcheck disable=SC2086  # FAST is a list of words
-    run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast
-    # shellcheck disable=SC2086
-    run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none --monai --work /tmp/lb_fast
+    # LOOP_RUNS picks and orders them (default: all); MONAI=1 adds MONAI's net to the --monai rows
+    local monai=""; [ "${MONAI:-1}" = 1 ] && monai="--monai"
+    for name in ${LOOP_RUNS:-shipped shipped_none shipped_none_compiled fast_zero1 fast_none}; do
+        # shellcheck disable=SC2086  # FAST and $monai are lists of words
+        case $name in
+            shipped) run_loop shipped --work /tmp/lb_shipped ;;
+            shipped_none) run_loop shipped_none --set train.deepspeed=none $monai --work /tmp/lb_shipped ;;
+            shipped_none_compiled) run_loop shipped_none_compiled --set train.deepspeed=none --set train.compile=true \
+                --work /tmp/lb_shipped ;;
+            fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
+            fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;
+            *) echo "unknown loop run $name" ;;
+        esac
+    done
 }
 
 ablation_task() {
@@ -58,6 +65,9 @@ ablation_task() {
 # TASKS=quality_scale: issue 16's seeds run (benchmarks/quality_scale.py; arguments in QUALITY_ARGS,
 # e.g. "--minutes 8 --set train.deepspeed=zero1"); seed 0's model stays in $JOB/quality_scale/models/seed0
 quality_scale_task() {
+    # its training processes and evaluations share the host with a loop benchmark on the other GPU:
+    # a few CPU threads each (torch takes every core by default)
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
     echo "== quality_scale $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # QUALITY_ARGS is a list of words
     python3 benchmarks/quality_scale.py --out $JOB/quality_scale ${QUALITY_ARGS:-}
@@ -106,11 +116,18 @@ job() {
     export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
     cd "$REPO" || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-    # PAR_TASKS="loop=0 quality_scale=1": tasks side by side, each on its own GPU, logging to
-    # $JOB/<task>.log; then TASKS (default gpu_run; TASKS="" runs none) in order, on every GPU.
+    # FIRST_TASKS in order on every GPU; then PAR_TASKS="loop+sampling=0 quality_scale=1": tasks
+    # side by side, each GPU's (joined by +) in order on it, logging to $JOB/<task>.log; then TASKS
+    # (default gpu_run; TASKS="" runs none) in order, on every GPU.
+    for task in ${FIRST_TASKS:-}; do
+        "${task}_task"
+    done
     for spec in ${PAR_TASKS:-}; do
-        (export CUDA_VISIBLE_DEVICES=${spec#*=}; "${spec%=*}_task" >"$JOB/${spec%=*}.log" 2>&1
-         echo "== ${spec%=*} on GPU ${spec#*=} exit $? $(date -u +%FT%TZ)") &
+        (export CUDA_VISIBLE_DEVICES=${spec#*=}
+         for task in $(echo "${spec%=*}" | tr + ' '); do
+             "${task}_task" >"$JOB/${task}.log" 2>&1
+             echo "== ${task} on GPU ${spec#*=} exit $? $(date -u +%FT%TZ)"
+         done) &
     done
     wait
     for task in ${TASKS-${TASK:-gpu_run}}; do

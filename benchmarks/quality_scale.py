@@ -13,8 +13,10 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
 1. data: ``--cases`` anatomy cases at 120x120x78 (seed 0, the shipped model's generator and shape),
    written by ``--workers`` processes; a manifest with 4 folds, fold 0 held out.
 2. train: ``--seeds`` copies of ``quality_ablation.ARMS["x0_stats_off"]`` (seed s, run ``seed<s>``,
-   ``train.max_minutes``; ``--set KEY=VALUE`` reaches every seed) side by side, each in its own
-   process; beside them, the evaluation's feature net and tissue segmenter are trained once on the
+   ``train.max_minutes``; ``--set KEY=VALUE`` reaches every run) side by side, each in its own
+   process; with ``--variants`` (VARIANTS: the texture ablation, e.g. ``x0 x0_detail10``) every
+   variant's keys go on top, runs ``<variant>_seed<s>``, all side by side, scored by the same
+   evaluation and summarised per variant; beside them, the evaluation's feature net and tissue segmenter are trained once on the
    real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
    process), so every seed's Frechet is on the same features and its tissue QC through the same
    instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
@@ -47,6 +49,7 @@ seeds it is wide, t = 4.30), with min and max beside it. Seeds are the only repe
 cases within a seed are not independent draws of the training outcome.
 
     python3 benchmarks/quality_scale.py --out /tmp/job/quality_scale --minutes 8          # one H200: ~14 min
+    python3 benchmarks/quality_scale.py --out /tmp/job/qs --seeds 1 --variants x0 x0_detail10 x0_detail100 --phases image
     python benchmarks/quality_scale.py --out /tmp/qs_smoke --smoke --device cpu           # CPU: ~3 min
 """
 
@@ -70,6 +73,18 @@ from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_score
                             make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
+# Variants of the recipe trained side by side on the same data and scored by the same evaluation
+# (--variants; each --seeds times): the texture ablation of issue 16. The shipped model (x0) was
+# 3-13x too weak in the top 4 of 8 spectral bands, the bands the Haar detail coefficients hold;
+# raw detail coefficients carry ~1e-3 of LLL's variance, so the unweighted loss hardly trains them.
+VARIANTS: dict[str, list[str]] = {
+    "x0": [],  # the shipped recipe as it is
+    "x0_detail10": ["objective.detail_weight=10"],
+    "x0_detail100": ["objective.detail_weight=100"],
+    # per-sub-band unit variance: the inputs and the loss weight every band alike (~1000x detail)
+    "x0_stats_on": ["latent.fit_stats=true"],
+    "velocity": ["objective.flow_target=velocity"],
+}
 # the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
 # folder (eval_dir) before the next starts; tissue goes last because it trains a segmenter and is
 # the one that ran longest (the 2 x H200 run: still going after 17 min, three seeds side by side).
@@ -78,6 +93,13 @@ EVAL_PHASES: dict[str, str] = {"image": "image,memorisation", "tissue": "tissue"
 SHARED_NETS: dict[str, str] = {"image": "feature_net", "tissue": "tissue_net"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
+
+
+def run_names(variants: Sequence[str], seeds: int) -> dict[str, tuple[str, int]]:
+    """Every training run: name -> (variant, seed). The shipped recipe alone keeps its runs' old
+    names (seed<s>: the folder pack_pretrained.py packs is models/seed0); otherwise <variant>_seed<s>."""
+    plain = list(variants) == ["x0"]
+    return {(f"seed{s}" if plain else f"{v}_seed{s}"): (v, s) for v in variants for s in range(seeds)}
 
 
 def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
@@ -96,16 +118,16 @@ def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
     return {**out, "std": std, "t95": [out["mean"] - half, out["mean"] + half]}
 
 
-def eval_dir(out: Path, seed: int, phase: str) -> Path:
-    """One seed's report folder of one evaluation phase: OUT/eval/seed<s> (image) or OUT/eval/seed<s>_<phase>."""
-    return out / "eval" / (f"seed{seed}" if phase == "image" else f"seed{seed}_{phase}")
+def eval_dir(out: Path, run: str, phase: str) -> Path:
+    """One run's report folder of one evaluation phase: OUT/eval/<run> (image) or OUT/eval/<run>_<phase>."""
+    return out / "eval" / (run if phase == "image" else f"{run}_{phase}")
 
 
-def phase_reports(out: Path, seed: int) -> dict[str, dict[str, Any]]:
-    """The report.json of every evaluation phase of ``seed`` that finished (a missing one is left out)."""
+def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
+    """The report.json of every evaluation phase of ``run`` that finished (a missing one is left out)."""
     found = {}
     for phase in EVAL_PHASES:
-        path = eval_dir(out, seed, phase) / "report.json"
+        path = eval_dir(out, run, phase) / "report.json"
         if path.is_file():
             found[phase] = json.loads(path.read_text())
     return found
@@ -148,12 +170,12 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in m.items()}
 
 
-def seed_config_path(out: Path, seed: int) -> Path:
-    return out / "configs" / f"seed{seed}.yaml"
+def run_config_path(out: Path, run: str) -> Path:
+    return out / "configs" / f"{run}.yaml"
 
 
 def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
-    """Every seed's resolved config in OUT/configs/ (before any work: a bad --set is one line, exit 2)."""
+    """Every run's resolved config in OUT/configs/ (before any work: a bad --set is one line, exit 2)."""
     from medidiff.config import ConfigError, load_config, save_resolved
 
     for o in args.overrides:
@@ -162,41 +184,43 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
             raise ConfigError(f"--set {o}: " + ("expected KEY=VALUE" if "=" not in o else
                                                 f"{key} is set by this script per seed ({', '.join(OWNED)})"))
     paths = []
-    for s in range(args.seeds):
-        cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], f"seed={s}", f"name=seed{s}",
-                                 f"train.max_minutes={args.minutes}", *(["train.max_steps=2"] if args.smoke else [])])
-        path = save_resolved(cfg, out / "configs", f"seed{s}.yaml")
+    for run, (variant, s) in run_names(args.variants, args.seeds).items():
+        cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], f"seed={s}",
+                                 f"name={run}", f"train.max_minutes={args.minutes}",
+                                 *(["train.max_steps=2"] if args.smoke else [])])
+        path = save_resolved(cfg, out / "configs", f"{run}.yaml")
         if args.overrides:  # applied to the saved file, so an error names it and the --set, not 40 script keys
-            path = save_resolved(load_config(path, args.overrides), out / "configs", f"seed{s}.yaml")
+            path = save_resolved(load_config(path, args.overrides), out / "configs", f"{run}.yaml")
         paths.append(path)
     return paths
 
 
-def run_seed(args: argparse.Namespace, out: Path, seed: int) -> None:
-    """Train one seed, export it, generate its cases and score their background (its own process)."""
+def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
+    """Train one run, export it, generate its cases and score their background (its own process)."""
     from medidiff.cli.main import main as medidiff_main
     from medidiff.config import load_config
 
-    cfg = load_config(seed_config_path(out, seed))
-    log(f"seed {seed}: training for {args.minutes} min")
-    trained, model = train_and_export(cfg, out / "models" / f"seed{seed}")
-    log(f"seed {seed}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
-    gen = out / "generated" / f"seed{seed}"
+    cfg = load_config(run_config_path(out, run))
+    log(f"{run}: training for {args.minutes} min")
+    trained, model = train_and_export(cfg, out / "models" / run)
+    log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
+    gen = out / "generated" / run
     t0 = time.perf_counter()
     code = medidiff_main(["generate", "--model", str(model), "--num", str(args.generate), "--out", str(gen), "--seed", "0",
                           "--device", args.device, "--overwrite", "--no-progress"])
     if code:
-        raise SystemExit(f"seed {seed}: medidiff generate exited {code}")
+        raise SystemExit(f"{run}: medidiff generate exited {code}")
     gen_seconds = time.perf_counter() - t0
     cases = sorted(d for d in gen.iterdir() if d.is_dir() and d.name.startswith("case_"))
     scores = [background_scores(read_case(c, MODALITIES)) for c in cases]  # generated files are in [0, 1]
-    record = {"seed": seed, "model": str(model), **trained, "generate_seconds": round(gen_seconds, 1),
+    variant, seed = run_names(args.variants, args.seeds)[run]
+    record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": round(gen_seconds, 1),
               "generated": len(cases), "background_per_case": scores,
               "background": {k: float(np.mean([sc[k] for sc in scores])) for k in scores[0]},
               "background_rms_max": max(sc["background_rms"] for sc in scores)}
     (out / "seeds").mkdir(exist_ok=True)
-    (out / "seeds" / f"seed{seed}.json").write_text(json.dumps(record, indent=2))
-    log(f"seed {seed}: {len(cases)} cases in {gen_seconds:.0f} s, background RMS {record['background']['background_rms']:.4f}")
+    (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
+    log(f"{run}: {len(cases)} cases in {gen_seconds:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
 def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
@@ -206,17 +230,17 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     from medidiff.eval import train_feature_net, train_tissue_net
 
     trainer = {"feature_net": train_feature_net, "tissue_net": train_tissue_net}[name]
-    exp, cfg = load_eval_configs(str(seed_config_path(out, 0)), None)
+    exp, cfg = load_eval_configs(str(run_config_path(out, next(iter(run_names(args.variants, args.seeds))))), None)
     cfg = replace(cfg, seeds=[0], epochs=args.eval_epochs, steps=args.eval_steps, device=args.device)
     t0 = time.perf_counter()
     trainer(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / name, progress=False)
     log(f"{name} trained in {time.perf_counter() - t0:.0f} s: {out / name}")
 
 
-def evaluate_command(args: argparse.Namespace, out: Path, seed: int, phase: str) -> list[str]:
+def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) -> list[str]:
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
-           "--synthetic", str(out / "generated" / f"seed{seed}"), "--out", str(eval_dir(out, seed, phase)),
-           "--config", str(seed_config_path(out, seed)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
+           "--synthetic", str(out / "generated" / run), "--out", str(eval_dir(out, run, phase)),
+           "--config", str(run_config_path(out, run)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
            f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase]), "--epochs", str(args.eval_epochs),
            "--seeds", "0", "--no-progress"]
     if args.eval_steps:
@@ -265,56 +289,70 @@ ROWS: list[tuple[str, str, int]] = [
 
 
 def write_report(record: dict[str, Any], out: Path) -> None:
-    seeds = record["seeds"]
-    names = [f"seed {s}" for s in seeds]
+    runs, variants = list(record["runs"]), record["variants"]
+    with_means = len(record["seeds"]) > 1
     lines = [
-        "# Quality at scale: the shipped recipe on a larger anatomy set, several seeds",
+        "# Quality at scale: the shipped recipe on a larger anatomy set" + (", several seeds" if with_means else "")
+        + ("" if variants == ["x0"] else f", variants {', '.join(variants)}"),
         "",
         f"- command: `{record['command']}`",
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        f"- training: {len(seeds)} seeds side by side on one device, {record['minutes']} min each; "
-        f"config OUT/configs/seed<s>.yaml (quality_ablation's {ARM} arm), extra --set: {record['overrides'] or 'none'}",
-        "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items())
-        + f"; one feature net and one tissue segmenter for every seed ({record['feature_net']}, {record['tissue_net']}), "
+        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each; "
+        f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
+        f"{record['overrides'] or 'none'}",
+        *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
+        "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items() if k in record["phases"])
+        + f"; one feature net and one tissue segmenter for every run ({record['feature_net']}, {record['tissue_net']}), "
         f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else "")
         + f", at most {record['eval_minutes']:g} min a phase",
-        "- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished",
+        *(["- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished"]
+          if with_means else []),
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
         f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
             f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None) or "not run"),
-        f"- seed 0's model for benchmarks/pack_pretrained.py: `{out / 'models' / 'seed0'}` (card facts: card_seed0.json)",
+        f"- the first run's model for benchmarks/pack_pretrained.py: `{out / 'models' / runs[0]}` (card facts: "
+        "card_draft.json)",
         "",
-        "| measure | " + " | ".join(names) + " | mean [t95] (min-max) | real (held out) / floor |",
-        "|---|" + "---|" * len(names) + "---|---|",
+        "| measure | " + " | ".join(runs) + "".join(f" | mean {v} [t95] (min-max)" for v in variants if with_means)
+        + " | real (held out) / floor |",
+        "|---|" + "---|" * len(runs) + ("---|" * len(variants) if with_means else "") + "---|",
     ]
     real = dict(record.get("real", {}))
-    # the real-vs-real floor evaluate measured (held-out vs training cases: the same for every seed)
+    # the real-vs-real floor evaluate measured (held-out vs training cases: the same for every run)
     for key, floor_key in (("frechet_3d", "frechet_3d_floor"),
                            *[(f"spectrum_max_abs_log10_{m}", f"spectrum_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_{m}", f"histogram_w1_floor_{m}") for m in MODALITIES]):
-        if record["summary"].get(floor_key, {}).get("mean") is not None:
-            real[key] = record["summary"][floor_key]["mean"]
+        floors = [v for run in runs if (v := record["per_run"].get(run, {}).get(floor_key)) is not None]
+        if floors:
+            real[key] = float(np.mean(floors))
     for key, what, digits in ROWS:
-        per = record["summary"].get(key)
-        if per is None:
+        vals = [record["per_run"].get(run, {}).get(key) for run in runs]
+        if all(v is None for v in vals):
             continue
-        vals = [record["per_seed"].get(str(s), {}).get(key) for s in seeds]
         cells = ["n/a" if v is None else f"{v:.{digits}f}" for v in vals]
+        if with_means:
+            cells += [fmt(record["summary"][v][key], digits) if key in record["summary"][v] else "n/a" for v in variants]
         floor = real.get(key)
-        lines.append(f"| {what} | " + " | ".join(cells) + f" | {fmt(per, digits)} | "
-                     + ("" if floor is None else f"{floor:.{digits}f}") + " |")
-    lines += ["", "Per seed: `eval/seed<s>/report.md` (image and memorisation: every check with its rule and floor), "
-              "`eval/seed<s>_tissue/report.md` (tissue QC), `seeds/seed<s>.json` (training, generation, background "
+        lines.append(f"| {what} | " + " | ".join(cells) + " | " + ("" if floor is None else f"{floor:.{digits}f}") + " |")
+    lines += ["", "Per run: `eval/<run>/report.md` (image and memorisation: every check with its rule and floor), "
+              "`eval/<run>_tissue/report.md` (tissue QC), `seeds/<run>.json` (training, generation, background "
               "per case).", ""]
+    bands = record.get("spectrum_log10_ratio_per_band", {})
+    if bands:
+        lines += ["Power spectrum, log10 (synthetic / real) per radial band, low to high frequency (goal: every band "
+                  "within +-0.30):", "", "| run | modality | bands |", "|---|---|---|"]
+        lines += [f"| {run} | {mod} | {' '.join(f'{x:+.2f}' for x in per)} |"
+                  for run, mods in bands.items() for mod, per in mods.items()]
+        lines.append("")
     missing = missing_evaluations(record)
     if missing:
         lines += [f"**Missing evaluations**: {'; '.join(missing)}. Their rows are n/a and left out of the intervals.", ""]
-    for s in seeds:
-        png = f"seed{s}_vs_real.png"
+    for run in runs:
+        png = f"{run}_vs_real.png"
         if (out / png).exists():
-            lines += [f"![seed {s}: generated cases (top row) above held-out real cases (bottom row)]({png})", ""]
+            lines += [f"![{run}: generated cases (top row) above held-out real cases (bottom row)]({png})", ""]
     failed = {k: v for k, v in record["exits"].items() if v}
     if failed:
         lines += [f"**Failed steps** (exit codes; logs in `logs/`): {failed}", ""]
@@ -322,9 +360,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
 
 
 def missing_evaluations(record: dict[str, Any]) -> list[str]:
-    """'seed <s> <phase> (<state>)' for every evaluation of a trained seed that did not finish."""
-    return [f"seed {s} {phase} ({state})" for phase, ph in record["eval_phases"].items()
-            for s, state in ph["seeds"].items() if state != "done"]
+    """'<run> <phase> (<state>)' for every evaluation of a trained run that did not finish."""
+    return [f"{run} {phase} ({state})" for phase, ph in record["eval_phases"].items()
+            for run, state in ph["runs"].items() if state != "done"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -336,30 +374,35 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Facts for ``pack_pretrained.py MODEL --card`` about seed 0's model (a person adds the limits'
-    reading and the summary's wording before shipping it)."""
+    """Facts for ``pack_pretrained.py MODEL --card`` about the first run's model (a person adds the
+    limits' reading and the summary's wording before shipping it)."""
     from medidiff.config import load_config
     from medidiff.files import file_sha256
     from medidiff.training.checkpoint import load_tensors
 
-    s0, m0 = record["seed_records"]["0"], record["per_seed"].get("0", {})
-    params = sum(t.numel() for t in load_tensors(Path(s0["model"]) / "model.safetensors").values())
+    run = next(iter(record["runs"]))
+    variant = record["runs"][run]["variant"]
+    r0, m0 = record["run_records"][run], record["per_run"].get(run, {})
+    cfg = load_config(run_config_path(out, run))
+    params = sum(t.numel() for t in load_tensors(Path(r0["model"]) / "model.safetensors").values())
     flagged = {k: int(m0[k]) if k in m0 else "n/a" for k in ("memorisation_flagged", "memorisation_cases")}
     return {
         "name": "anatomy-2mm",
-        "summary": f"wavelet flow, x0 target, {params / 1e6:.1f}M params, {record['minutes']:g} min on one {record.get('device', '')} "
-                   f"shared by {len(record['seeds'])} seeds, {record['data']['cases']} anatomy cases, "
+        "summary": f"wavelet flow, {cfg.objective.flow_target} target"
+                   + ("" if cfg.objective.detail_weight == 1 else f", detail sub-bands weighted {cfg.objective.detail_weight:g}x")
+                   + f", {params / 1e6:.1f}M params, {record['minutes']:g} min on one {record.get('device', '')} "
+                   f"shared by {len(record['runs'])} runs, {record['data']['cases']} anatomy cases, "
                    f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
-        "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": s0["steps"],
-                    "micro_batch": load_config(seed_config_path(out, 0)).train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
-                    f"{len(record['seeds']) - 1} other seeds", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
-        "commands": [record["command"], f"python benchmarks/pack_pretrained.py {s0['model']} anatomy_2mm --card card_seed0.json"],
-        "config": "configs/seed0.yaml of the quality_scale run (and config.json beside the weights)",
+        "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": r0["steps"],
+                    "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
+                    f"{len(record['runs']) - 1} other runs", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+        "commands": [record["command"], f"python benchmarks/pack_pretrained.py {r0['model']} anatomy_2mm --card card_draft.json"],
+        "config": f"configs/{run}.yaml of the quality_scale run (variant {variant}; config.json beside the weights)",
         "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
                         f"{'x'.join(map(str, record['data']['shape']))}",
                  "manifest": f"build_brats_manifest(name='anatomy', num_folds=4, seed=0); sha256/16 "
                              f"{file_sha256(out / 'manifest.json')[:16]}", "held_out_fold": 0},
-        "metrics": {"seed0": m0, "over_seeds": {k: v for k, v in record["summary"].items() if v["n"]},
+        "metrics": {run: m0, "over_seeds": {k: v for k, v in record["summary"].get(variant, {}).items() if v["n"]},
                     "report": "quality_scale.json / report.md of the run"},
         "limits": [f"memorisation audit: {flagged['memorisation_flagged']} of {flagged['memorisation_cases']} generated "
                    "cases flagged", "no SR stage: 2 mm only",
@@ -367,21 +410,21 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
-def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[int], record: dict[str, Any]) -> None:
-    """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained seed,
-    side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-seed states
+def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:
+    """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained run,
+    side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-run states
     ("done", "failed, exit N", "stopped at the M-min cap", "not run") go into ``record``."""
-    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): seeds {list(done)} side by side, at most "
+    log(f"evaluate {phase} (--tasks {EVAL_PHASES[phase]}): runs {list(done)} side by side, at most "
         f"{args.eval_minutes:g} min")
     t0 = time.perf_counter()
     end = time.monotonic() + 60.0 * args.eval_minutes
-    cmds = {f"eval_seed{s}_{phase}": evaluate_command(args, out, s, phase) for s in done}
+    cmds = {f"eval_{run}_{phase}": evaluate_command(args, out, run, phase) for run in done}
     exits = {}
     net = SHARED_NETS[phase]
     if not (out / net / "config.json").is_file() and cmds:
         # its training failed: evaluations started together would each train the net and write it
         # over one another
-        log(f"evaluate: no {net}: the first seed trains and saves it first")
+        log(f"evaluate: no {net}: the first run trains and saves it first")
         first = next(iter(cmds))
         exits.update(side_by_side({first: cmds.pop(first)}, out / "logs", timeout_s=end - time.monotonic()))
     if cmds and end - time.monotonic() > 0:
@@ -389,41 +432,42 @@ def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequen
     record["exits"].update(exits)
     ph = record["eval_phases"][phase]
     ph["seconds"] = round(time.perf_counter() - t0, 1)
-    for s in done:
-        code = exits.get(f"eval_seed{s}_{phase}")
-        ph["seeds"][str(s)] = ("not run (the phase's cap was spent)" if code is None else "done" if code == 0 else
-                               f"stopped at the {args.eval_minutes:g}-min cap" if code == TIMED_OUT else f"failed, exit {code}")
+    for run in done:
+        code = exits.get(f"eval_{run}_{phase}")
+        ph["runs"][run] = ("not run (the phase's cap was spent)" if code is None else "done" if code == 0 else
+                           f"stopped at the {args.eval_minutes:g}-min cap" if code == TIMED_OUT else f"failed, exit {code}")
 
 
-def write_results(record: dict[str, Any], out: Path, done: Sequence[int]) -> None:
-    """OUT/quality_scale.json, card_seed0.json and report.md from what is on disk now: every seed's
+def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> None:
+    """OUT/quality_scale.json, card_draft.json and report.md from what is on disk now: every run's
     training record and the report of every evaluation phase that finished."""
-    seeds = record["seeds"]
-    per_seed: dict[str, dict[str, float]] = {}
-    record["seed_records"] = {}
-    bands: dict[str, list[list[float]]] = {}
-    for s in seeds:
+    per_run: dict[str, dict[str, float]] = {}
+    record["run_records"] = {}
+    bands: dict[str, dict[str, list[float]]] = {}
+    for run in record["runs"]:
         m: dict[str, float] = {}
-        path = out / "seeds" / f"seed{s}.json"
+        path = out / "seeds" / f"{run}.json"
         if path.exists():
             r = json.loads(path.read_text())
-            record["seed_records"][str(s)] = r
+            record["run_records"][run] = r
             m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
-        reports = phase_reports(out, s) if s in done else {}
+        reports = phase_reports(out, run) if run in done else {}
         m.update(eval_metrics(*reports.values()))
-        per_seed[str(s)] = m
-        # per-band spectrum ratios, mean over seeds (the figure of merit the issue states per band)
+        per_run[run] = m
+        # per-band spectrum ratios (the figure of merit the issue states per band)
         ps = reports.get("image", {}).get("results", {}).get("realism", {}).get("checks", {}).get("power_spectrum", {})
         for mod, r in ps.get("per_modality", {}).items():
-            bands.setdefault(mod, []).append(r["log10_ratio_per_band"])
-    record["per_seed"] = per_seed
-    keys = sorted({k for m in per_seed.values() for k in m})
-    record["summary"] = {k: summarise_over_seeds([per_seed[str(s)].get(k, math.nan) for s in seeds]) for k in keys}
-    record["spectrum_log10_ratio_per_band_mean"] = {mod: np.mean(v, axis=0).tolist() for mod, v in bands.items()}
-    record["seed0_model"] = str(out / "models" / "seed0")
+            bands.setdefault(run, {})[mod] = r["log10_ratio_per_band"]
+    record["per_run"] = per_run
+    record["summary"] = {}
+    for variant in record["variants"]:
+        mine = [per_run[run] for run, rv in record["runs"].items() if rv["variant"] == variant]
+        keys = sorted({k for m in mine for k in m})
+        record["summary"][variant] = {k: summarise_over_seeds([m.get(k, math.nan) for m in mine]) for k in keys}
+    record["spectrum_log10_ratio_per_band"] = bands
     write_atomic(out / "quality_scale.json", json.dumps(record, indent=2))
-    if "0" in record["seed_records"]:
-        write_atomic(out / "card_seed0.json", json.dumps(card_draft(record, out), indent=2) + "\n")
+    if next(iter(record["runs"])) in record["run_records"]:
+        write_atomic(out / "card_draft.json", json.dumps(card_draft(record, out), indent=2) + "\n")
     write_report(record, out)
     log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
 
@@ -432,7 +476,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", type=int, help="anatomy cases (default 384; 8 with --smoke)")
-    ap.add_argument("--seeds", type=int, default=3, help="training seeds, side by side (default %(default)s)")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant, side by side (default %(default)s)")
+    ap.add_argument("--variants", nargs="+", default=["x0"], choices=list(VARIANTS),
+                    help="recipe variants (VARIANTS), each trained --seeds times, all side by side (default %(default)s)")
+    ap.add_argument("--phases", nargs="+", default=list(EVAL_PHASES), choices=list(EVAL_PHASES),
+                    help="evaluation phases to run, in order (default: all)")
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget per seed (default %(default)s)")
     ap.add_argument("--generate", type=int, help="cases generated per seed (default 8; 2 with --smoke)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -445,7 +493,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, help="processes writing the data set (default: the CPU count, at most 32)")
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
     ap.add_argument("--smoke", action="store_true", help="tiny cases, 2 steps, tiny evaluation: checks it runs (CPU)")
-    ap.add_argument("--seed-run", type=int, help=argparse.SUPPRESS)  # internal: one seed's process
+    ap.add_argument("--run", help=argparse.SUPPRESS)  # internal: one training run's process
     ap.add_argument("--shared-net-run", choices=sorted(SHARED_NETS.values()), help=argparse.SUPPRESS)  # internal
     args = ap.parse_args()
     p = dict(SMOKE if args.smoke else FULL)
@@ -462,8 +510,11 @@ def main() -> int:
         if v <= 0:
             ap.error(f"{name} must be > 0, got {v}")
     out = Path(args.out).absolute()
-    if args.seed_run is not None:
-        run_seed(args, out, args.seed_run)
+    if len(set(args.variants)) != len(args.variants):
+        ap.error(f"--variants names one twice: {args.variants}")
+    runs = run_names(args.variants, args.seeds)
+    if args.run is not None:
+        run_one(args, out, args.run)
         return 0
     if args.shared_net_run:
         run_shared_net(args, out, args.shared_net_run)
@@ -473,7 +524,9 @@ def main() -> int:
     record: dict[str, Any] = {
         "run": "quality_scale", "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p), "workers": workers,
-        "seeds": list(range(args.seeds)), "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
+        "seeds": list(range(args.seeds)), "variants": list(args.variants),
+        "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
+        "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
         **device_info(args.device),
     }
@@ -483,28 +536,29 @@ def main() -> int:
     log(f"data: done in {record['data_seconds']} s")
     record["real"] = real_scores(out, p, args.generate)
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
-          args.device, "--generate", str(args.generate), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
+          args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants, "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    log(f"train: {args.seeds} seeds side by side for {args.minutes} min each, and the evaluation's "
-        + " and ".join(SHARED_NETS.values()))
+    nets = [SHARED_NETS[phase] for phase in args.phases]
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
+        + " and ".join(nets))
     t0 = time.perf_counter()
-    exits = side_by_side({**{f"seed{s}": [*me, "--seed-run", str(s)] for s in range(args.seeds)},
-                          **{net: [*me, "--shared-net-run", net] for net in SHARED_NETS.values()}}, out / "logs")
+    exits = side_by_side({**{run: [*me, "--run", run] for run in runs},
+                          **{net: [*me, "--shared-net-run", net] for net in nets}}, out / "logs")
     record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
-    done = [s for s in range(args.seeds) if exits[f"seed{s}"] == 0]
-    for s in done:
-        r = json.loads((out / "seeds" / f"seed{s}.json").read_text())
-        log(f"seed {s}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
+    done = [run for run in runs if exits[run] == 0]
+    for run in done:
+        r = json.loads((out / "seeds" / f"{run}.json").read_text())
+        log(f"{run}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
     record["exits"] = exits
     record.update({net: str(out / net) for net in SHARED_NETS.values()})
-    record["eval_phases"] = {phase: {"tasks": tasks, "seconds": None, "seeds": {str(s): "not finished" for s in done}}
-                             for phase, tasks in EVAL_PHASES.items()}
-    for s in done:
-        comparison_figure(sorted(d for d in (out / "generated" / f"seed{s}").iterdir() if d.is_dir())[:4],
-                          held_out_cases(out, 4), out / f"seed{s}_vs_real.png")
+    record["eval_phases"] = {phase: {"tasks": EVAL_PHASES[phase], "seconds": None,
+                                     "runs": {run: "not finished" for run in done}} for phase in args.phases}
+    for run in done:
+        comparison_figure(sorted(d for d in (out / "generated" / run).iterdir() if d.is_dir())[:4],
+                          held_out_cases(out, 4), out / f"{run}_vs_real.png")
     write_results(record, out, done)  # training's results land before any evaluation runs
-    for phase in EVAL_PHASES:
+    for phase in args.phases:
         run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)
     print((out / "report.md").read_text(), flush=True)

@@ -111,23 +111,40 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path):
 def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path):
     _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
-    assert not any(r["exits"].values()) and r["seeds"] == [0, 1]
-    for s in ("0", "1"):
-        assert r["seed_records"][s]["steps"] == 2 and r["seed_records"][s]["generated"] == 2
-        report = json.loads((tmp_path / "eval" / f"seed{s}" / "report.json").read_text())
+    assert not any(r["exits"].values()) and r["seeds"] == [0, 1] and list(r["runs"]) == ["seed0", "seed1"]
+    for s in ("seed0", "seed1"):
+        assert r["run_records"][s]["steps"] == 2 and r["run_records"][s]["generated"] == 2
+        report = json.loads((tmp_path / "eval" / s / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
         assert set(report["results"]) == {"realism", "image", "memorisation"}  # phase 1; tissue has its own folder
-        tissue = json.loads((tmp_path / "eval" / f"seed{s}_tissue" / "report.json").read_text())
+        tissue = json.loads((tmp_path / "eval" / f"{s}_tissue" / "report.json").read_text())
         assert set(tissue["results"]) == {"tissue"}
         # the one tissue segmenter trained beside the seeds, loaded by each
         assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
-        assert (tmp_path / f"seed{s}_vs_real.png").is_file()
-    assert r["summary"]["frechet_3d"]["n"] == 2 and r["summary"]["memorisation_flagged"]["n"] == 2
-    assert r["summary"]["tissue_qc_checks"]["n"] == 2
-    assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["seeds"].values())
+        assert (tmp_path / f"{s}_vs_real.png").is_file()
+    summary = r["summary"]["x0"]
+    assert summary["frechet_3d"]["n"] == 2 and summary["memorisation_flagged"]["n"] == 2
+    assert summary["tissue_qc_checks"]["n"] == 2
+    assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["runs"].values())
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
-    assert "mean [t95]" in (tmp_path / "report.md").read_text()
+    assert "mean x0 [t95]" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tmp_path):
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "1",
+          "--variants", "x0", "x0_detail10", "--phases", "image"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert not any(r["exits"].values()) and list(r["runs"]) == ["x0_seed0", "x0_detail10_seed0"]
+    # (a detail weight left unresolved would have failed the run: its loss refuses it)
+    weights = {run: json.loads((tmp_path / "models" / run / "config.json").read_text())["config"]["objective"]
+               for run in r["runs"]}
+    assert weights["x0_seed0"]["detail_weight"] == 1.0 and weights["x0_detail10_seed0"]["detail_weight"] == 10.0
+    assert list(r["eval_phases"]) == ["image"] and not (tmp_path / "tissue_net").exists()
+    assert set(r["summary"]) == {"x0", "x0_detail10"} and r["summary"]["x0_detail10"]["frechet_3d"]["n"] == 1
+    assert set(r["spectrum_log10_ratio_per_band"]) == set(r["runs"])
+    assert "x0_detail10_seed0" in (tmp_path / "report.md").read_text()
 
 
 def _quality_scale(monkeypatch):
@@ -185,17 +202,18 @@ def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_mi
     # seed 0's evaluation finishes, seeds 1 and 2 would run for a minute: the phase's cap (1.2 s) stops both
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     cmds = {0: [sys.executable, "-c", "pass"], 1: sleeper, 2: sleeper}
-    monkeypatch.setattr(qs, "evaluate_command", lambda args, out, seed, phase: cmds[seed])
+    monkeypatch.setattr(qs, "evaluate_command", lambda args, out, run, phase: cmds[int(run[-1])])
     (tmp_path / "feature_net").mkdir()
     (tmp_path / "feature_net" / "config.json").write_text("{}")  # present: no seed trains it first
-    record = {"exits": {}, "eval_phases": {"image": {"seconds": None, "seeds": {str(s): "not finished" for s in cmds}}}}
+    runs = [f"seed{s}" for s in cmds]
+    record = {"exits": {}, "eval_phases": {"image": {"seconds": None, "runs": {run: "not finished" for run in runs}}}}
     t0 = time.monotonic()
-    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02), tmp_path, "image", [0, 1, 2], record)
+    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02), tmp_path, "image", runs, record)
     assert time.monotonic() - t0 < 15  # the sleeper was stopped, not waited for
     assert record["exits"] == {"eval_seed0_image": 0, "eval_seed1_image": 124, "eval_seed2_image": 124}
     stopped = "stopped at the 0.02-min cap"
-    assert record["eval_phases"]["image"]["seeds"] == {"0": "done", "1": stopped, "2": stopped}
-    assert qs.missing_evaluations(record) == [f"seed 1 image ({stopped})", f"seed 2 image ({stopped})"]
+    assert record["eval_phases"]["image"]["runs"] == {"seed0": "done", "seed1": stopped, "seed2": stopped}
+    assert qs.missing_evaluations(record) == [f"seed1 image ({stopped})", f"seed2 image ({stopped})"]
 
 
 @pytest.mark.slow  # 60-66 s on the 2 shared cores (two launches of two DeepSpeed processes), over the 60 s bar

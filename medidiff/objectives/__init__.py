@@ -69,9 +69,10 @@ OBJECTIVES: dict[str, type] = {"ddpm": DDPMObjective, "flow": FlowMatchingObject
 
 
 def build_objective(config: ObjectiveConfig, channel_names: Sequence[str] | None = None) -> Objective:
-    """The objective named by ``config.type``; for training, ``channel_names`` (the latent codec's,
-    e.g. ``"LLH:t1n"``) resolve ``detail_weight`` into per-channel loss weights."""
-    return OBJECTIVES[config.type](resolve_channel_weights(config, channel_names))
+    """The objective named by ``config.type``. Training passes ``channel_names`` (the latent codec's,
+    e.g. ``"LLH:t1n"``), which resolve ``detail_weight`` into per-channel loss weights; sampling
+    needs no loss weights (an objective built without names refuses to compute a weighted loss)."""
+    return OBJECTIVES[config.type](config if channel_names is None else resolve_channel_weights(config, channel_names))
 
 
 def resolve_channel_weights(config: ObjectiveConfig, channel_names: Sequence[str] | None) -> ObjectiveConfig:

@@ -77,6 +77,16 @@ class ObjectiveConfig:
     # Keep e.g. the cascade's low-res `cond_image` out of this list to never drop it.
     cond_drop_keys: list[str] | None = None
 
+    def loss_channel_weights(self) -> list[float] | None:
+        """The per-channel loss weights, once ``build_objective`` has folded ``detail_weight`` in
+        (it needs the codec's channel names); an unresolved detail weight is refused, not ignored."""
+        if self.detail_weight != 1.0:
+            from medidiff.errors import MedidiffError
+
+            raise MedidiffError(f"objective.detail_weight ({self.detail_weight}) is not resolved: build the objective "
+                                "with the codec's channel names (build_objective(config, codec.channel_names))")
+        return self.channel_weights
+
     def __post_init__(self) -> None:
         if self.num_train_steps < 1:
             raise ValueError(f"num_train_steps must be >= 1, got {self.num_train_steps}")

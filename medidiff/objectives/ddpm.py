@@ -222,7 +222,7 @@ class DDPMObjective:
         pred = net(x_t, t.float(), **cond)
         return regression_loss(
             pred, self.target(x0, noise, ab), kind=self.config.loss,
-            time_weight=self.loss_weight(ab), channel_weights=self.config.channel_weights,
+            time_weight=self.loss_weight(ab), channel_weights=self.config.loss_channel_weights(),
         )
 
     # ---- sampling -----------------------------------------------------------------------------

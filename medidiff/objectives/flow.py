@@ -103,7 +103,7 @@ class FlowMatchingObjective:
         )
         pred = net(x_t, self.net_time(t).float(), **cond)
         return regression_loss(
-            pred, self.target(x0, noise), kind=self.config.loss, channel_weights=self.config.channel_weights
+            pred, self.target(x0, noise), kind=self.config.loss, channel_weights=self.config.loss_channel_weights()
         )
 
     # ---- sampling -------------------------------------------------------------------------------

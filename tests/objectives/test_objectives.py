@@ -198,8 +198,10 @@ def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
     assert build_objective(ObjectiveConfig(type=kind)).config.channel_weights is None
     with pytest.raises(MedidiffError, match="not named by sub-band"):
         build_objective(ObjectiveConfig(type=kind, detail_weight=10.0), ["z0", "z1"])
-    with pytest.raises(MedidiffError, match="not named by sub-band"):
-        build_objective(ObjectiveConfig(type=kind, detail_weight=10.0))
+    # built for sampling (no names): it samples, but a loss from it is refused, not silently unweighted
+    unresolved = build_objective(ObjectiveConfig(type=kind, detail_weight=10.0))
+    with pytest.raises(MedidiffError, match="not resolved"):
+        unresolved.loss(lambda x, t, **cond: x, torch.zeros(2, 3, 4, 4, 4))
     with pytest.raises(ValueError, match="positive"):
         ObjectiveConfig(type=kind, detail_weight=0.0)
 
