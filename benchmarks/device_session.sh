@@ -32,7 +32,7 @@ FAST="--set data.modalities=[t1n] --set conditioning.generate_labels=false --set
 
 loop_task() {
     # Each run: the loop through train_diffusion, then the net alone (and MONAI's with --monai).
-    local lb="python3 benchmarks/loop_bench.py --steps ${LOOP_STEPS:-200} --profile-steps 10"
+    local lb="python3 benchmarks/loop_bench.py --steps ${LOOP_STEPS:-300} --profile-steps 10"
     mkdir -p $JOB/loop
     run_loop() {  # name, then loop_bench arguments
         local name=$1; shift

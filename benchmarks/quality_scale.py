@@ -126,6 +126,9 @@ def eval_dir(out: Path, run: str, phase: str) -> Path:
 def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
     """The report.json of every evaluation phase of ``run`` that finished (a missing one is left out)."""
     found = {}
+    quick = out / "realism" / f"{run}.json"
+    if quick.is_file():  # the in-process realism phase: the image phase's realism, where it finished, replaces it
+        found["realism"] = json.loads(quick.read_text())
     for phase in EVAL_PHASES:
         path = eval_dir(out, run, phase) / "report.json"
         if path.is_file():
@@ -303,15 +306,18 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
-        "- evaluate, in phases: " + ", ".join(f"{k} `--tasks {v}`" for k, v in EVAL_PHASES.items() if k in record["phases"])
-        + f"; one feature net and one tissue segmenter for every run ({record['feature_net']}, {record['tissue_net']}), "
-        f"segmenter epochs <= {record['eval_epochs']}" + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else "")
-        + f", at most {record['eval_minutes']:g} min a phase",
+        "- evaluation phases: " + ", ".join(
+            f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
+            "held-out cases)" if k == "realism" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`, with the "
+            f"one {SHARED_NETS[k]} trained beside the runs, at most {record['eval_minutes']:g} min)"
+            for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}"
+        + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         *(["- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished"]
           if with_means else []),
         f"- wall clock: data {record['data_seconds']} s, training + export + generation "
         f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
-            f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None) or "not run"),
+            f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None)
+            + (f", realism {record['realism_seconds']} s" if record.get("realism_seconds") is not None else "")),
         f"- the first run's model for benchmarks/pack_pretrained.py: `{out / 'models' / runs[0]}` (card facts: "
         "card_draft.json)",
         "",
@@ -410,6 +416,47 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
+    """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per
+    band, histograms, diversity) for every trained run, in this process, against the first
+    ``n_real`` real training and held-out cases, loaded once for all runs; each run's result in
+    OUT/realism/<run>.json (``{"results": {"realism": ...}}``, as an evaluate report). Returns the
+    seconds it took.
+
+    Why: on the 2026-11-30 H200 run the image phase (every real case loaded per run, features,
+    MS-SSIM, Frechet) of 4 runs side by side ran past its 3.5-min cap and left nothing; these
+    checks took 196 s for the 4 runs against 48 + 48 real cases, done by hand on the GPU host.
+    The image phase's own realism (every real case) replaces this one where it finishes."""
+    from medidiff.cli.evaluate_cmd import load_eval_configs
+    from medidiff.data.transforms import build_transforms
+    from medidiff.eval import data as evdata
+    from medidiff.eval import realism as rl
+
+    t0 = time.perf_counter()
+    exp, cfg = load_eval_configs(str(run_config_path(out, done[0])), None)
+    dcfg = evdata.eval_data_config(exp.data)
+    train_items, held_items, label_map = evdata.real_items(out / "manifest.json", out / "data", exp.data.fold)
+    real_tf = build_transforms(dcfg, train=False, label_map=label_map)
+    real_train = evdata.load_cases("real_train", train_items[:n_real], real_tf, with_label=True, progress=False)
+    real_test = evdata.load_cases("real_heldout", held_items[:n_real], real_tf, with_label=True, progress=False)
+    syn_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=True)
+    (out / "realism").mkdir(exist_ok=True)
+    for run in done:
+        items = evdata.synthetic_items(out / "generated" / run, dcfg.modalities)
+        synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
+        r = rl.realism_checks(
+            synthetic.images, real_train.images, real_test.images, modalities=dcfg.modalities, bands=cfg.realism_bands,
+            background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
+            histogram_abs_tol=cfg.histogram_abs_tol, diversity_sigma=cfg.diversity_sigma,
+            diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+        r.pop("spectra", None)
+        report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
+                  "results": {"realism": r}}
+        write_atomic(out / "realism" / f"{run}.json", json.dumps(report, indent=1, default=float))
+        log(f"realism {run}: " + ", ".join(f"{k} {'pass' if v.get('pass') else 'fail'}" for k, v in r["checks"].items()))
+    return round(time.perf_counter() - t0, 1)
+
+
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:
     """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained run,
     side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-run states
@@ -455,7 +502,8 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         m.update(eval_metrics(*reports.values()))
         per_run[run] = m
         # per-band spectrum ratios (the figure of merit the issue states per band)
-        ps = reports.get("image", {}).get("results", {}).get("realism", {}).get("checks", {}).get("power_spectrum", {})
+        ps = (reports.get("image") or reports.get("realism") or {}).get("results", {}).get("realism", {}) \
+            .get("checks", {}).get("power_spectrum", {})
         for mod, r in ps.get("per_modality", {}).items():
             bands.setdefault(run, {})[mod] = r["log10_ratio_per_band"]
     record["per_run"] = per_run
@@ -479,8 +527,11 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant, side by side (default %(default)s)")
     ap.add_argument("--variants", nargs="+", default=["x0"], choices=list(VARIANTS),
                     help="recipe variants (VARIANTS), each trained --seeds times, all side by side (default %(default)s)")
-    ap.add_argument("--phases", nargs="+", default=list(EVAL_PHASES), choices=list(EVAL_PHASES),
-                    help="evaluation phases to run, in order (default: all)")
+    ap.add_argument("--phases", nargs="+", default=["realism", *EVAL_PHASES], choices=["realism", *EVAL_PHASES],
+                    help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
+                         "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
+    ap.add_argument("--realism-cases", type=int, default=48,
+                    help="real training and held-out cases the realism phase compares with (default %(default)s)")
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget per seed (default %(default)s)")
     ap.add_argument("--generate", type=int, help="cases generated per seed (default 8; 2 with --smoke)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -506,6 +557,8 @@ def main() -> int:
                     ("--eval-epochs", args.eval_epochs), ("--workers", workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
+    if args.realism_cases < 2:  # the checks' floor is the spread of the real cases
+        ap.error(f"--realism-cases must be >= 2, got {args.realism_cases}")
     for name, v in (("--minutes", args.minutes), ("--eval-minutes", args.eval_minutes)):
         if v <= 0:
             ap.error(f"{name} must be > 0, got {v}")
@@ -526,6 +579,7 @@ def main() -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p), "workers": workers,
         "seeds": list(range(args.seeds)), "variants": list(args.variants),
         "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
+        "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
         **device_info(args.device),
@@ -538,7 +592,7 @@ def main() -> int:
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
           args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants, "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    nets = [SHARED_NETS[phase] for phase in args.phases]
+    nets = [SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS]
     log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
         + " and ".join(nets))
     t0 = time.perf_counter()
@@ -553,13 +607,18 @@ def main() -> int:
     record["exits"] = exits
     record.update({net: str(out / net) for net in SHARED_NETS.values()})
     record["eval_phases"] = {phase: {"tasks": EVAL_PHASES[phase], "seconds": None,
-                                     "runs": {run: "not finished" for run in done}} for phase in args.phases}
+                                     "runs": {run: "not finished" for run in done}} for phase in args.phases
+                             if phase in EVAL_PHASES}
     for run in done:
         comparison_figure(sorted(d for d in (out / "generated" / run).iterdir() if d.is_dir())[:4],
                           held_out_cases(out, 4), out / f"{run}_vs_real.png")
     write_results(record, out, done)  # training's results land before any evaluation runs
     for phase in args.phases:
-        run_eval_phase(args, out, phase, done, record)
+        if phase == "realism":
+            if done:
+                record["realism_seconds"] = realism_phase(out, done, args.realism_cases)
+        else:
+            run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)
     print((out / "report.md").read_text(), flush=True)
     return 0 if not any(record["exits"].values()) else 1

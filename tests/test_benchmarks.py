@@ -123,6 +123,8 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         # the one tissue segmenter trained beside the seeds, loaded by each
         assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
         assert (tmp_path / f"{s}_vs_real.png").is_file()
+        quick = json.loads((tmp_path / "realism" / f"{s}.json").read_text())  # the in-process phase ran first
+        assert set(quick["results"]["realism"]["checks"]) >= {"background", "power_spectrum", "intensity_histogram"}
     summary = r["summary"]["x0"]
     assert summary["frechet_3d"]["n"] == 2 and summary["memorisation_flagged"]["n"] == 2
     assert summary["tissue_qc_checks"]["n"] == 2
@@ -134,16 +136,18 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
 @pytest.mark.slow
 def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tmp_path):
     _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "1",
-          "--variants", "x0", "x0_detail10", "--phases", "image"])
+          "--variants", "x0", "x0_detail10", "--phases", "realism"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert not any(r["exits"].values()) and list(r["runs"]) == ["x0_seed0", "x0_detail10_seed0"]
     # (a detail weight left unresolved would have failed the run: its loss refuses it)
     weights = {run: json.loads((tmp_path / "models" / run / "config.json").read_text())["config"]["objective"]
                for run in r["runs"]}
     assert weights["x0_seed0"]["detail_weight"] == 1.0 and weights["x0_detail10_seed0"]["detail_weight"] == 10.0
-    assert list(r["eval_phases"]) == ["image"] and not (tmp_path / "tissue_net").exists()
-    assert set(r["summary"]) == {"x0", "x0_detail10"} and r["summary"]["x0_detail10"]["frechet_3d"]["n"] == 1
+    # the in-process realism phase only: no evaluate, no shared nets trained
+    assert r["eval_phases"] == {} and not (tmp_path / "tissue_net").exists() and not (tmp_path / "feature_net").exists()
+    assert set(r["summary"]) == {"x0", "x0_detail10"} and r["summary"]["x0_detail10"]["histogram_w1_t1n"]["n"] == 1
     assert set(r["spectrum_log10_ratio_per_band"]) == set(r["runs"])
+    assert all(len(bands) == 8 for per in r["spectrum_log10_ratio_per_band"].values() for bands in per.values())
     assert "x0_detail10_seed0" in (tmp_path / "report.md").read_text()
 
 
@@ -248,3 +252,15 @@ def test_sr_loader_bench_cpu_smoke_copies_windows_not_cases(tmp_path):
     assert rows["whole"]["batch_shapes"]["image"] == [2, 4, 32, 32, 32]
     assert rows["windows"]["mib_to_device_per_step"] < rows["whole"]["mib_to_device_per_step"]
     assert all(0 <= r["data_wait_share"] <= 1 and r["steps_per_s"] > 0 for r in rows.values())
+
+
+def test_loop_rate_leaves_out_warm_up_and_the_windows_of_the_profiled_steps(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import loop_bench
+
+    rates = {50: 1.0, 100: 2.0, 150: 9.0, 200: 1.5, 250: 10.0, 300: 10.5, 350: 11.0}  # 150, 200: profiled
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "steps_per_s": r}) + "\n"
+                                                    for s, r in rates.items()))
+    r = loop_bench.loop_rate(tmp_path, 2, exclude=(145, 154))  # steps 145-154 straddle two windows
+    assert r["steps_per_s"] == 10.5 and r["windows"] == 3 and r["windows_dropped"] == 4
+    assert loop_bench.loop_rate(tmp_path, 2)["windows"] == 5  # without the exclusion: 9, 1.5, 10, 10.5, 11

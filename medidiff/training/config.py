@@ -40,9 +40,9 @@ class TrainConfig:
     # The EMA always averages the fp32 masters.
     precision: Literal["fp32", "autocast-bf16", "bf16", "fp16"] = "autocast-bf16"
     # built-in zero0..zero3, zero2_offload, a .json path, or none: plain PyTorch (fused AdamW, DDP
-    # over ranks, no DeepSpeed: medidiff/training/torch_engine.py). zero1 by default: on one H200 it
-    # ran the loop 2.4x faster than zero2 (benchmarks/results/loop_h200_20261130), as the shipped
-    # configs do; none has not yet been measured faster than zero1.
+    # over ranks, no DeepSpeed: medidiff/training/torch_engine.py). The shipped diffusion configs
+    # use none: 8.0 vs zero1's 6.0 vol/s on one H200 (benchmarks/results/loop_h200_quiet_20261130).
+    # zero1 stays the default for configs that name no engine (2.4x zero2, loop_h200_20261130).
     deepspeed: str = "zero1"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the network (GPU)
