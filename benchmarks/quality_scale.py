@@ -81,6 +81,8 @@ VARIANTS: dict[str, list[str]] = {
     "x0": [],  # the shipped recipe as it is
     "x0_detail10": ["objective.detail_weight=10"],
     "x0_detail100": ["objective.detail_weight=100"],
+    "x0_detail300": ["objective.detail_weight=300"],
+    "x0_detail1000": ["objective.detail_weight=1000"],
     # per-sub-band unit variance: the inputs and the loss weight every band alike (~1000x detail)
     "x0_stats_on": ["latent.fit_stats=true"],
     "velocity": ["objective.flow_target=velocity"],
@@ -124,15 +126,19 @@ def eval_dir(out: Path, run: str, phase: str) -> Path:
 
 
 def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
-    """The report.json of every evaluation phase of ``run`` that finished (a missing one is left out)."""
+    """The report of every evaluation phase of ``run``: report.json, or the finished tasks' report.partial.json
+    of one stopped at its cap (a phase with neither is left out); the realism phase's report first."""
     found = {}
     quick = out / "realism" / f"{run}.json"
     if quick.is_file():  # the in-process realism phase: the image phase's realism, where it finished, replaces it
         found["realism"] = json.loads(quick.read_text())
     for phase in EVAL_PHASES:
-        path = eval_dir(out, run, phase) / "report.json"
-        if path.is_file():
-            found[phase] = json.loads(path.read_text())
+        # a phase stopped at its cap leaves the tasks it finished in report.partial.json
+        for name in ("report.json", "report.partial.json"):
+            path = eval_dir(out, run, phase) / name
+            if path.is_file():
+                found[phase] = json.loads(path.read_text())
+                break
     return found
 
 

@@ -16,6 +16,7 @@ manifest or fold: every utility number would otherwise be measured on leaked tes
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,54 @@ def run_evaluation(
     legends: dict[str, str] = {}
     out.mkdir(parents=True, exist_ok=True)
     regions = ["WT", "TC", "ET"]
+    feature_net = None
+
+    def build_report() -> dict[str, Any]:
+        return {
+            "command": command,
+            "medidiff_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "tasks": tasks,
+            "seeds": list(cfg.seeds),
+            "feature_net": feature_net.name if feature_net is not None else None,
+            "data": {
+                "manifest": str(Path(real_manifest).absolute()),
+                "manifest_sha256": evdata.file_sha256(real_manifest),
+                "root": str(manifest_root(real_manifest, root)),
+                "fold": dcfg.fold,
+                "synthetic_dir": str(Path(synthetic_dir).absolute()),
+                "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
+                          "synthetic": len(synthetic)},
+                "synthetic_with_labels": len(labelled),
+                "provenance_check": leak_check,
+                "grid": {"shape": list(shape), "spacing_mm": spacing},
+                "case_ids": {"real_train": real_train.case_ids, "real_heldout": real_test.case_ids if real_test else [],
+                             "synthetic": synthetic.case_ids},
+            },
+            "config": {"eval": asdict(cfg), "data": to_dict(dcfg)},
+            "results": results,
+            "skipped": skipped,
+            "figures": figures,
+            "figure_legends": legends,
+            "definitions": DEFINITIONS,
+        }
+
+    def save_partial() -> None:
+        """report.partial.json: what is measured so far, rewritten after every task, so a run stopped
+        part-way (a time cap, a pre-emption) keeps its finished tasks; four evaluations stopped at a
+        3.5-min cap on the 2026-11-30 H200 quality run left nothing. report.json replaces it at the end."""
+        partial = build_report()
+        partial["partial"] = {"finished": list(results), "pending": [t for t in tasks if t not in results]}
+        tmp = out / "report.partial.json.tmp"
+        rep.write_json(tmp, partial)
+        os.replace(tmp, out / "report.partial.json")
 
     # ---- segmentation -----------------------------------------------------------------------
     if "utility" in tasks:
         assert real_test is not None
         u = utility_experiment(bank, real_test, cfg, spacing, notes=sweep_notes)
         results["utility"] = u
+        save_partial()
         names = list(u["training_sets"])
         for metric, top in (("dice", 1.0), ("hd95", None)):
             iv = [[u["training_sets"][n]["intervals"][r][metric] for n in names] for r in regions]
@@ -147,6 +190,7 @@ def run_evaluation(
     if "fidelity" in tasks:
         f = mask_fidelity(bank, synthetic, cfg, spacing)
         results["fidelity"] = f
+        save_partial()
         means = np.array([[f["aggregate"][r]["dice_mean"]] for r in regions])
         stds = np.array([[f["aggregate"][r]["dice_std"]] for r in regions])
         rep.save_png(out, "fidelity_dice.png", rep.bar_chart(regions, ["real seg on synthetic"], means, stds,
@@ -154,7 +198,6 @@ def run_evaluation(
         legends["fidelity_dice.png"] = "Dice of a real-trained segmenter on synthetic images vs their labels"
 
     # ---- feature net ------------------------------------------------------------------------
-    feature_net = None
     if "image" in tasks or ("memorisation" in tasks and cfg.memorisation_space == "features"):
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
@@ -200,6 +243,7 @@ def run_evaluation(
             diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
         results["realism"] = realism
         spectra = realism.pop("spectra")
+        save_partial()  # before the feature-based metrics, which take the longest
         centres = (np.arange(cfg.realism_bands) + 0.5) * 0.5 / cfg.realism_bands
         for c, mod in enumerate(dcfg.modalities):
             fname = f"spectrum_{mod}.png"
@@ -232,6 +276,7 @@ def run_evaluation(
         img["notes"].append(f"2.5D: the 3D feature net on {cfg.slabs_per_axis} slabs {cfg.slab} voxels thick per axis "
                             "and case, every slab one sample")
         results["image"] = img
+        save_partial()
         fr = [[dist[c][v].get("frechet", np.nan) for c in dist] for v in dist["synthetic_vs_real_train"]]
         variants = list(dist["synthetic_vs_real_train"])
         rep.save_png(out, "frechet.png", rep.bar_chart(variants, list(dist), np.array(fr, np.float64),
@@ -275,6 +320,7 @@ def run_evaluation(
                            "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
                           for i in range(len(synthetic))],
             }
+            save_partial()
             order = np.argsort(-a.similarity)
             shown = [i for i in order if a.flagged[i]] or list(order)
             shown = shown[: max(cfg.num_examples, 1)]
@@ -294,6 +340,7 @@ def run_evaluation(
             skipped["tissue"] = note
         else:
             results["tissue"] = results_t
+            save_partial()
 
     # ---- codec reconstruction ---------------------------------------------------------------
     if "codec" in tasks:
@@ -307,6 +354,7 @@ def run_evaluation(
                                        dcfg.modalities, case_ids=cases.case_ids, batch_size=cfg.batch_size)
             rec.update({"codec": str(cfg.codec), "set": cases.name})
             results["codec"] = rec
+            save_partial()
 
     # ---- example cases ----------------------------------------------------------------------
     for k in range(min(cfg.num_examples, len(synthetic))):
@@ -320,36 +368,10 @@ def run_evaluation(
     legends.update({n: "rows: " + ", ".join(dcfg.modalities) + "; columns: axial, coronal, sagittal; labels: "
                     "red NCR, green ED, yellow ET" for n in figures if n.startswith("example_")})
 
-    report: dict[str, Any] = {
-        "command": command,
-        "medidiff_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "tasks": tasks,
-        "seeds": list(cfg.seeds),
-        "feature_net": feature_net.name if feature_net is not None else None,
-        "data": {
-            "manifest": str(Path(real_manifest).absolute()),
-            "manifest_sha256": evdata.file_sha256(real_manifest),
-            "root": str(manifest_root(real_manifest, root)),
-            "fold": dcfg.fold,
-            "synthetic_dir": str(Path(synthetic_dir).absolute()),
-            "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
-                      "synthetic": len(synthetic)},
-            "synthetic_with_labels": len(labelled),
-            "provenance_check": leak_check,
-            "grid": {"shape": list(shape), "spacing_mm": spacing},
-            "case_ids": {"real_train": real_train.case_ids, "real_heldout": real_test.case_ids if real_test else [],
-                         "synthetic": synthetic.case_ids},
-        },
-        "config": {"eval": asdict(cfg), "data": to_dict(dcfg)},
-        "results": results,
-        "skipped": skipped,
-        "figures": figures,
-        "figure_legends": legends,
-        "definitions": DEFINITIONS,
-    }
+    report = build_report()
     rep.write_json(out / "report.json", report)
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
+    (out / "report.partial.json").unlink(missing_ok=True)
     return report
 
 

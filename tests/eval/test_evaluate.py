@@ -259,3 +259,26 @@ def test_feature_net_trained_alone_is_the_one_evaluate_trains(dataset, cli, tmp_
     assert fo == pytest.approx(fl, rel=1e-6)
     r_own, r_alone = (json.loads((d / "config.json").read_text())["recipe"] for d in (tmp_path / "own_net", alone))
     assert {k: v for k, v in r_own.items() if k != "eval"} == {k: v for k, v in r_alone.items() if k != "eval"}
+
+
+def test_an_evaluation_stopped_part_way_keeps_its_finished_tasks(dataset, cli, tmp_path, monkeypatch):
+    # a time cap or a pre-emption during the memorisation audit: the image task's realism checks and
+    # distances, measured before it, are on disk in report.partial.json; report.json is not written
+    from medidiff.eval import memorisation
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt("stopped")
+
+    monkeypatch.setattr(memorisation, "audit", stopped)
+    out = tmp_path / "r"
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image,memorisation",
+            "--no-progress", *SETS]
+    assert cli(argv) != 0  # the CLI reports the interruption as an exit code
+    assert not (out / "report.json").exists()
+    partial = json.loads((out / "report.partial.json").read_text())
+    assert partial["partial"] == {"finished": ["realism", "image"], "pending": ["memorisation"]}
+    assert "power_spectrum" in partial["results"]["realism"]["checks"] and partial["results"]["image"]["distances"]
+    monkeypatch.undo()
+    assert cli(argv) == 0  # a finished run replaces the partial report
+    assert (out / "report.json").is_file() and not (out / "report.partial.json").exists()
