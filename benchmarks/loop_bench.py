@@ -204,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
         start = max(1, (args.steps - args.profile_steps) // 2)
         loop_module._train_step = profiling_steps(loop_module._train_step, start, args.profile_steps, device, profiled)
         exclude = (start, start + args.profile_steps - 1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     try:
         train_diffusion(cfg, overwrite=True, progress=False)
     finally:
         loop_module._train_step = ORIGINAL_STEP
     loop_seconds = time.perf_counter() - t0
+    # the card's peak: does a larger micro-batch fit (issue 15: a micro-batch that fills the card)?
+    peak_gib = lambda: round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None  # noqa: E731
+    loop_peak = peak_gib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     rate = loop_rate(run_dir_of(cfg), args.skip_windows, exclude)
     per_step = cfg.train.micro_batch * cfg.train.grad_accum
     loop_vol_s = rate["steps_per_s"] * per_step
@@ -234,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(3):
         step()
     net_step_s = statistics.median(timer(step, args.net_steps)) / 1e3  # the timer gives milliseconds
+    net_peak = peak_gib()
     net_vol_s = cfg.train.micro_batch / net_step_s
     flops = unet_bench.count_flops(eager, x, mode, device)
 
@@ -251,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
-        "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1)},
-        "net_alone": {"step_s_median": net_step_s, "vol_per_s": net_vol_s, "steps": args.net_steps},
+        "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},
+        "net_alone": {"step_s_median": net_step_s, "vol_per_s": net_vol_s, "steps": args.net_steps, "peak_gib": net_peak},
         "loop_vs_net": loop_vol_s / net_vol_s,
         "flops_per_step": flops,
         "mfu_net": {"vs_datasheet": mfu(args.peak_tflops), "vs_measured_matmul": mfu(args.measured_peak_tflops)},
