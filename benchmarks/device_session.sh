@@ -51,6 +51,7 @@ loop_task() {
             shipped_b4) run_loop shipped_b4 --set train.micro_batch=4 --set data.num_workers=4 --work /tmp/lb_shipped ;;
             shipped_b4_compiled) run_loop shipped_b4_compiled --set train.micro_batch=4 --set data.num_workers=4 --set train.compile=true \
                 --work /tmp/lb_shipped ;;
+            mask_flow) run_loop mask_flow --config configs/mask_flow.yaml --work /tmp/lb_mask ;;
             fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
             fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;
             *) echo "unknown loop run $name" ;;

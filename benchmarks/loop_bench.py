@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
     latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
     mode = args.net_mode or {"bf16": "bf16", "fp32": "fp32"}.get(cfg.train.precision, "autocast")
-    if net_cfg.cond_channels or net_cfg.cross_attention_dim:
-        raise SystemExit("loop_bench times unconditional nets (mask/text conditioning would need their inputs)")
+    if net_cfg.cross_attention_dim:
+        raise SystemExit("loop_bench times unconditional and mask-conditioned nets (text needs its encoder's tokens)")
     model = build_net(net_cfg).to(device)
     if mode == "bf16":
         model = model.to(torch.bfloat16)
@@ -236,20 +236,23 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.train.compile:
         model = torch.compile(model, mode=None if cfg.train.compile_mode == "default" else cfg.train.compile_mode)
     x = torch.randn(cfg.train.micro_batch, *latent, device=device, dtype=torch.bfloat16 if mode == "bf16" else torch.float32)
-    step = unet_bench.Step(model, x, "fp32" if mode == "fp32" else mode, device)
+    # a mask-conditioned net (configs/mask_flow.yaml) takes the encoded masks on the latent grid
+    cond = {"cond_image": torch.randn(x.shape[0], net_cfg.cond_channels, *x.shape[2:], device=device, dtype=x.dtype)} \
+        if net_cfg.cond_channels else None
+    step = unet_bench.Step(model, x, "fp32" if mode == "fp32" else mode, device, cond)
     timer = unet_bench.Timer(device)
     for _ in range(3):
         step()
     net_step_s = statistics.median(timer(step, args.net_steps)) / 1e3  # the timer gives milliseconds
     net_peak = peak_gib()
     net_vol_s = cfg.train.micro_batch / net_step_s
-    flops = unet_bench.count_flops(eager, x, mode, device)
+    flops = unet_bench.count_flops(eager, x, mode, device, cond)
 
     def mfu(peak: float) -> float:
         return flops / net_step_s / (peak * 1e12)
 
     del step, model, eager
-    monai = monai_alone(net_cfg, x.float(), args.net_steps, device) if args.monai else None
+    monai = monai_alone(net_cfg, x.float(), args.net_steps, device) if args.monai and cond is None else None
 
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {

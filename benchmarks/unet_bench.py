@@ -142,9 +142,11 @@ def make_cfg(args: argparse.Namespace, kind: str, **over: Any) -> NetConfig:
 class Step:
     """One training step: forward, MSE to a random target, backward, AdamW."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, mode: str, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor, mode: str, device: torch.device,
+                 cond: dict[str, torch.Tensor] | None = None) -> None:
         self.model = model
         self.x = x
+        self.cond = cond or {}  # conditioning inputs of a conditioned net (cond_image, context, ...)
         self.t = torch.rand(x.shape[0], device=device)
         self.target = torch.randn_like(x)
         self.mode = mode
@@ -160,7 +162,7 @@ class Step:
 
     def forward_backward(self) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mode == "autocast"):
-            y = self.model(self.x, self.t)
+            y = self.model(self.x, self.t, **self.cond)
         loss = (y.float() - self.target).square().mean()
         loss.backward()
         return loss
@@ -182,13 +184,14 @@ class Step:
             self.opt.step()
 
 
-def count_flops(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device) -> int:
+def count_flops(model: nn.Module, x: torch.Tensor, mode: str, device: torch.device,
+                cond: dict[str, torch.Tensor] | None = None) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     t = torch.rand(x.shape[0], device=device)
     with FlopCounterMode(display=False) as fc:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "autocast"):
-            y = model(x, t)
+            y = model(x, t, **(cond or {}))
         y.float().square().mean().backward()
     model.zero_grad(set_to_none=True)
     return int(fc.get_total_flops())
