@@ -23,6 +23,17 @@ from medidiff.training.checkpoint import load_tensors, save_tensors
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "medidiff" / "pretrained"
 
 
+def shipped_config(meta: dict) -> dict:
+    """The model's config.json without the trainer's paths (the GPU host's /tmp/job/... folders mean
+    nothing to a user and publish a file system layout): data.manifest, data.root and output_dir
+    become "". What the model trained on stays in ``training_data`` (the manifest's sha256 and fold,
+    recorded at export), which is what generate and evaluate check."""
+    config = dict(meta["config"])
+    config["data"] = {**config.get("data", {}), "manifest": "", "root": ""}
+    config["output_dir"] = ""
+    return {**meta, "config": config}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="model folder (medidiff export / RUN/model)")
@@ -36,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True)
     # copyfile, not copy/copytree: a model fetched read-only keeps none of its modes here (umask's)
     (out / "codec").mkdir()
-    for name in ("config.json", *(f"codec/{f.name}" for f in (args.model / "codec").iterdir())):
+    for name in (f"codec/{f.name}" for f in (args.model / "codec").iterdir()):
         shutil.copyfile(args.model / name, out / name)
+    (out / "config.json").write_text(json.dumps(shipped_config(json.loads((args.model / "config.json").read_text())),
+                                                indent=2) + "\n")
     weights = args.model / "model.safetensors"
     save_tensors(out / "model.safetensors",
                  {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_tensors(weights).items()})

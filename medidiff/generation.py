@@ -306,6 +306,14 @@ def training_label_convention(config: dict[str, Any]) -> str | None:
         return None
 
 
+def _is_model_folder(folder: Path) -> bool:
+    """A folder an export wrote (and may replace): config.json holding a model ``kind``."""
+    try:
+        return "kind" in json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema",
                kind: str = KIND) -> Path:
     """Consolidate the newest complete checkpoint of a run of ``kind`` into a model folder.
@@ -325,6 +333,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["em
     tensors = ckpt.load_tensors(latest / f"{weights}.safetensors")
     if not (run_dir / "codec").is_dir():
         raise MedidiffError(f"{run_dir}: no codec/ folder beside the checkpoints (a partial run folder?)")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _is_model_folder(out_dir):
+        # the export replaces out_dir as a whole: never a folder that holds something else
+        raise MedidiffError(f"-o {out_dir}: a non-empty folder that is not a medidiff model (no config.json with a "
+                            "'kind'); choose a new folder")
     # Built beside out_dir and swapped in whole: a failed export leaves the previous model as it was.
     with staged_dir(out_dir) as stage:
         ckpt.save_tensors(stage / "model.safetensors", {k: v.float() for k, v in tensors.items()},

@@ -399,6 +399,23 @@ def test_seg_follows_the_training_label_convention_with_a_legend(trained, tmp_pa
         assert set(np.unique(build_transforms(data, train=False)(item)[LABEL].numpy())) <= {0, 1, 2, 3}
 
 
+def test_export_never_replaces_a_folder_that_is_not_a_model(trained, tmp_path, capsys):
+    # -o is replaced as a whole: a user's folder of other files must survive a mistyped -o
+    run, _ = trained
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["export", str(run), "-o", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a medidiff model" in err[0] and str(mine) in err[0]
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # an empty folder, or a model folder (re-export), is fine
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(run), "-o", str(tmp_path / "empty")]) == 0
+    assert main(["export", str(run), "-o", str(tmp_path / "empty")]) == 0
+    assert (tmp_path / "empty" / "model.safetensors").is_file()
+
+
 def test_export_records_the_training_label_convention(tmp_path):
     from medidiff.generation import training_label_convention
 

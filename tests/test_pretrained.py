@@ -26,6 +26,10 @@ def test_shipped_model_is_small_bf16_carded_and_loads(name):
         assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"BF16"}
     card = json.loads((folder / "card.json").read_text())
     assert CARD_KEYS <= set(card), CARD_KEYS - set(card)
+    # no trainer's paths (benchmarks/pack_pretrained.py): what it trained on is the recorded manifest hash
+    meta = json.loads((folder / "config.json").read_text())
+    assert (meta["config"]["data"]["manifest"], meta["config"]["data"]["root"], meta["config"]["output_dir"]) == ("", "", "")
+    assert meta["training_data"]["manifest_sha256"]
     pipe = DiffusionPipeline.from_pretrained(folder)  # strict: every weight matches the config
     assert next(pipe.net.parameters()).dtype == torch.float32
 
