@@ -294,24 +294,31 @@ def run_evaluation(
 
                 def embed(images: Any, mirror: bool = False) -> Any:
                     return feat.extract_features(feature_net, images.flip(2) if mirror else images)  # x: left-right
+                def alternatives(images: Any) -> list[Any]:
+                    return [embed(images, mirror=True)]
             else:
                 def embed(images: Any, mirror: bool = False) -> Any:
                     return mem.image_embedding(images, cfg.memorisation_size, mirror=mirror)
+
+                def alternatives(images: Any) -> list[Any]:  # mirrored and rotated (memorisation.ROTATIONS)
+                    return mem.training_forms(images, cfg.memorisation_size)
             e_train = embed(real_train.images)
-            e_mirror = embed(real_train.images, mirror=True)
+            e_alt = alternatives(real_train.images)
             a = mem.audit(e_train, embed(synthetic.images), percentile=cfg.memorisation_percentile,
-                          margin=cfg.memorisation_margin, train_alt=[e_mirror],
+                          margin=cfg.memorisation_margin, train_alt=e_alt,
                           control=embed(real_test.images) if real_test is not None else None)
             controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
                                          percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
-                                         max_cases=cfg.memorisation_controls, seed=cfg.seeds[0])
+                                         max_cases=cfg.memorisation_controls, seed=cfg.seeds[0],
+                                         alternatives=alternatives)
             space = (f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
                      else f"features ({feature_net.name if feature_net else ''})")
             results["memorisation"] = {
                 "space": space,
                 "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
-                         f"nearest training case (as it is or left-right mirrored), r_q = {cfg.memorisation_percentile}th percentile of the training "
-                         "cases' own nearest-neighbour similarities"),
+                         "nearest training case (as it is, left-right mirrored" + (", or rotated by +-5 or +-10 degrees in "
+                         "any plane" if cfg.memorisation_space == "image" else "") + f"), r_q = {cfg.memorisation_percentile}th "
+                         "percentile of the training cases' own nearest-neighbour similarities (matched the same way)"),
                 "percentile": cfg.memorisation_percentile,
                 "margin": cfg.memorisation_margin,
                 "summary": a.summary(),

@@ -12,10 +12,13 @@ synthetic case is compared with every training case by Pearson correlation of an
   copies match their source;
 * ``features`` space: the feature network of :mod:`medidiff.eval.features`.
 
-Left-right mirrored copies: every training case is also compared in its mirrored form (the
-similarity is the larger of the two), for synthetic cases and for the reference alike. In the
-recorded GPU run the audit without these two steps flagged 0 of 11 mirrored and 0 of 11 rescaled
-(x0.9) planted copies.
+Left-right mirrored and rotated copies: every training case is also compared in its mirrored form
+and (image space) rotated by +-5 and +-10 degrees in each of the three planes (:data:`ROTATIONS`;
+the similarity is the largest over the forms), for synthetic cases and for the reference alike. In
+the recorded GPU run the audit without the mirror and the bounding box flagged 0 of 11 mirrored and
+0 of 11 rescaled (x0.9) planted copies; without the rotations it caught 0 of 20 copies rotated 8
+degrees on the anatomy data, whose cases are one template under warps and rotations of up to 10
+degrees, so a small rotation moved a copy as far from its source as another case is.
 
 The reference distribution is the training set's own nearest-neighbour similarity (each training
 case vs all OTHER training cases and their mirrors): how close two different real subjects get.
@@ -46,8 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONTROL_KINDS", "MemorisationResult", "image_embedding", "plant_controls", "pearson_matrix",
-           "reference_similarities", "audit", "control_rates"]
+__all__ = ["CONTROL_KINDS", "ROTATIONS", "MemorisationResult", "image_embedding", "image_embeddings", "training_forms",
+           "plant_controls", "pearson_matrix", "reference_similarities", "audit", "control_rates"]
 
 
 CONTROL_KINDS: tuple[str, ...] = (
@@ -56,24 +59,82 @@ CONTROL_KINDS: tuple[str, ...] = (
 LR_AXIS = 0  # RAS: x runs right to left, so flipping it mirrors the head left-right
 
 
-def image_embedding(images: torch.Tensor, size: int = 16, *, mirror: bool = False) -> torch.Tensor:
-    """(N, C, X, Y, Z) in [-1, 1] -> (N, C * size^3) float64: the brain's bounding box area-resampled
-    to size^3, z-scored per modality; ``mirror`` flips it left-right first."""
+# Rotated forms of every training case the audit also matches: (plane, degrees); planes 0 axial
+# (x, y), 1 coronal (x, z), 2 sagittal (y, z). A copy rotated by any angle within +-12 degrees is at
+# most 2.5 degrees from one of these. Without them the audit caught 0 of 20 copies rotated 8 degrees
+# on the anatomy data (its cases differ by warps of one template, so a small rotation moves a copy
+# as far from its source as another case is).
+ROTATIONS: tuple[tuple[int, float], ...] = tuple((plane, a) for plane in range(3) for a in (-10.0, -5.0, 5.0, 10.0))
+_PLANES = ((0, 1), (0, 2), (1, 2))
+
+
+def _rotate_box(x: torch.Tensor, extent: Sequence[int], plane: int, degrees: float) -> torch.Tensor:
+    """Rotate (C, s, s, s) ``x`` -- a brain box of ``extent`` voxels resampled to a cube -- by
+    ``degrees`` in ``plane`` about its centre, in voxel units (the box's aspect is undone, rotated
+    and redone), linear interpolation, -1 (background) outside."""
+    i, j = _PLANES[plane]
+    theta = np.deg2rad(degrees)
+    rot = np.eye(3)
+    rot[i, i], rot[i, j], rot[j, i], rot[j, j] = np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)
+    scale = np.diag(np.asarray(extent, np.float64) / max(extent))
+    m = np.linalg.inv(scale) @ rot.T @ scale  # output cube coords -> input cube coords
+    # affine_grid orders coordinates (W, H, D) = (z, y, x): reverse both axes of the matrix
+    m = m[::-1, ::-1].copy()
+    affine = torch.zeros(1, 3, 4, dtype=x.dtype)
+    affine[0, :, :3] = torch.from_numpy(m).to(x.dtype)
+    grid = F.affine_grid(affine, [1, *x.shape], align_corners=False)
+    return F.grid_sample((x + 1)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0] - 1
+
+
+def image_embeddings(
+    images: torch.Tensor, size: int = 16, *, forms: Sequence[str | tuple[int, float]] = ("plain",)
+) -> list[torch.Tensor]:
+    """(N, C, X, Y, Z) in [-1, 1] -> one (N, C * size^3) float64 embedding per form: the brain's
+    bounding box area-resampled to size^3, z-scored per modality. Forms: "plain", "mirror"
+    (flipped left-right) or a (plane, degrees) rotation (:data:`ROTATIONS`; the box is resampled
+    to 2 x size first, rotated, then pooled). The brain masks are estimated once for all forms."""
     from medidiff.eval.realism import brain_masks
 
     masks = brain_masks(images)
-    out = []
+    per_form: list[list[torch.Tensor]] = [[] for _ in forms]
     for i in range(images.shape[0]):
         x = images[i].double()
+        extent = list(x.shape[1:])
         if masks[i].any():
             lo = [int(a.min()) for a in np.nonzero(masks[i])]
             hi = [int(a.max()) + 1 for a in np.nonzero(masks[i])]
             x = x[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        x = F.adaptive_avg_pool3d(x[None], size)[0]  # (C, s, s, s)
-        out.append(x.flip(1 + LR_AXIS) if mirror else x)
-    x = torch.stack(out).flatten(2)  # (N, C, s^3)
-    x = (x - x.mean(2, keepdim=True)) / x.std(2, keepdim=True).clamp_min(1e-8)
-    return x.flatten(1)
+            extent = [b - a for a, b in zip(lo, hi)]
+        pooled = F.adaptive_avg_pool3d(x[None], size)[0]  # (C, s, s, s)
+        fine = None
+        for k, form in enumerate(forms):
+            if form == "plain":
+                per_form[k].append(pooled)
+            elif form == "mirror":
+                per_form[k].append(pooled.flip(1 + LR_AXIS))
+            else:
+                if fine is None:
+                    fine = F.interpolate(x[None], size=(2 * size,) * 3, mode="area")[0]
+                plane, degrees = form
+                per_form[k].append(F.avg_pool3d(_rotate_box(fine, extent, plane, degrees)[None], 2)[0])
+    out = []
+    for embs in per_form:
+        e = torch.stack(embs).flatten(2)  # (N, C, s^3)
+        e = (e - e.mean(2, keepdim=True)) / e.std(2, keepdim=True).clamp_min(1e-8)
+        out.append(e.flatten(1))
+    return out
+
+
+def image_embedding(images: torch.Tensor, size: int = 16, *, mirror: bool = False) -> torch.Tensor:
+    """(N, C, X, Y, Z) in [-1, 1] -> (N, C * size^3) float64: the brain's bounding box area-resampled
+    to size^3, z-scored per modality; ``mirror`` flips it left-right first."""
+    return image_embeddings(images, size, forms=("mirror" if mirror else "plain",))[0]
+
+
+def training_forms(images: torch.Tensor, size: int = 16) -> list[torch.Tensor]:
+    """The other forms of the training cases the image-space audit matches: mirrored, and rotated
+    by each of :data:`ROTATIONS`."""
+    return image_embeddings(images, size, forms=("mirror", *ROTATIONS))
 
 
 def plant_controls(
@@ -217,22 +278,25 @@ def audit(
 def control_rates(
     embed: Any, train_images: torch.Tensor, heldout_images: torch.Tensor | None, *,
     percentile: float = 99.0, margin: float = 0.5, max_cases: int = 20, seed: int = 0,
+    alternatives: Any = None, kinds: tuple[str, ...] = CONTROL_KINDS,
 ) -> dict[str, Any]:
     """The audit's detection rate per planted kind (copies of up to ``max_cases`` training cases)
-    and its false-positive rate on held-out real cases. ``embed(images) -> (N, D)``,
-    ``embed(images, mirror=True)`` the mirrored form."""
-    e_train, e_mirror = embed(train_images), embed(train_images, mirror=True)
+    and its false-positive rate on held-out real cases. ``embed(images) -> (N, D)``;
+    ``alternatives(images) -> [(N, D), ...]``: the other forms of the training cases the audit
+    matches (default: ``[embed(images, mirror=True)]``)."""
+    e_train = embed(train_images)
+    alt = alternatives(train_images) if alternatives is not None else [embed(train_images, mirror=True)]
     pick = np.random.default_rng(seed).permutation(len(train_images))[:max_cases]
-    planted = plant_controls(train_images[torch.as_tensor(pick)], seed=seed)
+    planted = plant_controls(train_images[torch.as_tensor(pick)], kinds, seed=seed)
     rates: dict[str, Any] = {}
     for kind, imgs in planted.items():
-        r = audit(e_train, embed(imgs), percentile=percentile, margin=margin, train_alt=[e_mirror])
+        r = audit(e_train, embed(imgs), percentile=percentile, margin=margin, train_alt=alt)
         hit = r.flagged & (r.nn_index == pick)  # flagged AND matched to its own source
         rates[kind] = {"flagged": int(hit.sum()), "n": len(pick), "rate": float(hit.mean()),
                        "min_similarity": float(r.similarity.min())}
     out: dict[str, Any] = {"planted": rates}
     if heldout_images is not None and len(heldout_images) > 0:
-        r = audit(e_train, embed(heldout_images), percentile=percentile, margin=margin, train_alt=[e_mirror])
+        r = audit(e_train, embed(heldout_images), percentile=percentile, margin=margin, train_alt=alt)
         out["heldout_real"] = {"flagged": int(r.flagged.sum()), "n": int(r.flagged.size),
                                "rate": float(r.flagged.mean()), "max_similarity": float(r.similarity.max())}
     return out
