@@ -60,9 +60,12 @@ __all__ = [
 NONZERO = 1e-3  # in u = (x+1)/2 units: below this a voxel counts as zero (float rounding of stored 0)
 
 
-def _unit(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    return (x.astype(np.float64) + 1.0) / 2.0  # (N, C, X, Y, Z) in [0, 1]
+def _unit(case: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One case (C, X, Y, Z) in [-1, 1] -> float64 in [0, 1]. Every check converts case by case: a
+    float64 copy of a whole set (285 anatomy cases: 5.6 GB a copy, several at once) ran a 24 GiB
+    machine out of memory in `evaluate --tasks image`."""
+    x = case.detach().cpu().numpy() if isinstance(case, torch.Tensor) else np.asarray(case)
+    return (x.astype(np.float64) + 1.0) / 2.0
 
 
 def _otsu(values: np.ndarray, bins: int = 128) -> float:
@@ -79,10 +82,9 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
 
 def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """(N, C, X, Y, Z) in [-1, 1] -> (N, X, Y, Z) bool brain masks (estimator in the module doc)."""
-    u = _unit(images).mean(1)  # (N, X, Y, Z)
-    out = np.zeros(u.shape, dtype=bool)
-    for i, vol in enumerate(u):
-        s = ndimage.gaussian_filter(vol, 1.0)
+    out = np.zeros((len(images), *images.shape[2:]), dtype=bool)
+    for i in range(len(images)):
+        s = ndimage.gaussian_filter(_unit(images[i]).mean(0), 1.0)
         if s.max() - s.min() < 1e-6:
             continue  # a constant volume has no brain
         t = _otsu(s.ravel())
@@ -99,14 +101,13 @@ def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def background_stats(images: torch.Tensor | np.ndarray, masks: np.ndarray, *, margin: int = 2) -> dict[str, np.ndarray]:
     """Per case: ``fraction`` of non-zero voxels and ``rms`` (u units) outside the dilated brain mask."""
-    u = _unit(images)
-    frac, rms = np.zeros(len(u)), np.zeros(len(u))
-    for i in range(len(u)):
+    frac, rms = np.zeros(len(images)), np.zeros(len(images))
+    for i in range(len(images)):
         outside = ~ndimage.binary_dilation(masks[i], iterations=margin) if margin > 0 else ~masks[i]
         if not outside.any():
             frac[i], rms[i] = 1.0, float("nan")  # no room outside: the "brain" fills the grid
             continue
-        v = u[i][:, outside]  # (C, n_outside)
+        v = _unit(images[i])[:, outside]  # (C, n_outside)
         frac[i] = float((v > NONZERO).any(0).mean())
         rms[i] = float(np.sqrt((v**2).mean()))
     return {"fraction": frac, "rms": rms}
@@ -118,9 +119,8 @@ def radial_power_spectrum(images: torch.Tensor | np.ndarray, masks: np.ndarray, 
     Band k covers spatial frequencies [k, k+1) * 0.5 / bands cycles/voxel; the power is normalised
     by the brain's voxel count, so cases with different brain sizes weigh alike.
     """
-    u = _unit(images)
-    n, c = u.shape[:2]
-    spatial = u.shape[2:]
+    n, c = images.shape[:2]
+    spatial = tuple(images.shape[2:])
     freqs = np.meshgrid(*[np.fft.fftfreq(s) for s in spatial], indexing="ij")
     radius = np.sqrt(sum(f**2 for f in freqs))
     band = np.floor(radius / (0.5 / bands)).astype(int)  # >= bands beyond Nyquist: dropped
@@ -128,14 +128,14 @@ def radial_power_spectrum(images: torch.Tensor | np.ndarray, masks: np.ndarray, 
     counts = np.bincount(band[keep], minlength=bands).astype(np.float64)
     out = np.zeros((c, bands))
     for i in range(n):
-        m = masks[i]
+        m, u = masks[i], _unit(images[i])
         # a soft window inside the brain: a hard mask edge would put its own step into every band
         # and drown the high bands, where grain lives
         w = ndimage.gaussian_filter(ndimage.binary_erosion(m, iterations=2).astype(np.float64), 1.5)
         norm = max(float((w**2).sum()), 1e-12)
         for ch in range(c):
-            mean = float((u[i, ch] * w).sum() / max(w.sum(), 1e-12))
-            p = np.abs(np.fft.fftn((u[i, ch] - mean) * w)) ** 2 / norm
+            mean = float((u[ch] * w).sum() / max(w.sum(), 1e-12))
+            p = np.abs(np.fft.fftn((u[ch] - mean) * w)) ** 2 / norm
             out[ch] += np.bincount(band[keep], weights=p[keep], minlength=bands) / np.maximum(counts, 1)
     return out / max(n, 1)
 
@@ -153,15 +153,24 @@ def brain_histogram_distance(
     from scipy.stats import wasserstein_distance
 
     rng = np.random.default_rng(seed)
-    xa, xb = _unit(a) * 2 - 1, _unit(b) * 2 - 1
+    channels = a.shape[1]
 
-    def voxels(x: np.ndarray, masks: np.ndarray, ch: int) -> np.ndarray:
-        v = np.concatenate([x[i, ch][masks[i]] for i in range(len(x))]) if len(x) else np.zeros(0)
+    def brain_voxels(x: torch.Tensor | np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
+        """Per channel, every case's brain voxels in [-1, 1], pooled."""
+        per: list[list[np.ndarray]] = [[] for _ in range(channels)]
+        for i in range(len(x)):
+            u = _unit(x[i]) * 2 - 1
+            for ch in range(channels):
+                per[ch].append(u[ch][masks[i]])
+        return [np.concatenate(v) if v else np.zeros(0) for v in per]
+
+    def sample(v: np.ndarray) -> np.ndarray:
         return rng.choice(v, max_voxels, replace=False) if v.size > max_voxels else v
 
-    out = np.zeros(xa.shape[1])
-    for ch in range(xa.shape[1]):
-        va, vb = voxels(xa, masks_a, ch), voxels(xb, masks_b, ch)
+    pooled_a, pooled_b = brain_voxels(a, masks_a), brain_voxels(b, masks_b)
+    out = np.zeros(channels)
+    for ch in range(channels):
+        va, vb = sample(pooled_a[ch]), sample(pooled_b[ch])
         out[ch] = wasserstein_distance(va, vb) if va.size and vb.size else float("nan")
     return out
 
@@ -171,13 +180,13 @@ def pairwise_lowpass_distance(
     pairs: Sequence[tuple[int, int]] | None = None, max_pairs: int = 50, seed: int = 0,
 ) -> np.ndarray:
     """RMS difference of Gaussian-low-passed images over the union brain mask, per pair -> (P,)."""
-    u = _unit(images)
-    n = len(u)
+    n = len(images)
     if pairs is None:
         every = [(i, j) for i in range(n) for j in range(i + 1, n)]
         rng = np.random.default_rng(seed)
         pairs = every if len(every) <= max_pairs else [every[k] for k in rng.choice(len(every), max_pairs, replace=False)]
-    smooth = np.stack([[ndimage.gaussian_filter(u[i, ch], sigma) for ch in range(u.shape[1])] for i in range(n)])
+    smooth = {i: np.stack([ndimage.gaussian_filter(u, sigma) for u in _unit(images[i])])  # the paired cases only
+              for i in sorted({k for pair in pairs for k in pair})}
     out = []
     for i, j in pairs:
         m = masks[i] | masks[j]
