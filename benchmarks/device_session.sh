@@ -7,6 +7,7 @@
 #
 #   start: run benchmarks/device_session.sh start      (carry .whl; see ../shared/gpu/fetch-wheels)
 #   then:  run benchmarks/device_session.sh wait
+#   then:  run benchmarks/device_session.sh fetch x0_detail100_seed0 ...   (trained models, bf16, in parts)
 #
 # The job (TASK=gpu_run, the default): the end-to-end run (benchmarks/gpu_run.py, extra arguments
 # in GPU_RUN_ARGS, e.g. "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4.
@@ -158,6 +159,25 @@ wait_job() {
     pack
 }
 
+fetch_models() {
+    # `fetch RUN...`: models of $JOB/quality_scale/models/RUN (or any folder path) as bf16 weights
+    # with their config and codec, in one tar split into 15 MB parts in $OUT (a 23 MB file is refused
+    # whole; a call brings back 64 MiB at most: two 11.6M-parameter models a call). Here:
+    #   cat files_at/models.tar.part_* | tar xf -    -> models/RUN/{model.safetensors,config.json,codec/}
+    [ -n "${OUT:-}" ] || { echo "fetch: no \$OUT" >&2; return 2; }
+    local stage=/tmp/fetch && rm -rf $stage && mkdir -p $stage/models
+    for run in "$@"; do
+        local src=$run; [ -d "$src" ] || src=$JOB/quality_scale/models/$run
+        [ -f "$src/model.safetensors" ] || { echo "fetch: no model in $src" >&2; return 2; }
+        local dst=$stage/models/$(basename "$run")
+        mkdir -p "$dst" && cp -r "$src/config.json" "$src/codec" "$dst/" || return 1
+        PYTHONPATH=/tmp/site python3 -c "import sys, torch; from safetensors.torch import load_file, save_file
+d = load_file(sys.argv[1]); save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in d.items()}, sys.argv[2])" \
+            "$src/model.safetensors" "$dst/model.safetensors" || return 1
+    done
+    (cd $stage && tar cf - models | split -b 15M - "$OUT/models.tar.part_") && ls -la "$OUT"
+}
+
 case "${1:-}" in
     start)
         mkdir -p $JOB
@@ -171,5 +191,6 @@ case "${1:-}" in
         ;;
     job) job ;;
     wait) wait_job ;;
-    *) echo "usage: $0 start|wait" >&2; exit 2 ;;
+    fetch) shift; fetch_models "$@" ;;
+    *) echo "usage: $0 start|wait|fetch RUN..." >&2; exit 2 ;;
 esac
