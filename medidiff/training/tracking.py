@@ -16,9 +16,10 @@ neither package is imported, nor anything contacted, unless its key is set. What
 
 Resume continues the same tracked run. Its id is kept in the run folder (``mlflow_run.json``,
 ``wandb_run.json``); ``--resume`` reopens that run, a fresh start makes a new one. The steps
-between the checkpoint and the interruption are trained and logged again: MLflow keeps both
-points of such a step (it cannot delete metric history; on CPU they are equal, resume being
-exact), W&B drops steps below its last one. MLflow params cannot change once logged: a setting
+between the checkpoint and the interruption are trained and logged again: MLflow would keep both
+points of such a step (it cannot delete metric history), so a reopened MLflow run skips the steps
+it already holds (up to the last step of its ``loss``; resume is exact, so they are the same
+values on CPU and equal up to GPU nondeterminism); W&B drops steps below its last one itself. MLflow params cannot change once logged: a setting
 changed on resume (those :data:`~medidiff.training.loop.RESUME_MAY_CHANGE` allows) is recorded
 as a tag ``changed_on_resume.<key>``.
 
@@ -180,6 +181,7 @@ class MLflowTracker:
                                 f"{_PACKAGES['mlflow']}") from None
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self._file = run_dir / MLFLOW_RUN_FILE
+        self._logged_through: int | None = None  # a reopened run's last logged step: not logged twice
         self.uri = cfg.tracking_uri
         self._slash = "." if _local_store(cfg.tracking_uri) else "/"  # see the module docstring
         try:
@@ -215,6 +217,9 @@ class MLflowTracker:
             return None
         run_id = run.info.run_id
         self.client.update_run(run_id, status="RUNNING")
+        # every log line carries "loss": its last step is the last step the run holds
+        history = self.client.get_metric_history(run_id, "loss")
+        self._logged_through = max((m.step for m in history), default=None)
         before = run.data.params
         self._log_params({k: v for k, v in params.items() if k not in before})
         changed = {k: v for k, v in params.items() if k in before and before[k] != _cut(v)}
@@ -230,6 +235,8 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, params=items[i:i + _MAX_PARAMS])
 
     def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
+        if self._logged_through is not None and step <= self._logged_through:
+            return  # logged before the interruption (module docstring)
         now = int(time.time() * 1000)
         items = [self._Metric(k.replace("/", self._slash), v, now, step) for k, v in values.items()]
         for i in range(0, len(items), _MAX_METRICS):

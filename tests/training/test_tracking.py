@@ -89,6 +89,29 @@ def test_mlflow_file_store_gets_scalars_params_previews_and_resume_appends(tmp_p
     assert arts[-1] == "previews/step_00000006.png"
 
 
+def test_mlflow_resume_after_an_interruption_logs_no_step_twice(tmp_path):
+    # killed after step 3 was logged but before its checkpoint: the resume from step 2 trains and
+    # logs step 3 again; the reopened MLflow run keeps one point per step
+    pytest.importorskip("mlflow")
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from medidiff.training import checkpoint as ckpt
+
+    store = f"file://{tmp_path / 'mlruns'}"
+    tracking = LogConfig(mlflow=MLflowConfig(tracking_uri=store, experiment="toys"))
+    run_dir = tmp_path / "run"
+    _fit(run_dir, 3, tracking)
+    latest = ckpt.latest_complete(ckpt.checkpoint_root(run_dir))
+    assert latest.name == "step_00000003"
+    shutil.rmtree(latest)  # as if killed before step 3's checkpoint was complete
+    _fit(run_dir, 4, tracking, resume=True, config={**CONFIG, "train": {**CONFIG["train"], "max_steps": 4}})
+    run_id = json.loads((run_dir / MLFLOW_RUN_FILE).read_text())["run_id"]
+    steps = [m.step for m in MlflowClient(tracking_uri=store).get_metric_history(run_id, "loss")]
+    assert sorted(steps) == [1, 2, 3, 4]
+
+
 class FakeWandb(types.ModuleType):
     """Records what medidiff asks of wandb; nothing is written or sent."""
 
