@@ -83,6 +83,8 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100": ["objective.detail_weight=100"],
     "x0_detail300": ["objective.detail_weight=300"],
     "x0_detail1000": ["objective.detail_weight=1000"],
+    # near the data the x0 loss (velocity loss x t^2) hardly trains: weight small t up as well
+    "x0_detail100_tpow1": ["objective.detail_weight=100", "objective.x0_time_power=1"],
     # per-sub-band unit variance: the inputs and the loss weight every band alike (~1000x detail)
     "x0_stats_on": ["latent.fit_stats=true"],
     "velocity": ["objective.flow_target=velocity"],

@@ -59,6 +59,11 @@ class ObjectiveConfig:
     # cancel the noise there, x0_hat = x_t - t v_hat, and leaves its error as speckle. The x0 loss
     # is the velocity loss times t^2 (x0_hat - x0 = t (v - v_hat)).
     flow_target: Literal["velocity", "x0"] = "velocity"
+    # (flow, x0 target) Per-sample loss weight max(t, 0.05)^-power. The x0 loss is the velocity
+    # loss times t^2, so near the data (small t), where fine texture is decided, it hardly trains:
+    # power 2 is the velocity loss's weighting with the x0 output kept (its clean zeros), 0 (the
+    # default) the plain x0 loss. The floor caps the weight at 0.05^-power (400 at power 2).
+    x0_time_power: float = 0.0
 
     # --- common ---
     loss: Literal["l2", "l1"] = "l2"  # MAISI-v2 trains its flow model with L1
@@ -109,6 +114,11 @@ class ObjectiveConfig:
             if self.min_snr_gamma is not None:
                 raise ValueError("min_snr_gamma weights the zero-SNR step by 0, so the net never learns the step "
                                  "sampling starts from: remove min_snr_gamma or zero_terminal_snr")
+        if not (math.isfinite(self.x0_time_power) and 0.0 <= self.x0_time_power <= 2.0):
+            raise ValueError(f"x0_time_power must be in [0, 2] (2: the velocity loss's weighting), got {self.x0_time_power}")
+        if self.x0_time_power and (self.type != "flow" or self.flow_target != "x0"):
+            raise ValueError("x0_time_power weights the x0 loss of a flow model: it needs type: flow and "
+                             "flow_target: x0 (a velocity loss already weighs small t fully)")
         if self.type != "flow" and self.flow_target != "velocity":
             raise ValueError("flow_target applies to objective type 'flow'; DDPM chooses with prediction "
                              "(epsilon, v or x0)")

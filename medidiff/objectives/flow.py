@@ -27,7 +27,9 @@ from medidiff.objectives.schedules import logit_normal, resolution_shift, shift_
 from medidiff.samplers.guidance import cfg_denoiser, dropout_conditions
 from medidiff.utils.tensor import Cond, Denoiser, append_dims, rand_on, regression_loss
 
-__all__ = ["FlowMatchingObjective"]
+__all__ = ["FlowMatchingObjective", "X0_WEIGHT_T_MIN"]
+
+X0_WEIGHT_T_MIN = 0.05  # x0_time_power's floor on t: the weight is at most 0.05^-power
 
 
 class FlowMatchingObjective:
@@ -103,8 +105,14 @@ class FlowMatchingObjective:
         )
         pred = net(x_t, self.net_time(t).float(), **cond)
         return regression_loss(
-            pred, self.target(x0, noise), kind=self.config.loss, channel_weights=self.config.loss_channel_weights()
+            pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
+            channel_weights=self.config.loss_channel_weights(),
         )
+
+    def time_weight(self, t: Tensor) -> Tensor | None:
+        """Per-sample loss weight (B,) of ``x0_time_power``, or None (uniform)."""
+        p = self.config.x0_time_power
+        return t.float().clamp_min(X0_WEIGHT_T_MIN).pow(-p) if p else None
 
     # ---- sampling -------------------------------------------------------------------------------
 

@@ -206,6 +206,25 @@ def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
         ObjectiveConfig(type=kind, detail_weight=0.0)
 
 
+def test_x0_time_power_weights_each_sample_by_t_to_the_minus_power():
+    x0 = _data(64, 2, 2)
+    base = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0"))
+    weighted = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0", x0_time_power=2.0))
+    net = Oracle(base, bias=0.1)
+    # the same t, noise and prediction: only the per-sample weight differs
+    plain, _ = base.loss(net, x0, generator=torch.Generator().manual_seed(3))
+    heavy, _ = weighted.loss(net, x0, generator=torch.Generator().manual_seed(3))
+    t = base.sample_time(x0.shape[0], shape=x0.shape[2:], generator=torch.Generator().manual_seed(3))
+    w = t.clamp_min(0.05) ** -2
+    assert heavy.item() > plain.item()
+    assert weighted.time_weight(t) == pytest.approx(w) and base.time_weight(t) is None
+    assert weighted.time_weight(torch.tensor([0.0, 0.01])).max().item() == pytest.approx(400.0)  # the floor
+    for bad in ({"x0_time_power": 1.0}, {"x0_time_power": 3.0, "flow_target": "x0"},
+                {"x0_time_power": 1.0, "type": "ddpm"}):
+        with pytest.raises(ValueError, match="x0_time_power"):
+            ObjectiveConfig(**{"type": "flow", **bad})
+
+
 def test_flow_time_sampling_and_shift():
     g = torch.Generator().manual_seed(0)
     obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_shift=True))
