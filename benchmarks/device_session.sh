@@ -48,6 +48,9 @@ loop_task() {
             shipped) run_loop shipped $monai --work /tmp/lb_shipped ;;  # as shipped: the plain engine (none)
             shipped_zero1) run_loop shipped_zero1 --set train.deepspeed=zero1 --work /tmp/lb_shipped ;;
             shipped_compiled) run_loop shipped_compiled --set train.compile=true --work /tmp/lb_shipped ;;
+            # GroupNorm on CUDA (torch 2.11) returns channels-first: ~40 layout copies a step at the
+            # shipped settings (1 with pixel norm); pytorch #111824, NHWC kernels in #191945
+            shipped_pixel) run_loop shipped_pixel --set net.norm=pixel --work /tmp/lb_shipped ;;
             # the shipped net at micro-batch 4: batch 1 leaves the step host-bound (31 ms of kernels in 110)
             shipped_b4) run_loop shipped_b4 --set train.micro_batch=4 --set data.num_workers=4 --work /tmp/lb_shipped ;;
             shipped_b4_compiled) run_loop shipped_b4_compiled --set train.micro_batch=4 --set data.num_workers=4 --set train.compile=true \
