@@ -118,7 +118,9 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         report = json.loads((tmp_path / "eval" / s / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
-        assert set(report["results"]) == {"realism", "image", "memorisation"}  # phase 1; tissue has its own folder
+        assert set(report["results"]) == {"realism", "image"}  # memorisation and tissue have their own folders
+        audit = json.loads((tmp_path / "eval" / f"{s}_memorisation" / "report.json").read_text())
+        assert set(audit["results"]) == {"memorisation"} and audit["feature_net"] is None  # image space: no net
         tissue = json.loads((tmp_path / "eval" / f"{s}_tissue" / "report.json").read_text())
         assert set(tissue["results"]) == {"tissue"}
         # the one tissue segmenter trained beside the seeds, loaded by each
