@@ -307,11 +307,13 @@ def training_label_convention(config: dict[str, Any]) -> str | None:
 
 
 def _is_model_folder(folder: Path) -> bool:
-    """A folder an export wrote (and may replace): config.json holding a model ``kind``."""
+    """A folder an export wrote (and may replace): config.json holding a medidiff model ``kind``
+    (another tool's config with a ``kind`` key is not one)."""
     try:
-        return "kind" in json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError, TypeError):
+        meta = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
         return False
+    return isinstance(meta, dict) and str(meta.get("kind", "")).startswith("medidiff.")
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, weights: Literal["ema", "model"] = "ema",

@@ -409,6 +409,9 @@ def test_export_never_replaces_a_folder_that_is_not_a_model(trained, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a medidiff model" in err[0] and str(mine) in err[0]
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (mine / "config.json").write_text('{"kind": "webapp"}')  # another tool's config with a "kind"
+    assert main(["export", str(run), "-o", str(mine)]) == 2
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "notes.txt"]
     # an empty folder, or a model folder (re-export), is fine
     (tmp_path / "empty").mkdir()
     assert main(["export", str(run), "-o", str(tmp_path / "empty")]) == 0

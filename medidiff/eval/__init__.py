@@ -16,6 +16,7 @@ manifest or fold: every utility number would otherwise be measured on leaked tes
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +29,8 @@ from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
 __all__ = ["EvalConfig", "TASKS", "run_evaluation", "train_feature_net", "train_tissue_net"]
+
+log = logging.getLogger(__name__)
 
 DEFINITIONS = [
     "Regions: WT = labels {1,2,3}, TC = {1,3}, ET = {3} (BraTS 2023 labels).",
@@ -127,6 +130,7 @@ def run_evaluation(
     figures: list[str] = []
     legends: dict[str, str] = {}
     out.mkdir(parents=True, exist_ok=True)
+    (out / "report.partial.json").unlink(missing_ok=True)  # an earlier stopped run's, not this one's
     regions = ["WT", "TC", "ET"]
     feature_net = None
 
@@ -165,10 +169,14 @@ def run_evaluation(
         part-way (a time cap, a pre-emption) keeps its finished tasks; four evaluations stopped at a
         3.5-min cap on the 2026-11-30 H200 quality run left nothing. report.json replaces it at the end."""
         partial = build_report()
-        partial["partial"] = {"finished": list(results), "pending": [t for t in tasks if t not in results]}
+        done = [t for t in tasks if t in results or t in skipped]
+        partial["partial"] = {"finished": done, "pending": [t for t in tasks if t not in done]}
         tmp = out / "report.partial.json.tmp"
-        rep.write_json(tmp, partial)
-        os.replace(tmp, out / "report.partial.json")
+        try:
+            rep.write_json(tmp, partial)
+            os.replace(tmp, out / "report.partial.json")
+        except OSError as exc:  # a snapshot must not end an evaluation that can still finish
+            log.warning("could not write %s (%s); the evaluation goes on", out / "report.partial.json", exc)
 
     # ---- segmentation -----------------------------------------------------------------------
     if "utility" in tasks:
@@ -310,7 +318,7 @@ def run_evaluation(
             controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
                                          percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
                                          max_cases=cfg.memorisation_controls, seed=cfg.seeds[0],
-                                         alternatives=alternatives)
+                                         train_embeddings=(e_train, e_alt))
             space = (f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
                      else f"features ({feature_net.name if feature_net else ''})")
             results["memorisation"] = {

@@ -62,7 +62,8 @@ class ObjectiveConfig:
     # (flow, x0 target) Per-sample loss weight max(t, 0.05)^-power. The x0 loss is the velocity
     # loss times t^2, so near the data (small t), where fine texture is decided, it hardly trains:
     # power 2 is the velocity loss's weighting with the x0 output kept (its clean zeros), 0 (the
-    # default) the plain x0 loss. The floor caps the weight at 0.05^-power (400 at power 2).
+    # default) the plain x0 loss. The floor caps the weight at 0.05^-power (400 at power 2). The
+    # logged loss and per-band losses are weighted too: compare them between runs of one power only.
     x0_time_power: float = 0.0
 
     # --- common ---

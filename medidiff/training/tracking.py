@@ -18,8 +18,9 @@ Resume continues the same tracked run. Its id is kept in the run folder (``mlflo
 ``wandb_run.json``); ``--resume`` reopens that run, a fresh start makes a new one. The steps
 between the checkpoint and the interruption are trained and logged again: MLflow would keep both
 points of such a step (it cannot delete metric history), so a reopened MLflow run skips the steps
-it already holds (up to the last step of its ``loss``; resume is exact, so they are the same
-values on CPU and equal up to GPU nondeterminism); W&B drops steps below its last one itself. MLflow params cannot change once logged: a setting
+it already holds, key by key (up to the last step of that key's history, read once per key on
+the background thread; resume is exact, so they are the same values on CPU and equal up to GPU
+nondeterminism); W&B drops steps below its last one itself. MLflow params cannot change once logged: a setting
 changed on resume (those :data:`~medidiff.training.loop.RESUME_MAY_CHANGE` allows) is recorded
 as a tag ``changed_on_resume.<key>``.
 
@@ -181,7 +182,8 @@ class MLflowTracker:
                                 f"{_PACKAGES['mlflow']}") from None
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self._file = run_dir / MLFLOW_RUN_FILE
-        self._logged_through: int | None = None  # a reopened run's last logged step: not logged twice
+        self._reopened = False  # a reopened run skips the steps each key already holds
+        self._last_step: dict[str, int] = {}  # key -> last step in the run's history (reopened runs)
         self.uri = cfg.tracking_uri
         self._slash = "." if _local_store(cfg.tracking_uri) else "/"  # see the module docstring
         try:
@@ -217,9 +219,7 @@ class MLflowTracker:
             return None
         run_id = run.info.run_id
         self.client.update_run(run_id, status="RUNNING")
-        # every log line carries "loss": its last step is the last step the run holds
-        history = self.client.get_metric_history(run_id, "loss")
-        self._logged_through = max((m.step for m in history), default=None)
+        self._reopened = True
         before = run.data.params
         self._log_params({k: v for k, v in params.items() if k not in before})
         changed = {k: v for k, v in params.items() if k in before and before[k] != _cut(v)}
@@ -235,12 +235,19 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, params=items[i:i + _MAX_PARAMS])
 
     def log_metrics(self, step: int, values: Mapping[str, float]) -> None:
-        if self._logged_through is not None and step <= self._logged_through:
-            return  # logged before the interruption (module docstring)
         now = int(time.time() * 1000)
         items = [self._Metric(k.replace("/", self._slash), v, now, step) for k, v in values.items()]
+        self._bg.submit(self._send, items)
+
+    def _send(self, items: list[Any]) -> None:
+        """On the background thread: drop what a reopened run already holds, then log in batches."""
+        if self._reopened:
+            for key in {m.key for m in items} - set(self._last_step):
+                history = self.client.get_metric_history(self.run_id, key)
+                self._last_step[key] = max((m.step for m in history), default=-1)
+            items = [m for m in items if m.step > self._last_step[m.key]]
         for i in range(0, len(items), _MAX_METRICS):
-            self._bg.submit(self.client.log_batch, self.run_id, items[i:i + _MAX_METRICS])
+            self.client.log_batch(self.run_id, items[i:i + _MAX_METRICS])
 
     def log_artifact(self, path: Path, folder: str) -> None:
         self._bg.submit(self.client.log_artifact, self.run_id, str(path), folder or None)

@@ -108,8 +108,11 @@ def test_mlflow_resume_after_an_interruption_logs_no_step_twice(tmp_path):
     shutil.rmtree(latest)  # as if killed before step 3's checkpoint was complete
     _fit(run_dir, 4, tracking, resume=True, config={**CONFIG, "train": {**CONFIG["train"], "max_steps": 4}})
     run_id = json.loads((run_dir / MLFLOW_RUN_FILE).read_text())["run_id"]
-    steps = [m.step for m in MlflowClient(tracking_uri=store).get_metric_history(run_id, "loss")]
-    assert sorted(steps) == [1, 2, 3, 4]
+    client = MlflowClient(tracking_uri=store)
+    for key in client.get_run(run_id).data.metrics:  # every key, not only loss: one point per step
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == sorted(set(steps)) and steps[-1] == 4, (key, steps)
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [1, 2, 3, 4]
 
 
 class FakeWandb(types.ModuleType):
