@@ -442,7 +442,7 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
     from medidiff.cli.evaluate_cmd import load_eval_configs
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import data as evdata
-    from medidiff.eval import realism as rl
+    from medidiff.eval import realism_checks_for
 
     t0 = time.perf_counter()
     exp, cfg = load_eval_configs(str(run_config_path(out, done[0])), None)
@@ -456,11 +456,7 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
     for run in done:
         items = evdata.synthetic_items(out / "generated" / run, dcfg.modalities)
         synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
-        r = rl.realism_checks(
-            synthetic.images, real_train.images, real_test.images, modalities=dcfg.modalities, bands=cfg.realism_bands,
-            background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
-            histogram_abs_tol=cfg.histogram_abs_tol, diversity_sigma=cfg.diversity_sigma,
-            diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+        r = realism_checks_for(cfg, synthetic.images, real_train.images, real_test.images, modalities=dcfg.modalities)
         r.pop("spectra", None)
         report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
                   "results": {"realism": r}}

@@ -28,7 +28,7 @@ from medidiff.data.brats import regions_to_labels
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
-__all__ = ["EvalConfig", "TASKS", "run_evaluation", "train_feature_net", "train_tissue_net"]
+__all__ = ["EvalConfig", "TASKS", "realism_checks_for", "run_evaluation", "train_feature_net", "train_tissue_net"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ def run_evaluation(
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
     from medidiff.eval import memorisation as mem
-    from medidiff.eval import realism as rl
     from medidiff.eval import report as rep
     from medidiff.eval.utility import SegmenterBank, mask_fidelity, training_sets, utility_experiment
 
@@ -243,12 +242,9 @@ def run_evaluation(
         if len(real_train) < 2:
             raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
                               "spread); use a larger manifest or drop image from --tasks")
-        realism = rl.realism_checks(
-            synthetic.images, real_train.images, real_test.images if real_test is not None else None,
-            modalities=dcfg.modalities, mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,
-            bands=cfg.realism_bands, background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol,
-            histogram_factor=cfg.histogram_factor, histogram_abs_tol=cfg.histogram_abs_tol,
-            diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+        realism = realism_checks_for(cfg, synthetic.images, real_train.images,
+                                     real_test.images if real_test is not None else None, modalities=dcfg.modalities,
+                                     mask_groups=[_mask_id(p) for p in synthetic.provenance] or None)
         results["realism"] = realism
         spectra = realism.pop("spectra")
         save_partial()  # before the feature-based metrics, which take the longest
@@ -388,6 +384,21 @@ def run_evaluation(
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))
     (out / "report.partial.json").unlink(missing_ok=True)
     return report
+
+
+def realism_checks_for(
+    cfg: EvalConfig, synthetic: Any, real: Any, heldout: Any = None, *, modalities: Any,
+    mask_groups: Any = None,
+) -> dict[str, Any]:
+    """:func:`medidiff.eval.realism.realism_checks` with the tolerances and seed of ``cfg`` (the
+    image task's call; benchmarks that run the checks alone use it too)."""
+    from medidiff.eval import realism as rl
+
+    return rl.realism_checks(
+        synthetic, real, heldout, modalities=modalities, mask_groups=mask_groups, bands=cfg.realism_bands,
+        background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol,
+        histogram_factor=cfg.histogram_factor, histogram_abs_tol=cfg.histogram_abs_tol,
+        diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
 
 
 def train_feature_net(
