@@ -38,14 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     terminate_on_sigterm()  # SIGTERM unwinds like Ctrl-C, so temporary files are removed
     try:
-        result = args.func(args)
+        code = int(args.func(args) or 0)
     except MedidiffError as exc:
         print(f"medidiff: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("medidiff: interrupted", file=sys.stderr)
-        return 130
-    return int(result or 0)
+        code = 130
+    if "torch" in sys.modules:  # only a command that imported torch can hold a process group
+        from medidiff.training.engine import exit_distributed
+
+        code = exit_distributed(code)  # a torchrun rank leaves here (os._exit); one process returns
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

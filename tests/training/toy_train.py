@@ -149,4 +149,7 @@ def val(module: nn.Module, rank: int, world_size: int) -> tuple[dict[str, float]
 
 
 if __name__ == "__main__":
+    from medidiff.training.engine import exit_distributed
+
     main()
+    raise SystemExit(exit_distributed(0))  # as `medidiff train` leaves a torchrun rank
