@@ -42,19 +42,19 @@ loop_task() {
     }
     # LOOP_RUNS picks and orders them (default: all); MONAI=1 adds MONAI's net to the --monai rows
     local monai=""; [ "${MONAI:-1}" = 1 ] && monai="--monai"
-    for name in ${LOOP_RUNS:-shipped shipped_b4 shipped_b4_compiled shipped_zero1 fast_none}; do
+    for name in ${LOOP_RUNS:-shipped shipped_compiled shipped_b1 shipped_zero1 fast_none}; do
         # shellcheck disable=SC2086  # FAST and $monai are lists of words
         case $name in
-            shipped) run_loop shipped $monai --work /tmp/lb_shipped ;;  # as shipped: the plain engine (none)
+            shipped) run_loop shipped $monai --work /tmp/lb_shipped ;;  # as shipped: engine none, micro-batch 4, 4 workers
             shipped_zero1) run_loop shipped_zero1 --set train.deepspeed=zero1 --work /tmp/lb_shipped ;;
             shipped_compiled) run_loop shipped_compiled --set train.compile=true --work /tmp/lb_shipped ;;
             # GroupNorm on CUDA (torch 2.11) returns channels-first: ~40 layout copies a step at the
-            # shipped settings (1 with pixel norm); pytorch #111824, NHWC kernels in #191945
+            # shipped settings (1 with pixel norm; pytorch #111824, NHWC kernels in #191945); eager pixel
+            # norm was slower at batch 1 (loop_h200x2_shared_20261130)
             shipped_pixel) run_loop shipped_pixel --set net.norm=pixel --work /tmp/lb_shipped ;;
-            # the shipped net at micro-batch 4: batch 1 leaves the step host-bound (31 ms of kernels in 110)
-            shipped_b4) run_loop shipped_b4 --set train.micro_batch=4 --set data.num_workers=4 --work /tmp/lb_shipped ;;
-            shipped_b4_compiled) run_loop shipped_b4_compiled --set train.micro_batch=4 --set data.num_workers=4 --set train.compile=true \
-                --work /tmp/lb_shipped ;;
+            # the shipped net at micro-batch 1 without loader workers (shipped until session 7): host-bound,
+            # 31 ms of kernels in a 110 ms step (loop_h200_quiet_20261130)
+            shipped_b1) run_loop shipped_b1 --set train.micro_batch=1 --set data.num_workers=0 --work /tmp/lb_shipped ;;
             mask_flow) run_loop mask_flow --config configs/mask_flow.yaml --work /tmp/lb_mask ;;
             fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
             fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;

@@ -45,7 +45,7 @@ from medidiff.training.diffusion import build_codec_for, resolve_net_config, run
 
 ORIGINAL_STEP = loop_module._train_step
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
-SMOKE = ["data.roi=[16, 16, 16]", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
+SMOKE = ["data.roi=[16, 16, 16]", "data.num_workers=0", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
          "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
          "train.warmup_steps=1"]
 
