@@ -66,6 +66,7 @@ class EvalConfig:
     msssim_pairs: int = 20  # random pairs per set for MS-SSIM diversity
     slab: int = 8  # 2.5D: thickness (voxels) of the slabs the 3D feature net sees
     slabs_per_axis: int = 4  # 2.5D: evenly spaced slabs per axis and case
+    floor_draws: int = 20  # Frechet/MMD floor: seeded subsets of held-out cases the synthetic set's size
     # memorisation audit
     memorisation_space: Literal["image", "features"] = "image"
     memorisation_size: int = 16  # image space: each modality area-downsampled to size^3
@@ -102,8 +103,8 @@ class EvalConfig:
             raise ValueError(f"max_synthetic must be >= 1 or null, got {self.max_synthetic}")
         if not 0.0 <= self.synthetic_background < 1.0:
             raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
-        if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1:
-            raise ValueError("msssim_pairs, slab and slabs_per_axis must be >= 1")
+        if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1 or self.floor_draws < 1:
+            raise ValueError("msssim_pairs, slab, slabs_per_axis and floor_draws must be >= 1")
         if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
             raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
         if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol) < 0:

@@ -12,7 +12,8 @@
   be negative and needs equal set sizes there; ours does not).
 * **Frechet distance** (Heusel et al. 2017, arXiv:1706.08500): Gaussians fitted to two feature
   sets, ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` with scipy's ``sqrtm`` in float64. It
-  is biased upwards for few samples: compare against the real-vs-real value at the same counts.
+  is biased upwards for few samples: compare against the real-vs-real value at the same counts
+  (:func:`floor_at_count`: seeded subsets of the real held-out cases the size of the synthetic set).
 * **PSNR / SSIM** for paired tasks (reconstruction, super-resolution): :func:`psnr` returns
   ``inf`` for identical inputs (MSE 0) rather than dividing by zero.
 """
@@ -35,6 +36,8 @@ __all__ = [
     "mmd2",
     "frechet_distance",
     "frechet_distance_from_stats",
+    "feature_distances",
+    "floor_at_count",
 ]
 
 # Wang et al. 2003 scale weights, finest first
@@ -195,3 +198,44 @@ def frechet_distance(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray)
     return frechet_distance_from_stats(
         a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), b.mean(0), np.atleast_2d(np.cov(b, rowvar=False))
     )
+
+
+def feature_distances(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> dict[str, Any]:
+    """Frechet and MMD^2 (rbf, linear unbiased) between feature sets, or a note when a side has < 2 samples."""
+    n = (int(x.shape[0]), int(y.shape[0]))
+    if min(n) < 2:
+        return {"n": list(n), "note": "needs >= 2 samples a side"}
+    return {"n": list(n), "frechet": frechet_distance(x, y), "mmd2_rbf": mmd2(x, y, kernel="rbf"),
+            "mmd2_linear": mmd2(x, y, kernel="linear", unbiased=True)}
+
+
+def floor_at_count(
+    x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, cases: int, *, draws: int, seed: int,
+    rows_per_case: int = 1,
+) -> dict[str, Any]:
+    """The real-vs-real floor of :func:`feature_distances` at ``cases`` cases a side.
+
+    ``x``: features of the real held-out cases (``rows_per_case`` consecutive rows a case, as 2.5D slab
+    features come), ``y``: the reference (real training) features. Frechet and MMD fall as a sample
+    grows, so a floor from all held-out cases beside a smaller synthetic set makes the synthetic set look
+    worse than it is. This scores ``draws`` seeded subsets of ``cases`` held-out cases (one draw when
+    there are no more cases than that) and returns each metric's median over the draws, the Frechet
+    range (min, max) and the count of draws: the spread says how noisy a floor at this count is.
+    """
+    total = int(x.shape[0]) // rows_per_case
+    if cases >= total or draws <= 1:
+        picks = [np.arange(min(cases, total))]
+    else:
+        rng = np.random.default_rng(seed)
+        picks = [np.sort(rng.choice(total, cases, replace=False)) for _ in range(draws)]
+    xt = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    rows = [torch.as_tensor((p[:, None] * rows_per_case + np.arange(rows_per_case)).ravel()) for p in picks]
+    runs = [feature_distances(xt[r], y) for r in rows]
+    if "note" in runs[0]:
+        return runs[0]
+    out: dict[str, Any] = {"n": runs[0]["n"], "draws": len(runs)}
+    for key in ("frechet", "mmd2_rbf", "mmd2_linear"):
+        out[key] = float(np.median([r[key] for r in runs]))
+    fr = [r["frechet"] for r in runs]
+    out["frechet_range"] = [float(min(fr)), float(max(fr))]
+    return out

@@ -377,11 +377,14 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if dist:
             lines += [f"Feature distances ({report.get('feature_net')}); MMD^2 with a Gaussian kernel (median bandwidth, "
                       "biased) and the linear unbiased MMD^2 of monai.metrics.MMDMetric. Real held-out vs real training is "
-                      "the floor the same sample sizes give.", "",
+                      "the floor the same sample sizes give: the median over seeded subsets of the held-out cases, "
+                      "the synthetic set's size (Frechet range over the subsets in brackets).", "",
                       "| comparison | variant | n | Frechet | MMD^2 rbf | MMD^2 linear |", "| --- | --- | --- | --- | --- | --- |"]
             for comp, variants in dist.items():
                 for var, v in variants.items():
-                    lines.append(f"| {comp} | {var} | {v.get('n', '-')} | {_fmt(v.get('frechet'))} | {_fmt(v.get('mmd2_rbf'))} | "
+                    spread = v.get("frechet_range")
+                    fr = _fmt(v.get("frechet")) + (f" ({_fmt(spread[0])}-{_fmt(spread[1])})" if spread else "")
+                    lines.append(f"| {comp} | {var} | {v.get('n', '-')} | {fr} | {_fmt(v.get('mmd2_rbf'))} | "
                                  f"{_fmt(v.get('mmd2_linear'))} |")
             lines.append("")
         if im.get("notes"):

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from medidiff.eval.image_metrics import (
+    feature_distances,
+    floor_at_count,
     frechet_distance,
     frechet_distance_from_stats,
     mmd2,
@@ -144,6 +146,44 @@ def test_frechet_matches_closed_form_for_gaussians():
     assert frechet_distance(x, y) == pytest.approx(exact, rel=0.05)
     assert frechet_distance(x[:500], x[:500]) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(x[:500], x[:500] + 1.0) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_the_floor_is_taken_at_the_synthetic_count_and_a_collapsed_set_stays_above_it():
+    """Frechet falls as a sample grows: 8 good synthetic cases (drawn like the real ones) beside a floor of
+    all 99 held-out cases looked several times the floor. At equal count they sit inside the floor's
+    spread; 8 near-copies of one case stay far above it."""
+    rng = np.random.default_rng(0)
+    dim = 6
+    train, heldout = rng.normal(size=(285, dim)), rng.normal(size=(99, dim))
+    good = [frechet_distance(rng.normal(size=(8, dim)), train) for _ in range(20)]
+    floor = floor_at_count(heldout, train, 8, draws=20, seed=0)
+    assert floor["n"] == [8, 285] and floor["draws"] == 20
+    lo, hi = floor["frechet_range"]
+    assert lo <= floor["frechet"] <= hi
+    assert 0.5 < np.median(good) / floor["frechet"] < 2.0  # equal counts: the same distribution scores alike
+    at_all = feature_distances(heldout, train)["frechet"]
+    assert np.median(good) / at_all > 3.0  # what the old floor (all held-out cases) made of good cases
+    collapsed = heldout[:1] + 0.05 * rng.normal(size=(8, dim))
+    assert frechet_distance(collapsed, train) > 2 * hi
+    # one draw when the held-out set is no larger than the synthetic one; reproducible per seed
+    assert floor_at_count(heldout[:8], train, 8, draws=20, seed=0)["draws"] == 1
+    assert floor_at_count(heldout, train, 8, draws=20, seed=0) == floor
+
+
+def test_the_floor_keeps_each_cases_slab_rows_together(monkeypatch):
+    """2.5D features come as rows_per_case consecutive rows per case: a subset takes whole cases."""
+    import medidiff.eval.image_metrics as im
+
+    cases, per = 30, 4
+    x = np.stack([np.repeat(np.arange(cases), per).astype(np.float64),
+                  np.random.default_rng(1).normal(size=cases * per)], 1)  # column 0: the row's case
+    seen, real = [], im.feature_distances
+    monkeypatch.setattr(im, "feature_distances", lambda a, b: seen.append(np.asarray(a)[:, 0]) or real(a, b))
+    floor_at_count(x, x, 5, draws=3, seed=0, rows_per_case=per)
+    assert len(seen) == 3
+    for rows in seen:
+        assert len(rows) == 5 * per and len(set(rows.tolist())) == 5
+        assert all((rows[i * per:(i + 1) * per] == rows[i * per]).all() for i in range(5))
 
 
 def test_bar_chart_draws_bars_proportional_to_values():
