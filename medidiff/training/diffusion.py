@@ -176,11 +176,14 @@ class DiffusionLoss:
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """Mean loss per sub-band (over modalities) and per modality (over sub-bands).
 
-    Values are 0-d tensors on ``per_channel``'s device (one averaging matmul, no host sync: the
-    training loop reads them only at log steps).
+    Values are float32 0-d tensors on ``per_channel``'s device (one averaging matmul, no host sync:
+    the training loop reads them only at log steps). The matmul runs outside autocast: under bf16
+    autocast it rounded every value to 8 bits of mantissa.
     """
     keys, weights = _band_weights(tuple(names), per_channel.device)
-    return dict(zip(keys, (weights @ per_channel.detach().float()).unbind()))
+    with torch.autocast(per_channel.device.type, enabled=False):
+        means = weights @ per_channel.detach().float()
+    return dict(zip(keys, means.unbind()))
 
 
 @functools.lru_cache(maxsize=16)

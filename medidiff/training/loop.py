@@ -182,6 +182,15 @@ class _Preemption:
             signal.signal(sig, old)
 
 
+def add_logs(sums: dict[str, Any], logs: dict[str, Any], scale: float) -> None:
+    """Add ``scale`` x each of a step's ``logs`` (floats or device scalars, read at log steps only)
+    to the window's running ``sums``, in float32: a bf16 running sum of 50 small losses drifted by
+    up to ~10 % (each addition rounds to the sum's 8-bit mantissa)."""
+    for k, v in logs.items():
+        v = v.detach().float() if isinstance(v, torch.Tensor) else v
+        sums[k] = sums.get(k, 0.0) + v * scale
+
+
 def _read_logs(logs: dict[str, Any], n_steps: int) -> dict[str, float]:
     """``{"loss/<k>": float}``: the mean over the window's ``n_steps`` of the per-step sums in
     ``logs`` (floats and device scalars, with one host read for the tensors)."""
@@ -443,9 +452,7 @@ def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
         with record_function("medidiff/optimizer"):
             engine.step()
         step_loss += loss.detach().float() / cfg.grad_accum
-        for k, v in logs.items():  # floats or device scalars (read at log steps only)
-            v = v.detach() if isinstance(v, torch.Tensor) else v
-            run.step_logs[k] = run.step_logs.get(k, 0.0) + v / cfg.grad_accum
+        add_logs(run.step_logs, logs, 1.0 / cfg.grad_accum)
     run.step += 1
     if run.step % cfg.ema_every == 0:
         with record_function("medidiff/ema"), trained_parameters(engine) as params:  # fp32 masters under bf16/fp16
