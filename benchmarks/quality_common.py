@@ -18,6 +18,7 @@ dilated by 2 voxels: isolated speckle is not part of it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -138,9 +139,23 @@ def train_and_export(cfg: Any, model_dir: Path) -> tuple[dict[str, Any], Path]:
 TIMED_OUT = 124  # side_by_side's exit code for a command stopped at its time limit (coreutils timeout's)
 
 
-def side_by_side(commands: dict[str, list[str]], logs: Path, *, timeout_s: float | None = None) -> dict[str, int]:
+def gpu_envs(names: Sequence[str], gpus: int) -> dict[str, dict[str, str]]:
+    """``CUDA_VISIBLE_DEVICES`` for each of ``names``, round-robin over the first ``gpus`` cards this
+    process sees (its own ``CUDA_VISIBLE_DEVICES`` list, if set); empty for one card (inherit)."""
+    if gpus <= 1:
+        return {}
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    cards = visible[:gpus] if visible else [str(i) for i in range(gpus)]
+    if len(cards) < gpus:
+        raise ValueError(f"{gpus} GPUs asked for, CUDA_VISIBLE_DEVICES shows {len(cards)}: {','.join(cards)}")
+    return {name: {"CUDA_VISIBLE_DEVICES": cards[i % gpus]} for i, name in enumerate(names)}
+
+
+def side_by_side(commands: dict[str, list[str]], logs: Path, *, timeout_s: float | None = None,
+                 envs: dict[str, dict[str, str]] | None = None) -> dict[str, int]:
     """Run every command at once (processes sharing the card as equals), each with its output in
     ``logs/<name>.log``; wait for all and return their exit codes (a failed one's log tail is printed).
+    ``envs``: extra environment variables per command (e.g. :func:`gpu_envs`).
 
     ``timeout_s``: the wall time they share; a command still running then is stopped (SIGTERM, and
     SIGKILL 10 s later) and its code is ``TIMED_OUT``, so a job ends inside its device budget
@@ -151,7 +166,8 @@ def side_by_side(commands: dict[str, list[str]], logs: Path, *, timeout_s: float
     procs = {}
     for name, cmd in commands.items():
         with open(logs / f"{name}.log", "w") as fh:
-            procs[name] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            env = {**os.environ, **envs[name]} if envs and name in envs else None
+            procs[name] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     codes = {}
     try:
         for name, proc in procs.items():

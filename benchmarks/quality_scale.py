@@ -18,7 +18,7 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    variant's keys go on top, runs ``<variant>_seed<s>``, all side by side, scored by the same
    evaluation and summarised per variant; beside them, the evaluation's feature net and tissue segmenter are trained once on the
    real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
-   process), so every seed's Frechet is on the same features and its tissue QC through the same
+   process; ``--gpus N`` spreads runs, nets and evaluations over N cards, round-robin), so every seed's Frechet is on the same features and its tissue QC through the same
    instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
    what ran past the budget on the 2 x H200 run).
    Each seed then exports its EMA weights (OUT/models/seed<s>: seed 0's is the folder
@@ -50,6 +50,7 @@ cases within a seed are not independent draws of the training outcome.
 
     python3 benchmarks/quality_scale.py --out /tmp/job/quality_scale --minutes 8          # one H200: ~14 min
     python3 benchmarks/quality_scale.py --out /tmp/job/qs --seeds 1 --variants x0 x0_detail10 x0_detail100 --phases image
+    python3 benchmarks/quality_scale.py --out /tmp/job/qs --gpus 2 --variants x0_detail100 x0_detail1000   # 2 cards
     python benchmarks/quality_scale.py --out /tmp/qs_smoke --smoke --device cpu           # CPU: ~3 min
 """
 
@@ -70,7 +71,7 @@ from typing import Any
 import numpy as np
 from quality_ablation import ARMS
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_scores, comparison_figure, device_info, log,
-                            make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
+                            gpu_envs, make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
@@ -483,7 +484,8 @@ def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequen
         first = next(iter(cmds))
         exits.update(side_by_side({first: cmds.pop(first)}, out / "logs", timeout_s=end - time.monotonic()))
     if cmds and end - time.monotonic() > 0:
-        exits.update(side_by_side(cmds, out / "logs", timeout_s=end - time.monotonic()))
+        exits.update(side_by_side(cmds, out / "logs", timeout_s=end - time.monotonic(),
+                                  envs=gpu_envs(list(cmds), args.gpus)))
     record["exits"].update(exits)
     ph = record["eval_phases"][phase]
     ph["seconds"] = round(time.perf_counter() - t0, 1)
@@ -551,6 +553,8 @@ def main() -> int:
                          "reported missing (default %(default)s)")
     ap.add_argument("--workers", type=int, help="processes writing the data set (default: the CPU count, at most 32)")
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
+    ap.add_argument("--gpus", type=int, default=1,
+                    help="cards the runs, shared nets and evaluations are spread over, round-robin (default %(default)s)")
     ap.add_argument("--smoke", action="store_true", help="tiny cases, 2 steps, tiny evaluation: checks it runs (CPU)")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # internal: one training run's process
     ap.add_argument("--shared-net-run", choices=sorted(SHARED_NETS.values()), help=argparse.SUPPRESS)  # internal
@@ -561,10 +565,17 @@ def main() -> int:
     args.eval_epochs = args.eval_epochs or (1 if args.smoke else 10)
     args.eval_steps = args.eval_steps or (2 if args.smoke else None)
     workers = args.workers or min(os.cpu_count() or 1, 32)
-    for name, v in (("--cases", p["cases"]), ("--seeds", args.seeds), ("--generate", args.generate),
+    for name, v in (("--cases", p["cases"]), ("--seeds", args.seeds), ("--generate", args.generate), ("--gpus", args.gpus),
                     ("--eval-epochs", args.eval_epochs), ("--workers", workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
+    if args.gpus > 1:
+        if args.device != "cuda":
+            ap.error(f"--gpus {args.gpus} needs --device cuda, got {args.device}")
+        try:
+            gpu_envs(["probe"], args.gpus)
+        except ValueError as e:
+            ap.error(str(e))
     if args.realism_cases < 2:  # the checks' floor is the spread of the real cases
         ap.error(f"--realism-cases must be >= 2, got {args.realism_cases}")
     for name, v in (("--minutes", args.minutes), ("--eval-minutes", args.eval_minutes)):
@@ -590,6 +601,7 @@ def main() -> int:
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
+        "gpus": args.gpus,
         **device_info(args.device),
     }
     resolve_configs(args, p, out)
@@ -604,8 +616,8 @@ def main() -> int:
     log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
         + " and ".join(nets))
     t0 = time.perf_counter()
-    exits = side_by_side({**{run: [*me, "--run", run] for run in runs},
-                          **{net: [*me, "--shared-net-run", net] for net in nets}}, out / "logs")
+    train_cmds = {**{run: [*me, "--run", run] for run in runs}, **{net: [*me, "--shared-net-run", net] for net in nets}}
+    exits = side_by_side(train_cmds, out / "logs", envs=gpu_envs(list(train_cmds), args.gpus))
     record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
     done = [run for run in runs if exits[run] == 0]
     for run in done:

@@ -267,3 +267,23 @@ def test_loop_rate_leaves_out_warm_up_and_the_windows_of_the_profiled_steps(monk
     r = loop_bench.loop_rate(tmp_path, 2, exclude=(145, 154))  # steps 145-154 straddle two windows
     assert r["steps_per_s"] == 10.5 and r["windows"] == 3 and r["windows_dropped"] == 4
     assert loop_bench.loop_rate(tmp_path, 2)["windows"] == 5  # without the exclusion: 9, 1.5, 10, 10.5, 11
+
+
+def test_quality_runs_spread_over_the_cards_the_process_sees(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality_common
+
+    names = ["a_seed0", "a_seed1", "b_seed0", "feature_net"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert quality_common.gpu_envs(names, 1) == {}  # one card: the children inherit it
+    envs = quality_common.gpu_envs(names, 2)
+    assert [envs[n]["CUDA_VISIBLE_DEVICES"] for n in names] == ["0", "1", "0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # the job's own cards, not 0 and 1
+    assert {e["CUDA_VISIBLE_DEVICES"] for e in quality_common.gpu_envs(names, 2).values()} == {"4", "6"}
+    with pytest.raises(ValueError, match="3 GPUs asked for"):
+        quality_common.gpu_envs(names, 3)
+    # side_by_side hands each child its own variables
+    out = quality_common.side_by_side(
+        {n: [sys.executable, "-c", "import os, sys; sys.exit(int(os.environ['CUDA_VISIBLE_DEVICES']))"] for n in names[:2]},
+        tmp_path, envs=quality_common.gpu_envs(names[:2], 2))
+    assert out == {"a_seed0": 4, "a_seed1": 6}
