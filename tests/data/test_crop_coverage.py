@@ -16,7 +16,7 @@ from medidiff.data.transforms import brain_fraction_kept, build_transforms
 from tests.data.mock_brats import make_brats2023
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-SHIPPED = ["wavelet_flow", "mask_flow", "text_flow", "vae", "vae_ldm", "cascade_sr"]
+SHIPPED = ["wavelet_flow", "mask_flow", "text_flow", "vae", "vae_ldm", "cascade_sr", "anatomy_2mm"]
 
 
 def _mni_brain_at(spacing) -> np.ndarray:
