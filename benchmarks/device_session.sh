@@ -15,6 +15,7 @@
 # TASK=loop: benchmarks/loop_bench.py on the shipped and the fastest config (issue 15), profiled.
 # TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
 # TASK=sampling: the GPU sampler test, cascade_bench's step-count fit and sr_loader_bench (issue 15).
+# TASK=quality_cascade: benchmarks/quality_cascade.py (issue 16's SR stage; arguments in CASCADE_ARGS).
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
@@ -80,6 +81,16 @@ quality_scale_task() {
     # shellcheck disable=SC2086  # QUALITY_ARGS is a list of words
     python3 benchmarks/quality_scale.py --out $JOB/quality_scale ${QUALITY_ARGS:-}
     echo "== quality_scale exit $? $(date -u +%FT%TZ)"
+}
+
+# TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
+# (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants x0_detail100")
+quality_cascade_task() {
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+    echo "== quality_cascade $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # CASCADE_ARGS is a list of words
+    python3 benchmarks/quality_cascade.py --out $JOB/quality_cascade ${CASCADE_ARGS:-}
+    echo "== quality_cascade exit $? $(date -u +%FT%TZ)"
 }
 
 gpu_run_task() {

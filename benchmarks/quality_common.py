@@ -243,3 +243,48 @@ def comparison_figure(synthetic: Sequence[Path], real: Sequence[Path], path: Pat
              for row in rows if row]
     full = max(t.shape[1] for t in tiles)
     return write_png(path, np.concatenate([np.pad(t, ((0, 0), (0, full - t.shape[1]), (0, 0))) for t in tiles], 0))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it over: a job killed while writing keeps the last
+    complete file (reports are rewritten after every phase)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,
+                      out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per band,
+    histograms, diversity) for each folder of ``generated`` (name -> medidiff generate's output), in this
+    process, against the first ``n_real`` real training and held-out cases of ``manifest`` (loaded once
+    for all), all on the grid of experiment ``config``'s data section: a set generated on another grid
+    is resampled onto it by the real data's pipeline. Each result goes to ``out_dir/<name>.json``
+    (``{"results": {"realism": ...}}``, as an evaluate report); returns them by name."""
+    import json
+
+    from medidiff.cli.evaluate_cmd import load_eval_configs
+    from medidiff.data.transforms import build_transforms
+    from medidiff.eval import data as evdata
+    from medidiff.eval import realism_checks_for
+
+    exp, cfg = load_eval_configs(str(config), None)
+    dcfg = evdata.eval_data_config(exp.data)
+    train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
+    real_tf = build_transforms(dcfg, train=False, label_map=label_map)
+    real_train = evdata.load_cases("real_train", train_items[:n_real], real_tf, with_label=True, progress=False)
+    real_test = evdata.load_cases("real_heldout", held_items[:n_real], real_tf, with_label=True, progress=False)
+    syn_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name, folder in generated.items():
+        items = evdata.synthetic_items(folder, dcfg.modalities)
+        synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
+        r = realism_checks_for(cfg, synthetic.images, real_train.images, real_test.images, modalities=dcfg.modalities)
+        r.pop("spectra", None)
+        report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
+                  "grid": {"roi": list(dcfg.roi), "spacing": list(dcfg.spacing)}, "results": {"realism": r}}
+        write_atomic(out_dir / f"{name}.json", json.dumps(report, indent=1, default=float))
+        log(f"realism {name}: " + ", ".join(f"{k} {'pass' if v.get('pass') else 'fail'}" for k, v in r["checks"].items()))
+        results[name] = r
+    return results

@@ -71,7 +71,8 @@ from typing import Any
 import numpy as np
 from quality_ablation import ARMS
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_scores, comparison_figure, device_info, log,
-                            gpu_envs, make_anatomy_data, overrides, read_case, real_scores, side_by_side, train_and_export)
+                            gpu_envs, make_anatomy_data, overrides, read_case, real_scores, realism_checks_of, side_by_side,
+                            train_and_export, write_atomic)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
@@ -384,14 +385,6 @@ def missing_evaluations(record: dict[str, Any]) -> list[str]:
             for run, state in ph["runs"].items() if state != "done"]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` beside ``path`` and rename it over: a job killed while writing keeps the last
-    complete file (the report is rewritten after every phase)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
     """Facts for ``pack_pretrained.py MODEL --card`` about the first run's model (a person adds the
     limits' reading and the summary's wording before shipping it)."""
@@ -430,39 +423,17 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
-    """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per
-    band, histograms, diversity) for every trained run, in this process, against the first
-    ``n_real`` real training and held-out cases, loaded once for all runs; each run's result in
-    OUT/realism/<run>.json (``{"results": {"realism": ...}}``, as an evaluate report). Returns the
+    """The realism checks of ``medidiff evaluate``'s image task for every trained run, in this
+    process (``quality_common.realism_checks_of``), each in OUT/realism/<run>.json. Returns the
     seconds it took.
 
     Why: on the 2026-11-30 H200 run the image phase (every real case loaded per run, features,
     MS-SSIM, Frechet) of 4 runs side by side ran past its 3.5-min cap and left nothing; these
     checks took 196 s for the 4 runs against 48 + 48 real cases, done by hand on the GPU host.
     The image phase's own realism (every real case) replaces this one where it finishes."""
-    from medidiff.cli.evaluate_cmd import load_eval_configs
-    from medidiff.data.transforms import build_transforms
-    from medidiff.eval import data as evdata
-    from medidiff.eval import realism_checks_for
-
     t0 = time.perf_counter()
-    exp, cfg = load_eval_configs(str(run_config_path(out, done[0])), None)
-    dcfg = evdata.eval_data_config(exp.data)
-    train_items, held_items, label_map = evdata.real_items(out / "manifest.json", out / "data", exp.data.fold)
-    real_tf = build_transforms(dcfg, train=False, label_map=label_map)
-    real_train = evdata.load_cases("real_train", train_items[:n_real], real_tf, with_label=True, progress=False)
-    real_test = evdata.load_cases("real_heldout", held_items[:n_real], real_tf, with_label=True, progress=False)
-    syn_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=True)
-    (out / "realism").mkdir(exist_ok=True)
-    for run in done:
-        items = evdata.synthetic_items(out / "generated" / run, dcfg.modalities)
-        synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
-        r = realism_checks_for(cfg, synthetic.images, real_train.images, real_test.images, modalities=dcfg.modalities)
-        r.pop("spectra", None)
-        report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
-                  "results": {"realism": r}}
-        write_atomic(out / "realism" / f"{run}.json", json.dumps(report, indent=1, default=float))
-        log(f"realism {run}: " + ", ".join(f"{k} {'pass' if v.get('pass') else 'fail'}" for k, v in r["checks"].items()))
+    realism_checks_of(run_config_path(out, done[0]), out / "manifest.json", out / "data",
+                      {run: out / "generated" / run for run in done}, n_real, out / "realism")
     return round(time.perf_counter() - t0, 1)
 
 

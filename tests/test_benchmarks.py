@@ -215,7 +215,7 @@ def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_mi
     runs = [f"seed{s}" for s in cmds]
     record = {"exits": {}, "eval_phases": {"image": {"seconds": None, "runs": {run: "not finished" for run in runs}}}}
     t0 = time.monotonic()
-    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02), tmp_path, "image", runs, record)
+    qs.run_eval_phase(argparse.Namespace(eval_minutes=0.02, gpus=1), tmp_path, "image", runs, record)
     assert time.monotonic() - t0 < 15  # the sleeper was stopped, not waited for
     assert record["exits"] == {"eval_seed0_image": 0, "eval_seed1_image": 124, "eval_seed2_image": 124}
     stopped = "stopped at the 0.02-min cap"
@@ -287,3 +287,36 @@ def test_quality_runs_spread_over_the_cards_the_process_sees(monkeypatch, tmp_pa
         {n: [sys.executable, "-c", "import os, sys; sys.exit(int(os.environ['CUDA_VISIBLE_DEVICES']))"] for n in names[:2]},
         tmp_path, envs=quality_common.gpu_envs(names[:2], 2))
     assert out == {"a_seed0": 4, "a_seed1": 6}
+
+
+def test_the_anatomy_sr_stage_chains_behind_the_shipped_base(monkeypatch, tmp_path):
+    """quality_cascade's SR config sits on anatomy-2mm's geometry: twice its grid, half its voxel, its fold."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import argparse
+
+    import quality_cascade
+
+    from medidiff.config import load_config
+    from medidiff.pretrained import pretrained_folder
+
+    geo = quality_cascade.base_geometry(pretrained_folder("anatomy-2mm"))
+    assert geo["grid"] == [80, 96, 80] and geo["fold"] == 0
+    args = argparse.Namespace(smoke=False, device="cuda", minutes=7.0)
+    for variant in quality_cascade.VARIANTS:
+        cfg = load_config(quality_cascade.SR_CONFIG, quality_cascade.sr_overrides(args, tmp_path, geo, variant))
+        assert cfg.stage == "sr" and list(cfg.data.roi) == [160, 192, 160] and cfg.cascade.scale == 2
+        assert [2 * s for s in cfg.data.spacing] == pytest.approx(geo["mm"]) and cfg.data.fold == 0
+    # the data it writes has that voxel natively: the BraTS field of view over 240 x 240 x 156
+    from medidiff.data.prepare import synthetic_spacing
+
+    assert [2 * s for s in synthetic_spacing("anatomy", quality_cascade.FULL_SR["shape"])] == pytest.approx(geo["mm"])
+
+
+@pytest.mark.slow
+def test_quality_cascade_smoke_trains_sr_and_scores_it_beside_the_base_alone(tmp_path):
+    _run(["benchmarks/quality_cascade.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--workers", "1"])
+    r = json.loads((tmp_path / "quality_cascade.json").read_text())
+    assert not any(r["exits"].values()) and set(r["realism"]) == {"base_only", "sr_shipped", "sr_x0_detail100"}
+    assert all(g["shape"] == r["sr_roi"] for g in r["generated"].values() if g is not r["generated"]["base_only"])
+    assert r["generated"]["base_only"]["shape"] == r["geometry"]["grid"]  # the base alone stays on its grid
+    assert (tmp_path / "sr_shipped_vs_real.png").is_file() and "sr_x0_detail100" in (tmp_path / "report.md").read_text()
