@@ -8,9 +8,10 @@ degraded copies), so this job runs beside ``quality_scale.py`` on another card.
 
 Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/logs/):
 
-1. data: ``--cases`` anatomy cases at 240x240x156 (seed 0; case i is the same subject as case i of
-   the 2 mm set, at 1 mm: the base's voxel / 2), written by ``--workers`` processes, and a manifest
-   with 4 folds, fold 0 held out (folds hash the case ids with seed 0: the base's split).
+1. data: ``--cases`` anatomy cases at 240x240x156 (1 mm: the base's voxel / 2; seed 0: case i has
+   case i of the 2 mm set's seed, pose, ventricles and tumour draw, though its smooth deformation is
+   drawn on the finer grid), written by ``--workers`` processes, and a manifest with 4 folds, fold 0
+   held out (folds hash the case ids with seed 0: the base's held-out ids stay held out).
 2. train: the SR stage, ``configs/cascade_sr.yaml`` on the base's geometry (data.roi = 2 x the
    base's grid, data.spacing = the base's / 2, data.fold = the base's) with each ``--variants``'s
    keys on top, side by side for ``--minutes`` each; each exports its EMA weights.
