@@ -56,7 +56,9 @@ loop_task() {
             # the shipped net at micro-batch 1 without loader workers (shipped until session 7): host-bound,
             # 31 ms of kernels in a 110 ms step (loop_h200_quiet_20261130)
             shipped_b1) run_loop shipped_b1 --set train.micro_batch=1 --set data.num_workers=0 --work /tmp/lb_shipped ;;
-            mask_flow) run_loop mask_flow --config configs/mask_flow.yaml --work /tmp/lb_mask ;;
+            mask_flow) run_loop mask_flow --config configs/mask_flow.yaml $monai --work /tmp/lb_mask ;;
+            # the SR stage's loop on 96^3 training patches of 240x240x160 phantoms (a "volume" is a patch)
+            cascade_sr) run_loop cascade_sr --config configs/cascade_sr.yaml $monai --work /tmp/lb_sr ;;
             fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
             fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;
             *) echo "unknown loop run $name" ;;

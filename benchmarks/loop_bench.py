@@ -1,10 +1,13 @@
 """The training loop users run against its own network, in one process on one card (issue 15).
 
-1. ``medidiff train``'s loop (``train_diffusion``) on a shipped config (default
-   ``configs/wavelet_flow.yaml``) plus ``--set`` overrides, on phantom cases written at the
-   config's roi, for ``--steps`` steps: steady-state steps/s from the loop's own log windows
-   (the first ``--skip-windows`` windows, with compilation and cache filling, are dropped).
-2. The same network alone (the net config the loop resolved, the same batch and latent shape):
+1. ``medidiff train``'s loop (the config's stage: ``train_diffusion``, or ``train_sr`` for
+   ``configs/cascade_sr.yaml``) on a shipped config (default ``configs/wavelet_flow.yaml``) plus
+   ``--set`` overrides, on phantom cases written at the config's roi, for ``--steps`` steps:
+   steady-state steps/s from the loop's own log windows (the first ``--skip-windows`` windows,
+   with compilation and cache filling, are dropped). For the SR stage a "volume" is one training
+   patch (``cascade.patch_size``).
+2. The same network alone (the net config the loop resolved, the same batch and latent shape,
+   random conditioning inputs of the loop's shapes for a conditioned net):
    forward + MSE + backward + AdamW, timed as ``unet_bench.py`` does (``--net-mode``: bf16 weights
    with fp32 masters as DeepSpeed's bf16 mode, or autocast), compiled when the config compiles.
 3. ``loop_vs_net`` = loop vol/s / net vol/s (the goal is >= 0.8), and the net step's model FLOPs
@@ -41,10 +44,12 @@ from medidiff.data.manifest import build_brats_manifest, write_manifest  # noqa:
 from medidiff.data.prepare import write_synthetic_set  # noqa: E402
 from medidiff.nets import build_net  # noqa: E402
 from medidiff.training import loop as loop_module  # noqa: E402
-from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of, train_diffusion  # noqa: E402
+from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of  # noqa: E402
+from medidiff.training.stages import STAGES  # noqa: E402
 
 ORIGINAL_STEP = loop_module._train_step
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
+SMOKE_SR = ["cascade.patch_size=[8, 8, 8]"]  # with SMOKE's 16^3 roi and 2-level net
 SMOKE = ["data.roi=[16, 16, 16]", "data.num_workers=0", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
          "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
          "train.warmup_steps=1"]
@@ -135,9 +140,11 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     }
 
 
-def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device) -> dict[str, Any]:
+def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device,
+                cond: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """MONAI's DiffusionModelUNet at the loop net's widths, blocks and batch (autocast bf16, NCDHW,
-    what MONAI's tutorials run), timed like the net alone: eager, then under torch.compile."""
+    what MONAI's tutorials run), timed like the net alone: eager, then under torch.compile. A
+    conditioning image is concatenated to its input channels, as MONAI's tutorials condition."""
     import dataclasses
 
     width = net_cfg.channels[-1]
@@ -150,7 +157,8 @@ def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device)
             torch.manual_seed(0)
             model = build_net(cfg).to(device)
             run_model = torch.compile(model) if compiled else model
-            step, timer = unet_bench.Step(run_model, x, "autocast", device), unet_bench.Timer(device)
+            step = unet_bench.Step(run_model, x, "autocast", device, {k: v.float() for k, v in (cond or {}).items()})
+            timer = unet_bench.Timer(device)
             for _ in range(3):
                 step()
             step_s = statistics.median(timer(step, steps)) / 1e3
@@ -190,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"output_dir={work / 'runs'}", "name=loop_bench", f"data.manifest={work / 'manifest.json'}",
                  f"data.root={work / 'data'}", "data.cache=memory", "data.fold=null", f"train.device={device.type}",
                  f"train.max_steps={args.steps}", "train.ckpt_every=0", "train.val_every=0", "train.preview_every=0",
-                 *(SMOKE if args.smoke else []), *args.overrides]
-    cfg = load_config(args.config, overrides)
+                 *(SMOKE if args.smoke else [])]
+    cfg = load_config(args.config, [*overrides, *args.overrides])
+    if args.smoke and cfg.stage == "sr":  # SMOKE's roi is smaller than the shipped SR patch
+        cfg = load_config(args.config, [*overrides, *SMOKE_SR, *args.overrides])
+    if cfg.stage not in ("diffusion", "sr"):
+        raise SystemExit(f"loop_bench times the diffusion and sr stages; {args.config} is stage {cfg.stage}")
+    train_fn = STAGES[cfg.stage]()[0]
     if not (work / "manifest.json").is_file():
         write_synthetic_set("phantom", work / "data", args.cases, shape=cfg.data.roi, seed=0, tumour_fraction=1.0)
         write_manifest(build_brats_manifest(work / "data", num_folds=2, seed=0), work / "manifest.json")
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     try:
-        train_diffusion(cfg, overwrite=True, progress=False)
+        train_fn(cfg, overwrite=True, progress=False)
     finally:
         loop_module._train_step = ORIGINAL_STEP
     loop_seconds = time.perf_counter() - t0
@@ -223,9 +236,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. the same net alone, at the loop's batch and latent shape
     codec = build_codec_for(cfg)
-    net_cfg = resolve_net_config(cfg, codec)
-    channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
-    latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
+    if cfg.stage == "sr":  # a training patch of the latent, conditioned on the encoded low-res volume
+        from medidiff.cascade.sr_task import latent_patch, resolve_sr_net_config
+
+        net_cfg = resolve_sr_net_config(cfg, codec)
+        latent = (codec.latent_channels, *latent_patch(cfg.cascade.patch_size, codec))
+    else:
+        net_cfg = resolve_net_config(cfg, codec)
+        channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
+        latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
     mode = args.net_mode or {"bf16": "bf16", "fp32": "fp32"}.get(cfg.train.precision, "autocast")
     if net_cfg.cross_attention_dim:
         raise SystemExit("loop_bench times unconditional and mask-conditioned nets (text needs its encoder's tokens)")
@@ -236,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.train.compile:
         model = torch.compile(model, mode=None if cfg.train.compile_mode == "default" else cfg.train.compile_mode)
     x = torch.randn(cfg.train.micro_batch, *latent, device=device, dtype=torch.bfloat16 if mode == "bf16" else torch.float32)
-    # a mask-conditioned net (configs/mask_flow.yaml) takes the encoded masks on the latent grid
-    cond = {"cond_image": torch.randn(x.shape[0], net_cfg.cond_channels, *x.shape[2:], device=device, dtype=x.dtype)} \
-        if net_cfg.cond_channels else None
+    # a mask-conditioned net (configs/mask_flow.yaml) takes the encoded masks on the latent grid, the
+    # SR net the encoded low-res volume there and its augmentation level as a scalar
+    cond = {}
+    if net_cfg.cond_channels:
+        cond["cond_image"] = torch.randn(x.shape[0], net_cfg.cond_channels, *x.shape[2:], device=device, dtype=x.dtype)
+    if net_cfg.num_scalars:
+        cond["scalars"] = torch.rand(x.shape[0], net_cfg.num_scalars, device=device)
+    cond = cond or None
     step = unet_bench.Step(model, x, "fp32" if mode == "fp32" else mode, device, cond)
     timer = unet_bench.Timer(device)
     for _ in range(3):
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         return flops / net_step_s / (peak * 1e12)
 
     del step, model, eager
-    monai = monai_alone(net_cfg, x.float(), args.net_steps, device) if args.monai and cond is None else None
+    monai = monai_alone(net_cfg, x.float(), args.net_steps, device, cond) if args.monai else None
 
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {
@@ -260,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
+        "stage": cfg.stage, "volume": "training patch" if cfg.stage == "sr" else "volume",
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
         "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},
