@@ -120,6 +120,24 @@ def time_cases(pipe: CascadePipeline, steps: int, *, cases: int, device: str, au
     return (time.perf_counter() - start) / cases
 
 
+def profile_case(pipe: CascadePipeline, steps: int, *, device: str, autocast: Any) -> dict[str, Any]:
+    """One case under torch.profiler (after ``time_cases`` warmed it up): wall time, the pipeline's
+    ranges (base_sample, base_decode, base_to_sr, sr_condition, sr_sample, sr_decode, labels), GPU
+    busy time, launches, syncs and the top kernels: where the fixed cost of a case goes."""
+    from loop_bench import split_profile  # one profile summary for the loop and for sampling
+    from torch.profiler import ProfilerActivity, profile
+
+    base_s = dataclasses.replace(pipe.base.cfg.sampler, num_steps=steps)
+    sr_s = dataclasses.replace(pipe.sr.cfg.sampler, num_steps=steps)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with autocast, profile(activities=activities) as prof:
+        start = time.perf_counter()
+        pipe([20_000], sampler=base_s, sr_sampler=sr_s)
+        _sync(device)
+        wall = time.perf_counter() - start
+    return {**split_profile(prof, wall, 1), "cases": 1, "sampler_steps_per_stage": steps}
+
+
 def fit_fixed_plus_steps(steps: list[int], seconds: list[float]) -> dict[str, Any]:
     """Least-squares ``seconds = fixed + steps x per_step`` over >= 3 distinct step counts, with every
     residual: a negative fixed cost or a large residual says the timings are not linear in steps
@@ -184,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=2, help="timed cases (after one warm-up case)")
     p.add_argument("--precision", choices=["bf16", "fp32"], default=None, help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile every UNet block")
+    p.add_argument("--profile", action="store_true", help="also profile one flow case at the largest --steps")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -223,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"name": "cascade_flow_fit", "objective": "flow", "sampler": "euler", "sr_mode": mode,
                         "fit": flow_fit})
         print(json.dumps(results[-1]), flush=True)
+        if args.profile:
+            results.append({"name": "cascade_flow_profile", "sr_mode": mode,
+                            **profile_case(flow, max(args.steps), device=args.device, autocast=autocast)})
+            print(json.dumps({k: results[-1][k] for k in ("sampler_steps_per_stage", "wall_ms_per_step",
+                                                          "phase_cpu_ms_per_step")}),
+                  flush=True)
         del flow
         ddpm = build_cascade(setting, objective="ddpm", sr_mode=mode, device=args.device, compile=args.compile)
         row = {"name": f"cascade_ddpm_{args.ddpm_steps}", "objective": "ddpm", "sampler": "ddpm",

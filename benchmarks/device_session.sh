@@ -130,7 +130,7 @@ sampling_task() {
     echo "== sampling: gpu tests $(date -u +%FT%TZ)"
     python3 -m pytest tests/samplers -m gpu -q -p no:cacheprovider
     echo "== sampling: cascade_bench $(date -u +%FT%TZ)"
-    python3 benchmarks/cascade_bench.py --device cuda --steps 10 20 30 --out $JOB/sampling/cascade.json
+    python3 benchmarks/cascade_bench.py --device cuda --steps 10 20 30 --profile --out $JOB/sampling/cascade.json
     # the full case took 3.45 s at 30+30 eager (goal 2 s): the same with every UNet block compiled
     [ "${SAMPLING_COMPILE:-1}" = 1 ] && python3 benchmarks/cascade_bench.py --device cuda --steps 10 20 30 --compile \
         --out $JOB/sampling/cascade_compiled.json

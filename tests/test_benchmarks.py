@@ -97,6 +97,18 @@ def test_cascade_bench_refuses_to_fit_fewer_than_three_step_counts(capsys):
     assert "three distinct step counts" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cascade_bench_profiles_where_a_case_goes(tmp_path):
+    out = tmp_path / "cascade.json"
+    _run(["benchmarks/cascade_bench.py", "--device", "cpu", "--tiny", "--steps", "1", "2", "3", "--cases", "1",
+          "--ddpm-measure-steps", "5", "--profile", "--out", str(out)])
+    rows = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    prof = rows["cascade_flow_profile"]
+    assert prof["sampler_steps_per_stage"] == 3 and prof["cases"] == 1 and prof["wall_ms_per_step"] > 0
+    phases = prof["phase_cpu_ms_per_step"]
+    assert {"base_sample", "base_decode", "base_to_sr", "sr_condition", "sr_sample", "sr_decode", "labels"} <= set(phases)
+    assert sum(phases.values()) <= prof["wall_ms_per_step"] * 1.05  # the ranges do not overlap
+
+
 # mask_flow: a net with a cond_image input; cascade_sr: the SR stage's trainer, on patches, with a scalar input
 @pytest.mark.parametrize("config", ["wavelet_flow", "mask_flow", "cascade_sr"])
 def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):

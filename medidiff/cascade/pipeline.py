@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from medidiff.cascade.patches import Window, patchwise_denoiser
 from medidiff.cascade.sr_task import KIND, latent_patch, sr_condition
@@ -118,11 +119,12 @@ class SRPipeline(ModelPipeline):
 
         gens = generators_from_seeds(seeds)
         b = len(seeds)
-        level = torch.full((b,), aug_level, device=dev)
-        noise = randn_per_sample(low.shape, gens, device=dev)  # (B, C, *lr) conditioning augmentation
-        cond = sr_condition(self.codec, low, level=level, noise=noise, hr_spatial=tuple(hr), regions=regions)
-        latent = self.codec.latent_shape((c, *hr))
-        x = randn_per_sample((b, *latent), gens, device=dev)  # (B, C', *latent): one noise for the full grid
+        with record_function("medidiff/sr_condition"):  # profiler ranges: where a case's time goes
+            level = torch.full((b,), aug_level, device=dev)
+            noise = randn_per_sample(low.shape, gens, device=dev)  # (B, C, *lr) conditioning augmentation
+            cond = sr_condition(self.codec, low, level=level, noise=noise, hr_spatial=tuple(hr), regions=regions)
+            latent = self.codec.latent_shape((c, *hr))
+            x = randn_per_sample((b, *latent), gens, device=dev)  # (B, C', *latent): one noise for the full grid
         # the grid of the patch size the net was trained on (matters only with objective.time_shift)
         ts = self.objective.timesteps(sampler.num_steps, shape=latent_patch(c_cfg.patch_size, self.codec),
                                       spacing=sampler.spacing)
@@ -143,9 +145,11 @@ class SRPipeline(ModelPipeline):
         # clamp x0 in image space, not on normalised latent coefficients (WDM clamps after the IDWT)
         x0_transform = image_space_clamp(self.codec) if sampler.clip_x0 else None
         extra: dict[str, Any] = {"eta": sampler.eta} if sampler.name == "ddim" else {}
-        z = SAMPLERS[sampler.name](denoiser, x, ts, cond=cond, guidance=guidance, generators=step_generators(gens, dev),
-                                   x0_transform=x0_transform, **extra)
-        return self.codec.decode(z).clamp(-1, 1).float().cpu()  # (B, C, *roi)
+        with record_function("medidiff/sr_sample"):
+            z = SAMPLERS[sampler.name](denoiser, x, ts, cond=cond, guidance=guidance,
+                                       generators=step_generators(gens, dev), x0_transform=x0_transform, **extra)
+        with record_function("medidiff/sr_decode"):
+            return self.codec.decode(z).clamp(-1, 1).float().cpu()  # (B, C, *roi)
 
 
 class CascadePipeline:
@@ -228,18 +232,20 @@ class CascadePipeline:
             base_masks = block_majority_regions(masks, scale).float()  # the base stage's own rule
         low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)
         low = []
-        for case in low_cases:
-            chans = [torch.from_numpy(case.images)]
-            if self.cfg.conditioning.generate_labels:
-                reg = regions_from_labels(case.label)
-                chans.append(torch.from_numpy(np.stack([reg[r] for r in REGIONS])).float() * 2 - 1)
-            low.append(torch.cat(chans))
+        with record_function("medidiff/base_to_sr"):
+            for case in low_cases:
+                chans = [torch.from_numpy(case.images)]
+                if self.cfg.conditioning.generate_labels:
+                    reg = regions_from_labels(case.label)
+                    chans.append(torch.from_numpy(np.stack([reg[r] for r in REGIONS])).float() * 2 - 1)
+                low.append(torch.cat(chans))
         high = self.sr(torch.stack(low), [sr_seed(s) for s in seeds], masks=masks, sampler=sr_sampler,
                        **sr_options).numpy()  # (B, C, *roi)
         out = []
         for i, seed in enumerate(seeds):
             if self.cfg.conditioning.generate_labels:
-                label = regions_to_labels(high[i, m:m + NUM_REGIONS])
+                with record_function("medidiff/labels"):
+                    label = regions_to_labels(high[i, m:m + NUM_REGIONS])
             elif masks is not None:
                 label = regions_to_labels(masks[i].numpy())
             else:
