@@ -68,7 +68,8 @@ def base_geometry(base: Path) -> dict[str, Any]:
     cfg = from_dict(ExperimentConfig, json.loads((base / "config.json").read_text())["config"], source=str(base))
     d = cfg.data
     return {"grid": [int(r) // d.downsample for r in d.roi], "mm": [float(s) * d.downsample for s in d.spacing],
-            "fold": d.fold, "modalities": list(d.modalities)}
+            "fold": d.fold, "modalities": list(d.modalities), "label_mode": d.label_mode,
+            "generate_labels": cfg.conditioning.generate_labels}
 
 
 def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], variant: str) -> list[str]:
@@ -81,6 +82,7 @@ def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], varia
     return [f"name=sr_{variant}", f"output_dir={out / 'runs'}", "seed=0", f"data.manifest={out / 'manifest.json'}",
             f"data.root={out / 'data'}", f"data.roi={roi}", f"data.spacing={[m / 2 for m in geo['mm']]}",
             f"data.fold={geo['fold']}", f"data.modalities={geo['modalities']}", f"data.num_workers={q['workers']}",
+            f"data.label_mode={geo['label_mode']}", f"conditioning.generate_labels={str(geo['generate_labels']).lower()}",
             "cascade.scale=2", f"cascade.patch_size={[q['patch']] * 3}", "cascade.sample_mode=whole",
             f"train.device={args.device}", f"train.max_minutes={args.minutes}", "train.ckpt_every=0",
             "train.val_every=0", *smoke, *VARIANTS[variant]]
@@ -136,6 +138,14 @@ def held_out_cases(out: Path, fold: int, n: int) -> list[Path]:
 def write_report(record: dict[str, Any], out: Path) -> None:
     write_atomic(out / "quality_cascade.json", json.dumps(record, indent=2, default=float))
     rows = record.get("realism", {})
+    cols = list(record["generated"])  # every set generated so far; realism rows fill in when measured
+
+    def cell(run: str, pick: Any) -> str:
+        try:
+            return f"{pick(rows[run]):.3f}"
+        except KeyError:
+            return "-"
+
     lines = [f"# SR stage on the anatomy data behind {record['base']}", "",
              f"- command: `{record['command']}`", f"- {record['date']}, {record['device']}, torch {record['torch']}",
              f"- data: {record['data']['cases']} anatomy cases at {record['data']['shape']} (seed 0), fold "
@@ -143,24 +153,22 @@ def write_report(record: dict[str, Any], out: Path) -> None:
              f"base grid {record['geometry']['grid']} at {record['geometry']['mm']} mm",
              f"- realism against the first {record['realism_cases']} real training and held-out cases (at most) on the "
              "SR grid (base_only: the base's output resampled onto it by the real data's pipeline: SR off)", "",
-             "| measure | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-    for name in ("trained", "generated"):
-        if name == "trained":
-            lines.append("| SR training steps (steps/s) | " + " | ".join(
-                (f"{record['trained'][r]['steps']} ({record['trained'][r]['steps_per_s']})" if r in record["trained"]
-                 else "-") for r in rows) + " |")
-        else:
-            lines.append("| generation s for all cases | " + " | ".join(
-                str(record["generated"].get(r, {}).get("seconds", "-")) for r in rows) + " |")
+             "| measure | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines.append("| SR training steps (steps/s) | " + " | ".join(
+        (f"{record['trained'][r]['steps']} ({record['trained'][r]['steps_per_s']})" if r in record["trained"]
+         else "-") for r in cols) + " |")
+    lines.append("| generation s for all cases | " + " | ".join(str(record["generated"][r]["seconds"]) for r in cols) + " |")
     for key, label in (("background_rms", "background RMS outside the head"), ("speckle", "speckle (outside > 0.05)")):
-        lines.append(f"| {label} | " + " | ".join(
-            f"{record['generated'][r]['background'][key]:.4f}" if r in record["generated"] else "-" for r in rows) + " |")
+        lines.append(f"| {label} | " + " | ".join(f"{record['generated'][r]['background'][key]:.4f}" for r in cols) + " |")
     for mod in record["modalities"]:
-        lines.append(f"| spectrum max abs log10 {mod} (goal <= 0.30) | " + " | ".join(
-            f"{rows[r]['checks']['power_spectrum']['per_modality'][mod]['max_abs_log10_ratio']:.3f}" for r in rows) + " |")
+        lines.append(f"| spectrum max abs log10 {mod} (goal <= 0.30) | " + " | ".join(cell(
+            r, lambda v: v["checks"]["power_spectrum"]["per_modality"][mod]["max_abs_log10_ratio"]) for r in cols) + " |")
     for mod in record["modalities"]:
-        lines.append(f"| histogram W1 {mod} | " + " | ".join(
-            f"{rows[r]['checks']['intensity_histogram']['per_modality'][mod]['wasserstein']:.3f}" for r in rows) + " |")
+        lines.append(f"| histogram W1 {mod} | " + " | ".join(cell(
+            r, lambda v: v["checks"]["intensity_histogram"]["per_modality"][mod]["wasserstein"]) for r in cols) + " |")
+    failed = record.get("generate_failed", {})
+    if failed:
+        lines += ["", "Generation failed: " + "; ".join(f"{r}: {e}" for r, e in failed.items())]
     lines += ["", "Power spectrum, log10 (synthetic / real) per radial band, low to high frequency:", "",
               "| set | modality | bands |", "|---|---|---|"]
     for r, res in rows.items():
@@ -188,8 +196,8 @@ def main() -> int:
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: one training process
     args = ap.parse_args()
     q = dict(SMOKE_SR if args.smoke else FULL_SR)
-    q["cases"] = args.cases or q["cases"]
-    args.generate = args.generate or q["generate"]
+    q["cases"] = q["cases"] if args.cases is None else args.cases
+    args.generate = q["generate"] if args.generate is None else args.generate
     for name, v in (("--cases", q["cases"]), ("--generate", args.generate), ("--workers", args.workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
@@ -218,7 +226,7 @@ def main() -> int:
     record: dict[str, Any] = {
         "run": "quality_cascade", "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **device_info(args.device),
-        "data": {**q, "seconds": round(data_s, 1)}, "base": str(args.base), "geometry": geo,
+        "data": {**q, "seconds": round(data_s, 1)}, "base": str(base) if args.smoke else args.base, "geometry": geo,
         "sr_roi": list(sr0.data.roi), "sr_spacing": list(sr0.data.spacing), "variants": list(args.variants),
         "minutes": args.minutes, "realism_cases": args.realism_cases, "modalities": geo["modalities"],
         "trained": {}, "generated": {}, "realism": {},
@@ -232,10 +240,17 @@ def main() -> int:
     for v in done:
         record["trained"][f"sr_{v}"] = json.loads((out / "trained" / f"sr_{v}.json").read_text())
     generated = {"base_only": out / "generated" / "base_only"}
+    write_atomic(out / "quality_cascade.json", json.dumps(record, indent=2, default=float))  # what trained
     record["generated"]["base_only"] = generate(args, base, None, generated["base_only"])
-    for v in done:
+    record["generate_failed"] = {}
+    for v in done:  # one variant's failure (e.g. out of memory at full resolution) leaves the others
+        try:
+            record["generated"][f"sr_{v}"] = generate(args, base, out / "models" / f"sr_{v}", out / "generated" / f"sr_{v}")
+        except (SystemExit, RuntimeError) as e:
+            record["generate_failed"][f"sr_{v}"] = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            log(f"sr_{v}: generation failed: {record['generate_failed'][f'sr_{v}']}")
+            continue
         generated[f"sr_{v}"] = out / "generated" / f"sr_{v}"
-        record["generated"][f"sr_{v}"] = generate(args, base, out / "models" / f"sr_{v}", generated[f"sr_{v}"])
         log(f"sr_{v}: {args.generate} cases in {record['generated'][f'sr_{v}']['seconds']} s, background RMS "
             f"{record['generated'][f'sr_{v}']['background']['background_rms']:.4f}")
     real = held_out_cases(out, geo["fold"], 4)
@@ -250,7 +265,7 @@ def main() -> int:
     record["realism_seconds"] = round(time.perf_counter() - t0, 1)
     write_report(record, out)
     print((out / "report.md").read_text(), flush=True)
-    return 0 if not any(exits.values()) else 1
+    return 0 if not any(exits.values()) and not record["generate_failed"] else 1
 
 
 if __name__ == "__main__":

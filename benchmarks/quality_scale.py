@@ -547,6 +547,10 @@ def main() -> int:
             gpu_envs(["probe"], args.gpus)
         except ValueError as e:
             ap.error(str(e))
+        import torch
+
+        if torch.cuda.device_count() < args.gpus:  # without CUDA_VISIBLE_DEVICES gpu_envs assumes 0..N-1
+            ap.error(f"--gpus {args.gpus}: this machine shows {torch.cuda.device_count()} CUDA device(s)")
     if args.realism_cases < 2:  # the checks' floor is the spread of the real cases
         ap.error(f"--realism-cases must be >= 2, got {args.realism_cases}")
     for name, v in (("--minutes", args.minutes), ("--eval-minutes", args.eval_minutes)):

@@ -33,7 +33,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # (240x240x160 / 2 / wavelet 2); its grid is the SR stage's data.roi / cascade.scale (set below)
 BASE = ["name=cascade_base", "net.channels=[64, 128, 256]"]
 # --smoke changes sizes and budgets only, so the whole recipe runs in seconds on a CPU
-SMOKE = ["data.roi=[32, 32, 32]", "data.cache=memory", "data.num_workers=0", "latent.stats_batches=1", "net.channels=[16, 32]",
+SMOKE = ["data.roi=[32, 32, 32]", "data.cache=memory", "data.num_workers=0", "train.micro_batch=1", "latent.stats_batches=1", "net.channels=[16, 32]",
          "net.num_res_blocks=1", "net.norm_groups=8", "cascade.patch_size=[16, 16, 16]", "sampler.num_steps=3",
          "train.max_steps=3", "train.warmup_steps=1", "train.log_every=1", "train.precision=fp32",
          "train.device=cpu", "eval.seeds=[0]", "eval.steps=2"]

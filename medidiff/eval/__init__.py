@@ -276,11 +276,15 @@ def run_evaluation(
         if real_test is not None:
             dist["real_heldout_vs_real_train"] = rows(real_test.images, lambda x, y, per: im.floor_at_count(
                 x, y, k, draws=cfg.floor_draws, seed=cfg.seeds[0], rows_per_case=per))
+        floor_note = "no held-out cases, so no floor"
+        if real_test is not None:
+            draws = dist["real_heldout_vs_real_train"]["3d"].get("draws", 1)
+            floor_note = (f"the floor: {k} real held-out cases against the same, " +
+                          (f"the median over {draws} seeded subsets of the {len(real_test)} held-out cases (Frechet "
+                           "range in brackets)" if draws > 1 else f"all {len(real_test)} held-out cases") +
+                          ": the floor at the same counts")
         img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
-                            f"{len(real_train)} real training cases, beside the floor: {k} real held-out cases against "
-                            f"the same, the median over {cfg.floor_draws} seeded subsets of the "
-                            f"{len(real_test) if real_test is not None else 0} held-out cases (Frechet range in "
-                            "brackets); the floor at the same counts")
+                            f"{len(real_train)} real training cases, beside {floor_note}")
         img["distances"] = dist
         img["feature_dim"] = int(f_train.shape[1])
         img["notes"].append(f"2.5D: the 3D feature net on {cfg.slabs_per_axis} slabs {cfg.slab} voxels thick per axis "

@@ -218,16 +218,22 @@ def floor_at_count(
     ``x``: features of the real held-out cases (``rows_per_case`` consecutive rows a case, as 2.5D slab
     features come), ``y``: the reference (real training) features. Frechet and MMD fall as a sample
     grows, so a floor from all held-out cases beside a smaller synthetic set makes the synthetic set look
-    worse than it is. This scores ``draws`` seeded subsets of ``cases`` held-out cases (one draw when
-    there are no more cases than that) and returns each metric's median over the draws, the Frechet
-    range (min, max) and the count of draws: the spread says how noisy a floor at this count is.
+    worse than it is. This scores ``draws`` seeded random subsets of ``cases`` held-out cases (every
+    subset once when there are no more than ``draws`` of them; all cases when there are no more than
+    ``cases``) and returns each metric's median over the subsets scored, the Frechet range (min, max)
+    and ``draws``, the count of subsets scored: the spread says how noisy a floor at this count is.
     """
+    import itertools
+    import math
+
     total = int(x.shape[0]) // rows_per_case
-    if cases >= total or draws <= 1:
-        picks = [np.arange(min(cases, total))]
+    if cases >= total:
+        picks = [np.arange(total)]
+    elif math.comb(total, cases) <= draws:  # few subsets: each once (repeats would weight the median)
+        picks = [np.array(c) for c in itertools.combinations(range(total), cases)]
     else:
         rng = np.random.default_rng(seed)
-        picks = [np.sort(rng.choice(total, cases, replace=False)) for _ in range(draws)]
+        picks = [np.sort(rng.choice(total, cases, replace=False)) for _ in range(max(1, draws))]
     xt = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     rows = [torch.as_tensor((p[:, None] * rows_per_case + np.arange(rows_per_case)).ravel()) for p in picks]
     runs = [feature_distances(xt[r], y) for r in rows]

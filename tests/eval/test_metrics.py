@@ -165,8 +165,11 @@ def test_the_floor_is_taken_at_the_synthetic_count_and_a_collapsed_set_stays_abo
     assert np.median(good) / at_all > 3.0  # what the old floor (all held-out cases) made of good cases
     collapsed = heldout[:1] + 0.05 * rng.normal(size=(8, dim))
     assert frechet_distance(collapsed, train) > 2 * hi
-    # one draw when the held-out set is no larger than the synthetic one; reproducible per seed
+    # one draw when the held-out set is no larger than the synthetic one; each subset once when there are
+    # no more than `draws` of them (C(9, 8) = 9); one draw is still a random subset; reproducible per seed
     assert floor_at_count(heldout[:8], train, 8, draws=20, seed=0)["draws"] == 1
+    assert floor_at_count(heldout[:9], train, 8, draws=20, seed=0)["draws"] == 9
+    assert floor_at_count(heldout, train, 8, draws=1, seed=0) != floor_at_count(heldout, train, 8, draws=1, seed=1)
     assert floor_at_count(heldout, train, 8, draws=20, seed=0) == floor
 
 
