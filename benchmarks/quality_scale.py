@@ -96,9 +96,12 @@ VARIANTS: dict[str, list[str]] = {
 # a shipping decision has it even when the feature metrics run past their cap (the four image
 # phases of the 2026-11-30 H200 run did, with memorisation inside them); tissue goes last because it
 # trains a segmenter and is the one that ran longest (2 x H200: still going after 17 min).
-EVAL_PHASES: dict[str, str] = {"memorisation": "memorisation", "image": "image", "tissue": "tissue"}
+# fidelity: the feature net (a real-trained segmenter) on the generated images against their own labels
+# and on the real held-out cases (issue 16: >= 0.85x for WT and TC); cheap, as nothing trains in it.
+EVAL_PHASES: dict[str, str] = {"memorisation": "memorisation", "fidelity": "fidelity", "image": "image",
+                               "tissue": "tissue"}
 # the net a phase's evaluations share (OUT/<name>), trained once beside the runs: phase -> name
-SHARED_NETS: dict[str, str] = {"image": "feature_net", "tissue": "tissue_net"}
+SHARED_NETS: dict[str, str] = {"fidelity": "feature_net", "image": "feature_net", "tissue": "tissue_net"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
@@ -171,6 +174,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     syn, floor = (dist.get(k, {}).get("3d", {}).get("frechet") for k in ("synthetic_vs_real_train", "real_heldout_vs_real_train"))
     if syn is not None and floor is not None:
         m.update(frechet_3d=syn, frechet_3d_floor=floor, frechet_over_floor=syn / floor if floor > 0 else math.inf)
+    for region, ratio in res.get("fidelity", {}).get("dice_ratio_to_real", {}).items():
+        if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
+            m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
     tissue = res.get("tissue", {}).get("synthetic_vs_real", {}).get("metrics", {})
     if tissue:
         m["tissue_qc_pass"] = sum(bool(v["pass"]) for v in tissue.values())
@@ -299,6 +305,7 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
+    *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice (goal >= 0.85)", 3) for r in ("WT", "TC")],
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]
@@ -587,7 +594,7 @@ def main() -> int:
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
           args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants, "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    nets = [SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS]
+    nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
         + " and ".join(nets))
     t0 = time.perf_counter()

@@ -125,6 +125,7 @@ def run_evaluation(
     else:
         sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)
+    _preload_real_segmenter(bank, cfg, dcfg, real_manifest, shape, spacing)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     figures: list[str] = []
@@ -196,7 +197,7 @@ def run_evaluation(
                 f"{rep.COLOURS[i % len(rep.COLOURS)][0]} = trained on {n}" for i, n in enumerate(names)) +
                 "; whiskers: the larger half of the 95% bootstrap interval over cases and seeds")
     if "fidelity" in tasks:
-        f = mask_fidelity(bank, synthetic, cfg, spacing)
+        f = mask_fidelity(bank, synthetic, cfg, spacing, real_test)
         results["fidelity"] = f
         save_partial()
         means = np.array([[f["aggregate"][r]["dice_mean"]] for r in regions])
@@ -475,6 +476,31 @@ def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str |
     real_train = evdata.load_cases("real_train", train_items, build_transforms(dcfg, train=False, label_map=label_map),
                                    with_label=True, progress=progress)
     return dcfg, train_items, real_train
+
+
+def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, shape: Any,
+                            spacing: list[float]) -> bool:
+    """Give the bank the saved real-trained segmenter of ``eval.feature_net`` when it is the one this
+    evaluation would train (same manifest, held-out fold, grid, spacing, modalities, and a seed of
+    ``cfg.seeds``): mask fidelity and utility then reuse it instead of training it again. Returns
+    whether it did; a folder that does not match is left to the feature-net step, which refuses it."""
+    from medidiff.errors import DataError
+    from medidiff.eval import data as evdata
+    from medidiff.eval import features as feat
+    from medidiff.eval.segmentation import TrainingHistory
+
+    if not cfg.feature_net or not (Path(cfg.feature_net) / "config.json").is_file():
+        return False
+    try:
+        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+                                                     grid=list(shape), spacing=spacing)
+    except DataError:
+        return False
+    if (recipe.get("manifest_sha256") != evdata.file_sha256(real_manifest) or recipe.get("fold") != dcfg.fold
+            or recipe.get("seed") not in cfg.seeds or "training" not in recipe):
+        return False
+    bank.put("real", int(recipe["seed"]), model.to(cfg.device), TrainingHistory(**recipe["training"]))
+    return True
 
 
 def _save_feature_net(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, real_train: Any) -> Path:

@@ -354,7 +354,11 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f = res["fidelity"]
         lines += ["## Mask fidelity (real-trained segmenter on synthetic images vs their labels)", "",
                   f"{f['cases']} synthetic cases ({f['mask_conditioned_cases']} with a conditioning mask in their provenance).", ""]
-        lines += _seg_table({"real -> synthetic": f})
+        lines += _seg_table({"real -> synthetic": f, **({"real -> real held-out": f["real_heldout"]}
+                                                        if "real_heldout" in f else {})})
+        if "dice_ratio_to_real" in f:
+            lines += ["", "Synthetic / real held-out mean Dice of the same segmenter (issue 16's goal: >= 0.85 for WT "
+                      "and TC): " + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real"].items()) + "."]
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
                   "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
                   "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]

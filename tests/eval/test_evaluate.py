@@ -283,3 +283,35 @@ def test_an_evaluation_stopped_part_way_keeps_its_finished_tasks(dataset, cli, t
     monkeypatch.undo()
     assert cli(argv) == 0  # a finished run replaces the partial report
     assert (out / "report.json").is_file() and not (out / "report.partial.json").exists()
+
+
+def test_mask_fidelity_reuses_the_saved_real_segmenter_and_scores_it_on_real_cases(dataset, cli, tmp_path, monkeypatch):
+    """With a saved real-trained segmenter (--feature-net, as quality_scale trains once beside its runs),
+    fidelity trains nothing and scores exactly what an evaluation that trains its own scores; it also
+    scores that segmenter on the real held-out cases, the baseline of issue 16's >= 0.85x goal."""
+    import dataclasses
+
+    import medidiff.eval.utility as utility
+    from medidiff.eval import train_feature_net
+
+    exp, cfg = evaluate_cmd.load_eval_configs(None, [s for s in SETS if s != "--set"])
+    cfg = dataclasses.replace(cfg, steps=2, seeds=[0], tasks=["fidelity"])
+    saved = train_feature_net(exp, cfg, real_manifest=dataset["manifest"], root=dataset["root"],
+                              out_dir=tmp_path / "saved", progress=False)
+    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "fidelity", "--no-progress", *SETS]
+    assert cli([*base, "--out", str(tmp_path / "own")]) == 0
+    trained = []
+    real_train = utility.train_segmenter
+    monkeypatch.setattr(utility, "train_segmenter", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    assert cli([*base, "--out", str(tmp_path / "loaded"), "--feature-net", str(saved)]) == 0
+    assert trained == []  # the saved segmenter served the bank
+    own, loaded = (json.loads((tmp_path / n / "report.json").read_text())["results"]["fidelity"] for n in ("own", "loaded"))
+    for region in ("WT", "TC", "ET"):
+        assert loaded["aggregate"][region]["dice_mean"] == pytest.approx(own["aggregate"][region]["dice_mean"], abs=1e-9)
+        real = loaded["real_heldout"]["aggregate"][region]["dice_mean"]
+        ratio = loaded["dice_ratio_to_real"][region]
+        # report.json writes non-finite numbers as strings
+        assert ratio == pytest.approx(loaded["aggregate"][region]["dice_mean"] / real) if real > 0 else ratio == "nan"
+    assert loaded["real_heldout"]["cases"] >= 1
+    assert "Synthetic / real held-out mean Dice" in (tmp_path / "loaded" / "report.md").read_text()
