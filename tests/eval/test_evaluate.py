@@ -239,19 +239,25 @@ def test_feature_net_is_trained_once_saved_with_its_recipe_and_reused(dataset, c
     assert "not comparable" in capsys.readouterr().err
 
 
-def test_feature_net_trained_alone_is_the_one_evaluate_trains(dataset, cli, tmp_path):
-    """train_feature_net (no synthetic cases) saves the net evaluate would train: loading it gives the
-    Frechet distance of an evaluation that trained its own, and the same recipe."""
+def _saved_real_segmenter(dataset: dict, out_dir: Path, task: str) -> tuple[Path, list[str]]:
+    """train_feature_net's saved real segmenter (2 steps, seed 0) and the evaluate argv of ``task`` at
+    the same settings (without --out)."""
     import dataclasses
 
     from medidiff.eval import train_feature_net
 
     exp, cfg = evaluate_cmd.load_eval_configs(None, [s for s in SETS if s != "--set"])
-    cfg = dataclasses.replace(cfg, steps=2, seeds=[0], tasks=["image"])
-    alone = train_feature_net(exp, cfg, real_manifest=dataset["manifest"], root=dataset["root"],
-                              out_dir=tmp_path / "alone", progress=False)
-    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
-            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
+    cfg = dataclasses.replace(cfg, steps=2, seeds=[0], tasks=[task])
+    saved = train_feature_net(exp, cfg, real_manifest=dataset["manifest"], root=dataset["root"], out_dir=out_dir,
+                              progress=False)
+    return saved, ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+                   str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", task, "--no-progress", *SETS]
+
+
+def test_feature_net_trained_alone_is_the_one_evaluate_trains(dataset, cli, tmp_path):
+    """train_feature_net (no synthetic cases) saves the net evaluate would train: loading it gives the
+    Frechet distance of an evaluation that trained its own, and the same recipe."""
+    alone, base = _saved_real_segmenter(dataset, tmp_path / "alone", "image")
     assert cli([*base, "--out", str(tmp_path / "own"), "--feature-net", str(tmp_path / "own_net")]) == 0
     assert cli([*base, "--out", str(tmp_path / "loaded"), "--feature-net", str(alone)]) == 0
     own, loaded = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("own", "loaded"))
@@ -289,17 +295,9 @@ def test_mask_fidelity_reuses_the_saved_real_segmenter_and_scores_it_on_real_cas
     """With a saved real-trained segmenter (--feature-net, as quality_scale trains once beside its runs),
     fidelity trains nothing and scores exactly what an evaluation that trains its own scores; it also
     scores that segmenter on the real held-out cases, the baseline of issue 16's >= 0.85x goal."""
-    import dataclasses
-
     import medidiff.eval.utility as utility
-    from medidiff.eval import train_feature_net
 
-    exp, cfg = evaluate_cmd.load_eval_configs(None, [s for s in SETS if s != "--set"])
-    cfg = dataclasses.replace(cfg, steps=2, seeds=[0], tasks=["fidelity"])
-    saved = train_feature_net(exp, cfg, real_manifest=dataset["manifest"], root=dataset["root"],
-                              out_dir=tmp_path / "saved", progress=False)
-    base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
-            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "fidelity", "--no-progress", *SETS]
+    saved, base = _saved_real_segmenter(dataset, tmp_path / "saved", "fidelity")
     assert cli([*base, "--out", str(tmp_path / "own")]) == 0
     trained = []
     real_train = utility.train_segmenter
