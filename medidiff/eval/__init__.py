@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from collections.abc import Callable
@@ -112,12 +113,22 @@ def run_evaluation(
         raise DataError(Path(first["image"][0]).parent / evdata.LABEL_FILE,
                         f"missing: {len(synth_items) - len(labelled)} of {len(synth_items)} synthetic cases have no "
                         "seg.nii.gz, which utility and fidelity need; evaluate with --tasks image,memorisation")
+    clock = {"last": time.perf_counter()}
+    seconds: dict[str, float] = {}  # wall time per stage, in the report: where an evaluation's time goes
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        seconds[stage] = round(seconds.get(stage, 0.0) + now - clock["last"], 1)
+        clock["last"] = now
+        log.info("evaluate: %s done in %.1f s", stage, seconds[stage])
+
     real_tf = build_transforms(dcfg, train=False, label_map=label_map)
     real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
     real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
     with_lab = len(labelled) == len(synth_items)
     synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
     synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
+    lap("load cases")
 
     sweep_notes: list[str] = []
     if "utility" in tasks:
@@ -159,16 +170,21 @@ def run_evaluation(
             },
             "config": {"eval": asdict(cfg), "data": to_dict(dcfg)},
             "results": results,
+            "seconds": dict(seconds),
             "skipped": skipped,
             "figures": figures,
             "figure_legends": legends,
             "definitions": DEFINITIONS,
         }
 
+    seconds_seen: set[str] = set()  # results already timed by save_partial's lap
+
     def save_partial() -> None:
         """report.partial.json: what is measured so far, rewritten after every task, so a run stopped
         part-way (a time cap, a pre-emption) keeps its finished tasks; four evaluations stopped at a
         3.5-min cap on the 2026-11-30 H200 quality run left nothing. report.json replaces it at the end."""
+        lap(", ".join(k for k in results if k not in seconds_seen) or "other")
+        seconds_seen.update(results)
         partial = build_report()
         done = [t for t in tasks if t in results or t in skipped]
         partial["partial"] = {"finished": done, "pending": [t for t in tasks if t not in done]}
@@ -227,6 +243,9 @@ def run_evaluation(
             if cfg.feature_net:  # train once, save with the recipe: later evaluations reuse it
                 _save_feature_net(bank, cfg, dcfg, real_manifest, real_train)
                 feature_net.name = f"segresnet-encoder {cfg.feature_net} (trained now and saved, seed {seed})"
+
+    if feature_net is not None:
+        lap("feature net")
 
     # ---- image metrics ----------------------------------------------------------------------
     if "image" in tasks:
@@ -390,6 +409,7 @@ def run_evaluation(
     legends.update({n: "rows: " + ", ".join(dcfg.modalities) + "; columns: axial, coronal, sagittal; labels: "
                     "red NCR, green ED, yellow ET" for n in figures if n.startswith("example_")})
 
+    lap("example figures")
     report = build_report()
     rep.write_json(out / "report.json", report)
     (out / "report.md").write_text(rep.markdown_report(rep.jsonable(report)))

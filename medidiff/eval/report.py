@@ -323,6 +323,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
         f"- seeds: {report['seeds']}; tasks: {', '.join(report['tasks'])}",
         f"- feature network: {report.get('feature_net') or 'not used'}",
+        *([("- wall time by stage: " + ", ".join(f"{k} {v:g} s" for k, v in report["seconds"].items()))]
+          if report.get("seconds") else []),
         "",
     ]
     res = report["results"]

@@ -68,6 +68,9 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     md = (out / "report.md").read_text()
     assert report["command"].startswith("medidiff evaluate --real ") and "--epochs 4" in report["command"]
     assert report["seeds"] == [0, 1] and report["tasks"] == ["utility", "fidelity", "image", "memorisation", "codec", "tissue"]
+    # where the time went, stage by stage (the GPU host's evaluations ran past their caps with no clue why)
+    assert {"load cases", "utility", "fidelity", "feature net", "memorisation"} <= set(report["seconds"])
+    assert all(v >= 0 for v in report["seconds"].values()) and "wall time by stage" in md
     assert "tissue" in report["skipped"]  # these phantoms carry no tissue maps
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]
