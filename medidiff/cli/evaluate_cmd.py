@@ -101,8 +101,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "eval": to_dict(cfg), "data": to_dict(exp.data)}
     if dry_run(args, resolved):
         return 0
+    import logging
+
     from medidiff.eval import run_evaluation
 
+    # stage lines with their wall time (as `medidiff train` logs): a long evaluation shows where it is
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = _command_of(args)
     report = run_evaluation(exp, cfg, real_manifest=args.real, synthetic_dir=args.synthetic, out_dir=args.out,
                             root=args.root, command=command, progress=not args.no_progress)
