@@ -27,7 +27,10 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    their background (``quality_common.background_scores``).
 3. evaluate, in phases (``EVAL_PHASES``), each ``medidiff evaluate`` per seed side by side against
    the same manifest: the held-out fold is the floor and the tissue reference, the training folds
-   (the cases the model saw) are what the memorisation audit compares with. First ``--tasks
+   (the cases the model saw) are what the memorisation audit compares with. The phases
+   (``--phases``, EVAL_PHASES): realism (in process), memorisation, fidelity (the shared real-trained
+   segmenter on the generated images and on the real held-out cases), image, tissue, and utility
+   (opt-in: segmenters trained on the generated cases, tested on the real held-out fold). First ``--tasks
    image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
@@ -98,10 +101,15 @@ VARIANTS: dict[str, list[str]] = {
 # trains a segmenter and is the one that ran longest (2 x H200: still going after 17 min).
 # fidelity: the feature net (a real-trained segmenter) on the generated images against their own labels
 # and on the real held-out cases (issue 16: >= 0.85x for WT and TC); cheap, as nothing trains in it.
+# utility (opt-in, not in the default phases): segmenters trained on the generated cases, size-matched
+# real ones and real + generated, tested on the real held-out fold (issue 16: synthetic >= 0.9x real at
+# equal N, real + synthetic >= real); it trains 3+ segmenters per run (the real one is the shared net).
 EVAL_PHASES: dict[str, str] = {"memorisation": "memorisation", "fidelity": "fidelity", "image": "image",
-                               "tissue": "tissue"}
+                               "tissue": "tissue", "utility": "utility"}
+DEFAULT_PHASES = ["realism", "memorisation", "fidelity", "image", "tissue"]
 # the net a phase's evaluations share (OUT/<name>), trained once beside the runs: phase -> name
-SHARED_NETS: dict[str, str] = {"fidelity": "feature_net", "image": "feature_net", "tissue": "tissue_net"}
+SHARED_NETS: dict[str, str] = {"fidelity": "feature_net", "image": "feature_net", "tissue": "tissue_net",
+                               "utility": "feature_net"}
 # keys this script sets per seed: a --set of one of them would silently break the comparison
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
@@ -177,6 +185,15 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     for region, ratio in res.get("fidelity", {}).get("dice_ratio_to_real", {}).items():
         if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
             m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
+    sets = res.get("utility", {}).get("training_sets", {})
+    if "synthetic" in sets:  # train on synthetic vs real at equal N; real + synthetic vs all real
+        equal = sets.get("real_matched", sets.get("real"))
+        for r in ("WT", "TC", "ET"):
+            syn, real = sets["synthetic"]["aggregate"][r]["dice_mean"], equal["aggregate"][r]["dice_mean"]
+            m[f"utility_ratio_{r}"] = syn / real if real > 0 else math.nan
+            if "real+synthetic" in sets and "real" in sets:
+                m[f"utility_gain_{r}"] = (sets["real+synthetic"]["aggregate"][r]["dice_mean"]
+                                          - sets["real"]["aggregate"][r]["dice_mean"])
     tissue = res.get("tissue", {}).get("synthetic_vs_real", {}).get("metrics", {})
     if tissue:
         m["tissue_qc_pass"] = sum(bool(v["pass"]) for v in tissue.values())
@@ -306,6 +323,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
     *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice (goal >= 0.85)", 3) for r in ("WT", "TC")],
+    *[(f"utility_ratio_{r}", f"train on synthetic / real at equal N, Dice {r} (goal >= 0.9)", 3) for r in ("WT", "TC", "ET")],
+    *[(f"utility_gain_{r}", f"real + synthetic - real, Dice {r} (goal >= 0)", 3) for r in ("WT", "TC", "ET")],
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]
@@ -515,7 +534,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant, side by side (default %(default)s)")
     ap.add_argument("--variants", nargs="+", default=["x0"], choices=list(VARIANTS),
                     help="recipe variants (VARIANTS), each trained --seeds times, all side by side (default %(default)s)")
-    ap.add_argument("--phases", nargs="+", default=["realism", *EVAL_PHASES], choices=["realism", *EVAL_PHASES],
+    ap.add_argument("--phases", nargs="+", default=DEFAULT_PHASES, choices=["realism", *EVAL_PHASES],
                     help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
                          "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
     ap.add_argument("--realism-cases", type=int, default=48,

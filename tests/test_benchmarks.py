@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -215,6 +216,16 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert qs.eval_metrics(report, tissue) == m
     assert qs.eval_metrics(report) == {k: v for k, v in m.items() if not k.startswith("tissue_")}
     assert qs.eval_metrics() == {}
+    # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
+    agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
+    extra = {"results": {
+        "fidelity": {"dice_ratio_to_real": {"WT": 0.9, "TC": "nan", "ET": 0.5}},
+        "utility": {"training_sets": {"real": agg(0.8, 0.6, 0.4), "real_matched": agg(0.5, 0.4, 0.0),
+                                      "synthetic": agg(0.45, 0.2, 0.1), "real+synthetic": agg(0.82, 0.55, 0.4)}}}}
+    u = qs.eval_metrics(extra)
+    assert u["fidelity_ratio_WT"] == 0.9 and math.isnan(u["fidelity_ratio_TC"]) and "fidelity_ratio_ET" not in u
+    assert u["utility_ratio_WT"] == pytest.approx(0.9) and u["utility_ratio_TC"] == pytest.approx(0.5)
+    assert math.isnan(u["utility_ratio_ET"]) and u["utility_gain_TC"] == pytest.approx(-0.05)
 
 
 def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_missing(monkeypatch, tmp_path):
