@@ -80,7 +80,7 @@ def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], varia
              "train.precision=fp32", "train.max_steps=2", "train.warmup_steps=1", "train.log_every=1",
              "data.cache=memory"] if args.smoke else [
         # one decoded disk cache for all variants (its folder hashes the data pipeline, the same for
-        # them): ~18 GB for 72 full-resolution cases, once instead of once per variant
+        # them): several GB of full-resolution cases, written once instead of once per variant
         f"data.cache_dir={out / 'sr_cache'}"]
     return [f"name=sr_{variant}", f"output_dir={out / 'runs'}", "seed=0", f"data.manifest={out / 'manifest.json'}",
             f"data.root={out / 'data'}", f"data.roi={roi}", f"data.spacing={[m / 2 for m in geo['mm']]}",
