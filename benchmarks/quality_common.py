@@ -11,8 +11,10 @@ Background scores (``background_scores``), on images in [0, 1]:
 * ``head_fraction``: the head's share of the grid, beside the real cases' (a collapsed or
   exploded sample is far from it).
 
-The head is the largest connected component of (mean over modalities > 0.1), holes filled,
-dilated by 2 voxels: isolated speckle is not part of it.
+The head is ``medidiff evaluate``'s brain mask (``medidiff.eval.realism.brain_masks``: adaptive, so a
+grey background is not taken for head), dilated by 2 voxels: isolated speckle is not part of it. Until
+session 7 it was the largest component of (mean > 0.1), which called a grey box all head and scored
+its background 0.
 """
 
 from __future__ import annotations
@@ -79,26 +81,27 @@ def make_anatomy_data(out: Path, p: dict, *, workers: int = 1) -> float:
     return time.perf_counter() - t0
 
 
-def head_mask(volume: np.ndarray) -> np.ndarray:
-    """(X, Y, Z) bool: the largest component of the mean image > 0.1, holes filled, dilated 2."""
+def head_mask(images: np.ndarray) -> np.ndarray:
+    """(M, X, Y, Z) in [0, 1] -> (X, Y, Z) bool: ``medidiff evaluate``'s brain mask (realism.brain_masks:
+    a level between the background's and Otsu's, holes filled, the largest component), dilated 2."""
     from scipy import ndimage
 
-    fg = volume > 0.1
-    lab, n = ndimage.label(fg)
-    if n == 0:
-        return np.zeros(volume.shape, bool)
-    sizes = ndimage.sum(fg, lab, index=np.arange(1, n + 1))
-    head = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
-    return ndimage.binary_dilation(head, iterations=2)
+    from medidiff.eval.realism import brain_masks
+
+    return ndimage.binary_dilation(brain_masks(images[None] * 2.0 - 1.0)[0], iterations=2)
 
 
 def background_scores(images: np.ndarray) -> dict[str, float]:
-    """images: (M, X, Y, Z) in [0, 1]. Speckle fraction, background RMS and head fraction."""
-    head = head_mask(images.mean(axis=0))
+    """images: (M, X, Y, Z) in [0, 1]. Speckle fraction, background RMS and head fraction. A "head"
+    that fills the grid (a bright background, no edge to find) scores 1.0 for both: the worst case,
+    not the empty outside's 0 that the fixed-threshold mask once gave a grey box."""
+    head = head_mask(images)
     outside = images[:, ~head]
+    if not outside.size:
+        return {"speckle": 1.0, "background_rms": 1.0, "head_fraction": float(head.mean())}
     return {
-        "speckle": float((outside > 0.05).mean()) if outside.size else 0.0,
-        "background_rms": float(np.sqrt((outside**2).mean())) if outside.size else 0.0,
+        "speckle": float((outside > 0.05).mean()),
+        "background_rms": float(np.sqrt((outside**2).mean())),
         "head_fraction": float(head.mean()),
     }
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -347,3 +348,27 @@ def test_quality_cascade_smoke_trains_sr_and_scores_it_beside_the_base_alone(tmp
     assert all(g["shape"] == r["sr_roi"] for g in r["generated"].values() if g is not r["generated"]["base_only"])
     assert r["generated"]["base_only"]["shape"] == r["geometry"]["grid"]  # the base alone stays on its grid
     assert (tmp_path / "sr_shipped_vs_real.png").is_file() and "sr_x0_detail100" in (tmp_path / "report.md").read_text()
+
+
+def test_background_scores_fail_a_grey_box_and_speckle_and_pass_a_clean_background(monkeypatch):
+    """The quality tables' background numbers: a grey background around the brain was called all head by
+    the old fixed-threshold mask, and scored 0; it must score its grey level."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality_common
+
+    rng = np.random.default_rng(0)
+    x, y, z = np.mgrid[:48, :48, :40]
+    brain = (x - 24) ** 2 / 400 + (y - 24) ** 2 / 400 + (z - 20) ** 2 / 256 < 1
+    clean = np.zeros((4, 48, 48, 40), np.float32)
+    clean[:, brain] = 0.5 + 0.2 * rng.random((4, int(brain.sum())))
+    c = quality_common.background_scores(clean)
+    assert c["background_rms"] == 0.0 and c["speckle"] == 0.0 and 0.3 < c["head_fraction"] < 0.6
+    grey = clean.copy()
+    grey[:, ~brain] = 0.3
+    g = quality_common.background_scores(grey)
+    assert g["background_rms"] == pytest.approx(0.3, abs=0.01) and g["speckle"] == 1.0  # the grey box
+    speckled = clean.copy()
+    speckled[(rng.random(clean.shape) < 0.05) & ~brain[None]] = 0.8
+    assert quality_common.background_scores(speckled)["speckle"] > 0.03
+    # nothing to tell head from background: scored as the worst case, never as a clean 0
+    assert quality_common.background_scores(np.full_like(clean, 0.5))["background_rms"] >= 0.5
