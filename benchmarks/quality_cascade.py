@@ -41,9 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from quality_common import (MODALITIES, SMOKE, background_scores, comparison_figure, device_info, log, make_anatomy_data,
-                            overrides, read_case, realism_checks_of, side_by_side, train_and_export, write_atomic)
+from quality_common import (SMOKE, comparison_figure, device_info, generate_and_score, held_out_cases, log,
+                            make_anatomy_data, overrides, realism_checks_of, side_by_side, train_and_export, write_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 SR_CONFIG = REPO / "configs" / "cascade_sr.yaml"
@@ -112,30 +111,6 @@ def run_variant(args: argparse.Namespace, out: Path, variant: str) -> None:
     (out / "trained").mkdir(exist_ok=True)
     (out / "trained" / f"sr_{variant}.json").write_text(json.dumps({"model": str(model), **trained}, indent=2))
     log(f"sr_{variant}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
-
-
-def generate(args: argparse.Namespace, base: Path, sr: Path | None, dest: Path) -> dict[str, Any]:
-    """``--generate`` cases (seeds 0..) through base (+ SR), timed, with background scores per case."""
-    from medidiff.cli.main import main as medidiff_main
-
-    t0 = time.perf_counter()
-    code = medidiff_main(["generate", "--model", str(base), *(["--sr-model", str(sr)] if sr else []), "--num",
-                          str(args.generate), "--out", str(dest), "--seed", "0", "--device", args.device, "--overwrite",
-                          "--no-progress"])
-    if code:
-        raise SystemExit(f"medidiff generate exited {code} for {dest.name}")
-    cases = sorted(d for d in dest.iterdir() if d.is_dir() and d.name.startswith("case_"))
-    scores = [background_scores(read_case(c, MODALITIES)) for c in cases]
-    return {"seconds": round(time.perf_counter() - t0, 1), "cases": len(cases),
-            "shape": list(read_case(cases[0], MODALITIES[:1]).shape[1:]),
-            "background": {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}}
-
-
-def held_out_cases(out: Path, fold: int, n: int) -> list[Path]:
-    from medidiff.data.manifest import load_manifest
-
-    items = [it for it in load_manifest(out / "manifest.json", out / "data", "training") if it.get("fold") == fold]
-    return [Path(it["image"][0]).parent for it in items[:n]]
 
 
 def write_report(record: dict[str, Any], out: Path) -> None:
@@ -244,11 +219,12 @@ def main() -> int:
         record["trained"][f"sr_{v}"] = json.loads((out / "trained" / f"sr_{v}.json").read_text())
     generated = {"base_only": out / "generated" / "base_only"}
     write_atomic(out / "quality_cascade.json", json.dumps(record, indent=2, default=float))  # what trained
-    record["generated"]["base_only"] = generate(args, base, None, generated["base_only"])
+    record["generated"]["base_only"] = generate_and_score(base, generated["base_only"], args.generate, args.device)
     record["generate_failed"] = {}
     for v in done:  # one variant's failure (e.g. out of memory at full resolution) leaves the others
         try:
-            record["generated"][f"sr_{v}"] = generate(args, base, out / "models" / f"sr_{v}", out / "generated" / f"sr_{v}")
+            record["generated"][f"sr_{v}"] = generate_and_score(base, out / "generated" / f"sr_{v}", args.generate,
+                                                                args.device, sr_model=out / "models" / f"sr_{v}")
         except (SystemExit, RuntimeError) as e:
             record["generate_failed"][f"sr_{v}"] = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
             log(f"sr_{v}: generation failed: {record['generate_failed'][f'sr_{v}']}")
@@ -256,7 +232,7 @@ def main() -> int:
         generated[f"sr_{v}"] = out / "generated" / f"sr_{v}"
         log(f"sr_{v}: {args.generate} cases in {record['generated'][f'sr_{v}']['seconds']} s, background RMS "
             f"{record['generated'][f'sr_{v}']['background']['background_rms']:.4f}")
-    real = held_out_cases(out, geo["fold"], 4)
+    real = held_out_cases(out, 4, geo["fold"])
     for name, folder in generated.items():
         cases = sorted(d for d in folder.iterdir() if d.is_dir())[:4]
         if name != "base_only":  # the base alone is on its own grid; its figure is the base model's

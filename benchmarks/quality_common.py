@@ -106,6 +106,34 @@ def background_scores(images: np.ndarray) -> dict[str, float]:
     }
 
 
+def generate_and_score(model: Path, dest: Path, num: int, device: str, *, sr_model: Path | None = None
+                       ) -> dict[str, Any]:
+    """``medidiff generate`` of ``num`` cases (seeds 0..) from ``model`` (+ ``sr_model``: the cascade)
+    into ``dest``, timed, with every case's background scores (generated files are in [0, 1]).
+    Raises SystemExit naming ``dest`` when generate fails."""
+    from medidiff.cli.main import main as medidiff_main
+
+    t0 = time.perf_counter()
+    code = medidiff_main(["generate", "--model", str(model), *(["--sr-model", str(sr_model)] if sr_model else []),
+                          "--num", str(num), "--out", str(dest), "--seed", "0", "--device", device, "--overwrite",
+                          "--no-progress"])
+    if code:
+        raise SystemExit(f"medidiff generate exited {code} for {dest.name}")
+    cases = sorted(d for d in dest.iterdir() if d.is_dir() and d.name.startswith("case_"))
+    scores = [background_scores(read_case(c, MODALITIES)) for c in cases]
+    return {"seconds": round(time.perf_counter() - t0, 1), "cases": len(cases),
+            "shape": list(read_case(cases[0], MODALITIES[:1]).shape[1:]), "background_per_case": scores,
+            "background": {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}}
+
+
+def held_out_cases(out: Path, n: int, fold: int = 0) -> list[Path]:
+    """The first ``n`` held-out (``fold``) case folders of OUT/manifest.json (data in OUT/data)."""
+    from medidiff.data.manifest import load_manifest
+
+    items = [it for it in load_manifest(out / "manifest.json", out / "data", "training") if it.get("fold") == fold]
+    return [Path(it["image"][0]).parent for it in items[:n]]
+
+
 def real_scores(out: Path, p: dict, n: int) -> dict[str, float]:
     """The background scores of ``n`` held-out real cases through the base model's data pipeline, in [0, 1]."""
     from medidiff.config import load_config

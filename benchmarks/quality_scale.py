@@ -73,9 +73,9 @@ from typing import Any
 
 import numpy as np
 from quality_ablation import ARMS
-from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, background_scores, comparison_figure, device_info, log,
-                            gpu_envs, make_anatomy_data, overrides, read_case, real_scores, realism_checks_of, side_by_side,
-                            train_and_export, write_atomic)
+from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
+                            gpu_envs, held_out_cases, log, make_anatomy_data, overrides, real_scores, realism_checks_of,
+                            side_by_side, train_and_export, write_atomic)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
@@ -235,30 +235,21 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
 
 def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     """Train one run, export it, generate its cases and score their background (its own process)."""
-    from medidiff.cli.main import main as medidiff_main
     from medidiff.config import load_config
 
     cfg = load_config(run_config_path(out, run))
     log(f"{run}: training for {args.minutes} min")
     trained, model = train_and_export(cfg, out / "models" / run)
     log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
-    gen = out / "generated" / run
-    t0 = time.perf_counter()
-    code = medidiff_main(["generate", "--model", str(model), "--num", str(args.generate), "--out", str(gen), "--seed", "0",
-                          "--device", args.device, "--overwrite", "--no-progress"])
-    if code:
-        raise SystemExit(f"{run}: medidiff generate exited {code}")
-    gen_seconds = time.perf_counter() - t0
-    cases = sorted(d for d in gen.iterdir() if d.is_dir() and d.name.startswith("case_"))
-    scores = [background_scores(read_case(c, MODALITIES)) for c in cases]  # generated files are in [0, 1]
+    g = generate_and_score(model, out / "generated" / run, args.generate, args.device)
+    scores = g["background_per_case"]
     variant, seed = run_names(args.variants, args.seeds)[run]
-    record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": round(gen_seconds, 1),
-              "generated": len(cases), "background_per_case": scores,
-              "background": {k: float(np.mean([sc[k] for sc in scores])) for k in scores[0]},
+    record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
+              "generated": g["cases"], "background_per_case": scores, "background": g["background"],
               "background_rms_max": max(sc["background_rms"] for sc in scores)}
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
-    log(f"{run}: {len(cases)} cases in {gen_seconds:.0f} s, background RMS {record['background']['background_rms']:.4f}")
+    log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
 def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
@@ -287,14 +278,6 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
     if args.smoke:
         cmd += ["--set", "eval.msssim_pairs=5", "--set", "eval.num_examples=1", "--set", "eval.memorisation_controls=4"]
     return cmd
-
-
-def held_out_cases(out: Path, n: int) -> list[Path]:
-    """The first ``n`` held-out (fold 0) case folders of the manifest."""
-    from medidiff.data.manifest import load_manifest
-
-    items = [it for it in load_manifest(out / "manifest.json", out / "data", "training") if it.get("fold") == 0]
-    return [Path(it["image"][0]).parent for it in items[:n]]
 
 
 def fmt(s: dict[str, Any], digits: int = 4) -> str:

@@ -19,9 +19,9 @@ import datetime as _dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -102,9 +102,10 @@ def run_evaluation(
     synth_items = evdata.synthetic_items(synthetic_dir, dcfg.modalities, max_cases=cfg.max_synthetic)
     # before any work: a set made from held-out masks, or by a model that saw the held-out cases,
     # would make every utility number below meaningless (issue 14)
+    manifest_sha = evdata.file_sha256(real_manifest)  # hashed once: the report is rebuilt after every task
     leak_check = check_synthetic_provenance(
         [it.get("provenance", {}) for it in synth_items], [Path(it["image"][0]).parent for it in synth_items],
-        manifest_sha256=evdata.file_sha256(real_manifest), fold=dcfg.fold,
+        manifest_sha256=manifest_sha, fold=dcfg.fold,
         case_folds={str(it["case_id"]): it.get("fold") for it in [*train_items, *held_items]}, tasks=tasks)
     labelled = [it for it in synth_items if "label" in it]
     need_labels = bool({"utility", "fidelity"} & set(tasks))
@@ -136,7 +137,7 @@ def run_evaluation(
     else:
         sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)
-    _preload_real_segmenter(bank, cfg, dcfg, real_manifest, shape, spacing)
+    _preload_real_segmenter(bank, cfg, dcfg, manifest_sha, shape, spacing)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     figures: list[str] = []
@@ -156,7 +157,7 @@ def run_evaluation(
             "feature_net": feature_net.name if feature_net is not None else None,
             "data": {
                 "manifest": str(Path(real_manifest).absolute()),
-                "manifest_sha256": evdata.file_sha256(real_manifest),
+                "manifest_sha256": manifest_sha,
                 "root": str(manifest_root(real_manifest, root)),
                 "fold": dcfg.fold,
                 "synthetic_dir": str(Path(synthetic_dir).absolute()),
@@ -328,6 +329,7 @@ def run_evaluation(
 
                 def embed(images: Any, mirror: bool = False) -> Any:
                     return feat.extract_features(feature_net, images.flip(2) if mirror else images)  # x: left-right
+
                 def alternatives(images: Any) -> list[Any]:
                     return [embed(images, mirror=True)]
             else:
@@ -498,14 +500,13 @@ def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str |
     return dcfg, train_items, real_train
 
 
-def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, shape: Any,
+def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha256: str, shape: Any,
                             spacing: list[float]) -> bool:
     """Give the bank the saved real-trained segmenter of ``eval.feature_net`` when it is the one this
     evaluation would train (same manifest, held-out fold, grid, spacing, modalities, and a seed of
     ``cfg.seeds``): mask fidelity and utility then reuse it instead of training it again. Returns
     whether it did; a folder that does not match is left to the feature-net step, which refuses it."""
     from medidiff.errors import DataError
-    from medidiff.eval import data as evdata
     from medidiff.eval import features as feat
     from medidiff.eval.segmentation import TrainingHistory
 
@@ -516,7 +517,7 @@ def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest
                                                      grid=list(shape), spacing=spacing)
     except DataError:
         return False
-    if (recipe.get("manifest_sha256") != evdata.file_sha256(real_manifest) or recipe.get("fold") != dcfg.fold
+    if (recipe.get("manifest_sha256") != manifest_sha256 or recipe.get("fold") != dcfg.fold
             or recipe.get("seed") not in cfg.seeds or "training" not in recipe):
         return False
     bank.put("real", int(recipe["seed"]), model.to(cfg.device), TrainingHistory(**recipe["training"]))

@@ -278,19 +278,16 @@ def audit(
 def control_rates(
     embed: Any, train_images: torch.Tensor, heldout_images: torch.Tensor | None, *,
     percentile: float = 99.0, margin: float = 0.5, max_cases: int = 20, seed: int = 0,
-    alternatives: Any = None, kinds: tuple[str, ...] = CONTROL_KINDS,
-    train_embeddings: tuple[Any, Sequence[Any]] | None = None,
+    kinds: tuple[str, ...] = CONTROL_KINDS, train_embeddings: tuple[Any, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """The audit's detection rate per planted kind (copies of up to ``max_cases`` training cases)
     and its false-positive rate on held-out real cases. ``embed(images) -> (N, D)``;
-    ``alternatives(images) -> [(N, D), ...]``: the other forms of the training cases the audit
-    matches (default: ``[embed(images, mirror=True)]``); ``train_embeddings``: the training cases'
-    embedding and other forms when the caller has them already (the rotated forms are not cheap)."""
-    if train_embeddings is not None:
-        e_train, alt = train_embeddings[0], list(train_embeddings[1])
-    else:
-        e_train = embed(train_images)
-        alt = alternatives(train_images) if alternatives is not None else [embed(train_images, mirror=True)]
+    ``train_embeddings``: the training cases' embedding and the other forms of them the audit
+    matches (e.g. ``(embed(x), training_forms(x))``: the audit's own, which are not cheap), default
+    ``(embed(x), [embed(x, mirror=True)])``."""
+    if train_embeddings is None:
+        train_embeddings = (embed(train_images), [embed(train_images, mirror=True)])
+    e_train, alt = train_embeddings[0], list(train_embeddings[1])
     pick = np.random.default_rng(seed).permutation(len(train_images))[:max_cases]
     planted = plant_controls(train_images[torch.as_tensor(pick)], kinds, seed=seed)
     rates: dict[str, Any] = {}

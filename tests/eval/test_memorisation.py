@@ -101,7 +101,8 @@ def test_rotated_copies_of_look_alike_cases_are_caught_by_the_rotated_forms():
 
     train, fresh = _anatomy(0, 24), _anatomy(1, 10)
     without = control_rates(image_embedding, train, fresh, kinds=("rotated",))
-    rates = control_rates(image_embedding, train, fresh, kinds=("rotated",), alternatives=training_forms)
+    rates = control_rates(image_embedding, train, fresh, kinds=("rotated",),
+                          train_embeddings=(image_embedding(train), training_forms(train)))
     assert without["planted"]["rotated"]["rate"] <= 0.5, without  # the blind spot this closes (8 of 20 measured)
     assert rates["planted"]["rotated"]["rate"] >= 0.9, rates
     assert rates["heldout_real"]["rate"] == 0.0, rates["heldout_real"]
