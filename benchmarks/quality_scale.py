@@ -93,6 +93,10 @@ VARIANTS: dict[str, list[str]] = {
     # per-sub-band unit variance: the inputs and the loss weight every band alike (~1000x detail)
     "x0_stats_on": ["latent.fit_stats=true"],
     "velocity": ["objective.flow_target=velocity"],
+    # issue 16's baseline to beat: WDM-3D's objective and sampler (x0 DDPM, linear schedule, 1000
+    # ancestral steps) on this net, data and budget; its ancestral noise might keep the texture the
+    # flow runs' top bands lack (flow_target back to its default: the x0 arm sets it, DDPM refuses it)
+    "wdm_ddpm_x0": ["objective.flow_target=velocity", *ARMS["wdm_ddpm_x0"]],
 }
 # the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
 # folder (eval_dir) before the next starts. Memorisation (image space: no net) is its own phase, so

@@ -30,7 +30,8 @@ from medidiff.data.brats import regions_to_labels
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
-__all__ = ["EvalConfig", "TASKS", "realism_checks_for", "run_evaluation", "train_feature_net", "train_tissue_net"]
+__all__ = ["EvalConfig", "TASKS", "real_reference_for", "realism_checks_for", "run_evaluation", "train_feature_net",
+           "train_tissue_net"]
 
 log = logging.getLogger(__name__)
 
@@ -424,14 +425,28 @@ def realism_checks_for(
     mask_groups: Any = None,
 ) -> dict[str, Any]:
     """:func:`medidiff.eval.realism.realism_checks` with the tolerances and seed of ``cfg`` (the
-    image task's call; benchmarks that run the checks alone use it too)."""
+    image task's call; benchmarks that run the checks alone use it too). ``real`` is the real
+    training cases or their :func:`real_reference_for` (then ``heldout`` is already in it): a
+    benchmark scoring several synthetic sets against the same real cases builds that once."""
     from medidiff.eval import realism as rl
 
-    return rl.realism_checks(
-        synthetic, real, heldout, modalities=modalities, mask_groups=mask_groups, bands=cfg.realism_bands,
-        background_tol=cfg.background_tol, spectrum_log_tol=cfg.spectrum_log_tol,
-        histogram_factor=cfg.histogram_factor, histogram_abs_tol=cfg.histogram_abs_tol,
-        diversity_sigma=cfg.diversity_sigma, diversity_min_ratio=cfg.diversity_min_ratio, seed=cfg.seeds[0])
+    if not isinstance(real, rl.RealReference):
+        real = real_reference_for(cfg, real, heldout)
+    elif heldout is not None:
+        raise ValueError("heldout goes into the real reference, not beside it")
+    return rl.realism_checks_against(
+        synthetic, real, modalities=modalities, mask_groups=mask_groups, background_tol=cfg.background_tol,
+        spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
+        histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio)
+
+
+def real_reference_for(cfg: EvalConfig, real: Any, heldout: Any = None) -> Any:
+    """The real side of the realism checks (:class:`medidiff.eval.realism.RealReference`) with the
+    bands, diversity sigma and seed of ``cfg``."""
+    from medidiff.eval import realism as rl
+
+    return rl.real_reference(real, heldout, bands=cfg.realism_bands, diversity_sigma=cfg.diversity_sigma,
+                             seed=cfg.seeds[0])
 
 
 def train_feature_net(

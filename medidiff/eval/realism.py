@@ -41,6 +41,7 @@ is noisy (its counts are reported).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,10 @@ __all__ = [
     "spectrum_ratio",
     "brain_histogram_distance",
     "pairwise_lowpass_distance",
+    "RealReference",
+    "real_reference",
     "realism_checks",
+    "realism_checks_against",
 ]
 
 NONZERO = 1e-3  # in u = (x+1)/2 units: below this a voxel counts as zero (float rounding of stored 0)
@@ -201,6 +205,46 @@ def _floor_split(real: torch.Tensor, heldout: torch.Tensor | None) -> tuple[torc
     return real[:half], real[half:], "first half vs second half of the real training cases"
 
 
+@dataclass(frozen=True)
+class RealReference:
+    """The real cases' side of the checks: what :func:`realism_checks_against` compares a synthetic
+    set with. Built once by :func:`real_reference` and shared by every synthetic set scored against
+    the same real cases (a benchmark scoring several runs recomputed it per run: most of the work)."""
+
+    real: torch.Tensor | np.ndarray  # the real training cases, (N, C, X, Y, Z) in [-1, 1]
+    masks: np.ndarray  # their brain masks
+    background: dict[str, np.ndarray]  # their background_stats
+    spectrum: np.ndarray  # (C, bands) their radial power spectrum
+    floor_spectrum_ratio: np.ndarray  # (C, bands) log10 ratio of the floor's two real sets
+    floor_histogram: np.ndarray  # (C,) W1 between the floor's two real sets
+    pairwise: np.ndarray  # (P,) low-passed pair distances of the real cases
+    floor_name: str
+    floor_counts: tuple[int, int]
+    bands: int
+    diversity_sigma: float
+    seed: int
+
+
+def real_reference(
+    real: torch.Tensor | np.ndarray, heldout: torch.Tensor | np.ndarray | None = None, *, bands: int = 8,
+    diversity_sigma: float = 2.0, seed: int = 0,
+) -> RealReference:
+    """The real side of every check for (N, C, X, Y, Z) real training cases (and held-out ones for
+    the floor; without them the training cases' two halves)."""
+    if len(real) < 2:
+        raise ValueError("realism checks need >= 2 real training cases (for the floor)")
+    floor_a, floor_b, floor_name = _floor_split(real, heldout)
+    m_real, m_fa, m_fb = brain_masks(real), brain_masks(floor_a), brain_masks(floor_b)
+    p_fa, p_fb = radial_power_spectrum(floor_a, m_fa, bands=bands), radial_power_spectrum(floor_b, m_fb, bands=bands)
+    return RealReference(
+        real=real, masks=m_real, background=background_stats(real, m_real),
+        spectrum=radial_power_spectrum(real, m_real, bands=bands), floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
+        floor_histogram=brain_histogram_distance(floor_a, m_fa, floor_b, m_fb, seed=seed),
+        pairwise=pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed),
+        floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), bands=bands,
+        diversity_sigma=diversity_sigma, seed=seed)
+
+
 def realism_checks(
     synthetic: torch.Tensor,
     real: torch.Tensor,
@@ -220,14 +264,33 @@ def realism_checks(
     """Every check of the module doc on (N, C, X, Y, Z) sets; ``{"checks": {name: {..., "pass"}},
     "failed": [names], "spectra": {...}}``. ``mask_groups[i]``: the conditioning mask id of synthetic
     case ``i`` (None when unknown) for the same-mask diversity."""
-    if len(real) < 2:
-        raise ValueError("realism checks need >= 2 real training cases (for the floor)")
-    floor_a, floor_b, floor_name = _floor_split(real, heldout)
-    m_syn, m_real = brain_masks(synthetic), brain_masks(real)
-    m_fa, m_fb = brain_masks(floor_a), brain_masks(floor_b)
+    reference = real_reference(real, heldout, bands=bands, diversity_sigma=diversity_sigma, seed=seed)
+    return realism_checks_against(
+        synthetic, reference, modalities=modalities, mask_groups=mask_groups, background_tol=background_tol,
+        spectrum_log_tol=spectrum_log_tol, histogram_factor=histogram_factor, histogram_abs_tol=histogram_abs_tol,
+        diversity_min_ratio=diversity_min_ratio)
+
+
+def realism_checks_against(
+    synthetic: torch.Tensor,
+    reference: RealReference,
+    *,
+    modalities: Sequence[str],
+    mask_groups: Sequence[str | None] | None = None,
+    background_tol: float = 0.01,
+    spectrum_log_tol: float = 0.15,
+    histogram_factor: float = 2.0,
+    histogram_abs_tol: float = 0.02,
+    diversity_min_ratio: float = 0.5,
+) -> dict[str, Any]:
+    """:func:`realism_checks` against real cases summarised once by :func:`real_reference` (the same
+    result as realism_checks on those cases, with the reference's bands, sigma and seed)."""
+    ref = reference
+    bands, seed, diversity_sigma = ref.bands, ref.seed, ref.diversity_sigma
+    m_syn = brain_masks(synthetic)
     checks: dict[str, Any] = {}
 
-    bg_s, bg_r = background_stats(synthetic, m_syn), background_stats(real, m_real)
+    bg_s, bg_r = background_stats(synthetic, m_syn), ref.background
     frac_lim = float(np.nanmax(bg_r["fraction"])) + background_tol
     rms_lim = float(np.nanmax(bg_r["rms"])) + background_tol
     checks["background"] = {
@@ -240,9 +303,8 @@ def realism_checks(
         "rule": f"pass when the synthetic mean is at most the real maximum + {background_tol} (both fraction and RMS)",
     }
 
-    p_syn, p_real = radial_power_spectrum(synthetic, m_syn, bands=bands), radial_power_spectrum(real, m_real, bands=bands)
-    p_fa, p_fb = radial_power_spectrum(floor_a, m_fa, bands=bands), radial_power_spectrum(floor_b, m_fb, bands=bands)
-    r_syn, r_floor = spectrum_ratio(p_syn, p_real), spectrum_ratio(p_fa, p_fb)
+    p_syn, p_real = radial_power_spectrum(synthetic, m_syn, bands=bands), ref.spectrum
+    r_syn, r_floor = spectrum_ratio(p_syn, p_real), ref.floor_spectrum_ratio
     per_mod = {}
     for c, name in enumerate(modalities):
         s, f = float(np.abs(r_syn[c]).max()), float(np.abs(r_floor[c]).max())
@@ -255,8 +317,8 @@ def realism_checks(
         "rule": f"pass when max |log10 P_syn/P_real| over bands <= floor + {spectrum_log_tol} for every modality",
     }
 
-    w_syn = brain_histogram_distance(synthetic, m_syn, real, m_real, seed=seed)
-    w_floor = brain_histogram_distance(floor_a, m_fa, floor_b, m_fb, seed=seed)
+    w_syn = brain_histogram_distance(synthetic, m_syn, ref.real, ref.masks, seed=seed)
+    w_floor = ref.floor_histogram
     hist = {name: {"wasserstein": float(w_syn[c]), "floor": float(w_floor[c]),
                    "pass": bool(w_syn[c] <= histogram_factor * w_floor[c] + histogram_abs_tol)}
             for c, name in enumerate(modalities)}
@@ -268,7 +330,7 @@ def realism_checks(
     div: dict[str, Any] = {"sigma_voxels": diversity_sigma}
     if len(synthetic) >= 2:
         d_syn = pairwise_lowpass_distance(synthetic, m_syn, sigma=diversity_sigma, seed=seed)
-        d_real = pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed)
+        d_real = ref.pairwise
         ratio = float(d_syn.mean() / max(d_real.mean(), 1e-12))
         div.update({"synthetic_mean": float(d_syn.mean()), "real_mean": float(d_real.mean()), "ratio": ratio,
                     "pairs": [len(d_syn), len(d_real)], "pass": bool(ratio >= diversity_min_ratio),
@@ -289,8 +351,8 @@ def realism_checks(
     checks["diversity"] = div
 
     return {
-        "floor": floor_name,
-        "counts": {"synthetic": len(synthetic), "real": len(real), "floor": [len(floor_a), len(floor_b)]},
+        "floor": ref.floor_name,
+        "counts": {"synthetic": len(synthetic), "real": len(ref.real), "floor": list(ref.floor_counts)},
         "checks": checks,
         "failed": [k for k, v in checks.items() if not v.get("pass", False)],
         "spectra": {"bands": bands, "synthetic": p_syn.tolist(), "real": p_real.tolist()},

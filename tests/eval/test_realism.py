@@ -70,3 +70,20 @@ def test_collapsed_generator_is_not_diverse(data):
     fake = data["fresh"][:1].repeat(4, 1, 1, 1, 1)
     r = realism_checks(fake, data["real"], data["heldout"], modalities=MODALITIES)
     assert "diversity" in r["failed"] and r["checks"]["diversity"]["ratio"] == 0.0
+
+
+def test_one_real_reference_scores_several_sets_as_the_full_checks_do(data):
+    """A benchmark builds the real side once and scores every run against it: each result must be
+    exactly what the full checks give, the grainy set still caught."""
+    from medidiff.eval import EvalConfig, real_reference_for, realism_checks_for
+
+    cfg = EvalConfig()
+    reference = real_reference_for(cfg, data["real"], data["heldout"])
+    for synthetic, groups in ((data["fresh"], None), (grainy_copies(data["fresh"][0], 4), ["one-mask"] * 4)):
+        shared = realism_checks_for(cfg, synthetic, reference, modalities=MODALITIES, mask_groups=groups)
+        full = realism_checks_for(cfg, synthetic, data["real"], data["heldout"], modalities=MODALITIES,
+                                  mask_groups=groups)
+        assert shared == full
+    assert set(shared["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}
+    with pytest.raises(ValueError, match="heldout"):
+        realism_checks_for(cfg, data["fresh"], reference, data["heldout"], modalities=MODALITIES)
