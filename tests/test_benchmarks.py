@@ -344,10 +344,10 @@ def test_the_anatomy_sr_stage_chains_behind_the_shipped_base(monkeypatch, tmp_pa
 def test_quality_cascade_smoke_trains_sr_and_scores_it_beside_the_base_alone(tmp_path):
     _run(["benchmarks/quality_cascade.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--workers", "1"])
     r = json.loads((tmp_path / "quality_cascade.json").read_text())
-    assert not any(r["exits"].values()) and set(r["realism"]) == {"base_only", "sr_shipped", "sr_x0_detail100"}
+    assert not any(r["exits"].values()) and set(r["realism"]) == {"base_only", "sr_shipped", "sr_velocity_stats"}
     assert all(g["shape"] == r["sr_roi"] for g in r["generated"].values() if g is not r["generated"]["base_only"])
     assert r["generated"]["base_only"]["shape"] == r["geometry"]["grid"]  # the base alone stays on its grid
-    assert (tmp_path / "sr_shipped_vs_real.png").is_file() and "sr_x0_detail100" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "sr_shipped_vs_real.png").is_file() and "sr_velocity_stats" in (tmp_path / "report.md").read_text()
 
 
 def test_background_scores_fail_a_grey_box_and_speckle_and_pass_a_clean_background(monkeypatch):

@@ -265,9 +265,12 @@ def run_evaluation(
         if len(real_train) < 2:
             raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
                               "spread); use a larger manifest or drop image from --tasks")
-        realism = realism_checks_for(cfg, synthetic.images, real_train.images,
-                                     real_test.images if real_test is not None else None, modalities=dcfg.modalities,
-                                     mask_groups=[_mask_id(p) for p in synthetic.provenance] or None)
+        reference = real_reference_for(
+            cfg, real_train.images, real_test.images if real_test is not None else None,
+            real_labels=real_train.labels, heldout_labels=real_test.labels if real_test is not None else None)
+        realism = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities,
+                                     mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,
+                                     synthetic_labels=synthetic.labels)
         results["realism"] = realism
         spectra = realism.pop("spectra")
         save_partial()  # before the feature-based metrics, which take the longest
@@ -422,12 +425,13 @@ def run_evaluation(
 
 def realism_checks_for(
     cfg: EvalConfig, synthetic: Any, real: Any, heldout: Any = None, *, modalities: Any,
-    mask_groups: Any = None,
+    mask_groups: Any = None, synthetic_labels: Any = None,
 ) -> dict[str, Any]:
     """:func:`medidiff.eval.realism.realism_checks` with the tolerances and seed of ``cfg`` (the
     image task's call; benchmarks that run the checks alone use it too). ``real`` is the real
     training cases or their :func:`real_reference_for` (then ``heldout`` is already in it): a
-    benchmark scoring several synthetic sets against the same real cases builds that once."""
+    benchmark scoring several synthetic sets against the same real cases builds that once. The
+    tumour statistics check runs with ``synthetic_labels`` against a reference built with labels."""
     from medidiff.eval import realism as rl
 
     if not isinstance(real, rl.RealReference):
@@ -437,16 +441,18 @@ def realism_checks_for(
     return rl.realism_checks_against(
         synthetic, real, modalities=modalities, mask_groups=mask_groups, background_tol=cfg.background_tol,
         spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
-        histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio)
+        histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio,
+        synthetic_labels=synthetic_labels)
 
 
-def real_reference_for(cfg: EvalConfig, real: Any, heldout: Any = None) -> Any:
+def real_reference_for(cfg: EvalConfig, real: Any, heldout: Any = None, *, real_labels: Any = None,
+                       heldout_labels: Any = None) -> Any:
     """The real side of the realism checks (:class:`medidiff.eval.realism.RealReference`) with the
-    bands, diversity sigma and seed of ``cfg``."""
+    bands, diversity sigma and seed of ``cfg`` (with the real labels: the tumour statistics too)."""
     from medidiff.eval import realism as rl
 
     return rl.real_reference(real, heldout, bands=cfg.realism_bands, diversity_sigma=cfg.diversity_sigma,
-                             seed=cfg.seeds[0])
+                             seed=cfg.seeds[0], real_labels=real_labels, heldout_labels=heldout_labels)
 
 
 def train_feature_net(

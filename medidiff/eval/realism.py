@@ -33,6 +33,15 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   cases are closer to each other than half the typical distance of two real subjects. Samples that
   share one conditioning mask (``mask`` in provenance) are also scored among themselves.
 
+* **tumour statistics** (when the synthetic cases carry labels and the reference has the real
+  ones): the share of cases with a tumour (any WT voxel) and the distribution of tumour sizes
+  (log10 of the WT voxel fraction, cases with a tumour). The share fails when it is further from
+  the real training share than the held-out share is plus two binomial standard errors at the
+  synthetic count (a generator that drops or always draws tumours); the sizes fail, like the
+  histograms, above ``factor`` x floor + ``size_abs_tol`` (0.1 decades). Intensity checks cannot
+  see a label distribution: in the 2026-11-30 quality runs 12.5-75 % of the generated cases had
+  no tumour against 17 % of real ones, and only mask fidelity showed it, indirectly.
+
 What they cannot show: a set can pass every check and still put anatomy in the wrong place
 (only the segmentation and tissue checks look at structure), and with few cases the floor itself
 is noisy (its counts are reported).
@@ -40,6 +49,7 @@ is noisy (its counts are reported).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +65,7 @@ __all__ = [
     "spectrum_ratio",
     "brain_histogram_distance",
     "pairwise_lowpass_distance",
+    "tumour_statistics",
     "RealReference",
     "real_reference",
     "realism_checks",
@@ -198,6 +209,47 @@ def pairwise_lowpass_distance(
     return np.asarray(out, dtype=np.float64)
 
 
+def tumour_statistics(labels: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 3, X, Y, Z) WT/TC/ET masks -> per case ``present`` (any WT voxel) and ``log_size``
+    (log10 of the WT share of the grid; nan without a tumour)."""
+    wt = np.asarray(labels[:, 0] > 0.5 if isinstance(labels, np.ndarray) else (labels[:, 0] > 0.5).numpy())
+    frac = wt.reshape(len(wt), -1).mean(1)
+    return {"present": frac > 0, "log_size": np.where(frac > 0, np.log10(np.maximum(frac, 1e-12)), np.nan)}
+
+
+def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_factor: float, size_abs_tol: float
+                  ) -> dict[str, Any]:
+    """The tumour statistics check of the module doc (``syn``: :func:`tumour_statistics` of the synthetic set)."""
+    from scipy.stats import wasserstein_distance
+
+    real, fa, fb = ref.tumours  # type: ignore[misc]
+    n = len(syn["present"])
+    p_real, p_syn = float(real["present"].mean()), float(syn["present"].mean())
+    floor = abs(float(fa["present"].mean()) - float(fb["present"].mean()))
+    allowed = floor + 2.0 * math.sqrt(max(p_real * (1 - p_real), 1.0 / n) / n)
+
+    def sizes(stats: dict[str, np.ndarray]) -> np.ndarray:
+        return stats["log_size"][stats["present"]]
+
+    s_syn, s_real, s_fa, s_fb = sizes(syn), sizes(real), sizes(fa), sizes(fb)
+    size_floor = wasserstein_distance(s_fa, s_fb) if s_fa.size and s_fb.size else float("nan")
+    size_w1 = wasserstein_distance(s_syn, s_real) if s_syn.size and s_real.size else float("nan")
+    size_ok = (not s_real.size and not s_syn.size) or bool(
+        s_syn.size and s_real.size and size_w1 <= size_factor * np.nan_to_num(size_floor, nan=0.0) + size_abs_tol)
+    share_ok = abs(p_syn - p_real) <= allowed
+    return {
+        "share_with_tumour": {"synthetic": p_syn, "real": p_real, "floor": floor, "allowed_difference": allowed,
+                              "cases": n, "pass": bool(share_ok)},
+        "size_log10_wt_fraction": {
+            "synthetic_median": float(np.median(s_syn)) if s_syn.size else float("nan"),
+            "real_median": float(np.median(s_real)) if s_real.size else float("nan"),
+            "wasserstein": float(size_w1), "floor": float(size_floor), "pass": bool(size_ok)},
+        "pass": bool(share_ok and size_ok),
+        "rule": ("pass when |share with a tumour - real share| <= floor + 2 binomial standard errors at the synthetic "
+                 f"count, and the W1 of log10 tumour sizes <= {size_factor} x floor + {size_abs_tol}"),
+    }
+
+
 def _floor_split(real: torch.Tensor, heldout: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, str]:
     if heldout is not None and len(heldout) >= 1:
         return heldout, real, "real held-out vs real training"
@@ -220,6 +272,8 @@ class RealReference:
     pairwise: np.ndarray  # (P,) low-passed pair distances of the real cases
     floor_name: str
     floor_counts: tuple[int, int]
+    # tumour_statistics of the real training cases and of the floor's two sets (None without labels)
+    tumours: tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]] | None
     bands: int
     diversity_sigma: float
     seed: int
@@ -227,13 +281,22 @@ class RealReference:
 
 def real_reference(
     real: torch.Tensor | np.ndarray, heldout: torch.Tensor | np.ndarray | None = None, *, bands: int = 8,
-    diversity_sigma: float = 2.0, seed: int = 0,
+    diversity_sigma: float = 2.0, seed: int = 0, real_labels: torch.Tensor | np.ndarray | None = None,
+    heldout_labels: torch.Tensor | np.ndarray | None = None,
 ) -> RealReference:
     """The real side of every check for (N, C, X, Y, Z) real training cases (and held-out ones for
-    the floor; without them the training cases' two halves)."""
+    the floor; without them the training cases' two halves). With ``real_labels`` (and
+    ``heldout_labels`` when ``heldout`` is given), (N, 3, X, Y, Z) WT/TC/ET masks, the tumour
+    statistics check runs too."""
     if len(real) < 2:
         raise ValueError("realism checks need >= 2 real training cases (for the floor)")
+    if (heldout is not None and len(heldout)) and (real_labels is None) != (heldout_labels is None):
+        raise ValueError("give labels for both the real training and the held-out cases, or for neither")
     floor_a, floor_b, floor_name = _floor_split(real, heldout)
+    tumours = None
+    if real_labels is not None:
+        la, lb, _ = _floor_split(real_labels, heldout_labels)
+        tumours = (tumour_statistics(real_labels), tumour_statistics(la), tumour_statistics(lb))
     m_real, m_fa, m_fb = brain_masks(real), brain_masks(floor_a), brain_masks(floor_b)
     p_fa, p_fb = radial_power_spectrum(floor_a, m_fa, bands=bands), radial_power_spectrum(floor_b, m_fb, bands=bands)
     return RealReference(
@@ -241,7 +304,7 @@ def real_reference(
         spectrum=radial_power_spectrum(real, m_real, bands=bands), floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
         floor_histogram=brain_histogram_distance(floor_a, m_fa, floor_b, m_fb, seed=seed),
         pairwise=pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed),
-        floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), bands=bands,
+        floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), tumours=tumours, bands=bands,
         diversity_sigma=diversity_sigma, seed=seed)
 
 
@@ -260,15 +323,20 @@ def realism_checks(
     diversity_sigma: float = 2.0,
     diversity_min_ratio: float = 0.5,
     seed: int = 0,
+    synthetic_labels: torch.Tensor | None = None,
+    real_labels: torch.Tensor | None = None,
+    heldout_labels: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Every check of the module doc on (N, C, X, Y, Z) sets; ``{"checks": {name: {..., "pass"}},
     "failed": [names], "spectra": {...}}``. ``mask_groups[i]``: the conditioning mask id of synthetic
-    case ``i`` (None when unknown) for the same-mask diversity."""
-    reference = real_reference(real, heldout, bands=bands, diversity_sigma=diversity_sigma, seed=seed)
+    case ``i`` (None when unknown) for the same-mask diversity. The tumour statistics check runs
+    when the synthetic and the real sets' (N, 3, X, Y, Z) WT/TC/ET labels are given."""
+    reference = real_reference(real, heldout, bands=bands, diversity_sigma=diversity_sigma, seed=seed,
+                               real_labels=real_labels, heldout_labels=heldout_labels)
     return realism_checks_against(
         synthetic, reference, modalities=modalities, mask_groups=mask_groups, background_tol=background_tol,
         spectrum_log_tol=spectrum_log_tol, histogram_factor=histogram_factor, histogram_abs_tol=histogram_abs_tol,
-        diversity_min_ratio=diversity_min_ratio)
+        diversity_min_ratio=diversity_min_ratio, synthetic_labels=synthetic_labels)
 
 
 def realism_checks_against(
@@ -282,9 +350,13 @@ def realism_checks_against(
     histogram_factor: float = 2.0,
     histogram_abs_tol: float = 0.02,
     diversity_min_ratio: float = 0.5,
+    synthetic_labels: torch.Tensor | None = None,
+    size_factor: float = 2.0,
+    size_abs_tol: float = 0.1,
 ) -> dict[str, Any]:
     """:func:`realism_checks` against real cases summarised once by :func:`real_reference` (the same
-    result as realism_checks on those cases, with the reference's bands, sigma and seed)."""
+    result as realism_checks on those cases, with the reference's bands, sigma and seed). The tumour
+    statistics check runs when ``synthetic_labels`` is given and the reference holds real labels."""
     ref = reference
     bands, seed, diversity_sigma = ref.bands, ref.seed, ref.diversity_sigma
     m_syn = brain_masks(synthetic)
@@ -349,6 +421,9 @@ def realism_checks_against(
                                 "mean": float(d_same.mean()),
                                 "ratio_to_real": float(d_same.mean() / max(div.get("real_mean", 0.0), 1e-12))}
     checks["diversity"] = div
+    if synthetic_labels is not None and ref.tumours is not None:
+        checks["tumour_statistics"] = _tumour_check(tumour_statistics(synthetic_labels), ref,
+                                                    size_factor=size_factor, size_abs_tol=size_abs_tol)
 
     return {
         "floor": ref.floor_name,

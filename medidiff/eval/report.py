@@ -299,6 +299,14 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         sm = d["same_mask"]
         lines.append(f"| diversity among samples of one mask ({sm['groups']} masks, {sm['pairs']} pairs) | all | "
                      f"{_fmt(sm['mean'])} | ratio to real across cases {_fmt(sm['ratio_to_real'])} | - |")
+    if "tumour_statistics" in c:
+        t = c["tumour_statistics"]
+        sh, sz = t["share_with_tumour"], t["size_log10_wt_fraction"]
+        lines.append(f"| share of cases with a tumour | labels | {_fmt(sh['synthetic'])} | real {_fmt(sh['real'])}, "
+                     f"allowed difference {_fmt(sh['allowed_difference'])} | {ok(sh)} |")
+        lines.append(f"| tumour size, W1 of log10 WT fraction (median) | labels | {_fmt(sz['wasserstein'])} "
+                     f"({_fmt(sz['synthetic_median'])}) | floor {_fmt(sz['floor'])} (real {_fmt(sz['real_median'])}) | "
+                     f"{ok(sz)} |")
     lines += ["", "Rules: " + "; ".join(f"{k}: {v['rule']}" for k, v in c.items() if "rule" in v) + ".", "",
               "Can show: background grain, excess or missing texture power per frequency band, intensity "
               "distributions off the real ones, and cases that are (near) copies of each other. Cannot show: whether "

@@ -184,7 +184,9 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert cli(argv) == 0
     report = json.loads((out / "report.json").read_text())
     r = report["results"]["realism"]
-    assert set(r["checks"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}
+    # the generated cases carry labels: their tumour statistics are checked beside the intensities
+    assert set(r["checks"]) == {"background", "power_spectrum", "intensity_histogram", "diversity", "tumour_statistics"}
+    assert r["checks"]["tumour_statistics"]["share_with_tumour"]["cases"] == 6
     assert r["floor"] == "real held-out vs real training" and r["counts"]["synthetic"] == 6
     assert {f"spectrum_{m}.png" for m in ("t1n", "t1c", "t2w", "t2f")} <= set(report["figures"])
     dist = report["results"]["image"]["distances"]
@@ -192,6 +194,7 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
     assert all(v["draws"] >= 1 for v in dist["real_heldout_vs_real_train"].values())  # floor_at_count's rows
     assert "Realism checks" in (out / "report.md").read_text()
+    assert "share of cases with a tumour" in (out / "report.md").read_text()
 
 
 def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tmp_path):

@@ -87,3 +87,63 @@ def test_one_real_reference_scores_several_sets_as_the_full_checks_do(data):
     assert set(shared["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}
     with pytest.raises(ValueError, match="heldout"):
         realism_checks_for(cfg, data["fresh"], reference, data["heldout"], modalities=MODALITIES)
+
+
+def labelled_phantoms(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 4, *SHAPE) images and (n, 3, *SHAPE) WT/TC/ET masks of fresh phantoms, about one in five
+    tumour-free (the phantom's own rate)."""
+    from medidiff.data.brats import REGIONS
+
+    cases = [make_phantom_case(case_seed(seed, i), spec=PhantomSpec(shape=SHAPE)) for i in range(n)]
+    images = torch.from_numpy(np.stack([[to_unit_range(c.images[m]) for m in MODALITIES] for c in cases]) * 2 - 1).float()
+    labels = torch.from_numpy(np.stack([[np.isin(c.seg, codes) for codes in REGIONS.values()] for c in cases]))
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def labelled() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {"real": labelled_phantoms(10, 24), "heldout": labelled_phantoms(11, 16), "fresh": labelled_phantoms(12, 16)}
+
+
+def _tumour_check(synthetic: tuple[torch.Tensor, torch.Tensor], data) -> dict:
+    (ri, rl), (hi, hl) = data["real"], data["heldout"]
+    r = realism_checks(synthetic[0], ri, hi, modalities=MODALITIES, real_labels=rl, heldout_labels=hl,
+                       synthetic_labels=synthetic[1])
+    return r["checks"]["tumour_statistics"]
+
+
+def test_fresh_labelled_cases_pass_the_tumour_statistics(labelled):
+    t = _tumour_check(labelled["fresh"], labelled)
+    assert t["pass"], t
+    assert 0.5 < t["share_with_tumour"]["real"] < 1.0  # the phantom draws some tumour-free cases
+
+
+def test_a_generator_that_drops_tumours_fails_the_share(labelled):
+    """The 2026-11-30 quality runs generated 12.5-75 % tumour-free cases against 17 % real: no
+    intensity check saw it. Here half the fresh cases lose their tumour labels."""
+    images, labels = labelled["fresh"]
+    dropped = labels.clone()
+    dropped[::2] = False
+    t = _tumour_check((images, dropped), labelled)
+    assert not t["share_with_tumour"]["pass"] and not t["pass"], t
+    assert t["share_with_tumour"]["synthetic"] < t["share_with_tumour"]["real"] - t["share_with_tumour"]["allowed_difference"]
+
+
+def test_tumours_far_too_large_fail_the_sizes(labelled):
+    from scipy import ndimage
+
+    images, labels = labelled["fresh"]
+    grown = labels.clone()
+    for i in range(len(grown)):
+        if grown[i, 0].any():  # WT grown by 4 voxels: several times the volume, same share of cases
+            grown[i, 0] = torch.from_numpy(ndimage.binary_dilation(grown[i, 0].numpy(), iterations=4))
+    t = _tumour_check((images, grown), labelled)
+    assert t["share_with_tumour"]["pass"] and not t["size_log10_wt_fraction"]["pass"] and not t["pass"], t
+
+
+def test_without_labels_there_is_no_tumour_check(labelled):
+    (ri, _), (hi, _) = labelled["real"], labelled["heldout"]
+    r = realism_checks(labelled["fresh"][0], ri, hi, modalities=MODALITIES)
+    assert "tumour_statistics" not in r["checks"]
+    with pytest.raises(ValueError, match="labels"):
+        realism_checks(labelled["fresh"][0], ri, hi, modalities=MODALITIES, real_labels=labelled["real"][1])
