@@ -580,8 +580,8 @@ def _tissue_qc(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, train_item
     maps_held = ts.load_tissue_maps(t_held, build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={}))
     model = model.to(cfg.device)
     mods = list(dcfg.modalities)
-    pred_held = ts.predict_tissue(model, real_test.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
-    pred_syn = ts.predict_tissue(model, synthetic.images, threshold=cfg.threshold, batch_size=cfg.batch_size)
+    pred_held = ts.predict_tissue(model, real_test.images, batch_size=cfg.batch_size)
+    pred_syn = ts.predict_tissue(model, synthetic.images, batch_size=cfg.batch_size)
     real_pred = ts.tissue_measures(real_test.images, pred_held, mods)
     real_truth = ts.tissue_measures(real_test.images, maps_held, mods)
     syn = ts.tissue_measures(synthetic.images, pred_syn, mods)
@@ -610,8 +610,10 @@ def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, rea
     spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]
     # the held-out fold is the tissue QC's real reference: a net trained on another manifest or fold
     # may have learnt those very cases, and would score them better than any synthetic case
+    # exclusive: a softmax over background + CSF/GM/WM; a saved sigmoid net (before 2026-11-30's fix) never
+    # predicted CSF and is refused
     expect = {"modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
-              "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold}
+              "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold, "exclusive": True}
     if cfg.tissue_net and (Path(cfg.tissue_net) / "config.json").is_file():
         model, recipe = load_segmenter(cfg.tissue_net, kind=ts.TISSUE_NET_KIND, expect=expect, what="tissue segmenter",
                                        option="--tissue-net")
@@ -621,7 +623,7 @@ def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, rea
     model, hist = train_segmenter(
         real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
         lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,
-        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold,
+        patience=cfg.patience, min_delta=cfg.min_delta, max_steps=cfg.steps, threshold=cfg.threshold, exclusive=True,
         device=cfg.device, progress=progress, desc=f"tissue segmenter seed {seed}")
     source = f"trained now, seed {seed}"
     if cfg.tissue_net:  # train once, save with the recipe: later evaluations load it

@@ -63,8 +63,9 @@ class SegScores:
     case_ids: list[str]
 
 
-def build_segmenter(in_channels: int = 4, init_filters: int = 8) -> nn.Module:
-    """SegResNet(3D, ``in_channels`` -> 3 region logits); input sides must be multiples of 8."""
+def build_segmenter(in_channels: int = 4, init_filters: int = 8, out_channels: int = len(REGION_NAMES)) -> nn.Module:
+    """SegResNet(3D, ``in_channels`` -> ``out_channels`` logits: 3 sigmoid regions, or background +
+    classes for an exclusive segmenter); input sides must be multiples of 8."""
     from monai.networks.nets import SegResNet
 
     groups = min(8, init_filters)
@@ -72,7 +73,7 @@ def build_segmenter(in_channels: int = 4, init_filters: int = 8) -> nn.Module:
         spatial_dims=3,
         init_filters=init_filters,
         in_channels=in_channels,
-        out_channels=len(REGION_NAMES),
+        out_channels=out_channels,
         blocks_down=(1, 2, 2, 4),
         blocks_up=(1, 1, 1),
         norm=("GROUP", {"num_groups": groups}),
@@ -123,7 +124,9 @@ def load_segmenter(directory: str | Path, *, kind: str, expect: Mapping[str, Any
         if (list(got) if isinstance(got, (list, tuple)) else got) != (list(want) if isinstance(want, (list, tuple)) else want):
             raise DataError(d / "config.json", f"the {what} was trained for {key} {got}, this evaluation uses {want}: "
                                                f"its outputs are not comparable; use another {option}")
-    model = build_segmenter(len(r["modalities"]), int(r["init_filters"]))
+    # an exclusive net has a background logit beside its classes (nets saved before it: regions)
+    out_channels = len(REGION_NAMES) + (1 if r.get("exclusive") else 0)
+    model = build_segmenter(len(r["modalities"]), int(r["init_filters"]), out_channels)
     model.load_state_dict(load_file(str(d / "model.safetensors")))
     return model.eval(), r
 
@@ -165,11 +168,18 @@ def train_segmenter(
     min_delta: float = 0.002,
     max_steps: int | None = None,
     threshold: float = 0.5,
+    exclusive: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "segmenter",
 ) -> tuple[nn.Module, TrainingHistory]:
     """Train a SegResNet on ``images`` (N, C, X, Y, Z) in [-1, 1] and ``labels`` (N, 3, X, Y, Z).
+
+    ``labels`` are overlapping regions (WT/TC/ET: a sigmoid per channel) unless ``exclusive``: then
+    they are one-hot classes that never overlap (tissue CSF/GM/WM), the net gets a background logit
+    and a softmax over all, and :func:`predict` with ``exclusive`` takes the most probable class.
+    Sigmoid channels let a small class lose every voxel to a large neighbour: the tissue segmenter
+    trained that way never predicted CSF (quality_wdm_20261130).
 
     Budget in epochs (one epoch = every training case once, shuffled) with a plateau stop: a
     ``val_fraction`` of the cases is held back, their mean region Dice is measured after every
@@ -194,9 +204,10 @@ def train_segmenter(
     device = torch.device(device)
     tr, va = _val_split(images.shape[0], val_fraction, seed)
     torch.manual_seed(seed)
-    model = build_segmenter(images.shape[1], init_filters).to(device)
-    # sigmoid per region (overlapping WT/TC/ET), not softmax over classes
-    loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    model = build_segmenter(images.shape[1], init_filters, labels.shape[1] + (1 if exclusive else 0)).to(device)
+    # sigmoid per region (overlapping WT/TC/ET); softmax over background + classes when they exclude each other
+    loss_fn = DiceCELoss(softmax=True, smooth_nr=1e-5, smooth_dr=1e-5) if exclusive else \
+        DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     per_epoch = math.ceil(len(tr) / batch_size)
     total = epochs * per_epoch if max_steps is None else min(epochs * per_epoch, max_steps)
@@ -210,7 +221,10 @@ def train_segmenter(
         order = tr[torch.randperm(len(tr), generator=gen)]
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            loss = loss_fn(model(images[idx].to(device)), labels[idx].to(device).float())
+            target = labels[idx].to(device).float()
+            if exclusive:  # the background channel the softmax needs
+                target = torch.cat([1 - target.amax(1, keepdim=True), target], 1)
+            loss = loss_fn(model(images[idx].to(device)), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -219,7 +233,7 @@ def train_segmenter(
             if max_steps is not None and steps >= max_steps:
                 break
         if len(va):
-            pred = predict(model, images[va], threshold=threshold, batch_size=batch_size)
+            pred = predict(model, images[va], threshold=threshold, batch_size=batch_size, exclusive=exclusive)
             d = float(_dice(pred, labels[va]).mean())
             curve.append(d)
             if d > best + min_delta or best_state is None:
@@ -249,15 +263,21 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict(
     model: nn.Module, images: torch.Tensor, *, threshold: float = 0.5, batch_size: int = 2,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = None, exclusive: bool = False,
 ) -> torch.Tensor:
-    """(N, C, X, Y, Z) -> (N, 3, X, Y, Z) bool region masks (sigmoid > ``threshold``)."""
+    """(N, C, X, Y, Z) -> (N, K, X, Y, Z) bool masks: sigmoid > ``threshold`` per region, or, for an
+    ``exclusive`` net (background + K class logits), the most probable class's one-hot."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size].to(device)
-        out.append((torch.sigmoid(model(x)) > threshold).cpu())
+        logits = model(images[start:start + batch_size].to(device))
+        if exclusive:
+            best = logits.argmax(1, keepdim=True)
+            classes = torch.arange(1, logits.shape[1], device=best.device).view(1, -1, *([1] * (logits.ndim - 2)))
+            out.append((best == classes).cpu())
+        else:
+            out.append((torch.sigmoid(logits) > threshold).cpu())
     return torch.cat(out)
 
 

@@ -9,8 +9,10 @@ the images (as an integer label map: nearest resampling, block-majority downsamp
 lies voxel for voxel on its case.
 
 Method (an instrument, like the utility segmenter): a SegResNet is trained on the real training
-cases' images -> tissue maps (3 sigmoid channels CSF/GM/WM, one-hot targets, the same
-epoch/plateau rule as :func:`medidiff.eval.segmentation.train_segmenter`) and applied to the
+cases' images -> tissue maps (a softmax over background, CSF, GM and WM: the classes exclude each
+other; with a sigmoid per class, as the tumour regions use, CSF lost every voxel to GM and was
+never predicted, even on real cases; the same epoch/plateau rule as
+:func:`medidiff.eval.segmentation.train_segmenter`) and applied to the
 synthetic images AND to the real held-out images. It depends on the real training cases alone, so
 it can be trained once (:func:`medidiff.eval.train_tissue_net`, or the first evaluation given
 ``eval.tissue_net``), saved, and loaded by every evaluation of the same manifest and fold. The real reference is the held-out set seen
@@ -73,18 +75,14 @@ def tissue_onehot(maps: torch.Tensor) -> torch.Tensor:
     return torch.stack([m == k for k in range(1, len(TISSUE_CLASSES) + 1)], 1)
 
 
-@torch.no_grad()
-def predict_tissue(model: torch.nn.Module, images: torch.Tensor, *, threshold: float = 0.5, batch_size: int = 2
-                   ) -> torch.Tensor:
-    """(N, C, X, Y, Z) -> (N, X, Y, Z) uint8 tissue codes: the most probable class where its
-    sigmoid exceeds ``threshold``, else 0 (the classes are exclusive; the channels are not)."""
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        p = torch.sigmoid(model(images[start:start + batch_size].to(device))).cpu()  # (B, 3, ...)
-        best, idx = p.max(1)
-        out.append(torch.where(best > threshold, idx + 1, 0).to(torch.uint8))
-    return torch.cat(out)
+def predict_tissue(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 2) -> torch.Tensor:
+    """(N, C, X, Y, Z) -> (N, X, Y, Z) uint8 tissue codes: the most probable of background, CSF, GM
+    and WM (the tissue segmenter is exclusive: a softmax over the four)."""
+    from medidiff.eval.segmentation import predict
+
+    onehot = predict(model, images, batch_size=batch_size, exclusive=True)  # (N, 3, ...) CSF/GM/WM
+    codes = torch.arange(1, onehot.shape[1] + 1, dtype=torch.uint8).view(1, -1, *([1] * (onehot.ndim - 2)))
+    return (onehot.to(torch.uint8) * codes).amax(1)
 
 
 def tissue_measures(images: torch.Tensor, maps: torch.Tensor, modalities: Sequence[str]) -> dict[str, np.ndarray]:
