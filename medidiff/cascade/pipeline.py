@@ -15,6 +15,8 @@ low-resolution grid) and an :class:`SRPipeline`, with the same call as the base 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +39,7 @@ from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
 from medidiff.utils.tensor import randn_per_sample
 
-__all__ = ["SRPipeline", "CascadePipeline", "sr_seed"]
+__all__ = ["SRPipeline", "CascadePipeline", "StartNoise", "sr_seed"]
 
 _SR_STREAM = 0x5352  # "SR": salt that separates the SR stage's random stream from the base model's
 
@@ -45,6 +47,18 @@ _SR_STREAM = 0x5352  # "SR": salt that separates the SR stage's random stream fr
 def sr_seed(seed: int) -> int:
     """The SR stage's seed for case ``seed``: unrelated to the base model's stream of the same seed."""
     return derive_seed(int(seed), _SR_STREAM)
+
+
+@dataclass
+class StartNoise:
+    """The SR stage's noise that does not depend on the low-resolution input, drawn ahead
+    (:meth:`SRPipeline.starting_noise`): each case's conditioning augmentation and starting latent
+    from its seed's CPU generator (the same numbers on every machine), and those generators as the
+    draws left them (they seed the per-step noise)."""
+
+    augmentation: Tensor  # (B, C, *low-res grid), CPU (pinned when the pipeline runs on CUDA)
+    latent: Tensor  # (B, C', *latent grid), CPU (pinned when the pipeline runs on CUDA)
+    generators: list[torch.Generator]
 
 
 class SRPipeline(ModelPipeline):
@@ -85,6 +99,7 @@ class SRPipeline(ModelPipeline):
         patch_size: Sequence[int] | None = None,
         overlap: float | None = None,
         window: Window | None = None,
+        start: StartNoise | None = None,
     ) -> Tensor:
         """Super-resolve ``low_res`` (B, C, *roi/scale) in [-1, 1] -> (B, C, *roi) in [-1, 1] (float32, CPU).
 
@@ -93,7 +108,8 @@ class SRPipeline(ModelPipeline):
         only on ``seeds[i]`` (augmentation noise, initial and per-step noise all come from its
         generator and live on the full grid), so 'whole' and 'patches' sample the same volume.
         ``mode``, ``aug_level``, ``patch_size`` (image voxels), ``overlap`` and ``window`` default
-        to the ``cascade`` config.
+        to the ``cascade`` config. ``start``: :meth:`starting_noise` of ``seeds``, drawn ahead (the
+        cascade draws it while the base samples); the result is the same as without it.
         """
         c_cfg = self.cfg.cascade
         sampler = sampler or self.cfg.sampler
@@ -117,14 +133,17 @@ class SRPipeline(ModelPipeline):
         elif masks is not None:
             raise MedidiffError("this SR model was not trained with mask conditioning: drop masks")
 
-        gens = generators_from_seeds(seeds)
         b = len(seeds)
         with record_function("medidiff/sr_condition"):  # profiler ranges: where a case's time goes
+            start = start or self.starting_noise(seeds)
+            if len(start.generators) != b:
+                raise ValueError(f"start noise for {len(start.generators)} cases, {b} seeds")
+            gens = start.generators
             level = torch.full((b,), aug_level, device=dev)
-            noise = randn_per_sample(low.shape, gens, device=dev)  # (B, C, *lr) conditioning augmentation
+            noise = start.augmentation.to(dev, non_blocking=True)  # (B, C, *lr) conditioning augmentation
             cond = sr_condition(self.codec, low, level=level, noise=noise, hr_spatial=tuple(hr), regions=regions)
             latent = self.codec.latent_shape((c, *hr))
-            x = randn_per_sample((b, *latent), gens, device=dev)  # (B, C', *latent): one noise for the full grid
+            x = start.latent.to(dev, non_blocking=True)  # (B, C', *latent): one noise for the full grid
         # the grid of the patch size the net was trained on (matters only with objective.time_shift)
         ts = self.objective.timesteps(sampler.num_steps, shape=latent_patch(c_cfg.patch_size, self.codec),
                                       spacing=sampler.spacing)
@@ -150,6 +169,19 @@ class SRPipeline(ModelPipeline):
                                        generators=step_generators(gens, dev), x0_transform=x0_transform, **extra)
         with record_function("medidiff/sr_decode"):
             return self.codec.decode(z).clamp(-1, 1).float().cpu()  # (B, C, *roi)
+
+    def starting_noise(self, seeds: Sequence[int]) -> StartNoise:
+        """The noise :meth:`__call__` draws for ``seeds`` before sampling, in the same order from the
+        same CPU generators. A full-grid starting latent is large (64.5M numbers for a 240^3-class
+        case: 0.46 s of CPU RNG and pageable copies a case on the H200 host, issue 15), and it does
+        not depend on the low-resolution input, so the cascade draws it while the base samples."""
+        gens = generators_from_seeds(seeds)
+        b, (c, *hr) = len(seeds), self.high_res_shape
+        aug = randn_per_sample((b, *self.low_res_shape), gens, device="cpu")
+        latent = randn_per_sample((b, *self.codec.latent_shape((c, *hr))), gens, device="cpu")
+        if self.device.type == "cuda":  # page-locked: the copies to the card run without a staging buffer
+            aug, latent = aug.pin_memory(), latent.pin_memory()
+        return StartNoise(aug, latent, gens)
 
 
 class CascadePipeline:
@@ -230,7 +262,14 @@ class CascadePipeline:
             if masks.ndim != 5 or masks.shape[1] != NUM_REGIONS:
                 raise MedidiffError(f"masks must be (B, 3, X, Y, Z) WT/TC/ET, got {tuple(masks.shape)}")
             base_masks = block_majority_regions(masks, scale).float()  # the base stage's own rule
-        low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)
+        sr_seeds = [sr_seed(s) for s in seeds]
+        # on an accelerator the SR stage's starting noise (CPU generators) is drawn on a second thread
+        # while the base samples (torch releases the GIL); on a CPU the two would compete for the cores
+        ahead = self.sr.device.type != "cpu"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            start = pool.submit(self.sr.starting_noise, sr_seeds) if ahead else None
+            low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)
+            start_noise = start.result() if start is not None else None
         low = []
         with record_function("medidiff/base_to_sr"):
             for case in low_cases:
@@ -239,7 +278,7 @@ class CascadePipeline:
                     reg = regions_from_labels(case.label)
                     chans.append(torch.from_numpy(np.stack([reg[r] for r in REGIONS])).float() * 2 - 1)
                 low.append(torch.cat(chans))
-        high = self.sr(torch.stack(low), [sr_seed(s) for s in seeds], masks=masks, sampler=sr_sampler,
+        high = self.sr(torch.stack(low), sr_seeds, masks=masks, sampler=sr_sampler, start=start_noise,
                        **sr_options).numpy()  # (B, C, *roi)
         out = []
         for i, seed in enumerate(seeds):

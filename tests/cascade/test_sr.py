@@ -143,6 +143,22 @@ def test_sr_pipeline_same_seed_same_volume_alone_or_in_a_batch(models):
     torch.testing.assert_close(both[1:], alone, atol=1e-5, rtol=0)
 
 
+def test_starting_noise_drawn_ahead_gives_the_same_volume(models):
+    """The cascade draws the SR stage's starting noise while the base samples (on a GPU): a volume
+    made from noise drawn ahead must be the one made without it, bit for bit, per-step noise included."""
+    trained = SRPipeline.from_pretrained(models["sr"])
+    net_cfg = dataclasses.replace(trained.net_cfg, zero_init=False)
+    torch.manual_seed(2)
+    pipe = SRPipeline(trained.cfg, net_cfg, build_net(net_cfg), trained.codec)
+    low = torch.rand(2, *pipe.low_res_shape) * 2 - 1
+    plain = pipe(low, [5, 6])
+    ahead = pipe(low, [5, 6], start=pipe.starting_noise([5, 6]))
+    assert torch.equal(plain, ahead)
+    assert not torch.equal(ahead, pipe(low, [5, 6], start=pipe.starting_noise([5, 7])))  # the noise is used
+    with pytest.raises(ValueError, match="start noise for 1 cases, 2 seeds"):
+        pipe(low, [5, 6], start=pipe.starting_noise([5]))
+
+
 def test_patchwise_sr_matches_whole_volume_sr(models):
     """Same noise on the full grid: patch-wise sampling is close to whole-volume sampling (much closer
     than another seed), with a random (non-zero) net so the comparison is not trivial."""
