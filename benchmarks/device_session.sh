@@ -92,7 +92,7 @@ quality_scale_task() {
 }
 
 # TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
-# (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants x0_detail100")
+# (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants shipped")
 quality_cascade_task() {
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
     echo "== quality_cascade $(date -u +%FT%TZ)"
@@ -168,8 +168,10 @@ job() {
 
 pack() {
     [ -n "${OUT:-}" ] || return 0
-    (cd $JOB && tar czf "$OUT/results.tgz" --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' \
-        --exclude='*/data' --exclude='*/models' --exclude='*/checkpoints' --exclude='*/cache' . 2>/dev/null)
+    # in 15 MB parts: a call refuses a larger file (cat results.tgz.part_* | tar xzf -)
+    (cd $JOB && tar czf - --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' --exclude='*.npy' \
+        --exclude='*/data' --exclude='*/models' --exclude='*/checkpoints' --exclude='*/cache' --exclude='*/sr_cache' \
+        . 2>/dev/null | split -b 15M - "$OUT/results.tgz.part_")
     ls -la "$OUT"
 }
 

@@ -53,9 +53,11 @@ SMOKE_SR = {"cases": 6, "shape": (48, 48, 32), "patch": 16, "generate": 2, "work
 # chains the shipped anatomy-2mm)
 SMOKE_BASE_ROI = (32, 32, 32)
 VARIANTS: dict[str, list[str]] = {
-    "shipped": [],  # configs/cascade_sr.yaml as it is: velocity target, per-band unit variance
-    # the base recipe's texture settings: x0 target, raw detail bands weighted 100x
-    "x0_detail100": ["objective.flow_target=x0", "latent.fit_stats=false", "objective.detail_weight=100"],
+    # configs/cascade_sr.yaml as it is: since quality_cascade_20261130 the base recipe's texture
+    # settings (x0 target, raw detail bands weighted 100x), which were its x0_detail100 variant there
+    "shipped": [],
+    # what cascade_sr.yaml shipped before: velocity target, per-band unit variance (speckle there)
+    "velocity_stats": ["objective.flow_target=velocity", "latent.fit_stats=true", "objective.detail_weight=1"],
 }
 
 

@@ -305,14 +305,16 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
     real_tf = build_transforms(dcfg, train=False, label_map=label_map)
     real_train = evdata.load_cases("real_train", train_items[:n_real], real_tf, with_label=True, progress=False)
     real_test = evdata.load_cases("real_heldout", held_items[:n_real], real_tf, with_label=True, progress=False)
-    reference = real_reference_for(cfg, real_train.images, real_test.images)  # once: most of the work
+    reference = real_reference_for(cfg, real_train.images, real_test.images, real_labels=real_train.labels,
+                                   heldout_labels=real_test.labels)  # once: most of the work
     syn_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, folder in generated.items():
         items = evdata.synthetic_items(folder, dcfg.modalities)
         synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
-        r = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities)
+        r = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities,
+                               synthetic_labels=synthetic.labels)
         r.pop("spectra", None)
         report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
                   "grid": {"roi": list(dcfg.roi), "spacing": list(dcfg.spacing)}, "results": {"realism": r}}

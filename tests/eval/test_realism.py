@@ -119,8 +119,8 @@ def test_fresh_labelled_cases_pass_the_tumour_statistics(labelled):
 
 
 def test_a_generator_that_drops_tumours_fails_the_share(labelled):
-    """The 2026-11-30 quality runs generated 12.5-75 % tumour-free cases against 17 % real: no
-    intensity check saw it. Here half the fresh cases lose their tumour labels."""
+    """A 2026-11-30 quality run generated 6 tumour-free cases of 16 against 15 % real: no intensity
+    check saw it. Here half the fresh cases lose their tumour labels."""
     images, labels = labelled["fresh"]
     dropped = labels.clone()
     dropped[::2] = False
