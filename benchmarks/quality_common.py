@@ -284,41 +284,87 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class _RealCases:
+    """The real cases of ``manifest`` through the evaluation pipeline of experiment ``config`` (what
+    ``medidiff evaluate`` loads), and the pipeline that puts generated sets on the same grid."""
+
+    def __init__(self, config: Path, manifest: Path, root: Path, n_real: int | None) -> None:
+        from medidiff.cli.evaluate_cmd import load_eval_configs
+        from medidiff.data.transforms import build_transforms
+        from medidiff.eval import data as evdata
+
+        self.evdata = evdata
+        exp, self.cfg = load_eval_configs(str(config), None)
+        self.dcfg = evdata.eval_data_config(exp.data)
+        train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
+        tf = build_transforms(self.dcfg, train=False, label_map=label_map)
+        self.train = evdata.load_cases("real_train", train_items[:n_real], tf, with_label=True, progress=False)
+        self.heldout = evdata.load_cases("real_heldout", held_items[:n_real], tf, with_label=True, progress=False)
+        self._syn_tf = evdata.synthetic_transforms(self.dcfg, background=self.cfg.synthetic_background, with_label=True)
+
+    def synthetic(self, folder: Path) -> Any:
+        """A generated folder (``medidiff generate``'s output) as a CaseSet on the evaluation grid."""
+        items = self.evdata.synthetic_items(folder, self.dcfg.modalities)
+        return self.evdata.load_cases("synthetic", items, self._syn_tf, with_label=True, progress=False)
+
+
 def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,
                       out_dir: Path) -> dict[str, dict[str, Any]]:
     """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per band,
-    histograms, diversity) for each folder of ``generated`` (name -> medidiff generate's output), in this
-    process, against the first ``n_real`` real training and held-out cases of ``manifest`` (loaded once
-    for all), all on the grid of experiment ``config``'s data section: a set generated on another grid
-    is resampled onto it by the real data's pipeline. Each result goes to ``out_dir/<name>.json``
-    (``{"results": {"realism": ...}}``, as an evaluate report); returns them by name."""
+    histograms, diversity, tumour statistics) for each folder of ``generated`` (name -> medidiff
+    generate's output), in this process, against the first ``n_real`` real training and held-out
+    cases of ``manifest`` (loaded and summarised once for all), all on the grid of experiment
+    ``config``'s data section: a set generated on another grid is resampled onto it by the real
+    data's pipeline. Each result goes to ``out_dir/<name>.json`` (``{"results": {"realism": ...}}``,
+    as an evaluate report); returns them by name."""
     import json
 
-    from medidiff.cli.evaluate_cmd import load_eval_configs
-    from medidiff.data.transforms import build_transforms
-    from medidiff.eval import data as evdata
     from medidiff.eval import real_reference_for, realism_checks_for
 
-    exp, cfg = load_eval_configs(str(config), None)
-    dcfg = evdata.eval_data_config(exp.data)
-    train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
-    real_tf = build_transforms(dcfg, train=False, label_map=label_map)
-    real_train = evdata.load_cases("real_train", train_items[:n_real], real_tf, with_label=True, progress=False)
-    real_test = evdata.load_cases("real_heldout", held_items[:n_real], real_tf, with_label=True, progress=False)
-    reference = real_reference_for(cfg, real_train.images, real_test.images, real_labels=real_train.labels,
-                                   heldout_labels=real_test.labels)  # once: most of the work
-    syn_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=True)
+    real = _RealCases(config, manifest, root, n_real)
+    cfg, dcfg = real.cfg, real.dcfg
+    reference = real_reference_for(cfg, real.train.images, real.heldout.images, real_labels=real.train.labels,
+                                   heldout_labels=real.heldout.labels)  # once: most of the work
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, folder in generated.items():
-        items = evdata.synthetic_items(folder, dcfg.modalities)
-        synthetic = evdata.load_cases("synthetic", items, syn_tf, with_label=True, progress=False)
+        synthetic = real.synthetic(folder)
         r = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities,
                                synthetic_labels=synthetic.labels)
         r.pop("spectra", None)
-        report = {"cases": {"synthetic": len(items), "real_train": len(real_train), "real_heldout": len(real_test)},
+        report = {"cases": {"synthetic": len(synthetic), "real_train": len(real.train), "real_heldout": len(real.heldout)},
                   "grid": {"roi": list(dcfg.roi), "spacing": list(dcfg.spacing)}, "results": {"realism": r}}
         write_atomic(out_dir / f"{name}.json", json.dumps(report, indent=1, default=float))
         log(f"realism {name}: " + ", ".join(f"{k} {'pass' if v.get('pass') else 'fail'}" for k, v in r["checks"].items()))
         results[name] = r
+    return results
+
+
+def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
+                           out_dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """``medidiff evaluate``'s memorisation task (image space) for each folder of ``generated``, in
+    this process, against EVERY real training case of ``manifest`` (the cases the models saw) and
+    the held-out ones: the real cases are loaded, embedded in every form and the planted controls
+    audited once for all sets (six evaluations side by side, each doing all of that, ran past a
+    3.5-min cap on the H200 host). Each result goes to ``out_dirs[name]/report.json``
+    (``{"results": {"memorisation": ...}}``, as an evaluate report); returns them by name."""
+    import json
+
+    from medidiff.eval import memorisation_reference_for, memorisation_results_for
+
+    real = _RealCases(config, manifest, root, None)
+    reference = memorisation_reference_for(real.cfg, real.train, real.heldout)
+    results = {}
+    for name, folder in generated.items():
+        synthetic = real.synthetic(folder)
+        res, _ = memorisation_results_for(real.cfg, reference, synthetic)
+        report = {"cases": {"synthetic": len(synthetic), "real_train": len(real.train), "real_heldout": len(real.heldout)},
+                  "how": "in process (quality_common.memorisation_audits_of): evaluate's memorisation task",
+                  "results": {"memorisation": res}}
+        out_dirs[name].mkdir(parents=True, exist_ok=True)
+        write_atomic(out_dirs[name] / "report.json", json.dumps(report, indent=1, default=float))
+        log(f"memorisation {name}: {res['summary']['flagged']} of {len(synthetic)} flagged "
+            f"(max similarity {res['summary']['synthetic_nn_similarity']['max']:.3f}, threshold "
+            f"{res['summary']['threshold']:.3f})")
+        results[name] = res
     return results

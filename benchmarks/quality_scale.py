@@ -28,7 +28,8 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
 3. evaluate, in phases (``EVAL_PHASES``), each ``medidiff evaluate`` per seed side by side against
    the same manifest: the held-out fold is the floor and the tissue reference, the training folds
    (the cases the model saw) are what the memorisation audit compares with. The phases
-   (``--phases``, EVAL_PHASES): realism (in process), memorisation, fidelity (the shared real-trained
+   (``--phases``, EVAL_PHASES): realism (in process), memorisation (in process, against every training
+   case), fidelity (the shared real-trained
    segmenter on the generated images and on the real held-out cases), image, tissue, and utility
    (opt-in: segmenters trained on the generated cases, tested on the real held-out fold). First ``--tasks
    image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
@@ -74,8 +75,8 @@ from typing import Any
 import numpy as np
 from quality_ablation import ARMS
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
-                            gpu_envs, held_out_cases, log, make_anatomy_data, overrides, real_scores, realism_checks_of,
-                            side_by_side, train_and_export, write_atomic)
+                            gpu_envs, held_out_cases, log, make_anatomy_data, memorisation_audits_of, overrides, real_scores,
+                            realism_checks_of, side_by_side, train_and_export, write_atomic)
 
 ARM = "x0_stats_off"  # the shipped model's recipe
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
@@ -450,6 +451,28 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any]) -> None:
+    """The memorisation audit of every trained run in this process (``quality_common.memorisation_audits_of``:
+    the real cases loaded and the audit's training side built once), each in OUT/eval/<run>_memorisation/.
+
+    Why: on the 2026-11-30 H200 run six ``medidiff evaluate --tasks memorisation`` side by side each
+    loaded all 384 real cases (76 s) and embedded them in 14 forms, and all six ran past the
+    phase's 3.5-min cap with nothing recorded."""
+    log(f"memorisation: runs {list(done)} in this process")
+    t0 = time.perf_counter()
+    ph = record["eval_phases"]["memorisation"]
+    try:
+        memorisation_audits_of(run_config_path(out, done[0]), out / "manifest.json", out / "data",
+                               {run: out / "generated" / run for run in done},
+                               {run: eval_dir(out, run, "memorisation") for run in done})
+        ph["runs"].update({run: "done" for run in done})
+    except Exception as exc:  # a failed audit must not lose the phases after it
+        log(f"memorisation failed: {type(exc).__name__}: {exc}")
+        record["exits"]["memorisation"] = 1
+        ph["runs"].update({run: f"failed: {exc}" for run in done})
+    ph["seconds"] = round(time.perf_counter() - t0, 1)
+
+
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:
     """One evaluation phase: ``medidiff evaluate --tasks EVAL_PHASES[phase]`` for every trained run,
     side by side, for at most ``args.eval_minutes`` in all; its exit codes and per-run states
@@ -625,6 +648,9 @@ def main() -> int:
         if phase == "realism":
             if done:
                 record["realism_seconds"] = realism_phase(out, done, args.realism_cases)
+        elif phase == "memorisation":
+            if done:
+                memorisation_phase(out, done, record)
         else:
             run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)

@@ -136,7 +136,9 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
         assert set(report["results"]) == {"realism", "image"}  # memorisation and tissue have their own folders
         audit = json.loads((tmp_path / "eval" / f"{s}_memorisation" / "report.json").read_text())
-        assert set(audit["results"]) == {"memorisation"} and audit["feature_net"] is None  # image space: no net
+        # in process, against every training case (image space: no net)
+        assert set(audit["results"]) == {"memorisation"} and "in process" in audit["how"]
+        assert audit["cases"]["real_train"] + audit["cases"]["real_heldout"] == 8
         fid = json.loads((tmp_path / "eval" / f"{s}_fidelity" / "report.json").read_text())["results"]["fidelity"]
         assert fid["cases"] == 2 and set(fid["dice_ratio_to_real"]) == {"WT", "TC", "ET"}  # beside real held-out
         tissue = json.loads((tmp_path / "eval" / f"{s}_tissue" / "report.json").read_text())

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from medidiff.data.brats import regions_to_labels
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
-__all__ = ["EvalConfig", "TASKS", "real_reference_for", "realism_checks_for", "run_evaluation", "train_feature_net",
-           "train_tissue_net"]
+__all__ = ["EvalConfig", "MemorisationReference", "TASKS", "memorisation_reference_for", "memorisation_results_for",
+           "real_reference_for", "realism_checks_for", "run_evaluation", "train_feature_net", "train_tissue_net"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,6 @@ def run_evaluation(
     from medidiff.eval import data as evdata
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
-    from medidiff.eval import memorisation as mem
     from medidiff.eval import report as rep
     from medidiff.eval.utility import SegmenterBank, mask_fidelity, training_sets, utility_experiment
 
@@ -328,45 +327,8 @@ def run_evaluation(
         if len(real_train) < 2:
             skipped["memorisation"] = "needs >= 2 real training cases for the reference distribution"
         else:
-            if cfg.memorisation_space == "features":
-                assert feature_net is not None
-
-                def embed(images: Any, mirror: bool = False) -> Any:
-                    return feat.extract_features(feature_net, images.flip(2) if mirror else images)  # x: left-right
-
-                def alternatives(images: Any) -> list[Any]:
-                    return [embed(images, mirror=True)]
-            else:
-                def embed(images: Any, mirror: bool = False) -> Any:
-                    return mem.image_embedding(images, cfg.memorisation_size, mirror=mirror)
-
-                def alternatives(images: Any) -> list[Any]:  # mirrored and rotated (memorisation.ROTATIONS)
-                    return mem.training_forms(images, cfg.memorisation_size)
-            e_train = embed(real_train.images)
-            e_alt = alternatives(real_train.images)
-            a = mem.audit(e_train, embed(synthetic.images), percentile=cfg.memorisation_percentile,
-                          margin=cfg.memorisation_margin, train_alt=e_alt,
-                          control=embed(real_test.images) if real_test is not None else None)
-            controls = mem.control_rates(embed, real_train.images, real_test.images if real_test is not None else None,
-                                         percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
-                                         max_cases=cfg.memorisation_controls, seed=cfg.seeds[0],
-                                         train_embeddings=(e_train, e_alt))
-            space = (f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)" if cfg.memorisation_space == "image"
-                     else f"features ({feature_net.name if feature_net else ''})")
-            results["memorisation"] = {
-                "space": space,
-                "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
-                         "nearest training case (as it is, left-right mirrored" + (", or rotated by +-5 or +-10 degrees in "
-                         "any plane" if cfg.memorisation_space == "image" else "") + f"), r_q = {cfg.memorisation_percentile}th "
-                         "percentile of the training cases' own nearest-neighbour similarities (matched the same way)"),
-                "percentile": cfg.memorisation_percentile,
-                "margin": cfg.memorisation_margin,
-                "summary": a.summary(),
-                "controls": controls,
-                "cases": [{"case": synthetic.case_ids[i], "nearest": real_train.case_ids[int(a.nn_index[i])],
-                           "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
-                          for i in range(len(synthetic))],
-            }
+            reference = memorisation_reference_for(cfg, real_train, real_test, feature_net=feature_net)
+            results["memorisation"], a = memorisation_results_for(cfg, reference, synthetic)
             save_partial()
             order = np.argsort(-a.similarity)
             shown = [i for i in order if a.flagged[i]] or list(order)
@@ -443,6 +405,80 @@ def realism_checks_for(
         spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
         histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio,
         synthetic_labels=synthetic_labels)
+
+
+@dataclass
+class MemorisationReference:
+    """The training side of the memorisation audit (:func:`memorisation_reference_for`): the
+    embedding, the training cases' embeddings in every form the audit matches, the held-out cases'
+    and the planted controls' rates. None of it depends on the synthetic set, so a benchmark
+    auditing several sets against the same training cases builds it once."""
+
+    space: str  # how cases are embedded, in words
+    embed: Callable[[Any], Any]  # (N, C, X, Y, Z) images -> (N, D)
+    train: Any  # (N, D)
+    train_alt: list[Any]  # the other forms of the training cases (mirrored; image space: rotated)
+    heldout: Any  # (M, D) held-out real cases (the negative control) or None
+    controls: dict[str, Any]  # memorisation.control_rates
+    train_ids: list[str]
+
+
+def memorisation_reference_for(cfg: EvalConfig, real_train: Any, real_test: Any = None, *,
+                               feature_net: Any = None) -> MemorisationReference:
+    """The audit's training side for ``cfg.memorisation_space`` ("image", or "features" with
+    ``feature_net``) from CaseSets of the real training (and held-out) cases."""
+    from medidiff.eval import features as feat
+    from medidiff.eval import memorisation as mem
+
+    if cfg.memorisation_space == "features":
+        if feature_net is None:
+            raise ValueError("memorisation in feature space needs the feature net")
+
+        def embed(images: Any) -> Any:
+            return feat.extract_features(feature_net, images)
+
+        train = embed(real_train.images)
+        alt = [feat.extract_features(feature_net, real_train.images.flip(2))]  # x: left-right
+        space = f"features ({feature_net.name})"
+    else:
+        def embed(images: Any) -> Any:
+            return mem.image_embedding(images, cfg.memorisation_size)
+
+        # every form in one pass: the brain masks (most of the cost) are estimated once
+        train, *alt = mem.image_embeddings(real_train.images, cfg.memorisation_size,
+                                           forms=("plain", "mirror", *mem.ROTATIONS))
+        space = f"image (the brain's bounding box at {cfg.memorisation_size}^3 per modality, z-scored)"
+    heldout = embed(real_test.images) if real_test is not None and len(real_test) else None
+    controls = mem.control_rates(embed, real_train.images, real_test.images if heldout is not None else None,
+                                 percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
+                                 max_cases=cfg.memorisation_controls, seed=cfg.seeds[0], train_embeddings=(train, alt),
+                                 heldout_embedding=heldout)
+    return MemorisationReference(space, embed, train, alt, heldout, controls, list(real_train.case_ids))
+
+
+def memorisation_results_for(cfg: EvalConfig, reference: MemorisationReference, synthetic: Any) -> tuple[dict[str, Any], Any]:
+    """The memorisation task's results for the CaseSet ``synthetic`` against ``reference`` (as
+    evaluate's report has them), and the :class:`~medidiff.eval.memorisation.MemorisationResult`."""
+    from medidiff.eval import memorisation as mem
+
+    ref = reference
+    a = mem.audit(ref.train, ref.embed(synthetic.images), percentile=cfg.memorisation_percentile,
+                  margin=cfg.memorisation_margin, train_alt=ref.train_alt, control=ref.heldout)
+    results = {
+        "space": ref.space,
+        "rule": (f"flagged when 1 - r < {cfg.memorisation_margin} x (1 - r_q), r = Pearson similarity to the "
+                 "nearest training case (as it is, left-right mirrored" + (", or rotated by +-5 or +-10 degrees in "
+                 "any plane" if cfg.memorisation_space == "image" else "") + f"), r_q = {cfg.memorisation_percentile}th "
+                 "percentile of the training cases' own nearest-neighbour similarities (matched the same way)"),
+        "percentile": cfg.memorisation_percentile,
+        "margin": cfg.memorisation_margin,
+        "summary": a.summary(),
+        "controls": ref.controls,
+        "cases": [{"case": synthetic.case_ids[i], "nearest": ref.train_ids[int(a.nn_index[i])],
+                   "similarity": float(a.similarity[i]), "flagged": bool(a.flagged[i])}
+                  for i in range(len(synthetic))],
+    }
+    return results, a
 
 
 def real_reference_for(cfg: EvalConfig, real: Any, heldout: Any = None, *, real_labels: Any = None,

@@ -279,12 +279,14 @@ def control_rates(
     embed: Any, train_images: torch.Tensor, heldout_images: torch.Tensor | None, *,
     percentile: float = 99.0, margin: float = 0.5, max_cases: int = 20, seed: int = 0,
     kinds: tuple[str, ...] = CONTROL_KINDS, train_embeddings: tuple[Any, Sequence[Any]] | None = None,
+    heldout_embedding: Any = None,
 ) -> dict[str, Any]:
     """The audit's detection rate per planted kind (copies of up to ``max_cases`` training cases)
     and its false-positive rate on held-out real cases. ``embed(images) -> (N, D)``;
     ``train_embeddings``: the training cases' embedding and the other forms of them the audit
     matches (e.g. ``(embed(x), training_forms(x))``: the audit's own, which are not cheap), default
-    ``(embed(x), [embed(x, mirror=True)])``."""
+    ``(embed(x), [embed(x, mirror=True)])``; ``heldout_embedding``: ``embed(heldout_images)`` when
+    the caller has it."""
     if train_embeddings is None:
         train_embeddings = (embed(train_images), [embed(train_images, mirror=True)])
     e_train, alt = train_embeddings[0], list(train_embeddings[1])
@@ -298,7 +300,8 @@ def control_rates(
                        "min_similarity": float(r.similarity.min())}
     out: dict[str, Any] = {"planted": rates}
     if heldout_images is not None and len(heldout_images) > 0:
-        r = audit(e_train, embed(heldout_images), percentile=percentile, margin=margin, train_alt=alt)
+        e_held = embed(heldout_images) if heldout_embedding is None else heldout_embedding
+        r = audit(e_train, e_held, percentile=percentile, margin=margin, train_alt=alt)
         out["heldout_real"] = {"flagged": int(r.flagged.sum()), "n": int(r.flagged.size),
                                "rate": float(r.flagged.mean()), "max_similarity": float(r.similarity.max())}
     return out
