@@ -89,6 +89,11 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100": ["objective.detail_weight=100"],
     "x0_detail300": ["objective.detail_weight=300"],
     "x0_detail1000": ["objective.detail_weight=1000"],
+    # at 1000 t1n's top band stayed 3x weak (quality_wdm_20261130): t1n's detail bands heavier
+    "x0_detail1000_t1n3000": ["objective.detail_weight=1000", "objective.detail_weights={t1n: 3000}"],
+    # at 1000 the generator drew too few and too small tumours: the label channels' detail bands (edges
+    # of piecewise-constant masks) left unweighted, so they stop crowding out the coarse band's content
+    "x0_detail1000_labels1": ["objective.detail_weight=1000", "objective.detail_weights={WT: 1, TC: 1, ET: 1}"],
     # near the data the x0 loss (velocity loss x t^2) hardly trains: weight small t up as well
     "x0_detail100_tpow1": ["objective.detail_weight=100", "objective.x0_time_power=1"],
     # per-sub-band unit variance: the inputs and the loss weight every band alike (~1000x detail)

@@ -84,7 +84,7 @@ def run_mode(cfg: Any, mode: str, work: Path, *, device: torch.device, steps: in
     torch.manual_seed(cfg.seed)
     net = build_net(resolve_sr_net_config(cfg, codec)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    loss_fn = SRLoss(cfg, codec, build_objective(cfg.objective))
+    loss_fn = SRLoss(cfg, codec, build_objective(cfg.objective, getattr(codec, "channel_names", None)))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     it = DataWait(iter(loader(train, micro_batch=mb, workers=workers, pin=device.type == "cuda", seed=cfg.seed)))
     t0 = 0.0

@@ -76,18 +76,26 @@ def build_objective(config: ObjectiveConfig, channel_names: Sequence[str] | None
 
 
 def resolve_channel_weights(config: ObjectiveConfig, channel_names: Sequence[str] | None) -> ObjectiveConfig:
-    """``config`` with ``detail_weight`` folded into ``channel_weights``: every channel whose
-    sub-band is not the coarsest (its name holds an H: ``"LLH:t1n"``, ``"LLL.HLL:t2f"``) weighs
-    ``detail_weight`` times its ``channel_weights`` entry (1 when unset)."""
-    if config.detail_weight == 1.0:
+    """``config`` with ``detail_weight`` and ``detail_weights`` folded into ``channel_weights``:
+    every channel whose sub-band is not the coarsest (its name holds an H: ``"LLH:t1n"``,
+    ``"LLL.HLL:t2f"``) weighs its image channel's ``detail_weights`` entry, else ``detail_weight``,
+    times its ``channel_weights`` entry (1 when unset)."""
+    per_image = dict(config.detail_weights or {})
+    if config.detail_weight == 1.0 and not per_image:
         return config
-    bands = [name.partition(":")[0] for name in channel_names or []]
+    parts = [name.partition(":") for name in channel_names or []]
+    bands, images = [b for b, _, _ in parts], [i for _, _, i in parts]
     if not bands or not all(set(b) <= set("LH.") for b in bands):
-        raise MedidiffError(f"objective.detail_weight ({config.detail_weight}) weights wavelet sub-bands, but this "
-                         f"model's channels are not named by sub-band ({list(channel_names or [])[:3]}...): "
-                         "use a wavelet latent or set detail_weight: 1")
+        raise MedidiffError(f"objective.detail_weight ({config.detail_weight}) / detail_weights weight wavelet sub-bands, "
+                            f"but this model's channels are not named by sub-band ({list(channel_names or [])[:3]}...): "
+                            "use a wavelet latent or set detail_weight: 1 and no detail_weights")
+    unknown = sorted(set(per_image) - set(images))
+    if unknown:
+        raise MedidiffError(f"objective.detail_weights names {unknown}, which this model does not have: its image "
+                            f"channels are {list(dict.fromkeys(images))}")
     base = config.channel_weights or [1.0] * len(bands)
     if len(base) != len(bands):
         raise MedidiffError(f"objective.channel_weights has {len(base)} entries but the model has {len(bands)} channels")
-    weights = [w * (config.detail_weight if "H" in b else 1.0) for w, b in zip(base, bands)]
-    return replace(config, channel_weights=weights, detail_weight=1.0)
+    weights = [w * (per_image.get(img, config.detail_weight) if "H" in b else 1.0)
+               for w, b, img in zip(base, bands, images)]
+    return replace(config, channel_weights=weights, detail_weight=1.0, detail_weights=None)

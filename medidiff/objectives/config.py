@@ -76,6 +76,11 @@ class ObjectiveConfig:
     # 1e-3 of LLL's variance, so an unweighted L2 hardly trains them: the x0 model shipped on
     # 2026-11-30 was 3-13x too weak in the top spectral bands. Wavelet latents only; 1 = WDM-3D.
     detail_weight: float = 1.0
+    # Per image channel (a modality or a generated label channel: t1n, t2f, WT, ...), the weight of
+    # that channel's detail sub-bands, in place of detail_weight for it: e.g. {t1n: 3000} with
+    # detail_weight 1000. At 1000 for all, t1n's top spectral band stayed 3x weak while t2f's
+    # histogram drifted (quality_wdm_20261130). Wavelet latents only.
+    detail_weights: dict[str, float] | None = None
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -86,10 +91,11 @@ class ObjectiveConfig:
     def loss_channel_weights(self) -> list[float] | None:
         """The per-channel loss weights, once ``build_objective`` has folded ``detail_weight`` in
         (it needs the codec's channel names); an unresolved detail weight is refused, not ignored."""
-        if self.detail_weight != 1.0:
+        if self.detail_weight != 1.0 or self.detail_weights:
             from medidiff.errors import MedidiffError
 
-            raise MedidiffError(f"objective.detail_weight ({self.detail_weight}) is not resolved: build the objective "
+            raise MedidiffError(f"objective.detail_weight ({self.detail_weight}) / detail_weights ({self.detail_weights}) "
+                                "is not resolved: build the objective "
                                 "with the codec's channel names (build_objective(config, codec.channel_names))")
         return self.channel_weights
 
@@ -134,6 +140,9 @@ class ObjectiveConfig:
                 )
         if not (math.isfinite(self.detail_weight) and self.detail_weight > 0):
             raise ValueError(f"detail_weight must be a positive number (1 = all sub-bands equal), got {self.detail_weight}")
+        bad = {k: v for k, v in (self.detail_weights or {}).items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"detail_weights must be positive numbers, got {bad}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         if self.cond_drop_keys is not None:

@@ -206,6 +206,33 @@ def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
         ObjectiveConfig(type=kind, detail_weight=0.0)
 
 
+def test_detail_weights_per_image_channel_replace_the_common_one():
+    from medidiff.config import load_config
+    from medidiff.errors import MedidiffError
+    from medidiff.latents.haar import subband_names
+
+    names = subband_names(1, ["t1n", "t2f", "WT"])  # 24 channels: band-major or channel-major, named either way
+    obj = build_objective(ObjectiveConfig(type="flow", detail_weight=1000.0, detail_weights={"t1n": 3000.0, "t2f": 300.0}),
+                          names)
+    for name, w in zip(names, obj.config.channel_weights):
+        band, _, image = name.partition(":")
+        assert w == (1.0 if "H" not in band else {"t1n": 3000.0, "t2f": 300.0}.get(image, 1000.0)), name
+    assert obj.config.detail_weights is None and obj.config.detail_weight == 1.0
+    # alone (detail_weight 1): only the named channel's detail bands are weighted
+    w = build_objective(ObjectiveConfig(type="flow", detail_weights={"WT": 5.0}), names).config.channel_weights
+    assert {(n.partition(":")[2], x) for n, x in zip(names, w) if x != 1.0} == {("WT", 5.0)}
+    with pytest.raises(MedidiffError, match=r"names \['t1c'\].*image channels are \['t1n', 't2f', 'WT'\]"):
+        build_objective(ObjectiveConfig(type="flow", detail_weights={"t1c": 2.0}), names)
+    with pytest.raises(MedidiffError, match="not resolved"):
+        build_objective(ObjectiveConfig(type="flow", detail_weights={"t1n": 2.0})).loss(lambda x, t, **c: x,
+                                                                                        torch.zeros(2, 24, 4, 4, 4))
+    with pytest.raises(ValueError, match="detail_weights must be positive"):
+        ObjectiveConfig(type="flow", detail_weights={"t1n": -1.0})
+    # from a config file's override, as a user writes it
+    cfg = load_config(None, ["objective.detail_weights={t1n: 3000, t2f: 300}"])
+    assert cfg.objective.detail_weights == {"t1n": 3000.0, "t2f": 300.0}
+
+
 def test_x0_time_power_weights_each_sample_by_t_to_the_minus_power():
     x0 = _data(64, 2, 2)
     base = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0"))
