@@ -369,6 +369,14 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if "dice_ratio_to_real" in f:
             lines += ["", "Synthetic / real held-out mean Dice of the same segmenter (issue 16's goal: >= 0.85 for WT "
                       "and TC): " + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real"].items()) + "."]
+        if "by_tumour_presence" in f:
+            def split(b: Mapping[str, Any]) -> str:
+                t, free = b["with_tumour"], b["tumour_free"]
+                return (f"{t['cases']} with a tumour (WT / TC / ET " + " / ".join(_fmt(v) for v in t["dice_mean"].values())
+                        + f"), {free['cases']} tumour-free (share without a false WT: {_fmt(free['dice_mean']['WT'])})")
+            lines += ["", "By tumour presence in the labels (a tumour-free case scores 0 on any false voxel): synthetic "
+                      + split(f["by_tumour_presence"]) + (f"; real held-out {split(f['real_heldout']['by_tumour_presence'])}"
+                                                         if "by_tumour_presence" in f.get("real_heldout", {}) else "") + "."]
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
                   "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
                   "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]

@@ -319,3 +319,8 @@ def test_mask_fidelity_reuses_the_saved_real_segmenter_and_scores_it_on_real_cas
         assert ratio == pytest.approx(loaded["aggregate"][region]["dice_mean"] / real) if real > 0 else ratio == "nan"
     assert loaded["real_heldout"]["cases"] >= 1
     assert "Synthetic / real held-out mean Dice" in (tmp_path / "loaded" / "report.md").read_text()
+    # the mean over all cases, split by whether the labels hold a tumour
+    for res in (loaded, loaded["real_heldout"]):
+        split = res["by_tumour_presence"]
+        assert split["with_tumour"]["cases"] + split["tumour_free"]["cases"] == res["cases"]
+    assert "By tumour presence" in (tmp_path / "loaded" / "report.md").read_text()
