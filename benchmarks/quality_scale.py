@@ -195,6 +195,15 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     for region, ratio in res.get("fidelity", {}).get("dice_ratio_to_real", {}).items():
         if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
             m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
+    split = res.get("fidelity", {}).get("by_tumour_presence")
+    if split:  # the WT ratio mixes tumour-free cases (0 on any false voxel) with the others
+        m["fidelity_wt_dice_with_tumour"] = split["with_tumour"]["dice_mean"]["WT"]
+        m["fidelity_tumour_free_cases"] = split["tumour_free"]["cases"]
+    tumours = realism.get("tumour_statistics")
+    if tumours:
+        m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
+        m["tumour_share_real"] = tumours["share_with_tumour"]["real"]
+        m["tumour_size_w1"] = tumours["size_log10_wt_fraction"]["wasserstein"]
     sets = res.get("utility", {}).get("training_sets", {})
     if "synthetic" in sets:  # train on synthetic vs real at equal N; real + synthetic vs all real
         equal = sets.get("real_matched", sets.get("real"))
@@ -318,6 +327,11 @@ ROWS: list[tuple[str, str, int]] = [
     *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice (goal >= 0.85)", 3) for r in ("WT", "TC")],
     *[(f"utility_ratio_{r}", f"train on synthetic / real at equal N, Dice {r} (goal >= 0.9)", 3) for r in ("WT", "TC", "ET")],
     *[(f"utility_gain_{r}", f"real + synthetic - real, Dice {r} (goal >= 0)", 3) for r in ("WT", "TC", "ET")],
+    ("fidelity_wt_dice_with_tumour", "mask fidelity: WT Dice on the cases with a tumour", 3),
+    ("fidelity_tumour_free_cases", "mask fidelity: tumour-free generated cases", 1),
+    ("tumour_share", "share of generated cases with a tumour (real: next row)", 3),
+    ("tumour_share_real", "share of real training cases with a tumour", 3),
+    ("tumour_size_w1", "tumour size: W1 of log10 WT fraction vs real", 3),
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]
