@@ -341,10 +341,10 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
 
 
 def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
-                           out_dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+                           out_dirs: dict[str, Path], *, controls: int | None = None) -> dict[str, dict[str, Any]]:
     """``medidiff evaluate``'s memorisation task (image space) for each folder of ``generated``, in
     this process, against EVERY real training case of ``manifest`` (the cases the models saw) and
-    the held-out ones: the real cases are loaded, embedded in every form and the planted controls
+    the held-out ones (``controls``: planted copies per kind, default the config's): the real cases are loaded, embedded in every form and the planted controls
     audited once for all sets (six evaluations side by side, each doing all of that, ran past a
     3.5-min cap on the H200 host). Each result goes to ``out_dirs[name]/report.json``
     (``{"results": {"memorisation": ...}}``, as an evaluate report); returns them by name."""
@@ -352,12 +352,15 @@ def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: 
 
     from medidiff.eval import memorisation_reference_for, memorisation_results_for
 
+    from dataclasses import replace
+
     real = _RealCases(config, manifest, root, None)
-    reference = memorisation_reference_for(real.cfg, real.train, real.heldout)
+    cfg = real.cfg if controls is None else replace(real.cfg, memorisation_controls=controls)  # fewer: smoke runs
+    reference = memorisation_reference_for(cfg, real.train, real.heldout)
     results = {}
     for name, folder in generated.items():
         synthetic = real.synthetic(folder)
-        res, _ = memorisation_results_for(real.cfg, reference, synthetic)
+        res, _ = memorisation_results_for(cfg, reference, synthetic)
         report = {"cases": {"synthetic": len(synthetic), "real_train": len(real.train), "real_heldout": len(real.heldout)},
                   "how": "in process (quality_common.memorisation_audits_of): evaluate's memorisation task",
                   "results": {"memorisation": res}}

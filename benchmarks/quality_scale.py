@@ -197,8 +197,8 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
             m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
     split = res.get("fidelity", {}).get("by_tumour_presence")
     if split:  # the WT ratio mixes tumour-free cases (0 on any false voxel) with the others
-        m["fidelity_wt_dice_with_tumour"] = split["with_tumour"]["dice_mean"]["WT"]
-        m["fidelity_tumour_free_cases"] = split["tumour_free"]["cases"]
+        m["fidelity_wt_dice_with_tumour"] = split["with_region"]["WT"]["dice_mean"]
+        m["fidelity_tumour_free_cases"] = split["without_region"]["WT"]["cases"]
     tumours = realism.get("tumour_statistics")
     if tumours:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
@@ -354,7 +354,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
         "- evaluation phases: " + ", ".join(
             f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
-            "held-out cases)" if k == "realism" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
+            "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
+            "training case, no cap)" if k == "memorisation" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
             + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS else "")
             + f", at most {record['eval_minutes']:g} min)"
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}"
@@ -470,7 +471,7 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
-def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any]) -> None:
+def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], *, smoke: bool = False) -> None:
     """The memorisation audit of every trained run in this process (``quality_common.memorisation_audits_of``:
     the real cases loaded and the audit's training side built once), each in OUT/eval/<run>_memorisation/.
 
@@ -483,7 +484,8 @@ def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any]) -
     try:
         memorisation_audits_of(run_config_path(out, done[0]), out / "manifest.json", out / "data",
                                {run: out / "generated" / run for run in done},
-                               {run: eval_dir(out, run, "memorisation") for run in done})
+                               {run: eval_dir(out, run, "memorisation") for run in done},
+                               controls=4 if smoke else None)
         ph["runs"].update({run: "done" for run in done})
     except Exception as exc:  # a failed audit must not lose the phases after it
         log(f"memorisation failed: {type(exc).__name__}: {exc}")
@@ -669,7 +671,7 @@ def main() -> int:
                 record["realism_seconds"] = realism_phase(out, done, args.realism_cases)
         elif phase == "memorisation":
             if done:
-                memorisation_phase(out, done, record)
+                memorisation_phase(out, done, record, smoke=args.smoke)
         else:
             run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)

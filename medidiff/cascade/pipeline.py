@@ -56,9 +56,11 @@ class StartNoise:
     from its seed's CPU generator (the same numbers on every machine), and those generators as the
     draws left them (they seed the per-step noise)."""
 
+    seeds: tuple[int, ...]
     augmentation: Tensor  # (B, C, *low-res grid), CPU (pinned when the pipeline runs on CUDA)
     latent: Tensor  # (B, C', *latent grid), CPU (pinned when the pipeline runs on CUDA)
-    generators: list[torch.Generator]
+    generators: list[torch.Generator]  # the per-step noise is seeded from them: use a StartNoise once
+    used: bool = False
 
 
 class SRPipeline(ModelPipeline):
@@ -136,8 +138,10 @@ class SRPipeline(ModelPipeline):
         b = len(seeds)
         with record_function("medidiff/sr_condition"):  # profiler ranges: where a case's time goes
             start = start or self.starting_noise(seeds)
-            if len(start.generators) != b:
-                raise ValueError(f"start noise for {len(start.generators)} cases, {b} seeds")
+            if start.seeds != tuple(int(s) for s in seeds) or start.used:
+                raise ValueError(f"start noise drawn for seeds {list(start.seeds)}{' (used already)' if start.used else ''}, "
+                                 f"given seeds {list(seeds)}: draw it with starting_noise(seeds), once per call")
+            start.used = True
             gens = start.generators
             level = torch.full((b,), aug_level, device=dev)
             noise = start.augmentation.to(dev, non_blocking=True)  # (B, C, *lr) conditioning augmentation
@@ -177,11 +181,10 @@ class SRPipeline(ModelPipeline):
         not depend on the low-resolution input, so the cascade draws it while the base samples."""
         gens = generators_from_seeds(seeds)
         b, (c, *hr) = len(seeds), self.high_res_shape
-        aug = randn_per_sample((b, *self.low_res_shape), gens, device="cpu")
-        latent = randn_per_sample((b, *self.codec.latent_shape((c, *hr))), gens, device="cpu")
-        if self.device.type == "cuda":  # page-locked: the copies to the card run without a staging buffer
-            aug, latent = aug.pin_memory(), latent.pin_memory()
-        return StartNoise(aug, latent, gens)
+        pin = self.device.type == "cuda"  # page-locked: the copies to the card run without a staging buffer
+        aug = randn_per_sample((b, *self.low_res_shape), gens, device="cpu", pin_memory=pin)
+        latent = randn_per_sample((b, *self.codec.latent_shape((c, *hr))), gens, device="cpu", pin_memory=pin)
+        return StartNoise(tuple(int(s) for s in seeds), aug, latent, gens)
 
 
 class CascadePipeline:
@@ -193,6 +196,9 @@ class CascadePipeline:
 
     def __init__(self, base: DiffusionPipeline, sr: SRPipeline) -> None:
         self.base, self.sr = base, sr
+        # draw the SR stage's starting noise on a second thread while the base samples: None = on an
+        # accelerator only (on a CPU the two compete for the cores); the result is the same either way
+        self.draw_ahead: bool | None = None
         b, s = base.cfg, sr.cfg
         problems = []
         if list(b.data.modalities) != list(s.data.modalities):
@@ -265,7 +271,7 @@ class CascadePipeline:
         sr_seeds = [sr_seed(s) for s in seeds]
         # on an accelerator the SR stage's starting noise (CPU generators) is drawn on a second thread
         # while the base samples (torch releases the GIL); on a CPU the two would compete for the cores
-        ahead = self.sr.device.type != "cpu"
+        ahead = self.sr.device.type != "cpu" if self.draw_ahead is None else self.draw_ahead
         with ThreadPoolExecutor(max_workers=1) as pool:
             start = pool.submit(self.sr.starting_noise, sr_seeds) if ahead else None
             low_cases = self.base(seeds, masks=base_masks, sampler=sampler, prompts=prompts)

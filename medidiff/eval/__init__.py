@@ -267,9 +267,11 @@ def run_evaluation(
         reference = real_reference_for(
             cfg, real_train.images, real_test.images if real_test is not None else None,
             real_labels=real_train.labels, heldout_labels=real_test.labels if real_test is not None else None)
+        mask_ids = [_mask_id(p) for p in synthetic.provenance]
+        # labels given as conditioning masks say where the masks came from, not what the model draws
+        generated_labels = synthetic.labels if not any(m is not None for m in mask_ids) else None
         realism = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities,
-                                     mask_groups=[_mask_id(p) for p in synthetic.provenance] or None,
-                                     synthetic_labels=synthetic.labels)
+                                     mask_groups=mask_ids or None, synthetic_labels=generated_labels)
         results["realism"] = realism
         spectra = realism.pop("spectra")
         save_partial()  # before the feature-based metrics, which take the longest
@@ -631,6 +633,23 @@ def _tissue_qc(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, train_item
     }, ""
 
 
+def _refuse_sigmoid_tissue_net(path: Path) -> None:
+    """A tissue segmenter saved before 2026-11-30 had a sigmoid per class and never predicted CSF:
+    say so, rather than "trained for exclusive None"."""
+    import json
+
+    from medidiff.errors import DataError
+    from medidiff.eval import tissue as ts
+
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # load_segmenter names the problem
+    if meta.get("kind") == ts.TISSUE_NET_KIND and "exclusive" not in meta.get("recipe", {}):
+        raise DataError(path, "a tissue segmenter saved before 2026-11-30 (a sigmoid per class, which never predicted "
+                              "CSF): retrain it (give --tissue-net an empty folder) or drop --tissue-net")
+
+
 def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, real_train: Any,
                       t_train: list[dict[str, Any]], progress: bool) -> tuple[Any, dict[str, Any]]:
     """The tissue segmenter and ``{"training": its history, "source": where it came from}``: loaded
@@ -651,6 +670,7 @@ def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, rea
     expect = {"modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
               "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold, "exclusive": True}
     if cfg.tissue_net and (Path(cfg.tissue_net) / "config.json").is_file():
+        _refuse_sigmoid_tissue_net(Path(cfg.tissue_net) / "config.json")
         model, recipe = load_segmenter(cfg.tissue_net, kind=ts.TISSUE_NET_KIND, expect=expect, what="tissue segmenter",
                                        option="--tissue-net")
         return model, {"training": recipe["training"], "source": f"loaded from {cfg.tissue_net} (seed {recipe['seed']})"}

@@ -225,6 +225,8 @@ def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_fact
 
     real, fa, fb = ref.tumours  # type: ignore[misc]
     n = len(syn["present"])
+    if n == 0:
+        raise ValueError("the tumour statistics need >= 1 synthetic case")
     p_real, p_syn = float(real["present"].mean()), float(syn["present"].mean())
     floor = abs(float(fa["present"].mean()) - float(fb["present"].mean()))
     allowed = floor + 2.0 * math.sqrt(max(p_real * (1 - p_real), 1.0 / n) / n)
@@ -291,8 +293,10 @@ def real_reference(
     statistics check runs too."""
     if len(real) < 2:
         raise ValueError("realism checks need >= 2 real training cases (for the floor)")
-    if (heldout is not None and len(heldout)) and (real_labels is None) != (heldout_labels is None):
-        raise ValueError("give labels for both the real training and the held-out cases, or for neither")
+    has_heldout = heldout is not None and len(heldout) > 0
+    if real_labels is None and heldout_labels is not None or (real_labels is not None and has_heldout != (
+            heldout_labels is not None and len(heldout_labels) > 0)):
+        raise ValueError("give labels for the real training cases and for every held-out set given, or for neither")
     floor_a, floor_b, floor_name = _floor_split(real, heldout)
     tumours = None
     if real_labels is not None:

@@ -371,10 +371,11 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                       "and TC): " + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real"].items()) + "."]
         if "by_tumour_presence" in f:
             def split(b: Mapping[str, Any]) -> str:
-                t, free = b["with_tumour"], b["tumour_free"]
-                return (f"{t['cases']} with a tumour (WT / TC / ET " + " / ".join(_fmt(v) for v in t["dice_mean"].values())
-                        + f"), {free['cases']} tumour-free (share without a false WT: {_fmt(free['dice_mean']['WT'])})")
-            lines += ["", "By tumour presence in the labels (a tumour-free case scores 0 on any false voxel): synthetic "
+                return "; ".join(f"{r} {_fmt(b['with_region'][r]['dice_mean'])} on {b['with_region'][r]['cases']} cases "
+                                 f"with it, {_fmt(b['without_region'][r]['dice_mean'])} on {b['without_region'][r]['cases']} "
+                                 "without" for r in b["with_region"])
+            lines += ["", "Mean Dice by whether the labels hold the region (a case without it scores 0 on any false "
+                      "voxel): synthetic "
                       + split(f["by_tumour_presence"]) + (f"; real held-out {split(f['real_heldout']['by_tumour_presence'])}"
                                                          if "by_tumour_presence" in f.get("real_heldout", {}) else "") + "."]
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "

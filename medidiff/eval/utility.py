@@ -198,17 +198,21 @@ def mask_fidelity(
 
 
 def dice_by_tumour_presence(dice: np.ndarray, labels: Any) -> dict[str, Any]:
-    """Mean Dice per region of (S, N, R) per-case ``dice``, apart for the cases whose (N, 3, ...)
-    WT/TC/ET ``labels`` hold a tumour and those without one. On a tumour-free case every region
-    scores 1, or 0 if the segmenter finds any voxel (the BraTS rule): there the WT mean is the share
-    of cases without a false tumour. The mean over all cases mixes the two; in the 2026-11-30 quality
-    runs the tumour-free cases decided the WT ratio (WT 0.95 on the cases with a tumour, 0.48 over all)."""
-    has = np.asarray((labels[:, 0] > 0.5).flatten(1).any(1)) if labels is not None else np.zeros(dice.shape[1], bool)
-    out: dict[str, Any] = {}
-    for group, pick in (("with_tumour", has), ("tumour_free", ~has)):
-        out[group] = {"cases": int(pick.sum()),
-                      "dice_mean": {r: (float(dice[:, pick, k].mean()) if pick.any() else float("nan"))
-                                    for k, r in enumerate(REGION_NAMES)}}
+    """Mean Dice of (S, N, R) per-case ``dice`` per region, apart for the cases whose (N, 3, ...)
+    WT/TC/ET ``labels`` hold that region and those without it. On a case without the region it
+    scores 1, or 0 if the segmenter finds any voxel of it (the BraTS rule): there the mean is the
+    share of cases without a false one. The mean over all cases mixes the two; in the 2026-11-30
+    quality runs the tumour-free cases decided the WT ratio (WT 0.95 on the cases with a tumour,
+    0.48 over all)."""
+    import torch
+
+    present = (torch.as_tensor(np.asarray(labels)) > 0.5).flatten(2).any(2).numpy() if labels is not None \
+        else np.zeros((dice.shape[1], len(REGION_NAMES)), bool)  # (N, R)
+    out: dict[str, Any] = {"with_region": {}, "without_region": {}}
+    for k, r in enumerate(REGION_NAMES):
+        for group, pick in (("with_region", present[:, k]), ("without_region", ~present[:, k])):
+            out[group][r] = {"cases": int(pick.sum()),
+                             "dice_mean": float(dice[:, pick, k].mean()) if pick.any() else float("nan")}
     return out
 
 

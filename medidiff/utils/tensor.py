@@ -62,8 +62,10 @@ def randn_per_sample(
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    pin_memory: bool = False,
 ) -> Tensor:
-    """Standard normal noise of ``shape`` (B, ...), sample i drawn from ``generators[i]`` alone.
+    """Standard normal noise of ``shape`` (B, ...), sample i drawn from ``generators[i]`` alone
+    (``pin_memory``: into page-locked host memory, for a CPU ``device``).
 
     This is what makes sample i identical whether it is generated alone or inside a batch: its
     noise never depends on the batch size or on its position. Each row is drawn on its generator's
@@ -80,7 +82,8 @@ def randn_per_sample(
         raise ValueError(
             f"got {len(generators)} generators for a batch of {shape[0]}: pass one seed/generator per sample"
         )
-    out = torch.empty(shape, device=device if device is not None else generators[0].device, dtype=dtype)  # (B, ...)
+    out = torch.empty(shape, device=device if device is not None else generators[0].device, dtype=dtype,
+                      pin_memory=pin_memory)  # (B, ...)
     for row, g in zip(out, generators):
         if g.device.type == out.device.type and g.device.index in (None, out.device.index):
             row.normal_(generator=g)  # what torch.randn does, into the batch row

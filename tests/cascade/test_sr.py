@@ -144,19 +144,38 @@ def test_sr_pipeline_same_seed_same_volume_alone_or_in_a_batch(models):
 
 
 def test_starting_noise_drawn_ahead_gives_the_same_volume(models):
-    """The cascade draws the SR stage's starting noise while the base samples (on a GPU): a volume
-    made from noise drawn ahead must be the one made without it, bit for bit, per-step noise included."""
-    trained = SRPipeline.from_pretrained(models["sr"])
-    net_cfg = dataclasses.replace(trained.net_cfg, zero_init=False)
-    torch.manual_seed(2)
-    pipe = SRPipeline(trained.cfg, net_cfg, build_net(net_cfg), trained.codec)
+    """The cascade draws the SR stage's starting noise while the base samples (on a GPU): it must be
+    the noise the SR stage drew inline before (augmentation, then the full-grid latent, from each
+    seed's CPU generator), and a StartNoise serves its own seeds once."""
+    from medidiff.samplers import generators_from_seeds
+    from medidiff.utils.tensor import randn_per_sample
+
+    pipe = SRPipeline.from_pretrained(models["sr"])
+    start = pipe.starting_noise([5, 6])
+    gens = generators_from_seeds([5, 6])  # the draws __call__ made inline until 2026-11-30
+    assert torch.equal(start.augmentation, randn_per_sample((2, *pipe.low_res_shape), gens))
+    c, *hr = pipe.high_res_shape
+    assert torch.equal(start.latent, randn_per_sample((2, *pipe.codec.latent_shape((c, *hr))), gens))
+    assert all(torch.equal(a.get_state(), b.get_state()) for a, b in zip(start.generators, gens))
     low = torch.rand(2, *pipe.low_res_shape) * 2 - 1
-    plain = pipe(low, [5, 6])
-    ahead = pipe(low, [5, 6], start=pipe.starting_noise([5, 6]))
-    assert torch.equal(plain, ahead)
-    assert not torch.equal(ahead, pipe(low, [5, 6], start=pipe.starting_noise([5, 7])))  # the noise is used
-    with pytest.raises(ValueError, match="start noise for 1 cases, 2 seeds"):
-        pipe(low, [5, 6], start=pipe.starting_noise([5]))
+    with pytest.raises(ValueError, match=r"drawn for seeds \[5, 7\], given seeds \[5, 6\]"):
+        pipe(low, [5, 6], start=pipe.starting_noise([5, 7]))
+    pipe(low, [5, 6], start=start)
+    with pytest.raises(ValueError, match="used already"):
+        pipe(low, [5, 6], start=start)
+
+
+def test_cascade_drawing_the_sr_noise_on_a_second_thread_gives_the_same_cases(models):
+    pipe = CascadePipeline.from_pretrained(models["base"], models["sr"])
+    net_cfg = dataclasses.replace(pipe.sr.net_cfg, zero_init=False)  # a non-zero net: the noise shows
+    torch.manual_seed(3)
+    pipe.sr = SRPipeline(pipe.sr.cfg, net_cfg, build_net(net_cfg), pipe.sr.codec)
+    pipe.draw_ahead = False
+    inline = pipe([0, 1])
+    pipe.draw_ahead = True  # what a GPU does; here on the CPU, to test it
+    ahead = pipe([0, 1])
+    for a, b in zip(inline, ahead):
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.label, b.label)
 
 
 def test_patchwise_sr_matches_whole_volume_sr(models):

@@ -322,5 +322,6 @@ def test_mask_fidelity_reuses_the_saved_real_segmenter_and_scores_it_on_real_cas
     # the mean over all cases, split by whether the labels hold a tumour
     for res in (loaded, loaded["real_heldout"]):
         split = res["by_tumour_presence"]
-        assert split["with_tumour"]["cases"] + split["tumour_free"]["cases"] == res["cases"]
-    assert "By tumour presence" in (tmp_path / "loaded" / "report.md").read_text()
+        assert all(split["with_region"][r]["cases"] + split["without_region"][r]["cases"] == res["cases"]
+                   for r in ("WT", "TC", "ET"))
+    assert "Mean Dice by whether the labels hold the region" in (tmp_path / "loaded" / "report.md").read_text()

@@ -165,3 +165,16 @@ def test_the_tissue_segmenter_finds_the_small_class():
     found = tissue_measures(held_images, predict_tissue(model, held_images), MODALITIES)
     assert truth["fraction_CSF"].mean() > 0.05
     assert found["fraction_CSF"].mean() > 0.5 * truth["fraction_CSF"].mean(), (found["fraction_CSF"], truth["fraction_CSF"])
+
+
+def test_a_tissue_net_saved_before_the_softmax_fix_is_refused_by_name(tmp_path):
+    from medidiff.errors import DataError
+    from medidiff.eval import _refuse_sigmoid_tissue_net
+    from medidiff.eval.tissue import TISSUE_NET_KIND
+
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps({"kind": TISSUE_NET_KIND, "recipe": {"modalities": list(MODALITIES)}}))
+    with pytest.raises(DataError, match="sigmoid per class, which never predicted CSF"):
+        _refuse_sigmoid_tissue_net(old)
+    old.write_text(json.dumps({"kind": TISSUE_NET_KIND, "recipe": {"exclusive": True}}))
+    _refuse_sigmoid_tissue_net(old)  # a current one passes
