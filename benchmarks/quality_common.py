@@ -344,15 +344,15 @@ def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: 
                            out_dirs: dict[str, Path], *, controls: int | None = None) -> dict[str, dict[str, Any]]:
     """``medidiff evaluate``'s memorisation task (image space) for each folder of ``generated``, in
     this process, against EVERY real training case of ``manifest`` (the cases the models saw) and
-    the held-out ones (``controls``: planted copies per kind, default the config's): the real cases are loaded, embedded in every form and the planted controls
-    audited once for all sets (six evaluations side by side, each doing all of that, ran past a
-    3.5-min cap on the H200 host). Each result goes to ``out_dirs[name]/report.json``
-    (``{"results": {"memorisation": ...}}``, as an evaluate report); returns them by name."""
+    the held-out ones (``controls``: planted copies per kind, default the config's): the real cases
+    are loaded, embedded in every form and the planted controls audited once for all sets (six
+    evaluations side by side, each doing all of that, ran past a 3.5-min cap on the H200 host). Each
+    result goes to ``out_dirs[name]/report.json`` (``{"results": {"memorisation": ...}}``, as an
+    evaluate report); returns them by name."""
     import json
+    from dataclasses import replace
 
     from medidiff.eval import memorisation_reference_for, memorisation_results_for
-
-    from dataclasses import replace
 
     real = _RealCases(config, manifest, root, None)
     cfg = real.cfg if controls is None else replace(real.cfg, memorisation_controls=controls)  # fewer: smoke runs

@@ -213,7 +213,7 @@ def pairwise_lowpass_distance(
 def tumour_statistics(labels: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
     """(N, 3, X, Y, Z) WT/TC/ET masks -> per case ``present`` (any WT voxel) and ``log_size``
     (log10 of the WT share of the grid; nan without a tumour)."""
-    wt = np.asarray(labels[:, 0] > 0.5 if isinstance(labels, np.ndarray) else (labels[:, 0] > 0.5).numpy())
+    wt = np.asarray(labels[:, 0]) > 0.5  # a CPU tensor converts as an array does
     frac = wt.reshape(len(wt), -1).mean(1)
     return {"present": frac > 0, "log_size": np.where(frac > 0, np.log10(np.maximum(frac, 1e-12)), np.nan)}
 

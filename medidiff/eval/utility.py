@@ -204,10 +204,9 @@ def dice_by_tumour_presence(dice: np.ndarray, labels: Any) -> dict[str, Any]:
     share of cases without a false one. The mean over all cases mixes the two; in the 2026-11-30
     quality runs the tumour-free cases decided the WT ratio (WT 0.95 on the cases with a tumour,
     0.48 over all)."""
-    import torch
-
-    present = (torch.as_tensor(np.asarray(labels)) > 0.5).flatten(2).any(2).numpy() if labels is not None \
-        else np.zeros((dice.shape[1], len(REGION_NAMES)), bool)  # (N, R)
+    n, regions = dice.shape[1], len(REGION_NAMES)
+    present = (np.asarray(labels) > 0.5).reshape(n, regions, -1).any(2) if labels is not None \
+        else np.zeros((n, regions), bool)  # (N, R)
     out: dict[str, Any] = {"with_region": {}, "without_region": {}}
     for k, r in enumerate(REGION_NAMES):
         for group, pick in (("with_region", present[:, k]), ("without_region", ~present[:, k])):
