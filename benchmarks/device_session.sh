@@ -62,6 +62,15 @@ loop_task() {
                 --set data.num_workers=4 --work /tmp/lb_mask ;;
             # the SR stage's loop on 96^3 training patches of 240x240x160 phantoms (a "volume" is a patch)
             cascade_sr) run_loop cascade_sr --config configs/cascade_sr.yaml $monai --work /tmp/lb_sr ;;
+            # the other shipped configs as shipped (issue 15: a figure for each through medidiff train);
+            # text_flow with a random encoder of CLIP-L's text size (loop_bench writes it), vae_ldm needs a
+            # trained VAE's codec and is not timed
+            text_flow) run_loop text_flow --config configs/text_flow.yaml $monai --work /tmp/lb_text ;;
+            vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
+            anatomy) run_loop anatomy --config configs/anatomy_2mm.yaml $monai --work /tmp/lb_anatomy ;;
+            anatomy_pixel) run_loop anatomy_pixel --config configs/anatomy_2mm.yaml --set net.norm=pixel \
+                --set train.compile=true --work /tmp/lb_anatomy ;;
+            wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --work /tmp/lb_wdm ;;
             fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
             fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;
             # the fast loop reached 37.9 % of the measured matmul peak at batch 8 (goal 40 %): a fuller card

@@ -18,6 +18,16 @@
     python benchmarks/loop_bench.py --set net.norm=pixel --set net.skip=add ... --out ...      # another config
     python benchmarks/loop_bench.py --smoke --device cpu --out /tmp/loop.json                   # CPU check
 
+Every shipped config's stage is timed: ``diffusion`` (wavelet_flow, mask_flow, text_flow,
+anatomy_2mm, ...), ``sr`` (cascade_sr) and ``vae``. A text config gets a random text encoder of CLIP
+ViT-L/14's text-tower size (768 wide, 12 layers, 77 tokens; the tests' small BPE vocabulary), written
+to the scratch folder: nothing is downloaded, and the loop encodes each prompt once (its embedding
+cache), so the encoder's size matters only for the first epoch. The net alone then reads random
+77-token contexts, 24 of them unmasked (a built prompt's length). The VAE's net alone is its
+encoder, reparameterisation and decoder with an MSE to a random target in place of L1 + KL (the
+same convolutions; two reductions differ); it is MONAI's AutoencoderKL, so there is no separate
+MONAI row for it.
+
 What it cannot show: the loop on several GPUs (zero_bench.py), or a loader-bound loop on data that
 does not fit in memory (the phantoms are cached in memory here).
 """
@@ -50,6 +60,9 @@ from medidiff.training.stages import STAGES  # noqa: E402
 ORIGINAL_STEP = loop_module._train_step
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
 SMOKE_SR = ["cascade.patch_size=[8, 8, 8]"]  # with SMOKE's 16^3 roi and 2-level net
+# the text config's 4-level attention layout on SMOKE's 2-level net, reading the tiny encoder's 32 wide tokens
+SMOKE_TEXT = ["net.attention_levels=[false, true]", "net.head_dim=8", "net.cross_attention_dim=32",
+              "conditioning.text.max_length=32"]
 SMOKE = ["data.roi=[16, 16, 16]", "data.num_workers=0", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
          "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
          "train.warmup_steps=1"]
@@ -140,6 +153,33 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     }
 
 
+def bench_text_encoder(out: Path, smoke: bool) -> Path:
+    """A random text encoder in ``out`` (see the module docstring): CLIP-L's text-tower width, depth and
+    token count, or the tests' tiny one with --smoke. Written once; nothing is downloaded."""
+    if not (out / "config.json").is_file():
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "conditioning"))
+        from tiny_clip import write_tiny_clip
+
+        size = {} if smoke else {"hidden": 768, "layers": 12, "heads": 12, "max_length": 77}
+        write_tiny_clip(out, **size)
+    return out
+
+
+class VAEAsNet(torch.nn.Module):
+    """The VAE training module as ``net(x, t)``: encoder, reparameterisation, decoder -> x_hat, so
+    ``unet_bench.Step`` and ``count_flops`` time and count it as they do a denoiser."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.generator is None or self.generator.device != x.device:
+            self.generator = torch.Generator(x.device).manual_seed(0)
+        return self.module(x, self.generator)["x_hat"].to(x.dtype)
+
+
 def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device,
                 cond: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """MONAI's DiffusionModelUNet at the loop net's widths, blocks and batch (autocast bf16, NCDHW,
@@ -157,7 +197,8 @@ def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device,
             torch.manual_seed(0)
             model = build_net(cfg).to(device)
             run_model = torch.compile(model) if compiled else model
-            step = unet_bench.Step(run_model, x, "autocast", device, {k: v.float() for k, v in (cond or {}).items()})
+            step = unet_bench.Step(run_model, x, "autocast", device,  # float inputs; a context mask stays bool
+                                   {k: v.float() if v.is_floating_point() else v for k, v in (cond or {}).items()})
             timer = unet_bench.Timer(device)
             for _ in range(3):
                 step()
@@ -199,11 +240,16 @@ def main(argv: list[str] | None = None) -> int:
                  f"data.root={work / 'data'}", "data.cache=memory", "data.fold=null", f"train.device={device.type}",
                  f"train.max_steps={args.steps}", "train.ckpt_every=0", "train.val_every=0", "train.preview_every=0",
                  *(SMOKE if args.smoke else [])]
-    cfg = load_config(args.config, [*overrides, *args.overrides])
-    if args.smoke and cfg.stage == "sr":  # SMOKE's roi is smaller than the shipped SR patch
-        cfg = load_config(args.config, [*overrides, *SMOKE_SR, *args.overrides])
-    if cfg.stage not in ("diffusion", "sr"):
-        raise SystemExit(f"loop_bench times the diffusion and sr stages; {args.config} is stage {cfg.stage}")
+    shipped = load_config(args.config, args.overrides)  # SMOKE's sizes need more keys for some stages
+    extra = []
+    if args.smoke and shipped.stage == "sr":  # SMOKE's roi is smaller than the shipped SR patch
+        extra += SMOKE_SR
+    if shipped.conditioning.text.enabled:
+        extra += [f"conditioning.text.encoder={bench_text_encoder(work / 'text_encoder', args.smoke)}",
+                  *(SMOKE_TEXT if args.smoke else [])]
+    cfg = load_config(args.config, [*overrides, *extra, *args.overrides])
+    if cfg.stage not in STAGES:
+        raise SystemExit(f"loop_bench times the stages {sorted(STAGES)}; {args.config} is stage {cfg.stage}")
     train_fn = STAGES[cfg.stage]()[0]
     if not (work / "manifest.json").is_file():
         write_synthetic_set("phantom", work / "data", args.cases, shape=cfg.data.roi, seed=0, tumour_fraction=1.0)
@@ -235,34 +281,44 @@ def main(argv: list[str] | None = None) -> int:
     loop_vol_s = rate["steps_per_s"] * per_step
 
     # 2. the same net alone, at the loop's batch and latent shape
-    codec = build_codec_for(cfg)
-    if cfg.stage == "sr":  # a training patch of the latent, conditioned on the encoded low-res volume
-        from medidiff.cascade.sr_task import latent_patch, resolve_sr_net_config
-
-        net_cfg = resolve_sr_net_config(cfg, codec)
-        latent = (codec.latent_channels, *latent_patch(cfg.cascade.patch_size, codec))
-    else:
-        net_cfg = resolve_net_config(cfg, codec)
-        channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
-        latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
     mode = args.net_mode or {"bf16": "bf16", "fp32": "fp32"}.get(cfg.train.precision, "autocast")
-    if net_cfg.cross_attention_dim:
-        raise SystemExit("loop_bench times unconditional and mask-conditioned nets (text needs its encoder's tokens)")
-    model = build_net(net_cfg).to(device)
+    dtype = torch.bfloat16 if mode == "bf16" else torch.float32
+    cond: dict[str, torch.Tensor] = {}
+    if cfg.stage == "vae":  # the whole volume through encoder and decoder
+        from medidiff.latents.vae_task import VAETrainModule
+
+        latent = (len(cfg.data.modalities), *cfg.data.roi)
+        net_cfg = None
+        model = VAEAsNet(VAETrainModule(cfg.vae, latent[0])).to(device)
+    else:
+        codec = build_codec_for(cfg)
+        if cfg.stage == "sr":  # a training patch of the latent, conditioned on the encoded low-res volume
+            from medidiff.cascade.sr_task import latent_patch, resolve_sr_net_config
+
+            net_cfg = resolve_sr_net_config(cfg, codec)
+            latent = (codec.latent_channels, *latent_patch(cfg.cascade.patch_size, codec))
+        else:
+            net_cfg = resolve_net_config(cfg, codec)
+            channels = len(cfg.data.modalities) + (3 if cfg.conditioning.generate_labels else 0)
+            latent = codec.latent_shape((channels, *[r // cfg.data.downsample for r in cfg.data.roi]))
+        model = build_net(net_cfg).to(device)
     if mode == "bf16":
         model = model.to(torch.bfloat16)
     eager = model  # FLOPs are counted on the eager module
     if cfg.train.compile:
         model = torch.compile(model, mode=None if cfg.train.compile_mode == "default" else cfg.train.compile_mode)
-    x = torch.randn(cfg.train.micro_batch, *latent, device=device, dtype=torch.bfloat16 if mode == "bf16" else torch.float32)
+    x = torch.randn(cfg.train.micro_batch, *latent, device=device, dtype=dtype)
     # a mask-conditioned net (configs/mask_flow.yaml) takes the encoded masks on the latent grid, the
-    # SR net the encoded low-res volume there and its augmentation level as a scalar
-    cond = {}
-    if net_cfg.cond_channels:
+    # SR net the encoded low-res volume there and its augmentation level as a scalar, a text net a
+    # padded prompt's tokens
+    if net_cfg is not None and net_cfg.cond_channels:
         cond["cond_image"] = torch.randn(x.shape[0], net_cfg.cond_channels, *x.shape[2:], device=device, dtype=x.dtype)
-    if net_cfg.num_scalars:
+    if net_cfg is not None and net_cfg.num_scalars:
         cond["scalars"] = torch.rand(x.shape[0], net_cfg.num_scalars, device=device)
-    cond = cond or None
+    if net_cfg is not None and net_cfg.cross_attention_dim:
+        tokens = cfg.conditioning.text.max_length or 77
+        cond["context"] = torch.randn(x.shape[0], tokens, net_cfg.cross_attention_dim, device=device, dtype=x.dtype)
+        cond["context_mask"] = (torch.arange(tokens, device=device) < min(24, tokens)).expand(x.shape[0], tokens)
     step = unet_bench.Step(model, x, "fp32" if mode == "fp32" else mode, device, cond)
     timer = unet_bench.Timer(device)
     for _ in range(3):
@@ -270,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     net_step_s = statistics.median(timer(step, args.net_steps)) / 1e3  # the timer gives milliseconds
     net_peak = peak_gib()
     net_vol_s = cfg.train.micro_batch / net_step_s
-    flops = unet_bench.count_flops(eager, x, mode, device, cond)
+    flops = unet_bench.count_flops(eager, x, mode, device, cond or None)
 
     def mfu(peak: float) -> float:
         return flops / net_step_s / (peak * 1e12)
 
     del step, model, eager
-    monai = monai_alone(net_cfg, x.float(), args.net_steps, device, cond) if args.monai else None
+    monai: Any = None
+    if args.monai and net_cfg is None:
+        monai = "the VAE is MONAI's AutoencoderKL (medidiff.latents.vae.build_autoencoder): the net alone is MONAI's"
+    elif args.monai:
+        monai = monai_alone(net_cfg, x.float(), args.net_steps, device, {k: v for k, v in cond.items()})
 
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {
@@ -285,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
         "stage": cfg.stage, "volume": "training patch" if cfg.stage == "sr" else "volume",
+        "text_encoder": "random, CLIP-L text-tower size" if cfg.conditioning.text.enabled and not args.smoke else None,
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
         "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},

@@ -111,14 +111,15 @@ def test_cascade_bench_profiles_where_a_case_goes(tmp_path):
     assert sum(phases.values()) <= prof["wall_ms_per_step"] * 1.05  # the ranges do not overlap
 
 
-# mask_flow: a net with a cond_image input; cascade_sr: the SR stage's trainer, on patches, with a scalar input
-@pytest.mark.parametrize("config", ["wavelet_flow", "mask_flow", "cascade_sr"])
+# mask_flow: a net with a cond_image input; cascade_sr: the SR stage's trainer, on patches, with a scalar
+# input; text_flow: cross-attention to a random encoder's tokens; vae: the autoencoder's own stage
+@pytest.mark.parametrize("config", ["wavelet_flow", "mask_flow", "cascade_sr", "text_flow", "vae"])
 def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     out = tmp_path / "loop.json"
     _run(["benchmarks/loop_bench.py", "--smoke", "--device", "cpu", "--steps", "12", "--net-steps", "2",
           "--config", str(REPO / "configs" / f"{config}.yaml"), "--work", str(tmp_path / "work"), "--out", str(out)])
     r = json.loads(out.read_text())
-    assert r["stage"] == ("sr" if config == "cascade_sr" else "diffusion")
+    assert r["stage"] == {"cascade_sr": "sr", "vae": "vae"}.get(config, "diffusion")
     assert r["loop"]["steps_per_s"] > 0 and r["loop"]["windows"] >= 1 and r["net_alone"]["vol_per_s"] > 0
     assert r["loop_vs_net"] == r["loop"]["vol_per_s"] / r["net_alone"]["vol_per_s"]
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
