@@ -69,8 +69,8 @@ loop_task() {
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
             anatomy) run_loop anatomy --config configs/anatomy_2mm.yaml $monai --work /tmp/lb_anatomy ;;
             anatomy_pixel) run_loop anatomy_pixel --config configs/anatomy_2mm.yaml --set net.norm=pixel \
-                --set train.compile=true --work /tmp/lb_anatomy ;;
-            wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --work /tmp/lb_wdm ;;
+                --set train.compile=true --work /tmp/lb_anatomy_pixel ;;  # its own folder: two GPUs may write at once
+            wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --cases 20 --work /tmp/lb_wdm ;;  # micro-batch 10
             fast_zero1) run_loop fast_zero1 $FAST --set data.num_workers=4 --set train.deepspeed=zero1 --work /tmp/lb_fast ;;
             fast_none) run_loop fast_none $FAST --set data.num_workers=4 --set train.deepspeed=none $monai --work /tmp/lb_fast ;;
             # the fast loop reached 37.9 % of the measured matmul peak at batch 8 (goal 40 %): a fuller card
@@ -79,6 +79,11 @@ loop_task() {
             *) echo "unknown loop run $name" ;;
         esac
     done
+}
+
+# PAR_TASKS="loop=0 loop2=1": a second list of loop runs on another GPU (LOOP2_RUNS), logged to loop2.log
+loop2_task() {
+    LOOP_RUNS=${LOOP2_RUNS:?set LOOP2_RUNS} loop_task
 }
 
 ablation_task() {

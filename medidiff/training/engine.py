@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,10 +132,11 @@ class DistInfo:
         return self.rank == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _own_store() -> torch.distributed.TCPStore:
+    """A rendezvous store for a process that no launcher started, on a port the OS picks and the
+    store keeps bound. Choosing a free port first and binding it later raced: runs started side by
+    side (quality_scale's six trainings) took the same port, and one died with EADDRINUSE."""
+    return torch.distributed.TCPStore("127.0.0.1", 0, 1, is_master=True)
 
 
 def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistInfo:
@@ -152,24 +152,28 @@ def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistIn
         sanitize_cuda_arch_list()
     adopt_slurm_env()  # srun without torchrun: SLURM's variables name the rank and world size
     grouped = deepspeed or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    store = None
     if grouped:
         for key, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1")):
             os.environ.setdefault(key, default)
-        if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = str(_free_port())
+        alone = os.environ["WORLD_SIZE"] == "1" and "MASTER_PORT" not in os.environ
+        if alone and not torch.distributed.is_initialized():
+            store = _own_store()  # one process on its own: WORLD_SIZE is 1 here (a launcher sets the port)
+            os.environ["MASTER_PORT"] = str(store.port)  # DeepSpeed checks the variable is there
     if deepspeed:
         import deepspeed as ds
 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if grouped and not torch.distributed.is_initialized():
+        by_store = {} if store is None else {"store": store, "rank": 0, "world_size": 1}
         if device.type == "cuda":
             # bind NCCL to this rank's GPU up front (otherwise it guesses the device per collective)
-            torch.distributed.init_process_group("nccl", device_id=device)
-        if deepspeed:
+            torch.distributed.init_process_group("nccl", device_id=device, **by_store)
+        elif store is not None or not deepspeed:
+            torch.distributed.init_process_group("gloo", **by_store)
+        if deepspeed:  # adopts a group made above; otherwise makes its own from the environment
             ds.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
-        elif device.type != "cuda":
-            torch.distributed.init_process_group("gloo")
         atexit.register(_destroy_process_group)
     world_size = torch.distributed.get_world_size() if grouped else 1
     control = None

@@ -309,3 +309,51 @@ def test_loss_is_reproducible_from_generator_and_differentiable():
     assert torch.equal(a, b)
     a.backward()
     assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()
+
+
+class _Conv(nn.Module):
+    """net(x, t): a 1x1x1 convolution that ignores t."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 3, 1)
+
+    def forward(self, x, t, **cond):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("kind", ["flow", "ddpm"])
+def test_channel_weighted_loss_makes_its_weights_once(kind):
+    # the weights went to the device from host memory every step: on CUDA each copy made the host
+    # wait for the GPU (issue 15, the anatomy recipe's loop); now one tensor per device and dtype
+    from medidiff.utils import tensor as tensor_utils
+
+    obj = build_objective(ObjectiveConfig(type=kind, channel_weights=[1.0, 0.0, 3.0]))
+    net = _Conv()
+    x0 = torch.randn(2, 3, 4, 4, 4)
+    obj.loss(net, x0, generator=torch.Generator().manual_seed(0))
+    made = tensor_utils._weights_on.cache_info().misses
+    for seed in range(3):
+        loss, per_channel = obj.loss(net, x0, generator=torch.Generator().manual_seed(seed))
+        w = torch.tensor([1.0, 0.0, 3.0])
+        assert torch.allclose(loss, (per_channel * w).sum() / w.sum())  # still the weighted mean
+    assert tensor_utils._weights_on.cache_info().misses == made
+
+
+@pytest.mark.gpu
+def test_channel_weighted_loss_step_never_waits_for_the_host_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    dev = torch.device("cuda")
+    obj = build_objective(ObjectiveConfig(type="flow", channel_weights=[1.0, 0.0, 3.0]))
+    net = _Conv().to(dev)
+    x0 = torch.randn(2, 3, 8, 8, 8, device=dev)
+    gen = torch.Generator(dev).manual_seed(0)
+    obj.loss(net, x0, generator=gen)[0].backward()  # first step: weights made, kernels loaded
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            obj.loss(net, x0, generator=gen)[0].backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -50,3 +50,32 @@ def test_two_srun_tasks_without_torchrun_train_as_one_job(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))
     assert state["world_size"] == 2 and state["step"] == 2
+
+
+_HOLDS_PORT = """
+import errno, os, socket, torch
+from medidiff.training.engine import setup_distributed
+dist = setup_distributed(torch.device("cpu"), deepspeed=True)
+port = int(os.environ["MASTER_PORT"])
+with socket.socket() as s:
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError as e:
+        assert e.errno == errno.EADDRINUSE, e
+    else:
+        raise SystemExit(f"port {port} was free after rendezvous: another run could take it")
+assert dist.world_size == 1 and torch.distributed.get_world_size() == 1
+print("held", port)
+"""
+
+
+def test_a_process_started_alone_holds_its_rendezvous_port_from_the_start():
+    # quality_scale's side-by-side runs each chose a free port, released it, and bound it later:
+    # two took the same one and a run died with EADDRINUSE. The store now binds the port it gets.
+    drop = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SLURM_")}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", _HOLDS_PORT], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held" in done.stdout
