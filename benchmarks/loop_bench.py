@@ -125,11 +125,15 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     per = lambda us: round(us / n / 1e3, 3)  # noqa: E731  (microseconds in all -> ms per step)
     # a label's time is its total on the CPU, but its self time where torch records the range on the
     # GPU timeline too (the 2026-11-30 H200 run gave cpu_time_total 0 there)
+    from torch.autograd import DeviceType
+
+    # the CPU event of each range: its twin on the device timeline (same key, no CPU time) came last
+    # and overwrote it, so the 2026-12-01 H200 runs recorded 0.0 ms for every phase
     phases = {e.key.removeprefix("medidiff/"): per(e.cpu_time_total or e.self_cpu_time_total)
-              for e in events if e.key.startswith("medidiff/")}
+              for e in events if e.key.startswith("medidiff/")
+              and getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU}
     # kernels and copies only (events that run on the device): operator and range events carry the
     # same device time again, and summing them double-counted (gpu busy > wall)
-    from torch.autograd import DeviceType
 
     # record_function ranges (medidiff/..., Optimizer.step#...) also appear on the device timeline as
     # spans that contain those kernels (and idle gaps): the 2026-11-30 plain-engine run counted them
