@@ -11,6 +11,10 @@ For each ZeRO stage (default 2 and 3), with ``grad_accum 2`` and 2 loader worker
    marker) and to the exit, the exit status, the checkpoint's step;
 3. ``resumed``: ``--resume`` of the stopped run up to ``--steps``; its losses after the
    checkpoint are compared with ``full``'s at the same steps.
+4. with ``--resume-gpus N`` (N other than ``--gpus``): a copy of the stopped run is resumed on N
+   processes (ZeRO shards re-cut through DeepSpeed's universal checkpoint). The global batch
+   changes with N, so its losses are not expected to equal ``full``'s: recorded are its exit,
+   final step, the conversion's seconds and the mean relative loss difference to ``full``.
 
 Then ZeRO-3 against ZeRO-2 (same seeds and data): per-step relative loss difference and the
 final EMA weights. Everything goes to ``OUT/preemption.json`` (device, versions, commands,
@@ -27,7 +31,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +201,24 @@ def rel_diff(a: dict[int, float], b: dict[int, float]) -> float | None:
     return max(abs(a[s] - b[s]) / max(abs(b[s]), 1e-12) for s in common)
 
 
+def resume_on(args: argparse.Namespace, p: dict, out: Path, name: str, stage: int, at: int | None) -> dict:
+    """``--resume`` of the copied run ``name`` on ``args.resume_gpus`` processes, against ``full``."""
+    log = out / f"{name}_resumed.log"
+    res = run_to_end(command(args, overrides(args, p, out, name, stage, args.steps), True,
+                             launcher=standalone(args.resume_gpus)), log)
+    text = log.read_text(errors="replace")
+    took = re.search(r"universal conversion took ([0-9.]+) s", text)
+    cont, ref = losses(out / "runs" / name), losses(out / "runs" / f"z{stage}_full")
+    after = {s: v for s, v in cont.items() if s > (at or 0) and s in ref}
+    res.update(processes=args.resume_gpus, converted="converting its ZeRO shards" in text,
+               conversion_seconds=float(took.group(1)) if took else None, final_step=max(cont) if cont else None,
+               mean_rel_loss_diff_to_full=(sum(abs(v - ref[s]) / max(abs(ref[s]), 1e-12) for s, v in after.items())
+                                           / len(after)) if after else None,
+               steps_compared=len(after))
+    print(f"[preemption] ZeRO-{stage} resumed on {args.resume_gpus}: {res}", flush=True)
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -203,6 +227,7 @@ def main() -> int:
     ap.add_argument("--stages", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--signal-at", type=int, default=25, help="SIGTERM once this many steps are logged")
+    ap.add_argument("--resume-gpus", type=int, help="also resume a copy of each stopped run on this many processes")
     ap.add_argument("--smoke", action="store_true", help="tiny phantoms and net (CPU check of the script)")
     ap.add_argument("--precision", choices=["fp32", "autocast-bf16", "bf16", "fp16"],
                     help="train.precision (default: bf16 on GPUs, fp32 with --smoke); fp16 checks loss scaling")
@@ -237,8 +262,13 @@ def main() -> int:
                                  out / f"{full}.log")
         res["stopped"] = run_and_stop(command(args, overrides(args, p, out, stopped, stage, 10**6), False),
                                       out / "runs" / stopped, args.signal_at, out / f"{stopped}.log")
+        other = f"z{stage}_stopped_on{args.resume_gpus}"
+        if args.resume_gpus and args.resume_gpus != args.gpus:  # the stopped run as it is now, before its resume
+            shutil.copytree(out / "runs" / stopped, out / "runs" / other, dirs_exist_ok=True)
         res["resumed"] = run_to_end(command(args, overrides(args, p, out, stopped, stage, args.steps), True),
                                     out / f"{stopped}_resumed.log")
+        if args.resume_gpus and args.resume_gpus != args.gpus:
+            res["resumed_on_other_count"] = resume_on(args, p, out, other, stage, res["stopped"].get("checkpoint_step"))
         ref, cont = losses(out / "runs" / full), losses(out / "runs" / stopped)
         at = res["stopped"].get("checkpoint_step") or 0
         after = {s: v for s, v in cont.items() if s > at}

@@ -57,10 +57,14 @@ def test_step_profile_smoke_times_both_loaders_and_profiles(tmp_path):
 
 @pytest.mark.slow
 def test_preemption_bench_smoke_stops_resumes_and_compares_stages(tmp_path):
-    _run(["benchmarks/preemption_bench.py", "--device", "cpu", "--gpus", "2", "--smoke", "--out", str(tmp_path)])
+    _run(["benchmarks/preemption_bench.py", "--device", "cpu", "--gpus", "2", "--smoke", "--resume-gpus", "1",
+          "--out", str(tmp_path)])
     record = json.loads((tmp_path / "preemption.json").read_text())
     for stage in ("zero2", "zero3"):
         res = record["stages"][stage]
+        other = res["resumed_on_other_count"]  # the stopped run's copy, resumed on 1 process
+        assert other["exit"] == 0 and other["converted"] and other["final_step"] == 8
+        assert other["conversion_seconds"] is not None and other["steps_compared"] > 0
         assert res["stopped"]["ranks_stopped_at_checkpoint"] and not res["stopped"]["worker_killed_by_signal"]
         assert res["stopped"]["seconds_to_complete_checkpoint"] is not None and res["resumed"]["exit"] == 0
         assert res["resumed_final_step"] == 8 and res["resumed_vs_full_max_rel_loss_diff"] == 0.0  # CPU fp32: exact

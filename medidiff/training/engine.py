@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ __all__ = [
     "zero_stage",
     "engine_name",
     "NO_DEEPSPEED",
-    "reshardable",
+    "to_universal",
     "full_parameters",
     "barrier",
     "trained_parameters",
@@ -399,13 +401,6 @@ def engine_name(stage: int | None) -> str:
     return NO_DEEPSPEED if stage is None else f"zero{stage}"
 
 
-def reshardable(engine: Any) -> bool:
-    """Whether this engine's checkpoints load on another number of ranks: ZeRO-0 and the plain
-    engine (the whole optimizer state is in one file). DeepSpeed 0.19 refuses ZeRO-1/2/3 shards of
-    another data-parallel size, elastic_checkpoint included; only its universal checkpoints re-cut them."""
-    return zero_stage(engine) in (0, None)
-
-
 @contextlib.contextmanager
 def full_parameters(engine: Any, *, modify: bool = False) -> Iterator[list[torch.nn.Parameter]]:
     """The module's parameters with full values on every rank (gathered under ZeRO-3).
@@ -490,18 +485,19 @@ def _checkpoint_safe_globals() -> list[Any]:
     return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
-def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
+def verify_checkpoint_pickles(directory: Path, rank: int | None) -> None:
     """Refuse a checkpoint whose .pt files would run code when DeepSpeed unpickles them.
 
     DeepSpeed 0.19 reads its files with ``torch.load(weights_only=False)``, so a planted
     ``mp_rank_00_model_states.pt`` could execute anything. Each file this rank will read is first
     opened with torch's restricted unpickler (``weights_only=True``: tensors, containers and the
     allow-listed DeepSpeed classes; ``mmap`` so tensor data is not read), which refuses any
-    other global before constructing it. Only then does DeepSpeed load them.
+    other global before constructing it. Only then does DeepSpeed load them. ``rank`` None: every
+    rank's files (the universal conversion reads them all).
     """
     def read_by_this_rank(name: str) -> bool:  # bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt...
         m = re.search(r"zero_pp_rank_(\d+)_", name)
-        return m is None or int(m.group(1)) == rank
+        return rank is None or m is None or int(m.group(1)) == rank
 
     files = [f for f in sorted(directory.rglob("*.pt")) if read_by_this_rank(f.name)]
     for f in files:
@@ -516,16 +512,49 @@ def verify_checkpoint_pickles(directory: Path, rank: int) -> None:
             ) from None
 
 
-def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0) -> None:
+def to_universal(source: Path, out: Path) -> None:
+    """Convert the ZeRO checkpoint folder ``source`` into DeepSpeed's universal form at ``out``.
+
+    ZeRO-1/2/3 cut the optimizer state (and ZeRO-3 the weights) into one shard per rank, and
+    DeepSpeed 0.19 loads shards only into the world size that wrote them. Its universal checkpoint
+    holds each parameter's fp32 master and Adam moments whole (``zero/<name>/fp32.pt``...), so an
+    engine of any world size cuts its own partition from it (``checkpoint.load_universal``).
+    The converter runs in a child process: it forks worker pools, which a process that holds a
+    CUDA context and NCCL communicators must not do, and its memory is returned when it exits.
+    Every source file is first opened with the restricted unpickler (the converter itself reads
+    them with ``weights_only=False``). ``--inject_missing_state`` supplies the version record that
+    only Megatron-style models write; a plain model needs nothing else.
+    """
+    verify_checkpoint_pickles(source, None)
+    shutil.rmtree(out, ignore_errors=True)
+    workers = str(max(1, min(4, os.cpu_count() or 1)))
+    cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(source),
+           "--output_folder", str(out), "--num_extract_workers", workers, "--num_merge_workers", "1",
+           "--inject_missing_state"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise MedidiffError(f"{source}: DeepSpeed's universal conversion failed ({lines[-1][:300] if lines else proc.returncode}); "
+                            "resume with the process count that wrote this checkpoint (state.json: world_size)")
+
+
+def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0, *, universal: bool = False) -> None:
     """DeepSpeed's load of ``directory/tag``, after :func:`verify_checkpoint_pickles`; the plain
-    engine reads its safetensors + JSON (nothing pickled)."""
+    engine reads its safetensors + JSON (nothing pickled). ``universal``: ``directory/tag`` was
+    written by :func:`to_universal`, and each rank cuts its partition from it."""
     if _is_plain(engine):
         engine.load(directory / tag)
         return
     verify_checkpoint_pickles(directory / tag, rank)
-    path, _ = engine.load_checkpoint(
-        str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
-    )
+    # the engine reads this flag at load time; set for this load only, so that later loads (none
+    # today) are not misread
+    previous = engine._config.load_universal_checkpoint
+    engine._config.load_universal_checkpoint = universal
+    try:
+        path, _ = engine.load_checkpoint(
+            str(directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+    finally:
+        engine._config.load_universal_checkpoint = previous
     if path is None:
         raise MedidiffError(f"{directory / tag}: DeepSpeed could not load this checkpoint")
-

@@ -40,16 +40,18 @@ the training step, waits for it, then calls ``scontrol requeue``; the requeued j
 command with ``--resume``. The run folder's lock (:mod:`~medidiff.training.run_dir`) records
 the SLURM job id, so the requeued job takes it over on any node, while a second job is refused.
 
-Resume on another GPU count: under ZeRO-0 and the plain engine, yes; under ZeRO-1/2/3, refused
-clearly.
-:func:`_resume` compares world size, ZeRO stage and config with the checkpoint's state.json
-before loading anything. A ZeRO-0 or plain checkpoint holds the whole optimizer state, and the data
-position converts: rank r's batch b holds items ``k * world_size + r`` of the epoch's
+Resume on another GPU count (a requeued job that got fewer or more nodes): yes, with the same
+engine (``train.deepspeed``). The plain engine and ZeRO-0 hold the whole optimizer state in one
+file. ZeRO-1/2/3 shards are cut per rank and DeepSpeed 0.19 loads them only into the world size
+that wrote them, so rank 0 first converts the checkpoint into DeepSpeed's universal form (every
+parameter's fp32 master and Adam moments whole; :func:`~medidiff.training.engine.to_universal`),
+each rank cuts its own partition from it, and the converted copy is deleted. :func:`_resume`
+compares world size, engine and config with the checkpoint's state.json before loading anything.
+The data position converts: rank r's batch b holds items ``k * world_size + r`` of the epoch's
 permutation, so after ``position`` batches per rank the permutation's first
 ``position * micro_batch * world_size`` items are used whatever the world size, and the run
-continues after them. ZeRO-1/2/3 shards are cut per rank and DeepSpeed 0.19 refuses to re-cut
-them (only its universal checkpoints can), so the refusal says how to continue: the same
-process count, or a new run started from exported weights.
+continues after them. The global batch is ``micro_batch * grad_accum * world_size``: another
+world size changes it (and with it the gradient noise), which the warning on resume says.
 
 Safe loading: DeepSpeed's pickled shards are opened with torch's restricted unpickler before
 DeepSpeed loads them (:func:`~medidiff.training.engine.verify_checkpoint_pickles`); weights and
@@ -65,6 +67,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -94,7 +97,7 @@ from medidiff.training.engine import (
     full_parameters,
     trained_parameters,
     load_engine_checkpoint,
-    reshardable,
+    to_universal,
     resolve_device,
     save_engine_checkpoint,
     setup_distributed,
@@ -340,22 +343,18 @@ RESUME_MAY_CHANGE = ("name", "output_dir", "data.root", "data.manifest", "data.c
 def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> None:
     """Refuse, before anything is loaded, a checkpoint this run cannot continue exactly.
 
-    DeepSpeed's ZeRO shards (optimizer state, and weights under ZeRO-3) are cut per rank, and the
-    data position counts batches per rank: another world size or ZeRO stage would fail in
-    DeepSpeed with a bare error, or (ZeRO-0) silently reinterpret the position. A changed
-    config (other than :data:`RESUME_MAY_CHANGE`) would continue another experiment's run.
+    Another engine (ZeRO stage, or the plain engine) would fail in DeepSpeed with a bare error:
+    the files differ. Another world size is resumed (:func:`_resume`). A changed config (other
+    than :data:`RESUME_MAY_CHANGE`) would continue another experiment's run.
     """
     where = resume_from / "state.json"
     ws, stage = run.dist.world_size, zero_stage(run.engine)
     saved_ws, saved_stage = state.get("world_size"), state.get("zero_stage")
-    other_count = saved_ws != ws and saved_stage == stage and bool(state.get("reshardable"))
-    if (saved_ws, saved_stage) != (ws, stage) and not other_count:
-        why = "" if saved_stage != stage else f" (ZeRO-{stage} shards are cut for one world size)"
+    if saved_stage != stage or not isinstance(saved_ws, int) or saved_ws < 1:
         raise MedidiffError(
             f"{where}: written by {saved_ws} process(es) with train.deepspeed={engine_name(saved_stage)}, this run has "
-            f"{ws} with train.deepspeed={engine_name(stage)}{why}: resume with {saved_ws} process(es) (torchrun "
-            f"--nnodes/--nproc_per_node, or srun -n) and train.deepspeed={engine_name(saved_stage)}, or start a new run "
-            f"(--overwrite or another name) whose weights come from `medidiff export` of this one"
+            f"{ws} with train.deepspeed={engine_name(stage)}: resume with train.deepspeed={engine_name(saved_stage)}, "
+            f"or start a new run (--overwrite or another name) whose weights come from `medidiff export` of this one"
         )
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
     if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
@@ -375,9 +374,12 @@ def _resume(run: _Run, resume_from: Path) -> None:
     """Model, optimizer and schedule (DeepSpeed), EMA and the data position from a checkpoint."""
     state = ckpt.read_state(resume_from)
     _check_resumable(run, resume_from, state)
-    load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
-    run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
     saved_ws = int(state["world_size"])
+    if saved_ws != run.dist.world_size and zero_stage(run.engine) not in (0, None):
+        _load_resharded(run, resume_from, saved_ws)
+    else:
+        load_engine_checkpoint(run.engine, run.root, resume_from.name, run.dist.rank)
+    run.step, run.epoch, run.position = int(state["step"]), int(state["epoch"]), int(state["position"])
     if saved_ws != run.dist.world_size:
         # Rank r's batch b holds items k*ws + r of the epoch's permutation, so after `position`
         # batches the first position*micro_batch*ws items of the permutation are used, whatever
@@ -388,11 +390,13 @@ def _resume(run: _Run, resume_from: Path) -> None:
         if run.position >= run.batches_per_epoch:  # the new epoch's dropped tail is longer
             run.epoch, run.position = run.epoch + 1, 0
         if run.dist.is_main:
+            accum = run.cfg.grad_accum
             log.warning("resuming on %d process(es) a %s checkpoint written by %d; "
-                        "the epoch continues after its first %d items%s", run.dist.world_size,
-                        f"train.deepspeed={engine_name(zero_stage(run.engine))}", saved_ws,
+                        "the epoch continues after its first %d items%s; the global batch is now %d volumes (was %d)",
+                        run.dist.world_size, f"train.deepspeed={engine_name(zero_stage(run.engine))}", saved_ws,
                         run.position * per_batch,
-                        "" if used % per_batch == 0 else f" ({used % per_batch} of them are seen again)")
+                        "" if used % per_batch == 0 else f" ({used % per_batch} of them are seen again)",
+                        per_batch * accum, int(state.get("micro_batch", run.cfg.micro_batch)) * saved_ws * accum)
     shadow = ckpt.load_tensors(resume_from / "ema.safetensors")
     missing = [n for n in run.names if n not in shadow]
     if missing:
@@ -407,6 +411,33 @@ def _resume(run: _Run, resume_from: Path) -> None:
         )
     if run.dist.is_main:
         log.info("resumed from %s (step %d)", resume_from, run.step)
+
+
+def _load_resharded(run: _Run, resume_from: Path, saved_ws: int) -> None:
+    """ZeRO-1/2/3 shards written by another number of ranks: rank 0 converts them into DeepSpeed's
+    universal form beside the checkpoints, every rank loads its partition from it, rank 0 deletes
+    it. A failed conversion stops every rank with rank 0's reason (the others would wait forever)."""
+    universal_root = run.root / "universal"  # not a step_* folder: checkpoint listing and pruning skip it
+    failure: MedidiffError | None = None
+    if run.dist.is_main:
+        log.warning("%s was written by %d process(es): converting its ZeRO shards for %d (DeepSpeed's universal "
+                    "checkpoint)", resume_from, saved_ws, run.dist.world_size)
+        t0 = time.perf_counter()
+        try:
+            to_universal(resume_from, universal_root / resume_from.name)
+        except MedidiffError as exc:
+            failure = exc
+        log.info("universal conversion took %.1f s", time.perf_counter() - t0)
+    (failed,) = any_rank([failure is not None], run.dist)
+    if failure is not None:
+        raise failure
+    if failed:
+        raise MedidiffError(f"{resume_from}: rank 0 could not convert this checkpoint for {run.dist.world_size} processes "
+                            "(its log says why)")
+    load_engine_checkpoint(run.engine, universal_root, resume_from.name, run.dist.rank, universal=True)
+    barrier()
+    if run.dist.is_main:
+        shutil.rmtree(universal_root, ignore_errors=True)
 
 
 def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] | None,
@@ -565,8 +596,7 @@ def _checkpoint(run: _Run) -> None:
     _read_losses(run)  # never checkpoint weights updated from a non-finite loss
     state = {"step": run.step, "epoch": run.epoch, "position": run.position, "seed": run.seed,
              "ema_updates": run.ema.num_updates, "world_size": run.dist.world_size,
-             "micro_batch": run.cfg.micro_batch, "zero_stage": zero_stage(run.engine),
-             "reshardable": reshardable(run.engine), "record": run.record}
+             "micro_batch": run.cfg.micro_batch, "zero_stage": zero_stage(run.engine), "record": run.record}
     engine, dist = run.engine, run.dist
     tag = ckpt.tag_for_step(run.step)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -148,31 +148,52 @@ def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
                              resume=resume, record=record)
 
     toy(0, 2)
-    with pytest.raises(MedidiffError, match=r"with train.deepspeed=zero0, this run has 1 with train.deepspeed=zero2: resume with 1 process"):
+    with pytest.raises(MedidiffError, match=r"with train.deepspeed=zero0, this run has 1 with train.deepspeed=zero2: "
+                                            r"resume with train.deepspeed=zero0"):
         toy(2, 4, resume=True)
     with pytest.raises(MedidiffError, match=r"config differs .*train.lr: 0.01 -> 0.02"):
         toy(0, 4, lr=2e-2, resume=True)
     assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
-    # ZeRO-2 shards written by 2 ranks cannot be re-cut for 1 (DeepSpeed 0.19 refuses it)
-    toy(2, 2, run=tmp_path / "z2")
-    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path / "z2"))
-    state = json.loads((last / "state.json").read_text())
-    (last / "state.json").write_text(json.dumps({**state, "world_size": 2}))  # as if written by 2 ranks
-    with pytest.raises(MedidiffError, match=r"written by 2 process\(es\) with train.deepspeed=zero2, this run has 1 with "
-                                            r"train.deepspeed=zero2 \(ZeRO-2 shards are cut for one world size\): resume with 2 process"):
-        toy(2, 4, resume=True, run=tmp_path / "z2")
 
 
-def test_a_zero0_run_resumes_on_another_number_of_processes(tmp_path):
+def test_a_zero2_run_resumes_on_another_number_of_processes_as_zero0_does(tmp_path):
     # 2 ranks x 2 micro-batches of 2 = 8 items per step; 12 items: after 1 step the epoch's first
     # 8 are used. One process (4 items per step) continues after them: batch 4 of that epoch.
-    _run([str(tmp_path), "--stage", "0", "--steps", "1"], torchrun=2)
-    proc = _run([str(tmp_path), "--stage", "0", "--steps", "3", "--resume"])
-    assert "resuming on 1 process(es) a train.deepspeed=zero0 checkpoint written by 2; the epoch continues after its first 8" \
-        in proc.stderr
-    state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(tmp_path)))
-    assert (state["step"], state["world_size"]) == (3, 1)
-    assert sorted(_losses(tmp_path)) == [1, 2, 3]
+    # ZeRO-0 holds the whole optimizer state; ZeRO-2's shards are re-cut through DeepSpeed's
+    # universal checkpoint. Both continue the same run: the same losses, the same weights.
+    for stage in (0, 2):
+        run = tmp_path / f"z{stage}"
+        _run([str(run), "--stage", str(stage), "--steps", "1"], torchrun=2)
+        proc = _run([str(run), "--stage", str(stage), "--steps", "3", "--resume"])
+        assert (f"resuming on 1 process(es) a train.deepspeed=zero{stage} checkpoint written by 2; the epoch continues "
+                "after its first 8 items; the global batch is now 4 volumes (was 8)") in proc.stderr
+        assert ("converting its ZeRO shards for 1" in proc.stderr) == (stage == 2)
+        state = ckpt.read_state(ckpt.latest_complete(ckpt.checkpoint_root(run)))
+        assert (state["step"], state["world_size"]) == (3, 1)
+        assert not (ckpt.checkpoint_root(run) / "universal").exists()  # the converted copy is deleted
+    l0, l2 = _losses(tmp_path / "z0"), _losses(tmp_path / "z2")
+    assert sorted(l0) == sorted(l2) == [1, 2, 3]
+    for step in l0:  # same maths; ZeRO-2 reduce-scatters where ZeRO-0 all-reduces
+        assert l2[step] == pytest.approx(l0[step], rel=1e-5), step
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = _final(tmp_path / "z0", name), _final(tmp_path / "z2", name)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,before,after", [(3, 2, 1), (1, 1, 2)])
+def test_zero_shards_resume_on_fewer_and_more_processes_as_zero0_does(tmp_path, stage, before, after):
+    # ZeRO-3 also re-cuts the weights; ZeRO-1 going from 1 process to 2 (a requeue on more nodes).
+    for s in (0, stage):
+        run = tmp_path / f"z{s}"
+        _run([str(run), "--stage", str(s), "--steps", "1"], torchrun=before if before > 1 else 0)
+        _run([str(run), "--stage", str(s), "--steps", "3", "--resume"], torchrun=after if after > 1 else 0)
+    l0, ls = _losses(tmp_path / "z0"), _losses(tmp_path / f"z{stage}")
+    assert sorted(l0) == sorted(ls) == [1, 2, 3]
+    for step in l0:
+        assert ls[step] == pytest.approx(l0[step], rel=1e-5), step
 
 
 def test_stream_sampler_continues_epochs_and_drops_each_epoch_tail():

@@ -42,7 +42,7 @@ def test_plain_checkpoint_is_safetensors_and_json_only(tmp_path):
     assert sorted(p.name for p in last.iterdir()) == sorted(
         ["COMPLETE", "state.json", "model.safetensors", "ema.safetensors", STATE_TENSORS, STATE_JSON])
     state = ckpt.read_state(last)
-    assert state["zero_stage"] is None and state["reshardable"] is True
+    assert state["zero_stage"] is None
     meta = json.loads((last / STATE_JSON).read_text())
     assert meta["micro_steps"] == 4 and meta["scheduler"]["last_epoch"] == 2
     # every log line says how much of its wall time went to waiting for batches
