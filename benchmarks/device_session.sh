@@ -68,6 +68,10 @@ loop_task() {
             text_flow) run_loop text_flow --config configs/text_flow.yaml $monai --work /tmp/lb_text ;;
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
             anatomy) run_loop anatomy --config configs/anatomy_2mm.yaml $monai --work /tmp/lb_anatomy ;;
+            # the anatomy step is host-bound in launches (857 a step eager, 651 compiled; backward 33-40 ms of
+            # host time, loop_h200_20261201): CUDA graphs of the net's forward and backward (reduce-overhead)
+            anatomy_graphs) run_loop anatomy_graphs --config configs/anatomy_2mm.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --work /tmp/lb_anatomy ;;
             anatomy_pixel) run_loop anatomy_pixel --config configs/anatomy_2mm.yaml --set net.norm=pixel \
                 --set train.compile=true --work /tmp/lb_anatomy_pixel ;;  # its own folder: two GPUs may write at once
             wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --cases 20 --work /tmp/lb_wdm ;;  # micro-batch 10

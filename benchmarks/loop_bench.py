@@ -147,6 +147,7 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
     return {
         "steps": n, "wall_ms_per_step": round(wall_s / n * 1e3, 3),
         "phase_cpu_ms_per_step": phases,
+        "phase_launches_per_step": launches_by_phase(prof.events(), n),
         "gpu_busy_ms_per_step": per(sum(c[1] for c in kernels)),
         "kernel_launches_per_step": counts.get("cudaLaunchKernel", 0.0) + counts.get("cuLaunchKernel", 0.0),
         "host_syncs_per_step": {k: v for k, v in counts.items() if k.startswith(sync_keys)},
@@ -155,6 +156,42 @@ def split_profile(prof: Any, wall_s: float, n: int) -> dict[str, Any]:
         "top_cpu_ops_ms_per_step": [[e.key, per(e.self_cpu_time_total), round(e.count / n, 1)]
                                     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]],
     }
+
+
+_LAUNCH_KEYS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
+
+
+def launches_by_phase(events: Any, n: int) -> dict[str, float]:
+    """Per step, what each ``medidiff/...`` phase asks the device to run: on a GPU its kernel launches
+    (``cudaLaunchKernel`` events under the phase's range), on a CPU its leaf ``aten::`` operators
+    (those that call no other operator), which is what would become kernels. A host-bound step is
+    paid per launch, so this says which phase to fuse or capture."""
+    def walk(e: Any) -> tuple[int, int]:  # (launches, leaf aten ops) under e
+        kids = list(getattr(e, "cpu_children", []) or [])
+        own_launch = int(e.name.startswith(_LAUNCH_KEYS))
+        if not kids:
+            return own_launch, int(e.name.startswith("aten::"))
+        launches = leaves = 0
+        for k in kids:
+            a, b = walk(k)
+            launches, leaves = launches + a, leaves + b
+        return launches + own_launch, leaves
+    def outermost_phase(e: Any) -> bool:
+        parent = getattr(e, "cpu_parent", None)
+        while parent is not None:
+            if parent.name.startswith("medidiff/"):
+                return False
+            parent = getattr(parent, "cpu_parent", None)
+        return e.name.startswith("medidiff/")
+
+    totals: dict[str, list[int]] = {}
+    for e in events:
+        if outermost_phase(e):
+            a, b = walk(e)
+            t = totals.setdefault(e.name.removeprefix("medidiff/"), [0, 0])
+            t[0], t[1] = t[0] + a, t[1] + b
+    use_launches = any(a for a, _ in totals.values())
+    return {k: round((a if use_launches else b) / n, 1) for k, (a, b) in totals.items()}
 
 
 def bench_text_encoder(out: Path, smoke: bool) -> Path:
