@@ -50,7 +50,7 @@ class TrainConfig:
     # vol/s in benchmarks/unet_bench.py on an H200; not yet timed inside DeepSpeed's engine)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     ema: EMAConfig = field(default_factory=EMAConfig)
-    ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers weights for it)
+    ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers every master for it)
     ckpt_every: int = 500  # optimizer steps between checkpoints (0: only at the end)
     keep_last: int = 3  # checkpoints kept on disk
     log_every: int = 10

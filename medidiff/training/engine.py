@@ -56,6 +56,7 @@ __all__ = [
     "full_parameters",
     "barrier",
     "trained_parameters",
+    "master_pieces",
     "any_rank",
     "verify_checkpoint_pickles",
 ]
@@ -426,9 +427,9 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
 
     With DeepSpeed bf16/fp16 weights the module holds rounded copies; the optimizer's fp32
     masters are what training moves (an EMA of the bf16 copies would average rounding noise).
-    ``safe_get_full_fp32_param`` assembles each from its shards: one collective per parameter
-    under ZeRO, so this costs more than :func:`full_parameters` (use ``train.ema_every`` > 1 if
-    it shows). Otherwise the module's own (gathered) parameters.
+    ``safe_get_full_fp32_param`` assembles each from its shards: one collective per parameter,
+    so the training loop uses :func:`master_pieces` where it can (ZeRO-1/2) and comes here for
+    ZeRO-3. Otherwise the module's own (gathered) parameters.
     """
     if _is_plain(engine):
         yield engine.fp32_parameters()
@@ -437,9 +438,7 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
     if params and params[0].dtype in (torch.bfloat16, torch.float16):
         from deepspeed.utils import safe_get_full_fp32_param
 
-        masters = [_local_fp32_master(p) for p in params]
-        if any(m is None for m in masters):  # sharded: assemble each (a collective per parameter)
-            masters = [safe_get_full_fp32_param(p) for p in params]
+        masters = [safe_get_full_fp32_param(p) for p in params]
         if all(m is not None for m in masters):
             yield masters  # type: ignore[misc]
             return
@@ -447,18 +446,32 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
         yield [p for p in full if p.requires_grad]
 
 
-def _local_fp32_master(p: torch.Tensor) -> torch.Tensor | None:
-    """The fp32 master of ``p`` as a view of this rank's optimizer partition, when that partition
-    holds all of it (one process, ZeRO <= 2); else None. DeepSpeed's ``safe_get_full_fp32_param``
-    allocates, copies and all-reduces per parameter even then: ~3 kernels per tensor per EMA step,
-    which a single-GPU loop pays on every step (issue 15)."""
-    mapping = getattr(p, "_hp_mapping", None)
-    if mapping is None or getattr(p, "ds_id", None) is not None:  # ds_id: a ZeRO-3 parameter
+def master_pieces(engine: Any) -> list[tuple[int, int, torch.Tensor]] | None:
+    """This rank's pieces of the fp32 masters, where DeepSpeed keeps them apart from bf16/fp16
+    module weights and partitions them over the ranks (ZeRO-1/2, its bf16 optimizer).
+
+    Per trainable parameter (module order) with a piece on this rank: ``(index, start, view)``, the
+    piece's first element in the flattened parameter and a view of it in the optimizer's partition
+    (``_hp_mapping``: the link ``safe_get_full_fp32_param`` reads). Over the ranks the pieces of a
+    parameter are disjoint and cover it, so an EMA of the pieces needs no communication until it
+    is read (:meth:`~medidiff.training.ema.EMA.update_pieces`). None where the masters are not held
+    this way (the plain engine, fp32 weights, ZeRO-3): use :func:`trained_parameters`.
+    """
+    if _is_plain(engine):
         return None
-    address = getattr(mapping, "lp_fragment_address", None)
-    if address is None or address.start != 0 or address.numel != p.numel():
+    params = [p for p in engine.module.parameters() if p.requires_grad]
+    if not params or params[0].dtype not in (torch.bfloat16, torch.float16):
         return None
-    return mapping.get_hp_fragment().view(p.shape)
+    if any(getattr(p, "ds_id", None) is not None or not hasattr(p, "_hp_mapping") for p in params):
+        return None  # ZeRO-3 parameters, or an optimizer that links no masters
+    pieces = []
+    for i, p in enumerate(params):
+        mapping = p._hp_mapping
+        if mapping is None:  # no element of this parameter in this rank's partition
+            continue
+        address = mapping.lp_fragment_address
+        pieces.append((i, int(address.start), mapping.get_hp_fragment()))
+    return pieces
 
 
 def barrier() -> None:

@@ -96,6 +96,7 @@ from medidiff.training.engine import (
     finished_cleanly,
     full_parameters,
     trained_parameters,
+    master_pieces,
     load_engine_checkpoint,
     to_universal,
     resolve_device,
@@ -486,11 +487,29 @@ def _train_step(run: _Run, it: Iterator[Any], loss_fn: LossFn) -> None:
         add_logs(run.step_logs, logs, 1.0 / cfg.grad_accum)
     run.step += 1
     if run.step % cfg.ema_every == 0:
-        with record_function("medidiff/ema"), trained_parameters(engine) as params:  # fp32 masters under bf16/fp16
-            run.ema.update(params)
+        with record_function("medidiff/ema"):
+            _update_ema(run)
     run.pending.append(step_loss)
     if run.bar is not None:
         run.bar.update(1)
+
+
+def _update_ema(run: _Run) -> None:
+    """The EMA of the fp32 masters under bf16/fp16. Where each rank holds pieces of them (ZeRO-1/2)
+    it averages its own pieces, and :func:`_averaged` assembles the whole when it is read: no
+    communication a step (assembling every step took one collective per parameter)."""
+    pieces = master_pieces(run.engine)
+    if pieces is not None:
+        run.ema.update_pieces(pieces)
+        return
+    with trained_parameters(run.engine) as params:
+        run.ema.update(params)
+
+
+def _averaged(run: _Run) -> EMA:
+    """The EMA with its whole shadow on this rank; a collective under ZeRO-1/2, so every rank calls it."""
+    run.ema.gather_pieces()
+    return run.ema
 
 
 def _read_losses(run: _Run) -> None:
@@ -553,8 +572,9 @@ def _periodic(run: _Run, *, stopping: bool, val_fn: ValFn | None, preview_fn: Pr
         run.run_log.log(step, {f"val/{k}": v for k, v in _validate(run, val_fn).items()})
     if cfg.preview_every and preview_fn is not None and step % cfg.preview_every == 0:
         _read_losses(run)  # on every rank: it takes a collective
+        ema = _averaged(run)  # likewise
         if run.dist.is_main:
-            written = preview_fn(step, run.eval_copy.load(run.engine, run.ema), run.run_dir / "previews")  # type: ignore[union-attr]
+            written = preview_fn(step, run.eval_copy.load(run.engine, ema), run.run_dir / "previews")  # type: ignore[union-attr]
             if written is not None:
                 run.run_log.artifact(written, "previews")
 
@@ -562,7 +582,7 @@ def _periodic(run: _Run, *, stopping: bool, val_fn: ValFn | None, preview_fn: Pr
 def _validate(run: _Run, val_fn: ValFn) -> dict[str, float]:
     """Each rank validates its shard of the held-out set with the EMA weights; the sums and
     counts are combined, so the value does not depend on the number of ranks."""
-    module = run.eval_copy.load(run.engine, run.ema)  # type: ignore[union-attr]
+    module = run.eval_copy.load(run.engine, _averaged(run))  # type: ignore[union-attr]
     sums, count = val_fn(module, run.dist.rank, run.dist.world_size)
     parts = [(sums, count)]
     if run.dist.world_size > 1:
@@ -605,8 +625,9 @@ def _checkpoint(run: _Run) -> None:
     with full_parameters(engine) as params:  # collective under ZeRO-3
         if dist.is_main:
             ckpt.save_tensors(directory / "model.safetensors", dict(zip(_all_names(engine), params)))
+    ema = _averaged(run)  # every rank: a collective under ZeRO-1/2
     if dist.is_main:
-        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(run.names, run.ema.shadow)))
+        ckpt.save_tensors(directory / "ema.safetensors", dict(zip(run.names, ema.shadow)))
     barrier()
     if dist.is_main:
         ckpt.mark_complete(directory, state)

@@ -92,3 +92,65 @@ def test_state_dict_round_trip_resumes_identically():
     assert all(torch.equal(x, y) for x, y in zip(a.shadow, b.shadow))
     with pytest.raises(ValueError, match="architecture"):
         EMA(nn.Linear(3, 4)).load_state_dict(a.state_dict())
+
+
+def _pieces_of(params, cuts):
+    """Each parameter cut at ``cuts[i]`` into two pieces (as two ranks would hold them)."""
+    first, second = [], []
+    for i, (p, c) in enumerate(zip(params, cuts)):
+        flat = p.detach().reshape(-1)
+        first.append((i, 0, flat[:c]))
+        second.append((i, c, flat[c:]))
+    return first, second
+
+
+def test_pieces_average_like_whole_parameters_once_gathered():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(2, 3, 3), nn.Conv3d(3, 2, 1))
+    params = list(net.parameters())
+    whole, pieces = EMA(params, EMAConfig(max_decay=0.9)), EMA(params, EMAConfig(max_decay=0.9))
+    cuts = [p.numel() // 3 for p in params]
+    for _ in range(3):
+        with torch.no_grad():
+            for p in params:
+                p.add_(torch.randn_like(p))
+        whole.update(params)
+        first, second = _pieces_of(params, cuts)
+        pieces.update_pieces(first + second)  # one process holding every piece
+    with pytest.raises(RuntimeError, match="without gather_pieces"):
+        _ = pieces.shadow  # stale until gathered
+    pieces.gather_pieces()
+    assert pieces.num_updates == whole.num_updates == 3
+    for a, b in zip(pieces.shadow, whole.shadow):
+        assert torch.equal(a, b)
+
+
+def test_pieces_that_miss_part_of_a_parameter_are_refused_at_the_gather():
+    params = list(nn.Conv3d(2, 3, 3).parameters())
+    ema = EMA(params)
+    first, _ = _pieces_of(params, [p.numel() // 2 for p in params])
+    ema.update_pieces(first)  # half of each parameter and no process group for the rest
+    with pytest.raises(RuntimeError, match="pieces hold"):
+        ema.gather_pieces()
+    with pytest.raises(ValueError, match="changed layout"):
+        ema.update_pieces(first[:1])
+    with pytest.raises(ValueError, match="outside"):
+        EMA(params).update_pieces([(0, params[0].numel(), params[0].reshape(-1)[:1])])
+
+
+def test_loading_a_state_recuts_the_pieces_from_it():
+    params = list(nn.Conv3d(1, 2, 3).parameters())
+    ema = EMA(params, EMAConfig(max_decay=0.5, warmup="none"))
+    first, second = _pieces_of(params, [1 for _ in params])
+    ema.update_pieces(first + second)
+    ema.gather_pieces()
+    state = ema.state_dict()
+    other = EMA([torch.zeros_like(p) for p in params], EMAConfig(max_decay=0.5, warmup="none"))
+    other.update_pieces([(i, s, torch.zeros_like(v)) for i, s, v in first + second])
+    other.load_state_dict(state)  # as a resume does: the loaded shadow, not the old pieces
+    other.update_pieces(first + second)
+    other.gather_pieces()
+    ema.update_pieces(first + second)
+    ema.gather_pieces()
+    for a, b in zip(other.shadow, ema.shadow):
+        assert torch.equal(a, b)

@@ -261,6 +261,22 @@ def test_zero3_ema_matches_zero0_with_two_processes(tmp_path):
         assert ema3[k].abs().sum() > 0  # not ZeRO-3 placeholders
 
 
+def test_ema_of_sharded_bf16_masters_is_assembled_where_each_rank_keeps_its_pieces(tmp_path):
+    # ZeRO-1/2 keep each rank's pieces of the fp32 masters; the EMA averages its own pieces and
+    # assembles the whole at the checkpoint. With decay 0 the EMA is the masters, and the bf16
+    # weights are the masters rounded: any piece put in the wrong place breaks the equality.
+    # (One process holds every piece: test_ema_averages_the_fp32_master_weights_under_bf16.)
+    _run([str(tmp_path), "--stage", "2", "--precision", "bf16", "--grad-accum", "1", "--steps", "2",
+          "--ema-decay", "0"], torchrun=2)
+    ema, model = _final(tmp_path, "ema.safetensors"), _final(tmp_path, "model.safetensors")
+    assert ema.keys() == model.keys()
+    for k in ema:
+        assert ema[k].dtype == torch.float32 and model[k].dtype == torch.bfloat16
+        assert torch.equal(ema[k].to(torch.bfloat16), model[k]), k
+    # the fp32 masters, not the bf16 weights read back: finer than bf16 somewhere
+    assert any(not torch.equal(ema[k], ema[k].to(torch.bfloat16).float()) for k in ema)
+
+
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     # Rank 0 alone gets SIGUSR1 in step 3; the ranks agree, checkpoint step 3 together and exit.
     # (Unagreed, rank 0 would wait in the checkpoint's barrier while rank 1 trains on.) They agree

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-in-save", type=int)
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--precision", default="fp32", help="train.precision (bf16: bf16 weights, fp32 masters)")
+    p.add_argument("--ema-decay", type=float, help="a constant EMA decay (0: the EMA is the fp32 masters)")
     p.add_argument("--log-every", type=int, default=1)
     p.add_argument("--preview-every", type=int, default=0, help="rank 0 runs the net on one item and saves it")
     p.add_argument("--val-every", type=int, default=0, help="validate on 5 items, split across ranks")
@@ -97,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     net = ToyNet()
-    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum, log_every=args.log_every,
+    cfg = config(args.stage, args.steps, grad_accum=args.grad_accum, log_every=args.log_every, precision=args.precision,
                  ckpt_every=args.ckpt_every, preview_every=args.preview_every, val_every=args.val_every)
+    if args.ema_decay is not None:
+        from medidiff.training.ema import EMAConfig
+
+        cfg.ema = EMAConfig(max_decay=args.ema_decay, warmup="none")
     kill_call = None if args.kill_at_step is None else (args.kill_at_step - 1) * cfg.grad_accum + 1
     if args.kill_in_save is not None:
         from medidiff.training import checkpoint as ckpt
