@@ -67,6 +67,10 @@ loop_task() {
             # trained VAE's codec and is not timed
             text_flow) run_loop text_flow --config configs/text_flow.yaml $monai --work /tmp/lb_text ;;
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
+            # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
+            # copies a step, and MONAI transforms on the main thread (loop_h200_20261201); the plain engine
+            vae_none) run_loop vae_none --config configs/vae.yaml --set train.deepspeed=none --set data.num_workers=4 \
+                --work /tmp/lb_vae ;;
             anatomy) run_loop anatomy --config configs/anatomy_2mm.yaml $monai --work /tmp/lb_anatomy ;;
             # the anatomy step is host-bound in launches (857 a step eager, 651 compiled; backward 33-40 ms of
             # host time, loop_h200_20261201): CUDA graphs of the net's forward and backward (reduce-overhead)
