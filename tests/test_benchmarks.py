@@ -384,3 +384,24 @@ def test_background_scores_fail_a_grey_box_and_speckle_and_pass_a_clean_backgrou
     assert quality_common.background_scores(speckled)["speckle"] > 0.03
     # nothing to tell head from background: scored as the worst case, never as a clean 0
     assert quality_common.background_scores(np.full_like(clean, 0.5))["background_rms"] >= 0.5
+
+
+@pytest.mark.slow
+def test_sampler_ablation_scores_each_sampler_of_the_shipped_model(tmp_path):
+    from medidiff.cli.main import main as medidiff_main
+
+    data = tmp_path / "data"
+    assert medidiff_main(["data", "anatomy", str(data), "--cases", "8", "--shape", "120", "120", "78", "--seed", "0",
+                          "--no-progress"]) == 0
+    assert medidiff_main(["manifest", "build", "brats", str(data), "-o", str(tmp_path / "manifest.json"),
+                          "--folds", "4", "--seed", "0"]) == 0
+    out = tmp_path / "abl"
+    _run(["benchmarks/sampler_ablation.py", "--out", str(out), "--data", str(data), "--manifest",
+          str(tmp_path / "manifest.json"), "--variants", "euler10", "heun5", "--num", "2", "--real", "2"])
+    record = json.loads((out / "sampler_ablation.json").read_text())
+    assert set(record["variants"]) == {"euler10", "heun5"}
+    assert record["variants"]["heun5"]["evaluations"] == 9 and record["variants"]["euler10"]["evaluations"] == 10
+    for v in record["variants"].values():
+        assert v["seconds_per_case"] > 0 and 0 <= v["eval_background_rms"] < 1
+        assert all(f"spectrum_max_abs_log10_{m}" in v for m in ("t1n", "t1c", "t2w", "t2f"))
+    assert "| network evaluations a case | 10 | 9 |" in (out / "report.md").read_text()
