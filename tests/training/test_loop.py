@@ -316,6 +316,38 @@ def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_
     assert last is not None and ckpt.read_state(last)["step"] >= 3  # the stop's checkpoint, complete
 
 
+@pytest.mark.slow
+def test_torchrun_waits_for_a_checkpoint_slower_than_its_default_30_s_with_the_sbatch_setting(tmp_path):
+    # torchrun forwards SIGTERM to its ranks and SIGKILLs them 30 s later (--shutdown-timeout): a
+    # large model's checkpoint would be cut short. configs/slurm/train.sbatch raises the limit
+    # through TORCH_ELASTIC_SHUTDOWN_TIMEOUT; here the same variable lets a 35 s save finish.
+    sbatch = (REPO / "configs" / "slurm" / "train.sbatch").read_text()
+    assert "export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-" in sbatch
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT", "LOCAL_WORLD_SIZE"}}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TORCH_ELASTIC_SHUTDOWN_TIMEOUT="120")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--ckpt-every", "0", "--log-every", "1",
+           "--grad-accum", "1", "--slow-save", "35"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        metrics = tmp_path / "metrics.jsonl"
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)  # as SLURM and the sbatch template's trap do
+        _, err = proc.communicate(timeout=240)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
+    assert last is not None and ckpt.read_state(last)["step"] >= 3, err[-3000:]  # the stop's checkpoint, complete
+
+
 def test_previews_and_validation_under_zero3_on_two_ranks(tmp_path):
     # Rank 0 alone samples previews: through the ZeRO-3 engine that was a collective the other
     # rank never joined (a deadlock). Validation is split across the ranks and combined.

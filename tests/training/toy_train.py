@@ -5,7 +5,8 @@
 
 --kill-at-step K sends SIGKILL to itself during step K (after its forward); --kill-in-save K
 does so in the middle of writing the K-th checkpoint (after DeepSpeed's shards, before
-COMPLETE). Both simulate a pre-empted node.
+COMPLETE). Both simulate a pre-empted node. --slow-save S makes every save take S seconds more
+(a large model on slow storage).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--kill-at-step", type=int)
     p.add_argument("--kill-in-save", type=int)
+    p.add_argument("--slow-save", type=float, help="seconds every save takes before COMPLETE (a large model)")
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--precision", default="fp32", help="train.precision (bf16: bf16 weights, fp32 masters)")
@@ -118,6 +120,18 @@ def main(argv: list[str] | None = None) -> None:
             original(directory, state)
 
         ckpt.mark_complete = dying_mark_complete
+    if args.slow_save:
+        import time
+
+        from medidiff.training import checkpoint as ckpt
+
+        plain_mark = ckpt.mark_complete
+
+        def slow_mark_complete(directory, state):
+            time.sleep(args.slow_save)
+            plain_mark(directory, state)
+
+        ckpt.mark_complete = slow_mark_complete
     loss_fn = make_loss(kill_call)
     if args.signal_rank0_at_step is not None and int(os.environ.get("RANK", "0")) == 0:
         inner, calls = loss_fn, {"n": 0}
