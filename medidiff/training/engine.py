@@ -438,12 +438,26 @@ def trained_parameters(engine: Any) -> Iterator[list[torch.Tensor]]:
     if params and params[0].dtype in (torch.bfloat16, torch.float16):
         from deepspeed.utils import safe_get_full_fp32_param
 
-        masters = [safe_get_full_fp32_param(p) for p in params]
+        masters = _unfused_masters(engine, params) or [safe_get_full_fp32_param(p) for p in params]
         if all(m is not None for m in masters):
             yield masters  # type: ignore[misc]
             return
     with full_parameters(engine) as full:
         yield [p for p in full if p.requires_grad]
+
+
+def _unfused_masters(engine: Any, params: list[torch.Tensor]) -> list[torch.Tensor] | None:
+    """ZeRO-0 with bf16/fp16 weights: DeepSpeed wraps torch's AdamW in its FP16_UnfusedOptimizer,
+    whose fp32 masters (``fp32_groups``, beside ``fp16_groups``) are linked to nothing that
+    ``safe_get_full_fp32_param`` reads: without this the EMA averaged the rounded weights."""
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+
+    opt = getattr(engine, "optimizer", None)
+    if not isinstance(opt, FP16_UnfusedOptimizer):
+        return None
+    by_id = {id(p): m for low, high in zip(opt.fp16_groups, opt.fp32_groups) for p, m in zip(low, high)}
+    masters = [by_id.get(id(p)) for p in params]
+    return masters if all(m is not None for m in masters) else None  # type: ignore[return-value]
 
 
 def master_pieces(engine: Any) -> list[tuple[int, int, torch.Tensor]] | None:
@@ -546,7 +560,9 @@ def to_universal(source: Path, out: Path) -> None:
            "--inject_missing_state"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        shutil.rmtree(out, ignore_errors=True)  # its slices and temporary folder: a full disk is a likely cause
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines()
+                 if ln.strip() and ("Error" in ln or "error" in ln)] or [ln.strip() for ln in proc.stderr.splitlines()]
         raise MedidiffError(f"{source}: DeepSpeed's universal conversion failed ({lines[-1][:300] if lines else proc.returncode}); "
                             "resume with the process count that wrote this checkpoint (state.json: world_size)")
 
@@ -571,3 +587,35 @@ def load_engine_checkpoint(engine: Any, directory: Path, tag: str, rank: int = 0
         engine._config.load_universal_checkpoint = previous
     if path is None:
         raise MedidiffError(f"{directory / tag}: DeepSpeed could not load this checkpoint")
+    if universal:
+        _after_universal_load(engine, directory / tag)
+
+
+def _after_universal_load(engine: Any, folder: Path) -> None:
+    """What DeepSpeed's universal load leaves undone for medidiff's engines.
+
+    * Module buffers: it restores parameters from the universal slices and skips the module's
+      state dict, so persistent buffers (e.g. the VAE trainer's micro-step counter, which starts
+      the GAN terms) would restart at their initial values; they are read from the copied
+      ``*model_states.pt`` (checked by the restricted unpickler before the load).
+    * Adam's ``step``: written as a CPU tensor by the converter and put into the optimizer state as
+      it is; torch's fused (and capturable) AdamW wants it on the parameter's device.
+    """
+    files = sorted(folder.glob("*model_states.pt"))
+    if files:
+        with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+            saved = torch.load(files[0], map_location="cpu", weights_only=True).get("module") or {}
+        module_buffers = dict(engine.module.named_buffers())
+        with torch.no_grad():
+            for name, value in saved.items():
+                if name in module_buffers and torch.is_tensor(value) and value.shape == module_buffers[name].shape:
+                    module_buffers[name].copy_(value)
+    optimizer = getattr(engine, "basic_optimizer", None)
+    for group in getattr(optimizer, "param_groups", []):
+        if not (group.get("fused") or group.get("capturable")):
+            continue  # the plain implementations keep ``step`` on the CPU
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if torch.is_tensor(step) and step.device != p.device:
+                state["step"] = step.to(device=p.device, dtype=torch.float32)

@@ -424,10 +424,12 @@ def _load_resharded(run: _Run, resume_from: Path, saved_ws: int) -> None:
         log.warning("%s was written by %d process(es): converting its ZeRO shards for %d (DeepSpeed's universal "
                     "checkpoint)", resume_from, saved_ws, run.dist.world_size)
         t0 = time.perf_counter()
+        shutil.rmtree(universal_root, ignore_errors=True)  # what an earlier, killed attempt left
         try:
             to_universal(resume_from, universal_root / resume_from.name)
-        except MedidiffError as exc:
-            failure = exc
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the other ranks, or they wait forever
+            failure = exc if isinstance(exc, MedidiffError) else MedidiffError(
+                f"{resume_from}: converting for {run.dist.world_size} processes failed ({type(exc).__name__}: {exc})")
         log.info("universal conversion took %.1f s", time.perf_counter() - t0)
     (failed,) = any_rank([failure is not None], run.dist)
     if failure is not None:

@@ -173,6 +173,12 @@ def test_a_zero2_run_resumes_on_another_number_of_processes_as_zero0_does(tmp_pa
         assert not (ckpt.checkpoint_root(run) / "universal").exists()  # the converted copy is deleted
     l0, l2 = _losses(tmp_path / "z0"), _losses(tmp_path / "z2")
     assert sorted(l0) == sorted(l2) == [1, 2, 3]
+    # module buffers come back too (the universal load restores parameters only): rank 0 ran 2
+    # forwards before the checkpoint and 4 after it
+    for stage in (0, 2):
+        last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path / f"z{stage}"))
+        state = torch.load(last / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        assert int(state["module"]["forwards"]) == 6, stage
     for step in l0:  # same maths; ZeRO-2 reduce-scatters where ZeRO-0 all-reduces
         assert l2[step] == pytest.approx(l0[step], rel=1e-5), step
     for name in ("model.safetensors", "ema.safetensors"):
@@ -360,12 +366,13 @@ def test_previews_and_validation_under_zero3_on_two_ranks(tmp_path):
     assert all(r["val/item_sq"] == 6.0 and r["val/loss"] > 0 for r in val)  # the mean over all 5 items
 
 
-def test_ema_averages_the_fp32_master_weights_under_bf16(tmp_path):
+@pytest.mark.parametrize("stage", [0, 2])  # ZeRO-0: DeepSpeed's unfused fp16/bf16 optimizer keeps the masters
+def test_ema_averages_the_fp32_master_weights_under_bf16(tmp_path, stage):
     from medidiff.training.ema import EMAConfig
 
     # decay 0: the EMA is the latest weights. From the bf16 module they would all be bf16 values;
     # from the optimizer's fp32 masters they are not.
-    cfg = toy_train.config(2, 2, grad_accum=1, precision="bf16", ema=EMAConfig(max_decay=0.0, warmup="none"))
+    cfg = toy_train.config(stage, 2, grad_accum=1, precision="bf16", ema=EMAConfig(max_decay=0.0, warmup="none"))
     toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), cfg, run_dir=tmp_path, seed=0,
                   progress=False)
     ema, model = _final(tmp_path, "ema.safetensors"), _final(tmp_path, "model.safetensors")

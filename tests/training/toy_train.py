@@ -48,8 +48,12 @@ class ToyNet(nn.Module):
         self.a = nn.Conv3d(2, 8, 3, padding=1)
         self.drop = nn.Dropout(0.1)  # exercises the global RNG
         self.b = nn.Conv3d(8, 2, 3, padding=1)
+        # a persistent buffer, as the VAE trainer's micro-step counter: resumes must restore it
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.forwards += 1
         out_dtype = x.dtype
         x = x.to(self.a.weight.dtype)  # as medidiff's nets do: bf16 weights run without autocast
         return self.b(self.drop(torch.nn.functional.silu(self.a(x)))).to(out_dtype)
