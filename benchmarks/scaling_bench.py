@@ -25,8 +25,9 @@
 3. SIGTERM to one group's process group only (as SLURM may signal one node), ``--signal-group``
    (default 1, the group that does not host the rendezvous store); both groups must stop at one
    step with a complete checkpoint that holds every rank's shard. Then a resume on the same count.
-   Part ``zero0``: a ZeRO-0 run on the two groups (grad_accum 1) resumed by one process, the only
-   stage whose checkpoints load on another count. ``--parts`` picks parts (default: all four).
+   Part ``zero0``: a ZeRO-0 run on the two groups (grad_accum 1) resumed by one process (written
+   when ZeRO-0 was the only stage whose checkpoints loaded on another count; ZeRO-1/2/3 now do
+   through DeepSpeed's universal checkpoint: ``preemption_bench.py --resume-gpus``). ``--parts`` picks parts (default: all four).
    The unsignalled head's torchrun waits in its exit barrier for the dead agent (300 s): it is
    killed ``--linger`` s after every rank has exited, and the JSON says so.
 
@@ -372,7 +373,7 @@ def two_node(args: argparse.Namespace, p: dict, out: Path, logs: Path, save, rec
         save()
     if "sigterm" in args.parts:
         sigterm(args, p, out, logs, save, res, launch)
-    if "zero0" in args.parts:  # resume on another process count: ZeRO-0 only (ZeRO-1/2/3 are refused)
+    if "zero0" in args.parts:  # resume on another process count (ZeRO-1/2/3: preemption_bench --resume-gpus)
         zero0(args, p, out, logs, res, launch)
         save()
     return res
