@@ -164,6 +164,19 @@ sampling_task() {
     echo "== sampling done $(date -u +%FT%TZ)"
 }
 
+# TASKS=resume (after PAR_TASKS, on both GPUs of an x2 host): issue 19's resume on another GPU count
+# through DeepSpeed's universal checkpoint in bf16 (ZeRO-2 stopped on 2 GPUs, a copy resumed on 1:
+# the fused AdamW's step counters and the module buffers after the load), and the objectives' GPU
+# tests (regression_loss's channel weights without a host sync)
+resume_task() {
+    echo "== resume: gpu tests $(date -u +%FT%TZ)"
+    python3 -m pytest tests/objectives -m gpu -q -p no:cacheprovider
+    echo "== resume: preemption_bench $(date -u +%FT%TZ)"
+    python3 benchmarks/preemption_bench.py --gpus 2 --resume-gpus 1 --stages 2 --steps 40 --signal-at 15 \
+        --out $JOB/resume
+    echo "== resume done $(date -u +%FT%TZ)"
+}
+
 job() {
     export PYTHONPATH=/tmp/site:$REPO PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
     cd "$REPO" || exit 1

@@ -12,7 +12,8 @@ realism checks (background, power spectrum per band, intensity histograms, diver
 statistics) score every variant against the first ``--real`` training and held-out cases, whose
 summary is built once (``quality_common.realism_checks_of``); each report is OUT/realism/<variant>.json.
 OUT/sampler_ablation.json holds the scores (``quality_scale.eval_metrics``), timings, the device and
-every command; OUT/report.md the table.
+every command; OUT/report.md the table; OUT/figures/<variant>.png four generated cases (the same
+seeds in every variant) above four held-out real ones, at full resolution.
 
 What it cannot show: the seeds are shared, so differences between variants are paired, but with
 16 cases a set-level figure still moves by about its real-vs-real floor (reported beside it); a
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_common import MODALITIES, device_info, log, realism_checks_of, write_atomic  # noqa: E402
+from quality_common import (MODALITIES, comparison_figure, device_info, log, realism_checks_of,  # noqa: E402
+                            write_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 # name -> (sampler, steps): heun N makes 2N - 1 network evaluations (its last step is Euler)
@@ -94,6 +96,18 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     write_atomic(out / "report.md", "\n".join(lines) + "\n")
 
 
+def figures(out: Path, variants: list[str], data: Path, manifest: Path, n: int = 4) -> list[Path]:
+    """OUT/figures/<variant>.png: the first ``n`` generated cases above the first ``n`` held-out ones."""
+    from medidiff.data.manifest import load_manifest
+
+    held = [Path(it["image"][0]).parent for it in load_manifest(manifest, data, "training") if it.get("fold") == 0][:n]
+    written = []
+    for variant in variants:
+        cases = sorted(d for d in (out / "generated" / variant).iterdir() if d.name.startswith("case_"))[:n]
+        written.append(comparison_figure(cases, held, out / "figures" / f"{variant}.png"))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -136,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         **{f"histogram_w1_{m}": r["floor"] for m, r in hist.items()}}
     write_atomic(out / "sampler_ablation.json", json.dumps(record, indent=1, default=float))
     write_report(record, out)
-    log(f"recorded {out / 'sampler_ablation.json'} and report.md")
+    figures(out, list(folders), args.data.absolute(), args.manifest.absolute())
+    log(f"recorded {out / 'sampler_ablation.json'}, report.md and figures/")
     return 0
 
 

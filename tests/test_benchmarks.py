@@ -405,3 +405,4 @@ def test_sampler_ablation_scores_each_sampler_of_the_shipped_model(tmp_path):
         assert v["seconds_per_case"] > 0 and 0 <= v["eval_background_rms"] < 1
         assert all(f"spectrum_max_abs_log10_{m}" in v for m in ("t1n", "t1c", "t2w", "t2f"))
     assert "| network evaluations a case | 10 | 9 |" in (out / "report.md").read_text()
+    assert (out / "figures" / "euler10.png").stat().st_size > 0 and (out / "figures" / "heun5.png").is_file()
