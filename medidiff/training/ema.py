@@ -25,6 +25,7 @@ parameter. Until the gather, reading ``shadow`` is refused: it would be stale.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -165,9 +166,7 @@ class EMA:
         if not self._stale or self._pieces is None:
             return
         sizes = [s.numel() for s in self._shadow]
-        offsets = [0]
-        for n in sizes[:-1]:
-            offsets.append(offsets[-1] + n)
+        offsets = [0, *itertools.accumulate(sizes[:-1])]
         flat = torch.zeros(sum(sizes), dtype=torch.float32, device=self._shadow[0].device)
         for i, start, piece in self._pieces:
             flat[offsets[i] + start:offsets[i] + start + piece.numel()].copy_(piece)

@@ -561,9 +561,9 @@ def to_universal(source: Path, out: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(out, ignore_errors=True)  # its slices and temporary folder: a full disk is a likely cause
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines()
-                 if ln.strip() and ("Error" in ln or "error" in ln)] or [ln.strip() for ln in proc.stderr.splitlines()]
-        raise MedidiffError(f"{source}: DeepSpeed's universal conversion failed ({lines[-1][:300] if lines else proc.returncode}); "
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if "rror" in ln), lines[-1] if lines else f"exit {proc.returncode}")
+        raise MedidiffError(f"{source}: DeepSpeed's universal conversion failed ({reason[:300]}); "
                             "resume with the process count that wrote this checkpoint (state.json: world_size)")
 
 

@@ -294,28 +294,37 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert sorted(_losses(tmp_path)) == [3]  # the stop step is logged whatever log_every is
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_cleanly(tmp_path):
-    # What torchrun and SLURM do: SIGTERM to every process of the job, loader workers included.
+def _sigterm_after_three_steps(cmd: list[str], run: Path, *, timeout: float, **env_extra: str
+                               ) -> tuple[subprocess.Popen, str]:
+    """``cmd`` in its own process session; once ``run`` has logged 3 steps, SIGTERM to the whole
+    session (what torchrun and SLURM do: every process, loader workers included). Returns the
+    finished process and its stderr."""
     env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT", "LOCAL_WORLD_SIZE"}}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--workers", "2",
-           "--ckpt-every", "0", "--log-every", "1"]
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **env_extra)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        metrics = tmp_path / "metrics.jsonl"
+        metrics = run / "metrics.jsonl"
         while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=timeout)
     finally:
         try:  # loader workers included
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return proc, err
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_checkpoints_and_exits_cleanly(tmp_path):
+    # What torchrun and SLURM do: SIGTERM to every process of the job, loader workers included.
+    cmd = [sys.executable, "-m", "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--workers", "2",
+           "--ckpt-every", "0", "--log-every", "1"]
+    proc, err = _sigterm_after_three_steps(cmd, tmp_path, timeout=120)
     assert proc.returncode == 0, err[-3000:]
     assert "killed by signal" not in err
     last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
@@ -329,27 +338,10 @@ def test_torchrun_waits_for_a_checkpoint_slower_than_its_default_30_s_with_the_s
     # through TORCH_ELASTIC_SHUTDOWN_TIMEOUT; here the same variable lets a 35 s save finish.
     sbatch = (REPO / "configs" / "slurm" / "train.sbatch").read_text()
     assert "export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-" in sbatch
-    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                            "MASTER_PORT", "LOCAL_WORLD_SIZE"}}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TORCH_ELASTIC_SHUTDOWN_TIMEOUT="120")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "tests.training.toy_train", str(tmp_path), "--steps", "100000", "--ckpt-every", "0", "--log-every", "1",
            "--grad-accum", "1", "--slow-save", "35"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        metrics = tmp_path / "metrics.jsonl"
-        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGTERM)  # as SLURM and the sbatch template's trap do
-        _, err = proc.communicate(timeout=240)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _, err = _sigterm_after_three_steps(cmd, tmp_path, timeout=240, TORCH_ELASTIC_SHUTDOWN_TIMEOUT="120")
     last = ckpt.latest_complete(ckpt.checkpoint_root(tmp_path))
     assert last is not None and ckpt.read_state(last)["step"] >= 3, err[-3000:]  # the stop's checkpoint, complete
 
