@@ -74,8 +74,10 @@ loop_task() {
             anatomy) run_loop anatomy --config configs/anatomy_2mm.yaml $monai --work /tmp/lb_anatomy ;;
             # the anatomy step is host-bound in launches (857 a step eager, 651 compiled; backward 33-40 ms of
             # host time, loop_h200_20261201): CUDA graphs of the net's forward and backward (reduce-overhead)
+            # cut them to 107, and the loop then waited 38 ms a step for its loader (loop_h200_20261201b; uint8
+            # masks and shared-memory collation since); 32 cases as the training set's memory cache
             anatomy_graphs) run_loop anatomy_graphs --config configs/anatomy_2mm.yaml --set train.compile=true \
-                --set train.compile_mode=reduce-overhead --work /tmp/lb_anatomy ;;
+                --set train.compile_mode=reduce-overhead --cases 32 --work /tmp/lb_anatomy32 ;;
             anatomy_pixel) run_loop anatomy_pixel --config configs/anatomy_2mm.yaml --set net.norm=pixel \
                 --set train.compile=true --work /tmp/lb_anatomy_pixel ;;  # its own folder: two GPUs may write at once
             wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --cases 20 --work /tmp/lb_wdm ;;  # micro-batch 10

@@ -13,6 +13,10 @@
 3. ``loop_vs_net`` = loop vol/s / net vol/s (the goal is >= 0.8), and the net step's model FLOPs
    utilisation against the datasheet dense bf16 peak (989 TFLOP/s on H100/H200) and against the
    measured matmul peak of the card (``--measured-peak-tflops``, 805 on the H200 here).
+4. The loop's own loader alone (the dataset, collate, workers and pinning ``fit`` built, captured
+   from the run): ``--loader-batches`` batches moved to the device with nothing else running,
+   vol/s and MiB a batch. ``loader_vs_net`` < 1 means the net outruns its data: the loop is
+   loader-bound whatever the step does (the anatomy recipe with CUDA graphs, loop_h200_20261201b).
 
     python benchmarks/loop_bench.py --out benchmarks/results/loop_<card>_<date>.json            # shipped config
     python benchmarks/loop_bench.py --set net.norm=pixel --set net.skip=add ... --out ...      # another config
@@ -58,6 +62,7 @@ from medidiff.training.diffusion import build_codec_for, resolve_net_config, run
 from medidiff.training.stages import STAGES  # noqa: E402
 
 ORIGINAL_STEP = loop_module._train_step
+ORIGINAL_LOADER = loop_module._loader
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
 SMOKE_SR = ["cascade.patch_size=[8, 8, 8]"]  # with SMOKE's 16^3 roi and 2-level net
 # the text config's 4-level attention layout on SMOKE's 2-level net, reading the tiny encoder's 32 wide tokens
@@ -194,6 +199,39 @@ def launches_by_phase(events: Any, n: int) -> dict[str, float]:
     return {k: round((a if use_launches else b) / n, 1) for k, (a, b) in totals.items()}
 
 
+def capturing_loader(seen: dict[str, Any]) -> Callable[..., Any]:
+    """``loop._loader`` that remembers what ``fit`` built its loader from, to time it alone later."""
+
+    def wrapped(*args: Any) -> Any:
+        seen["args"] = args
+        return ORIGINAL_LOADER(*args)
+
+    return wrapped
+
+
+def loader_alone(args: tuple[Any, ...], batches: int, device: torch.device) -> dict[str, Any]:
+    """The loop's loader (same dataset, collate, workers, pinning) with nothing else running:
+    ``batches`` batches after 2 of warm-up, each moved to ``device`` as the loop moves it."""
+    loader = ORIGINAL_LOADER(*args)
+    it = iter(loader)
+    for _ in range(2):
+        batch = loop_module.move_to(next(it), device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    volumes = 0
+    for _ in range(batches):
+        batch = loop_module.move_to(next(it), device)
+        volumes += len(batch["case_id"]) if isinstance(batch, dict) and "case_id" in batch else 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - t0
+    mib = sum(v.numel() * v.element_size() for v in batch.values() if torch.is_tensor(v)) / 2**20 \
+        if isinstance(batch, dict) else None
+    del it, loader  # stops the workers
+    return {"batches": batches, "vol_per_s": volumes / wall, "mib_per_batch": mib, "num_workers": args[-1]}
+
+
 def bench_text_encoder(out: Path, smoke: bool) -> Path:
     """A random text encoder in ``out`` (see the module docstring): CLIP-L's text-tower width, depth and
     token count, or the tests' tiny one with --smoke. Written once; nothing is downloaded."""
@@ -269,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/loop_bench", help="scratch folder (data, run)")
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="profile this many loop steps from the middle of the run: where a step goes")
+    ap.add_argument("--loader-batches", type=int, default=40,
+                    help="batches for the loop's loader timed alone after the loop (0: not timed)")
     ap.add_argument("--monai", action="store_true",
                     help="also time MONAI's DiffusionModelUNet at the same widths, blocks and batch, eager and compiled")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (checks the script)")
@@ -304,13 +344,15 @@ def main(argv: list[str] | None = None) -> int:
         start = max(1, (args.steps - args.profile_steps) // 2)
         loop_module._train_step = profiling_steps(loop_module._train_step, start, args.profile_steps, device, profiled)
         exclude = (start, start + args.profile_steps - 1)
+    seen_loader: dict[str, Any] = {}
+    loop_module._loader = capturing_loader(seen_loader)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     try:
         train_fn(cfg, overwrite=True, progress=False)
     finally:
-        loop_module._train_step = ORIGINAL_STEP
+        loop_module._train_step, loop_module._loader = ORIGINAL_STEP, ORIGINAL_LOADER
     loop_seconds = time.perf_counter() - t0
     # the card's peak: does a larger micro-batch fit (issue 15: a micro-batch that fills the card)?
     peak_gib = lambda: round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None  # noqa: E731
@@ -379,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.monai:
         monai = monai_alone(net_cfg, x.float(), args.net_steps, device, {k: v for k, v in cond.items()})
 
+    # 4. the loop's loader alone (a volume: one item of a batch; grad_accum micro-batches a step)
+    loader = loader_alone(seen_loader["args"], args.loader_batches, device) \
+        if args.loader_batches and "args" in seen_loader else None
+
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {
         "benchmark": "loop_bench", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -392,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},
         "net_alone": {"step_s_median": net_step_s, "vol_per_s": net_vol_s, "steps": args.net_steps, "peak_gib": net_peak},
         "loop_vs_net": loop_vol_s / net_vol_s,
+        "loader_alone": loader,
+        "loader_vs_net": loader["vol_per_s"] / net_vol_s if loader else None,
         "flops_per_step": flops,
         "mfu_net": {"vs_datasheet": mfu(args.peak_tflops), "vs_measured_matmul": mfu(args.measured_peak_tflops)},
         # the loop does the same FLOPs per optimizer step (plus the codec and the EMA, not counted)
@@ -404,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
-    print(json.dumps({k: record[k] for k in ("loop", "net_alone", "loop_vs_net", "mfu_loop")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("loop", "net_alone", "loop_vs_net", "loader_alone", "loader_vs_net",
+                                            "mfu_loop")}, indent=2))
     return 0
 
 

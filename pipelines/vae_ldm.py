@@ -29,7 +29,7 @@ from medidiff.training.stages import STAGES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # --smoke changes sizes and budgets only, so the whole recipe runs in seconds on a CPU
-SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "vae.channels=[8, 8, 8]", "vae.stats_batches=1",
+SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "data.num_workers=0", "vae.channels=[8, 8, 8]", "vae.stats_batches=1",
          "net.channels=[16, 32]", "net.attention_levels=[false, true]", "net.head_dim=16", "net.num_res_blocks=1",
          "net.norm_groups=8", "sampler.num_steps=3", "train.max_steps=3", "train.warmup_steps=1",
          "train.log_every=1", "train.precision=fp32", "train.device=cpu", "eval.seeds=[0]", "eval.steps=2"]

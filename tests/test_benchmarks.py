@@ -122,7 +122,8 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     out = tmp_path / "loop.json"
     profiled = ["--profile-steps", "2"] if config == "wavelet_flow" else []
     _run(["benchmarks/loop_bench.py", "--smoke", "--device", "cpu", "--steps", "12", "--net-steps", "2", *profiled,
-          "--config", str(REPO / "configs" / f"{config}.yaml"), "--work", str(tmp_path / "work"), "--out", str(out)])
+          "--loader-batches", "3", "--config", str(REPO / "configs" / f"{config}.yaml"), "--work", str(tmp_path / "work"),
+          "--out", str(out)])
     r = json.loads(out.read_text())
     if profiled:  # on a CPU each phase counts the leaf operators it runs (kernel launches on a GPU)
         launches = r["profile"]["phase_launches_per_step"]
@@ -131,6 +132,10 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     assert r["stage"] == {"cascade_sr": "sr", "vae": "vae"}.get(config, "diffusion")
     assert r["loop"]["steps_per_s"] > 0 and r["loop"]["windows"] >= 1 and r["net_alone"]["vol_per_s"] > 0
     assert r["loop_vs_net"] == r["loop"]["vol_per_s"] / r["net_alone"]["vol_per_s"]
+    # the loop's own loader, timed alone: the data of one batch, and whether it can feed the net
+    loader = r["loader_alone"]
+    assert loader["batches"] == 3 and loader["vol_per_s"] > 0 and loader["mib_per_batch"] > 0
+    assert r["loader_vs_net"] == loader["vol_per_s"] / r["net_alone"]["vol_per_s"]
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
 
 

@@ -33,7 +33,9 @@ their output; MONAI caches up to the first random transform):
 11. ``RandFlipd`` along x (left-right), train only, ``cfg.flip_prob``; ``EnsureTyped``.
 
 Output: ``image`` float32 (C, *roi // downsample), C = len(cfg.modalities); ``label`` per mode:
-``labels`` int64 (1, ...), ``onehot`` float32 (4, ...), ``regions`` float32 (3, ...) as WT/TC/ET.
+``labels`` int64 (1, ...), ``onehot`` uint8 (4, ...), ``regions`` uint8 (3, ...) as WT/TC/ET in {0, 1}
+(a quarter of float32's bytes in caches, loader workers and host-to-device copies; consumers take
+``.float()`` or ``> 0``).
 """
 
 from __future__ import annotations
@@ -484,7 +486,7 @@ class BlockDownsampled(MapTransform):
 class LabelToChannelsd(MapTransform):
     """Integer label map (1, X, Y, Z) -> the representation of ``mode``.
 
-    ``labels``: int64 (1, ...). ``onehot``: float32 (4, ...) for labels 0..3. ``regions``: float32
+    ``labels``: int64 (1, ...). ``onehot``: uint8 (4, ...) for labels 0..3. ``regions``: uint8
     (3, ...) WT, TC, ET from :data:`~medidiff.data.brats.REGIONS`. We build regions ourselves:
     MONAI's ConvertToMultiChannelBasedOnBratsClasses orders them TC, WT, ET.
     """
@@ -506,9 +508,9 @@ class LabelToChannelsd(MapTransform):
             if self.mode == "labels":
                 out = ints
             elif self.mode == "onehot":
-                out = torch.cat([(ints == v) for v in LABEL_VALUES], dim=0).float()
+                out = torch.cat([(ints == v) for v in LABEL_VALUES], dim=0).to(torch.uint8)
             else:
-                out = torch.cat([torch.isin(ints, torch.tensor(v)) for v in REGIONS.values()], dim=0).float()
+                out = torch.cat([torch.isin(ints, torch.tensor(v)) for v in REGIONS.values()], dim=0).to(torch.uint8)
             d[key] = _with_data(out, lab)
         return d
 
@@ -631,7 +633,9 @@ def random_transforms(cfg: DataConfig, *, train: bool = True, with_label: bool =
         ts.append(RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=0))
     ts.append(EnsureTyped(IMAGE, dtype=torch.float32))
     if use_label:
-        ts.append(EnsureTyped(LABEL, dtype=torch.int64 if cfg.label_mode == "labels" else torch.float32))
+        # masks stay uint8 up to the device (an anatomy batch: 138 -> 93 MB; the loop waited for its
+        # loader, benchmarks/results/loop_h200_20261201b); disk caches written as float32 still load
+        ts.append(EnsureTyped(LABEL, dtype=torch.int64 if cfg.label_mode == "labels" else torch.uint8))
     return ts
 
 

@@ -112,6 +112,20 @@ def test_batch_shape_range_dtype_labels(tmp_path):
     assert (b["label"][0] == 3).sum() == (_label() == 3).sum()
 
 
+def test_region_masks_travel_as_uint8_and_a_worker_batch_equals_the_in_process_one(tmp_path):
+    # region masks are uint8 (a quarter of float32's bytes per loader copy); a worker stacks its batch
+    # straight into shared memory: the same tensors as stacking in the main process
+    items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(4)]
+    ds = make_dataset(items, cfg_(cache="memory", flip_prob=0.0, label_mode="regions"))  # make_loader's flips
+    alone = list(make_loader(ds, batch_size=2, shuffle=True, seed=3))
+    workers = list(make_loader(ds, batch_size=2, shuffle=True, seed=3, num_workers=2))
+    assert [b["case_id"] for b in alone] == [b["case_id"] for b in workers]
+    for a, w in zip(alone, workers):
+        assert a["label"].dtype == w["label"].dtype == torch.uint8 and set(a["label"].unique().tolist()) <= {0, 1}
+        assert w["image"].is_shared() and w["image"].dtype == torch.float32
+        assert torch.equal(a["image"], w["image"]) and torch.equal(a["label"], w["label"])
+
+
 def test_background_is_minus_one_and_brain_in_range(tmp_path):
     # No crop and roi == input grid: output voxels line up with the input voxels.
     item = write_case(tmp_path, "c", seed=1)
