@@ -25,6 +25,9 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
+# 44 s on the CI machine: the end-to-end run is covered step by step by the default suite (the
+# stages, generate, evaluate); its script, by `python -m pytest -m slow` before a device session
+@pytest.mark.slow
 def test_gpu_run_smoke_runs_every_stage_and_records_them(tmp_path):
     _run(["benchmarks/gpu_run.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--quiet"])
     record = json.loads((tmp_path / "gpu_run.json").read_text())
@@ -45,6 +48,8 @@ def test_unet_bench_cpu_smoke_compares_both_nets(tmp_path):
     assert report["results"][1]["config"]["norm"] == "pixel" and "med_eager_autocast_vs_monai_autocast" in report["ratios"]
 
 
+# 46 s; loop_bench (default suite) profiles the phases of the same loop
+@pytest.mark.slow
 def test_step_profile_smoke_times_both_loaders_and_profiles(tmp_path):
     _run(["benchmarks/step_profile.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--workers", "1",
           "--seconds", "2"])
