@@ -237,7 +237,7 @@ fetch_models() {
         mkdir -p "$dst" && cp -r "$src/config.json" "$src/codec" "$dst/" || return 1
         PYTHONPATH=/tmp/site python3 -c "import sys, torch; from safetensors.torch import load_file, save_file
 d = load_file(sys.argv[1]); save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in d.items()}, sys.argv[2])" \
-            "$src/model.safetensors" "$dst/model.safetensors" || return 1
+            "$src/model.safetensors" "$dst/model.safetensors" && chmod 644 "$dst/model.safetensors" || return 1  # save_file makes 0600
     done
     (cd $stage && tar cf - models | split -b 15M - "$OUT/models.tar.part_") && ls -la "$OUT"
 }

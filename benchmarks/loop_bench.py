@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import statistics
 import sys
@@ -212,24 +213,29 @@ def capturing_loader(seen: dict[str, Any]) -> Callable[..., Any]:
 def loader_alone(args: tuple[Any, ...], batches: int, device: torch.device) -> dict[str, Any]:
     """The loop's loader (same dataset, collate, workers, pinning) with nothing else running:
     ``batches`` batches after 2 of warm-up, each moved to ``device`` as the loop moves it."""
-    loader = ORIGINAL_LOADER(*args)
-    it = iter(loader)
-    for _ in range(2):
-        batch = loop_module.move_to(next(it), device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    volumes = 0
-    for _ in range(batches):
-        batch = loop_module.move_to(next(it), device)
-        volumes += len(batch["case_id"]) if isinstance(batch, dict) and "case_id" in batch else 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall = time.perf_counter() - t0
+    workers = args[-1]
+    it = iter(ORIGINAL_LOADER(*args))
+    try:
+        # every worker's first batches are made while the others start: warm up past them, or the
+        # window opens on finished batches
+        for _ in range(max(2, 2 * workers)):
+            batch = loop_module.move_to(next(it), device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        volumes = 0
+        for _ in range(batches):
+            batch = loop_module.move_to(next(it), device)
+            volumes += len(batch["case_id"]) if isinstance(batch, dict) and "case_id" in batch else 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - t0
+    finally:
+        if hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
     mib = sum(v.numel() * v.element_size() for v in batch.values() if torch.is_tensor(v)) / 2**20 \
         if isinstance(batch, dict) else None
-    del it, loader  # stops the workers
-    return {"batches": batches, "vol_per_s": volumes / wall, "mib_per_batch": mib, "num_workers": args[-1]}
+    return {"batches": batches, "vol_per_s": volumes / wall, "mib_per_batch": mib, "num_workers": workers}
 
 
 def bench_text_encoder(out: Path, smoke: bool) -> Path:
@@ -357,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     # the card's peak: does a larger micro-batch fit (issue 15: a micro-batch that fills the card)?
     peak_gib = lambda: round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None  # noqa: E731
     loop_peak = peak_gib()
+    # 4. the loop's loader alone, now: the capture holds the loop's run (engine, model, optimizer
+    # states), which must be freed before the net alone is timed and its memory peak read
+    loader = loader_alone(seen_loader["args"], args.loader_batches, device) \
+        if args.loader_batches and "args" in seen_loader else None
+    seen_loader.clear()
+    gc.collect()  # the run's engine may sit in reference cycles
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rate = loop_rate(run_dir_of(cfg), args.skip_windows, exclude)
@@ -420,10 +432,6 @@ def main(argv: list[str] | None = None) -> int:
         monai = "the VAE is MONAI's AutoencoderKL (medidiff.latents.vae.build_autoencoder): the net alone is MONAI's"
     elif args.monai:
         monai = monai_alone(net_cfg, x.float(), args.net_steps, device, {k: v for k, v in cond.items()})
-
-    # 4. the loop's loader alone (a volume: one item of a batch; grad_accum micro-batches a step)
-    loader = loader_alone(seen_loader["args"], args.loader_batches, device) \
-        if args.loader_batches and "args" in seen_loader else None
 
     loop_step_s = 1.0 / rate["steps_per_s"]
     record = {

@@ -185,9 +185,10 @@ def _stack(items: Sequence[Any]) -> torch.Tensor:
     An anatomy batch of 8 is 138 MB, and the loop waited 38 ms a step for its loader
     (benchmarks/results/loop_h200_20261201b)."""
     tensors = [torch.as_tensor(t).as_subclass(torch.Tensor) for t in items]
-    if torch.utils.data.get_worker_info() is None:
-        return torch.stack(tensors)
     first = tensors[0]
+    if torch.utils.data.get_worker_info() is None or any(t.dtype != first.dtype or t.shape != first.shape
+                                                         for t in tensors):
+        return torch.stack(tensors)  # mixed items: stack's own promotion and size message
     storage = first._typed_storage()._new_shared(sum(t.numel() for t in tensors), device=first.device)
     return torch.stack(tensors, out=first.new(storage).resize_(len(tensors), *first.shape))
 

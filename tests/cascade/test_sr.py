@@ -96,8 +96,9 @@ def _meeting_labels(seed: int) -> torch.Tensor:
 
 
 def _regions(labels: torch.Tensor) -> torch.Tensor:
-    """(B, X, Y, Z) labels -> (B, 3, X, Y, Z) WT/TC/ET in {0, 1}, as the data pipeline makes them."""
-    return torch.stack([LabelToChannelsd(mode="regions")({"label": lab[None]})["label"] for lab in labels])
+    """(B, X, Y, Z) labels -> (B, 3, X, Y, Z) WT/TC/ET in {0, 1}, as the data pipeline makes them (uint8)
+    and ``model_input`` hands them on (float)."""
+    return torch.stack([LabelToChannelsd(mode="regions")({"label": lab[None]})["label"] for lab in labels]).float()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
