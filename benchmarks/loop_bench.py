@@ -53,6 +53,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import unet_bench  # noqa: E402  (the net-alone timing: one implementation for both benchmarks)
+from sr_loader_bench import batch_mib  # noqa: E402  (the bytes of a batch, as the SR loader's benchmark counts them)
 
 from medidiff.config import load_config  # noqa: E402
 from medidiff.data.manifest import build_brats_manifest, write_manifest  # noqa: E402
@@ -212,7 +213,8 @@ def capturing_loader(seen: dict[str, Any]) -> Callable[..., Any]:
 
 def loader_alone(args: tuple[Any, ...], batches: int, device: torch.device) -> dict[str, Any]:
     """The loop's loader (same dataset, collate, workers, pinning) with nothing else running:
-    ``batches`` batches after 2 of warm-up, each moved to ``device`` as the loop moves it."""
+    ``batches`` batches after 2 per worker (at least 2) of warm-up, each moved to ``device`` as the
+    loop moves it."""
     workers = args[-1]
     it = iter(ORIGINAL_LOADER(*args))
     try:
@@ -233,8 +235,7 @@ def loader_alone(args: tuple[Any, ...], batches: int, device: torch.device) -> d
     finally:
         if hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
-    mib = sum(v.numel() * v.element_size() for v in batch.values() if torch.is_tensor(v)) / 2**20 \
-        if isinstance(batch, dict) else None
+    mib = batch_mib(batch) if isinstance(batch, dict) else None
     return {"batches": batches, "vol_per_s": volumes / wall, "mib_per_batch": mib, "num_workers": workers}
 
 
