@@ -78,6 +78,11 @@ loop_task() {
             # masks and shared-memory collation since); 32 cases as the training set's memory cache
             anatomy_graphs) run_loop anatomy_graphs --config configs/anatomy_2mm.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --cases 32 --work /tmp/lb_anatomy32 ;;
+            # the same with the training set held on the device (train.data_on_device): no loader work a step
+            anatomy_dev) run_loop anatomy_dev --config configs/anatomy_2mm.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --set train.data_on_device=true --cases 32 --work /tmp/lb_anatomy32 ;;
+            anatomy_dev_eager) run_loop anatomy_dev_eager --config configs/anatomy_2mm.yaml \
+                --set train.data_on_device=true --cases 32 --work /tmp/lb_anatomy32 ;;
             anatomy_pixel) run_loop anatomy_pixel --config configs/anatomy_2mm.yaml --set net.norm=pixel \
                 --set train.compile=true --work /tmp/lb_anatomy_pixel ;;  # its own folder: two GPUs may write at once
             wdm3d) run_loop wdm3d --config configs/wdm3d_reference.yaml $monai --cases 20 --work /tmp/lb_wdm ;;  # micro-batch 10

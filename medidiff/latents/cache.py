@@ -178,6 +178,8 @@ class LatentCacheDataset(Dataset):
     ``folds`` keeps only those folds. Shards are loaded lazily and kept in memory.
     """
 
+    random_items = False  # the same items every epoch: train.data_on_device may hold them on the device
+
     def __init__(self, cache_dir: str | Path, codec_dir: str | Path, *, pipeline_hash: str | None = None,
                  folds: Iterable[int] | None = None) -> None:
         self.cache_dir = Path(cache_dir)

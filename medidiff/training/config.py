@@ -49,6 +49,11 @@ class TrainConfig:
     # torch.compile mode; 'reduce-overhead' adds CUDA graphs (UNet3D with net.norm pixel: 189 vs 138
     # vol/s in benchmarks/unet_bench.py on an H200; not yet timed inside DeepSpeed's engine)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    # every training item loaded once onto the device before the first step; batches are then
+    # joined there, with no loader work a step (medidiff/training/device_data.py). Only for a
+    # pipeline without random steps after its cache (data.flip_prob: 0); the set must fit in half
+    # of the device's free memory (the anatomy recipe's 285 cases: 3.3 GB)
+    data_on_device: bool = False
     ema: EMAConfig = field(default_factory=EMAConfig)
     ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers every master for it)
     ckpt_every: int = 500  # optimizer steps between checkpoints (0: only at the end)

@@ -107,6 +107,7 @@ from medidiff.training.engine import (
 from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
 from medidiff.training.tracking import check_trackers
+from medidiff.training.device_data import DeviceBatches
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,7 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
 RESUME_MAY_CHANGE = ("name", "output_dir", "data.root", "data.manifest", "data.cache_dir", "data.num_workers",
                      "train.max_steps", "train.max_minutes", "train.log_every", "train.ckpt_every", "train.keep_last",
                      "train.preview_every", "train.val_every", "train.compile", "train.compile_mode", "train.device",
+                     "train.data_on_device",
                      "train.deepspeed", "sampler.", "eval.", "log.")
 
 
@@ -444,16 +446,25 @@ def _load_resharded(run: _Run, resume_from: Path, saved_ws: int) -> None:
 
 
 def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] | None,
-            num_workers: int) -> DataLoader:
+            num_workers: int) -> DataLoader | DeviceBatches:
     """One loader for the whole run (workers stay up across epochs); the loop counts epoch and
-    position itself, and each item's augmentation is seeded by (seed, epoch, index)."""
+    position itself, and each item's augmentation is seeded by (seed, epoch, index). With
+    ``train.data_on_device`` the same batches come from items loaded once onto the device."""
     sampler = ResumableSampler(len(dataset), seed=run.seed, rank=run.dist.rank, world_size=run.dist.world_size)
-    return DataLoader(
-        SeededItems(dataset), batch_size=run.cfg.micro_batch,
-        sampler=StreamSampler(sampler, run.cfg.micro_batch, run.epoch, run.position), collate_fn=collate_fn,
-        num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=run.device.type == "cuda",
-        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
-    )
+    keys = StreamSampler(sampler, run.cfg.micro_batch, run.epoch, run.position)
+
+    def loader(order: Any, batch_size: int, persistent: bool) -> DataLoader:
+        return DataLoader(
+            SeededItems(dataset), batch_size=batch_size, sampler=order, collate_fn=collate_fn,
+            num_workers=num_workers, persistent_workers=persistent and num_workers > 0,
+            pin_memory=run.device.type == "cuda", worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        )
+
+    if run.cfg.data_on_device:
+        return DeviceBatches(dataset, keys, run.cfg.micro_batch, load=lambda order: loader(order, 1, False),
+                             move=lambda batch: move_to(batch, run.device), device=run.device,
+                             item_seed=lambda index: derive_seed(run.seed, 0, index))
+    return loader(keys, run.cfg.micro_batch, True)
 
 
 # ---- one optimizer step ----------------------------------------------------------------------

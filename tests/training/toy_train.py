@@ -27,12 +27,13 @@ from medidiff.training.loop import fit
 class ToyData(Dataset):
     """Random volumes with a random left-right flip in ``.transform`` (like a MONAI dataset)."""
 
-    def __init__(self, n: int = 12) -> None:
+    def __init__(self, n: int = 12, *, flip: bool = True) -> None:
         from monai.transforms import Compose, RandFlipd
 
         g = torch.Generator().manual_seed(1234)
         self.x = torch.randn(n, 2, 8, 8, 8, generator=g)
-        self.transform = Compose([RandFlipd("image", prob=0.5, spatial_axis=0)])
+        # flip=False: the same items every epoch (what train.data_on_device needs)
+        self.transform = Compose([RandFlipd("image", prob=0.5, spatial_axis=0)] if flip else [])
 
     def __len__(self) -> int:
         return len(self.x)
