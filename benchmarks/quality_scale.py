@@ -91,6 +91,10 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail1000": ["objective.detail_weight=1000"],
     # at 1000 t1n's top band stayed 3x weak (quality_wdm_20261130): t1n's detail bands heavier
     "x0_detail1000_t1n3000": ["objective.detail_weight=1000", "objective.detail_weights={t1n: 3000}"],
+    # the shipped recipe's t1n top band is 7x weak at 4449 steps while t2w is within 2x
+    # (quality_scale_h200x2_20261201): t1n's detail bands alone heavier, the rest kept at 100
+    "x0_detail100_t1n1000": ["objective.detail_weight=100", "objective.detail_weights={t1n: 1000}"],
+    "x0_detail100_t1n3000": ["objective.detail_weight=100", "objective.detail_weights={t1n: 3000}"],
     # at 1000 the generator drew too few and too small tumours: the label channels' detail bands (edges
     # of piecewise-constant masks) left unweighted, so they stop crowding out the coarse band's content
     "x0_detail1000_labels1": ["objective.detail_weight=1000", "objective.detail_weights={WT: 1, TC: 1, ET: 1}"],
