@@ -66,6 +66,14 @@ loop_task() {
             # text_flow with a random encoder of CLIP-L's text size (loop_bench writes it), vae_ldm needs a
             # trained VAE's codec and is not timed
             text_flow) run_loop text_flow --config configs/text_flow.yaml $monai --work /tmp/lb_text ;;
+            # text_flow and cascade_sr missed 0.8 of their nets (0.68, 0.55: small steps the host launches,
+            # loop_h200_20261201): micro-batch 4 lifted wavelet_flow from 0.50 to 0.96; CUDA graphs the anatomy loop
+            text_flow_b4) run_loop text_flow_b4 --config configs/text_flow.yaml --set train.micro_batch=4 \
+                --set data.num_workers=4 --work /tmp/lb_text ;;
+            text_flow_graphs) run_loop text_flow_graphs --config configs/text_flow.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --work /tmp/lb_text ;;
+            cascade_sr_graphs) run_loop cascade_sr_graphs --config configs/cascade_sr.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --work /tmp/lb_sr ;;
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
             # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
             # copies a step, and MONAI transforms on the main thread (loop_h200_20261201); the plain engine

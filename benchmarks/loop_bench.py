@@ -366,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     loop_peak = peak_gib()
     # 4. the loop's loader alone, now: the capture holds the loop's run (engine, model, optimizer
     # states), which must be freed before the net alone is timed and its memory peak read
+    # (none with train.data_on_device: the items sit on the device and a second copy would double them)
     loader = loader_alone(seen_loader["args"], args.loader_batches, device) \
-        if args.loader_batches and "args" in seen_loader else None
+        if args.loader_batches and "args" in seen_loader and not cfg.train.data_on_device else None
     seen_loader.clear()
     gc.collect()  # the run's engine may sit in reference cycles
     if device.type == "cuda":
@@ -449,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop_vs_net": loop_vol_s / net_vol_s,
         "loader_alone": loader,
         "loader_vs_net": loader["vol_per_s"] / net_vol_s if loader else None,
+        "data_on_device": bool(cfg.train.data_on_device),  # no loader a step: loader_alone is not timed
         "flops_per_step": flops,
         "mfu_net": {"vs_datasheet": mfu(args.peak_tflops), "vs_measured_matmul": mfu(args.measured_peak_tflops)},
         # the loop does the same FLOPs per optimizer step (plus the codec and the EMA, not counted)

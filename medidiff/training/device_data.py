@@ -27,72 +27,120 @@ from medidiff.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeviceBatches", "random_steps", "concat_batches"]
+__all__ = ["DeviceBatches", "concat_batches", "random_steps", "refuse_random_items", "same_batch"]
 
 # the share of the device's free memory the training set may take (the net, its activations and the
 # optimizer need the rest)
 MAX_SHARE_OF_FREE = 0.5
 
 
+# what a user changes to drop a random step (the others: train.data_on_device: false)
+_HINTS = {
+    "RandFlipd": "set data.flip_prob: 0",
+    "RandSRWindowd": "the SR stage cuts a random window out of every case, so its items change every epoch",
+}
+
+
 def random_steps(dataset: Dataset) -> list[str]:
     """Names of the random steps that run on every item after any cache; [] when the dataset's items are
-    the same every epoch. Raises ConfigError when that cannot be told (a dataset without a MONAI
-    pipeline that does not declare ``random_items = False``)."""
+    the same every epoch. A step counts as random as MONAI's caches count it: a ``RandomizableTrait`` or
+    a callable that is not a MONAI ``Transform``. Raises ConfigError when that cannot be told (a dataset
+    without a MONAI pipeline that does not declare ``random_items = False``)."""
     if getattr(dataset, "random_items", None) is False:
         return []
     transform = getattr(dataset, "transform", None)
     if transform is None or not hasattr(transform, "transforms"):
         raise ConfigError(f"train.data_on_device: cannot tell whether a {type(dataset).__name__}'s items change from "
                           "epoch to epoch (no MONAI pipeline in .transform); set train.data_on_device: false")
-    from monai.transforms import Compose, Randomizable
+    from monai.transforms import Compose, RandomizableTrait, Transform
 
     steps = transform.flatten().transforms if isinstance(transform, Compose) else transform.transforms
-    return [type(t).__name__ for t in steps if isinstance(t, Randomizable)]
+    return [type(t).__name__ for t in steps if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)]
+
+
+def refuse_random_items(dataset: Dataset) -> None:
+    """ConfigError, naming what to change, unless the dataset's items are the same every epoch: items held
+    on the device would repeat the first epoch's random draws for the whole run."""
+    steps = random_steps(dataset)
+    if steps:
+        hints = sorted({_HINTS.get(name, f"{name} is random") for name in steps})
+        raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(steps)}); "
+                          f"items held on the device would repeat the first epoch's draws: {'; '.join(hints)}; "
+                          "or set train.data_on_device: false")
 
 
 def concat_batches(parts: list[Any]) -> Any:
     """One batch from batches (of one item each): tensors concatenated along the first dimension,
-    lists of host values (one per item) joined, dicts and sequences of tensors field by field."""
+    lists of host values (one per item) joined, dicts and sequences of tensors field by field.
+    :class:`DeviceBatches` checks once that this equals the run's collate function on the same items."""
     first = parts[0]
     if isinstance(first, torch.Tensor):
         return torch.cat(parts)
     if isinstance(first, Mapping):
+        if any(p.keys() != first.keys() for p in parts):
+            raise ValueError(f"train.data_on_device: items with different fields in one batch "
+                             f"({sorted(set().union(*(p.keys() for p in parts)) - set(first.keys()))} not in all)")
         return {k: concat_batches([p[k] for p in parts]) for k in first}
     if isinstance(first, list) and not any(isinstance(v, torch.Tensor) for v in first):
         return [v for p in parts for v in p]  # per-item host fields (collate_cases' case ids, origins)
     if isinstance(first, (list, tuple)):  # per-position tensors (default_collate of a sequence field)
         return type(first)(concat_batches(list(fields)) for fields in zip(*parts))
-    raise TypeError(f"train.data_on_device: cannot join batch fields of type {type(first).__name__}")
+    raise TypeError(f"train.data_on_device: cannot join batch fields of type {type(first).__name__}; "
+                    "set train.data_on_device: false")
+
+
+def same_batch(a: Any, b: Any) -> bool:
+    """Whether two batches hold the same fields, values, dtypes and shapes (tensors compared on a's device)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and a.shape == b.shape and torch.equal(a, b.to(a.device)))
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return isinstance(a, Mapping) and isinstance(b, Mapping) and a.keys() == b.keys() and all(
+            same_batch(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_batch(x, y) for x, y in zip(a, b))
+    return bool(a == b)
 
 
 class DeviceBatches:
     """Endless batches of ``batch_size`` items in the order of ``keys`` (``(index, item_seed)``, as
     :class:`~medidiff.training.sampler.StreamSampler` yields them), from items held on ``device``.
 
-    ``load`` turns ``(index, item_seed)`` keys into host batches of one (a DataLoader over
-    :class:`~medidiff.training.sampler.SeededItems` with the run's collate function and workers);
-    ``move`` puts one on the device. Everything is loaded in the constructor."""
+    ``load(keys, batch_size)`` makes the run's DataLoader over those keys (its
+    :class:`~medidiff.training.sampler.SeededItems`, collate function and workers); every item is loaded
+    through it as a batch of one and ``move``d to the device, in the constructor. The first batch is
+    checked against the loader's own batch of the same items, so a collate function whose batches are not
+    joined batches of one is refused rather than trained on. ``agree(flag)`` is True when ``flag`` is True
+    on any rank (every rank must refuse together, or the others wait in the first step's collective)."""
 
     def __init__(self, dataset: Dataset, keys: Iterable[tuple[int, int]], batch_size: int, *,
-                 load: Callable[[list[tuple[int, int]]], DataLoader], move: Callable[[Any], Any],
-                 device: torch.device, item_seed: Callable[[int], int]) -> None:
-        steps = random_steps(dataset)
-        if steps:
-            raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(steps)}); "
-                              "items held on the device would repeat the first epoch's draws: set data.flip_prob: 0 "
-                              "(and no random window cut), or train.data_on_device: false")
+                 load: Callable[[list[tuple[int, int]], int], DataLoader], move: Callable[[Any], Any],
+                 device: torch.device, item_seed: Callable[[int], int],
+                 agree: Callable[[bool], bool] = lambda flag: flag) -> None:
+        refuse_random_items(dataset)
         n = len(dataset)  # type: ignore[arg-type]
-        loaded = iter(load([(i, item_seed(i)) for i in range(n)]))
+        all_keys = [(i, item_seed(i)) for i in range(n)]
+        loaded = iter(load(all_keys, 1))
         self.items: list[Any] = []
         nbytes = 0
-        for i, batch in enumerate(loaded):
-            batch = move(batch)
-            if i == 0:
-                _check_room(_bytes(batch) * n, device)
-            nbytes += _bytes(batch)
-            self.items.append(batch)
-        if hasattr(loaded, "_shutdown_workers"):
-            loaded._shutdown_workers()
+        try:
+            for i, batch in enumerate(loaded):
+                batch = move(batch)
+                if i == 0:
+                    problem = _room_problem(_bytes(batch) * n, device)
+                    if agree(problem is not None):
+                        raise ConfigError(problem or "train.data_on_device: another rank's GPU has no room for the "
+                                                     "training set (its log says why); set train.data_on_device: false")
+                nbytes += _bytes(batch)
+                self.items.append(batch)
+        finally:
+            if hasattr(loaded, "_shutdown_workers"):
+                loaded._shutdown_workers()
+        width = min(batch_size, n)
+        whole = move(next(iter(load(all_keys[:width], width))))
+        if not same_batch(whole, concat_batches(self.items[:width])):
+            raise ConfigError("train.data_on_device: this run's collate function does not batch items as joined "
+                              "batches of one; set train.data_on_device: false")
         log.info("train.data_on_device: %d training items on %s (%.2f GiB)", n, device, nbytes / 2**30)
         self.keys, self.batch_size = keys, batch_size
 
@@ -112,10 +160,12 @@ def _bytes(batch: Any) -> int:
     return 0
 
 
-def _check_room(needed: int, device: torch.device) -> None:
+def _room_problem(needed: int, device: torch.device) -> str | None:
+    """Why ``needed`` bytes of training set do not fit on ``device`` (None: they do; a CPU always has room)."""
     if device.type != "cuda":
-        return
+        return None
     free, _ = torch.cuda.mem_get_info(device)
     if needed > MAX_SHARE_OF_FREE * free:
-        raise ConfigError(f"train.data_on_device: the training set needs {needed / 2**30:.1f} GiB on {device}, more than "
-                          f"half of its {free / 2**30:.1f} GiB free; set train.data_on_device: false")
+        return (f"train.data_on_device: the training set needs {needed / 2**30:.1f} GiB on {device}, more than half of "
+                f"its {free / 2**30:.1f} GiB free; set train.data_on_device: false")
+    return None

@@ -107,7 +107,7 @@ from medidiff.training.engine import (
 from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
 from medidiff.training.tracking import check_trackers
-from medidiff.training.device_data import DeviceBatches
+from medidiff.training.device_data import DeviceBatches, refuse_random_items
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,7 @@ def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] 
     sampler = ResumableSampler(len(dataset), seed=run.seed, rank=run.dist.rank, world_size=run.dist.world_size)
     keys = StreamSampler(sampler, run.cfg.micro_batch, run.epoch, run.position)
 
-    def loader(order: Any, batch_size: int, persistent: bool) -> DataLoader:
+    def loader(order: Any, batch_size: int, persistent: bool = False) -> DataLoader:
         return DataLoader(
             SeededItems(dataset), batch_size=batch_size, sampler=order, collate_fn=collate_fn,
             num_workers=num_workers, persistent_workers=persistent and num_workers > 0,
@@ -461,10 +461,11 @@ def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] 
         )
 
     if run.cfg.data_on_device:
-        return DeviceBatches(dataset, keys, run.cfg.micro_batch, load=lambda order: loader(order, 1, False),
+        return DeviceBatches(dataset, keys, run.cfg.micro_batch, load=loader,
                              move=lambda batch: move_to(batch, run.device), device=run.device,
-                             item_seed=lambda index: derive_seed(run.seed, 0, index))
-    return loader(keys, run.cfg.micro_batch, True)
+                             item_seed=lambda index: derive_seed(run.seed, 0, index),
+                             agree=lambda flag: any_rank([flag], run.dist)[0])
+    return loader(keys, run.cfg.micro_batch, persistent=True)
 
 
 # ---- one optimizer step ----------------------------------------------------------------------
@@ -702,6 +703,8 @@ def fit(
             returns (:mod:`~medidiff.training.tracking`).
     """
     check_trackers(tracking)  # every rank, before any work: all stop together on a missing package
+    if cfg.data_on_device:
+        refuse_random_items(dataset)  # every rank, before any run folder, engine or tracker run exists
     run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress,
                  evaluates=bool(val_fn is not None and cfg.val_every or preview_fn is not None and cfg.preview_every),

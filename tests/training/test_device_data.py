@@ -12,7 +12,7 @@ from torch.utils.data import default_collate
 from medidiff.config import ConfigError
 from medidiff.data.dataset import collate_cases, make_dataset
 from medidiff.training import loop
-from medidiff.training.device_data import DeviceBatches, concat_batches, random_steps
+from medidiff.training.device_data import DeviceBatches, _room_problem, concat_batches, random_steps
 from tests.data.test_transforms import cfg_, write_case
 from tests.training import toy_train
 
@@ -26,22 +26,38 @@ def _fit(tmp_path, name, steps, *, on_device, resume=False, workers=0, data=None
 
 
 def test_items_on_the_device_give_the_loaders_loss_curve_and_resume_exactly(tmp_path):
-    # 12 items, 2 per micro-batch, 2 micro-batches a step: 3 steps an epoch, so 7 steps cross two
-    # epoch boundaries and the resume (after step 3) starts a new epoch's order
+    # 12 items, 2 per micro-batch, 2 micro-batches a step: 3 steps an epoch. The resume after step 2
+    # starts mid-epoch (batch 4 of 6), and 7 steps cross two epoch boundaries
     loader = _fit(tmp_path, "loader", 7, on_device=False)
-    first = _fit(tmp_path, "device", 3, on_device=True, workers=2)  # items loaded through 2 workers
+    first = _fit(tmp_path, "device", 2, on_device=True, workers=2)  # items loaded through 2 workers
     rest = _fit(tmp_path, "device", 7, on_device=True, resume=True)
     assert len(loader.losses) == 7
     assert first.losses + rest.losses == loader.losses  # bit for bit
-    # the same batches either way, so a run may resume with the other setting
-    switched = _fit(tmp_path, "device", 9, on_device=False, resume=True)
-    assert switched.losses == _fit(tmp_path, "loader", 9, on_device=False, resume=True).losses
+    # the same batches either way, so a run may resume with the setting switched, either way round
+    assert _fit(tmp_path, "device", 9, on_device=False, resume=True).losses == \
+        _fit(tmp_path, "loader", 9, on_device=True, resume=True).losses
 
 
-def test_a_pipeline_with_random_steps_is_refused_before_any_step(tmp_path):
-    with pytest.raises(ConfigError, match=r"RandFlipd.*data\.flip_prob"):
+def test_a_pipeline_with_random_steps_is_refused_before_any_run_folder_exists(tmp_path):
+    with pytest.raises(ConfigError, match=r"RandFlipd.*set data\.flip_prob: 0"):
         _fit(tmp_path, "flip", 2, on_device=True, data=toy_train.ToyData(flip=True))
-    assert not list((tmp_path / "flip").glob("checkpoints/step_*"))
+    assert not (tmp_path / "flip").exists()
+
+
+def test_no_room_on_the_gpu_is_refused_with_the_sizes(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**30, 80 * 2**30))
+    assert _room_problem(2**30, torch.device("cuda")) is None  # half of the free memory fits
+    assert "needs 1.5 GiB on cuda, more than half of its 2.0 GiB free" in _room_problem(3 * 2**29, torch.device("cuda"))
+    assert _room_problem(10**15, torch.device("cpu")) is None
+
+
+def test_a_collate_function_whose_batches_are_not_joined_items_is_refused(tmp_path):
+    def mean_of_items(items):  # a batch that is not the items side by side
+        return {"image": torch.stack([it["image"] for it in items]).mean(0, keepdim=True)}
+
+    run = _run(2, True)
+    with pytest.raises(ConfigError, match="does not batch items as joined batches of one"):
+        loop._loader(run, toy_train.ToyData(flip=False), mean_of_items, 0)
 
 
 class _NoPipeline(torch.utils.data.Dataset):
