@@ -235,6 +235,12 @@ class CascadePipeline:
         return cls(DiffusionPipeline.from_pretrained(base_dir, device=device, text_encoder=text_encoder),
                    SRPipeline.from_pretrained(sr_dir, device=device))
 
+    def compile(self) -> CascadePipeline:
+        """Both stages' denoisers compiled (:meth:`ModelPipeline.compile`)."""
+        self.base.compile()
+        self.sr.compile()
+        return self
+
     @property
     def cfg(self) -> ExperimentConfig:
         return self.sr.cfg

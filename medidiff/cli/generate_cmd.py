@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
     p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the denoisers (GPU): the first case pays the compilation, the "
+                        "rest run faster (a 30+30-step cascade case on an H200: 2.46 -> 1.60 s)")
     p.add_argument("--geometry", choices=["native", "brats"],
                    help="native: the model grid; brats: 240x240x155, 1 mm, BraTS affine (default: brats for the "
                         "BraTS layouts, native otherwise)")
@@ -118,6 +121,8 @@ def _generate(args: argparse.Namespace) -> int:
                                                text_encoder=args.text_encoder)
     else:
         pipe = DiffusionPipeline.from_pretrained(args.model, device=args.device, text_encoder=args.text_encoder)
+    if args.compile:
+        pipe.compile()
     # what the model (the SR stage's in a cascade, whose data section pipe.cfg is) trained on, as
     # export recorded it; older model folders: the manifest file as it is now
     trained_on = recorded_training_data(args.sr_model or args.model) or training_data_record(pipe.cfg.data)
