@@ -95,6 +95,10 @@ VARIANTS: dict[str, list[str]] = {
     # (quality_scale_h200x2_20261201): t1n's detail bands alone heavier, the rest kept at 100
     "x0_detail100_t1n1000": ["objective.detail_weight=100", "objective.detail_weights={t1n: 1000}"],
     "x0_detail100_t1n3000": ["objective.detail_weight=100", "objective.detail_weights={t1n: 3000}"],
+    # t1n 3000 shrank the tumours to specks (quality_t1n_weight_h200_20261201): the loss is normalised by the
+    # weights' sum, so the label channels lost their share; their detail bands raised with t1n's
+    "x0_detail100_t1n3000_labels3000": ["objective.detail_weight=100",
+                                        "objective.detail_weights={t1n: 3000, WT: 3000, TC: 3000, ET: 3000}"],
     # at 1000 the generator drew too few and too small tumours: the label channels' detail bands (edges
     # of piecewise-constant masks) left unweighted, so they stop crowding out the coarse band's content
     "x0_detail1000_labels1": ["objective.detail_weight=1000", "objective.detail_weights={WT: 1, TC: 1, ET: 1}"],
