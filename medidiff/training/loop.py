@@ -85,6 +85,7 @@ from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
 from medidiff.training.data_wait import DataWait
+from medidiff.training.device_data import DeviceBatches, refuse_random_items
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     NO_DEEPSPEED,
@@ -107,7 +108,6 @@ from medidiff.training.engine import (
 from medidiff.training.run_dir import claim_run_dir
 from medidiff.training.run_log import RunLog
 from medidiff.training.tracking import check_trackers
-from medidiff.training.device_data import DeviceBatches, refuse_random_items
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler, derive_seed
 
 log = logging.getLogger(__name__)
