@@ -74,6 +74,16 @@ loop_task() {
                 --set train.compile_mode=reduce-overhead --work /tmp/lb_text ;;
             cascade_sr_graphs) run_loop cascade_sr_graphs --config configs/cascade_sr.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --work /tmp/lb_sr ;;
+            # with graphs the SR loop waits for its loader (104.5 vol/s through 4 workers vs the net's 168.7,
+            # loop_h200_20261201d); a window item costs ~3 ms in process, a batch ~6x that through a worker:
+            # more workers, or the windows cut in the main thread while the graph runs
+            cascade_sr_graphs_w8) run_loop cascade_sr_graphs_w8 --config configs/cascade_sr.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --set data.num_workers=8 --work /tmp/lb_sr ;;
+            cascade_sr_graphs_w0) run_loop cascade_sr_graphs_w0 --config configs/cascade_sr.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --set data.num_workers=0 --work /tmp/lb_sr ;;
+            # text_flow with graphs spent 8.3 ms a step pinning and moving its batch in the main thread
+            text_flow_graphs_w2) run_loop text_flow_graphs_w2 --config configs/text_flow.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --set data.num_workers=2 --work /tmp/lb_text ;;
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
             # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
             # copies a step, and MONAI transforms on the main thread (loop_h200_20261201); the plain engine
