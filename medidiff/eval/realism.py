@@ -302,11 +302,17 @@ def real_reference(
     if real_labels is not None:
         la, lb, _ = _floor_split(real_labels, heldout_labels)
         tumours = (tumour_statistics(real_labels), tumour_statistics(la), tumour_statistics(lb))
-    m_real, m_fa, m_fb = brain_masks(real), brain_masks(floor_a), brain_masks(floor_b)
-    p_fa, p_fb = radial_power_spectrum(floor_a, m_fa, bands=bands), radial_power_spectrum(floor_b, m_fb, bands=bands)
+    m_real = brain_masks(real)
+    p_real = radial_power_spectrum(real, m_real, bands=bands)
+    # with held-out cases the floor's second set IS the training set: its masks and spectrum, the
+    # costliest parts, are not computed twice
+    m_fa = brain_masks(floor_a)
+    m_fb = m_real if floor_b is real else brain_masks(floor_b)
+    p_fa = radial_power_spectrum(floor_a, m_fa, bands=bands)
+    p_fb = p_real if floor_b is real else radial_power_spectrum(floor_b, m_fb, bands=bands)
     return RealReference(
         real=real, masks=m_real, background=background_stats(real, m_real),
-        spectrum=radial_power_spectrum(real, m_real, bands=bands), floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
+        spectrum=p_real, floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
         floor_histogram=brain_histogram_distance(floor_a, m_fa, floor_b, m_fb, seed=seed),
         pairwise=pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed),
         floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), tumours=tumours, bands=bands,

@@ -89,6 +89,23 @@ def test_one_real_reference_scores_several_sets_as_the_full_checks_do(data):
         realism_checks_for(cfg, data["fresh"], reference, data["heldout"], modalities=MODALITIES)
 
 
+def test_the_reference_reuses_the_training_side_only_where_it_is_the_floors_set(data):
+    """With held-out cases the floor compares them with the training cases, whose masks and spectrum
+    are computed once; without, the training set's two halves (neither is the whole set)."""
+    from medidiff.eval.realism import radial_power_spectrum, real_reference, spectrum_ratio
+
+    real, held = data["real"], data["heldout"]
+    p_real = radial_power_spectrum(real, brain_masks(real), bands=8)
+    p_held = radial_power_spectrum(held, brain_masks(held), bands=8)
+    ref = real_reference(real, held, bands=8)
+    np.testing.assert_array_equal(ref.spectrum, p_real)
+    np.testing.assert_array_equal(ref.floor_spectrum_ratio, spectrum_ratio(p_held, p_real))
+    alone = real_reference(real, None, bands=8)
+    halves = [radial_power_spectrum(x, brain_masks(x), bands=8) for x in (real[:3], real[3:])]
+    np.testing.assert_array_equal(alone.floor_spectrum_ratio, spectrum_ratio(*halves))
+    np.testing.assert_array_equal(alone.spectrum, p_real)
+
+
 def labelled_phantoms(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 4, *SHAPE) images and (n, 3, *SHAPE) WT/TC/ET masks of fresh phantoms, about one in five
     tumour-free (the phantom's own rate)."""
