@@ -95,9 +95,14 @@ class RandSRWindowd(Randomizable, MapTransform):
     """Cut one SR training window out of each case: ``keys`` (C, *spatial) -> (C, *window), plus
     :data:`PATCH_ORIGIN` and :data:`WINDOW_ORIGIN`; flip it left-right (axis 0) with ``flip_prob``.
 
-    Reads only the window of its input, returns new tensors and never writes into the input
-    (``cuts_window``): a memory cache need not hand it a copy of the whole case, and a disk cache
-    can map the case's file instead of reading it all (:func:`medidiff.data.dataset.make_dataset`).
+    Reads only the window of its input and never writes into it (``cuts_window``): a memory cache
+    need not hand it a copy of the whole case, and a disk cache can map the case's file instead of
+    reading it all (:func:`medidiff.data.dataset.make_dataset`). An unflipped window is a VIEW of
+    the case, not a copy: the batch's stack (:func:`~medidiff.data.dataset.collate_cases`) is then
+    the only copy of its bytes. In a loader worker a copy of a 96^3 BraTS-sized window cost as much
+    as the rest of the item (6-7 ms of 34 ms a batch of 2 on 2 CPU cores), and the SR loop with CUDA
+    graphs waited for its loader (benchmarks/results/loop_h200_20261201d). Nothing after this step
+    may write into its output in place (the pipeline's dtype steps do not; the stack copies).
     """
 
     cuts_window = True
@@ -133,7 +138,7 @@ class RandSRWindowd(Randomizable, MapTransform):
         region = tuple(slice(c, c + w) for c, w in zip(cut, g.window))
         for key in self.key_iterator(d):
             win = _plain(d[key])[(slice(None), *region)]  # (C, *window), a view of the case
-            d[key] = win.flip(1) if self._flip else win.clone(memory_format=torch.contiguous_format)
+            d[key] = win.flip(1) if self._flip else win  # flip copies; a plain window stays a view
         d[PATCH_ORIGIN], d[WINDOW_ORIGIN] = inside, start
         return d
 

@@ -153,14 +153,15 @@ def make_dataset(
     data = [dict(it) for it in items]
     if cfg.cache == "none":
         return _Dataset(data, transform)
-    # a random part that starts by cutting a window out of the case into new tensors (the SR stage)
+    # a random part that starts by cutting a window out of the case (the SR stage: views, or flipped copies)
     cuts_window = bool(random) and getattr(random[0], "cuts_window", False)
     if cfg.cache == "memory":
         # MONAI deep-copies the cached case before the random steps so that they cannot alter the
         # cache. Ours never write into their input (MONAI's dict transforms copy the dict, RandFlipd
-        # and the window cut return new tensors, EnsureTyped a new one or the same unwritten one), so
+        # returns new tensors, the SR window cut views of the case that only the batch's stack reads,
+        # EnsureTyped a new one or the same unwritten one), so
         # the copy was pure cost: 0.26 GB a BraTS case, 56 MB a 4-modality 128^3 case with regions,
-        # every item of every batch (tests/data/test_dataset.py checks the cache stays unwritten).
+        # every item of every batch (tests/cascade/test_windows.py checks the cache stays unwritten).
         # A custom ``random`` step that writes in place must copy first.
         return _CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, cfg.num_workers), progress=False,
                              copy_cache=False)

@@ -69,6 +69,9 @@ def test_window_patch_is_the_region_of_the_case(flip):
             assert torch.equal(out[key], _region(shown, start, g.window))
             assert torch.equal(_region(out[key], inside, PATCH),
                                _region(shown, [s + i for s, i in zip(start, inside)], PATCH))
+            # an unflipped window is a view of the case (the batch's stack is its only copy); a flip copies
+            shares = out[key].untyped_storage().data_ptr() == case[key].untyped_storage().data_ptr()
+            assert shares == (not flip)
     assert len(seen) > 20  # origins spread over the case, borders included below
     assert any(o[0] == 0 for o in seen) or any(o[0] == SPATIAL[0] - PATCH[0] for o in seen)
 
@@ -188,9 +191,13 @@ def test_batches_hold_windows_only_and_the_cache_stays_intact(sr_data):
     train = sr_data["train"]
     cached = [{k: v.clone() for k, v in item.items() if torch.is_tensor(v)} for item in train._cache]
     window = WindowGeometry.for_sr((32, 32, 32), (16, 16, 16), scale=2, factor=2).window
-    for batch in _batches(train, workers=0, n=4):
+    for batch in _batches(train, workers=0, n=4) + _batches(train, workers=2, n=4):
         tensors = [v for v in batch.values() if torch.is_tensor(v)]
         assert tensors and all(tuple(v.shape[2:]) == window for v in tensors)  # (B, C, 20, 20, 20), not 32^3
+        # the windows are views of the cache until the batch's stack copies them: a batch never
+        # shares memory with it
+        assert not any(v.untyped_storage().data_ptr() == item[k].untyped_storage().data_ptr()
+                       for v in tensors for item in train._cache for k in ("image", "label"))
     for before, item in zip(cached, train._cache):  # copy_cache is off: nothing wrote into the cache
         for k, v in before.items():
             assert torch.equal(torch.as_tensor(item[k]), v)
