@@ -27,10 +27,8 @@ Processed cases are held in memory as one tensor per set: (N, C, *roi // downsam
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from monai.transforms import MapTransform
 
 from medidiff.data.brats import BRATS2021_LABEL_MAP
 from medidiff.data.config import DataConfig
+from medidiff.utils.threads import thread_map
 from medidiff.data.mask_sources import file_sha256
 from medidiff.data.manifest import label_map_of, load_manifest, manifest_root, read_manifest
 from medidiff.data.transforms import (
@@ -201,15 +200,6 @@ def synthetic_transforms(cfg: DataConfig, *, background: float, with_label: bool
     return Pipeline(base[:at] + [ZeroBackgroundd("image", background)] + base[at:])
 
 
-def default_workers() -> int:
-    """Threads for loading cases: the cores this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
 def load_cases(
     name: str,
     items: Sequence[Mapping[str, Any]],
@@ -221,18 +211,15 @@ def load_cases(
 ) -> CaseSet:
     """Run ``transform`` on every item and stack the results (see :class:`CaseSet`).
 
-    ``workers`` threads run the pipeline on several cases at once (default: the cores this process
-    may use, at most 8; 0 or 1: one at a time); the cases keep their order and the results are the
-    same. Threads, not processes: decompressing a NIfTI and resampling it release the GIL, an error
-    reaches the caller as it was raised (the one-line messages of bad files), and nothing is pickled.
-    MONAI runs these deterministic transforms in threads too (CacheDataset, ThreadDataLoader).
+    ``workers`` threads run the pipeline on several cases at once (:func:`medidiff.utils.threads.thread_map`:
+    default the usable cores, at most 8; 0 or 1: one at a time); the cases keep their order and the
+    results are the same. MONAI runs these deterministic transforms in threads too (CacheDataset,
+    ThreadDataLoader).
     """
     from tqdm.auto import tqdm
 
     if not items:
         raise ValueError(f"{name}: no cases to load")
-    workers = default_workers() if workers is None else int(workers)
-
     def run(item: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = transform({k: v for k, v in item.items() if k != "provenance"})
         image = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float()
@@ -240,18 +227,12 @@ def load_cases(
         return image, label
 
     images, labels, ids, prov = [], [], [], []
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-    try:
-        # map keeps the items' order and re-raises the first failing item's own exception
-        outs = pool.map(run, items) if pool is not None else map(run, items)
-        for item, (image, label) in zip(items, tqdm(outs, total=len(items), desc=f"load {name}", unit="case",
-                                                     disable=not progress, leave=False)):
-            images.append(image)
-            if label is not None:
-                labels.append(label)
-            ids.append(str(item.get("case_id", len(ids))))
-            prov.append(dict(item.get("provenance", {})))
-    finally:
-        if pool is not None:  # after an error, the cases not started yet are not loaded for nothing
-            pool.shutdown(wait=True, cancel_futures=True)
+    outs = thread_map(run, items, threads=workers)
+    for item, (image, label) in zip(items, tqdm(outs, total=len(items), desc=f"load {name}", unit="case",
+                                                 disable=not progress, leave=False)):
+        images.append(image)
+        if label is not None:
+            labels.append(label)
+        ids.append(str(item.get("case_id", len(ids))))
+        prov.append(dict(item.get("provenance", {})))
     return CaseSet(name, torch.stack(images), torch.stack(labels) if with_label else None, ids, prov)

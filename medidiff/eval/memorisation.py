@@ -49,6 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medidiff.utils.threads import thread_map
+
 __all__ = ["CONTROL_KINDS", "ROTATIONS", "MemorisationResult", "image_embedding", "image_embeddings", "training_forms",
            "plant_controls", "pearson_matrix", "reference_similarities", "audit", "control_rates"]
 
@@ -96,8 +98,8 @@ def image_embeddings(
     from medidiff.eval.realism import brain_masks
 
     masks = brain_masks(images)
-    per_form: list[list[torch.Tensor]] = [[] for _ in forms]
-    for i in range(images.shape[0]):
+
+    def case_forms(i: int) -> list[torch.Tensor]:
         x = images[i].double()
         extent = list(x.shape[1:])
         if masks[i].any():
@@ -107,16 +109,23 @@ def image_embeddings(
             extent = [b - a for a, b in zip(lo, hi)]
         pooled = F.adaptive_avg_pool3d(x[None], size)[0]  # (C, s, s, s)
         fine = None
-        for k, form in enumerate(forms):
+        embs = []
+        for form in forms:
             if form == "plain":
-                per_form[k].append(pooled)
+                embs.append(pooled)
             elif form == "mirror":
-                per_form[k].append(pooled.flip(1 + LR_AXIS))
+                embs.append(pooled.flip(1 + LR_AXIS))
             else:
                 if fine is None:
                     fine = F.interpolate(x[None], size=(2 * size,) * 3, mode="area")[0]
                 plane, degrees = form
-                per_form[k].append(F.avg_pool3d(_rotate_box(fine, extent, plane, degrees)[None], 2)[0])
+                embs.append(F.avg_pool3d(_rotate_box(fine, extent, plane, degrees)[None], 2)[0])
+        return embs
+
+    per_form: list[list[torch.Tensor]] = [[] for _ in forms]
+    for embs in thread_map(case_forms, range(images.shape[0])):  # one case per thread, in order
+        for k, e in enumerate(embs):
+            per_form[k].append(e)
     out = []
     for embs in per_form:
         e = torch.stack(embs).flatten(2)  # (N, C, s^3)
@@ -156,8 +165,8 @@ def plant_controls(
     masks = brain_masks(images)
     spatial = x.shape[2:]
 
-    def per_channel(fn: Any) -> np.ndarray:
-        return np.stack([[fn(i, x[i, c]) for c in range(x.shape[1])] for i in range(x.shape[0])])
+    def per_channel(fn: Any) -> np.ndarray:  # scipy's resampling releases the GIL: a case per thread
+        return np.stack(list(thread_map(lambda i: [fn(i, x[i, c]) for c in range(x.shape[1])], range(x.shape[0]))))
 
     def zoom(factor: float) -> Any:
         def f(i: int, v: np.ndarray) -> np.ndarray:

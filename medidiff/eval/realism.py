@@ -59,7 +59,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medidiff.utils.threads import thread_map
+
 __all__ = [
+    "brain_mask",
     "brain_masks",
     "background_stats",
     "radial_power_spectrum",
@@ -96,21 +99,26 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     return float(centres[int(np.argmax(between[:-1]))])
 
 
+def brain_mask(case: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(C, X, Y, Z) in [-1, 1] -> (X, Y, Z) bool brain mask (estimator in the module doc)."""
+    s = ndimage.gaussian_filter(_unit(case).mean(0), 1.0)
+    if s.max() - s.min() < 1e-6:
+        return np.zeros(s.shape, dtype=bool)  # a constant volume has no brain
+    t = _otsu(s.ravel())
+    bg = float(np.median(s[s <= t]))
+    # a fifth of the way from the background level to Otsu's: Otsu alone sits inside the dark
+    # cortical rim and moves with intensity changes (a gamma-changed copy would get another box)
+    m = ndimage.binary_fill_holes(s > bg + 0.2 * (t - bg))
+    lab, n = ndimage.label(m)
+    if n > 1:
+        m = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    return m
+
+
 def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(N, C, X, Y, Z) in [-1, 1] -> (N, X, Y, Z) bool brain masks (estimator in the module doc)."""
+    """(N, C, X, Y, Z) in [-1, 1] -> (N, X, Y, Z) bool brain masks, one case per thread."""
     out = np.zeros((len(images), *images.shape[2:]), dtype=bool)
-    for i in range(len(images)):
-        s = ndimage.gaussian_filter(_unit(images[i]).mean(0), 1.0)
-        if s.max() - s.min() < 1e-6:
-            continue  # a constant volume has no brain
-        t = _otsu(s.ravel())
-        bg = float(np.median(s[s <= t]))
-        # a fifth of the way from the background level to Otsu's: Otsu alone sits inside the dark
-        # cortical rim and moves with intensity changes (a gamma-changed copy would get another box)
-        m = ndimage.binary_fill_holes(s > bg + 0.2 * (t - bg))
-        lab, n = ndimage.label(m)
-        if n > 1:
-            m = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    for i, m in enumerate(thread_map(brain_mask, (images[i] for i in range(len(images))))):
         out[i] = m
     return out
 
@@ -142,17 +150,23 @@ def radial_power_spectrum(images: torch.Tensor | np.ndarray, masks: np.ndarray, 
     band = np.floor(radius / (0.5 / bands)).astype(int)  # >= bands beyond Nyquist: dropped
     keep = band < bands
     counts = np.bincount(band[keep], minlength=bands).astype(np.float64)
-    out = np.zeros((c, bands))
-    for i in range(n):
+
+    def case_power(i: int) -> np.ndarray:
         m, u = masks[i], _unit(images[i])
         # a soft window inside the brain: a hard mask edge would put its own step into every band
         # and drown the high bands, where grain lives
         w = ndimage.gaussian_filter(ndimage.binary_erosion(m, iterations=2).astype(np.float64), 1.5)
         norm = max(float((w**2).sum()), 1e-12)
+        power = np.zeros((c, bands))
         for ch in range(c):
             mean = float((u[ch] * w).sum() / max(w.sum(), 1e-12))
             p = np.abs(np.fft.fftn((u[ch] - mean) * w)) ** 2 / norm
-            out[ch] += np.bincount(band[keep], weights=p[keep], minlength=bands) / np.maximum(counts, 1)
+            power[ch] = np.bincount(band[keep], weights=p[keep], minlength=bands) / np.maximum(counts, 1)
+        return power
+
+    out = np.zeros((c, bands))
+    for power in thread_map(case_power, range(n)):  # one case per thread, summed in case order
+        out += power
     return out / max(n, 1)
 
 
