@@ -395,21 +395,52 @@ def text_condition(prompts: Sequence[str], encoder: TextEncoder, device: torch.d
     return {k: v.to(device) for k, v in cond.items()} if device is not None else cond
 
 
+# Embeddings a TextConditioner holds on the training device (CLIP-L: 236 kB a prompt, so ~4500
+# prompts); a larger set is read from the encoder's host cache each step.
+DEVICE_TABLE_LIMIT = 1 << 30
+
+
 class TextConditioner:
     """Case ids -> cross-attention inputs, for a training loss whose batches carry ``case_id``.
 
     ``prompts`` maps case id -> prompt (from :func:`medidiff.conditioning.prompts.prompts_for_manifest`).
     All prompts can be encoded up front (:meth:`warm`) so training steps only read the cache.
+
+    Asked for a ``device``, every prompt's tokens and mask (and the empty prompt's) are put there
+    once, and a step only stacks them there: the encoder's cache lives in host memory, and moving
+    each step's embeddings from it took three pageable copies, each a host-device sync, plus three
+    more for the empty prompt (text_flow's step with CUDA graphs waited on 4 syncs,
+    benchmarks/results/loop_h200_20261201d). The values are the same. Above
+    :data:`DEVICE_TABLE_LIMIT` bytes of embeddings the steps read the host cache as before.
     """
 
     def __init__(self, encoder: TextEncoder, prompts: Mapping[str, str]) -> None:
         self.encoder = encoder
         self.prompts = dict(prompts)
+        # device -> prompt -> (tokens (L, D), mask (L,)) on that device; None: too large, read the host cache
+        self._tables: dict[torch.device, dict[str, tuple[Tensor, Tensor]] | None] = {}
 
     def warm(self, batch_size: int = 64) -> None:
         unique = list(dict.fromkeys([*self.prompts.values(), ""]))
         for i in range(0, len(unique), batch_size):
             self.encoder.encode(unique[i:i + batch_size])
+
+    def _table(self, device: torch.device) -> dict[str, tuple[Tensor, Tensor]] | None:
+        if device not in self._tables:
+            unique = list(dict.fromkeys([*self.prompts.values(), ""]))
+            size = len(unique) * self.encoder.max_length * (self.encoder.hidden_size * 4 + 1)
+            if size > DEVICE_TABLE_LIMIT:
+                log.info("text embeddings of %d prompts (%.1f GB) stay in host memory: each step copies its own",
+                         len(unique), size / 1e9)
+                self._tables[device] = None
+            else:
+                table = {}
+                for i in range(0, len(unique), 64):
+                    e = self.encoder.encode(unique[i:i + 64])
+                    tokens, mask = e.tokens.to(device), e.mask.to(device)
+                    table.update({p: (tokens[j], mask[j]) for j, p in enumerate(unique[i:i + 64])})
+                self._tables[device] = table
+        return self._tables[device]
 
     def __call__(self, case_ids: Sequence[str], device: torch.device | str | None = None) -> dict[str, Tensor]:
         missing = [c for c in case_ids if c not in self.prompts]
@@ -418,10 +449,21 @@ class TextConditioner:
                 f"no prompt for case(s) {missing[:5]}: add 'text' fields to the manifest "
                 "(`medidiff manifest prompts`) or use conditioning.text.prompts: auto"
             )
-        return text_condition([self.prompts[c] for c in case_ids], self.encoder, device)
+        prompts = [self.prompts[c] for c in case_ids]
+        table = self._table(torch.device(device)) if device is not None else None
+        if table is None:
+            return text_condition(prompts, self.encoder, device)
+        rows = [table[p] for p in prompts]
+        return {"context": torch.stack([r[0] for r in rows]), "context_mask": torch.stack([r[1] for r in rows])}
 
-    def null_cond(self) -> dict[str, Tensor]:
-        return self.encoder.null_cond()
+    def null_cond(self, device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """The empty prompt's context and mask (see :meth:`TextEncoder.null_cond`), on ``device``."""
+        table = self._table(torch.device(device)) if device is not None else None
+        if table is None:
+            cond = self.encoder.null_cond()
+            return {k: v.to(device) for k, v in cond.items()} if device is not None else cond
+        tokens, mask = table[""]
+        return {"context": tokens, "context_mask": mask}
 
 
 def net_config_for_text(net_cfg: Any, encoder: TextEncoder) -> Any:

@@ -167,7 +167,7 @@ class DiffusionLoss:
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
-                null = {k: v.to(z.device) for k, v in self.text.null_cond().items()}
+                null = self.text.null_cond(z.device)
         loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null)
         logs = group_by_band(per_channel, self.names)
         return loss, logs

@@ -167,6 +167,31 @@ def test_conditioner_maps_case_ids_and_names_missing_ones(clip_dir):
         cond_of(["a", "zz"])
 
 
+def test_conditioner_on_a_device_reads_its_table_and_gives_the_same_values(clip_dir, monkeypatch):
+    """Asked for a device, the conditioner moves every prompt there once; a step only stacks
+    (no encoder call, no copy from host memory). Above the size limit it reads the host cache."""
+    from medidiff.conditioning import text as text_mod
+
+    enc = TextEncoder.from_pretrained(clip_dir, max_length=16)
+    host = TextConditioner(enc, {"a": LEFT, "b": RIGHT})
+    want, want_null = host(["b", "a", "b"]), host.null_cond()
+    on_device = TextConditioner(enc, {"a": LEFT, "b": RIGHT})
+    first = on_device(["b", "a", "b"], device="cpu")
+    calls = []
+    monkeypatch.setattr(enc, "encode", lambda prompts: calls.append(prompts))  # a step must not encode
+    again, null = on_device(["b", "a", "b"], device="cpu"), on_device.null_cond("cpu")
+    assert calls == []
+    for got in (first, again):
+        assert torch.equal(got["context"], want["context"]) and torch.equal(got["context_mask"], want["context_mask"])
+    assert torch.equal(null["context"], want_null["context"]) and torch.equal(null["context_mask"], want_null["context_mask"])
+    monkeypatch.undo()
+    monkeypatch.setattr(text_mod, "DEVICE_TABLE_LIMIT", 1)  # too large: the host path, same values
+    small = TextConditioner(enc, {"a": LEFT, "b": RIGHT})
+    got = small(["b", "a", "b"], device="cpu")
+    assert small._tables == {torch.device("cpu"): None}
+    assert torch.equal(got["context"], want["context"]) and torch.equal(small.null_cond("cpu")["context"], want_null["context"])
+
+
 def _text_net(enc: TextEncoder):
     cfg = net_config_for_text(NetConfig(
         in_channels=1, out_channels=1, channels=(8, 16), num_res_blocks=1, attention_levels=(False, True),
