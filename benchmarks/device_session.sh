@@ -43,6 +43,9 @@ loop_task() {
     }
     # LOOP_RUNS picks and orders them (default: all); MONAI=1 adds MONAI's net to the --monai rows
     local monai=""; [ "${MONAI:-1}" = 1 ] && monai="--monai"
+    # the no-sync GPU tests of what the loops run each step (seconds): SR label downsampling, loss weights
+    echo "== loop: gpu tests $(date -u +%FT%TZ)"
+    python3 -m pytest tests/data/test_labels.py tests/objectives -m gpu -q -p no:cacheprovider
     for name in ${LOOP_RUNS:-shipped shipped_compiled shipped_b1 shipped_zero1 fast_none}; do
         # shellcheck disable=SC2086  # FAST and $monai are lists of words
         case $name in

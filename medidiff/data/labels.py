@@ -14,6 +14,8 @@ then learn from masks the base model never produces.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -22,9 +24,10 @@ from medidiff.data.brats import LABEL_VALUES, REGIONS
 __all__ = ["block_majority_labels", "block_majority_regions"]
 
 
-def block_majority_labels(labels: Tensor, factor: int) -> Tensor:
+def block_majority_labels(labels: Tensor, factor: int, *, num_labels: int | None = None) -> Tensor:
     """Integer label maps (..., X, Y, Z) -> (..., X/f, Y/f, Z/f), same dtype: each f^3 block's
-    most frequent label, ties to the higher label."""
+    most frequent label, ties to the higher label. ``num_labels``: every label is below it (the
+    caller knows; else the map's maximum is read, which waits for a GPU)."""
     f = int(factor)
     if f == 1:
         return labels
@@ -32,7 +35,9 @@ def block_majority_labels(labels: Tensor, factor: int) -> Tensor:
     if x % f or y % f or z % f:
         raise ValueError(f"label map of spatial shape {(x, y, z)} is not divisible by the factor {f}")
     lab = labels.long().reshape(-1, x // f, f, y // f, f, z // f, f)  # (N, X/f, f, Y/f, f, Z/f, f)
-    n = max(int(lab.max()) + 1 if lab.numel() else 0, len(LABEL_VALUES))
+    if num_labels is None:
+        num_labels = int(lab.max()) + 1 if lab.numel() else 0
+    n = max(num_labels, len(LABEL_VALUES))
     # one class at a time: a full-resolution one-hot of a 240^3 case would take ~0.5 GB
     counts = torch.stack([(lab == k).sum(dim=(2, 4, 6)) for k in range(n)], dim=-1)  # (N, X/f, Y/f, Z/f, K)
     top = n - 1 - torch.argmax(counts.flip(-1), dim=-1)  # argmax takes the first maximum: search from the top
@@ -47,5 +52,7 @@ def block_majority_regions(regions: Tensor, factor: int) -> Tensor:
     wt, tc, et = (regions[:, i] > 0 for i in range(3))  # (B, X, Y, Z) each
     # the label convention (medidiff.data.brats): ET = 3, TC without ET = 1, WT without TC = 2
     label = torch.where(et, 3, torch.where(tc, 1, torch.where(wt, 2, 0)))
-    low = block_majority_labels(label, factor)  # (B, X/f, Y/f, Z/f)
-    return torch.stack([torch.isin(low, torch.tensor(v, device=low.device)) for v in REGIONS.values()], dim=1)
+    # labels 0-3 by construction, and membership by comparison with Python numbers: no host-device
+    # copy or sync (the SR loop ran this every step: three pageable copies and a read of the maximum)
+    low = block_majority_labels(label, factor, num_labels=4)  # (B, X/f, Y/f, Z/f)
+    return torch.stack([functools.reduce(torch.logical_or, [low == k for k in v]) for v in REGIONS.values()], dim=1)

@@ -49,3 +49,26 @@ def test_block_majority_regions_are_the_regions_of_the_downsampled_labels():
     assert (low[:, 2] <= low[:, 1]).all() and (low[:, 1] <= low[:, 0]).all()  # ET in TC in WT
     with pytest.raises(ValueError, match="WT/TC/ET"):
         block_majority_regions(regions[:, :2], 2)
+
+
+def test_known_label_count_gives_the_same_maps():
+    """block_majority_regions passes num_labels=4 (its label map is built from 0-3) so the SR loop
+    never reads the maximum back from the GPU: the maps must be those of the counted maximum."""
+    labels = torch.randint(0, 4, (2, 8, 8, 8), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(block_majority_labels(labels, 2, num_labels=4), block_majority_labels(labels, 2))
+    ones = torch.ones(1, 4, 4, 4, dtype=torch.long)
+    assert torch.equal(block_majority_labels(ones, 2, num_labels=4), block_majority_labels(ones, 2))
+
+
+@pytest.mark.gpu
+def test_block_majority_regions_never_waits_for_the_host_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    regions = (torch.rand(2, 3, 16, 16, 16, device="cuda") > 0.5).float()
+    block_majority_regions(regions, 2)  # kernels loaded
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        block_majority_regions(regions, 2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
