@@ -99,6 +99,15 @@ VARIANTS: dict[str, list[str]] = {
     # weights' sum, so the label channels lost their share; their detail bands raised with t1n's
     "x0_detail100_t1n3000_labels3000": ["objective.detail_weight=100",
                                         "objective.detail_weights={t1n: 3000, WT: 3000, TC: 3000, ET: 3000}"],
+    # the coarse band's share of the loss: with detail 100 the 7 LLL channels (weight 1 each) are 0.25 % of
+    # the weighted loss at 19 017 steps (0.0036 x 7 against 0.002 x 49 x 100; the detail bands' error is
+    # mostly the data's unpredictable noise), and what stayed wrong with more steps is coarse: tumour
+    # presence (share 77 % -> 50 %), CSF, t2w contrast (quality_scale_h200_20261201b). Raise the label
+    # channels' LLL to 100 (channel order: LLL of t1n t1c t2w t2f WT TC ET first, then the detail bands)
+    "x0_detail100_labels_lll100": ["objective.detail_weight=100",
+                                   "objective.channel_weights=[" + ",".join(["1"] * 4 + ["100"] * 3 + ["1"] * 49) + "]"],
+    # (every channel's LLL at 10 would be detail_weight 10: the loss is normalised by the weights' sum,
+    # and 10 gave a weaker spectrum, quality_texture_20261130; the labels' coarse band alone is untested)
     # at 1000 the generator drew too few and too small tumours: the label channels' detail bands (edges
     # of piecewise-constant masks) left unweighted, so they stop crowding out the coarse band's content
     "x0_detail1000_labels1": ["objective.detail_weight=1000", "objective.detail_weights={WT: 1, TC: 1, ET: 1}"],
