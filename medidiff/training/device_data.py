@@ -3,8 +3,11 @@
 Why: the anatomy recipe's step at 8 x 80x96x80 takes ~21 ms on an H200 with CUDA graphs, and its
 batch is 89 MiB; the loader's workers, the main process's pin thread and the host-to-device copy
 fed ~120 vol/s against the net's ~376 (benchmarks/results/loop_h200_20261201b). A training set
-whose items are the same every epoch (no random transform after the cache: the anatomy recipe has
-flip_prob 0) needs none of that work more than once: its 285 cases are 3.3 GB on the card.
+whose items are the same every epoch (no random transform after the cache) needs none of that work
+more than once: its 285 cases are 3.3 GB on the card. The one random step allowed is a left-right
+flip (``data.flip_prob``, MONAI's ``RandFlipd``): items are loaded unflipped, and each batch flips
+on the device the items the loader's pipeline would have flipped, deciding with the same seeded
+draw (:class:`DeviceFlip`), so flips cost no loader work either.
 
 Every item is loaded once, before the first step, through the same pipeline, item seeds, collate
 function and worker processes as the loader, as a batch of one on the device; a training batch is
@@ -16,6 +19,7 @@ dimension and list their host fields, which concatenating batches of one reprodu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -24,10 +28,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medidiff.config import ConfigError
+from medidiff.training.sampler import seed_transform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeviceBatches", "concat_batches", "random_steps", "refuse_random_items", "same_batch"]
+__all__ = ["DeviceBatches", "DeviceFlip", "concat_batches", "random_steps", "refuse_random_items", "same_batch"]
 
 # the share of the device's free memory the training set may take (the net, its activations and the
 # optimizer need the rest)
@@ -36,9 +41,15 @@ MAX_SHARE_OF_FREE = 0.5
 
 # what a user changes to drop a random step (the others: train.data_on_device: false)
 _HINTS = {
-    "RandFlipd": "set data.flip_prob: 0",
+    "RandFlipd": "one left-right flip is applied on the device, not two",
     "RandSRWindowd": "the SR stage cuts a random window out of every case, so its items change every epoch",
 }
+
+
+def _pipeline_steps(transform: Any) -> list[Any]:
+    from monai.transforms import Compose
+
+    return list(transform.flatten().transforms if isinstance(transform, Compose) else transform.transforms)
 
 
 def random_steps(dataset: Dataset) -> list[str]:
@@ -52,21 +63,73 @@ def random_steps(dataset: Dataset) -> list[str]:
     if transform is None or not hasattr(transform, "transforms"):
         raise ConfigError(f"train.data_on_device: cannot tell whether a {type(dataset).__name__}'s items change from "
                           "epoch to epoch (no MONAI pipeline in .transform); set train.data_on_device: false")
-    from monai.transforms import Compose, RandomizableTrait, Transform
+    from monai.transforms import RandomizableTrait, Transform
 
-    steps = transform.flatten().transforms if isinstance(transform, Compose) else transform.transforms
-    return [type(t).__name__ for t in steps if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)]
+    return [type(t).__name__ for t in _pipeline_steps(transform)
+            if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)]
 
 
-def refuse_random_items(dataset: Dataset) -> None:
-    """ConfigError, naming what to change, unless the dataset's items are the same every epoch: items held
-    on the device would repeat the first epoch's random draws for the whole run."""
+def refuse_random_items(dataset: Dataset) -> DeviceFlip | None:
+    """ConfigError, naming what to change, unless the dataset's items are the same every epoch but for
+    one left-right flip (returned as the :class:`DeviceFlip` that replays it on the device): items held
+    on the device would otherwise repeat the first epoch's random draws for the whole run."""
     steps = random_steps(dataset)
+    if steps == ["RandFlipd"] and hasattr(getattr(dataset, "transform", None), "set_random_state"):
+        return DeviceFlip(dataset)
     if steps:
         hints = sorted({_HINTS.get(name, f"{name} is random") for name in steps})
-        raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(steps)}); "
+        shown = [name for name in steps if name != "RandFlipd"] or steps
+        raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(shown)}); "
                           f"items held on the device would repeat the first epoch's draws: {'; '.join(hints)}; "
                           "or set train.data_on_device: false")
+    return None
+
+
+class DeviceFlip:
+    """The dataset pipeline's one ``RandFlipd``, replayed on items held on the device.
+
+    :meth:`off` loads items unflipped (its probability 0: its random draw still happens, so every
+    other draw is unchanged); :meth:`flips` seeds the pipeline for an item as the run's loaders do
+    (:func:`~medidiff.training.sampler.seed_transform`) and reads the step's own decision; :meth:`apply`
+    flips the step's fields of a batch of one along its spatial axes, as its ``Flip`` does.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        from monai.transforms import RandFlipd
+
+        self.dataset = dataset
+        self.step = next(t for t in _pipeline_steps(dataset.transform) if isinstance(t, RandFlipd))  # type: ignore[attr-defined]
+        axis = self.step.flipper.spatial_axis
+        self.axes = None if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+        self.keys = [str(k) for k in self.step.keys]
+
+    @contextlib.contextmanager
+    def off(self) -> Iterator[None]:
+        prob = self.step.prob
+        self.step.prob = 0.0
+        try:
+            yield
+        finally:
+            self.step.prob = prob
+
+    def flips(self, item_seed: int) -> bool:
+        seed_transform(self.dataset, item_seed)
+        self.step.randomize(None)
+        return bool(self.step._do_transform)
+
+    def apply(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(batch)
+        for key in self.keys:
+            if key in out:
+                x = out[key]  # (1, C, *spatial)
+                n = x.ndim - 2
+                axes = range(n) if self.axes is None else [a % n for a in self.axes]
+                out[key] = x.flip([2 + a for a in axes])
+        return out
+
+    def item(self, batch: Any, item_seed: int) -> Any:
+        """``batch`` (one item, loaded unflipped) as the loader would give it for ``item_seed``."""
+        return self.apply(batch) if self.flips(item_seed) else batch
 
 
 def concat_batches(parts: list[Any]) -> Any:
@@ -117,37 +180,44 @@ class DeviceBatches:
                  load: Callable[[list[tuple[int, int]], int], DataLoader], move: Callable[[Any], Any],
                  device: torch.device, item_seed: Callable[[int], int],
                  agree: Callable[[bool], bool] = lambda flag: flag) -> None:
-        refuse_random_items(dataset)
+        self.flip = refuse_random_items(dataset)
         n = len(dataset)  # type: ignore[arg-type]
         all_keys = [(i, item_seed(i)) for i in range(n)]
-        loaded = iter(load(all_keys, 1))
         self.items: list[Any] = []
         nbytes = 0
-        try:
-            for i, batch in enumerate(loaded):
-                batch = move(batch)
-                if i == 0:
-                    problem = _room_problem(_bytes(batch) * n, device)
-                    if agree(problem is not None):
-                        raise ConfigError(problem or "train.data_on_device: another rank's GPU has no room for the "
-                                                     "training set (its log says why); set train.data_on_device: false")
-                nbytes += _bytes(batch)
-                self.items.append(batch)
-        finally:
-            if hasattr(loaded, "_shutdown_workers"):
-                loaded._shutdown_workers()
+        # unflipped while loading, in this process and in the workers (they copy the dataset at iter())
+        with self.flip.off() if self.flip is not None else contextlib.nullcontext():
+            loaded = iter(load(all_keys, 1))
+            try:
+                for i, batch in enumerate(loaded):
+                    batch = move(batch)
+                    if i == 0:
+                        problem = _room_problem(_bytes(batch) * n, device)
+                        if agree(problem is not None):
+                            raise ConfigError(problem or "train.data_on_device: another rank's GPU has no room for the "
+                                                         "training set (its log says why); set train.data_on_device: false")
+                    nbytes += _bytes(batch)
+                    self.items.append(batch)
+            finally:
+                if hasattr(loaded, "_shutdown_workers"):
+                    loaded._shutdown_workers()
         width = min(batch_size, n)
-        whole = move(next(iter(load(all_keys[:width], width))))
-        if not same_batch(whole, concat_batches(self.items[:width])):
+        whole = move(next(iter(load(all_keys[:width], width))))  # the loader's own batch, flips and all
+        if not same_batch(whole, concat_batches([self._item(key) for key in all_keys[:width]])):
             raise ConfigError("train.data_on_device: this run's collate function does not batch items as joined "
                               "batches of one; set train.data_on_device: false")
-        log.info("train.data_on_device: %d training items on %s (%.2f GiB)", n, device, nbytes / 2**30)
+        log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,
+                 ", left-right flips applied there" if self.flip is not None else "")
         self.keys, self.batch_size = keys, batch_size
+
+    def _item(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        return self.items[index] if self.flip is None else self.flip.item(self.items[index], seed)
 
     def __iter__(self) -> Iterator[Any]:
         keys = iter(self.keys)
         while True:
-            yield concat_batches([self.items[next(keys)[0]] for _ in range(self.batch_size)])
+            yield concat_batches([self._item(next(keys)) for _ in range(self.batch_size)])
 
 
 def _bytes(batch: Any) -> int:

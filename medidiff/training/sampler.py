@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ResumableSampler", "SeededItems", "StreamSampler", "derive_seed"]
+__all__ = ["ResumableSampler", "SeededItems", "StreamSampler", "derive_seed", "seed_transform"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -105,7 +105,13 @@ class SeededItems(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, item_seed = key
-        transform = getattr(self.dataset, "transform", None)
-        if hasattr(transform, "set_random_state"):
-            transform.set_random_state(seed=item_seed % 2**32)
+        seed_transform(self.dataset, item_seed)
         return self.dataset[index]
+
+
+def seed_transform(dataset: Any, item_seed: int) -> None:
+    """Seed ``dataset.transform``'s random steps for one item, as every loader of the run does
+    (:class:`SeededItems`; :mod:`medidiff.training.device_data` replays the same draws)."""
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(seed=item_seed % 2**32)

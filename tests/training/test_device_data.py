@@ -12,7 +12,8 @@ from torch.utils.data import default_collate
 from medidiff.config import ConfigError
 from medidiff.data.dataset import collate_cases, make_dataset
 from medidiff.training import loop
-from medidiff.training.device_data import DeviceBatches, _room_problem, concat_batches, random_steps
+from medidiff.training.device_data import DeviceBatches, DeviceFlip, _room_problem, concat_batches, random_steps
+from medidiff.training.sampler import derive_seed
 from tests.data.test_transforms import cfg_, write_case
 from tests.training import toy_train
 
@@ -38,10 +39,31 @@ def test_items_on_the_device_give_the_loaders_loss_curve_and_resume_exactly(tmp_
         _fit(tmp_path, "loader", 9, on_device=True, resume=True).losses
 
 
-def test_a_pipeline_with_random_steps_is_refused_before_any_run_folder_exists(tmp_path):
-    with pytest.raises(ConfigError, match=r"RandFlipd.*set data\.flip_prob: 0"):
-        _fit(tmp_path, "flip", 2, on_device=True, data=toy_train.ToyData(flip=True))
-    assert not (tmp_path / "flip").exists()
+def test_left_right_flips_are_applied_on_the_device_as_the_loader_draws_them(tmp_path):
+    # ToyData flips with probability 0.5 from the item seeds: the device path loads items unflipped and
+    # flips the ones the loader would, epoch after epoch (7 steps, 3 an epoch), through a resume
+    data = lambda: toy_train.ToyData(flip=True)  # noqa: E731
+    loader = _fit(tmp_path, "loader", 7, on_device=False, data=data())
+    first = _fit(tmp_path, "device", 2, on_device=True, workers=2, data=data())
+    rest = _fit(tmp_path, "device", 7, on_device=True, resume=True, data=data())
+    assert first.losses + rest.losses == loader.losses  # bit for bit
+    flip = DeviceFlip(data())
+    decisions = {flip.flips(derive_seed(7, epoch, i)) for epoch in range(3) for i in range(12)}
+    assert decisions == {True, False}, "the seeds flip some items and not others"
+
+
+class _NoisyData(toy_train.ToyData):
+    def __init__(self) -> None:
+        from monai.transforms import Compose, RandFlipd, RandGaussianNoised
+
+        super().__init__(flip=False)
+        self.transform = Compose([RandFlipd("image", prob=0.5, spatial_axis=0), RandGaussianNoised("image", prob=1.0)])
+
+
+def test_a_pipeline_with_other_random_steps_is_refused_before_any_run_folder_exists(tmp_path):
+    with pytest.raises(ConfigError, match=r"random steps every epoch \(RandGaussianNoised\)"):
+        _fit(tmp_path, "noise", 2, on_device=True, data=_NoisyData())
+    assert not (tmp_path / "noise").exists()
 
 
 def test_no_room_on_the_gpu_is_refused_with_the_sizes(monkeypatch):
@@ -97,16 +119,26 @@ def _run(micro_batch: int, on_device: bool, epoch: int = 0, position: int = 0) -
                            device=torch.device("cpu"))
 
 
-def test_the_loops_two_paths_give_the_same_batches_of_a_cached_manifest_pipeline(tmp_path):
-    # the anatomy recipe's kind of data set: memory cache, region masks, no flips; from a mid-epoch position
+@pytest.mark.parametrize("flip_prob", [0.0, 0.5])
+def test_the_loops_two_paths_give_the_same_batches_of_a_cached_manifest_pipeline(tmp_path, flip_prob):
+    # the anatomy recipe's kind of data set: memory cache, region masks, with and without left-right
+    # flips (images and masks together); from a mid-epoch position
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(5)]
-    ds = make_dataset(items, cfg_(cache="memory", flip_prob=0.0, label_mode="regions"))
-    assert random_steps(ds) == []
-    assert random_steps(make_dataset(items, cfg_(cache="memory", flip_prob=0.5))) == ["RandFlipd"]
+    ds = make_dataset(items, cfg_(cache="memory", flip_prob=flip_prob, label_mode="regions"))
+    assert random_steps(ds) == ([] if flip_prob == 0 else ["RandFlipd"])
     held = loop._loader(_run(2, True, epoch=1, position=1), ds, collate_cases, 0)
-    assert isinstance(held, DeviceBatches)
+    assert isinstance(held, DeviceBatches) and (held.flip is None) == (flip_prob == 0)
     plain = iter(loop._loader(_run(2, False, epoch=1, position=1), ds, collate_cases, 0))
-    for a, b in zip(iter(held), [next(plain) for _ in range(5)]):  # 2 batches an epoch: three epochs' worth
+    ids = [it["case_id"][0] for it in held.items]
+    kinds = set()  # whether each item of each batch is its held item as it is (not flipped)
+    for a, b in zip(iter(held), [next(plain) for _ in range(8)]):  # 2 batches an epoch: four epochs' worth
         assert a["case_id"] == b["case_id"]
         assert a["label"].dtype == torch.uint8
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        kinds |= {torch.equal(a["image"][j], held.items[ids.index(c)]["image"][0]) for j, c in enumerate(a["case_id"])}
+    assert kinds == ({True, False} if flip_prob else {True})
+    # the held items themselves are the unflipped cases
+    unflipped = make_dataset(items, cfg_(cache="memory", flip_prob=0.0, label_mode="regions"))
+    for it, case_id in zip(held.items, ids):
+        k = [x["case_id"] for x in items].index(case_id)
+        assert torch.equal(it["image"][0], collate_cases([unflipped[k]])["image"][0])
