@@ -106,6 +106,10 @@ VARIANTS: dict[str, list[str]] = {
     # channels' LLL to 100 (channel order: LLL of t1n t1c t2w t2f WT TC ET first, then the detail bands)
     "x0_detail100_labels_lll100": ["objective.detail_weight=100",
                                    "objective.channel_weights=[" + ",".join(["1"] * 4 + ["100"] * 3 + ["1"] * 49) + "]"],
+    # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
+    # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
+    # mirrored copies too, so a flipped copy is still caught)
+    "x0_detail100_flip": ["objective.detail_weight=100", "data.flip_prob=0.5"],
     # (every channel's LLL at 10 would be detail_weight 10: the loss is normalised by the weights' sum,
     # and 10 gave a weaker spectrum, quality_texture_20261130; the labels' coarse band alone is untested)
     # at 1000 the generator drew too few and too small tumours: the label channels' detail bands (edges
