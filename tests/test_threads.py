@@ -15,11 +15,14 @@ def test_results_keep_the_items_order_whatever_finishes_first():
         time.sleep(0.002 * (8 - i))  # early items finish last
         return i, threading.get_ident()
 
-    out = list(thread_map(slow_first, range(8), threads=4))
+    with thread_map(slow_first, range(8), threads=4) as results:
+        out = list(results)
     assert [i for i, _ in out] == list(range(8))
     assert len({t for _, t in out}) > 1, "4 threads use more than one"
-    assert {t for _, t in thread_map(slow_first, range(4), threads=1)} == {threading.get_ident()}
-    assert list(thread_map(lambda i: i * i, [], threads=3)) == []
+    with thread_map(slow_first, range(4), threads=1) as results:
+        assert {t for _, t in results} == {threading.get_ident()}
+    with thread_map(lambda i: i * i, [], threads=3) as results:
+        assert list(results) == []
 
 
 def test_the_first_error_is_the_items_own_and_the_rest_never_start():
@@ -36,8 +39,29 @@ def test_the_first_error_is_the_items_own_and_the_rest_never_start():
 
     threading.Timer(0.3, gate.set).start()
     with pytest.raises(ValueError, match=r"^c1.nii.gz: not a readable NIfTI$"):
-        list(thread_map(work, range(40), threads=2))
+        with thread_map(work, range(40), threads=2) as results:
+            list(results)
     assert len(started) < 40, "items not started when the error came are not run"
+
+
+def test_the_callers_own_error_stops_the_rest_and_torch_threads_come_back():
+    import torch
+
+    started: list[int] = []
+    before = torch.get_num_threads()
+
+    def work(i: int) -> int:
+        started.append(i)
+        time.sleep(0.05)
+        return i
+
+    with pytest.raises(KeyError):
+        with thread_map(work, range(40), threads=2) as results:
+            assert torch.get_num_threads() == max(1, before // 2)  # shared among the threads meanwhile
+            for i in results:
+                if i == 1:
+                    raise KeyError("the caller's own")
+    assert len(started) < 40 and torch.get_num_threads() == before
 
 
 def test_default_is_the_usable_cores_bounded():

@@ -246,7 +246,8 @@ def train_window_steps(cfg: ExperimentConfig, codec: LatentCodec) -> list[Any] |
     if not block_local(codec):
         return None
     keys = [IMAGE] + ([LABEL] if cfg.data.label_mode != "none" else [])
-    return [RandSRWindowd(keys, window_geometry(cfg, codec), flip_prob=cfg.data.flip_prob),
+    return [RandSRWindowd(keys, window_geometry(cfg, codec), flip_prob=cfg.data.flip_prob,
+                          views=cfg.data.cache != "none"),
             *random_transforms(cfg.data, train=False, with_label=cfg.data.label_mode != "none")]
 
 

@@ -97,9 +97,11 @@ class RandSRWindowd(Randomizable, MapTransform):
 
     Reads only the window of its input and never writes into it (``cuts_window``): a memory cache
     need not hand it a copy of the whole case, and a disk cache can map the case's file instead of
-    reading it all (:func:`medidiff.data.dataset.make_dataset`). An unflipped window is a VIEW of
-    the case, not a copy: the batch's stack (:func:`~medidiff.data.dataset.collate_cases`) is then
-    the only copy of its bytes. In a loader worker a copy of a 96^3 BraTS-sized window cost as much
+    reading it all (:func:`medidiff.data.dataset.make_dataset`). With ``views`` (a cached data set)
+    an unflipped window is a VIEW of the case, not a copy: the batch's stack
+    (:func:`~medidiff.data.dataset.collate_cases`) is then the only copy of its bytes. Without a cache
+    the case was decoded for this item alone, and a view would keep all of it alive until the stack:
+    the window is copied then. In a loader worker a copy of a 96^3 BraTS-sized window cost as much
     as the rest of the item (6-7 ms of 34 ms a batch of 2 on 2 CPU cores), and the SR loop with CUDA
     graphs waited for its loader (benchmarks/results/loop_h200_20261201d). Nothing after this step
     may write into its output in place (the pipeline's dtype steps do not; the stack copies).
@@ -107,9 +109,10 @@ class RandSRWindowd(Randomizable, MapTransform):
 
     cuts_window = True
 
-    def __init__(self, keys: Sequence[Hashable], geometry: WindowGeometry, *, flip_prob: float = 0.0) -> None:
+    def __init__(self, keys: Sequence[Hashable], geometry: WindowGeometry, *, flip_prob: float = 0.0,
+                 views: bool = True) -> None:
         MapTransform.__init__(self, keys)
-        self.geometry, self.flip_prob = geometry, float(flip_prob)
+        self.geometry, self.flip_prob, self.views = geometry, float(flip_prob), bool(views)
         self._origin: tuple[int, ...] = (0,) * len(geometry.spatial)
         self._flip = False
         self.enabled = True  # False inside ``whole_cases``: cases pass whole (copied), unflipped
@@ -138,7 +141,10 @@ class RandSRWindowd(Randomizable, MapTransform):
         region = tuple(slice(c, c + w) for c, w in zip(cut, g.window))
         for key in self.key_iterator(d):
             win = _plain(d[key])[(slice(None), *region)]  # (C, *window), a view of the case
-            d[key] = win.flip(1) if self._flip else win  # flip copies; a plain window stays a view
+            if self._flip:
+                d[key] = win.flip(1)  # a copy
+            else:
+                d[key] = win if self.views else win.clone(memory_format=torch.contiguous_format)
         d[PATCH_ORIGIN], d[WINDOW_ORIGIN] = inside, start
         return d
 

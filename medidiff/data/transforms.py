@@ -87,6 +87,7 @@ __all__ = [
     "ScaleBrainPercentilesd",
     "BlockDownsampled",
     "LabelToChannelsd",
+    "PlainTensorsd",
     "brain_mask",
     "parse_label_map",
     "output_shape",
@@ -623,6 +624,23 @@ def _nonzero(x: torch.Tensor) -> torch.Tensor:
     return x != 0
 
 
+class PlainTensorsd(MapTransform):
+    """``keys`` as plain tensors sharing their memory: no MONAI metadata.
+
+    Put before ``RandFlipd``: an unflipped draw returns the cached MetaTensor itself and records the
+    draw in its ``applied_operations``, so with ``data.cache: memory`` (no copy of the cached case)
+    every cached case's metadata grew by one entry per draw, in every loader worker, for the whole
+    run. A plain tensor is wrapped in a new MetaTensor by the flip instead. Not random, so a cache
+    keeps its output: the cached cases are stored without metadata, which nothing after the cache reads.
+    """
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = torch.as_tensor(d[key]).as_subclass(torch.Tensor)
+        return d
+
+
 def random_transforms(cfg: DataConfig, *, train: bool = True, with_label: bool = True) -> list[MapTransform]:
     """Augmentation (train only) and the final dtype: what runs after the cache."""
     use_label = with_label and cfg.label_mode != "none"
@@ -630,7 +648,7 @@ def random_transforms(cfg: DataConfig, *, train: bool = True, with_label: bool =
     ts: list[MapTransform] = []
     if train and cfg.flip_prob > 0:
         # Axis 0 is x = left-right after Orientationd("RAS"); brains are roughly symmetric.
-        ts.append(RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=0))
+        ts += [PlainTensorsd(keys), RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=0)]
     ts.append(EnsureTyped(IMAGE, dtype=torch.float32))
     if use_label:
         # masks stay uint8 up to the device (an anatomy batch: 138 -> 93 MB; the loop waited for its

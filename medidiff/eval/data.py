@@ -227,12 +227,12 @@ def load_cases(
         return image, label
 
     images, labels, ids, prov = [], [], [], []
-    outs = thread_map(run, items, threads=workers)
-    for item, (image, label) in zip(items, tqdm(outs, total=len(items), desc=f"load {name}", unit="case",
-                                                 disable=not progress, leave=False)):
-        images.append(image)
-        if label is not None:
-            labels.append(label)
-        ids.append(str(item.get("case_id", len(ids))))
-        prov.append(dict(item.get("provenance", {})))
+    with thread_map(run, items, threads=workers) as outs:
+        for item, (image, label) in zip(items, tqdm(outs, total=len(items), desc=f"load {name}", unit="case",
+                                                     disable=not progress, leave=False)):
+            images.append(image)
+            if label is not None:
+                labels.append(label)
+            ids.append(str(item.get("case_id", len(ids))))
+            prov.append(dict(item.get("provenance", {})))
     return CaseSet(name, torch.stack(images), torch.stack(labels) if with_label else None, ids, prov)

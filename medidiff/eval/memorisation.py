@@ -123,9 +123,10 @@ def image_embeddings(
         return embs
 
     per_form: list[list[torch.Tensor]] = [[] for _ in forms]
-    for embs in thread_map(case_forms, range(images.shape[0])):  # one case per thread, in order
-        for k, e in enumerate(embs):
-            per_form[k].append(e)
+    with thread_map(case_forms, range(images.shape[0])) as results:  # one case per thread, in order
+        for embs in results:
+            for k, e in enumerate(embs):
+                per_form[k].append(e)
     out = []
     for embs in per_form:
         e = torch.stack(embs).flatten(2)  # (N, C, s^3)
@@ -166,7 +167,8 @@ def plant_controls(
     spatial = x.shape[2:]
 
     def per_channel(fn: Any) -> np.ndarray:  # scipy's resampling releases the GIL: a case per thread
-        return np.stack(list(thread_map(lambda i: [fn(i, x[i, c]) for c in range(x.shape[1])], range(x.shape[0]))))
+        with thread_map(lambda i: [fn(i, x[i, c]) for c in range(x.shape[1])], range(x.shape[0])) as cases:
+            return np.stack(list(cases))
 
     def zoom(factor: float) -> Any:
         def f(i: int, v: np.ndarray) -> np.ndarray:

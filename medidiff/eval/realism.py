@@ -118,8 +118,9 @@ def brain_mask(case: torch.Tensor | np.ndarray) -> np.ndarray:
 def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """(N, C, X, Y, Z) in [-1, 1] -> (N, X, Y, Z) bool brain masks, one case per thread."""
     out = np.zeros((len(images), *images.shape[2:]), dtype=bool)
-    for i, m in enumerate(thread_map(brain_mask, (images[i] for i in range(len(images))))):
-        out[i] = m
+    with thread_map(brain_mask, (images[i] for i in range(len(images)))) as masks:
+        for i, m in enumerate(masks):
+            out[i] = m
     return out
 
 
@@ -165,8 +166,9 @@ def radial_power_spectrum(images: torch.Tensor | np.ndarray, masks: np.ndarray, 
         return power
 
     out = np.zeros((c, bands))
-    for power in thread_map(case_power, range(n)):  # one case per thread, summed in case order
-        out += power
+    with thread_map(case_power, range(n)) as powers:  # one case per thread, summed in case order
+        for power in powers:
+            out += power
     return out / max(n, 1)
 
 

@@ -7,6 +7,7 @@ processes, and an error reaches the caller as it was raised (one-line messages a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,16 +30,27 @@ def default_threads() -> int:
     return max(1, min(MAX_THREADS, cores))
 
 
-def thread_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int | None = None) -> Iterator[R]:
-    """``map(fn, items)`` on ``threads`` threads (default :func:`default_threads`; 0 or 1: this
-    thread), results in the items' order. The first failing item's own exception is raised when its
-    turn comes, and the items not started by then are never run."""
+@contextlib.contextmanager
+def thread_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int | None = None) -> Iterator[Iterator[R]]:
+    """``with thread_map(fn, items) as results:`` -- ``map(fn, items)`` on ``threads`` threads (default
+    :func:`default_threads`; 0 or 1: this thread), results in the items' order.
+
+    The first failing item's own exception is raised when its turn comes; when the block ends, early
+    or by any error (the caller's too), the items not started are never run. Meanwhile torch's own
+    thread count is divided among the threads: torch ops inside ``fn`` (resampling, pooling) would
+    otherwise each start every core's worth of threads (8 x 16 on a 16-core host).
+    """
     threads = default_threads() if threads is None else int(threads)
     if threads <= 1:
-        yield from map(fn, items)
+        yield map(fn, items)
         return
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, torch_threads // threads))
     pool = ThreadPoolExecutor(max_workers=threads)
     try:
-        yield from pool.map(fn, items)
-    finally:  # also when the caller stops early or an item failed: cancel what has not started
+        yield pool.map(fn, items)
+    finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(torch_threads)

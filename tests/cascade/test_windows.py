@@ -69,9 +69,15 @@ def test_window_patch_is_the_region_of_the_case(flip):
             assert torch.equal(out[key], _region(shown, start, g.window))
             assert torch.equal(_region(out[key], inside, PATCH),
                                _region(shown, [s + i for s, i in zip(start, inside)], PATCH))
-            # an unflipped window is a view of the case (the batch's stack is its only copy); a flip copies
+            # an unflipped window is a view of the case (the batch's stack is its only copy); a flip copies,
+            # and so does a window of an uncached case (a view would keep the whole decoded case alive)
             shares = out[key].untyped_storage().data_ptr() == case[key].untyped_storage().data_ptr()
             assert shares == (not flip)
+            copied = RandSRWindowd(["image", "label"], g, flip_prob=flip, views=False)
+            copied.set_random_state(seed)
+            alone = copied(case)[key]
+            assert torch.equal(alone, out[key])
+            assert alone.untyped_storage().data_ptr() != case[key].untyped_storage().data_ptr()
     assert len(seen) > 20  # origins spread over the case, borders included below
     assert any(o[0] == 0 for o in seen) or any(o[0] == SPATIAL[0] - PATCH[0] for o in seen)
 

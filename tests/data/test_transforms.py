@@ -396,6 +396,23 @@ def test_memory_cache_is_never_written_by_the_random_steps(tmp_path, label_mode)
         assert torch.equal(item["image"], cached[i]["image"].flip(1))
 
 
+def test_flip_draws_leave_no_trace_in_the_memory_cache(tmp_path):
+    # an unflipped draw used to record itself in the cached MetaTensor's applied_operations: one entry
+    # per draw per worker for the whole run; the cache now holds plain tensors and stays as it was
+    from monai.data import MetaTensor
+
+    items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(2)]
+    ds = make_dataset(items, cfg_(cache="memory", flip_prob=0.5, label_mode="regions"))
+    for _ in range(6):
+        [ds[i] for i in range(2)]
+    for c in ds._cache:
+        for k in ("image", "label"):
+            assert not isinstance(c[k], MetaTensor) or len(c[k].applied_operations) == 0, k
+    unflipped = make_dataset(items, cfg_(cache="memory", flip_prob=0.0, label_mode="regions"))
+    for c, i in zip(ds._cache, range(2)):  # the same values as the cache without flips
+        assert torch.equal(torch.as_tensor(c["image"]), torch.as_tensor(unflipped._cache[i]["image"]))
+
+
 def test_same_seed_same_batches_including_flips(tmp_path):
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(4)]
     ds = make_dataset(items, cfg_(cache="memory", flip_prob=0.5))
