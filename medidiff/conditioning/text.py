@@ -420,14 +420,18 @@ class TextConditioner:
         # device -> prompt -> (tokens (L, D), mask (L,)) on that device; None: too large, read the host cache
         self._tables: dict[torch.device, dict[str, tuple[Tensor, Tensor]] | None] = {}
 
+    def _unique_prompts(self) -> list[str]:
+        """Every case's prompt once, and the empty one (classifier-free guidance's)."""
+        return list(dict.fromkeys([*self.prompts.values(), ""]))
+
     def warm(self, batch_size: int = 64) -> None:
-        unique = list(dict.fromkeys([*self.prompts.values(), ""]))
+        unique = self._unique_prompts()
         for i in range(0, len(unique), batch_size):
             self.encoder.encode(unique[i:i + batch_size])
 
     def _table(self, device: torch.device) -> dict[str, tuple[Tensor, Tensor]] | None:
         if device not in self._tables:
-            unique = list(dict.fromkeys([*self.prompts.values(), ""]))
+            unique = self._unique_prompts()
             size = len(unique) * self.encoder.max_length * (self.encoder.hidden_size * 4 + 1)
             if size > DEVICE_TABLE_LIMIT:
                 log.info("text embeddings of %d prompts (%.1f GB) stay in host memory: each step copies its own",

@@ -38,7 +38,6 @@ from monai.transforms import MapTransform
 
 from medidiff.data.brats import BRATS2021_LABEL_MAP
 from medidiff.data.config import DataConfig
-from medidiff.utils.threads import thread_map
 from medidiff.data.mask_sources import file_sha256
 from medidiff.data.manifest import label_map_of, load_manifest, manifest_root, read_manifest
 from medidiff.data.transforms import (
@@ -48,6 +47,7 @@ from medidiff.data.transforms import (
 )
 from medidiff.errors import DataError, MedidiffError
 from medidiff.layouts import CaseFiles, finished_cases
+from medidiff.utils.threads import thread_map
 
 __all__ = [
     "CASE_RE",
@@ -220,6 +220,7 @@ def load_cases(
 
     if not items:
         raise ValueError(f"{name}: no cases to load")
+
     def run(item: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = transform({k: v for k, v in item.items() if k != "provenance"})
         image = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float()

@@ -62,7 +62,6 @@ from scipy import ndimage
 from medidiff.utils.threads import thread_map
 
 __all__ = [
-    "brain_mask",
     "brain_masks",
     "background_stats",
     "radial_power_spectrum",
@@ -99,7 +98,7 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     return float(centres[int(np.argmax(between[:-1]))])
 
 
-def brain_mask(case: torch.Tensor | np.ndarray) -> np.ndarray:
+def _brain_mask_of(case: torch.Tensor | np.ndarray) -> np.ndarray:
     """(C, X, Y, Z) in [-1, 1] -> (X, Y, Z) bool brain mask (estimator in the module doc)."""
     s = ndimage.gaussian_filter(_unit(case).mean(0), 1.0)
     if s.max() - s.min() < 1e-6:
@@ -118,7 +117,7 @@ def brain_mask(case: torch.Tensor | np.ndarray) -> np.ndarray:
 def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """(N, C, X, Y, Z) in [-1, 1] -> (N, X, Y, Z) bool brain masks, one case per thread."""
     out = np.zeros((len(images), *images.shape[2:]), dtype=bool)
-    with thread_map(brain_mask, (images[i] for i in range(len(images)))) as masks:
+    with thread_map(_brain_mask_of, (images[i] for i in range(len(images)))) as masks:
         for i, m in enumerate(masks):
             out[i] = m
     return out

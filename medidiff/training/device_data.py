@@ -77,8 +77,8 @@ def refuse_random_items(dataset: Dataset) -> DeviceFlip | None:
     if steps == ["RandFlipd"] and hasattr(getattr(dataset, "transform", None), "set_random_state"):
         return DeviceFlip(dataset)
     if steps:
-        hints = sorted({_HINTS.get(name, f"{name} is random") for name in steps})
-        shown = [name for name in steps if name != "RandFlipd"] or steps
+        shown = [name for name in steps if name != "RandFlipd"] or steps  # one flip is not the problem
+        hints = sorted({_HINTS.get(name, f"{name} is random") for name in shown})
         raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(shown)}); "
                           f"items held on the device would repeat the first epoch's draws: {'; '.join(hints)}; "
                           "or set train.data_on_device: false")
