@@ -35,13 +35,17 @@ class DataWait:
     wrapped iterator (``_shutdown_workers`` included).
 
     ``warn_every`` batches (and at least ``min_seconds`` of wall time) make a window; a window whose
-    wait share exceeds ``bound_share`` logs one warning naming the share and what to change.
+    wait share exceeds ``bound_share`` logs one warning naming the share and what to change, unless
+    ``warn`` is False: where ``next`` launches device work (the training set held on the device), a
+    host ahead of the GPU blocks there on the full launch queue, and the wait says the GPU is the limit.
     """
 
     def __init__(self, it: Iterator[Any], *, bound_share: float = LOADER_BOUND_SHARE, warn_every: int = 50,
-                 min_seconds: float = 10.0, hint: str = "raise data.num_workers or use data.cache: memory") -> None:
+                 min_seconds: float = 10.0, hint: str = "raise data.num_workers or use data.cache: memory",
+                 warn: bool = True) -> None:
         self._it = it
         self.bound_share, self.warn_every, self.min_seconds, self.hint = bound_share, warn_every, min_seconds, hint
+        self.warn = warn
         self._started: float | None = None  # set when the first batch arrives
         self._lap_start = self._window_start = 0.0
         self._lap_wait = self._window_wait = 0.0
@@ -63,7 +67,7 @@ class DataWait:
         self._window_batches += 1
         if self._window_batches >= self.warn_every and now - self._window_start >= self.min_seconds:
             share = self._window_wait / max(now - self._window_start, 1e-9)
-            if share > self.bound_share:
+            if self.warn and share > self.bound_share:
                 self.warnings += 1
                 log.warning("loader-bound: %.0f%% of the last %d batches' wall time (%.1f s) went to waiting for the "
                             "next batch; %s", 100 * share, self._window_batches, now - self._window_start, self.hint)

@@ -53,3 +53,16 @@ def test_other_attributes_reach_the_wrapped_iterator():
     wrapped = DataWait(inner)
     wrapped._shutdown_workers()  # what fit's cleanup calls
     assert inner.shut and next(wrapped) == 1
+
+
+def test_without_warn_the_share_is_recorded_but_never_called_loader_bound(caplog):
+    # the training set held on the device: next() launches a gather, and a host ahead of the GPU waits there
+    caplog.set_level(logging.WARNING, logger="medidiff.training.data_wait")
+    it = DataWait(_items(0.02, 12), warn_every=5, min_seconds=0.0, warn=False)
+    next(it)
+    for _ in range(5):
+        next(it)
+    assert it.lap()["data_wait_share"] > 0.8
+    for _ in it:
+        pass
+    assert it.warnings == 0 and "loader-bound" not in caplog.text

@@ -142,3 +142,17 @@ def test_the_loops_two_paths_give_the_same_batches_of_a_cached_manifest_pipeline
     for it, case_id in zip(held.items, ids):
         k = [x["case_id"] for x in items].index(case_id)
         assert torch.equal(it["image"][0], collate_cases([unflipped[k]])["image"][0])
+
+
+def test_the_loop_does_not_call_waits_for_items_held_on_the_device_loader_bound(tmp_path, monkeypatch):
+    warns = []
+
+    class Spy(loop.DataWait):
+        def __init__(self, it, **kwargs):
+            warns.append(kwargs.get("warn", True))
+            super().__init__(it, **kwargs)
+
+    monkeypatch.setattr(loop, "DataWait", Spy)
+    _fit(tmp_path, "held", 2, on_device=True)
+    _fit(tmp_path, "loaded", 2, on_device=False)
+    assert warns == [False, True]
