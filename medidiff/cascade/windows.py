@@ -129,24 +129,32 @@ class RandSRWindowd(Randomizable, MapTransform):
                 d[key] = _plain(d[key]).clone(memory_format=torch.contiguous_format)
             return d
         self.randomize()
-        g = self.geometry
         for key in self.key_iterator(d):
-            if tuple(d[key].shape[1:]) != g.spatial:
+            if tuple(d[key].shape[1:]) != self.geometry.spatial:
                 raise ValueError(f"{key!r} has grid {tuple(d[key].shape[1:])}, the SR windows were set up for "
-                                 f"{g.spatial} (data.roi)")
-        start, inside = g.place(self._origin)  # in the case as augmented (flipped or not)
+                                 f"{self.geometry.spatial} (data.roi)")
+        for key in self.key_iterator(d):
+            win = self.cut(_plain(d[key]))
+            d[key] = win if self._flip or self.views else win.clone(memory_format=torch.contiguous_format)
+        d[PATCH_ORIGIN], d[WINDOW_ORIGIN] = self.origins()
+        return d
+
+    def origins(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The drawn window's (patch origin inside it, its origin in the case as augmented)."""
+        start, inside = self.geometry.place(self._origin)
+        return inside, start
+
+    def cut(self, x: torch.Tensor) -> torch.Tensor:
+        """The drawn window of ``x`` (``(..., *spatial)``: an item's channels, or a batch of them) as the
+        pipeline gives it: a view of ``x``, or a flipped copy. ``train.data_on_device`` replays a draw on
+        whole cases held on the device with this (:class:`medidiff.training.device_data.DeviceWindow`)."""
+        g = self.geometry
+        start, _ = g.place(self._origin)  # in the case as augmented (flipped or not)
         cut = start
         if self._flip:  # the flipped case's window [s, s + w) is the case's [S - s - w, S - s), flipped
             cut = (g.spatial[0] - g.window[0] - start[0], *start[1:])
-        region = tuple(slice(c, c + w) for c, w in zip(cut, g.window))
-        for key in self.key_iterator(d):
-            win = _plain(d[key])[(slice(None), *region)]  # (C, *window), a view of the case
-            if self._flip:
-                d[key] = win.flip(1)  # a copy
-            else:
-                d[key] = win if self.views else win.clone(memory_format=torch.contiguous_format)
-        d[PATCH_ORIGIN], d[WINDOW_ORIGIN] = inside, start
-        return d
+        win = x[(..., *(slice(c, c + w) for c, w in zip(cut, g.window)))]
+        return win.flip(-len(g.spatial)) if self._flip else win
 
 
 @contextmanager

@@ -51,9 +51,10 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     # every training item loaded once onto the device before the first step; batches are then
     # joined there, with no loader work a step (medidiff/training/device_data.py). Only for a
-    # pipeline whose one random step after its cache is at most the left-right flip (data.flip_prob:
-    # replayed on the device with the loader's own draws); the set must fit in half of the
-    # device's free memory (the anatomy recipe's 285 cases: 3.3 GB)
+    # pipeline whose one random step after its cache is at most the left-right flip (data.flip_prob)
+    # or the SR stage's window: either is replayed on the device with the loader's own draws. The set
+    # must fit in half of the device's free memory (the anatomy recipe's 285 cases: 3.3 GB; the SR
+    # stage holds whole cases: ~175 MB each at 240x240x160 with 4 modalities)
     data_on_device: bool = False
     ema: EMAConfig = field(default_factory=EMAConfig)
     ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers every master for it)

@@ -4,17 +4,24 @@ Why: the anatomy recipe's step at 8 x 80x96x80 takes ~21 ms on an H200 with CUDA
 batch is 89 MiB; the loader's workers, the main process's pin thread and the host-to-device copy
 fed ~120 vol/s against the net's ~376 (benchmarks/results/loop_h200_20261201b). A training set
 whose items are the same every epoch (no random transform after the cache) needs none of that work
-more than once: its 285 cases are 3.3 GB on the card. The one random step allowed is a left-right
-flip (``data.flip_prob``, MONAI's ``RandFlipd``): items are loaded unflipped, and each batch flips
-on the device the items the loader's pipeline would have flipped, deciding with the same seeded
-draw (:class:`DeviceFlip`), so flips cost no loader work either.
+more than once: its 285 cases are 3.3 GB on the card.
+
+Two random steps are replayed on the device instead of refused, each alone in the pipeline after
+the cache: a left-right flip (``data.flip_prob``, MONAI's ``RandFlipd``; :class:`DeviceFlip`) and the
+SR stage's training window (:class:`~medidiff.cascade.windows.RandSRWindowd`, which also flips;
+:class:`DeviceWindow`). Items are loaded without the step (unflipped; whole cases), and each batch
+applies it on the device to every item, deciding with the same seeded draw the loader's pipeline
+makes, so the step costs no loader work either. The SR stage's loop with CUDA graphs waited for
+its loader's windows (95-105 vol/s through 4 workers against the net's 169-171,
+benchmarks/results/loop_h200_20261201d and _20261201e).
 
 Every item is loaded once, before the first step, through the same pipeline, item seeds, collate
 function and worker processes as the loader, as a batch of one on the device; a training batch is
 the concatenation of its items' batches. The batches are those of :func:`~medidiff.training.loop._loader`
 (same :class:`~medidiff.training.sampler.StreamSampler` keys, so resume and ranks' partitions are
 unchanged), and equal to them exactly: the collate functions stack items along a new first
-dimension and list their host fields, which concatenating batches of one reproduces.
+dimension and list their host fields, which concatenating batches of one reproduces. The first
+batch is checked against the loader's own.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from medidiff.training.sampler import seed_transform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeviceBatches", "DeviceFlip", "concat_batches", "random_steps", "refuse_random_items", "same_batch"]
+__all__ = ["DeviceBatches", "DeviceFlip", "DeviceWindow", "concat_batches", "random_steps", "refuse_random_items",
+           "same_batch"]
 
 # the share of the device's free memory the training set may take (the net, its activations and the
 # optimizer need the rest)
@@ -42,7 +50,7 @@ MAX_SHARE_OF_FREE = 0.5
 # what a user changes to drop a random step (the others: train.data_on_device: false)
 _HINTS = {
     "RandFlipd": "one left-right flip is applied on the device, not two",
-    "RandSRWindowd": "the SR stage cuts a random window out of every case, so its items change every epoch",
+    "RandSRWindowd": "the SR stage's window is cut on the device only when no other random step follows it",
 }
 
 
@@ -69,20 +77,28 @@ def random_steps(dataset: Dataset) -> list[str]:
             if isinstance(t, RandomizableTrait) or not isinstance(t, Transform)]
 
 
-def refuse_random_items(dataset: Dataset) -> DeviceFlip | None:
+def refuse_random_items(dataset: Dataset) -> DeviceFlip | DeviceWindow | None:
     """ConfigError, naming what to change, unless the dataset's items are the same every epoch but for
-    one left-right flip (returned as the :class:`DeviceFlip` that replays it on the device): items held
-    on the device would otherwise repeat the first epoch's random draws for the whole run."""
+    one step the device replays (returned: a left-right flip as :class:`DeviceFlip`, the SR stage's
+    window as :class:`DeviceWindow`): items held on the device would otherwise repeat the first epoch's
+    random draws for the whole run."""
     steps = random_steps(dataset)
-    if steps == ["RandFlipd"] and hasattr(getattr(dataset, "transform", None), "set_random_state"):
+    seedable = hasattr(getattr(dataset, "transform", None), "set_random_state")
+    if steps == ["RandFlipd"] and seedable:
         return DeviceFlip(dataset)
+    if steps == ["RandSRWindowd"] and seedable:
+        return DeviceWindow(dataset)
     if steps:
-        shown = [name for name in steps if name != "RandFlipd"] or steps  # one flip is not the problem
+        shown = [name for name in steps if name not in _REPLAYED] or steps  # a replayed step alone is not the problem
         hints = sorted({_HINTS.get(name, f"{name} is random") for name in shown})
         raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(shown)}); "
                           f"items held on the device would repeat the first epoch's draws: {'; '.join(hints)}; "
                           "or set train.data_on_device: false")
     return None
+
+
+# the random steps the device replays, each when it is the pipeline's only one
+_REPLAYED = ("RandFlipd", "RandSRWindowd")
 
 
 class DeviceFlip:
@@ -102,6 +118,7 @@ class DeviceFlip:
         axis = self.step.flipper.spatial_axis
         self.axes = None if axis is None else ([axis] if isinstance(axis, int) else list(axis))
         self.keys = [str(k) for k in self.step.keys]
+        self.what = "left-right flips applied there"
 
     @contextlib.contextmanager
     def off(self) -> Iterator[None]:
@@ -130,6 +147,41 @@ class DeviceFlip:
     def item(self, batch: Any, item_seed: int) -> Any:
         """``batch`` (one item, loaded unflipped) as the loader would give it for ``item_seed``."""
         return self.apply(batch) if self.flips(item_seed) else batch
+
+
+class DeviceWindow:
+    """The SR stage's :class:`~medidiff.cascade.windows.RandSRWindowd`, replayed on whole cases held on
+    the device: :meth:`off` loads whole, unflipped cases (the step's ``enabled`` off); :meth:`item`
+    seeds the pipeline for an item as the run's loaders do, draws the step's window (and flip), cuts it
+    out of the held case with the step's own :meth:`~medidiff.cascade.windows.RandSRWindowd.cut` and
+    lists its origins as the collate function does."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        # found by its marker (medidiff.cascade imports the training loop, which imports this module)
+        self.step = next(t for t in _pipeline_steps(dataset.transform)  # type: ignore[attr-defined]
+                         if getattr(t, "cuts_window", False))
+        self.keys = [str(k) for k in self.step.keys]
+        self.what = "SR windows cut there"
+
+    @contextlib.contextmanager
+    def off(self) -> Iterator[None]:
+        self.step.enabled = False
+        try:
+            yield
+        finally:
+            self.step.enabled = True
+
+    def item(self, batch: Mapping[str, Any], item_seed: int) -> dict[str, Any]:
+        """``batch`` (one whole case) as the loader would give its window for ``item_seed``."""
+        from medidiff.cascade.windows import PATCH_ORIGIN, WINDOW_ORIGIN
+
+        seed_transform(self.dataset, item_seed)
+        self.step.randomize()
+        out = {key: self.step.cut(value) if key in self.keys else value for key, value in batch.items()}
+        inside, start = self.step.origins()
+        out[PATCH_ORIGIN], out[WINDOW_ORIGIN] = [inside], [start]  # collate_cases' host lists
+        return out
 
 
 def concat_batches(parts: list[Any]) -> Any:
@@ -180,13 +232,13 @@ class DeviceBatches:
                  load: Callable[[list[tuple[int, int]], int], DataLoader], move: Callable[[Any], Any],
                  device: torch.device, item_seed: Callable[[int], int],
                  agree: Callable[[bool], bool] = lambda flag: flag) -> None:
-        self.flip = refuse_random_items(dataset)
+        self.replay = refuse_random_items(dataset)
         n = len(dataset)  # type: ignore[arg-type]
         all_keys = [(i, item_seed(i)) for i in range(n)]
         self.items: list[Any] = []
         nbytes = 0
-        # unflipped while loading, in this process and in the workers (they copy the dataset at iter())
-        with self.flip.off() if self.flip is not None else contextlib.nullcontext():
+        # without the replayed step while loading, here and in the workers (they copy the dataset at iter())
+        with self.replay.off() if self.replay is not None else contextlib.nullcontext():
             loaded = iter(load(all_keys, 1))
             try:
                 for i, batch in enumerate(loaded):
@@ -202,17 +254,17 @@ class DeviceBatches:
                 if hasattr(loaded, "_shutdown_workers"):
                     loaded._shutdown_workers()
         width = min(batch_size, n)
-        whole = move(next(iter(load(all_keys[:width], width))))  # the loader's own batch, flips and all
+        whole = move(next(iter(load(all_keys[:width], width))))  # the loader's own batch, flips or windows and all
         if not same_batch(whole, concat_batches([self._item(key) for key in all_keys[:width]])):
             raise ConfigError("train.data_on_device: this run's collate function does not batch items as joined "
                               "batches of one; set train.data_on_device: false")
         log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,
-                 ", left-right flips applied there" if self.flip is not None else "")
+                 f", {self.replay.what}" if self.replay is not None else "")
         self.keys, self.batch_size = keys, batch_size
 
     def _item(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        return self.items[index] if self.flip is None else self.flip.item(self.items[index], seed)
+        return self.items[index] if self.replay is None else self.replay.item(self.items[index], seed)
 
     def __iter__(self) -> Iterator[Any]:
         keys = iter(self.keys)

@@ -67,6 +67,17 @@ def test_sr_stage_trains_through_fit_and_is_registered(models):
     assert STAGES["sr"]() == (train_sr, export_sr)
 
 
+def test_sr_stage_with_its_cases_held_on_the_device_gives_the_loaders_losses(models):
+    # train.data_on_device: whole cases held once, windows cut there from the items' seeded draws
+    cfg = _sr_cfg(models["tmp"], "name=sr_held", "train.data_on_device=true")
+    train_sr(cfg, progress=False)
+    rows = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            for run in (models["run"], run_dir_of(cfg))]
+    assert [r["step"] for r in rows[1]] == [1, 2]
+    for loaded, held in zip(*rows):
+        assert loaded["loss"] == held["loss"] and loaded["loss/band/HHH"] == held["loss/band/HHH"]
+
+
 def test_sr_loss_depends_only_on_the_step_generator(models):
     """Patches, augmentation and noise come from the loop's generator: exact resume repeats them."""
     cfg = models["cfg"]

@@ -3,7 +3,8 @@
 Invariants: a window's patch is the case's region there (flipped when flipped); the conditioning and
 latent computed from a window equal the whole case's at the patch, borders included; a loader hands
 out the same windows for the same (seed, epoch, index) whatever its number of workers and after a
-resume; batches hold window-sized tensors only; the memory cache is never written into.
+resume; batches hold window-sized tensors only; the memory cache is never written into; with the
+training set held on the device (train.data_on_device) the windows cut there are the loader's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from medidiff.data.phantom import write_phantom_dataset
 from medidiff.nets import build_net
 from medidiff.objectives import build_objective
 from medidiff.training.diffusion import build_codec_for, build_datasets
+from medidiff.training import loop
+from medidiff.training.device_data import DeviceBatches, DeviceWindow, random_steps
 from medidiff.training.sampler import ResumableSampler, SeededItems, StreamSampler
+from tests.training.test_device_data import _run
 
 SPATIAL = (24, 20, 16)
 PATCH = (8, 8, 8)
@@ -229,3 +233,29 @@ def test_disk_cache_maps_cases_and_gives_the_memory_cache_windows(sr_data, monke
         assert a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN] and a[PATCH_ORIGIN] == b[PATCH_ORIGIN]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     assert loads == [True] * 4
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_windows_cut_on_the_device_are_the_loaders_windows(sr_data, workers):
+    # train.data_on_device: whole cases held once, each batch's windows (and flips: flip_prob 0.5) cut
+    # there from the item's seeded draw; the loop's two paths, four epochs from a mid-epoch position
+    train = sr_data["train"]
+    assert random_steps(train) == ["RandSRWindowd"]
+    held = loop._loader(_run(2, True, epoch=1, position=1), train, collate_cases, workers)
+    assert isinstance(held, DeviceBatches) and isinstance(held.replay, DeviceWindow)
+    plain = iter(loop._loader(_run(2, False, epoch=1, position=1), train, collate_cases, workers))
+    flipped = set()
+    for a, b in zip(iter(held), [next(plain) for _ in range(8)]):  # 2 batches an epoch
+        assert a.keys() == b.keys() and a["case_id"] == b["case_id"]
+        assert a[WINDOW_ORIGIN] == b[WINDOW_ORIGIN] and a[PATCH_ORIGIN] == b[PATCH_ORIGIN]
+        assert a["label"].dtype == b["label"].dtype and a["image"].dtype == b["image"].dtype
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        flipped |= {held.replay.step._flip}
+    assert flipped == {True, False}
+    # the held items are the whole, unflipped cases, and the windows never wrote into them
+    ids = [item["case_id"][0] for item in held.items]
+    with whole_cases(train):
+        for item, case_id in zip(held.items, ids):
+            case = collate_cases([train[[x["case_id"] for x in train.data].index(case_id)]])
+            assert PATCH_ORIGIN not in item and tuple(item["image"].shape[2:]) == (32, 32, 32)
+            assert torch.equal(item["image"], case["image"]) and torch.equal(item["label"], case["label"])

@@ -127,7 +127,7 @@ def test_the_loops_two_paths_give_the_same_batches_of_a_cached_manifest_pipeline
     ds = make_dataset(items, cfg_(cache="memory", flip_prob=flip_prob, label_mode="regions"))
     assert random_steps(ds) == ([] if flip_prob == 0 else ["RandFlipd"])
     held = loop._loader(_run(2, True, epoch=1, position=1), ds, collate_cases, 0)
-    assert isinstance(held, DeviceBatches) and (held.flip is None) == (flip_prob == 0)
+    assert isinstance(held, DeviceBatches) and (held.replay is None) == (flip_prob == 0)
     plain = iter(loop._loader(_run(2, False, epoch=1, position=1), ds, collate_cases, 0))
     ids = [it["case_id"][0] for it in held.items]
     kinds = set()  # whether each item of each batch is its held item as it is (not flipped)
