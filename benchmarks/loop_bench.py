@@ -60,6 +60,7 @@ from medidiff.data.manifest import build_brats_manifest, write_manifest  # noqa:
 from medidiff.data.prepare import write_synthetic_set  # noqa: E402
 from medidiff.nets import build_net  # noqa: E402
 from medidiff.training import loop as loop_module  # noqa: E402
+from medidiff.training.device_data import DeviceBatches  # noqa: E402
 from medidiff.training.diffusion import build_codec_for, resolve_net_config, run_dir_of  # noqa: E402
 from medidiff.training.stages import STAGES  # noqa: E402
 
@@ -206,7 +207,9 @@ def capturing_loader(seen: dict[str, Any]) -> Callable[..., Any]:
 
     def wrapped(*args: Any) -> Any:
         seen["args"] = args
-        return ORIGINAL_LOADER(*args)
+        batches = ORIGINAL_LOADER(*args)
+        seen["held"] = isinstance(batches, DeviceBatches)  # train.data_on_device (auto may fall back)
+        return batches
 
     return wrapped
 
@@ -368,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     # states), which must be freed before the net alone is timed and its memory peak read
     # (none with train.data_on_device: the items sit on the device and a second copy would double them)
     loader = loader_alone(seen_loader["args"], args.loader_batches, device) \
-        if args.loader_batches and "args" in seen_loader and not cfg.train.data_on_device else None
+        if args.loader_batches and "args" in seen_loader and not seen_loader["held"] else None
+    held = bool(seen_loader.get("held"))
     seen_loader.clear()
     gc.collect()  # the run's engine may sit in reference cycles
     if device.type == "cuda":
@@ -450,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop_vs_net": loop_vol_s / net_vol_s,
         "loader_alone": loader,
         "loader_vs_net": loader["vol_per_s"] / net_vol_s if loader else None,
-        "data_on_device": bool(cfg.train.data_on_device),  # no loader a step: loader_alone is not timed
+        "data_on_device": held,  # the set held on the device, no loader a step: loader_alone is not timed
         "flops_per_step": flops,
         "mfu_net": {"vs_datasheet": mfu(args.peak_tflops), "vs_measured_matmul": mfu(args.measured_peak_tflops)},
         # the loop does the same FLOPs per optimizer step (plus the codec and the EMA, not counted)

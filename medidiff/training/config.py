@@ -54,8 +54,9 @@ class TrainConfig:
     # pipeline whose one random step after its cache is at most the left-right flip (data.flip_prob)
     # or the SR stage's window: either is replayed on the device with the loader's own draws. The set
     # must fit in half of the device's free memory (the anatomy recipe's 285 cases: 3.3 GB; the SR
-    # stage holds whole cases: ~175 MB each at 240x240x160 with 4 modalities)
-    data_on_device: bool = False
+    # stage holds whole cases: ~175 MB each at 240x240x160 with 4 modalities). auto: held when it can
+    # be (a CPU run, a set that fits, no other random step), else the loader, with a warning saying why
+    data_on_device: bool | Literal["auto"] = False
     ema: EMAConfig = field(default_factory=EMAConfig)
     ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers every master for it)
     ckpt_every: int = 500  # optimizer steps between checkpoints (0: only at the end)

@@ -67,6 +67,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import shutil
 import signal
 import time
@@ -80,7 +81,7 @@ import torch
 from torch.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
-from medidiff.config import flatten
+from medidiff.config import ConfigError, flatten
 from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
@@ -460,11 +461,19 @@ def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] 
             pin_memory=run.device.type == "cuda", worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
         )
 
-    if run.cfg.data_on_device:
-        return DeviceBatches(dataset, keys, run.cfg.micro_batch, load=loader,
-                             move=lambda batch: move_to(batch, run.device), device=run.device,
-                             item_seed=lambda index: derive_seed(run.seed, 0, index),
-                             agree=lambda flag: any_rank([flag], run.dist)[0])
+    # auto holds the set only on a GPU (on a CPU the items would be a second copy in the same memory)
+    if run.cfg.data_on_device is True or run.cfg.data_on_device == "auto" and run.device.type == "cuda":
+        try:
+            return DeviceBatches(dataset, keys, run.cfg.micro_batch, load=loader,
+                                 move=lambda batch: move_to(batch, run.device), device=run.device,
+                                 item_seed=lambda index: derive_seed(run.seed, 0, index),
+                                 agree=lambda flag: any_rank([flag], run.dist)[0])
+        except ConfigError as e:  # every rank alike: the same pipeline, and the room decided together
+            if run.cfg.data_on_device != "auto":
+                raise
+            if run.dist.rank == 0:
+                why = re.sub(r";? (or )?set train\.data_on_device: false$", "", str(e).removeprefix("train.data_on_device: "))
+                log.warning("train.data_on_device: auto: the loader feeds this run (%s)", why)
     return loader(keys, run.cfg.micro_batch, persistent=True)
 
 
@@ -703,7 +712,7 @@ def fit(
             returns (:mod:`~medidiff.training.tracking`).
     """
     check_trackers(tracking)  # every rank, before any work: all stop together on a missing package
-    if cfg.data_on_device:
+    if cfg.data_on_device is True:
         refuse_random_items(dataset)  # every rank, before any run folder, engine or tracker run exists
     run_dir = claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     run = _setup(model, dataset, cfg, run_dir, seed=seed, resume=resume, record=record, progress=progress,

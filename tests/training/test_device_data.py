@@ -156,3 +156,37 @@ def test_the_loop_does_not_call_waits_for_items_held_on_the_device_loader_bound(
     _fit(tmp_path, "held", 2, on_device=True)
     _fit(tmp_path, "loaded", 2, on_device=False)
     assert warns == [False, True]
+
+
+def test_auto_holds_the_set_only_on_a_gpu_and_falls_back_to_the_loader_saying_why(monkeypatch, caplog):
+    data = toy_train.ToyData(flip=False)
+
+    def run(setting, device):
+        r = _run(2, setting)
+        r.device = torch.device(device)
+        return r
+
+    # on a CPU, auto is the loader: no second copy of the items in the same memory
+    assert isinstance(loop._loader(run("auto", "cpu"), data, None, 0), torch.utils.data.DataLoader)
+    assert isinstance(loop._loader(run(True, "cpu"), data, None, 0), DeviceBatches)
+
+    def no_room(*args, **kwargs):
+        raise ConfigError("train.data_on_device: the training set needs 9.0 GiB, cuda:0 has 1.0 GiB free; "
+                          "set train.data_on_device: false")
+
+    monkeypatch.setattr(loop, "DeviceBatches", no_room)  # as on a GPU without room (no GPU here)
+    with caplog.at_level("WARNING", logger="medidiff.training.loop"):
+        assert isinstance(loop._loader(run("auto", "cuda"), data, None, 0), torch.utils.data.DataLoader)
+    assert "auto: the loader feeds this run (the training set needs 9.0 GiB" in caplog.text
+    assert "set train.data_on_device: false" not in caplog.text
+    with pytest.raises(ConfigError, match="9.0 GiB"):  # true means held, or a clear refusal
+        loop._loader(run(True, "cuda"), data, None, 0)
+
+
+def test_data_on_device_takes_true_false_or_auto():
+    from medidiff.config import from_dict
+    from medidiff.training.config import TrainConfig
+
+    assert [from_dict(TrainConfig, {"data_on_device": v}).data_on_device for v in (True, False, "auto")] == [True, False, "auto"]
+    with pytest.raises(ConfigError, match="data_on_device"):
+        from_dict(TrainConfig, {"data_on_device": "sometimes"})
