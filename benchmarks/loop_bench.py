@@ -39,6 +39,7 @@ does not fit in memory (the phantoms are cached in memory here).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -219,6 +220,8 @@ def loader_alone(args: tuple[Any, ...], batches: int, device: torch.device) -> d
     ``batches`` batches after 2 per worker (at least 2) of warm-up, each moved to ``device`` as the
     loop moves it."""
     workers = args[-1]
+    run = args[0]  # the loader only: data_on_device auto that fell back must not try to hold the set again
+    run.cfg = dataclasses.replace(run.cfg, data_on_device=False)
     it = iter(ORIGINAL_LOADER(*args))
     try:
         # every worker's first batches are made while the others start: warm up past them, or the
@@ -274,8 +277,6 @@ def monai_alone(net_cfg: Any, x: torch.Tensor, steps: int, device: torch.device,
     """MONAI's DiffusionModelUNet at the loop net's widths, blocks and batch (autocast bf16, NCDHW,
     what MONAI's tutorials run), timed like the net alone: eager, then under torch.compile. A
     conditioning image is concatenated to its input channels, as MONAI's tutorials condition."""
-    import dataclasses
-
     width = net_cfg.channels[-1]
     cfg = dataclasses.replace(net_cfg, type="monai", resample="conv", skip="concat", stem_patch=1, norm="group",
                               channels_last=False, mid_attention=True, use_scale_shift_norm=False,

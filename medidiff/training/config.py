@@ -55,7 +55,7 @@ class TrainConfig:
     # or the SR stage's window: either is replayed on the device with the loader's own draws. The set
     # must fit in half of the device's free memory (the anatomy recipe's 285 cases: 3.3 GB; the SR
     # stage holds whole cases: ~175 MB each at 240x240x160 with 4 modalities). auto: held when it can
-    # be (a CPU run, a set that fits, no other random step), else the loader, with a warning saying why
+    # be (a CUDA device, a set that fits, no other random step), else the loader, with a warning saying why
     data_on_device: bool | Literal["auto"] = False
     ema: EMAConfig = field(default_factory=EMAConfig)
     ema_every: int = 1  # EMA update period in optimizer steps (ZeRO-3 gathers every master for it)
@@ -66,6 +66,8 @@ class TrainConfig:
     val_every: int = 0  # steps between validation losses (0: off)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.data_on_device, bool) or self.data_on_device == "auto"):  # code, not YAML, can pass 1
+            raise ValueError(f"data_on_device must be true, false or auto, got {self.data_on_device!r}")
         for name in ("max_steps", "micro_batch", "grad_accum", "ema_every", "log_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -166,11 +166,11 @@ class DeviceWindow:
 
     @contextlib.contextmanager
     def off(self) -> Iterator[None]:
-        self.step.enabled = False
+        enabled, self.step.enabled = self.step.enabled, False
         try:
             yield
         finally:
-            self.step.enabled = True
+            self.step.enabled = enabled
 
     def item(self, batch: Mapping[str, Any], item_seed: int) -> dict[str, Any]:
         """``batch`` (one whole case) as the loader would give its window for ``item_seed``."""
@@ -238,13 +238,20 @@ class DeviceBatches:
         self.items: list[Any] = []
         nbytes = 0
         # without the replayed step while loading, here and in the workers (they copy the dataset at iter())
+        out_of_memory = False
         with self.replay.off() if self.replay is not None else contextlib.nullcontext():
             loaded = iter(load(all_keys, 1))
             try:
                 for i, batch in enumerate(loaded):
-                    batch = move(batch)
+                    try:
+                        batch = move(batch)
+                    except torch.OutOfMemoryError:  # the first item's size did not foresee it: all ranks learn below
+                        out_of_memory = True
+                        break
                     if i == 0:
                         problem = _room_problem(_bytes(batch) * n, device)
+                        if problem is not None:
+                            log.warning("%s", problem)  # this rank's own reason, whichever rank reports
                         if agree(problem is not None):
                             raise ConfigError(problem or "train.data_on_device: another rank's GPU has no room for the "
                                                          "training set (its log says why); set train.data_on_device: false")
@@ -253,9 +260,18 @@ class DeviceBatches:
             finally:
                 if hasattr(loaded, "_shutdown_workers"):
                     loaded._shutdown_workers()
+        # every rank reaches this (a rank out of memory stops loading early), so all refuse together
+        if agree(out_of_memory):
+            self.items.clear()
+            raise ConfigError(f"train.data_on_device: {'this' if out_of_memory else 'another'} rank's GPU ran out of "
+                              f"memory while loading the training set; set train.data_on_device: false")
         width = min(batch_size, n)
         whole = move(next(iter(load(all_keys[:width], width))))  # the loader's own batch, flips or windows and all
-        if not same_batch(whole, concat_batches([self._item(key) for key in all_keys[:width]])):
+        try:
+            joined = concat_batches([self._item(key) for key in all_keys[:width]])
+        except (TypeError, ValueError) as e:  # fields concat_batches cannot join (its message says which)
+            raise ConfigError(str(e)) from e
+        if not same_batch(whole, joined):
             raise ConfigError("train.data_on_device: this run's collate function does not batch items as joined "
                               "batches of one; set train.data_on_device: false")
         log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,

@@ -13,7 +13,7 @@ from medidiff.config import ConfigError
 from medidiff.data.dataset import collate_cases, make_dataset
 from medidiff.training import loop
 from medidiff.training.device_data import DeviceBatches, DeviceFlip, _room_problem, concat_batches, random_steps
-from medidiff.training.sampler import derive_seed
+from medidiff.training.sampler import SeededItems, derive_seed
 from tests.data.test_transforms import cfg_, write_case
 from tests.training import toy_train
 
@@ -190,3 +190,42 @@ def test_data_on_device_takes_true_false_or_auto():
     assert [from_dict(TrainConfig, {"data_on_device": v}).data_on_device for v in (True, False, "auto")] == [True, False, "auto"]
     with pytest.raises(ConfigError, match="data_on_device"):
         from_dict(TrainConfig, {"data_on_device": "sometimes"})
+    with pytest.raises(ValueError, match="true, false or auto"):  # built in code, where 1 would pass for True
+        TrainConfig(data_on_device=1)
+
+
+def test_every_rank_refuses_together_when_one_runs_out_of_memory_while_loading(monkeypatch):
+    # the first item's size foresaw room, a later item did not fit on this rank: the agreement after
+    # loading makes the refusal common, and auto's fallback with it
+    calls = []
+    moved = []
+
+    def move(batch):
+        if len(moved) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        moved.append(batch)
+        return batch
+
+    data = toy_train.ToyData(flip=False)
+    keys = [(i, i) for i in range(len(data))]
+    load = lambda order, size: torch.utils.data.DataLoader(SeededItems(data), batch_size=size, sampler=order)  # noqa: E731
+    with pytest.raises(ConfigError, match="this rank's GPU ran out of memory"):
+        DeviceBatches(data, keys, 2, load=load, move=move, device=torch.device("cpu"), item_seed=lambda i: i,
+                      agree=lambda flag: calls.append(flag) or flag)
+    assert calls == [False, True]  # the room check after the first item, then the agreement after loading
+
+
+def test_a_batch_field_that_cannot_be_joined_is_a_config_error_so_auto_can_fall_back():
+    class Odd(toy_train.ToyData):
+        def __getitem__(self, i):
+            return {**super().__getitem__(i), "meta": object()}
+
+    data = Odd(flip=False)
+    keys = [(i, i) for i in range(len(data))]
+    def collate(items):  # a host field that is one object, not a list per item
+        return {"image": torch.stack([it["image"] for it in items]), "meta": items[0]["meta"]}
+
+    load = lambda order, size: torch.utils.data.DataLoader(SeededItems(data), batch_size=size, sampler=order,  # noqa: E731
+                                                           collate_fn=collate)
+    with pytest.raises(ConfigError, match="cannot join"):
+        DeviceBatches(data, keys, 2, load=load, move=lambda b: b, device=torch.device("cpu"), item_seed=lambda i: i)
