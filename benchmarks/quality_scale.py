@@ -31,7 +31,9 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    (``--phases``, EVAL_PHASES): realism (in process), memorisation (in process, against every training
    case), fidelity (the shared real-trained
    segmenter on the generated images and on the real held-out cases), image, tissue, and utility
-   (opt-in: segmenters trained on the generated cases, tested on the real held-out fold). First ``--tasks
+   (opt-in: segmenters trained on the generated cases, tested on the real held-out fold). Fidelity,
+   image and tissue use a seeded subset of ``--eval-real`` real cases a side (``eval.max_real``): each
+   ``medidiff evaluate`` loads the real cases it uses, and 1536 cases each time did not fit a lease. First ``--tasks
    image,memorisation`` (OUT/eval/seed<s>), then ``--tasks tissue`` (OUT/eval/seed<s>_tissue).
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
@@ -318,6 +320,8 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
         cmd += [f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase])]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
+    if args.eval_real and phase != "memorisation":  # the audit sees every training case
+        cmd += ["--set", f"eval.max_real={args.eval_real}"]
     if args.smoke:
         cmd += ["--set", "eval.msssim_pairs=5", "--set", "eval.num_examples=1", "--set", "eval.memorisation_controls=4"]
     return cmd
@@ -381,6 +385,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
             "training case, no cap)" if k == "memorisation" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
             + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS else "")
+            + (f", {record['eval_real']} real cases a side" if record.get("eval_real") else "")
             + f", at most {record['eval_minutes']:g} min)"
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}"
         + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
@@ -600,6 +605,9 @@ def main() -> int:
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
     ap.add_argument("--eval-steps", type=int, help="hard cap on their optimiser steps (default none; 2 with --smoke)")
+    ap.add_argument("--eval-real", type=int, default=192,
+                    help="real training and held-out cases each for fidelity, image and tissue (eval.max_real, a seeded "
+                         "subset; 0 = all); memorisation always sees every training case (default %(default)s)")
     ap.add_argument("--eval-minutes", type=float, default=6.0,
                     help="most wall time of each evaluation phase; evaluations still running then are stopped and "
                          "reported missing (default %(default)s)")
@@ -656,7 +664,8 @@ def main() -> int:
         "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
-        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes, "arm": ARM,
+        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
+        "eval_real": args.eval_real, "arm": ARM,
         "gpus": args.gpus,
         **device_info(args.device),
     }

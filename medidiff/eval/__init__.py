@@ -89,6 +89,9 @@ def run_evaluation(
     if needs_segmenter and any(s % 8 for s in shape):
         raise ConfigError(f"the evaluation SegResNet halves the grid 3 times: data.roi // data.downsample = {shape} "
                           "must be a multiple of 8 (set data.roi) or give --feature-weights and drop utility/fidelity")
+    if cfg.max_real is not None and "memorisation" in tasks:
+        raise ConfigError("eval.max_real leaves real training cases out, and the memorisation audit must compare "
+                          "every generated case with every one of them: run memorisation without max_real")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise DataError("--device", f"{cfg.device}: no CUDA device on this machine; use --device cpu")
 
@@ -123,6 +126,10 @@ def run_evaluation(
         clock["last"] = now
         log.info("evaluate: %s done in %.1f s", stage, seconds[stage])
 
+    # eval.max_real: a seeded subset of each real side, after the leak check has seen every case's fold
+    in_manifest = {"real_train": len(train_items), "real_heldout": len(held_items)}
+    train_items = evdata.seeded_subset(train_items, cfg.max_real, cfg.seeds[0])
+    held_items = evdata.seeded_subset(held_items, cfg.max_real, cfg.seeds[0] + 1)
     real_tf = build_transforms(dcfg, train=False, label_map=label_map)
     real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
     real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
@@ -163,6 +170,7 @@ def run_evaluation(
                 "synthetic_dir": str(Path(synthetic_dir).absolute()),
                 "cases": {"real_train": len(real_train), "real_heldout": len(real_test) if real_test is not None else 0,
                           "synthetic": len(synthetic)},
+                "cases_in_manifest": in_manifest,  # more than "cases" with eval.max_real
                 "synthetic_with_labels": len(labelled),
                 "provenance_check": leak_check,
                 "grid": {"shape": list(shape), "spacing_mm": spacing},

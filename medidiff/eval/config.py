@@ -41,6 +41,11 @@ class EvalConfig:
     size_sweep: list[int] = field(default_factory=lambda: [1, 2, 4])  # synthetic sets of k x N cases
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
+    # real inputs: at most N real training and N held-out cases (a seeded subset, kept in manifest
+    # order), for large manifests: every task loads the real cases it uses, 1536 anatomy cases took
+    # minutes per task on the GPU host. The memorisation audit refuses it: it must compare every
+    # generated case with every case the model saw. null = all
+    max_real: int | None = None
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
     # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0).
     # Off by default: zeroing would hide from the background check what it is meant to find.
@@ -101,6 +106,8 @@ class EvalConfig:
             raise ValueError(f"hd_percentile must be in (0, 100], got {self.hd_percentile}")
         if self.max_synthetic is not None and self.max_synthetic < 1:
             raise ValueError(f"max_synthetic must be >= 1 or null, got {self.max_synthetic}")
+        if self.max_real is not None and self.max_real < 2:
+            raise ValueError(f"max_real must be >= 2 (the realism floor compares real cases) or null, got {self.max_real}")
         if not 0.0 <= self.synthetic_background < 1.0:
             raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
         if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1 or self.floor_draws < 1:

@@ -123,6 +123,17 @@ def real_items(
     return train, held, label_map_of(data, manifest)
 
 
+def seeded_subset(items: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    """At most ``n`` of ``items``: a seeded random choice kept in their order (all when ``n`` is None
+    or not smaller)."""
+    if n is None or n >= len(items):
+        return list(items)
+    import numpy as np
+
+    keep = sorted(np.random.default_rng(seed).choice(len(items), n, replace=False).tolist())
+    return [items[i] for i in keep]
+
+
 def synthetic_items(
     gen_dir: str | Path, modalities: Sequence[str], *, max_cases: int | None = None
 ) -> list[dict[str, Any]]:

@@ -236,6 +236,15 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{f:.{digits}f}" if abs(f) >= 10 ** -digits or f == 0 else f"{f:.2e}"
 
 
+def _subset_note(data: dict[str, Any]) -> str:
+    """'; a seeded subset of ...' when eval.max_real left real cases out (older reports: nothing)."""
+    full, used = data.get("cases_in_manifest"), data["cases"]
+    if not full or all(used[k] == full[k] for k in full):
+        return ""
+    return (f"; a seeded subset (eval.max_real) of the manifest's {full['real_train']} training and "
+            f"{full['real_heldout']} held-out cases")
+
+
 def _provenance_line(p: Mapping[str, Any] | None) -> str:
     if not p:
         return "- provenance: not checked"
@@ -327,7 +336,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- synthetic folder: `{d['synthetic_dir']}`",
         _provenance_line(d.get("provenance_check")),
         f"- cases: {d['cases']['real_train']} real training, {d['cases']['real_heldout']} real held-out, "
-        f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)",
+        f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)" + _subset_note(d),
         f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
         f"- seeds: {report['seeds']}; tasks: {', '.join(report['tasks'])}",
         f"- feature network: {report.get('feature_net') or 'not used'}",

@@ -176,6 +176,11 @@ class DeviceWindow:
         """``batch`` (one whole case) as the loader would give its window for ``item_seed``."""
         from medidiff.cascade.windows import PATCH_ORIGIN, WINDOW_ORIGIN
 
+        grid = self.step.geometry.spatial
+        for key in self.keys:  # the loader's step refuses a case on another grid; so does its replay
+            if key in batch and tuple(batch[key].shape[2:]) != grid:
+                raise ValueError(f"{key!r} has grid {tuple(batch[key].shape[2:])}, the SR windows were set up for "
+                                 f"{grid} (data.roi)")
         seed_transform(self.dataset, item_seed)
         self.step.randomize()
         out = {key: self.step.cut(value) if key in self.keys else value for key, value in batch.items()}

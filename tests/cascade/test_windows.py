@@ -259,3 +259,11 @@ def test_windows_cut_on_the_device_are_the_loaders_windows(sr_data, workers):
             case = collate_cases([train[[x["case_id"] for x in train.data].index(case_id)]])
             assert PATCH_ORIGIN not in item and tuple(item["image"].shape[2:]) == (32, 32, 32)
             assert torch.equal(item["image"], case["image"]) and torch.equal(item["label"], case["label"])
+
+
+def test_a_held_case_on_another_grid_is_refused_as_the_loader_refuses_it(sr_data):
+    from medidiff.training.device_data import DeviceWindow
+
+    replay = DeviceWindow(sr_data["train"])
+    with pytest.raises(ValueError, match=r"grid \(32, 32, 30\).*\(32, 32, 32\)"):
+        replay.item({"image": torch.zeros(1, 4, 32, 32, 30), "case_id": ["c"]}, 5)

@@ -146,6 +146,24 @@ def test_image_and_memorisation_need_no_labels(dataset, cli, tmp_path):
     assert cli(argv) == 2  # utility needs seg.nii.gz
 
 
+def test_max_real_evaluates_a_seeded_subset_of_each_real_side_and_says_so(dataset, cli, tmp_path):
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "fidelity", "--no-progress", *SETS,
+            "--set", "eval.max_real=2"]
+    reports = []
+    for name in ("a", "b"):
+        assert cli([*argv, "--out", str(tmp_path / name)]) == 0
+        reports.append(json.loads((tmp_path / name / "report.json").read_text()))
+    data = reports[0]["data"]
+    assert data["cases"]["real_train"] == data["cases"]["real_heldout"] == 2
+    assert data["cases_in_manifest"] == {"real_train": 3, "real_heldout": 3}
+    assert data["case_ids"] == reports[1]["data"]["case_ids"]  # seeded: the same subset every time
+    assert "a seeded subset (eval.max_real)" in (tmp_path / "a" / "report.md").read_text()
+    # the audit must see every case the model saw
+    assert cli([*argv[:argv.index("fidelity")], "memorisation", *argv[argv.index("fidelity") + 1:],
+                "--out", str(tmp_path / "c")]) == 2
+
+
 def test_errors_name_the_problem(dataset, cli, tmp_path, capsys):
     base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--out",
             str(tmp_path / "r"), "--steps", "1", "--seeds", "0", "--no-progress", *SETS]
