@@ -308,6 +308,8 @@ def _setup(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: 
     if cfg.compile:
         # torch.compile inside DeepSpeed (fuses norm/activation/cast passes)
         engine.compile(compile_kwargs={} if cfg.compile_mode == "default" else {"mode": cfg.compile_mode})
+    elif cfg.compile_mode != "default" and dist.rank == 0:  # a mode alone compiles nothing: say so
+        log.warning("train.compile_mode %s is unused: train.compile is false", cfg.compile_mode)
 
     sampler = ResumableSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size)
     if sampler.per_rank < cfg.micro_batch:
