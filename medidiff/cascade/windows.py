@@ -130,11 +130,7 @@ class RandSRWindowd(Randomizable, MapTransform):
             return d
         self.randomize()
         for key in self.key_iterator(d):
-            if tuple(d[key].shape[1:]) != self.geometry.spatial:
-                raise ValueError(f"{key!r} has grid {tuple(d[key].shape[1:])}, the SR windows were set up for "
-                                 f"{self.geometry.spatial} (data.roi)")
-        for key in self.key_iterator(d):
-            win = self.cut(_plain(d[key]))
+            win = self.cut(_plain(d[key]), key)
             d[key] = win if self._flip or self.views else win.clone(memory_format=torch.contiguous_format)
         d[PATCH_ORIGIN], d[WINDOW_ORIGIN] = self.origins()
         return d
@@ -144,11 +140,15 @@ class RandSRWindowd(Randomizable, MapTransform):
         start, inside = self.geometry.place(self._origin)
         return inside, start
 
-    def cut(self, x: torch.Tensor) -> torch.Tensor:
+    def cut(self, x: torch.Tensor, key: Hashable = "") -> torch.Tensor:
         """The drawn window of ``x`` (``(..., *spatial)``: an item's channels, or a batch of them) as the
-        pipeline gives it: a view of ``x``, or a flipped copy. ``train.data_on_device`` replays a draw on
-        whole cases held on the device with this (:class:`medidiff.training.device_data.DeviceWindow`)."""
+        pipeline gives it: a view of ``x``, or a flipped copy; ValueError naming ``key`` for a case on
+        another grid. ``train.data_on_device`` replays a draw on whole cases held on the device with this
+        (:class:`medidiff.training.device_data.DeviceWindow`)."""
         g = self.geometry
+        grid = tuple(x.shape[-len(g.spatial):])
+        if grid != g.spatial:
+            raise ValueError(f"{key!r} has grid {grid}, the SR windows were set up for {g.spatial} (data.roi)")
         start, _ = g.place(self._origin)  # in the case as augmented (flipped or not)
         cut = start
         if self._flip:  # the flipped case's window [s, s + w) is the case's [S - s - w, S - s), flipped

@@ -157,11 +157,14 @@ class DeviceWindow:
     lists its origins as the collate function does."""
 
     def __init__(self, dataset: Dataset) -> None:
+        # imported here: medidiff.cascade imports the training loop, which imports this module
+        from medidiff.cascade.windows import PATCH_ORIGIN, WINDOW_ORIGIN, RandSRWindowd
+
         self.dataset = dataset
-        # found by its marker (medidiff.cascade imports the training loop, which imports this module)
         self.step = next(t for t in _pipeline_steps(dataset.transform)  # type: ignore[attr-defined]
-                         if getattr(t, "cuts_window", False))
+                         if isinstance(t, RandSRWindowd))
         self.keys = [str(k) for k in self.step.keys]
+        self.origin_keys = PATCH_ORIGIN, WINDOW_ORIGIN
         self.what = "SR windows cut there"
 
     @contextlib.contextmanager
@@ -174,18 +177,11 @@ class DeviceWindow:
 
     def item(self, batch: Mapping[str, Any], item_seed: int) -> dict[str, Any]:
         """``batch`` (one whole case) as the loader would give its window for ``item_seed``."""
-        from medidiff.cascade.windows import PATCH_ORIGIN, WINDOW_ORIGIN
-
-        grid = self.step.geometry.spatial
-        for key in self.keys:  # the loader's step refuses a case on another grid; so does its replay
-            if key in batch and tuple(batch[key].shape[2:]) != grid:
-                raise ValueError(f"{key!r} has grid {tuple(batch[key].shape[2:])}, the SR windows were set up for "
-                                 f"{grid} (data.roi)")
         seed_transform(self.dataset, item_seed)
         self.step.randomize()
-        out = {key: self.step.cut(value) if key in self.keys else value for key, value in batch.items()}
+        out = {key: self.step.cut(value, key) if key in self.keys else value for key, value in batch.items()}
         inside, start = self.step.origins()
-        out[PATCH_ORIGIN], out[WINDOW_ORIGIN] = [inside], [start]  # collate_cases' host lists
+        out[self.origin_keys[0]], out[self.origin_keys[1]] = [inside], [start]  # collate_cases' host lists
         return out
 
 
