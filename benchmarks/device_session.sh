@@ -85,17 +85,21 @@ loop_task() {
             cascade_sr_graphs_w0) run_loop cascade_sr_graphs_w0 --config configs/cascade_sr.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --set data.num_workers=0 --work /tmp/lb_sr ;;
             # loader-bound still with the syncs gone (95.4 vol/s through 4 workers vs the net's 170.7, 0.44 of it,
-            # loop_h200_20261201e): the whole cases held on the device and the windows cut there
+            # loop_h200_20261201e): the whole cases held on the device and the windows cut there (153.5, 0.85,
+            # loop_h200_20261201f; cascade_sr.yaml ships data_on_device: auto since)
             cascade_sr_dev) run_loop cascade_sr_dev --config configs/cascade_sr.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --set train.data_on_device=true --work /tmp/lb_sr ;;
             # text_flow with graphs spent 8.3 ms a step pinning and moving its batch in the main thread
             text_flow_graphs_w2) run_loop text_flow_graphs_w2 --config configs/text_flow.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --set data.num_workers=2 --work /tmp/lb_text ;;
             # with 2 workers 0.78 of its net, the loader alone 1.13x the net (loop_h200_20261201e); its pipeline
-            # has no random step (flip_prob 0), so the whole set fits on the card
+            # has no random step (flip_prob 0), so the whole set fits on the card (45.2, 0.99, loop_h200_20261201f)
             text_flow_dev) run_loop text_flow_dev --config configs/text_flow.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --set train.data_on_device=true --work /tmp/lb_text ;;
             vae) run_loop vae --config configs/vae.yaml $monai --work /tmp/lb_vae ;;
+            # vae_ldm as shipped: its loop encodes each batch with the VAE (a random one of vae.yaml's size);
+            # the same with the latents cached first (latent.cache, README's LDM steps) is a later row
+            vae_ldm) run_loop vae_ldm --config configs/vae_ldm.yaml $monai --work /tmp/lb_ldm ;;
             # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
             # copies a step, and MONAI transforms on the main thread (loop_h200_20261201); the plain engine
             vae_none) run_loop vae_none --config configs/vae.yaml --set train.deepspeed=none --set data.num_workers=4 \

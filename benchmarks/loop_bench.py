@@ -23,7 +23,10 @@
     python benchmarks/loop_bench.py --smoke --device cpu --out /tmp/loop.json                   # CPU check
 
 Every shipped config's stage is timed: ``diffusion`` (wavelet_flow, mask_flow, text_flow,
-anatomy_2mm, ...), ``sr`` (cascade_sr) and ``vae``. A text config gets a random text encoder of CLIP
+anatomy_2mm, vae_ldm, ...), ``sr`` (cascade_sr) and ``vae``. A latent diffusion config
+(``latent.type: pretrained`` without a latent cache, as vae_ldm ships) gets a VAE codec with random
+weights of ``configs/vae.yaml``'s architecture, written to the scratch folder; its loop encodes each
+batch with it, as the shipped config's does. A text config gets a random text encoder of CLIP
 ViT-L/14's text-tower size (768 wide, 12 layers, 77 tokens; the tests' small BPE vocabulary), written
 to the scratch folder: nothing is downloaded, and the loop encodes each prompt once (its embedding
 cache), so the encoder's size matters only for the first epoch. The net alone then reads random
@@ -72,6 +75,8 @@ SMOKE_SR = ["cascade.patch_size=[8, 8, 8]"]  # with SMOKE's 16^3 roi and 2-level
 # the text config's 4-level attention layout on SMOKE's 2-level net, reading the tiny encoder's 32 wide tokens
 SMOKE_TEXT = ["net.attention_levels=[false, true]", "net.head_dim=8", "net.cross_attention_dim=32",
               "conditioning.text.max_length=32"]
+# the latent diffusion config's 3-level attention layout on SMOKE's 2-level net (4^3 latents of a 16^3 roi)
+SMOKE_LDM = ["net.attention_levels=[false, true]", "net.head_dim=8"]
 SMOKE = ["data.roi=[16, 16, 16]", "data.num_workers=0", "net.channels=[8, 16]", "net.num_res_blocks=1", "net.norm_groups=4",
          "latent.stats_batches=1", "train.precision=fp32", "train.micro_batch=2", "train.log_every=2",
          "train.warmup_steps=1"]
@@ -257,6 +262,22 @@ def bench_text_encoder(out: Path, smoke: bool) -> Path:
     return out
 
 
+def bench_vae_codec(out: Path, modalities: list[str], smoke: bool) -> Path:
+    """A VAE codec with random weights in ``out``: the architecture ``configs/vae.yaml`` trains (the
+    VAE that ``vae_ldm.yaml``'s latent.path names), for these modalities, or a tiny one with --smoke.
+    Its latent statistics stay unset (the loop trains on raw posterior means); the encoder's cost a
+    step is the same as a trained one's. Written once."""
+    if not (out / "config.json").is_file():
+        from medidiff.latents.vae import VAECodec
+        from medidiff.latents.vae_task import codec_config_of
+
+        size = ["vae.channels=[8, 8, 8]"] if smoke else []
+        vae_cfg = load_config(SHIPPED.parent / "vae.yaml", [f"data.modalities={list(modalities)}", *size])
+        torch.manual_seed(0)
+        VAECodec(codec_config_of(vae_cfg)).save_pretrained(out)
+    return out
+
+
 class VAEAsNet(torch.nn.Module):
     """The VAE training module as ``net(x, t)``: encoder, reparameterisation, decoder -> x_hat, so
     ``unet_bench.Step`` and ``count_flops`` time and count it as they do a denoiser."""
@@ -336,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = []
     if args.smoke and shipped.stage == "sr":  # SMOKE's roi is smaller than the shipped SR patch
         extra += SMOKE_SR
+    if shipped.latent.type == "pretrained" and not shipped.latent.cache:  # vae_ldm: a random VAE of vae.yaml's size
+        extra += [f"latent.path={bench_vae_codec(work / 'vae_codec', shipped.data.modalities, args.smoke)}",
+                  *(SMOKE_LDM if args.smoke else [])]
     if shipped.conditioning.text.enabled:
         extra += [f"conditioning.text.encoder={bench_text_encoder(work / 'text_encoder', args.smoke)}",
                   *(SMOKE_TEXT if args.smoke else [])]
@@ -448,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
         "stage": cfg.stage, "volume": "training patch" if cfg.stage == "sr" else "volume",
         "text_encoder": "random, CLIP-L text-tower size" if cfg.conditioning.text.enabled and not args.smoke else None,
+        "vae_codec": ("random, configs/vae.yaml's architecture" if shipped.latent.type == "pretrained"
+                      and not shipped.latent.cache else None),
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
         "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},

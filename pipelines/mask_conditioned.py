@@ -31,7 +31,7 @@ from medidiff.training.stages import STAGES
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mask_flow.yaml"
 # --smoke changes sizes and budgets only, so the whole recipe runs in seconds on a CPU
-SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "latent.stats_batches=1", "net.channels=[16, 32]",
+SMOKE = ["data.roi=[16, 16, 16]", "data.cache=memory", "data.num_workers=0", "train.micro_batch=1", "latent.stats_batches=1", "net.channels=[16, 32]",
          "net.num_res_blocks=1", "net.norm_groups=8", "sampler.num_steps=3", "train.max_steps=3",
          "train.warmup_steps=1", "train.log_every=1", "train.precision=fp32", "train.device=cpu",
          "eval.steps=2", "eval.seeds=[0]"]

@@ -121,8 +121,9 @@ def test_cascade_bench_profiles_where_a_case_goes(tmp_path):
 
 
 # mask_flow: a net with a cond_image input; cascade_sr: the SR stage's trainer, on patches, with a scalar
-# input; text_flow: cross-attention to a random encoder's tokens; vae: the autoencoder's own stage
-@pytest.mark.parametrize("config", ["wavelet_flow", "mask_flow", "cascade_sr", "text_flow", "vae"])
+# input; text_flow: cross-attention to a random encoder's tokens; vae: the autoencoder's own stage;
+# vae_ldm: diffusion on the latents of a random VAE of vae.yaml's architecture
+@pytest.mark.parametrize("config", ["wavelet_flow", "mask_flow", "cascade_sr", "text_flow", "vae", "vae_ldm"])
 def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     out = tmp_path / "loop.json"
     profiled = ["--profile-steps", "2"] if config == "wavelet_flow" else []
@@ -142,6 +143,8 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     assert loader["batches"] == 3 and loader["vol_per_s"] > 0 and loader["mib_per_batch"] > 0
     assert r["loader_vs_net"] == loader["vol_per_s"] / r["net_alone"]["vol_per_s"]
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
+    if config == "vae_ldm":  # the net works on the VAE's latents: 4 channels at a quarter of the roi
+        assert r["vae_codec"] and r["latent_shape"] == [4, 4, 4, 4]
 
 
 @pytest.mark.slow

@@ -216,12 +216,18 @@ def test_batches_hold_windows_only_and_the_cache_stays_intact(sr_data):
     assert tuple(train[0]["image"].shape[1:]) == window
 
 
+def _disk_set(sr_data, folder: str):
+    """The SR training set with data.cache: disk (the shipped cascade_sr.yaml's): memory-mapped case files
+    in a folder of its own (a test that counts the files it writes starts from none)."""
+    cfg = dataclasses.replace(sr_data["cfg"], data=dataclasses.replace(sr_data["cfg"].data, cache="disk",
+                                                                        cache_dir=str(sr_data["tmp"] / folder)))
+    return build_datasets(cfg, sr_data["tmp"], train_random=train_window_steps(cfg, build_codec_for(cfg)))[0]
+
+
 def test_disk_cache_maps_cases_and_gives_the_memory_cache_windows(sr_data, monkeypatch):
     """With data.cache: disk the windows are cut from memory-mapped case files (only their pages are
     read); the items are those of the memory cache, and a second pass reads the same files."""
-    cfg = dataclasses.replace(sr_data["cfg"], data=dataclasses.replace(sr_data["cfg"].data, cache="disk",
-                                                                        cache_dir=str(sr_data["tmp"] / "disk")))
-    disk, _ = build_datasets(cfg, sr_data["tmp"], train_random=train_window_steps(cfg, build_codec_for(cfg)))
+    disk = _disk_set(sr_data, "disk")
     assert disk.mmap
     loads = []
     real_load = torch.load
@@ -235,11 +241,12 @@ def test_disk_cache_maps_cases_and_gives_the_memory_cache_windows(sr_data, monke
     assert loads == [True] * 4
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_windows_cut_on_the_device_are_the_loaders_windows(sr_data, workers):
+@pytest.mark.parametrize("workers,cache", [(0, "memory"), (2, "memory"), (2, "disk")])
+def test_windows_cut_on_the_device_are_the_loaders_windows(sr_data, workers, cache):
     # train.data_on_device: whole cases held once, each batch's windows (and flips: flip_prob 0.5) cut
-    # there from the item's seeded draw; the loop's two paths, four epochs from a mid-epoch position
-    train = sr_data["train"]
+    # there from the item's seeded draw; the loop's two paths, four epochs from a mid-epoch position;
+    # from the memory cache and from the disk cache cascade_sr.yaml ships (its auto holds the set on a GPU)
+    train = sr_data["train"] if cache == "memory" else _disk_set(sr_data, "disk_held")
     assert random_steps(train) == ["RandSRWindowd"]
     held = loop._loader(_run(2, True, epoch=1, position=1), train, collate_cases, workers)
     assert isinstance(held, DeviceBatches) and isinstance(held.replay, DeviceWindow)
