@@ -80,13 +80,21 @@ from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figur
                             gpu_envs, held_out_cases, log, make_anatomy_data, memorisation_audits_of, overrides, real_scores,
                             realism_checks_of, side_by_side, train_and_export, write_atomic)
 
-ARM = "x0_stats_off"  # the shipped model's recipe
+ARM = "x0_stats_off"  # the recipe's base arm (the shipped model adds x0_detail100_labels_lll100's keys)
+
+
+def _masks_lll(weight: int) -> str:
+    """objective.channel_weights with the WT/TC/ET masks' coarse band (LLL) at ``weight``: the anatomy
+    model's 56 output channels are 8 sub-bands x 7 image channels, LLL of t1n t1c t2w t2f WT TC ET first."""
+    return "[" + ",".join(["1"] * 4 + [str(weight)] * 3 + ["1"] * 49) + "]"
+
+
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
 # (--variants; each --seeds times): the texture ablation of issue 16. The shipped model (x0) was
 # 3-13x too weak in the top 4 of 8 spectral bands, the bands the Haar detail coefficients hold;
 # raw detail coefficients carry ~1e-3 of LLL's variance, so the unweighted loss hardly trains them.
 VARIANTS: dict[str, list[str]] = {
-    "x0": [],  # the shipped recipe as it is
+    "x0": [],  # the base arm alone (detail weight 1)
     "x0_detail10": ["objective.detail_weight=10"],
     "x0_detail100": ["objective.detail_weight=100"],
     "x0_detail300": ["objective.detail_weight=300"],
@@ -107,7 +115,12 @@ VARIANTS: dict[str, list[str]] = {
     # presence (share 77 % -> 50 %), CSF, t2w contrast (quality_scale_h200_20261201b). Raise the label
     # channels' LLL to 100 (channel order: LLL of t1n t1c t2w t2f WT TC ET first, then the detail bands)
     "x0_detail100_labels_lll100": ["objective.detail_weight=100",
-                                   "objective.channel_weights=[" + ",".join(["1"] * 4 + ["100"] * 3 + ["1"] * 49) + "]"],
+                                   "objective.channel_weights=" + _masks_lll(100)],
+    # shipped since quality_scale_h200_20261201f (tumours, fidelity, contrast, audit all pass) but smoother:
+    # t1n's top band 10x low. Heavier detail bands sharpened t1c/t2w/t2f before (1000: within 2x) and lost
+    # the tumours; with the masks' coarse band raised with them, the masks keep their share of the loss
+    "x0_detail300_labels_lll300": ["objective.detail_weight=300", "objective.channel_weights=" + _masks_lll(300)],
+    "x0_detail1000_labels_lll1000": ["objective.detail_weight=1000", "objective.channel_weights=" + _masks_lll(1000)],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)
@@ -376,7 +389,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each; "
+        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each, the evaluation's "
+        f"nets {'after them' if record.get('nets_after') else 'beside them'}; "
         f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
@@ -470,7 +484,8 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
                    f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
         "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": r0["steps"],
                     "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
-                    f"{len(record['runs']) - 1} other runs", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+                    f"{len(record['runs']) - 1} other runs, the evaluation's nets "
+                    f"{'after them' if record.get('nets_after') else 'beside them'}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
         "commands": [record["command"], f"python benchmarks/pack_pretrained.py {r0['model']} anatomy_2mm --card card_draft.json"],
         "config": f"configs/{run}.yaml of the quality_scale run (variant {variant}; config.json beside the weights)",
         "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
@@ -605,6 +620,9 @@ def main() -> int:
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
     ap.add_argument("--eval-steps", type=int, help="hard cap on their optimiser steps (default none; 2 with --smoke)")
+    ap.add_argument("--nets-after", action="store_true",
+                    help="train the evaluation's feature net and tissue segmenter after the runs, not beside them "
+                         "(one run alone on a card: the nets beside it halved its steps)")
     ap.add_argument("--eval-real", type=int, default=192,
                     help="real training and held-out cases each for fidelity, image and tissue (eval.max_real, a seeded "
                          "subset; 0 = all); memorisation always sees every training case (default %(default)s)")
@@ -665,7 +683,7 @@ def main() -> int:
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
-        "eval_real": args.eval_real, "arm": ARM,
+        "eval_real": args.eval_real, "arm": ARM, "nets_after": args.nets_after,
         "gpus": args.gpus,
         **device_info(args.device),
     }
@@ -679,10 +697,17 @@ def main() -> int:
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
-        + " and ".join(nets))
+        + " and ".join(nets) + (" after them" if args.nets_after else " beside them"))
     t0 = time.perf_counter()
-    train_cmds = {**{run: [*me, "--run", run] for run in runs}, **{net: [*me, "--shared-net-run", net] for net in nets}}
-    exits = side_by_side(train_cmds, out / "logs", envs=gpu_envs(list(train_cmds), args.gpus))
+    run_cmds = {run: [*me, "--run", run] for run in runs}
+    net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}
+    # --nets-after: the runs have the card to themselves (2026-12-01f: one run beside the two nets made
+    # 17-25 steps/s against 50 alone), and the nets train after them at full speed
+    groups = [run_cmds, net_cmds] if args.nets_after else [{**run_cmds, **net_cmds}]
+    exits: dict[str, int] = {}
+    for group in groups:
+        if group:
+            exits |= side_by_side(group, out / "logs", envs=gpu_envs(list(group), args.gpus))
     record["train_phase_seconds"] = round(time.perf_counter() - t0, 1)
     done = [run for run in runs if exits[run] == 0]
     for run in done:

@@ -149,13 +149,26 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
 
 @pytest.mark.slow
 def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path):
-    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2"])
+    # --nets-after: the evaluation's nets train once the seeds are done (their logs are written later)
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2",
+          "--nets-after"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert not any(r["exits"].values()) and r["seeds"] == [0, 1] and list(r["runs"]) == ["seed0", "seed1"]
+    assert r["nets_after"] and "nets after them" in (tmp_path / "report.md").read_text()
+    def clock(line: str) -> int:  # "[HH:MM:SSZ] ..." -> seconds of the day
+        h, m, sec = line[1:9].split(":")
+        return int(h) * 3600 + int(m) * 60 + int(sec)
+
+    last = {n: (tmp_path / "logs" / f"{n}.log").read_text().strip().splitlines()[-1]
+            for n in ("seed0", "seed1", "feature_net", "tissue_net")}
+    seeds_end = max(clock(last[s]) for s in ("seed0", "seed1"))
+    for net in ("feature_net", "tissue_net"):  # "[t] feature_net trained in N s": it started at t - N
+        started = clock(last[net]) - int(last[net].split(" trained in ")[1].split()[0])
+        assert started >= seeds_end - 1, (last[net], seeds_end)
     for s in ("seed0", "seed1"):
         assert r["run_records"][s]["steps"] == 2 and r["run_records"][s]["generated"] == 2
         report = json.loads((tmp_path / "eval" / s / "report.json").read_text())
-        assert "saved" in report["feature_net"]  # the one feature net trained beside the seeds, loaded by each
+        assert "saved" in report["feature_net"]  # the one feature net trained after the seeds, loaded by each
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
         assert set(report["results"]) == {"realism", "image"}  # memorisation and tissue have their own folders
         audit = json.loads((tmp_path / "eval" / f"{s}_memorisation" / "report.json").read_text())
