@@ -54,6 +54,16 @@ _HINTS = {
 }
 
 
+class NotHeld(ConfigError):
+    """``train.data_on_device`` cannot hold this run's training set. ``reason`` is why, without the
+    advice to turn it off that the message ends with: ``data_on_device: auto`` logs the reason and
+    keeps the loader, ``true`` stops with the message."""
+
+    def __init__(self, reason: str, *, alternatives: bool = False) -> None:
+        self.reason = reason
+        super().__init__(f"train.data_on_device: {reason}; {'or ' if alternatives else ''}set train.data_on_device: false")
+
+
 def _pipeline_steps(transform: Any) -> list[Any]:
     from monai.transforms import Compose
 
@@ -69,8 +79,8 @@ def random_steps(dataset: Dataset) -> list[str]:
         return []
     transform = getattr(dataset, "transform", None)
     if transform is None or not hasattr(transform, "transforms"):
-        raise ConfigError(f"train.data_on_device: cannot tell whether a {type(dataset).__name__}'s items change from "
-                          "epoch to epoch (no MONAI pipeline in .transform); set train.data_on_device: false")
+        raise NotHeld(f"cannot tell whether a {type(dataset).__name__}'s items change from epoch to epoch "
+                      "(no MONAI pipeline in .transform)")
     from monai.transforms import RandomizableTrait, Transform
 
     return [type(t).__name__ for t in _pipeline_steps(transform)
@@ -91,9 +101,8 @@ def refuse_random_items(dataset: Dataset) -> DeviceFlip | DeviceWindow | None:
     if steps:
         shown = [name for name in steps if name not in _REPLAYED] or steps  # a replayed step alone is not the problem
         hints = sorted({_HINTS.get(name, f"{name} is random") for name in shown})
-        raise ConfigError(f"train.data_on_device: the training pipeline draws random steps every epoch ({', '.join(shown)}); "
-                          f"items held on the device would repeat the first epoch's draws: {'; '.join(hints)}; "
-                          "or set train.data_on_device: false")
+        raise NotHeld(f"the training pipeline draws random steps every epoch ({', '.join(shown)}); items held on "
+                      f"the device would repeat the first epoch's draws: {'; '.join(hints)}", alternatives=True)
     return None
 
 
@@ -194,15 +203,14 @@ def concat_batches(parts: list[Any]) -> Any:
         return torch.cat(parts)
     if isinstance(first, Mapping):
         if any(p.keys() != first.keys() for p in parts):
-            raise ValueError(f"train.data_on_device: items with different fields in one batch "
+            raise ValueError(f"items with different fields in one batch "
                              f"({sorted(set().union(*(p.keys() for p in parts)) - set(first.keys()))} not in all)")
         return {k: concat_batches([p[k] for p in parts]) for k in first}
     if isinstance(first, list) and not any(isinstance(v, torch.Tensor) for v in first):
         return [v for p in parts for v in p]  # per-item host fields (collate_cases' case ids, origins)
     if isinstance(first, (list, tuple)):  # per-position tensors (default_collate of a sequence field)
         return type(first)(concat_batches(list(fields)) for fields in zip(*parts))
-    raise TypeError(f"train.data_on_device: cannot join batch fields of type {type(first).__name__}; "
-                    "set train.data_on_device: false")
+    raise TypeError(f"cannot join batch fields of type {type(first).__name__}")
 
 
 def same_batch(a: Any, b: Any) -> bool:
@@ -252,10 +260,9 @@ class DeviceBatches:
                     if i == 0:
                         problem = _room_problem(_bytes(batch) * n, device)
                         if problem is not None:
-                            log.warning("%s", problem)  # this rank's own reason, whichever rank reports
+                            log.warning("train.data_on_device: %s", problem)  # this rank's own reason, whichever rank reports
                         if agree(problem is not None):
-                            raise ConfigError(problem or "train.data_on_device: another rank's GPU has no room for the "
-                                                         "training set (its log says why); set train.data_on_device: false")
+                            raise NotHeld(problem or "another rank's GPU has no room for the training set (its log says why)")
                     nbytes += _bytes(batch)
                     self.items.append(batch)
             finally:
@@ -264,17 +271,16 @@ class DeviceBatches:
         # every rank reaches this (a rank out of memory stops loading early), so all refuse together
         if agree(out_of_memory):
             self.items.clear()
-            raise ConfigError(f"train.data_on_device: {'this' if out_of_memory else 'another'} rank's GPU ran out of "
-                              f"memory while loading the training set; set train.data_on_device: false")
+            raise NotHeld(f"{'this' if out_of_memory else 'another'} rank's GPU ran out of memory while loading the "
+                          "training set")
         width = min(batch_size, n)
         whole = move(next(iter(load(all_keys[:width], width))))  # the loader's own batch, flips or windows and all
         try:
             joined = concat_batches([self._item(key) for key in all_keys[:width]])
         except (TypeError, ValueError) as e:  # fields concat_batches cannot join (its message says which)
-            raise ConfigError(str(e)) from e
+            raise NotHeld(str(e)) from e
         if not same_batch(whole, joined):
-            raise ConfigError("train.data_on_device: this run's collate function does not batch items as joined "
-                              "batches of one; set train.data_on_device: false")
+            raise NotHeld("this run's collate function does not batch items as joined batches of one")
         log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,
                  f", {self.replay.what}" if self.replay is not None else "")
         self.keys, self.batch_size = keys, batch_size
@@ -305,6 +311,6 @@ def _room_problem(needed: int, device: torch.device) -> str | None:
         return None
     free, _ = torch.cuda.mem_get_info(device)
     if needed > MAX_SHARE_OF_FREE * free:
-        return (f"train.data_on_device: the training set needs {needed / 2**30:.1f} GiB on {device}, more than half of "
-                f"its {free / 2**30:.1f} GiB free; set train.data_on_device: false")
+        return (f"the training set needs {needed / 2**30:.1f} GiB on {device}, more than half of its "
+                f"{free / 2**30:.1f} GiB free")
     return None

@@ -67,7 +67,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import re
 import shutil
 import signal
 import time
@@ -86,7 +85,7 @@ from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
 from medidiff.training.data_wait import DataWait
-from medidiff.training.device_data import DeviceBatches, refuse_random_items
+from medidiff.training.device_data import DeviceBatches, NotHeld, refuse_random_items
 from medidiff.training.ema import EMA
 from medidiff.training.engine import (
     NO_DEEPSPEED,
@@ -470,12 +469,11 @@ def _loader(run: _Run, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] 
                                  move=lambda batch: move_to(batch, run.device), device=run.device,
                                  item_seed=lambda index: derive_seed(run.seed, 0, index),
                                  agree=lambda flag: any_rank([flag], run.dist)[0])
-        except ConfigError as e:  # every rank alike: the same pipeline, and the room decided together
+        except NotHeld as e:  # every rank alike: the same pipeline, and the room decided together
             if run.cfg.data_on_device != "auto":
                 raise
             if run.dist.rank == 0:
-                why = re.sub(r";? (or )?set train\.data_on_device: false$", "", str(e).removeprefix("train.data_on_device: "))
-                log.warning("train.data_on_device: auto: the loader feeds this run (%s)", why)
+                log.warning("train.data_on_device: auto: the loader feeds this run (%s)", e.reason)
     return loader(keys, run.cfg.micro_batch, persistent=True)
 
 

@@ -13,7 +13,7 @@ from monai.data import NibabelReader
 from medidiff.config import ConfigError
 from medidiff.data.brats import BRATS_AFFINE, MODALITIES, REGIONS
 from medidiff.data.config import DataConfig, check_roi_divisible, nearest_multiple
-from medidiff.data.dataset import make_dataset, make_loader
+from medidiff.data.dataset import collate_cases, make_dataset, make_loader
 from medidiff.data.transforms import Pipeline, build_transforms, deterministic_transforms, output_shape
 from medidiff.errors import DataError
 
@@ -112,7 +112,7 @@ def test_batch_shape_range_dtype_labels(tmp_path):
     assert (b["label"][0] == 3).sum() == (_label() == 3).sum()
 
 
-def test_region_masks_travel_as_uint8_and_a_worker_batch_equals_the_in_process_one(tmp_path):
+def test_region_masks_travel_as_uint8_and_a_worker_batch_equals_the_in_process_one(tmp_path, monkeypatch):
     # region masks are uint8 (a quarter of float32's bytes per loader copy); a worker stacks its batch
     # straight into shared memory: the same tensors as stacking in the main process
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(4)]
@@ -122,8 +122,17 @@ def test_region_masks_travel_as_uint8_and_a_worker_batch_equals_the_in_process_o
     assert [b["case_id"] for b in alone] == [b["case_id"] for b in workers]
     for a, w in zip(alone, workers):
         assert a["label"].dtype == w["label"].dtype == torch.uint8 and set(a["label"].unique().tolist()) <= {0, 1}
-        assert w["image"].is_shared() and w["image"].dtype == torch.float32
+        assert w["image"].dtype == torch.float32
         assert torch.equal(a["image"], w["image"]) and torch.equal(a["label"], w["label"])
+    # (any tensor a worker sends arrives shared, so the shared-memory stack is checked where it is made:
+    # collate in the main process stacks into ordinary memory, in a worker into shared memory)
+    cases = [ds[i] for i in range(2)]
+    in_main = collate_cases(cases)
+    assert not in_main["image"].is_shared() and not in_main["label"].is_shared()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
+    in_worker = collate_cases(cases)
+    assert in_worker["image"].is_shared() and in_worker["label"].is_shared()
+    assert torch.equal(in_worker["image"], in_main["image"]) and torch.equal(in_worker["label"], in_main["label"])
 
 
 def test_background_is_minus_one_and_brain_in_range(tmp_path):

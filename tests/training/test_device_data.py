@@ -12,7 +12,8 @@ from torch.utils.data import default_collate
 from medidiff.config import ConfigError
 from medidiff.data.dataset import collate_cases, make_dataset
 from medidiff.training import loop
-from medidiff.training.device_data import DeviceBatches, DeviceFlip, _room_problem, concat_batches, random_steps
+from medidiff.training.device_data import (DeviceBatches, DeviceFlip, NotHeld, _room_problem, concat_batches,
+                                           random_steps)
 from medidiff.training.sampler import SeededItems, derive_seed
 from tests.data.test_transforms import cfg_, write_case
 from tests.training import toy_train
@@ -171,14 +172,15 @@ def test_auto_holds_the_set_only_on_a_gpu_and_falls_back_to_the_loader_saying_wh
     assert isinstance(loop._loader(run(True, "cpu"), data, None, 0), DeviceBatches)
 
     def no_room(*args, **kwargs):
-        raise ConfigError("train.data_on_device: the training set needs 9.0 GiB, cuda:0 has 1.0 GiB free; "
-                          "set train.data_on_device: false")
+        raise NotHeld("the training set needs 9.0 GiB, cuda:0 has 1.0 GiB free")
 
     monkeypatch.setattr(loop, "DeviceBatches", no_room)  # as on a GPU without room (no GPU here)
     with caplog.at_level("WARNING", logger="medidiff.training.loop"):
         assert isinstance(loop._loader(run("auto", "cuda"), data, None, 0), torch.utils.data.DataLoader)
-    assert "auto: the loader feeds this run (the training set needs 9.0 GiB" in caplog.text
-    assert "set train.data_on_device: false" not in caplog.text
+    assert "auto: the loader feeds this run (the training set needs 9.0 GiB cuda:0 has 1.0 GiB free)" in caplog.text.replace(",", "")
+    assert "set train.data_on_device: false" not in caplog.text  # the reason alone: auto already chose the loader
+    # what true stops with: the reason and the way out
+    assert str(NotHeld("no room")) == "train.data_on_device: no room; set train.data_on_device: false"
     with pytest.raises(ConfigError, match="9.0 GiB"):  # true means held, or a clear refusal
         loop._loader(run(True, "cuda"), data, None, 0)
 
