@@ -100,6 +100,10 @@ loop_task() {
             # vae_ldm as shipped: its loop encodes each batch with the VAE (a random one of vae.yaml's size);
             # the same with the latents cached first (latent.cache, README's LDM steps) is a later row
             vae_ldm) run_loop vae_ldm --config configs/vae_ldm.yaml $monai --work /tmp/lb_ldm ;;
+            # what made the other small-step configs reach their nets: CUDA graphs and the set held on the card
+            # (its flips replayed there); the VAE still encodes each batch
+            vae_ldm_fast) run_loop vae_ldm_fast --config configs/vae_ldm.yaml --set train.compile=true \
+                --set train.compile_mode=reduce-overhead --set train.data_on_device=auto --work /tmp/lb_ldm ;;
             # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
             # copies a step, and MONAI transforms on the main thread (loop_h200_20261201); the plain engine
             vae_none) run_loop vae_none --config configs/vae.yaml --set train.deepspeed=none --set data.num_workers=4 \
