@@ -100,6 +100,8 @@ loop_task() {
             # vae_ldm as shipped: its loop encodes each batch with the VAE (a random one of vae.yaml's size);
             # the same with the latents cached first (latent.cache, README's LDM steps) is a later row
             vae_ldm) run_loop vae_ldm --config configs/vae_ldm.yaml $monai --work /tmp/lb_ldm ;;
+            # README's LDM steps: the latents encoded once (medidiff latents encode), the loop reads the cache
+            vae_ldm_cache) run_loop vae_ldm_cache --config configs/vae_ldm.yaml --latent-cache $monai --work /tmp/lb_ldm_cache ;;
             # what made the other small-step configs reach their nets: CUDA graphs and the set held on the card
             # (its flips replayed there); the VAE still encodes each batch
             vae_ldm_fast) run_loop vae_ldm_fast --config configs/vae_ldm.yaml --set train.compile=true \

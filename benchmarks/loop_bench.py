@@ -26,7 +26,8 @@ Every shipped config's stage is timed: ``diffusion`` (wavelet_flow, mask_flow, t
 anatomy_2mm, vae_ldm, ...), ``sr`` (cascade_sr) and ``vae``. A latent diffusion config
 (``latent.type: pretrained`` without a latent cache, as vae_ldm ships) gets a VAE codec with random
 weights of ``configs/vae.yaml``'s architecture, written to the scratch folder; its loop encodes each
-batch with it, as the shipped config's does. A text config gets a random text encoder of CLIP
+batch with it, as the shipped config's does, or with ``--latent-cache`` reads latents encoded once
+beforehand (``medidiff latents encode``, README's latent diffusion steps). A text config gets a random text encoder of CLIP
 ViT-L/14's text-tower size (768 wide, 12 layers, 77 tokens; the tests' small BPE vocabulary), written
 to the scratch folder: nothing is downloaded, and the loop encodes each prompt once (its embedding
 cache), so the encoder's size matters only for the first epoch. The net alone then reads random
@@ -278,6 +279,18 @@ def bench_vae_codec(out: Path, modalities: list[str], smoke: bool) -> Path:
     return out
 
 
+def encode_latents(cfg: Any, config: str, overrides: list[str], device: torch.device) -> None:
+    """``medidiff latents encode`` of the bench's cases with the config's codec into ``latent.cache``,
+    as README's latent diffusion steps do before training (not timed: the loop reads the cache)."""
+    from medidiff.cli.main import main as medidiff
+
+    sets = [a for o in overrides if not o.startswith("latent.cache=") for a in ("--set", o)]
+    code = medidiff(["latents", "encode", "--codec", cfg.latent.path, "--manifest", cfg.data.manifest, "--root",
+                     cfg.data.root, "--out", cfg.latent.cache, "--config", config, "--device", device.type, *sets])
+    if code != 0:
+        raise SystemExit(f"medidiff latents encode failed (exit {code})")
+
+
 class VAEAsNet(torch.nn.Module):
     """The VAE training module as ``net(x, t)``: encoder, reparameterisation, decoder -> x_hat, so
     ``unet_bench.Step`` and ``count_flops`` time and count it as they do a denoiser."""
@@ -343,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="batches for the loop's loader timed alone after the loop (0: not timed)")
     ap.add_argument("--monai", action="store_true",
                     help="also time MONAI's DiffusionModelUNet at the same widths, blocks and batch, eager and compiled")
+    ap.add_argument("--latent-cache", action="store_true",
+                    help="(a pretrained-latent config without a cache, vae_ldm) encode the cases once and train from "
+                         "the cache, as README's latent diffusion steps do; default: the config as shipped")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on any device (checks the script)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -360,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     if shipped.latent.type == "pretrained" and not shipped.latent.cache:  # vae_ldm: a random VAE of vae.yaml's size
         extra += [f"latent.path={bench_vae_codec(work / 'vae_codec', shipped.data.modalities, args.smoke)}",
                   *(SMOKE_LDM if args.smoke else [])]
+        if args.latent_cache:  # README's LDM steps: the latents encoded once (below), the loop reads them
+            extra.append(f"latent.cache={work / 'latent_cache'}")
     if shipped.conditioning.text.enabled:
         extra += [f"conditioning.text.encoder={bench_text_encoder(work / 'text_encoder', args.smoke)}",
                   *(SMOKE_TEXT if args.smoke else [])]
@@ -370,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (work / "manifest.json").is_file():
         write_synthetic_set("phantom", work / "data", args.cases, shape=cfg.data.roi, seed=0, tumour_fraction=1.0)
         write_manifest(build_brats_manifest(work / "data", num_folds=2, seed=0), work / "manifest.json")
+    if cfg.latent.cache and not (Path(cfg.latent.cache) / "cache.json").is_file():
+        encode_latents(cfg, args.config, [*overrides, *extra, *args.overrides], device)
 
     # 1. the loop, as `medidiff train` runs it (a profiled window changes only those few steps,
     # which the median of the log windows leaves out when the window is short)
@@ -474,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "text_encoder": "random, CLIP-L text-tower size" if cfg.conditioning.text.enabled and not args.smoke else None,
         "vae_codec": ("random, configs/vae.yaml's architecture" if shipped.latent.type == "pretrained"
                       and not shipped.latent.cache else None),
+        "latent_cache": bool(cfg.latent.cache),
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,
         "loop": {**rate, "vol_per_s": loop_vol_s, "seconds_in_all": round(loop_seconds, 1), "peak_gib": loop_peak},

@@ -144,7 +144,18 @@ def test_loop_bench_cpu_smoke_times_the_loop_and_its_net(tmp_path, config):
     assert r["loader_vs_net"] == loader["vol_per_s"] / r["net_alone"]["vol_per_s"]
     assert r["flops_per_step"] > 0 and 0 < r["mfu_net"]["vs_datasheet"] < r["mfu_net"]["vs_measured_matmul"]
     if config == "vae_ldm":  # the net works on the VAE's latents: 4 channels at a quarter of the roi
-        assert r["vae_codec"] and r["latent_shape"] == [4, 4, 4, 4]
+        assert r["vae_codec"] and r["latent_shape"] == [4, 4, 4, 4] and not r["latent_cache"]
+
+
+def test_loop_bench_trains_vae_ldm_from_a_latent_cache_as_readme_does(tmp_path):
+    # README's latent diffusion steps encode the cases once (medidiff latents encode) and train from the cache
+    out, work = tmp_path / "loop.json", tmp_path / "work"
+    _run(["benchmarks/loop_bench.py", "--smoke", "--device", "cpu", "--steps", "8", "--net-steps", "2", "--loader-batches",
+          "2", "--config", str(REPO / "configs" / "vae_ldm.yaml"), "--latent-cache", "--work", str(work), "--out", str(out)])
+    r = json.loads(out.read_text())
+    cache = json.loads((work / "latent_cache" / "cache.json").read_text())
+    assert r["latent_cache"] and r["latent_shape"] == [4, 4, 4, 4] and r["loop"]["steps_per_s"] > 0
+    assert cache["num_cases"] == len(cache["cases"]) == 8  # every bench case encoded once
 
 
 @pytest.mark.slow
