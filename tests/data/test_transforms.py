@@ -356,6 +356,29 @@ def count_reads(monkeypatch):
     return calls
 
 
+def test_memory_cache_decodes_on_a_ranks_share_of_the_cores_with_the_same_items(tmp_path, monkeypatch):
+    import os
+
+    from medidiff.data import dataset as dataset_module
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert dataset_module.cache_threads(0) == 16 and dataset_module.cache_threads(20) == 20  # at most 16, or the workers
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks on the node share its 32 cores
+    assert dataset_module.cache_threads(0) == 4 and dataset_module.cache_threads(6) == 6
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert dataset_module.cache_threads(0) == 1
+    # the cached items do not depend on how many threads decoded them
+    items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(5)]
+    cfg = cfg_(cache="memory", flip_prob=0.0, label_mode="regions")
+    cached = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(dataset_module, "cache_threads", lambda workers, n=threads: n)
+        cached[threads] = make_dataset(items, cfg)._cache
+    for a, b in zip(cached[1], cached[3]):
+        assert a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
 def test_disk_cache_is_reused(tmp_path, count_reads):
     items = [write_case(tmp_path / "data", f"c{i}", seed=i) for i in range(2)]
     cfg = cfg_(cache="disk", flip_prob=0.5)
