@@ -148,7 +148,9 @@ ablation_task() {
 }
 
 # TASKS=quality_scale: issue 16's seeds run (benchmarks/quality_scale.py; arguments in QUALITY_ARGS,
-# e.g. "--minutes 8 --set train.deepspeed=zero1"); seed 0's model stays in $JOB/quality_scale/models/seed0
+# e.g. "--minutes 8 --set train.deepspeed=zero1"); seed 0's model stays in $JOB/quality_scale/models/seed0.
+# Its evaluation nets come back in nets.tgz: unpack it into the tree's .nets/ (git ignores it), carry
+# ".nets" and add "--nets .nets" to QUALITY_ARGS in the next session (same data: --cases and seed)
 quality_scale_task() {
     # its training processes and evaluations share the host with a loop benchmark on the other GPU:
     # a few CPU threads each (torch takes every core by default)
@@ -253,6 +255,12 @@ pack() {
     (cd $JOB && tar czf - --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' --exclude='*.npy' \
         --exclude='*/data' --exclude='*/models' --exclude='*/checkpoints' --exclude='*/cache' --exclude='*/sr_cache' \
         . 2>/dev/null | split -b 15M - "$OUT/results.tgz.part_")
+    # the evaluation's shared nets with their weights (a few MB): the next session carries them back and
+    # passes `--nets DIR` to quality_scale.py instead of training them again (minutes of a lease)
+    local q=$JOB/quality_scale
+    if ls $q/feature_net/*.safetensors $q/tissue_net/*.safetensors >/dev/null 2>&1; then
+        (cd $q && tar czf "$OUT/nets.tgz" feature_net tissue_net 2>/dev/null)
+    fi
     ls -la "$OUT"
 }
 

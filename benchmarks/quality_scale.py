@@ -310,6 +310,33 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
+def reuse_nets(source: str, names: Sequence[str], out: Path) -> list[str]:
+    """Copy the evaluation's shared nets (``names``: feature_net, tissue_net) that ``source`` holds,
+    trained by an earlier run on this same manifest, into ``out``; returns the ones copied. A net trained
+    on another manifest (its recipe's sha256) is left out and trained again: evaluate would refuse it.
+    One instrument across device sessions also keeps their scores comparable."""
+    import shutil
+
+    from medidiff.files import file_sha256
+
+    manifest_sha = file_sha256(out / "manifest.json")
+    reused = []
+    for name in names:
+        src = Path(source) / name
+        if not (src / "config.json").is_file():
+            log(f"{name}: not in {source}: trained here")
+            continue
+        trained_on = json.loads((src / "config.json").read_text()).get("recipe", {}).get("manifest_sha256")
+        if trained_on != manifest_sha:
+            log(f"{name}: {src} was trained on manifest {str(trained_on)[:16]}, this run's is {manifest_sha[:16]}: trained here")
+            continue
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(src, out / name)
+        reused.append(name)
+        log(f"{name}: reused from {src}")
+    return reused
+
+
 def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     """Train one of the evaluation's shared nets (SHARED_NETS) once, into OUT/<name> (its own process,
     beside the seeds' training), with the budget the evaluations would give it."""
@@ -390,7 +417,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each, the evaluation's "
-        f"nets {'after them' if record.get('nets_after') else 'beside them'}; "
+        f"nets {'after them' if record.get('nets_after') else 'beside them'}"
+        + (f" ({', '.join(record['nets_reused'])} reused from an earlier run on this manifest)"
+           if record.get("nets_reused") else "") + "; "
         f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
@@ -623,6 +652,8 @@ def main() -> int:
     ap.add_argument("--nets-after", action="store_true",
                     help="train the evaluation's feature net and tissue segmenter after the runs, not beside them "
                          "(one run alone on a card: the nets beside it halved its steps)")
+    ap.add_argument("--nets", help="a folder with feature_net/ and tissue_net/ trained by an earlier run on the same "
+                                   "data (device_session.sh brings them back in nets.tgz): used instead of training them")
     ap.add_argument("--eval-real", type=int, default=192,
                     help="real training and held-out cases each for fidelity, image and tissue (eval.max_real, a seeded "
                          "subset; 0 = all); memorisation always sees every training case (default %(default)s)")
@@ -696,8 +727,11 @@ def main() -> int:
           args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants, "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, and the evaluation's "
-        + " and ".join(nets) + (" after them" if args.nets_after else " beside them"))
+    record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
+    nets = [net for net in nets if net not in reused]
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each"
+        + (f", and the evaluation's {' and '.join(nets)}" + (" after them" if args.nets_after else " beside them")
+           if nets else ""))
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}

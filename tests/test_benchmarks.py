@@ -201,6 +201,21 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["runs"].values())
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
     assert "mean x0 [t95]" in (tmp_path / "report.md").read_text()
+    # the next device session: the same data (the same --out on the GPU host), the nets carried back (--nets)
+    import shutil
+
+    for net in ("feature_net", "tissue_net"):
+        shutil.copytree(tmp_path / net, tmp_path / "carried" / net)
+    for old in tmp_path.iterdir():  # a fresh host: the data set is written again, the same; no runs
+        if old.name not in ("data", "manifest.json", "carried"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "1",
+          "--phases", "realism", "fidelity", "tissue", "--nets", str(tmp_path / "carried")])
+    again = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert again["nets_reused"] == ["feature_net", "tissue_net"] and not any(again["exits"].values())
+    assert not {"feature_net", "tissue_net"} & set(again["exits"])  # no net trained
+    tissue = json.loads((tmp_path / "eval" / "seed0_tissue" / "report.json").read_text())
+    assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
 
 
 @pytest.mark.slow
@@ -226,6 +241,23 @@ def _quality_scale(monkeypatch):
 
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # its imports of quality_common / quality_ablation
     return importlib.import_module("quality_scale")
+
+
+def test_quality_scale_reuses_evaluation_nets_trained_on_the_same_manifest_only(monkeypatch, tmp_path):
+    from medidiff.files import file_sha256
+
+    qs = _quality_scale(monkeypatch)
+    out, source = tmp_path / "out", tmp_path / "nets"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"cases": []}')
+    for name, manifest in (("feature_net", file_sha256(out / "manifest.json")), ("tissue_net", "0" * 64)):
+        (source / name).mkdir(parents=True)
+        (source / name / "config.json").write_text(json.dumps({"kind": name, "recipe": {"manifest_sha256": manifest}}))
+        (source / name / "model.safetensors").write_bytes(b"weights")
+    # the tissue net was trained on another manifest (evaluate would refuse it): trained again
+    assert qs.reuse_nets(str(source), ["feature_net", "tissue_net"], out) == ["feature_net"]
+    assert (out / "feature_net" / "model.safetensors").read_bytes() == b"weights" and not (out / "tissue_net").exists()
+    assert qs.reuse_nets(str(tmp_path / "none"), ["feature_net"], out) == []  # nothing there: trained here
 
 
 def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):
