@@ -286,7 +286,7 @@ def encode_latents(cfg: Any, config: str, overrides: list[str], device: torch.de
 
     sets = [a for o in overrides if not o.startswith("latent.cache=") for a in ("--set", o)]
     code = medidiff(["latents", "encode", "--codec", cfg.latent.path, "--manifest", cfg.data.manifest, "--root",
-                     cfg.data.root, "--out", cfg.latent.cache, "--config", config, "--device", device.type, *sets])
+                     cfg.data.root, "--out", cfg.latent.cache, "--config", config, "--device", str(device), *sets])
     if code != 0:
         raise SystemExit(f"medidiff latents encode failed (exit {code})")
 

@@ -310,6 +310,17 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
+def _nets_wording(record: dict[str, Any]) -> str:
+    """Where the evaluation's nets trained relative to the runs (their share of the card explains a run's
+    steps/s), and which were reused instead."""
+    trained = record.get("nets_trained", ["feature_net", "tissue_net"])  # records before --nets: both trained
+    text = (f"the evaluation's {' and '.join(trained)} trained {'after' if record.get('nets_after') else 'beside'} them"
+            if trained else "no evaluation net trained")
+    if record.get("nets_reused"):
+        text += f" ({' and '.join(record['nets_reused'])} reused from an earlier run on this manifest)"
+    return text
+
+
 def reuse_nets(source: str, names: Sequence[str], out: Path) -> list[str]:
     """Copy the evaluation's shared nets (``names``: feature_net, tissue_net) that ``source`` holds,
     trained by an earlier run on this same manifest, into ``out``; returns the ones copied. A net trained
@@ -323,8 +334,11 @@ def reuse_nets(source: str, names: Sequence[str], out: Path) -> list[str]:
     reused = []
     for name in names:
         src = Path(source) / name
-        if not (src / "config.json").is_file():
-            log(f"{name}: not in {source}: trained here")
+        if src.resolve() == (out / name).resolve():  # already in place (--nets OUT): nothing to copy, or to delete
+            reused.append(name)
+            continue
+        if not (src / "config.json").is_file() or not (src / "model.safetensors").is_file():
+            log(f"{name}: no saved net (config.json and model.safetensors) in {src}: trained here")
             continue
         trained_on = json.loads((src / "config.json").read_text()).get("recipe", {}).get("manifest_sha256")
         if trained_on != manifest_sha:
@@ -416,10 +430,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each, the evaluation's "
-        f"nets {'after them' if record.get('nets_after') else 'beside them'}"
-        + (f" ({', '.join(record['nets_reused'])} reused from an earlier run on this manifest)"
-           if record.get("nets_reused") else "") + "; "
+        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each, "
+        f"{_nets_wording(record)}; "
         f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
@@ -513,8 +525,7 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
                    f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
         "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": r0["steps"],
                     "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
-                    f"{len(record['runs']) - 1} other runs, the evaluation's nets "
-                    f"{'after them' if record.get('nets_after') else 'beside them'}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+                    f"{len(record['runs']) - 1} other runs, {_nets_wording(record)}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
         "commands": [record["command"], f"python benchmarks/pack_pretrained.py {r0['model']} anatomy_2mm --card card_draft.json"],
         "config": f"configs/{run}.yaml of the quality_scale run (variant {variant}; config.json beside the weights)",
         "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
@@ -728,7 +739,7 @@ def main() -> int:
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
-    nets = [net for net in nets if net not in reused]
+    record["nets_trained"] = nets = [net for net in nets if net not in reused]
     log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each"
         + (f", and the evaluation's {' and '.join(nets)}" + (" after them" if args.nets_after else " beside them")
            if nets else ""))

@@ -165,7 +165,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
           "--nets-after"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert not any(r["exits"].values()) and r["seeds"] == [0, 1] and list(r["runs"]) == ["seed0", "seed1"]
-    assert r["nets_after"] and "nets after them" in (tmp_path / "report.md").read_text()
+    assert r["nets_after"] and "feature_net and tissue_net trained after them" in (tmp_path / "report.md").read_text()
     def clock(line: str) -> int:  # "[HH:MM:SSZ] ..." -> seconds of the day
         h, m, sec = line[1:9].split(":")
         return int(h) * 3600 + int(m) * 60 + int(sec)
@@ -214,6 +214,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     again = json.loads((tmp_path / "quality_scale.json").read_text())
     assert again["nets_reused"] == ["feature_net", "tissue_net"] and not any(again["exits"].values())
     assert not {"feature_net", "tissue_net"} & set(again["exits"])  # no net trained
+    assert "no evaluation net trained (feature_net and tissue_net reused" in (tmp_path / "report.md").read_text()
     tissue = json.loads((tmp_path / "eval" / "seed0_tissue" / "report.json").read_text())
     assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
 
@@ -258,6 +259,10 @@ def test_quality_scale_reuses_evaluation_nets_trained_on_the_same_manifest_only(
     assert qs.reuse_nets(str(source), ["feature_net", "tissue_net"], out) == ["feature_net"]
     assert (out / "feature_net" / "model.safetensors").read_bytes() == b"weights" and not (out / "tissue_net").exists()
     assert qs.reuse_nets(str(tmp_path / "none"), ["feature_net"], out) == []  # nothing there: trained here
+    assert qs.reuse_nets(str(out), ["feature_net"], out) == ["feature_net"]  # --nets OUT: in place, not deleted
+    assert (out / "feature_net" / "model.safetensors").is_file()
+    (source / "feature_net" / "model.safetensors").unlink()  # a recipe without its weights: trained again
+    assert qs.reuse_nets(str(source), ["feature_net"], out) == []
 
 
 def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):

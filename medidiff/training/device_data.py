@@ -203,14 +203,14 @@ def concat_batches(parts: list[Any]) -> Any:
         return torch.cat(parts)
     if isinstance(first, Mapping):
         if any(p.keys() != first.keys() for p in parts):
-            raise ValueError(f"items with different fields in one batch "
+            raise ValueError(f"train.data_on_device: items with different fields in one batch "
                              f"({sorted(set().union(*(p.keys() for p in parts)) - set(first.keys()))} not in all)")
         return {k: concat_batches([p[k] for p in parts]) for k in first}
     if isinstance(first, list) and not any(isinstance(v, torch.Tensor) for v in first):
         return [v for p in parts for v in p]  # per-item host fields (collate_cases' case ids, origins)
     if isinstance(first, (list, tuple)):  # per-position tensors (default_collate of a sequence field)
         return type(first)(concat_batches(list(fields)) for fields in zip(*parts))
-    raise TypeError(f"cannot join batch fields of type {type(first).__name__}")
+    raise TypeError(f"train.data_on_device: cannot join batch fields of type {type(first).__name__}")
 
 
 def same_batch(a: Any, b: Any) -> bool:
@@ -278,7 +278,7 @@ class DeviceBatches:
         try:
             joined = concat_batches([self._item(key) for key in all_keys[:width]])
         except (TypeError, ValueError) as e:  # fields concat_batches cannot join (its message says which)
-            raise NotHeld(str(e)) from e
+            raise NotHeld(str(e).removeprefix("train.data_on_device: ")) from e
         if not same_batch(whole, joined):
             raise NotHeld("this run's collate function does not batch items as joined batches of one")
         log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,

@@ -362,10 +362,15 @@ def test_memory_cache_decodes_on_a_ranks_share_of_the_cores_with_the_same_items(
     from medidiff.data import dataset as dataset_module
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for key in ("LOCAL_WORLD_SIZE", "LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+        monkeypatch.delenv(key, raising=False)
     assert dataset_module.cache_threads(0) == 16 and dataset_module.cache_threads(20) == 20  # at most 16, or the workers
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks on the node share its 32 cores
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")  # srun: 4 tasks on each of 2 nodes
+    assert dataset_module.cache_threads(0) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's count wins: 8 ranks on the node share its 32 cores
     assert dataset_module.cache_threads(0) == 4 and dataset_module.cache_threads(6) == 6
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")  # ignored, the next launcher variable counts
+    assert dataset_module.cache_threads(0) == 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert dataset_module.cache_threads(0) == 1
     # the cached items do not depend on how many threads decoded them
