@@ -740,9 +740,7 @@ def main() -> int:
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each"
-        + (f", and the evaluation's {' and '.join(nets)}" + (" after them" if args.nets_after else " beside them")
-           if nets else ""))
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, {_nets_wording(record)}")
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}
