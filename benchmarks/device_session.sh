@@ -66,8 +66,8 @@ loop_task() {
             # the SR stage's loop on 96^3 training patches of 240x240x160 phantoms (a "volume" is a patch)
             cascade_sr) run_loop cascade_sr --config configs/cascade_sr.yaml $monai --work /tmp/lb_sr ;;
             # the other shipped configs as shipped (issue 15: a figure for each through medidiff train);
-            # text_flow with a random encoder of CLIP-L's text size (loop_bench writes it), vae_ldm needs a
-            # trained VAE's codec and is not timed
+            # text_flow with a random encoder of CLIP-L's text size (loop_bench writes it); vae_ldm with a random
+            # VAE of vae.yaml's size (the vae_ldm rows below)
             text_flow) run_loop text_flow --config configs/text_flow.yaml $monai --work /tmp/lb_text ;;
             # text_flow and cascade_sr missed 0.8 of their nets (0.68, 0.55: small steps the host launches,
             # loop_h200_20261201): micro-batch 4 lifted wavelet_flow from 0.50 to 0.96; CUDA graphs the anatomy loop
@@ -102,8 +102,9 @@ loop_task() {
             vae_ldm) run_loop vae_ldm --config configs/vae_ldm.yaml $monai --work /tmp/lb_ldm ;;
             # README's LDM steps: the latents encoded once (medidiff latents encode), the loop reads the cache
             vae_ldm_cache) run_loop vae_ldm_cache --config configs/vae_ldm.yaml --latent-cache $monai --work /tmp/lb_ldm_cache ;;
-            # what made the other small-step configs reach their nets: CUDA graphs and the set held on the card
-            # (its flips replayed there); the VAE still encodes each batch
+            # both rows above reach 0.92-0.93 of a net that is itself launch-bound eager (1163 launches, 21 ms of
+            # GPU work a step, loop_h200_20261201g); what made the other small-step configs fast: CUDA graphs and
+            # the set held on the card (its flips replayed there); the VAE still encodes each batch
             vae_ldm_fast) run_loop vae_ldm_fast --config configs/vae_ldm.yaml --set train.compile=true \
                 --set train.compile_mode=reduce-overhead --set train.data_on_device=auto --work /tmp/lb_ldm ;;
             # vae ships zero2 and no loader workers: DeepSpeed's 3.2 device syncs (23.6 ms) and 170 DtoD
