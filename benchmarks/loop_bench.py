@@ -47,6 +47,7 @@ import dataclasses
 import datetime as dt
 import gc
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -373,11 +374,17 @@ def main(argv: list[str] | None = None) -> int:
     extra = []
     if args.smoke and shipped.stage == "sr":  # SMOKE's roi is smaller than the shipped SR patch
         extra += SMOKE_SR
-    if shipped.latent.type == "pretrained" and not shipped.latent.cache:  # vae_ldm: a random VAE of vae.yaml's size
-        extra += [f"latent.path={bench_vae_codec(work / 'vae_codec', shipped.data.modalities, args.smoke)}",
-                  *(SMOKE_LDM if args.smoke else [])]
+    ldm = shipped.latent.type == "pretrained" and not shipped.latent.cache
+    own_codec = any(o.startswith("latent.path=") for o in args.overrides)  # --set latent.path=a trained VAE
+    if ldm:
+        if not own_codec:  # vae_ldm: a random VAE of vae.yaml's size
+            extra.append(f"latent.path={bench_vae_codec(work / 'vae_codec', shipped.data.modalities, args.smoke)}")
+        extra += SMOKE_LDM if args.smoke else []
         if args.latent_cache:  # README's LDM steps: the latents encoded once (below), the loop reads them
             extra.append(f"latent.cache={work / 'latent_cache'}")
+            # encoded afresh each run: one left in --work by another codec or case count is stale, and the
+            # loop would refuse it
+            shutil.rmtree(work / "latent_cache", ignore_errors=True)
     if shipped.conditioning.text.enabled:
         extra += [f"conditioning.text.encoder={bench_text_encoder(work / 'text_encoder', args.smoke)}",
                   *(SMOKE_TEXT if args.smoke else [])]
@@ -492,8 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": str(args.config), "overrides": args.overrides, "smoke": args.smoke,
         "stage": cfg.stage, "volume": "training patch" if cfg.stage == "sr" else "volume",
         "text_encoder": "random, CLIP-L text-tower size" if cfg.conditioning.text.enabled and not args.smoke else None,
-        "vae_codec": ("random, configs/vae.yaml's architecture" if shipped.latent.type == "pretrained"
-                      and not shipped.latent.cache else None),
+        "vae_codec": ((cfg.latent.path if own_codec else "random, configs/vae.yaml's architecture") if ldm else None),
         "latent_cache": bool(cfg.latent.cache),
         "micro_batch": cfg.train.micro_batch, "grad_accum": cfg.train.grad_accum, "latent_shape": list(latent),
         "precision": cfg.train.precision, "compile": cfg.train.compile, "net_mode": mode,

@@ -60,8 +60,17 @@ class NotHeld(ConfigError):
     keeps the loader, ``true`` stops with the message."""
 
     def __init__(self, reason: str, *, alternatives: bool = False) -> None:
-        self.reason = reason
+        self.reason, self.alternatives = reason, alternatives
         super().__init__(f"train.data_on_device: {reason}; {'or ' if alternatives else ''}set train.data_on_device: false")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickling (a raise in a worker or a spawned rank) would otherwise rebuild it from the whole message,
+        # wrapping the prefix and advice twice
+        return (_not_held, (self.reason, self.alternatives))
+
+
+def _not_held(reason: str, alternatives: bool) -> NotHeld:
+    return NotHeld(reason, alternatives=alternatives)
 
 
 def _pipeline_steps(transform: Any) -> list[Any]:

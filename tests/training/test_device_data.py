@@ -3,6 +3,7 @@ so the loss curve and an exact resume are unchanged; pipelines with random steps
 
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -181,6 +182,9 @@ def test_auto_holds_the_set_only_on_a_gpu_and_falls_back_to_the_loader_saying_wh
     assert "set train.data_on_device: false" not in caplog.text  # the reason alone: auto already chose the loader
     # what true stops with: the reason and the way out
     assert str(NotHeld("no room")) == "train.data_on_device: no room; set train.data_on_device: false"
+    # a raise in a worker or spawned rank reaches the parent pickled: the same reason and message
+    back = pickle.loads(pickle.dumps(NotHeld("no room", alternatives=True)))
+    assert isinstance(back, NotHeld) and back.reason == "no room" and str(back) == str(NotHeld("no room", alternatives=True))
     with pytest.raises(ConfigError, match="9.0 GiB"):  # true means held, or a clear refusal
         loop._loader(run(True, "cuda"), data, None, 0)
 
