@@ -8,7 +8,7 @@
 #   start: run benchmarks/device_session.sh start      (carry .whl; see ../shared/gpu/fetch-wheels)
 #   then:  run benchmarks/device_session.sh wait
 #   then:  run benchmarks/device_session.sh fetch x0_detail100_seed0 ...   (trained models, bf16, in parts)
-#   or:    FETCH=all (or FETCH="RUN...") on `wait`: the call that sees the job done fetches them too
+#   or:    FETCH=all (or FETCH="RUN...") on `wait`: each call after the runs are exported fetches them too
 #
 # The job (TASK=gpu_run, the default): the end-to-end run (benchmarks/gpu_run.py, extra arguments
 # in GPU_RUN_ARGS, e.g. "--compile") and then, unless UNET=0, the UNet benchmarks of issue 4.
@@ -275,10 +275,11 @@ wait_job() {
     tail -c 4000 $JOB/log
     for f in "$JOB"/*.log; do [ -f "$f" ] && { echo "-- $f"; tail -c 1500 "$f"; }; done
     pack
-    # FETCH="RUN..." (or "all"): once the job is done, the same call brings those models back too, so a
-    # lease that ends right after the job still has them (session 17 lost one that way); decide locally
-    # whether to ship. One model is ~23 MB in bf16: two fit beside results and nets in a call's 64 MiB.
-    if [ -n "${FETCH:-}" ] && grep -q "JOB DONE" $JOB/log 2>/dev/null; then
+    # FETCH="RUN..." (or "all"): once the runs are trained and exported (quality_scale.json is written after
+    # them, before the evaluation phases), every wait call brings those models back too, so a lease that
+    # ends before the job does still has them (session 17 lost one that way); decide locally whether to
+    # ship. One model is ~23 MB in bf16: two fit beside results and nets in a call's 64 MiB.
+    if [ -n "${FETCH:-}" ] && [ -f $JOB/quality_scale/quality_scale.json ]; then
         local runs=$FETCH
         [ "$FETCH" = all ] && runs=$(ls $JOB/quality_scale/models 2>/dev/null)
         # shellcheck disable=SC2086  # a list of run names
