@@ -493,3 +493,21 @@ def test_sampler_ablation_scores_each_sampler_of_the_shipped_model(tmp_path):
         assert all(f"spectrum_max_abs_log10_{m}" in v for m in ("t1n", "t1c", "t2w", "t2f"))
     assert "| network evaluations a case | 10 | 9 |" in (out / "report.md").read_text()
     assert (out / "figures" / "euler10.png").stat().st_size > 0 and (out / "figures" / "heun5.png").is_file()
+
+
+def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anatomy_model(monkeypatch, tmp_path):
+    # a variant that fails here would fail on the GPU host only after its data were written (minutes of a lease)
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality_scale
+
+    from medidiff.objectives import build_objective
+    from medidiff.training.diffusion import build_codec_for
+
+    p = dict(quality_scale.FULL, workers=1)
+    for variant, keys in quality_scale.VARIANTS.items():
+        cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                                 *keys])
+        names = build_codec_for(cfg).channel_names
+        weights = build_objective(cfg.objective, names).config.channel_weights
+        assert weights is None or len(weights) == len(names) == 56, variant
+    assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10

@@ -51,6 +51,7 @@ class Objective(Protocol):
         *,
         generator: torch.Generator | None = None,
         null_cond: Mapping[str, Any] | None = None,
+        background: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]: ...
 
     def denoiser(

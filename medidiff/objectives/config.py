@@ -81,6 +81,13 @@ class ObjectiveConfig:
     # detail_weight 1000. At 1000 for all, t1n's top spectral band stayed 3x weak while t2f's
     # histogram drifted (quality_wdm_20261130). Wavelet latents only.
     detail_weights: dict[str, float] | None = None
+    # Loss weight of the latent positions whose whole block is background in every modality (the
+    # exactly-black outside of skull-stripped scans), relative to the rest of the volume; the weights
+    # are normalised per case, so the loss keeps its scale. The detail-weighted anatomy models left a
+    # faint haze over 88-97 % of the outside (real: 0 there): the images' coarse band, which carries
+    # it, was a tiny share of the loss (benchmarks/results/haze_cpu_20261201). 1 = off. Training
+    # reads the images for it, so it does not work from a latent cache (refused there).
+    background_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -140,6 +147,8 @@ class ObjectiveConfig:
                 )
         if not (math.isfinite(self.detail_weight) and self.detail_weight > 0):
             raise ValueError(f"detail_weight must be a positive number (1 = all sub-bands equal), got {self.detail_weight}")
+        if not (math.isfinite(self.background_weight) and self.background_weight > 0):
+            raise ValueError(f"background_weight must be a positive number (1 = off), got {self.background_weight}")
         bad = {k: v for k, v in (self.detail_weights or {}).items() if not (math.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"detail_weights must be positive numbers, got {bad}")

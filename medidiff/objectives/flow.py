@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.schedules import logit_normal, resolution_shift, shift_time
 from medidiff.samplers.guidance import cfg_denoiser, dropout_conditions
-from medidiff.utils.tensor import Cond, Denoiser, append_dims, rand_on, regression_loss
+from medidiff.utils.tensor import Cond, Denoiser, append_dims, background_weight_map, rand_on, regression_loss
 
 __all__ = ["FlowMatchingObjective", "X0_WEIGHT_T_MIN"]
 
@@ -91,6 +91,7 @@ class FlowMatchingObjective:
         *,
         generator: torch.Generator | None = None,
         null_cond: Mapping[str, Any] | None = None,
+        background: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t and eps, interpolate, regress the velocity (L2 or L1).
 
@@ -107,6 +108,7 @@ class FlowMatchingObjective:
         return regression_loss(
             pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
             channel_weights=self.config.loss_channel_weights(),
+            spatial_weight=background_weight_map(self.config.background_weight, background),
         )
 
     def time_weight(self, t: Tensor) -> Tensor | None:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from medidiff.config import config_hash, save_resolved, to_dict
+from medidiff.config import ConfigError, config_hash, save_resolved, to_dict
 from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -149,6 +150,11 @@ class DiffusionLoss:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
+        self.background_weighted = cfg.objective.background_weight != 1.0
+        if self.background_weighted and cfg.latent.cache:
+            raise ConfigError(f"objective.background_weight ({cfg.objective.background_weight}) weighs the loss where the "
+                              "images are background, but with latent.cache training never sees the images: "
+                              "set objective.background_weight: 1 or train without latent.cache")
 
     def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if regions is None:
@@ -156,7 +162,7 @@ class DiffusionLoss:
         return {"cond_image": mask_to_latent_grid(self.codec, regions)}
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
-        null = None
+        null = background = None
         with torch.no_grad():
             if "latent" in batch:  # from a latent cache: the codec never runs
                 z = batch["latent"].float()  # (B, C', D', H', W')
@@ -164,13 +170,29 @@ class DiffusionLoss:
             else:
                 x, regions = model_input(batch, self.cfg)
                 z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
+                if self.background_weighted:
+                    background = background_blocks(x[:, : batch["image"].shape[1]], self.codec.downsampling_factor)
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
                 null = self.text.null_cond(z.device)
-        loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null)
+        loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null, background=background)
         logs = group_by_band(per_channel, self.names)
         return loss, logs
+
+
+# intensities at most this far above -1 count as background: the pipeline maps a skull-stripped scan's
+# exact 0 outside the head to -1 (float rounding aside)
+BACKGROUND_TOLERANCE = 1e-3
+
+
+def background_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
+    """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D/f, H/f, W/f) float: 1 where every voxel of the
+    latent position's block is background (<= -1 + BACKGROUND_TOLERANCE) in every modality, else 0."""
+    outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
+    factor = tuple(int(f) for f in factor)
+    pool = F.max_pool3d if outside.ndim == 5 else F.max_pool2d
+    return -pool(-outside, kernel_size=factor, stride=factor)  # a min-pool: the whole block
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ __all__ = [
     "Cond",
     "Denoiser",
     "append_dims",
+    "background_weight_map",
     "batch_time",
     "mean_per_channel",
     "randn_per_sample",
@@ -113,17 +114,23 @@ def regression_loss(
     kind: str = "l2",
     time_weight: Tensor | None = None,
     channel_weights: Sequence[float] | None = None,
+    spatial_weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample-weighted, per-channel-weighted L2/L1 loss of (B, C, ...) tensors.
 
     Returns ``(loss, per_channel)``: ``per_channel`` (C,) is the time-weighted mean over batch
     and space (detached, for logging per modality / wavelet sub-band), and
     ``loss = sum_c w_c per_channel_c / sum_c w_c`` (the plain mean when weights are equal).
+    ``spatial_weight`` (B, 1, ...) weighs positions within each case, normalised to a mean of 1
+    per case: the mean over space becomes a weighted mean, and the loss keeps its scale.
     """
     if pred.shape != target.shape:
         raise ValueError(f"network output {tuple(pred.shape)} does not match the target {tuple(target.shape)}")
     diff = pred.float() - target.float()
     err = diff.square() if kind == "l2" else diff.abs()
+    if spatial_weight is not None:
+        w = spatial_weight.float()
+        err = err * (w / w.mean(dim=tuple(range(1, w.ndim)), keepdim=True))
     per_bc = mean_per_channel(err)  # (B, C)
     if time_weight is not None:
         per_bc = per_bc * time_weight.to(per_bc).reshape(-1, 1)
@@ -139,6 +146,21 @@ def regression_loss(
         w = _weights_on(tuple(channel_weights), per_channel.dtype, per_channel.device)
         loss = (per_channel * w).sum() / w.sum()
     return loss, per_channel.detach()
+
+
+def background_weight_map(weight: float, background: Tensor | None) -> Tensor | None:
+    """(B, 1, ...) loss weights: ``weight`` where ``background`` (the same shape, 1 on background
+    positions, 0 elsewhere) holds, 1 elsewhere; None when ``weight`` is 1 (off). A weight without the
+    background map is refused: silently training unweighted would ignore the config."""
+    if weight == 1.0:
+        return None
+    if background is None:
+        from medidiff.errors import MedidiffError
+
+        raise MedidiffError(f"objective.background_weight ({weight}) needs the images' background, which this "
+                            "training path does not give (a latent cache, or a stage that does not support it): "
+                            "set objective.background_weight: 1")
+    return 1.0 + (weight - 1.0) * background.float()
 
 
 def batch_time(value: float, x: Tensor) -> Tensor:

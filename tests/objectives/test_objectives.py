@@ -357,3 +357,36 @@ def test_channel_weighted_loss_step_never_waits_for_the_host_on_cuda():
             obj.loss(net, x0, generator=gen)[0].backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "flow"])
+def test_background_weight_is_a_per_case_weighted_mean_over_space(kind):
+    # a net whose x0 is off by 1 on background positions and by 2 elsewhere, half of each case background
+    x0 = torch.randn(2, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    background = torch.zeros(2, 1, 4, 4, 4)
+    background[:, :, :2] = 1.0
+    err = 1.0 + (1.0 - background)  # (B, 1, ...) broadcast over channels
+
+    def loss_of(weight: float) -> float:
+        extra = {"flow_target": "x0"} if kind == "flow" else {"prediction": "x0"}
+        obj = build_objective(ObjectiveConfig(type=kind, background_weight=weight, **extra))
+        loss, _ = obj.loss(lambda x, t, **c: x0 + err, x0, generator=torch.Generator().manual_seed(1),
+                           background=background)
+        return loss.item()
+
+    assert loss_of(1.0) == pytest.approx(0.5 * 1 + 0.5 * 4)  # off: the plain mean
+    # weight 3: per case the weights 3 and 1 are normalised to 1.5 and 0.5 (mean 1), so the loss keeps its scale
+    assert loss_of(3.0) == pytest.approx(0.5 * 1.5 * 1 + 0.5 * 0.5 * 4)
+    assert loss_of(0.5) > loss_of(1.0) > loss_of(3.0)  # the weight moves the loss toward the background's error
+
+
+def test_background_weight_without_a_background_map_is_refused_not_ignored():
+    from medidiff.config import load_config
+    from medidiff.errors import MedidiffError
+
+    obj = build_objective(ObjectiveConfig(type="flow", background_weight=10.0))
+    with pytest.raises(MedidiffError, match="background_weight"):
+        obj.loss(lambda x, t, **c: x, _data(4, 2, 2))
+    with pytest.raises(ValueError, match="background_weight must be a positive"):
+        ObjectiveConfig(type="flow", background_weight=0.0)
+    assert load_config(None, ["objective.background_weight=10"]).objective.background_weight == 10.0

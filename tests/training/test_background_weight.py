@@ -1,0 +1,56 @@
+"""objective.background_weight: training weighs the latent positions whose whole block is background in
+every modality, found from the images themselves (labels and tolerance aside), or refuses to run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medidiff.config import ConfigError, load_config
+from medidiff.training.diffusion import BACKGROUND_TOLERANCE, DiffusionLoss, background_blocks, build_codec_for
+
+
+def test_a_block_is_background_only_when_every_voxel_of_every_modality_is():
+    images = -torch.ones(1, 2, 4, 4, 4)
+    images[0, 1, 0, 0, 0] = -0.9  # one voxel of one modality inside the head
+    images[0, 0, 3, 3, 3] = -1.0 + BACKGROUND_TOLERANCE / 2  # float rounding of a stored 0 stays background
+    blocks = background_blocks(images, (2, 2, 2))
+    assert blocks.shape == (1, 1, 2, 2, 2)
+    expected = torch.ones(2, 2, 2)
+    expected[0, 0, 0] = 0.0
+    assert torch.equal(blocks[0, 0], expected)
+
+
+class _Spy:
+    """An objective that records what the loss function hands it."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels, self.seen = channels, {}
+
+    def loss(self, net, z, cond, **kwargs):
+        self.seen = {"z": z, **kwargs}
+        return z.sum() * 0, torch.zeros(self.channels)
+
+
+def test_the_loss_function_hands_the_objective_the_images_background_blocks():
+    cfg = load_config(None, ["objective.background_weight=5", "data.modalities=[t1n, t2f]"])
+    codec = build_codec_for(cfg)
+    spy = _Spy(codec.latent_channels)
+    image = -torch.ones(2, 2, 8, 8, 8)
+    image[:, :, 2:6, 2:6, 2:6] = 0.3  # a head in the middle
+    DiffusionLoss(cfg, codec, spy)(None, {"image": image}, torch.Generator().manual_seed(0))
+    background = spy.seen["background"]
+    assert background.shape == (2, 1, *spy.seen["z"].shape[2:])
+    assert torch.equal(background, background_blocks(image, codec.downsampling_factor))
+    assert background[:, :, 1:3, 1:3, 1:3].sum() == 0 and background.sum() == 2 * (64 - 8)
+    off = load_config(None, ["data.modalities=[t1n, t2f]"])  # weight 1: no map is made
+    spy_off = _Spy(codec.latent_channels)
+    DiffusionLoss(off, codec, spy_off)(None, {"image": image}, torch.Generator().manual_seed(0))
+    assert spy_off.seen["background"] is None
+
+
+def test_background_weight_with_a_latent_cache_is_refused_up_front(tmp_path):
+    cfg = load_config(None, ["objective.background_weight=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
+                             f"latent.cache={tmp_path / 'cache'}"])
+    with pytest.raises(ConfigError, match="background_weight.*latent.cache"):
+        DiffusionLoss(cfg, build_codec_for(load_config(None, [])), _Spy(1))
