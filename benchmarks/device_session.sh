@@ -259,8 +259,9 @@ pack() {
         . 2>/dev/null | split -b 15M - "$OUT/results.tgz.part_")
     # the evaluation's shared nets with their weights (a few MB): the next session carries them back and
     # passes `--nets DIR` to quality_scale.py instead of training them again (minutes of a lease)
+    # (PACK_NETS=0: not again, when the tree already has them: two fetched models need the room)
     local q=$JOB/quality_scale
-    if ls $q/feature_net/*.safetensors $q/tissue_net/*.safetensors >/dev/null 2>&1; then
+    if [ "${PACK_NETS:-1}" = 1 ] && ls $q/feature_net/*.safetensors $q/tissue_net/*.safetensors >/dev/null 2>&1; then
         (cd $q && tar czf "$OUT/nets.tgz" feature_net tissue_net 2>/dev/null)
     fi
     ls -la "$OUT"
