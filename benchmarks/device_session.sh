@@ -279,10 +279,15 @@ wait_job() {
     # FETCH="RUN..." (or "all"): once the runs are trained and exported (quality_scale.json is written after
     # them, before the evaluation phases), every wait call brings those models back too, so a lease that
     # ends before the job does still has them (session 17 lost one that way); decide locally whether to
-    # ship. One model is ~23 MB in bf16: two fit beside results and nets in a call's 64 MiB.
+    # ship. One model is ~23 MB in bf16: two fit beside the results in a call's 64 MiB with PACK_NETS=0, so
+    # "all" takes the first two exported (name more in later calls). (A quality_scale.json left by an
+    # earlier job in the same lease would start the fetch early: harmless, those models are fetched.)
     if [ -n "${FETCH:-}" ] && [ -f $JOB/quality_scale/quality_scale.json ]; then
         local runs=$FETCH
-        [ "$FETCH" = all ] && runs=$(ls $JOB/quality_scale/models 2>/dev/null)
+        if [ "$FETCH" = all ]; then
+            runs=$(cd $JOB/quality_scale/models 2>/dev/null && ls -d -- */ 2>/dev/null | tr -d / |
+                   while read -r r; do [ -f "$r/model.safetensors" ] && echo "$r"; done | head -n 2)
+        fi
         # shellcheck disable=SC2086  # a list of run names
         fetch_models $runs
     fi

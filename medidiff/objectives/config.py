@@ -84,9 +84,10 @@ class ObjectiveConfig:
     # Loss weight of the latent positions whose whole block is background in every modality (the
     # exactly-black outside of skull-stripped scans), relative to the rest of the volume; the weights
     # are normalised per case, so the loss keeps its scale. The detail-weighted anatomy models left a
-    # faint haze over 88-97 % of the outside (real: 0 there): the images' coarse band, which carries
-    # it, was a tiny share of the loss (benchmarks/results/haze_cpu_20261201). 1 = off. Training
-    # reads the images for it, so it does not work from a latent cache (refused there).
+    # faint haze over 88-97 % of the outside (real: 0 there; not the sampler's clamp:
+    # benchmarks/results/haze_cpu_20261201): the images' coarse band, which carries it, is a tiny share
+    # of a detail-weighted loss (0.25 % at detail 100, quality_scale.py's variants). 1 = off. Diffusion
+    # stage trained on images only (a latent cache holds none): refused elsewhere.
     background_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).

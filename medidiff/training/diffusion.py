@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from medidiff.config import ConfigError, config_hash, save_resolved, to_dict
+from medidiff.config import config_hash, save_resolved, to_dict
 from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -150,11 +150,7 @@ class DiffusionLoss:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
-        self.background_weighted = cfg.objective.background_weight != 1.0
-        if self.background_weighted and cfg.latent.cache:
-            raise ConfigError(f"objective.background_weight ({cfg.objective.background_weight}) weighs the loss where the "
-                              "images are background, but with latent.cache training never sees the images: "
-                              "set objective.background_weight: 1 or train without latent.cache")
+        self.background_weighted = cfg.objective.background_weight != 1.0  # (the config refused a latent cache)
 
     def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if regions is None:
@@ -188,11 +184,11 @@ BACKGROUND_TOLERANCE = 1e-3
 
 def background_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D/f, H/f, W/f) float: 1 where every voxel of the
-    latent position's block is background (<= -1 + BACKGROUND_TOLERANCE) in every modality, else 0."""
+    latent position's block is background (<= -1 + BACKGROUND_TOLERANCE) in every modality, else 0.
+    Volumes only (the codecs are 3D)."""
     outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
     factor = tuple(int(f) for f in factor)
-    pool = F.max_pool3d if outside.ndim == 5 else F.max_pool2d
-    return -pool(-outside, kernel_size=factor, stride=factor)  # a min-pool: the whole block
+    return -F.max_pool3d(-outside, kernel_size=factor, stride=factor)  # a min-pool: the whole block
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:

@@ -359,12 +359,42 @@ def test_channel_weighted_loss_step_never_waits_for_the_host_on_cuda():
         torch.cuda.set_sync_debug_mode("default")
 
 
+@pytest.mark.gpu
+def test_background_weighted_loss_step_never_waits_for_the_host_on_cuda():
+    # what DiffusionLoss adds a step with objective.background_weight: the images' background blocks and the weights
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from medidiff.training.diffusion import background_blocks
+
+    dev = torch.device("cuda")
+    obj = build_objective(ObjectiveConfig(type="flow", background_weight=10.0))
+    net = _Conv().to(dev)
+    images = -torch.ones(2, 3, 16, 16, 16, device=dev)
+    images[:, :, 4:12, 4:12, 4:12] = 0.2
+    x0 = torch.randn(2, 3, 8, 8, 8, device=dev)
+    gen = torch.Generator(dev).manual_seed(0)
+
+    def step() -> None:
+        obj.loss(net, x0, generator=gen, background=background_blocks(images, (2, 2, 2)))[0].backward()
+
+    step()  # first step: kernels loaded
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.parametrize("kind", ["ddpm", "flow"])
 def test_background_weight_is_a_per_case_weighted_mean_over_space(kind):
-    # a net whose x0 is off by 1 on background positions and by 2 elsewhere, half of each case background
+    # a net whose x0 is off by 1 on background positions and by 2 elsewhere; case 0 is half background,
+    # case 1 a quarter (a normalisation over the batch instead of per case would give another loss)
     x0 = torch.randn(2, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     background = torch.zeros(2, 1, 4, 4, 4)
-    background[:, :, :2] = 1.0
+    background[0, :, :2] = 1.0
+    background[1, :, :1] = 1.0
     err = 1.0 + (1.0 - background)  # (B, 1, ...) broadcast over channels
 
     def loss_of(weight: float) -> float:
@@ -374,9 +404,11 @@ def test_background_weight_is_a_per_case_weighted_mean_over_space(kind):
                            background=background)
         return loss.item()
 
-    assert loss_of(1.0) == pytest.approx(0.5 * 1 + 0.5 * 4)  # off: the plain mean
-    # weight 3: per case the weights 3 and 1 are normalised to 1.5 and 0.5 (mean 1), so the loss keeps its scale
-    assert loss_of(3.0) == pytest.approx(0.5 * 1.5 * 1 + 0.5 * 0.5 * 4)
+    plain = [0.5 * 1 + 0.5 * 4, 0.25 * 1 + 0.75 * 4]  # per case, background share 1/2 and 1/4
+    assert loss_of(1.0) == pytest.approx(sum(plain) / 2)  # off: the plain mean
+    # weight 3: per case the weights are normalised to a mean of 1 (case 0: 3/2 and 1/2; case 1: 3/1.5 and 1/1.5)
+    weighted = [0.5 * 1.5 * 1 + 0.5 * 0.5 * 4, 0.25 * 2.0 * 1 + 0.75 * (1 / 1.5) * 4]
+    assert loss_of(3.0) == pytest.approx(sum(weighted) / 2)
     assert loss_of(0.5) > loss_of(1.0) > loss_of(3.0)  # the weight moves the loss toward the background's error
 
 

@@ -3,11 +3,15 @@ every modality, found from the images themselves (labels and tolerance aside), o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from medidiff.config import ConfigError, load_config
 from medidiff.training.diffusion import BACKGROUND_TOLERANCE, DiffusionLoss, background_blocks, build_codec_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_block_is_background_only_when_every_voxel_of_every_modality_is():
@@ -49,8 +53,12 @@ def test_the_loss_function_hands_the_objective_the_images_background_blocks():
     assert spy_off.seen["background"] is None
 
 
-def test_background_weight_with_a_latent_cache_is_refused_up_front(tmp_path):
-    cfg = load_config(None, ["objective.background_weight=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
-                             f"latent.cache={tmp_path / 'cache'}"])
+def test_background_weight_is_refused_at_config_load_where_no_images_are_seen(tmp_path):
+    # before any run folder is claimed: a latent cache holds no images, and the SR and VAE stages do not weigh by it
+    cached = ["objective.background_weight=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
+              f"latent.cache={tmp_path / 'cache'}"]
     with pytest.raises(ConfigError, match="background_weight.*latent.cache"):
-        DiffusionLoss(cfg, build_codec_for(load_config(None, [])), _Spy(1))
+        load_config(None, cached)
+    with pytest.raises(ConfigError, match="background_weight.*stage 'sr'"):
+        load_config(REPO / "configs" / "cascade_sr.yaml", ["objective.background_weight=5"])
+    assert load_config(REPO / "configs" / "anatomy_2mm.yaml", ["objective.background_weight=5"]).objective.background_weight == 5
