@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import math
 import os
 import sys
@@ -302,6 +303,13 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     from medidiff.config import load_config
 
     cfg = load_config(run_config_path(out, run))
+    # medidiff's own INFO lines in this run's log, timed: where its setup goes before the first step
+    # (the memory cache fill, the set moved onto the card; ~2.5 min of a lease's wall in session 17)
+    handler = logging.StreamHandler()
+    utc = logging.Formatter("[%(asctime)sZ] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    utc.converter = time.gmtime  # as log()'s stamps
+    handler.setFormatter(utc)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     log(f"{run}: training for {args.minutes} min")
     trained, model = train_and_export(cfg, out / "models" / run)
     log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -251,6 +252,7 @@ class DeviceBatches:
                  device: torch.device, item_seed: Callable[[int], int],
                  agree: Callable[[bool], bool] = lambda flag: flag) -> None:
         self.replay = refuse_random_items(dataset)
+        t0 = time.perf_counter()
         n = len(dataset)  # type: ignore[arg-type]
         all_keys = [(i, item_seed(i)) for i in range(n)]
         self.items: list[Any] = []
@@ -290,8 +292,8 @@ class DeviceBatches:
             raise NotHeld(str(e).removeprefix("train.data_on_device: ")) from e
         if not same_batch(whole, joined):
             raise NotHeld("this run's collate function does not batch items as joined batches of one")
-        log.info("train.data_on_device: %d training items on %s (%.2f GiB)%s", n, device, nbytes / 2**30,
-                 f", {self.replay.what}" if self.replay is not None else "")
+        log.info("train.data_on_device: %d training items on %s (%.2f GiB) in %.1f s%s", n, device, nbytes / 2**30,
+                 time.perf_counter() - t0, f", {self.replay.what}" if self.replay is not None else "")
         self.keys, self.batch_size = keys, batch_size
 
     def _item(self, key: tuple[int, int]) -> Any:
