@@ -135,6 +135,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def _skip_deepspeed_shm_op() -> None:
+    """On CPU, DeepSpeed's comm backend JIT-builds a shared-memory allreduce op when it starts: C++ compiled at
+    run time (a compiler on the machine, ~40-60 s on 2 cores the first time; a machine without one fails to
+    start). medidiff's CPU runs (tests, the demo, small jobs) do their few collectives over gloo, so the op
+    is marked unavailable, as DeepSpeed itself does off Linux (deepspeed.comm.torch.build_shm_op then
+    returns None). ``__compatible_ops__`` is DeepSpeed's own table of buildable ops, kept in its module."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def _own_store() -> torch.distributed.TCPStore:
     """A rendezvous store for a process that no launcher started, on a port the OS picks and the
     store keeps bound. Choosing a free port first and binding it later raced: runs started side by
@@ -166,6 +177,8 @@ def setup_distributed(device: torch.device, *, deepspeed: bool = True) -> DistIn
     if deepspeed:
         import deepspeed as ds
 
+        if device.type == "cpu":
+            _skip_deepspeed_shm_op()
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if grouped and not torch.distributed.is_initialized():

@@ -79,3 +79,14 @@ def test_a_process_started_alone_holds_its_rendezvous_port_from_the_start():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "held" in done.stdout
+
+
+def test_deepspeed_on_cpu_never_builds_its_shared_memory_op_at_run_time():
+    # DeepSpeed's comm backend would JIT-compile C++ (a compiler at run time, ~1 min on 2 cores) when it starts
+    # on a CPU; setup_distributed marks the op unavailable there, and the backend then uses gloo alone
+    from deepspeed.comm.torch import build_shm_op
+
+    from medidiff.training.engine import _skip_deepspeed_shm_op
+
+    _skip_deepspeed_shm_op()
+    assert build_shm_op() is None
