@@ -150,7 +150,6 @@ class DiffusionLoss:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
-        self.background_weighted = cfg.objective.background_weight != 1.0  # (the config refused a latent cache)
 
     def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if regions is None:
@@ -166,7 +165,7 @@ class DiffusionLoss:
             else:
                 x, regions = model_input(batch, self.cfg)
                 z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
-                if self.background_weighted:
+                if self.cfg.objective.background_weight != 1.0:  # (the config refused it with a latent cache)
                     background = background_blocks(x[:, : batch["image"].shape[1]], self.codec.downsampling_factor)
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)

@@ -137,10 +137,10 @@ class DistInfo:
 
 def _skip_deepspeed_shm_op() -> None:
     """On CPU, DeepSpeed's comm backend JIT-builds a shared-memory allreduce op when it starts: C++ compiled at
-    run time (a compiler on the machine, ~40-60 s on 2 cores the first time; a machine without one fails to
-    start). medidiff's CPU runs (tests, the demo, small jobs) do their few collectives over gloo, so the op
-    is marked unavailable, as DeepSpeed itself does off Linux (deepspeed.comm.torch.build_shm_op then
-    returns None). ``__compatible_ops__`` is DeepSpeed's own table of buildable ops, kept in its module."""
+    run time (a compiler needed on the machine; ~40-60 s on 2 cores the first time). medidiff's CPU runs
+    (tests, the demo, small jobs) do their few collectives over gloo, so the op is marked unavailable, as
+    DeepSpeed itself does off Linux (deepspeed.comm.torch.build_shm_op then returns None).
+    ``__compatible_ops__`` is DeepSpeed's own table of buildable ops, kept in its module."""
     import deepspeed.ops
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
