@@ -311,7 +311,7 @@ class _RealCases:
 def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,
                       out_dir: Path) -> dict[str, dict[str, Any]]:
     """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per band,
-    histograms, diversity, tumour statistics) for each folder of ``generated`` (name -> medidiff
+    histograms, diversity, brain size, tumour statistics) for each folder of ``generated`` (name -> medidiff
     generate's output), in this process, against the first ``n_real`` real training and held-out
     cases of ``manifest`` (loaded and summarised once for all), all on the grid of experiment
     ``config``'s data section: a set generated on another grid is resampled onto it by the real

@@ -125,7 +125,8 @@ VARIANTS: dict[str, list[str]] = {
     # 300 moved every spectrum, histogram and the tumour sizes toward real but left 97 % of the outside
     # faintly non-zero, RMS 2.4x the shipped model's (quality_scale_h200_20261201g); not the sampler's clamp
     # (haze_cpu_20261201). The latent positions that are background in every modality weigh 10x: with ~60 %
-    # of the grid outside the head, ~94 % of the loss's weight, on errors ~5x smaller than the brain's
+    # of the grid outside the head, ~94 % of the loss's weight, on errors ~5x smaller than the brain's.
+    # Measured (quality_scale_h200_20261202): haze RMS -27 %, brains a third smaller, 4 of 16 tumour-free
     "x0_detail300_labels_lll300_bg10": ["objective.detail_weight=300", "objective.channel_weights=" + _masks_lll(300),
                                         "objective.background_weight=10"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
@@ -245,6 +246,10 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if split:  # the WT ratio mixes tumour-free cases (0 on any false voxel) with the others
         m["fidelity_wt_dice_with_tumour"] = split["with_region"]["WT"]["dice_mean"]
         m["fidelity_tumour_free_cases"] = split["without_region"]["WT"]["cases"]
+    brain = realism.get("brain_size")
+    if brain:  # reports before 2026-12-02 lack it
+        m["brain_size_w1"], m["brain_size_floor"] = brain["wasserstein"], brain["floor"]
+        m["brain_size_log10_vs_real"] = brain["synthetic_median"] - brain["real_median"]
     tumours = realism.get("tumour_statistics")
     if tumours:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
@@ -412,6 +417,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("background_rms", "background RMS outside the head (goal <= 0.02)", 4),
     ("speckle", "speckle (outside voxels > 0.05)", 5),
     ("head_fraction", "head fraction of the grid", 3),
+    ("brain_size_log10_vs_real", "brain size: median log10 brain share, synthetic - real", 3),
+    ("brain_size_w1", "brain size: W1 of log10 brain share vs real (fails above 2 x floor + 0.04)", 3),
     ("eval_background_rms", "evaluate: background RMS outside the brain", 4),
     ("tissue_qc_pass", "tissue QC checks passed", 1),
     *[(f"spectrum_top_band_ratio_{m}", f"spectrum top band power ratio {m} (goal 0.5-2)", 3) for m in MODALITIES],

@@ -42,6 +42,12 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   see a label distribution: a 2026-11-30 quality run (detail 1000, seed 1) generated 6 tumour-free
   cases of 16 with tumours 2.7x smaller than real, against 15 % tumour-free real cases, and only
   mask fidelity showed it, indirectly (a tumour-free case with a false WT voxel scores WT Dice 0).
+* **brain size**: the distribution of each case's brain-mask share of the grid (log10), against the
+  real training cases': fails, like the histograms, when its W1 exceeds ``factor`` x floor +
+  ``brain_size_abs_tol`` (0.04 decades, about 10 % of volume). Why: a 2026-12-02 run with the
+  background weighted 10x (``objective.background_weight``) drew brains a third smaller than real
+  (head share 0.25 vs 0.37) and every other image check above either failed for other reasons or
+  passed (diversity); nothing named the shrinkage. A grey box (an empty mask) fails it too.
 
 What they cannot show: a set can pass every check and still put anatomy in the wrong place
 (only the segmentation and tissue checks look at structure), and with few cases the floor itself
@@ -69,6 +75,7 @@ __all__ = [
     "brain_histogram_distance",
     "pairwise_lowpass_distance",
     "tumour_statistics",
+    "brain_log_fractions",
     "RealReference",
     "real_reference",
     "realism_checks",
@@ -233,6 +240,24 @@ def tumour_statistics(labels: torch.Tensor | np.ndarray) -> dict[str, np.ndarray
     return {"present": frac > 0, "log_size": np.where(frac > 0, np.log10(np.maximum(frac, 1e-12)), np.nan)}
 
 
+def brain_log_fractions(masks: np.ndarray) -> np.ndarray:
+    """(N, X, Y, Z) brain masks -> (N,) log10 of each mask's share of the grid (an empty mask counts
+    as one voxel, so the log stays finite and far from any real brain)."""
+    m = np.asarray(masks).reshape(len(masks), -1)
+    return np.log10(np.maximum(m.mean(1), 1.0 / max(m.shape[1], 1)))
+
+
+def _w1_check(syn: np.ndarray, real: np.ndarray, floor_a: np.ndarray, floor_b: np.ndarray, *, factor: float,
+              abs_tol: float) -> dict[str, Any]:
+    """W1(syn, real) of two 1-D samples, passing at most factor x the W1 of the floor's two real
+    samples + abs_tol (the rule of the histogram checks)."""
+    from scipy.stats import wasserstein_distance
+
+    w1, floor = float(wasserstein_distance(syn, real)), float(wasserstein_distance(floor_a, floor_b))
+    return {"synthetic_median": float(np.median(syn)), "real_median": float(np.median(real)), "wasserstein": w1,
+            "floor": floor, "pass": bool(w1 <= factor * floor + abs_tol)}
+
+
 def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_factor: float, size_abs_tol: float
                   ) -> dict[str, Any]:
     """The tumour statistics check of the module doc (``syn``: :func:`tumour_statistics` of the synthetic set)."""
@@ -290,6 +315,7 @@ class RealReference:
     pairwise: np.ndarray  # (P,) low-passed pair distances of the real cases
     floor_name: str
     floor_counts: tuple[int, int]
+    brain_size: tuple[np.ndarray, np.ndarray, np.ndarray]  # brain_log_fractions: real, floor_a, floor_b
     # tumour_statistics of the real training cases and of the floor's two sets (None without labels)
     tumours: tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]] | None
     bands: int
@@ -330,6 +356,7 @@ def real_reference(
         spectrum=p_real, floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
         floor_histogram=brain_histogram_distance(floor_a, m_fa, floor_b, m_fb, seed=seed),
         pairwise=pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed),
+        brain_size=(brain_log_fractions(m_real), brain_log_fractions(m_fa), brain_log_fractions(m_fb)),
         floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), tumours=tumours, bands=bands,
         diversity_sigma=diversity_sigma, seed=seed)
 
@@ -379,6 +406,7 @@ def realism_checks_against(
     synthetic_labels: torch.Tensor | None = None,
     size_factor: float = 2.0,
     size_abs_tol: float = 0.1,
+    brain_size_abs_tol: float = 0.04,
 ) -> dict[str, Any]:
     """:func:`realism_checks` against real cases summarised once by :func:`real_reference` (the same
     result as realism_checks on those cases, with the reference's bands, sigma and seed). The tumour
@@ -447,6 +475,9 @@ def realism_checks_against(
                                 "mean": float(d_same.mean()),
                                 "ratio_to_real": float(d_same.mean() / max(div.get("real_mean", 0.0), 1e-12))}
     checks["diversity"] = div
+    checks["brain_size"] = {
+        **_w1_check(brain_log_fractions(m_syn), *ref.brain_size, factor=size_factor, abs_tol=brain_size_abs_tol),
+        "rule": f"pass when the W1 of log10 brain shares of the grid <= {size_factor} x floor + {brain_size_abs_tol}"}
     if synthetic_labels is not None and ref.tumours is not None:
         checks["tumour_statistics"] = _tumour_check(tumour_statistics(synthetic_labels), ref,
                                                     size_factor=size_factor, size_abs_tol=size_abs_tol)

@@ -308,6 +308,11 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         sm = d["same_mask"]
         lines.append(f"| diversity among samples of one mask ({sm['groups']} masks, {sm['pairs']} pairs) | all | "
                      f"{_fmt(sm['mean'])} | ratio to real across cases {_fmt(sm['ratio_to_real'])} | - |")
+    if "brain_size" in c:  # reports written before 2026-12-02 lack it
+        bs = c["brain_size"]
+        lines.append(f"| brain size, W1 of log10 brain share of the grid (median) | all | {_fmt(bs['wasserstein'])} "
+                     f"({_fmt(bs['synthetic_median'])}) | floor {_fmt(bs['floor'])} (real {_fmt(bs['real_median'])}) | "
+                     f"{ok(bs)} |")
     if "tumour_statistics" in c:
         t = c["tumour_statistics"]
         sh, sz = t["share_with_tumour"], t["size_log10_wt_fraction"]

@@ -87,7 +87,9 @@ class ObjectiveConfig:
     # faint haze over 88-97 % of the outside (real: 0 there; not the sampler's clamp:
     # benchmarks/results/haze_cpu_20261201): the images' coarse band, which carries it, is a tiny share
     # of a detail-weighted loss (0.25 % at detail 100, quality_scale.py's variants). 1 = off. Diffusion
-    # stage trained on images only (a latent cache holds none): refused elsewhere.
+    # stage trained on images only (a latent cache holds none): refused elsewhere. Measured at 10 on the
+    # anatomy recipe (benchmarks/results/quality_scale_h200_20261202): haze RMS only 0.0081 -> 0.0059, and
+    # brains a third smaller, blurrier, a quarter tumour-free: do not use 10; smaller weights are untested.
     background_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).

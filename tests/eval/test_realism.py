@@ -164,3 +164,36 @@ def test_without_labels_there_is_no_tumour_check(labelled):
     assert "tumour_statistics" not in r["checks"]
     with pytest.raises(ValueError, match="labels"):
         realism_checks(labelled["fresh"][0], ri, hi, modalities=MODALITIES, real_labels=labelled["real"][1])
+
+
+def shrunken(cases: torch.Tensor, zoom: float) -> torch.Tensor:
+    """Each (C, X, Y, Z) case scaled by ``zoom`` about the grid's centre, background 0 around it (in [0, 1])."""
+    from scipy import ndimage
+
+    u = ((cases + 1) / 2).numpy()
+    centre = (np.array(u.shape[2:]) - 1) / 2
+    # output voxel o samples input voxel centre + (o - centre) / zoom: the content shrinks by zoom
+    out = [[ndimage.affine_transform(ch, np.full(3, 1 / zoom), offset=centre - centre / zoom, order=1, cval=0.0)
+            for ch in case] for case in u]
+    return torch.from_numpy(np.asarray(out, dtype=np.float32)) * 2 - 1
+
+
+def test_shrunken_brains_fail_the_brain_size(data):
+    """The 2026-12-02 background-weighted run drew brains a third smaller than real; fresh cases
+    shrunk to 0.8 of their size (half the volume) must fail the brain size check, and fresh cases
+    pass it (test_fresh_cases_pass_every_check)."""
+    small = shrunken(data["fresh"], 0.8)
+    r = realism_checks(small, data["real"], data["heldout"], modalities=MODALITIES)
+    b = r["checks"]["brain_size"]
+    assert not b["pass"] and "brain_size" in r["failed"], b
+    # half the volume, but the mask's partial-volume rim shrinks less on a 32-voxel grid: 0.6 of it
+    assert b["synthetic_median"] < b["real_median"] + np.log10(0.7), b
+    assert b["wasserstein"] > 3 * b["floor"], b
+
+
+def test_a_grey_box_fails_the_brain_size(data):
+    """A generator that fills the grid (no background at all): a constant has no level between its
+    background and Otsu's, so its brain mask is empty (or, with texture, the whole grid): far from real."""
+    box = torch.full_like(data["fresh"], 0.2)
+    b = realism_checks(box, data["real"], data["heldout"], modalities=MODALITIES)["checks"]["brain_size"]
+    assert not b["pass"] and abs(b["synthetic_median"] - b["real_median"]) > 0.3, b
