@@ -384,6 +384,30 @@ def test_memory_cache_decodes_on_a_ranks_share_of_the_cores_with_the_same_items(
         assert a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
 
+def test_memory_cache_filled_by_processes_holds_the_threads_items_and_names_a_bad_file(tmp_path, monkeypatch):
+    """Large sets on many cores decode in worker processes (MONAI's threads hold the GIL for much of a
+    case): the same items in the same order, in ordinary memory, and a bad file still a DataError."""
+    from medidiff.data import dataset as dataset_module
+
+    assert dataset_module.cache_processes(1164, 16) == 16 and dataset_module.cache_processes(5, 16) == 0
+    assert dataset_module.cache_processes(1000, 2) == 0  # few cores: threads (no gain measured on 2)
+    items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(5)]
+    cfg = cfg_(cache="memory", flip_prob=0.0, label_mode="regions")
+    cached = {}
+    for processes in (0, 2):
+        monkeypatch.setattr(dataset_module, "cache_processes", lambda n, threads, p=processes: p)
+        cached[processes] = make_dataset(items, cfg)._cache
+    for a, b in zip(cached[0], cached[2], strict=True):
+        assert a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        assert not b["image"].is_shared() and not b["label"].is_shared()  # copied out of /dev/shm
+    vols = _modalities(0)
+    vols[1][3, 3, 3] = np.nan
+    bad = items[:2] + [write_case(tmp_path, "bad", vols=vols)]
+    with pytest.raises(DataError) as exc:
+        make_dataset(bad, cfg)
+    assert exc.value.path.endswith("bad_t1c.nii.gz") and "NaN" in str(exc.value)
+
+
 def test_disk_cache_is_reused(tmp_path, count_reads):
     items = [write_case(tmp_path / "data", f"c{i}", seed=i) for i in range(2)]
     cfg = cfg_(cache="disk", flip_prob=0.5)
