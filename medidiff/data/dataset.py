@@ -35,6 +35,7 @@ from medidiff.data.config import DataConfig
 from medidiff.data.manifest import label_map_of, load_manifest, read_manifest, split_folds
 from medidiff.data.transforms import PIPELINE_VERSION, build_transforms, medidiff_error_of, parse_label_map
 from medidiff.errors import MedidiffError
+from medidiff.utils.threads import case_map
 
 __all__ = ["make_dataset", "manifest_datasets", "make_loader", "collate_cases", "pipeline_hash"]
 
@@ -113,68 +114,15 @@ class _Dataset(_SurfaceErrors, Dataset):
 
 
 class _CacheDataset(_SurfaceErrors, CacheDataset):
-    """``processes`` > 1 decodes the cache in that many worker processes (:func:`cache_processes`)
-    instead of MONAI's threads."""
-
-    def __init__(self, *args: Any, processes: int = 0, **kwargs: Any) -> None:
-        self.processes = processes  # before MONAI's __init__, which fills the cache
-        super().__init__(*args, **kwargs)
+    """MONAI's memory cache, filled by :func:`medidiff.utils.threads.case_map`: worker processes on
+    hosts of 8+ cores (MONAI's threads hold the GIL for much of a case), else threads."""
 
     def _fill_cache(self, indices: Sequence[int] | None = None) -> list:
-        if self.processes <= 1 or self.cache_num <= 0:
-            return super()._fill_cache(indices)
+        if self.cache_num <= 0:
+            return []
         indices = list(range(self.cache_num)) if indices is None else list(indices)
-        try:
-            return _decode_in_processes(self, indices, self.processes)
-        except MedidiffError:
-            raise
-        # a /dev/shm too small for the workers' hand-over (RuntimeError, OSError), or a caller that is
-        # itself a daemonic process, which may not start workers (multiprocessing asserts)
-        except (RuntimeError, OSError, AssertionError) as exc:
-            log.warning("data.cache memory: decoding in %d processes failed (%s); decoding in threads",
-                        self.processes, str(exc).splitlines()[-1][:200] if str(exc) else type(exc).__name__)
-            return super()._fill_cache(indices)
-
-
-class _CacheItems(torch.utils.data.Dataset):
-    """What a worker process runs for the cache: the pipeline's deterministic part of item ``i``."""
-
-    def __init__(self, cache: _CacheDataset, indices: Sequence[int]) -> None:
-        self.cache, self.indices = cache, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.cache._load_cache_item(self.indices[i])
-
-
-def _as_is(item: Any) -> Any:
-    return item
-
-
-def _owned(item: Any) -> Any:
-    """``item`` with every tensor copied out of the shared memory the worker handed it over in
-    (a 1164-case anatomy cache is 12 GB: it must not stay in /dev/shm)."""
-    if isinstance(item, torch.Tensor):
-        return item.clone()
-    if isinstance(item, dict):
-        return {k: _owned(v) for k, v in item.items()}
-    if isinstance(item, (list, tuple)):
-        return type(item)(_owned(v) for v in item)
-    return item
-
-
-def _decode_in_processes(cache: _CacheDataset, indices: Sequence[int], processes: int) -> list:
-    """The cache's items in order, decoded by ``processes`` DataLoader workers. Why processes: the
-    pipeline holds the GIL for much of a case (MONAI's MetaTensor dispatch is Python), so 16 threads
-    decoded 1164 anatomy cases in 81 s on a 16-core GPU host (0.07 s a case, a second run's fill
-    beside it; one thread takes 0.135 s on our CPU), and setup took ~2.3 minutes of a 30-minute lease
-    per run before training began (quality_scale_h200_20261202's logs). A DataError in a worker
-    comes back as a DataError naming the file (torch rebuilds it from the worker's message)."""
-    loader = torch.utils.data.DataLoader(_CacheItems(cache, indices), batch_size=None, shuffle=False,
-                                         num_workers=processes, collate_fn=_as_is, prefetch_factor=2)
-    return [_owned(item) for item in loader]
+        with case_map(self._load_cache_item, indices, threads=self.num_workers, what="data.cache memory") as items:
+            return list(items)
 
 
 class _PersistentDataset(_SurfaceErrors, PersistentDataset):
@@ -197,23 +145,13 @@ class _PersistentDataset(_SurfaceErrors, PersistentDataset):
 
 
 def cache_threads(num_workers: int) -> int:
-    """Threads that decode the cases into a memory cache up front: the loader's worker count, or this
+    """Threads that decode the cases into a memory cache up front (worker processes instead on hosts of
+    8+ cores: :func:`medidiff.utils.threads.case_map`): the loader's worker count, or this
     rank's share of the cores it may use (:func:`_ranks_on_this_node` ranks per node) if more, at most 16.
     Decoding releases the GIL for most of its time (gzip, numpy): 48 anatomy cases took 5.5 s on one
     thread and 3.6 s on two (2 cores), so a 16-core GPU host with 4 loader workers left most idle."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, num_workers, min(cores // _ranks_on_this_node(), 16))
-
-
-def cache_processes(num_items: int, threads: int) -> int:
-    """Worker processes that fill a memory cache of ``num_items`` cases (0: :func:`cache_threads`'s
-    threads do): on hosts of 8+ cores, with 16+ cases a process. Why only there: on our 2-core CPU
-    both ways took the same time (192 anatomy cases: 16.4-18.5 s either way; one core alone 0.16 s a
-    case), since a thread's torch ops already use both cores; on the 16-core GPU host 16 threads reached
-    about 2.3x one core (the GIL between them, and perhaps their ops' intra-op threads colliding), where
-    processes of one intra-op thread each need neither. Unmeasured there yet: the fill's log line says
-    which way it went and how long it took."""
-    return threads if threads >= 8 and num_items >= 16 * threads else 0
 
 
 def _ranks_on_this_node() -> int:
@@ -261,12 +199,9 @@ def make_dataset(
         # every item of every batch (tests/cascade/test_windows.py checks the cache stays unwritten).
         # A custom ``random`` step that writes in place must copy first.
         threads, t0 = cache_threads(cfg.num_workers), time.perf_counter()
-        processes = cache_processes(len(data), threads)
-        cached = _CacheDataset(data, transform, cache_rate=1.0, num_workers=threads, progress=False, copy_cache=False,
-                               processes=processes)
+        cached = _CacheDataset(data, transform, cache_rate=1.0, num_workers=threads, progress=False, copy_cache=False)
         # where a run's setup goes (a 1164-case anatomy set took ~2.5 min to start on a 16-core GPU host)
-        log.info("data.cache memory: %d cases decoded in %.1f s on %d %s", len(data), time.perf_counter() - t0,
-                 processes or threads, "processes" if processes else "threads")
+        log.info("data.cache memory: %d cases decoded in %.1f s", len(data), time.perf_counter() - t0)
         return cached
     root = cache_dir if cache_dir is not None else cfg.cache_dir
     if not root:

@@ -47,7 +47,7 @@ from medidiff.data.transforms import (
 )
 from medidiff.errors import DataError, MedidiffError
 from medidiff.layouts import CaseFiles, finished_cases
-from medidiff.utils.threads import thread_map
+from medidiff.utils.threads import case_map
 
 __all__ = [
     "CASE_RE",
@@ -222,9 +222,9 @@ def load_cases(
 ) -> CaseSet:
     """Run ``transform`` on every item and stack the results (see :class:`CaseSet`).
 
-    ``workers`` threads run the pipeline on several cases at once (:func:`medidiff.utils.threads.thread_map`:
-    default the usable cores, at most 8; 0 or 1: one at a time); the cases keep their order and the
-    results are the same. MONAI runs these deterministic transforms in threads too (CacheDataset,
+    ``workers`` threads run the pipeline on several cases at once (:func:`medidiff.utils.threads.case_map`:
+    default the usable cores, at most 8; 0 or 1: one at a time; worker processes instead on hosts of 8+
+    cores); the cases keep their order and the results are the same. MONAI runs these deterministic transforms in threads too (CacheDataset,
     ThreadDataLoader).
     """
     from tqdm.auto import tqdm
@@ -239,7 +239,7 @@ def load_cases(
         return image, label
 
     images, labels, ids, prov = [], [], [], []
-    with thread_map(run, items, threads=workers) as outs:
+    with case_map(run, items, threads=workers, what=f"load {name}") as outs:
         for item, (image, label) in zip(items, tqdm(outs, total=len(items), desc=f"load {name}", unit="case",
                                                      disable=not progress, leave=False)):
             images.append(image)

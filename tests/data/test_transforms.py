@@ -387,15 +387,15 @@ def test_memory_cache_decodes_on_a_ranks_share_of_the_cores_with_the_same_items(
 def test_memory_cache_filled_by_processes_holds_the_threads_items_and_names_a_bad_file(tmp_path, monkeypatch):
     """Large sets on many cores decode in worker processes (MONAI's threads hold the GIL for much of a
     case): the same items in the same order, in ordinary memory, and a bad file still a DataError."""
-    from medidiff.data import dataset as dataset_module
+    from medidiff.utils import threads as threads_module
 
-    assert dataset_module.cache_processes(1164, 16) == 16 and dataset_module.cache_processes(5, 16) == 0
-    assert dataset_module.cache_processes(1000, 2) == 0  # few cores: threads (no gain measured on 2)
+    assert threads_module.decode_processes(1164, 16) == 16 and threads_module.decode_processes(5, 16) == 0
+    assert threads_module.decode_processes(1000, 2) == 0  # few cores: threads (no gain measured on 2)
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(5)]
     cfg = cfg_(cache="memory", flip_prob=0.0, label_mode="regions")
     cached = {}
     for processes in (0, 2):
-        monkeypatch.setattr(dataset_module, "cache_processes", lambda n, threads, p=processes: p)
+        monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads, p=processes: p)
         cached[processes] = make_dataset(items, cfg)._cache
     for a, b in zip(cached[0], cached[2], strict=True):
         assert a["case_id"] == b["case_id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
@@ -406,6 +406,20 @@ def test_memory_cache_filled_by_processes_holds_the_threads_items_and_names_a_ba
     with pytest.raises(DataError) as exc:
         make_dataset(bad, cfg)
     assert exc.value.path.endswith("bad_t1c.nii.gz") and "NaN" in str(exc.value)
+
+
+def test_workers_that_cannot_start_leave_the_work_to_threads(monkeypatch, caplog):
+    """A host whose /dev/shm cannot take the hand-over (or a daemonic caller) still decodes: in threads."""
+    from medidiff.utils import threads as threads_module
+
+    def no_workers(fn, items, processes):
+        raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
+
+    monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads: 2)
+    monkeypatch.setattr(threads_module, "_process_iter", no_workers)
+    with caplog.at_level("WARNING"), threads_module.case_map(lambda x: x * 2, [1, 2, 3], what="test") as out:
+        assert list(out) == [2, 4, 6]
+    assert "decoding in threads" in caplog.text and "No space left" in caplog.text
 
 
 def test_disk_cache_is_reused(tmp_path, count_reads):

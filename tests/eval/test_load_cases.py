@@ -33,6 +33,17 @@ def test_threads_give_the_same_cases_in_the_same_order():
     assert many.images[:, 0, 0, 0, 0].tolist() == list(range(8))
 
 
+def test_worker_processes_give_the_same_cases_in_the_same_order(monkeypatch):
+    """On hosts of 8+ cores the cases decode in worker processes: nothing changes but the time."""
+    from medidiff.utils import threads as threads_module
+
+    one = load_cases("x", _items(8), _transform, with_label=True, progress=False, workers=0)
+    monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads: 2)
+    forked = load_cases("x", _items(8), _transform, with_label=True, progress=False, workers=2)
+    assert torch.equal(one.images, forked.images) and torch.equal(one.labels, forked.labels)
+    assert forked.case_ids == one.case_ids and forked.provenance == one.provenance
+
+
 def test_a_bad_case_raises_its_own_error():
     items = _items(6)
     items[3]["i"] = -3
