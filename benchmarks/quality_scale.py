@@ -239,6 +239,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     syn, floor = (dist.get(k, {}).get("3d", {}).get("frechet") for k in ("synthetic_vs_real_train", "real_heldout_vs_real_train"))
     if syn is not None and floor is not None:
         m.update(frechet_3d=syn, frechet_3d_floor=floor, frechet_over_floor=syn / floor if floor > 0 else math.inf)
+    reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
+    if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
+        m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
     for region, ratio in res.get("fidelity", {}).get("dice_ratio_to_real", {}).items():
         if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
             m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
@@ -427,6 +430,7 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
+    ("frechet_3d_within_floor_range", "Frechet 3D inside the floor's range over real subsets (1: no verdict at this count)", 0),
     *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice (goal >= 0.85)", 3) for r in ("WT", "TC")],
     *[(f"utility_ratio_{r}", f"train on synthetic / real at equal N, Dice {r} (goal >= 0.9)", 3) for r in ("WT", "TC", "ET")],
     *[(f"utility_gain_{r}", f"real + synthetic - real, Dice {r} (goal >= 0)", 3) for r in ("WT", "TC", "ET")],

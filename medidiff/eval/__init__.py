@@ -320,6 +320,9 @@ def run_evaluation(
         img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
                             f"{len(real_train)} real training cases, beside {floor_note}")
         img["distances"] = dist
+        if real_test is not None:  # per variant: the synthetic figure beside the floor's spread
+            img["frechet_readings"] = {v: r for v in dist["synthetic_vs_real_train"] if (r := im.frechet_reading(
+                dist["synthetic_vs_real_train"][v], dist["real_heldout_vs_real_train"][v])) is not None}
         img["feature_dim"] = int(f_train.shape[1])
         img["notes"].append(f"2.5D: the 3D feature net on {cfg.slabs_per_axis} slabs {cfg.slab} voxels thick per axis "
                             "and case, every slab one sample")

@@ -424,6 +424,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                     lines.append(f"| {comp} | {var} | {v.get('n', '-')} | {fr} | {_fmt(v.get('mmd2_rbf'))} | "
                                  f"{_fmt(v.get('mmd2_linear'))} |")
             lines.append("")
+            readings = im.get("frechet_readings", {})  # reports before 2026-12-02 lack them
+            lines += [f"- Frechet {var}: {r['reading']}" for var, r in readings.items() if "reading" in r]
+            if any("reading" in r for r in readings.values()):
+                lines.append("")
         if im.get("notes"):
             lines += [f"- {n}" for n in im["notes"]] + [""]
         lines += ["Can show: how far the synthetic feature distribution is from the real one, relative to the floor "

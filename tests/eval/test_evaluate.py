@@ -212,6 +212,8 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     n_syn = dist["synthetic_vs_real_train"]["3d"]["n"]
     assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
     assert all(v["draws"] >= 1 for v in dist["real_heldout_vs_real_train"].values())  # floor_at_count's rows
+    readings = report["results"]["image"]["frechet_readings"]
+    assert set(readings) == set(dist["synthetic_vs_real_train"]) and "Frechet 3d: " in (out / "report.md").read_text()
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
 

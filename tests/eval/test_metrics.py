@@ -14,6 +14,7 @@ from medidiff.eval.image_metrics import (
     floor_at_count,
     frechet_distance,
     frechet_distance_from_stats,
+    frechet_reading,
     mmd2,
     ms_ssim,
     ms_ssim_diversity,
@@ -171,6 +172,13 @@ def test_the_floor_is_taken_at_the_synthetic_count_and_a_collapsed_set_stays_abo
     assert floor_at_count(heldout[:9], train, 8, draws=20, seed=0)["draws"] == 9
     assert floor_at_count(heldout, train, 8, draws=1, seed=0) != floor_at_count(heldout, train, 8, draws=1, seed=1)
     assert floor_at_count(heldout, train, 8, draws=20, seed=0) == floor
+    # the report's reading: good cases fall inside the floor's spread, the collapsed set above all of it
+    inside = frechet_reading({"frechet": float(np.clip(np.median(good), lo, hi))}, floor)
+    assert inside["within_floor_range"] and "cannot separate" in inside["reading"]
+    above = frechet_reading({"frechet": frechet_distance(collapsed, train)}, floor)
+    assert not above["within_floor_range"] and "above every real subset" in above["reading"]
+    assert above["ratio_to_floor_median"] > 2 * hi / floor["frechet"]
+    assert frechet_reading({"frechet": 1.0}, {"note": "too few cases"}) is None
 
 
 def test_the_floor_keeps_each_cases_slab_rows_together(monkeypatch):
