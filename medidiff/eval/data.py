@@ -224,8 +224,7 @@ def load_cases(
 
     ``workers`` threads run the pipeline on several cases at once (:func:`medidiff.utils.threads.case_map`:
     default the usable cores, at most 8; 0 or 1: one at a time; worker processes instead on hosts of 8+
-    cores); the cases keep their order and the results are the same. MONAI runs these deterministic transforms in threads too (CacheDataset,
-    ThreadDataLoader).
+    cores, as the training's memory cache does); the cases keep their order and the results are the same.
     """
     from tqdm.auto import tqdm
 

@@ -3,23 +3,22 @@
 Reading a NIfTI (zlib), resampling, FFTs and scipy's filters release the GIL, so threads give most
 of the cores (1.5-1.8x on 2 cores for loading, brain masks and spectra) without pickling volumes to
 processes, and an error reaches the caller as it was raised (one-line messages about bad files).
-Decoding cases through the data pipeline is the exception on many cores: MONAI's MetaTensor
-dispatch holds the GIL for a large share of a case, and 16 threads reached only ~2.3x one core on
-the 16-core GPU host, so :func:`case_map` runs it in worker processes there
-(:func:`decode_processes` says when).
+Decoding cases through the data pipeline may be the exception on many cores (MONAI's MetaTensor
+dispatch runs Python for a share of each case, under the GIL): :func:`case_map` runs it in worker
+processes on hosts of 8+ cores (:func:`decode_processes` says when; the gain there is unmeasured).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["default_threads", "thread_map", "decode_processes", "case_map"]
+__all__ = ["usable_cores", "default_threads", "thread_map", "decode_processes", "case_map"]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,17 @@ R = TypeVar("R")
 MAX_THREADS = 8  # per-case steps of a few hundred ms: more threads mostly wait on memory
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS says, else the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """The cores this process may use, at most :data:`MAX_THREADS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_THREADS, cores))
+    return min(MAX_THREADS, usable_cores())
 
 
 @contextlib.contextmanager
@@ -66,19 +69,27 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int | None 
 
 def decode_processes(num_items: int, threads: int) -> int:
     """Worker processes for decoding ``num_items`` cases through the data pipeline where ``threads``
-    threads would (0: use the threads): on hosts of 8+ cores, with 16+ cases a process, where fork
-    exists. Why only there: on our 2-core CPU both ways took the same time (192 anatomy cases:
-    16.4-18.5 s either way; one core alone 0.16 s a case), since one thread's torch ops already use
-    both cores; on the 16-core GPU host 16 threads filled a 1164-case cache at about 2.3x one core
-    (81 s, a second run's fill beside it). The gain there is unmeasured: the callers log their seconds."""
-    import multiprocessing
-
-    if threads < 8 or num_items < 16 * threads or "fork" not in multiprocessing.get_all_start_methods():
+    threads would (0: use the threads): Linux hosts of 8+ usable cores, at most one a core, with 16+
+    cases a process. Why only there: on our 2-core CPU both ways took the same time (192 anatomy
+    cases: 15-18.6 s either way), since one thread's torch ops already use both cores; on the 16-core
+    GPU host 16 threads filled a 1164-case cache in 81 s with a second run's fill on the same cores
+    (0.16 s a case on one core of our CPU: the GPU host's own one-core figure is not measured). The
+    gain of processes there is unmeasured: the callers log which way they went and their seconds."""
+    cores = usable_cores()
+    if sys.platform != "linux" or cores < 8 or threads < 2:
         return 0
-    return threads
+    processes = min(threads, cores)
+    return processes if num_items >= 16 * processes else 0
+
+
+ITEM_TIMEOUT_S = 300  # a worker silent this long counts as failed (the rest then decodes in threads)
 
 
 class _Mapped:
+    """The items as a dataset whose workers run ``fn`` and put the result's tensors into shared memory
+    themselves: a full /dev/shm then raises in the worker, which torch hands to the parent, where the
+    queue's feeder thread would drop the item and leave the parent waiting."""
+
     def __init__(self, fn: Callable[[T], R], items: Sequence[T]) -> None:
         self.fn, self.items = fn, items
 
@@ -86,64 +97,92 @@ class _Mapped:
         return len(self.items)
 
     def __getitem__(self, i: int) -> R:
-        return self.fn(self.items[i])
+        return _tensors(self.fn(self.items[i]), lambda t: t.share_memory_())
 
 
 def _as_is(item: R) -> R:
     return item
 
 
-def _owned(item: Any) -> Any:
-    """``item`` with every tensor copied out of the shared memory a worker handed it over in (a
-    1164-case anatomy set is 12 GB: it must not stay in /dev/shm)."""
+def _tensors(item: Any, op: Callable[[Any], Any]) -> Any:
+    """``item`` with ``op`` applied to every tensor in it (dicts, lists, tuples, named tuples)."""
     import torch
 
     if isinstance(item, torch.Tensor):
-        return item.clone()
+        return op(item)
     if isinstance(item, dict):
-        return {k: _owned(v) for k, v in item.items()}
+        return {k: _tensors(v, op) for k, v in item.items()}
+    if isinstance(item, tuple) and hasattr(item, "_fields"):
+        return type(item)(*(_tensors(v, op) for v in item))
     if isinstance(item, (list, tuple)):
-        return type(item)(_owned(v) for v in item)
+        return type(item)(_tensors(v, op) for v in item)
     return item
 
 
-def _process_iter(fn: Callable[[T], R], items: Sequence[T], processes: int) -> Iterator[R]:
+def _process_results(fn: Callable[[T], R], items: Sequence[T], processes: int) -> Iterator[R]:
     """``fn`` over ``items`` on ``processes`` forked worker processes (torch DataLoader workers: one
-    intra-op thread each, results handed over in shared memory and copied out of it), in order.
-    ``fn`` may be a closure (fork copies it; only the results are pickled). A DataError raised in a
-    worker comes back as a DataError naming its file (torch rebuilds it from the worker's message)."""
+    intra-op thread each), in order, each result copied out of shared memory (a 1164-case anatomy set
+    is 12 GB: it must not stay in /dev/shm). ``fn`` may be a closure (fork copies it; only results are
+    pickled). A DataError raised in a worker comes back as a DataError naming its file (torch rebuilds
+    it from the worker's message). The workers stop when this generator ends or is closed."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_Mapped(fn, items), batch_size=None, shuffle=False, num_workers=processes,
-                        collate_fn=_as_is, prefetch_factor=2, multiprocessing_context="fork")
-    return (_owned(item) for item in loader)
+                        collate_fn=_as_is, prefetch_factor=2, multiprocessing_context="fork", timeout=ITEM_TIMEOUT_S)
+    it = iter(loader)
+    try:
+        for item in it:
+            yield _tensors(item, lambda t: t.clone())
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # what the iterator's __del__ runs, now
+        if shutdown is not None:
+            shutdown()
+
+
+def _in_processes(fn: Callable[[T], R], items: Sequence[T], processes: int, threads: int, what: str
+                  ) -> Iterator[R]:
+    """:func:`_process_results`, finishing in threads from the first item the workers could not give (a
+    worker killed or silent, a /dev/shm too small, a daemonic caller that may not start them): a
+    warning says so. A MedidiffError (a bad file) is raised as it is; a pipeline error that is not one
+    is raised again by the threads."""
+    from medidiff.errors import MedidiffError
+
+    done = 0
+    results = _process_results(fn, items, processes)
+    try:
+        for result in results:
+            yield result
+            done += 1
+    except MedidiffError:
+        raise
+    except (RuntimeError, OSError, AssertionError) as exc:
+        results.close()
+        log.warning("%s: decoding in %d processes stopped after %d of %d cases (%s); the rest in threads", what,
+                    processes, done, len(items), str(exc).strip().splitlines()[-1][:200] if str(exc).strip()
+                    else type(exc).__name__)
+        with thread_map(fn, items[done:], threads=threads) as rest:
+            yield from rest
+    finally:
+        results.close()
 
 
 @contextlib.contextmanager
 def case_map(fn: Callable[[T], R], items: Sequence[T], *, threads: int | None = None, what: str = "cases"
              ) -> Iterator[Iterator[R]]:
     """``with case_map(fn, items) as results:`` -- :func:`thread_map`, or worker processes where
-    :func:`decode_processes` says (hosts of 8+ cores): decoding cases through the data pipeline.
-    Results in the items' order, as they come. Workers that cannot start (a /dev/shm too small for
-    the hand-over, a daemonic caller) leave a warning and the threads do the work; a MedidiffError
-    (a bad file) is raised as it is."""
-    from medidiff.errors import MedidiffError
-
+    :func:`decode_processes` says (Linux hosts of 8+ cores): decoding cases through the data pipeline.
+    Results in the items' order, as they come; the workers stop when the block ends."""
     threads = default_threads() if threads is None else int(threads)
+    items = list(items)
     processes = decode_processes(len(items), threads)
     if processes:
+        log.info("%s: decoding %d cases on %d processes", what, len(items), processes)
+        results = _in_processes(fn, items, processes, threads, what)
         try:
-            results = _process_iter(fn, items, processes)  # the workers start here
-            first = next(results)
-        except MedidiffError:
-            raise
-        except (RuntimeError, OSError, AssertionError) as exc:
-            log.warning("%s: decoding in %d processes failed (%s); decoding in threads", what, processes,
-                        str(exc).splitlines()[-1][:200] if str(exc) else type(exc).__name__)
-        else:
-            log.info("%s: decoding %d cases on %d processes", what, len(items), processes)
-            yield itertools.chain([first], results)
-            return
+            yield results
+        finally:
+            results.close()
+        return
     log.info("%s: decoding %d cases on %d threads", what, len(items), max(threads, 1))
     with thread_map(fn, items, threads=threads) as results:
         yield results

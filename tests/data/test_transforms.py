@@ -387,10 +387,15 @@ def test_memory_cache_decodes_on_a_ranks_share_of_the_cores_with_the_same_items(
 def test_memory_cache_filled_by_processes_holds_the_threads_items_and_names_a_bad_file(tmp_path, monkeypatch):
     """Large sets on many cores decode in worker processes (MONAI's threads hold the GIL for much of a
     case): the same items in the same order, in ordinary memory, and a bad file still a DataError."""
+    import os
+
     from medidiff.utils import threads as threads_module
 
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert threads_module.decode_processes(1164, 16) == 16 and threads_module.decode_processes(5, 16) == 0
-    assert threads_module.decode_processes(1000, 2) == 0  # few cores: threads (no gain measured on 2)
+    assert threads_module.decode_processes(1164, 32) == 16  # at most one a core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert threads_module.decode_processes(1000, 8) == 0  # 8 loader workers on 2 cores: threads
     items = [write_case(tmp_path, f"c{i}", seed=i) for i in range(5)]
     cfg = cfg_(cache="memory", flip_prob=0.0, label_mode="regions")
     cached = {}
@@ -408,18 +413,35 @@ def test_memory_cache_filled_by_processes_holds_the_threads_items_and_names_a_ba
     assert exc.value.path.endswith("bad_t1c.nii.gz") and "NaN" in str(exc.value)
 
 
-def test_workers_that_cannot_start_leave_the_work_to_threads(monkeypatch, caplog):
-    """A host whose /dev/shm cannot take the hand-over (or a daemonic caller) still decodes: in threads."""
+@pytest.mark.parametrize("given", [0, 2])
+def test_workers_that_stop_leave_the_rest_to_threads(monkeypatch, caplog, given):
+    """Workers that cannot start (a daemonic caller) or stop midway (a /dev/shm too small, a killed or
+    silent worker) leave a warning, and threads decode the rest in order."""
     from medidiff.utils import threads as threads_module
 
-    def no_workers(fn, items, processes):
-        raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
+    def failing_workers(fn, items, processes):
+        yield from (fn(x) for x in items[:given])
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Bus error.")
 
     monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads: 2)
-    monkeypatch.setattr(threads_module, "_process_iter", no_workers)
-    with caplog.at_level("WARNING"), threads_module.case_map(lambda x: x * 2, [1, 2, 3], what="test") as out:
-        assert list(out) == [2, 4, 6]
-    assert "decoding in threads" in caplog.text and "No space left" in caplog.text
+    monkeypatch.setattr(threads_module, "_process_results", failing_workers)
+    with caplog.at_level("WARNING"), threads_module.case_map(lambda x: x * 2, [1, 2, 3, 4], what="test") as out:
+        assert list(out) == [2, 4, 6, 8]
+    assert f"stopped after {given} of 4 cases" in caplog.text and "Bus error" in caplog.text
+
+
+def test_a_caller_that_stops_early_stops_the_workers(monkeypatch):
+    """Leaving the block early (an error in the caller's loop) ends the worker processes at once."""
+    import multiprocessing
+
+    from medidiff.utils import threads as threads_module
+
+    monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads: 2)
+    with pytest.raises(KeyError), threads_module.case_map(lambda x: torch.full((2,), float(x)), list(range(40))) as out:
+        assert next(out).tolist() == [0.0, 0.0]
+        assert multiprocessing.active_children()
+        raise KeyError("the caller's own error")
+    assert not multiprocessing.active_children()
 
 
 def test_disk_cache_is_reused(tmp_path, count_reads):
