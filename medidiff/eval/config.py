@@ -58,6 +58,10 @@ class EvalConfig:
     histogram_abs_tol: float = 0.02
     diversity_sigma: float = 2.0  # voxels: low-pass before pair distances, so grain averages out
     diversity_min_ratio: float = 0.5  # synthetic / real mean pair distance below this = not diverse
+    # brain size: W1 of log10 brain shares of the grid allowed = factor x floor + abs_tol (decades); the
+    # floor compares the held-out and training cases, so abs_tol carries a small synthetic set's own noise
+    brain_size_factor: float = 2.0
+    brain_size_abs_tol: float = 0.04  # 0.04 decades: about 10 % of brain volume
     # codec reconstruction (task "codec"): a codec folder or a model folder holding codec/
     codec: str | None = None
     # image metrics
@@ -114,8 +118,10 @@ class EvalConfig:
             raise ValueError("msssim_pairs, slab, slabs_per_axis and floor_draws must be >= 1")
         if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
             raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
-        if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol) < 0:
-            raise ValueError("background_tol, spectrum_log_tol, histogram_factor and histogram_abs_tol must be >= 0")
+        if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol,
+               self.brain_size_factor, self.brain_size_abs_tol) < 0:
+            raise ValueError("background_tol, spectrum_log_tol, histogram_factor, histogram_abs_tol, brain_size_factor "
+                             "and brain_size_abs_tol must be >= 0")
         if self.memorisation_size < 2:
             raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
         if not 0.0 <= self.memorisation_percentile <= 100.0:
