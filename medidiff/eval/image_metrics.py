@@ -262,10 +262,11 @@ def frechet_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> d
     if spread:
         out["floor_range"] = [float(spread[0]), float(spread[1])]
         out["within_floor_range"] = bool(spread[0] <= syn <= spread[1])
+        span = f"({spread[0]:#.3g}-{spread[1]:#.3g})"
         out["reading"] = (
-            f"{syn:.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median but inside the range of its real "
-            f"subsets ({spread[0]:.3g}-{spread[1]:.3g}): at this count it cannot separate the synthetic set from real"
+            f"synthetic {syn:#.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median but inside the range of "
+            f"its real subsets {span}: at this count it cannot separate the synthetic set from real"
             if out["within_floor_range"] else
-            f"{syn:.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median and "
-            + ("above every" if syn > spread[1] else "below every") + f" real subset ({spread[0]:.3g}-{spread[1]:.3g})")
+            f"synthetic {syn:#.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median and "
+            + ("above every" if syn > spread[1] else "below every") + f" real subset {span}")
     return out
