@@ -115,7 +115,7 @@ class _Dataset(_SurfaceErrors, Dataset):
 
 class _CacheDataset(_SurfaceErrors, CacheDataset):
     """MONAI's memory cache, filled by :func:`medidiff.utils.threads.case_map`: worker processes on
-    hosts of 8+ cores (MONAI's threads hold the GIL for much of a case), else threads."""
+    hosts of 8+ cores (threads share one GIL, and the pipeline's MetaTensor dispatch is Python), else threads."""
 
     def _fill_cache(self, indices: Sequence[int] | None = None) -> list:
         if self.cache_num <= 0:

@@ -252,20 +252,26 @@ def brain_log_fractions(masks: np.ndarray) -> np.ndarray:
 
 def _w1_check(syn: np.ndarray, real: np.ndarray, floor_a: np.ndarray, floor_b: np.ndarray, *, factor: float,
               abs_tol: float) -> dict[str, Any]:
-    """W1(syn, real) of two 1-D samples, passing at most factor x the W1 of the floor's two real
-    samples + abs_tol (the rule of the histogram checks)."""
+    """W1(syn, real) of two 1-D samples, passing at most factor x the W1 of the floor's two real samples
+    + abs_tol: the tumour sizes' and the brain sizes' rule. Empty samples (no tumours) give nan; two
+    empty samples pass, one empty fails; a nan floor counts as 0."""
     from scipy.stats import wasserstein_distance
 
-    w1, floor = float(wasserstein_distance(syn, real)), float(wasserstein_distance(floor_a, floor_b))
-    return {"synthetic_median": float(np.median(syn)), "real_median": float(np.median(real)), "wasserstein": w1,
-            "floor": floor, "pass": bool(w1 <= factor * floor + abs_tol)}
+    w1 = wasserstein_distance(syn, real) if syn.size and real.size else float("nan")
+    floor = wasserstein_distance(floor_a, floor_b) if floor_a.size and floor_b.size else float("nan")
+    ok = (not syn.size and not real.size) or bool(
+        syn.size and real.size and w1 <= factor * np.nan_to_num(floor, nan=0.0) + abs_tol)
+
+    def median(v: np.ndarray) -> float:
+        return float(np.median(v)) if v.size else float("nan")
+
+    return {"synthetic_median": median(syn), "real_median": median(real), "wasserstein": float(w1),
+            "floor": float(floor), "pass": bool(ok)}
 
 
 def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_factor: float, size_abs_tol: float
                   ) -> dict[str, Any]:
     """The tumour statistics check of the module doc (``syn``: :func:`tumour_statistics` of the synthetic set)."""
-    from scipy.stats import wasserstein_distance
-
     real, fa, fb = ref.tumours  # type: ignore[misc]
     n = len(syn["present"])
     if n == 0:
@@ -277,20 +283,13 @@ def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_fact
     def sizes(stats: dict[str, np.ndarray]) -> np.ndarray:
         return stats["log_size"][stats["present"]]
 
-    s_syn, s_real, s_fa, s_fb = sizes(syn), sizes(real), sizes(fa), sizes(fb)
-    size_floor = wasserstein_distance(s_fa, s_fb) if s_fa.size and s_fb.size else float("nan")
-    size_w1 = wasserstein_distance(s_syn, s_real) if s_syn.size and s_real.size else float("nan")
-    size_ok = (not s_real.size and not s_syn.size) or bool(
-        s_syn.size and s_real.size and size_w1 <= size_factor * np.nan_to_num(size_floor, nan=0.0) + size_abs_tol)
+    size = _w1_check(sizes(syn), sizes(real), sizes(fa), sizes(fb), factor=size_factor, abs_tol=size_abs_tol)
     share_ok = abs(p_syn - p_real) <= allowed
     return {
         "share_with_tumour": {"synthetic": p_syn, "real": p_real, "floor": floor, "allowed_difference": allowed,
                               "cases": n, "pass": bool(share_ok)},
-        "size_log10_wt_fraction": {
-            "synthetic_median": float(np.median(s_syn)) if s_syn.size else float("nan"),
-            "real_median": float(np.median(s_real)) if s_real.size else float("nan"),
-            "wasserstein": float(size_w1), "floor": float(size_floor), "pass": bool(size_ok)},
-        "pass": bool(share_ok and size_ok),
+        "size_log10_wt_fraction": size,
+        "pass": bool(share_ok and size["pass"]),
         "rule": ("pass when |share with a tumour - real share| <= floor + 2 binomial standard errors at the synthetic "
                  f"count, and the W1 of log10 tumour sizes <= {size_factor} x floor + {size_abs_tol}"),
     }
