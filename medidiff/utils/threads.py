@@ -97,7 +97,20 @@ class _Mapped:
         return len(self.items)
 
     def __getitem__(self, i: int) -> R:
-        return _tensors(self.fn(self.items[i]), lambda t: t.share_memory_())
+        from medidiff.errors import MedidiffError
+
+        try:
+            result = self.fn(self.items[i])
+        except MedidiffError:
+            raise  # torch rebuilds it in the parent from its message: a DataError still names its file
+        except Exception as exc:  # the pipeline's own error, told apart from a worker that failed
+            raise _ItemFailed(f"{type(exc).__name__}: {exc}") from exc
+        return _tensors(result, lambda t: t.share_memory_())
+
+
+class _ItemFailed(Exception):
+    """``fn`` raised on an item inside a worker (torch re-raises it in the parent with the worker's
+    traceback as text); :func:`_in_processes` runs that item again here to raise the original."""
 
 
 def _as_is(item: R) -> R:
@@ -143,8 +156,9 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], processes: int, thre
                   ) -> Iterator[R]:
     """:func:`_process_results`, finishing in threads from the first item the workers could not give (a
     worker killed or silent, a /dev/shm too small, a daemonic caller that may not start them): a
-    warning says so. A MedidiffError (a bad file) is raised as it is; a pipeline error that is not one
-    is raised again by the threads."""
+    warning says so. A MedidiffError (a bad file) is raised as it is; any other error of ``fn`` itself
+    is raised by running its item again in this process (its own type, message and traceback, as
+    without workers), with no warning about the workers."""
     from medidiff.errors import MedidiffError
 
     done = 0
@@ -155,6 +169,10 @@ def _in_processes(fn: Callable[[T], R], items: Sequence[T], processes: int, thre
             done += 1
     except MedidiffError:
         raise
+    except _ItemFailed as exc:
+        results.close()
+        fn(items[done])  # raises the item's own error here
+        raise RuntimeError(f"{what}: item {done} failed in a worker process but not here: {exc}") from None
     except (RuntimeError, OSError, AssertionError) as exc:
         results.close()
         log.warning("%s: decoding in %d processes stopped after %d of %d cases (%s); the rest in threads", what,

@@ -430,6 +430,24 @@ def test_workers_that_stop_leave_the_rest_to_threads(monkeypatch, caplog, given)
     assert f"stopped after {given} of 4 cases" in caplog.text and "Bus error" in caplog.text
 
 
+def test_a_pipeline_error_in_a_worker_is_raised_as_its_own(monkeypatch, caplog):
+    """An error of the decoding itself (not a worker that died) reaches the caller with its own type and
+    message, as without workers, and no warning blames the processes."""
+    from medidiff.utils import threads as threads_module
+
+    def decode(x):
+        if x == 21:
+            raise RuntimeError(f"case {x}: a transform's own error")  # how MONAI wraps a transform's error
+        return torch.full((2,), float(x))
+
+    monkeypatch.setattr(threads_module, "decode_processes", lambda n, threads: 2)
+    got = []
+    with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="^case 21: a transform's own error$"):
+        with threads_module.case_map(decode, list(range(40))) as out:
+            got.extend(float(r[0]) for r in out)
+    assert got == [float(i) for i in range(21)] and "processes" not in caplog.text
+
+
 def test_a_caller_that_stops_early_stops_the_workers(monkeypatch):
     """Leaving the block early (an error in the caller's loop) ends the worker processes at once."""
     import multiprocessing
