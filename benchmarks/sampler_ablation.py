@@ -36,11 +36,13 @@ from quality_common import (MODALITIES, comparison_figure, device_info, log, rea
                             write_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
-# name -> (sampler, steps): heun N makes 2N - 1 network evaluations (its last step is Euler)
-VARIANTS: dict[str, tuple[str, int]] = {
-    "euler10": ("euler", 10), "euler30": ("euler", 30), "euler60": ("euler", 60),
-    "heun15": ("heun", 15), "heun30": ("heun", 30),
-    "heun5": ("heun", 5),  # 9 evaluations: the CPU smoke test's
+# name -> (sampler, steps, eta): heun N makes 2N - 1 network evaluations (its last step is Euler);
+# eta > 0: Euler steps that add fresh noise (the flow path's posterior at 1, medidiff.samplers.flow)
+VARIANTS: dict[str, tuple[str, int, float]] = {
+    "euler10": ("euler", 10, 0.0), "euler30": ("euler", 30, 0.0), "euler60": ("euler", 60, 0.0),
+    "heun15": ("heun", 15, 0.0), "heun30": ("heun", 30, 0.0),
+    "euler30_eta05": ("euler", 30, 0.5), "euler30_eta1": ("euler", 30, 1.0), "euler60_eta1": ("euler", 60, 1.0),
+    "heun5": ("heun", 5, 0.0),  # 9 evaluations: the CPU smoke test's
 }
 COLUMNS = [
     ("evaluations", "network evaluations a case", 0),
@@ -62,9 +64,10 @@ def generate(model: str, variant: str, num: int, device: str, dest: Path) -> dic
     """``medidiff generate`` of one variant, in this process, timed."""
     from medidiff.cli.main import main as medidiff_main
 
-    sampler, steps = VARIANTS[variant]
+    sampler, steps, eta = VARIANTS[variant]
     argv = ["generate", "--model", model, "--num", str(num), "--out", str(dest), "--seed", "0", "--device", device,
-            "--sampler", sampler, "--steps", str(steps), "--overwrite", "--no-progress"]
+            "--sampler", sampler, "--steps", str(steps), *(["--eta", str(eta)] if eta else []), "--overwrite",
+            "--no-progress"]
     t0 = time.perf_counter()
     code = medidiff_main(argv)
     seconds = time.perf_counter() - t0

@@ -235,6 +235,19 @@ def test_generate_refuses_a_sampler_of_the_other_objective(trained, tmp_path, ca
                  "--dry-run"]) == 0
 
 
+def test_generate_takes_eta_for_euler_and_refuses_it_for_heun(trained, tmp_path, capsys):
+    """--eta: the flow model's Euler steps may add fresh noise; Heun has no such option (one line, exit 2)."""
+    _, model = trained  # a flow model
+    base = ["generate", "--model", str(model), "--num", "1", "--out", str(tmp_path / "o"), "--dry-run"]
+    assert main(base + ["--sampler", "euler", "--eta", "1"]) == 0
+    capsys.readouterr()
+    for bad in (["--sampler", "heun", "--eta", "0.5"], ["--sampler", "euler", "--eta", "2"]):
+        assert main(base + bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--eta" in err and "eta" in err.split(":", 2)[-1]
+    assert not (tmp_path / "o").exists()
+
+
 def test_generate_refuses_guidance_without_a_trained_unconditional_branch(mask_model, tmp_path, capsys):
     args = ["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "o"), "--guidance", "3"]
     for extra in (["--masks", str(tmp_path)], ["--dry-run"]):

@@ -34,7 +34,7 @@ from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
 from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
 from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds, step_generators
-from medidiff.samplers.config import SamplerConfig
+from medidiff.samplers.config import TAKES_ETA, SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
 from medidiff.utils.tensor import randn_per_sample
@@ -167,7 +167,7 @@ class SRPipeline(ModelPipeline):
                     if sampler.guidance_scale != 1.0 else None)
         # clamp x0 in image space, not on normalised latent coefficients (WDM clamps after the IDWT)
         x0_transform = image_space_clamp(self.codec) if sampler.clip_x0 else None
-        extra: dict[str, Any] = {"eta": sampler.eta} if sampler.name == "ddim" else {}
+        extra: dict[str, Any] = {"eta": sampler.eta} if sampler.name in TAKES_ETA else {}
         with record_function("medidiff/sr_sample"):
             z = SAMPLERS[sampler.name](denoiser, x, ts, cond=cond, guidance=guidance,
                                        generators=step_generators(gens, dev), x0_transform=x0_transform, **extra)

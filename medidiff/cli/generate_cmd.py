@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--sr-model, the base model's)")
     p.add_argument("--sr-steps", type=int, help="the SR stage's sampling steps (default: the SR model's config)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"])
+    p.add_argument("--eta", type=float, help="ddim and euler: fresh noise a step, 0 (deterministic) to 1 (the "
+                   "path's own posterior, as ancestral DDPM); default: the model's sampler config")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
     p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
@@ -280,20 +282,23 @@ def check_layout_target(layout: Layout, out: Path) -> None:
 
 
 def sampler_of(args: argparse.Namespace, sampler: SamplerConfig) -> SamplerConfig:
-    """The model's sampler with --sampler/--steps/--guidance applied."""
+    """The model's sampler with --sampler/--eta/--steps/--guidance applied."""
     from dataclasses import replace
 
     from medidiff.config import ConfigError
+    from medidiff.samplers.config import TAKES_ETA
 
     try:
         if args.sampler:
-            sampler = replace(sampler, name=args.sampler, eta=0.0 if args.sampler != "ddim" else sampler.eta)
+            sampler = replace(sampler, name=args.sampler, eta=sampler.eta if args.sampler in TAKES_ETA else 0.0)
+        if args.eta is not None:
+            sampler = replace(sampler, eta=args.eta)
         if args.steps:
             sampler = replace(sampler, num_steps=args.steps)
         if args.guidance is not None:
             sampler = replace(sampler, guidance_scale=args.guidance)
     except ValueError as exc:  # SamplerConfig's own checks (e.g. a DDPM spacing with --sampler euler)
-        raise ConfigError(f"--sampler/--steps/--guidance: {exc}") from None
+        raise ConfigError(f"--sampler/--eta/--steps/--guidance: {exc}") from None
     return sampler
 
 

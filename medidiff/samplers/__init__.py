@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from medidiff.samplers.config import SamplerConfig
+from medidiff.samplers.config import TAKES_ETA, SamplerConfig
 from medidiff.samplers.ddpm import Callback, sample_ddim, sample_ddpm
 from medidiff.samplers.flow import sample_euler, sample_heun
 from medidiff.samplers.guidance import Guidance, cfg_denoiser, drop_conditions, null_conditions, wrap_denoiser
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SAMPLERS",
     "SAMPLER_OBJECTIVE",
+    "TAKES_ETA",
     "SamplerConfig",
     "Guidance",
     "Callback",
@@ -139,7 +140,7 @@ def sample(
     if generators is not None:
         generators = step_generators(generators, x.device)
     guidance = Guidance(config.guidance_scale, null_cond, guidance_keys) if config.guidance_scale != 1.0 else None
-    extra: dict[str, Any] = {"eta": config.eta} if config.name == "ddim" else {}
+    extra: dict[str, Any] = {"eta": config.eta} if config.name in TAKES_ETA else {}
     return SAMPLERS[config.name](
         objective.denoiser(net), x, ts, cond=cond, guidance=guidance, callback=callback,
         generators=generators, clip_x0=config.clip_x0, x0_transform=x0_transform, **extra,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SamplerConfig"]
+__all__ = ["SamplerConfig", "TAKES_ETA"]
+
+# The samplers whose steps may add fresh noise (``eta``): DDIM, and Euler on the flow path.
+TAKES_ETA = ("ddim", "euler")
 
 
 @dataclass
@@ -16,7 +19,8 @@ class SamplerConfig:
     # Steps taken, whatever the sampler: ddpm/ddim/euler make num_steps network evaluations,
     # heun 2 * num_steps - 1 (its last step is Euler); CFG doubles the batch, not the count.
     num_steps: int = 50
-    # DDIM stochasticity (arXiv:2010.02502 eq. 16): 0 deterministic, 1 = DDPM posterior noise.
+    # DDIM stochasticity (arXiv:2010.02502 eq. 16): 0 deterministic, 1 = DDPM posterior noise;
+    # ddim, and euler on the flow path (its posterior; 0 = the ODE).
     eta: float = 0.0
     # Which training steps a DDPM grid uses (arXiv:2305.08891 table 2); flow grids ignore it.
     spacing: Literal["trailing", "linspace", "leading"] = "trailing"
@@ -35,9 +39,10 @@ class SamplerConfig:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
-        if self.eta != 0.0 and self.name != "ddim":
+        if self.eta != 0.0 and self.name not in TAKES_ETA:
             raise ValueError(
-                f"eta is a ddim option; sampler {self.name!r} does not use it (remove eta or use name: ddim)"
+                f"eta is a ddim and euler option; sampler {self.name!r} does not use it (remove eta or use "
+                "name: ddim or euler)"
             )
         if self.spacing != "trailing" and self.name not in ("ddpm", "ddim"):
             raise ValueError(f"spacing chooses DDPM steps; sampler {self.name!r} uses a flow grid (remove spacing)")

@@ -4,17 +4,21 @@ Pure functions of ``(denoiser, x, ts)``: ``ts`` holds flow times, strictly decre
 [0, 1], normally from 1 (noise) to 0 (data), from ``FlowMatchingObjective.timesteps``. On the
 path x_t = (1 - t) x0 + t eps the velocity implied by the x0 prediction is
 ``v = (x - x0_hat) / t``, so an Euler step is ``x_next = x0_hat + (t_next / t) (x - x0_hat)``
-(the flow analogue of DDIM with eta = 0).
+(the flow analogue of DDIM with eta = 0). ``sample_euler``'s ``eta`` adds DDIM's stochasticity
+(arXiv:2010.02502 eq. 12) on the flow's Gaussian path, alpha_t = 1 - t, sigma_t = t: eta = 1 draws
+each step from the path's own posterior q(x_s | x_t, x0 = x0_hat), as ancestral DDPM does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import math
+
 import torch
 from torch import Tensor
 
-from medidiff.samplers.ddpm import Callback
+from medidiff.samplers.ddpm import Callback, _combine
 from medidiff.samplers.guidance import Guidance, wrap_denoiser
 from medidiff.utils.tensor import Cond, Denoiser, batch_time
 
@@ -45,21 +49,40 @@ def sample_euler(
     generators: Sequence[torch.Generator] | None = None,
     clip_x0: bool = False,
     x0_transform: Callable[[Tensor], Tensor] | None = None,
+    eta: float = 0.0,
 ) -> Tensor:
-    """Euler integration of the probability-flow ODE; one denoiser call per step.
+    """Euler integration of the probability-flow ODE (``eta = 0``); one denoiser call per step.
 
-    x: (B, C, *spatial) at time ``ts[0]``. ``generators`` is accepted for a uniform sampler
-    signature and unused (the ODE is deterministic).
+    ``eta`` in (0, 1] makes each step partly stochastic, DDIM's way: x_s = (1 - s) x0_hat +
+    sqrt(s^2 - sigma^2) eps_hat + sigma z, with sigma = eta times the std of the path's posterior
+    q(x_s | x_t, x0) and eps_hat = (x_t - (1 - t) x0_hat) / t; fresh noise z replaces part of the
+    noise the state carries, which lets later steps correct earlier x0 errors. Sample i's noise
+    comes from ``generators[i]`` (else the global RNG). x: (B, C, *spatial) at time ``ts[0]``.
     """
     grid = _grid(ts)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
     den = wrap_denoiser(denoiser, guidance=guidance, clip_x0=clip_x0, x0_transform=x0_transform)
     cond = cond or {}
     for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
         x0 = den(x, batch_time(t, x), cond)
-        x = x0 + (t_next / t) * (x - x0)
+        if eta == 0.0:
+            x = x0 + (t_next / t) * (x - x0)
+        else:
+            eps = (x - (1 - t) * x0) / t
+            sigma = eta * _posterior_std(t, t_next)
+            x = _combine(x0, 1 - t_next, eps, math.sqrt(max(t_next**2 - sigma**2, 0.0)), sigma, generators)
         if callback is not None:
             callback(i, x, x0)
     return x
+
+
+def _posterior_std(t: float, s: float) -> float:
+    """Std of q(x_s | x_t, x0) on the path x_t = (1 - t) x0 + t eps, for s < t: the transition
+    x_t = a x_s + sigma_ts eps' has a = (1 - t) / (1 - s) and sigma_ts^2 = t^2 - a^2 s^2, so the
+    posterior variance is sigma_ts^2 s^2 / t^2 (DDPM's beta_tilde); 0 at s = 0."""
+    a = (1 - t) / (1 - s)
+    return s * math.sqrt(max(t * t - a * a * s * s, 0.0)) / t
 
 
 @torch.no_grad()

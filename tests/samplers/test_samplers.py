@@ -20,6 +20,7 @@ from medidiff.samplers import (
     Guidance,
     SamplerConfig,
     cfg_denoiser,
+    generators_from_seeds,
     drop_conditions,
     null_conditions,
     sample,
@@ -163,6 +164,49 @@ def test_stochastic_sampler_reproduces_gaussian(name, steps, kwargs, shape, meth
     assert ((flat.std(0) / S - 1).abs() < 4 / (2 * n) ** 0.5 + method_tol).all(), flat.std(0)
 
 
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_stochastic_euler_reproduces_gaussian(eta):
+    """Euler with eta on the flow path: its fresh noise must keep the data's law (the exact denoiser
+    of a Gaussian), as DDIM's does on the DDPM path."""
+    n = 10_000
+    x = torch.randn((n, 3), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)  # the step noise: the global RNG (one generator a row would draw row by row)
+    out = SAMPLERS["euler"](flow_oracle, x, FLOW.timesteps(250), eta=eta)
+    assert ((out.mean(0) - MU).abs() < 4 * S / n**0.5 + 0.01).all(), out.mean(0)
+    assert ((out.std(0) / S - 1).abs() < 4 / (2 * n) ** 0.5 + 0.035).all(), out.std(0)
+
+
+def test_stochastic_euler_is_ddim_on_the_flow_path():
+    """eta = 0 is the ODE, bit for bit, and draws no noise; eta = 1 at t = 1 (no signal left) forgets
+    where it started, as ancestral DDPM's first step does; the posterior std equals DDIM's sigma of
+    the same step in variance-preserving units (x_t / sqrt((1 - t)^2 + t^2), alpha_bar = (1 - t)^2 /
+    ((1 - t)^2 + t^2)) times the scale at s."""
+    import math
+
+    from medidiff.samplers.flow import _posterior_std
+
+    ts = FLOW.timesteps(6, shape=(2, 2))
+    x = torch.randn((3, 3, 2, 2), generator=torch.Generator().manual_seed(0))
+    gens = generators_from_seeds([1, 2, 3])
+    ode = SAMPLERS["euler"](flow_oracle, x, ts)
+    assert torch.equal(SAMPLERS["euler"](flow_oracle, x, ts, eta=0.0, generators=gens), ode)
+    assert [g.initial_seed() for g in gens] == [1, 2, 3] and torch.equal(
+        gens[0].get_state(), generators_from_seeds([1])[0].get_state())  # no draw was made
+    first = lambda start: SAMPLERS["euler"](flow_oracle, start, [1.0, 0.6], eta=1.0,  # noqa: E731
+                                            generators=generators_from_seeds([1, 2, 3]))
+    assert torch.allclose(first(x), first(-3 * x), atol=1e-6)
+    assert not torch.allclose(SAMPLERS["euler"](flow_oracle, x, ts, eta=1.0, generators=gens), ode, atol=1e-3)
+    for t, s in [(0.9, 0.5), (0.3, 0.1), (0.05, 0.01)]:
+        ab_t, ab_s = ((1 - u) ** 2 / ((1 - u) ** 2 + u**2) for u in (t, s))
+        vp = math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+        assert _posterior_std(t, s) == pytest.approx(vp * math.sqrt((1 - s) ** 2 + s**2), rel=1e-9)
+    assert _posterior_std(0.3, 0.0) == 0.0
+    with pytest.raises(ValueError, match="eta must be in"):
+        SAMPLERS["euler"](flow_oracle, x, ts, eta=1.5)
+    with pytest.raises(ValueError, match="ddim and euler option"):
+        SamplerConfig(name="heun", eta=0.5)
+
+
 @pytest.mark.parametrize("name", ["ddpm", "ddim", "euler", "heun"])
 def test_step_count_is_network_evaluations(name):
     obj = FLOW if name in ("euler", "heun") else DDPM
@@ -192,11 +236,11 @@ def test_objective_adapter_matches_oracle_denoiser(kind, name, prediction):
     assert torch.allclose(out, ref, atol=1e-4), (out - ref).abs().max()
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "euler"])
-def test_per_sample_seeds_batch_independent(name):
+@pytest.mark.parametrize("name,eta", [("ddpm", 0.0), ("ddim", 1.0), ("euler", 0.0), ("euler", 1.0)])
+def test_per_sample_seeds_batch_independent(name, eta):
     obj = FLOW if name == "euler" else DDPM
     net = OracleNet(obj)
-    cfg = SamplerConfig(name=name, num_steps=10, eta=1.0 if name == "ddim" else 0.0)
+    cfg = SamplerConfig(name=name, num_steps=10, eta=eta)
     batch = sample(obj, net, (3, 3, 2, 2, 2), config=cfg, seeds=[11, 22, 33])
     alone = sample(obj, net, (1, 3, 2, 2, 2), config=cfg, seeds=[22])
     other = sample(obj, net, (2, 3, 2, 2, 2), config=cfg, seeds=[5, 22])
