@@ -136,6 +136,11 @@ VARIANTS: dict[str, list[str]] = {
     # back 30x its share (4 x 30 of ~5320 weight units) without the background weight's shrinking heads
     "x0_detail100_lll30_labels_lll100": ["objective.detail_weight=100",
                                          "objective.channel_weights=" + _masks_lll(100, images=30)],
+    # the haze again, from the other side: the x0 net's zero padding and zero-initialised output say "0",
+    # while the background is -1 in the coarse band; with latent.zero_background it is 0 in every channel
+    # (the haze rises toward the grid's edges, where the padding is)
+    "x0_detail100_labels_lll100_zerobg": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
+                                          "latent.zero_background=true"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)

@@ -511,3 +511,6 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
         weights = build_objective(cfg.objective, names).config.channel_weights
         assert weights is None or len(weights) == len(names) == 56, variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
+    zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                              *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
+    assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0

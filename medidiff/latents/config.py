@@ -125,6 +125,11 @@ class LatentStageConfig:
     cache: str | None = None
     fit_stats: bool = True  # (wavelet) fit per-sub-band statistics before training
     stats_batches: int = 8
+    # (wavelet, fit_stats false) shift each channel's coarse band by +1, so an image's background (-1)
+    # is 0 in every latent channel: what the net's zero padding and its zero-initialised output give.
+    # Why: the x0 nets leave a faint positive haze outside the head that rises toward the grid's edges
+    # (docs/quality.md); the block mean's range becomes [0, 2], the detail bands are unchanged.
+    zero_background: bool = False
 
     def __post_init__(self) -> None:
         if self.type == "pretrained" and not self.path:
@@ -136,6 +141,9 @@ class LatentStageConfig:
             raise ValueError(f"levels must be 1, 2 or 3, got {self.levels}")
         if self.stats_batches < 1:
             raise ValueError(f"stats_batches must be >= 1, got {self.stats_batches}")
+        if self.zero_background and (self.type != "wavelet" or self.fit_stats):
+            raise ValueError("latent.zero_background shifts the default wavelet scaling: it needs latent.type wavelet "
+                             "with latent.fit_stats false (fitted statistics choose their own shift)")
 
 
 def _check_stats(mean: list[float] | None, std: list[float] | None, n: int, what: str) -> None:

@@ -16,6 +16,8 @@ the dense path builds the per-axis matrix from pywt's own periodized DWT and mat
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 from pathlib import Path
@@ -187,6 +189,17 @@ class WaveletCodec(NormalisedCodec):
         # LLL^L is the (2^L)^3 block sum / sqrt(8)^L: divide by sqrt(8)^L -> block mean in [-1, 1]
         scale[: self.config.in_channels] = math.sqrt(8.0) ** self.config.levels
         return shift, scale
+
+    def zero_background(self) -> WaveletCodec:
+        """Shift the default scaling so a [-1, 1] image's background (-1) encodes to 0 in every channel:
+        the coarse band becomes the block mean + 1 (in [0, 2]); the detail bands of a constant are 0
+        already. Stored in the config's mean/std (``stats_count`` stays 0: nothing was fitted), so a
+        saved codec decodes the same way. Returns self."""
+        shift, scale = self.default_stats()
+        shift[: self.config.in_channels] = -scale[: self.config.in_channels]
+        self.config = dataclasses.replace(self.config, mean=shift.tolist(), std=scale.tolist(), stats_count=0)
+        self._load_stats()
+        return self
 
     def channel_label(self, k: int) -> str:
         return self.channel_names[k]

@@ -81,10 +81,11 @@ def build_codec_for(cfg: ExperimentConfig) -> LatentCodec:
                 f"generates {len(mods)} ({', '.join(mods)})"
             )
         return codec
-    return WaveletCodec(WaveletCodecConfig(
+    codec = WaveletCodec(WaveletCodecConfig(
         type="wavelet", wavelet=cfg.latent.wavelet, levels=cfg.latent.levels,
         in_channels=len(mods), modalities=mods,
     ))
+    return codec.zero_background() if cfg.latent.zero_background else codec
 
 
 def mask_to_latent_grid(codec: LatentCodec, regions: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,51 @@ def test_default_scaling_maps_lll_to_unit_range(levels: int) -> None:
     assert codec.encode(-ones)[:, :2].min().item() == pytest.approx(-1.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("levels", [1, 2])
+def test_zero_background_encodes_the_background_to_zero_everywhere(tmp_path, levels: int) -> None:
+    """latent.zero_background: a -1 background is 0 in every latent channel, the coarse band is the block
+    mean + 1, the detail bands are the default's, decoding is still exact, and a saved codec keeps it."""
+    codec = _codec(levels).zero_background()
+    plain = _codec(levels)
+    x = -torch.ones(2, 2, 16, 16, 16)
+    x[:, :, 4:12, 4:12, 4:12] = torch.rand(2, 2, 8, 8, 8) * 2 - 1  # a "brain" inside a -1 background
+    z, z0 = codec.encode(x), plain.encode(x)
+    block = 2**levels
+    outside = z[..., : 4 // block, :, :]  # blocks entirely in the background
+    assert outside.abs().max().item() < 1e-6
+    assert torch.allclose(z[:, :2], z0[:, :2] + 1, atol=1e-5) and torch.equal(z[:, 2:], z0[:, 2:])
+    assert (codec.decode(z) - x).abs().max().item() < 1e-5
+    assert codec.config.stats_count == 0  # nothing fitted
+    loaded = load_codec(codec.save_pretrained(tmp_path / "codec"))
+    assert torch.equal(loaded.encode(x), z)
+
+
+def test_zero_background_is_refused_where_the_scaling_is_not_the_default() -> None:
+    from medidiff.latents.config import LatentStageConfig
+
+    for bad in ({"fit_stats": True}, {"type": "pretrained", "path": "codec", "fit_stats": False}):
+        with pytest.raises(ValueError, match="zero_background"):
+            LatentStageConfig(zero_background=True, **bad)
+    assert LatentStageConfig(zero_background=True, fit_stats=False).zero_background
+
+
+def test_an_experiment_with_zero_background_trains_on_the_shifted_codec() -> None:
+    """The training (and SR) stage builds its codec with the shift; the config refuses it, in one line, with
+    fitted statistics."""
+    from pathlib import Path
+
+    from medidiff.config import load_config
+    from medidiff.training.diffusion import build_codec_for
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "anatomy_2mm.yaml"
+    codec = build_codec_for(load_config(recipe, ["latent.zero_background=true"]))
+    assert codec.config.mean[:7] == [-math.sqrt(8)] * 7 and codec.config.mean[7:] == [0.0] * (len(codec.config.mean) - 7)
+    assert build_codec_for(load_config(recipe)).config.mean is None  # the shipped recipe: unchanged
+    with pytest.raises(ConfigError, match="zero_background") as exc:
+        load_config(recipe, ["latent.zero_background=true", "latent.fit_stats=true"])
+    assert len(str(exc.value).splitlines()) == 1
+
+
 def test_fit_stats_known_moments_and_batching_invariance() -> None:
     codec = _codec()
     g = torch.Generator().manual_seed(1)
