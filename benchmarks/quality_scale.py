@@ -141,6 +141,15 @@ VARIANTS: dict[str, list[str]] = {
     # (the haze rises toward the grid's edges, where the padding is)
     "x0_detail100_labels_lll100_zerobg": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                           "latent.zero_background=true"],
+    # the texture: the recipe's logit-normal times, shifted for the 40x48x40 latent, train 0.5 % of steps
+    # below t = 0.1 and none below 0.05, where the net's x0 estimate keeps only 0.8 of the detail power
+    # its nearly clean input holds (benchmarks/results/denoise_curve_cpu_20261202); uniform times train
+    # 6.8 % below 0.1, a wider logit-normal (std 1.5) 4 %
+    "x0_detail100_labels_lll100_tuniform": ["objective.detail_weight=100",
+                                            "objective.channel_weights=" + _masks_lll(100),
+                                            "objective.time_sampling=uniform"],
+    "x0_detail100_labels_lll100_tstd15": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
+                                          "objective.logit_std=1.5"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)
