@@ -150,6 +150,11 @@ VARIANTS: dict[str, list[str]] = {
                                             "objective.time_sampling=uniform"],
     "x0_detail100_labels_lll100_tstd15": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                           "objective.logit_std=1.5"],
+    # or give the net the pass-through it lacks: EDM's skip at the detail bands' own scale (their std over the
+    # grid ~0.1; 0.14-0.18 inside the brain): c_skip is ~1 below t = 0.02, 0.5 at t = 0.1 and < 0.08 above
+    # t = 0.3, so the high noise levels keep the plain x0 output and its clean background
+    "x0_detail100_labels_lll100_skip01": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
+                                          "objective.x0_skip_sigma=0.1"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)

@@ -65,6 +65,13 @@ class ObjectiveConfig:
     # default) the plain x0 loss. The floor caps the weight at 0.05^-power (400 at power 2). The
     # logged loss and per-band losses are weighted too: compare them between runs of one power only.
     x0_time_power: float = 0.0
+    # (flow, x0 target) EDM's skip (arXiv:2206.00364 sec. 5): x0_hat = c_skip(t) x_t + c_out(t) F with
+    # c_skip = (1-t) s^2 / ((1-t)^2 s^2 + t^2), c_out = t s / sqrt((1-t)^2 s^2 + t^2), s = this value (the
+    # data's std; 0: off, the net outputs x0 itself). Near the data the net then returns its input plus a
+    # correction; at t -> 1, c_skip -> 0 and the output is x0 (s F) with its clean zeros. Why: the shipped
+    # x0 net's detail error below t = 0.1 is flat at 0.22 of the detail power, 7x worse than its input at
+    # t = 0.02 (benchmarks/results/denoise_curve_cpu_20261202). The loss stays the x0 regression.
+    x0_skip_sigma: float = 0.0
 
     # --- common ---
     loss: Literal["l2", "l1"] = "l2"  # MAISI-v2 trains its flow model with L1
@@ -136,6 +143,11 @@ class ObjectiveConfig:
         if self.x0_time_power and (self.type != "flow" or self.flow_target != "x0"):
             raise ValueError("x0_time_power weights the x0 loss of a flow model: it needs type: flow and "
                              "flow_target: x0 (a velocity loss already weighs small t fully)")
+        if not (math.isfinite(self.x0_skip_sigma) and self.x0_skip_sigma >= 0):
+            raise ValueError(f"x0_skip_sigma must be >= 0 (0: off), got {self.x0_skip_sigma}")
+        if self.x0_skip_sigma and (self.type != "flow" or self.flow_target != "x0"):
+            raise ValueError("x0_skip_sigma parameterises the x0 output of a flow model: it needs type: flow and "
+                             "flow_target: x0 (a velocity net already returns x_t - t v)")
         if self.type != "flow" and self.flow_target != "velocity":
             raise ValueError("flow_target applies to objective type 'flow'; DDPM chooses with prediction "
                              "(epsilon, v or x0)")

@@ -104,12 +104,23 @@ class FlowMatchingObjective:
             cond or {}, self.config.cond_drop_prob, null_cond=null_cond,
             keys=self.config.cond_drop_keys, generator=generator,
         )
-        pred = net(x_t, self.net_time(t).float(), **cond)
+        pred = self.skip(net(x_t, self.net_time(t).float(), **cond), x_t, t)
         return regression_loss(
             pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
             channel_weights=self.config.loss_channel_weights(),
             spatial_weight=background_weight_map(self.config.background_weight, background),
         )
+
+    def skip(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The net's output as x0 under ``x0_skip_sigma`` (c_skip x_t + c_out out, EDM's preconditioning on
+        the path x_t = (1 - t) x0 + t eps); the output unchanged when it is off."""
+        s = self.config.x0_skip_sigma
+        if not s:
+            return out
+        t = append_dims(t, x_t.ndim).to(torch.float32)
+        a = 1 - t
+        var = a * a * (s * s) + t * t  # the variance of x_t for data of std s
+        return torch.addcmul(a * (s * s) / var * x_t, t * s / var.sqrt(), out)
 
     def time_weight(self, t: Tensor) -> Tensor | None:
         """Per-sample loss weight (B,) of ``x0_time_power``, or None (uniform)."""
@@ -127,13 +138,13 @@ class FlowMatchingObjective:
         guidance_keys: Sequence[str] | None = None,
     ) -> Denoiser:
         """``denoiser(x_t, t, cond) -> x0_hat`` for flow samplers: ``x_t - t v_hat``, or the net's
-        output itself under ``flow_target: x0``."""
+        output itself under ``flow_target: x0`` (through :meth:`skip` with ``x0_skip_sigma``)."""
         predicts_x0 = self.config.flow_target == "x0"
 
         def denoise(x: Tensor, t: Tensor, cond: Cond) -> Tensor:
             t = t.to(x.device)
             out = net(x, self.net_time(t).float(), **cond)
-            return out if predicts_x0 else x - append_dims(t, x.ndim).to(x.dtype) * out
+            return self.skip(out, x, t) if predicts_x0 else x - append_dims(t, x.ndim).to(x.dtype) * out
 
         return cfg_denoiser(denoise, guidance_scale, null_cond, guidance_keys)
 

@@ -48,6 +48,11 @@ class Oracle(nn.Module):
         tf = t.double() / self.obj.num_train_steps
         x0 = gaussian_x0(x, 1 - tf, tf) + self.bias
         if self.obj.config.flow_target == "x0":
+            sd = self.obj.config.x0_skip_sigma
+            if sd:  # EDM's preconditioning: the net outputs F with x0 = c_skip x + c_out F
+                a, b = append_dims(1 - tf, x.ndim).to(x), append_dims(tf, x.ndim).to(x)
+                c_skip, c_out = a * sd**2 / (a**2 * sd**2 + b**2), b * sd / (a**2 * sd**2 + b**2).sqrt()
+                return (x0 - c_skip * x) / c_out
             return x0
         return (x - x0) / append_dims(tf, x.ndim).to(x)
 
@@ -168,6 +173,30 @@ def test_flow_x0_target_reaches_closed_form_minimum_and_denoises_like_velocity()
     assert torch.allclose(obj.denoiser(Oracle(obj))(x, tt, {}), vel.denoiser(Oracle(vel))(x, tt, {}), atol=1e-5)
     with pytest.raises(ValueError, match="flow_target applies to objective type 'flow'"):
         ObjectiveConfig(type="ddpm", flow_target="x0")
+
+
+def test_x0_skip_is_the_x0_objective_reparameterised():
+    """x0_skip_sigma: the oracle in the skip's own output reaches the x0 objective's optimum, a bias in x0
+    costs bias^2 as there, and its denoiser returns the same posterior mean. A net that outputs 0 returns
+    its input near t = 0 (the pass-through the plain x0 net lacks) and exact zeros at t = 1."""
+    obj = FlowMatchingObjective(ObjectiveConfig(type="flow", time_sampling="uniform", flow_target="x0",
+                                                x0_skip_sigma=0.5))
+    plain = FlowMatchingObjective(ObjectiveConfig(type="flow", time_sampling="uniform", flow_target="x0"))
+    x0 = _data(40_000)
+    loss, _ = obj.loss(Oracle(obj), x0, generator=torch.Generator().manual_seed(3))
+    ref, _ = plain.loss(Oracle(plain), x0, generator=torch.Generator().manual_seed(3))
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-3)
+    bad, _ = obj.loss(Oracle(obj, bias=0.2), x0, generator=torch.Generator().manual_seed(3))
+    assert bad.item() == pytest.approx(loss.item() + 0.04, rel=0.05)
+    x, tt = _data(8, 4) * 0.7, torch.tensor([0.05, 0.3, 0.6, 0.9] * 2, dtype=torch.float64)
+    assert torch.allclose(obj.denoiser(Oracle(obj))(x, tt, {}), plain.denoiser(Oracle(plain))(x, tt, {}), atol=1e-5)
+    zero = lambda x, t, **cond: torch.zeros_like(x)  # noqa: E731
+    near = obj.denoiser(zero)(x, torch.full((8,), 1e-3), {})
+    assert torch.allclose(near, x, atol=2e-3 * x.abs().max().item())
+    assert torch.equal(obj.denoiser(zero)(x, torch.ones(8), {}), torch.zeros_like(x))
+    for bad_cfg in ({"x0_skip_sigma": 0.5}, {"x0_skip_sigma": -1.0, "flow_target": "x0"}):
+        with pytest.raises(ValueError, match="x0_skip_sigma"):
+            ObjectiveConfig(type="flow", **bad_cfg)
 
 
 def test_flow_l1_and_channel_weights():
