@@ -155,6 +155,10 @@ VARIANTS: dict[str, list[str]] = {
     # t = 0.3, so the high noise levels keep the plain x0 output and its clean background
     "x0_detail100_labels_lll100_skip01": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                           "objective.x0_skip_sigma=0.1"],
+    # at 4 mm on the CPU (denoise_curve_cpu_20261202/small_4mm) s = 0.1 met the spectrum goal with grain and a
+    # background RMS of 0.026-0.030; s = 0.05 gave the cleanest background (0.002) and little texture
+    "x0_detail100_labels_lll100_skip005": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
+                                           "objective.x0_skip_sigma=0.05"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)
