@@ -17,7 +17,6 @@ the dense path builds the per-axis matrix from pywt's own periodized DWT and mat
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import math
 from pathlib import Path

@@ -11,9 +11,8 @@ each step from the path's own posterior q(x_s | x_t, x0 = x0_hat), as ancestral 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
