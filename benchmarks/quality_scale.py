@@ -138,7 +138,9 @@ VARIANTS: dict[str, list[str]] = {
                                          "objective.channel_weights=" + _masks_lll(100, images=30)],
     # the haze again, from the other side: the x0 net's zero padding and zero-initialised output say "0",
     # while the background is -1 in the coarse band; with latent.zero_background it is 0 in every channel
-    # (the haze rises toward the grid's edges, where the padding is)
+    # (the haze rises toward the grid's edges, where the padding is). At 4 mm on the CPU (1200 steps,
+    # denoise_curve_cpu_20261202/small_4mm/zerobg) it cleaned the outside a little (RMS 0.013 -> 0.011) and
+    # saturated the brains (t1n histogram W1 0.10 -> 0.29): the lowest priority of the haze variants
     "x0_detail100_labels_lll100_zerobg": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                           "latent.zero_background=true"],
     # the texture: the recipe's logit-normal times, shifted for the 40x48x40 latent, train 0.5 % of steps
