@@ -128,7 +128,8 @@ class LatentStageConfig:
     # (wavelet, fit_stats false) shift each channel's coarse band by +1, so an image's background (-1)
     # is 0 in every latent channel: what the net's zero padding and its zero-initialised output give.
     # Why: the x0 nets leave a faint positive haze outside the head that rises toward the grid's edges
-    # (docs/quality.md); the block mean's range becomes [0, 2], the detail bands are unchanged.
+    # (docs/quality.md); the block mean's range becomes [0, 2], the detail bands are unchanged. At 4 mm on
+    # the CPU it saturated the brains (benchmarks/results/denoise_curve_cpu_20261202/small_4mm/zerobg).
     zero_background: bool = False
 
     def __post_init__(self) -> None:
