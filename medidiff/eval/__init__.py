@@ -19,7 +19,7 @@ import datetime as _dt
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,10 @@ def run_evaluation(
     else:
         sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)
-    _preload_real_segmenter(bank, cfg, dcfg, manifest_sha, shape, spacing)
+    # utility's "real" row is the baseline of "real + synthetic >= real": a saved segmenter trained on
+    # other real cases (every training case, where eval.max_real took a subset) would not be that baseline
+    _preload_real_segmenter(bank, cfg, dcfg, manifest_sha, shape, spacing,
+                            same_cases=real_train.case_ids if "utility" in tasks else None)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     figures: list[str] = []
@@ -572,11 +575,12 @@ def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str |
 
 
 def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha256: str, shape: Any,
-                            spacing: list[float]) -> bool:
+                            spacing: list[float], same_cases: Sequence[str] | None = None) -> bool:
     """Give the bank the saved real-trained segmenter of ``eval.feature_net`` when it is the one this
     evaluation would train (same manifest, held-out fold, grid, spacing, modalities, and a seed of
-    ``cfg.seeds``): mask fidelity and utility then reuse it instead of training it again. Returns
-    whether it did; a folder that does not match is left to the feature-net step, which refuses it."""
+    ``cfg.seeds``; with ``same_cases``, also trained on exactly those cases): mask fidelity and utility
+    then reuse it instead of training it again. Returns whether it did; a folder that does not match is
+    left to the feature-net step, which refuses it."""
     from medidiff.errors import DataError
     from medidiff.eval import features as feat
     from medidiff.eval.segmentation import TrainingHistory
@@ -590,6 +594,10 @@ def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha2
         return False
     if (recipe.get("manifest_sha256") != manifest_sha256 or recipe.get("fold") != dcfg.fold
             or recipe.get("seed") not in cfg.seeds or "training" not in recipe):
+        return False
+    if same_cases is not None and sorted(recipe.get("train_cases") or []) != sorted(same_cases):
+        log.info("evaluate: the saved real segmenter was trained on %d cases, not this evaluation's %d: "
+                 "utility trains its own", len(recipe.get("train_cases") or []), len(same_cases))
         return False
     bank.put("real", int(recipe["seed"]), model.to(cfg.device), TrainingHistory(**recipe["training"]))
     return True

@@ -346,3 +346,24 @@ def test_mask_fidelity_reuses_the_saved_real_segmenter_and_scores_it_on_real_cas
         assert all(split["with_region"][r]["cases"] + split["without_region"][r]["cases"] == res["cases"]
                    for r in ("WT", "TC", "ET"))
     assert "Mean Dice by whether the labels hold the region" in (tmp_path / "loaded" / "report.md").read_text()
+
+
+def test_utility_reuses_the_saved_real_segmenter_only_when_it_was_trained_on_its_real_cases(dataset, cli, tmp_path,
+                                                                                            monkeypatch):
+    """Utility's ``real`` row is the baseline of "real + synthetic >= real", so it must have seen the
+    real cases real + synthetic holds: a saved segmenter trained on every training case is reused at
+    the full set, and not where eval.max_real took a subset (2 of the 3 here)."""
+    import medidiff.eval.utility as utility
+
+    saved, base = _saved_real_segmenter(dataset, tmp_path / "saved", "utility")
+    trained: list[str] = []
+    real_train = utility.train_segmenter
+    monkeypatch.setattr(utility, "train_segmenter", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
+    base = [*base, "--feature-net", str(saved)]
+    assert cli([*base, "--out", str(tmp_path / "all")]) == 0
+    assert "segmenter real seed 0" not in trained and "segmenter synthetic seed 0" in trained
+    trained.clear()
+    assert cli([*base, "--out", str(tmp_path / "subset"), "--set", "eval.max_real=2"]) == 0
+    assert "segmenter real seed 0" in trained
+    util = json.loads((tmp_path / "subset" / "report.json").read_text())["results"]["utility"]["training_sets"]
+    assert util["real"]["train_cases"] == 2 and util["real+synthetic"]["train_cases"] == 2 + util["synthetic"]["train_cases"]
