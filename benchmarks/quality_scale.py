@@ -159,8 +159,15 @@ VARIANTS: dict[str, list[str]] = {
                                           "objective.x0_skip_sigma=0.1"],
     # at 4 mm on the CPU (denoise_curve_cpu_20261202/small_4mm) s = 0.1 met the spectrum goal with grain and a
     # background RMS of 0.026-0.030; s = 0.05 gave the cleanest background (0.002) and little texture
+    # At 2 mm (quality_scale_h200_20261202b) 0.1 was grain again (t1c's top band 4.8x real) and 0.05 brought
+    # t1n/t2w/t2f's spectra within 2x: shipped since as anatomy-2mm, with a faint mottle
     "x0_detail100_labels_lll100_skip005": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                            "objective.x0_skip_sigma=0.05"],
+    # the skip model's x0 estimate keeps 1.2-1.3x the true detail power below t = 0.02 (the mottle?), where no
+    # training time falls (denoise_curve_cpu_20261202/skip005_h200): a wider logit-normal trains there
+    "x0_detail100_labels_lll100_skip005_tstd15": ["objective.detail_weight=100",
+                                                  "objective.channel_weights=" + _masks_lll(100),
+                                                  "objective.x0_skip_sigma=0.05", "objective.logit_std=1.5"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)
@@ -264,6 +271,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         m[f"spectrum_floor_{mod}"] = r["floor"]
         # the top band is where the shipped model failed (too smooth): its power ratio, synthetic / real
         m[f"spectrum_top_band_ratio_{mod}"] = 10.0 ** r["log10_ratio_per_band"][-1]
+    for mod, r in realism.get("detail_coherence", {}).get("per_modality", {}).items():  # from 2026-12-02
+        m[f"coherence_vs_real_{mod}"] = r["difference"]  # < 0: grainier than real, > 0: smoother
+        m[f"coherence_floor_{mod}"] = r["floor"]
     for mod, r in realism.get("intensity_histogram", {}).get("per_modality", {}).items():
         m[f"histogram_w1_{mod}"] = r["wasserstein"]
         m[f"histogram_w1_floor_{mod}"] = r["floor"]
@@ -458,6 +468,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("tissue_qc_pass", "tissue QC checks passed", 1),
     *[(f"spectrum_top_band_ratio_{m}", f"spectrum top band power ratio {m} (goal 0.5-2)", 3) for m in MODALITIES],
     *[(f"spectrum_max_abs_log10_{m}", f"spectrum max abs log10 ratio {m} (goal <= 0.30)", 3) for m in MODALITIES],
+    *[(f"coherence_vs_real_{m}", f"detail coherence, synthetic - real {m} (< 0 grain, > 0 blur; goal within floor + 0.03)", 3)
+      for m in MODALITIES],
     *[(f"histogram_w1_{m}", f"histogram W1 {m}", 3) for m in MODALITIES],
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),

@@ -298,7 +298,8 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
             "background": {"synthetic_rms": 0.002, "synthetic_fraction_nonzero": 0.35},
             "power_spectrum": {"per_modality": {"t1n": {"max_abs_log10_ratio": 0.9, "floor": 0.03,
                                                         "log10_ratio_per_band": [0.1, -0.3, -0.9]}}},
-            "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}}}},
+            "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}},
+            "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
         "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0}},
                                 "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
         "tissue": {"synthetic_vs_real": {"metrics": {"a": {"pass": True}, "b": {"pass": False}, "c": {"pass": True}}}},
@@ -310,6 +311,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
+    assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
     # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
     # together, and a phase that never finished leaves out only its own scores
     tissue = {"results": {"tissue": report["results"].pop("tissue")}}

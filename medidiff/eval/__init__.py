@@ -421,7 +421,7 @@ def realism_checks_for(
         spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
         histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio,
         brain_size_factor=cfg.brain_size_factor, brain_size_abs_tol=cfg.brain_size_abs_tol,
-        synthetic_labels=synthetic_labels)
+        coherence_tol=cfg.coherence_tol, synthetic_labels=synthetic_labels)
 
 
 @dataclass

@@ -62,6 +62,9 @@ class EvalConfig:
     # floor compares the held-out and training cases, so abs_tol carries a small synthetic set's own noise
     brain_size_factor: float = 2.0
     brain_size_abs_tol: float = 0.04  # 0.04 decades: about 10 % of brain volume
+    # detail coherence (lag-1 correlation of the high-passed brain): |synthetic - real| allowed above the
+    # floor; grain lowers it, blur raises it
+    coherence_tol: float = 0.03
     # codec reconstruction (task "codec"): a codec folder or a model folder holding codec/
     codec: str | None = None
     # image metrics
@@ -119,9 +122,9 @@ class EvalConfig:
         if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
             raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
         if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol,
-               self.brain_size_factor, self.brain_size_abs_tol) < 0:
-            raise ValueError("background_tol, spectrum_log_tol, histogram_factor, histogram_abs_tol, brain_size_factor "
-                             "and brain_size_abs_tol must be >= 0")
+               self.brain_size_factor, self.brain_size_abs_tol, self.coherence_tol) < 0:
+            raise ValueError("background_tol, spectrum_log_tol, histogram_factor, histogram_abs_tol, brain_size_factor, "
+                             "brain_size_abs_tol and coherence_tol must be >= 0")
         if self.memorisation_size < 2:
             raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
         if not 0.0 <= self.memorisation_percentile <= 100.0:

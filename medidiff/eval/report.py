@@ -298,6 +298,9 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
     for mod, v in c["power_spectrum"]["per_modality"].items():
         lines.append(f"| power spectrum max abs log10 ratio (worst band {v['worst_band']}) | {mod} | "
                      f"{_fmt(v['max_abs_log10_ratio'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
+    for mod, v in c.get("detail_coherence", {}).get("per_modality", {}).items():  # reports before 2026-12-02 lack it
+        lines.append(f"| detail coherence: lag-1 correlation of the high-passed brain (lower: grain, higher: blur) | "
+                     f"{mod} | {_fmt(v['synthetic'])} | real {_fmt(v['real'])}, floor {_fmt(v['floor'])} | {ok(v)} |")
     for mod, v in c["intensity_histogram"]["per_modality"].items():
         lines.append(f"| brain intensity histogram W1 | {mod} | {_fmt(v['wasserstein'])} | floor {_fmt(v['floor'])} | {ok(v)} |")
     d = c["diversity"]
@@ -322,7 +325,8 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
                      f"({_fmt(sz['synthetic_median'])}) | floor {_fmt(sz['floor'])} (real {_fmt(sz['real_median'])}) | "
                      f"{ok(sz)} |")
     lines += ["", "Rules: " + "; ".join(f"{k}: {v['rule']}" for k, v in c.items() if "rule" in v) + ".", "",
-              "Can show: background grain, excess or missing texture power per frequency band, intensity "
+              "Can show: background grain, excess or missing texture power per frequency band, detail that is grain "
+              "rather than structure, intensity "
               "distributions off the real ones, and cases that are (near) copies of each other. Cannot show: whether "
               "anatomy and tumour are in plausible places (see segmentation and tissue checks); with few cases the "
               "floor itself is noisy.", ""]

@@ -203,8 +203,8 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     report = json.loads((out / "report.json").read_text())
     r = report["results"]["realism"]
     # the generated cases carry labels: their tumour statistics are checked beside the intensities
-    assert set(r["checks"]) == {"background", "power_spectrum", "intensity_histogram", "diversity", "brain_size",
-                                "tumour_statistics"}
+    assert set(r["checks"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity",
+                                "brain_size", "tumour_statistics"}
     assert r["checks"]["tumour_statistics"]["share_with_tumour"]["cases"] == 6
     assert r["floor"] == "real held-out vs real training" and r["counts"]["synthetic"] == 6
     assert {f"spectrum_{m}.png" for m in ("t1n", "t1c", "t2w", "t2f")} <= set(report["figures"])
@@ -216,6 +216,7 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert set(readings) == set(dist["synthetic_vs_real_train"]) and "Frechet 3d: " in (out / "report.md").read_text()
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
+    assert "detail coherence" in (out / "report.md").read_text()
 
 
 def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tmp_path):
@@ -243,7 +244,7 @@ def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tm
             "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
     assert cli(argv) == 0
     r = json.loads((out / "report.json").read_text())["results"]["realism"]
-    assert set(r["failed"]) == {"background", "power_spectrum", "intensity_histogram", "diversity"}, r["checks"]
+    assert set(r["failed"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity"}, r["checks"]
     assert "**FAIL**" in (out / "report.md").read_text()
 
 
