@@ -22,6 +22,11 @@ held-out cases are reported beside it, as a check on the instrument.
 Per case:
 
 * tissue volume fractions: voxels of CSF, GM, WM over all three;
+* where the CSF is: its share of the brain's outer layers (``csf_share_surface``: depth 1-2 voxels from
+  the brain's edge, the subarachnoid space and the partial-volume rim) and of its deep part
+  (``csf_share_deep``: depth 6+, the ventricles). Why: every anatomy model read too much CSF, and
+  nearly all of the shipped one's excess was a CSF-like shell at the surface with ventricles as real
+  (benchmarks/results/csf_where_cpu_20261202/): the fraction alone cannot say which;
 * WM/GM contrast per modality: Michelson contrast ``(m_WM - m_GM) / (m_WM + m_GM)`` of the mean
   intensities in ``u = (x+1)/2`` (T1: positive, WM brighter; T2/FLAIR: negative).
 
@@ -42,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["TISSUE_CLASSES", "TISSUE_SUFFIX", "TISSUE_NET_KIND", "tissue_items", "load_tissue_maps", "tissue_onehot", "predict_tissue", "tissue_measures",
+__all__ = ["TISSUE_CLASSES", "TISSUE_SUFFIX", "TISSUE_NET_KIND", "tissue_items", "load_tissue_maps", "tissue_onehot", "predict_tissue", "tissue_measures", "csf_by_depth",
            "compare_to_real"]
 
 TISSUE_CLASSES: tuple[str, ...] = ("CSF", "GM", "WM")  # codes 1, 2, 3 of the tissue maps
@@ -86,7 +91,8 @@ def predict_tissue(model: torch.nn.Module, images: torch.Tensor, *, batch_size: 
 
 
 def tissue_measures(images: torch.Tensor, maps: torch.Tensor, modalities: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per case: ``{"fraction_CSF", "fraction_GM", "fraction_WM", "wm_gm_contrast_<mod>"}`` (N,)
+    """Per case: ``{"fraction_CSF", "fraction_GM", "fraction_WM", "csf_share_surface", "csf_share_deep",
+    "wm_gm_contrast_<mod>"}`` (N,)
     from (N, C, X, Y, Z) images in [-1, 1] and (N, X, Y, Z) tissue codes (nan where undefined)."""
     u = (images.double() + 1) / 2
     m = maps.reshape(maps.shape[0], -1)
@@ -95,6 +101,7 @@ def tissue_measures(images: torch.Tensor, maps: torch.Tensor, modalities: Sequen
     total = (m > 0).sum(1).double().clamp_min(1)
     for k, name in enumerate(TISSUE_CLASSES, start=1):
         out[f"fraction_{name}"] = ((m == k).sum(1).double() / total).numpy()
+    out.update(csf_by_depth(maps))
     flat = u.reshape(n, u.shape[1], -1)
     for c, mod in enumerate(modalities):
         vals = np.full(n, np.nan)
@@ -105,6 +112,25 @@ def tissue_measures(images: torch.Tensor, maps: torch.Tensor, modalities: Sequen
                 vals[i] = (a - b) / (a + b) if a + b > 0 else np.nan
         out[f"wm_gm_contrast_{mod}"] = vals
     return out
+
+
+SURFACE_DEPTH = 2  # voxels: the brain's outer layers (depth 1-2 from its edge)
+DEEP_DEPTH = 6  # voxels: the deep brain (depth 6+), where the ventricles are
+
+
+def csf_by_depth(maps: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per case ``csf_share_surface`` and ``csf_share_deep``: the share of CSF among the brain voxels
+    (tissue code > 0) at taxicab depth <= SURFACE_DEPTH and >= DEEP_DEPTH from the brain's edge (nan
+    where a case has no such voxel)."""
+    from scipy import ndimage
+
+    surface, deep = np.full(len(maps), np.nan), np.full(len(maps), np.nan)
+    for i, m in enumerate(maps.numpy()):
+        depth = ndimage.distance_transform_cdt(m > 0, metric="taxicab")
+        for out, sel in ((surface, (depth >= 1) & (depth <= SURFACE_DEPTH)), (deep, depth >= DEEP_DEPTH)):
+            if sel.any():
+                out[i] = float((m[sel] == 1).mean())
+    return {"csf_share_surface": surface, "csf_share_deep": deep}
 
 
 def compare_to_real(synthetic: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray], *, z_max: float = 3.0

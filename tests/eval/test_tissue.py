@@ -42,6 +42,43 @@ def test_contrast_signs_fractions_and_a_swapped_contrast_fails():
     assert tissue_onehot(maps[:1]).shape == (1, 3, *SHAPE)
 
 
+def _sphere_brains(seed: int, n: int, *, shell: float = 1.0, ventricle: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n ball-shaped brains on a 40^3 grid (radius 15-17 voxels): a CSF shell ``shell`` voxels thick at
+    the surface, GM, WM inside, and a CSF ventricle ball of radius ``ventricle`` at the centre; images
+    with T1/T2-like contrast plus a little noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(40) - 19.5] * 3, indexing="ij"))
+    images, maps = [], []
+    for _ in range(n):
+        r = np.sqrt(((grid - rng.normal(0, 0.5, (3, 1, 1, 1))) ** 2).sum(0))
+        radius = rng.uniform(15, 17)
+        m = np.zeros(r.shape, np.uint8)
+        m[r < radius] = 1
+        m[r < radius - shell] = 2
+        m[r < radius * 0.6] = 3
+        m[r < ventricle * rng.uniform(0.95, 1.05)] = 1
+        level = {0: (0.0, 0.0, 0.0, 0.0), 1: (0.2, 0.2, 0.9, 0.3), 2: (0.5, 0.5, 0.6, 0.6), 3: (0.7, 0.7, 0.4, 0.7)}
+        u = np.stack([np.vectorize(lambda k, c=c: level[k][c])(m) for c in range(4)]).astype(np.float32)
+        u += (m > 0) * rng.normal(0, 0.02, u.shape).astype(np.float32)
+        images.append(np.clip(u, 0, 1) * 2 - 1)
+        maps.append(m)
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(maps))
+
+
+def test_the_csf_split_by_depth_names_a_surface_shell_and_large_ventricles_apart():
+    """The shipped model's excess CSF was a shell at the brain's surface with ventricles as real
+    (csf_where_cpu_20261202): a thicker shell fails the surface share and not the deep one, larger
+    ventricles the deep share and not the surface one; fresh brains pass both."""
+    real = tissue_measures(*_sphere_brains(0, 8), MODALITIES)
+    assert np.isfinite(real["csf_share_surface"]).all() and np.isfinite(real["csf_share_deep"]).all()
+    fresh = compare_to_real(tissue_measures(*_sphere_brains(1, 4), MODALITIES), real)
+    assert not {"csf_share_surface", "csf_share_deep"} & set(fresh["failed"]), fresh
+    shelled = compare_to_real(tissue_measures(*_sphere_brains(2, 4, shell=2.0), MODALITIES), real)
+    assert "csf_share_surface" in shelled["failed"] and "csf_share_deep" not in shelled["failed"], shelled
+    big = compare_to_real(tissue_measures(*_sphere_brains(3, 4, ventricle=6.0), MODALITIES), real)
+    assert "csf_share_deep" in big["failed"] and "csf_share_surface" not in big["failed"], big
+
+
 def test_evaluate_uses_tissue_maps_when_they_exist(tmp_path):
     from medidiff.cli import evaluate_cmd
     from medidiff.cli import main as cli_main
@@ -69,8 +106,8 @@ def test_evaluate_uses_tissue_maps_when_they_exist(tmp_path):
     finally:
         cli_main.COMMANDS = old
     t = json.loads((tmp_path / "r1" / "report.json").read_text())["results"]["tissue"]
-    assert set(t["synthetic_vs_real"]["metrics"]) == {"fraction_CSF", "fraction_GM", "fraction_WM",
-                                                      *(f"wm_gm_contrast_{m}" for m in MODALITIES)}
+    assert set(t["synthetic_vs_real"]["metrics"]) == {"fraction_CSF", "fraction_GM", "fraction_WM", "csf_share_surface",
+                                                      "csf_share_deep", *(f"wm_gm_contrast_{m}" for m in MODALITIES)}
     assert len(t["per_case"]["synthetic"]["fraction_WM"]) == 3
     gt = t["real_heldout_ground_truth"]
     assert gt["wm_gm_contrast_t1n"] > 0 > gt["wm_gm_contrast_t2w"]  # maps landed on their images
