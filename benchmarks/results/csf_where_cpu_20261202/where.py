@@ -46,6 +46,8 @@ def by_depth(maps):
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 pred_held = ts.predict_tissue(model, held)
+real_split = ts.csf_by_depth(pred_held)  # the tissue QC's split (medidiff.eval.tissue.csf_by_depth), real side
+qc_split = {}
 out = {"real held-out, true maps": by_depth(truth),
        "real held-out, segmenter": by_depth(pred_held)}
 profiles = {"real held-out (segmenter's brain)": profile(held, pred_held)}
@@ -55,7 +57,12 @@ for m in sys.argv[1:]:
     pred = ts.predict_tissue(model, syn)
     out[m] = by_depth(pred)
     profiles[m] = profile(syn, pred)
-json.dump({"csf_by_depth": out, "intensity_by_depth_1_to_4_t1n_t1c_t2w_t2f": profiles}, open('where.json', 'w'), indent=2)
+    qc_split[m] = ts.compare_to_real(ts.csf_by_depth(pred), real_split)
+json.dump({"csf_by_depth": out, "intensity_by_depth_1_to_4_t1n_t1c_t2w_t2f": profiles,
+           "tissue_qc_csf_split": qc_split}, open('where.json', 'w'), indent=2)
+for m, r in qc_split.items():
+    print(m, {k: (round(v["synthetic_mean"], 3), round(v["real_mean"], 3), round(v["real_std"], 3), round(v["z"], 1))
+              for k, v in r["metrics"].items()})
 print("mean u at depth 1..4 (rows), modalities t1n t1c t2w t2f (columns):")
 for k, v in profiles.items():
     print(k, v)
