@@ -311,8 +311,8 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
                                           - sets["real"]["aggregate"][r]["dice_mean"])
     tissue = res.get("tissue", {}).get("synthetic_vs_real", {}).get("metrics", {})
     if tissue:
-        m["tissue_qc_pass"] = sum(bool(v["pass"]) for v in tissue.values())
-        m["tissue_qc_checks"] = len(tissue)
+        m["tissue_qc_pass"] = sum(v["pass"] is True for v in tissue.values())
+        m["tissue_qc_checks"] = sum(v["pass"] is not None for v in tissue.values())  # None: not measurable here
     mem = res.get("memorisation", {}).get("summary")
     if mem:
         m["memorisation_flagged"] = mem["flagged"]

@@ -490,7 +490,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                          f"[{_fmt(v['real_min'])}, {_fmt(v['real_max'])}] | {_fmt(v['z'], 2)} | {_fmt(v['in_real_range'], 2)} | "
                          f"{_fmt(t['real_heldout_ground_truth'].get(k))} | {'pass' if v['pass'] else '**FAIL**'} |")
         lines += ["", "Can show: synthetic brains whose tissue proportions or grey/white contrast are off the real ones. "
-                  "Cannot show: where the tissues are (folding, symmetry); with few real cases the real std is uncertain; "
+                  "Cannot show: where the tissues are beyond CSF's depth (folding, symmetry); with few real cases the real std is uncertain; "
                   "whether a fraction is off because the anatomy is or because the images are smoother than real "
                   "(blurred real cases read as more CSF: compare the power spectrum check).", ""]
     if "codec" in res:

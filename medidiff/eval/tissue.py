@@ -136,12 +136,16 @@ def csf_by_depth(maps: torch.Tensor) -> dict[str, np.ndarray]:
 def compare_to_real(synthetic: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray], *, z_max: float = 3.0
                     ) -> dict[str, Any]:
     """Per metric: real mean/std/min/max, synthetic mean/std, z, fraction of synthetic cases in the
-    real range, pass (|z| <= z_max)."""
+    real range, pass (|z| <= z_max); a metric undefined on every real case is not a check (pass None)."""
     rows: dict[str, Any] = {}
     for key, r in real.items():
         s = np.asarray(synthetic[key], np.float64)
         r = np.asarray(r, np.float64)
         r, s = r[np.isfinite(r)], s[np.isfinite(s)]
+        if r.size == 0:  # undefined on every real case (no brain voxel 6+ deep on a small grid): not a check here
+            rows[key] = {"note": "not measured: undefined on every real case (e.g. no brain voxel deep enough on "
+                                 "this grid)", "pass": None}
+            continue
         if r.size < 2 or s.size < 1:
             rows[key] = {"note": f"needs >= 2 real and >= 1 synthetic values, got {r.size} and {s.size}", "pass": False}
             continue
@@ -151,5 +155,5 @@ def compare_to_real(synthetic: Mapping[str, np.ndarray], real: Mapping[str, np.n
                      "synthetic_mean": float(s.mean()), "synthetic_std": float(s.std(ddof=1)) if s.size > 1 else 0.0,
                      "z": z, "in_real_range": float(((s >= r.min()) & (s <= r.max())).mean()),
                      "pass": bool(abs(z) <= z_max)}
-    return {"metrics": rows, "failed": [k for k, v in rows.items() if not v["pass"]],
+    return {"metrics": rows, "failed": [k for k, v in rows.items() if v["pass"] is False],
             "rule": f"pass when |synthetic mean - real mean| <= {z_max} x real std"}

@@ -77,6 +77,9 @@ def test_the_csf_split_by_depth_names_a_surface_shell_and_large_ventricles_apart
     assert "csf_share_surface" in shelled["failed"] and "csf_share_deep" not in shelled["failed"], shelled
     big = compare_to_real(tissue_measures(*_sphere_brains(3, 4, ventricle=6.0), MODALITIES), real)
     assert "csf_share_deep" in big["failed"] and "csf_share_surface" not in big["failed"], big
+    # a grid too small for a deep part: the deep share is undefined on every real case, not a failed check
+    small = compare_to_real({"csf_share_deep": np.array([0.1])}, {"csf_share_deep": np.array([np.nan, np.nan])})
+    assert small["failed"] == [] and small["metrics"]["csf_share_deep"]["pass"] is None
 
 
 def test_evaluate_uses_tissue_maps_when_they_exist(tmp_path):
