@@ -57,8 +57,10 @@ def _sphere_brains(seed: int, n: int, *, shell: float = 1.0, ventricle: float = 
         m[r < radius - shell] = 2
         m[r < radius * 0.6] = 3
         m[r < ventricle * rng.uniform(0.95, 1.05)] = 1
-        level = {0: (0.0, 0.0, 0.0, 0.0), 1: (0.2, 0.2, 0.9, 0.3), 2: (0.5, 0.5, 0.6, 0.6), 3: (0.7, 0.7, 0.4, 0.7)}
-        u = np.stack([np.vectorize(lambda k, c=c: level[k][c])(m) for c in range(4)]).astype(np.float32)
+        # per tissue code (background, CSF, GM, WM) the level in t1n, t1c, t2w, t2f
+        level = np.array([[0.0, 0.0, 0.0, 0.0], [0.2, 0.2, 0.9, 0.3], [0.5, 0.5, 0.6, 0.6], [0.7, 0.7, 0.4, 0.7]],
+                         np.float32)
+        u = np.moveaxis(level[m], -1, 0)
         u += (m > 0) * rng.normal(0, 0.02, u.shape).astype(np.float32)
         images.append(np.clip(u, 0, 1) * 2 - 1)
         maps.append(m)
