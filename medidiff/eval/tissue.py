@@ -143,8 +143,8 @@ def compare_to_real(synthetic: Mapping[str, np.ndarray], real: Mapping[str, np.n
         r = np.asarray(r, np.float64)
         r, s = r[np.isfinite(r)], s[np.isfinite(s)]
         if r.size == 0:  # undefined on every real case (no brain voxel 6+ deep on a small grid): not a check here
-            rows[key] = {"note": "not measured: undefined on every real case (e.g. no brain voxel deep enough on "
-                                 "this grid)", "pass": None}
+            rows[key] = {"note": "not measured: undefined on every real case (no brain voxel at that depth, or none "
+                                 "at all, in the segmenter's maps of the real cases)", "pass": None}
             continue
         if r.size < 2 or s.size < 1:
             rows[key] = {"note": f"needs >= 2 real and >= 1 synthetic values, got {r.size} and {s.size}", "pass": False}
