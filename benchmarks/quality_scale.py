@@ -158,7 +158,7 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip01": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                           "objective.x0_skip_sigma=0.1"],
     # at 4 mm on the CPU (denoise_curve_cpu_20261202/small_4mm) s = 0.1 met the spectrum goal with grain and a
-    # background RMS of 0.026-0.030; s = 0.05 gave the cleanest background (0.002) and little texture
+    # background RMS of 0.026-0.030; s = 0.05 gave the cleanest background (0.002) and little texture.
     # At 2 mm (quality_scale_h200_20261202b) 0.1 was grain again (t1c's top band 4.8x real) and 0.05 brought
     # t1n/t2w/t2f's spectra within 2x: shipped since as anatomy-2mm, with a faint mottle
     "x0_detail100_labels_lll100_skip005": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),

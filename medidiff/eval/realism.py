@@ -207,14 +207,16 @@ def detail_coherence(images: torch.Tensor | np.ndarray, masks: np.ndarray, *, si
     def case_coherence(i: int) -> np.ndarray:
         u = _unit(images[i])
         inner = ndimage.binary_erosion(masks[i], iterations=erode) if erode > 0 else masks[i]
+        pairs = []  # per axis: the two shifted views and the voxel pairs both inside (the same for every channel)
+        for ax in range(inner.ndim):
+            lo = tuple(slice(0, -1) if a == ax else slice(None) for a in range(inner.ndim))
+            hi = tuple(slice(1, None) if a == ax else slice(None) for a in range(inner.ndim))
+            pairs.append((lo, hi, inner[lo] & inner[hi]))
         out = np.full(c, np.nan)
         for ch in range(c):
             h = u[ch] - ndimage.gaussian_filter(u[ch], sigma)
             per_axis = []
-            for ax in range(h.ndim):
-                lo = tuple(slice(0, -1) if a == ax else slice(None) for a in range(h.ndim))
-                hi = tuple(slice(1, None) if a == ax else slice(None) for a in range(h.ndim))
-                both = inner[lo] & inner[hi]
+            for lo, hi, both in pairs:
                 x, y = h[lo][both].astype(np.float64), h[hi][both].astype(np.float64)
                 den = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
                 if den > 0:
