@@ -67,6 +67,14 @@ class TorchEngine:
             opt_params = self.masters
         else:
             self.masters, opt_params = [], self.params
+            # Gradients live in tensors of their own from the start and are zeroed, not dropped: with
+            # set_to_none the first backward of a window would keep its output as .grad, and under CUDA
+            # graphs (compile_mode reduce-overhead) that output is graph memory the next micro-batch's
+            # backward overwrites ("accessing tensor output of CUDAGraphs that has been overwritten",
+            # grad_accum 2 on one H200, tests/training/test_compiled_resume_gpu.py). 0 + g == g: the
+            # eager loss curves are unchanged bit for bit.
+            for p in self.params:
+                p.grad = torch.zeros_like(p)
         fused = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(opt_params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                            **({"fused": True} if fused else {}))
@@ -119,7 +127,7 @@ class TorchEngine:
             with torch.no_grad():
                 torch._foreach_copy_(self.params, self.masters)  # cast back into the module's bf16 weights
         else:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=False)
 
     def get_lr(self) -> list[float]:
         return [float(g["lr"]) for g in self.optimizer.param_groups]

@@ -148,3 +148,23 @@ def test_bf16_weights_run_without_the_outer_autocast(precision, inside):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = engine(torch.randn(1, 2, 8, 8, 8))
     assert seen == [inside] and out.shape == (1, 2, 8, 8, 8)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_no_gradient_the_backward_produced_outlives_its_micro_step(precision):
+    # Under CUDA graphs (compile_mode reduce-overhead) a backward's outputs are graph memory that the
+    # next micro-batch's backward overwrites: a .grad that kept one broke grad_accum 2 on one H200
+    # (tests/training/test_compiled_resume_gpu.py). The engine sums into tensors of its own instead.
+    torch.manual_seed(0)
+    net = toy_train.ToyNet()
+    engine = TorchEngine(net, toy_train.config("none", 2, grad_accum=2, precision=precision), lambda step: 1.0,
+                         rank=0, world_size=1, device=torch.device("cpu"))
+    owned = {id(g) for g in (engine._master_grads if engine.bf16 else [p.grad for p in engine.params])}
+    x = toy_train.ToyData().x[:2]
+    for _ in range(4):  # two windows of two micro-batches
+        engine.backward((engine(x) - x).float().pow(2).mean())
+        held = engine._master_grads if engine.bf16 else [p.grad for p in engine.params]
+        assert {id(g) for g in held} == owned  # summed in place, never replaced by the backward's output
+        if engine.bf16:  # the bf16 weights' gradients are copied out and dropped at once
+            assert all(p.grad is None for p in engine.params)
+        engine.step()
