@@ -168,6 +168,11 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_tstd15": ["objective.detail_weight=100",
                                                   "objective.channel_weights=" + _masks_lll(100),
                                                   "objective.x0_skip_sigma=0.05", "objective.logit_std=1.5"],
+    # issue 16's "time shift on/off" row: the recipe shifts training times and the sampling grid by ~2.07 for
+    # its 60x60x39 latent (SD3's resolution shift); off, both are the plain logit-normal and uniform grid
+    "x0_detail100_labels_lll100_skip005_noshift": ["objective.detail_weight=100",
+                                                   "objective.channel_weights=" + _masks_lll(100),
+                                                   "objective.x0_skip_sigma=0.05", "objective.time_shift=false"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)

@@ -28,6 +28,25 @@ import torch
 TIMES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 
+def model_and_held_out(model: str, data: str, manifest: str, run_dir: Path):
+    """The model's pipeline (gradients off), its config pointed at ``data`` / ``manifest``, and the held-out
+    fold as the model's own data pipeline gives it (with labels, no training transforms)."""
+    from dataclasses import replace
+
+    from medidiff.data.dataset import manifest_datasets
+    from medidiff.generation import DiffusionPipeline
+    from medidiff.pretrained import model_path
+    from medidiff.training.diffusion import net_divisor
+
+    torch.set_grad_enabled(False)
+    pipe = DiffusionPipeline.from_pretrained(model_path(model))
+    cfg = replace(pipe.cfg, data=replace(pipe.cfg.data, manifest=manifest, root=data, cache="none", num_workers=0))
+    _, held = manifest_datasets(cfg.data, run_dir, divisor=net_divisor(cfg, pipe.codec), with_label=True,
+                                train_transforms=False)
+    assert held is not None
+    return pipe, cfg, held
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="anatomy-2mm")
@@ -37,22 +56,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from dataclasses import replace
-
-    from medidiff.data.dataset import collate_cases, manifest_datasets
-    from medidiff.generation import DiffusionPipeline
-    from medidiff.pretrained import model_path
-    from medidiff.training.diffusion import model_input, net_divisor
+    from medidiff.data.dataset import collate_cases
+    from medidiff.training.diffusion import model_input
     from medidiff.utils.tensor import batch_time
 
-    torch.set_grad_enabled(False)
-    pipe = DiffusionPipeline.from_pretrained(model_path(args.model))
-    cfg = pipe.cfg
-    data = replace(cfg.data, manifest=args.manifest, root=args.data, cache="none", num_workers=0)
-    cfg = replace(cfg, data=data)
-    _, held = manifest_datasets(cfg.data, args.out / "run", divisor=net_divisor(cfg, pipe.codec), with_label=True,
-                                train_transforms=False)
-    assert held is not None
+    pipe, cfg, held = model_and_held_out(args.model, args.data, args.manifest, args.out / "run")
     codec, obj = pipe.codec, pipe.objective
     den = obj.denoiser(pipe.net)
     mods = list(cfg.data.modalities)
