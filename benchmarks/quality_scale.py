@@ -168,11 +168,17 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_tstd15": ["objective.detail_weight=100",
                                                   "objective.channel_weights=" + _masks_lll(100),
                                                   "objective.x0_skip_sigma=0.05", "objective.logit_std=1.5"],
-    # issue 16's "time shift on/off" row: the recipe shifts training times and the sampling grid by ~2.07 for
-    # its 60x60x39 latent (SD3's resolution shift); off, both are the plain logit-normal and uniform grid
+    # issue 16's "time shift on/off" row: the recipe shifts training times and the sampling grid by 1.53 for
+    # its 40x48x40 latent (SD3's resolution shift); off, both are the plain logit-normal and uniform grid
     "x0_detail100_labels_lll100_skip005_noshift": ["objective.detail_weight=100",
                                                    "objective.channel_weights=" + _masks_lll(100),
                                                    "objective.x0_skip_sigma=0.05", "objective.time_shift=false"],
+    # issue 16's "wavelet vs pixel space at equal budget" row: the same recipe on the images themselves
+    # (latent.levels 0, the identity transform: 7 channels at 80x96x80 instead of 56 at 40x48x40, so the same
+    # net sees 8x the voxels per step and its bottleneck sits at 1/4 of the image, not 1/8; no detail bands to
+    # weigh, the masks' channels at 100 as the recipe's masks' LLL; the time shift follows the 8x voxel count)
+    "x0_pixel_labels100_skip005": ["latent.levels=0", "objective.channel_weights=[1,1,1,1,100,100,100]",
+                                   "objective.x0_skip_sigma=0.05"],
     # the 19 017-step run began to copy its 285 training cases (2 of 16 flagged): left-right flips double
     # what it sees; train.data_on_device replays them on the GPU since session 14 (the audit matches
     # mirrored copies too, so a flipped copy is still caught)

@@ -541,6 +541,32 @@ def test_provenance_states_what_export_recorded_the_model_trained_on(mask_model,
     assert prov["training_data"] == {"manifest_sha256": "ab" * 8, "fold": 1}
 
 
+def test_pixel_space_trains_exports_and_generates_on_the_image_grid(tmp_path, capsys):
+    # latent.levels 0 (issue 16's wavelet-vs-pixel row): the net works on the images' own channels at full
+    # resolution; a detail weight has no sub-band to weigh there and is refused with the reason
+    write_phantom_dataset(tmp_path / "data", 2, shape=(32, 32, 24), seed=0, progress=False)
+    write_manifest(build_brats_manifest(tmp_path / "data", num_folds=2), tmp_path / "m.json")
+    sets = ["name=pix", f"output_dir={tmp_path / 'runs'}", f"data.manifest={tmp_path / 'm.json'}",
+            f"data.root={tmp_path / 'data'}", "data.fold=null", f"data.roi={list(SHAPE)}", "data.cache=memory",
+            "data.label_mode=regions", "conditioning.generate_labels=true", "latent.levels=0",
+            "latent.fit_stats=false", "net.channels=[16, 32]", "net.num_res_blocks=1", "net.norm_groups=8",
+            "objective.type=flow", "objective.flow_target=x0", "sampler.name=euler", "sampler.num_steps=2",
+            "train.max_steps=2", "train.micro_batch=1", "train.precision=fp32", "train.device=cpu",
+            "train.log_every=1", "train.warmup_steps=1"]
+    cfg = load_config(None, sets)
+    codec = build_codec_for(cfg)
+    assert codec.latent_shape((7, *SHAPE)) == (7, *SHAPE)
+    assert resolve_net_config(cfg, codec).in_channels == 7  # 4 images + WT/TC/ET, no sub-bands
+    assert train_diffusion(cfg, progress=False).final_step == 2
+    model = export_run(run_dir_of(cfg), tmp_path / "model")
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(model), "--num", "1", "--out", str(out), "--no-progress"]) == 0
+    assert nib.load(out / "case_0000" / "t1n.nii.gz").shape == SHAPE
+    refused = load_config(None, [*sets, "name=pix_detail", "objective.detail_weight=100"])
+    with pytest.raises(Exception, match="not named by sub-band"):
+        train_diffusion(refused, progress=False)
+
+
 def test_an_image_only_model_loads_no_labels(tmp_path):
     # At 128^3 the three float32 region channels were 3x a one-modality image's bytes, stacked, pinned
     # and copied every step for a model that never reads them.

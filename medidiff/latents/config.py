@@ -61,12 +61,12 @@ class WaveletCodecConfig(CodecConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.levels <= 3:
+        if not 0 <= self.levels <= 3:
             raise ValueError(
-                f"levels must be 1, 2 or 3, got {self.levels} (levels=L gives 8**L*C channels "
-                f"at 1/2**L resolution: 4 modalities at levels=3 is already 2048 channels)"
+                f"levels must be 0, 1, 2 or 3, got {self.levels} (levels=L gives 8**L*C channels "
+                f"at 1/2**L resolution: 4 modalities at levels=3 is already 2048 channels; 0 is pixel space)"
             )
-        if self.wavelet != "haar":
+        if self.wavelet != "haar" and self.levels > 0:
             import pywt
 
             if self.wavelet not in pywt.wavelist(kind="discrete"):
@@ -118,7 +118,7 @@ class LatentStageConfig:
 
     type: Literal["wavelet", "pretrained"] = "wavelet"
     wavelet: str = "haar"
-    levels: int = 1
+    levels: int = 1  # 0: pixel space (the identity transform), for the wavelet-vs-pixel ablation
     path: str | None = None  # (pretrained) a saved codec folder, e.g. a trained VAE's RUN/codec
     # (pretrained) a latent cache written by `medidiff latents encode --codec <path>`: training reads
     # the stored latents and never runs the codec; a cache of another codec or data section is refused
@@ -138,8 +138,8 @@ class LatentStageConfig:
         if self.cache and self.type != "pretrained":
             raise ValueError("latent.cache needs latent.type 'pretrained' with latent.path = the codec that "
                              "encoded the cache (a fitted wavelet codec is saved by `medidiff latents stats`)")
-        if not 1 <= self.levels <= 3:
-            raise ValueError(f"levels must be 1, 2 or 3, got {self.levels}")
+        if not 0 <= self.levels <= 3:
+            raise ValueError(f"levels must be 0 (pixel space), 1, 2 or 3, got {self.levels}")
         if self.stats_batches < 1:
             raise ValueError(f"stats_batches must be >= 1, got {self.stats_batches}")
         if self.zero_background and (self.type != "wavelet" or self.fit_stats):

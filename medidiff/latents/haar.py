@@ -32,6 +32,10 @@ at step ``l`` (step 1 acts on the image)::
 so channels ``[0, C)`` are LLL of LLL of ... (the block sum over (2^L)^3 voxels / sqrt(8)^L), and
 :func:`subband_names` names channel ``k`` ``"<s_1 name>.<s_2 name>...:<modality>"``.
 
+``levels = 0`` is the transform of depth zero, the identity: pixel space, for the ablation of wavelet
+against pixel diffusion at an equal budget (WDM-3D's comparison). Its channels are named ``"image:<modality>"``
+(no sub-band, so no detail weight applies).
+
 Backends
 --------
 ``eager``  sum/difference butterflies on a strided view (works everywhere, differentiable).
@@ -83,10 +87,12 @@ def subband_names(levels: int, modalities: Sequence[str]) -> list[str]:
     Level 1 with modalities (t1n, t1c): ``["LLL:t1n", "LLL:t1c", "LLH:t1n", ..., "HHH:t1c"]``.
     Level 2: ``"LLL.LLH:t1n"`` is subband LLH (second step) of subband LLL (first step).
     """
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+    if levels < 0:
+        raise ValueError(f"levels must be >= 0, got {levels}")
     if not modalities:
         raise ValueError("modalities must not be empty")
+    if levels == 0:  # the identity transform: the image's own channels
+        return [f"image:{m}" for m in modalities]
     names = []
     # channel = sum_l s_l 8^(l-1) C + c  ->  iterate s_L slowest, ..., s_1, then c fastest.
     for steps in itertools.product(range(8), repeat=levels):  # (s_L, ..., s_1)
@@ -110,8 +116,8 @@ def check_divisible(spatial: Sequence[int], levels: int) -> None:
 def _check_input(x: torch.Tensor, levels: int) -> None:
     if x.ndim != 5:
         raise ValueError(f"expected a (B, C, D, H, W) tensor, got shape {tuple(x.shape)}")
-    if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    if not isinstance(levels, int) or levels < 0:
+        raise ValueError(f"levels must be an integer >= 0, got {levels!r}")
     check_divisible(x.shape[2:], levels)
 
 
@@ -438,8 +444,8 @@ def fast_idwt3(z: torch.Tensor, levels: int = 1, *, backend: Backend = "auto") -
     """Exact inverse of :func:`fast_dwt3`. z: (B, 8**levels * C, D', H', W') -> (B, C, D, H, W)."""
     if z.ndim != 5:
         raise ValueError(f"expected a (B, C', D', H', W') tensor, got shape {tuple(z.shape)}")
-    if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    if not isinstance(levels, int) or levels < 0:
+        raise ValueError(f"levels must be an integer >= 0, got {levels!r}")
     if z.shape[1] % 8**levels:
         raise ValueError(
             f"{z.shape[1]} channels is not a multiple of 8**levels={8**levels}: "

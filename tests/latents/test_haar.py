@@ -118,6 +118,18 @@ def test_subband_names() -> None:
     assert len(subband_names(3, ["a", "b"])) == 1024
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_level0_is_pixel_space_the_identity_with_unbanded_names(backend: str) -> None:
+    # the wavelet-vs-pixel ablation (issue 16): depth zero keeps every voxel and any shape, and its
+    # channel names carry no sub-band, so no detail weight can find a band to weigh
+    x = torch.randn(2, 3, 5, 7, 3)
+    assert torch.equal(fast_dwt3(x, 0, backend=backend), x)  # type: ignore[arg-type]
+    assert torch.equal(fast_idwt3(x, 0, backend=backend), x)  # type: ignore[arg-type]
+    assert subband_names(0, ["t1n", "WT"]) == ["image:t1n", "image:WT"]
+    with pytest.raises(ValueError, match=">= 0"):
+        fast_dwt3(x, -1)
+
+
 def test_level2_channel_names_match_layout() -> None:
     """Channel 8 of level 2 (C=1) is subband LLH of the level-1 LLL band."""
     x = torch.randn(1, 1, 8, 8, 8, dtype=torch.float64)

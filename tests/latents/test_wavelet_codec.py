@@ -157,7 +157,7 @@ def test_config_validation_teaches(tmp_path) -> None:
         from_dict(WaveletCodecConfig, {"wavelet": "bior2.2"})
     with pytest.raises(ConfigError, match="levels=1 only"):
         from_dict(WaveletCodecConfig, {"wavelet": "db2", "levels": 2})
-    with pytest.raises(ConfigError, match="levels must be 1, 2 or 3"):
+    with pytest.raises(ConfigError, match="levels must be 0, 1, 2 or 3"):
         from_dict(WaveletCodecConfig, {"levels": 4})
     with pytest.raises(ConfigError, match="unknown codec type 'vea'"):
         codec_config_from_dict({"type": "vea"})
