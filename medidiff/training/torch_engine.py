@@ -72,7 +72,8 @@ class TorchEngine:
             # graphs (compile_mode reduce-overhead) that output is graph memory the next micro-batch's
             # backward overwrites ("accessing tensor output of CUDAGraphs that has been overwritten",
             # grad_accum 2 on one H200, tests/training/test_compiled_resume_gpu.py). 0 + g == g: the
-            # eager loss curves are unchanged bit for bit.
+            # eager loss curves are unchanged bit for bit. A parameter without a gradient in a window now
+            # steps on a zero one, as under bf16, whose fp32 sums already hold one for every parameter.
             for p in self.params:
                 p.grad = torch.zeros_like(p)
         fused = device.type == "cuda"
