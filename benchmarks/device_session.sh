@@ -214,6 +214,16 @@ sampling_task() {
     echo "== sampling done $(date -u +%FT%TZ)"
 }
 
+# TASKS=gputests (first, e.g. TASKS="gputests quality_scale"): every test module with GPU tests, -m gpu, into
+# the job's log (a failure does not stop the tasks after it). tests/test_bundle.py is not among them: the GPU
+# image lacks jsonschema, and collecting every module would stop at its import.
+gputests_task() {
+    echo "== gputests $(date -u +%FT%TZ)"
+    python3 -m pytest tests/latents/test_haar.py tests/objectives tests/data/test_labels.py tests/samplers \
+        tests/training/test_compiled_resume_gpu.py -m gpu -q -p no:cacheprovider -p no:logging -rfE 2>&1 | grep -v '^DEBUG'
+    echo "== gputests exit ${PIPESTATUS[0]} $(date -u +%FT%TZ)"
+}
+
 # TASKS=resume (after PAR_TASKS, on both GPUs of an x2 host): issue 19's resume on another GPU count
 # through DeepSpeed's universal checkpoint in bf16 (ZeRO-2 stopped on 2 GPUs, a copy resumed on 1:
 # the fused AdamW's step counters and the module buffers after the load), and the objectives' GPU
