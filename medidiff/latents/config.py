@@ -66,7 +66,7 @@ class WaveletCodecConfig(CodecConfig):
                 f"levels must be 0, 1, 2 or 3, got {self.levels} (levels=L gives 8**L*C channels "
                 f"at 1/2**L resolution: 4 modalities at levels=3 is already 2048 channels; 0 is pixel space)"
             )
-        if self.wavelet != "haar" and self.levels > 0:
+        if self.wavelet != "haar":
             import pywt
 
             if self.wavelet not in pywt.wavelist(kind="discrete"):
@@ -82,7 +82,7 @@ class WaveletCodecConfig(CodecConfig):
             if self.levels != 1:
                 raise ValueError(
                     f"wavelet {self.wavelet!r} supports levels=1 only (levels > 1 is the Haar "
-                    f"packet); use wavelet='haar' or levels=1"
+                    f"packet, levels 0 pixel space); use wavelet='haar' or levels=1"
                 )
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must both be set or both be null (null = default LLL scaling)")

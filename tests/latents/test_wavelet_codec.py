@@ -157,6 +157,8 @@ def test_config_validation_teaches(tmp_path) -> None:
         from_dict(WaveletCodecConfig, {"wavelet": "bior2.2"})
     with pytest.raises(ConfigError, match="levels=1 only"):
         from_dict(WaveletCodecConfig, {"wavelet": "db2", "levels": 2})
+    with pytest.raises(ConfigError, match="levels 0 pixel space"):  # it would transform one level anyway
+        from_dict(WaveletCodecConfig, {"wavelet": "db2", "levels": 0})
     with pytest.raises(ConfigError, match="levels must be 0, 1, 2 or 3"):
         from_dict(WaveletCodecConfig, {"levels": 4})
     with pytest.raises(ConfigError, match="unknown codec type 'vea'"):

@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from medidiff.config import load_config
 from medidiff.data.transforms import build_transforms
@@ -19,7 +18,7 @@ from medidiff.eval import data as evdata
 from medidiff.eval.realism import brain_masks, realism_checks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rim_denoise import DEPTHS  # noqa: E402  the same depth bands as the denoising table
+from rim_denoise import DEPTHS, by_depth, depth_map  # noqa: E402  the same depth bands as the denoising table
 
 manifest, root, out_path = sys.argv[1:4]
 cfg = load_config(str(Path(__file__).resolve().parents[3] / "configs" / "anatomy_2mm.yaml"))
@@ -32,13 +31,8 @@ held = evdata.load_cases("held", he, tf, with_label=False, progress=False).image
 
 def profile(images):
     """(len(DEPTHS), C) mean u at each depth of each case's estimated brain (taxicab; -1 = touching outside)."""
-    masks = brain_masks(images)
-    rows = []
-    for img, m in zip(images.numpy(), masks):
-        u = (img.astype(np.float64) + 1) / 2
-        depth = np.where(m, ndimage.distance_transform_cdt(m, metric="taxicab"),
-                         -ndimage.distance_transform_cdt(~m, metric="taxicab"))
-        rows.append([u[:, depth == dd].mean(1) for dd in DEPTHS])
+    rows = [by_depth((img.astype(np.float64) + 1) / 2, depth_map(m))
+            for img, m in zip(images.numpy(), brain_masks(images))]
     return np.mean(rows, 0)
 
 
