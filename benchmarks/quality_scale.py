@@ -385,11 +385,17 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
+def _together(record: dict[str, Any]) -> str:
+    """How the runs shared the card: their steps/s depend on it (~13 each side by side, ~49 alone)."""
+    return "one at a time" if record.get("one_at_a_time") else "side by side"
+
+
 def _nets_wording(record: dict[str, Any]) -> str:
     """Where the evaluation's nets trained relative to the runs (their share of the card explains a run's
     steps/s), and which were reused instead."""
     trained = record.get("nets_trained", ["feature_net", "tissue_net"])  # records before --nets: both trained
-    text = (f"the evaluation's {' and '.join(trained)} trained {'after' if record.get('nets_after') else 'beside'} them"
+    after = record.get("nets_after") or record.get("one_at_a_time")
+    text = (f"the evaluation's {' and '.join(trained)} trained {'after' if after else 'beside'} them"
             if trained else "no evaluation net trained")
     if record.get("nets_reused"):
         text += f" ({' and '.join(record['nets_reused'])} reused from an earlier run on this manifest)"
@@ -510,7 +516,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        f"- training: {len(runs)} runs side by side on one device, {record['minutes']} min each, "
+        f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
         f"{_nets_wording(record)}; "
         f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
@@ -604,8 +610,8 @@ def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
                    f"shared by {len(record['runs'])} runs, {record['data']['cases']} anatomy cases, "
                    f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
         "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": r0["steps"],
-                    "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g} side by side with "
-                    f"{len(record['runs']) - 1} other runs, {_nets_wording(record)}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+                    "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g}, "
+                    f"{_together(record)} with {len(record['runs']) - 1} other runs, {_nets_wording(record)}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
         "commands": [record["command"], f"python benchmarks/pack_pretrained.py {r0['model']} anatomy_2mm --card card_draft.json"],
         "config": f"configs/{run}.yaml of the quality_scale run (variant {variant}; config.json beside the weights)",
         "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
@@ -743,6 +749,9 @@ def main() -> int:
     ap.add_argument("--nets-after", action="store_true",
                     help="train the evaluation's feature net and tissue segmenter after the runs, not beside them "
                          "(one run alone on a card: the nets beside it halved its steps)")
+    ap.add_argument("--one-at-a-time", action="store_true",
+                    help="train the runs in turn, each alone on the card, not side by side (two graphed runs side by "
+                         "side made ~13 steps/s each against ~49 alone: cap each with --set train.max_steps=N); implies --nets-after")
     ap.add_argument("--nets", help="a folder with feature_net/ and tissue_net/ trained by an earlier run on the same "
                                    "data (device_session.sh brings them back in nets.tgz): used instead of training them")
     ap.add_argument("--eval-real", type=int, default=192,
@@ -806,7 +815,7 @@ def main() -> int:
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
         "eval_real": args.eval_real, "arm": ARM, "nets_after": args.nets_after,
-        "gpus": args.gpus,
+        "gpus": args.gpus, "one_at_a_time": args.one_at_a_time,
         **device_info(args.device),
     }
     resolve_configs(args, p, out)
@@ -820,13 +829,16 @@ def main() -> int:
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) side by side for {args.minutes} min each, {_nets_wording(record)}")
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) {'one at a time' if args.one_at_a_time else 'side by side'} "
+        f"for {args.minutes} min each, {_nets_wording(record)}")
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}
     # --nets-after: the runs have the card to themselves (2026-12-01f: one run beside the two nets made
     # 17-25 steps/s against 50 alone), and the nets train after them at full speed
     groups = [run_cmds, net_cmds] if args.nets_after else [{**run_cmds, **net_cmds}]
+    if args.one_at_a_time:  # each run a group of its own, in order, then the nets (as --nets-after)
+        groups = [*({run: cmd} for run, cmd in run_cmds.items()), net_cmds]
     exits: dict[str, int] = {}
     for group in groups:
         if group:
