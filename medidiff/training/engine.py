@@ -340,6 +340,19 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
             f"diverges with grad_accum={cfg.grad_accum} (DeepSpeed #2768): use zero1 or higher, or precision "
             f"autocast-bf16"
         )
+    graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")
+    if graphs and cfg.grad_accum > 1 and stage <= 1 and not (stage == 1 and cfg.precision == "bf16"):
+        # ZeRO-0 (and ZeRO-1 unless bf16, whose fp32 sums are copies) sums a window's gradients in .grad,
+        # which the window's first backward leaves pointing at CUDA-graph memory: the next micro-batch's
+        # replay overwrites it and the step stops ("accessing tensor output of CUDAGraphs that has been
+        # overwritten"; ZeRO-0, fp32, grad_accum 2 on one H200, tests/training/test_compiled_resume_gpu.py;
+        # ZeRO-2 and the plain engine passed). DeepSpeed drops the tensors after each step (grad = None),
+        # so medidiff cannot keep gradients of its own there as the plain engine does.
+        raise ConfigError(
+            f"{src}: ZeRO stage {stage} with precision {cfg.precision}, grad_accum={cfg.grad_accum} and CUDA graphs "
+            f"(train.compile_mode {cfg.compile_mode}) overwrites the summed gradients between micro-batches: use "
+            "train.deepspeed none (medidiff's engine keeps its own gradient sums), zero2, or compile_mode default"
+        )
     if "optimizer" in ds or "scheduler" in ds:
         raise ConfigError(
             f"{src}: remove 'optimizer'/'scheduler': medidiff builds AdamW and the warm-up/cosine "

@@ -385,6 +385,28 @@ def test_fp16_uses_deepspeed_dynamic_loss_scaling():
         resolve_deepspeed_config(TrainConfig(precision="fp16", deepspeed="zero0", grad_accum=2), 1)
 
 
+@pytest.mark.parametrize("stage, precision, refused", [
+    (0, "fp32", True), (0, "autocast-bf16", True), (1, "fp32", True), (1, "fp16", True),
+    (1, "bf16", False),  # DeepSpeed sums bf16 gradients in fp32 copies of its own
+    (2, "fp32", False), (3, "fp32", False)])
+def test_cuda_graphs_with_accumulation_in_deepspeed_grads_are_refused_with_the_way_out(stage, precision, refused):
+    from medidiff.config import ConfigError
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import resolve_deepspeed_config
+
+    def resolve(**kw):
+        return resolve_deepspeed_config(TrainConfig(deepspeed=f"zero{stage}", precision=precision, compile=True, **kw), 1)
+
+    if refused:
+        with pytest.raises(ConfigError, match=rf"ZeRO stage {stage} .*CUDA graphs.*train.deepspeed none"):
+            resolve(grad_accum=2, compile_mode="reduce-overhead")
+    else:
+        resolve(grad_accum=2, compile_mode="reduce-overhead")
+    # without accumulation, or without CUDA graphs, nothing sums across graph replays
+    resolve(grad_accum=1, compile_mode="reduce-overhead")
+    resolve(grad_accum=2, compile_mode="max-autotune-no-cudagraphs")
+
+
 def test_cuda_request_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
