@@ -385,8 +385,19 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
 
 
+def training_groups(runs: dict[str, list[str]], nets: dict[str, list[str]], *, nets_after: bool,
+                    one_at_a_time: bool) -> list[dict[str, list[str]]]:
+    """The training commands in the groups that run in turn, each group's commands side by side on the card.
+    Default: the runs and the evaluation's nets all at once. --nets-after: the runs have the card to
+    themselves (2026-12-01f: one run beside the two nets made 17-25 steps/s against 50 alone), then the nets.
+    --one-at-a-time: each run alone, in order, then the nets."""
+    if one_at_a_time:
+        return [*({run: cmd} for run, cmd in runs.items()), nets]
+    return [runs, nets] if nets_after else [{**runs, **nets}]
+
+
 def _together(record: dict[str, Any]) -> str:
-    """How the runs shared the card: their steps/s depend on it (~13 each side by side, ~49 alone)."""
+    """How the runs shared the card: their steps/s depend on it (22.2 each side by side, 48.3 alone, compiled)."""
     return "one at a time" if record.get("one_at_a_time") else "side by side"
 
 
@@ -750,8 +761,10 @@ def main() -> int:
                     help="train the evaluation's feature net and tissue segmenter after the runs, not beside them "
                          "(one run alone on a card: the nets beside it halved its steps)")
     ap.add_argument("--one-at-a-time", action="store_true",
-                    help="train the runs in turn, each alone on the card, not side by side (two graphed runs side by "
-                         "side made ~13 steps/s each against ~49 alone: cap each with --set train.max_steps=N); implies --nets-after")
+                    help="train the runs in turn, each alone on the card, not side by side: each run's steps/s is its own "
+                         "(two graphed runs side by side made 22.2 steps/s each, 48.3 alone), but each compiles "
+                         "alone, so it is slower below ~20 000 steps a run; cap each with --set train.max_steps=N; "
+                         "implies --nets-after")
     ap.add_argument("--nets", help="a folder with feature_net/ and tissue_net/ trained by an earlier run on the same "
                                    "data (device_session.sh brings them back in nets.tgz): used instead of training them")
     ap.add_argument("--eval-real", type=int, default=192,
@@ -834,11 +847,7 @@ def main() -> int:
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}
-    # --nets-after: the runs have the card to themselves (2026-12-01f: one run beside the two nets made
-    # 17-25 steps/s against 50 alone), and the nets train after them at full speed
-    groups = [run_cmds, net_cmds] if args.nets_after else [{**run_cmds, **net_cmds}]
-    if args.one_at_a_time:  # each run a group of its own, in order, then the nets (as --nets-after)
-        groups = [*({run: cmd} for run, cmd in run_cmds.items()), net_cmds]
+    groups = training_groups(run_cmds, net_cmds, nets_after=args.nets_after, one_at_a_time=args.one_at_a_time)
     exits: dict[str, int] = {}
     for group in groups:
         if group:

@@ -281,6 +281,16 @@ def test_quality_scale_reuses_evaluation_nets_trained_on_the_same_manifest_only(
     assert qs.reuse_nets(str(source), ["feature_net"], out) == []
 
 
+def test_quality_scale_trains_runs_one_at_a_time_only_when_asked(monkeypatch):
+    qs = _quality_scale(monkeypatch)
+    runs, nets = {"a": ["A"], "b": ["B"]}, {"tissue_net": ["T"]}
+    assert qs.training_groups(runs, nets, nets_after=False, one_at_a_time=False) == [{**runs, **nets}]
+    assert qs.training_groups(runs, nets, nets_after=True, one_at_a_time=False) == [runs, nets]
+    # each run alone, in the given order, and the nets after them either way
+    for after in (False, True):
+        assert qs.training_groups(runs, nets, nets_after=after, one_at_a_time=True) == [{"a": ["A"]}, {"b": ["B"]}, nets]
+
+
 def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):
     qs = _quality_scale(monkeypatch)
     s = qs.summarise_over_seeds([1.0, 2.0, 3.0])

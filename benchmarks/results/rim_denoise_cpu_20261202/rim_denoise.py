@@ -44,8 +44,10 @@ def by_depth(u: np.ndarray, depth: np.ndarray) -> list[list[float]]:
     return [u[:, depth == d].mean(1).tolist() for d in DEPTHS]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def args_model_and_tissue(doc: str | None = None):
+    """The command line (--model, --data, --manifest, --cases, --out), the model, its config, the held-out
+    fold's cases and their tissue maps (brain = tissue > 0): shared with rim_resample.py."""
+    ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--model", default="anatomy-2mm")
     ap.add_argument("--data", required=True)
     ap.add_argument("--manifest", required=True)
@@ -53,12 +55,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from medidiff.data.dataset import collate_cases
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import data as evdata
     from medidiff.eval import tissue as ts
-    from medidiff.training.diffusion import model_input
-    from medidiff.utils.tensor import batch_time
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "denoise_curve_cpu_20261202"))
     from denoise_curve import model_and_held_out  # the same model loading and held-out fold
@@ -69,6 +68,15 @@ def main() -> int:
     d = evdata.eval_data_config(cfg.data)
     tissue = ts.load_tissue_maps(ts.tissue_items(held_items),
                                  build_transforms(replace(d, label_mode="labels"), train=False, label_map={}))
+    return args, pipe, cfg, held, tissue
+
+
+def main() -> int:
+    from medidiff.data.dataset import collate_cases
+    from medidiff.training.diffusion import model_input
+    from medidiff.utils.tensor import batch_time
+
+    args, pipe, cfg, held, tissue = args_model_and_tissue(__doc__)
     codec, obj = pipe.codec, pipe.objective
     den = obj.denoiser(pipe.net)
     mods = list(cfg.data.modalities)
