@@ -173,6 +173,13 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_noshift": ["objective.detail_weight=100",
                                                    "objective.channel_weights=" + _masks_lll(100),
                                                    "objective.x0_skip_sigma=0.05", "objective.time_shift=false"],
+    # the CSF-like shell is the brain edge's width: the generated edge is a ramp about a voxel wider than real,
+    # made below t = 0.3, inward with the shipped model, outward with logit std 1.5 (rim_denoise_cpu_20261202,
+    # session 22). The latent positions around the boundary weigh 3x: ~22 % of the 40x48x40 grid on the anatomy
+    # data (brain interior ~10 %, background ~68 %), so about 45 % of the loss's spatial weight
+    "x0_detail100_labels_lll100_skip005_edge3": ["objective.detail_weight=100",
+                                                 "objective.channel_weights=" + _masks_lll(100),
+                                                 "objective.x0_skip_sigma=0.05", "objective.edge_weight=3"],
     # issue 16's "wavelet vs pixel space at equal budget" row: the same recipe on the images themselves
     # (latent.levels 0, the identity transform: 7 channels at 80x96x80 instead of 56 at 40x48x40, so the same
     # net sees 8x the voxels per step and its bottleneck sits at 1/4 of the image, not 1/8; no detail bands to

@@ -70,13 +70,15 @@ class ExperimentConfig:
         if text.enabled and self.data.flip_prob > 0 and "location" in text.facts:
             raise ValueError("data.flip_prob > 0 mirrors left and right but the prompts state the tumour's "
                              "hemisphere: set data.flip_prob: 0 or drop 'location' from conditioning.text.facts")
-        if self.objective.background_weight != 1.0 and (self.stage != "diffusion" or self.latent.cache):
-            # refused here, before a run folder is claimed: only the diffusion stage fed with images finds the
-            # background (a latent cache holds no images; the SR and VAE stages do not weigh by it)
-            raise ValueError(f"objective.background_weight ({self.objective.background_weight}) weighs the loss where "
-                             "the images are background: the diffusion stage trained on images only "
-                             f"(this is stage {self.stage!r}{' with latent.cache' if self.latent.cache else ''}); "
-                             "set objective.background_weight: 1")
+        for key in ("background_weight", "edge_weight"):
+            weight = getattr(self.objective, key)
+            if weight != 1.0 and (self.stage != "diffusion" or self.latent.cache):
+                # refused here, before a run folder is claimed: only the diffusion stage fed with images finds the
+                # background (a latent cache holds no images; the SR and VAE stages do not weigh by it)
+                raise ValueError(f"objective.{key} ({weight}) weighs the loss by where the images are background: "
+                                 "the diffusion stage trained on images only (this is stage "
+                                 f"{self.stage!r}{' with latent.cache' if self.latent.cache else ''}); "
+                                 f"set objective.{key}: 1")
         if self.stage != "vae":  # the VAE stage samples nothing: its sampler section is unused
             self.check_sampler(self.sampler)
 

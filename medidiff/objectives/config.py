@@ -98,6 +98,12 @@ class ObjectiveConfig:
     # anatomy recipe (benchmarks/results/quality_scale_h200_20261202): haze RMS only 0.0081 -> 0.0059, and
     # brains a third smaller, blurrier, a quarter tumour-free: do not use 10; smaller weights are untested.
     background_weight: float = 1.0
+    # Loss weight of the latent positions around the brain's boundary: those whose block holds background and
+    # brain voxels, and their neighbours (one latent position each way), where the generated brains draw their
+    # edge a voxel wider than real (the CSF-like shell of the tissue QC: benchmarks/results/
+    # rim_denoise_cpu_20261202, session 22). 1 = off; multiplies background_weight where both hold. The same
+    # stage limits as background_weight. Untested on a GPU run as of session 22.
+    edge_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -162,8 +168,9 @@ class ObjectiveConfig:
                 )
         if not (math.isfinite(self.detail_weight) and self.detail_weight > 0):
             raise ValueError(f"detail_weight must be a positive number (1 = all sub-bands equal), got {self.detail_weight}")
-        if not (math.isfinite(self.background_weight) and self.background_weight > 0):
-            raise ValueError(f"background_weight must be a positive number (1 = off), got {self.background_weight}")
+        for key in ("background_weight", "edge_weight"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
+                raise ValueError(f"{key} must be a positive number (1 = off), got {getattr(self, key)}")
         bad = {k: v for k, v in (self.detail_weights or {}).items() if not (math.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"detail_weights must be positive numbers, got {bad}")

@@ -204,6 +204,7 @@ class DDPMObjective:
         generator: torch.Generator | None = None,
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
+        edge: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t ~ U{0..T-1} and eps, noise x0, regress the target.
 
@@ -224,7 +225,8 @@ class DDPMObjective:
         return regression_loss(
             pred, self.target(x0, noise, ab), kind=self.config.loss,
             time_weight=self.loss_weight(ab), channel_weights=self.config.loss_channel_weights(),
-            spatial_weight=background_weight_map(self.config.background_weight, background),
+            spatial_weight=background_weight_map(self.config.background_weight, background,
+                                                 self.config.edge_weight, edge),
         )
 
     # ---- sampling -----------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class FlowMatchingObjective:
         generator: torch.Generator | None = None,
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
+        edge: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t and eps, interpolate, regress the velocity (L2 or L1).
 
@@ -108,7 +109,8 @@ class FlowMatchingObjective:
         return regression_loss(
             pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
             channel_weights=self.config.loss_channel_weights(),
-            spatial_weight=background_weight_map(self.config.background_weight, background),
+            spatial_weight=background_weight_map(self.config.background_weight, background,
+                                                 self.config.edge_weight, edge),
         )
 
     def skip(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:

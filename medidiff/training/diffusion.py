@@ -158,7 +158,7 @@ class DiffusionLoss:
         return {"cond_image": mask_to_latent_grid(self.codec, regions)}
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
-        null = background = None
+        null = background = edge = None
         with torch.no_grad():
             if "latent" in batch:  # from a latent cache: the codec never runs
                 z = batch["latent"].float()  # (B, C', D', H', W')
@@ -166,13 +166,17 @@ class DiffusionLoss:
             else:
                 x, regions = model_input(batch, self.cfg)
                 z = self.codec.to(x.device).encode(x)  # (B, C', D', H', W')  (codecs are nn.Modules)
+                images, factor = x[:, : batch["image"].shape[1]], self.codec.downsampling_factor
                 if self.cfg.objective.background_weight != 1.0:  # (the config refused it with a latent cache)
-                    background = background_blocks(x[:, : batch["image"].shape[1]], self.codec.downsampling_factor)
+                    background = background_blocks(images, factor)
+                if self.cfg.objective.edge_weight != 1.0:
+                    edge = edge_blocks(images, factor)
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
                 null = self.text.null_cond(z.device)
-        loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null, background=background)
+        loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null, background=background,
+                                                edge=edge)
         logs = group_by_band(per_channel, self.names)
         return loss, logs
 
@@ -189,6 +193,18 @@ def background_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tens
     outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
     factor = tuple(int(f) for f in factor)
     return -F.max_pool3d(-outside, kernel_size=factor, stride=factor)  # a min-pool: the whole block
+
+
+def edge_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
+    """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D/f, H/f, W/f) float: 1 at the latent positions around the
+    boundary between background (as :func:`background_blocks`) and the rest, else 0: those whose block holds
+    both, and every position touching one of them (a 3x3x3 neighbourhood), so the band covers a voxel-wide
+    error on either side of the boundary (an edge drawn too dark inside, or blurred outward)."""
+    outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
+    factor = tuple(int(f) for f in factor)
+    share = F.avg_pool3d(outside, kernel_size=factor, stride=factor)  # background share of each block
+    mixed = ((share > 0) & (share < 1)).float()
+    return F.max_pool3d(mixed, kernel_size=3, stride=1, padding=1)
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:

@@ -148,19 +148,26 @@ def regression_loss(
     return loss, per_channel.detach()
 
 
-def background_weight_map(weight: float, background: Tensor | None) -> Tensor | None:
+def background_weight_map(weight: float, background: Tensor | None, edge_weight: float = 1.0,
+                          edge: Tensor | None = None) -> Tensor | None:
     """(B, 1, ...) loss weights: ``weight`` where ``background`` (the same shape, 1 on background
-    positions, 0 elsewhere) holds, 1 elsewhere; None when ``weight`` is 1 (off). A weight without the
-    background map is refused: silently training unweighted would ignore the config."""
-    if weight == 1.0:
-        return None
-    if background is None:
-        from medidiff.errors import MedidiffError
+    positions, 0 elsewhere) holds, ``edge_weight`` where ``edge`` (1 on the positions around the brain's
+    boundary) holds, their product where both do, 1 elsewhere; None when both weights are 1 (off). A weight
+    without its map is refused: silently training unweighted would ignore the config."""
+    maps = []
+    for key, w, where in (("background_weight", weight, background), ("edge_weight", edge_weight, edge)):
+        if w == 1.0:
+            continue
+        if where is None:
+            from medidiff.errors import MedidiffError
 
-        raise MedidiffError(f"objective.background_weight ({weight}) needs the images' background, which this "
-                            "training path does not give (a latent cache, or a stage that does not support it): "
-                            "set objective.background_weight: 1")
-    return 1.0 + (weight - 1.0) * background.float()
+            raise MedidiffError(f"objective.{key} ({w}) needs the images' background, which this training path "
+                                f"does not give (a latent cache, or a stage that does not support it): "
+                                f"set objective.{key}: 1")
+        maps.append(1.0 + (w - 1.0) * where.float())
+    if not maps:
+        return None
+    return maps[0] if len(maps) == 1 else maps[0] * maps[1]
 
 
 def batch_time(value: float, x: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
-"""objective.background_weight: training weighs the latent positions whose whole block is background in
-every modality, found from the images themselves (labels and tolerance aside), or refuses to run."""
+"""objective.background_weight / edge_weight: training weighs the latent positions whose whole block is
+background in every modality, or those around the boundary between background and the rest, found from the
+images themselves (labels and tolerance aside), or refuses to run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import pytest
 import torch
 
 from medidiff.config import ConfigError, load_config
-from medidiff.training.diffusion import BACKGROUND_TOLERANCE, DiffusionLoss, background_blocks, build_codec_for
+from medidiff.training.diffusion import (
+    BACKGROUND_TOLERANCE,
+    DiffusionLoss,
+    background_blocks,
+    build_codec_for,
+    edge_blocks,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,6 +30,24 @@ def test_a_block_is_background_only_when_every_voxel_of_every_modality_is():
     expected = torch.ones(2, 2, 2)
     expected[0, 0, 0] = 0.0
     assert torch.equal(blocks[0, 0], expected)
+
+
+def test_the_edge_band_is_the_mixed_blocks_and_their_neighbours():
+    images = -torch.ones(1, 2, 32, 32, 32)
+    images[0, 0, 5:27, 5:27, 5:27] = 0.2  # a cube whose faces cut through the 2x2x2 blocks 2 and 13
+    images[0, 1, 0, 0, 0] = -1.0 + BACKGROUND_TOLERANCE / 2  # rounding of a stored 0: still background
+    edge = edge_blocks(images, (2, 2, 2))[0, 0]
+    assert edge.shape == (16, 16, 16) and set(edge.unique().tolist()) == {0.0, 1.0}
+    mixed = torch.zeros(16, 16, 16, dtype=torch.bool)
+    mixed[2:14, 2:14, 2:14] = True  # blocks 2..13 hold cube voxels ...
+    mixed[3:13, 3:13, 3:13] = False  # ... blocks 3..12 only cube voxels: not mixed
+    band = torch.nn.functional.max_pool3d(mixed[None, None].float(), 3, 1, 1)[0, 0].bool()
+    assert torch.equal(edge.bool(), band)
+    # one block out on either side of the mixed shell, no further: the cube's core and the far corner stay out
+    assert edge[1, 1, 1] and edge[3, 8, 8] and not edge[4:12, 4:12, 4:12].any() and not edge[0, 0, 0]
+    # a volume all background, or all brain, has no edge
+    assert edge_blocks(-torch.ones(1, 1, 8, 8, 8), (2, 2, 2)).sum() == 0
+    assert edge_blocks(torch.zeros(1, 1, 8, 8, 8), (2, 2, 2)).sum() == 0
 
 
 class _Spy:
@@ -53,12 +78,25 @@ def test_the_loss_function_hands_the_objective_the_images_background_blocks():
     assert spy_off.seen["background"] is None
 
 
-def test_background_weight_is_refused_at_config_load_where_no_images_are_seen(tmp_path):
+def test_the_loss_function_hands_the_objective_the_edge_band_only_when_weighted():
+    cfg = load_config(None, ["objective.edge_weight=4", "data.modalities=[t1n, t2f]"])
+    codec = build_codec_for(cfg)
+    spy = _Spy(codec.latent_channels)
+    image = -torch.ones(2, 2, 8, 8, 8)
+    image[:, :, 3:6, 3:6, 3:6] = 0.3
+    DiffusionLoss(cfg, codec, spy)(None, {"image": image}, torch.Generator().manual_seed(0))
+    assert spy.seen["background"] is None  # background_weight 1: no background map
+    assert torch.equal(spy.seen["edge"], edge_blocks(image, codec.downsampling_factor))
+    assert spy.seen["edge"].shape == (2, 1, *spy.seen["z"].shape[2:]) and spy.seen["edge"].sum() > 0
+
+
+@pytest.mark.parametrize("key", ["background_weight", "edge_weight"])
+def test_spatial_weights_are_refused_at_config_load_where_no_images_are_seen(tmp_path, key):
     # before any run folder is claimed: a latent cache holds no images, and the SR and VAE stages do not weigh by it
-    cached = ["objective.background_weight=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
+    cached = [f"objective.{key}=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
               f"latent.cache={tmp_path / 'cache'}"]
-    with pytest.raises(ConfigError, match="background_weight.*latent.cache"):
+    with pytest.raises(ConfigError, match=f"{key}.*latent.cache"):
         load_config(None, cached)
-    with pytest.raises(ConfigError, match="background_weight.*stage 'sr'"):
-        load_config(REPO / "configs" / "cascade_sr.yaml", ["objective.background_weight=5"])
-    assert load_config(REPO / "configs" / "anatomy_2mm.yaml", ["objective.background_weight=5"]).objective.background_weight == 5
+    with pytest.raises(ConfigError, match=f"{key}.*stage 'sr'"):
+        load_config(REPO / "configs" / "cascade_sr.yaml", [f"objective.{key}=5"])
+    assert getattr(load_config(REPO / "configs" / "anatomy_2mm.yaml", [f"objective.{key}=5"]).objective, key) == 5
