@@ -166,3 +166,11 @@ def test_train_dry_run_reaches_the_checks(tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / "configs" / "wavelet_flow.yaml"
     assert main(["train", "-c", str(shipped), "--set", "sampler.name=ddpm", "--dry-run"]) == 2
     assert "use sampler.name one of ['euler', 'heun']" in capsys.readouterr().err
+    # DeepSpeed's refusals come before any data is read, too: the anatomy recipe's CUDA graphs with ZeRO-1 and
+    # accumulation
+    anatomy = shipped.parent / "anatomy_2mm.yaml"
+    args = ["train", "-c", str(anatomy), "--set", "train.deepspeed=zero1", "--set", "train.grad_accum=2", "--dry-run"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ZeRO stage 1" in err and "CUDA graphs" in err
+    assert main([*args[:-3], "--set", "train.grad_accum=1", "--dry-run"]) == 0

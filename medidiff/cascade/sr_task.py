@@ -285,7 +285,8 @@ def train_sr(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     net = build_net(net_cfg)
     objective = build_objective(cfg.objective, getattr(codec, "channel_names", None))
     loss_fn = SRLoss(cfg, codec, objective)
-    record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
+    record = {"config": to_dict(cfg), "config_defaults": to_dict(type(cfg)()),  # for resume: _check_resumable
+              "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": KIND}
 
     return fit(net, loss_fn, train_set, cfg.train, run_dir=run_dir, seed=cfg.seed, resume=resume, record=record,

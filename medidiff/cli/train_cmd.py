@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
+    from medidiff.training.engine import NO_DEEPSPEED, resolve_deepspeed_config
+
+    if cfg.train.deepspeed != NO_DEEPSPEED:
+        # DeepSpeed's refusals (half precision at stage 0, CUDA graphs with accumulation, a missing or bad
+        # JSON): one line now, not after the run folder, the data and the codec statistics
+        resolve_deepspeed_config(cfg.train, None)  # the world size is known only once the processes meet
     if dry_run(args, cfg):
         return 0
     from medidiff.training.tracking import check_trackers

@@ -341,7 +341,8 @@ def train_vae(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = 
     codec_cfg = codec_config_of(cfg)
     module = VAETrainModule(vcfg, codec_cfg.in_channels)
     loss_fn = VAELoss(vcfg, cfg.train.grad_accum, perceptual)
-    record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "codec": to_dict(codec_cfg), "kind": KIND}
+    record = {"config": to_dict(cfg), "config_defaults": to_dict(type(cfg)()),  # for resume: _check_resumable
+              "config_hash": config_hash(cfg), "codec": to_dict(codec_cfg), "kind": KIND}
 
     def val_fn(mod: nn.Module, rank: int, world_size: int) -> tuple[dict[str, float], int]:
         loader = DataLoader(shard(val_set, rank, world_size), batch_size=cfg.train.micro_batch, shuffle=False,

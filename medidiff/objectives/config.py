@@ -98,8 +98,8 @@ class ObjectiveConfig:
     # anatomy recipe (benchmarks/results/quality_scale_h200_20261202): haze RMS only 0.0081 -> 0.0059, and
     # brains a third smaller, blurrier, a quarter tumour-free: do not use 10; smaller weights are untested.
     background_weight: float = 1.0
-    # Loss weight of the latent positions around the brain's boundary: those whose block holds background and
-    # brain voxels, and their neighbours (one latent position each way), where the generated brains draw their
+    # Loss weight of the latent positions around the brain's boundary (those whose 3x3x3 neighbourhood holds
+    # background and brain voxels: training.diffusion.edge_blocks), where the generated brains draw their
     # edge a voxel wider than real (the CSF-like shell of the tissue QC: benchmarks/results/
     # rim_denoise_cpu_20261202, session 22). 1 = off; multiplies background_weight where both hold. The same
     # stage limits as background_weight. Untested on a GPU run as of session 22.

@@ -197,14 +197,17 @@ def background_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tens
 
 def edge_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D/f, H/f, W/f) float: 1 at the latent positions around the
-    boundary between background (as :func:`background_blocks`) and the rest, else 0: those whose block holds
-    both, and every position touching one of them (a 3x3x3 neighbourhood), so the band covers a voxel-wide
-    error on either side of the boundary (an edge drawn too dark inside, or blurred outward)."""
+    boundary between background (as :func:`background_blocks`) and the rest, else 0: a position is in the band
+    when its 3x3x3 neighbourhood holds background voxels and non-background ones. That is every block holding
+    both and its neighbours, and, where the boundary runs along block faces (or the factor is 1: pixel space),
+    the blocks on either side of it, so the band covers a voxel-wide error inside or outside the boundary (an
+    edge drawn too dark inside, or blurred outward)."""
     outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
     factor = tuple(int(f) for f in factor)
     share = F.avg_pool3d(outside, kernel_size=factor, stride=factor)  # background share of each block
-    mixed = ((share > 0) & (share < 1)).float()
-    return F.max_pool3d(mixed, kernel_size=3, stride=1, padding=1)
+    near_background = F.max_pool3d((share > 0).float(), kernel_size=3, stride=1, padding=1)
+    near_brain = F.max_pool3d((share < 1).float(), kernel_size=3, stride=1, padding=1)
+    return near_background * near_brain
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
@@ -301,7 +304,8 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
     net = build_net(net_cfg)
     objective = build_objective(cfg.objective, getattr(codec, "channel_names", None))
     loss_fn = DiffusionLoss(cfg, codec, objective, text)
-    record = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
+    record = {"config": to_dict(cfg), "config_defaults": to_dict(type(cfg)()),  # for resume: _check_resumable
+              "config_hash": config_hash(cfg), "net": to_dict(net_cfg),
               "codec": to_dict(codec.config), "kind": "medidiff.diffusion", "text_encoder": text_record}
 
     return fit(

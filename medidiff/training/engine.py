@@ -298,8 +298,11 @@ def builtin_deepspeed_config(name: str) -> dict[str, Any]:
             "steps_per_print": 1000000000, "wall_clock_breakdown": False}
 
 
-def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
-    """Read ``cfg.deepspeed`` (a built-in name or a JSON path) and fill its "auto" fields."""
+def resolve_deepspeed_config(cfg: TrainConfig, world_size: int | None) -> dict[str, Any]:
+    """Read ``cfg.deepspeed`` (a built-in name or a JSON path) and fill its "auto" fields.
+
+    ``world_size`` None (not known yet: the CLI's early check, before any process group) leaves an explicit
+    ``train_batch_size`` unchecked; :func:`build_engine` checks it with the real one."""
     if not cfg.deepspeed.endswith(".json"):
         ds, src = builtin_deepspeed_config(cfg.deepspeed), f"train.deepspeed={cfg.deepspeed}"
     else:
@@ -317,7 +320,7 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
     _fill(ds, "train_micro_batch_size_per_gpu", cfg.micro_batch, src)
     _fill(ds, "gradient_accumulation_steps", cfg.grad_accum, src)
     _fill(ds, "gradient_clipping", float(cfg.grad_clip), src)
-    if "train_batch_size" in ds:
+    if "train_batch_size" in ds and world_size is not None:
         _fill(ds, "train_batch_size", cfg.micro_batch * cfg.grad_accum * world_size, src)
     bf16 = ds.setdefault("bf16", {})
     _fill(bf16, "enabled", cfg.precision == "bf16", f"{src}: bf16")
@@ -341,13 +344,15 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any
             f"autocast-bf16"
         )
     graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")
-    if graphs and cfg.grad_accum > 1 and stage <= 1 and not (stage == 1 and cfg.precision == "bf16"):
-        # ZeRO-0 (and ZeRO-1 unless bf16, whose fp32 sums are copies) sums a window's gradients in .grad,
-        # which the window's first backward leaves pointing at CUDA-graph memory: the next micro-batch's
-        # replay overwrites it and the step stops ("accessing tensor output of CUDAGraphs that has been
-        # overwritten"; ZeRO-0, fp32, grad_accum 2 on one H200, tests/training/test_compiled_resume_gpu.py;
-        # ZeRO-2 and the plain engine passed). DeepSpeed drops the tensors after each step (grad = None),
-        # so medidiff cannot keep gradients of its own there as the plain engine does.
+    if graphs and cfg.grad_accum > 1 and stage <= 1:
+        # ZeRO-0 sums a window's gradients in .grad, which the window's first backward leaves pointing at
+        # CUDA-graph memory: the next micro-batch's replay overwrites it and the step stops ("accessing tensor
+        # output of CUDAGraphs that has been overwritten"; fp32, grad_accum 2 on one H200,
+        # tests/training/test_compiled_resume_gpu.py; ZeRO-2 and the plain engine passed). DeepSpeed drops the
+        # tensors after each step (grad = None), so medidiff cannot keep gradients of its own there as the
+        # plain engine does. ZeRO-1 keeps .grad across micro-batches too: fp32/fp16 in its ZeRO optimizer, and
+        # bf16 in its BF16_Optimizer (which zeroes .grad in place, keeping the tensor the graph owns; read from
+        # DeepSpeed 0.19's code, not run on a GPU).
         raise ConfigError(
             f"{src}: ZeRO stage {stage} with precision {cfg.precision}, grad_accum={cfg.grad_accum} and CUDA graphs "
             f"(train.compile_mode {cfg.compile_mode}) overwrites the summed gradients between micro-batches: use "

@@ -364,6 +364,11 @@ def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> Non
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
     if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
         before, now = flatten(saved_cfg), flatten(cfg)
+        # a setting the checkpoint does not record was added to medidiff after it was written: that run
+        # trained as the setting's default does (new settings default to the old behaviour), so it compares
+        # as the default the caller gives in record["config_defaults"] (else every upgrade refused a resume)
+        defaults = flatten(run.record.get("config_defaults") or {})
+        before |= {k: defaults[k] for k in now.keys() - before.keys() if k in defaults}
         changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)
                    and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)]
         if changed:

@@ -45,6 +45,14 @@ def test_the_edge_band_is_the_mixed_blocks_and_their_neighbours():
     assert torch.equal(edge.bool(), band)
     # one block out on either side of the mixed shell, no further: the cube's core and the far corner stay out
     assert edge[1, 1, 1] and edge[3, 8, 8] and not edge[4:12, 4:12, 4:12].any() and not edge[0, 0, 0]
+    # a boundary along block faces (no block holds both): the blocks on either side of it
+    images = -torch.ones(1, 1, 32, 32, 32)
+    images[0, 0, 4:28, 4:28, 4:28] = 0.2  # blocks 2..13, whole
+    edge = edge_blocks(images, (2, 2, 2))[0, 0]
+    assert edge[1, 8, 8] and edge[2, 8, 8] and not edge[0, 8, 8] and not edge[3, 8, 8] and not edge[3:13, 3:13, 3:13].any()
+    # pixel space (factor 1): the voxels touching the boundary, on both sides
+    edge = edge_blocks(images, (1, 1, 1))[0, 0]
+    assert edge[3, 16, 16] and edge[4, 16, 16] and not edge[2, 16, 16] and not edge[5, 16, 16]
     # a volume all background, or all brain, has no edge
     assert edge_blocks(-torch.ones(1, 1, 8, 8, 8), (2, 2, 2)).sum() == 0
     assert edge_blocks(torch.zeros(1, 1, 8, 8, 8), (2, 2, 2)).sum() == 0

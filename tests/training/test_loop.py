@@ -156,6 +156,22 @@ def test_resume_refuses_another_world_size_zero_stage_or_config(tmp_path):
     assert toy(0, 4, resume=True).final_step == 4  # a longer run (max_steps) is a resume, not a new config
 
 
+def test_a_setting_added_after_the_checkpoint_resumes_at_its_default_only(tmp_path):
+    # the checkpoint's record predates objective.edge_weight (a newer medidiff): the run trained as its default
+    defaults = {"seed": 0, "objective": {"edge_weight": 1.0}, "train": {"lr": 1e-2, "max_steps": 2}}
+
+    def toy(steps, config, resume=False):
+        return toy_train.fit(toy_train.ToyNet(), toy_train.make_loss(), toy_train.ToyData(), toy_train.config(0, steps),
+                             run_dir=tmp_path, seed=0, progress=False, resume=resume,
+                             record={"config": config, "config_defaults": defaults})
+
+    toy(2, {"seed": 0, "train": {"lr": 1e-2, "max_steps": 2}})  # written without the setting
+    with pytest.raises(MedidiffError, match=r"config differs .*objective.edge_weight: 1.0 -> 3.0"):
+        toy(4, {"seed": 0, "objective": {"edge_weight": 3.0}, "train": {"lr": 1e-2, "max_steps": 4}}, resume=True)
+    assert toy(4, {"seed": 0, "objective": {"edge_weight": 1.0}, "train": {"lr": 1e-2, "max_steps": 4}},
+               resume=True).final_step == 4
+
+
 def test_a_zero2_run_resumes_on_another_number_of_processes_as_zero0_does(tmp_path):
     # 2 ranks x 2 micro-batches of 2 = 8 items per step; 12 items: after 1 step the epoch's first
     # 8 are used. One process (4 items per step) continues after them: batch 4 of that epoch.
@@ -386,9 +402,9 @@ def test_fp16_uses_deepspeed_dynamic_loss_scaling():
 
 
 @pytest.mark.parametrize("stage, precision, refused", [
-    (0, "fp32", True), (0, "autocast-bf16", True), (1, "fp32", True), (1, "fp16", True),
-    (1, "bf16", False),  # DeepSpeed sums bf16 gradients in fp32 copies of its own
-    (2, "fp32", False), (3, "fp32", False)])
+    (0, "fp32", True), (0, "autocast-bf16", True), (1, "fp32", True), (1, "fp16", True), (1, "autocast-bf16", True),
+    (1, "bf16", True),  # DeepSpeed's BF16_Optimizer zeroes .grad in place: the graph's tensor stays
+    (2, "fp32", False), (2, "bf16", False), (3, "fp32", False)])
 def test_cuda_graphs_with_accumulation_in_deepspeed_grads_are_refused_with_the_way_out(stage, precision, refused):
     from medidiff.config import ConfigError
     from medidiff.training.config import TrainConfig
@@ -398,13 +414,28 @@ def test_cuda_graphs_with_accumulation_in_deepspeed_grads_are_refused_with_the_w
         return resolve_deepspeed_config(TrainConfig(deepspeed=f"zero{stage}", precision=precision, compile=True, **kw), 1)
 
     if refused:
-        with pytest.raises(ConfigError, match=rf"ZeRO stage {stage} .*CUDA graphs.*train.deepspeed none"):
-            resolve(grad_accum=2, compile_mode="reduce-overhead")
+        for mode in ("reduce-overhead", "max-autotune"):  # both capture CUDA graphs
+            with pytest.raises(ConfigError, match=rf"ZeRO stage {stage} .*CUDA graphs.*train.deepspeed none"):
+                resolve(grad_accum=2, compile_mode=mode)
     else:
         resolve(grad_accum=2, compile_mode="reduce-overhead")
     # without accumulation, or without CUDA graphs, nothing sums across graph replays
     resolve(grad_accum=1, compile_mode="reduce-overhead")
     resolve(grad_accum=2, compile_mode="max-autotune-no-cudagraphs")
+
+
+def test_an_explicit_train_batch_size_is_checked_only_against_a_known_world_size(tmp_path):
+    from medidiff.config import ConfigError
+    from medidiff.training.config import TrainConfig
+    from medidiff.training.engine import resolve_deepspeed_config
+
+    path = tmp_path / "eight_gpus.json"  # micro-batch 2 x accumulation 1 x 8 processes
+    path.write_text(json.dumps({"train_batch_size": 16, "zero_optimization": {"stage": 2}}))
+    cfg = TrainConfig(deepspeed=str(path), micro_batch=2)
+    assert resolve_deepspeed_config(cfg, 8)["train_batch_size"] == 16
+    assert resolve_deepspeed_config(cfg, None)["train_batch_size"] == 16  # the CLI's early check: not known yet
+    with pytest.raises(ConfigError, match="train_batch_size=16 conflicts"):
+        resolve_deepspeed_config(cfg, 1)
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():
