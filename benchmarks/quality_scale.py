@@ -175,8 +175,9 @@ VARIANTS: dict[str, list[str]] = {
                                                    "objective.x0_skip_sigma=0.05", "objective.time_shift=false"],
     # the CSF-like shell is the brain edge's width: the generated edge is a ramp about a voxel wider than real,
     # made below t = 0.3, inward with the shipped model, outward with logit std 1.5 (rim_denoise_cpu_20261202,
-    # session 22). The latent positions around the boundary weigh 3x: ~22 % of the 40x48x40 grid on the anatomy
-    # data (brain interior ~10 %, background ~68 %), so about 45 % of the loss's spatial weight
+    # session 22). The latent positions around the boundary weigh 3x: 21 % of the 40x48x40 grid on the anatomy
+    # data (background outside the band 59 %, brain inside it 19 %), so 45 % of the loss's spatial weight
+    # (rim_denoise_cpu_20261202/edge_share.json)
     "x0_detail100_labels_lll100_skip005_edge3": ["objective.detail_weight=100",
                                                  "objective.channel_weights=" + _masks_lll(100),
                                                  "objective.x0_skip_sigma=0.05", "objective.edge_weight=3"],
@@ -849,8 +850,8 @@ def main() -> int:
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) {'one at a time' if args.one_at_a_time else 'side by side'} "
-        f"for {args.minutes} min each, {_nets_wording(record)}")
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for {args.minutes} min each, "
+        f"{_nets_wording(record)}")
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}

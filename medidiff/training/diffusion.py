@@ -190,9 +190,13 @@ def background_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tens
     """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D/f, H/f, W/f) float: 1 where every voxel of the
     latent position's block is background (<= -1 + BACKGROUND_TOLERANCE) in every modality, else 0.
     Volumes only (the codecs are 3D)."""
-    outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
     factor = tuple(int(f) for f in factor)
-    return -F.max_pool3d(-outside, kernel_size=factor, stride=factor)  # a min-pool: the whole block
+    return -F.max_pool3d(-_outside(images), kernel_size=factor, stride=factor)  # a min-pool: the whole block
+
+
+def _outside(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, D, H, W) float: 1 where a voxel is background in every modality, else 0."""
+    return (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
 
 
 def edge_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
@@ -202,12 +206,14 @@ def edge_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     both and its neighbours, and, where the boundary runs along block faces (or the factor is 1: pixel space),
     the blocks on either side of it, so the band covers a voxel-wide error inside or outside the boundary (an
     edge drawn too dark inside, or blurred outward)."""
-    outside = (images <= -1.0 + BACKGROUND_TOLERANCE).all(dim=1, keepdim=True).float()
     factor = tuple(int(f) for f in factor)
-    share = F.avg_pool3d(outside, kernel_size=factor, stride=factor)  # background share of each block
-    near_background = F.max_pool3d((share > 0).float(), kernel_size=3, stride=1, padding=1)
-    near_brain = F.max_pool3d((share < 1).float(), kernel_size=3, stride=1, padding=1)
-    return near_background * near_brain
+    outside = _outside(images)
+
+    def near(indicator: torch.Tensor) -> torch.Tensor:  # 1 where the 3x3x3 neighbourhood of blocks holds one
+        return F.max_pool3d(F.max_pool3d(indicator, kernel_size=factor, stride=factor), kernel_size=3, stride=1,
+                            padding=1)
+
+    return near(outside) * near(1.0 - outside)
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ Everything here works for any tensor rank, so the same objective/sampler code se
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -165,9 +166,7 @@ def background_weight_map(weight: float, background: Tensor | None, edge_weight:
                                 f"does not give (a latent cache, or a stage that does not support it): "
                                 f"set objective.{key}: 1")
         maps.append(1.0 + (w - 1.0) * where.float())
-    if not maps:
-        return None
-    return maps[0] if len(maps) == 1 else maps[0] * maps[1]
+    return math.prod(maps) if maps else None
 
 
 def batch_time(value: float, x: Tensor) -> Tensor:
