@@ -271,8 +271,14 @@ pack() {
     # passes `--nets DIR` to quality_scale.py instead of training them again (minutes of a lease)
     # (PACK_NETS=0: not again, when the tree already has them: two fetched models need the room)
     local q=$JOB/quality_scale
-    if [ "${PACK_NETS:-1}" = 1 ] && ls $q/feature_net/*.safetensors $q/tissue_net/*.safetensors >/dev/null 2>&1; then
-        (cd $q && tar czf "$OUT/nets.tgz" feature_net tissue_net 2>/dev/null)
+    # (whichever are trained: a run without the fidelity phase trains the tissue net alone)
+    local nets=""
+    for net in feature_net tissue_net; do
+        ls $q/$net/*.safetensors >/dev/null 2>&1 && nets="$nets $net"
+    done
+    if [ "${PACK_NETS:-1}" = 1 ] && [ -n "$nets" ]; then
+        # shellcheck disable=SC2086  # a list of folder names
+        (cd $q && tar czf "$OUT/nets.tgz" $nets 2>/dev/null)
     fi
     ls -la "$OUT"
 }

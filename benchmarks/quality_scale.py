@@ -229,11 +229,28 @@ SHARED_NETS: dict[str, str] = {"fidelity": "feature_net", "image": "feature_net"
 OWNED = ("seed", "name", "output_dir", "data.manifest", "data.root", "data.fold", "train.max_minutes")
 
 
-def run_names(variants: Sequence[str], seeds: int) -> dict[str, tuple[str, int]]:
-    """Every training run: name -> (variant, seed). The shipped recipe alone keeps its runs' old
-    names (seed<s>: the folder pack_pretrained.py packs is models/seed0); otherwise <variant>_seed<s>."""
-    plain = list(variants) == ["x0"]
-    return {(f"seed{s}" if plain else f"{v}_seed{s}"): (v, s) for v in variants for s in range(seeds)}
+def run_names(variants: Sequence[str], seeds: int,
+              pairs: Sequence[tuple[str, int]] | None = None) -> dict[str, tuple[str, int]]:
+    """Every training run: name -> (variant, seed): each variant from seed 0 to seeds - 1, or the
+    (variant, seed) pairs of --runs where given (e.g. two more seeds of one recipe beside one of
+    another). The shipped recipe alone keeps its runs' old names (seed<s>: the folder
+    pack_pretrained.py packs is models/seed0); otherwise <variant>_seed<s>."""
+    pairs = list(pairs) if pairs else [(v, s) for v in variants for s in range(seeds)]
+    plain = {v for v, _ in pairs} == {"x0"}
+    return {(f"seed{s}" if plain else f"{v}_seed{s}"): (v, s) for v, s in pairs}
+
+
+def parse_run(text: str) -> tuple[str, int]:
+    """--runs VARIANT:SEED -> (variant, seed); argparse makes a refusal one line, exit 2."""
+    variant, sep, seed = text.rpartition(":")
+    if not sep or variant not in VARIANTS or not seed.isdigit():
+        raise argparse.ArgumentTypeError(f"expected VARIANT:SEED with VARIANT one of quality_scale's VARIANTS and SEED >= 0, got {text!r}")
+    return variant, int(seed)
+
+
+def runs_of(args: argparse.Namespace) -> dict[str, tuple[str, int]]:
+    """This invocation's runs (run_names of its --variants and --seeds, or of its --runs)."""
+    return run_names(args.variants, args.seeds, args.runs)
 
 
 def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
@@ -356,7 +373,7 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
             raise ConfigError(f"--set {o}: " + ("expected KEY=VALUE" if "=" not in o else
                                                 f"{key} is set by this script per seed ({', '.join(OWNED)})"))
     paths = []
-    for run, (variant, s) in run_names(args.variants, args.seeds).items():
+    for run, (variant, s) in runs_of(args).items():
         cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], f"seed={s}",
                                  f"name={run}", f"train.max_minutes={args.minutes}",
                                  *(["train.max_steps=2"] if args.smoke else [])])
@@ -384,7 +401,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device)
     scores = g["background_per_case"]
-    variant, seed = run_names(args.variants, args.seeds)[run]
+    variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
               "generated": g["cases"], "background_per_case": scores, "background": g["background"],
               "background_rms_max": max(sc["background_rms"] for sc in scores)}
@@ -458,7 +475,7 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     from medidiff.eval import train_feature_net, train_tissue_net
 
     trainer = {"feature_net": train_feature_net, "tissue_net": train_tissue_net}[name]
-    exp, cfg = load_eval_configs(str(run_config_path(out, next(iter(run_names(args.variants, args.seeds))))), None)
+    exp, cfg = load_eval_configs(str(run_config_path(out, next(iter(runs_of(args))))), None)
     cfg = replace(cfg, seeds=[0], epochs=args.eval_epochs, steps=args.eval_steps, device=args.device)
     t0 = time.perf_counter()
     trainer(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / name, progress=False)
@@ -754,6 +771,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant, side by side (default %(default)s)")
     ap.add_argument("--variants", nargs="+", default=["x0"], choices=list(VARIANTS),
                     help="recipe variants (VARIANTS), each trained --seeds times, all side by side (default %(default)s)")
+    ap.add_argument("--runs", nargs="+", type=parse_run, metavar="VARIANT:SEED",
+                    help="the runs as variant and seed pairs instead of --variants x --seeds, e.g. two more seeds "
+                         "of the shipped recipe beside one of a variant at a seed they share")
     ap.add_argument("--phases", nargs="+", default=DEFAULT_PHASES, choices=["realism", *EVAL_PHASES],
                     help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
                          "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
@@ -818,7 +838,11 @@ def main() -> int:
     out = Path(args.out).absolute()
     if len(set(args.variants)) != len(args.variants):
         ap.error(f"--variants names one twice: {args.variants}")
-    runs = run_names(args.variants, args.seeds)
+    if args.runs:
+        if len(set(args.runs)) != len(args.runs):
+            ap.error(f"--runs names one twice: {[f'{v}:{s}' for v, s in args.runs]}")
+        args.variants = list(dict.fromkeys(v for v, _ in args.runs))  # the summary's variants, in --runs order
+    runs = runs_of(args)
     if args.run is not None:
         run_one(args, out, args.run)
         return 0
@@ -830,7 +854,7 @@ def main() -> int:
     record: dict[str, Any] = {
         "run": "quality_scale", "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": dict(p), "workers": workers,
-        "seeds": list(range(args.seeds)), "variants": list(args.variants),
+        "seeds": sorted({s for _, s in runs.values()}), "variants": list(args.variants),
         "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
@@ -845,7 +869,8 @@ def main() -> int:
     log(f"data: done in {record['data_seconds']} s")
     record["real"] = real_scores(out, p, args.generate)
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
-          args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants, "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
+          args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants,
+          *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []

@@ -237,14 +237,17 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
 
 @pytest.mark.slow
 def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tmp_path):
-    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "1",
-          "--variants", "x0", "x0_detail10", "--phases", "realism"])
+    # as --runs pairs (the training processes get them too): x0 at seed 1 beside x0_detail10 at seed 0
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu",
+          "--runs", "x0:1", "x0_detail10:0", "--phases", "realism"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
-    assert not any(r["exits"].values()) and list(r["runs"]) == ["x0_seed0", "x0_detail10_seed0"]
+    assert not any(r["exits"].values()) and list(r["runs"]) == ["x0_seed1", "x0_detail10_seed0"]
+    assert r["seeds"] == [0, 1] and r["variants"] == ["x0", "x0_detail10"]
     # (a detail weight left unresolved would have failed the run: its loss refuses it)
-    weights = {run: json.loads((tmp_path / "models" / run / "config.json").read_text())["config"]["objective"]
-               for run in r["runs"]}
-    assert weights["x0_seed0"]["detail_weight"] == 1.0 and weights["x0_detail10_seed0"]["detail_weight"] == 10.0
+    configs = {run: json.loads((tmp_path / "models" / run / "config.json").read_text())["config"] for run in r["runs"]}
+    assert configs["x0_seed1"]["objective"]["detail_weight"] == 1.0 and configs["x0_seed1"]["seed"] == 1
+    assert configs["x0_detail10_seed0"]["objective"]["detail_weight"] == 10.0 and configs["x0_detail10_seed0"]["seed"] == 0
+    assert json.loads((tmp_path / "seeds" / "x0_seed1.json").read_text())["seed"] == 1
     # the in-process realism phase only: no evaluate, no shared nets trained
     assert r["eval_phases"] == {} and not (tmp_path / "tissue_net").exists() and not (tmp_path / "feature_net").exists()
     assert set(r["summary"]) == {"x0", "x0_detail10"} and r["summary"]["x0_detail10"]["histogram_w1_t1n"]["n"] == 1
@@ -289,6 +292,21 @@ def test_quality_scale_trains_runs_one_at_a_time_only_when_asked(monkeypatch):
     # each run alone, in the given order, and the nets after them either way
     for after in (False, True):
         assert qs.training_groups(runs, nets, nets_after=after, one_at_a_time=True) == [{"a": ["A"]}, {"b": ["B"]}, nets]
+
+
+def test_quality_scale_runs_are_variant_by_seed_or_the_pairs_given(monkeypatch):
+    import argparse
+
+    qs = _quality_scale(monkeypatch)
+    assert qs.run_names(["x0"], 2) == {"seed0": ("x0", 0), "seed1": ("x0", 1)}  # the shipped names pack_pretrained reads
+    assert list(qs.run_names(["x0", "x0_detail10"], 1)) == ["x0_seed0", "x0_detail10_seed0"]
+    # --runs: two more seeds of one recipe beside another at a seed they share, nothing else
+    pairs = [qs.parse_run("x0_detail10:1"), qs.parse_run("x0_detail10:2"), qs.parse_run("x0:1")]
+    assert qs.run_names(["ignored"], 5, pairs) == {"x0_detail10_seed1": ("x0_detail10", 1),
+                                                   "x0_detail10_seed2": ("x0_detail10", 2), "x0_seed1": ("x0", 1)}
+    for bad in ("x0", "x0:-1", "nope:1", "x0:one"):
+        with pytest.raises(argparse.ArgumentTypeError, match="VARIANT:SEED"):
+            qs.parse_run(bad)
 
 
 def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):
