@@ -16,7 +16,10 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    ``train.max_minutes``; ``--set KEY=VALUE`` reaches every run) side by side, each in its own
    process; with ``--variants`` (VARIANTS: the texture ablation, e.g. ``x0 x0_detail10``) every
    variant's keys go on top, runs ``<variant>_seed<s>``, all side by side, scored by the same
-   evaluation and summarised per variant; beside them, the evaluation's feature net and tissue segmenter are trained once on the
+   evaluation and summarised per variant (``--runs VARIANT:SEED ...``: the runs as pairs instead, e.g.
+   two more seeds of one recipe beside another recipe at a seed they share; ``--model DIR``: one run
+   not trained but given, an exported model of that run's recipe and seed trained on this data,
+   e.g. the shipped one, for the evaluations that need more cases or a net); beside them, the evaluation's feature net and tissue segmenter are trained once on the
    real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
    process; ``--gpus N`` spreads runs, nets and evaluations over N cards, round-robin), so every seed's Frechet is on the same features and its tissue QC through the same
    instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
@@ -57,6 +60,8 @@ cases within a seed are not independent draws of the training outcome.
     python3 benchmarks/quality_scale.py --out /tmp/job/quality_scale --minutes 8          # one H200: ~14 min
     python3 benchmarks/quality_scale.py --out /tmp/job/qs --seeds 1 --variants x0 x0_detail10 x0_detail100 --phases image
     python3 benchmarks/quality_scale.py --out /tmp/job/qs --gpus 2 --variants x0_detail100 x0_detail1000   # 2 cards
+    python3 benchmarks/quality_scale.py --out /tmp/job/quality_scale --cases 1536 --model medidiff/pretrained/anatomy_2mm \
+        --runs x0_detail100_labels_lll100_skip005:0 --nets .nets --phases image utility --generate 64   # no training
     python benchmarks/quality_scale.py --out /tmp/qs_smoke --smoke --device cpu           # CPU: ~3 min
 """
 
@@ -384,6 +389,37 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
     return paths
 
 
+def check_model_recipe(model: Path, run_config: Path) -> None:
+    """``--model``: refuse a model folder whose training config is not the run's recipe (the variant
+    and seed it is reported under); where files are, the run's length and bookkeeping may differ
+    (the keys a resume may change). A setting newer than the model compares as its default."""
+    from medidiff.config import ConfigError, config_changes, load_config, to_dict
+    from medidiff.experiment import ExperimentConfig
+    from medidiff.training.loop import RESUME_MAY_CHANGE
+
+    meta = model / "config.json"
+    if not meta.is_file() or not (model / "model.safetensors").is_file():
+        raise ConfigError(f"--model {model}: not an exported model folder (config.json and model.safetensors)")
+    trained = json.loads(meta.read_text()).get("config") or {}
+    changed = config_changes(trained, to_dict(load_config(run_config)), to_dict(ExperimentConfig()), RESUME_MAY_CHANGE)
+    if changed:
+        raise ConfigError(f"--model {model}: trained with another recipe than {run_config.name} ("
+                          + ", ".join(changed[:4]) + (f" +{len(changed) - 4} more" if len(changed) > 4 else "")
+                          + "): give the --runs VARIANT:SEED it was trained as")
+
+
+def check_model_data(model: Path, manifest: Path) -> None:
+    """``--model``: refuse a model trained on another data set (its held-out fold could hold cases it
+    trained on, and the memorisation audit would search the wrong cases)."""
+    from medidiff.data.mask_sources import training_data_record
+    from medidiff.errors import MedidiffError
+
+    record = json.loads((model / "config.json").read_text()).get("training_data")
+    here = training_data_record({"manifest": str(manifest), "fold": 0})  # this script holds fold 0 out
+    if record != here:
+        raise MedidiffError(f"--model {model}: trained on {record}, this data is {here}: evaluate it on its own data")
+
+
 def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     """Train one run, export it, generate its cases and score their background (its own process)."""
     from medidiff.config import load_config
@@ -396,9 +432,16 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     utc.converter = time.gmtime  # as log()'s stamps
     handler.setFormatter(utc)
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    log(f"{run}: training for {args.minutes} min")
-    trained, model = train_and_export(cfg, out / "models" / run)
-    log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
+    if args.model:  # evaluated, not trained here: its step count from its folder, no loss curve
+        model = Path(args.model).absolute()
+        steps = json.loads((model / "config.json").read_text()).get("step", math.nan)
+        trained = {"steps": steps, "train_seconds": 0.0, "steps_per_s": math.nan, "loss_first_200": math.nan,
+                   "loss_last_200": math.nan, "trained_here": False}
+        log(f"{run}: the model {model} ({steps} steps), not trained here")
+    else:
+        log(f"{run}: training for {args.minutes} min")
+        trained, model = train_and_export(cfg, out / "models" / run)
+        log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
@@ -552,9 +595,11 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
-        f"{_nets_wording(record)}; "
-        f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
+        (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}, {_nets_wording(record)}; "
+         if record.get("model") else
+         f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
+         f"{_nets_wording(record)}; ")
+        + f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
         "- evaluation phases: " + ", ".join(
@@ -774,6 +819,9 @@ def main() -> int:
     ap.add_argument("--runs", nargs="+", type=parse_run, metavar="VARIANT:SEED",
                     help="the runs as variant and seed pairs instead of --variants x --seeds, e.g. two more seeds "
                          "of the shipped recipe beside one of a variant at a seed they share")
+    ap.add_argument("--model", help="an exported model folder (medidiff export, or a shipped one such as "
+                    "medidiff/pretrained/anatomy_2mm) evaluated instead of training one: a single run, named by its "
+                    "recipe (--runs VARIANT:SEED), whose config it must have been trained with, on this data")
     ap.add_argument("--phases", nargs="+", default=DEFAULT_PHASES, choices=["realism", *EVAL_PHASES],
                     help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
                          "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
@@ -842,6 +890,8 @@ def main() -> int:
         if len(set(args.runs)) != len(args.runs):
             ap.error(f"--runs names one twice: {[f'{v}:{s}' for v, s in args.runs]}")
         args.variants = list(dict.fromkeys(v for v, _ in args.runs))  # the summary's variants, in --runs order
+    if args.model and len(runs_of(args)) != 1:
+        ap.error(f"--model evaluates one model: give its recipe as one run (--runs VARIANT:SEED), got {len(runs_of(args))}")
     runs = runs_of(args)
     if args.run is not None:
         run_one(args, out, args.run)
@@ -861,16 +911,22 @@ def main() -> int:
         "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
         "eval_real": args.eval_real, "arm": ARM, "nets_after": args.nets_after,
         "gpus": args.gpus, "one_at_a_time": args.one_at_a_time,
+        "model": str(Path(args.model).absolute()) if args.model else None,
         **device_info(args.device),
     }
     resolve_configs(args, p, out)
+    if args.model:
+        check_model_recipe(Path(args.model).absolute(), run_config_path(out, next(iter(runs))))
     log(f"data: {p['cases']} anatomy cases {p['shape']} in {workers} processes")
     record["data_seconds"] = round(make_anatomy_data(out, p, workers=workers), 1)
     log(f"data: done in {record['data_seconds']} s")
+    if args.model:
+        check_model_data(Path(args.model).absolute(), out / "manifest.json")
     record["real"] = real_scores(out, p, args.generate)
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--minutes", str(args.minutes), "--device",
           args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants,
-          *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
+          *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []),
+          *(["--model", str(Path(args.model).absolute())] if args.model else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []

@@ -279,6 +279,19 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {k: v for key, value in d.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
 
 
+def config_changes(before: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any],
+                   ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two saved configs (nested dicts), sorted, except
+    ``ignore`` (a key, or a prefix ending in "."). A key ``before`` does not record was added to
+    medidiff after it was saved: it compares as its value in ``defaults`` (new settings default to
+    the old behaviour), so an upgrade alone changes nothing."""
+    old, new = flatten(before), flatten(now)
+    flat_defaults = flatten(defaults)
+    old |= {k: flat_defaults[k] for k in new.keys() - old.keys() if k in flat_defaults}
+    return [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)
+            and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in ignore)]
+
+
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
 

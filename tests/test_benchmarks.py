@@ -233,6 +233,19 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert "no evaluation net trained (feature_net and tissue_net reused" in (tmp_path / "report.md").read_text()
     tissue = json.loads((tmp_path / "eval" / "seed0_tissue" / "report.json").read_text())
     assert "loaded from" in tissue["results"]["tissue"]["segmenter"]["source"]
+    # a model trained earlier on this data (e.g. the shipped one) evaluated, not trained: --model
+    shutil.copytree(tmp_path / "models" / "seed0", tmp_path / "given")
+    given = ["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu",
+             "--model", str(tmp_path / "given"), "--phases", "realism", "memorisation"]
+    refused = subprocess.run([sys.executable, *given, "--runs", "x0_detail10:0"], cwd=REPO, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert refused.returncode == 2 and "trained with another recipe" in refused.stderr  # not its recipe
+    _run([*given, "--runs", "x0:0"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert r["model"] == str(tmp_path / "given") and list(r["runs"]) == ["seed0"] and not any(r["exits"].values())
+    assert not r["run_records"]["seed0"]["trained_here"] and r["run_records"]["seed0"]["steps"] == 2
+    assert r["run_records"]["seed0"]["generated"] == 2 and r["per_run"]["seed0"]["memorisation_flagged"] == 0
+    assert f"not trained here: the model `{tmp_path / 'given'}`" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -307,6 +320,42 @@ def test_quality_scale_runs_are_variant_by_seed_or_the_pairs_given(monkeypatch):
     for bad in ("x0", "x0:-1", "nope:1", "x0:one"):
         with pytest.raises(argparse.ArgumentTypeError, match="VARIANT:SEED"):
             qs.parse_run(bad)
+
+
+def test_quality_scale_evaluates_a_given_model_only_as_the_recipe_and_data_it_was_trained_on(monkeypatch, tmp_path):
+    from medidiff.config import ConfigError, save_resolved, to_dict
+    from medidiff.data.mask_sources import training_data_record
+    from medidiff.errors import MedidiffError
+
+    qs = _quality_scale(monkeypatch)
+    run_config = save_resolved(load_config(None, ["seed=1", "train.max_steps=4900"]), tmp_path, "run.yaml")
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def export(**changes):  # a model folder trained with the run's config and these dotted keys changed
+        config = to_dict(load_config(run_config, [f"{k}={v}" for k, v in changes.items()]))
+        del config["objective"]["edge_weight"]  # saved before the setting existed: compares as its default
+        (model / "config.json").write_text(json.dumps({"config": config, "step": 4901, "training_data": data}))
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"training": []}')
+    data = training_data_record({"manifest": str(manifest), "fold": 0})
+    export()
+    with pytest.raises(ConfigError, match="not an exported model folder"):  # no weights beside it
+        qs.check_model_recipe(model, run_config)
+    (model / "model.safetensors").write_bytes(b"weights")
+    # where files are, the length and the data's folder may differ; the recipe and seed may not
+    export(**{"train.max_steps": 100, "train.max_minutes": 5, "output_dir": "/elsewhere", "data.root": "/x"})
+    qs.check_model_recipe(model, run_config)
+    for key, value in (("objective.detail_weight", 100), ("seed", 0), ("data.fold", 1)):
+        export(**{key: value})
+        with pytest.raises(ConfigError, match=rf"trained with another recipe than run.yaml \({key}\)"):
+            qs.check_model_recipe(model, run_config)
+    export()
+    qs.check_model_data(model, manifest)
+    manifest.write_text('{"training": [], "medidiff": {"root_hint": "/another/folder"}}')
+    with pytest.raises(MedidiffError, match="evaluate it on its own data"):
+        qs.check_model_data(model, manifest)
 
 
 def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch):

@@ -157,3 +157,18 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_shipped_experiment_configs_load(path):
     cfg = load_config(path)
     assert isinstance(cfg, ExperimentConfig) and cfg.name
+
+
+def test_config_changes_names_differing_keys_and_reads_a_missing_one_as_its_default():
+    from medidiff.config import config_changes
+
+    before = {"seed": 0, "train": {"lr": 1e-4, "max_steps": 10}}
+    now = {"seed": 0, "train": {"lr": 1e-4, "max_steps": 20}, "objective": {"edge_weight": 1.0}}
+    defaults = {"objective": {"edge_weight": 1.0}}
+    assert config_changes(before, now, defaults) == ["train.max_steps"]
+    assert config_changes(before, now, defaults, ("train.max_steps",)) == []
+    assert config_changes(before, now, defaults, ("train.",)) == []  # a prefix
+    assert config_changes(before, now, {}) == ["objective.edge_weight", "train.max_steps"]  # no default known
+    now["objective"]["edge_weight"] = 3.0
+    assert config_changes(before, now, defaults, ("train.",)) == ["objective.edge_weight"]
+    assert config_changes(now, before, defaults, ("train.",)) == ["objective.edge_weight"]  # removed: a change too

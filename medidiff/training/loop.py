@@ -80,7 +80,7 @@ import torch
 from torch.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
-from medidiff.config import ConfigError, flatten
+from medidiff.config import ConfigError, config_changes, flatten
 from medidiff.errors import MedidiffError
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.config import LogConfig, TrainConfig
@@ -363,15 +363,12 @@ def _check_resumable(run: _Run, resume_from: Path, state: dict[str, Any]) -> Non
         )
     saved_cfg, cfg = (state.get("record") or {}).get("config"), run.record.get("config")
     if isinstance(saved_cfg, dict) and isinstance(cfg, dict):
-        before, now = flatten(saved_cfg), flatten(cfg)
-        # a setting the checkpoint does not record was added to medidiff after it was written: that run
-        # trained as the setting's default does (new settings default to the old behaviour), so it compares
-        # as the default the caller gives in record["config_defaults"] (else every upgrade refused a resume)
-        defaults = flatten(run.record.get("config_defaults") or {})
-        before |= {k: defaults[k] for k in now.keys() - before.keys() if k in defaults}
-        changed = [k for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)
-                   and not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)]
+        # a setting the checkpoint does not record compares as the default the caller gives in
+        # record["config_defaults"] (else every upgrade refused a resume)
+        defaults = run.record.get("config_defaults") or {}
+        changed = config_changes(saved_cfg, cfg, defaults, RESUME_MAY_CHANGE)
         if changed:
+            before, now = flatten(defaults) | flatten(saved_cfg), flatten(cfg)
             diffs = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
             more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
             raise MedidiffError(
