@@ -79,6 +79,10 @@ class ExperimentConfig:
                                  "the diffusion stage trained on images only (this is stage "
                                  f"{self.stage!r}{' with latent.cache' if self.latent.cache else ''}); "
                                  f"set objective.{key}: 1")
+        if self.conditioning.generate_brain and self.stage != "diffusion":
+            # the SR stage upsamples the base's output, already cut to its brain; a VAE generates nothing
+            raise ValueError(f"conditioning.generate_brain is for the diffusion stage (the base model), not stage "
+                             f"{self.stage!r}: the cascade's SR stage takes the base's cases already cut to the brain")
         if self.stage != "vae":  # the VAE stage samples nothing: its sampler section is unused
             self.check_sampler(self.sampler)
 

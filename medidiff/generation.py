@@ -38,7 +38,7 @@ from medidiff.objectives import build_objective
 from medidiff.samplers import sample
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training import checkpoint as ckpt
-from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid
+from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid, split_generated
 
 __all__ = ["recorded_training_data", "GeneratedCase", "ModelPipeline", "DiffusionPipeline", "export_run", "load_model_folder", "image_space_clamp", "file_hash",
            "ReferenceGrid", "reference_grid", "regions_to_labels", "grid_affine", "place_in_grid", "brats_placement"]
@@ -285,16 +285,16 @@ class DiffusionPipeline(ModelPipeline):
                        null_cond=null, guidance_keys=self.cfg.objective.cond_drop_keys)
         with record_function("medidiff/base_decode"):
             x = self.codec.decode(z).clamp(-1, 1).float().cpu().numpy()  # (B, C, X, Y, Z)
-        m = len(self.cfg.data.modalities)
         out = []
         for i, seed in enumerate(seeds):
-            if self.cfg.conditioning.generate_labels:
-                label = regions_to_labels(x[i, m:m + NUM_REGIONS])
+            images, generated = split_generated(x[i], self.cfg)  # cut to its brain (conditioning.generate_brain)
+            if generated is not None:
+                label = regions_to_labels(generated)
             elif masks is not None:
                 label = regions_to_labels(masks[i].cpu().numpy())
             else:
                 label = None
-            out.append(GeneratedCase(seed=int(seed), images=x[i, :m], label=label,
+            out.append(GeneratedCase(seed=int(seed), images=images, label=label,
                                      modalities=list(self.cfg.data.modalities),
                                      prompt=None if prompts is None else prompts[i]))
         return out

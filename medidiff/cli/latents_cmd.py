@@ -69,7 +69,8 @@ def _codec_input(batch: dict[str, Any], cfg: Any, codec: Any) -> dict[str, Any]:
     if x.shape[1] != codec.in_channels:
         raise MedidiffError(f"the codec takes {codec.in_channels} channels ({codec.config.modalities}) but the "
                             f"data gives {x.shape[1]} (data.modalities {cfg.data.modalities}, "
-                            f"conditioning.generate_labels {cfg.conditioning.generate_labels})")
+                            f"conditioning.generate_labels {cfg.conditioning.generate_labels}, generate_brain "
+                            f"{cfg.conditioning.generate_brain})")
     return {**batch, "image": x}
 
 

@@ -58,14 +58,23 @@ class ConditioningConfig:
     * ``generate_labels``: the region masks are generated with the image as extra channels, so
       every unconditional sample comes with its segmentation.
     Both need ``data.label_mode: regions``.
+    * ``generate_brain``: the brain mask (where any modality is above the background, as skull
+      stripping leaves real data) is generated as one more channel, and each generated case is cut
+      to the background outside it (its largest component, holes filled): real skull-stripped
+      brains step to a hard zero, and a model's soft edge reads as a CSF shell and faint haze
+      outside (docs/quality.md). Not with ``mask`` (the conditioning masks give no brain).
     * ``text``: prompts through a frozen text encoder, read by the net's cross-attention
       (:class:`TextConfig`); combines with either of the above.
     """
 
     mask: bool = False
     generate_labels: bool = False
+    generate_brain: bool = False
     text: TextConfig = field(default_factory=TextConfig)
 
     def __post_init__(self) -> None:
         if self.mask and self.generate_labels:
             raise ValueError("mask conditioning and generate_labels exclude each other: a given mask is the label")
+        if self.mask and self.generate_brain:
+            raise ValueError("conditioning.generate_brain is for unconditional models: a mask-conditioned one "
+                             "generates around the given masks (set conditioning.mask: false)")

@@ -10,7 +10,8 @@ each HELD-OUT real case (cases the codec, if trained, never saw), on the evaluat
 * a VAE codec loses detail; its numbers bound the texture a model on its latents can reproduce.
 
 Codecs that also encode generated region masks (``conditioning.generate_labels``) get the case's
-WT/TC/ET regions as extra channels (as in training); only the modalities are scored.
+WT/TC/ET regions as extra channels, and those of ``conditioning.generate_brain`` its brain mask (as in
+training); only the modalities are scored.
 """
 
 from __future__ import annotations
@@ -45,16 +46,25 @@ def codec_reconstruction(
     case_ids: Sequence[str], batch_size: int = 1,
 ) -> dict[str, Any]:
     """PSNR (dB) and SSIM per modality of ``decode(encode(x))`` for (N, C, X, Y, Z) ``images``."""
+    from medidiff.training.diffusion import BRAIN, brain_channel
+
     c = images.shape[1]
-    extra = int(codec.in_channels) - c
-    if extra not in (0, 3) or (extra == 3 and labels is None):
+    names = list(getattr(getattr(codec, "config", None), "modalities", None) or [])
+    # the generated channels after the modalities, by the codec's channel names (training's layout)
+    extras = names[c:] if len(names) == int(codec.in_channels) else \
+        {0: [], 1: [BRAIN], 3: ["WT", "TC", "ET"], 4: ["WT", "TC", "ET", BRAIN]}.get(int(codec.in_channels) - c)
+    regions = [n for n in extras or [] if n != BRAIN]
+    if extras is None or int(codec.in_channels) - c != len(extras) or set(extras) - {"WT", "TC", "ET", BRAIN} \
+            or (regions and labels is None):
         raise ValueError(f"the codec takes {codec.in_channels} channels; these cases have {c} modalities"
                          + (" and no labels" if labels is None else ""))
     device = next(iter([*codec.parameters(), *codec.buffers()]), torch.empty(0)).device
     p_all, s_all = [], []
     for start in range(0, images.shape[0], batch_size):
         x = images[start:start + batch_size].float()
-        full = torch.cat([x, labels[start:start + batch_size].float() * 2 - 1], 1) if extra else x  # type: ignore[index]
+        parts = [x, *([labels[start:start + batch_size].float() * 2 - 1] if regions else []),  # type: ignore[index]
+                 *([brain_channel(x)] if BRAIN in extras else [])]
+        full = torch.cat(parts, 1)
         y = codec.decode(codec.encode(full.to(device))).float().cpu().clamp(-1, 1)[:, :c]
         p_all.append(torch.stack([psnr(y[:, k], x[:, k]) for k in range(c)], 1))  # (B, C)
         s_all.append(torch.stack([ssim(y[:, k:k + 1], x[:, k:k + 1]) for k in range(c)], 1))

@@ -2,7 +2,8 @@
 
 Channel layout of what the model generates (before the codec): the image modalities in
 ``data.modalities`` order, then, with ``conditioning.generate_labels``, the WT/TC/ET region masks
-mapped to {-1, 1}. With ``conditioning.mask`` the region masks instead condition the net: they are
+mapped to {-1, 1}, then, with ``conditioning.generate_brain``, the brain mask in {-1, 1} (any modality
+above the background; :func:`split_generated` cuts a generated case to it). With ``conditioning.mask`` the region masks instead condition the net: they are
 wavelet-transformed with the same (unnormalised) transform and concatenated on channels, so the
 conditioning sits on the latent grid without losing detail.
 """
@@ -41,7 +42,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "NUM_REGIONS",
     "run_dir_of",
+    "BRAIN",
+    "channel_names",
     "model_channels",
+    "brain_channel",
+    "split_generated",
     "build_codec_for",
     "mask_to_latent_grid",
     "mask_channels",
@@ -65,14 +70,23 @@ def run_dir_of(cfg: ExperimentConfig) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
+BRAIN = "brain"  # the generated brain mask's channel name (conditioning.generate_brain)
+
+
+def channel_names(cfg: ExperimentConfig) -> list[str]:
+    """What the codec sees, in order: modalities (+ generated region masks) (+ the brain mask)."""
+    return (list(cfg.data.modalities) + (["WT", "TC", "ET"] if cfg.conditioning.generate_labels else [])
+            + ([BRAIN] if cfg.conditioning.generate_brain else []))
+
+
 def model_channels(cfg: ExperimentConfig) -> int:
-    """Channels the codec sees: modalities (+ generated region masks)."""
-    return len(cfg.data.modalities) + (NUM_REGIONS if cfg.conditioning.generate_labels else 0)
+    """Channels the codec sees (:func:`channel_names`)."""
+    return len(channel_names(cfg))
 
 
 def build_codec_for(cfg: ExperimentConfig) -> LatentCodec:
     """The experiment's codec: a fresh wavelet codec, or a saved one (``latent.type: pretrained``)."""
-    mods = list(cfg.data.modalities) + (["WT", "TC", "ET"] if cfg.conditioning.generate_labels else [])
+    mods = channel_names(cfg)
     if cfg.latent.type == "pretrained":
         codec = load_codec(cfg.latent.path)
         if codec.in_channels != len(mods):
@@ -135,9 +149,38 @@ def model_input(batch: dict[str, Any], cfg: ExperimentConfig) -> tuple[torch.Ten
         raise MedidiffError("this experiment uses label maps but the batch has none: are the cases labelled?")
     if regions is not None:
         regions = regions.float() * 2 - 1  # (B, 3, D, H, W) in {-1, 1}
-    if cfg.conditioning.generate_labels:
-        return torch.cat([image, regions], dim=1), None
+    if cfg.conditioning.generate_labels or cfg.conditioning.generate_brain:
+        parts = [image, *([regions] if cfg.conditioning.generate_labels else []),
+                 *([brain_channel(image)] if cfg.conditioning.generate_brain else [])]
+        return torch.cat(parts, dim=1), None
     return image, regions if cfg.conditioning.mask else None
+
+
+def brain_channel(image: torch.Tensor) -> torch.Tensor:
+    """(B, M, D, H, W) images in [-1, 1] -> (B, 1, D, H, W) brain mask in {-1, 1}: where any modality is
+    above the background value -1 (skull-stripped data is exactly the background outside the brain;
+    resampling's partial-volume edge voxels count as brain)."""
+    return (image > -1.0).any(dim=1, keepdim=True).to(image.dtype) * 2 - 1
+
+
+def split_generated(x: Any, cfg: ExperimentConfig) -> tuple[Any, Any]:
+    """One decoded case (C, *S) in [-1, 1] (numpy) -> (its images (M, *S), its WT/TC/ET region channels
+    (3, *S) or None). With ``conditioning.generate_brain`` both are cut to the background (-1) outside
+    the generated brain mask's largest component, its holes filled: what skull stripping does to real
+    cases, so no faint edge ramp or haze is left outside the brain."""
+    import numpy as np
+    from scipy import ndimage
+
+    m = len(cfg.data.modalities)
+    images = x[:m]
+    regions = x[m:m + NUM_REGIONS] if cfg.conditioning.generate_labels else None
+    if cfg.conditioning.generate_brain:
+        lab, n = ndimage.label(ndimage.binary_fill_holes(x[model_channels(cfg) - 1] > 0))
+        brain = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:])) if n else np.zeros(lab.shape, bool)
+        images = np.where(brain, images, -1.0).astype(x.dtype)
+        if regions is not None:
+            regions = np.where(brain, regions, -1.0).astype(x.dtype)
+    return images, regions
 
 
 class DiffusionLoss:
@@ -392,14 +435,14 @@ def make_preview_fn(cfg: ExperimentConfig, codec: LatentCodec, objective: Any, t
                 x = codec.decode(z.float()).clamp(-1, 1)[0].cpu().numpy()  # (C, *S)
         finally:
             module.train(was_training)
-        m = len(cfg.data.modalities)
-        if cfg.conditioning.generate_labels:
-            label = regions_to_labels(x[m:m + NUM_REGIONS])
+        images, generated = split_generated(x, cfg)
+        if generated is not None:
+            label = regions_to_labels(generated)
         elif regions is not None:
             label = regions_to_labels(regions[0].cpu().numpy())
         else:
             label = None
         return write_png(Path(out_dir) / f"step_{step:08d}.png",
-                         preview_image(list(x[:m]), label, modalities=cfg.data.modalities))
+                         preview_image(list(images), label, modalities=cfg.data.modalities))
 
     return preview
