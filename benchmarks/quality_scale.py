@@ -400,7 +400,8 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
 def check_model_recipe(model: Path, run_config: Path) -> None:
     """``--model``: refuse a model folder whose training config is not the run's recipe (the variant
     and seed it is reported under); where files are, the run's length and bookkeeping may differ
-    (the keys a resume may change). A setting newer than the model compares as its default."""
+    (the keys a resume may change), its sampler may not (generate samples with the folder's own, and
+    the report states the run's). A setting newer than the model compares as its default."""
     from medidiff.config import ConfigError, config_changes, load_config, to_dict
     from medidiff.experiment import ExperimentConfig
     from medidiff.training.loop import RESUME_MAY_CHANGE
@@ -409,11 +410,12 @@ def check_model_recipe(model: Path, run_config: Path) -> None:
     if not meta.is_file() or not (model / "model.safetensors").is_file():
         raise ConfigError(f"--model {model}: not an exported model folder (config.json and model.safetensors)")
     trained = json.loads(meta.read_text()).get("config") or {}
-    changed = config_changes(trained, to_dict(load_config(run_config)), to_dict(ExperimentConfig()), RESUME_MAY_CHANGE)
+    may_differ = tuple(k for k in RESUME_MAY_CHANGE if k != "sampler.")
+    changed = config_changes(trained, to_dict(load_config(run_config)), to_dict(ExperimentConfig()), may_differ)
     if changed:
         raise ConfigError(f"--model {model}: trained with another recipe than {run_config.name} ("
                           + ", ".join(changed[:4]) + (f" +{len(changed) - 4} more" if len(changed) > 4 else "")
-                          + "): give the --runs VARIANT:SEED it was trained as")
+                          + "): give the --runs VARIANT:SEED it was trained as, and its sampler (--set sampler.KEY=VALUE)")
 
 
 def check_model_data(model: Path, manifest: Path) -> None:
@@ -443,8 +445,8 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     if args.model:  # evaluated, not trained here: its step count from its folder, no loss curve
         model = Path(args.model).absolute()
         steps = json.loads((model / "config.json").read_text()).get("step", math.nan)
-        trained = {"steps": steps, "train_seconds": 0.0, "steps_per_s": math.nan, "loss_first_200": math.nan,
-                   "loss_last_200": math.nan, "trained_here": False}
+        trained = {"steps": steps, "train_seconds": 0.0, "steps_per_s": None, "loss_first_200": None,
+                   "loss_last_200": None, "trained_here": False}
         log(f"{run}: the model {model} ({steps} steps), not trained here")
     else:
         log(f"{run}: training for {args.minutes} min")
@@ -594,7 +596,7 @@ ROWS: list[tuple[str, str, int]] = [
 
 def write_report(record: dict[str, Any], out: Path) -> None:
     runs, variants = list(record["runs"]), record["variants"]
-    with_means = len(record["seeds"]) > 1
+    with_means = any(sum(rv["variant"] == v for rv in record["runs"].values()) > 1 for v in variants)  # 2+ seeds of one
     lines = [
         "# Quality at scale: the shipped recipe on a larger anatomy set" + (", several seeds" if with_means else "")
         + ("" if variants == ["x0"] else f", variants {', '.join(variants)}"),
@@ -625,8 +627,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
             f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None)
             + (f", realism {record['realism_seconds']} s" if record.get("realism_seconds") is not None else "")),
-        f"- the first run's model for benchmarks/pack_pretrained.py: `{out / 'models' / runs[0]}` (card facts: "
-        "card_draft.json)",
+        *([] if record.get("model") else [
+            f"- the first run's model for benchmarks/pack_pretrained.py: `{out / 'models' / runs[0]}` (card facts: "
+            "card_draft.json)"]),
         "",
         "| measure | " + " | ".join(runs) + "".join(f" | mean {v} [t95] (min-max)" for v in variants if with_means)
         + " | real (held out) / floor |",
@@ -794,7 +797,8 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         if path.exists():
             r = json.loads(path.read_text())
             record["run_records"][run] = r
-            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200")}, **r["background"])
+            m.update({k: float(r[k]) for k in ("steps", "steps_per_s", "loss_last_200") if r.get(k) is not None},
+                     **r["background"])  # (a --model run has no rate or loss of its own)
         reports = phase_reports(out, run) if run in done else {}
         m.update(eval_metrics(*reports.values()))
         per_run[run] = m
@@ -811,7 +815,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         record["summary"][variant] = {k: summarise_over_seeds([m.get(k, math.nan) for m in mine]) for k in keys}
     record["spectrum_log10_ratio_per_band"] = bands
     write_atomic(out / "quality_scale.json", json.dumps(record, indent=2))
-    if next(iter(record["runs"])) in record["run_records"]:
+    if next(iter(record["runs"])) in record["run_records"] and not record.get("model"):  # a given model has its card
         write_atomic(out / "card_draft.json", json.dumps(card_draft(record, out), indent=2) + "\n")
     write_report(record, out)
     log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
@@ -953,7 +957,8 @@ def main() -> int:
     done = [run for run in runs if exits[run] == 0]
     for run in done:
         r = json.loads((out / "seeds" / f"{run}.json").read_text())
-        log(f"{run}: {r['steps']} steps ({r['steps_per_s']}/s), loss {r['loss_last_200']:.4f}, background RMS "
+        loss = "n/a" if r["loss_last_200"] is None else f"{r['loss_last_200']:.4f}"  # (None: a --model run)
+        log(f"{run}: {r['steps']} steps ({r['steps_per_s']}/s), loss {loss}, background RMS "
             f"{r['background']['background_rms']:.4f}, speckle {r['background']['speckle']:.5f}")
     record["exits"] = exits
     record.update({net: str(out / net) for net in SHARED_NETS.values()})

@@ -261,6 +261,7 @@ def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tm
     assert configs["x0_seed1"]["objective"]["detail_weight"] == 1.0 and configs["x0_seed1"]["seed"] == 1
     assert configs["x0_detail10_seed0"]["objective"]["detail_weight"] == 10.0 and configs["x0_detail10_seed0"]["seed"] == 0
     assert json.loads((tmp_path / "seeds" / "x0_seed1.json").read_text())["seed"] == 1
+    assert "mean x0" not in (tmp_path / "report.md").read_text()  # one seed of each variant: no interval columns
     # the in-process realism phase only: no evaluate, no shared nets trained
     assert r["eval_phases"] == {} and not (tmp_path / "tissue_net").exists() and not (tmp_path / "feature_net").exists()
     assert set(r["summary"]) == {"x0", "x0_detail10"} and r["summary"]["x0_detail10"]["histogram_w1_t1n"]["n"] == 1
@@ -347,7 +348,7 @@ def test_quality_scale_evaluates_a_given_model_only_as_the_recipe_and_data_it_wa
     # where files are, the length and the data's folder may differ; the recipe and seed may not
     export(**{"train.max_steps": 100, "train.max_minutes": 5, "output_dir": "/elsewhere", "data.root": "/x"})
     qs.check_model_recipe(model, run_config)
-    for key, value in (("objective.detail_weight", 100), ("seed", 0), ("data.fold", 1)):
+    for key, value in (("objective.detail_weight", 100), ("seed", 0), ("data.fold", 1), ("sampler.num_steps", 7)):
         export(**{key: value})
         with pytest.raises(ConfigError, match=rf"trained with another recipe than run.yaml \({key}\)"):
             qs.check_model_recipe(model, run_config)

@@ -167,7 +167,7 @@ def split_generated(x: Any, cfg: ExperimentConfig) -> tuple[Any, Any]:
     """One decoded case (C, *S) in [-1, 1] (numpy) -> (its images (M, *S), its WT/TC/ET region channels
     (3, *S) or None). With ``conditioning.generate_brain`` both are cut to the background (-1) outside
     the generated brain mask's largest component, its holes filled: what skull stripping does to real
-    cases, so no faint edge ramp or haze is left outside the brain."""
+    cases, so no faint edge ramp or haze is left outside the brain (an empty mask: left uncut, warned)."""
     import numpy as np
     from scipy import ndimage
 
@@ -176,7 +176,10 @@ def split_generated(x: Any, cfg: ExperimentConfig) -> tuple[Any, Any]:
     regions = x[m:m + NUM_REGIONS] if cfg.conditioning.generate_labels else None
     if cfg.conditioning.generate_brain:
         lab, n = ndimage.label(ndimage.binary_fill_holes(x[model_channels(cfg) - 1] > 0))
-        brain = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:])) if n else np.zeros(lab.shape, bool)
+        if not n:  # a case would be all background, which no reader takes for an image: left as generated
+            log.warning("a generated case's brain mask is empty: the case is left uncut")
+            return images, regions
+        brain = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
         images = np.where(brain, images, -1.0).astype(x.dtype)
         if regions is not None:
             regions = np.where(brain, regions, -1.0).astype(x.dtype)

@@ -41,7 +41,7 @@ def test_the_brain_channel_is_where_any_modality_is_above_the_background():
     assert torch.equal(x[0, 4:7], -torch.ones(3, 4, 4, 4))  # the regions, untouched
 
 
-def test_a_generated_case_is_cut_to_its_brains_largest_component_with_holes_filled():
+def test_a_generated_case_is_cut_to_its_brains_largest_component_with_holes_filled(caplog):
     cfg = _cfg()
     x = np.full((8, 12, 12, 12), -1.0, np.float32)
     x[:4] = -0.9  # a faint haze everywhere
@@ -62,10 +62,12 @@ def test_a_generated_case_is_cut_to_its_brains_largest_component_with_holes_fill
     plain = load_config(None, ["data.label_mode=regions", "conditioning.generate_labels=true"])
     images, regions = split_generated(x[:7], plain)
     assert np.array_equal(images, x[:4]) and np.array_equal(regions, x[4:7])
-    # a mask with no brain anywhere: everything is background
+    # a mask with no brain anywhere: left as generated (an all-background case is no image), with a warning
     empty = x.copy()
     empty[7] = -1.0
-    assert (split_generated(empty, cfg)[0] == -1.0).all()
+    with caplog.at_level("WARNING"):
+        images, regions = split_generated(empty, cfg)
+    assert np.array_equal(images, x[:4]) and np.array_equal(regions, x[4:7]) and "brain mask is empty" in caplog.text
 
 
 def test_generate_brain_is_refused_where_it_has_no_meaning():
