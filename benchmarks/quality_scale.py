@@ -366,6 +366,16 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if tissue:
         m["tissue_qc_pass"] = sum(v["pass"] is True for v in tissue.values())
         m["tissue_qc_checks"] = sum(v["pass"] is not None for v in tissue.values())  # None: not measurable here
+        # the readings the issue's goals name (fractions, the CSF shell, WM/GM contrast within 10 %), each
+        # beside the held-out real mean it is judged against
+        for key, v in tissue.items():
+            if v.get("synthetic_mean") is None or v.get("real_mean") is None:
+                continue
+            if key.startswith("wm_gm_contrast_"):
+                if v["real_mean"]:
+                    m[f"tissue_contrast_error_{key.rsplit('_', 1)[1]}"] = v["synthetic_mean"] / v["real_mean"] - 1
+            else:
+                m[f"tissue_{key}"], m[f"tissue_real_{key}"] = v["synthetic_mean"], v["real_mean"]
     mem = res.get("memorisation", {}).get("summary")
     if mem:
         m["memorisation_flagged"] = mem["flagged"]
@@ -576,6 +586,10 @@ ROWS: list[tuple[str, str, int]] = [
     ("brain_size_w1", "brain size: W1 of log10 brain share vs real (fails above 2 x floor + 0.04)", 3),
     ("eval_background_rms", "evaluate: background RMS outside the brain", 4),
     ("tissue_qc_pass", "tissue QC checks passed", 1),
+    *[(f"tissue_{k}", f"tissue: {k.replace('_', ' ')} (real: last column)", 3)
+      for k in ("fraction_CSF", "fraction_GM", "fraction_WM", "csf_share_surface", "csf_share_deep")],
+    *[(f"tissue_contrast_error_{m}", f"tissue: WM/GM contrast, synthetic / real - 1, {m} (goal within +-0.10)", 3)
+      for m in MODALITIES],
     *[(f"spectrum_top_band_ratio_{m}", f"spectrum top band power ratio {m} (goal 0.5-2)", 3) for m in MODALITIES],
     *[(f"spectrum_max_abs_log10_{m}", f"spectrum max abs log10 ratio {m} (goal <= 0.30)", 3) for m in MODALITIES],
     *[(f"coherence_vs_real_{m}", f"detail coherence, synthetic - real {m} (< 0 grain, > 0 blur; goal within floor + 0.03)", 3)
@@ -647,6 +661,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floors = [v for run in runs if (v := record["per_run"].get(run, {}).get(floor_key)) is not None]
         if floors:
             real[key] = float(np.mean(floors))
+    for run in runs:  # the tissue readings' real reference (held-out real cases through the same segmenter)
+        real |= {"tissue_" + k[len("tissue_real_"):]: v for k, v in record["per_run"].get(run, {}).items()
+                 if k.startswith("tissue_real_")}
     for key, what, digits in ROWS:
         vals = [record["per_run"].get(run, {}).get(key) for run in runs]
         if all(v is None for v in vals):

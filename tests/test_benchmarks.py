@@ -383,13 +383,19 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
             "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
         "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0}},
                                 "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
-        "tissue": {"synthetic_vs_real": {"metrics": {"a": {"pass": True}, "b": {"pass": False}, "c": {"pass": True}}}},
+        "tissue": {"synthetic_vs_real": {"metrics": {
+            "fraction_CSF": {"pass": False, "synthetic_mean": 0.083, "real_mean": 0.064},
+            "wm_gm_contrast_t1n": {"pass": True, "synthetic_mean": 0.23, "real_mean": 0.2},
+            "csf_share_surface": {"pass": True, "synthetic_mean": None, "real_mean": 0.19}}}},
         "memorisation": {"summary": {"flagged": 5, "threshold": 0.96, "synthetic_nn_similarity": {"n": 8, "max": 0.999},
                                      "control_heldout_real": {"flagged": 0}}},
     }}
     m = qs.eval_metrics(report)
     assert m["spectrum_top_band_ratio_t1n"] == pytest.approx(10 ** -0.9)  # the last band, synthetic / real power
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
+    # the goals' readings beside their real means; a reading evaluate could not make is left out
+    assert (m["tissue_fraction_CSF"], m["tissue_real_fraction_CSF"]) == (0.083, 0.064)
+    assert m["tissue_contrast_error_t1n"] == pytest.approx(0.15) and "tissue_csf_share_surface" not in m
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
     assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
