@@ -49,12 +49,12 @@ def codec_reconstruction(
     from medidiff.training.diffusion import BRAIN, brain_channel
 
     c = images.shape[1]
-    names = list(getattr(getattr(codec, "config", None), "modalities", None) or [])
-    # the generated channels after the modalities, by the codec's channel names (training's layout)
-    extras = names[c:] if len(names) == int(codec.in_channels) else \
-        {0: [], 1: [BRAIN], 3: ["WT", "TC", "ET"], 4: ["WT", "TC", "ET", BRAIN]}.get(int(codec.in_channels) - c)
+    # the generated channels after the modalities, by the codec's channel names (training's layout; every
+    # codec config names one per input channel); a codec object without a config: modalities (+ WT/TC/ET)
+    names = getattr(getattr(codec, "config", None), "modalities", None)
+    extras = list(names[c:]) if names else {0: [], 3: ["WT", "TC", "ET"]}.get(int(codec.in_channels) - c)
     regions = [n for n in extras or [] if n != BRAIN]
-    if extras is None or int(codec.in_channels) - c != len(extras) or set(extras) - {"WT", "TC", "ET", BRAIN} \
+    if extras is None or len(extras) != int(codec.in_channels) - c or set(extras) - {"WT", "TC", "ET", BRAIN} \
             or (regions and labels is None):
         raise ValueError(f"the codec takes {codec.in_channels} channels; these cases have {c} modalities"
                          + (" and no labels" if labels is None else ""))
