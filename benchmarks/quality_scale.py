@@ -17,9 +17,10 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    process; with ``--variants`` (VARIANTS: the texture ablation, e.g. ``x0 x0_detail10``) every
    variant's keys go on top, runs ``<variant>_seed<s>``, all side by side, scored by the same
    evaluation and summarised per variant (``--runs VARIANT:SEED ...``: the runs as pairs instead, e.g.
-   two more seeds of one recipe beside another recipe at a seed they share; ``--model DIR``: one run
-   not trained but given, an exported model of that run's recipe and seed trained on this data,
-   e.g. the shipped one, for the evaluations that need more cases or a net); beside them, the evaluation's feature net and tissue segmenter are trained once on the
+   two more seeds of one recipe beside another recipe at a seed they share; ``--model DIR``: the first
+   of ``--runs`` not trained but given, an exported model of that run's recipe and seed trained on this
+   data, e.g. the shipped one, alone for the evaluations that need more cases or a net, or as a control
+   beside trained runs, scored by the same nets); beside them, the evaluation's feature net and tissue segmenter are trained once on the
    real training split (``medidiff.eval.train_feature_net``, ``train_tissue_net``; each in its own
    process; ``--gpus N`` spreads runs, nets and evaluations over N cards, round-robin), so every seed's Frechet is on the same features and its tissue QC through the same
    instrument, and no evaluation trains a net (three tissue segmenters trained side by side were
@@ -456,7 +457,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     utc.converter = time.gmtime  # as log()'s stamps
     handler.setFormatter(utc)
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    if args.model:  # evaluated, not trained here: its step count from its folder, no loss curve
+    if args.model and run == next(iter(runs_of(args))):  # given, not trained: its steps from its folder, no loss curve
         model = Path(args.model).absolute()
         steps = json.loads((model / "config.json").read_text()).get("step", math.nan)
         trained = {"steps": steps, "train_seconds": 0.0, "steps_per_s": None, "loss_first_200": None,
@@ -465,6 +466,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     else:
         log(f"{run}: training for {args.minutes} min")
         trained, model = train_and_export(cfg, out / "models" / run)
+        trained["trained_here"] = True
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device)
     scores = g["background_per_case"]
@@ -623,7 +625,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- {record['date']}, {record.get('device', '')}, torch {record.get('torch', '')}",
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
-        (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}, {_nets_wording(record)}; "
+        (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}"
+         + (f"; the other {len(runs) - 1} runs trained {_together(record)} on one device, {record['minutes']} min each"
+            if len(runs) > 1 else "") + f", {_nets_wording(record)}; "
          if record.get("model") else
          f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
          f"{_nets_wording(record)}; ")
@@ -853,8 +857,9 @@ def main() -> int:
                     help="the runs as variant and seed pairs instead of --variants x --seeds, e.g. two more seeds "
                          "of the shipped recipe beside one of a variant at a seed they share")
     ap.add_argument("--model", help="an exported model folder (medidiff export, or a shipped one such as "
-                    "medidiff/pretrained/anatomy_2mm) evaluated instead of training one: a single run, named by its "
-                    "recipe (--runs VARIANT:SEED), whose config it must have been trained with, on this data")
+                    "medidiff/pretrained/anatomy_2mm) evaluated as the first of --runs instead of training it (its "
+                    "recipe and seed, whose config it must have been trained with, on this data); the other runs "
+                    "train as usual: a control scored by the same nets in the same lease")
     ap.add_argument("--phases", nargs="+", default=DEFAULT_PHASES, choices=["realism", *EVAL_PHASES],
                     help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
                          "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
@@ -923,8 +928,8 @@ def main() -> int:
         if len(set(args.runs)) != len(args.runs):
             ap.error(f"--runs names one twice: {[f'{v}:{s}' for v, s in args.runs]}")
         args.variants = list(dict.fromkeys(v for v, _ in args.runs))  # the summary's variants, in --runs order
-    if args.model and len(runs_of(args)) != 1:
-        ap.error(f"--model evaluates one model: give its recipe as one run (--runs VARIANT:SEED), got {len(runs_of(args))}")
+    if args.model and not args.runs:
+        ap.error("--model is the first of --runs VARIANT:SEED (its recipe and seed); give --runs")
     runs = runs_of(args)
     if args.run is not None:
         run_one(args, out, args.run)

@@ -246,6 +246,14 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert not r["run_records"]["seed0"]["trained_here"] and r["run_records"]["seed0"]["steps"] == 2
     assert r["run_records"]["seed0"]["generated"] == 2 and r["per_run"]["seed0"]["memorisation_flagged"] == 0
     assert f"not trained here: the model `{tmp_path / 'given'}`" in (tmp_path / "report.md").read_text()
+    # the given model as a control beside a trained run (the first of --runs is the given one)
+    _run([*given, "--runs", "x0:0", "x0_detail10:1"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert list(r["runs"]) == ["x0_seed0", "x0_detail10_seed1"] and not any(r["exits"].values())
+    assert not r["run_records"]["x0_seed0"]["trained_here"]
+    assert r["run_records"]["x0_detail10_seed1"]["trained_here"] and r["run_records"]["x0_detail10_seed1"]["steps"] == 2
+    assert r["run_records"]["x0_detail10_seed1"]["model"] == str(tmp_path / "models" / "x0_detail10_seed1")
+    assert "the other 1 runs trained" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
