@@ -312,6 +312,8 @@ def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
 def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     """The scalar scores the seeds are compared on, from one seed's ``medidiff evaluate`` report.json
     files (one per evaluation phase: each task's results are in the report of the phase that ran it)."""
+    from medidiff.eval.utility import fidelity_ratios
+
     res: dict[str, Any] = {}
     for report in reports:
         res.update(report["results"])
@@ -338,9 +340,11 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
-    for region, ratio in res.get("fidelity", {}).get("dice_ratio_to_real", {}).items():
-        if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
-            m[f"fidelity_ratio_{region}"] = math.nan if isinstance(ratio, str) else ratio
+    fid = res.get("fidelity", {})
+    if "by_tumour_presence" in fid.get("real_heldout", {}):  # on the cases with the region, for older reports too
+        for region, ratio in fidelity_ratios(fid, fid["real_heldout"])["dice_ratio_to_real"].items():
+            if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
+                m[f"fidelity_ratio_{region}"] = ratio
     split = res.get("fidelity", {}).get("by_tumour_presence")
     if split:  # the WT ratio mixes tumour-free cases (0 on any false voxel) with the others
         m["fidelity_wt_dice_with_tumour"] = split["with_region"]["WT"]["dice_mean"]
@@ -601,7 +605,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
     ("frechet_3d_within_floor_range", "Frechet 3D inside the floor's range over real subsets (1: no verdict at this count)", 0),
-    *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice (goal >= 0.85)", 3) for r in ("WT", "TC")],
+    *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice on the cases with a tumour "
+       "(goal >= 0.85)", 3) for r in ("WT", "TC")],
     *[(f"utility_ratio_{r}", f"train on synthetic / real at equal N, Dice {r} (goal >= 0.9)", 3) for r in ("WT", "TC", "ET")],
     *[(f"utility_gain_{r}", f"real + synthetic - real, Dice {r} (goal >= 0)", 3) for r in ("WT", "TC", "ET")],
     ("fidelity_wt_dice_with_tumour", "mask fidelity: WT Dice on the cases with a tumour", 3),

@@ -415,12 +415,21 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert qs.eval_metrics() == {}
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
+    def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it
+        return {"with_region": {"WT": {"cases": 6, "dice_mean": with_wt}, "TC": {"cases": 6, "dice_mean": with_tc},
+                                "ET": {"cases": 6, "dice_mean": 0.5}},
+                "without_region": {r: {"cases": 2, "dice_mean": without_wt} for r in ("WT", "TC", "ET")}}
+
+    # the goal's fidelity ratio compares the cases with a tumour (over all cases it read the tumour-free share)
     extra = {"results": {
-        "fidelity": {"dice_ratio_to_real": {"WT": 0.9, "TC": "nan", "ET": 0.5}},
+        "fidelity": {**agg(0.5, 0.5, 0.5), "by_tumour_presence": presence(0.9, "nan", 0.0),
+                     "dice_ratio_to_real": {"WT": 0.6, "TC": 0.6, "ET": 0.6},  # (over all cases: not read)
+                     "real_heldout": {**agg(0.8, 0.9, 0.9), "by_tumour_presence": presence(1.0, 0.9, 0.0)}},
         "utility": {"training_sets": {"real": agg(0.8, 0.6, 0.4), "real_matched": agg(0.5, 0.4, 0.0),
                                       "synthetic": agg(0.45, 0.2, 0.1), "real+synthetic": agg(0.82, 0.55, 0.4)}}}}
     u = qs.eval_metrics(extra)
-    assert u["fidelity_ratio_WT"] == 0.9 and math.isnan(u["fidelity_ratio_TC"]) and "fidelity_ratio_ET" not in u
+    assert u["fidelity_ratio_WT"] == pytest.approx(0.9) and math.isnan(u["fidelity_ratio_TC"]) and "fidelity_ratio_ET" not in u
+    assert u["fidelity_wt_dice_with_tumour"] == 0.9 and u["fidelity_tumour_free_cases"] == 2
     assert u["utility_ratio_WT"] == pytest.approx(0.9) and u["utility_ratio_TC"] == pytest.approx(0.5)
     assert math.isnan(u["utility_ratio_ET"]) and u["utility_gain_TC"] == pytest.approx(-0.05)
 

@@ -385,8 +385,13 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         lines += _seg_table({"real -> synthetic": f, **({"real -> real held-out": f["real_heldout"]}
                                                         if "real_heldout" in f else {})})
         if "dice_ratio_to_real" in f:
-            lines += ["", "Synthetic / real held-out mean Dice of the same segmenter (issue 16's goal: >= 0.85 for WT "
-                      "and TC): " + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real"].items()) + "."]
+            lines += ["", "Synthetic / real held-out mean Dice of the same segmenter on the cases whose labels hold the "
+                      "region (issue 16's goal: >= 0.85 for WT and TC): "
+                      + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real"].items()) + "."]
+            if "dice_ratio_to_real_all_cases" in f:
+                lines += ["", "Over all cases (not the goal's ratio: it moves with the share of tumour-free cases, each "
+                          "scored 1 or 0 on any false voxel, which the realism check's tumour share reads): "
+                          + ", ".join(f"{r} {_fmt(v)}" for r, v in f["dice_ratio_to_real_all_cases"].items()) + "."]
         if "by_tumour_presence" in f:
             def split(b: Mapping[str, Any]) -> str:
                 return "; ".join(f"{r} {_fmt(b['with_region'][r]['dice_mean'])} on {b['with_region'][r]['cases']} cases "

@@ -24,7 +24,8 @@ label-generating model) measure whether the images show the tumour the label say
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -191,10 +192,30 @@ def mask_fidelity(
         res["real_heldout"] = {"cases": len(real_test), "aggregate": real["aggregate"], "intervals": real["intervals"],
                                "by_tumour_presence": dice_by_tumour_presence(np.asarray(real["per_case"]["dice"]),
                                                                              real_test.labels)}
-        res["dice_ratio_to_real"] = {
-            r: (res["aggregate"][r]["dice_mean"] / real["aggregate"][r]["dice_mean"]
-                if real["aggregate"][r]["dice_mean"] > 0 else float("nan")) for r in REGION_NAMES}
+        res.update(fidelity_ratios(res, res["real_heldout"]))
     return res
+
+
+def fidelity_ratios(synthetic: Mapping[str, Any], real: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Synthetic / real held-out Dice of the same segmenter per region, from mask_fidelity's
+    ``by_tumour_presence`` and ``aggregate`` of each side.
+
+    ``dice_ratio_to_real`` (issue 16's >= 0.85 goal) compares the cases whose labels hold the region:
+    whether the images show the tumour where their labels say. ``dice_ratio_to_real_all_cases``, the
+    mean over all cases, also counts each tumour-free case as 1 or as 0 on any false voxel (the BraTS
+    rule), so it moves with the share of tumour-free cases rather than with fidelity: this segmenter
+    finds a false WT voxel in every tumour-free real case, so a generator that puts a tumour in every
+    case scored WT 1.09 (above the real cases' own) and one with twice the real tumour-free share 0.79
+    while its tumours were found as well as real ones (0.97 vs 0.99; quality_scale_h200_20261202f)."""
+    def ratio(a: float | str, b: float | str) -> float:  # (report.json writes a nan as "nan")
+        a, b = float(a), float(b)
+        return a / b if b > 0 and math.isfinite(a) else float("nan")
+
+    with_region = {r: ratio(synthetic["by_tumour_presence"]["with_region"][r]["dice_mean"],
+                            real["by_tumour_presence"]["with_region"][r]["dice_mean"]) for r in REGION_NAMES}
+    all_cases = {r: ratio(synthetic["aggregate"][r]["dice_mean"], real["aggregate"][r]["dice_mean"])
+                 for r in REGION_NAMES}
+    return {"dice_ratio_to_real": with_region, "dice_ratio_to_real_all_cases": all_cases}
 
 
 def dice_by_tumour_presence(dice: np.ndarray, labels: Any) -> dict[str, Any]:
