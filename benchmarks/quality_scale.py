@@ -271,6 +271,13 @@ def runs_of(args: argparse.Namespace) -> dict[str, tuple[str, int]]:
     return run_names(args.variants, args.seeds, args.runs)
 
 
+def summarised_runs(record: dict[str, Any], variant: str) -> list[str]:
+    """The runs of ``variant`` its mean over seeds takes: the trained ones (a --model run is a control
+    trained in another job, with its own budget and card sharing)."""
+    given = next(iter(record["runs"])) if record.get("model") else None
+    return [run for run, rv in record["runs"].items() if rv["variant"] == variant and run != given]
+
+
 def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
     """Mean over seeds with a 95 % Student t interval (mean +- t(0.975, n-1) s / sqrt(n), s with
     ddof=1), min and max; non-finite values (a failed seed) are left out and counted in ``n``."""
@@ -341,7 +348,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
     fid = res.get("fidelity", {})
-    if "by_tumour_presence" in fid.get("real_heldout", {}):  # on the cases with the region, for older reports too
+    # the goal's ratio on the cases with the region, also from reports written before it was (their split exists
+    # since 2026-11-30; a report without it gives no ratio)
+    if "by_tumour_presence" in fid.get("real_heldout", {}):
         for region, ratio in fidelity_ratios(fid, fid["real_heldout"])["dice_ratio_to_real"].items():
             if region in ("WT", "TC"):  # the goal's regions; ET is in report.json
                 m[f"fidelity_ratio_{region}"] = ratio
@@ -605,7 +614,7 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
     ("frechet_3d_within_floor_range", "Frechet 3D inside the floor's range over real subsets (1: no verdict at this count)", 0),
-    *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice on the cases with a tumour "
+    *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice on the cases with the region "
        "(goal >= 0.85)", 3) for r in ("WT", "TC")],
     *[(f"utility_ratio_{r}", f"train on synthetic / real at equal N, Dice {r} (goal >= 0.9)", 3) for r in ("WT", "TC", "ET")],
     *[(f"utility_gain_{r}", f"real + synthetic - real, Dice {r} (goal >= 0)", 3) for r in ("WT", "TC", "ET")],
@@ -621,7 +630,7 @@ ROWS: list[tuple[str, str, int]] = [
 
 def write_report(record: dict[str, Any], out: Path) -> None:
     runs, variants = list(record["runs"]), record["variants"]
-    with_means = any(sum(rv["variant"] == v for rv in record["runs"].values()) > 1 for v in variants)  # 2+ seeds of one
+    with_means = any(len(summarised_runs(record, v)) > 1 for v in variants)  # 2+ trained seeds of one
     lines = [
         "# Quality at scale: the shipped recipe on a larger anatomy set" + (", several seeds" if with_means else "")
         + ("" if variants == ["x0"] else f", variants {', '.join(variants)}"),
@@ -631,8 +640,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"- data: {record['data']['cases']} anatomy cases {tuple(record['data']['shape'])} (seed 0), fold 0 held out; "
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}"
-         + (f"; the other {len(runs) - 1} runs trained {_together(record)} on one device, {record['minutes']} min each"
-            if len(runs) > 1 else "") + f", {_nets_wording(record)}; "
+         + (f"; the other {len(runs) - 1} run{'s' if len(runs) > 2 else ''} trained beside its generation on one "
+            f"device, {record['minutes']} min each, and summarised without it" if len(runs) > 1 else "")
+         + f", {_nets_wording(record)}; "
          if record.get("model") else
          f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
          f"{_nets_wording(record)}; ")
@@ -840,7 +850,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
     record["per_run"] = per_run
     record["summary"] = {}
     for variant in record["variants"]:
-        mine = [per_run[run] for run, rv in record["runs"].items() if rv["variant"] == variant]
+        mine = [per_run[run] for run in summarised_runs(record, variant)]
         keys = sorted({k for m in mine for k in m})
         record["summary"][variant] = {k: summarise_over_seeds([m.get(k, math.nan) for m in mine]) for k in keys}
     record["spectrum_log10_ratio_per_band"] = bands
@@ -974,8 +984,8 @@ def main() -> int:
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for {args.minutes} min each, "
-        f"{_nets_wording(record)}")
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for {args.minutes} min each"
+        + (f" ({next(iter(runs))} given, only generating)" if args.model else "") + f", {_nets_wording(record)}")
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
     net_cmds = {net: [*me, "--shared-net-run", net] for net in nets}

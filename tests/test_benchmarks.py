@@ -253,7 +253,8 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert not r["run_records"]["x0_seed0"]["trained_here"]
     assert r["run_records"]["x0_detail10_seed1"]["trained_here"] and r["run_records"]["x0_detail10_seed1"]["steps"] == 2
     assert r["run_records"]["x0_detail10_seed1"]["model"] == str(tmp_path / "models" / "x0_detail10_seed1")
-    assert "the other 1 runs trained" in (tmp_path / "report.md").read_text()
+    assert "the other 1 run trained beside its generation" in (tmp_path / "report.md").read_text()
+    assert r["summary"]["x0"] == {} and r["summary"]["x0_detail10"]["steps"]["n"] == 1  # the control is not averaged
 
 
 @pytest.mark.slow

@@ -59,8 +59,10 @@ def test_fidelity_ratio_reads_the_tumours_not_the_share_of_tumour_free_cases():
     assert many_free["dice_ratio_to_real"]["WT"] >= 0.85
     mirrored = fidelity_ratios(synthetic(24, 0, 0.1), real)  # the labels miss the drawn tumour
     assert all(mirrored["dice_ratio_to_real"][r] < 0.85 for r in ("WT", "TC"))
-    # no case with the region on one side: no ratio (report.json's "nan" strings read too)
+    # no generated case with a region the real cases have: a fail, not "no verdict"
     none = fidelity_ratios(synthetic(0, 8, 0.0), real)
-    assert all(np.isnan(v) for v in none["dice_ratio_to_real"].values())
+    assert none["dice_ratio_to_real"] == {"WT": 0.0, "TC": 0.0, "ET": 0.0}
+    # no real case with it: no ratio (report.json's "nan" strings read too)
+    assert all(np.isnan(v) for v in fidelity_ratios(real, synthetic(0, 8, 0.0))["dice_ratio_to_real"].values())
     real["by_tumour_presence"]["with_region"]["WT"]["dice_mean"] = "nan"
     assert np.isnan(fidelity_ratios(synthetic(8, 0, 0.9), real)["dice_ratio_to_real"]["WT"])
