@@ -1,0 +1,23 @@
+#!/bin/bash
+# The brain mask's tumour cost at small scale (4 mm, CPU): is it the brain mask's detail sub-bands, which
+# objective.detail_weight 100 weighs like the images' (the brain's surface is far larger than a tumour's)?
+# Arms on the 4 mm small recipe (../denoise_curve_cpu_20261202/small_4mm/run.sh), 1200 steps, one seed each,
+# 32 cases each (Heun 30, seeds 0-31), realism checks against 16 held-out real cases (realism.py).
+#   MANIFEST=/work/s24/anat_manifest.json ROOT=/work/s24/anat RUNS=/work/s24/small/runs bash run.sh ARM...
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+brain_w1="--set conditioning.generate_brain=true --set objective.channel_weights=[1,1,1,1,100,100,100,1$(printf ',1%.0s' $(seq 56))]"
+for arm in "$@"; do
+  case $arm in
+    control) sets="" ;;                                    # the shipped recipe
+    brain_w1) sets="$brain_w1" ;;                          # the 2 mm variant's weights (mask's LLL 1, its detail 100)
+    brain_w1_d1) sets="$brain_w1 --set objective.detail_weights={'brain':1}" ;;  # the mask's detail sub-bands at 1
+    *) echo "unknown arm $arm" >&2; exit 2 ;;
+  esac
+  echo "== $arm $(date -u +%T)"
+  # shellcheck disable=SC2086
+  bash "$here/../denoise_curve_cpu_20261202/small_4mm/run.sh" "$arm" 1200 $sets > "$RUNS/$arm.train.log" 2>&1
+  medidiff generate --model "$RUNS/$arm/model" --num 32 --seed 0 --out "$RUNS/../gen/$arm" --overwrite --no-progress \
+    > "$RUNS/$arm.gen.log" 2>&1
+  echo "== $arm done $(date -u +%T)"
+done
