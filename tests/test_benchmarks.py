@@ -431,8 +431,27 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     u = qs.eval_metrics(extra)
     assert u["fidelity_ratio_WT"] == pytest.approx(0.9) and math.isnan(u["fidelity_ratio_TC"]) and "fidelity_ratio_ET" not in u
     assert u["fidelity_wt_dice_with_tumour"] == 0.9 and u["fidelity_tumour_free_cases"] == 2
+    # utility over all test cases; a report written before the split gives no goal reading
+    assert u["utility_ratio_all_cases_WT"] == pytest.approx(0.9) and u["utility_ratio_all_cases_TC"] == pytest.approx(0.5)
+    assert math.isnan(u["utility_ratio_all_cases_ET"]) and u["utility_gain_all_cases_TC"] == pytest.approx(-0.05)
+    assert math.isnan(u["utility_ratio_WT"]) and math.isnan(u["utility_gain_TC"])
+
+    # the goal's utility reading is on the test cases with the region. Known bad: real + synthetic predicts nothing
+    # on the tumour-free test cases (1 there), gains over all cases and finds the tumours worse (2026-12-03: TC
+    # +0.09 over all cases, -0.03 on the tumours): the gain goal reads the loss
+    def split(wt, tc, et, empty):
+        return {"by_tumour_presence": {
+            "with_region": {r: {"cases": 6, "dice_mean": v} for r, v in zip(("WT", "TC", "ET"), (wt, tc, et))},
+            "without_region": {r: {"cases": 2, "dice_mean": empty} for r in ("WT", "TC", "ET")}}}
+    sets = extra["results"]["utility"]["training_sets"]
+    for name, (wt, tc, et, empty) in {"real": (0.9, 0.7, 0.5, 0.0), "real_matched": (0.6, 0.5, 0.0, 0.0),
+                                      "synthetic": (0.54, 0.25, 0.1, 0.0), "real+synthetic": (0.85, 0.6, 0.45, 1.0)}.items():
+        sets[name].update(split(wt, tc, et, empty))
+    sets["real+synthetic"]["aggregate"]["TC"]["dice_mean"] = 0.65  # over all cases: above real's 0.6
+    u = qs.eval_metrics(extra)
     assert u["utility_ratio_WT"] == pytest.approx(0.9) and u["utility_ratio_TC"] == pytest.approx(0.5)
-    assert math.isnan(u["utility_ratio_ET"]) and u["utility_gain_TC"] == pytest.approx(-0.05)
+    assert math.isnan(u["utility_ratio_ET"])  # the size-matched real set found no ET
+    assert u["utility_gain_all_cases_TC"] == pytest.approx(0.05) and u["utility_gain_TC"] == pytest.approx(-0.1)
 
 
 def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_missing(monkeypatch, tmp_path):

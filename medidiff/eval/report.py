@@ -366,12 +366,28 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                   f"bootstrap 95% intervals ({u['bootstrap']['resamples']} resamples of cases and seeds).", ""]
         lines += _seg_table(u["training_sets"])
         lines += ["", "Training cases: " + ", ".join(f"{k} {v['train_cases']}" for k, v in u["training_sets"].items()), ""]
+        if any("by_tumour_presence" in v for v in u["training_sets"].values()):
+            lines += ["On the test cases whose labels hold the region (the mean above also counts each case without "
+                      "it as 1, nothing predicted, or 0, any false voxel), and the share of the cases without it "
+                      "predicted empty:", "", "| training set | region | Dice with the region (cases) | "
+                      "cases without it predicted empty |", "| --- | --- | --- | --- |"]
+            for name, v in u["training_sets"].items():
+                for region, w in v.get("by_tumour_presence", {}).get("with_region", {}).items():
+                    wo = v["by_tumour_presence"]["without_region"][region]
+                    lines.append(f"| {name} | {region} | {_fmt(w['dice_mean'])} ({w['cases']}) | "
+                                 f"{_fmt(wo['dice_mean'])} of {wo['cases']} |")
+            lines.append("")
         if u.get("paired_vs_real"):
-            lines += [f"Paired differences (same test case and seed) against {u['paired_reference']}, the size-matched "
-                      "real set:", "", "| difference | region | Dice [95% CI] | HD95 mm [95% CI] |", "| --- | --- | --- | --- |"]
+            lines += [f"Paired differences (same test case and seed): each synthetic set against {u['paired_reference']}, "
+                      "the size-matched real set, and real + synthetic against all real (where they differ); last "
+                      "column on the cases whose labels hold the region:", "",
+                      "| difference | region | Dice [95% CI] | HD95 mm [95% CI] | Dice with the region [95% CI] |",
+                      "| --- | --- | --- | --- | --- |"]
             for name, regs in u["paired_vs_real"].items():
                 for region, v in regs.items():
-                    lines.append(f"| {name} | {region} | {_ci(v['dice'])} | {_ci(v['hd95'], 2)} |")
+                    w = v.get("dice_with_region")  # reports before 2026-12-03 lack it
+                    with_region = f"{_ci(w)} ({w['cases']} cases)" if w else "n/a"
+                    lines.append(f"| {name} | {region} | {_ci(v['dice'])} | {_ci(v['hd95'], 2)} | {with_region} |")
             lines.append("")
         lines += ["Can show: whether segmenters trained on synthetic cases do as well on real test cases as ones "
                   "trained on as many real cases, within the intervals. Cannot show: a difference smaller than the "

@@ -100,6 +100,9 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     assert set(paired) == {"synthetic - real", "synthetic_x2 - real", "real+synthetic - real"}
     syn, real = (np.asarray(util["training_sets"][n]["per_case"]["dice"]) for n in ("synthetic", "real"))
     assert paired["synthetic - real"]["WT"]["dice"]["mean"] == pytest.approx((syn - real)[:, :, 0].mean())
+    # the goals' reading on the test cases whose labels hold the region, beside the mean over all cases
+    assert all({"with_region", "without_region"} <= set(r["by_tumour_presence"]) for r in util["training_sets"].values())
+    assert "Dice with the region" in md and "cases without it predicted empty" in md
     fid = report["results"]["fidelity"]
     assert fid["cases"] == 6 and 0.0 <= fid["aggregate"]["WT"]["dice_mean"] <= 1.0
 

@@ -66,3 +66,52 @@ def test_fidelity_ratio_reads_the_tumours_not_the_share_of_tumour_free_cases():
     assert all(np.isnan(v) for v in fidelity_ratios(real, synthetic(0, 8, 0.0))["dice_ratio_to_real"].values())
     real["by_tumour_presence"]["with_region"]["WT"]["dice_mean"] = "nan"
     assert np.isnan(fidelity_ratios(synthetic(8, 0, 0.9), real)["dice_ratio_to_real"]["WT"])
+
+
+class _FakeBank:
+    """SegmenterBank's interface with preset per-case scores instead of trained segmenters."""
+
+    def __init__(self, sets, dice):
+        from medidiff.eval.segmentation import TrainingHistory
+
+        self.sets, self._dice = sets, dice
+        self.histories = {(name, 0): TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], len(s), 0)
+                          for name, s in sets.items()}
+
+    def get(self, name, seed):
+        return name  # the "model" is its set's name: the patched scorer looks its scores up
+
+
+def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
+    """Known bad: a real + synthetic segmenter that predicts nothing on the tumour-free test cases (Dice 1
+    there, against 0 for one false voxel) while it finds the tumours worse than the real one. Over all cases
+    it gains (the 2026-12-03 run: TC +0.09); on the cases with the region it loses, and the goal reads that."""
+    import medidiff.eval.utility as ut
+    from medidiff.eval.config import EvalConfig
+    from medidiff.eval.data import CaseSet
+    from medidiff.eval.segmentation import SegScores
+
+    labels = torch.from_numpy(_cases(8, 2))  # test cases 8 and 9 are tumour-free
+    test = CaseSet("real_heldout", torch.zeros(10, 4, 4, 4, 4), labels, [f"c{i}" for i in range(10)])
+    with_tumour = np.arange(10) < 8
+    per_set = {"real": (0.9, 0.0), "real_matched": (0.6, 0.0), "synthetic": (0.7, 0.0), "real+synthetic": (0.8, 1.0)}
+    dice = {k: np.repeat(np.where(with_tumour, a, b)[:, None], 3, 1) for k, (a, b) in per_set.items()}
+    sets = {k: CaseSet(k, torch.zeros(4, 4, 4, 4, 4), torch.zeros(4, 3, 4, 4, 4, dtype=torch.bool), list("abcd"))
+            for k in per_set}
+
+    def fake_scores(model, images, labels, spacing, **kw):
+        d = dice[model]
+        return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]))
+
+    monkeypatch.setattr(ut, "evaluate_segmenter", fake_scores)
+    out = ut.utility_experiment(_FakeBank(sets, dice), test, EvalConfig(seeds=[0], bootstrap=200), (1.0, 1.0, 1.0))
+    split = out["training_sets"]["real+synthetic"]["by_tumour_presence"]
+    assert split["with_region"]["TC"] == {"cases": 8, "dice_mean": pytest.approx(0.8)}
+    assert split["without_region"]["TC"] == {"cases": 2, "dice_mean": 1.0}  # both predicted empty
+    gain = out["paired_vs_real"]["real+synthetic - real"]["TC"]  # the gain goal's pair, beside the size-matched one
+    # over all cases (8 x 0.8 + 2 x 1) / 10 against 8 x 0.9 / 10: a gain; on the tumours a loss
+    assert gain["dice"]["mean"] == pytest.approx(0.12) and gain["dice_with_region"]["mean"] == pytest.approx(-0.1)
+    assert gain["dice_with_region"]["cases"] == 8
+    assert out["paired_vs_real"]["synthetic - real_matched"]["WT"]["dice_with_region"]["mean"] == pytest.approx(0.1)
+    assert set(out["paired_vs_real"]) == {"synthetic - real_matched", "real+synthetic - real_matched",
+                                          "real+synthetic - real"}
