@@ -163,6 +163,24 @@ quality_scale_task() {
     echo "== quality_scale exit $? $(date -u +%FT%TZ)"
 }
 
+# TASKS="quality_scale quality_scale2": a second quality_scale job after the first, in its own folder
+# ($JOB/quality_scale2, arguments in QUALITY_ARGS2) on the first one's data (linked, not written again: same
+# --cases): e.g. a given model's evaluation after a trained variant's, in one lease without the idle gap
+# between two `start` calls. FETCH and nets.tgz read the first job's folder; "--nets /tmp/job/quality_scale" in
+# QUALITY_ARGS2 reuses the nets the first job trained (same data, so the same manifest).
+quality_scale2_task() {
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+    local q2=$JOB/quality_scale2
+    mkdir -p $q2
+    if [ -f $JOB/quality_scale/data/anatomy.json ]; then
+        ln -sfn $JOB/quality_scale/data $q2/data && ln -sf $JOB/quality_scale/manifest.json $q2/manifest.json
+    fi
+    echo "== quality_scale2 $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # QUALITY_ARGS2 is a list of words
+    python3 benchmarks/quality_scale.py --out $q2 ${QUALITY_ARGS2:-}
+    echo "== quality_scale2 exit $? $(date -u +%FT%TZ)"
+}
+
 # TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
 # (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants shipped")
 quality_cascade_task() {

@@ -199,6 +199,12 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_brain": ["conditioning.generate_brain=true", "objective.detail_weight=100",
                                                  "objective.channel_weights=" + _masks_lll(100, brain=1),
                                                  "objective.x0_skip_sigma=0.05"],
+    # the brain channel cost tumours at 2 mm (seed 0: 59 % of cases against real 85 %) and at 4 mm (20-21 of 32
+    # against 30 without it); the tumour masks' coarse band at 300 beside it drew 24 of 32 at 4 mm
+    # (brain_detail_cpu_20261202, one seed each)
+    "x0_detail100_labels_lll300_skip005_brain": ["conditioning.generate_brain=true", "objective.detail_weight=100",
+                                                 "objective.channel_weights=" + _masks_lll(300, brain=1),
+                                                 "objective.x0_skip_sigma=0.05"],
     # issue 16's "wavelet vs pixel space at equal budget" row: the same recipe on the images themselves
     # (latent.levels 0, the identity transform: 7 channels at 80x96x80 instead of 56 at 40x48x40, so the same
     # net sees 8x the voxels per step and its bottleneck sits at 1/4 of the image, not 1/8; no detail bands to

@@ -640,8 +640,9 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
         channels = 7 + cfg.conditioning.generate_brain
         assert len(names) == (channels if cfg.latent.levels == 0 else 8 * channels), variant
         assert weights is None or len(weights) == len(names), variant
-        if cfg.conditioning.generate_brain:  # the brain mask's own coarse band, after the tumour masks' at 100
-            assert weights[names.index("LLL:ET")] == 100 and weights[names.index("LLL:brain")] == 1, variant
+        if cfg.conditioning.generate_brain:  # the brain mask's own coarse band at 1, after the tumour masks' (100+)
+            assert weights[names.index("LLL:ET")] >= 100 and weights[names.index("LLL:brain")] == 1, variant
+            assert weights[names.index("LLL:WT")] == weights[names.index("LLL:ET")], variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])

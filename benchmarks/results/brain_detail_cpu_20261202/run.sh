@@ -12,6 +12,8 @@ for arm in "$@"; do
     control) sets="" ;;                                    # the shipped recipe
     brain_w1) sets="$brain_w1" ;;                          # the 2 mm variant's weights (mask's LLL 1, its detail 100)
     brain_w1_d1) sets="$brain_w1 --set objective.detail_weights={'brain':1}" ;;  # the mask's detail sub-bands at 1
+    # the tumour masks' coarse band at 300 beside the brain channel (quality_scale's _masks_lll(300, brain=1))
+    brain_w1_lab300) sets="--set conditioning.generate_brain=true --set objective.channel_weights=[1,1,1,1,300,300,300,1$(printf ',1%.0s' $(seq 56))]" ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
   echo "== $arm $(date -u +%T)"
