@@ -373,6 +373,10 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
         m["tumour_share_real"] = tumours["share_with_tumour"]["real"]
         m["tumour_size_w1"] = tumours["size_log10_wt_fraction"]["wasserstein"]
+        for key, part in (("tumour_share_pass", tumours["share_with_tumour"]), ("tumour_size_pass",
+                                                                              tumours["size_log10_wt_fraction"])):
+            if "pass" in part:  # the check's own verdicts (share within its binomial allowance; sizes' W1)
+                m[key] = float(bool(part["pass"]))
     sets = res.get("utility", {}).get("training_sets", {})
     if "synthetic" in sets:  # train on synthetic vs real at equal N; real + synthetic vs all real
         equal = sets.get("real_matched", sets.get("real"))
@@ -381,9 +385,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
             # the goal's reading is on the test cases whose labels hold the region (reports since 2026-12-03:
             # over all cases, the tumour-free ones score 1 or 0 on one false voxel and decided the TC/ET gain)
             if not with_region:
-                return s["aggregate"][r]["dice_mean"]
+                return float(s["aggregate"][r]["dice_mean"])  # (report.json writes a nan as "nan")
             split = s.get("by_tumour_presence")
-            return split["with_region"][r]["dice_mean"] if split else math.nan
+            return float(split["with_region"][r]["dice_mean"]) if split else math.nan
 
         for r in ("WT", "TC", "ET"):
             for suffix, with_region in (("", True), ("_all_cases", False)):
@@ -645,6 +649,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_share", "share of generated cases with a tumour (real: next row)", 3),
     ("tumour_share_real", "share of real training cases with a tumour", 3),
     ("tumour_size_w1", "tumour size: W1 of log10 WT fraction vs real", 3),
+    ("tumour_share_pass", "realism check: tumour share within its allowance (1 pass; a mean: the share passing)", 2),
+    ("tumour_size_pass", "realism check: tumour sizes' W1 within 2 x floor + 0.1 (1 pass; a mean: the share passing)", 2),
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]
@@ -686,9 +692,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"{record['train_phase_seconds']} s, evaluation " + (", ".join(
             f"{k} {v['seconds']} s" for k, v in record["eval_phases"].items() if v["seconds"] is not None)
             + (f", realism {record['realism_seconds']} s" if record.get("realism_seconds") is not None else "")),
-        *([] if record.get("model") else [
-            f"- the first run's model for benchmarks/pack_pretrained.py: `{out / 'models' / runs[0]}` (card facts: "
-            "card_draft.json)"]),
+        *([f"- the first trained run's model for benchmarks/pack_pretrained.py: `{out / 'models' / first}` (card "
+           "facts: card_draft.json)"] if (first := first_trained_run(record)) in record["run_records"] else []),
         "",
         "| measure | " + " | ".join(runs) + "".join(f" | mean {v} [t95] (min-max)" for v in variants if with_means)
         + " | real (held out) / floor |",
@@ -743,29 +748,35 @@ def missing_evaluations(record: dict[str, Any]) -> list[str]:
             for run, state in ph["runs"].items() if state != "done"]
 
 
-def card_draft(record: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Facts for ``pack_pretrained.py MODEL --card`` about the first run's model (a person adds the
-    limits' reading and the summary's wording before shipping it)."""
+def first_trained_run(record: dict[str, Any]) -> str | None:
+    """The first of the runs trained here (with --model the first run is the given model, not trained)."""
+    return next(iter(list(record["runs"])[1 if record.get("model") else 0:]), None)
+
+
+def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
+    """Facts for ``pack_pretrained.py MODEL --card`` about ``run``'s model (a person adds the limits'
+    reading and the summary's wording before shipping it)."""
     from medidiff.config import load_config
     from medidiff.files import file_sha256
     from medidiff.training.checkpoint import load_tensors
 
-    run = next(iter(record["runs"]))
     variant = record["runs"][run]["variant"]
     r0, m0 = record["run_records"][run], record["per_run"].get(run, {})
     cfg = load_config(run_config_path(out, run))
     params = sum(t.numel() for t in load_tensors(Path(r0["model"]) / "model.safetensors").values())
     flagged = {k: int(m0[k]) if k in m0 else "n/a" for k in ("memorisation_flagged", "memorisation_cases")}
+    trained = len(record["runs"]) - (1 if record.get("model") else 0)  # a given model only generated
     return {
         "name": "anatomy-2mm",
         "summary": f"wavelet flow, {cfg.objective.flow_target} target"
                    + ("" if cfg.objective.detail_weight == 1 else f", detail sub-bands weighted {cfg.objective.detail_weight:g}x")
                    + f", {params / 1e6:.1f}M params, {record['minutes']:g} min on one {record.get('device', '')} "
-                   f"shared by {len(record['runs'])} runs, {record['data']['cases']} anatomy cases, "
+                   f"shared by {trained} runs, {record['data']['cases']} anatomy cases, "
                    f"{'x'.join(map(str, record['data']['roi']))} at 2 mm",
         "trained": {"card": record.get("device", ""), "date": record["date"][:10], "steps": r0["steps"],
                     "micro_batch": cfg.train.micro_batch, "minutes": f"{record['minutes']:g}, "
-                    f"{_together(record)} with {len(record['runs']) - 1} other runs, {_nets_wording(record)}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
+                    f"{_together(record)} with {trained - 1} other runs" + (" and a given model generating"
+                    if record.get("model") else "") + f", {_nets_wording(record)}", "weights": "EMA (max decay 0.999), cast to bf16 for shipping"},
         "commands": [record["command"], f"python benchmarks/pack_pretrained.py {r0['model']} anatomy_2mm --card card_draft.json"],
         "config": f"configs/{run}.yaml of the quality_scale run (variant {variant}; config.json beside the weights)",
         "data": {"set": f"medidiff data anatomy: {record['data']['cases']} cases, seed 0, shape "
@@ -877,8 +888,11 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         record["summary"][variant] = {k: summarise_over_seeds([m.get(k, math.nan) for m in mine]) for k in keys}
     record["spectrum_log10_ratio_per_band"] = bands
     write_atomic(out / "quality_scale.json", json.dumps(record, indent=2))
-    if next(iter(record["runs"])) in record["run_records"] and not record.get("model"):  # a given model has its card
-        write_atomic(out / "card_draft.json", json.dumps(card_draft(record, out), indent=2) + "\n")
+    first = first_trained_run(record)
+    if first in record["run_records"]:  # a given model has its card; a variant trained beside it gets one
+        write_atomic(out / "card_draft.json", json.dumps(card_draft(record, out, first), indent=2) + "\n")
+    else:  # (none trained, or it failed: an earlier job's draft in this folder would describe another model)
+        (out / "card_draft.json").unlink(missing_ok=True)
     write_report(record, out)
     log(f"wrote {out / 'quality_scale.json'} and {out / 'report.md'}")
 

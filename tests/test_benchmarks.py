@@ -246,6 +246,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert not r["run_records"]["seed0"]["trained_here"] and r["run_records"]["seed0"]["steps"] == 2
     assert r["run_records"]["seed0"]["generated"] == 2 and r["per_run"]["seed0"]["memorisation_flagged"] == 0
     assert f"not trained here: the model `{tmp_path / 'given'}`" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "card_draft.json").exists()  # the first job's draft described another model
     # the given model as a control beside a trained run (the first of --runs is the given one)
     _run([*given, "--runs", "x0:0", "x0_detail10:1"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
@@ -255,6 +256,8 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
     assert r["run_records"]["x0_detail10_seed1"]["model"] == str(tmp_path / "models" / "x0_detail10_seed1")
     assert "the other 1 run trained beside its generation" in (tmp_path / "report.md").read_text()
     assert r["summary"]["x0"] == {} and r["summary"]["x0_detail10"]["steps"]["n"] == 1  # the control is not averaged
+    card = json.loads((tmp_path / "card_draft.json").read_text())  # the card facts are the trained run's
+    assert list(card["metrics"])[0] == "x0_detail10_seed1" and "x0_detail10_seed1" in card["commands"][1]
 
 
 @pytest.mark.slow
@@ -407,6 +410,11 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert m["tissue_contrast_error_t1n"] == pytest.approx(0.15) and "tissue_csf_share_surface" not in m
     assert m["memorisation_flagged"] == 5 and m["memorisation_cases"] == 8 and m["histogram_w1_t1n"] == 0.08
     assert m["eval_background_rms"] == 0.002
+    # the tumour check's own verdicts are rows, beside the share and the sizes' W1 it judges
+    tumours = {"share_with_tumour": {"synthetic": 0.59, "real": 0.85, "pass": False},
+               "size_log10_wt_fraction": {"wasserstein": 0.11, "pass": True}, "pass": False}
+    t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
+    assert (t["tumour_share"], t["tumour_share_pass"], t["tumour_size_pass"]) == (0.59, 0.0, 1.0)
     assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
     # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
     # together, and a phase that never finished leaves out only its own scores
@@ -448,10 +456,12 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
                                       "synthetic": (0.54, 0.25, 0.1, 0.0), "real+synthetic": (0.85, 0.6, 0.45, 1.0)}.items():
         sets[name].update(split(wt, tc, et, empty))
     sets["real+synthetic"]["aggregate"]["TC"]["dice_mean"] = 0.65  # over all cases: above real's 0.6
+    sets["real"]["by_tumour_presence"]["with_region"]["ET"]["dice_mean"] = "nan"  # as report.json writes it
     u = qs.eval_metrics(extra)
     assert u["utility_ratio_WT"] == pytest.approx(0.9) and u["utility_ratio_TC"] == pytest.approx(0.5)
     assert math.isnan(u["utility_ratio_ET"])  # the size-matched real set found no ET
     assert u["utility_gain_all_cases_TC"] == pytest.approx(0.05) and u["utility_gain_TC"] == pytest.approx(-0.1)
+    assert math.isnan(u["utility_gain_ET"])  # no crash on a region no test case holds
 
 
 def test_quality_scale_stops_an_evaluation_phase_at_its_cap_and_names_what_is_missing(monkeypatch, tmp_path):

@@ -375,7 +375,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                 for region, w in v.get("by_tumour_presence", {}).get("with_region", {}).items():
                     wo = v["by_tumour_presence"]["without_region"][region]
                     lines.append(f"| {name} | {region} | {_fmt(w['dice_mean'])} ({w['cases']}) | "
-                                 f"{_fmt(wo['dice_mean'])} of {wo['cases']} |")
+                                 f"{_fmt(wo['dice_mean']) if wo['cases'] else 'n/a'} ({wo['cases']} cases) |")
             lines.append("")
         if u.get("paired_vs_real"):
             lines += [f"Paired differences (same test case and seed): each synthetic set against {u['paired_reference']}, "

@@ -68,50 +68,60 @@ def test_fidelity_ratio_reads_the_tumours_not_the_share_of_tumour_free_cases():
     assert np.isnan(fidelity_ratios(synthetic(8, 0, 0.9), real)["dice_ratio_to_real"]["WT"])
 
 
-class _FakeBank:
-    """SegmenterBank's interface with preset per-case scores instead of trained segmenters."""
-
-    def __init__(self, sets, dice):
-        from medidiff.eval.segmentation import TrainingHistory
-
-        self.sets, self._dice = sets, dice
-        self.histories = {(name, 0): TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], len(s), 0)
-                          for name, s in sets.items()}
-
-    def get(self, name, seed):
-        return name  # the "model" is its set's name: the patched scorer looks its scores up
-
-
 def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     """Known bad: a real + synthetic segmenter that predicts nothing on the tumour-free test cases (Dice 1
     there, against 0 for one false voxel) while it finds the tumours worse than the real one. Over all cases
-    it gains (the 2026-12-03 run: TC +0.09); on the cases with the region it loses, and the goal reads that."""
+    it gains (the 2026-12-03 run: TC +0.09); on the cases with the region it loses, and the goal reads that.
+    Regions differ in which cases hold them and in their scores, and there are two seeds, so a region or seed
+    read in another's place shows."""
     import medidiff.eval.utility as ut
     from medidiff.eval.config import EvalConfig
     from medidiff.eval.data import CaseSet
     from medidiff.eval.segmentation import SegScores
 
-    labels = torch.from_numpy(_cases(8, 2))  # test cases 8 and 9 are tumour-free
+    labels = torch.from_numpy(_cases(8, 2))  # cases 8 and 9 are tumour-free ...
+    labels[6:8, 1:] = False  # ... and cases 6 and 7 hold edema only (WT without TC or ET)
     test = CaseSet("real_heldout", torch.zeros(10, 4, 4, 4, 4), labels, [f"c{i}" for i in range(10)])
-    with_tumour = np.arange(10) < 8
-    per_set = {"real": (0.9, 0.0), "real_matched": (0.6, 0.0), "synthetic": (0.7, 0.0), "real+synthetic": (0.8, 1.0)}
-    dice = {k: np.repeat(np.where(with_tumour, a, b)[:, None], 3, 1) for k, (a, b) in per_set.items()}
+    present = labels.reshape(10, 3, -1).any(2).numpy()  # (N, R)
+    # Dice with the region per (set, seed) and region; on a case without it: 1 for real + synthetic, else 0
+    on_region = {"real": [(0.9, 0.8, 0.7), (0.9, 0.8, 0.7)], "real_matched": [(0.6, 0.5, 0.4), (0.6, 0.5, 0.4)],
+                 "synthetic": [(0.7, 0.6, 0.5), (0.7, 0.6, 0.5)], "real+synthetic": [(0.8, 0.7, 0.6), (0.8, 0.74, 0.6)]}
+    empty = {"real": 0.0, "real_matched": 0.0, "synthetic": 0.0, "real+synthetic": 1.0}
+    dice = {k: [np.where(present, np.asarray(seed)[None], empty[k]) for seed in v] for k, v in on_region.items()}
     sets = {k: CaseSet(k, torch.zeros(4, 4, 4, 4, 4), torch.zeros(4, 3, 4, 4, 4, dtype=torch.bool), list("abcd"))
-            for k in per_set}
+            for k in on_region}
+
+    class Bank:  # SegmenterBank's interface: the "model" is (set, seed), whose preset scores the scorer returns
+        histories = {(k, s): ut.TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], 4, 0) for k in sets for s in (0, 1)}
+
+        def __init__(self) -> None:
+            self.sets = sets
+
+        def get(self, name, seed):
+            return name, seed
 
     def fake_scores(model, images, labels, spacing, **kw):
-        d = dice[model]
+        d = dice[model[0]][model[1]]
         return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]))
 
     monkeypatch.setattr(ut, "evaluate_segmenter", fake_scores)
-    out = ut.utility_experiment(_FakeBank(sets, dice), test, EvalConfig(seeds=[0], bootstrap=200), (1.0, 1.0, 1.0))
+    out = ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0))
     split = out["training_sets"]["real+synthetic"]["by_tumour_presence"]
-    assert split["with_region"]["TC"] == {"cases": 8, "dice_mean": pytest.approx(0.8)}
-    assert split["without_region"]["TC"] == {"cases": 2, "dice_mean": 1.0}  # both predicted empty
-    gain = out["paired_vs_real"]["real+synthetic - real"]["TC"]  # the gain goal's pair, beside the size-matched one
-    # over all cases (8 x 0.8 + 2 x 1) / 10 against 8 x 0.9 / 10: a gain; on the tumours a loss
-    assert gain["dice"]["mean"] == pytest.approx(0.12) and gain["dice_with_region"]["mean"] == pytest.approx(-0.1)
-    assert gain["dice_with_region"]["cases"] == 8
-    assert out["paired_vs_real"]["synthetic - real_matched"]["WT"]["dice_with_region"]["mean"] == pytest.approx(0.1)
+    assert split["with_region"]["WT"] == {"cases": 8, "dice_mean": pytest.approx(0.8)}
+    assert split["with_region"]["TC"] == {"cases": 6, "dice_mean": pytest.approx(0.72)}  # the seeds' mean
+    assert split["without_region"]["TC"] == {"cases": 4, "dice_mean": 1.0}  # nothing predicted on any of them
+    assert out["training_sets"]["real"]["by_tumour_presence"]["without_region"]["ET"]["dice_mean"] == 0.0
+    gain = out["paired_vs_real"]["real+synthetic - real"]  # the gain goal's pair, beside the size-matched one
+    # TC over all cases (6 x 0.72 + 4 x 1) / 10 against 6 x 0.8 / 10: a gain; on the tumours a loss
+    assert gain["TC"]["dice"]["mean"] == pytest.approx(0.352) and gain["TC"]["dice_with_region"]["mean"] == pytest.approx(-0.08)
+    assert gain["TC"]["dice_with_region"]["cases"] == 6 and gain["WT"]["dice_with_region"]["cases"] == 8
+    assert gain["ET"]["dice_with_region"]["mean"] == pytest.approx(-0.1)
+    matched = out["paired_vs_real"]["synthetic - real_matched"]
+    assert [matched[r]["dice_with_region"]["mean"] for r in ("WT", "TC", "ET")] == pytest.approx([0.1, 0.1, 0.1])
     assert set(out["paired_vs_real"]) == {"synthetic - real_matched", "real+synthetic - real_matched",
                                           "real+synthetic - real"}
+    # no test case with a region: no paired reading on it (not a zero)
+    free = CaseSet("real_heldout", test.images, torch.zeros_like(labels), test.case_ids)
+    out = ut.utility_experiment(Bank(), free, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0))
+    assert out["paired_vs_real"]["real+synthetic - real"]["WT"]["dice_with_region"] is None
+    assert np.isnan(out["training_sets"]["real"]["by_tumour_presence"]["with_region"]["WT"]["dice_mean"])
