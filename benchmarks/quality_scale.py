@@ -144,6 +144,11 @@ VARIANTS: dict[str, list[str]] = {
     # back 30x its share (4 x 30 of ~5320 weight units) without the background weight's shrinking heads
     "x0_detail100_lll30_labels_lll100": ["objective.detail_weight=100",
                                          "objective.channel_weights=" + _masks_lll(100, images=30)],
+    # the same on the shipped recipe (skip 0.05): t1c's histogram miss is its normal brain's level, 0.25 too bright on
+    # [-1, 1] with its enhancing tumour saturated (t1c_histogram_cpu_20261203), a coarse-band error like the haze
+    "x0_detail100_lll30_labels_lll100_skip005": ["objective.detail_weight=100",
+                                                 "objective.channel_weights=" + _masks_lll(100, images=30),
+                                                 "objective.x0_skip_sigma=0.05"],
     # the haze again, from the other side: the x0 net's zero padding and zero-initialised output say "0",
     # while the background is -1 in the coarse band; with latent.zero_background it is 0 in every channel
     # (the haze rises toward the grid's edges, where the padding is). At 4 mm on the CPU (1200 steps,

@@ -654,6 +654,11 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
             assert weights[names.index("LLL:ET")] >= 100 and weights[names.index("LLL:brain")] == 1, variant
             assert weights[names.index("LLL:WT")] == weights[names.index("LLL:ET")], variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
+    # the images' own coarse band at 30 on the shipped recipe (skip 0.05): every image LLL, nothing else
+    img = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                             *quality_scale.VARIANTS["x0_detail100_lll30_labels_lll100_skip005"]]).objective
+    assert img.channel_weights[:7] == [30, 30, 30, 30, 100, 100, 100] and set(img.channel_weights[7:]) == {1}
+    assert img.x0_skip_sigma == 0.05 and img.detail_weight == 100
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0

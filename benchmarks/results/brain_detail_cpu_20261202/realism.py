@@ -2,6 +2,7 @@
 cases on the 4 mm grid; writes realism/<arm>.json and table.md.
 
     python realism.py /work/s24/anat_manifest.json /work/s24/anat /work/s24/small ARM...
+    python realism.py --out DIR ...     (realism/ and table.md in DIR instead of beside this script)
 """
 import json
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
 from quality_common import realism_checks_of  # noqa: E402
 
-manifest, root, small, *arms = sys.argv[1:]
-here, small = Path(__file__).resolve().parent, Path(small)
+args = sys.argv[1:]
+here = Path(args[1]).resolve() if args[0] == "--out" else Path(__file__).resolve().parent
+manifest, root, small, *arms = args[2:] if args[0] == "--out" else args
+small = Path(small)
 res = realism_checks_of(small / "runs" / arms[0] / "resolved_config.yaml", Path(manifest), Path(root),
                         {a: small / "gen" / a for a in arms}, 16, here / "realism")
 rows = ["| arm | cases with a tumour | tumour share (real) | tumour size median log10 synthetic / real, W1 | "

@@ -16,10 +16,6 @@ for arm in "$@"; do
     brain_w1_lab300) sets="--set conditioning.generate_brain=true --set objective.channel_weights=[1,1,1,1,300,300,300,1$(printf ',1%.0s' $(seq 56))]" ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
-  echo "== $arm $(date -u +%T)"
-  # shellcheck disable=SC2086
-  bash "$here/../denoise_curve_cpu_20261202/small_4mm/run.sh" "$arm" 1200 $sets > "$RUNS/$arm.train.log" 2>&1
-  medidiff generate --model "$RUNS/$arm/model" --num 32 --seed 0 --out "$RUNS/../gen/$arm" --overwrite --no-progress \
-    > "$RUNS/$arm.gen.log" 2>&1
-  echo "== $arm done $(date -u +%T)"
+  # shellcheck disable=SC2086  # a list of --set words
+  bash "$here/../denoise_curve_cpu_20261202/small_4mm/arm.sh" "$arm" $sets
 done
