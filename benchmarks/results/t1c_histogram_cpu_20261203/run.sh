@@ -10,6 +10,8 @@ for arm in "$@"; do
   case $arm in
     control) sets="" ;;  # the shipped recipe: images' LLL 1, masks' LLL 100, detail 100
     img_lll30) sets="--set objective.channel_weights=[30,30,30,30,100,100,100$ones]" ;;  # quality_scale's x0_detail100_lll30_labels_lll100
+    # the same with the tumour masks' coarse band at 300: does it keep the tumours' size (img_lll30 shrank them)?
+    img_lll30_lab300) sets="--set objective.channel_weights=[30,30,30,30,300,300,300$ones]" ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
   # shellcheck disable=SC2086  # a list of --set words

@@ -9,7 +9,7 @@ import numpy as np
 here = Path(__file__).parent
 rows = ["| set | modality | W1 brain (floor) | W1 normal brain (floor) | normal brain median, synthetic - real | "
         "ET median synthetic / real |", "|---|---|---|---|---|---|"]
-for name in ("parts.json", "parts_4mm_control.json", "parts_4mm_img_lll30.json"):
+for name in ("parts.json", "parts_4mm_control.json", "parts_4mm_img_lll30.json", "parts_4mm_img_lll30_lab300.json"):
     if not (here / name).is_file():
         continue
     r = json.loads((here / name).read_text())["per_modality"]
