@@ -282,11 +282,15 @@ def runs_of(args: argparse.Namespace) -> dict[str, tuple[str, int]]:
     return run_names(args.variants, args.seeds, args.runs)
 
 
+def trained_runs(record: dict[str, Any]) -> list[str]:
+    """The runs trained here, in order: with --model the first run is the given model (a control trained in
+    another job, with its own budget and card sharing), which only generated."""
+    return list(record["runs"])[1 if record.get("model") else 0:]
+
+
 def summarised_runs(record: dict[str, Any], variant: str) -> list[str]:
-    """The runs of ``variant`` its mean over seeds takes: the trained ones (a --model run is a control
-    trained in another job, with its own budget and card sharing)."""
-    given = next(iter(record["runs"])) if record.get("model") else None
-    return [run for run, rv in record["runs"].items() if rv["variant"] == variant and run != given]
+    """The runs of ``variant`` its mean over seeds takes: the trained ones."""
+    return [run for run in trained_runs(record) if record["runs"][run]["variant"] == variant]
 
 
 def summarise_over_seeds(values: Sequence[float]) -> dict[str, Any]:
@@ -754,8 +758,8 @@ def missing_evaluations(record: dict[str, Any]) -> list[str]:
 
 
 def first_trained_run(record: dict[str, Any]) -> str | None:
-    """The first of the runs trained here (with --model the first run is the given model, not trained)."""
-    return next(iter(list(record["runs"])[1 if record.get("model") else 0:]), None)
+    """The first of the runs trained here (None: none was)."""
+    return next(iter(trained_runs(record)), None)
 
 
 def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
@@ -770,7 +774,7 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
     cfg = load_config(run_config_path(out, run))
     params = sum(t.numel() for t in load_tensors(Path(r0["model"]) / "model.safetensors").values())
     flagged = {k: int(m0[k]) if k in m0 else "n/a" for k in ("memorisation_flagged", "memorisation_cases")}
-    trained = len(record["runs"]) - (1 if record.get("model") else 0)  # a given model only generated
+    trained = len(trained_runs(record))
     return {
         "name": "anatomy-2mm",
         "summary": f"wavelet flow, {cfg.objective.flow_target} target"

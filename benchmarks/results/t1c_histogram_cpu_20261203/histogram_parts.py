@@ -14,27 +14,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
 from quality_common import _RealCases  # noqa: E402
 
-from medidiff.eval.realism import _unit, brain_masks  # noqa: E402
+from medidiff.eval.realism import _unit, brain_histogram_distance, brain_masks  # noqa: E402
 
 config, manifest, root, generated, n_real = sys.argv[1:6]
 real = _RealCases(Path(config), Path(manifest), Path(root), int(n_real))
 syn = real.synthetic(Path(generated))
 sets = {"synthetic": syn, "real_train": real.train, "real_heldout": real.heldout}
 mods = list(real.dcfg.modalities)
-rng = np.random.default_rng(0)
 
 
 def parts(cs):
-    """Per modality: pooled brain voxels in [-1, 1] (as the realism check), apart for WT and the rest; per case
-    the normal brain's median and the share of the case's top 0.5 % brain voxels inside WT."""
+    """Per modality: pooled brain voxels in [-1, 1] (for the quantiles); per case the normal brain's median and
+    the share of the case's top 0.5 % brain voxels inside WT. Also the brain masks: all, outside WT, inside WT."""
     x = cs.images.numpy()
     brains = brain_masks(x)
     wt = cs.labels[:, 0].numpy().astype(bool)
+    cs.masks = {"all": brains, "normal": brains & ~wt, "tumour": brains & wt}
     out = {m: {"all": [], "normal": [], "tumour": [], "normal_median": [], "top_in_wt": [], "has_tumour": [],
                "et_voxels": [], "et_median": []} for m in mods}
     et = cs.labels[:, 2].numpy().astype(bool)
@@ -44,8 +43,6 @@ def parts(cs):
         for c, m in enumerate(mods):
             v = u[c]
             out[m]["all"].append(v[b])
-            out[m]["normal"].append(v[b & ~wt[i]])
-            out[m]["tumour"].append(v[b & wt[i]])
             out[m]["normal_median"].append(float(np.median(v[b & ~wt[i]])))
             top = v >= np.quantile(v[b], 0.995)
             out[m]["top_in_wt"].append(float((top & b & wt[i]).sum() / max(1, (top & b).sum())))
@@ -55,24 +52,26 @@ def parts(cs):
     return out
 
 
-def w1(a, b, cap=200_000):
-    a, b = np.concatenate(a), np.concatenate(b)
-    a = rng.choice(a, cap, replace=False) if a.size > cap else a
-    b = rng.choice(b, cap, replace=False) if b.size > cap else b
-    return float(wasserstein_distance(a, b)) if a.size and b.size else float("nan")
-
-
 p = {k: parts(v) for k, v in sets.items()}
+
+
+def w1(a, b, part):
+    """(C,) the realism check's W1 (medidiff.eval.realism.brain_histogram_distance) on one part of the brain."""
+    return brain_histogram_distance(sets[a].images, sets[a].masks[part], sets[b].images, sets[b].masks[part])
+
+
+w = {(side, part): w1(side, "real_train", part) for side in ("synthetic", "real_heldout")
+     for part in ("all", "normal", "tumour")}
 res = {"cases": {k: len(v) for k, v in sets.items()}, "per_modality": {}}
-for m in mods:
+for c, m in enumerate(mods):
     s, r, h = p["synthetic"][m], p["real_train"][m], p["real_heldout"][m]
     q = lambda d: [round(float(x), 3) for x in np.quantile(np.concatenate(d["all"]), [0.05, 0.25, 0.5, 0.75, 0.95])]  # noqa: E731
     res["per_modality"][m] = {
-        "w1_all": w1(s["all"], r["all"]), "w1_all_floor": w1(h["all"], r["all"]),
-        "w1_normal_brain": w1(s["normal"], r["normal"]), "w1_normal_floor": w1(h["normal"], r["normal"]),
-        "w1_tumour": w1(s["tumour"], r["tumour"]), "w1_tumour_floor": w1(h["tumour"], r["tumour"]),
-        "tumour_share_of_brain_voxels": {k: round(float(sum(map(len, d[m]["tumour"])) / sum(map(len, d[m]["all"]))), 4)
-                                         for k, d in p.items()},
+        "w1_all": float(w["synthetic", "all"][c]), "w1_all_floor": float(w["real_heldout", "all"][c]),
+        "w1_normal_brain": float(w["synthetic", "normal"][c]), "w1_normal_floor": float(w["real_heldout", "normal"][c]),
+        "w1_tumour": float(w["synthetic", "tumour"][c]), "w1_tumour_floor": float(w["real_heldout", "tumour"][c]),
+        "tumour_share_of_brain_voxels": {k: round(float(v.masks["tumour"].sum() / v.masks["all"].sum()), 4)
+                                         for k, v in sets.items()},
         "quantiles_5_25_50_75_95": {"synthetic": q(s), "real_train": q(r), "real_heldout": q(h)},
         "normal_brain_median_per_case": {k: {"mean": round(float(np.mean(d[m]["normal_median"])), 3),
                                              "with_tumour": round(float(np.mean([v for v, t in zip(d[m]["normal_median"], d[m]["has_tumour"]) if t] or [np.nan])), 3),
