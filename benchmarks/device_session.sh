@@ -20,6 +20,8 @@
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
+# A warm machine is released 30 s after a call ends (`status`: idle_release_s): make the next `wait` call at
+# once, with nothing between the calls; a later call finds a fresh machine and the job gone (two leases lost so).
 # The job runs from a copy of the tree in /tmp/repo: every device call replaces the carried tree,
 # which would pull the files from under a job started there.
 set -u
