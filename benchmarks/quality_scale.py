@@ -373,6 +373,10 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if split:  # the WT ratio mixes tumour-free cases (0 on any false voxel) with the others
         m["fidelity_wt_dice_with_tumour"] = split["with_region"]["WT"]["dice_mean"]
         m["fidelity_tumour_free_cases"] = split["without_region"]["WT"]["cases"]
+    unlabelled = fid.get("unlabelled_tumour")
+    if unlabelled:  # reports written since session 27 (2026-12-03)
+        m["unlabelled_tumour_wt_share"] = unlabelled["regions"]["WT"]["share_flagged"]["synthetic"]
+        m["unlabelled_tumour_pass"] = float(unlabelled["pass"])
     brain = realism.get("brain_size")
     if brain:  # reports before 2026-12-02 lack it
         m["brain_size_w1"], m["brain_size_floor"] = brain["wasserstein"], brain["floor"]
@@ -655,6 +659,8 @@ ROWS: list[tuple[str, str, int]] = [
       for r in ("WT", "TC", "ET")],
     ("fidelity_wt_dice_with_tumour", "mask fidelity: WT Dice on the cases with a tumour", 3),
     ("fidelity_tumour_free_cases", "mask fidelity: tumour-free generated cases", 1),
+    ("unlabelled_tumour_wt_share", "tumour shown away from its label: share of generated cases flagged (WT)", 2),
+    ("unlabelled_tumour_pass", "tumour shown away from its label: check passes in every region (1 pass; a mean: the share passing)", 2),
     ("tumour_share", "share of generated cases with a tumour (real: next row)", 3),
     ("tumour_share_real", "share of real training cases with a tumour", 3),
     ("tumour_size_w1", "tumour size: W1 of log10 WT fraction vs real", 3),

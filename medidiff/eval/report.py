@@ -417,6 +417,13 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                       "voxel): synthetic "
                       + split(f["by_tumour_presence"]) + (f"; real held-out {split(f['real_heldout']['by_tumour_presence'])}"
                                                          if "by_tumour_presence" in f.get("real_heldout", {}) else "") + "."]
+        if "unlabelled_tumour" in f:
+            u = f["unlabelled_tumour"]
+            lines += ["", f"Tumour shown where the labels hold none ({'pass' if u['pass'] else '**fail**'}; {u['rule']}): "
+                      + "; ".join(f"{r} {v['share_flagged']['synthetic']:.0%} of synthetic cases flagged against "
+                                  f"{v['share_flagged']['real']:.0%} of real (allowed {v['allowed_share']:.0%}; threshold "
+                                  f"{_fmt(v['threshold_ml'])} mL, mean {_fmt(v['mean_ml']['synthetic'])} against "
+                                  f"{_fmt(v['mean_ml']['real'])} mL)" for r, v in u["regions"].items()) + "."]
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
                   "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
                   "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]

@@ -20,7 +20,8 @@ on the test cases whose labels hold the region (issue 16's goals read those).
 
 Mask fidelity: the ``real`` segmenters segment each synthetic case; Dice/HD95 against the case's
 own ``seg.nii.gz`` (the conditioning mask of a mask-conditioned model, or the generated label of a
-label-generating model) measure whether the images show the tumour the label says.
+label-generating model) measure whether the images show the tumour the label says, and the predicted
+volume away from the label whether they show tumour the label does not (:func:`unlabelled_tumour_check`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import nn
 from medidiff.eval.config import EvalConfig
 from medidiff.eval.data import CaseSet
 from medidiff.eval.segmentation import (
+    AWAY_MARGIN,
     REGION_NAMES,
     SegScores,
     TrainingHistory,
@@ -47,7 +49,7 @@ from medidiff.eval.segmentation import (
 )
 from medidiff.eval.stats import summarise_matrix
 
-__all__ = ["SegmenterBank", "training_sets", "utility_experiment", "mask_fidelity"]
+__all__ = ["SegmenterBank", "training_sets", "utility_experiment", "mask_fidelity", "unlabelled_tumour_check"]
 
 
 def _concat(name: str, parts: Sequence[CaseSet]) -> CaseSet:
@@ -134,7 +136,8 @@ def _scores_over_seeds(
                       for k, r in enumerate(REGION_NAMES)},
         "per_case": {"case_ids": list(test.case_ids), "seeds": [int(s) for s in cfg.seeds],
                      "regions": list(REGION_NAMES), "dice": dice.tolist(), "hd95": hd.tolist(),
-                     "hd95_penalised": np.stack([s.undefined for s in scores]).tolist()},
+                     "hd95_penalised": np.stack([s.undefined for s in scores]).tolist(),
+                     "away_ml": np.stack([s.away_ml for s in scores]).tolist()},
     }
     return out, scores
 
@@ -209,7 +212,40 @@ def mask_fidelity(
                                "by_tumour_presence": dice_by_tumour_presence(np.asarray(real["per_case"]["dice"]),
                                                                              real_test.labels)}
         res.update(fidelity_ratios(res, res["real_heldout"]))
+        res["unlabelled_tumour"] = unlabelled_tumour_check(np.asarray(res["per_case"]["away_ml"]),
+                                                           np.asarray(real["per_case"]["away_ml"]))
     return res
+
+
+def unlabelled_tumour_check(synthetic_away: np.ndarray, real_away: np.ndarray, *, quantile: float = 0.95
+                            ) -> dict[str, Any]:
+    """Whether the images show tumour where their labels hold none, from (S, N, R) per seed and case
+    volumes away from the label (:func:`medidiff.eval.segmentation.away_volume_ml`) of the same
+    real-trained segmenter on the synthetic and on the real held-out cases.
+
+    A case is flagged when its volume (mean over seeds) exceeds the real held-out cases' ``quantile``;
+    the check passes per region when the synthetic share flagged is within 2 binomial standard errors
+    (at the synthetic count) of the real share, as the realism check's tumour share. The Dice ratio
+    reads the cases whose labels hold the region, and on a tumour-free case Dice is 0 for one false
+    voxel as for a whole tumour: a generator that draws tumours and drops their labels passes it."""
+    syn, real = synthetic_away.mean(0), real_away.mean(0)  # (N, R)
+    n = syn.shape[0]
+    if n == 0 or real.shape[0] == 0:
+        raise ValueError("the unlabelled-tumour check needs >= 1 synthetic and >= 1 real case")
+    out: dict[str, Any] = {"rule": (f"a case is flagged when its predicted volume farther than {AWAY_MARGIN} voxels "
+                                    f"from its label exceeds the real held-out cases' {quantile:.0%} quantile; pass "
+                                    "when the synthetic share flagged <= the real share + 2 binomial standard errors "
+                                    "at the synthetic count"), "regions": {}}
+    for k, r in enumerate(REGION_NAMES):
+        tau = float(np.quantile(real[:, k], quantile))
+        p_real, p_syn = float((real[:, k] > tau).mean()), float((syn[:, k] > tau).mean())
+        allowed = p_real + 2.0 * math.sqrt(max(p_real * (1 - p_real), 1.0 / n) / n)
+        out["regions"][r] = {"threshold_ml": tau, "share_flagged": {"synthetic": p_syn, "real": p_real},
+                             "allowed_share": allowed, "mean_ml": {"synthetic": float(syn[:, k].mean()),
+                                                                   "real": float(real[:, k].mean())},
+                             "cases": {"synthetic": n, "real": int(real.shape[0])}, "pass": bool(p_syn <= allowed)}
+    out["pass"] = all(v["pass"] for v in out["regions"].values())
+    return out
 
 
 def fidelity_ratios(synthetic: Mapping[str, Any], real: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -224,9 +260,9 @@ def fidelity_ratios(synthetic: Mapping[str, Any], real: Mapping[str, Any]) -> di
     case scored WT 1.09 (above the real cases' own) and one with twice the real tumour-free share 0.79
     while its tumours were found as well as real ones (0.97 vs 0.99; quality_scale_h200_20261202f).
 
-    What it cannot see: images that show a tumour where their labels hold none (only the tumour-free
-    cases' Dice, ``by_tumour_presence["without_region"]``, reads that, and with this segmenter real cases
-    score 0 there too). A generator that labels no case with a region the real cases have scores 0 for
+    What it cannot see: images that show a tumour where their labels hold none (on a tumour-free case Dice
+    is 0 for one false voxel as for a whole tumour, and real cases score 0 there too with this segmenter):
+    :func:`unlabelled_tumour_check` reads that. A generator that labels no case with a region the real cases have scores 0 for
     it (a fail, not "no verdict"); how often the generated cases hold a tumour is the realism check's
     ``tumour_statistics``, and a ratio from a handful of cases is noisy: the split gives the counts."""
     def ratio(a: float | str, b: float | str) -> float:  # (report.json writes a nan as "nan")

@@ -105,6 +105,12 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     assert "Dice with the region" in md and "cases without it predicted empty" in md
     fid = report["results"]["fidelity"]
     assert fid["cases"] == 6 and 0.0 <= fid["aggregate"]["WT"]["dice_mean"] <= 1.0
+    # tumour shown away from the labels: per case and seed, and the check against the real held-out cases
+    assert np.asarray(fid["per_case"]["away_ml"]).shape == (2, 6, 3) and np.all(np.asarray(fid["per_case"]["away_ml"]) >= 0)
+    unlabelled = fid["unlabelled_tumour"]
+    assert set(unlabelled["regions"]) == {"WT", "TC", "ET"} and unlabelled["pass"] == all(
+        r["pass"] for r in unlabelled["regions"].values())
+    assert "Tumour shown where the labels hold none" in md
 
     image = report["results"]["image"]
     assert image["ms_ssim_settings"]["scales"] >= 2

@@ -102,7 +102,7 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
 
     def fake_scores(model, images, labels, spacing, **kw):
         d = dice[model[0]][model[1]]
-        return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]))
+        return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]), np.zeros_like(d))
 
     monkeypatch.setattr(ut, "evaluate_segmenter", fake_scores)
     out = ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0))
@@ -125,3 +125,84 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     out = ut.utility_experiment(Bank(), free, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0))
     assert out["paired_vs_real"]["real+synthetic - real"]["WT"]["dice_with_region"] is None
     assert np.isnan(out["training_sets"]["real"]["by_tumour_presence"]["with_region"]["WT"]["dice_mean"])
+
+
+def test_away_volume_counts_tumour_away_from_the_label_not_its_boundary():
+    from medidiff.eval.segmentation import AWAY_MARGIN, away_volume_ml
+
+    truth = torch.zeros(2, 3, 16, 16, 16, dtype=torch.bool)
+    truth[0, :, 4:8, 4:8, 4:8] = True
+    pred = torch.zeros_like(truth)
+    pred[0, :, 3:9, 3:9, 3:9] = True  # the label's boundary off by one voxel: not away
+    pred[0, 0, 13:15, 13:15, 13:15] = True  # a second WT blob of 8 voxels far from the label
+    pred[1, 0, 0:2, 0:2, 0:2] = True  # a tumour-free label: every predicted voxel is away
+    away = away_volume_ml(pred, truth, (2.0, 2.0, 2.0))  # 8 mm^3 a voxel
+    assert away.shape == (2, 3) and AWAY_MARGIN >= 1
+    assert away[0].tolist() == pytest.approx([8 * 8 / 1000, 0.0, 0.0])
+    assert away[1].tolist() == pytest.approx([8 * 8 / 1000, 0.0, 0.0])
+
+
+def _blob_cases(n: int, *, seed: int, label: str = "drawn") -> "CaseSet":
+    """n cases whose bright blob is the tumour (all three regions); ``label`` says what the labels hold:
+    "drawn" the blob, "none" nothing (a tumour drawn and its label dropped), "one_of_two" one of two blobs
+    drawn (a mirrored copy of the tumour in the other hemisphere, unlabelled)."""
+    from medidiff.eval.data import CaseSet
+
+    rng = np.random.default_rng(seed)
+    images = torch.zeros(n, 4, 16, 16, 16)
+    labels = torch.zeros(n, 3, 16, 16, 16, dtype=torch.bool)
+    for i in range(n):
+        if i % 5 == 4:  # one case in five tumour-free, as the held-out fold
+            continue
+        x, y, z = (int(v) for v in rng.integers(2, 5, 3))
+        images[i, :, x:x + 4, y:y + 4, z:z + 4] = 1.0
+        if label != "none":
+            labels[i, :, x:x + 4, y:y + 4, z:z + 4] = True
+        if label == "one_of_two":
+            images[i, :, 15 - x - 3:15 - x + 1, y:y + 4, z:z + 4] = 1.0  # mirrored along x, no label
+    return CaseSet("synthetic", images, labels, [f"c{i}" for i in range(n)])
+
+
+def test_unlabelled_tumour_check_fails_tumours_drawn_without_their_labels():
+    """Known bad inputs the Dice ratio on the tumour cases passes: the tumour drawn and its label dropped,
+    and a second (mirrored) tumour drawn beside the labelled one. A segmenter that finds the bright blobs
+    (a perfect one) scores the real held-out cases; good synthetic cases (their labels on their blobs) pass."""
+    from medidiff.eval.config import EvalConfig
+    from medidiff.eval.segmentation import TrainingHistory
+    from medidiff.eval.utility import SegmenterBank, mask_fidelity, unlabelled_tumour_check
+
+    class Blobs(torch.nn.Module):  # logits > 0 on the bright voxels, in every region
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (20.0 * (x[:, :1] - 0.5) * self.w).expand(-1, 3, -1, -1, -1)
+
+    cfg = EvalConfig(seeds=[0], bootstrap=100)
+    bank = SegmenterBank({}, cfg, progress=False)
+    bank.put("real", 0, Blobs(), TrainingHistory(1, 1, 1, 1.0, "max_epochs", [1.0], 1, 0))
+    real = _blob_cases(20, seed=1)
+    spacing = (2.0, 2.0, 2.0)
+
+    def check(case_set):
+        return mask_fidelity(bank, case_set, cfg, spacing, real)
+
+    good = check(_blob_cases(20, seed=2))
+    assert good["unlabelled_tumour"]["pass"]
+    dropped = check(_blob_cases(20, seed=2, label="none"))
+    mirrored = check(_blob_cases(20, seed=2, label="one_of_two"))
+    assert mirrored["dice_ratio_to_real"]["WT"] > 0.6  # Dice on the labelled tumour alone does not fail it ...
+    for bad in (dropped, mirrored):  # ... the volume away from the labels does
+        u = bad["unlabelled_tumour"]
+        assert not u["pass"] and not u["regions"]["WT"]["pass"]
+        assert u["regions"]["WT"]["share_flagged"]["synthetic"] == pytest.approx(0.8)  # every case with a tumour
+    # the rule itself: a share flagged within 2 binomial standard errors of the real share passes
+    real_away = np.zeros((1, 40, 3))
+    real_away[0, :2] = 1.0  # the real cases' 95 % quantile is 0: 2 of 40 above it
+    assert unlabelled_tumour_check(np.zeros((1, 20, 3)), real_away)["pass"]
+    few = np.zeros((1, 20, 3))
+    few[0, :3] = 1.0  # 15 % flagged against 5 % + 2 SE (~0.20 at 20 cases): within
+    assert unlabelled_tumour_check(few, real_away)["pass"]
+    few[0, :6] = 1.0  # 30 %: outside
+    assert not unlabelled_tumour_check(few, real_away)["pass"]
