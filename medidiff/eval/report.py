@@ -420,8 +420,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if "unlabelled_tumour" in f:
             u = f["unlabelled_tumour"]
             lines += ["", f"Tumour shown where the labels hold none ({'pass' if u['pass'] else '**fail**'}; {u['rule']}): "
-                      + "; ".join(f"{r} {v['share_flagged']['synthetic']:.0%} of synthetic cases flagged against "
-                                  f"{v['share_flagged']['real']:.0%} of real (allowed {v['allowed_share']:.0%}; threshold "
+                      + "; ".join(f"{r} {v['share_flagged']['synthetic']:.1%} of synthetic cases flagged against "
+                                  f"{v['share_flagged']['real']:.1%} of real (allowed {v['allowed_share']:.1%}; threshold "
                                   f"{_fmt(v['threshold_ml'])} mL, mean {_fmt(v['mean_ml']['synthetic'])} against "
                                   f"{_fmt(v['mean_ml']['real'])} mL)" for r, v in u["regions"].items()) + "."]
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "

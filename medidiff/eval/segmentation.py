@@ -329,13 +329,19 @@ def segmentation_scores(
 
 def away_volume_ml(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float], margin: int = AWAY_MARGIN
                    ) -> np.ndarray:
-    """(N, R) mL of (N, R, X, Y, Z) ``pred`` farther than ``margin`` voxels (Chebyshev) from ``truth``:
-    all of it where ``truth`` is empty."""
-    t = truth.float()
-    near = torch.nn.functional.max_pool3d(t.flatten(0, 1)[:, None], 2 * margin + 1, stride=1, padding=margin)
-    away = pred.bool() & ~(near.view_as(t) > 0)
-    voxel_ml = math.prod(float(s) for s in spacing) / 1000.0
-    return away.flatten(2).sum(-1).double().cpu().numpy() * voxel_ml
+    """(N, R) mL of (N, R, X, Y, Z) ``pred`` farther than ``margin`` voxels (Chebyshev, in voxels: 4 mm
+    at 2 mm spacing, uneven on anisotropic grids) from ``truth``: all of it where ``truth`` is empty."""
+    pool = torch.nn.functional.max_pool3d
+    out = np.zeros(tuple(truth.shape[:2]))
+    for i in range(truth.shape[0]):  # a case at a time: 192 cases x 3 regions at once held ~2.5 GB more
+        near = truth[i].float()[:, None]  # (R, 1, X, Y, Z)
+        for axis in range(3):  # the box dilation as three 1-D passes (15 comparisons a voxel, not 125)
+            k = [1, 1, 1]
+            k[axis] = 2 * margin + 1
+            near = pool(near, tuple(k), stride=1, padding=tuple(v // 2 for v in k))
+        away = pred[i].bool() & ~(near[:, 0] > 0)
+        out[i] = away.flatten(1).sum(-1).double().cpu().numpy()
+    return out * math.prod(float(s) for s in spacing) / 1000.0
 
 
 def evaluate_segmenter(
