@@ -52,6 +52,7 @@ __all__ = [
     "aggregate_seeds",
     "volume_diagonal",
     "away_volume_ml",
+    "voxel_ml",
     "AWAY_MARGIN",
 ]
 
@@ -65,13 +66,14 @@ AWAY_MARGIN = 2
 class SegScores:
     """Per-case scores: dice, hd95 (N, 3) float64 with the penalty applied; undefined (N, 3) bool
     marks HD95 values that are the penalty (exactly one of truth/prediction empty); away_ml (N, 3)
-    float64 the predicted volume away from the labelled region (module doc)."""
+    float64 the predicted volume away from the labelled region (module doc), when asked for (fidelity
+    reads it; utility's many sets would pay for it unread)."""
 
     dice: np.ndarray
     hd95: np.ndarray
     undefined: np.ndarray
     case_ids: list[str]
-    away_ml: np.ndarray
+    away_ml: np.ndarray | None = None
 
 
 def build_segmenter(in_channels: int = 4, init_filters: int = 8, out_channels: int = len(REGION_NAMES)) -> nn.Module:
@@ -304,8 +306,10 @@ def segmentation_scores(
     *,
     percentile: float = 95.0,
     case_ids: Sequence[str] | None = None,
+    away: bool = False,
 ) -> SegScores:
-    """Dice and HD``percentile`` of (N, R, X, Y, Z) binary ``pred`` vs ``truth`` (see module doc)."""
+    """Dice and HD``percentile`` of (N, R, X, Y, Z) binary ``pred`` vs ``truth`` (see module doc); with
+    ``away``, also the volume away from the label."""
     from monai.metrics import HausdorffDistanceMetric
 
     if pred.shape != truth.shape:
@@ -324,7 +328,12 @@ def segmentation_scores(
     hd = np.where(p_empty & t_empty, 0.0, hd)
     hd = np.where(undefined, volume_diagonal(pred.shape[2:], spacing), hd)
     ids = list(case_ids) if case_ids is not None else [str(i) for i in range(pred.shape[0])]
-    return SegScores(dice.double().cpu().numpy(), hd, undefined, ids, away_volume_ml(p, t, spacing))
+    return SegScores(dice.double().cpu().numpy(), hd, undefined, ids, away_volume_ml(p, t, spacing) if away else None)
+
+
+def voxel_ml(spacing: Sequence[float]) -> float:
+    """The volume of one voxel of ``spacing`` (mm) in mL."""
+    return math.prod(float(s) for s in spacing) / 1000.0
 
 
 def away_volume_ml(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[float], margin: int = AWAY_MARGIN
@@ -341,7 +350,7 @@ def away_volume_ml(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[fl
             near = pool(near, tuple(k), stride=1, padding=tuple(v // 2 for v in k))
         away = pred[i].bool() & ~(near[:, 0] > 0)
         out[i] = away.flatten(1).sum(-1).double().cpu().numpy()
-    return out * math.prod(float(s) for s in spacing) / 1000.0
+    return out * voxel_ml(spacing)
 
 
 def evaluate_segmenter(
@@ -354,10 +363,11 @@ def evaluate_segmenter(
     percentile: float = 95.0,
     batch_size: int = 2,
     case_ids: Sequence[str] | None = None,
+    away: bool = False,
 ) -> SegScores:
-    """Segment ``images`` and score against ``truth`` (N, 3, X, Y, Z)."""
+    """Segment ``images`` and score against ``truth`` (N, 3, X, Y, Z) (``away``: :func:`segmentation_scores`)."""
     pred = predict(model, images, threshold=threshold, batch_size=batch_size)
-    return segmentation_scores(pred, truth, spacing, percentile=percentile, case_ids=case_ids)
+    return segmentation_scores(pred, truth, spacing, percentile=percentile, case_ids=case_ids, away=away)
 
 
 def summarise_scores(scores: SegScores) -> dict[str, dict[str, float | int]]:

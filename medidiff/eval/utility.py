@@ -46,6 +46,7 @@ from medidiff.eval.segmentation import (
     evaluate_segmenter,
     summarise_scores,
     train_segmenter,
+    voxel_ml,
 )
 from medidiff.eval.stats import summarise_matrix
 
@@ -113,7 +114,8 @@ class SegmenterBank:
 
 
 def _scores_over_seeds(
-    bank: SegmenterBank, train_name: str, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float]
+    bank: SegmenterBank, train_name: str, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float], *,
+    away: bool = False,
 ) -> tuple[dict[str, Any], list[SegScores]]:
     if test.labels is None:
         raise ValueError(f"{test.name}: scoring needs labels")
@@ -121,7 +123,7 @@ def _scores_over_seeds(
     for seed in cfg.seeds:
         sc = evaluate_segmenter(
             bank.get(train_name, seed), test.images, test.labels, spacing, threshold=cfg.threshold,
-            percentile=cfg.hd_percentile, batch_size=cfg.batch_size, case_ids=test.case_ids,
+            percentile=cfg.hd_percentile, batch_size=cfg.batch_size, case_ids=test.case_ids, away=away,
         )
         scores.append(sc)
         per_seed.append({"seed": int(seed), "regions": summarise_scores(sc),
@@ -136,9 +138,10 @@ def _scores_over_seeds(
                       for k, r in enumerate(REGION_NAMES)},
         "per_case": {"case_ids": list(test.case_ids), "seeds": [int(s) for s in cfg.seeds],
                      "regions": list(REGION_NAMES), "dice": dice.tolist(), "hd95": hd.tolist(),
-                     "hd95_penalised": np.stack([s.undefined for s in scores]).tolist(),
-                     "away_ml": np.stack([s.away_ml for s in scores]).tolist()},
+                     "hd95_penalised": np.stack([s.undefined for s in scores]).tolist()},
     }
+    if away:
+        out["per_case"]["away_ml"] = np.stack([s.away_ml for s in scores]).tolist()
     return out, scores
 
 
@@ -202,20 +205,19 @@ def mask_fidelity(
     region (issue 16's goal: >= 0.85 for WT and TC): a segmenter that fails on real cases would make
     any synthetic score look fine."""
     conditioned = sum(1 for p in synthetic.provenance if _mask_conditioned(p))
-    res, _ = _scores_over_seeds(bank, "real", synthetic, cfg, spacing)
+    res, _ = _scores_over_seeds(bank, "real", synthetic, cfg, spacing, away=True)
     res["cases"] = len(synthetic)
     res["mask_conditioned_cases"] = conditioned
     res["by_tumour_presence"] = dice_by_tumour_presence(np.asarray(res["per_case"]["dice"]), synthetic.labels)
     if real_test is not None and real_test.labels is not None:
-        real, _ = _scores_over_seeds(bank, "real", real_test, cfg, spacing)
+        real, _ = _scores_over_seeds(bank, "real", real_test, cfg, spacing, away=True)
         res["real_heldout"] = {"cases": len(real_test), "aggregate": real["aggregate"], "intervals": real["intervals"],
                                "by_tumour_presence": dice_by_tumour_presence(np.asarray(real["per_case"]["dice"]),
                                                                              real_test.labels)}
         res.update(fidelity_ratios(res, res["real_heldout"]))
-        voxel_ml = math.prod(float(v) for v in spacing) / 1000.0
         res["unlabelled_tumour"] = unlabelled_tumour_check(np.asarray(res["per_case"]["away_ml"]),
                                                            np.asarray(real["per_case"]["away_ml"]),
-                                                           min_ml=MIN_FLAG_VOXELS * voxel_ml)
+                                                           min_ml=MIN_FLAG_VOXELS * voxel_ml(spacing))
     return res
 
 

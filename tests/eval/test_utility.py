@@ -102,7 +102,7 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
 
     def fake_scores(model, images, labels, spacing, **kw):
         d = dice[model[0]][model[1]]
-        return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]), np.zeros_like(d))
+        return SegScores(d, np.zeros_like(d), np.zeros(d.shape, bool), list(kw["case_ids"]))
 
     monkeypatch.setattr(ut, "evaluate_segmenter", fake_scores)
     out = ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0))
