@@ -58,6 +58,14 @@ class DataConfig:
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm, after resampling
     roi: tuple[int, int, int] = (64, 64, 48)  # final (x, y, z) size in RAS order
     percentiles: tuple[float, float] = (0.5, 99.5)
+    # Which brain voxels the percentiles are taken over: "brain" (all), or "outside_tumour" (the
+    # brain outside the labelled tumour, so a case's normal-brain level does not move with its
+    # tumour: over the whole brain an enhancing tumour holds t1c's top percentile and lowers the rest,
+    # -0.28 against +0.22 without one on the anatomy set). Needs labels (label_mode not "none").
+    percentile_region: Literal["brain", "outside_tumour"] = "brain"
+    # Where the high percentile lands in [-1, 1]; below 1 leaves room for tumours brighter than the
+    # reference voxels (with "outside_tumour", t1c's enhancing tumour sits ~1.8 spans above the low one).
+    percentile_top: float = 1.0
     crop_foreground: bool = True  # crop to the brain bounding box before pad/crop to roi
     # Integer factor for low-resolution stages, applied after pad/crop to roi: images are
     # block-averaged (area), labels take the block's majority label (ties -> higher label, so
@@ -83,6 +91,10 @@ class DataConfig:
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+        if not -1.0 < self.percentile_top <= 1.0:
+            raise ValueError(f"percentile_top must be in (-1, 1], got {self.percentile_top}")
+        if self.percentile_region == "outside_tumour" and self.label_mode == "none":
+            raise ValueError("percentile_region outside_tumour needs the labels (label_mode is none)")
         if any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
         if any(r <= 0 for r in self.roi):

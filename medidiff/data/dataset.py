@@ -63,6 +63,9 @@ def pipeline_hash(
         "divisor": divisor,
         "label_map": sorted(parse_label_map(label_map).items()),
     }
+    if (cfg.percentile_region, cfg.percentile_top) != ("brain", 1.0):  # only when set: older caches keep their names
+        facts["percentile_scale"] = [cfg.percentile_region if facts["label_mode"] != "none" else "brain",
+                                     cfg.percentile_top]
     blob = json.dumps(facts, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

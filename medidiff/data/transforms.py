@@ -23,8 +23,9 @@ their output; MONAI caches up to the first random transform):
 6. ``CropForegroundd`` to the brain box (any modality non-zero), if ``cfg.crop_foreground``.
    Cropping before scaling changes nothing: the percentiles only see brain voxels.
    ``WarnBrainCropd`` then warns once when step 8's crop would remove brain voxels.
-7. ``ScaleBrainPercentilesd``: per modality, percentiles inside the brain mask -> [-1, 1],
-   clipped; background -1.
+7. ``ScaleBrainPercentilesd``: per modality, percentiles inside the brain mask (or, with
+   ``cfg.percentile_region: outside_tumour``, the brain outside the labelled tumour) -> [-1,
+   ``cfg.percentile_top``], clipped to [-1, 1]; background -1.
 8. ``ResizeWithPadOrCropd`` (centred) to ``cfg.roi``: images padded with -1, labels with 0.
 9. ``BlockDownsampled`` by ``cfg.downsample``: area averaging for images, block majority for
    labels (ties -> the higher label, so thin tumour structures survive).
@@ -404,16 +405,36 @@ class WarnBrainCropd(MapTransform):
 
 
 class ScaleBrainPercentilesd(MapTransform):
-    """Per channel: percentiles inside the brain mask -> [-1, 1], clipped; background -1.
+    """Per channel: percentiles inside the brain mask -> [-1, ``top``], clipped to [-1, 1]; background -1.
 
     The brain mask is "any modality non-zero" (:func:`brain_mask`); percentiles are taken per
     modality over those voxels, so each modality's brain spans the full range whatever its
     scanner units, and the background is exactly -1 in every channel.
+
+    ``region="outside_tumour"`` takes the percentiles over the brain outside the labelled tumour
+    (``label_key`` > 0, the raw label map on the image's grid) instead: over the whole brain an
+    enhancing tumour holds a case's top percentile, so its normal brain sits lower than a
+    tumour-free case's (t1c's normal-brain median -0.28 with a tumour against +0.22 without on the
+    anatomy set), a coupling a generator must learn. Tumours brighter than the normal brain's top
+    then land above ``top`` (t1c's enhancing tumour at ~1.8 normal-brain spans above the low
+    percentile), so ``top`` < 1 leaves them room. A case without a label (or whose brain is all
+    tumour) is scaled over its whole brain.
     """
 
-    def __init__(self, keys: str = IMAGE, percentiles: tuple[float, float] = (0.5, 99.5)) -> None:
+    def __init__(self, keys: str = IMAGE, percentiles: tuple[float, float] = (0.5, 99.5), *,
+                 region: str = "brain", top: float = 1.0, label_key: str = LABEL) -> None:
         super().__init__(keys)
         self.lo, self.hi = float(percentiles[0]), float(percentiles[1])
+        self.region, self.top, self.label_key = region, float(top), label_key
+
+    def _reference(self, d: Mapping[Hashable, Any], brain: np.ndarray) -> np.ndarray:
+        """The voxels whose percentiles set the scale: the brain, or the brain outside the tumour."""
+        label = d.get(self.label_key) if self.region == "outside_tumour" else None
+        if label is None:
+            return brain
+        lab = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        normal = brain & ~(lab.reshape(brain.shape) > 0)
+        return normal if normal.any() else brain
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -421,6 +442,7 @@ class ScaleBrainPercentilesd(MapTransform):
             img = d[key]
             arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
             mask = brain_mask(arr)[0]  # (X, Y, Z)
+            ref = self._reference(d, mask)
             files = _files_of(d, key)
             out = np.full(arr.shape, -1.0, dtype=np.float32)
             for c in range(arr.shape[0]):
@@ -428,7 +450,7 @@ class ScaleBrainPercentilesd(MapTransform):
                 if vals.size == 0:
                     raise DataError(files[0], "no brain (non-zero) voxels left after resampling/cropping")
                 # np.percentile, not torch.quantile: the latter refuses > 2**24 elements.
-                lo, hi = np.percentile(vals, [self.lo, self.hi])
+                lo, hi = np.percentile(arr[c][ref].astype(np.float64), [self.lo, self.hi])
                 if not hi > lo:
                     name = files[c] if c < len(files) else f"{files[0]} (channel {c})"
                     raise DataError(
@@ -436,7 +458,7 @@ class ScaleBrainPercentilesd(MapTransform):
                         f"intensity is constant ({lo:g}) between the {self.lo}th and {self.hi}th "
                         "percentiles inside the brain: cannot scale to [-1, 1]",
                     )
-                scaled = (vals - lo) / (hi - lo) * 2.0 - 1.0
+                scaled = (vals - lo) / (hi - lo) * (self.top + 1.0) - 1.0
                 out[c][mask] = np.clip(scaled, -1.0, 1.0)
             d[key] = _with_data(torch.from_numpy(out), img)
         return d
@@ -607,7 +629,8 @@ def deterministic_transforms(
         )
     ts += [
         WarnBrainCropd(IMAGE, roi, cfg.spacing),
-        ScaleBrainPercentilesd(IMAGE, tuple(cfg.percentiles)),  # type: ignore[arg-type]
+        ScaleBrainPercentilesd(IMAGE, tuple(cfg.percentiles),  # type: ignore[arg-type]
+                               region=cfg.percentile_region if use_label else "brain", top=cfg.percentile_top),
         ResizeWithPadOrCropd(IMAGE, spatial_size=roi, mode="constant", value=-1.0),
     ]
     if use_label:

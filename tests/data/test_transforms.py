@@ -13,7 +13,7 @@ from monai.data import NibabelReader
 from medidiff.config import ConfigError
 from medidiff.data.brats import BRATS_AFFINE, MODALITIES, REGIONS
 from medidiff.data.config import DataConfig, check_roi_divisible, nearest_multiple
-from medidiff.data.dataset import collate_cases, make_dataset, make_loader
+from medidiff.data.dataset import collate_cases, make_dataset, make_loader, pipeline_hash
 from medidiff.data.transforms import Pipeline, build_transforms, deterministic_transforms, output_shape
 from medidiff.errors import DataError
 
@@ -148,6 +148,36 @@ def test_background_is_minus_one_and_brain_in_range(tmp_path):
     for c in range(4):
         assert out[c, brain].max() == 1.0 and out[c, brain].min() == -1.0
         assert np.mean(out[c, brain] == 1.0) < 0.02  # only the top 0.5% (and ties) clip
+
+
+def test_outside_tumour_scaling_keeps_the_normal_brain_level_whatever_the_tumour(tmp_path):
+    """percentile_region outside_tumour: a bright enhancing tumour no longer sets the case's top, so the
+    normal brain lands where the same case without it does (over the whole brain it drops); the normal
+    brain's top percentile maps to percentile_top, the tumour above it up to the clip."""
+    vols, lab = _modalities(3), _label()
+    tumour = lab > 0
+    bright = [v.copy() for v in vols]
+    bright[1][tumour] = 2.0 * vols[1].max()  # t1c's enhancing tumour: twice the brightest normal voxel
+    with_t = write_case(tmp_path / "a", "a", vols=bright, label=lab)
+    without = write_case(tmp_path / "b", "b", vols=vols, label=lab)
+    normal = _brain() & ~tumour
+    for region, top, moves in (("brain", 1.0, True), ("outside_tumour", 1.0, False), ("outside_tumour", 0.0, False)):
+        cfg = cfg_(roi=SHAPE, crop_foreground=False, percentile_region=region, percentile_top=top)
+        a, b = (run_det(it, cfg)["image"].numpy()[1] for it in (with_t, without))
+        shift = np.median(a[normal]) - np.median(b[normal])
+        assert (shift < -0.3) if moves else (abs(shift) < 1e-6), (region, top, shift)
+        if region == "outside_tumour":
+            assert np.isclose(np.percentile(b[normal], 99.5), top, atol=0.05) and np.mean(a[normal] > top) <= 0.01
+            assert a[tumour & _brain()].min() == min(1.0, 2 * top + 1)  # (2 x the max) lands above top, clipped at 1
+        assert np.all(a[~_brain()] == -1.0)
+    # the disk cache's name follows the scaling (a cache of the other scaling is not reused)
+    assert len({pipeline_hash(cfg_(**kw)) for kw in ({}, {"percentile_top": 0.0},
+                                                     {"percentile_region": "outside_tumour"})}) == 3
+    # without labels the case is scaled over its whole brain; the option then refuses to be set
+    with pytest.raises(ValueError, match="outside_tumour needs the labels"):
+        cfg_(label_mode="none", percentile_region="outside_tumour")
+    with pytest.raises(ValueError, match="percentile_top"):
+        cfg_(percentile_top=1.5)
 
 
 def test_orientations_and_big_endian_agree(tmp_path):
