@@ -149,6 +149,21 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_lll30_labels_lll100_skip005": ["objective.detail_weight=100",
                                                  "objective.channel_weights=" + _masks_lll(100, images=30),
                                                  "objective.x0_skip_sigma=0.05"],
+    # t1c's level, from the data's side: over the whole brain an enhancing tumour holds t1c's top percentile, so
+    # real t1c's normal brain drops 0.5 with one (a coupling the generator half-learns: +0.25-0.31 too bright,
+    # quality_scale_h200_20261203c). Percentiles over the brain outside the tumour, mapped to [-1, 0] (room above
+    # for the tumours): at 4 mm on the CPU every histogram nearer real judged on either scale, the spectra on the
+    # shipped scale, the texture from blurred to nearly real's, the tumours' sizes kept, the outside 4x noisier;
+    # most of the histogram gain is the range halved (next variant; scale_outside_tumour_cpu_20261203).
+    # Evaluated on the first run's scale (eval_scale_sets): give the shipped recipe first
+    "x0_detail100_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
+                                                    "objective.channel_weights=" + _masks_lll(100),
+                                                    "objective.x0_skip_sigma=0.05", "data.percentile_region=outside_tumour",
+                                                    "data.percentile_top=0.0"],
+    # its control: the range halved alone (the whole brain's percentiles to [-1, 0]), a noise schedule shifted
+    # toward noise as input scaling does; at 4 mm most of the histogram and spectrum gain, with grain and smaller tumours
+    "x0_detail100_labels_lll100_skip005_top0": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
+                                                "objective.x0_skip_sigma=0.05", "data.percentile_top=0.0"],
     # the haze again, from the other side: the x0 net's zero padding and zero-initialised output say "0",
     # while the background is -1 in the coarse band; with latent.zero_background it is 0 in every channel
     # (the haze rises toward the grid's edges, where the padding is). At 4 mm on the CPU (1200 steps,
@@ -597,6 +612,17 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     log(f"{name} trained in {time.perf_counter() - t0:.0f} s: {out / name}")
 
 
+def eval_scale_sets(out: Path, first: str) -> list[str]:
+    """``--set`` words that evaluate every run on the first run's intensity scale (data.percentile_region,
+    data.percentile_top): the in-process realism and audit, the shared feature and tissue nets all use the
+    first run's pipeline, and a run trained on another scale is judged as a user of the first would see it
+    (evaluation rescales every generated case through the pipeline, so its written scale does not matter)."""
+    from medidiff.config import load_config
+
+    data = load_config(run_config_path(out, first)).data
+    return ["--set", f"data.percentile_region={data.percentile_region}", "--set", f"data.percentile_top={data.percentile_top}"]
+
+
 def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) -> list[str]:
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
            "--synthetic", str(out / "generated" / run), "--out", str(eval_dir(out, run, phase)),
@@ -604,6 +630,7 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
            "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
     if phase in SHARED_NETS:
         cmd += [f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase])]
+    cmd += eval_scale_sets(out, next(iter(runs_of(args))))
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
     if args.eval_real and phase != "memorisation":  # the audit sees every training case

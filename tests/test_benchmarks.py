@@ -335,6 +335,22 @@ def test_quality_scale_runs_are_variant_by_seed_or_the_pairs_given(monkeypatch):
             qs.parse_run(bad)
 
 
+def test_quality_scale_evaluates_every_run_on_the_first_runs_intensity_scale(monkeypatch, tmp_path):
+    from medidiff.config import save_resolved
+
+    qs = _quality_scale(monkeypatch)
+    (tmp_path / "configs").mkdir()
+    save_resolved(load_config(None, []), tmp_path / "configs", "shipped_seed0.yaml")
+    scale = [k for k in qs.VARIANTS["x0_detail100_labels_lll100_skip005_scaleout"] if k.startswith("data.percentile")]
+    assert scale == ["data.percentile_region=outside_tumour", "data.percentile_top=0.0"]
+    save_resolved(load_config(None, scale), tmp_path / "configs", "scaleout_seed0.yaml")
+    assert load_config(qs.run_config_path(tmp_path, "scaleout_seed0")).data.percentile_region == "outside_tumour"
+    for first, region, top in (("shipped_seed0", "brain", 1.0), ("scaleout_seed0", "outside_tumour", 0.0)):
+        sets = qs.eval_scale_sets(tmp_path, first)
+        assert sets == ["--set", f"data.percentile_region={region}", "--set", f"data.percentile_top={top}"]
+        load_config(qs.run_config_path(tmp_path, "scaleout_seed0"), sets[1::2])  # evaluate takes them
+
+
 def test_quality_scale_evaluates_a_given_model_only_as_the_recipe_and_data_it_was_trained_on(monkeypatch, tmp_path):
     from medidiff.config import ConfigError, save_resolved, to_dict
     from medidiff.data.mask_sources import training_data_record

@@ -1,0 +1,24 @@
+"""cross_table.md: every 4 mm arm judged on both intensity scales (eval_brain_scale/, eval_out_scale/: realism.py's output)."""
+import json
+from pathlib import Path
+
+here = Path(__file__).parent
+rows = ["| judged on the scale of | arm | histogram W1 t1n / t1c / t2w / t2f (floor) | detail coherence synthetic - real "
+        "t1n / t1c / t2w / t2f | outside RMS, non-zero share | spectrum max abs log10 t1n / t1c / t2w / t2f | tumours; size W1 |",
+        "|---|---|---|---|---|---|---|"]
+for ev, name in (("eval_brain_scale", "the brain (shipped)"), ("eval_out_scale", "the brain outside WT, top 0")):
+    for arm in ("control", "scale_brain_top0", "scale_out_top0"):
+        r = json.loads((here / ev / "realism" / f"{arm}.json").read_text())
+        c = (r["results"]["realism"] if "results" in r else r)["checks"]
+        h, coh = c["intensity_histogram"]["per_modality"], c["detail_coherence"]["per_modality"]
+        sp, bg, t = c["power_spectrum"]["per_modality"], c["background"], c["tumour_statistics"]
+        share = t["share_with_tumour"]
+        rows.append(f"| {name} | {arm} | " + " / ".join(f"{h[m]['wasserstein']:.3f}" for m in h)
+                    + " (" + " / ".join(f"{h[m]['floor']:.3f}" for m in h) + ") | "
+                    + " / ".join(f"{coh[m]['synthetic'] - coh[m]['real']:+.3f}" for m in coh)
+                    + f" | {bg['synthetic_rms']:.4f}, {bg['synthetic_fraction_nonzero']:.3f} | "
+                    + " / ".join(f"{sp[m]['max_abs_log10_ratio']:.2f}" for m in sp)
+                    + f" | {round(share['synthetic'] * share['cases'])} of {share['cases']}; "
+                      f"{t['size_log10_wt_fraction']['wasserstein']:.3f} |")
+(here / "cross_table.md").write_text("\n".join(rows) + "\n")
+print("\n".join(rows))
