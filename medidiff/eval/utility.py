@@ -26,6 +26,7 @@ volume away from the label whether they show tumour the label does not (:func:`u
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -49,6 +50,8 @@ from medidiff.eval.segmentation import (
     voxel_ml,
 )
 from medidiff.eval.stats import summarise_matrix
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SegmenterBank", "training_sets", "utility_experiment", "mask_fidelity", "unlabelled_tumour_check"]
 
@@ -104,6 +107,10 @@ class SegmenterBank:
             if s is None or s.labels is None:
                 raise ValueError(f"training set {name!r} is not a labelled set of this evaluation ({sorted(self.sets)})")
             c = self.cfg
+            # said even without a progress bar: a saved segmenter (eval.feature_net) covers its own seed only,
+            # and each further seed of eval.seeds trains here (tens of minutes on a CPU)
+            log.info("evaluate: training the %s segmenter of seed %d on %d cases (up to %d epochs, %s)", name, seed,
+                     len(s), c.epochs, c.device)
             self._models[key], self.histories[key] = train_segmenter(
                 s.images, s.labels, epochs=c.epochs, batch_size=c.batch_size, seed=int(seed), lr=c.lr,
                 weight_decay=c.weight_decay, init_filters=c.init_filters, val_fraction=c.val_fraction,

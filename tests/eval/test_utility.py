@@ -222,3 +222,26 @@ def test_unlabelled_tumour_rule_reads_the_real_share_as_a_new_case_would():
     stray[0, :10] = 0.1  # half the cases with 0.1 mL away, where no real case has any
     assert not unlabelled_tumour_check(stray, np.zeros((1, 40, 3)))["pass"]
     assert unlabelled_tumour_check(stray, np.zeros((1, 40, 3)), min_ml=0.2)["pass"]
+
+
+def test_segmenter_bank_says_each_segmenter_it_trains(monkeypatch, caplog):
+    """A saved segmenter covers its own seed; each further seed of eval.seeds trains, and is said so even
+    with the progress bar off (a CPU evaluation once trained two more seeds for 50 minutes unannounced)."""
+    import logging
+
+    import medidiff.eval.utility as ut
+    from medidiff.eval.config import EvalConfig
+    from medidiff.eval.data import CaseSet
+
+    history = ut.TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], 4, 0)
+    trained = []
+    monkeypatch.setattr(ut, "train_segmenter", lambda *a, seed, **k: (trained.append(seed) or torch.nn.Identity(), history))
+    real = CaseSet("real", torch.zeros(3, 4, 4, 4, 4), torch.zeros(3, 3, 4, 4, 4, dtype=torch.bool), list("abc"))
+    bank = ut.SegmenterBank({"real": real}, EvalConfig(seeds=[0, 1], epochs=7), progress=False)
+    bank.put("real", 0, torch.nn.Identity(), history)  # the saved one
+    with caplog.at_level(logging.INFO, logger="medidiff.eval.utility"):
+        for seed in (0, 1, 1):
+            bank.get("real", seed)
+    assert trained == [1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "evaluate: training the real segmenter of seed 1 on 3 cases (up to 7 epochs, cpu)"]
