@@ -833,7 +833,7 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
     }
 
 
-def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
+def realism_phase(out: Path, done: Sequence[str], n_real: int, first: str) -> float:
     """The realism checks of ``medidiff evaluate``'s image task for every trained run, in this
     process (``quality_common.realism_checks_of``), each in OUT/realism/<run>.json. Returns the
     seconds it took.
@@ -841,14 +841,17 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int) -> float:
     Why: on the 2026-11-30 H200 run the image phase (every real case loaded per run, features,
     MS-SSIM, Frechet) of 4 runs side by side ran past its 3.5-min cap and left nothing; these
     checks took 196 s for the 4 runs against 48 + 48 real cases, done by hand on the GPU host.
-    The image phase's own realism (every real case) replaces this one where it finishes."""
+    The image phase's own realism (every real case) replaces this one where it finishes. Every run is
+    judged on the ``first`` run's intensity scale (its config's data section), as eval_scale_sets has
+    ``medidiff evaluate`` do, whether or not that run finished."""
     t0 = time.perf_counter()
-    realism_checks_of(run_config_path(out, done[0]), out / "manifest.json", out / "data",
+    realism_checks_of(run_config_path(out, first), out / "manifest.json", out / "data",
                       {run: out / "generated" / run for run in done}, n_real, out / "realism")
     return round(time.perf_counter() - t0, 1)
 
 
-def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], *, smoke: bool = False) -> None:
+def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], first: str, *,
+                       smoke: bool = False) -> None:
     """The memorisation audit of every trained run in this process (``quality_common.memorisation_audits_of``:
     the real cases loaded and the audit's training side built once), each in OUT/eval/<run>_memorisation/.
 
@@ -859,7 +862,7 @@ def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], *
     t0 = time.perf_counter()
     ph = record["eval_phases"]["memorisation"]
     try:
-        memorisation_audits_of(run_config_path(out, done[0]), out / "manifest.json", out / "data",
+        memorisation_audits_of(run_config_path(out, first), out / "manifest.json", out / "data",
                                {run: out / "generated" / run for run in done},
                                {run: eval_dir(out, run, "memorisation") for run in done},
                                controls=4 if smoke else None)
@@ -1091,10 +1094,10 @@ def main() -> int:
     for phase in args.phases:
         if phase == "realism":
             if done:
-                record["realism_seconds"] = realism_phase(out, done, args.realism_cases)
+                record["realism_seconds"] = realism_phase(out, done, args.realism_cases, next(iter(runs)))
         elif phase == "memorisation":
             if done:
-                memorisation_phase(out, done, record, smoke=args.smoke)
+                memorisation_phase(out, done, record, next(iter(runs)), smoke=args.smoke)
         else:
             run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)

@@ -29,6 +29,7 @@ from medidiff.cascade.patches import Window, patchwise_denoiser
 from medidiff.cascade.sr_task import KIND, latent_patch, sr_condition
 from medidiff.config import config_hash
 from medidiff.data.brats import REGIONS, regions_from_labels
+from medidiff.data.config import intensity_scale
 from medidiff.data.labels import block_majority_regions
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -221,6 +222,8 @@ class CascadePipeline:
         sr_mm = [sp * sr.scale for sp in s.data.spacing]
         if not np.allclose(base_mm, sr_mm):
             problems.append(f"voxel sizes differ: base {base_mm} mm, SR low-res grid {sr_mm} mm")
+        if intensity_scale(b.data) != intensity_scale(s.data):  # the SR stage reads the base's images as its own
+            problems.append(f"intensity scales differ: base {intensity_scale(b.data)}, SR {intensity_scale(s.data)}")
         if b.data.fold != s.data.fold:
             # masks are chosen from, and evaluations hold out, ONE fold (the cascade's cfg is the SR
             # stage's): a base model that trained on the SR stage's held-out fold would leak it

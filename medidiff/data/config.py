@@ -9,7 +9,7 @@ from typing import Literal
 from medidiff.config import ConfigError
 from medidiff.data.brats import MODALITIES
 
-__all__ = ["DataConfig", "nearest_multiple", "check_roi_divisible"]
+__all__ = ["DataConfig", "nearest_multiple", "check_roi_divisible", "intensity_scale", "check_scale_labels"]
 
 
 def nearest_multiple(n: int, multiple: int) -> int:
@@ -18,6 +18,21 @@ def nearest_multiple(n: int, multiple: int) -> int:
     hi = lo + multiple
     best = lo if (n - lo) < (hi - n) else hi
     return max(best, multiple)
+
+
+def intensity_scale(cfg: DataConfig) -> dict[str, object]:
+    """What sets a case's intensities (the percentiles, the voxels they are taken over, where the top
+    lands): a net trained on one scale reads another's images wrongly. Saved nets' recipes carry it."""
+    return {"percentiles": list(cfg.percentiles), "percentile_region": cfg.percentile_region,
+            "percentile_top": float(cfg.percentile_top)}
+
+
+def check_scale_labels(cfg: DataConfig, loads_labels: bool, what: str) -> None:
+    """Refuse ``percentile_region: outside_tumour`` where ``what`` loads no labels: its cases would be
+    scaled over the whole brain, silently another scale than the labelled pipelines' of the same config."""
+    if cfg.percentile_region == "outside_tumour" and not loads_labels:
+        raise ConfigError(f"data.percentile_region outside_tumour scales each case by its labels, and {what} loads "
+                          "none: use data.percentile_region brain for it")
 
 
 def check_roi_divisible(roi: Sequence[int], divisor: int, downsample: int = 1) -> None:

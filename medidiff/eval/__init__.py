@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medidiff.data.brats import regions_to_labels
+from medidiff.data.config import check_scale_labels, intensity_scale
 from medidiff.data.mask_sources import check_synthetic_provenance
 from medidiff.eval.config import TASKS, EvalConfig
 
@@ -134,6 +135,7 @@ def run_evaluation(
     real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
     real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
     with_lab = len(labelled) == len(synth_items)
+    check_scale_labels(dcfg, with_lab, f"the synthetic set {synthetic_dir} ({len(synth_items) - len(labelled)} cases without a seg)")
     synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
     synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
     lap("load cases")
@@ -239,7 +241,7 @@ def run_evaluation(
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
         elif cfg.feature_net and (Path(cfg.feature_net) / "config.json").is_file():
-            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities), intensity=intensity_scale(dcfg),
                                                          grid=list(shape), spacing=spacing)
             feature_net = feat.SegmenterFeatures(model.to(cfg.device), name=f"segresnet-encoder {cfg.feature_net} "
                                                  f"(saved; trained on manifest sha256 {recipe['manifest_sha256'][:12]}..., "
@@ -588,7 +590,7 @@ def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha2
     if not cfg.feature_net or not (Path(cfg.feature_net) / "config.json").is_file():
         return False
     try:
-        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities), intensity=intensity_scale(dcfg),
                                                      grid=list(shape), spacing=spacing)
     except DataError:
         return False
@@ -619,7 +621,14 @@ def _save_feature_net(bank: Any, cfg: EvalConfig, dcfg: Any, real_manifest: str 
         "modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
         "init_filters": cfg.init_filters, "seed": seed, "manifest_sha256": evdata.file_sha256(real_manifest),
         "fold": dcfg.fold, "train_cases": real_train.case_ids, "eval": asdict(cfg), "data": to_dict(dcfg),
-        "training": asdict(bank.histories[("real", seed)]), "medidiff_version": __version__})
+        "intensity_scale": intensity_scale(dcfg), "training": asdict(bank.histories[("real", seed)]),
+        "medidiff_version": __version__})
+
+
+def _tissue_map_config(dcfg: Any) -> Any:
+    """The pipeline that reads tissue maps in the label's place (only the maps are kept): percentiles over the
+    whole brain, as outside_tumour would take every tissue for a tumour (and a constant rim could refuse the case)."""
+    return replace(dcfg, label_mode="labels", percentile_region="brain")
 
 
 def _tissue_qc(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, train_items: list[dict[str, Any]],
@@ -635,7 +644,7 @@ def _tissue_qc(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, train_item
         return None, (f"needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real case (the anatomy data set has "
                       "them) and a held-out fold")
     model, segmenter = _tissue_segmenter(cfg, dcfg, real_manifest, real_train, t_train, progress)
-    maps_held = ts.load_tissue_maps(t_held, build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={}))
+    maps_held = ts.load_tissue_maps(t_held, build_transforms(_tissue_map_config(dcfg), train=False, label_map={}))
     model = model.to(cfg.device)
     mods = list(dcfg.modalities)
     pred_held = ts.predict_tissue(model, real_test.images, batch_size=cfg.batch_size)
@@ -688,14 +697,15 @@ def _tissue_segmenter(cfg: EvalConfig, dcfg: Any, real_manifest: str | Path, rea
     # exclusive: a softmax over background + CSF/GM/WM; a saved sigmoid net (before 2026-11-30's fix) never
     # predicted CSF and is refused
     expect = {"modalities": list(dcfg.modalities), "grid": list(output_shape(dcfg)), "spacing_mm": spacing,
-              "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold, "exclusive": True}
+              "manifest_sha256": evdata.file_sha256(real_manifest), "fold": dcfg.fold, "exclusive": True,
+              "intensity_scale": intensity_scale(dcfg)}
     if cfg.tissue_net and (Path(cfg.tissue_net) / "config.json").is_file():
         _refuse_sigmoid_tissue_net(Path(cfg.tissue_net) / "config.json")
         model, recipe = load_segmenter(cfg.tissue_net, kind=ts.TISSUE_NET_KIND, expect=expect, what="tissue segmenter",
                                        option="--tissue-net")
         return model, {"training": recipe["training"], "source": f"loaded from {cfg.tissue_net} (seed {recipe['seed']})"}
     seed = cfg.seeds[0]
-    maps_train = ts.load_tissue_maps(t_train, build_transforms(replace(dcfg, label_mode="labels"), train=False, label_map={}))
+    maps_train = ts.load_tissue_maps(t_train, build_transforms(_tissue_map_config(dcfg), train=False, label_map={}))
     model, hist = train_segmenter(
         real_train.images, ts.tissue_onehot(maps_train), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed,
         lr=cfg.lr, weight_decay=cfg.weight_decay, init_filters=cfg.init_filters, val_fraction=cfg.val_fraction,

@@ -213,13 +213,15 @@ def save_segmenter_features(model: nn.Module, directory: str | Path, recipe: dic
 
 
 def load_segmenter_features(directory: str | Path, *, modalities: list[str], grid: list[int],
-                            spacing: list[float]) -> tuple[nn.Module, dict]:
-    """Load :func:`save_segmenter_features`' folder; refuses one made for other modalities, grid or
-    spacing (its features would not be comparable)."""
+                            spacing: list[float], intensity: dict | None = None) -> tuple[nn.Module, dict]:
+    """Load :func:`save_segmenter_features`' folder; refuses one made for other modalities, grid,
+    spacing or (given ``intensity``, :func:`medidiff.data.config.intensity_scale`) intensity scale: its
+    features would not be comparable."""
     from medidiff.eval.segmentation import load_segmenter
 
+    expect = {"modalities": list(modalities), "grid": list(grid), "spacing_mm": list(spacing)}
     return load_segmenter(directory, kind=FEATURE_NET_KIND, what="feature net", option="--feature-net",
-                          expect={"modalities": list(modalities), "grid": list(grid), "spacing_mm": list(spacing)})
+                          expect=expect | ({"intensity_scale": intensity} if intensity is not None else {}))
 
 
 @torch.no_grad()

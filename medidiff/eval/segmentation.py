@@ -113,6 +113,11 @@ def save_segmenter(model: nn.Module, directory: str | Path, *, kind: str, recipe
     return d
 
 
+# recipe keys added after nets were saved without them, read as the value every earlier net was trained with
+SAVED_BEFORE: dict[str, Any] = {"intensity_scale": {"percentiles": [0.5, 99.5], "percentile_region": "brain",
+                                                    "percentile_top": 1.0}}
+
+
 def load_segmenter(directory: str | Path, *, kind: str, expect: Mapping[str, Any], what: str, option: str
                    ) -> tuple[nn.Module, dict[str, Any]]:
     """Load :func:`save_segmenter`'s folder (eval mode, on the CPU) and its recipe. Refuses another
@@ -133,7 +138,7 @@ def load_segmenter(directory: str | Path, *, kind: str, expect: Mapping[str, Any
         raise DataError(d / "config.json", f"kind {meta.get('kind')!r}, expected {kind!r}: not a saved {what}")
     r = meta["recipe"]
     for key, want in expect.items():
-        got = r.get(key)
+        got = r.get(key, SAVED_BEFORE.get(key))
         if (list(got) if isinstance(got, (list, tuple)) else got) != (list(want) if isinstance(want, (list, tuple)) else want):
             raise DataError(d / "config.json", f"the {what} was trained for {key} {got}, this evaluation uses {want}: "
                                                f"its outputs are not comparable; use another {option}")

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medidiff.config import ConfigError, config_hash, from_dict, save_resolved, to_dict
-from medidiff.data.config import check_roi_divisible
+from medidiff.data.config import check_roi_divisible, check_scale_labels
 from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -286,6 +286,7 @@ def _run_dir(cfg: ExperimentConfig) -> Path:
 def _datasets(cfg: ExperimentConfig, run_dir: Path, *, train_transforms: bool = True):
     """(train, held-out or None) image-only datasets on the roi (multiple of vae.downsample)."""
     check_roi_divisible(cfg.data.roi, cfg.vae.downsample, cfg.data.downsample)
+    check_scale_labels(cfg.data, False, "the VAE's training")
     return manifest_datasets(cfg.data, run_dir, divisor=cfg.vae.downsample, with_label=False,
                              train_transforms=train_transforms)
 

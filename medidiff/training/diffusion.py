@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from medidiff.config import config_hash, save_resolved, to_dict
+from medidiff.data.config import check_scale_labels
 from medidiff.data.dataset import collate_cases, manifest_datasets
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
@@ -337,6 +338,7 @@ def train_diffusion(cfg: ExperimentConfig, *, resume: bool = False, overwrite: b
     else:
         # an image-only model loads no labels: at 128^3 they were 3 float32 channels a case, 3x the
         # bytes of a one-modality image, collated, pinned and copied every step for nothing
+        check_scale_labels(cfg.data, uses_labels(cfg), "an image-only model (no generated labels, no mask conditioning)")
         train_set, val_set = build_datasets(cfg, run_dir, with_label=uses_labels(cfg))
 
     codec_dir = run_dir / "codec"

@@ -152,28 +152,39 @@ def test_background_is_minus_one_and_brain_in_range(tmp_path):
 
 def test_outside_tumour_scaling_keeps_the_normal_brain_level_whatever_the_tumour(tmp_path):
     """percentile_region outside_tumour: a bright enhancing tumour no longer sets the case's top, so the
-    normal brain lands where the same case without it does (over the whole brain it drops); the normal
-    brain's top percentile maps to percentile_top, the tumour above it up to the clip."""
+    normal brain lands where the same case without it does (over the whole brain it drops); every voxel is
+    (v - lo) / (hi - lo) * (top + 1) - 1 of the normal brain's percentiles, clipped at 1, read through the
+    label after orientation and crop (an LAS case, cropped to its brain)."""
     vols, lab = _modalities(3), _label()
     tumour = lab > 0
-    bright = [v.copy() for v in vols]
-    bright[1][tumour] = 2.0 * vols[1].max()  # t1c's enhancing tumour: twice the brightest normal voxel
-    with_t = write_case(tmp_path / "a", "a", vols=bright, label=lab)
-    without = write_case(tmp_path / "b", "b", vols=vols, label=lab)
     normal = _brain() & ~tumour
-    for region, top, moves in (("brain", 1.0, True), ("outside_tumour", 1.0, False), ("outside_tumour", 0.0, False)):
-        cfg = cfg_(roi=SHAPE, crop_foreground=False, percentile_region=region, percentile_top=top)
-        a, b = (run_det(it, cfg)["image"].numpy()[1] for it in (with_t, without))
-        shift = np.median(a[normal]) - np.median(b[normal])
+    bright = [v.copy() for v in vols]
+    bright[1][tumour] = 1.5 * vols[1][tumour] + vols[1].max()  # t1c's enhancing tumour, above every normal voxel
+    las = np.eye(4)
+    las[0, 0], las[0, 3] = -1.0, SHAPE[0] - 1
+    flip = [v[::-1] for v in bright]
+    with_t = write_case(tmp_path / "a", "a", vols=flip, label=lab[::-1], affine=las)
+    without = write_case(tmp_path / "b", "b", vols=vols, label=lab)
+    for region, top, moves in (("brain", 1.0, True), ("outside_tumour", 1.0, False), ("outside_tumour", -0.5, False),
+                               ("brain", 0.0, True)):
+        cfg = cfg_(roi=SHAPE, crop_foreground=region == "outside_tumour", percentile_region=region, percentile_top=top)
+        out_a, out_b = run_det(with_t, cfg), run_det(without, cfg)
+        a, b = out_a["image"].numpy()[1], out_b["image"].numpy()[1]
+        in_a, in_b = out_a["label"].numpy()[0] > 0, out_b["label"].numpy()[0] > 0
+        brain_a, brain_b = a > -1, b > -1
+        shift = np.median(a[brain_a & ~in_a]) - np.median(b[brain_b & ~in_b])
         assert (shift < -0.3) if moves else (abs(shift) < 1e-6), (region, top, shift)
         if region == "outside_tumour":
-            assert np.isclose(np.percentile(b[normal], 99.5), top, atol=0.05) and np.mean(a[normal] > top) <= 0.01
-            assert a[tumour & _brain()].min() == min(1.0, 2 * top + 1)  # (2 x the max) lands above top, clipped at 1
-        assert np.all(a[~_brain()] == -1.0)
+            lo, hi = np.percentile(bright[1][normal].astype(np.float64), [0.5, 99.5])
+            want = np.clip((bright[1][tumour].astype(np.float64) - lo) / (hi - lo) * (top + 1) - 1, -1, 1)
+            assert np.allclose(np.sort(a[in_a]), np.sort(want), atol=1e-5)  # the label still on its voxels
+            assert (want < 1).any() if top < 0 else (want == 1).all()  # top -0.5: linear, top 1: all clipped
+            assert np.isclose(np.percentile(b[brain_b & ~in_b], 99.5), top, atol=0.05)
+        assert (a == -1).sum() >= a.size - _brain().sum() - 5  # the background stays -1
     # the disk cache's name follows the scaling (a cache of the other scaling is not reused)
     assert len({pipeline_hash(cfg_(**kw)) for kw in ({}, {"percentile_top": 0.0},
                                                      {"percentile_region": "outside_tumour"})}) == 3
-    # without labels the case is scaled over its whole brain; the option then refuses to be set
+    # without labels the option refuses to be set
     with pytest.raises(ValueError, match="outside_tumour needs the labels"):
         cfg_(label_mode="none", percentile_region="outside_tumour")
     with pytest.raises(ValueError, match="percentile_top"):

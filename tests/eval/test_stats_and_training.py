@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from medidiff.config import ConfigError
 from medidiff.eval.segmentation import predict, train_segmenter
 from medidiff.eval.segmentation import _dice as region_dice
 from medidiff.eval.stats import bootstrap_ci, summarise_matrix
@@ -81,3 +82,34 @@ def test_convergence_benchmark_script_runs_and_records(tmp_path, monkeypatch):
     rec = json.loads((tmp_path / "segmenter_convergence.json").read_text())
     assert rec["grid"] == [16, 16, 16] and rec["spacing_mm"] == [2.0, 2.0, 2.0]
     assert rec["seeds"][0]["training"]["epochs"] == 1 and 0.0 <= rec["wt_dice_mean"] <= 1.0
+
+
+def test_a_saved_feature_net_of_another_intensity_scale_is_refused_and_older_ones_read_as_the_default(tmp_path):
+    """A net trained on one intensity scale (data.percentile_region / percentile_top) reads another's images
+    wrongly: its features would not compare. Nets saved before the scale was recorded were all trained on the
+    default, and still load for it."""
+    import json
+
+    from medidiff.data.config import DataConfig, check_scale_labels, intensity_scale
+    from medidiff.errors import DataError
+    from medidiff.eval import features as feat
+    from medidiff.eval.segmentation import build_segmenter
+
+    where = {"modalities": ["t1n"], "grid": [8, 8, 8], "spacing": [2.0, 2.0, 2.0]}
+    recipe = {"modalities": ["t1n"], "grid": [8, 8, 8], "spacing_mm": [2.0, 2.0, 2.0], "init_filters": 4}
+    shipped, out_top0 = DataConfig(), DataConfig(percentile_region="outside_tumour", percentile_top=0.0)
+    net = build_segmenter(1, 4)
+    feat.save_segmenter_features(net, tmp_path / "new", {**recipe, "intensity_scale": intensity_scale(out_top0)})
+    feat.load_segmenter_features(tmp_path / "new", **where, intensity=intensity_scale(out_top0))
+    with pytest.raises(DataError, match="intensity_scale"):
+        feat.load_segmenter_features(tmp_path / "new", **where, intensity=intensity_scale(shipped))
+    feat.save_segmenter_features(net, tmp_path / "old", recipe)  # no scale recorded
+    assert "intensity_scale" not in json.loads((tmp_path / "old" / "config.json").read_text())["recipe"]
+    feat.load_segmenter_features(tmp_path / "old", **where, intensity=intensity_scale(shipped))
+    with pytest.raises(DataError, match="intensity_scale"):
+        feat.load_segmenter_features(tmp_path / "old", **where, intensity=intensity_scale(out_top0))
+    # a pipeline that loads no labels cannot scale outside the tumour: refused, not scaled over the brain
+    check_scale_labels(shipped, False, "x")
+    check_scale_labels(out_top0, True, "x")
+    with pytest.raises(ConfigError, match="an image-only model loads none"):
+        check_scale_labels(out_top0, False, "an image-only model")
