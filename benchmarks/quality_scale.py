@@ -152,9 +152,9 @@ VARIANTS: dict[str, list[str]] = {
     # t1c's level, from the data's side: over the whole brain an enhancing tumour holds t1c's top percentile, so
     # real t1c's normal brain drops 0.5 with one (a coupling the generator half-learns: +0.25-0.31 too bright,
     # quality_scale_h200_20261203c). Percentiles over the brain outside the tumour, mapped to [-1, 0] (room above
-    # for the tumours): at 4 mm on the CPU every histogram nearer real judged on either scale, the spectra on the
-    # shipped scale, the texture from blurred to nearly real's, the tumours' sizes kept, the outside 4x noisier;
-    # most of the histogram gain is the range halved (next variant; scale_outside_tumour_cpu_20261203).
+    # for the tumours): at 4 mm on the CPU (two seeds) every histogram nearer real on the shipped scale (t1c least),
+    # every spectrum within 2x, the texture from blurred to real's detail coherence, the outside 3-6x noisier; most
+    # of the histogram gain is the range halved (next variant; scale_outside_tumour_cpu_20261203).
     # Evaluated on the first run's scale (eval_scale_sets): give the shipped recipe first
     "x0_detail100_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
                                                     "objective.channel_weights=" + _masks_lll(100),
