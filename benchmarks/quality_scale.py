@@ -160,6 +160,12 @@ VARIANTS: dict[str, list[str]] = {
                                                     "objective.channel_weights=" + _masks_lll(100),
                                                     "objective.x0_skip_sigma=0.05", "data.percentile_region=outside_tumour",
                                                     "data.percentile_top=0.0"],
+    # with the images' coarse band at 30 as well (no stray enhancing spots, Frechet halved at 2 mm, one seed,
+    # quality_scale_h200_20261203c): at 4 mm (one seed) the outside back near the control's, the texture still at real's
+    "x0_detail100_lll30_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
+                                                          "objective.channel_weights=" + _masks_lll(100, images=30),
+                                                          "objective.x0_skip_sigma=0.05",
+                                                          "data.percentile_region=outside_tumour", "data.percentile_top=0.0"],
     # its control: the range halved alone (the whole brain's percentiles to [-1, 0]), a noise schedule shifted
     # toward noise as input scaling does; at 4 mm most of the histogram and spectrum gain, with grain and smaller tumours
     "x0_detail100_labels_lll100_skip005_top0": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
