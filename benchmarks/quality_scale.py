@@ -161,7 +161,8 @@ VARIANTS: dict[str, list[str]] = {
                                                     "objective.x0_skip_sigma=0.05", "data.percentile_region=outside_tumour",
                                                     "data.percentile_top=0.0"],
     # with the images' coarse band at 30 as well (no stray enhancing spots, Frechet halved at 2 mm, one seed,
-    # quality_scale_h200_20261203c): at 4 mm (one seed) the outside back near the control's, the texture still at real's
+    # quality_scale_h200_20261203c): at 4 mm (two seeds) the outside back at the control's, the texture still at
+    # real's, every spectrum within 2x; t1c's histogram on the shipped scale no better than the control's
     "x0_detail100_lll30_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
                                                           "objective.channel_weights=" + _masks_lll(100, images=30),
                                                           "objective.x0_skip_sigma=0.05",

@@ -7,7 +7,7 @@ rows = ["| judged on the scale of | arm | histogram W1 t1n / t1c / t2w / t2f (fl
         "t1n / t1c / t2w / t2f | outside RMS, non-zero share | spectrum max abs log10 t1n / t1c / t2w / t2f | tumours; size W1 |",
         "|---|---|---|---|---|---|---|"]
 for ev, name in (("eval_brain_scale", "the brain (shipped)"), ("eval_out_scale", "the brain outside WT, top 0")):
-    for arm in ("control", "control_seed1", "scale_brain_top0", "scale_brain_top0_seed1", "scale_out_top0", "scale_out_top0_seed1", "scale_out_top0_lll30"):
+    for arm in ("control", "control_seed1", "scale_brain_top0", "scale_brain_top0_seed1", "scale_out_top0", "scale_out_top0_seed1", "scale_out_top0_lll30", "scale_out_top0_lll30_seed1"):
         r = json.loads((here / ev / "realism" / f"{arm}.json").read_text())
         c = (r["results"]["realism"] if "results" in r else r)["checks"]
         h, coh = c["intensity_histogram"]["per_modality"], c["detail_coherence"]["per_modality"]
