@@ -450,7 +450,8 @@ class ScaleBrainPercentilesd(MapTransform):
                 if vals.size == 0:
                     raise DataError(files[0], "no brain (non-zero) voxels left after resampling/cropping")
                 # np.percentile, not torch.quantile: the latter refuses > 2**24 elements.
-                lo, hi = np.percentile(arr[c][ref].astype(np.float64), [self.lo, self.hi])
+                ref_vals = vals if ref is mask else arr[c][ref].astype(np.float64)  # the default: no second copy
+                lo, hi = np.percentile(ref_vals, [self.lo, self.hi])
                 if not hi > lo:
                     name = files[c] if c < len(files) else f"{files[0]} (channel {c})"
                     raise DataError(

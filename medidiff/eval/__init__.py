@@ -135,7 +135,8 @@ def run_evaluation(
     real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
     real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
     with_lab = len(labelled) == len(synth_items)
-    check_scale_labels(dcfg, with_lab, f"the synthetic set {synthetic_dir} ({len(synth_items) - len(labelled)} cases without a seg)")
+    check_scale_labels(dcfg, with_lab,
+                       f"the synthetic set {synthetic_dir} ({len(synth_items) - len(labelled)} cases without a seg)")
     synth_tf = evdata.synthetic_transforms(dcfg, background=cfg.synthetic_background, with_label=with_lab)
     synthetic = evdata.load_cases("synthetic", synth_items, synth_tf, with_label=with_lab, progress=progress)
     lap("load cases")
@@ -241,8 +242,9 @@ def run_evaluation(
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
         elif cfg.feature_net and (Path(cfg.feature_net) / "config.json").is_file():
-            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities), intensity=intensity_scale(dcfg),
-                                                         grid=list(shape), spacing=spacing)
+            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+                                                         grid=list(shape), spacing=spacing,
+                                                         intensity=intensity_scale(dcfg))
             feature_net = feat.SegmenterFeatures(model.to(cfg.device), name=f"segresnet-encoder {cfg.feature_net} "
                                                  f"(saved; trained on manifest sha256 {recipe['manifest_sha256'][:12]}..., "
                                                  f"fold {recipe['fold']} held out, seed {recipe['seed']})")
@@ -590,8 +592,8 @@ def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha2
     if not cfg.feature_net or not (Path(cfg.feature_net) / "config.json").is_file():
         return False
     try:
-        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities), intensity=intensity_scale(dcfg),
-                                                     grid=list(shape), spacing=spacing)
+        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
+                                                     grid=list(shape), spacing=spacing, intensity=intensity_scale(dcfg))
     except DataError:
         return False
     if (recipe.get("manifest_sha256") != manifest_sha256 or recipe.get("fold") != dcfg.fold

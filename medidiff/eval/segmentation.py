@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from medidiff.data.brats import REGIONS
+from medidiff.data.config import DataConfig, intensity_scale
 
 __all__ = [
     "REGION_NAMES",
@@ -114,8 +115,7 @@ def save_segmenter(model: nn.Module, directory: str | Path, *, kind: str, recipe
 
 
 # recipe keys added after nets were saved without them, read as the value every earlier net was trained with
-SAVED_BEFORE: dict[str, Any] = {"intensity_scale": {"percentiles": [0.5, 99.5], "percentile_region": "brain",
-                                                    "percentile_top": 1.0}}
+SAVED_BEFORE: dict[str, Any] = {"intensity_scale": intensity_scale(DataConfig())}
 
 
 def load_segmenter(directory: str | Path, *, kind: str, expect: Mapping[str, Any], what: str, option: str
