@@ -675,6 +675,15 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
                              *quality_scale.VARIANTS["x0_detail100_lll30_labels_lll100_skip005"]]).objective
     assert img.channel_weights[:7] == [30, 30, 30, 30, 100, 100, 100] and set(img.channel_weights[7:]) == {1}
     assert img.x0_skip_sigma == 0.05 and img.detail_weight == 100
+    # the halved range's time shift: half the shipped factor on the 2 mm latent, so each time's signal-to-noise
+    # ratio for the brain (at half the amplitude) is the shipped scale's
+    def shift(variant: str) -> float:
+        cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                                 *quality_scale.VARIANTS[variant]])
+        return build_objective(cfg.objective, build_codec_for(cfg).channel_names).shift((40, 48, 40))
+
+    assert shift("x0_detail100_lll30_labels_lll100_skip005_scaleout_shift") == pytest.approx(
+        shift("x0_detail100_lll30_labels_lll100_skip005_scaleout") / 2)
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
