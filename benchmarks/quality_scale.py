@@ -177,6 +177,15 @@ VARIANTS: dict[str, list[str]] = {
                                                                 "data.percentile_region=outside_tumour",
                                                                 "data.percentile_top=0.0",
                                                                 "objective.shift_base_voxels=131072"],
+    # and EDM's skip halved with it: the skip is set by the data's std, so 0.05 on the brain at half the amplitude
+    # is 0.1 on the shipped scale, which brought grain at 2 mm (quality_scale_h200_20261202b). With both halved the
+    # training problem is the shipped scale's up to the net's input magnitude
+    "x0_detail100_lll30_labels_lll100_skip0025_scaleout_shift": ["objective.detail_weight=100",
+                                                                 "objective.channel_weights=" + _masks_lll(100, images=30),
+                                                                 "objective.x0_skip_sigma=0.025",
+                                                                 "data.percentile_region=outside_tumour",
+                                                                 "data.percentile_top=0.0",
+                                                                 "objective.shift_base_voxels=131072"],
     # its control: the range halved alone (the whole brain's percentiles to [-1, 0]), a noise schedule shifted
     # toward noise as input scaling does; at 4 mm most of the histogram and spectrum gain, with grain and smaller tumours
     "x0_detail100_labels_lll100_skip005_top0": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),

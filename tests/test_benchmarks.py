@@ -677,13 +677,19 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert img.x0_skip_sigma == 0.05 and img.detail_weight == 100
     # the halved range's time shift: half the shipped factor on the 2 mm latent, so each time's signal-to-noise
     # ratio for the brain (at half the amplitude) is the shipped scale's
-    def shift(variant: str) -> float:
+    def objective(variant: str):
         cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                                  *quality_scale.VARIANTS[variant]])
-        return build_objective(cfg.objective, build_codec_for(cfg).channel_names).shift((40, 48, 40))
+        return build_objective(cfg.objective, build_codec_for(cfg).channel_names)
 
-    assert shift("x0_detail100_lll30_labels_lll100_skip005_scaleout_shift") == pytest.approx(
-        shift("x0_detail100_lll30_labels_lll100_skip005_scaleout") / 2)
+    def shift(variant: str) -> float:
+        return objective(variant).shift((40, 48, 40))
+
+    for matched in ("x0_detail100_lll30_labels_lll100_skip005_scaleout_shift",
+                    "x0_detail100_lll30_labels_lll100_skip0025_scaleout_shift"):
+        assert shift(matched) == pytest.approx(shift("x0_detail100_lll30_labels_lll100_skip005_scaleout") / 2)
+    # EDM's skip is set by the data's std: halved with the range
+    assert objective("x0_detail100_lll30_labels_lll100_skip0025_scaleout_shift").config.x0_skip_sigma == 0.025
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0

@@ -467,3 +467,30 @@ def test_background_weight_without_a_background_map_is_refused_not_ignored():
     with pytest.raises(ValueError, match="background_weight must be a positive"):
         ObjectiveConfig(type="flow", background_weight=0.0)
     assert load_config(None, ["objective.background_weight=10"]).objective.background_weight == 10.0
+
+
+def test_halved_data_with_halved_time_shift_and_skip_is_the_same_problem():
+    """Data at half the amplitude (data.percentile_top 0 halves the brain's range) meets every time at a quarter
+    of the signal-to-noise ratio. Halving the time shift's factor (odds t / (1 - t) halved) and EDM's skip sigma
+    (set by the data's std) makes it the original problem: at the matched times the noisy input is the original
+    one rescaled, and for the same net output the x0 estimate is exactly half the original's."""
+    from medidiff.objectives.schedules import shift_time
+
+    shape = (40, 48, 40)
+    full = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigma=0.05, time_shift=True))
+    half = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigma=0.025, time_shift=True,
+                                                 shift_base_voxels=4 * 32**3))
+    assert half.shift(shape) == pytest.approx(full.shift(shape) / 2)
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(6, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    t_full, t_half = shift_time(u, full.shift(shape)), shift_time(u, half.shift(shape))
+    assert torch.allclose(t_half / (1 - t_half), t_full / (1 - t_full) / 2)
+    x0, eps, out = (torch.randn(6, 2, 3, 3, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    x_full, x_half = full.add_noise(x0, eps, t_full), half.add_noise(x0 / 2, eps, t_half)
+    scale = append_dims((1 - t_half) / (2 * (1 - t_full)), x0.ndim)
+    assert torch.allclose(x_half, scale * x_full)
+    assert torch.allclose(half.skip(out, x_half, t_half), full.skip(out, x_full, t_full) / 2)
+    # the skip left at 0.05 on the halved data is not: its pass-through weighs the noisy input differently
+    off = FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigma=0.05, time_shift=True,
+                                                shift_base_voxels=4 * 32**3))
+    assert not torch.allclose(off.skip(out, x_half, t_half), full.skip(out, x_full, t_full) / 2)
