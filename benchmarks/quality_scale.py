@@ -179,7 +179,10 @@ VARIANTS: dict[str, list[str]] = {
                                                                 "objective.shift_base_voxels=131072"],
     # and EDM's skip halved with it: the skip is set by the data's std, so 0.05 on the brain at half the amplitude
     # is 0.1 on the shipped scale, which brought grain at 2 mm (quality_scale_h200_20261202b). With both halved the
-    # training problem is the shipped scale's up to the net's input magnitude
+    # images' training problem is the shipped scale's up to the net's input magnitude; the tumour masks' channels
+    # keep their amplitude, so for them it is less noise and a smaller skip. At 4 mm on the shipped scale's halved
+    # range (scale_matched_cpu_20261203): the time shift alone (one seed) kept the grain and made the outside 4x
+    # noisier; both halved (two seeds) took the grain away and the tumours with it (3x and 24x smaller than real)
     "x0_detail100_lll30_labels_lll100_skip0025_scaleout_shift": ["objective.detail_weight=100",
                                                                  "objective.channel_weights=" + _masks_lll(100, images=30),
                                                                  "objective.x0_skip_sigma=0.025",
