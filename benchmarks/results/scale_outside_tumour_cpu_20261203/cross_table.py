@@ -12,6 +12,8 @@ evals = [("eval_brain_scale", "the brain (shipped)"), ("eval_out_scale", "the br
 arms = ["control", "control_seed1", "scale_brain_top0", "scale_brain_top0_seed1", "scale_out_top0", "scale_out_top0_seed1",
         "scale_out_top0_lll30", "scale_out_top0_lll30_seed1"]
 if sys.argv[1:2] == ["--out"]:
+    if "--" not in sys.argv[3:]:
+        sys.exit("usage: cross_table.py --out DIR EVAL_DIR=NAME ... -- ARM ...")
     here = Path(sys.argv[2])
     split = sys.argv.index("--")
     evals = [tuple(a.split("=", 1)) for a in sys.argv[3:split]]
