@@ -179,7 +179,8 @@ class ModelPipeline:
     def __init__(self, cfg: ExperimentConfig, net_cfg: NetConfig, net: torch.nn.Module, codec: LatentCodec,
                  *, model_hash: str = "untracked") -> None:
         self.cfg, self.net_cfg, self.net, self.codec = cfg, net_cfg, net.eval(), codec
-        self.objective = build_objective(cfg.objective)
+        # the codec's channel names spread per-channel settings (x0_skip_sigmas) as in training
+        self.objective = build_objective(cfg.objective, getattr(codec, "channel_names", None))
         self.model_hash = model_hash
 
     @classmethod

@@ -690,6 +690,13 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
         assert shift(matched) == pytest.approx(shift("x0_detail100_lll30_labels_lll100_skip005_scaleout") / 2)
     # EDM's skip is set by the data's std: halved with the range
     assert objective("x0_detail100_lll30_labels_lll100_skip0025_scaleout_shift").config.x0_skip_sigma == 0.025
+    # ... or per channel: the images' (half the amplitude) halved, the masks' kept at 0.05
+    per = objective("x0_detail100_lll30_labels_lll100_skipch_scaleout")
+    names = build_codec_for(load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                               *quality_scale.ARMS[quality_scale.ARM]])).channel_names
+    assert {(n.split(":")[1], s) for n, s in zip(names, per.skip_sigmas)} == {
+        *((m, 0.025) for m in ("t1n", "t1c", "t2w", "t2f")), *((m, 0.05) for m in ("WT", "TC", "ET"))}
+    assert per.shift((40, 48, 40)) == pytest.approx(shift("x0_detail100_lll30_labels_lll100_skip005_scaleout"))
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0

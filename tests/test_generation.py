@@ -543,7 +543,8 @@ def test_provenance_states_what_export_recorded_the_model_trained_on(mask_model,
 
 def test_pixel_space_trains_exports_and_generates_on_the_image_grid(tmp_path, capsys):
     # latent.levels 0 (issue 16's wavelet-vs-pixel row): the net works on the images' own channels at full
-    # resolution; a detail weight has no sub-band to weigh there and is refused with the reason
+    # resolution; a detail weight has no sub-band to weigh there and is refused with the reason. A skip per image
+    # channel works there, and generate spreads it over the channels as training did (it needs the codec's names)
     write_phantom_dataset(tmp_path / "data", 2, shape=(32, 32, 24), seed=0, progress=False)
     write_manifest(build_brats_manifest(tmp_path / "data", num_folds=2), tmp_path / "m.json")
     sets = ["name=pix", f"output_dir={tmp_path / 'runs'}", f"data.manifest={tmp_path / 'm.json'}",
@@ -551,6 +552,7 @@ def test_pixel_space_trains_exports_and_generates_on_the_image_grid(tmp_path, ca
             "data.label_mode=regions", "conditioning.generate_labels=true", "latent.levels=0",
             "latent.fit_stats=false", "net.channels=[16, 32]", "net.num_res_blocks=1", "net.norm_groups=8",
             "objective.type=flow", "objective.flow_target=x0", "sampler.name=euler", "sampler.num_steps=2",
+            "objective.x0_skip_sigma=0.05", "objective.x0_skip_sigmas={t1n: 0.025, WT: 0.0}",
             "train.max_steps=2", "train.micro_batch=1", "train.precision=fp32", "train.device=cpu",
             "train.log_every=1", "train.warmup_steps=1"]
     cfg = load_config(None, sets)
@@ -562,6 +564,7 @@ def test_pixel_space_trains_exports_and_generates_on_the_image_grid(tmp_path, ca
     out = tmp_path / "gen"
     assert main(["generate", "--model", str(model), "--num", "1", "--out", str(out), "--no-progress"]) == 0
     assert nib.load(out / "case_0000" / "t1n.nii.gz").shape == SHAPE
+    assert DiffusionPipeline.from_pretrained(model).objective.skip_sigmas == (0.025, 0.05, 0.05, 0.05, 0.0, 0.05, 0.05)
     refused = load_config(None, [*sets, "name=pix_detail", "objective.detail_weight=100"])
     with pytest.raises(Exception, match="not named by sub-band"):
         train_diffusion(refused, progress=False)

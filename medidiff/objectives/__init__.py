@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from medidiff.errors import MedidiffError
+from medidiff.objectives.channels import per_image_channel, split_channel_names
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.ddpm import DDPMObjective, convert_prediction, min_snr_weight
 from medidiff.objectives.flow import FlowMatchingObjective
@@ -70,10 +71,14 @@ OBJECTIVES: dict[str, type] = {"ddpm": DDPMObjective, "flow": FlowMatchingObject
 
 
 def build_objective(config: ObjectiveConfig, channel_names: Sequence[str] | None = None) -> Objective:
-    """The objective named by ``config.type``. Training passes ``channel_names`` (the latent codec's,
-    e.g. ``"LLH:t1n"``), which resolve ``detail_weight`` into per-channel loss weights; sampling
-    needs no loss weights (an objective built without names refuses to compute a weighted loss)."""
-    return OBJECTIVES[config.type](config if channel_names is None else resolve_channel_weights(config, channel_names))
+    """The objective named by ``config.type``. Pass ``channel_names`` (the latent codec's, e.g.
+    ``"LLH:t1n"``): they resolve ``detail_weight`` into per-channel loss weights and ``x0_skip_sigmas``
+    into one skip per channel. An objective built without names refuses a weighted loss, and a flow
+    objective with ``x0_skip_sigmas`` refuses to be built (its sampler would use the wrong skip)."""
+    resolved = config if channel_names is None else resolve_channel_weights(config, channel_names)
+    if config.type == "flow":
+        return FlowMatchingObjective(resolved, channel_names=channel_names)
+    return OBJECTIVES[config.type](resolved)
 
 
 def resolve_channel_weights(config: ObjectiveConfig, channel_names: Sequence[str] | None) -> ObjectiveConfig:
@@ -81,22 +86,16 @@ def resolve_channel_weights(config: ObjectiveConfig, channel_names: Sequence[str
     every channel whose sub-band is not the coarsest (its name holds an H: ``"LLH:t1n"``,
     ``"LLL.HLL:t2f"``) weighs its image channel's ``detail_weights`` entry, else ``detail_weight``,
     times its ``channel_weights`` entry (1 when unset)."""
-    per_image = dict(config.detail_weights or {})
-    if config.detail_weight == 1.0 and not per_image:
+    if config.detail_weight == 1.0 and not config.detail_weights:
         return config
-    parts = [name.partition(":") for name in channel_names or []]
-    bands, images = [b for b, _, _ in parts], [i for _, _, i in parts]
-    if not bands or not all(set(b) <= set("LH.") for b in bands):
+    bands, _ = split_channel_names(channel_names, "detail_weight")
+    if not all(set(b) <= set("LH.") for b in bands):
         raise MedidiffError(f"objective.detail_weight ({config.detail_weight}) / detail_weights weight wavelet sub-bands, "
                             f"but this model's channels are not named by sub-band ({list(channel_names or [])[:3]}...): "
                             "use a wavelet latent or set detail_weight: 1 and no detail_weights")
-    unknown = sorted(set(per_image) - set(images))
-    if unknown:
-        raise MedidiffError(f"objective.detail_weights names {unknown}, which this model does not have: its image "
-                            f"channels are {list(dict.fromkeys(images))}")
+    detail = per_image_channel(config.detail_weights or {}, config.detail_weight, channel_names, "detail_weights")
     base = config.channel_weights or [1.0] * len(bands)
     if len(base) != len(bands):
         raise MedidiffError(f"objective.channel_weights has {len(base)} entries but the model has {len(bands)} channels")
-    weights = [w * (per_image.get(img, config.detail_weight) if "H" in b else 1.0)
-               for w, b, img in zip(base, bands, images)]
+    weights = [w * (d if "H" in b else 1.0) for w, b, d in zip(base, bands, detail)]
     return replace(config, channel_weights=weights, detail_weight=1.0, detail_weights=None)

@@ -72,6 +72,13 @@ class ObjectiveConfig:
     # x0 net's detail error below t = 0.1 is flat at 0.22 of the detail power, 7x worse than its input at
     # t = 0.02 (benchmarks/results/denoise_curve_cpu_20261202). The loss stays the x0 regression.
     x0_skip_sigma: float = 0.0
+    # Per image channel (a modality or a generated mask: t1n, WT, brain), EDM's skip sigma in place of
+    # x0_skip_sigma for that channel's latent channels, e.g. {t1n: 0.025, t1c: 0.025, t2w: 0.025, t2f: 0.025}
+    # with x0_skip_sigma 0.05 for the masks; 0 turns the skip off for a channel (its net output is x0). Why:
+    # the skip is set by the data's std, and with data.percentile_top 0 the brain has half the amplitude of
+    # the masks: one skip for both grained the images at 0.05 and lost the tumours at 0.025 (4 mm,
+    # benchmarks/results/scale_matched_cpu_20261203). Needs channels named by image (wavelet or pixel latents).
+    x0_skip_sigmas: dict[str, float] | None = None
 
     # --- common ---
     loss: Literal["l2", "l1"] = "l2"  # MAISI-v2 trains its flow model with L1
@@ -151,8 +158,11 @@ class ObjectiveConfig:
                              "flow_target: x0 (a velocity loss already weighs small t fully)")
         if not (math.isfinite(self.x0_skip_sigma) and self.x0_skip_sigma >= 0):
             raise ValueError(f"x0_skip_sigma must be >= 0 (0: off), got {self.x0_skip_sigma}")
-        if self.x0_skip_sigma and (self.type != "flow" or self.flow_target != "x0"):
-            raise ValueError("x0_skip_sigma parameterises the x0 output of a flow model: it needs type: flow and "
+        bad = {k: v for k, v in (self.x0_skip_sigmas or {}).items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"x0_skip_sigmas must be numbers >= 0 (0: off for that channel), got {bad}")
+        if (self.x0_skip_sigma or self.x0_skip_sigmas) and (self.type != "flow" or self.flow_target != "x0"):
+            raise ValueError("x0_skip_sigma(s) parameterises the x0 output of a flow model: it needs type: flow and "
                              "flow_target: x0 (a velocity net already returns x_t - t v)")
         if self.type != "flow" and self.flow_target != "velocity":
             raise ValueError("flow_target applies to objective type 'flow'; DDPM chooses with prediction "

@@ -22,10 +22,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from medidiff.errors import MedidiffError
+from medidiff.objectives.channels import per_image_channel
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.schedules import logit_normal, resolution_shift, shift_time
 from medidiff.samplers.guidance import cfg_denoiser, dropout_conditions
-from medidiff.utils.tensor import Cond, Denoiser, append_dims, background_weight_map, rand_on, regression_loss
+from medidiff.utils.tensor import (Cond, Denoiser, append_dims, background_weight_map, rand_on, regression_loss,
+                                   tensor_on)
 
 __all__ = ["FlowMatchingObjective", "X0_WEIGHT_T_MIN"]
 
@@ -37,12 +40,21 @@ class FlowMatchingObjective:
 
     kind: Literal["flow"] = "flow"
 
-    def __init__(self, config: ObjectiveConfig | None = None) -> None:
+    def __init__(self, config: ObjectiveConfig | None = None, *, channel_names: Sequence[str] | None = None) -> None:
+        """``channel_names`` (the latent codec's) spread ``x0_skip_sigmas`` over the latent channels; a
+        config with them is refused without names (training and sampling must use the same skip)."""
         config = config or ObjectiveConfig(type="flow")
         if config.type != "flow":
             raise ValueError(f"FlowMatchingObjective needs objective.type 'flow', got {config.type!r}")
         self.config = config
         self.num_train_steps = config.num_train_steps
+        self.skip_sigmas: tuple[float, ...] | None = None  # one per latent channel, or None: x0_skip_sigma for all
+        if config.x0_skip_sigmas:
+            if channel_names is None:
+                raise MedidiffError("objective.x0_skip_sigmas is set per image channel: build the objective with the "
+                                    "codec's channel names (build_objective(config, codec.channel_names))")
+            self.skip_sigmas = tuple(per_image_channel(config.x0_skip_sigmas, config.x0_skip_sigma, channel_names,
+                                                       "x0_skip_sigmas"))
 
     # ---- time -----------------------------------------------------------------------------------
 
@@ -115,14 +127,25 @@ class FlowMatchingObjective:
 
     def skip(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """The net's output as x0 under ``x0_skip_sigma`` (c_skip x_t + c_out out, EDM's preconditioning on
-        the path x_t = (1 - t) x0 + t eps); the output unchanged when it is off."""
-        s = self.config.x0_skip_sigma
-        if not s:
-            return out
+        the path x_t = (1 - t) x0 + t eps), per channel under ``x0_skip_sigmas``; the output unchanged where
+        the skip is off (sigma 0)."""
+        if self.skip_sigmas is None:
+            s: float | Tensor = self.config.x0_skip_sigma
+            if not s:
+                return out
+        else:
+            if len(self.skip_sigmas) != x_t.shape[1]:
+                raise MedidiffError(f"objective.x0_skip_sigmas spread over {len(self.skip_sigmas)} latent channels, "
+                                    f"but the latent has {x_t.shape[1]}")
+            s = append_dims(tensor_on(self.skip_sigmas, torch.float32, x_t.device), x_t.ndim - 1)  # (C, 1, 1, 1)
         t = append_dims(t, x_t.ndim).to(torch.float32)
         a = 1 - t
         var = a * a * (s * s) + t * t  # the variance of x_t for data of std s
-        return torch.addcmul(a * (s * s) / var * x_t, t * s / var.sqrt(), out)
+        c_skip, c_out = a * (s * s) / var, t * s / var.sqrt()
+        if isinstance(s, Tensor):  # sigma 0: the output itself (c_skip 0, c_out 1; 0/0 at t = 0 otherwise)
+            on = s > 0
+            c_skip, c_out = torch.where(on, c_skip, 0.0), torch.where(on, c_out, 1.0)
+        return torch.addcmul(c_skip * x_t, c_out, out)
 
     def time_weight(self, t: Tensor) -> Tensor | None:
         """Per-sample loss weight (B,) of ``x0_time_power``, or None (uniform)."""

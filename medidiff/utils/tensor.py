@@ -23,6 +23,7 @@ __all__ = [
     "randn_per_sample",
     "rand_on",
     "regression_loss",
+    "tensor_on",
 ]
 
 Cond = Mapping[str, Tensor]
@@ -144,7 +145,7 @@ def regression_loss(
                 f"channel_weights has {len(channel_weights)} entries but the network outputs "
                 f"{per_channel.shape[0]} channels: give one weight per channel (sub-band)"
             )
-        w = _weights_on(tuple(channel_weights), per_channel.dtype, per_channel.device)
+        w = tensor_on(tuple(channel_weights), per_channel.dtype, per_channel.device)
         loss = (per_channel * w).sum() / w.sum()
     return loss, per_channel.detach()
 
@@ -175,9 +176,9 @@ def batch_time(value: float, x: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _weights_on(weights: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The channel weights as a tensor on ``device``, made once: a fresh copy from host memory on
+def tensor_on(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Per-channel constants (loss weights, skip sigmas) as a tensor on ``device``, made once: a fresh copy from host memory on
     every step made the host wait for the GPU each step (the training loop's one per-step
     synchronisation at the shipped anatomy recipe, found with torch's sync debug mode on an H200)."""
-    return torch.tensor(weights, dtype=dtype, device=device)
+    return torch.tensor(values, dtype=dtype, device=device)
 

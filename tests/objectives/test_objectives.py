@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from medidiff.errors import MedidiffError
 from medidiff.objectives import (
     DDPMObjective,
     FlowMatchingObjective,
@@ -199,6 +200,49 @@ def test_x0_skip_is_the_x0_objective_reparameterised():
             ObjectiveConfig(type="flow", **bad_cfg)
 
 
+def test_per_image_channel_skip_is_each_channels_own_skip():
+    """x0_skip_sigmas: every latent channel gets its image channel's skip (the halved images 0.025, the masks at
+    x0_skip_sigma 0.05), exactly as an objective with that one skip would give it; a channel at 0 returns the
+    net's output (no NaN at t = 0); the sampler's denoiser uses the same skip as the loss; names the model lacks,
+    models without image-named channels, building it without names and negative values are refused."""
+    names = ["LLL:t1n", "LLL:WT", "LLH:t1n", "LLH:WT", "LLL:ET", "HHH:ET"]
+    per = build_objective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigma=0.05,
+                                          x0_skip_sigmas={"t1n": 0.025, "ET": 0.0}), names)
+    assert per.skip_sigmas == (0.025, 0.05, 0.025, 0.05, 0.0, 0.0)
+    one = {s: FlowMatchingObjective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigma=s)) for s in (0.025, 0.05)}
+    g = torch.Generator().manual_seed(0)
+    x, out = (torch.randn(5, 6, 2, 3, 2, generator=g) for _ in range(2))
+    t = torch.tensor([0.0, 0.02, 0.3, 0.7, 1.0])
+    got = per.skip(out, x, t)
+    for c, s in enumerate(per.skip_sigmas):
+        want = out[:, c] if s == 0 else one[s].skip(out, x, t)[:, c]
+        assert torch.allclose(got[:, c], want, atol=1e-6), (c, s)
+    assert torch.isfinite(got).all()
+    net = lambda x, t, **cond: out  # noqa: E731
+    assert torch.allclose(per.denoiser(net)(x, t, {}), got)
+    # the loss sees the same skip: a net whose skip-mapped output is x0 itself has zero loss
+    x0, noise = torch.randn(5, 6, 2, 3, 2, generator=g), torch.randn(5, 6, 2, 3, 2, generator=g)
+
+    class Exact(nn.Module):  # F = (x0 - c_skip x_t) / c_out, read back through the objective's own skip
+        def forward(self, x_t, tn, **cond):
+            tt = tn / per.num_train_steps
+            zero = torch.zeros_like(x_t)
+            c_skip, c_out = per.skip(zero, x_t, tt), per.skip(torch.ones_like(x_t), x_t, tt) - per.skip(zero, x_t, tt)
+            return (x0 - c_skip) / c_out
+
+    loss, _ = per.loss(Exact(), x0, generator=torch.Generator().manual_seed(1))
+    assert loss.item() < 1e-8
+    with pytest.raises(MedidiffError, match=r"names \['t2w'\]"):
+        build_objective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigmas={"t2w": 0.025}), names)
+    with pytest.raises(MedidiffError, match="not named by sub-band"):
+        build_objective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigmas={"t1n": 0.025}), ["z0", "z1"])
+    with pytest.raises(MedidiffError, match="channel names"):
+        build_objective(ObjectiveConfig(type="flow", flow_target="x0", x0_skip_sigmas={"t1n": 0.025}))
+    for bad_cfg in ({"x0_skip_sigmas": {"t1n": -0.1}, "flow_target": "x0"}, {"x0_skip_sigmas": {"t1n": 0.1}}):
+        with pytest.raises(ValueError, match="x0_skip_sigma"):
+            ObjectiveConfig(type="flow", **bad_cfg)
+
+
 def test_flow_l1_and_channel_weights():
     x0 = _data(500, 2, 2)
     cfg = ObjectiveConfig(type="flow", loss="l1", channel_weights=[1.0, 0.0, 3.0])
@@ -212,7 +256,6 @@ def test_flow_l1_and_channel_weights():
 
 @pytest.mark.parametrize("kind", ["ddpm", "flow"])
 def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
-    from medidiff.errors import MedidiffError
     from medidiff.latents.haar import subband_names
 
     names = subband_names(2, ["t1n", "WT"])  # 128 channels; LLL.LLL:* are the coarsest two
@@ -237,7 +280,6 @@ def test_detail_weight_weights_every_sub_band_but_the_coarsest(kind):
 
 def test_detail_weights_per_image_channel_replace_the_common_one():
     from medidiff.config import load_config
-    from medidiff.errors import MedidiffError
     from medidiff.latents.haar import subband_names
 
     names = subband_names(1, ["t1n", "t2f", "WT"])  # 24 channels: band-major or channel-major, named either way
@@ -352,7 +394,7 @@ class _Conv(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["flow", "ddpm"])
-def test_channel_weighted_loss_makes_its_weights_once(kind):
+def test_channel_weighted_loss_makes_itstensor_once(kind):
     # the weights went to the device from host memory every step: on CUDA each copy made the host
     # wait for the GPU (issue 15, the anatomy recipe's loop); now one tensor per device and dtype
     from medidiff.utils import tensor as tensor_utils
@@ -361,12 +403,12 @@ def test_channel_weighted_loss_makes_its_weights_once(kind):
     net = _Conv()
     x0 = torch.randn(2, 3, 4, 4, 4)
     obj.loss(net, x0, generator=torch.Generator().manual_seed(0))
-    made = tensor_utils._weights_on.cache_info().misses
+    made = tensor_utils.tensor_on.cache_info().misses
     for seed in range(3):
         loss, per_channel = obj.loss(net, x0, generator=torch.Generator().manual_seed(seed))
         w = torch.tensor([1.0, 0.0, 3.0])
         assert torch.allclose(loss, (per_channel * w).sum() / w.sum())  # still the weighted mean
-    assert tensor_utils._weights_on.cache_info().misses == made
+    assert tensor_utils.tensor_on.cache_info().misses == made
 
 
 @pytest.mark.gpu
@@ -442,7 +484,6 @@ def test_background_weight_is_a_per_case_weighted_mean_over_space(kind):
 
 
 def test_edge_weight_multiplies_the_background_weight_and_is_refused_without_its_map():
-    from medidiff.errors import MedidiffError
     from medidiff.utils.tensor import background_weight_map
 
     background = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 4, 1, 1)
@@ -459,7 +500,6 @@ def test_edge_weight_multiplies_the_background_weight_and_is_refused_without_its
 
 def test_background_weight_without_a_background_map_is_refused_not_ignored():
     from medidiff.config import load_config
-    from medidiff.errors import MedidiffError
 
     obj = build_objective(ObjectiveConfig(type="flow", background_weight=10.0))
     with pytest.raises(MedidiffError, match="background_weight"):
