@@ -196,7 +196,9 @@ VARIANTS: dict[str, list[str]] = {
                                                                  "objective.shift_base_voxels=131072"],
     # EDM's skip per channel: 0.025 on the images (at half the amplitude), 0.05 kept on the masks (at full). At 4 mm
     # the skip halved for every channel took the grain away and the tumours with it (scale_matched_cpu_20261203);
-    # the time shift as shipped (halving it kept the grain and made the outside noisier)
+    # the time shift as shipped (halving it kept the grain and made the outside noisier). At 4 mm on the whole brain's
+    # halved range (two seeds, skip_per_channel_cpu_20261203): tumours and texture kept, a haze outside (RMS 0.05; 0.0095
+    # with the images' LLL at 30, as here), histograms back at the shipped scale's; at 2 mm trained, not evaluated
     "x0_detail100_lll30_labels_lll100_skipch_scaleout": ["objective.detail_weight=100",
                                                          "objective.channel_weights=" + _masks_lll(100, images=30),
                                                          "objective.x0_skip_sigma=0.05",
