@@ -85,6 +85,25 @@ class ExperimentConfig:
                              f"{self.stage!r}: the cascade's SR stage takes the base's cases already cut to the brain")
         if self.stage != "vae":  # the VAE stage samples nothing: its sampler section is unused
             self.check_sampler(self.sampler)
+        self.check_image_channel_keys()
+
+    def check_image_channel_keys(self) -> None:
+        """``objective.detail_weights`` and ``x0_skip_sigmas`` name image channels (t1n, WT, brain): a name this
+        model lacks is refused here, before a run folder is claimed and the data loaded and fitted
+        (``build_objective`` refuses it too, but only then). The wavelet base model's channels are known from the
+        config; other stages' and latents' are checked by ``build_objective``."""
+        given = {key: values for key in ("detail_weights", "x0_skip_sigmas")
+                 if (values := getattr(self.objective, key))}
+        if not given or self.stage != "diffusion" or self.latent.type != "wavelet":
+            return
+        from medidiff.training.diffusion import channel_names  # lazily: it loads the training stack
+
+        have = channel_names(self)
+        for key, values in given.items():
+            unknown = sorted(set(values) - set(have))
+            if unknown:
+                raise ConfigError(f"objective.{key} names {unknown}, which this model does not have: its image "
+                                  f"channels are {have}")
 
     def condition_keys(self) -> tuple[str, ...]:
         """The net inputs this experiment conditions on: what CFG dropout can null."""

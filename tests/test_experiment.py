@@ -146,6 +146,20 @@ def test_misspelt_cond_drop_key_is_refused():
         load_config(None, ["objective.cond_drop_keys=[cond_img]"])
 
 
+def test_image_channel_keys_the_model_lacks_are_refused_at_config_time():
+    """objective.detail_weights / x0_skip_sigmas name image channels: a misspelt or absent one (t2w in a t1n model,
+    WT without generated labels) is refused by load_config, before a run claims its folder and fits the data."""
+    flow = ["objective.type=flow", "objective.flow_target=x0", "sampler.name=euler"]
+    for key in ("detail_weights", "x0_skip_sigmas"):
+        with pytest.raises(ConfigError, match=rf"objective.{key} names \['T1n'\]"):
+            load_config(None, [*flow, f"objective.{key}={{T1n: 0.5}}"])
+        with pytest.raises(ConfigError, match=r"names \['WT'\].*\['t1n'\]"):
+            load_config(None, [*flow, "data.modalities=[t1n]", f"objective.{key}={{WT: 0.5}}"])
+        cfg = load_config(None, [*flow, "data.label_mode=regions", "conditioning.generate_labels=true",
+                                 f"objective.{key}={{t1n: 0.5, WT: 0.5}}"])
+        assert getattr(cfg.objective, key) == {"t1n": 0.5, "WT": 0.5}
+
+
 def test_check_sampler_covers_a_sampler_given_later():
     """What `generate --sampler/--steps/--guidance` passes to the pipelines is checked the same way."""
     cfg = load_config(None, ["objective.schedule=cosine", "sampler.spacing=leading"])

@@ -177,8 +177,8 @@ def batch_time(value: float, x: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=32)
 def tensor_on(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Per-channel constants (loss weights, skip sigmas) as a tensor on ``device``, made once: a fresh copy from host memory on
-    every step made the host wait for the GPU each step (the training loop's one per-step
-    synchronisation at the shipped anatomy recipe, found with torch's sync debug mode on an H200)."""
+    """Per-channel constants (loss weights, skip sigmas) as a tensor on ``device``, made once: a fresh
+    copy from host memory on every step made the host wait for the GPU each step (the training loop's
+    one per-step synchronisation at the shipped anatomy recipe, found with torch's sync debug mode on an H200)."""
     return torch.tensor(values, dtype=dtype, device=device)
 

@@ -394,7 +394,7 @@ class _Conv(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["flow", "ddpm"])
-def test_channel_weighted_loss_makes_itstensor_once(kind):
+def test_channel_weighted_loss_makes_its_weights_once(kind):
     # the weights went to the device from host memory every step: on CUDA each copy made the host
     # wait for the GPU (issue 15, the anatomy recipe's loop); now one tensor per device and dtype
     from medidiff.utils import tensor as tensor_utils
