@@ -697,6 +697,9 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert {(n.split(":")[1], s) for n, s in zip(names, per.skip_sigmas)} == {
         *((m, 0.025) for m in ("t1n", "t1c", "t2w", "t2f")), *((m, 0.05) for m in ("WT", "TC", "ET"))}
     assert per.shift((40, 48, 40)) == pytest.approx(shift("x0_detail100_lll30_labels_lll100_skip005_scaleout"))
+    nearer = objective("x0_detail100_lll30_labels_lll100_skipch035_scaleout").skip_sigmas
+    assert [s for s, n in zip(nearer, names) if n.split(":")[1] in ("WT", "TC", "ET")] == [0.035] * 24
+    assert [s for s, n in zip(nearer, names) if n.split(":")[1] == "t1c"] == [0.025] * 8
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
