@@ -700,6 +700,14 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     nearer = objective("x0_detail100_lll30_labels_lll100_skipch035_scaleout").skip_sigmas
     assert [s for s, n in zip(nearer, names) if n.split(":")[1] in ("WT", "TC", "ET")] == [0.035] * 24
     assert [s for s, n in zip(nearer, names) if n.split(":")[1] == "t1c"] == [0.025] * 8
+    # the 4 mm arm that held took the whole brain's percentiles: its 2 mm variant differs from the
+    # outside-the-tumour one there alone
+    brain, out = (load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                     *quality_scale.ARMS[quality_scale.ARM], *quality_scale.VARIANTS[v]])
+                  for v in ("x0_detail100_lll30_labels_lll100_skipch035_top0",
+                            "x0_detail100_lll30_labels_lll100_skipch035_scaleout"))
+    assert (brain.data.percentile_region, out.data.percentile_region) == ("brain", "outside_tumour")
+    assert brain.objective == out.objective and brain.data.percentile_top == out.data.percentile_top == 0.0
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
