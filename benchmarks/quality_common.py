@@ -288,13 +288,14 @@ class _RealCases:
     """The real cases of ``manifest`` through the evaluation pipeline of experiment ``config`` (what
     ``medidiff evaluate`` loads), and the pipeline that puts generated sets on the same grid."""
 
-    def __init__(self, config: Path, manifest: Path, root: Path, n_real: int | None) -> None:
+    def __init__(self, config: Path, manifest: Path, root: Path, n_real: int | None,
+                 sets: list[str] | None = None) -> None:
         from medidiff.cli.evaluate_cmd import load_eval_configs
         from medidiff.data.transforms import build_transforms
         from medidiff.eval import data as evdata
 
         self.evdata = evdata
-        exp, self.cfg = load_eval_configs(str(config), None)
+        exp, self.cfg = load_eval_configs(str(config), sets)
         self.dcfg = evdata.eval_data_config(exp.data)
         train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
         tf = build_transforms(self.dcfg, train=False, label_map=label_map)
@@ -309,19 +310,19 @@ class _RealCases:
 
 
 def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,
-                      out_dir: Path) -> dict[str, dict[str, Any]]:
+                      out_dir: Path, *, sets: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The realism checks of ``medidiff evaluate``'s image task (background, power spectrum per band,
     histograms, diversity, brain size, tumour statistics) for each folder of ``generated`` (name -> medidiff
     generate's output), in this process, against the first ``n_real`` real training and held-out
     cases of ``manifest`` (loaded and summarised once for all), all on the grid of experiment
     ``config``'s data section: a set generated on another grid is resampled onto it by the real
-    data's pipeline. Each result goes to ``out_dir/<name>.json`` (``{"results": {"realism": ...}}``,
-    as an evaluate report); returns them by name."""
+    data's pipeline (``sets``: dotted keys set on ``config``, e.g. the intensity scale). Each result goes to
+    ``out_dir/<name>.json`` (``{"results": {"realism": ...}}``, as an evaluate report); returns them by name."""
     import json
 
     from medidiff.eval import real_reference_for, realism_checks_for
 
-    real = _RealCases(config, manifest, root, n_real)
+    real = _RealCases(config, manifest, root, n_real, sets)
     cfg, dcfg = real.cfg, real.dcfg
     reference = real_reference_for(cfg, real.train.images, real.heldout.images, real_labels=real.train.labels,
                                    heldout_labels=real.heldout.labels)  # once: most of the work
@@ -341,7 +342,8 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
 
 
 def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
-                           out_dirs: dict[str, Path], *, controls: int | None = None) -> dict[str, dict[str, Any]]:
+                           out_dirs: dict[str, Path], *, controls: int | None = None,
+                           sets: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """``medidiff evaluate``'s memorisation task (image space) for each folder of ``generated``, in
     this process, against EVERY real training case of ``manifest`` (the cases the models saw) and
     the held-out ones (``controls``: planted copies per kind, default the config's): the real cases
@@ -354,7 +356,7 @@ def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: 
 
     from medidiff.eval import memorisation_reference_for, memorisation_results_for
 
-    real = _RealCases(config, manifest, root, None)
+    real = _RealCases(config, manifest, root, None, sets)
     cfg = real.cfg if controls is None else replace(real.cfg, memorisation_controls=controls)  # fewer: smoke runs
     reference = memorisation_reference_for(cfg, real.train, real.heldout)
     results = {}

@@ -160,7 +160,7 @@ VARIANTS: dict[str, list[str]] = {
     # for the tumours): at 4 mm on the CPU (two seeds) every histogram nearer real on the shipped scale (t1c least),
     # every spectrum within 2x, the texture from blurred to real's detail coherence, the outside 3-6x noisier; most
     # of the histogram gain is the range halved (next variant; scale_outside_tumour_cpu_20261203).
-    # Evaluated on the first run's scale (eval_scale_sets): give the shipped recipe first
+    # Evaluated, as every run, on the shipped model's scale (eval_scale_overrides)
     "x0_detail100_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
                                                     "objective.channel_weights=" + _masks_lll(100),
                                                     "objective.x0_skip_sigma=0.05", "data.percentile_region=outside_tumour",
@@ -677,15 +677,20 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     log(f"{name} trained in {time.perf_counter() - t0:.0f} s: {out / name}")
 
 
-def eval_scale_sets(out: Path, first: str) -> list[str]:
-    """``--set`` words that evaluate every run on the first run's intensity scale (data.percentile_region,
-    data.percentile_top): the in-process realism and audit, the shared feature and tissue nets all use the
-    first run's pipeline, and a run trained on another scale is judged as a user of the first would see it
-    (evaluation rescales every generated case through the pipeline, so its written scale does not matter)."""
-    from medidiff.config import load_config
+def eval_scale_overrides() -> list[str]:
+    """The dotted keys that put every evaluation of every job on one intensity scale, the shipped model's
+    (DataConfig's defaults: each case's brain 0.5-99.5th percentiles to [-1, 1]): the in-process realism and
+    audit, ``medidiff evaluate`` and the shared feature and tissue nets (the kept feature net was trained on it).
+    Evaluation rescales every generated case through that pipeline, so a run trained on another scale is judged
+    as a user of the shipped model would see it, and its written scale does not matter.
 
-    data = load_config(run_config_path(out, first)).data
-    return ["--set", f"data.percentile_region={data.percentile_region}", "--set", f"data.percentile_top={data.percentile_top}"]
+    Why fixed, not the first run's: a run on the outside-the-tumour scale evaluated alone was read on its own
+    pipeline, and its t1c histogram (W1 0.035) was set against other jobs' shipped-scale readings (0.27) as an 8x
+    gain; on one scale it had none (quality_scale_h200_20261204)."""
+    from medidiff.data.config import DataConfig
+
+    shipped = DataConfig()
+    return [f"data.percentile_region={shipped.percentile_region}", f"data.percentile_top={shipped.percentile_top}"]
 
 
 def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) -> list[str]:
@@ -695,7 +700,7 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
            "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
     if phase in SHARED_NETS:
         cmd += [f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase])]
-    cmd += eval_scale_sets(out, next(iter(runs_of(args))))
+    cmd += [word for key in eval_scale_overrides() for word in ("--set", key)]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
     if args.eval_real and phase != "memorisation":  # the audit sees every training case
@@ -907,11 +912,12 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int, first: str) -> fl
     MS-SSIM, Frechet) of 4 runs side by side ran past its 3.5-min cap and left nothing; these
     checks took 196 s for the 4 runs against 48 + 48 real cases, done by hand on the GPU host.
     The image phase's own realism (every real case) replaces this one where it finishes. Every run is
-    judged on the ``first`` run's intensity scale (its config's data section), as eval_scale_sets has
-    ``medidiff evaluate`` do, whether or not that run finished."""
+    judged on the ``first`` run's grid and on the shipped intensity scale (eval_scale_overrides), as
+    ``medidiff evaluate`` is, whether or not that run finished."""
     t0 = time.perf_counter()
     realism_checks_of(run_config_path(out, first), out / "manifest.json", out / "data",
-                      {run: out / "generated" / run for run in done}, n_real, out / "realism")
+                      {run: out / "generated" / run for run in done}, n_real, out / "realism",
+                      sets=eval_scale_overrides())
     return round(time.perf_counter() - t0, 1)
 
 
@@ -930,7 +936,7 @@ def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], f
         memorisation_audits_of(run_config_path(out, first), out / "manifest.json", out / "data",
                                {run: out / "generated" / run for run in done},
                                {run: eval_dir(out, run, "memorisation") for run in done},
-                               controls=4 if smoke else None)
+                               controls=4 if smoke else None, sets=eval_scale_overrides())
         ph["runs"].update({run: "done" for run in done})
     except Exception as exc:  # a failed audit must not lose the phases after it
         log(f"memorisation failed: {type(exc).__name__}: {exc}")

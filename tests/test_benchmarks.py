@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -335,20 +336,25 @@ def test_quality_scale_runs_are_variant_by_seed_or_the_pairs_given(monkeypatch):
             qs.parse_run(bad)
 
 
-def test_quality_scale_evaluates_every_run_on_the_first_runs_intensity_scale(monkeypatch, tmp_path):
+def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkeypatch, tmp_path):
     from medidiff.config import save_resolved
 
     qs = _quality_scale(monkeypatch)
     (tmp_path / "configs").mkdir()
-    save_resolved(load_config(None, []), tmp_path / "configs", "shipped_seed0.yaml")
     scale = [k for k in qs.VARIANTS["x0_detail100_labels_lll100_skip005_scaleout"] if k.startswith("data.percentile")]
     assert scale == ["data.percentile_region=outside_tumour", "data.percentile_top=0.0"]
     save_resolved(load_config(None, scale), tmp_path / "configs", "scaleout_seed0.yaml")
-    assert load_config(qs.run_config_path(tmp_path, "scaleout_seed0")).data.percentile_region == "outside_tumour"
-    for first, region, top in (("shipped_seed0", "brain", 1.0), ("scaleout_seed0", "outside_tumour", 0.0)):
-        sets = qs.eval_scale_sets(tmp_path, first)
-        assert sets == ["--set", f"data.percentile_region={region}", "--set", f"data.percentile_top={top}"]
-        load_config(qs.run_config_path(tmp_path, "scaleout_seed0"), sets[1::2])  # evaluate takes them
+    scaleout = qs.run_config_path(tmp_path, "scaleout_seed0")
+    assert load_config(scaleout).data.percentile_region == "outside_tumour"
+    # a run on another scale, first or alone, is read on the shipped model's: the same words whatever the runs
+    shipped = load_config(None, []).data
+    assert qs.eval_scale_overrides() == ["data.percentile_region=brain", "data.percentile_top=1.0"]
+    assert (shipped.percentile_region, shipped.percentile_top) == ("brain", 1.0)
+    judged = load_config(scaleout, qs.eval_scale_overrides()).data  # evaluate's --set takes them
+    assert (judged.percentile_region, judged.percentile_top) == ("brain", 1.0)
+    args = SimpleNamespace(device="cpu", eval_epochs=1, eval_steps=None, eval_real=None, smoke=False)
+    cmd = qs.evaluate_command(args, tmp_path, "scaleout_seed0", "image")
+    assert [cmd[i + 1] for i, w in enumerate(cmd) if w == "--set"] == qs.eval_scale_overrides()
 
 
 def test_quality_scale_evaluates_a_given_model_only_as_the_recipe_and_data_it_was_trained_on(monkeypatch, tmp_path):
