@@ -207,8 +207,8 @@ VARIANTS: dict[str, list[str]] = {
                                                          "data.percentile_top=0.0"],
     # the masks' skip nearer the images' (0.035) on the outside-the-tumour scale; its 4 mm arm
     # (skip_per_channel_cpu_20261203) took the whole brain's percentiles (next variant). At 2 mm (two seeds,
-    # quality_scale_h200_20261204): outside clean, no grain, no ET away from its label, but spectra blurred
-    # (t1n 0.46-0.49, t2w 0.39) and no histogram gain on the shipped scale
+    # quality_scale_h200_20261204): no grain, no ET away from its label, but spectra blurred (t1n 0.46-0.49,
+    # t2w 0.39), and on the shipped scale no histogram gain and no cleaner outside
     "x0_detail100_lll30_labels_lll100_skipch035_scaleout": ["objective.detail_weight=100",
                                                             "objective.channel_weights=" + _masks_lll(100, images=30),
                                                             "objective.x0_skip_sigma=0.035",
@@ -670,7 +670,7 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
     from medidiff.eval import train_feature_net, train_tissue_net
 
     trainer = {"feature_net": train_feature_net, "tissue_net": train_tissue_net}[name]
-    exp, cfg = load_eval_configs(str(run_config_path(out, next(iter(runs_of(args))))), None)
+    exp, cfg = load_eval_configs(str(run_config_path(out, next(iter(runs_of(args))))), eval_scale_overrides())
     cfg = replace(cfg, seeds=[0], epochs=args.eval_epochs, steps=args.eval_steps, device=args.device)
     t0 = time.perf_counter()
     trainer(exp, cfg, real_manifest=out / "manifest.json", root=out / "data", out_dir=out / name, progress=False)
@@ -682,15 +682,16 @@ def eval_scale_overrides() -> list[str]:
     (DataConfig's defaults: each case's brain 0.5-99.5th percentiles to [-1, 1]): the in-process realism and
     audit, ``medidiff evaluate`` and the shared feature and tissue nets (the kept feature net was trained on it).
     Evaluation rescales every generated case through that pipeline, so a run trained on another scale is judged
-    as a user of the shipped model would see it, and its written scale does not matter.
+    as a user of the shipped model would see it. (The background rows read the written files: their scale is
+    each run's own, ROWS says so.)
 
     Why fixed, not the first run's: a run on the outside-the-tumour scale evaluated alone was read on its own
     pipeline, and its t1c histogram (W1 0.035) was set against other jobs' shipped-scale readings (0.27) as an 8x
     gain; on one scale it had none (quality_scale_h200_20261204)."""
-    from medidiff.data.config import DataConfig
+    from medidiff.data.config import DataConfig, intensity_scale
 
-    shipped = DataConfig()
-    return [f"data.percentile_region={shipped.percentile_region}", f"data.percentile_top={shipped.percentile_top}"]
+    return [f"data.{key}={value if isinstance(value, str) else json.dumps(value)}"
+            for key, value in intensity_scale(DataConfig()).items()]
 
 
 def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) -> list[str]:
@@ -724,8 +725,8 @@ ROWS: list[tuple[str, str, int]] = [
     # (metric key, what it is, digits)
     ("steps", "training steps", 0),
     ("loss_last_200", "loss, last 200 steps", 4),
-    ("background_rms", "background RMS outside the head (goal <= 0.02)", 4),
-    ("speckle", "speckle (outside voxels > 0.05)", 5),
+    ("background_rms", "background RMS outside the head, each run's written scale (goal <= 0.02)", 4),
+    ("speckle", "speckle (outside voxels > 0.05), each run's written scale", 5),
     ("head_fraction", "head fraction of the grid", 3),
     ("brain_size_log10_vs_real", "brain size: median log10 brain share, synthetic - real", 3),
     ("brain_size_w1", "brain size: W1 of log10 brain share vs real (fails above 2 x floor + 0.04)", 3),
@@ -796,7 +797,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS else "")
             + (f", {record['eval_real']} real cases a side" if record.get("eval_real") else "")
             + f", at most {record['eval_minutes']:g} min)"
-            for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}"
+            for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}; every phase on the "
+        f"shipped intensity scale ({', '.join(eval_scale_overrides())})"
         + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         *(["- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished"]
           if with_means else []),

@@ -348,13 +348,27 @@ def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkey
     assert load_config(scaleout).data.percentile_region == "outside_tumour"
     # a run on another scale, first or alone, is read on the shipped model's: the same words whatever the runs
     shipped = load_config(None, []).data
-    assert qs.eval_scale_overrides() == ["data.percentile_region=brain", "data.percentile_top=1.0"]
+    assert qs.eval_scale_overrides() == ["data.percentiles=[0.5, 99.5]", "data.percentile_region=brain",
+                                         "data.percentile_top=1.0"]
     assert (shipped.percentile_region, shipped.percentile_top) == ("brain", 1.0)
     judged = load_config(scaleout, qs.eval_scale_overrides()).data  # evaluate's --set takes them
     assert (judged.percentile_region, judged.percentile_top) == ("brain", 1.0)
     args = SimpleNamespace(device="cpu", eval_epochs=1, eval_steps=None, eval_real=None, smoke=False)
     cmd = qs.evaluate_command(args, tmp_path, "scaleout_seed0", "image")
     assert [cmd[i + 1] for i, w in enumerate(cmd) if w == "--set"] == qs.eval_scale_overrides()
+    # ... and so are the in-process realism and audit and the shared nets evaluate loads (a net refuses another scale)
+    seen = {}
+    monkeypatch.setattr(qs, "realism_checks_of", lambda *a, sets=None, **k: seen.setdefault("realism", sets))
+    monkeypatch.setattr(qs, "memorisation_audits_of", lambda *a, sets=None, **k: seen.setdefault("audit", sets))
+    import medidiff.eval
+    monkeypatch.setattr(medidiff.eval, "train_feature_net", lambda exp, cfg, **k: seen.setdefault("net", exp.data))
+    qs.realism_phase(tmp_path, ["scaleout_seed0"], 4, "scaleout_seed0")
+    qs.memorisation_phase(tmp_path, ["scaleout_seed0"], {"eval_phases": {"memorisation": {"runs": {}}}, "exits": {}},
+                          "scaleout_seed0")
+    run_args = SimpleNamespace(variants=[], seeds=1, runs=[("scaleout", 0)], eval_epochs=1, eval_steps=None, device="cpu")
+    qs.run_shared_net(run_args, tmp_path, "feature_net")
+    assert seen["realism"] == seen["audit"] == qs.eval_scale_overrides()
+    assert (seen["net"].percentile_region, seen["net"].percentile_top) == ("brain", 1.0)
 
 
 def test_quality_scale_evaluates_a_given_model_only_as_the_recipe_and_data_it_was_trained_on(monkeypatch, tmp_path):
@@ -708,12 +722,16 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert [s for s, n in zip(nearer, names) if n.split(":")[1] == "t1c"] == [0.025] * 8
     # the 4 mm arm that held took the whole brain's percentiles: its 2 mm variant differs from the
     # outside-the-tumour one there alone
-    brain, out = (load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
-                                     *quality_scale.ARMS[quality_scale.ARM], *quality_scale.VARIANTS[v]])
-                  for v in ("x0_detail100_lll30_labels_lll100_skipch035_top0",
-                            "x0_detail100_lll30_labels_lll100_skipch035_scaleout"))
-    assert (brain.data.percentile_region, out.data.percentile_region) == ("brain", "outside_tumour")
-    assert brain.objective == out.objective and brain.data.percentile_top == out.data.percentile_top == 0.0
+    from medidiff.config import to_dict
+
+    def recipe(variant: str, *extra: str):
+        return load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                  *quality_scale.ARMS[quality_scale.ARM], *quality_scale.VARIANTS[variant], *extra])
+
+    brain = recipe("x0_detail100_lll30_labels_lll100_skipch035_top0")
+    assert (brain.data.percentile_region, brain.data.percentile_top) == ("brain", 0.0)
+    assert to_dict(recipe("x0_detail100_lll30_labels_lll100_skipch035_top0", "data.percentile_region=outside_tumour")) \
+        == to_dict(recipe("x0_detail100_lll30_labels_lll100_skipch035_scaleout"))
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
