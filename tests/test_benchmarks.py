@@ -735,3 +735,21 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     zero = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                               *quality_scale.VARIANTS["x0_detail100_labels_lll100_zerobg"]])
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
+
+
+def test_the_kept_feature_net_travels_with_the_checkout_and_loads_on_the_shipped_scale():
+    """Every Frechet reading compares only with readings of the same net: the kept one is tracked (its predecessor,
+    kept off the repository, was lost with a machine), matches the sha256 its README names, and loads for the
+    grid and the intensity scale quality_scale evaluates on."""
+    import hashlib
+
+    from medidiff.data.config import DataConfig, intensity_scale
+    from medidiff.eval.features import load_segmenter_features
+
+    net = REPO / "benchmarks" / "nets" / "anatomy1536_fold0" / "feature_net"
+    digest = hashlib.sha256((net / "model.safetensors").read_bytes()).hexdigest()
+    assert digest in (net.parent / "README.md").read_text()
+    recipe = json.loads((net / "config.json").read_text())["recipe"]
+    model, _ = load_segmenter_features(net, modalities=["t1n", "t1c", "t2w", "t2f"], grid=[80, 96, 80],
+                                       spacing=recipe["spacing_mm"], intensity=intensity_scale(DataConfig()))
+    assert sum(p.numel() for p in model.parameters()) > 0
