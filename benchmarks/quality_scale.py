@@ -225,6 +225,13 @@ VARIANTS: dict[str, list[str]] = {
                                                         "objective.x0_skip_sigma=0.035",
                                                         "objective.x0_skip_sigmas=" + _images_skip(0.025),
                                                         "data.percentile_top=0.0"],
+    # the images' skip between the two 2 mm readings on the halved range: at 0.05 (the range's own std ignored) grainy in
+    # every modality (quality_scale_h200_20261203d), at 0.025 (matched to the halved range) blurred in bands 4-5
+    # (quality_scale_h200_20261204); one skip of 0.035 for every channel, the whole brain's percentiles. At 4 mm the
+    # grain showed and the blur did not (the 4 mm control is as blurred), so 4 mm cannot place it
+    "x0_detail100_lll30_labels_lll100_skip0035_top0": ["objective.detail_weight=100",
+                                                       "objective.channel_weights=" + _masks_lll(100, images=30),
+                                                       "objective.x0_skip_sigma=0.035", "data.percentile_top=0.0"],
     # its control: the range halved alone (the whole brain's percentiles to [-1, 0]), a noise schedule shifted
     # toward noise as input scaling does; at 4 mm most of the histogram and spectrum gain, with grain and smaller tumours
     "x0_detail100_labels_lll100_skip005_top0": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
