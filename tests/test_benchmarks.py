@@ -175,7 +175,7 @@ def test_loop_bench_trains_vae_ldm_from_a_latent_cache_as_readme_does(monkeypatc
 
 
 @pytest.mark.slow
-def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path):
+def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypatch, tmp_path):
     # --nets-after: the evaluation's nets train once the seeds are done (their logs are written later)
     _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2",
           "--nets-after"])
@@ -212,6 +212,9 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(tmp_path)
         assert (tmp_path / f"{s}_vs_real.png").is_file()
         quick = json.loads((tmp_path / "realism" / f"{s}.json").read_text())  # the in-process phase ran first
         assert set(quick["results"]["realism"]["checks"]) >= {"background", "power_spectrum", "intensity_histogram"}
+        # ... and read again on the outside-the-tumour scale, the normal brain's histogram apart
+        assert (tmp_path / _quality_scale(monkeypatch).NORMAL_BRAIN_REALISM / f"{s}.json").is_file()
+        assert set(r["per_run"][s]) >= {f"histogram_w1_outside_tumour_{m}" for m in ("t1n", "t1c", "t2w", "t2f")}
     summary = r["summary"]["x0"]
     assert summary["frechet_3d"]["n"] == 2 and summary["memorisation_flagged"]["n"] == 2
     assert summary["tissue_qc_checks"]["n"] == 2
@@ -458,6 +461,11 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert qs.eval_metrics(report, tissue) == m
     assert qs.eval_metrics(report) == {k: v for k, v in m.items() if not k.startswith("tissue_")}
     assert qs.eval_metrics() == {}
+    # the realism phase's second reading, on the outside-the-tumour scale, adds its own histogram rows beside them
+    second = {"results": {qs.NORMAL_BRAIN_REALISM: {"checks": {"intensity_histogram": {"per_modality": {
+        "t1n": {"wasserstein": 0.02, "floor": 0.004}}}}}}}
+    assert qs.eval_metrics(report, tissue, second) == m | {"histogram_w1_outside_tumour_t1n": 0.02,
+                                                           "histogram_w1_outside_tumour_floor_t1n": 0.004}
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
     def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it
