@@ -225,10 +225,11 @@ VARIANTS: dict[str, list[str]] = {
                                                         "objective.x0_skip_sigma=0.035",
                                                         "objective.x0_skip_sigmas=" + _images_skip(0.025),
                                                         "data.percentile_top=0.0"],
-    # the images' skip between the two 2 mm readings on the halved range: at 0.05 (the range's own std ignored) grainy in
-    # every modality (quality_scale_h200_20261203d), at 0.025 (matched to the halved range) blurred in bands 4-5
-    # (quality_scale_h200_20261204); one skip of 0.035 for every channel, the whole brain's percentiles. At 4 mm the
-    # grain showed and the blur did not (the 4 mm control is as blurred), so 4 mm cannot place it
+    # the images' skip between two 2 mm readings on the halved range, both on the outside-the-tumour percentiles: one
+    # skip of 0.05 (the range's own std ignored) grainy in every modality (quality_scale_h200_20261203d), the images'
+    # at 0.025 (matched to the halved range; the masks' 0.035) blurred in bands 4-5 (quality_scale_h200_20261204).
+    # Here one skip of 0.035 for every channel, on the whole brain's percentiles (the next lease's scale). At 4 mm
+    # the grain showed and the blur did not (the 4 mm control is as blurred), so 4 mm cannot place it
     "x0_detail100_lll30_labels_lll100_skip0035_top0": ["objective.detail_weight=100",
                                                        "objective.channel_weights=" + _masks_lll(100, images=30),
                                                        "objective.x0_skip_sigma=0.035", "data.percentile_top=0.0"],
@@ -716,8 +717,9 @@ def normal_brain_scale_overrides() -> list[str]:
     """The realism phase's second reading (OUT/realism_outside_tumour/): each case's percentiles over the brain
     outside its labelled tumour, the normal brain to [-1, 0] and the tumour above it. Why: on the shipped scale the
     brain's top percentile lies in t1c's enhancing tumour, so its histogram mixes the normal brain's intensities
-    with the tumour's contrast and stray bright voxels; here the normal brain is read apart (the shipped model's t1c
-    0.038 here against 0.178 on the shipped scale, quality_scale_h200_20261204/histogram_parts)."""
+    with the tumour's contrast and stray bright voxels; here the scale is set by the normal brain alone (the
+    histogram still covers the whole brain, tumour included: the shipped model's t1c 0.038 here against 0.178 on
+    the shipped scale, quality_scale_h200_20261204/histogram_parts). Later keys win: the shipped keys, then these."""
     return [*eval_scale_overrides(), "data.percentile_region=outside_tumour", "data.percentile_top=0.0"]
 
 
@@ -827,7 +829,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             + (f", {record['eval_real']} real cases a side" if record.get("eval_real") else "")
             + f", at most {record['eval_minutes']:g} min)"
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}; every phase on the "
-        f"shipped intensity scale ({', '.join(eval_scale_overrides())})"
+        f"shipped intensity scale ({', '.join(eval_scale_overrides())}), the realism phase also on the "
+        "outside-the-tumour scale (its second histogram rows)"
         + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         *(["- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished"]
           if with_means else []),
@@ -949,9 +952,14 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int, first: str) -> fl
     ``medidiff evaluate`` is, whether or not that run finished; and again on the outside-the-tumour scale
     (normal_brain_scale_overrides, OUT/realism_outside_tumour/: the report's second histogram rows)."""
     t0 = time.perf_counter()
-    for folder, sets in (("realism", eval_scale_overrides()), (NORMAL_BRAIN_REALISM, normal_brain_scale_overrides())):
-        realism_checks_of(run_config_path(out, first), out / "manifest.json", out / "data",
-                          {run: out / "generated" / run for run in done}, n_real, out / folder, sets=sets)
+    generated = {run: out / "generated" / run for run in done}
+    realism_checks_of(run_config_path(out, first), out / "manifest.json", out / "data", generated, n_real,
+                      out / "realism", sets=eval_scale_overrides())
+    try:  # the second reading must not lose the phases after it (it scales by each case's labels)
+        realism_checks_of(run_config_path(out, first), out / "manifest.json", out / "data", generated, n_real,
+                          out / NORMAL_BRAIN_REALISM, sets=normal_brain_scale_overrides())
+    except Exception as exc:
+        log(f"realism on the outside-the-tumour scale failed: {type(exc).__name__}: {exc}")
     return round(time.perf_counter() - t0, 1)
 
 

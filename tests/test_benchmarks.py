@@ -360,8 +360,8 @@ def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkey
     cmd = qs.evaluate_command(args, tmp_path, "scaleout_seed0", "image")
     assert [cmd[i + 1] for i, w in enumerate(cmd) if w == "--set"] == qs.eval_scale_overrides()
     # ... and so are the in-process realism and audit and the shared nets evaluate loads (a net refuses another scale)
-    seen = {}
-    monkeypatch.setattr(qs, "realism_checks_of", lambda *a, sets=None, **k: seen.setdefault("realism", sets))
+    seen = {"realism": []}
+    monkeypatch.setattr(qs, "realism_checks_of", lambda *a, sets=None, **k: seen["realism"].append(sets))
     monkeypatch.setattr(qs, "memorisation_audits_of", lambda *a, sets=None, **k: seen.setdefault("audit", sets))
     import medidiff.eval
     monkeypatch.setattr(medidiff.eval, "train_feature_net", lambda exp, cfg, **k: seen.setdefault("net", exp.data))
@@ -370,7 +370,12 @@ def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkey
                           "scaleout_seed0")
     run_args = SimpleNamespace(variants=[], seeds=1, runs=[("scaleout", 0)], eval_epochs=1, eval_steps=None, device="cpu")
     qs.run_shared_net(run_args, tmp_path, "feature_net")
-    assert seen["realism"] == seen["audit"] == qs.eval_scale_overrides()
+    assert seen["audit"] == qs.eval_scale_overrides()
+    # the realism phase reads on the shipped scale, then again on the normal brain's (its keys last: they win)
+    assert seen["realism"] == [qs.eval_scale_overrides(), qs.normal_brain_scale_overrides()]
+    second = load_config(scaleout, qs.normal_brain_scale_overrides()).data
+    assert (second.percentile_region, second.percentile_top, list(second.percentiles)) == ("outside_tumour", 0.0,
+                                                                                          [0.5, 99.5])
     assert (seen["net"].percentile_region, seen["net"].percentile_top) == ("brain", 1.0)
 
 
