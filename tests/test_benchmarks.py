@@ -750,22 +750,52 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
 
 
-def test_the_kept_feature_net_is_made_for_the_shipped_scale_and_loads_where_its_weights_are():
-    """Every Frechet reading compares only with readings of the same net: the kept net's tracked recipe is the
-    grid and intensity scale quality_scale evaluates on; its weights (off the repository: the 25 MB budget of
-    tracked weights is the shipped model's) must be the file its README names and load for that scale."""
+def test_the_kept_feature_net_is_tracked_within_the_weight_budget_made_for_the_shipped_scale_and_loads():
+    """Every Frechet reading compares only with readings of the same net: the kept net's recipe is the grid and
+    intensity scale quality_scale evaluates on; its weights are tracked (two kept off the repository were lost
+    with the development machine), are the file its README names, load for that scale in float32, and leave every
+    tracked .safetensors within the 25 MB the shipped model shares with them."""
     import hashlib
+
+    import torch
 
     from medidiff.data.config import DataConfig, intensity_scale
     from medidiff.eval.features import load_segmenter_features
 
     net = REPO / "benchmarks" / "nets" / "anatomy1536_fold0" / "feature_net"
-    recipe = json.loads((net / "config.json").read_text())["recipe"]
+    meta = json.loads((net / "config.json").read_text())
+    recipe = meta["recipe"]
     assert recipe["intensity_scale"] == intensity_scale(DataConfig()) and recipe["grid"] == [80, 96, 80]
-    if not (net / "model.safetensors").is_file():  # a checkout without the development machine's copy
-        return
     digest = hashlib.sha256((net / "model.safetensors").read_bytes()).hexdigest()
     assert digest in (net.parent / "README.md").read_text()
     model, _ = load_segmenter_features(net, modalities=["t1n", "t1c", "t2w", "t2f"], grid=[80, 96, 80],
                                        spacing=recipe["spacing_mm"], intensity=intensity_scale(DataConfig()))
-    assert sum(p.numel() for p in model.parameters()) > 0
+    assert meta["weights_dtype"] == "float16" and {p.dtype for p in model.parameters()} == {torch.float32}
+    # where the repository keeps weights (the shipped models, the kept nets); in CI's clean checkout every one is tracked
+    weights = [*(REPO / "medidiff").rglob("*.safetensors"), *(REPO / "benchmarks" / "nets").rglob("*.safetensors")]
+    assert net / "model.safetensors" in weights and sum(w.stat().st_size for w in weights) <= 25_000_000
+
+
+def test_keep_feature_net_rounds_to_float16_and_refuses_a_net_over_the_budget(tmp_path, monkeypatch):
+    """The kept copy is the trained net rounded to float16 (loads back to the same parameters within float16's
+    rounding), and a net that would take the tracked weights over the budget is refused with nothing written."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import keep_feature_net as kfn
+    import torch
+    from safetensors.torch import load_file
+
+    from medidiff.eval.features import save_segmenter_features
+    from medidiff.eval.segmentation import build_segmenter
+
+    model = build_segmenter(4, 2, 3)
+    src = save_segmenter_features(model, tmp_path / "src", {"modalities": ["t1n", "t1c", "t2w", "t2f"], "init_filters": 2})
+    monkeypatch.setattr(kfn, "tracked_weight_bytes", lambda exclude=None: 0)
+    kfn.keep(src, tmp_path / "kept")
+    kept = load_file(str(tmp_path / "kept" / "model.safetensors"))
+    for name, value in model.state_dict().items():
+        assert kept[name].dtype == (torch.float16 if value.is_floating_point() else value.dtype)
+        torch.testing.assert_close(kept[name].to(value.dtype), value, rtol=1e-3, atol=1e-4)
+    monkeypatch.setattr(kfn, "tracked_weight_bytes", lambda exclude=None: kfn.BUDGET_BYTES - 10)
+    with pytest.raises(SystemExit, match="over the 25 MB budget"):
+        kfn.keep(src, tmp_path / "over")
+    assert not (tmp_path / "over" / "model.safetensors").exists() and not (tmp_path / "over" / "config.json").exists()
