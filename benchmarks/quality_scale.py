@@ -454,6 +454,16 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     for mod, r in normal.get("intensity_histogram", {}).get("per_modality", {}).items():
         m[f"histogram_w1_outside_tumour_{mod}"] = r["wasserstein"]
         m[f"histogram_w1_outside_tumour_floor_{mod}"] = r["floor"]
+    # the t1c histogram's parts (from session 33): the ET's contrast against the normal brain where the scale is
+    # the normal brain's (on the shipped scale the ET sits at the clip), and the stray bright voxels on the shipped
+    # scale (they set its per-case percentiles)
+    for mod, r in normal.get("tumour_contrast", {}).get("et_contrast", {}).items():
+        m[f"et_contrast_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
+    contrast = realism.get("tumour_contrast", {})
+    for mod, r in contrast.get("top_in_tumour", {}).items():
+        m[f"top_in_tumour_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
+    if "pass" in contrast:
+        m["tumour_contrast_pass"] = float(bool(contrast["pass"]))
     dist = res.get("image", {}).get("distances", {})
     syn, floor = (dist.get(k, {}).get("3d", {}).get("frechet") for k in ("synthetic_vs_real_train", "real_heldout_vs_real_train"))
     if syn is not None and floor is not None:
@@ -772,6 +782,11 @@ ROWS: list[tuple[str, str, int]] = [
     *[(f"histogram_w1_{m}", f"histogram W1 {m}", 3) for m in MODALITIES],
     *[(f"histogram_w1_outside_tumour_{m}", f"histogram W1 {m}, outside-the-tumour scale (normal brain to [-1, 0])", 3)
       for m in MODALITIES],
+    *[(f"et_contrast_vs_real_{m}", f"ET median - normal brain median, synthetic - real, {m}, outside-the-tumour scale "
+       "(< 0: ET too dark)", 3) for m in MODALITIES],
+    *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour, synthetic - real, {m} "
+       "(< 0: stray bright voxels)", 3) for m in MODALITIES],
+    ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),

@@ -471,6 +471,16 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
         "t1n": {"wasserstein": 0.02, "floor": 0.004}}}}}}}
     assert qs.eval_metrics(report, tissue, second) == m | {"histogram_w1_outside_tumour_t1n": 0.02,
                                                            "histogram_w1_outside_tumour_floor_t1n": 0.004}
+    # the t1c histogram's parts: the ET's contrast from the outside-the-tumour reading (the shipped scale clips
+    # the ET), the stray bright voxels and the check's verdict from the shipped-scale reading; < 0: too dark, stray
+    second["results"][qs.NORMAL_BRAIN_REALISM]["checks"]["tumour_contrast"] = {
+        "et_contrast": {"t1c": {"synthetic_median": 0.5, "real_median": 0.75}}, "pass": False}
+    shipped = {"results": {"realism": {"checks": {"tumour_contrast": {
+        "et_contrast": {"t1c": {"synthetic_median": 0.1, "real_median": 0.1}},
+        "top_in_tumour": {"t1c": {"synthetic_median": 0.68, "real_median": 0.98}}, "pass": False}}}}}
+    parts = qs.eval_metrics(shipped, second)
+    assert parts["et_contrast_vs_real_t1c"] == pytest.approx(-0.25) and parts["tumour_contrast_pass"] == 0.0
+    assert parts["top_in_tumour_vs_real_t1c"] == pytest.approx(-0.30) and "et_contrast_vs_real_t1n" not in parts
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
     def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it

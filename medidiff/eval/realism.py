@@ -53,6 +53,18 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   see a label distribution: a 2026-11-30 quality run (detail 1000, seed 1) generated 6 tumour-free
   cases of 16 with tumours 2.7x smaller than real, against 15 % tumour-free real cases, and only
   mask fidelity showed it, indirectly (a tumour-free case with a false WT voxel scores WT Dice 0).
+* **tumour contrast** (with labels, per modality): two per-case readings, each compared like the
+  tumour sizes (W1 against the real training cases', failing above ``factor`` x floor +
+  ``contrast_abs_tol``, 0.1). ``et_contrast``: the median of the enhancing tumour (ET) minus the
+  median of the normal brain (the brain mask outside the WT label dilated ``margin`` voxels), in
+  the [-1, 1] scale, on cases with ET. ``top_in_tumour``: the share of the brain's brightest 0.5 %
+  that lies inside the WT label dilated ``margin`` voxels, on cases with a tumour. Why: the t1c
+  histogram's miss (W1 0.27 against a floor of 0.016, 2026-12-04) mixed three things that one
+  histogram cannot name apart: the normal brain's level, an ET too dark against it (median 0.50
+  against real's 0.75 on the outside-the-tumour scale) and stray bright voxels (a third of the
+  brightest 0.5 % outside the tumour against 2-4 % in real cases), each of which moves the
+  per-case percentile scale and with it the whole brain. A histogram of the brain cannot say
+  which; these two can.
 * **brain size**: the distribution of each case's brain-mask share of the grid (log10), against the
   real training cases': fails, like the histograms, when its W1 exceeds ``factor`` x floor +
   ``brain_size_abs_tol`` (0.04 decades, about 10 % of volume; the floor compares the held-out and
@@ -89,6 +101,7 @@ __all__ = [
     "brain_histogram_distance",
     "pairwise_lowpass_distance",
     "tumour_statistics",
+    "tumour_contrast",
     "brain_log_fractions",
     "RealReference",
     "real_reference",
@@ -286,6 +299,35 @@ def tumour_statistics(labels: torch.Tensor | np.ndarray) -> dict[str, np.ndarray
     return {"present": frac > 0, "log_size": np.where(frac > 0, np.log10(np.maximum(frac, 1e-12)), np.nan)}
 
 
+TOP_QUANTILE = 0.995  # tumour contrast: the brain's brightest 0.5 %
+
+
+def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels: torch.Tensor | np.ndarray,
+                    *, margin: int = 2) -> dict[str, np.ndarray]:
+    """(N, C, X, Y, Z) images in [-1, 1], (N, X, Y, Z) brain masks and (N, 3, X, Y, Z) WT/TC/ET masks ->
+    per case and modality, (N, C) each: ``et_contrast``, the ET's median minus the normal brain's (the brain
+    outside WT dilated ``margin`` voxels; nan without ET or normal brain), and ``top_in_tumour``, the share of
+    the brain's voxels at or above its 99.5th percentile that lie inside WT dilated ``margin`` voxels (nan
+    without a tumour). The margin keeps the tumour's partial-volume rim out of the normal brain."""
+    n, channels = len(images), images.shape[1]
+    contrast, top = np.full((n, channels), np.nan), np.full((n, channels), np.nan)
+    for i in range(n):
+        wt, et = np.asarray(labels[i, 0]) > 0.5, np.asarray(labels[i, 2]) > 0.5
+        brain = masks[i]
+        if not (brain.any() and wt.any()):
+            continue
+        near = ndimage.binary_dilation(wt, iterations=margin) if margin > 0 else wt
+        normal, et_in = brain & ~near, brain & et
+        u = _unit(images[i]) * 2 - 1
+        for ch in range(channels):
+            v = u[ch]
+            bright = brain & (v >= np.quantile(v[brain], TOP_QUANTILE))
+            top[i, ch] = float((bright & near).sum() / max(int(bright.sum()), 1))
+            if et_in.any() and normal.any():
+                contrast[i, ch] = float(np.median(v[et_in]) - np.median(v[normal]))
+    return {"et_contrast": contrast, "top_in_tumour": top}
+
+
 def brain_log_fractions(masks: np.ndarray) -> np.ndarray:
     """(N, X, Y, Z) brain masks -> (N,) log10 of each mask's share of the grid (an empty mask counts
     as one voxel, so the log stays finite and far from any real brain)."""
@@ -338,6 +380,25 @@ def _tumour_check(syn: dict[str, np.ndarray], ref: "RealReference", *, size_fact
     }
 
 
+def _contrast_check(syn: dict[str, np.ndarray], ref: "RealReference", *, modalities: Sequence[str],
+                    factor: float, abs_tol: float) -> dict[str, Any]:
+    """The tumour contrast check of the module doc (``syn``: :func:`tumour_contrast` of the synthetic set)."""
+    real, fa, fb = ref.contrast  # type: ignore[misc]
+    out: dict[str, Any] = {}
+    for key in ("et_contrast", "top_in_tumour"):
+        def cases(stats: dict[str, np.ndarray], c: int) -> np.ndarray:
+            v = stats[key][:, c]
+            return v[np.isfinite(v)]
+
+        out[key] = {name: _w1_check(cases(syn, c), cases(real, c), cases(fa, c), cases(fb, c), factor=factor,
+                                    abs_tol=abs_tol) for c, name in enumerate(modalities)}
+    out["pass"] = all(v["pass"] for key in ("et_contrast", "top_in_tumour") for v in out[key].values())
+    out["rule"] = (f"pass when, for every modality, the W1 of the per-case ET median - normal brain median and the "
+                   f"W1 of the per-case share of the brain's brightest 0.5 % inside the tumour <= {factor} x floor + "
+                   f"{abs_tol}")
+    return out
+
+
 def _floor_split(real: torch.Tensor, heldout: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, str]:
     if heldout is not None and len(heldout) >= 1:
         return heldout, real, "real held-out vs real training"
@@ -365,6 +426,8 @@ class RealReference:
     brain_size: tuple[np.ndarray, np.ndarray, np.ndarray]  # brain_log_fractions: real, floor_a, floor_b
     # tumour_statistics of the real training cases and of the floor's two sets (None without labels)
     tumours: tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]] | None
+    # tumour_contrast of the real training cases and of the floor's two sets (None without labels)
+    contrast: tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]] | None
     bands: int
     diversity_sigma: float
     seed: int
@@ -386,10 +449,6 @@ def real_reference(
             heldout_labels is not None and len(heldout_labels) > 0)):
         raise ValueError("give labels for the real training cases and for every held-out set given, or for neither")
     floor_a, floor_b, floor_name = _floor_split(real, heldout)
-    tumours = None
-    if real_labels is not None:
-        la, lb, _ = _floor_split(real_labels, heldout_labels)
-        tumours = (tumour_statistics(real_labels), tumour_statistics(la), tumour_statistics(lb))
     m_real = brain_masks(real)
     p_real = radial_power_spectrum(real, m_real, bands=bands)
     # with held-out cases the floor's second set IS the training set: its masks and spectrum, the
@@ -401,6 +460,13 @@ def real_reference(
     c_real = np.nanmean(detail_coherence(real, m_real), 0)
     c_fa = np.nanmean(detail_coherence(floor_a, m_fa), 0)
     c_fb = c_real if floor_b is real else np.nanmean(detail_coherence(floor_b, m_fb), 0)
+    tumours = contrast = None
+    if real_labels is not None:
+        la, lb, _ = _floor_split(real_labels, heldout_labels)
+        tumours = (tumour_statistics(real_labels), tumour_statistics(la), tumour_statistics(lb))
+        c_real_t = tumour_contrast(real, m_real, real_labels)
+        contrast = (c_real_t, tumour_contrast(floor_a, m_fa, la),
+                    c_real_t if floor_b is real else tumour_contrast(floor_b, m_fb, lb))
     return RealReference(
         real=real, masks=m_real, background=background_stats(real, m_real),
         spectrum=p_real, floor_spectrum_ratio=spectrum_ratio(p_fa, p_fb),
@@ -408,7 +474,7 @@ def real_reference(
         coherence=c_real, floor_coherence=np.abs(c_fa - c_fb),
         pairwise=pairwise_lowpass_distance(real, m_real, sigma=diversity_sigma, seed=seed),
         brain_size=(brain_log_fractions(m_real), brain_log_fractions(m_fa), brain_log_fractions(m_fb)),
-        floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), tumours=tumours, bands=bands,
+        floor_name=floor_name, floor_counts=(len(floor_a), len(floor_b)), tumours=tumours, contrast=contrast, bands=bands,
         diversity_sigma=diversity_sigma, seed=seed)
 
 
@@ -433,6 +499,7 @@ def realism_checks(
     brain_size_factor: float = 2.0,
     brain_size_abs_tol: float = 0.04,
     coherence_tol: float = 0.03,
+    contrast_abs_tol: float = 0.1,
 ) -> dict[str, Any]:
     """Every check of the module doc on (N, C, X, Y, Z) sets; ``{"checks": {name: {..., "pass"}},
     "failed": [names], "spectra": {...}}``. ``mask_groups[i]``: the conditioning mask id of synthetic
@@ -444,7 +511,8 @@ def realism_checks(
         synthetic, reference, modalities=modalities, mask_groups=mask_groups, background_tol=background_tol,
         spectrum_log_tol=spectrum_log_tol, histogram_factor=histogram_factor, histogram_abs_tol=histogram_abs_tol,
         diversity_min_ratio=diversity_min_ratio, synthetic_labels=synthetic_labels,
-        brain_size_factor=brain_size_factor, brain_size_abs_tol=brain_size_abs_tol, coherence_tol=coherence_tol)
+        brain_size_factor=brain_size_factor, brain_size_abs_tol=brain_size_abs_tol, coherence_tol=coherence_tol,
+        contrast_abs_tol=contrast_abs_tol)
 
 
 def realism_checks_against(
@@ -464,10 +532,12 @@ def realism_checks_against(
     brain_size_factor: float = 2.0,
     brain_size_abs_tol: float = 0.04,
     coherence_tol: float = 0.03,
+    contrast_abs_tol: float = 0.1,
 ) -> dict[str, Any]:
     """:func:`realism_checks` against real cases summarised once by :func:`real_reference` (the same
     result as realism_checks on those cases, with the reference's bands, sigma and seed). The tumour
-    statistics check runs when ``synthetic_labels`` is given and the reference holds real labels."""
+    statistics and tumour contrast checks run when ``synthetic_labels`` is given and the reference holds real
+    labels (the contrast's W1 factor is ``size_factor``)."""
     ref = reference
     if len(synthetic) == 0:
         raise ValueError("the realism checks need >= 1 synthetic case")
@@ -553,6 +623,8 @@ def realism_checks_against(
     if synthetic_labels is not None and ref.tumours is not None:
         checks["tumour_statistics"] = _tumour_check(tumour_statistics(synthetic_labels), ref,
                                                     size_factor=size_factor, size_abs_tol=size_abs_tol)
+        checks["tumour_contrast"] = _contrast_check(tumour_contrast(synthetic, m_syn, synthetic_labels), ref,
+                                                    modalities=modalities, factor=size_factor, abs_tol=contrast_abs_tol)
 
     return {
         "floor": ref.floor_name,

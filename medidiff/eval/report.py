@@ -324,6 +324,13 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"| tumour size, W1 of log10 WT fraction (median) | labels | {_fmt(sz['wasserstein'])} "
                      f"({_fmt(sz['synthetic_median'])}) | floor {_fmt(sz['floor'])} (real {_fmt(sz['real_median'])}) | "
                      f"{ok(sz)} |")
+    contrast = c.get("tumour_contrast", {})  # reports before 2026-12-04 lack it
+    for key, what in (("et_contrast", "ET median - normal brain median"),
+                      ("top_in_tumour", "share of the brain's brightest 0.5 % inside the tumour")):
+        for mod, v in contrast.get(key, {}).items():
+            lines.append(f"| tumour contrast: {what}, W1 (median) | {mod} | {_fmt(v['wasserstein'])} "
+                         f"({_fmt(v['synthetic_median'])}) | floor {_fmt(v['floor'])} (real {_fmt(v['real_median'])}) | "
+                         f"{ok(v)} |")
     lines += ["", "Rules: " + "; ".join(f"{k}: {v['rule']}" for k, v in c.items() if "rule" in v) + ".", "",
               "Can show: background grain, excess or missing texture power per frequency band, detail that is grain "
               "rather than structure, intensity "

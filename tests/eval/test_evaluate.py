@@ -212,9 +212,10 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert cli(argv) == 0
     report = json.loads((out / "report.json").read_text())
     r = report["results"]["realism"]
-    # the generated cases carry labels: their tumour statistics are checked beside the intensities
+    # the generated cases carry labels: their tumour statistics and contrast are checked beside the intensities
     assert set(r["checks"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity",
-                                "brain_size", "tumour_statistics"}
+                                "brain_size", "tumour_statistics", "tumour_contrast"}
+    assert set(r["checks"]["tumour_contrast"]["et_contrast"]) == {"t1n", "t1c", "t2w", "t2f"}
     assert r["checks"]["tumour_statistics"]["share_with_tumour"]["cases"] == 6
     assert r["floor"] == "real held-out vs real training" and r["counts"]["synthetic"] == 6
     assert {f"spectrum_{m}.png" for m in ("t1n", "t1c", "t2w", "t2f")} <= set(report["figures"])
