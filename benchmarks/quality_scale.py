@@ -784,7 +784,7 @@ ROWS: list[tuple[str, str, int]] = [
       for m in MODALITIES],
     *[(f"et_contrast_vs_real_{m}", f"ET median - normal brain median, synthetic - real, {m}, outside-the-tumour scale "
        "(< 0: ET too dark)", 3) for m in MODALITIES],
-    *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour, synthetic - real, {m} "
+    *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),

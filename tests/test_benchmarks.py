@@ -474,12 +474,12 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     # the t1c histogram's parts: the ET's contrast from the outside-the-tumour reading (the shipped scale clips
     # the ET), the stray bright voxels and the check's verdict from the shipped-scale reading; < 0: too dark, stray
     second["results"][qs.NORMAL_BRAIN_REALISM]["checks"]["tumour_contrast"] = {
-        "et_contrast": {"t1c": {"synthetic_median": 0.5, "real_median": 0.75}}, "pass": False}
+        "et_contrast": {"t1c": {"synthetic_median": 0.94, "real_median": 1.21}}, "pass": True}
     shipped = {"results": {"realism": {"checks": {"tumour_contrast": {
-        "et_contrast": {"t1c": {"synthetic_median": 0.1, "real_median": 0.1}},
+        "et_contrast": {"t1c": {"synthetic_median": 1.0, "real_median": 1.0}},
         "top_in_tumour": {"t1c": {"synthetic_median": 0.68, "real_median": 0.98}}, "pass": False}}}}}
     parts = qs.eval_metrics(shipped, second)
-    assert parts["et_contrast_vs_real_t1c"] == pytest.approx(-0.25) and parts["tumour_contrast_pass"] == 0.0
+    assert parts["et_contrast_vs_real_t1c"] == pytest.approx(-0.27) and parts["tumour_contrast_pass"] == 0.0
     assert parts["top_in_tumour_vs_real_t1c"] == pytest.approx(-0.30) and "et_contrast_vs_real_t1n" not in parts
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
@@ -809,3 +809,14 @@ def test_keep_feature_net_rounds_to_float16_and_refuses_a_net_over_the_budget(tm
     with pytest.raises(SystemExit, match="over the 25 MB budget"):
         kfn.keep(src, tmp_path / "over")
     assert not (tmp_path / "over" / "model.safetensors").exists() and not (tmp_path / "over" / "config.json").exists()
+    # a refused replacement leaves the kept net as it was, and no temporary file beside it
+    before = {p.name: p.read_bytes() for p in (tmp_path / "kept").iterdir()}
+    with pytest.raises(SystemExit, match="over the 25 MB budget"):
+        kfn.keep(src, tmp_path / "kept")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "kept").iterdir()} == before
+    # what is counted: the repository's weights that git tracks or would add, the one being replaced left out
+    monkeypatch.undo()
+    kept = REPO / "benchmarks" / "nets" / "anatomy1536_fold0" / "feature_net" / "model.safetensors"
+    if (REPO / ".git").exists():  # (a checkout without git history cannot ask git)
+        assert kfn.tracked_weight_bytes() - kfn.tracked_weight_bytes(exclude=kept) == kept.stat().st_size
+        assert kfn.tracked_weight_bytes() <= kfn.BUDGET_BYTES

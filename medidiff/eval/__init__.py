@@ -413,7 +413,8 @@ def realism_checks_for(
     image task's call; benchmarks that run the checks alone use it too). ``real`` is the real
     training cases or their :func:`real_reference_for` (then ``heldout`` is already in it): a
     benchmark scoring several synthetic sets against the same real cases builds that once. The
-    tumour statistics check runs with ``synthetic_labels`` against a reference built with labels."""
+    tumour statistics and tumour contrast checks run with ``synthetic_labels`` against a reference built
+    with labels."""
     from medidiff.eval import realism as rl
 
     if not isinstance(real, rl.RealReference):
@@ -425,7 +426,7 @@ def realism_checks_for(
         spectrum_log_tol=cfg.spectrum_log_tol, histogram_factor=cfg.histogram_factor,
         histogram_abs_tol=cfg.histogram_abs_tol, diversity_min_ratio=cfg.diversity_min_ratio,
         brain_size_factor=cfg.brain_size_factor, brain_size_abs_tol=cfg.brain_size_abs_tol,
-        coherence_tol=cfg.coherence_tol, synthetic_labels=synthetic_labels)
+        coherence_tol=cfg.coherence_tol, contrast_abs_tol=cfg.contrast_abs_tol, synthetic_labels=synthetic_labels)
 
 
 @dataclass

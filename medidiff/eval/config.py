@@ -65,6 +65,9 @@ class EvalConfig:
     # detail coherence (lag-1 correlation of the high-passed brain): |synthetic - real| allowed above the
     # floor; grain lowers it, blur raises it
     coherence_tol: float = 0.03
+    # tumour contrast (with labels): the W1 allowed for the per-case ET - normal brain medians and for the
+    # brightest voxels' share inside the tumour = 2 x floor (the tumour sizes' factor) + this
+    contrast_abs_tol: float = 0.1
     # codec reconstruction (task "codec"): a codec folder or a model folder holding codec/
     codec: str | None = None
     # image metrics
@@ -122,9 +125,9 @@ class EvalConfig:
         if self.realism_bands < 2 or self.diversity_sigma <= 0 or self.diversity_min_ratio < 0:
             raise ValueError("realism_bands must be >= 2, diversity_sigma > 0 and diversity_min_ratio >= 0")
         if min(self.background_tol, self.spectrum_log_tol, self.histogram_factor, self.histogram_abs_tol,
-               self.brain_size_factor, self.brain_size_abs_tol, self.coherence_tol) < 0:
+               self.brain_size_factor, self.brain_size_abs_tol, self.coherence_tol, self.contrast_abs_tol) < 0:
             raise ValueError("background_tol, spectrum_log_tol, histogram_factor, histogram_abs_tol, brain_size_factor, "
-                             "brain_size_abs_tol and coherence_tol must be >= 0")
+                             "brain_size_abs_tol, coherence_tol and contrast_abs_tol must be >= 0")
         if self.memorisation_size < 2:
             raise ValueError(f"memorisation_size must be >= 2, got {self.memorisation_size}")
         if not 0.0 <= self.memorisation_percentile <= 100.0:

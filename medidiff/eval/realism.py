@@ -58,7 +58,8 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   ``contrast_abs_tol``, 0.1). ``et_contrast``: the median of the enhancing tumour (ET) minus the
   median of the normal brain (the brain mask outside the WT label dilated ``margin`` voxels), in
   the [-1, 1] scale, on cases with ET. ``top_in_tumour``: the share of the brain's brightest 0.5 %
-  that lies inside the WT label dilated ``margin`` voxels, on cases with a tumour. Why: the t1c
+  that lies inside the WT label dilated ``margin`` voxels (2: the tumour's partial-volume rim counts as
+  tumour), on cases with a tumour. Why: the t1c
   histogram's miss (W1 0.27 against a floor of 0.016, 2026-12-04) mixed three things that one
   histogram cannot name apart: the normal brain's level, an ET too dark against it (median 0.50
   against real's 0.75 on the outside-the-tumour scale) and stray bright voxels (a third of the
@@ -321,6 +322,8 @@ def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels
         u = _unit(images[i]) * 2 - 1
         for ch in range(channels):
             v = u[ch]
+            if not np.isfinite(v[brain]).all():
+                continue  # a non-finite case reads nan in both: left out, as a case without a tumour
             bright = brain & (v >= np.quantile(v[brain], TOP_QUANTILE))
             top[i, ch] = float((bright & near).sum() / max(int(bright.sum()), 1))
             if et_in.any() and normal.any():
@@ -504,7 +507,8 @@ def realism_checks(
     """Every check of the module doc on (N, C, X, Y, Z) sets; ``{"checks": {name: {..., "pass"}},
     "failed": [names], "spectra": {...}}``. ``mask_groups[i]``: the conditioning mask id of synthetic
     case ``i`` (None when unknown) for the same-mask diversity. The tumour statistics check runs
-    when the synthetic and the real sets' (N, 3, X, Y, Z) WT/TC/ET labels are given."""
+    and tumour contrast checks run when the synthetic and the real sets' (N, 3, X, Y, Z) WT/TC/ET labels are
+    given."""
     reference = real_reference(real, heldout, bands=bands, diversity_sigma=diversity_sigma, seed=seed,
                                real_labels=real_labels, heldout_labels=heldout_labels)
     return realism_checks_against(

@@ -195,6 +195,41 @@ def test_tumours_far_too_large_fail_the_sizes(labelled):
     assert t["share_with_tumour"]["pass"] and not t["size_log10_wt_fraction"]["pass"] and not t["pass"], t
 
 
+def test_tumour_contrast_reads_a_built_case_exactly():
+    """A case built with known levels: normal brain 0, edema 0.2, ET 0.8, and bright voxels (1.0) placed
+    just outside WT + 2 voxels: the ET contrast is 0.8 in every modality and the brightest 0.5 % lies in the
+    tumour only as far as the stray voxels leave room. The ET is read from the third label channel."""
+    from medidiff.eval.realism import TOP_QUANTILE, tumour_contrast
+
+    x = np.full((1, 2, 24, 24, 24), -1.0)
+    brain = np.zeros((24, 24, 24), dtype=bool)
+    brain[2:22, 2:22, 2:22] = True
+    wt, et = np.zeros_like(brain), np.zeros_like(brain)
+    wt[8:14, 8:14, 8:14] = True
+    et[10:12, 10:12, 10:12] = True
+    x[0][:, brain] = 0.0
+    x[0][:, wt] = 0.2
+    x[0][:, et] = 0.8
+    labels = np.stack([wt, et, et])[None]  # WT, TC (= ET here), ET
+    c = tumour_contrast(x, brain[None], labels)
+    np.testing.assert_allclose(c["et_contrast"], [[0.8, 0.8]])
+    np.testing.assert_allclose(c["top_in_tumour"], [[1.0, 1.0]])  # the ET is the brightest, inside WT
+    stray = x.copy()
+    n_top = int(round((1 - TOP_QUANTILE) * brain.sum()))
+    far = np.argwhere(brain & (np.indices(brain.shape).min(0) >= 2) & (np.indices(brain.shape).max(0) < 6))[:n_top]
+    for p in far:  # as many voxels as the top 0.5 % holds, at the top of the range, far from the tumour
+        stray[0][(slice(None), *p)] = 1.0
+    s = tumour_contrast(stray, brain[None], labels)
+    assert (s["top_in_tumour"] < 0.5).all() and np.allclose(s["et_contrast"], 0.8)
+    # a channel swap of the labels (ET read from WT) would read 0.2 lower: the channel is the third
+    assert not np.allclose(tumour_contrast(x, brain[None], labels[:, ::-1].copy())["et_contrast"], 0.8)
+    # without ET the contrast is nan, the share still read; without a tumour both are nan
+    no_et = labels.copy()
+    no_et[:, 2] = False
+    assert np.isnan(tumour_contrast(x, brain[None], no_et)["et_contrast"]).all()
+    assert np.isnan(tumour_contrast(x, brain[None], np.zeros_like(labels))["top_in_tumour"]).all()
+
+
 def _contrast_check(synthetic: tuple[torch.Tensor, torch.Tensor], data) -> dict:
     return _labelled_check(synthetic, data, "tumour_contrast")
 
