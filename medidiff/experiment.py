@@ -35,7 +35,7 @@ from medidiff.data.config import DataConfig
 from medidiff.eval.config import EvalConfig
 from medidiff.latents.config import LatentStageConfig, VAEConfig
 from medidiff.nets.config import NetConfig
-from medidiff.objectives.config import ObjectiveConfig
+from medidiff.objectives.config import SPATIAL_WEIGHTS, ObjectiveConfig
 from medidiff.samplers.config import SamplerConfig
 from medidiff.training.config import LogConfig, TrainConfig
 
@@ -70,13 +70,13 @@ class ExperimentConfig:
         if text.enabled and self.data.flip_prob > 0 and "location" in text.facts:
             raise ValueError("data.flip_prob > 0 mirrors left and right but the prompts state the tumour's "
                              "hemisphere: set data.flip_prob: 0 or drop 'location' from conditioning.text.facts")
-        for key in ("background_weight", "edge_weight"):
+        for key in SPATIAL_WEIGHTS:
             weight = getattr(self.objective, key)
             if weight != 1.0 and (self.stage != "diffusion" or self.latent.cache):
                 # refused here, before a run folder is claimed: only the diffusion stage fed with images finds the
                 # background (a latent cache holds no images; the SR and VAE stages do not weigh by it)
-                raise ValueError(f"objective.{key} ({weight}) weighs the loss by where the images are background: "
-                                 "the diffusion stage trained on images only (this is stage "
+                raise ValueError(f"objective.{key} ({weight}) weighs the loss by positions found from the images or "
+                                 "labels: the diffusion stage trained on images only (this is stage "
                                  f"{self.stage!r}{' with latent.cache' if self.latent.cache else ''}); "
                                  f"set objective.{key}: 1")
         if self.conditioning.generate_brain and self.stage != "diffusion":

@@ -6,11 +6,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ObjectiveConfig", "COND_KEYS"]
+__all__ = ["ObjectiveConfig", "COND_KEYS", "SPATIAL_WEIGHTS"]
 
 # The conditioning inputs a net takes (medidiff.nets); CFG dropout can name any of them
 # (``context_mask`` is dropped with ``context`` whether listed or not).
 COND_KEYS: tuple[str, ...] = ("cond_image", "class_labels", "scalars", "context", "context_mask")
+
+# The loss weights of latent positions found from each case's images or labels (medidiff.utils.tensor.
+# spatial_weight_map), each with the name of the map the objective's loss takes for it.
+SPATIAL_WEIGHTS: dict[str, str] = {"background_weight": "background", "edge_weight": "edge", "tumour_weight": "tumour"}
 
 
 @dataclass
@@ -111,6 +115,14 @@ class ObjectiveConfig:
     # rim_denoise_cpu_20261202, session 22). 1 = off; multiplies background_weight where both hold. The same
     # stage limits as background_weight. Untested on a GPU run as of session 22.
     edge_weight: float = 1.0
+    # Loss weight of the latent positions at the tumour (those whose block, or a neighbouring block, holds a WT
+    # voxel of the case's label: training.diffusion.tumour_blocks), where t1c's enhancing tumour came out too
+    # dark against the normal brain (ET median - normal brain median +0.94 against real's +1.21 on the
+    # outside-the-tumour scale: benchmarks/results/tumour_contrast_cpu_20261204, session 33). The tumour is ~1 %
+    # of the grid, so its contrast is a small share of the loss. 1 = off; multiplies the other spatial weights
+    # where they overlap. Needs labelled cases and the stage limits of background_weight. Untrained as of
+    # session 33.
+    tumour_weight: float = 1.0
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -128,6 +140,10 @@ class ObjectiveConfig:
                                 "is not resolved: build the objective "
                                 "with the codec's channel names (build_objective(config, codec.channel_names))")
         return self.channel_weights
+
+    def spatial_weights(self) -> dict[str, float]:
+        """The spatial loss weights by name (:data:`SPATIAL_WEIGHTS`; 1 = off)."""
+        return {key: float(getattr(self, key)) for key in SPATIAL_WEIGHTS}
 
     def __post_init__(self) -> None:
         if self.num_train_steps < 1:
@@ -178,7 +194,7 @@ class ObjectiveConfig:
                 )
         if not (math.isfinite(self.detail_weight) and self.detail_weight > 0):
             raise ValueError(f"detail_weight must be a positive number (1 = all sub-bands equal), got {self.detail_weight}")
-        for key in ("background_weight", "edge_weight"):
+        for key in SPATIAL_WEIGHTS:
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 raise ValueError(f"{key} must be a positive number (1 = off), got {getattr(self, key)}")
         bad = {k: v for k, v in (self.detail_weights or {}).items() if not (math.isfinite(v) and v > 0)}

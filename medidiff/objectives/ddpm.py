@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.schedules import alphas_cumprod_from_betas, make_betas
 from medidiff.samplers.guidance import cfg_denoiser, dropout_conditions
-from medidiff.utils.tensor import Cond, Denoiser, append_dims, background_weight_map, rand_on, regression_loss
+from medidiff.utils.tensor import Cond, Denoiser, append_dims, spatial_weight_map, rand_on, regression_loss
 
 __all__ = [
     "Prediction",
@@ -205,6 +205,7 @@ class DDPMObjective:
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
         edge: Tensor | None = None,
+        tumour: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t ~ U{0..T-1} and eps, noise x0, regress the target.
 
@@ -225,8 +226,8 @@ class DDPMObjective:
         return regression_loss(
             pred, self.target(x0, noise, ab), kind=self.config.loss,
             time_weight=self.loss_weight(ab), channel_weights=self.config.loss_channel_weights(),
-            spatial_weight=background_weight_map(self.config.background_weight, background,
-                                                 self.config.edge_weight, edge),
+            spatial_weight=spatial_weight_map(self.config.spatial_weights(),
+                                              {"background": background, "edge": edge, "tumour": tumour}),
         )
 
     # ---- sampling -----------------------------------------------------------------------------

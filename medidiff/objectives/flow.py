@@ -27,7 +27,7 @@ from medidiff.objectives.channels import per_image_channel
 from medidiff.objectives.config import ObjectiveConfig
 from medidiff.objectives.schedules import logit_normal, resolution_shift, shift_time
 from medidiff.samplers.guidance import cfg_denoiser, dropout_conditions
-from medidiff.utils.tensor import (Cond, Denoiser, append_dims, background_weight_map, rand_on, regression_loss,
+from medidiff.utils.tensor import (Cond, Denoiser, append_dims, rand_on, regression_loss, spatial_weight_map,
                                    tensor_on)
 
 __all__ = ["FlowMatchingObjective", "X0_WEIGHT_T_MIN"]
@@ -105,6 +105,7 @@ class FlowMatchingObjective:
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
         edge: Tensor | None = None,
+        tumour: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t and eps, interpolate, regress the velocity (L2 or L1).
 
@@ -121,8 +122,8 @@ class FlowMatchingObjective:
         return regression_loss(
             pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
             channel_weights=self.config.loss_channel_weights(),
-            spatial_weight=background_weight_map(self.config.background_weight, background,
-                                                 self.config.edge_weight, edge),
+            spatial_weight=spatial_weight_map(self.config.spatial_weights(),
+                                              {"background": background, "edge": edge, "tumour": tumour}),
         )
 
     def skip(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:

@@ -205,7 +205,7 @@ class DiffusionLoss:
         return {"cond_image": mask_to_latent_grid(self.codec, regions)}
 
     def __call__(self, net: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
-        null = background = edge = None
+        null = background = edge = tumour = None
         with torch.no_grad():
             if "latent" in batch:  # from a latent cache: the codec never runs
                 z = batch["latent"].float()  # (B, C', D', H', W')
@@ -218,12 +218,14 @@ class DiffusionLoss:
                     background = background_blocks(images, factor)
                 if self.cfg.objective.edge_weight != 1.0:
                     edge = edge_blocks(images, factor)
+                if self.cfg.objective.tumour_weight != 1.0 and batch.get("label") is not None:  # (none: refused below)
+                    tumour = tumour_blocks(batch["label"], factor)
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
                 null = self.text.null_cond(z.device)
         loss, per_channel = self.objective.loss(net, z, cond, generator=gen, null_cond=null, background=background,
-                                                edge=edge)
+                                                edge=edge, tumour=tumour)
         logs = group_by_band(per_channel, self.names)
         return loss, logs
 
@@ -253,14 +255,21 @@ def edge_blocks(images: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     both and its neighbours, and, where the boundary runs along block faces (or the factor is 1: pixel space),
     the blocks on either side of it, so the band covers a voxel-wide error inside or outside the boundary (an
     edge drawn too dark inside, or blurred outward)."""
-    factor = tuple(int(f) for f in factor)
     outside = _outside(images)
+    return _near_blocks(outside, factor) * _near_blocks(1.0 - outside, factor)
 
-    def near(indicator: torch.Tensor) -> torch.Tensor:  # 1 where the 3x3x3 neighbourhood of blocks holds one
-        return F.max_pool3d(F.max_pool3d(indicator, kernel_size=factor, stride=factor), kernel_size=3, stride=1,
-                            padding=1)
 
-    return near(outside) * near(1.0 - outside)
+def tumour_blocks(labels: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
+    """(B, 3, D, H, W) WT/TC/ET masks in {0, 1} (the batch's ``label``) -> (B, 1, D/f, H/f, W/f) float: 1 at the
+    latent positions whose block or a neighbouring block holds a WT voxel, else 0: the tumour with a block
+    of the normal brain around it, so its contrast edge against the brain weighs with it."""
+    return _near_blocks((labels[:, :1] > 0.5).float(), factor)
+
+
+def _near_blocks(indicator: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
+    """(B, 1, D, H, W) in {0, 1} -> (B, 1, D/f, H/f, W/f): 1 where the 3x3x3 neighbourhood of blocks holds a 1."""
+    factor = tuple(int(f) for f in factor)
+    return F.max_pool3d(F.max_pool3d(indicator, kernel_size=factor, stride=factor), kernel_size=3, stride=1, padding=1)
 
 
 def group_by_band(per_channel: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:

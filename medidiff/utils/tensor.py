@@ -17,7 +17,7 @@ __all__ = [
     "Cond",
     "Denoiser",
     "append_dims",
-    "background_weight_map",
+    "spatial_weight_map",
     "batch_time",
     "mean_per_channel",
     "randn_per_sample",
@@ -150,24 +150,28 @@ def regression_loss(
     return loss, per_channel.detach()
 
 
-def background_weight_map(weight: float, background: Tensor | None, edge_weight: float = 1.0,
-                          edge: Tensor | None = None) -> Tensor | None:
-    """(B, 1, ...) loss weights: ``weight`` where ``background`` (the same shape, 1 on background
-    positions, 0 elsewhere) holds, ``edge_weight`` where ``edge`` (1 on the positions around the brain's
-    boundary) holds, their product where both do, 1 elsewhere; None when both weights are 1 (off). A weight
-    without its map is refused: silently training unweighted would ignore the config."""
-    maps = []
-    for key, w, where in (("background_weight", weight, background), ("edge_weight", edge_weight, edge)):
+def spatial_weight_map(weights: Mapping[str, float], maps: Mapping[str, Tensor | None]) -> Tensor | None:
+    """(B, 1, ...) loss weights from ``weights`` (objective.background_weight, edge_weight, tumour_weight) and
+    the maps they weigh (``maps``, by :data:`medidiff.objectives.config.SPATIAL_WEIGHTS`' names: 1 on the
+    background, the brain's edge, the tumour, 0 elsewhere): each weight where its map holds, their product
+    where several do, 1 elsewhere; None when every weight is 1 (off). A weight without its map is refused:
+    silently training unweighted would ignore the config."""
+    from medidiff.objectives.config import SPATIAL_WEIGHTS
+
+    out = []
+    for key, name in SPATIAL_WEIGHTS.items():
+        w = float(weights.get(key, 1.0))
         if w == 1.0:
             continue
+        where = maps.get(name)
         if where is None:
             from medidiff.errors import MedidiffError
 
-            raise MedidiffError(f"objective.{key} ({w}) needs the images' background, which this training path "
-                                f"does not give (a latent cache, or a stage that does not support it): "
+            raise MedidiffError(f"objective.{key} ({w}) needs the {name} map, which this training path does not "
+                                f"give (a latent cache, unlabelled cases, or a stage that does not support it): "
                                 f"set objective.{key}: 1")
-        maps.append(1.0 + (w - 1.0) * where.float())
-    return math.prod(maps) if maps else None
+        out.append(1.0 + (w - 1.0) * where.float())
+    return math.prod(out) if out else None
 
 
 def batch_time(value: float, x: Tensor) -> Tensor:

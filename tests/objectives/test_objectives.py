@@ -483,19 +483,26 @@ def test_background_weight_is_a_per_case_weighted_mean_over_space(kind):
     assert loss_of(0.5) > loss_of(1.0) > loss_of(3.0)  # the weight moves the loss toward the background's error
 
 
-def test_edge_weight_multiplies_the_background_weight_and_is_refused_without_its_map():
-    from medidiff.utils.tensor import background_weight_map
+def test_spatial_weights_multiply_where_their_maps_overlap_and_are_refused_without_their_map():
+    from medidiff.utils.tensor import spatial_weight_map
 
     background = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 4, 1, 1)
     edge = torch.tensor([0.0, 1.0, 1.0, 0.0]).view(1, 1, 4, 1, 1)
-    assert background_weight_map(1.0, None, 1.0, None) is None  # both off: no map at all
-    assert background_weight_map(1.0, None, 3.0, edge).flatten().tolist() == [1.0, 3.0, 3.0, 1.0]
-    assert background_weight_map(2.0, background, 3.0, edge).flatten().tolist() == [2.0, 6.0, 3.0, 1.0]
-    obj = build_objective(ObjectiveConfig(type="flow", edge_weight=3.0))
-    with pytest.raises(MedidiffError, match="edge_weight"):
-        obj.loss(lambda x, t, **c: x, _data(4, 2, 2), background=torch.ones(4, 1, 2, 2))
-    with pytest.raises(ValueError, match="edge_weight must be a positive"):
-        ObjectiveConfig(type="flow", edge_weight=float("nan"))
+    tumour = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 1, 4, 1, 1)
+    maps = {"background": background, "edge": edge, "tumour": tumour}
+    off = ObjectiveConfig(type="flow").spatial_weights()
+    assert spatial_weight_map(off, {}) is None  # every weight off: no map at all
+    assert spatial_weight_map({**off, "edge_weight": 3.0}, maps).flatten().tolist() == [1.0, 3.0, 3.0, 1.0]
+    assert spatial_weight_map({**off, "background_weight": 2.0, "edge_weight": 3.0},
+                              maps).flatten().tolist() == [2.0, 6.0, 3.0, 1.0]
+    assert spatial_weight_map({**off, "edge_weight": 3.0, "tumour_weight": 4.0},
+                              maps).flatten().tolist() == [1.0, 3.0, 12.0, 4.0]
+    for key in ("edge_weight", "tumour_weight"):
+        obj = build_objective(ObjectiveConfig(type="flow", **{key: 3.0}))
+        with pytest.raises(MedidiffError, match=key):
+            obj.loss(lambda x, t, **c: x, _data(4, 2, 2), background=torch.ones(4, 1, 2, 2))
+        with pytest.raises(ValueError, match=f"{key} must be a positive"):
+            ObjectiveConfig(type="flow", **{key: float("nan")})
 
 
 def test_background_weight_without_a_background_map_is_refused_not_ignored():

@@ -16,6 +16,7 @@ from medidiff.training.diffusion import (
     background_blocks,
     build_codec_for,
     edge_blocks,
+    tumour_blocks,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +70,15 @@ class _Spy:
         return z.sum() * 0, torch.zeros(self.channels)
 
 
+def _spied(weight: str, batch: dict) -> tuple[_Spy, object]:
+    """What the loss function hands the objective for ``batch`` with ``objective.<weight>`` set, and the codec."""
+    cfg = load_config(None, [weight, "data.modalities=[t1n, t2f]"])
+    codec = build_codec_for(cfg)
+    spy = _Spy(codec.latent_channels)
+    DiffusionLoss(cfg, codec, spy)(None, batch, torch.Generator().manual_seed(0))
+    return spy, codec
+
+
 def test_the_loss_function_hands_the_objective_the_images_background_blocks():
     cfg = load_config(None, ["objective.background_weight=5", "data.modalities=[t1n, t2f]"])
     codec = build_codec_for(cfg)
@@ -87,18 +97,45 @@ def test_the_loss_function_hands_the_objective_the_images_background_blocks():
 
 
 def test_the_loss_function_hands_the_objective_the_edge_band_only_when_weighted():
-    cfg = load_config(None, ["objective.edge_weight=4", "data.modalities=[t1n, t2f]"])
-    codec = build_codec_for(cfg)
-    spy = _Spy(codec.latent_channels)
     image = -torch.ones(2, 2, 8, 8, 8)
     image[:, :, 3:6, 3:6, 3:6] = 0.3
-    DiffusionLoss(cfg, codec, spy)(None, {"image": image}, torch.Generator().manual_seed(0))
+    spy, codec = _spied("objective.edge_weight=4", {"image": image})
     assert spy.seen["background"] is None  # background_weight 1: no background map
     assert torch.equal(spy.seen["edge"], edge_blocks(image, codec.downsampling_factor))
     assert spy.seen["edge"].shape == (2, 1, *spy.seen["z"].shape[2:]) and spy.seen["edge"].sum() > 0
 
 
-@pytest.mark.parametrize("key", ["background_weight", "edge_weight"])
+def test_the_tumour_blocks_are_the_wt_blocks_and_their_neighbours_read_from_the_first_label_channel():
+    labels = torch.zeros(1, 3, 16, 16, 16)
+    labels[0, 0, 6:8, 6:8, 6:8] = 1.0  # WT: exactly block 3 (factor 2)
+    labels[0, 2, 0:2, 0:2, 0:2] = 1.0  # an ET voxel far away in the third channel: not WT, not read
+    blocks = tumour_blocks(labels, (2, 2, 2))[0, 0]
+    assert blocks.shape == (8, 8, 8) and blocks.sum() == 27  # block 3 and its 26 neighbours
+    assert blocks[2:5, 2:5, 2:5].all() and not blocks[0, 0, 0] and not blocks[5, 3, 3]
+    assert tumour_blocks(torch.zeros(1, 3, 8, 8, 8), (2, 2, 2)).sum() == 0  # tumour-free: no weight anywhere
+
+
+def test_the_loss_function_hands_the_objective_the_tumour_blocks_only_when_weighted_and_labelled():
+    from medidiff.errors import MedidiffError
+    from medidiff.objectives import build_objective
+
+    image = -torch.ones(2, 2, 8, 8, 8)
+    image[:, :, 2:6, 2:6, 2:6] = 0.3
+    label = torch.zeros(2, 3, 8, 8, 8)
+    label[0, 0, 3:5, 3:5, 3:5] = 1.0  # case 0 has a tumour, case 1 none
+    spy, codec = _spied("objective.tumour_weight=3", {"image": image, "label": label})
+    assert spy.seen["background"] is None and spy.seen["edge"] is None
+    assert torch.equal(spy.seen["tumour"], tumour_blocks(label, codec.downsampling_factor))
+    assert spy.seen["tumour"][0].sum() > 0 and spy.seen["tumour"][1].sum() == 0
+    # unlabelled cases: refused by the objective, not trained unweighted
+    cfg = load_config(None, ["objective.tumour_weight=3", "data.modalities=[t1n, t2f]"])
+    real = DiffusionLoss(cfg, codec, build_objective(cfg.objective))
+    net = lambda x, t, **c: x  # noqa: E731
+    with pytest.raises(MedidiffError, match="tumour_weight"):
+        real(net, {"image": image}, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("key", ["background_weight", "edge_weight", "tumour_weight"])
 def test_spatial_weights_are_refused_at_config_load_where_no_images_are_seen(tmp_path, key):
     # before any run folder is claimed: a latent cache holds no images, and the SR and VAE stages do not weigh by it
     cached = [f"objective.{key}=5", "latent.type=pretrained", f"latent.path={tmp_path / 'vae'}",
