@@ -288,6 +288,15 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_tumour5": ["objective.detail_weight=100",
                                                    "objective.channel_weights=" + _masks_lll(100),
                                                    "objective.x0_skip_sigma=0.05", "objective.tumour_weight=5"],
+    # ... which at 2 mm drew a tumour in 98 % of cases and several a case (quality_scale_h200_20261204d): a weight
+    # from the label biases the optimum toward tumours. The map read off the net's noisy input instead (a
+    # function of x_t: no bias of the optimum) and only at noise levels up to 1 (sigma = t / (1 - t)); at 4 mm it
+    # kept t1c's ET contrast gain and still drew extra tumours in 6 of 32 cases (tumour_weight_cpu_20261204)
+    "x0_detail100_labels_lll100_skip005_tumour5_input": ["objective.detail_weight=100",
+                                                         "objective.channel_weights=" + _masks_lll(100),
+                                                         "objective.x0_skip_sigma=0.05", "objective.tumour_weight=5",
+                                                         "objective.tumour_map=input",
+                                                         "objective.spatial_weight_max_sigma=1.0"],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
     # ~3 % of the brain) that real brains lack: cut at tau 0.15, the shipped model's CSF reads 0.063 against
     # real's 0.057 cut the same way (mask_cut_cpu_20261202). The brain mask generated as an eighth channel and

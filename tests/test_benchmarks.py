@@ -713,6 +713,16 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
             assert weights[names.index("LLL:ET")] >= 100 and weights[names.index("LLL:brain")] == 1, variant
             assert weights[names.index("LLL:WT")] == weights[names.index("LLL:ET")], variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
+    import torch
+
+    # the tumour map read off the noisy input finds the generated WT mask's coarse band in the recipe's latent
+    from medidiff.training.diffusion import input_tumour_blocks
+
+    cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                             *quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_tumour5_input"]])
+    assert cfg.objective.tumour_map == "input" and cfg.objective.spatial_weight_max_sigma == 1.0
+    codec = build_codec_for(cfg)
+    assert callable(input_tumour_blocks(codec, codec.channel_names, torch.zeros(1)))
     # the images' own coarse band at 30 on the shipped recipe (skip 0.05): every image LLL, nothing else
     img = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                              *quality_scale.VARIANTS["x0_detail100_lll30_labels_lll100_skip005"]]).objective

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["ObjectiveConfig", "COND_KEYS", "SPATIAL_WEIGHTS"]
 
@@ -120,9 +123,29 @@ class ObjectiveConfig:
     # dark against the normal brain (ET median - normal brain median +0.94 against real's +1.21 on the
     # outside-the-tumour scale: benchmarks/results/tumour_contrast_cpu_20261204, session 33). The tumour is ~1 %
     # of the grid, so its contrast is a small share of the loss. 1 = off; multiplies the other spatial weights
-    # where they overlap. Needs labelled cases and the stage limits of background_weight. Untrained as of
-    # session 33.
+    # where they overlap. Needs labelled cases and the stage limits of background_weight. At 5 on one 2 mm seed
+    # (quality_scale_h200_20261204d): t1c's stray bright voxels gone, its histogram W1 halved, Frechet 24x ->
+    # 14x, but 98 % of cases with a tumour and several a case (the bias below): not shipped.
     tumour_weight: float = 1.0
+    # The noise level (noise std over signal: t / (1 - t) on the flow path, sqrt((1 - ab) / ab) for DDPM) above
+    # which the spatial weights above are off (1 everywhere); null = at every level. Why: a weight that depends
+    # on x0 moves the loss's optimum, D*(x_t) = E[w x0 | x_t] / E[w | x_t], wherever x_t leaves x0 uncertain:
+    # tumour_weight 5 made every case tumour-positive by that (a position that may hold a tumour with
+    # probability p is denoised as if 5p / (5p + 1 - p), 0.8 -> 0.95), and drew several tumours a case (2 mm:
+    # 98 % of cases with a tumour against real's 80 %, benchmarks/results/quality_scale_h200_20261204d). Below
+    # a small noise level x_t shows where the tumour is and E[w | x_t] is near constant. Applies to all three
+    # spatial weights. Measured at 1.0 with tumour_weight 5 on the 4 mm CPU proxy only: it did not take the
+    # extra tumours back (8 of 32 cases with two or more, plain weight 3, no weight 0;
+    # benchmarks/results/tumour_weight_cpu_20261204), so the bias is not all of it there. Untrained at 2 mm.
+    spatial_weight_max_sigma: float | None = None
+    # Where tumour_weight's map comes from: "label" (the case's WT label, by which the weight depends on x0 and
+    # biases the optimum toward tumours, as above) or "input" (the generated WT mask's coarse band in the net's
+    # noisy input, above its midpoint: training.diffusion.input_tumour_blocks; a function of x_t, so the
+    # optimum stays E[x0 | x_t]). "input" needs conditioning.generate_labels and a wavelet latent. At 4 mm with
+    # spatial_weight_max_sigma 1 (one seed) it kept t1c's ET contrast gain and still drew several tumours in 6
+    # of 32 cases (tumour_weight_cpu_20261204): a weight's effect on what the net learns first, not only its
+    # optimum, may be at work. Untrained at 2 mm.
+    tumour_map: Literal["label", "input"] = "label"
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0
@@ -140,6 +163,11 @@ class ObjectiveConfig:
                                 "is not resolved: build the objective "
                                 "with the codec's channel names (build_objective(config, codec.channel_names))")
         return self.channel_weights
+
+    def spatial_weight_active(self, sigma: Tensor) -> Tensor | None:
+        """(B,) bool: the samples, by their noise level ``sigma`` (noise std over signal), that the spatial
+        weights apply to; None when they apply at every level (``spatial_weight_max_sigma`` null)."""
+        return None if self.spatial_weight_max_sigma is None else sigma <= self.spatial_weight_max_sigma
 
     def spatial_weights(self) -> dict[str, float]:
         """The spatial loss weights by name (:data:`SPATIAL_WEIGHTS`; 1 = off)."""
@@ -197,6 +225,9 @@ class ObjectiveConfig:
         for key in SPATIAL_WEIGHTS:
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) > 0):
                 raise ValueError(f"{key} must be a positive number (1 = off), got {getattr(self, key)}")
+        msig = self.spatial_weight_max_sigma
+        if msig is not None and not (math.isfinite(msig) and msig > 0):
+            raise ValueError(f"spatial_weight_max_sigma must be a positive number or null (every level), got {msig}")
         bad = {k: v for k, v in (self.detail_weights or {}).items() if not (math.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"detail_weights must be positive numbers, got {bad}")

@@ -17,7 +17,7 @@ against MONAI) and keep sampling in ``medidiff.samplers``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -205,7 +205,7 @@ class DDPMObjective:
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
         edge: Tensor | None = None,
-        tumour: Tensor | None = None,
+        tumour: Tensor | Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t ~ U{0..T-1} and eps, noise x0, regress the target.
 
@@ -223,11 +223,14 @@ class DDPMObjective:
             keys=self.config.cond_drop_keys, generator=generator,
         )
         pred = net(x_t, t.float(), **cond)
+        if callable(tumour):  # objective.tumour_map "input": read off x_t (= signal x0 + noise)
+            tumour = tumour(x_t, ab.sqrt())
         return regression_loss(
             pred, self.target(x0, noise, ab), kind=self.config.loss,
             time_weight=self.loss_weight(ab), channel_weights=self.config.loss_channel_weights(),
             spatial_weight=spatial_weight_map(self.config.spatial_weights(),
-                                              {"background": background, "edge": edge, "tumour": tumour}),
+                                              {"background": background, "edge": edge, "tumour": tumour},
+                                              self.config.spatial_weight_active(((1 - ab) / ab).sqrt())),
         )
 
     # ---- sampling -----------------------------------------------------------------------------

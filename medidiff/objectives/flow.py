@@ -16,7 +16,7 @@ pure Euler/Heun samplers and continuous time; we reproduce its timestep shift (p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -105,7 +105,7 @@ class FlowMatchingObjective:
         null_cond: Mapping[str, Any] | None = None,
         background: Tensor | None = None,
         edge: Tensor | None = None,
-        tumour: Tensor | None = None,
+        tumour: Tensor | Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One training loss: sample t and eps, interpolate, regress the velocity (L2 or L1).
 
@@ -119,11 +119,14 @@ class FlowMatchingObjective:
             keys=self.config.cond_drop_keys, generator=generator,
         )
         pred = self.skip(net(x_t, self.net_time(t).float(), **cond), x_t, t)
+        if callable(tumour):  # objective.tumour_map "input": read off x_t (= signal x0 + noise)
+            tumour = tumour(x_t, 1 - t)
         return regression_loss(
             pred, self.target(x0, noise), kind=self.config.loss, time_weight=self.time_weight(t),
             channel_weights=self.config.loss_channel_weights(),
             spatial_weight=spatial_weight_map(self.config.spatial_weights(),
-                                              {"background": background, "edge": edge, "tumour": tumour}),
+                                              {"background": background, "edge": edge, "tumour": tumour},
+                                              self.config.spatial_weight_active(t.float() / (1 - t.float()))),
         )
 
     def skip(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:

@@ -198,6 +198,13 @@ class DiffusionLoss:
         self.cfg, self.codec, self.objective, self.text = cfg, codec, objective, text
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
+        self._input_tumour: Any = None
+
+    def input_tumour(self, z: torch.Tensor) -> Any:
+        """objective.tumour_map "input"'s map function, built once (its probe reads back to the host)."""
+        if self._input_tumour is None:
+            self._input_tumour = input_tumour_blocks(self.codec, self.names, z)
+        return self._input_tumour
 
     def cond_of(self, regions: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if regions is None:
@@ -219,7 +226,8 @@ class DiffusionLoss:
                 if self.cfg.objective.edge_weight != 1.0:
                     edge = edge_blocks(images, factor)
                 if self.cfg.objective.tumour_weight != 1.0 and batch.get("label") is not None:  # (none: refused below)
-                    tumour = tumour_blocks(batch["label"], factor)
+                    tumour = (tumour_blocks(batch["label"], factor) if self.cfg.objective.tumour_map == "label"
+                              else self.input_tumour(z))
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
@@ -264,6 +272,34 @@ def tumour_blocks(labels: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
     latent positions whose block or a neighbouring block holds a WT voxel, else 0: the tumour with a block
     of the normal brain around it, so its contrast edge against the brain weighs with it."""
     return _near_blocks((labels[:, :1] > 0.5).float(), factor)
+
+
+def input_tumour_blocks(codec: LatentCodec, names: Sequence[str], like: torch.Tensor):
+    """objective.tumour_map ``input``: a function ``(x_t, signal) -> (B, 1, D', H', W')`` that reads the tumour
+    blocks off the net's noisy input instead of the case's label: 1 where the generated WT mask's coarse band
+    in ``x_t`` lies above the midpoint between a block all outside (-1) and all inside (+1) the tumour, scaled
+    by the path's signal coefficient (x_t = signal x0 + noise), and at its 3x3x3 neighbours, as
+    :func:`tumour_blocks`. A weight that is a function of x_t leaves the loss's optimum E[x0 | x_t] where it
+    was (one from x0's label moves it toward tumours: objective.tumour_map). At low noise it is the label's
+    block map; at high noise it is noise, which costs variance, not bias. ``like``: a latent of the run, for
+    the device. Needs the WT mask generated with the images in a wavelet latent (conditioning.generate_labels)."""
+    coarse = [i for i, name in enumerate(names[: getattr(codec, "in_channels", 0)]) if name.endswith(":WT")]
+    if not coarse or not isinstance(codec, WaveletCodec):
+        raise MedidiffError("objective.tumour_map: input reads the generated WT mask's coarse band in the net's "
+                            "input: it needs conditioning.generate_labels and a wavelet latent (set tumour_map: label)")
+    idx, factor = coarse[0], tuple(int(f) for f in codec.downsampling_factor)
+    probe = torch.ones(2, codec.in_channels, *factor, device=like.device)
+    probe[0] = -1.0
+    with torch.no_grad():
+        low, high = codec.to(like.device).encode(probe)[:, idx].flatten(1).mean(1).tolist()
+    mid, sign = (low + high) / 2, (1.0 if high > low else -1.0)
+
+    def blocks(x_t: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        a = signal.to(x_t.device, torch.float32).reshape(-1, 1, 1, 1, 1)
+        above = (sign * (x_t[:, idx : idx + 1].float() - a * mid) > 0).float()
+        return F.max_pool3d(above, kernel_size=3, stride=1, padding=1)
+
+    return blocks
 
 
 def _near_blocks(indicator: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:

@@ -150,12 +150,14 @@ def regression_loss(
     return loss, per_channel.detach()
 
 
-def spatial_weight_map(weights: Mapping[str, float], maps: Mapping[str, Tensor | None]) -> Tensor | None:
+def spatial_weight_map(weights: Mapping[str, float], maps: Mapping[str, Tensor | None],
+                       active: Tensor | None = None) -> Tensor | None:
     """(B, 1, ...) loss weights from ``weights`` (objective.background_weight, edge_weight, tumour_weight) and
     the maps they weigh (``maps``, by :data:`medidiff.objectives.config.SPATIAL_WEIGHTS`' names: 1 on the
     background, the brain's edge, the tumour, 0 elsewhere): each weight where its map holds, their product
     where several do, 1 elsewhere; None when every weight is 1 (off). A weight without its map is refused:
-    silently training unweighted would ignore the config."""
+    silently training unweighted would ignore the config. ``active`` (B,) bool: the samples the weights
+    apply to (objective.spatial_weight_max_sigma); the others weigh 1 everywhere."""
     from medidiff.objectives.config import SPATIAL_WEIGHTS
 
     out = []
@@ -170,7 +172,10 @@ def spatial_weight_map(weights: Mapping[str, float], maps: Mapping[str, Tensor |
             raise MedidiffError(f"objective.{key} ({w}) needs the {name} map, which this training path does not "
                                 f"give (a latent cache, unlabelled cases, or a stage that does not support it): "
                                 f"set objective.{key}: 1")
-        out.append(1.0 + (w - 1.0) * where.float())
+        where = where.float()
+        if active is not None:
+            where = where * active.to(where.device, where.dtype).reshape(-1, *[1] * (where.ndim - 1))
+        out.append(1.0 + (w - 1.0) * where)
     return math.prod(out) if out else None
 
 

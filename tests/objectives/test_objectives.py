@@ -505,6 +505,72 @@ def test_spatial_weights_multiply_where_their_maps_overlap_and_are_refused_witho
             ObjectiveConfig(type="flow", **{key: float("nan")})
 
 
+@pytest.mark.parametrize("cfg", [dict(type="flow", flow_target="x0"), dict(type="ddpm", prediction="x0")])
+def test_an_x0_dependent_weight_moves_the_optimum_and_the_noise_limit_takes_it_back(cfg):
+    """Eight cases of ten hold a tumour at position A (x0 = 1; the other two 0 there), position B is empty in
+    all. A net that answers a constant c at A, whatever x_t: the loss's minimiser is the weighted mean of
+    x0 at A. Unweighted 0.8; tumour_weight 5 (normalised per case: 5/3 at A in a tumour case, 1 in the others)
+    pulls it to 0.8 * 5/3 / (0.8 * 5/3 + 0.2) = 0.870, the bias that made every 2 mm case tumour-positive.
+    With spatial_weight_max_sigma below every sampled noise level the weight is off and 0.8 comes back."""
+    x0 = torch.zeros(10, 1, 2, 1, 1)
+    x0[:8, 0, 0] = 1.0
+    tumour = (x0 > 0).float()
+
+    def argmin(**extra):
+        obj = build_objective(ObjectiveConfig(**cfg, tumour_weight=5.0, **extra))
+        grid = torch.linspace(0.0, 1.0, 1001)
+        losses = []
+        for c in grid:
+            def net(x, t, c=c, **_):
+                out = torch.zeros_like(x)
+                out[:, :, 0] = c
+                return out
+            losses.append(float(obj.loss(net, x0, generator=torch.Generator().manual_seed(0), tumour=tumour)[0]))
+        return float(grid[int(torch.tensor(losses).argmin())])
+
+    assert argmin() == pytest.approx(0.8 * 5 / 3 / (0.8 * 5 / 3 + 0.2), abs=1e-3)
+    assert argmin(spatial_weight_max_sigma=1e-9) == pytest.approx(0.8, abs=1e-3)
+    assert argmin(spatial_weight_max_sigma=1e9) == argmin()  # above every level: as without the limit
+
+
+@pytest.mark.parametrize("cfg", [dict(type="flow", flow_target="x0"), dict(type="ddpm", prediction="x0")])
+def test_a_tumour_map_function_is_read_off_the_noisy_input_with_its_signal_coefficient(cfg):
+    """objective.tumour_map input: the objective calls the map with (x_t, a), x_t = a x0 + b eps (flow: b = 1 - a;
+    DDPM: b = sqrt(1 - a^2)), so the map can read x0's scale off x_t; its 0/1 map weighs the loss as a tensor."""
+    x0 = _data(64, 4, 4, 4)
+    seen = {}
+
+    def tumour(x_t, a):
+        seen.update(x_t=x_t, a=a)
+        return torch.ones(x_t.shape[0], 1, *x_t.shape[2:])
+
+    obj = build_objective(ObjectiveConfig(**cfg, tumour_weight=5.0))
+    loss = obj.loss(lambda x, t, **c: x, x0, generator=torch.Generator().manual_seed(0), tumour=tumour)[0]
+    a = seen["a"].double().reshape(-1, 1, 1, 1, 1)
+    b = (1 - a) if cfg["type"] == "flow" else (1 - a.square()).sqrt()
+    eps = (seen["x_t"].double() - a * x0.double()) / b  # the noise the objective drew: standard normal
+    assert abs(float(eps.mean())) < 0.05 and abs(float(eps.std()) - 1.0) < 0.05
+    # a map that is 1 everywhere is a uniform weight: the same loss as without the weight
+    plain = build_objective(ObjectiveConfig(**cfg)).loss(lambda x, t, **c: x, x0, generator=torch.Generator().manual_seed(0))[0]
+    assert float(loss) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_the_noise_limit_turns_the_weights_off_per_sample():
+    from medidiff.utils.tensor import spatial_weight_map
+
+    off = ObjectiveConfig(type="flow").spatial_weights()
+    tumour = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(2, 1, 2, 1, 1)
+    cfg = ObjectiveConfig(type="flow", tumour_weight=4.0, spatial_weight_max_sigma=0.5)
+    active = cfg.spatial_weight_active(torch.tensor([0.5, 0.6]))  # the limit itself is inside
+    assert active.tolist() == [True, False]
+    assert spatial_weight_map({**off, "tumour_weight": 4.0}, {"tumour": tumour},
+                              active).flatten().tolist() == [1.0, 4.0, 1.0, 1.0]
+    assert ObjectiveConfig(type="flow").spatial_weight_active(torch.tensor([9.0])) is None
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="spatial_weight_max_sigma"):
+            ObjectiveConfig(type="flow", spatial_weight_max_sigma=bad)
+
+
 def test_background_weight_without_a_background_map_is_refused_not_ignored():
     from medidiff.config import load_config
 

@@ -72,11 +72,7 @@ class _Spy:
 
 def _spied(weight: str, batch: dict) -> tuple[_Spy, object]:
     """What the loss function hands the objective for ``batch`` with ``objective.<weight>`` set, and the codec."""
-    cfg = load_config(None, [weight, "data.modalities=[t1n, t2f]"])
-    codec = build_codec_for(cfg)
-    spy = _Spy(codec.latent_channels)
-    DiffusionLoss(cfg, codec, spy)(None, batch, torch.Generator().manual_seed(0))
-    return spy, codec
+    return _spied_with([weight, "data.modalities=[t1n, t2f]"], batch)
 
 
 def test_the_loss_function_hands_the_objective_the_images_background_blocks():
@@ -145,3 +141,44 @@ def test_spatial_weights_are_refused_at_config_load_where_no_images_are_seen(tmp
     with pytest.raises(ConfigError, match=f"{key}.*stage 'sr'"):
         load_config(REPO / "configs" / "cascade_sr.yaml", [f"objective.{key}=5"])
     assert getattr(load_config(REPO / "configs" / "anatomy_2mm.yaml", [f"objective.{key}=5"]).objective, key) == 5
+
+
+
+def test_the_input_tumour_map_is_the_label_map_at_no_noise_and_reads_only_the_noisy_input():
+    """objective.tumour_map input: the weight map is a function of x_t alone (so the loss's optimum stays
+    E[x0 | x_t]); at no noise it is the whole-block WT map and its neighbours; it scales with the path's signal
+    coefficient; the step hands the objective this function; without a generated WT mask it is refused."""
+    from medidiff.errors import MedidiffError
+    from medidiff.training.diffusion import input_tumour_blocks, model_input
+
+    sets = ["objective.tumour_weight=3", "objective.tumour_map=input", "data.modalities=[t1n, t2f]"]
+    cfg = load_config(None, [*sets, "conditioning.generate_labels=true", "data.label_mode=regions"])
+    codec = build_codec_for(cfg)
+    image = -torch.ones(2, 2, 16, 16, 16)
+    image[:, :, 2:14, 2:14, 2:14] = 0.3
+    label = torch.zeros(2, 3, 16, 16, 16)
+    label[0, 0, 6:8, 6:8, 6:8] = 1.0  # case 0: WT fills block 3 exactly; case 1 none
+    label[0, 0, 12, 12, 12] = 1.0  # and one voxel of block 6 (an eighth of it: below the midpoint)
+    x, _ = model_input({"image": image, "label": label}, cfg)
+    z = codec.encode(x)
+    blocks = input_tumour_blocks(codec, codec.channel_names, z)
+    one = torch.ones(2)
+    inside = (torch.nn.functional.avg_pool3d(label[:, :1], 2) > 0.5).float()  # blocks more than half WT
+    assert torch.equal(blocks(z, one), torch.nn.functional.max_pool3d(inside, 3, 1, 1))
+    assert blocks(z, one)[0].sum() == 27 and blocks(z, one)[1].sum() == 0
+    assert torch.equal(blocks(0.5 * z, 0.5 * one), blocks(z, one))  # x_t = a x0: the same map
+    # the label map counts the lone voxel's block; the input map sees a block an eighth inside as outside
+    assert tumour_blocks(label, codec.downsampling_factor)[0].sum() > 27
+    spy, _ = _spied_with([*sets, "conditioning.generate_labels=true", "data.label_mode=regions"], {"image": image, "label": label})
+    assert callable(spy.seen["tumour"])
+    without = build_codec_for(load_config(None, sets))  # the images alone in the latent: no WT band to read
+    with pytest.raises(MedidiffError, match="tumour_map"):
+        input_tumour_blocks(without, without.channel_names, z)
+
+
+def _spied_with(sets: list[str], batch: dict) -> tuple[_Spy, object]:
+    cfg = load_config(None, sets)
+    codec = build_codec_for(cfg)
+    spy = _Spy(codec.latent_channels)
+    DiffusionLoss(cfg, codec, spy)(None, batch, torch.Generator().manual_seed(0))
+    return spy, codec
