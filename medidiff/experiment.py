@@ -79,6 +79,12 @@ class ExperimentConfig:
                                  "labels: the diffusion stage trained on images only (this is stage "
                                  f"{self.stage!r}{' with latent.cache' if self.latent.cache else ''}); "
                                  f"set objective.{key}: 1")
+        if self.objective.tumour_weight != 1.0 and self.objective.tumour_map == "input" and (
+                not self.conditioning.generate_labels or self.latent.type != "wavelet"):
+            # refused before a run folder is claimed: the map is read off the generated WT mask's coarse band
+            raise ValueError("objective.tumour_map: input reads the generated WT mask's coarse band in the net's "
+                             "input: it needs conditioning.generate_labels and latent.type wavelet "
+                             "(or set objective.tumour_map: label)")
         if self.conditioning.generate_brain and self.stage != "diffusion":
             # the SR stage upsamples the base's output, already cut to its brain; a VAE generates nothing
             raise ValueError(f"conditioning.generate_brain is for the diffusion stage (the base model), not stage "

@@ -539,20 +539,29 @@ def test_a_tumour_map_function_is_read_off_the_noisy_input_with_its_signal_coeff
     DDPM: b = sqrt(1 - a^2)), so the map can read x0's scale off x_t; its 0/1 map weighs the loss as a tensor."""
     x0 = _data(64, 4, 4, 4)
     seen = {}
+    where = (torch.arange(64) % 4 == 0).float().view(64, 1, 1, 1, 1).expand(64, 1, 4, 4, 4).clone()
+    where[:, :, :2] = 0  # a non-uniform 0/1 map
 
     def tumour(x_t, a):
         seen.update(x_t=x_t, a=a)
-        return torch.ones(x_t.shape[0], 1, *x_t.shape[2:])
+        return where
 
-    obj = build_objective(ObjectiveConfig(**cfg, tumour_weight=5.0))
-    loss = obj.loss(lambda x, t, **c: x, x0, generator=torch.Generator().manual_seed(0), tumour=tumour)[0]
+    def loss(objective, **kwargs):
+        return float(objective.loss(lambda x, t, **c: x, x0, generator=torch.Generator().manual_seed(0), **kwargs)[0])
+
+    obj = build_objective(ObjectiveConfig(**cfg, tumour_weight=5.0, spatial_weight_max_sigma=1.0))
+    active = obj.config.spatial_weight_active
+    obj.config.spatial_weight_active = lambda sigma: seen.update(sigma=sigma) or active(sigma)  # a spy
+    with_map = loss(obj, tumour=tumour)
     a = seen["a"].double().reshape(-1, 1, 1, 1, 1)
     b = (1 - a) if cfg["type"] == "flow" else (1 - a.square()).sqrt()
     eps = (seen["x_t"].double() - a * x0.double()) / b  # the noise the objective drew: standard normal
     assert abs(float(eps.mean())) < 0.05 and abs(float(eps.std()) - 1.0) < 0.05
-    # a map that is 1 everywhere is a uniform weight: the same loss as without the weight
-    plain = build_objective(ObjectiveConfig(**cfg)).loss(lambda x, t, **c: x, x0, generator=torch.Generator().manual_seed(0))[0]
-    assert float(loss) == pytest.approx(float(plain), rel=1e-5)
+    # the noise level the limit reads is the noise std over the signal coefficient
+    assert torch.allclose(seen["sigma"].double().flatten(), (b / a).flatten(), rtol=1e-4)
+    # the map's result weighs the loss exactly as the same map given as a tensor, and differs from no weight
+    assert with_map == pytest.approx(loss(obj, tumour=where), rel=1e-6)
+    assert with_map != pytest.approx(loss(build_objective(ObjectiveConfig(**cfg))), rel=1e-5)
 
 
 def test_the_noise_limit_turns_the_weights_off_per_sample():

@@ -167,11 +167,22 @@ def test_the_input_tumour_map_is_the_label_map_at_no_noise_and_reads_only_the_no
     assert torch.equal(blocks(z, one), torch.nn.functional.max_pool3d(inside, 3, 1, 1))
     assert blocks(z, one)[0].sum() == 27 and blocks(z, one)[1].sum() == 0
     assert torch.equal(blocks(0.5 * z, 0.5 * one), blocks(z, one))  # x_t = a x0: the same map
+    # with the background shifted to 0 the midpoint is not 0, so the signal coefficient must scale it
+    shifted = load_config(None, [*sets, "conditioning.generate_labels=true", "data.label_mode=regions",
+                                 "latent.zero_background=true", "latent.fit_stats=false"])
+    codec0 = build_codec_for(shifted)
+    z0 = codec0.encode(model_input({"image": image, "label": label}, shifted)[0])
+    blocks0 = input_tumour_blocks(codec0, codec0.channel_names, z0)
+    for a in (1.0, 0.3, 0.01):
+        assert torch.equal(blocks0(a * z0, a * one), blocks(z, one)), a
     # the label map counts the lone voxel's block; the input map sees a block an eighth inside as outside
     assert tumour_blocks(label, codec.downsampling_factor)[0].sum() > 27
     spy, _ = _spied_with([*sets, "conditioning.generate_labels=true", "data.label_mode=regions"], {"image": image, "label": label})
     assert callable(spy.seen["tumour"])
-    without = build_codec_for(load_config(None, sets))  # the images alone in the latent: no WT band to read
+    # the images alone in the latent: no WT band to read; refused at config load, before a run folder is claimed
+    with pytest.raises(ConfigError, match="tumour_map"):
+        load_config(None, sets)
+    without = build_codec_for(load_config(None, sets[:1] + sets[2:]))
     with pytest.raises(MedidiffError, match="tumour_map"):
         input_tumour_blocks(without, without.channel_names, z)
 
