@@ -297,6 +297,14 @@ VARIANTS: dict[str, list[str]] = {
                                                          "objective.x0_skip_sigma=0.05", "objective.tumour_weight=5",
                                                          "objective.tumour_map=input",
                                                          "objective.spatial_weight_max_sigma=1.0"],
+    # ... and on the images' channels alone: the masks, which place the tumours, learnt without the weight
+    "x0_detail100_labels_lll100_skip005_tumour5_input_images": ["objective.detail_weight=100",
+                                                                "objective.channel_weights=" + _masks_lll(100),
+                                                                "objective.x0_skip_sigma=0.05",
+                                                                "objective.tumour_weight=5",
+                                                                "objective.tumour_map=input",
+                                                                "objective.spatial_weight_max_sigma=1.0",
+                                                                "objective.tumour_weight_channels=images"],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
     # ~3 % of the brain) that real brains lack: cut at tau 0.15, the shipped model's CSF reads 0.063 against
     # real's 0.057 cut the same way (mask_cut_cpu_20261202). The brain mask generated as an eighth channel and

@@ -85,6 +85,10 @@ class ExperimentConfig:
             raise ValueError("objective.tumour_map: input reads the generated WT mask's coarse band in the net's "
                              "input: it needs conditioning.generate_labels and latent.type wavelet "
                              "(or set objective.tumour_map: label)")
+        if (self.objective.tumour_weight != 1.0 and self.objective.tumour_weight_channels == "images"
+                and self.latent.type != "wavelet"):
+            raise ValueError("objective.tumour_weight_channels: images tells the images' latent channels by their "
+                             "names: it needs latent.type wavelet (or set objective.tumour_weight_channels: all)")
         if self.conditioning.generate_brain and self.stage != "diffusion":
             # the SR stage upsamples the base's output, already cut to its brain; a VAE generates nothing
             raise ValueError(f"conditioning.generate_brain is for the diffusion stage (the base model), not stage "

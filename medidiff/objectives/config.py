@@ -146,6 +146,11 @@ class ObjectiveConfig:
     # of 32 cases (tumour_weight_cpu_20261204): a weight's effect on what the net learns first, not only its
     # optimum, may be at work. Untrained at 2 mm.
     tumour_map: Literal["label", "input"] = "label"
+    # Which latent channels tumour_weight weighs: "all", or "images" (the generated masks' channels unweighted, so
+    # the masks, which place the tumours, are learnt as without the weight; the images' ET contrast and bright
+    # voxels, which the weight was for, are weighted). Why: with every channel weighted the 4 mm arms drew extra
+    # tumours even with the input map (tumour_weight_cpu_20261204). Needs a wavelet latent's named channels.
+    tumour_weight_channels: Literal["all", "images"] = "all"
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
     cond_drop_prob: float = 0.0

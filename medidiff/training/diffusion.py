@@ -200,6 +200,18 @@ class DiffusionLoss:
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
         self._input_tumour: Any = None
 
+    def tumour_channels(self, z: torch.Tensor) -> torch.Tensor | None:
+        """(1, C, 1, 1, 1) 0/1 over the latent channels tumour_weight weighs (objective.tumour_weight_channels
+        "images": the images' channels, the generated masks' 0), or None for all."""
+        if self.cfg.objective.tumour_weight_channels == "all":
+            return None
+        modalities = [name.partition(":")[2] for name in self.names]
+        if not all(modalities):
+            raise MedidiffError("objective.tumour_weight_channels: images needs a latent whose channels name their "
+                                f"image (a wavelet latent), not {self.names[:3]}...")
+        images = [float(m in self.cfg.data.modalities) for m in modalities]
+        return torch.tensor(images, device=z.device).view(1, -1, 1, 1, 1)
+
     def input_tumour(self, z: torch.Tensor) -> Any:
         """objective.tumour_map "input"'s map function, built once (its probe reads back to the host)."""
         if self._input_tumour is None:
@@ -226,8 +238,8 @@ class DiffusionLoss:
                 if self.cfg.objective.edge_weight != 1.0:
                     edge = edge_blocks(images, factor)
                 if self.cfg.objective.tumour_weight != 1.0 and batch.get("label") is not None:  # (none: refused below)
-                    tumour = (tumour_blocks(batch["label"], factor) if self.cfg.objective.tumour_map == "label"
-                              else self.input_tumour(z))
+                    tumour = on_channels(tumour_blocks(batch["label"], factor) if self.cfg.objective.tumour_map == "label"
+                                         else self.input_tumour(z), self.tumour_channels(z))
             cond = self.cond_of(regions)
             if self.text is not None:  # cross-attention tokens of each case's prompt (cached)
                 cond.update(self.text(batch["case_id"], device=z.device))
@@ -300,6 +312,16 @@ def input_tumour_blocks(codec: LatentCodec, names: Sequence[str], like: torch.Te
         return F.max_pool3d(above, kernel_size=3, stride=1, padding=1)
 
     return blocks
+
+
+def on_channels(tumour: Any, channels: torch.Tensor | None) -> Any:
+    """The tumour map (a tensor, or a function of (x_t, signal)) restricted to ``channels`` ((1, C, 1, 1, 1) 0/1:
+    a (B, C, ...) map, 0 on the others), or as it is when ``channels`` is None."""
+    if channels is None:
+        return tumour
+    if callable(tumour):
+        return lambda x_t, signal: tumour(x_t, signal) * channels
+    return tumour * channels
 
 
 def _near_blocks(indicator: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:

@@ -123,8 +123,9 @@ def regression_loss(
     Returns ``(loss, per_channel)``: ``per_channel`` (C,) is the time-weighted mean over batch
     and space (detached, for logging per modality / wavelet sub-band), and
     ``loss = sum_c w_c per_channel_c / sum_c w_c`` (the plain mean when weights are equal).
-    ``spatial_weight`` (B, 1, ...) weighs positions within each case, normalised to a mean of 1
-    per case: the mean over space becomes a weighted mean, and the loss keeps its scale.
+    ``spatial_weight`` (B, 1, ...) or (B, C, ...) weighs positions within each case (and channel), normalised
+    to a mean of 1 per case and channel: the mean over space becomes a weighted mean, and the loss keeps its
+    scale; a channel whose weight is uniform weighs as without it.
     """
     if pred.shape != target.shape:
         raise ValueError(f"network output {tuple(pred.shape)} does not match the target {tuple(target.shape)}")
@@ -132,7 +133,7 @@ def regression_loss(
     err = diff.square() if kind == "l2" else diff.abs()
     if spatial_weight is not None:
         w = spatial_weight.float()
-        err = err * (w / w.mean(dim=tuple(range(1, w.ndim)), keepdim=True))
+        err = err * (w / w.mean(dim=tuple(range(2, w.ndim)), keepdim=True))
     per_bc = mean_per_channel(err)  # (B, C)
     if time_weight is not None:
         per_bc = per_bc * time_weight.to(per_bc).reshape(-1, 1)

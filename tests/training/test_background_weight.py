@@ -193,3 +193,44 @@ def _spied_with(sets: list[str], batch: dict) -> tuple[_Spy, object]:
     spy = _Spy(codec.latent_channels)
     DiffusionLoss(cfg, codec, spy)(None, batch, torch.Generator().manual_seed(0))
     return spy, codec
+
+
+def test_the_tumour_weight_on_the_images_alone_leaves_the_masks_channels_unweighted():
+    """objective.tumour_weight_channels images: the map handed to the objective is (B, C, ...), the tumour blocks on
+    every image channel and 0 on the generated masks' channels (label map and input map alike), and the masks'
+    channels then weigh as without the weight."""
+    from medidiff.training.diffusion import input_tumour_blocks, model_input
+    from medidiff.utils.tensor import regression_loss
+
+    sets = ["objective.tumour_weight=3", "data.modalities=[t1n, t2f]", "conditioning.generate_labels=true",
+            "data.label_mode=regions"]
+    image = -torch.ones(2, 2, 16, 16, 16)
+    image[:, :, 2:14, 2:14, 2:14] = 0.3
+    label = torch.zeros(2, 3, 16, 16, 16)
+    label[0, 0, 6:8, 6:8, 6:8] = 1.0
+    batch = {"image": image, "label": label}
+    spy, codec = _spied_with([*sets, "objective.tumour_weight_channels=images"], batch)
+    names = codec.channel_names
+    is_image = torch.tensor([n.partition(":")[2] in ("t1n", "t2f") for n in names])
+    tumour = spy.seen["tumour"]
+    assert tumour.shape == (2, len(names), 8, 8, 8) and 0 < int(is_image.sum()) < len(names)
+    blocks = tumour_blocks(label, codec.downsampling_factor)
+    assert torch.equal(tumour[:, is_image], blocks.expand(-1, int(is_image.sum()), -1, -1, -1))
+    assert tumour[:, ~is_image].sum() == 0
+    # the input map, restricted the same way
+    spy, _ = _spied_with([*sets, "objective.tumour_map=input", "objective.tumour_weight_channels=images"], batch)
+    cfg = load_config(None, sets)
+    z = codec.encode(model_input(batch, cfg)[0])
+    full = input_tumour_blocks(codec, names, z)(z, torch.ones(2))
+    restricted = spy.seen["tumour"](z, torch.ones(2))
+    assert torch.equal(restricted[:, is_image], full.expand(-1, int(is_image.sum()), -1, -1, -1))
+    assert restricted[:, ~is_image].sum() == 0
+    # a channel whose map is 0 weighs 1 after the per-case, per-channel normalisation: its loss is unweighted
+    pred, target = torch.randn(2, len(names), 8, 8, 8), torch.randn(2, len(names), 8, 8, 8)
+    _, weighted = regression_loss(pred, target, spatial_weight=1 + 2 * tumour)
+    _, plain = regression_loss(pred, target)
+    assert torch.allclose(weighted[~is_image], plain[~is_image])
+    assert not torch.allclose(weighted[is_image], plain[is_image])
+    with pytest.raises(ConfigError, match="tumour_weight_channels"):
+        load_config(None, ["objective.tumour_weight_channels=images", "objective.tumour_weight=3",
+                           "latent.type=pretrained", "latent.path=/nonexistent"])
