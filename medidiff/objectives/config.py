@@ -149,7 +149,8 @@ class ObjectiveConfig:
     # Which latent channels tumour_weight weighs: "all", or "images" (the generated masks' channels unweighted, so
     # the masks, which place the tumours, are learnt as without the weight; the images' ET contrast and bright
     # voxels, which the weight was for, are weighted). Why: with every channel weighted the 4 mm arms drew extra
-    # tumours even with the input map (tumour_weight_cpu_20261204). Needs a wavelet latent's named channels.
+    # tumours even with the input map (tumour_weight_cpu_20261204). Needs a wavelet latent's named channels. At 4 mm
+    # (input map, limit 1, one seed) it drew fewer extra tumours (2 of 32 against 6) and lost the t1c gain.
     tumour_weight_channels: Literal["all", "images"] = "all"
     # Classifier-free guidance: probability of replacing a sample's conditioning by the null
     # conditioning during training (arXiv:2207.12598 uses 0.1-0.2).
