@@ -695,8 +695,10 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import quality_scale
 
+    import torch
+
     from medidiff.objectives import build_objective
-    from medidiff.training.diffusion import build_codec_for
+    from medidiff.training.diffusion import build_codec_for, input_tumour_blocks
 
     p = dict(quality_scale.FULL, workers=1)
     for variant, keys in quality_scale.VARIANTS.items():
@@ -713,10 +715,7 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
             assert weights[names.index("LLL:ET")] >= 100 and weights[names.index("LLL:brain")] == 1, variant
             assert weights[names.index("LLL:WT")] == weights[names.index("LLL:ET")], variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
-    import torch
-
     # the tumour map read off the noisy input finds the generated WT mask's coarse band in the recipe's latent
-    from medidiff.training.diffusion import input_tumour_blocks
 
     cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                              *quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_tumour5_input"]])

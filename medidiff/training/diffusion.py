@@ -33,6 +33,7 @@ from medidiff.latents.wavelet import WaveletCodec, periodized_dwt3
 from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
+from medidiff.objectives.channels import split_channel_names
 from medidiff.conditioning.text import net_config_for_text
 from medidiff.training.loop import FitResult, fit, shard
 from medidiff.training.launch import process_rank
@@ -199,18 +200,18 @@ class DiffusionLoss:
         names = getattr(codec, "channel_names", None)
         self.names = list(names) if names else [f"z{i}" for i in range(codec.latent_channels)]
         self._input_tumour: Any = None
+        self._tumour_channels: torch.Tensor | None = None
 
     def tumour_channels(self, z: torch.Tensor) -> torch.Tensor | None:
         """(1, C, 1, 1, 1) 0/1 over the latent channels tumour_weight weighs (objective.tumour_weight_channels
         "images": the images' channels, the generated masks' 0), or None for all."""
         if self.cfg.objective.tumour_weight_channels == "all":
             return None
-        modalities = [name.partition(":")[2] for name in self.names]
-        if not all(modalities):
-            raise MedidiffError("objective.tumour_weight_channels: images needs a latent whose channels name their "
-                                f"image (a wavelet latent), not {self.names[:3]}...")
-        images = [float(m in self.cfg.data.modalities) for m in modalities]
-        return torch.tensor(images, device=z.device).view(1, -1, 1, 1, 1)
+        if self._tumour_channels is None:  # built once: a host-to-device copy each step would stall the loop
+            _, modalities = split_channel_names(self.names, "tumour_weight_channels")
+            images = [float(m in self.cfg.data.modalities) for m in modalities]
+            self._tumour_channels = torch.tensor(images, device=z.device).view(1, -1, 1, 1, 1)
+        return self._tumour_channels
 
     def input_tumour(self, z: torch.Tensor) -> Any:
         """objective.tumour_map "input"'s map function, built once (its probe reads back to the host)."""
