@@ -518,9 +518,14 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
         m["tumour_share_real"] = tumours["share_with_tumour"]["real"]
         m["tumour_size_w1"] = tumours["size_log10_wt_fraction"]["wasserstein"]
+        several = tumours.get("share_with_several_tumours", {})  # reports since session 35 (2026-12-04)
+        if several:
+            m["tumour_several_share"] = several["synthetic"]
+            m["tumour_several_share_real"] = several["real"]
         for key, part in (("tumour_share_pass", tumours["share_with_tumour"]), ("tumour_size_pass",
-                                                                              tumours["size_log10_wt_fraction"])):
-            if "pass" in part:  # the check's own verdicts (share within its binomial allowance; sizes' W1)
+                                                                              tumours["size_log10_wt_fraction"]),
+                          ("tumour_several_pass", several)):
+            if "pass" in part:  # the check's own verdicts (shares within their binomial allowance; sizes' W1)
                 m[key] = float(bool(part["pass"]))
     sets = res.get("utility", {}).get("training_sets", {})
     if "synthetic" in sets:  # train on synthetic vs real at equal N; real + synthetic vs all real
@@ -833,6 +838,9 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_size_w1", "tumour size: W1 of log10 WT fraction vs real", 3),
     ("tumour_share_pass", "realism check: tumour share within its allowance (1 pass; a mean: the share passing)", 2),
     ("tumour_size_pass", "realism check: tumour sizes' W1 within 2 x floor + 0.1 (1 pass; a mean: the share passing)", 2),
+    ("tumour_several_share", "share of the generated cases with a tumour that hold two or more (real: next row)", 3),
+    ("tumour_several_share_real", "share of the real training cases with a tumour that hold two or more", 3),
+    ("tumour_several_pass", "realism check: that share within its allowance (1 pass; a mean: the share passing)", 2),
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]

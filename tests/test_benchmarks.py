@@ -459,6 +459,10 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
                "size_log10_wt_fraction": {"wasserstein": 0.11, "pass": True}, "pass": False}
     t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
     assert (t["tumour_share"], t["tumour_share_pass"], t["tumour_size_pass"]) == (0.59, 0.0, 1.0)
+    assert "tumour_several_share" not in t and "tumour_several_pass" not in t  # reports before session 35
+    tumours["share_with_several_tumours"] = {"synthetic": 0.3, "real": 0.0, "pass": False}
+    t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
+    assert (t["tumour_several_share"], t["tumour_several_share_real"], t["tumour_several_pass"]) == (0.3, 0.0, 0.0)
     assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
     # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
     # together, and a phase that never finished leaves out only its own scores

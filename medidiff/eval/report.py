@@ -321,6 +321,11 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         sh, sz = t["share_with_tumour"], t["size_log10_wt_fraction"]
         lines.append(f"| share of cases with a tumour | labels | {_fmt(sh['synthetic'])} | real {_fmt(sh['real'])}, "
                      f"allowed difference {_fmt(sh['allowed_difference'])} | {ok(sh)} |")
+        several = t.get("share_with_several_tumours")  # reports before 2026-12-04 (session 35) lack it
+        if several:
+            lines.append(f"| share of the cases with a tumour that hold two or more | labels | "
+                         f"{_fmt(several['synthetic'])} | real {_fmt(several['real'])}, allowed difference "
+                         f"{_fmt(several['allowed_difference'])} | {ok(several)} |")
         lines.append(f"| tumour size, W1 of log10 WT fraction (median) | labels | {_fmt(sz['wasserstein'])} "
                      f"({_fmt(sz['synthetic_median'])}) | floor {_fmt(sz['floor'])} (real {_fmt(sz['real_median'])}) | "
                      f"{ok(sz)} |")

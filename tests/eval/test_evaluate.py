@@ -227,6 +227,8 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert set(readings) == set(dist["synthetic_vs_real_train"]) and "Frechet 3d: " in (out / "report.md").read_text()
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
+    several = r["checks"]["tumour_statistics"]["share_with_several_tumours"]
+    assert several["cases"] <= 6 and "that hold two or more" in (out / "report.md").read_text()
     assert "detail coherence" in (out / "report.md").read_text()
 
 

@@ -195,6 +195,46 @@ def test_tumours_far_too_large_fail_the_sizes(labelled):
     assert t["share_with_tumour"]["pass"] and not t["size_log10_wt_fraction"]["pass"] and not t["pass"], t
 
 
+def test_tumour_count_counts_components_and_ignores_stray_voxels():
+    from medidiff.eval.realism import MIN_TUMOUR_SHARE, tumour_count
+
+    wt = np.zeros((20, 20, 20), dtype=bool)
+    assert tumour_count(wt) == 0
+    wt[2:8, 2:8, 2:8] = True  # 216 voxels
+    assert tumour_count(wt) == 1
+    wt[8, 8, 8] = True  # touches the cube's corner: 26-connected, the same tumour
+    assert tumour_count(wt) == 1
+    wt[12:15, 12:15, 12:15] = True  # 27 voxels >= a tenth of 217: a second tumour
+    assert 27 >= MIN_TUMOUR_SHARE * 217 and tumour_count(wt) == 2
+    wt[18, 2, 18] = True  # one stray voxel: not a third
+    assert tumour_count(wt) == 2
+
+
+def test_a_second_tumour_in_every_case_fails_the_several_tumours_share(labelled):
+    """2026-12-04: a loss weight from the WT label drew two to four tumours a case at 2 mm where real cases hold
+    one, and the share and size rows could not say so. Here each fresh case with a tumour gets a second one in
+    its WT label: a 5-voxel cube (125 voxels, over a tenth of every phantom tumour's 500-1030) in the grid's
+    corner farthest from the tumour; TC and ET left as they are, so the sizes move by at most 0.1 decades."""
+    from medidiff.eval.realism import tumour_count
+
+    fresh = _tumour_check(labelled["fresh"], labelled)["share_with_several_tumours"]
+    assert fresh["pass"] and fresh["real"] < 0.2, fresh  # the phantom draws one tumour a case
+    images, labels = labelled["fresh"]
+    doubled = labels.clone()
+    for i in range(len(doubled)):
+        wt = doubled[i, 0]
+        if wt.any():
+            centre = np.argwhere(wt.numpy()).mean(0)
+            corner = [slice(1, 6) if c > n / 2 else slice(n - 6, n - 1) for c, n in zip(centre, wt.shape)]
+            wt[tuple(corner)] = True
+    counts = [tumour_count(d[0].numpy()) for d in doubled if d[0].any()]
+    assert counts and all(c == 2 for c in counts), counts  # the known-bad input is what it says
+    t = _tumour_check((images, doubled), labelled)
+    several = t["share_with_several_tumours"]
+    assert t["share_with_tumour"]["pass"] and not several["pass"] and not t["pass"], t
+    assert several["synthetic"] > several["real"] + several["allowed_difference"]
+
+
 def test_tumour_contrast_reads_a_built_case_exactly():
     """A case built with known levels: normal brain 0, edema 0.2, ET 0.8, and bright voxels (1.0) placed
     just outside WT + 2 voxels: the ET contrast is 0.8 in every modality and the brightest 0.5 % lies in the
