@@ -480,8 +480,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     # the t1c histogram's parts (from session 33): the ET's contrast against the normal brain where the scale is
     # the normal brain's (on the shipped scale the ET sits at the clip), and the stray bright voxels on the shipped
     # scale (they set its per-case percentiles)
-    for mod, r in normal.get("tumour_contrast", {}).get("et_contrast", {}).items():
-        m[f"et_contrast_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
+    for key in ("et_contrast", "et_upper"):  # et_upper: reports since session 35 (the ET's 90th percentile)
+        for mod, r in normal.get("tumour_contrast", {}).get(key, {}).items():
+            m[f"{key}_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
     contrast = realism.get("tumour_contrast", {})
     for mod, r in contrast.get("top_in_tumour", {}).items():
         m[f"top_in_tumour_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
@@ -518,13 +519,16 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
         m["tumour_share_real"] = tumours["share_with_tumour"]["real"]
         m["tumour_size_w1"] = tumours["size_log10_wt_fraction"]["wasserstein"]
+        et_share = tumours.get("et_share_of_wt_log10")  # reports since session 35 (2026-12-04)
+        if et_share:
+            m["et_share_of_wt_vs_real"] = et_share["synthetic_median"] - et_share["real_median"]
         several = tumours.get("share_with_several_tumours", {})  # reports since session 35 (2026-12-04)
         if several:
             m["tumour_several_share"] = several["synthetic"]
             m["tumour_several_share_real"] = several["real"]
         for key, part in (("tumour_share_pass", tumours["share_with_tumour"]), ("tumour_size_pass",
                                                                               tumours["size_log10_wt_fraction"]),
-                          ("tumour_several_pass", several)):
+                          ("tumour_several_pass", several), ("et_share_of_wt_pass", et_share or {})):
             if "pass" in part:  # the check's own verdicts (shares within their binomial allowance; sizes' W1)
                 m[key] = float(bool(part["pass"]))
     sets = res.get("utility", {}).get("training_sets", {})
@@ -812,6 +816,9 @@ ROWS: list[tuple[str, str, int]] = [
       for m in MODALITIES],
     *[(f"et_contrast_vs_real_{m}", f"ET median - normal brain median, synthetic - real, {m}, outside-the-tumour scale "
        "(< 0: ET too dark)", 3) for m in MODALITIES],
+    *[(f"et_upper_vs_real_{m}", f"ET 90th percentile - normal brain median, synthetic - real, {m}, outside-the-tumour "
+       "scale (< 0: the ET's bright end too dark; a median < 0 with this near 0: the ET label too wide)", 3)
+      for m in MODALITIES],
     *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing)", 2),
@@ -838,6 +845,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_size_w1", "tumour size: W1 of log10 WT fraction vs real", 3),
     ("tumour_share_pass", "realism check: tumour share within its allowance (1 pass; a mean: the share passing)", 2),
     ("tumour_size_pass", "realism check: tumour sizes' W1 within 2 x floor + 0.1 (1 pass; a mean: the share passing)", 2),
+    ("et_share_of_wt_vs_real", "ET voxels / WT voxels, median log10, synthetic - real (> 0: ET label too wide)", 3),
+    ("et_share_of_wt_pass", "realism check: ET share of WT's W1 within 2 x floor + 0.1 (1 pass; a mean: the share passing)", 2),
     ("tumour_several_share", "share of the generated cases with a tumour that hold two or more (real: next row)", 3),
     ("tumour_several_share_real", "share of the real training cases with a tumour that hold two or more", 3),
     ("tumour_several_pass", "realism check: that share within its allowance (1 pass; a mean: the share passing)", 2),

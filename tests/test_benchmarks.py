@@ -461,8 +461,10 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert (t["tumour_share"], t["tumour_share_pass"], t["tumour_size_pass"]) == (0.59, 0.0, 1.0)
     assert "tumour_several_share" not in t and "tumour_several_pass" not in t  # reports before session 35
     tumours["share_with_several_tumours"] = {"synthetic": 0.3, "real": 0.0, "pass": False}
+    tumours["et_share_of_wt_log10"] = {"synthetic_median": -0.62, "real_median": -0.74, "pass": True}
     t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
     assert (t["tumour_several_share"], t["tumour_several_share_real"], t["tumour_several_pass"]) == (0.3, 0.0, 0.0)
+    assert t["et_share_of_wt_vs_real"] == pytest.approx(0.12) and t["et_share_of_wt_pass"] == 1.0
     assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
     # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
     # together, and a phase that never finished leaves out only its own scores
@@ -478,13 +480,15 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     # the t1c histogram's parts: the ET's contrast from the outside-the-tumour reading (the shipped scale clips
     # the ET), the stray bright voxels and the check's verdict from the shipped-scale reading; < 0: too dark, stray
     second["results"][qs.NORMAL_BRAIN_REALISM]["checks"]["tumour_contrast"] = {
-        "et_contrast": {"t1c": {"synthetic_median": 0.94, "real_median": 1.21}}, "pass": True}
+        "et_contrast": {"t1c": {"synthetic_median": 0.94, "real_median": 1.21}},
+        "et_upper": {"t1c": {"synthetic_median": 1.12, "real_median": 1.39}}, "pass": True}
     shipped = {"results": {"realism": {"checks": {"tumour_contrast": {
         "et_contrast": {"t1c": {"synthetic_median": 1.0, "real_median": 1.0}},
         "top_in_tumour": {"t1c": {"synthetic_median": 0.68, "real_median": 0.98}}, "pass": False}}}}}
     parts = qs.eval_metrics(shipped, second)
     assert parts["et_contrast_vs_real_t1c"] == pytest.approx(-0.27) and parts["tumour_contrast_pass"] == 0.0
     assert parts["top_in_tumour_vs_real_t1c"] == pytest.approx(-0.30) and "et_contrast_vs_real_t1n" not in parts
+    assert parts["et_upper_vs_real_t1c"] == pytest.approx(-0.27)  # the ET's bright end, the same scale as its median
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
     def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it

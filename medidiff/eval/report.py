@@ -321,6 +321,11 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         sh, sz = t["share_with_tumour"], t["size_log10_wt_fraction"]
         lines.append(f"| share of cases with a tumour | labels | {_fmt(sh['synthetic'])} | real {_fmt(sh['real'])}, "
                      f"allowed difference {_fmt(sh['allowed_difference'])} | {ok(sh)} |")
+        et_share = t.get("et_share_of_wt_log10")  # reports before 2026-12-04 (session 35) lack it
+        if et_share:
+            lines.append(f"| ET share of WT, W1 of log10 ET voxels / WT voxels (median) | labels | "
+                         f"{_fmt(et_share['wasserstein'])} ({_fmt(et_share['synthetic_median'])}) | floor "
+                         f"{_fmt(et_share['floor'])} (real {_fmt(et_share['real_median'])}) | {ok(et_share)} |")
         several = t.get("share_with_several_tumours")  # reports before 2026-12-04 (session 35) lack it
         if several:
             lines.append(f"| share of the cases with a tumour that hold two or more | labels | "
@@ -331,6 +336,7 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
                      f"{ok(sz)} |")
     contrast = c.get("tumour_contrast", {})  # reports before 2026-12-04 lack it
     for key, what in (("et_contrast", "ET median - normal brain median"),
+                      ("et_upper", "ET 90th percentile - normal brain median"),
                       ("top_in_tumour", "share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels)")):
         for mod, v in contrast.get(key, {}).items():
             lines.append(f"| tumour contrast: {what}, W1 (median) | {mod} | {_fmt(v['wasserstein'])} "

@@ -229,6 +229,8 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert "share of cases with a tumour" in (out / "report.md").read_text()
     several = r["checks"]["tumour_statistics"]["share_with_several_tumours"]
     assert several["cases"] <= 6 and "that hold two or more" in (out / "report.md").read_text()
+    assert "ET share of WT" in (out / "report.md").read_text() and "ET 90th percentile" in (out / "report.md").read_text()
+    assert set(r["checks"]["tumour_contrast"]["et_upper"]) == {"t1n", "t1c", "t2w", "t2f"}
     assert "detail coherence" in (out / "report.md").read_text()
 
 
@@ -257,7 +259,11 @@ def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tm
             "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
     assert cli(argv) == 0
     r = json.loads((out / "report.json").read_text())["results"]["realism"]
-    assert set(r["failed"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity"}, r["checks"]
+    # tumour_contrast too, since its ET bright end (90th percentile) came in: grain lifts it in t1c (W1 0.29 against
+    # 2 x floor 0.064 + 0.1)
+    assert set(r["failed"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity",
+                                "tumour_contrast"}, r["checks"]
+    assert not r["checks"]["tumour_contrast"]["et_upper"]["t1c"]["pass"]
     assert "**FAIL**" in (out / "report.md").read_text()
 
 

@@ -253,6 +253,7 @@ def test_tumour_contrast_reads_a_built_case_exactly():
     labels = np.stack([wt, et, et])[None]  # WT, TC (= ET here), ET
     c = tumour_contrast(x, brain[None], labels)
     np.testing.assert_allclose(c["et_contrast"], [[0.8, 0.8]])
+    np.testing.assert_allclose(c["et_upper"], [[0.8, 0.8]])  # a flat ET: its 90th percentile is its median
     np.testing.assert_allclose(c["top_in_tumour"], [[1.0, 1.0]])  # the ET is the brightest, inside WT
     stray = x.copy()
     n_top = int(round((1 - TOP_QUANTILE) * brain.sum()))
@@ -296,6 +297,43 @@ def test_an_enhancing_tumour_as_dark_as_the_normal_brain_fails_the_contrast(labe
     c = _contrast_check((dimmed, labels), labelled)
     assert not c["pass"] and not c["et_contrast"]["t1c"]["pass"], c
     assert abs(c["et_contrast"]["t1c"]["synthetic_median"]) < 0.1  # the mask and margin move the median a little
+
+
+def test_a_dim_enhancing_tumour_fails_its_upper_reading_and_a_wide_et_label_its_share(labelled):
+    """The shipped model's ET (2 mm, `et_where_cpu_20261204`): 0.24 of WT against real's 0.18, and dimmer at every
+    percentile (90th 1.12 against 1.39 above the normal brain). Known-bad inputs for the two readings that hold
+    these apart: (1) every fresh case's ET label grown into the rest of WT by two voxels, the images untouched:
+    the ET's share of WT fails while its bright end (90th percentile) stays real's; (2) every ET voxel moved
+    two thirds of the way to the normal brain's median in every modality, the labels untouched: the bright end
+    fails, the share passes."""
+    from scipy import ndimage
+
+    from medidiff.eval.realism import brain_masks
+
+    images, labels = labelled["fresh"]
+    wide = labels.clone()
+    for i in range(len(labels)):
+        et, wt = labels[i, 2].numpy(), labels[i, 0].numpy()
+        if et.any():
+            wide[i, 2] = torch.from_numpy(ndimage.binary_dilation(et, iterations=2) & wt)
+    t = _tumour_check((images, wide), labelled)
+    c = _contrast_check((images, wide), labelled)
+    share = t["et_share_of_wt_log10"]
+    assert not share["pass"] and not t["pass"] and share["synthetic_median"] > share["real_median"] + 0.1, t
+    assert c["et_upper"]["t1c"]["pass"], c["et_upper"]["t1c"]
+
+    dim = images.clone()
+    masks = brain_masks(images)
+    for i in range(len(images)):
+        et, wt = labels[i, 2].numpy(), labels[i, 0].numpy()
+        for ch in range(images.shape[1]):
+            base = float(np.median(images[i, ch].numpy()[masks[i] & ~wt]))
+            v = dim[i, ch][torch.from_numpy(et)]
+            dim[i, ch][torch.from_numpy(et)] = base + (v - base) / 3
+    c = _contrast_check((dim, labels), labelled)
+    assert _tumour_check((dim, labels), labelled)["et_share_of_wt_log10"]["pass"]
+    upper = c["et_upper"]["t1c"]
+    assert not upper["pass"] and not c["pass"] and upper["synthetic_median"] < upper["real_median"] - 0.1, upper
 
 
 def test_stray_bright_voxels_outside_the_tumour_fail_the_contrast(labelled):
