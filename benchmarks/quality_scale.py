@@ -305,6 +305,13 @@ VARIANTS: dict[str, list[str]] = {
                                                                 "objective.tumour_map=input",
                                                                 "objective.spatial_weight_max_sigma=1.0",
                                                                 "objective.tumour_weight_channels=images"],
+    # the t1c miss is the enhancing tumour's contrast against the normal brain, drawn too low in a model that
+    # draws the labels with the images (et_where_cpu_20261204: with ET the generated normal brain sits at the level
+    # of a case without one). Med-DDPM's split instead: the WT/TC/ET masks in (channel concatenation), the four
+    # modalities out, so the images are drawn for a tumour known from the first step. Generated here for the first
+    # training cases' masks (training_masks); the joint model's labels would be a second stage's input
+    "x0_detail100_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
+                                      "objective.detail_weight=100", "objective.x0_skip_sigma=0.05"],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
     # ~3 % of the brain) that real brains lack: cut at tau 0.15, the shipped model's CSF reads 0.063 against
     # real's 0.057 cut the same way (mask_cut_cpu_20261202). The brain mask generated as an eighth channel and
@@ -655,7 +662,8 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
         trained, model = train_and_export(cfg, out / "models" / run)
         trained["trained_here"] = True
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
-    g = generate_and_score(model, out / "generated" / run, args.generate, args.device)
+    masks = training_masks(out, cfg, run, args.generate) if cfg.conditioning.mask else None
+    g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
@@ -664,6 +672,23 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
+
+
+def training_masks(out: Path, cfg: Any, run: str, n: int) -> Path:
+    """A mask-conditioned run's label maps: the first ``n`` training cases' (folds other than the held-out 0, which
+    no generated case may come from) on the model grid, in OUT/masks/<run>/ (one folder a run: the runs write
+    side by side). A case of the training folds is what a user of a mask-conditioned model holds; the memorisation
+    audit, against every training case, is what would catch an image copied for its mask."""
+    from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
+    from medidiff.data.masks import write_model_grid_masks
+
+    folder = out / "masks" / run
+    items = [it for it in load_manifest(out / "manifest.json", out / "data", "training") if it.get("fold") != 0][:n]
+    if not items:
+        raise SystemExit(f"{out / 'manifest.json'}: no training case to take a mask from")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_model_grid_masks(items, cfg.data, folder, label_map=label_map_of(read_manifest(out / "manifest.json")))
+    return folder
 
 
 def training_groups(runs: dict[str, list[str]], nets: dict[str, list[str]], *, nets_after: bool,

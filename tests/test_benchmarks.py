@@ -286,6 +286,27 @@ def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tm
     assert "x0_detail10_seed0" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_quality_scale_smoke_generates_a_mask_conditioned_run_for_training_masks_only(tmp_path):
+    """The mask-conditioned variant (Med-DDPM's split): trained with the masks in, generated for the first training
+    cases' masks on the model grid, never a held-out (fold 0) case's, and read by the tumour checks as any set."""
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu",
+          "--runs", "x0_detail100_skip005_maskcond:0", "--phases", "realism"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    run = "x0_detail100_skip005_maskcond_seed0"
+    assert not any(r["exits"].values()) and list(r["runs"]) == [run]
+    cond = json.loads((tmp_path / "models" / run / "config.json").read_text())["config"]["conditioning"]
+    assert cond["mask"] and not cond["generate_labels"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    folds = {it["case_id"]: it["fold"] for it in manifest["training"]}
+    used = sorted(f.name.split(".")[0] for f in (tmp_path / "masks" / run).glob("*.nii.gz"))
+    assert used and all(folds[c] != 0 for c in used), (used, folds)
+    cases = sorted((tmp_path / "generated" / run).glob("case_*"))
+    assert cases and all((c / "seg.nii.gz").is_file() for c in cases)
+    assert all("mask" in json.loads((c / "provenance.json").read_text()) for c in cases)
+    assert "tumour_share" in r["summary"]["x0_detail100_skip005_maskcond"]
+
+
 def _quality_scale(monkeypatch):
     import importlib
 
