@@ -790,12 +790,20 @@ def normal_brain_scale_overrides() -> list[str]:
     return [*eval_scale_overrides(), "data.percentile_region=outside_tumour", "data.percentile_top=0.0"]
 
 
+def shares_net(args: argparse.Namespace, phase: str) -> bool:
+    """Whether ``phase``'s evaluations load the one net trained beside the runs (SHARED_NETS). Not utility with
+    ``--utility-seeds``: a plateau reading compares the all-real segmenter with the others at the same epochs and
+    seeds, and the shared feature net (the tracked one: width 6, 6 epochs, seed 0) is neither."""
+    return phase in SHARED_NETS and not (phase == "utility" and getattr(args, "utility_seeds", None))
+
+
 def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) -> list[str]:
+    seeds = (getattr(args, "utility_seeds", None) if phase == "utility" else None) or [0]
     cmd = [sys.executable, "-m", "medidiff", "evaluate", "--real", str(out / "manifest.json"), "--root", str(out / "data"),
            "--synthetic", str(out / "generated" / run), "--out", str(eval_dir(out, run, phase)),
            "--config", str(run_config_path(out, run)), "--device", args.device, "--tasks", EVAL_PHASES[phase],
-           "--epochs", str(args.eval_epochs), "--seeds", "0", "--no-progress"]
-    if phase in SHARED_NETS:
+           "--epochs", str(args.eval_epochs), "--seeds", *map(str, seeds), "--no-progress"]
+    if shares_net(args, phase):
         cmd += [f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase])]
     cmd += [word for key in eval_scale_overrides() for word in ("--set", key)]
     if args.eval_steps:
@@ -905,7 +913,10 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
             "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
             "training case, no cap)" if k == "memorisation" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
-            + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS else "")
+            + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS and not (
+                k == "utility" and record.get("utility_seeds")) else "")
+            + (f", every segmenter (the all-real one too) trained in the phase, seeds {record['utility_seeds']}"
+               if k == "utility" and record.get("utility_seeds") else "")
             + (f", {record['eval_real']} real cases a side" if record.get("eval_real") else "")
             + f", at most {record['eval_minutes']:g} min)"
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}; every phase on the "
@@ -1077,7 +1088,7 @@ def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequen
     end = time.monotonic() + 60.0 * args.eval_minutes
     cmds = {f"eval_{run}_{phase}": evaluate_command(args, out, run, phase) for run in done}
     exits = {}
-    net = SHARED_NETS.get(phase)
+    net = SHARED_NETS[phase] if shares_net(args, phase) else None  # utility with --utility-seeds: none shared
     if net is not None and not (out / net / "config.json").is_file() and cmds:
         # its training failed: evaluations started together would each train the net and write it
         # over one another
@@ -1173,6 +1184,10 @@ def main() -> int:
     ap.add_argument("--eval-real", type=int, default=192,
                     help="real training and held-out cases each for fidelity, image and tissue (eval.max_real, a seeded "
                          "subset; 0 = all); memorisation always sees every training case (default %(default)s)")
+    ap.add_argument("--utility-seeds", type=int, nargs="+",
+                    help="the utility phase's segmenter seeds, every segmenter (the all-real one too) trained in the "
+                         "phase at --eval-epochs: a plateau reading (default: seed 0, the shared feature net as the "
+                         "all-real segmenter)")
     ap.add_argument("--eval-minutes", type=float, default=6.0,
                     help="most wall time of each evaluation phase; evaluations still running then are stopped and "
                          "reported missing (default %(default)s)")
@@ -1235,7 +1250,7 @@ def main() -> int:
         "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
-        "eval_epochs": args.eval_epochs, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
+        "eval_epochs": args.eval_epochs, "utility_seeds": args.utility_seeds, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
         "eval_real": args.eval_real, "arm": ARM, "nets_after": args.nets_after,
         "gpus": args.gpus, "one_at_a_time": args.one_at_a_time,
         "model": str(Path(args.model).absolute()) if args.model else None,
@@ -1255,7 +1270,7 @@ def main() -> int:
           *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []),
           *(["--model", str(Path(args.model).absolute())] if args.model else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
-    nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if phase in SHARED_NETS))  # each once
+    nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
     log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for {args.minutes} min each"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -358,6 +359,27 @@ def test_quality_scale_runs_are_variant_by_seed_or_the_pairs_given(monkeypatch):
     for bad in ("x0", "x0:-1", "nope:1", "x0:one"):
         with pytest.raises(argparse.ArgumentTypeError, match="VARIANT:SEED"):
             qs.parse_run(bad)
+
+
+def test_quality_scale_utility_seeds_train_every_segmenter_in_the_phase(monkeypatch, tmp_path):
+    """--utility-seeds: the plateau reading's segmenters, the all-real one too, at the same epochs and seeds (the
+    shared feature net is width 6, 6 epochs, seed 0); the other phases keep the shared net and seed 0."""
+    qs = _quality_scale(monkeypatch)
+    args = SimpleNamespace(device="cpu", eval_epochs=30, eval_steps=None, eval_real=None, smoke=False)
+
+    def words(phase: str) -> tuple[list[str], bool]:
+        cmd = qs.evaluate_command(args, tmp_path, "r_seed0", phase)
+        i = cmd.index("--seeds")
+        seeds = list(itertools.takewhile(lambda w: not w.startswith("--"), cmd[i + 1:]))
+        return seeds, "--feature-net" in cmd
+
+    assert words("utility") == (["0"], True) and words("fidelity") == (["0"], True)  # as before: no attribute
+    args.utility_seeds = [0, 1]
+    assert words("utility") == (["0", "1"], False)
+    assert words("fidelity") == (["0"], True) and words("image") == (["0"], True)
+    assert qs.shares_net(args, "image") and not qs.shares_net(args, "utility")
+    cmd = qs.evaluate_command(args, tmp_path, "r_seed0", "utility")
+    assert cmd[cmd.index("--epochs") + 1] == "30"
 
 
 def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkeypatch, tmp_path):
