@@ -757,9 +757,10 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
                                  *keys])
         names = build_codec_for(cfg).channel_names
         weights = build_objective(cfg.objective, names).config.channel_weights
-        # 8 sub-bands x 7 image channels (8 with the generated brain mask); pixel space (latent.levels 0): the
-        # channels themselves
-        channels = 7 + cfg.conditioning.generate_brain
+        # 8 sub-bands x 7 image channels (4 modalities, 3 generated tumour masks; 8 with the generated brain mask;
+        # 4 for a mask-conditioned model, whose masks come in); pixel space (latent.levels 0): the channels themselves
+        channels = 4 + 3 * cfg.conditioning.generate_labels + cfg.conditioning.generate_brain
+        assert cfg.conditioning.generate_labels != cfg.conditioning.mask, variant
         assert len(names) == (channels if cfg.latent.levels == 0 else 8 * channels), variant
         assert weights is None or len(weights) == len(names), variant
         if cfg.conditioning.generate_brain:  # the brain mask's own coarse band at 1, after the tumour masks' (100+)
