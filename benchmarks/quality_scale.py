@@ -662,7 +662,10 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
         trained, model = train_and_export(cfg, out / "models" / run)
         trained["trained_here"] = True
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
-    masks = training_masks(out, cfg, run, args.generate) if cfg.conditioning.mask else None
+    masks = None
+    if cfg.conditioning.mask:
+        masks = (generated_masks(out, args.mask_source, run) if getattr(args, "mask_source", None)
+                 else training_masks(out, cfg, run, args.generate))
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
@@ -688,6 +691,32 @@ def training_masks(out: Path, cfg: Any, run: str, n: int) -> Path:
         raise SystemExit(f"{out / 'manifest.json'}: no training case to take a mask from")
     folder.mkdir(parents=True, exist_ok=True)
     write_model_grid_masks(items, cfg.data, folder, label_map=label_map_of(read_manifest(out / "manifest.json")))
+    return folder
+
+
+MASK_SOURCE_WAIT_S = 1800.0  # the source run trains beside this one; a given model (--model) only generates
+
+
+def generated_masks(out: Path, source: str, run: str, *, wait_s: float = MASK_SOURCE_WAIT_S) -> Path:
+    """A mask-conditioned run's label maps from run ``source``'s generated cases (--mask-source: the two-stage
+    recipe, the joint model's labels in, the images out; no real case's mask), copied flat into
+    OUT/masks/<run>/ (generate --masks reads a folder of label maps and refuses links that leave it). Waits
+    for the source's generation (its seeds/<source>.json, written after it) up to ``wait_s``."""
+    import shutil
+
+    done = out / "seeds" / f"{source}.json"
+    end = time.monotonic() + wait_s
+    while not done.is_file():
+        if time.monotonic() > end:
+            raise SystemExit(f"--mask-source {source}: no generated cases after {wait_s:.0f} s ({done} missing)")
+        time.sleep(5.0)
+    segs = sorted((out / "generated" / source).glob("case_*/seg.nii.gz"))
+    if not segs:
+        raise SystemExit(f"--mask-source {source}: its generated cases carry no seg.nii.gz (it generates no labels)")
+    folder = out / "masks" / run
+    folder.mkdir(parents=True, exist_ok=True)
+    for seg in segs:
+        shutil.copyfile(seg, folder / f"{seg.parent.name}.nii.gz")
     return folder
 
 
@@ -909,6 +938,10 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         + f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
+        *([f"- mask-conditioned runs generated for the labels run {record['mask_source']} generated (the two-stage "
+           "recipe)"] if record.get("mask_source") else
+          ["- mask-conditioned runs generated for the first training cases' masks (OUT/masks/<run>/)"]
+          if any("conditioning.mask=true" in VARIANTS[v] for v in variants) else []),
         "- evaluation phases: " + ", ".join(
             f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
             "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
@@ -1184,6 +1217,9 @@ def main() -> int:
     ap.add_argument("--eval-real", type=int, default=192,
                     help="real training and held-out cases each for fidelity, image and tissue (eval.max_real, a seeded "
                          "subset; 0 = all); memorisation always sees every training case (default %(default)s)")
+    ap.add_argument("--mask-source", metavar="RUN",
+                    help="mask-conditioned runs generate for this run's generated labels (the two-stage recipe; a run "
+                         "of --runs that generates labels, e.g. the --model one), not the first training cases' masks")
     ap.add_argument("--utility-seeds", type=int, nargs="+",
                     help="the utility phase's segmenter seeds, every segmenter (the all-real one too) trained in the "
                          "phase at --eval-epochs: a plateau reading (default: seed 0, the shared feature net as the "
@@ -1235,6 +1271,10 @@ def main() -> int:
     if args.model and not args.runs:
         ap.error("--model is the first of --runs VARIANT:SEED (its recipe and seed); give --runs")
     runs = runs_of(args)
+    if args.mask_source is not None and args.mask_source not in runs:
+        ap.error(f"--mask-source {args.mask_source}: not one of the runs ({', '.join(runs)})")
+    if args.mask_source is not None and "conditioning.mask=true" in VARIANTS[runs[args.mask_source][0]]:
+        ap.error(f"--mask-source {args.mask_source}: a mask-conditioned run generates no labels of its own")
     if args.run is not None:
         run_one(args, out, args.run)
         return 0
@@ -1250,7 +1290,7 @@ def main() -> int:
         "runs": {run: {"variant": v, "seed": s} for run, (v, s) in runs.items()}, "phases": list(args.phases),
         "realism_cases": args.realism_cases,
         "minutes": args.minutes, "generate": args.generate, "overrides": args.overrides,
-        "eval_epochs": args.eval_epochs, "utility_seeds": args.utility_seeds, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
+        "eval_epochs": args.eval_epochs, "utility_seeds": args.utility_seeds, "mask_source": args.mask_source, "eval_steps": args.eval_steps, "eval_minutes": args.eval_minutes,
         "eval_real": args.eval_real, "arm": ARM, "nets_after": args.nets_after,
         "gpus": args.gpus, "one_at_a_time": args.one_at_a_time,
         "model": str(Path(args.model).absolute()) if args.model else None,
@@ -1269,6 +1309,7 @@ def main() -> int:
           args.device, "--generate", str(args.generate), "--seeds", str(args.seeds), "--variants", *args.variants,
           *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []),
           *(["--model", str(Path(args.model).absolute())] if args.model else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
+          *(["--mask-source", args.mask_source] if args.mask_source else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []

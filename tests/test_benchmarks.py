@@ -308,6 +308,37 @@ def test_quality_scale_smoke_generates_a_mask_conditioned_run_for_training_masks
     assert "tumour_share" in r["summary"]["x0_detail100_skip005_maskcond"]
 
 
+@pytest.mark.slow
+def test_quality_scale_smoke_two_stages_generate_images_for_the_joint_models_labels(tmp_path):
+    """--mask-source: the mask-conditioned run draws the images for the labels the joint run generated, case by
+    case, and writes those labels back as its own (no real case's mask)."""
+    import nibabel as nib
+
+    source, run = "x0_detail100_labels_lll100_skip005_seed0", "x0_detail100_skip005_maskcond_seed0"
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--runs",
+          "x0_detail100_labels_lll100_skip005:0", "x0_detail100_skip005_maskcond:0", "--mask-source", source,
+          "--phases", "realism"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert not any(r["exits"].values()) and r["mask_source"] == source
+    cases = sorted((tmp_path / "generated" / run).glob("case_*"))
+    assert [c.name for c in cases] == [c.name for c in sorted((tmp_path / "generated" / source).glob("case_*"))]
+    for c in cases:
+        ours, theirs = (np.asarray(nib.load(d / c.name / "seg.nii.gz").dataobj) for d in
+                        (tmp_path / "generated" / run, tmp_path / "generated" / source))
+        assert np.array_equal(ours, theirs), c.name
+    assert "the two-stage recipe" in (tmp_path / "report.md").read_text()
+
+
+def test_quality_scale_refuses_a_mask_source_that_is_no_labelled_run(tmp_path):
+    base = [sys.executable, "benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu",
+            "--runs", "x0_detail100_labels_lll100_skip005:0", "x0_detail100_skip005_maskcond:0", "--mask-source"]
+    for source, why in (("nope_seed0", "not one of the runs"),
+                        ("x0_detail100_skip005_maskcond_seed0", "generates no labels of its own")):
+        proc = subprocess.run([*base, source], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr[-800:]
+    assert not (tmp_path / "data").exists()  # refused before any work
+
+
 def _quality_scale(monkeypatch):
     import importlib
 
