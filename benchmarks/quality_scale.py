@@ -308,8 +308,9 @@ VARIANTS: dict[str, list[str]] = {
     # the t1c miss is the enhancing tumour's contrast against the normal brain, drawn too low in a model that
     # draws the labels with the images (et_where_cpu_20261204: with ET the generated normal brain sits at the level
     # of a case without one). Med-DDPM's split instead: the WT/TC/ET masks in (channel concatenation), the four
-    # modalities out, so the images are drawn for a tumour known from the first step. Generated here for the first
-    # training cases' masks (training_masks); the joint model's labels would be a second stage's input
+    # modalities out, so the images are drawn for a tumour known from the first step. Generated for the first
+    # training cases' masks (training_masks), or with --mask-source for another run's generated labels (the
+    # two-stage recipe: generated_masks)
     "x0_detail100_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
                                       "objective.detail_weight=100", "objective.x0_skip_sigma=0.05"],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
@@ -456,6 +457,11 @@ def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _median_vs_real(check: dict[str, Any]) -> float:
+    """A W1 check's synthetic median - real median (report.json writes a nan as "nan")."""
+    return float(check["synthetic_median"]) - float(check["real_median"])
+
+
 def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     """The scalar scores the seeds are compared on, from one seed's ``medidiff evaluate`` report.json
     files (one per evaluation phase: each task's results are in the report of the phase that ran it)."""
@@ -487,12 +493,13 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     # the t1c histogram's parts (from session 33): the ET's contrast against the normal brain where the scale is
     # the normal brain's (on the shipped scale the ET sits at the clip), and the stray bright voxels on the shipped
     # scale (they set its per-case percentiles)
+    # medians against real's: report.json writes a nan (a set with no ET in a modality) as "nan", hence float()
     for key in ("et_contrast", "et_upper"):  # et_upper: reports since session 35 (the ET's 90th percentile)
         for mod, r in normal.get("tumour_contrast", {}).get(key, {}).items():
-            m[f"{key}_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
+            m[f"{key}_vs_real_{mod}"] = _median_vs_real(r)
     contrast = realism.get("tumour_contrast", {})
     for mod, r in contrast.get("top_in_tumour", {}).items():
-        m[f"top_in_tumour_vs_real_{mod}"] = r["synthetic_median"] - r["real_median"]
+        m[f"top_in_tumour_vs_real_{mod}"] = _median_vs_real(r)
     if "pass" in contrast:
         m["tumour_contrast_pass"] = float(bool(contrast["pass"]))
     dist = res.get("image", {}).get("distances", {})
@@ -528,7 +535,7 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         m["tumour_size_w1"] = tumours["size_log10_wt_fraction"]["wasserstein"]
         et_share = tumours.get("et_share_of_wt_log10")  # reports since session 35 (2026-12-04)
         if et_share:
-            m["et_share_of_wt_vs_real"] = et_share["synthetic_median"] - et_share["real_median"]
+            m["et_share_of_wt_vs_real"] = _median_vs_real(et_share)
         several = tumours.get("share_with_several_tumours", {})  # reports since session 35 (2026-12-04)
         if several:
             m["tumour_several_share"] = several["synthetic"]
@@ -664,7 +671,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     masks = None
     if cfg.conditioning.mask:
-        masks = (generated_masks(out, args.mask_source, run) if getattr(args, "mask_source", None)
+        masks = (generated_masks(out, args.mask_source, run) if args.mask_source
                  else training_masks(out, cfg, run, args.generate))
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks)
     scores = g["background_per_case"]
@@ -675,6 +682,11 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
+
+
+def mask_conditioned(variant: str) -> bool:
+    """Whether ``variant`` trains a mask-conditioned model (its masks come in; it generates no labels)."""
+    return "conditioning.mask=true" in VARIANTS[variant]
 
 
 def training_masks(out: Path, cfg: Any, run: str, n: int) -> Path:
@@ -941,13 +953,13 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         *([f"- mask-conditioned runs generated for the labels run {record['mask_source']} generated (the two-stage "
            "recipe)"] if record.get("mask_source") else
           ["- mask-conditioned runs generated for the first training cases' masks (OUT/masks/<run>/)"]
-          if any("conditioning.mask=true" in VARIANTS[v] for v in variants) else []),
+          if any(mask_conditioned(v) for v in variants) else []),
         "- evaluation phases: " + ", ".join(
             f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
             "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
             "training case, no cap)" if k == "memorisation" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
-            + (f", with the one {SHARED_NETS[k]} trained beside the runs" if k in SHARED_NETS and not (
-                k == "utility" and record.get("utility_seeds")) else "")
+            + (f", with the one {SHARED_NETS[k]} trained beside the runs"
+               if shares_net(argparse.Namespace(utility_seeds=record.get("utility_seeds")), k) else "")
             + (f", every segmenter (the all-real one too) trained in the phase, seeds {record['utility_seeds']}"
                if k == "utility" and record.get("utility_seeds") else "")
             + (f", {record['eval_real']} real cases a side" if record.get("eval_real") else "")
@@ -1273,7 +1285,7 @@ def main() -> int:
     runs = runs_of(args)
     if args.mask_source is not None and args.mask_source not in runs:
         ap.error(f"--mask-source {args.mask_source}: not one of the runs ({', '.join(runs)})")
-    if args.mask_source is not None and "conditioning.mask=true" in VARIANTS[runs[args.mask_source][0]]:
+    if args.mask_source is not None and mask_conditioned(runs[args.mask_source][0]):
         ap.error(f"--mask-source {args.mask_source}: a mask-conditioned run generates no labels of its own")
     if args.run is not None:
         run_one(args, out, args.run)
