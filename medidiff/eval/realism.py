@@ -169,16 +169,16 @@ def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def background_stats(images: torch.Tensor | np.ndarray, masks: np.ndarray, *, margin: int = 2) -> dict[str, np.ndarray]:
     """Per case: ``fraction`` of non-zero voxels and ``rms`` (u units) outside the dilated brain mask."""
-    frac, rms = np.zeros(len(images)), np.zeros(len(images))
-    for i in range(len(images)):
+    def case_stats(i: int) -> tuple[float, float]:
         outside = ~ndimage.binary_dilation(masks[i], iterations=margin) if margin > 0 else ~masks[i]
         if not outside.any():
-            frac[i], rms[i] = 1.0, float("nan")  # no room outside: the "brain" fills the grid
-            continue
+            return 1.0, float("nan")  # no room outside: the "brain" fills the grid
         v = _unit(images[i])[:, outside]  # (C, n_outside)
-        frac[i] = float((v > NONZERO).any(0).mean())
-        rms[i] = float(np.sqrt((v**2).mean()))
-    return {"fraction": frac, "rms": rms}
+        return float((v > NONZERO).any(0).mean()), float(np.sqrt((v**2).mean()))
+
+    with thread_map(case_stats, range(len(images))) as rows:
+        stats = np.asarray(list(rows), dtype=np.float64).reshape(-1, 2)
+    return {"fraction": stats[:, 0].copy(), "rms": stats[:, 1].copy()}
 
 
 def radial_power_spectrum(images: torch.Tensor | np.ndarray, masks: np.ndarray, *, bands: int = 8) -> np.ndarray:
@@ -256,28 +256,49 @@ def brain_histogram_distance(
     a: torch.Tensor | np.ndarray, masks_a: np.ndarray, b: torch.Tensor | np.ndarray, masks_b: np.ndarray,
     *, max_voxels: int = 200_000, seed: int = 0,
 ) -> np.ndarray:
-    """(C,) 1-Wasserstein distance per modality between brain voxel intensities ([-1, 1] scale)."""
+    """(C,) 1-Wasserstein distance per modality between brain voxel intensities ([-1, 1] scale): every
+    case's brain voxels pooled, ``max_voxels`` of them drawn without replacement where there are more.
+
+    The draw is of positions in the pooled order (case by case, each case's brain in C order), made
+    before any voxel is read, so only the drawn voxels are ever copied: pooling 192 cases' brains in
+    float64 first took ~2.5 GB a set and a minute on one core."""
     from scipy.stats import wasserstein_distance
 
     rng = np.random.default_rng(seed)
     channels = a.shape[1]
 
-    def brain_voxels(x: torch.Tensor | np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
-        """Per channel, every case's brain voxels in [-1, 1], pooled."""
-        per: list[list[np.ndarray]] = [[] for _ in range(channels)]
-        for i in range(len(x)):
-            u = _unit(x[i]) * 2 - 1
+    def drawn_voxels(x: torch.Tensor | np.ndarray, masks: np.ndarray, picks: list[np.ndarray | None]) -> list[np.ndarray]:
+        """Per channel, the pooled brain voxels at ``picks[ch]`` (sorted positions; None: all), in [-1, 1]."""
+        sizes = masks.reshape(len(masks), -1).sum(1)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+
+        def case_voxels(i: int) -> list[np.ndarray]:
+            v = (x[i].detach().cpu().numpy() if isinstance(x[i], torch.Tensor) else np.asarray(x[i]))[:, masks[i]]
+            out = []
             for ch in range(channels):
-                per[ch].append(u[ch][masks[i]])
+                pick = picks[ch]
+                sel = v[ch] if pick is None else v[ch][
+                    pick[np.searchsorted(pick, starts[i]):np.searchsorted(pick, starts[i + 1])] - starts[i]]
+                out.append((sel.astype(np.float64) + 1.0) / 2.0 * 2 - 1)  # _unit's arithmetic, then back to [-1, 1]
+            return out
+
+        per: list[list[np.ndarray]] = [[] for _ in range(channels)]
+        with thread_map(case_voxels, range(len(x))) as rows:
+            for row in rows:
+                for ch in range(channels):
+                    per[ch].append(row[ch])
         return [np.concatenate(v) if v else np.zeros(0) for v in per]
 
-    def sample(v: np.ndarray) -> np.ndarray:
-        return rng.choice(v, max_voxels, replace=False) if v.size > max_voxels else v
+    def draw(total: int) -> np.ndarray | None:
+        return np.sort(rng.choice(total, max_voxels, replace=False)) if total > max_voxels else None
 
-    pooled_a, pooled_b = brain_voxels(a, masks_a), brain_voxels(b, masks_b)
+    total_a, total_b = int(masks_a.sum()), int(masks_b.sum())
+    picks = [(draw(total_a), draw(total_b)) for _ in range(channels)]  # a, b per channel: the draws' order
+    va_all = drawn_voxels(a, masks_a, [p[0] for p in picks])
+    vb_all = drawn_voxels(b, masks_b, [p[1] for p in picks])
     out = np.zeros(channels)
     for ch in range(channels):
-        va, vb = sample(pooled_a[ch]), sample(pooled_b[ch])
+        va, vb = va_all[ch], vb_all[ch]
         out[ch] = wasserstein_distance(va, vb) if va.size and vb.size else float("nan")
     return out
 
@@ -292,8 +313,9 @@ def pairwise_lowpass_distance(
         every = [(i, j) for i in range(n) for j in range(i + 1, n)]
         rng = np.random.default_rng(seed)
         pairs = every if len(every) <= max_pairs else [every[k] for k in rng.choice(len(every), max_pairs, replace=False)]
-    smooth = {i: np.stack([ndimage.gaussian_filter(u, sigma) for u in _unit(images[i])])  # the paired cases only
-              for i in sorted({k for pair in pairs for k in pair})}
+    paired = sorted({k for pair in pairs for k in pair})  # only the paired cases are smoothed
+    with thread_map(lambda i: np.stack([ndimage.gaussian_filter(u, sigma) for u in _unit(images[i])]), paired) as rows:
+        smooth = dict(zip(paired, rows))
     out = []
     for i, j in pairs:
         m = masks[i] | masks[j]
@@ -344,12 +366,14 @@ def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels
     the brain's voxels at or above its 99.5th percentile that lie inside WT dilated ``margin`` voxels (nan
     without a tumour). The margin keeps the tumour's partial-volume rim out of the normal brain."""
     n, channels = len(images), images.shape[1]
-    contrast, upper, top = (np.full((n, channels), np.nan) for _ in range(3))
-    for i in range(n):
+
+    def case_contrast(i: int) -> np.ndarray:
+        """(3, C): et_contrast, et_upper and top_in_tumour of case ``i``."""
+        row = np.full((3, channels), np.nan)
         wt, et = np.asarray(labels[i, 0]) > 0.5, np.asarray(labels[i, 2]) > 0.5
         brain = masks[i]
         if not (brain.any() and wt.any()):
-            continue
+            return row
         near = ndimage.binary_dilation(wt, iterations=margin) if margin > 0 else wt
         normal, et_in = brain & ~near, brain & et
         u = _unit(images[i]) * 2 - 1
@@ -358,12 +382,16 @@ def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels
             if not np.isfinite(v[brain]).all():
                 continue  # a non-finite case reads nan in both: left out, as a case without a tumour
             bright = brain & (v >= np.quantile(v[brain], TOP_QUANTILE))
-            top[i, ch] = float((bright & near).sum() / max(int(bright.sum()), 1))
+            row[2, ch] = float((bright & near).sum() / max(int(bright.sum()), 1))
             if et_in.any() and normal.any():
                 base = np.median(v[normal])
-                contrast[i, ch] = float(np.median(v[et_in]) - base)
-                upper[i, ch] = float(np.quantile(v[et_in], ET_UPPER_QUANTILE) - base)
-    return {"et_contrast": contrast, "et_upper": upper, "top_in_tumour": top}
+                row[0, ch] = float(np.median(v[et_in]) - base)
+                row[1, ch] = float(np.quantile(v[et_in], ET_UPPER_QUANTILE) - base)
+        return row
+
+    with thread_map(case_contrast, range(n)) as rows:
+        per_case = np.stack(list(rows)) if n else np.full((0, 3, channels), np.nan)
+    return {"et_contrast": per_case[:, 0].copy(), "et_upper": per_case[:, 1].copy(), "top_in_tumour": per_case[:, 2].copy()}
 
 
 def brain_log_fractions(masks: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 
 from medidiff.data.brats import MODALITIES
 from medidiff.data.phantom import PhantomSpec, case_seed, make_phantom_case
-from medidiff.eval.realism import brain_masks, realism_checks
+from medidiff.eval.realism import brain_histogram_distance, brain_masks, realism_checks
 from tests.eval import to_unit_range
 
 SHAPE = (32, 32, 24)
@@ -45,6 +45,26 @@ def test_brain_mask_of_a_skull_stripped_case_is_its_non_zero_region_and_a_thin_r
         assert not (m[i] & ~ndimage.binary_dilation(truth[i], iterations=2)).any()  # at most a 2-voxel rim
     grainy = grainy_copies(x[0], 1)
     assert (brain_masks(grainy)[0] ^ m[0]).sum() < 0.05 * m[0].sum()  # grain does not move it
+
+
+def test_the_histogram_distance_is_that_of_a_draw_from_the_pooled_brains(data):
+    """Positions are drawn before any voxel is read (only the drawn ones are copied): the W1 is the one
+    of drawing ``max_voxels`` from every case's brain voxels pooled in case order, as it was before."""
+    from scipy.stats import wasserstein_distance
+
+    real, heldout = data["real"], data["heldout"]
+    ma, mb = brain_masks(real), brain_masks(heldout)
+    max_voxels = int(min(ma.sum(), mb.sum()) // 3)  # both sides drawn
+    rng = np.random.default_rng(7)
+    expected = []
+    for ch in range(real.shape[1]):
+        pooled = [np.concatenate([((x[i, ch].numpy().astype(np.float64) + 1) / 2 * 2 - 1)[m[i]] for i in range(len(x))])
+                  for x, m in ((real, ma), (heldout, mb))]
+        va, vb = (rng.choice(v, max_voxels, replace=False) for v in pooled)
+        expected.append(wasserstein_distance(va, vb))
+    got = brain_histogram_distance(real, ma, heldout, mb, max_voxels=max_voxels, seed=7)
+    np.testing.assert_array_equal(got, np.asarray(expected))
+    assert (got > 0).all()
 
 
 def test_fresh_cases_pass_every_check(data):
