@@ -313,6 +313,12 @@ VARIANTS: dict[str, list[str]] = {
     # two-stage recipe: generated_masks)
     "x0_detail100_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
                                       "objective.detail_weight=100", "objective.x0_skip_sigma=0.05"],
+    # as the second of two stages it fixed t1c's ET (both seeds) and drew the images a little blurrier than the joint
+    # model (detail coherence +0.02-0.04, t1n's top band 0.41-0.44 of real) with t2w/t2f's ET too bright: blur
+    # would smear the bright edema into the thin ET rim (quality_scale_h200_20261204f). The detail bands weigh 3x
+    # more: in a joint model a larger detail weight shrank the tumours, which a mask-conditioned model is given
+    "x0_detail300_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
+                                      "objective.detail_weight=300", "objective.x0_skip_sigma=0.05"],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
     # ~3 % of the brain) that real brains lack: cut at tau 0.15, the shipped model's CSF reads 0.063 against
     # real's 0.057 cut the same way (mask_cut_cpu_20261202). The brain mask generated as an eighth channel and
