@@ -17,6 +17,7 @@
 # TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
 # TASK=sampling: the GPU sampler test, cascade_bench's step-count fit and sr_loader_bench (issue 15).
 # TASK=quality_cascade: benchmarks/quality_cascade.py (issue 16's SR stage; arguments in CASCADE_ARGS).
+# TASKS="quality_scale paired": then benchmarks/paired_contrast.py on the job's mask-conditioned models.
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
@@ -183,6 +184,21 @@ quality_scale2_task() {
     echo "== quality_scale2 exit $? $(date -u +%FT%TZ)"
 }
 
+# TASKS="quality_scale paired": benchmarks/paired_contrast.py on every mask-conditioned model the quality_scale job
+# trained and exported: PAIRED_NUM (default 32) cases for the training folds' real masks, each against the real case
+# its mask came from (quality_scale_h200_20261204f's t2f overshoot was read unpaired, on generated labels)
+paired_task() {
+    local q=$JOB/quality_scale model run
+    for model in "$q"/models/*maskcond*; do
+        [ -f "$model/model.safetensors" ] || continue
+        run=$(basename "$model")
+        echo "== paired $run $(date -u +%FT%TZ)"
+        python3 benchmarks/paired_contrast.py --model "$model" --config "$q/configs/$run.yaml" \
+            --manifest "$q/manifest.json" --root "$q/data" --num "${PAIRED_NUM:-32}" --device "${PAIRED_DEVICE:-cuda}" --out "$JOB/paired/$run"
+        echo "== paired $run exit $? $(date -u +%FT%TZ)"
+    done
+}
+
 # TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
 # (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants shipped")
 quality_cascade_task() {
@@ -284,9 +300,11 @@ job() {
 pack() {
     [ -n "${OUT:-}" ] || return 0
     # in 15 MB parts: a call refuses a larger file (cat results.tgz.part_* | tar xzf -)
+    # (not the generated cases' previews: 19 of a 3-run job's 30 MB, which a fetched model needs in a call's 64 MiB;
+    # the report's PNGs of four cases a run stay)
     (cd $JOB && tar czf - --exclude='*.nii.gz' --exclude='*.safetensors' --exclude='*.pt' --exclude='*.npy' \
         --exclude='*/data' --exclude='*/models' --exclude='*/checkpoints' --exclude='*/cache' --exclude='*/sr_cache' \
-        . 2>/dev/null | split -b 15M - "$OUT/results.tgz.part_")
+        --exclude='*/generated/*/preview.png' . 2>/dev/null | split -b 15M - "$OUT/results.tgz.part_")
     # the evaluation's shared nets with their weights (a few MB): the next session carries them back and
     # passes `--nets DIR` to quality_scale.py instead of training them again (minutes of a lease)
     # (PACK_NETS=0: not again, when the tree already has them: two fetched models need the room)

@@ -290,7 +290,8 @@ class _RealCases:
     ``medidiff evaluate`` loads), and the pipeline that puts generated sets on the same grid."""
 
     def __init__(self, config: Path, manifest: Path, root: Path, n_real: int | None,
-                 sets: list[str] | None = None) -> None:
+                 sets: list[str] | None = None, *, train_ids: list[str] | None = None) -> None:
+        """``train_ids``: only these training cases, in this order, and no held-out ones (``n_real`` unused)."""
         from medidiff.cli.evaluate_cmd import load_eval_configs
         from medidiff.data.transforms import build_transforms
         from medidiff.eval import data as evdata
@@ -300,8 +301,15 @@ class _RealCases:
         self.dcfg = evdata.eval_data_config(exp.data)
         train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
         tf = build_transforms(self.dcfg, train=False, label_map=label_map)
+        if train_ids is not None:
+            by_id = {it["case_id"]: it for it in train_items}
+            missing = [c for c in train_ids if c not in by_id]
+            if missing:
+                raise SystemExit(f"{manifest}: no training case {missing[0]} (held out, or not in the manifest)")
+            train_items, held_items, n_real = [by_id[c] for c in train_ids], [], None
         self.train = evdata.load_cases("real_train", train_items[:n_real], tf, with_label=True, progress=False)
-        self.heldout = evdata.load_cases("real_heldout", held_items[:n_real], tf, with_label=True, progress=False)
+        self.heldout = (evdata.load_cases("real_heldout", held_items[:n_real], tf, with_label=True, progress=False)
+                        if held_items else None)
         self._syn_tf = evdata.synthetic_transforms(self.dcfg, background=self.cfg.synthetic_background, with_label=True)
 
     def synthetic(self, folder: Path) -> Any:

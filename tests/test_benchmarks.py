@@ -912,3 +912,38 @@ def test_keep_feature_net_rounds_to_float16_and_refuses_a_net_over_the_budget(tm
     if (REPO / ".git").exists():  # (a checkout without git history cannot ask git)
         assert kfn.tracked_weight_bytes() - kfn.tracked_weight_bytes(exclude=kept) == kept.stat().st_size
         assert kfn.tracked_weight_bytes() <= kfn.BUDGET_BYTES
+
+
+def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_difference(monkeypatch):
+    """Generated cases that are the real ones with the ET 0.3 brighter in the third modality only: the paired
+    difference of the ET contrast is +0.3 there (every case, so a zero-width interval) and 0 elsewhere; a case
+    without ET is left out of the ET readings and counted in the brightest-voxels one. The unpaired medians
+    alone could not say which case moved."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import paired_contrast
+
+    rng = np.random.default_rng(0)
+    n, shape = 4, (24, 24, 24)
+    real = np.full((n, 4, *shape), -1.0, dtype=np.float32)
+    labels = np.zeros((n, 3, *shape), dtype=bool)
+    for i in range(n):
+        real[i][:, 3:21, 3:21, 3:21] = rng.uniform(-0.3, 0.1, (4, 18, 18, 18))  # a brain with texture
+        lo = 8 + i
+        labels[i, 0, lo:lo + 6, 8:14, 8:14] = True  # WT
+        if i < n - 1:  # the last case has no ET
+            labels[i, 1:, lo + 2:lo + 4, 10:12, 10:12] = True
+        real[i][:, labels[i, 0]] = 0.3
+        real[i][:, labels[i, 2]] = 0.6 + 0.1 * i
+    generated = real.copy()
+    for i in range(n):
+        generated[i, 2][labels[i, 2]] += 0.3
+    r = paired_contrast.paired_contrast(generated, real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    et = r["et_contrast"]
+    assert et["t2w"]["n"] == n - 1
+    np.testing.assert_allclose(et["t2w"]["difference"]["mean"], 0.3, atol=1e-6)
+    np.testing.assert_allclose(et["t2w"]["difference"]["t95"], [0.3, 0.3], atol=1e-6)
+    for mod in ("t1n", "t1c", "t2f"):
+        assert abs(et[mod]["difference"]["mean"]) < 1e-6 and et[mod]["difference_median"] == 0
+    assert r["top_in_tumour"]["t1n"]["n"] == n
+    unchanged = paired_contrast.paired_contrast(real, real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    assert all(v["difference"]["mean"] == 0 for reading in unchanged.values() for v in reading.values())

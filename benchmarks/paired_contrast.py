@@ -1,0 +1,134 @@
+"""A mask-conditioned model's tumour contrast, paired: each generated case against the real training case whose
+label map it was drawn for, read with that one label map on both sides, per modality, on the shipped and the
+outside-the-tumour scale (quality_scale's two). Why: the unpaired realism rows compare two sets' medians, so a
+model that overshoots an enhancing tumour's brightness and a first stage whose labels differ from real ones read
+alike (quality_scale_h200_20261204f: t2f's ET 0.3-0.4 too bright for the joint model's labels). Paired on real
+masks, a difference is the image model's own.
+
+    python benchmarks/paired_contrast.py --model MODEL --config CONFIG --manifest MANIFEST [--root ROOT] \\
+        --num 16 --out OUT [--generated DIR] [--sampler heun] [--device cpu]
+
+MODEL: a mask-conditioned model folder (or a short name); CONFIG: the experiment it was trained with (its
+resolved_config.yaml, or quality_scale's OUT/configs/<run>.yaml); MANIFEST: its data. Generates ``--num`` cases
+for the masks of the training folds (``medidiff generate --masks MANIFEST --keep-source-ids``: never the held-out
+fold's), unless ``--generated`` names a folder written so before. Writes OUT/paired_contrast.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_common import _RealCases  # noqa: E402
+from quality_scale import eval_scale_overrides, normal_brain_scale_overrides, summarise_over_seeds  # noqa: E402
+
+READINGS = ("et_contrast", "et_upper", "top_in_tumour")
+SCALES = {"shipped": eval_scale_overrides, "outside_tumour": normal_brain_scale_overrides}
+
+
+def paired_contrast(generated: Any, real: Any, labels: Any, modalities: list[str]) -> dict[str, Any]:
+    """(N, C, X, Y, Z) generated and real images in [-1, 1], (N, 3, X, Y, Z) WT/TC/ET labels of the real cases
+    (the maps the generated ones were drawn for) -> per reading of :func:`medidiff.eval.realism.tumour_contrast`
+    and modality: the generated and the real median over cases and the per-case difference (generated - real):
+    its mean with a 95 % Student t interval and its median; cases where either side reads nan (no ET) are left
+    out. Each side's brain mask is its own; the tumour's is the one label map."""
+    from medidiff.eval.realism import brain_masks, tumour_contrast
+
+    labels = np.asarray(labels)
+    gen = tumour_contrast(generated, brain_masks(generated), labels)
+    ref = tumour_contrast(real, brain_masks(real), labels)
+    out: dict[str, Any] = {}
+    for reading in READINGS:
+        out[reading] = {}
+        for c, mod in enumerate(modalities):
+            g, r = gen[reading][:, c], ref[reading][:, c]
+            both = np.isfinite(g) & np.isfinite(r)
+            d = g[both] - r[both]
+            out[reading][mod] = {"n": int(both.sum()), "generated_median": _median(g[both]),
+                                 "real_median": _median(r[both]), "difference_median": _median(d),
+                                 "difference": summarise_over_seeds(d.tolist())}
+    return out
+
+
+def _median(x: np.ndarray) -> float | None:
+    return float(np.median(x)) if x.size else None
+
+
+def generate(args: argparse.Namespace, folder: Path) -> None:
+    """``--num`` cases for the training folds' masks, in ``folder`` (``python -m``: the GPU host runs the tree
+    without installing it)."""
+    cmd = [sys.executable, "-m", "medidiff", "generate", "--model", args.model, "--masks", str(args.manifest), "--num", str(args.num),
+           "--keep-source-ids", "--seed", "0", "--out", str(folder), "--device", args.device, "--no-progress",
+           "--overwrite"]
+    if args.root:
+        cmd += ["--root", str(args.root)]
+    if args.sampler:
+        cmd += ["--sampler", args.sampler]
+    subprocess.run(cmd, check=True)
+
+
+def source_ids(folder: Path) -> list[str]:
+    """The real case each generated case's mask came from, in the cases' order (``--keep-source-ids`` records it
+    in provenance.json; evaluate's loader reads the folder in the same sorted order)."""
+    provs = [json.loads(p.read_text()) for p in sorted(folder.glob("case_*/provenance.json"))]
+    ids = [p["mask"].get("case_id") if isinstance(p.get("mask"), dict) else None for p in provs]
+    if not ids or not all(ids):
+        raise SystemExit(f"{folder}: cases without their mask's case id: generate with --masks MANIFEST --keep-source-ids")
+    return [str(i) for i in ids]
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| scale | reading | modality | n | generated median | real median | difference: mean [t95], median |",
+             "|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
+    for scale, readings in result["scales"].items():
+        for reading, mods in readings.items():
+            for mod, r in mods.items():
+                d = r["difference"]
+                ci = f"[{d['t95'][0]:+.3f}, {d['t95'][1]:+.3f}]" if d.get("t95") else "[n/a]"
+                lines.append(f"| {scale} | {reading} | {mod} | {r['n']} | {fmt(r['generated_median'])} | "
+                             f"{fmt(r['real_median'])} | {fmt(d['mean'])} {ci}, {fmt(r['difference_median'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--root", type=Path)
+    ap.add_argument("--num", type=int, default=16)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--generated", type=Path, help="a folder generate --masks MANIFEST --keep-source-ids wrote")
+    ap.add_argument("--sampler", choices=["euler", "heun"], help="default: the model's")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    if args.num < 2:
+        raise SystemExit("--num must be >= 2 (an interval needs two cases)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    folder = args.generated or args.out / "generated"
+    if args.generated is None:
+        generate(args, folder)
+    root = args.root or args.manifest.parent
+    result: dict[str, Any] = {"model": args.model, "config": str(args.config), "manifest": str(args.manifest),
+                              "generated": str(folder), "scales": {}}
+    result["cases"] = ids = source_ids(folder)
+    for scale, overrides in SCALES.items():
+        real = _RealCases(args.config, args.manifest, root, None, overrides(), train_ids=ids)
+        gen = real.synthetic(folder)
+        result["scales"][scale] = paired_contrast(gen.images, real.train.images, real.train.labels,
+                                                  list(real.dcfg.modalities))
+    (args.out / "paired_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "paired_contrast.md").write_text(table(result))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
