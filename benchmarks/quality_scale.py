@@ -677,7 +677,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     masks = None
     if cfg.conditioning.mask:
-        masks = (generated_masks(out, args.mask_source, run) if args.mask_source
+        masks = (generated_masks(out, args.mask_source) if args.mask_source
                  else training_masks(out, cfg, run, args.generate))
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks)
     scores = g["background_per_case"]
@@ -715,26 +715,20 @@ def training_masks(out: Path, cfg: Any, run: str, n: int) -> Path:
 MASK_SOURCE_WAIT_S = 1800.0  # the source run trains beside this one; a given model (--model) only generates
 
 
-def generated_masks(out: Path, source: str, run: str, *, wait_s: float = MASK_SOURCE_WAIT_S) -> Path:
+def generated_masks(out: Path, source: str, *, wait_s: float = MASK_SOURCE_WAIT_S) -> Path:
     """A mask-conditioned run's label maps from run ``source``'s generated cases (--mask-source: the two-stage
-    recipe, the joint model's labels in, the images out; no real case's mask), copied flat into
-    OUT/masks/<run>/ (generate --masks reads a folder of label maps and refuses links that leave it). Waits
-    for the source's generation (its seeds/<source>.json, written after it) up to ``wait_s``."""
-    import shutil
-
+    recipe, the joint model's labels in, the images out; no real case's mask): the source's own folder, which
+    `generate --masks` reads as a user's second stage would (each case's seg.nii.gz, the first model recorded in
+    the provenance). Waits for the source's generation (its seeds/<source>.json, written after it) up to ``wait_s``."""
     done = out / "seeds" / f"{source}.json"
     end = time.monotonic() + wait_s
     while not done.is_file():
         if time.monotonic() > end:
             raise SystemExit(f"--mask-source {source}: no generated cases after {wait_s:.0f} s ({done} missing)")
         time.sleep(5.0)
-    segs = sorted((out / "generated" / source).glob("case_*/seg.nii.gz"))
-    if not segs:
+    folder = out / "generated" / source
+    if not any(folder.glob("case_*/seg.nii.gz")):
         raise SystemExit(f"--mask-source {source}: its generated cases carry no seg.nii.gz (it generates no labels)")
-    folder = out / "masks" / run
-    folder.mkdir(parents=True, exist_ok=True)
-    for seg in segs:
-        shutil.copyfile(seg, folder / f"{seg.parent.name}.nii.gz")
     return folder
 
 

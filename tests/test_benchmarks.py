@@ -326,6 +326,8 @@ def test_quality_scale_smoke_two_stages_generate_images_for_the_joint_models_lab
         ours, theirs = (np.asarray(nib.load(d / c.name / "seg.nii.gz").dataobj) for d in
                         (tmp_path / "generated" / run, tmp_path / "generated" / source))
         assert np.array_equal(ours, theirs), c.name
+        mask = json.loads((c / "provenance.json").read_text())["mask"]  # the first model recorded, not a file name
+        assert mask["generated_case"] == c.name and mask["training_data"]["fold"] == 0
     assert "the two-stage recipe" in (tmp_path / "report.md").read_text()
 
 

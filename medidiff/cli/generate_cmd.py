@@ -147,8 +147,9 @@ def _generate(args: argparse.Namespace) -> int:
         masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
                                   convention=mask_convention)
         # a mask file's name is often its source case id (write_model_grid_masks): the public record
-        # holds its content hash and its name's hash, which `evaluate` matches against its manifest
-        mask_sources = [({"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
+        # holds its content hash and its name's hash, which `evaluate` matches against its manifest; a label
+        # map another model generated records that model instead (its name is no patient's)
+        mask_sources = [(generated_mask_source(f) or {"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
                          {"file": str(f)} if args.keep_source_ids else {}) for f in files]
     geometry = args.geometry
     if args.reference:
@@ -421,6 +422,34 @@ def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | Non
     return masks, items
 
 
+def mask_files(folder: str | Path) -> list[Path]:
+    """The label maps of a --masks folder, sorted: its .nii/.nii.gz files or, when it has none, the seg.nii.gz
+    of each case_* folder in it: a folder `medidiff generate` wrote (the two-stage recipe: a model that
+    generates labels, then a mask-conditioned one drawing the images for them)."""
+    top = sorted(Path(folder).glob("*.nii*"))
+    return top or sorted(Path(folder).glob("case_*/seg.nii*"))
+
+
+def generated_mask_source(f: Path) -> dict[str, Any] | None:
+    """The public provenance of a label map that `medidiff generate` wrote (its case folder's provenance.json
+    names a generator): the file's hash, the case, and the generating model's hash and training data, so that
+    evaluate applies its held-out-fold rule to that model too. None for any other label map."""
+    from medidiff.data.mask_sources import TRAINING_DATA_KEY
+    from medidiff.generation import file_hash
+
+    prov_file = f.parent / "provenance.json"
+    if not f.name.startswith("seg.") or not prov_file.is_file():
+        return None
+    try:
+        prov = json.loads(prov_file.read_text())
+    except (OSError, ValueError) as e:
+        raise MedidiffError(f"{prov_file}: unreadable provenance of a generated label map ({e})") from e
+    if not isinstance(prov, dict) or "generator" not in prov:
+        return None
+    return {"file_sha256": file_hash(f), "generated_case": f.parent.name, "model_hash": prov.get("model_hash"),
+            TRAINING_DATA_KEY: prov.get(TRAINING_DATA_KEY)}
+
+
 def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS,
                convention: str = "brats2023") -> tuple[torch.Tensor, list[Path]]:
     """(N, 3, *shape) WT/TC/ET masks from label maps on the model's output grid, and the files they
@@ -433,9 +462,10 @@ def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT
     from medidiff.data.checks import confined_path, label_problem, label_values, read_volume
     from medidiff.errors import DataError
 
-    files = sorted(Path(folder).glob("*.nii*"))
+    files = mask_files(folder)
     if not files:
-        raise MedidiffError(f"--masks {folder}: no .nii/.nii.gz label maps found")
+        raise MedidiffError(f"--masks {folder}: no .nii/.nii.gz label maps found (nor case_*/seg.nii.gz of a "
+                            "`medidiff generate` folder)")
     out = []
     for f in files:
         data, affine = read_volume(confined_path(f, folder), max_voxels=max_voxels)

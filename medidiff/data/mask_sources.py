@@ -157,28 +157,39 @@ def check_synthetic_provenance(
     # the evaluation holds the manifest, so a hashed case id (medidiff.io.source_record) can be named
     by_hash = {hashlib.sha256(cid.encode()).hexdigest()[:SHA_DIGITS]: cid for cid in case_folds}
     mask_folds: dict[str, int] = {}
-    external = unverified_model = unverified_masks = 0
+    external = unverified_model = unverified_masks = generated_masks = 0
     models: set[tuple[Any, Any]] = set()
+    def check_trained_on(td: Mapping[str, Any], where: Path, model: str) -> tuple[Any, Any]:
+        """The rule for one model's training-data record: ``model`` names it in the message."""
+        m_sha, m_fold = td.get("manifest_sha256"), td.get("fold")
+        if fold is not None and m_sha is not None and str(m_sha)[:SHA_DIGITS] != manifest_sha256[:SHA_DIGITS]:
+            raise DataError(where, f"{model} trained on another manifest (sha256 {str(m_sha)[:12]}...), not the "
+                                   f"evaluation's (sha256 {manifest_sha256[:12]}...): its held-out cases are not "
+                                   "held out from this model; evaluate with the model's own manifest")
+        if fold is not None and m_fold != fold:
+            fix = (f"evaluate with --set data.fold={m_fold}" if m_fold is not None
+                   else "evaluation needs a model trained with data.fold set")
+            what = "trained on every fold" if m_fold is None else f"held out fold {m_fold}"
+            raise DataError(where, f"{model} {what}, the evaluation holds out fold {fold}: the model saw the "
+                                   f"evaluation's test cases; {fix}")
+        return m_sha, m_fold
+
     for prov, case in zip(provenances, case_dirs):
         where = Path(case) / "provenance.json"
         td = prov.get(TRAINING_DATA_KEY)
         if isinstance(td, Mapping):
-            m_sha, m_fold = td.get("manifest_sha256"), td.get("fold")
-            if fold is not None and m_sha is not None and str(m_sha)[:SHA_DIGITS] != manifest_sha256[:SHA_DIGITS]:
-                raise DataError(where, f"the model trained on another manifest (sha256 {str(m_sha)[:12]}...), not the "
-                                       f"evaluation's (sha256 {manifest_sha256[:12]}...): its held-out cases are not "
-                                       "held out from this model; evaluate with the model's own manifest")
-            if fold is not None and m_fold != fold:
-                fix = (f"evaluate with --set data.fold={m_fold}" if m_fold is not None
-                       else "evaluation needs a model trained with data.fold set")
-                what = "trained on every fold" if m_fold is None else f"held out fold {m_fold}"
-                raise DataError(where, f"the model {what}, the evaluation holds out fold {fold}: the model saw the "
-                                       f"evaluation's test cases; {fix}")
+            m_sha, m_fold = check_trained_on(td, where, "the model")
             unverified_model += m_sha is None
             models.add((m_sha, m_fold))
         else:
             unverified_model += 1
         src = prov.get("mask")
+        if isinstance(src, Mapping) and isinstance(src.get(TRAINING_DATA_KEY), Mapping):
+            # a label map another model generated (the two-stage recipe: `generate --masks` on a generate folder):
+            # that model's training data answers to the same rule, since its labels could copy a test case's
+            check_trained_on(src[TRAINING_DATA_KEY], where, "the model that generated its conditioning mask")
+            generated_masks += 1
+            continue
         if isinstance(src, Mapping):
             # medidiff.io.source_record ({case_id_sha256, manifest_sha256, fold}) or a label-map
             # file ({file_sha256, file_stem_sha256}: write_model_grid_masks names files by case id).
@@ -221,8 +232,10 @@ def check_synthetic_provenance(
         "mask_cases_by_fold": mask_folds,
         "masks_from_other_manifests": external,
         "mask_files_not_matched_to_a_case": unverified_masks,
+        "masks_generated_by_a_checked_model": generated_masks,
         "cases_without_verified_training_manifest": unverified_model,
         "model_records": [{"manifest_sha256": s, "fold": f} for s, f in sorted(models, key=str)],
-        "rule": "refused: a model trained on another manifest or fold than the held-out one; a mask from the "
-                "held-out fold when segmenters train on the synthetic set (utility)",
+        "rule": "refused: a model trained on another manifest or fold than the held-out one (the model that "
+                "generated a conditioning mask too); a mask from the held-out fold when segmenters train on the "
+                "synthetic set (utility)",
     }
