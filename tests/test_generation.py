@@ -164,30 +164,38 @@ def test_mask_conditioned_generation_writes_the_given_mask(mask_model, tmp_path)
     np.testing.assert_array_equal(written, label)  # the conditioning mask is the case's label
 
 
-def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(mask_model, tmp_path):
+def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trained, mask_model, tmp_path):
     """The two-stage recipe in two commands: `generate --masks` reads the seg.nii.gz of a folder `generate`
-    wrote, each case's label map in case order, and records the first model (hash and training data) instead of
-    a file name, so evaluate can check that model's folds too."""
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    labels = []
-    for i in range(2):
-        label = np.zeros(SHAPE, np.uint8)
-        label[4 + i:10, 4:10, 4:10] = 2
-        label[6:8, 6:8, 6:8] = 3
-        _write_label(masks / f"m{i}.nii.gz", label)
-        labels.append(label)
+    wrote, each case's label map in case order. Labels a joint model drew record that model (hash and training
+    data) instead of a file name, so evaluate checks its folds too; labels that were a mask-conditioned case's
+    own conditioning mask keep that mask's record (a held-out case's labels must not pass through unnamed)."""
+    _, joint = trained
     first, second = tmp_path / "first", tmp_path / "second"
-    assert main(["generate", "--model", str(mask_model), "--num", "2", "--out", str(first), "--masks", str(masks),
-                 "--no-progress"]) == 0
+    assert main(["generate", "--model", str(joint), "--num", "2", "--out", str(first), "--no-progress"]) == 0
     assert main(["generate", "--model", str(mask_model), "--num", "2", "--out", str(second), "--masks", str(first),
                  "--no-progress"]) == 0
     for i in range(2):
-        np.testing.assert_array_equal(np.asarray(nib.load(second / f"case_{i:04d}" / "seg.nii.gz").dataobj), labels[i])
-    stage1 = json.loads((first / "case_0001" / "provenance.json").read_text())
-    mask = json.loads((second / "case_0001" / "provenance.json").read_text())["mask"]
-    assert mask["generated_case"] == "case_0001" and mask["model_hash"] == stage1["model_hash"]
-    assert mask["training_data"] == stage1["training_data"] and "file_stem_sha256" not in mask
+        case = f"case_{i:04d}"
+        np.testing.assert_array_equal(np.asarray(nib.load(second / case / "seg.nii.gz").dataobj),
+                                      np.asarray(nib.load(first / case / "seg.nii.gz").dataobj))
+        stage1 = json.loads((first / case / "provenance.json").read_text())
+        mask = json.loads((second / case / "provenance.json").read_text())["mask"]
+        assert mask["generated_case"] == case and mask["model_hash"] == stage1["model_hash"]
+        assert mask["training_data"] == stage1["training_data"] and "file_stem_sha256" not in mask
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    label = np.zeros(SHAPE, np.uint8)
+    label[4:10, 4:10, 4:10] = 2
+    _write_label(masks / "BraTS-GLI-00001-000.nii.gz", label)
+    drawn, again = tmp_path / "drawn", tmp_path / "again"
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(drawn), "--masks", str(masks),
+                 "--no-progress"]) == 0
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(again), "--masks", str(drawn),
+                 "--no-progress"]) == 0
+    source = json.loads((drawn / "case_0000" / "provenance.json").read_text())["mask"]
+    assert json.loads((again / "case_0000" / "provenance.json").read_text())["mask"] == {
+        **source, "via_generated_case": "case_0000"}
 
 
 def test_bad_masks_are_clear_errors(mask_model, tmp_path, capsys):

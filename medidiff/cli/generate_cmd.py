@@ -433,7 +433,9 @@ def mask_files(folder: str | Path) -> list[Path]:
 def generated_mask_source(f: Path) -> dict[str, Any] | None:
     """The public provenance of a label map that `medidiff generate` wrote (its case folder's provenance.json
     names a generator): the file's hash, the case, and the generating model's hash and training data, so that
-    evaluate applies its held-out-fold rule to that model too. None for any other label map."""
+    evaluate applies its held-out-fold rule to that model too; or, when that case was itself drawn for a
+    conditioning mask (its label map IS that mask), the mask's own record, so a held-out case's labels cannot
+    pass through a second stage unnamed. None for any other label map."""
     from medidiff.data.mask_sources import TRAINING_DATA_KEY
     from medidiff.generation import file_hash
 
@@ -446,6 +448,12 @@ def generated_mask_source(f: Path) -> dict[str, Any] | None:
         raise MedidiffError(f"{prov_file}: unreadable provenance of a generated label map ({e})") from e
     if not isinstance(prov, dict) or "generator" not in prov:
         return None
+    inherited = prov.get("mask")
+    if inherited:  # that case's label map was its own conditioning mask: its source is what the label map is
+        if not isinstance(inherited, dict):
+            raise MedidiffError(f"{prov_file}: its conditioning mask is recorded in an old form ({inherited!r}), "
+                                "which the held-out-fold check cannot carry over; regenerate that folder")
+        return {**inherited, "via_generated_case": f.parent.name}
     return {"file_sha256": file_hash(f), "generated_case": f.parent.name, "model_hash": prov.get("model_hash"),
             TRAINING_DATA_KEY: prov.get(TRAINING_DATA_KEY)}
 

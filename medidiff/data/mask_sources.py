@@ -159,6 +159,7 @@ def check_synthetic_provenance(
     mask_folds: dict[str, int] = {}
     external = unverified_model = unverified_masks = generated_masks = 0
     models: set[tuple[Any, Any]] = set()
+
     def check_trained_on(td: Mapping[str, Any], where: Path, model: str) -> tuple[Any, Any]:
         """The rule for one model's training-data record: ``model`` names it in the message."""
         m_sha, m_fold = td.get("manifest_sha256"), td.get("fold")
