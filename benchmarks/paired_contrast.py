@@ -1,5 +1,5 @@
 """A mask-conditioned model's tumour contrast, paired: each generated case against the real training case whose
-label map it was drawn for, read with that one label map on both sides, per modality, on the shipped and the
+label map it was drawn for, each side read with its own copy of that label map, per modality, on the shipped and the
 outside-the-tumour scale (quality_scale's two). Why: the unpaired realism rows compare two sets' medians, so a
 model that overshoots an enhancing tumour's brightness and a first stage whose labels differ from real ones read
 alike (quality_scale_h200_20261204f: t2f's ET 0.3-0.4 too bright for the joint model's labels). Paired on real
@@ -32,18 +32,25 @@ READINGS = ("et_contrast", "et_upper", "top_in_tumour")
 SCALES = {"shipped": eval_scale_overrides, "outside_tumour": normal_brain_scale_overrides}
 
 
-def paired_contrast(generated: Any, real: Any, labels: Any, modalities: list[str]) -> dict[str, Any]:
-    """(N, C, X, Y, Z) generated and real images in [-1, 1], (N, 3, X, Y, Z) WT/TC/ET labels of the real cases
-    (the maps the generated ones were drawn for) -> per reading of :func:`medidiff.eval.realism.tumour_contrast`
-    and modality: the generated and the real median over cases and the per-case difference (generated - real):
-    its mean with a 95 % Student t interval and its median; cases where either side reads nan (no ET) are left
-    out. Each side's brain mask is its own; the tumour's is the one label map."""
+def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_labels: Any,
+                    modalities: list[str]) -> dict[str, Any]:
+    """(N, C, X, Y, Z) generated and real images in [-1, 1] with their (N, 3, X, Y, Z) WT/TC/ET labels (case i's
+    generated label map is the real case i's, drawn for; each side through the evaluation pipeline, which crops
+    each case to its own brain box, so each side reads its own copy) -> per reading of
+    :func:`medidiff.eval.realism.tumour_contrast` and modality: the generated and the real median over cases and
+    the per-case difference (generated - real): its mean with a 95 % Student t interval and its median; cases where
+    either side reads nan (no ET) are left out. ``label_agreement``: per case, the Dice of the two sides' WT after
+    their pipelines (1 when the crops agree; lower means the comparison is not of the same voxels)."""
     from medidiff.eval.realism import brain_masks, tumour_contrast
 
-    labels = np.asarray(labels)
-    gen = tumour_contrast(generated, brain_masks(generated), labels)
-    ref = tumour_contrast(real, brain_masks(real), labels)
-    out: dict[str, Any] = {}
+    gl, rl = np.asarray(generated_labels) > 0.5, np.asarray(real_labels) > 0.5
+    gen = tumour_contrast(generated, brain_masks(generated), gl)
+    ref = tumour_contrast(real, brain_masks(real), rl)
+    inter = (gl[:, 0] & rl[:, 0]).reshape(len(gl), -1).sum(1)
+    total = gl[:, 0].reshape(len(gl), -1).sum(1) + rl[:, 0].reshape(len(rl), -1).sum(1)
+    dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+    out: dict[str, Any] = {"label_agreement": {"wt_dice_min": float(dice.min()) if dice.size else None,
+                                               "wt_dice_median": _median(dice)}}
     for reading in READINGS:
         out[reading] = {}
         for c, mod in enumerate(modalities):
@@ -73,13 +80,12 @@ def generate(args: argparse.Namespace, folder: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def source_ids(folder: Path) -> list[str]:
-    """The real case each generated case's mask came from, in the cases' order (``--keep-source-ids`` records it
-    in provenance.json; evaluate's loader reads the folder in the same sorted order)."""
-    provs = [json.loads(p.read_text()) for p in sorted(folder.glob("case_*/provenance.json"))]
-    ids = [p["mask"].get("case_id") if isinstance(p.get("mask"), dict) else None for p in provs]
-    if not ids or not all(ids):
-        raise SystemExit(f"{folder}: cases without their mask's case id: generate with --masks MANIFEST --keep-source-ids")
+def source_ids(cases: Any) -> list[str]:
+    """The real case each loaded generated case's mask came from, in the set's order (``--keep-source-ids``
+    records it in the case's provenance)."""
+    ids = [p["mask"].get("case_id") if isinstance(p.get("mask"), dict) else None for p in cases.provenance]
+    if len(ids) != len(cases.images) or not ids or not all(ids):
+        raise SystemExit("generated cases without their mask's case id: generate with --masks MANIFEST --keep-source-ids")
     return [str(i) for i in ids]
 
 
@@ -89,11 +95,16 @@ def table(result: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
     for scale, readings in result["scales"].items():
         for reading, mods in readings.items():
+            if reading == "label_agreement":
+                continue
             for mod, r in mods.items():
                 d = r["difference"]
                 ci = f"[{d['t95'][0]:+.3f}, {d['t95'][1]:+.3f}]" if d.get("t95") else "[n/a]"
                 lines.append(f"| {scale} | {reading} | {mod} | {r['n']} | {fmt(r['generated_median'])} | "
                              f"{fmt(r['real_median'])} | {fmt(d['mean'])} {ci}, {fmt(r['difference_median'])} |")
+    agree = "; ".join(f"{scale}: WT Dice min {r['label_agreement']['wt_dice_min']:.3f}, median "
+                      f"{r['label_agreement']['wt_dice_median']:.3f}" for scale, r in result["scales"].items())
+    lines.append(f"\nThe two sides' labels after their pipelines (1: the same voxels) -- {agree}")
     return "\n".join(lines) + "\n"
 
 
@@ -118,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root or args.manifest.parent
     result: dict[str, Any] = {"model": args.model, "config": str(args.config), "manifest": str(args.manifest),
                               "generated": str(folder), "scales": {}}
-    result["cases"] = ids = source_ids(folder)
     for scale, overrides in SCALES.items():
+        probe = _RealCases(args.config, args.manifest, root, 2, overrides())  # the pipeline for the generated set
+        gen = probe.synthetic(folder)
+        result["cases"] = ids = source_ids(gen)
         real = _RealCases(args.config, args.manifest, root, None, overrides(), train_ids=ids)
-        gen = real.synthetic(folder)
-        result["scales"][scale] = paired_contrast(gen.images, real.train.images, real.train.labels,
+        result["scales"][scale] = paired_contrast(gen.images, gen.labels, real.train.images, real.train.labels,
                                                   list(real.dcfg.modalities))
     (args.out / "paired_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "paired_contrast.md").write_text(table(result))

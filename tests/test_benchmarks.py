@@ -939,13 +939,17 @@ def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_differenc
     generated = real.copy()
     for i in range(n):
         generated[i, 2][labels[i, 2]] += 0.3
-    r = paired_contrast.paired_contrast(generated, real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    r = paired_contrast.paired_contrast(generated, labels, real, labels, ["t1n", "t1c", "t2w", "t2f"])
     et = r["et_contrast"]
     assert et["t2w"]["n"] == n - 1
     np.testing.assert_allclose(et["t2w"]["difference"]["mean"], 0.3, atol=1e-6)
     np.testing.assert_allclose(et["t2w"]["difference"]["t95"], [0.3, 0.3], atol=1e-6)
     for mod in ("t1n", "t1c", "t2f"):
         assert abs(et[mod]["difference"]["mean"]) < 1e-6 and et[mod]["difference_median"] == 0
-    assert r["top_in_tumour"]["t1n"]["n"] == n
-    unchanged = paired_contrast.paired_contrast(real, real, labels, ["t1n", "t1c", "t2w", "t2f"])
-    assert all(v["difference"]["mean"] == 0 for reading in unchanged.values() for v in reading.values())
+    assert r["top_in_tumour"]["t1n"]["n"] == n and r["label_agreement"]["wt_dice_min"] == 1.0
+    unchanged = paired_contrast.paired_contrast(real, labels, real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    assert all(v["difference"]["mean"] == 0 for k, reading in unchanged.items() if k != "label_agreement"
+               for v in reading.values())
+    shifted = np.roll(labels, 2, axis=2)  # a side read through another crop: the agreement says so
+    assert paired_contrast.paired_contrast(real, shifted, real, labels, ["t1n", "t1c", "t2w", "t2f"])[
+        "label_agreement"]["wt_dice_min"] < 0.8

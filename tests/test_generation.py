@@ -190,12 +190,19 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
     _write_label(masks / "BraTS-GLI-00001-000.nii.gz", label)
     drawn, again = tmp_path / "drawn", tmp_path / "again"
     assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(drawn), "--masks", str(masks),
-                 "--no-progress"]) == 0
+                 "--keep-source-ids", "--no-progress"]) == 0
     assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(again), "--masks", str(drawn),
                  "--no-progress"]) == 0
     source = json.loads((drawn / "case_0000" / "provenance.json").read_text())["mask"]
+    assert "file" in source  # the first stage kept its ids (sidecar only) ...
+    public = {k: v for k, v in source.items() if k != "file"}
     assert json.loads((again / "case_0000" / "provenance.json").read_text())["mask"] == {
-        **source, "via_generated_case": "case_0000"}
+        **public, "via_generated_case": "case_0000"}  # ... which the second stage's record does not carry
+    header = nib.load(again / "case_0000" / "t1n.nii.gz").header
+    assert "BraTS-GLI-00001-000" not in bytes(header.binaryblock).decode("latin-1")
+    (drawn / "case_0000" / "provenance.json").unlink()  # an unfinished first-stage case: its origin is unknown
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "x"), "--masks",
+                 str(drawn), "--no-progress"]) == 2
 
 
 def test_bad_masks_are_clear_errors(mask_model, tmp_path, capsys):

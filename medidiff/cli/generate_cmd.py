@@ -422,12 +422,26 @@ def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | Non
     return masks, items
 
 
+# the public keys of a conditioning mask's record (medidiff.io.source_record, a label-map file): what an inherited
+# record may carry into headers; a first stage's provenance.json also holds its sidecar-only ids
+PUBLIC_MASK_KEYS = ("case_id_sha256", "manifest_sha256", "fold", "file_sha256", "file_stem_sha256")
+
+
 def mask_files(folder: str | Path) -> list[Path]:
     """The label maps of a --masks folder, sorted: its .nii/.nii.gz files or, when it has none, the seg.nii.gz
     of each case_* folder in it: a folder `medidiff generate` wrote (the two-stage recipe: a model that
-    generates labels, then a mask-conditioned one drawing the images for them)."""
+    generates labels, then a mask-conditioned one drawing the images for them). There every case must be
+    finished (its provenance.json written after its volumes): an unfinished one is refused, since its label
+    map's origin cannot be checked."""
     top = sorted(Path(folder).glob("*.nii*"))
-    return top or sorted(Path(folder).glob("case_*/seg.nii*"))
+    if top:
+        return top
+    segs = sorted(Path(folder).glob("case_*/seg.nii*"))
+    for seg in segs:
+        if not (seg.parent / "provenance.json").is_file():
+            raise MedidiffError(f"{seg}: a case without provenance.json (unfinished?): finish that generate run "
+                                "(rerun it with the same --out) or remove the case")
+    return segs
 
 
 def generated_mask_source(f: Path) -> dict[str, Any] | None:
@@ -440,20 +454,22 @@ def generated_mask_source(f: Path) -> dict[str, Any] | None:
     from medidiff.generation import file_hash
 
     prov_file = f.parent / "provenance.json"
-    if not f.name.startswith("seg.") or not prov_file.is_file():
+    if not f.name.startswith("seg."):
         return None
     try:
         prov = json.loads(prov_file.read_text())
     except (OSError, ValueError) as e:
         raise MedidiffError(f"{prov_file}: unreadable provenance of a generated label map ({e})") from e
     if not isinstance(prov, dict) or "generator" not in prov:
-        return None
+        raise MedidiffError(f"{prov_file}: names no generator: not a case `medidiff generate` wrote, so its label "
+                            "map's origin cannot be checked; give such label maps as files in a folder instead")
     inherited = prov.get("mask")
     if inherited:  # that case's label map was its own conditioning mask: its source is what the label map is
         if not isinstance(inherited, dict):
             raise MedidiffError(f"{prov_file}: its conditioning mask is recorded in an old form ({inherited!r}), "
                                 "which the held-out-fold check cannot carry over; regenerate that folder")
-        return {**inherited, "via_generated_case": f.parent.name}
+        # public keys only: a first stage run with --keep-source-ids holds the plain case id there
+        return {**{k: inherited[k] for k in PUBLIC_MASK_KEYS if k in inherited}, "via_generated_case": f.parent.name}
     return {"file_sha256": file_hash(f), "generated_case": f.parent.name, "model_hash": prov.get("model_hash"),
             TRAINING_DATA_KEY: prov.get(TRAINING_DATA_KEY)}
 

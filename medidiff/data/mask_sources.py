@@ -157,7 +157,7 @@ def check_synthetic_provenance(
     # the evaluation holds the manifest, so a hashed case id (medidiff.io.source_record) can be named
     by_hash = {hashlib.sha256(cid.encode()).hexdigest()[:SHA_DIGITS]: cid for cid in case_folds}
     mask_folds: dict[str, int] = {}
-    external = unverified_model = unverified_masks = generated_masks = 0
+    external = unverified_model = unverified_masks = generated_masks = unrecorded_generators = 0
     models: set[tuple[Any, Any]] = set()
 
     def check_trained_on(td: Mapping[str, Any], where: Path, model: str) -> tuple[Any, Any]:
@@ -185,11 +185,14 @@ def check_synthetic_provenance(
         else:
             unverified_model += 1
         src = prov.get("mask")
-        if isinstance(src, Mapping) and isinstance(src.get(TRAINING_DATA_KEY), Mapping):
+        if isinstance(src, Mapping) and "generated_case" in src:
             # a label map another model generated (the two-stage recipe: `generate --masks` on a generate folder):
             # that model's training data answers to the same rule, since its labels could copy a test case's
-            check_trained_on(src[TRAINING_DATA_KEY], where, "the model that generated its conditioning mask")
-            generated_masks += 1
+            if isinstance(src.get(TRAINING_DATA_KEY), Mapping):
+                check_trained_on(src[TRAINING_DATA_KEY], where, "the model that generated its conditioning mask")
+                generated_masks += 1
+            else:  # an older generate recorded no training data
+                unrecorded_generators += 1
             continue
         if isinstance(src, Mapping):
             # medidiff.io.source_record ({case_id_sha256, manifest_sha256, fold}) or a label-map
@@ -234,6 +237,7 @@ def check_synthetic_provenance(
         "masks_from_other_manifests": external,
         "mask_files_not_matched_to_a_case": unverified_masks,
         "masks_generated_by_a_checked_model": generated_masks,
+        "masks_generated_by_a_model_without_training_record": unrecorded_generators,
         "cases_without_verified_training_manifest": unverified_model,
         "model_records": [{"manifest_sha256": s, "fold": f} for s, f in sorted(models, key=str)],
         "rule": "refused: a model trained on another manifest or fold than the held-out one (the model that "

@@ -269,7 +269,7 @@ def brain_histogram_distance(
 
     def drawn_voxels(x: torch.Tensor | np.ndarray, masks: np.ndarray, picks: list[np.ndarray | None]) -> list[np.ndarray]:
         """Per channel, the pooled brain voxels at ``picks[ch]`` (sorted positions; None: all), in [-1, 1]."""
-        sizes = masks.reshape(len(masks), -1).sum(1)
+        sizes = masks.reshape(len(masks), -1).sum(1) if len(masks) else np.zeros(0, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)])
 
         def case_voxels(i: int) -> list[np.ndarray]:

@@ -113,6 +113,11 @@ def test_a_mask_another_model_generated_answers_to_that_models_training_data(man
         check_synthetic_provenance([two_stage(2)], ["g/case_0000"], **kw)
     with pytest.raises(DataError, match="generated its conditioning mask trained on another manifest"):
         check_synthetic_provenance([two_stage(0, "e" * 64)], ["g/case_0000"], **kw)
+    older = two_stage(0)
+    older["mask"]["training_data"] = None  # a first stage from a generate that recorded no training data
+    counted = check_synthetic_provenance([older], ["g/case_0000"], **kw)
+    assert counted["masks_generated_by_a_model_without_training_record"] == 1
+    assert counted["mask_files_not_matched_to_a_case"] == 0
 
 
 def test_training_data_record_hashes_a_readable_manifest(manifest, tmp_path):
