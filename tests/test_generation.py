@@ -187,6 +187,7 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
     masks.mkdir()
     label = np.zeros(SHAPE, np.uint8)
     label[4:10, 4:10, 4:10] = 2
+    label[6:8, 6:8, 6:8] = 3  # ET
     _write_label(masks / "BraTS-GLI-00001-000.nii.gz", label)
     drawn, again = tmp_path / "drawn", tmp_path / "again"
     assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(drawn), "--masks", str(masks),
@@ -200,6 +201,18 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
         **public, "via_generated_case": "case_0000"}  # ... which the second stage's record does not carry
     header = nib.load(again / "case_0000" / "t1n.nii.gz").header
     assert "BraTS-GLI-00001-000" not in bytes(header.binaryblock).decode("latin-1")
+    old21, masks21 = tmp_path / "old21", tmp_path / "masks21"  # a first stage in BraTS 2021's labels (ET = 4)
+    masks21.mkdir()
+    _write_label(masks21 / "a.nii.gz", np.where(label == 3, 4, label))
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(old21), "--masks", str(masks21),
+                 "--label-convention", "brats2021", "--no-progress"]) == 0
+    assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "from21"), "--masks",
+                 str(old21), "--no-progress"]) == 0
+    rec = json.loads((tmp_path / "from21" / "case_0000" / "provenance.json").read_text())
+    assert rec["label_convention"] == "brats2021" and rec["label_convention_from"].startswith("the first stage")
+    seg21 = np.asarray(nib.load(old21 / "case_0000" / "seg.nii.gz").dataobj)
+    assert 4 in seg21 and 3 not in seg21
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "from21" / "case_0000" / "seg.nii.gz").dataobj), seg21)
     (drawn / "case_0000" / "provenance.json").unlink()  # an unfinished first-stage case: its origin is unknown
     assert main(["generate", "--model", str(mask_model), "--num", "1", "--out", str(tmp_path / "x"), "--masks",
                  str(drawn), "--no-progress"]) == 2

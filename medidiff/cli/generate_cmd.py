@@ -129,11 +129,13 @@ def _generate(args: argparse.Namespace) -> int:
     # export recorded it; older model folders: the manifest file as it is now
     trained_on = recorded_training_data(args.sr_model or args.model) or training_data_record(pipe.cfg.data)
     recorded = json.loads((Path(args.model) / "config.json").read_text()).get("label_convention")
-    mask_convention = args.label_convention or recorded or "brats2023"  # of --masks label maps
+    first_stage = first_stage_convention(args.masks) if args.masks and not args.masks.endswith(".json") else None
+    mask_convention = args.label_convention or first_stage or recorded or "brats2023"  # of --masks label maps
     convention = forced or mask_convention  # of the seg files written
     label_record = {"label_convention": convention,
                     "label_convention_from": ("--label-convention" if args.label_convention else
                                               f"--layout {layout.name}" if forced else
+                                              "the first stage's labels (--masks)" if first_stage else
                                               "training data" if recorded else "default (training data unknown)"),
                     "labels": {str(k): v for k, v in LABEL_CONVENTIONS[convention].items()}}
     masks = None
@@ -442,6 +444,25 @@ def mask_files(folder: str | Path) -> list[Path]:
             raise MedidiffError(f"{seg}: a case without provenance.json (unfinished?): finish that generate run "
                                 "(rerun it with the same --out) or remove the case")
     return segs
+
+
+def first_stage_convention(folder: str | Path) -> str | None:
+    """The label convention a `medidiff generate` folder's seg files are in (its cases' provenance records it),
+    so a second stage reads them without --label-convention; None for a folder of label-map files."""
+    segs = mask_files(folder) if Path(folder).is_dir() else []
+    found = set()
+    for seg in segs:
+        if seg.name.startswith("seg.") and (seg.parent / "provenance.json").is_file():
+            try:
+                conv = json.loads((seg.parent / "provenance.json").read_text()).get("label_convention")
+            except (OSError, ValueError, AttributeError):
+                continue  # generated_mask_source names the unreadable file
+            if conv:
+                found.add(str(conv))
+    if len(found) > 1:
+        raise MedidiffError(f"--masks {folder}: its cases' labels are in several conventions ({sorted(found)}): "
+                            "generate them again with one --label-convention")
+    return found.pop() if found else None
 
 
 def generated_mask_source(f: Path) -> dict[str, Any] | None:
