@@ -50,7 +50,11 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
     total = gl[:, 0].reshape(len(gl), -1).sum(1) + rl[:, 0].reshape(len(rl), -1).sum(1)
     dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
     out: dict[str, Any] = {"label_agreement": {"wt_dice_min": float(dice.min()) if dice.size else None,
-                                               "wt_dice_median": _median(dice)}}
+                                               "wt_dice_median": _median(dice)},
+                           "stray_at_edge": {mod: {"generated_median": _median(g), "real_median": _median(r),
+                                                   "n_generated": int(g.size), "n_real": int(r.size)}
+                                             for mod, g, r in zip(modalities, *(stray_at_edge(x, lab, modalities)
+                                                                              for x, lab in ((generated, gl), (real, rl))))}}
     for reading in READINGS:
         out[reading] = {}
         for c, mod in enumerate(modalities):
@@ -61,6 +65,35 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
                                  "real_median": _median(r[both]), "difference_median": _median(d),
                                  "difference": summarise_over_seeds(d.tolist())}
     return out
+
+
+EDGE_LAYERS = 2  # the brain's outer voxel layers (the generated CSF-like shell lives in two: csf_where_cpu_20261202)
+
+
+def stray_at_edge(images: Any, labels: np.ndarray, modalities: list[str]) -> list[np.ndarray]:
+    """Per modality, per case with any: the share of the brain's brightest 0.5 % that lie outside the tumour
+    (WT dilated 2 voxels, as tumour_contrast) and within the brain's outer ``EDGE_LAYERS`` voxel layers, among
+    those outside the tumour. Where t1c's stray bright voxels are: the brain's edge (the shell the generated
+    brains carry) or inside it."""
+    from scipy import ndimage
+
+    from medidiff.eval.realism import TOP_QUANTILE, brain_masks
+
+    x = np.asarray(images, dtype=np.float32)
+    masks = brain_masks(x)
+    per_mod: list[list[float]] = [[] for _ in modalities]
+    for i in range(len(x)):
+        brain = masks[i]
+        if not brain.any():
+            continue
+        near = ndimage.binary_dilation(labels[i, 0], iterations=2)
+        edge = brain & ~ndimage.binary_erosion(brain, iterations=EDGE_LAYERS)
+        for c in range(len(modalities)):
+            v = x[i, c]
+            stray = brain & (v >= np.quantile(v[brain], TOP_QUANTILE)) & ~near
+            if stray.any():
+                per_mod[c].append(float((stray & edge).sum() / stray.sum()))
+    return [np.asarray(v) for v in per_mod]
 
 
 def _median(x: np.ndarray) -> float | None:
@@ -95,7 +128,7 @@ def table(result: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
     for scale, readings in result["scales"].items():
         for reading, mods in readings.items():
-            if reading == "label_agreement":
+            if reading in ("label_agreement", "stray_at_edge"):
                 continue
             for mod, r in mods.items():
                 d = r["difference"]
@@ -105,6 +138,12 @@ def table(result: dict[str, Any]) -> str:
     agree = "; ".join(f"{scale}: WT Dice min {r['label_agreement']['wt_dice_min']:.3f}, median "
                       f"{r['label_agreement']['wt_dice_median']:.3f}" for scale, r in result["scales"].items())
     lines.append(f"\nThe two sides' labels after their pipelines (1: the same voxels) -- {agree}")
+    lines += ["", "Of the brain's brightest 0.5 % outside the tumour (WT + 2 voxels), the share in the brain's outer "
+              f"{EDGE_LAYERS} voxel layers (median over cases with any; generated / real):", ""]
+    for scale, r in result["scales"].items():
+        cells = ", ".join(f"{mod} {fmt(v['generated_median'])} / {fmt(v['real_median'])} (n {v['n_generated']} / "
+                          f"{v['n_real']})" for mod, v in r["stray_at_edge"].items())
+        lines.append(f"- {scale}: {cells}")
     return "\n".join(lines) + "\n"
 
 
