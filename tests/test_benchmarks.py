@@ -949,11 +949,12 @@ def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_differenc
     assert r["top_in_tumour"]["t1n"]["n"] == n and r["label_agreement"]["wt_dice_min"] == 1.0
     unchanged = paired_contrast.paired_contrast(real, labels, real, labels, ["t1n", "t1c", "t2w", "t2f"])
     assert all(v["difference"]["mean"] == 0 for k in paired_contrast.READINGS for v in unchanged[k].values())
-    edge = paired_contrast.stray_at_edge(real, labels, ["t1n", "t1c", "t2w", "t2f"])
-    assert all(v.size == 0 or (v >= 0).all() and (v <= 1).all() for v in edge)
+    where = paired_contrast.stray_where(real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    assert all(v.size == 0 or (v >= 0).all() and (v <= 1).all() for v in where["at_edge"])
     lit = real.copy()
     lit[:, 1, 3, 3:21, 3:21] = 1.0  # the brightest t1c voxels on one face of the brain, far from every tumour
-    assert (paired_contrast.stray_at_edge(lit, labels, ["t1n", "t1c", "t2w", "t2f"])[1] == 1.0).all()
+    lit_where = paired_contrast.stray_where(lit, labels, ["t1n", "t1c", "t2w", "t2f"])
+    assert (lit_where["at_edge"][1] == 1.0).all() and (lit_where["to_wt"][1] >= 5).all()
     shifted = np.roll(labels, 2, axis=2)  # a side read through another crop: the agreement says so
     assert paired_contrast.paired_contrast(real, shifted, real, labels, ["t1n", "t1c", "t2w", "t2f"])[
         "label_agreement"]["wt_dice_min"] < 0.8
