@@ -44,15 +44,16 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
     from medidiff.eval.realism import brain_masks, tumour_contrast
 
     gl, rl = np.asarray(generated_labels) > 0.5, np.asarray(real_labels) > 0.5
-    gen = tumour_contrast(generated, brain_masks(generated), gl)
-    ref = tumour_contrast(real, brain_masks(real), rl)
+    gm, rm = brain_masks(generated), brain_masks(real)  # each side's, once for both readings
+    gen = tumour_contrast(generated, gm, gl)
+    ref = tumour_contrast(real, rm, rl)
     inter = (gl[:, 0] & rl[:, 0]).reshape(len(gl), -1).sum(1)
     total = gl[:, 0].reshape(len(gl), -1).sum(1) + rl[:, 0].reshape(len(rl), -1).sum(1)
     dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
     out: dict[str, Any] = {"label_agreement": {"wt_dice_min": float(dice.min()) if dice.size else None,
                                                "wt_dice_median": _median(dice)},
                            "stray": {}}
-    where = [stray_where(x, lab, modalities) for x, lab in ((generated, gl), (real, rl))]
+    where = [stray_where(x, lab, modalities, masks=m) for x, lab, m in ((generated, gl, gm), (real, rl, rm))]
     for key in ("at_edge", "to_wt"):
         out["stray"][key] = {mod: {"generated_median": _median(g), "real_median": _median(r),
                                    "n_generated": int(g.size), "n_real": int(r.size)}
@@ -72,7 +73,8 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
 EDGE_LAYERS = 2  # the brain's outer voxel layers (the generated CSF-like shell lives in two: csf_where_cpu_20261202)
 
 
-def stray_where(images: Any, labels: np.ndarray, modalities: list[str]) -> dict[str, list[np.ndarray]]:
+def stray_where(images: Any, labels: np.ndarray, modalities: list[str], *,
+                masks: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
     """Per modality, per case with any: where the brain's brightest 0.5 % that lie outside the tumour (WT dilated
     2 voxels, as tumour_contrast) are: ``at_edge``, their share within the brain's outer ``EDGE_LAYERS`` voxel
     layers; ``to_wt``, their median distance to WT in voxels (cases with a tumour). The shipped model's t1c strays sit
@@ -83,7 +85,7 @@ def stray_where(images: Any, labels: np.ndarray, modalities: list[str]) -> dict[
     from medidiff.eval.realism import TOP_QUANTILE, brain_masks
 
     x = np.asarray(images, dtype=np.float32)
-    masks = brain_masks(x)
+    masks = brain_masks(x) if masks is None else masks
     out: dict[str, list[list[float]]] = {"at_edge": [[] for _ in modalities], "to_wt": [[] for _ in modalities]}
     for i in range(len(x)):
         brain, wt = masks[i], np.asarray(labels[i, 0]) > 0.5
@@ -119,12 +121,14 @@ def generate(args: argparse.Namespace, folder: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def source_ids(cases: Any) -> list[str]:
-    """The real case each loaded generated case's mask came from, in the set's order (``--keep-source-ids``
-    records it in the case's provenance)."""
-    ids = [p["mask"].get("case_id") if isinstance(p.get("mask"), dict) else None for p in cases.provenance]
-    if len(ids) != len(cases.images) or not ids or not all(ids):
-        raise SystemExit("generated cases without their mask's case id: generate with --masks MANIFEST --keep-source-ids")
+def source_ids(folder: Path, modalities: list[str]) -> list[str]:
+    """The real case each generated case's mask came from, in the order the evaluation loads the folder
+    (:func:`medidiff.eval.data.synthetic_items`; ``--keep-source-ids`` records the id in the case's provenance)."""
+    from medidiff.eval.data import synthetic_items
+
+    ids = [(it.get("provenance") or {}).get("mask", {}).get("case_id") for it in synthetic_items(folder, modalities)]
+    if not ids or not all(ids):
+        raise SystemExit(f"{folder}: cases without their mask's case id: generate with --masks MANIFEST --keep-source-ids")
     return [str(i) for i in ids]
 
 
@@ -176,13 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root or args.manifest.parent
     result: dict[str, Any] = {"model": args.model, "config": str(args.config), "manifest": str(args.manifest),
                               "generated": str(folder), "scales": {}}
+    from medidiff.cli.evaluate_cmd import load_eval_configs
+
+    modalities = list(load_eval_configs(str(args.config), None)[0].data.modalities)
+    result["cases"] = ids = source_ids(folder, modalities)
     for scale, overrides in SCALES.items():
-        probe = _RealCases(args.config, args.manifest, root, 2, overrides())  # the pipeline for the generated set
-        gen = probe.synthetic(folder)
-        result["cases"] = ids = source_ids(gen)
         real = _RealCases(args.config, args.manifest, root, None, overrides(), train_ids=ids)
+        gen = real.synthetic(folder)
+        if len(gen) != len(ids):
+            raise SystemExit(f"{folder}: {len(gen)} cases loaded against {len(ids)} mask ids")
         result["scales"][scale] = paired_contrast(gen.images, gen.labels, real.train.images, real.train.labels,
-                                                  list(real.dcfg.modalities))
+                                                  modalities)
     (args.out / "paired_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "paired_contrast.md").write_text(table(result))
     print(table(result))
