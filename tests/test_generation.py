@@ -218,6 +218,34 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
                  str(drawn), "--no-progress"]) == 2
 
 
+def test_first_stage_runs_the_two_stage_recipe_in_one_command(trained, mask_model, tmp_path, capsys):
+    """`generate --model SECOND --first-stage FIRST`: the first model's cases go to OUT/first_stage, their label
+    maps condition the second, each second-stage case records the first model as its mask's origin (what
+    evaluate's fold check reads), and the same command again finds every case done. A pairing that cannot work
+    is refused before anything is written."""
+    _, joint = trained
+    out = tmp_path / "two"
+    cmd = ["generate", "--model", str(mask_model), "--first-stage", str(joint), "--num", "2", "--out", str(out),
+           "--no-progress"]
+    assert main(cmd) == 0
+    for i in range(2):
+        case = f"case_{i:04d}"
+        np.testing.assert_array_equal(np.asarray(nib.load(out / case / "seg.nii.gz").dataobj),
+                                      np.asarray(nib.load(out / "first_stage" / case / "seg.nii.gz").dataobj))
+        first = json.loads((out / "first_stage" / case / "provenance.json").read_text())
+        mask = json.loads((out / case / "provenance.json").read_text())["mask"]
+        assert mask["generated_case"] == case and mask["model_hash"] == first["model_hash"]
+    capsys.readouterr()
+    assert main(cmd) == 0
+    assert capsys.readouterr().out.count("2 already there") == 2  # both stages resume, nothing redrawn
+    for bad, why in ((["--model", str(mask_model), "--first-stage", str(mask_model)], "draws no label maps"),
+                     (["--model", str(joint), "--first-stage", str(joint)], "is not mask-conditioned"),
+                     (["--model", str(mask_model), "--first-stage", str(joint), "--masks", str(out)], "not both")):
+        target = tmp_path / "refused"
+        assert main(["generate", *bad, "--num", "1", "--out", str(target), "--no-progress"]) == 2
+        assert why in capsys.readouterr().err and not target.exists()
+
+
 def test_bad_masks_are_clear_errors(mask_model, tmp_path, capsys):
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="label maps for mask-conditioned models: a folder of label NIfTIs on the "
                                    "model grid (case i uses file i mod n, sorted by name), or a manifest whose "
                                    "labelled cases go through the model's data pipeline")
+    p.add_argument("--first-stage", type=model_path,
+                   help="the two-stage recipe in one command: a model that draws label maps (generate_labels) "
+                        "writes --num cases to OUT/first_stage (its own sampler; its images are kept there too), "
+                        "and their seg.nii.gz condition --model, a mask-conditioned model (as --masks OUT/first_stage)")
     p.add_argument("--mask-folds", type=int, nargs="+", help="with a --masks manifest: take masks only from these "
                    "folds (default: the folds the model trained on; needs --masks to be the model's own manifest)")
     p.add_argument("--reference", help="a manifest: write cases in a real case's grid (its affine, spacing and "
@@ -92,6 +96,8 @@ def _generate(args: argparse.Namespace) -> int:
         raise MedidiffError("--mask-folds needs --masks MANIFEST.json (folds are a manifest's)")
     layout = layout_of(args)
     check_layout_target(layout, Path(args.out))
+    if args.first_stage:
+        _check_two_stages(args)
     if args.geometry is None:  # BraTS tooling expects the BraTS grid
         args.geometry = "brats" if layout.name in ("brats", "brats2021") else "native"
     forced = layout.label_convention
@@ -101,6 +107,9 @@ def _generate(args: argparse.Namespace) -> int:
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
     if dry_run(args, options_of(args)):
         return 0
+    if args.first_stage:
+        _generate(first_stage_args(args))
+        args.masks = str(first_stage_folder(args))
     from dataclasses import replace
 
     import torch
@@ -256,6 +265,41 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"{len(todo)} case(s) written to {root}" + (f", {skipped} already there (skipped)" if skipped else "")
           + (f", {len(conflicts)} replaced (--overwrite)" if conflicts else ""))
     return 0
+
+
+FIRST_STAGE_FOLDER = "first_stage"  # not case_*: evaluate and plan_cases read only case folders
+
+
+def first_stage_folder(args: argparse.Namespace) -> Path:
+    return Path(args.out) / FIRST_STAGE_FOLDER
+
+
+def _check_two_stages(args: argparse.Namespace) -> None:
+    """--first-stage: refused before anything is written unless the first model draws label maps and --model is
+    mask-conditioned (each model's recorded config)."""
+    if args.masks:
+        raise MedidiffError("--first-stage draws the masks: give it or --masks, not both")
+    for flag in ("mask_folds", "reference", "prompts", "sr_model"):
+        if getattr(args, flag):
+            raise MedidiffError(f"--{flag.replace('_', '-')} is not supported with --first-stage")
+    for model, key, need in ((args.first_stage, "generate_labels", "draws no label maps"),
+                             (args.model, "mask", "is not mask-conditioned")):
+        conditioning = json.loads((Path(model) / "config.json").read_text()).get("config", {}).get("conditioning", {})
+        if not conditioning.get(key):
+            which = "--first-stage" if model == args.first_stage else "--model"
+            raise MedidiffError(f"{which} {model}: {need} (conditioning.{key} is false): the two-stage recipe needs "
+                                "a first stage that draws labels and a second conditioned on them")
+
+
+def first_stage_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The first stage's request: the first model on its own sampler config, the same seeds, batch, device and
+    folder rules, into OUT/first_stage on the model grid (what --masks reads)."""
+    first = argparse.Namespace(**vars(args))
+    first.model, first.first_stage, first.out = args.first_stage, None, str(first_stage_folder(args))
+    first.layout, first.geometry, first.label_convention = "medidiff", "native", None
+    for flag in ("steps", "sr_steps", "sampler", "eta", "guidance", "masks", "dataset_id", "dataset_name"):
+        setattr(first, flag, None)
+    return first
 
 
 def layout_of(args: argparse.Namespace) -> Layout:

@@ -1,0 +1,111 @@
+"""Would blur alone make an enhancing tumour read brighter? Real training cases blurred with a Gaussian of each
+sigma, read paired against themselves unblurred (``paired_contrast``: the same label map on both sides) beside the
+detail-coherence shift the blur makes (the realism check's reading: > 0 blur). Why: a mask-conditioned model's t2f
+and t2w ET read 0.1-0.2 brighter than the real cases its masks came from (quality_scale_h200_20261204g, paired), and
+its images are slightly blurred; in t2f the ET is a thin rim between a dark core and bright edema, so a blur could
+smear the edema into it. If a blur of the model's coherence shift moves the ET by the model's overshoot, blur is the
+mechanism; if it moves it far less, the overshoot is something else.
+
+    python benchmarks/blur_contrast.py --config CONFIG --manifest MANIFEST [--root ROOT] --num 32 \\
+        --sigmas 0.5 0.75 1 1.5 --out OUT
+
+CONFIG: an experiment's config (its data section defines the evaluation grid and scales); only training-fold
+cases are read. Writes OUT/blur_contrast.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_contrast import SCALES, paired_contrast  # noqa: E402
+from quality_common import _RealCases  # noqa: E402
+
+
+def blurred(images: Any, sigma: float) -> np.ndarray:
+    """(N, C, X, Y, Z) -> the same with every channel's volume Gaussian-blurred (sigma in voxels, spatial axes only),
+    the brain's outside kept as it was (the blur would lift the background and move the brain mask)."""
+    from scipy import ndimage
+
+    x = np.asarray(images, dtype=np.float32)
+    if sigma <= 0:
+        return x.copy()
+    out = ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma, sigma))
+    outside = x <= x.reshape(*x.shape[:2], -1).min(-1)[..., None, None, None]
+    return np.where(outside, x, out)
+
+
+def coherence_shift(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(C,): mean detail coherence of ``images`` minus that of ``reference`` (the realism check's difference)."""
+    from medidiff.eval.realism import brain_masks, detail_coherence
+
+    return (np.nanmean(detail_coherence(images, brain_masks(images)), 0)
+            - np.nanmean(detail_coherence(reference, brain_masks(reference)), 0))
+
+
+def blur_contrast(images: Any, labels: Any, modalities: list[str], sigmas: list[float]) -> dict[str, Any]:
+    """Per sigma: the coherence shift per modality and :func:`paired_contrast` of the blurred cases against the
+    unblurred ones (same labels)."""
+    real = np.asarray(images, dtype=np.float32)
+    out: dict[str, Any] = {}
+    for s in sigmas:
+        b = blurred(real, s)
+        out[str(s)] = {"coherence_shift": dict(zip(modalities, coherence_shift(b, real).tolist())),
+                       "paired": paired_contrast(b, labels, real, labels, modalities)}
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    mods = result["modalities"]
+    lines = ["| scale | sigma (voxels) | reading | " + " | ".join(mods) + " |", "|---" * (3 + len(mods)) + "|"]
+    for scale, per_sigma in result["scales"].items():
+        for s, r in per_sigma.items():
+            lines.append(f"| {scale} | {s} | coherence shift (> 0 blur) | "
+                         + " | ".join(f"{r['coherence_shift'][m]:+.3f}" for m in mods) + " |")
+            for reading in ("et_contrast", "et_upper"):
+                cells = []
+                for m in mods:
+                    d = r["paired"][reading][m]["difference"]
+                    cells.append(f"{d['mean']:+.3f} [{d['t95'][0]:+.3f}, {d['t95'][1]:+.3f}]"
+                                 if d.get("t95") else "n/a")
+                lines.append(f"| {scale} | {s} | {reading}, blurred - real | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--root", type=Path)
+    ap.add_argument("--num", type=int, default=32)
+    ap.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.5])
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.num < 2:
+        raise SystemExit("--num must be >= 2 (an interval needs two cases)")
+    from medidiff.cli.evaluate_cmd import load_eval_configs
+    from medidiff.eval.data import real_items
+
+    exp = load_eval_configs(str(args.config), None)[0]
+    root = args.root or args.manifest.parent
+    ids = [it["case_id"] for it in real_items(args.manifest, root, exp.data.fold)[0][:args.num]]
+    modalities = list(exp.data.modalities)
+    result: dict[str, Any] = {"config": str(args.config), "manifest": str(args.manifest), "cases": ids,
+                              "modalities": modalities, "sigmas": args.sigmas, "scales": {}}
+    for scale, overrides in SCALES.items():
+        real = _RealCases(args.config, args.manifest, root, None, overrides(), train_ids=ids)
+        result["scales"][scale] = blur_contrast(real.train.images, real.train.labels, modalities, args.sigmas)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "blur_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "blur_contrast.md").write_text(table(result))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
