@@ -15,7 +15,6 @@ cases are read. Writes OUT/blur_contrast.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_contrast import SCALES, paired_contrast  # noqa: E402
+from paired_contrast import SCALES, paired_contrast, write_result  # noqa: E402
 from quality_common import _RealCases  # noqa: E402
 
 
@@ -100,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for scale, overrides in SCALES.items():
         real = _RealCases(args.config, args.manifest, root, None, overrides(), train_ids=ids)
         result["scales"][scale] = blur_contrast(real.train.images, real.train.labels, modalities, args.sigmas)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "blur_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "blur_contrast.md").write_text(table(result))
-    print(table(result))
+    write_result(args.out, "blur_contrast", result, table(result))
     return 0
 
 

@@ -6,7 +6,7 @@ alike (quality_scale_h200_20261204f: t2f's ET 0.3-0.4 too bright for the joint m
 masks, a difference is the image model's own.
 
     python benchmarks/paired_contrast.py --model MODEL --config CONFIG --manifest MANIFEST [--root ROOT] \\
-        --num 16 --out OUT [--generated DIR] [--sampler heun] [--device cpu]
+        --num 16 --out OUT [--generated DIR] [--sampler heun] [--device cpu] [--mask-folds 1 2 3]
 
 MODEL: a mask-conditioned model folder (or a short name); CONFIG: the experiment it was trained with (its
 resolved_config.yaml, or quality_scale's OUT/configs/<run>.yaml); MANIFEST: its data. Generates ``--num`` cases
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_common import _RealCases  # noqa: E402
 from quality_scale import eval_scale_overrides, normal_brain_scale_overrides, summarise_over_seeds  # noqa: E402
 
-READINGS = ("et_contrast", "et_upper", "top_in_tumour")
+READINGS = ("et_contrast", "et_upper", "top_in_tumour", "ncr_contrast", "ed_contrast")
 SCALES = {"shipped": eval_scale_overrides, "outside_tumour": normal_brain_scale_overrides}
 
 
@@ -45,8 +45,8 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
 
     gl, rl = np.asarray(generated_labels) > 0.5, np.asarray(real_labels) > 0.5
     gm, rm = brain_masks(generated), brain_masks(real)  # each side's, once for both readings
-    gen = tumour_contrast(generated, gm, gl)
-    ref = tumour_contrast(real, rm, rl)
+    gen = {**tumour_contrast(generated, gm, gl), **region_contrast(generated, gm, gl)}
+    ref = {**tumour_contrast(real, rm, rl), **region_contrast(real, rm, rl)}
     inter = (gl[:, 0] & rl[:, 0]).reshape(len(gl), -1).sum(1)
     total = gl[:, 0].reshape(len(gl), -1).sum(1) + rl[:, 0].reshape(len(rl), -1).sum(1)
     dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
@@ -67,6 +67,32 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
             out[reading][mod] = {"n": int(both.sum()), "generated_median": _median(g[both]),
                                  "real_median": _median(r[both]), "difference_median": _median(d),
                                  "difference": summarise_over_seeds(d.tolist())}
+    return out
+
+
+def region_contrast(images: Any, masks: np.ndarray, labels: np.ndarray, *, margin: int = 2) -> dict[str, np.ndarray]:
+    """The ET's two neighbours read as :func:`medidiff.eval.realism.tumour_contrast` reads the ET: per case and
+    modality, (N, C) each, ``ncr_contrast`` (TC without ET) and ``ed_contrast`` (WT without TC), the region's median
+    minus the normal brain's (outside WT dilated ``margin``); nan without the region. Why: an ET drawn too bright
+    in t2f (the ET lies between a darker core and brighter edema there) reads differently when the edema beside it
+    is right (the rim drawn like its neighbour) or too bright as well (the whole tumour)."""
+    from scipy import ndimage
+
+    from medidiff.eval.realism import _unit
+
+    n, channels = len(images), images.shape[1]
+    out = {"ncr_contrast": np.full((n, channels), np.nan), "ed_contrast": np.full((n, channels), np.nan)}
+    for i in range(n):
+        wt, tc, et = (np.asarray(labels[i, k]) > 0.5 for k in range(3))
+        near = ndimage.binary_dilation(wt, iterations=margin) if margin > 0 else wt
+        normal = masks[i] & ~near
+        if not normal.any():
+            continue
+        u = _unit(images[i]) * 2 - 1
+        for key, region in (("ncr_contrast", masks[i] & tc & ~et), ("ed_contrast", masks[i] & wt & ~tc)):
+            if region.any():
+                for ch in range(channels):
+                    out[key][i, ch] = float(np.median(u[ch][region]) - np.median(u[ch][normal]))
     return out
 
 
@@ -118,6 +144,8 @@ def generate(args: argparse.Namespace, folder: Path) -> None:
         cmd += ["--root", str(args.root)]
     if args.sampler:
         cmd += ["--sampler", args.sampler]
+    if args.mask_folds:  # a manifest other than the model's own (the CPU's copy of the GPU set): generate asks
+        cmd += ["--mask-folds", *map(str, args.mask_folds)]
     subprocess.run(cmd, check=True)
 
 
@@ -170,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generated", type=Path, help="a folder generate --masks MANIFEST --keep-source-ids wrote")
     ap.add_argument("--sampler", choices=["euler", "heun"], help="default: the model's")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--mask-folds", type=int, nargs="+",
+                    help="the folds the model trained on, when MANIFEST is not its data.manifest (generate's flag)")
     args = ap.parse_args(argv)
     if args.num < 2:
         raise SystemExit("--num must be >= 2 (an interval needs two cases)")
@@ -191,10 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{folder}: {len(gen)} cases loaded against {len(ids)} mask ids")
         result["scales"][scale] = paired_contrast(gen.images, gen.labels, real.train.images, real.train.labels,
                                                   modalities)
-    (args.out / "paired_contrast.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "paired_contrast.md").write_text(table(result))
-    print(table(result))
+    write_result(args.out, "paired_contrast", result, table(result))
     return 0
+
+
+def write_result(out: Path, stem: str, result: dict[str, Any], text: str) -> None:
+    """OUT/<stem>.json (every number) and OUT/<stem>.md (the table, also printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

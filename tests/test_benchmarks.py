@@ -812,6 +812,12 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
                              *quality_scale.VARIANTS["x0_detail100_lll30_labels_lll100_skip005"]]).objective
     assert img.channel_weights[:7] == [30, 30, 30, 30, 100, 100, 100] and set(img.channel_weights[7:]) == {1}
     assert img.x0_skip_sigma == 0.05 and img.detail_weight == 100
+    # ... and on the mask-conditioned second stage (32 channels: no masks drawn)
+    second = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                               *quality_scale.ARMS[quality_scale.ARM],
+                                               *quality_scale.VARIANTS["x0_detail100_lll30_skip005_maskcond"]])
+    folded = build_objective(second.objective, build_codec_for(second).channel_names).config.channel_weights
+    assert folded[:4] == [30] * 4 and set(folded[4:]) == {100} and len(folded) == 32
     # the halved range's time shift: half the shipped factor on the 2 mm latent, so each time's signal-to-noise
     # ratio for the brain (at half the amplitude) is the shipped scale's
     def objective(variant: str):
@@ -948,7 +954,17 @@ def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_differenc
         assert abs(et[mod]["difference"]["mean"]) < 1e-6 and et[mod]["difference_median"] == 0
     assert r["top_in_tumour"]["t1n"]["n"] == n and r["label_agreement"]["wt_dice_min"] == 1.0
     unchanged = paired_contrast.paired_contrast(real, labels, real, labels, ["t1n", "t1c", "t2w", "t2f"])
-    assert all(v["difference"]["mean"] == 0 for k in paired_contrast.READINGS for v in unchanged[k].values())
+    assert all(v["difference"]["mean"] == 0 for k in paired_contrast.READINGS for v in unchanged[k].values()
+               if v["n"])  # the fixture has no core outside the ET: ncr_contrast reads n 0
+    ed = r["ed_contrast"]  # the edema unchanged in every modality, read in every case
+    assert all(ed[m]["n"] == n and ed[m]["difference"]["mean"] == 0 for m in ("t1n", "t1c", "t2w", "t2f"))
+    assert r["ncr_contrast"]["t1n"]["n"] == 0
+    wet = real.copy()
+    for i in range(n):  # the edema 0.2 brighter in t2f only: read there, in every case, and the ET unmoved
+        wet[i, 3][labels[i, 0] & ~labels[i, 1]] += 0.2
+    w = paired_contrast.paired_contrast(wet, labels, real, labels, ["t1n", "t1c", "t2w", "t2f"])
+    np.testing.assert_allclose(w["ed_contrast"]["t2f"]["difference"]["t95"], [0.2, 0.2], atol=1e-6)
+    assert w["ed_contrast"]["t2w"]["difference"]["mean"] == 0 and w["et_contrast"]["t2f"]["difference"]["mean"] == 0
     where = paired_contrast.stray_where(real, labels, ["t1n", "t1c", "t2w", "t2f"])
     assert all(v.size == 0 or (v >= 0).all() and (v <= 1).all() for v in where["at_edge"])
     lit = real.copy()
@@ -958,3 +974,50 @@ def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_differenc
     shifted = np.roll(labels, 2, axis=2)  # a side read through another crop: the agreement says so
     assert paired_contrast.paired_contrast(real, shifted, real, labels, ["t1n", "t1c", "t2w", "t2f"])[
         "label_agreement"]["wt_dice_min"] < 0.8
+
+
+def test_blur_contrast_reads_a_rim_smeared_by_blur_and_nothing_without_blur(monkeypatch):
+    """The mechanism blur_contrast.py exists to size: an ET rim beside brighter edema reads brighter once blurred
+    (the edema smears in), while a modality whose tumour is flat does not move; sigma 0 moves nothing; the blur
+    raises the detail coherence (the realism check's blur reading) and leaves the outside of the brain as it was."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import blur_contrast
+
+    rng = np.random.default_rng(0)
+    n, shape = 3, (28, 28, 28)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    images = np.full((n, 2, *shape), -1.0, dtype=np.float32)
+    labels = np.zeros((n, 3, *shape), dtype=bool)
+    for i in range(n):
+        images[i][:, 3:25, 3:25, 3:25] = rng.uniform(-0.3, 0.1, (2, 22, 22, 22))
+        r = np.sqrt(((grid - np.array([13 + i, 14, 14])[:, None, None, None]) ** 2).sum(0))
+        labels[i, 0], labels[i, 1], labels[i, 2] = r < 6, r < 3, (r >= 2) & (r < 3)
+        images[i, 0][r < 6] = 0.9  # first modality: bright edema around an ET (and core) at 0.2
+        images[i, 0][r < 3] = 0.2
+        images[i, 1][r < 6] = 0.3  # second: the tumour flat
+    r = blur_contrast.blur_contrast(images, labels, ["a", "b"], [0.0, 1.0])
+    still, blur = r["0.0"], r["1.0"]
+    assert all(v == 0 for v in still["coherence_shift"].values())
+    assert all(still["paired"]["et_contrast"][m]["difference"]["mean"] == 0 for m in ("a", "b"))
+    assert blur["coherence_shift"]["a"] > 0 and blur["coherence_shift"]["b"] > 0
+    assert blur["paired"]["et_contrast"]["a"]["difference"]["mean"] > 0.1
+    assert abs(blur["paired"]["et_contrast"]["b"]["difference"]["mean"]) < 0.05
+    b = blur_contrast.blurred(images, 1.0)
+    assert (b[images == -1.0] == -1.0).all()
+
+
+def test_paired_contrast_passes_the_mask_folds_to_generate(monkeypatch, tmp_path):
+    """On a copy of the GPU set's manifest (not the model's own), generate cannot tell the training folds and
+    refuses: paired_contrast passes --mask-folds on, and nothing without it."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import argparse
+
+    import paired_contrast
+
+    calls = []
+    monkeypatch.setattr(paired_contrast.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    base = dict(model="m", manifest=tmp_path / "m.json", num=2, device="cpu", root=None, sampler=None)
+    paired_contrast.generate(argparse.Namespace(**base, mask_folds=[1, 2, 3]), tmp_path / "g")
+    paired_contrast.generate(argparse.Namespace(**base, mask_folds=None), tmp_path / "g")
+    assert calls[0][calls[0].index("--mask-folds") + 1:][:3] == ["1", "2", "3"]
+    assert "--mask-folds" not in calls[1]
