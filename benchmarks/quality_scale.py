@@ -83,6 +83,8 @@ from typing import Any
 
 import numpy as np
 from quality_ablation import ARMS
+
+from medidiff.cli.generate_cmd import FIRST_STAGE_SEED_OFFSET
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
                             gpu_envs, held_out_cases, log, make_anatomy_data, memorisation_audits_of, overrides, real_scores,
                             realism_checks_of, side_by_side, train_and_export, write_atomic)
@@ -688,7 +690,10 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     if cfg.conditioning.mask:
         masks = (generated_masks(out, args.mask_source) if args.mask_source
                  else training_masks(out, cfg, run, args.generate))
-    g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks)
+    # a second stage's seeds are not its first stage's (which drew with 0..): the images would start from the noise
+    # that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
+    g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks,
+                           seed=FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],

@@ -172,8 +172,10 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
     _, joint = trained
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["generate", "--model", str(joint), "--num", "2", "--out", str(first), "--no-progress"]) == 0
-    assert main(["generate", "--model", str(mask_model), "--num", "2", "--out", str(second), "--masks", str(first),
-                 "--no-progress"]) == 0
+    shared = ["generate", "--model", str(mask_model), "--num", "2", "--out", str(second), "--masks", str(first),
+              "--no-progress"]
+    assert main(shared) == 2 and not second.exists()  # seeds 0, 1 drew those labels: the same starting noise
+    assert main([*shared, "--seed", "2"]) == 0
     for i in range(2):
         case = f"case_{i:04d}"
         np.testing.assert_array_equal(np.asarray(nib.load(second / case / "seg.nii.gz").dataobj),
@@ -182,6 +184,7 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
         mask = json.loads((second / case / "provenance.json").read_text())["mask"]
         assert mask["generated_case"] == case and mask["model_hash"] == stage1["model_hash"]
         assert mask["training_data"] == stage1["training_data"] and "file_stem_sha256" not in mask
+        assert mask["seed"] == stage1["seed"] == i
 
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -233,13 +236,22 @@ def test_first_stage_runs_the_two_stage_recipe_in_one_command(trained, mask_mode
         np.testing.assert_array_equal(np.asarray(nib.load(out / case / "seg.nii.gz").dataobj),
                                       np.asarray(nib.load(out / "first_stage" / case / "seg.nii.gz").dataobj))
         first = json.loads((out / "first_stage" / case / "provenance.json").read_text())
-        mask = json.loads((out / case / "provenance.json").read_text())["mask"]
+        second = json.loads((out / case / "provenance.json").read_text())
+        mask = second["mask"]
         assert mask["generated_case"] == case and mask["model_hash"] == first["model_hash"]
+        assert (first["seed"], second["seed"]) == (1_000_000 + i, i)  # each stage its own noise
     capsys.readouterr()
     assert main(cmd) == 0
     assert capsys.readouterr().out.count("2 already there") == 2  # both stages resume, nothing redrawn
-    for bad, why in ((["--model", str(mask_model), "--first-stage", str(mask_model)], "draws no label maps"),
-                     (["--model", str(joint), "--first-stage", str(joint)], "is not mask-conditioned"),
+    legacy = tmp_path / "legacy"  # the user's label convention reaches the first stage's seg files too
+    assert main([*cmd[:-2], str(legacy), "--label-convention", "brats2021", "--no-progress"]) == 0
+    for folder in (legacy / "first_stage" / "case_0000", legacy / "case_0000"):
+        assert json.loads((folder / "provenance.json").read_text())["label_convention"] == "brats2021"
+    for bad, why in ((["--model", str(mask_model), "--first-stage", str(mask_model)],
+                      f"--first-stage {mask_model}: draws no label maps"),
+                     (["--model", str(joint), "--first-stage", str(joint)], f"--model {joint}: is not mask-conditioned"),
+                     (["--model", str(mask_model), "--first-stage", str(tmp_path / "nothing")], "not a medidiff model"),
+                     (["--model", str(mask_model), "--first-stage", str(joint), "--sr-model", str(joint)], "--sr-model"),
                      (["--model", str(mask_model), "--first-stage", str(joint), "--masks", str(out)], "not both")):
         target = tmp_path / "refused"
         assert main(["generate", *bad, "--num", "1", "--out", str(target), "--no-progress"]) == 2

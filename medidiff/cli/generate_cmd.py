@@ -97,7 +97,7 @@ def _generate(args: argparse.Namespace) -> int:
     layout = layout_of(args)
     check_layout_target(layout, Path(args.out))
     if args.first_stage:
-        _check_two_stages(args)
+        _check_two_stages(args, layout)
     if args.geometry is None:  # BraTS tooling expects the BraTS grid
         args.geometry = "brats" if layout.name in ("brats", "brats2021") else "native"
     forced = layout.label_convention
@@ -162,6 +162,7 @@ def _generate(args: argparse.Namespace) -> int:
         # map another model generated records that model instead (its name is no patient's)
         mask_sources = [(generated_mask_source(f) or {"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
                          {"file": str(f)} if args.keep_source_ids else {}) for f in files]
+        check_noise_not_shared(args.masks, mask_sources, args.seed, args.num)
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -268,38 +269,70 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 FIRST_STAGE_FOLDER = "first_stage"  # not case_*: evaluate and plan_cases read only case folders
+# The first stage's seeds: case i's label map is drawn with seed + FIRST_STAGE_SEED_OFFSET + i, its images with
+# seed + i. Equal seeds would start the second stage from the noise that drew its own label map (every model's
+# starting noise comes from one CPU stream per seed, so two models' first channels are the same numbers).
+FIRST_STAGE_SEED_OFFSET = 1_000_000
 
 
 def first_stage_folder(args: argparse.Namespace) -> Path:
-    return Path(args.out) / FIRST_STAGE_FOLDER
+    """OUT/first_stage, in the layout's own root (an nnU-Net run's data set folder, not the shared nnUNet_raw)."""
+    return layout_of(args).root(Path(args.out)) / FIRST_STAGE_FOLDER
 
 
-def _check_two_stages(args: argparse.Namespace) -> None:
-    """--first-stage: refused before anything is written unless the first model draws label maps and --model is
-    mask-conditioned (each model's recorded config)."""
+def _check_two_stages(args: argparse.Namespace, layout: Layout) -> None:
+    """--first-stage: refused before anything is written unless the first model draws label maps, --model is
+    mask-conditioned, both generate on one grid and the layout takes --model's modalities (config.json only)."""
+    from medidiff.generation import KIND, read_model_config
+
     if args.masks:
         raise MedidiffError("--first-stage draws the masks: give it or --masks, not both")
     for flag in ("mask_folds", "reference", "prompts", "sr_model"):
         if getattr(args, flag):
             raise MedidiffError(f"--{flag.replace('_', '-')} is not supported with --first-stage")
-    for model, key, need in ((args.first_stage, "generate_labels", "draws no label maps"),
-                             (args.model, "mask", "is not mask-conditioned")):
-        conditioning = json.loads((Path(model) / "config.json").read_text()).get("config", {}).get("conditioning", {})
-        if not conditioning.get(key):
-            which = "--first-stage" if model == args.first_stage else "--model"
-            raise MedidiffError(f"{which} {model}: {need} (conditioning.{key} is false): the two-stage recipe needs "
+    cfgs = {}
+    for flag, model, key, need in (("--first-stage", args.first_stage, "generate_labels", "draws no label maps"),
+                                   ("--model", args.model, "mask", "is not mask-conditioned")):
+        cfgs[flag], _ = read_model_config(model, KIND)
+        if not getattr(cfgs[flag].conditioning, key):
+            raise MedidiffError(f"{flag} {model}: {need} (conditioning.{key} is false): the two-stage recipe needs "
                                 "a first stage that draws labels and a second conditioned on them")
+
+    def grid(cfg) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        d = cfg.data
+        return tuple(r // d.downsample for r in d.roi), tuple(s * d.downsample for s in d.spacing)
+
+    if grid(cfgs["--first-stage"]) != grid(cfgs["--model"]):
+        raise MedidiffError(f"--first-stage {args.first_stage} generates on {grid(cfgs['--first-stage'])} (shape, mm) "
+                            f"and --model {args.model} on {grid(cfgs['--model'])}: the label maps must be on its grid")
+    layout.check_modalities(list(cfgs["--model"].data.modalities))
 
 
 def first_stage_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The first stage's request: the first model on its own sampler config, the same seeds, batch, device and
-    folder rules, into OUT/first_stage on the model grid (what --masks reads)."""
+    """The first stage's request: the first model on its own sampler config, its own seeds
+    (FIRST_STAGE_SEED_OFFSET), the same batch, device, label convention and folder rules, into OUT/first_stage
+    on the model grid (what --masks reads)."""
     first = argparse.Namespace(**vars(args))
     first.model, first.first_stage, first.out = args.first_stage, None, str(first_stage_folder(args))
-    first.layout, first.geometry, first.label_convention = "medidiff", "native", None
+    first.layout, first.geometry, first.seed = "medidiff", "native", args.seed + FIRST_STAGE_SEED_OFFSET
     for flag in ("steps", "sr_steps", "sampler", "eta", "guidance", "masks", "dataset_id", "dataset_name"):
         setattr(first, flag, None)
     return first
+
+
+def check_noise_not_shared(masks_from: str, mask_sources: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+                           seed: int, num: int) -> None:
+    """Refuse a run whose case i would start from the seed that drew its own label map (a --masks folder a model
+    generated records each case's seed): the first noise channels of any two models are the same numbers for a
+    seed, so the images would not be drawn independently of the mask they are conditioned on."""
+    for i in range(num):
+        drawn = mask_sources[i % len(mask_sources)][0].get("seed")
+        if drawn is not None and drawn == seed + i:
+            used = [m.get("seed") for m, _ in mask_sources if m.get("seed") is not None]
+            raise MedidiffError(f"--masks {masks_from}: its {mask_sources[i % len(mask_sources)][0]['generated_case']} "
+                                f"was drawn with seed {drawn}, the seed this run gives case {i}: the images would "
+                                "start from the noise that drew their label map; pass --seed "
+                                f"{max(used) + 1} (or any range the first stage did not use)")
 
 
 def layout_of(args: argparse.Namespace) -> Layout:
@@ -482,7 +515,8 @@ def mask_files(folder: str | Path) -> list[Path]:
     top = sorted(Path(folder).glob("*.nii*"))
     if top:
         return top
-    segs = sorted(Path(folder).glob("case_*/seg.nii*"))
+    # case order (case_10000 after case_9999), the order generate wrote them in
+    segs = sorted(Path(folder).glob("case_*/seg.nii*"), key=lambda p: (len(p.parent.name), p.parent.name))
     for seg in segs:
         if not (seg.parent / "provenance.json").is_file():
             raise MedidiffError(f"{seg}: a case without provenance.json (unfinished?): finish that generate run "
@@ -536,7 +570,7 @@ def generated_mask_source(f: Path) -> dict[str, Any] | None:
         # public keys only: a first stage run with --keep-source-ids holds the plain case id there
         return {**{k: inherited[k] for k in PUBLIC_MASK_KEYS if k in inherited}, "via_generated_case": f.parent.name}
     return {"file_sha256": file_hash(f), "generated_case": f.parent.name, "model_hash": prov.get("model_hash"),
-            TRAINING_DATA_KEY: prov.get(TRAINING_DATA_KEY)}
+            "seed": prov.get("seed"), TRAINING_DATA_KEY: prov.get(TRAINING_DATA_KEY)}
 
 
 def load_masks(folder: str, shape: tuple[int, ...], *, max_voxels: int = DEFAULT_MAX_VOXELS,
