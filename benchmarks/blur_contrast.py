@@ -27,16 +27,22 @@ from quality_common import _RealCases  # noqa: E402
 
 
 def blurred(images: Any, sigma: float) -> np.ndarray:
-    """(N, C, X, Y, Z) -> the same with every channel's volume Gaussian-blurred (sigma in voxels, spatial axes only),
-    the brain's outside kept as it was (the blur would lift the background and move the brain mask)."""
+    """(N, C, X, Y, Z) -> the same with every channel Gaussian-blurred inside the brain only (sigma in voxels,
+    spatial axes), by normalised convolution G(x m) / G(m): the background neither enters the brain's rim (which
+    would darken it) nor is lifted. The brain: voxels where any channel is above its minimum (the background sits
+    at every channel's minimum; a brain voxel the scale clipped to -1 in one channel is still brain)."""
     from scipy import ndimage
 
     x = np.asarray(images, dtype=np.float32)
     if sigma <= 0:
         return x.copy()
-    out = ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma, sigma))
-    outside = x <= x.reshape(*x.shape[:2], -1).min(-1)[..., None, None, None]
-    return np.where(outside, x, out)
+    lowest = x.reshape(*x.shape[:2], -1).min(-1)[..., None, None, None]
+    brain = (x > lowest).any(1, keepdims=True)
+    m = brain.astype(np.float32)
+    spatial = (0, 0, sigma, sigma, sigma)
+    num = ndimage.gaussian_filter(x * m, sigma=spatial)
+    den = ndimage.gaussian_filter(np.broadcast_to(m, x.shape).copy(), sigma=spatial)
+    return np.where(brain, num / np.maximum(den, 1e-6), x)
 
 
 def coherence_shift(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -66,7 +72,7 @@ def table(result: dict[str, Any]) -> str:
         for s, r in per_sigma.items():
             lines.append(f"| {scale} | {s} | coherence shift (> 0 blur) | "
                          + " | ".join(f"{r['coherence_shift'][m]:+.3f}" for m in mods) + " |")
-            for reading in ("et_contrast", "et_upper"):
+            for reading in ("et_contrast", "et_upper", "ed_contrast", "ncr_contrast"):
                 cells = []
                 for m in mods:
                     d = r["paired"][reading][m]["difference"]

@@ -92,7 +92,8 @@ def region_contrast(images: Any, masks: np.ndarray, labels: np.ndarray, *, margi
         for key, region in (("ncr_contrast", masks[i] & tc & ~et), ("ed_contrast", masks[i] & wt & ~tc)):
             if region.any():
                 for ch in range(channels):
-                    out[key][i, ch] = float(np.median(u[ch][region]) - np.median(u[ch][normal]))
+                    if np.isfinite(u[ch][masks[i]]).all():  # a non-finite case reads nan, as in tumour_contrast
+                        out[key][i, ch] = float(np.median(u[ch][region]) - np.median(u[ch][normal]))
     return out
 
 
