@@ -862,6 +862,32 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert build_codec_for(zero).config.mean[0] < 0  # the coarse band shifted: the background encodes to 0
 
 
+def test_the_small_two_stage_pair_fits_the_weight_budget(monkeypatch, tmp_path):
+    """quality_scale.SMALL_PAIR: the first stage draws labels, the second is mask-conditioned, and their nets as
+    the training builds them export (bf16, 2 bytes a weight) within issue 16's 25 MB beside every other tracked
+    .safetensors except the shipped model they would replace."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import keep_feature_net
+    import quality_scale
+
+    from medidiff.nets import build_net
+    from medidiff.training.diffusion import build_codec_for, resolve_net_config
+
+    p = dict(quality_scale.FULL, workers=1)
+    total = 0
+    kinds = []
+    for variant in quality_scale.SMALL_PAIR:
+        cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                 *quality_scale.ARMS[quality_scale.ARM], *quality_scale.VARIANTS[variant]])
+        net = build_net(resolve_net_config(cfg, build_codec_for(cfg)))
+        total += 2 * sum(w.numel() for w in net.parameters())
+        kinds.append((cfg.conditioning.generate_labels, cfg.conditioning.mask))
+    assert kinds == [(True, False), (False, True)]
+    shipped = REPO / "medidiff" / "pretrained" / "anatomy_2mm" / "model.safetensors"
+    assert keep_feature_net.tracked_weight_bytes(exclude=shipped) + total <= keep_feature_net.BUDGET_BYTES
+    assert total < shipped.stat().st_size  # both stages together below the one model they replace
+
+
 def test_the_kept_feature_net_is_tracked_within_the_weight_budget_made_for_the_shipped_scale_and_loads():
     """Every Frechet reading compares only with readings of the same net: the kept net's recipe is the grid and
     intensity scale quality_scale evaluates on; its weights are tracked (two kept off the repository were lost
