@@ -45,8 +45,8 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
 
     gl, rl = np.asarray(generated_labels) > 0.5, np.asarray(real_labels) > 0.5
     gm, rm = brain_masks(generated), brain_masks(real)  # each side's, once for both readings
-    gen = {**tumour_contrast(generated, gm, gl), **region_contrast(generated, gm, gl)}
-    ref = {**tumour_contrast(real, rm, rl), **region_contrast(real, rm, rl)}
+    gen = tumour_contrast(generated, gm, gl)
+    ref = tumour_contrast(real, rm, rl)
     inter = (gl[:, 0] & rl[:, 0]).reshape(len(gl), -1).sum(1)
     total = gl[:, 0].reshape(len(gl), -1).sum(1) + rl[:, 0].reshape(len(rl), -1).sum(1)
     dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
@@ -67,33 +67,6 @@ def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_label
             out[reading][mod] = {"n": int(both.sum()), "generated_median": _median(g[both]),
                                  "real_median": _median(r[both]), "difference_median": _median(d),
                                  "difference": summarise_over_seeds(d.tolist())}
-    return out
-
-
-def region_contrast(images: Any, masks: np.ndarray, labels: np.ndarray, *, margin: int = 2) -> dict[str, np.ndarray]:
-    """The ET's two neighbours read as :func:`medidiff.eval.realism.tumour_contrast` reads the ET: per case and
-    modality, (N, C) each, ``ncr_contrast`` (TC without ET) and ``ed_contrast`` (WT without TC), the region's median
-    minus the normal brain's (outside WT dilated ``margin``); nan without the region. Why: an ET drawn too bright
-    in t2f (the ET lies between a darker core and brighter edema there) reads differently when the edema beside it
-    is right (the rim drawn like its neighbour) or too bright as well (the whole tumour)."""
-    from scipy import ndimage
-
-    from medidiff.eval.realism import _unit
-
-    n, channels = len(images), images.shape[1]
-    out = {"ncr_contrast": np.full((n, channels), np.nan), "ed_contrast": np.full((n, channels), np.nan)}
-    for i in range(n):
-        wt, tc, et = (np.asarray(labels[i, k]) > 0.5 for k in range(3))
-        near = ndimage.binary_dilation(wt, iterations=margin) if margin > 0 else wt
-        normal = masks[i] & ~near
-        if not normal.any():
-            continue
-        u = _unit(images[i]) * 2 - 1
-        for key, region in (("ncr_contrast", masks[i] & tc & ~et), ("ed_contrast", masks[i] & wt & ~tc)):
-            if region.any():
-                for ch in range(channels):
-                    if np.isfinite(u[ch][masks[i]]).all():  # a non-finite case reads nan, as in tumour_contrast
-                        out[key][i, ch] = float(np.median(u[ch][region]) - np.median(u[ch][normal]))
     return out
 
 

@@ -520,7 +520,8 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     # the normal brain's (on the shipped scale the ET sits at the clip), and the stray bright voxels on the shipped
     # scale (they set its per-case percentiles)
     # medians against real's: report.json writes a nan (a set with no ET in a modality) as "nan", hence float()
-    for key in ("et_contrast", "et_upper"):  # et_upper: reports since session 35 (the ET's 90th percentile)
+    # et_upper: reports since session 35 (the ET's 90th percentile); ed_contrast: since session 37 (the edema)
+    for key in ("et_contrast", "et_upper", "ed_contrast"):
         for mod, r in normal.get("tumour_contrast", {}).get(key, {}).items():
             m[f"{key}_vs_real_{mod}"] = _median_vs_real(r)
     contrast = realism.get("tumour_contrast", {})
@@ -916,6 +917,8 @@ ROWS: list[tuple[str, str, int]] = [
     *[(f"et_upper_vs_real_{m}", f"ET 90th percentile - normal brain median, synthetic - real, {m}, outside-the-tumour "
        "scale (< 0: the ET's bright end too dark; a median < 0 with this near 0: the ET label too wide)", 3)
       for m in MODALITIES],
+    *[(f"ed_contrast_vs_real_{m}", f"edema median - normal brain median, synthetic - real, {m}, outside-the-tumour scale "
+       "(> 0: edema too bright)", 3) for m in MODALITIES],
     *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing)", 2),

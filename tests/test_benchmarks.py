@@ -559,7 +559,8 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     # the ET), the stray bright voxels and the check's verdict from the shipped-scale reading; < 0: too dark, stray
     second["results"][qs.NORMAL_BRAIN_REALISM]["checks"]["tumour_contrast"] = {
         "et_contrast": {"t1c": {"synthetic_median": 0.94, "real_median": 1.21}},
-        "et_upper": {"t1c": {"synthetic_median": 1.12, "real_median": 1.39}}, "pass": True}
+        "et_upper": {"t1c": {"synthetic_median": 1.12, "real_median": 1.39}},
+        "ed_contrast": {"t2f": {"synthetic_median": 0.93, "real_median": 0.72}}, "pass": True}
     shipped = {"results": {"realism": {"checks": {"tumour_contrast": {
         "et_contrast": {"t1c": {"synthetic_median": 1.0, "real_median": 1.0}},
         "top_in_tumour": {"t1c": {"synthetic_median": 0.68, "real_median": 0.98}}, "pass": False}}}}}
@@ -567,6 +568,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert parts["et_contrast_vs_real_t1c"] == pytest.approx(-0.27) and parts["tumour_contrast_pass"] == 0.0
     assert parts["top_in_tumour_vs_real_t1c"] == pytest.approx(-0.30) and "et_contrast_vs_real_t1n" not in parts
     assert parts["et_upper_vs_real_t1c"] == pytest.approx(-0.27)  # the ET's bright end, the same scale as its median
+    assert parts["ed_contrast_vs_real_t2f"] == pytest.approx(0.21)  # the edema, read as the ET is
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
     def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it
@@ -992,9 +994,9 @@ def test_paired_contrast_reads_an_overshoot_in_one_modality_as_its_own_differenc
     core = cored[:, 1] & ~cored[:, 2]
     dark = real.copy()
     dark[:, 0][core] = -0.6
-    from medidiff.eval.realism import brain_masks
+    from medidiff.eval.realism import brain_masks, tumour_contrast
 
-    ncr = paired_contrast.region_contrast(dark, brain_masks(dark), cored)["ncr_contrast"]
+    ncr = tumour_contrast(dark, brain_masks(dark), cored)["ncr_contrast"]
     assert np.isfinite(ncr).all() and (ncr[:, 0] < -0.3).all() and (ncr[:, 1:] > 0).all()
     wet = real.copy()
     for i in range(n):  # the edema 0.2 brighter in t2f only: read there, in every case, and the ET unmoved

@@ -65,7 +65,10 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   median of the normal brain (the brain mask outside the WT label dilated ``margin`` voxels), in
   the [-1, 1] scale, on cases with ET; ``et_upper``: the same with the ET's 90th percentile, its bright
   end, which a label wider than the rim barely moves (the median and the ET share above tell a dim ET
-  from a wide label). ``top_in_tumour``: the share of the brain's brightest 0.5 %
+  from a wide label); ``ed_contrast`` and ``ncr_contrast``: the edema's (WT without TC) and the core's (TC
+  without ET) median against the same normal brain (a mask-conditioned 2 mm model drew t2f's edema as much too
+  bright as its ET, +0.21, while the ET alone could pass for a smeared rim:
+  ``benchmarks/results/paired_sampler_cpu_20261204``). ``top_in_tumour``: the share of the brain's brightest 0.5 %
   that lies inside the WT label dilated ``margin`` voxels (2: the tumour's partial-volume rim counts as
   tumour), on cases with a tumour. Why: the t1c
   histogram's miss (W1 0.27 against a floor of 0.016, 2026-12-04) mixed three things that one
@@ -362,20 +365,24 @@ def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels
     """(N, C, X, Y, Z) images in [-1, 1], (N, X, Y, Z) brain masks and (N, 3, X, Y, Z) WT/TC/ET masks ->
     per case and modality, (N, C) each: ``et_contrast``, the ET's median minus the normal brain's (the brain
     outside WT dilated ``margin`` voxels; nan without ET or normal brain), ``et_upper``, the same with the ET's
-    ``ET_UPPER_QUANTILE`` quantile for its median, and ``top_in_tumour``, the share of
-    the brain's voxels at or above its 99.5th percentile that lie inside WT dilated ``margin`` voxels (nan
-    without a tumour). The margin keeps the tumour's partial-volume rim out of the normal brain."""
+    ``ET_UPPER_QUANTILE`` quantile for its median, ``ed_contrast`` and ``ncr_contrast``, the ET's two neighbours
+    read as its median is (edema: WT without TC; core: TC without ET; nan without the region), and
+    ``top_in_tumour``, the share of the brain's voxels at or above its 99.5th percentile that lie inside WT
+    dilated ``margin`` voxels (nan without a tumour). The margin keeps the tumour's partial-volume rim out of the
+    normal brain."""
     n, channels = len(images), images.shape[1]
+    keys = ("et_contrast", "et_upper", "top_in_tumour", "ed_contrast", "ncr_contrast")
 
     def case_contrast(i: int) -> np.ndarray:
-        """(3, C): et_contrast, et_upper and top_in_tumour of case ``i``."""
-        row = np.full((3, channels), np.nan)
-        wt, et = np.asarray(labels[i, 0]) > 0.5, np.asarray(labels[i, 2]) > 0.5
+        """(5, C): the readings of ``keys`` for case ``i``."""
+        row = np.full((len(keys), channels), np.nan)
+        wt, tc, et = (np.asarray(labels[i, k]) > 0.5 for k in range(3))
         brain = masks[i]
         if not (brain.any() and wt.any()):
             return row
         near = ndimage.binary_dilation(wt, iterations=margin) if margin > 0 else wt
-        normal, et_in = brain & ~near, brain & et
+        normal = brain & ~near
+        regions = {0: brain & et, 3: brain & wt & ~tc, 4: brain & tc & ~et}  # row -> the region its median reads
         u = _unit(images[i]) * 2 - 1
         for ch in range(channels):
             v = u[ch]
@@ -383,15 +390,19 @@ def tumour_contrast(images: torch.Tensor | np.ndarray, masks: np.ndarray, labels
                 continue  # a non-finite case reads nan in both: left out, as a case without a tumour
             bright = brain & (v >= np.quantile(v[brain], TOP_QUANTILE))
             row[2, ch] = float((bright & near).sum() / max(int(bright.sum()), 1))
-            if et_in.any() and normal.any():
-                base = np.median(v[normal])
-                row[0, ch] = float(np.median(v[et_in]) - base)
-                row[1, ch] = float(np.quantile(v[et_in], ET_UPPER_QUANTILE) - base)
+            if not normal.any():
+                continue
+            base = np.median(v[normal])
+            for r, region in regions.items():
+                if region.any():
+                    row[r, ch] = float(np.median(v[region]) - base)
+            if regions[0].any():
+                row[1, ch] = float(np.quantile(v[regions[0]], ET_UPPER_QUANTILE) - base)
         return row
 
     with thread_map(case_contrast, range(n)) as rows:
-        per_case = np.stack(list(rows)) if n else np.full((0, 3, channels), np.nan)
-    return {"et_contrast": per_case[:, 0].copy(), "et_upper": per_case[:, 1].copy(), "top_in_tumour": per_case[:, 2].copy()}
+        per_case = np.stack(list(rows)) if n else np.full((0, len(keys), channels), np.nan)
+    return {key: per_case[:, k].copy() for k, key in enumerate(keys)}
 
 
 def brain_log_fractions(masks: np.ndarray) -> np.ndarray:
@@ -476,7 +487,8 @@ def _share_check(syn: np.ndarray, real: np.ndarray, floor_a: np.ndarray, floor_b
             "pass": bool(abs(p_syn - p_real) <= allowed)}
 
 
-CONTRAST_READINGS = ("et_contrast", "et_upper", "top_in_tumour")  # tumour_contrast's readings the check compares
+# tumour_contrast's readings the check compares
+CONTRAST_READINGS = ("et_contrast", "et_upper", "top_in_tumour", "ed_contrast", "ncr_contrast")
 
 
 def _contrast_check(syn: dict[str, np.ndarray], ref: "RealReference", *, modalities: Sequence[str],
@@ -493,8 +505,9 @@ def _contrast_check(syn: dict[str, np.ndarray], ref: "RealReference", *, modalit
                                     abs_tol=abs_tol) for c, name in enumerate(modalities)}
     out["pass"] = all(v["pass"] for key in CONTRAST_READINGS for v in out[key].values())
     out["rule"] = (f"pass when, for every modality, the W1 of the per-case ET median - normal brain median, of the ET's "
-                   f"{ET_UPPER_QUANTILE:.0%} quantile - normal brain median and of the per-case share of the brain's "
-                   f"brightest 0.5 % inside the tumour each <= {factor} x floor + {abs_tol}")
+                   f"{ET_UPPER_QUANTILE:.0%} quantile - normal brain median, of the edema's and the core's median - "
+                   "normal brain median and of the per-case share of the brain's brightest 0.5 % inside the tumour "
+                   f"each <= {factor} x floor + {abs_tol}")
     return out
 
 

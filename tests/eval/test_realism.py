@@ -275,6 +275,11 @@ def test_tumour_contrast_reads_a_built_case_exactly():
     np.testing.assert_allclose(c["et_contrast"], [[0.8, 0.8]])
     np.testing.assert_allclose(c["et_upper"], [[0.8, 0.8]])  # a flat ET: its 90th percentile is its median
     np.testing.assert_allclose(c["top_in_tumour"], [[1.0, 1.0]])  # the ET is the brightest, inside WT
+    np.testing.assert_allclose(c["ed_contrast"], [[0.2, 0.2]])  # the edema: WT without TC
+    assert np.isnan(c["ncr_contrast"]).all()  # TC = ET here: no core
+    cored = labels.copy()
+    cored[0, 1, 9:13, 9:13, 9:13] = True  # TC around the ET: its shell is core, at the edema's 0.2 here
+    np.testing.assert_allclose(tumour_contrast(x, brain[None], cored)["ncr_contrast"], [[0.2, 0.2]])
     stray = x.copy()
     n_top = int(round((1 - TOP_QUANTILE) * brain.sum()))
     far = np.argwhere(brain & (np.indices(brain.shape).min(0) >= 2) & (np.indices(brain.shape).max(0) < 6))[:n_top]
@@ -317,6 +322,22 @@ def test_an_enhancing_tumour_as_dark_as_the_normal_brain_fails_the_contrast(labe
     c = _contrast_check((dimmed, labels), labelled)
     assert not c["pass"] and not c["et_contrast"]["t1c"]["pass"], c
     assert abs(c["et_contrast"]["t1c"]["synthetic_median"]) < 0.1  # the mask and margin move the median a little
+
+
+def test_an_edema_too_bright_in_one_modality_fails_its_edema_reading_there(labelled):
+    """The 2 mm mask-conditioned second stage drew t2f's edema +0.21 above real's against the normal brain, as much as
+    its ET (paired_sampler_cpu_20261204): here every fresh case's edema (WT without TC) +0.4 in the last modality
+    only: the edema reading fails there and passes in the first."""
+    images, labels = labelled["fresh"]
+    wet = images.clone()
+    for i in range(len(images)):
+        edema = (labels[i, 0] > 0.5) & ~(labels[i, 1] > 0.5)
+        wet[i, -1][edema] = (wet[i, -1][edema] + 0.4).clamp(max=1.0)
+    c = _contrast_check((wet, labels), labelled)
+    last, first = list(c["ed_contrast"])[-1], list(c["ed_contrast"])[0]
+    assert not c["pass"] and not c["ed_contrast"][last]["pass"], c["ed_contrast"][last]
+    assert c["ed_contrast"][first]["pass"] and c["ed_contrast"][last]["synthetic_median"] > \
+        c["ed_contrast"][last]["real_median"] + 0.1, c["ed_contrast"]
 
 
 def test_a_dim_enhancing_tumour_fails_its_upper_reading_and_a_wide_et_label_its_share(labelled):
