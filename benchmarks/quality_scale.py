@@ -921,7 +921,8 @@ ROWS: list[tuple[str, str, int]] = [
        "(> 0: edema too bright)", 3) for m in MODALITIES],
     *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
-    ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing)", 2),
+    ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "
+     "since session 37 the edema judged too)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),

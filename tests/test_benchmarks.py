@@ -866,8 +866,9 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
 
 def test_the_small_two_stage_pair_fits_the_weight_budget(monkeypatch, tmp_path):
     """quality_scale.SMALL_PAIR: the first stage draws labels, the second is mask-conditioned, and their nets as
-    the training builds them export (bf16, 2 bytes a weight) within issue 16's 25 MB beside every other tracked
-    .safetensors except the shipped model they would replace."""
+    the training builds them, packed for shipping (pack_pretrained.py: bf16, 2 bytes a weight; `export` itself
+    writes float32), fit issue 16's 25 MB beside every other tracked .safetensors except the shipped model they
+    would replace."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import keep_feature_net
     import quality_scale

@@ -185,6 +185,16 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
         assert mask["generated_case"] == case and mask["model_hash"] == stage1["model_hash"]
         assert mask["training_data"] == stage1["training_data"] and "file_stem_sha256" not in mask
         assert mask["seed"] == stage1["seed"] == i
+    third = tmp_path / "third"  # the second stage's label maps are the first's: their record (model, seed) passes on
+    again3 = ["generate", "--model", str(mask_model), "--num", "2", "--out", str(third), "--masks", str(second),
+              "--no-progress"]
+    assert main([*again3, "--seed", "1"]) == 2 and not third.exists()  # seed 1 drew case_0001's labels
+    assert main([*again3, "--seed", "4"]) == 0
+    inherited = json.loads((third / "case_0001" / "provenance.json").read_text())["mask"]
+    stage1 = json.loads((first / "case_0001" / "provenance.json").read_text())
+    assert inherited["via_generated_case"] == "case_0001" and inherited["generated_case"] == "case_0001"
+    assert (inherited["model_hash"], inherited["seed"]) == (stage1["model_hash"], 1)
+    assert inherited["training_data"] == stage1["training_data"]  # evaluate's fold check reaches the first model
 
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -322,17 +322,17 @@ def first_stage_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def check_noise_not_shared(masks_from: str, mask_sources: Sequence[tuple[dict[str, Any], dict[str, Any]]],
                            seed: int, num: int) -> None:
-    """Refuse a run whose case i would start from the seed that drew its own label map (a --masks folder a model
-    generated records each case's seed): the first noise channels of any two models are the same numbers for a
-    seed, so the images would not be drawn independently of the mask they are conditioned on."""
-    for i in range(num):
-        drawn = mask_sources[i % len(mask_sources)][0].get("seed")
-        if drawn is not None and drawn == seed + i:
-            used = [m.get("seed") for m, _ in mask_sources if m.get("seed") is not None]
-            raise MedidiffError(f"--masks {masks_from}: its {mask_sources[i % len(mask_sources)][0]['generated_case']} "
-                                f"was drawn with seed {drawn}, the seed this run gives case {i}: the images would "
-                                "start from the noise that drew their label map; pass --seed "
-                                f"{max(used) + 1} (or any range the first stage did not use)")
+    """Refuse a run that would draw any case from a seed that drew one of its label maps (a --masks folder a model
+    generated records each label map's seed, passed on through later stages): the first noise channels of any two
+    models are the same numbers for a seed, so the images would not be drawn independently of the masks."""
+    drawn = {m["seed"]: m.get("generated_case") or m.get("via_generated_case")
+             for m, _ in mask_sources if m.get("seed") is not None}
+    shared = sorted(set(drawn) & set(range(seed, seed + num)))
+    if shared:
+        raise MedidiffError(f"--masks {masks_from}: seed {shared[0]} drew its label map {drawn[shared[0]]}, and this "
+                            f"run would draw case {shared[0] - seed} from it{f' (and {len(shared) - 1} more)' if len(shared) > 1 else ''}: "
+                            "the images would start from the noise that drew their masks; pass --seed "
+                            f"{max(drawn) + 1} (seeds the first stage did not use)")
 
 
 def layout_of(args: argparse.Namespace) -> Layout:
@@ -503,7 +503,9 @@ def masks_from_manifest(path: str, root: str | None, cfg, folds: list[int] | Non
 
 # the public keys of a conditioning mask's record (medidiff.io.source_record, a label-map file): what an inherited
 # record may carry into headers; a first stage's provenance.json also holds its sidecar-only ids
-PUBLIC_MASK_KEYS = ("case_id_sha256", "manifest_sha256", "fold", "file_sha256", "file_stem_sha256")
+PUBLIC_MASK_KEYS = ("case_id_sha256", "manifest_sha256", "fold", "file_sha256", "file_stem_sha256",
+                    # a label map a model drew: that model (evaluate's fold check reads it) and the seed that drew it
+                    "generated_case", "model_hash", "seed", "training_data")
 
 
 def mask_files(folder: str | Path) -> list[Path]:

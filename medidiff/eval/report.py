@@ -341,8 +341,7 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
     for key, what in (("et_contrast", "ET median - normal brain median"),
                       ("et_upper", "ET 90th percentile - normal brain median"),
                       ("top_in_tumour", "share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels)"),
-                      ("ed_contrast", "edema median - normal brain median"),
-                      ("ncr_contrast", "core (TC without ET) median - normal brain median")):
+                      ("ed_contrast", "edema median - normal brain median")):
         for mod, v in contrast.get(key, {}).items():
             lines.append(f"| tumour contrast: {what}, W1 (median) | {mod} | {_fmt(v['wasserstein'])} "
                          f"({_fmt(v['synthetic_median'])}) | floor {_fmt(v['floor'])} (real {_fmt(v['real_median'])}) | "
