@@ -41,7 +41,7 @@ def blurred(images: Any, sigma: float) -> np.ndarray:
     m = brain.astype(np.float32)
     spatial = (0, 0, sigma, sigma, sigma)
     num = ndimage.gaussian_filter(x * m, sigma=spatial)
-    den = ndimage.gaussian_filter(np.broadcast_to(m, x.shape).copy(), sigma=spatial)
+    den = ndimage.gaussian_filter(m, sigma=spatial)  # (N, 1, ...): the one brain of every channel, broadcast
     return np.where(brain, num / np.maximum(den, 1e-6), x)
 
 

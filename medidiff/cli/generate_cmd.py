@@ -116,6 +116,7 @@ def _generate(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from medidiff.data.brats import LABEL_CONVENTIONS, to_convention
+    from medidiff.data.transforms import output_spacing
     from medidiff.data.mask_sources import TRAINING_DATA_KEY, training_data_record
     from medidiff.files import folder_lock, write_text_atomic
     from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid, recorded_training_data
@@ -190,7 +191,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.sr_steps:
         sr_kwargs["sr_sampler"] = replace(pipe.sr.sampler_config, num_steps=args.sr_steps)
     out = Path(args.out)
-    spacing = [s * pipe.cfg.data.downsample for s in pipe.cfg.data.spacing]
+    spacing = list(output_spacing(pipe.cfg.data))
     geometry_record: dict[str, Any] = {"geometry": args.geometry}
     private_record: dict[str, Any] = {}  # --keep-source-ids: sidecars only, never headers
     if args.reference:
@@ -283,6 +284,7 @@ def first_stage_folder(args: argparse.Namespace) -> Path:
 def _check_two_stages(args: argparse.Namespace, layout: Layout) -> None:
     """--first-stage: refused before anything is written unless the first model draws label maps, --model is
     mask-conditioned, both generate on one grid and the layout takes --model's modalities (config.json only)."""
+    from medidiff.data.transforms import output_shape, output_spacing
     from medidiff.generation import KIND, read_model_config
 
     if args.masks:
@@ -298,9 +300,8 @@ def _check_two_stages(args: argparse.Namespace, layout: Layout) -> None:
             raise MedidiffError(f"{flag} {model}: {need} (conditioning.{key} is false): the two-stage recipe needs "
                                 "a first stage that draws labels and a second conditioned on them")
 
-    def grid(cfg) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        d = cfg.data
-        return tuple(r // d.downsample for r in d.roi), tuple(s * d.downsample for s in d.spacing)
+    def grid(cfg) -> tuple[tuple[int, ...], tuple[float, ...]]:  # (shape, mm) of what the model writes
+        return output_shape(cfg.data), output_spacing(cfg.data)
 
     if grid(cfgs["--first-stage"]) != grid(cfgs["--model"]):
         raise MedidiffError(f"--first-stage {args.first_stage} generates on {grid(cfgs['--first-stage'])} (shape, mm) "
@@ -329,10 +330,11 @@ def check_noise_not_shared(masks_from: str, mask_sources: Sequence[tuple[dict[st
              for m, _ in mask_sources if m.get("seed") is not None}
     shared = sorted(set(drawn) & set(range(seed, seed + num)))
     if shared:
+        more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
         raise MedidiffError(f"--masks {masks_from}: seed {shared[0]} drew its label map {drawn[shared[0]]}, and this "
-                            f"run would draw case {shared[0] - seed} from it{f' (and {len(shared) - 1} more)' if len(shared) > 1 else ''}: "
-                            "the images would start from the noise that drew their masks; pass --seed "
-                            f"{max(drawn) + 1} (seeds the first stage did not use)")
+                            f"run would draw case {shared[0] - seed} from it{more}: the images would start from the "
+                            f"noise that drew their masks; pass --seed {max(drawn) + 1} (seeds the first stage did not "
+                            "use)")
 
 
 def layout_of(args: argparse.Namespace) -> Layout:

@@ -32,7 +32,9 @@ def write_model_grid_masks(items: Sequence[Mapping[str, Any]], data: DataConfig,
     ``medidiff generate --masks OUT`` reads."""
     from medidiff.generation import place_in_grid
 
-    spacing = [s * data.downsample for s in data.spacing]  # the model grid's voxel size
+    from medidiff.data.transforms import output_spacing
+
+    spacing = list(output_spacing(data))  # the model grid's voxel size
     written = []
     for item, label in zip(items, model_grid_labels(items, data, label_map=label_map)):
         label, affine = place_in_grid(label, spacing, "native", label=True)

@@ -92,6 +92,7 @@ __all__ = [
     "brain_mask",
     "parse_label_map",
     "output_shape",
+    "output_spacing",
     "label_channels",
     "deterministic_transforms",
     "random_transforms",
@@ -581,6 +582,11 @@ def label_channels(mode: LabelMode) -> int:
 def output_shape(cfg: DataConfig) -> tuple[int, int, int]:
     """Spatial shape of the pipeline's output: ``cfg.roi // cfg.downsample``."""
     return tuple(int(r) // cfg.downsample for r in cfg.roi)  # type: ignore[return-value]
+
+
+def output_spacing(cfg: DataConfig) -> tuple[float, float, float]:
+    """Voxel size (mm) of the pipeline's output, the model grid: ``cfg.spacing * cfg.downsample``."""
+    return tuple(float(s) * cfg.downsample for s in cfg.spacing)  # type: ignore[return-value]
 
 
 def deterministic_transforms(
