@@ -6,12 +6,13 @@ alike (quality_scale_h200_20261204f: t2f's ET 0.3-0.4 too bright for the joint m
 masks, a difference is the image model's own.
 
     python benchmarks/paired_contrast.py --model MODEL --config CONFIG --manifest MANIFEST [--root ROOT] \\
-        --num 16 --out OUT [--generated DIR] [--sampler heun] [--device cpu] [--mask-folds 1 2 3]
+        --num 16 --out OUT [--generated DIR | --control] [--sampler heun] [--device cpu] [--mask-folds 1 2 3]
 
 MODEL: a mask-conditioned model folder (or a short name); CONFIG: the experiment it was trained with (its
 resolved_config.yaml, or quality_scale's OUT/configs/<run>.yaml); MANIFEST: its data. Generates ``--num`` cases
 for the masks of the training folds (``medidiff generate --masks MANIFEST --keep-source-ids``: never the held-out
-fold's), unless ``--generated`` names a folder written so before. Writes OUT/paired_contrast.json and .md.
+fold's), unless ``--generated`` names a folder written so before; ``--control`` reads a perfect generator instead
+(:func:`write_control`: what the reading gives when nothing is wrong). Writes OUT/paired_contrast.json and .md.
 """
 from __future__ import annotations
 
@@ -123,6 +124,38 @@ def generate(args: argparse.Namespace, folder: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
+def write_control(args: argparse.Namespace, folder: Path) -> None:
+    """A perfect generator, the reading's known-good input: each of the first ``--num`` training-fold cases (the
+    cases ``generate --masks`` would take, in manifest order) through the model's own data pipeline (its grid and
+    intensity scale, clipping included: what the net was trained to reproduce), written as ``generate`` writes a
+    case ((x + 1) / 2, background 0, the model grid's native affine) with the source case id in its provenance.
+    Read against the raw cases, every difference should be ~0; what is not is the measurement's, not a model's."""
+    import dataclasses
+
+    from medidiff.cli.evaluate_cmd import load_eval_configs
+    from medidiff.data.brats import regions_to_labels
+    from medidiff.data.manifest import label_map_of, read_manifest
+    from medidiff.data.mask_sources import select_mask_cases
+    from medidiff.data.transforms import build_transforms, output_spacing
+    from medidiff.generation import place_in_grid
+    from medidiff.io import write_nifti
+
+    data = dataclasses.replace(load_eval_configs(str(args.config), None)[0].data, label_mode="regions")
+    items = select_mask_cases(args.manifest, args.root, data, args.mask_folds)[: args.num]
+    to_grid = build_transforms(data, train=False, label_map=label_map_of(read_manifest(args.manifest)))
+    spacing = list(output_spacing(data))
+    for i, item in enumerate(items):
+        case = to_grid(dict(item))
+        out = folder / f"case_{i:04d}"
+        prov = {"mask": {"case_id": item["case_id"]}, "control": "real case through the model's data pipeline"}
+        for c, mod in enumerate(data.modalities):
+            vol, affine = place_in_grid((case["image"][c].numpy() + 1) / 2, spacing, "native")
+            write_nifti(out / f"{mod}.nii.gz", vol.astype(np.float32), affine)
+        label, affine = place_in_grid(regions_to_labels(case["label"].numpy()), spacing, "native", label=True)
+        write_nifti(out / "seg.nii.gz", label.astype(np.uint8), affine, is_label=True)
+        (out / "provenance.json").write_text(json.dumps(prov) + "\n")
+
+
 def source_ids(folder: Path, modalities: list[str]) -> list[str]:
     """The real case each generated case's mask came from, in the order the evaluation loads the folder
     (:func:`medidiff.eval.data.synthetic_items`; ``--keep-source-ids`` records the id in the case's provenance)."""
@@ -170,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=16)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--generated", type=Path, help="a folder generate --masks MANIFEST --keep-source-ids wrote")
+    ap.add_argument("--control", action="store_true",
+                    help="read a perfect generator instead of --model: the real cases through the model's data "
+                         "pipeline (every difference should be ~0)")
     ap.add_argument("--sampler", choices=["euler", "heun"], help="default: the model's")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--mask-folds", type=int, nargs="+",
@@ -179,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--num must be >= 2 (an interval needs two cases)")
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.generated or args.out / "generated"
-    if args.generated is None:
+    if args.control:
+        folder = args.out / "control"
+        write_control(args, folder)
+    elif args.generated is None:
         generate(args, folder)
     root = args.root or args.manifest.parent
     result: dict[str, Any] = {"model": args.model, "config": str(args.config), "manifest": str(args.manifest),

@@ -1071,3 +1071,32 @@ def test_paired_contrast_passes_the_mask_folds_to_generate(monkeypatch, tmp_path
     paired_contrast.generate(argparse.Namespace(**base, mask_folds=None), tmp_path / "g")
     assert calls[0][calls[0].index("--mask-folds") + 1:][:3] == ["1", "2", "3"]
     assert "--mask-folds" not in calls[1]
+
+
+def test_a_perfect_generator_reads_no_paired_difference(monkeypatch, tmp_path):
+    """paired_contrast's known-good input (--control): each real case through the model's own data pipeline, written
+    as generate writes a case, read against the raw cases. On the shipped scale every reading must be 0 and on the
+    outside-the-tumour scale within 0.01 (t1c's ET left out: the shipped scale clips the brightest enhancing voxels a
+    net is trained on); a reading that moved here would be the measurement's, not a model's."""
+    from medidiff.cli.main import main as medidiff_main
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import paired_contrast
+
+    data, manifest, out = tmp_path / "data", tmp_path / "manifest.json", tmp_path / "out"
+    assert medidiff_main(["data", "anatomy", str(data), "--cases", "8", "--shape", "120", "120", "78", "--seed", "0",
+                          "--tumour-fraction", "1", "--no-progress"]) == 0
+    assert medidiff_main(["manifest", "build", "brats", str(data), "-o", str(manifest), "--folds", "2", "--seed", "0"]) == 0
+    assert paired_contrast.main(["--model", "none", "--config", str(REPO / "configs" / "anatomy_2mm.yaml"),
+                                 "--manifest", str(manifest), "--root", str(data), "--num", "4", "--mask-folds", "1",
+                                 "--control", "--out", str(out)]) == 0
+    result = json.loads((out / "paired_contrast.json").read_text())
+    assert len(result["cases"]) == 4 and len(set(result["cases"])) == 4
+    for scale, readings in result["scales"].items():
+        assert readings["label_agreement"]["wt_dice_min"] == pytest.approx(1.0)
+        for reading in paired_contrast.READINGS:
+            for mod, r in readings[reading].items():
+                if r["n"] == 0 or (scale == "outside_tumour" and mod == "t1c"):
+                    continue
+                assert abs(r["difference"]["mean"]) <= (1e-4 if scale == "shipped" else 0.01), (scale, reading, mod, r)
+    assert sum(r["n"] for r in result["scales"]["shipped"]["et_contrast"].values()) > 0  # not vacuous
