@@ -257,6 +257,11 @@ def test_first_stage_runs_the_two_stage_recipe_in_one_command(trained, mask_mode
     assert main([*cmd[:-2], str(legacy), "--label-convention", "brats2021", "--no-progress"]) == 0
     for folder in (legacy / "first_stage" / "case_0000", legacy / "case_0000"):
         assert json.loads((folder / "provenance.json").read_text())["label_convention"] == "brats2021"
+    dry = tmp_path / "dry"  # --dry-run says what the first stage would run, and writes nothing
+    assert main([*cmd[:-3], "--out", str(dry), "--seed", "7", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "first_stage_run:" in said and "seed: 1000007" in said and str(dry / "first_stage") in said
+    assert not dry.exists()
     for bad, why in ((["--model", str(mask_model), "--first-stage", str(mask_model)],
                       f"--first-stage {mask_model}: draws no label maps"),
                      (["--model", str(joint), "--first-stage", str(joint)], f"--model {joint}: is not mask-conditioned"),

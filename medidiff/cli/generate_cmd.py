@@ -105,7 +105,10 @@ def _generate(args: argparse.Namespace) -> int:
         raise MedidiffError(f"--label-convention {args.label_convention}: --layout {layout.name} writes {forced} labels"
                             + (" (nnU-Net needs consecutive labels 0-3)" if layout.name == "nnunet" else ""))
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
-    if dry_run(args, options_of(args)):
+    options = options_of(args)
+    if args.first_stage:  # what the first stage will run: its own seeds, sampler and folder
+        options["first_stage_run"] = options_of(first_stage_args(args))
+    if dry_run(args, options):
         return 0
     if args.first_stage:
         _generate(first_stage_args(args))
