@@ -383,6 +383,38 @@ SMALL_PAIR = {"x0_detail100_labels_lll100_skip005_w96": ("x0_detail100_labels_ll
               "x0_detail100_skip005_maskcond_w128": ("x0_detail100_skip005_maskcond", [32, 64, 128])}
 VARIANTS.update({name: [*VARIANTS[base], f"net.channels={list(widths)}".replace(" ", "")]
                  for name, (base, widths) in SMALL_PAIR.items()})
+# issue 16's "VAE latents at equal budget" row, on the mask-conditioned second stage (the recipe's image model):
+# the VAE encodes images only, so a VAE arm is mask-conditioned, read beside x0_detail100_skip005_maskcond (and
+# a pixel-space mask-conditioned arm, below) in the same job. The budget is the run's --minutes in all: the VAE
+# trains first for VAE_STAGES' share of them (configs/<run>_vae.yaml, stage vae, images only), its codec is
+# exported to models/<run>_vae with its latent statistics, then the diffusion trains on its latents for the
+# rest. configs/vae.yaml's autoencoder (4 latent channels at 1/4 a side: 80x96x80 -> 20x24x20x4, 48x fewer
+# numbers; the wavelet latent is lossless, 40x48x40x32), no perceptual or adversarial loss (no weights may be
+# downloaded; a GAN needs more than minutes). The latent net keeps the shipped widths: it sees 1/8 of the
+# wavelet arm's positions, so it takes more steps in the same minutes.
+VAE_STAGES: dict[str, float] = {"vae_maskcond": 0.4}  # variant -> the share of --minutes the VAE trains
+VAE_KEYS = ["stage=vae", "data.label_mode=none", "conditioning.generate_labels=false", "vae.latent_channels=4",
+            "vae.downsample=4", "vae.channels=[32,64,128]", "vae.num_res_blocks=1", "vae.norm=voxel",
+            "vae.kl_weight=1.0e-6", "vae.adversarial=false", "vae.perceptual_weights=null", "vae.stats_batches=16",
+            "train.lr=1.0e-4", "train.val_every=0"]
+VARIANTS.update({
+    "vae_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.type=pretrained",
+                     "latent.levels=1", "objective.x0_skip_sigma=0.05"],
+    # the pixel-space arm of the same three-way row, mask-conditioned: the 4 images at 80x96x80
+    "x0_pixel_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.levels=0",
+                                  "objective.x0_skip_sigma=0.05"],
+})
+
+
+def vae_config_path(out: Path, run: str) -> Path:
+    """A VAE arm's first stage (the autoencoder's own training config)."""
+    return out / "configs" / f"{run}_vae.yaml"
+
+
+def vae_codec_dir(out: Path, run: str) -> Path:
+    return out / "models" / f"{run}_vae"
+
+
 # the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
 # folder (eval_dir) before the next starts. Memorisation (image space: no net) is its own phase, so
 # a shipping decision has it even when the feature metrics run past their cap (the four image
@@ -630,8 +662,17 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
                                                 f"{key} is set by this script per seed ({', '.join(OWNED)})"))
     paths = []
     for run, (variant, s) in runs_of(args).items():
-        cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], f"seed={s}",
-                                 f"name={run}", f"train.max_minutes={args.minutes}",
+        minutes, vae = args.minutes, []
+        if variant in VAE_STAGES:  # the budget split: the VAE first, the diffusion on its latents after
+            share = VAE_STAGES[variant]
+            vae_cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *VAE_KEYS, f"seed={s}",
+                                         f"name={run}_vae", f"train.max_minutes={round(share * args.minutes, 3)}",
+                                         *(["train.max_steps=2"] if args.smoke else [])])
+            save_resolved(vae_cfg, out / "configs", vae_config_path(out, run).name)  # user --set keys: the diffusion's
+            minutes = round((1 - share) * args.minutes, 3)
+            vae = [f"latent.path={vae_codec_dir(out, run)}"]
+        cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], *vae,
+                                 f"seed={s}", f"name={run}", f"train.max_minutes={minutes}",
                                  *(["train.max_steps=2"] if args.smoke else [])])
         path = save_resolved(cfg, out / "configs", f"{run}.yaml")
         if args.overrides:  # applied to the saved file, so an error names it and the --set, not 40 script keys
@@ -692,8 +733,16 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
                    "loss_last_200": None, "trained_here": False}
         log(f"{run}: the model {model} ({steps} steps), not trained here")
     else:
-        log(f"{run}: training for {args.minutes} min")
+        vae = {}
+        if vae_config_path(out, run).is_file():  # a VAE arm: its autoencoder first, inside the run's minutes
+            vae_cfg = load_config(vae_config_path(out, run))
+            log(f"{run}: training its VAE for {vae_cfg.train.max_minutes} min")
+            vae, codec = train_and_export(vae_cfg, vae_codec_dir(out, run))
+            log(f"{run}: VAE {vae['steps']} steps, codec exported to {codec}")
+        log(f"{run}: training for {cfg.train.max_minutes} min")
         trained, model = train_and_export(cfg, out / "models" / run)
+        if vae:
+            trained["vae"] = vae
         trained["trained_here"] = True
         log(f"{run}: {trained['steps']} steps ({trained['steps_per_s']} steps/s), exported to {model}")
     masks = None

@@ -287,6 +287,47 @@ def test_quality_scale_smoke_trains_variants_side_by_side_with_their_own_keys(tm
     assert "x0_detail10_seed0" in (tmp_path / "report.md").read_text()
 
 
+def test_quality_scale_splits_a_vae_arms_minutes_between_its_two_stages(monkeypatch, tmp_path):
+    """A VAE arm's budget is the run's --minutes in all: the autoencoder's config (images only, stage vae) gets
+    VAE_STAGES' share and the diffusion on its latents the rest, reading the codec the first exports; the user's
+    --set reaches the diffusion only (its train.max_steps would cut the VAE short)."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality_scale
+
+    args = argparse.Namespace(overrides=["train.max_steps=4900"], runs=[("vae_maskcond", 1),
+                              ("x0_pixel_skip005_maskcond", 0)], variants=None, seeds=1, device="cpu", smoke=False,
+                              minutes=8.0)
+    p = dict(quality_scale.FULL, workers=1)
+    paths = quality_scale.resolve_configs(args, p, tmp_path)
+    assert [x.name for x in paths] == ["vae_maskcond_seed1.yaml", "x0_pixel_skip005_maskcond_seed0.yaml"]
+    vae = load_config(quality_scale.vae_config_path(tmp_path, "vae_maskcond_seed1"))
+    ldm = load_config(paths[0])
+    assert vae.stage == "vae" and vae.data.label_mode == "none" and vae.seed == 1 and vae.train.max_steps != 4900
+    assert vae.train.max_minutes + ldm.train.max_minutes == pytest.approx(8.0) and vae.train.max_minutes == 3.2
+    assert ldm.latent.type == "pretrained" and ldm.latent.path == str(quality_scale.vae_codec_dir(tmp_path, "vae_maskcond_seed1"))
+    assert ldm.conditioning.mask and not ldm.conditioning.generate_labels and ldm.train.max_steps == 4900
+    assert vae.data.roi == ldm.data.roi and vae.data.spacing == ldm.data.spacing  # one grid for both stages
+    pixel = load_config(paths[1])
+    assert pixel.latent.levels == 0 and pixel.conditioning.mask and pixel.train.max_minutes == 8.0
+    assert not quality_scale.vae_config_path(tmp_path, "x0_pixel_skip005_maskcond_seed0").exists()
+
+
+@pytest.mark.slow
+def test_quality_scale_trains_a_vae_arm_and_a_pixel_arm_mask_conditioned(tmp_path):
+    """Issue 16's wavelet / pixel / VAE row on the mask-conditioned second stage, end to end in smoke: the VAE arm
+    trains its autoencoder, exports the codec, trains the diffusion on its latents, generates for training masks."""
+    _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu",
+          "--runs", "vae_maskcond:0", "x0_pixel_skip005_maskcond:0", "--phases", "realism"])
+    r = json.loads((tmp_path / "quality_scale.json").read_text())
+    assert not any(r["exits"].values()) and list(r["runs"]) == ["vae_maskcond_seed0", "x0_pixel_skip005_maskcond_seed0"]
+    assert r["run_records"]["vae_maskcond_seed0"]["vae"]["steps"] == 2
+    assert (tmp_path / "models" / "vae_maskcond_seed0_vae" / "config.json").is_file()
+    for run in r["runs"]:
+        assert r["run_records"][run]["generated"] == 2
+
+
 @pytest.mark.slow
 def test_quality_scale_smoke_generates_a_mask_conditioned_run_for_training_masks_only(tmp_path):
     """The mask-conditioned variant (Med-DDPM's split): trained with the masks in, generated for the first training
@@ -790,6 +831,8 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
 
     p = dict(quality_scale.FULL, workers=1)
     for variant, keys in quality_scale.VARIANTS.items():
+        if variant in quality_scale.VAE_STAGES:  # its codec is trained in the job: test_quality_scale_trains_a_vae_arm...
+            continue
         cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                                  *keys])
         names = build_codec_for(cfg).channel_names
