@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,7 +142,10 @@ def write_control(args: argparse.Namespace, folder: Path) -> None:
     from medidiff.io import write_nifti
 
     data = dataclasses.replace(load_eval_configs(str(args.config), None)[0].data, label_mode="regions")
-    items = select_mask_cases(args.manifest, args.root, data, args.mask_folds)[: args.num]
+    items = select_mask_cases(args.manifest, args.root, data, args.mask_folds)
+    if len(items) < args.num:  # generate would repeat masks; a control of fewer cases would read as fewer pairs
+        raise SystemExit(f"--num {args.num}: {args.manifest} has {len(items)} cases in the chosen folds")
+    items = items[: args.num]
     to_grid = build_transforms(data, train=False, label_map=label_map_of(read_manifest(args.manifest)))
     spacing = list(output_spacing(data))
     for i, item in enumerate(items):
@@ -196,7 +200,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", help="the mask-conditioned model (not with --control)")
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--root", type=Path)
@@ -211,17 +215,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mask-folds", type=int, nargs="+",
                     help="the folds the model trained on, when MANIFEST is not its data.manifest (generate's flag)")
     args = ap.parse_args(argv)
+    if not args.model and not args.control:
+        raise SystemExit("--model is needed (or --control)")
     if args.num < 2:
         raise SystemExit("--num must be >= 2 (an interval needs two cases)")
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.generated or args.out / "generated"
     if args.control:
+        if args.generated:
+            raise SystemExit("--control reads its own perfect generator: not with --generated")
         folder = args.out / "control"
+        shutil.rmtree(folder, ignore_errors=True)  # no cases of an earlier --num or --config mixed in
         write_control(args, folder)
     elif args.generated is None:
         generate(args, folder)
     root = args.root or args.manifest.parent
-    result: dict[str, Any] = {"model": args.model, "config": str(args.config), "manifest": str(args.manifest),
+    result: dict[str, Any] = {"model": "control: the real cases through the model's data pipeline" if args.control
+                              else args.model, "config": str(args.config), "manifest": str(args.manifest),
                               "generated": str(folder), "scales": {}}
     from medidiff.cli.evaluate_cmd import load_eval_configs
 

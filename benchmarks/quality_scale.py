@@ -398,8 +398,9 @@ VAE_KEYS = ["stage=vae", "data.label_mode=none", "conditioning.generate_labels=f
             "vae.kl_weight=1.0e-6", "vae.adversarial=false", "vae.perceptual_weights=null", "vae.stats_batches=16",
             "train.lr=1.0e-4", "train.val_every=0"]
 VARIANTS.update({
+    # (no x0 clamp: it decodes and re-encodes through the VAE at every step, lossy and slow; configs/vae_ldm.yaml)
     "vae_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.type=pretrained",
-                     "latent.levels=1", "objective.x0_skip_sigma=0.05"],
+                     "latent.levels=1", "objective.x0_skip_sigma=0.05", "sampler.clip_x0=false"],
     # the pixel-space arm of the same three-way row, mask-conditioned: the 4 images at 80x96x80
     "x0_pixel_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.levels=0",
                                   "objective.x0_skip_sigma=0.05"],
@@ -665,11 +666,14 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
         minutes, vae = args.minutes, []
         if variant in VAE_STAGES:  # the budget split: the VAE first, the diffusion on its latents after
             share = VAE_STAGES[variant]
-            vae_cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *VAE_KEYS, f"seed={s}",
-                                         f"name={run}_vae", f"train.max_minutes={round(share * args.minutes, 3)}",
+            # the user's data keys reach the autoencoder too (one grid and intensity scale for both stages); the
+            # rest are the diffusion's (its train.max_steps would cut the VAE short)
+            data_sets = [o for o in args.overrides if o.split("=", 1)[0].strip().startswith("data.")]
+            vae_cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *VAE_KEYS, *data_sets,
+                                         f"seed={s}", f"name={run}_vae", f"train.max_minutes={share * args.minutes}",
                                          *(["train.max_steps=2"] if args.smoke else [])])
-            save_resolved(vae_cfg, out / "configs", vae_config_path(out, run).name)  # user --set keys: the diffusion's
-            minutes = round((1 - share) * args.minutes, 3)
+            save_resolved(vae_cfg, out / "configs", vae_config_path(out, run).name)
+            minutes = (1 - share) * args.minutes
             vae = [f"latent.path={vae_codec_dir(out, run)}"]
         cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], *vae,
                                  f"seed={s}", f"name={run}", f"train.max_minutes={minutes}",
@@ -694,7 +698,8 @@ def check_model_recipe(model: Path, run_config: Path) -> None:
     if not meta.is_file() or not (model / "model.safetensors").is_file():
         raise ConfigError(f"--model {model}: not an exported model folder (config.json and model.safetensors)")
     trained = json.loads(meta.read_text()).get("config") or {}
-    may_differ = tuple(k for k in RESUME_MAY_CHANGE if k != "sampler.")
+    # latent.path: a VAE arm's codec folder in the job that trained it (the model folder carries its own copy)
+    may_differ = (*(k for k in RESUME_MAY_CHANGE if k != "sampler."), "latent.path")
     changed = config_changes(trained, to_dict(load_config(run_config)), to_dict(ExperimentConfig()), may_differ)
     if changed:
         raise ConfigError(f"--model {model}: trained with another recipe than {run_config.name} ("
@@ -1026,6 +1031,9 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         + f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
+        *[f"- variant `{v}` trains its VAE first for {VAE_STAGES[v]:.0%} of its minutes (OUT/configs/<run>_vae.yaml, "
+          "codec in OUT/models/<run>_vae; its steps in quality_scale.json's run_records[run].vae), then the diffusion "
+          "on its latents for the rest" for v in variants if v in VAE_STAGES],
         *([f"- mask-conditioned runs generated for the labels run {record['mask_source']} generated (the two-stage "
            "recipe)"] if record.get("mask_source") else
           ["- mask-conditioned runs generated for the first training cases' masks (OUT/masks/<run>/)"]
@@ -1128,7 +1136,10 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
     trained = len(trained_runs(record))
     return {
         "name": "anatomy-2mm",
-        "summary": f"wavelet flow, {cfg.objective.flow_target} target"
+        "summary": ("VAE-latent" if cfg.latent.type == "pretrained" else "pixel-space" if cfg.latent.levels == 0
+                    else "wavelet") + f" flow, {cfg.objective.flow_target} target"
+                   + (f" (its VAE trained first, {VAE_STAGES[variant]:.0%} of the minutes; not in the parameter count)"
+                      if variant in VAE_STAGES else "")
                    + ("" if cfg.objective.detail_weight == 1 else f", detail sub-bands weighted {cfg.objective.detail_weight:g}x")
                    + f", {params / 1e6:.1f}M params, {record['minutes']:g} min on one {record.get('device', '')} "
                    f"shared by {trained} runs, {record['data']['cases']} anatomy cases, "

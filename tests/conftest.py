@@ -11,6 +11,17 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# pyproject's per-test timeout (900 s) is for the default run; the slow and GPU tests run whole benchmark
+# jobs (quality_scale four times over, torchrun launches, sbatch waits) and get an hour.
+LONG_TEST_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") or item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.timeout(LONG_TEST_TIMEOUT_S))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import numpy as np

@@ -169,14 +169,14 @@ def test_concurrent_writers_of_one_file_never_collide(tmp_path):
     """Temporary names are unique per write: a fixed '<sidecar>.tmp' made concurrent writers
     rename each other's files away (FileNotFoundError)."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     path = tmp_path / "case" / "t1n.nii.gz"
     # spawn, not fork: earlier tests leave threads (tqdm's monitor, torch's pools) that a forked
-    # child can deadlock on, and a Pool whose worker hangs or dies waits for ever (stop 54's CI sat
-    # here until its 90 minutes ran out). The executor raises if a worker dies; the timeout bounds a hang.
-    with ProcessPoolExecutor(3, mp_context=mp.get_context("spawn")) as pool:
-        failures = list(pool.map(_write_many, [(path, 60)] * 3, timeout=300))
+    # child can deadlock on, and pool.map waits for ever on a hung or dead worker (stop 54's CI sat
+    # here until its 90 minutes ran out). get(timeout) bounds the wait and Pool's exit terminates the
+    # workers (an executor's exit would wait for a hung one).
+    with mp.get_context("spawn").Pool(3) as pool:
+        failures = pool.map_async(_write_many, [(path, 60)] * 3).get(timeout=300)
     assert failures == [0, 0, 0]
     assert json.loads(sidecar_path(path).read_text())["k"] == 1
     assert not list(path.parent.glob(".tmp_*")) and not list(path.parent.glob("*.tmp"))

@@ -108,6 +108,7 @@ def _generate(args: argparse.Namespace) -> int:
     options = options_of(args)
     if args.first_stage:  # what the first stage will run: its own seeds, sampler and folder
         options["first_stage_run"] = options_of(first_stage_args(args))
+        options["masks"] = str(first_stage_folder(args))  # what the second stage will read
     if dry_run(args, options):
         return 0
     if args.first_stage:
