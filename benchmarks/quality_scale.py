@@ -553,8 +553,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     # the normal brain's (on the shipped scale the ET sits at the clip), and the stray bright voxels on the shipped
     # scale (they set its per-case percentiles)
     # medians against real's: report.json writes a nan (a set with no ET in a modality) as "nan", hence float()
-    # et_upper: reports since session 35 (the ET's 90th percentile); ed_contrast: since session 37 (the edema)
-    for key in ("et_contrast", "et_upper", "ed_contrast"):
+    # et_upper: reports since session 35 (the ET's 90th percentile); ed_contrast: since session 37 (the edema);
+    # ncr_contrast: since session 38 (the core: the 4 mm second stage drew it 0.2-0.45 off while its ET read right)
+    for key in ("et_contrast", "et_upper", "ed_contrast", "ncr_contrast"):
         for mod, r in normal.get("tumour_contrast", {}).get(key, {}).items():
             m[f"{key}_vs_real_{mod}"] = _median_vs_real(r)
     contrast = realism.get("tumour_contrast", {})
@@ -973,6 +974,8 @@ ROWS: list[tuple[str, str, int]] = [
       for m in MODALITIES],
     *[(f"ed_contrast_vs_real_{m}", f"edema median - normal brain median, synthetic - real, {m}, outside-the-tumour scale "
        "(> 0: edema too bright)", 3) for m in MODALITIES],
+    *[(f"ncr_contrast_vs_real_{m}", f"necrotic core (TC without ET) median - normal brain median, synthetic - real, "
+       f"{m}, outside-the-tumour scale (not judged: real sets may lack cores)", 3) for m in MODALITIES],
     *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "

@@ -601,7 +601,8 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     second["results"][qs.NORMAL_BRAIN_REALISM]["checks"]["tumour_contrast"] = {
         "et_contrast": {"t1c": {"synthetic_median": 0.94, "real_median": 1.21}},
         "et_upper": {"t1c": {"synthetic_median": 1.12, "real_median": 1.39}},
-        "ed_contrast": {"t2f": {"synthetic_median": 0.93, "real_median": 0.72}}, "pass": True}
+        "ed_contrast": {"t2f": {"synthetic_median": 0.93, "real_median": 0.72}},
+        "ncr_contrast": {"t2w": {"synthetic_median": -0.10, "real_median": 0.45}}, "pass": True}
     shipped = {"results": {"realism": {"checks": {"tumour_contrast": {
         "et_contrast": {"t1c": {"synthetic_median": 1.0, "real_median": 1.0}},
         "top_in_tumour": {"t1c": {"synthetic_median": 0.68, "real_median": 0.98}}, "pass": False}}}}}
@@ -610,6 +611,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert parts["top_in_tumour_vs_real_t1c"] == pytest.approx(-0.30) and "et_contrast_vs_real_t1n" not in parts
     assert parts["et_upper_vs_real_t1c"] == pytest.approx(-0.27)  # the ET's bright end, the same scale as its median
     assert parts["ed_contrast_vs_real_t2f"] == pytest.approx(0.21)  # the edema, read as the ET is
+    assert parts["ncr_contrast_vs_real_t2w"] == pytest.approx(-0.55)  # the core too (read, not judged)
     # fidelity and utility: the goals' ratios (equal N: the size-matched real set; a non-finite ratio is a string)
     agg = lambda wt, tc, et: {"aggregate": {"WT": {"dice_mean": wt}, "TC": {"dice_mean": tc}, "ET": {"dice_mean": et}}}  # noqa: E731
     def presence(with_wt, with_tc, without_wt):  # by_tumour_presence as report.json writes it
