@@ -387,7 +387,7 @@ VARIANTS.update({name: [*VARIANTS[base], f"net.channels={list(widths)}".replace(
 # the VAE encodes images only, so a VAE arm is mask-conditioned, read beside x0_detail100_skip005_maskcond (and
 # a pixel-space mask-conditioned arm, below) in the same job. The budget is the run's --minutes in all: the VAE
 # trains first for VAE_STAGES' share of them (configs/<run>_vae.yaml, stage vae, images only), its codec is
-# exported to models/<run>_vae with its latent statistics, then the diffusion trains on its latents for the
+# exported to codecs/<run> with its latent statistics, then the diffusion trains on its latents for the
 # rest. configs/vae.yaml's autoencoder (4 latent channels at 1/4 a side: 80x96x80 -> 20x24x20x4, 48x fewer
 # numbers; the wavelet latent is lossless, 40x48x40x32), no perceptual or adversarial loss (no weights may be
 # downloaded; a GAN needs more than minutes). The latent net keeps the shipped widths: it sees 1/8 of the
@@ -413,7 +413,9 @@ def vae_config_path(out: Path, run: str) -> Path:
 
 
 def vae_codec_dir(out: Path, run: str) -> Path:
-    return out / "models" / f"{run}_vae"
+    """Its exported codec: not under models/, where every folder is a run's diffusion model (device_session's
+    paired task reads models/*maskcond*)."""
+    return out / "codecs" / run
 
 
 # the evaluation's phases in order: name -> evaluate --tasks. Each phase's report lands in its own
@@ -1035,7 +1037,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"{record['overrides'] or 'none'}",
         *[f"- variant `{v}`: {', '.join(VARIANTS[v]) or 'the shipped recipe'}" for v in variants],
         *[f"- variant `{v}` trains its VAE first for {VAE_STAGES[v]:.0%} of its minutes (OUT/configs/<run>_vae.yaml, "
-          "codec in OUT/models/<run>_vae; its steps in quality_scale.json's run_records[run].vae), then the diffusion "
+          "codec in OUT/codecs/<run>; its steps in quality_scale.json's run_records[run].vae), then the diffusion "
           "on its latents for the rest" for v in variants if v in VAE_STAGES],
         *([f"- mask-conditioned runs generated for the labels run {record['mask_source']} generated (the two-stage "
            "recipe)"] if record.get("mask_source") else

@@ -323,7 +323,8 @@ def test_quality_scale_trains_a_vae_arm_and_a_pixel_arm_mask_conditioned(tmp_pat
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert not any(r["exits"].values()) and list(r["runs"]) == ["vae_maskcond_seed0", "x0_pixel_skip005_maskcond_seed0"]
     assert r["run_records"]["vae_maskcond_seed0"]["vae"]["steps"] == 2
-    assert (tmp_path / "models" / "vae_maskcond_seed0_vae" / "config.json").is_file()
+    assert (tmp_path / "codecs" / "vae_maskcond_seed0" / "config.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(r["runs"])  # models/: diffusion only
     for run in r["runs"]:
         assert r["run_records"][run]["generated"] == 2
 
