@@ -186,7 +186,8 @@ quality_scale2_task() {
 
 # TASKS="quality_scale paired": benchmarks/paired_contrast.py on every mask-conditioned model the quality_scale job
 # trained and exported: PAIRED_NUM (default 32) cases for the training folds' real masks, each against the real case
-# its mask came from (quality_scale_h200_20261204f's t2f overshoot was read unpaired, on generated labels)
+# its mask came from (quality_scale_h200_20261204f's t2f overshoot was read unpaired, on generated labels), and the
+# same reading of a perfect generator (--control) in paired/<run>/control/: what the reading gives when nothing is wrong
 paired_task() {
     local q=$JOB/quality_scale model run
     for model in "$q"/models/*maskcond*; do
@@ -196,6 +197,10 @@ paired_task() {
         python3 benchmarks/paired_contrast.py --model "$model" --config "$q/configs/$run.yaml" \
             --manifest "$q/manifest.json" --root "$q/data" --num "${PAIRED_NUM:-32}" --device "${PAIRED_DEVICE:-cuda}" --out "$JOB/paired/$run"
         echo "== paired $run exit $? $(date -u +%FT%TZ)"
+        # the reading's floor on the same masks and pipeline: a perfect generator (paired_control_cpu_20261205)
+        python3 benchmarks/paired_contrast.py --control --config "$q/configs/$run.yaml" --manifest "$q/manifest.json" \
+            --root "$q/data" --num "${PAIRED_NUM:-32}" --out "$JOB/paired/$run/control" > "$JOB/paired/$run/control.log" 2>&1
+        echo "== paired $run control exit $? $(date -u +%FT%TZ)"
     done
 }
 
