@@ -198,6 +198,7 @@ paired_task() {
             --manifest "$q/manifest.json" --root "$q/data" --num "${PAIRED_NUM:-32}" --device "${PAIRED_DEVICE:-cuda}" --out "$JOB/paired/$run"
         echo "== paired $run exit $? $(date -u +%FT%TZ)"
         # the reading's floor on the same masks and pipeline: a perfect generator (paired_control_cpu_20261205)
+        mkdir -p "$JOB/paired/$run"  # (the model's reading may have failed before making it)
         python3 benchmarks/paired_contrast.py --control --config "$q/configs/$run.yaml" --manifest "$q/manifest.json" \
             --root "$q/data" --num "${PAIRED_NUM:-32}" --out "$JOB/paired/$run/control" > "$JOB/paired/$run/control.log" 2>&1
         echo "== paired $run control exit $? $(date -u +%FT%TZ)"

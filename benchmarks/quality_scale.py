@@ -556,7 +556,7 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     # scale (they set its per-case percentiles)
     # medians against real's: report.json writes a nan (a set with no ET in a modality) as "nan", hence float()
     # et_upper: reports since session 35 (the ET's 90th percentile); ed_contrast: since session 37 (the edema);
-    # ncr_contrast: since session 38 (the core: the 4 mm second stage drew it 0.2-0.45 off while its ET read right)
+    # ncr_contrast: since session 38 (the core: the 4 mm second stage drew t2w's 0.45 too dark, maskcond_4mm_cpu_20261205)
     for key in ("et_contrast", "et_upper", "ed_contrast", "ncr_contrast"):
         for mod, r in normal.get("tumour_contrast", {}).get(key, {}).items():
             m[f"{key}_vs_real_{mod}"] = _median_vs_real(r)

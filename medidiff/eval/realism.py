@@ -506,6 +506,15 @@ def _contrast_check(syn: dict[str, np.ndarray], ref: "RealReference", *, modalit
         out[key] = {name: _w1_check(cases(syn, c), cases(real, c), cases(fa, c), cases(fb, c), factor=factor,
                                     abs_tol=abs_tol) for c, name in enumerate(modalities)}
     out["pass"] = all(v["pass"] for key in CONTRAST_READINGS for v in out[key].values())
+    # the core, read and not judged (no pass key): a model can draw the ET right and its core wrong
+    # (maskcond_4mm_cpu_20261205), and a reader should see it
+    out["ncr_contrast"] = {}
+    for c, name in enumerate(modalities):
+        s_v, r_v = (stats["ncr_contrast"][:, c] for stats in (syn, real))
+        s_v, r_v = s_v[np.isfinite(s_v)], r_v[np.isfinite(r_v)]
+        out["ncr_contrast"][name] = {"synthetic_median": float(np.median(s_v)) if s_v.size else math.nan,
+                                     "real_median": float(np.median(r_v)) if r_v.size else math.nan,
+                                     "synthetic_cases": int(s_v.size), "real_cases": int(r_v.size)}
     out["rule"] = (f"pass when, for every modality, the W1 of the per-case ET median - normal brain median, of the ET's "
                    f"{ET_UPPER_QUANTILE:.0%} quantile - normal brain median, of the edema's median - "
                    "normal brain median and of the per-case share of the brain's brightest 0.5 % inside the tumour "

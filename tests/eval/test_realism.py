@@ -340,6 +340,25 @@ def test_an_edema_too_bright_in_one_modality_fails_its_edema_reading_there(label
         c["ed_contrast"][last]["real_median"] + 0.1, c["ed_contrast"]
 
 
+def test_a_darkened_core_shows_in_the_core_reading_which_is_not_judged(labelled):
+    """The core (TC without ET) is read beside the judged rows (the 4 mm second stage drew t2w's core 0.45 too dark,
+    maskcond_4mm_cpu_20261205), never judged: real sets may lack cores. Every fresh case's core -0.4 in the last
+    modality: its synthetic median moves by about that, the first modality's does not, and the verdict is the
+    judged rows' alone."""
+    images, labels = labelled["fresh"]
+    dark = images.clone()
+    for i in range(len(images)):
+        core = (labels[i, 1] > 0.5) & ~(labels[i, 2] > 0.5)
+        dark[i, -1][core] = (dark[i, -1][core] - 0.4).clamp(min=-1.0)
+    plain, c = _contrast_check(labelled["fresh"], labelled), _contrast_check((dark, labels), labelled)
+    last, first = list(c["ncr_contrast"])[-1], list(c["ncr_contrast"])[0]
+    assert "pass" not in c["ncr_contrast"][last] and c["ncr_contrast"][last]["synthetic_cases"] > 0
+    assert c["ncr_contrast"][last]["synthetic_median"] < plain["ncr_contrast"][last]["synthetic_median"] - 0.2
+    assert c["ncr_contrast"][first] == plain["ncr_contrast"][first]
+    assert c["pass"] == all(v["pass"] for k in ("et_contrast", "et_upper", "top_in_tumour", "ed_contrast")
+                            for v in c[k].values())
+
+
 def test_a_dim_enhancing_tumour_fails_its_upper_reading_and_a_wide_et_label_its_share(labelled):
     """The shipped model's ET (2 mm, `et_where_cpu_20261204`): 0.24 of WT against real's 0.18, and dimmer at every
     percentile (90th 1.12 against 1.39 above the normal brain). Known-bad inputs for the two readings that hold
