@@ -68,8 +68,8 @@ puts them in [0, 1] with real skull-stripped background exactly 0.
   from a wide label); ``ed_contrast``: the edema's (WT without TC) median against the same normal brain (a
   mask-conditioned 2 mm model drew t2f's edema as much too bright as its ET, +0.21, while the ET alone could pass
   for a smeared rim: ``benchmarks/results/paired_sampler_cpu_20261204``); :func:`tumour_contrast` also reads the
-  core (``ncr_contrast``, TC without ET) but the check does not judge it: a real set without cores (BraTS cases
-  without necrosis, a small fold, a coarse grid) has no floor for it. ``top_in_tumour``: the share of the brain's brightest 0.5 %
+  core (``ncr_contrast``, TC without ET), which the check reports (medians, no verdict) and does not judge: a
+  real set without cores (BraTS cases without necrosis, a small fold, a coarse grid) has no floor for it. ``top_in_tumour``: the share of the brain's brightest 0.5 %
   that lies inside the WT label dilated ``margin`` voxels (2: the tumour's partial-volume rim counts as
   tumour), on cases with a tumour. Why: the t1c
   histogram's miss (W1 0.27 against a floor of 0.016, 2026-12-04) mixed three things that one
