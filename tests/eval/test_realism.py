@@ -354,7 +354,9 @@ def test_a_darkened_core_shows_in_the_core_reading_which_is_not_judged(labelled)
     last, first = list(c["ncr_contrast"])[-1], list(c["ncr_contrast"])[0]
     assert "pass" not in c["ncr_contrast"][last] and c["ncr_contrast"][last]["synthetic_cases"] > 0
     assert c["ncr_contrast"][last]["synthetic_median"] < plain["ncr_contrast"][last]["synthetic_median"] - 0.2
-    assert c["ncr_contrast"][first] == plain["ncr_contrast"][first]
+    # (the brain mask reads every modality, so the first one's normal brain may move by a voxel or two)
+    assert c["ncr_contrast"][first]["synthetic_median"] == pytest.approx(plain["ncr_contrast"][first]["synthetic_median"],
+                                                                         abs=0.01)
     assert c["pass"] == all(v["pass"] for k in ("et_contrast", "et_upper", "top_in_tumour", "ed_contrast")
                             for v in c[k].values())
 
