@@ -107,6 +107,10 @@ def _images_skip(sigma: float) -> str:
     return "{" + ", ".join(f"{m}: {sigma}" for m in ("t1n", "t1c", "t2w", "t2f")) + "}"
 
 
+# Med-DDPM's split: the WT/TC/ET masks in, the images out (every mask-conditioned variant's first two keys)
+MASK_CONDITIONED = ["conditioning.generate_labels=false", "conditioning.mask=true"]
+
+
 # Variants of the recipe trained side by side on the same data and scored by the same evaluation
 # (--variants; each --seeds times): the texture ablation of issue 16. The shipped model (x0) was
 # 3-13x too weak in the top 4 of 8 spectral bands, the bands the Haar detail coefficients hold;
@@ -314,20 +318,20 @@ VARIANTS: dict[str, list[str]] = {
     # modalities out, so the images are drawn for a tumour known from the first step. Generated for the first
     # training cases' masks (training_masks), or with --mask-source for another run's generated labels (the
     # two-stage recipe: generated_masks)
-    "x0_detail100_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
+    "x0_detail100_skip005_maskcond": [*MASK_CONDITIONED,
                                       "objective.detail_weight=100", "objective.x0_skip_sigma=0.05"],
     # as the second of two stages it fixed t1c's ET (both seeds) and drew the images a little blurrier than the joint
     # model (detail coherence +0.02-0.04, t1n's top band 0.41-0.44 of real) with t2w/t2f's ET too bright: blur
     # would smear the bright edema into the thin ET rim (quality_scale_h200_20261204f). The detail bands weigh 3x
     # more: in a joint model a larger detail weight shrank the tumours, which a mask-conditioned model is given
-    "x0_detail300_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
+    "x0_detail300_skip005_maskcond": [*MASK_CONDITIONED,
                                       "objective.detail_weight=300", "objective.x0_skip_sigma=0.05"],
     # detail 300 did not remove the t2f / t2w overshoot (+0.17 against +0.18 on real masks, paired), nor does
     # blur explain it (a Gaussian of the model's detail-coherence shift moves real ETs by ~0.01:
     # quality_scale_h200_20261204g, blur_contrast_cpu_20261204): a region's level is the coarse band's, which
     # weighs 1 against the detail bands' 100 here; in the joint model the images' LLL at 30 halved Frechet and
     # removed the stray enhancing spots (quality_scale_h200_20261203c)
-    "x0_detail100_lll30_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true",
+    "x0_detail100_lll30_skip005_maskcond": [*MASK_CONDITIONED,
                                             "objective.detail_weight=100", "objective.x0_skip_sigma=0.05",
                                             "objective.channel_weights=" + _masks_lll(None, images=30)],
     # most of the CSF excess is a band of faint voxels at the generated brain's edge (mean intensity < 0.1-0.15,
@@ -399,10 +403,10 @@ VAE_KEYS = ["stage=vae", "data.label_mode=none", "conditioning.generate_labels=f
             "train.lr=1.0e-4", "train.val_every=0"]
 VARIANTS.update({
     # (no x0 clamp: it decodes and re-encodes through the VAE at every step, lossy and slow; configs/vae_ldm.yaml)
-    "vae_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.type=pretrained",
+    "vae_maskcond": [*MASK_CONDITIONED, "latent.type=pretrained",
                      "latent.levels=1", "objective.x0_skip_sigma=0.05", "sampler.clip_x0=false"],
     # the pixel-space arm of the same three-way row, mask-conditioned: the 4 images at 80x96x80
-    "x0_pixel_skip005_maskcond": ["conditioning.generate_labels=false", "conditioning.mask=true", "latent.levels=0",
+    "x0_pixel_skip005_maskcond": [*MASK_CONDITIONED, "latent.levels=0",
                                   "objective.x0_skip_sigma=0.05"],
 })
 
@@ -664,6 +668,7 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
         if "=" not in o or key in OWNED:
             raise ConfigError(f"--set {o}: " + ("expected KEY=VALUE" if "=" not in o else
                                                 f"{key} is set by this script per seed ({', '.join(OWNED)})"))
+    base, smoke = overrides(p, out, args.device, args.smoke), (["train.max_steps=2"] if args.smoke else [])
     paths = []
     for run, (variant, s) in runs_of(args).items():
         minutes, vae = args.minutes, []
@@ -672,15 +677,13 @@ def resolve_configs(args: argparse.Namespace, p: dict, out: Path) -> list[Path]:
             # the user's data keys reach the autoencoder too (one grid and intensity scale for both stages); the
             # rest are the diffusion's (its train.max_steps would cut the VAE short)
             data_sets = [o for o in args.overrides if o.split("=", 1)[0].strip().startswith("data.")]
-            vae_cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *VAE_KEYS, *data_sets,
-                                         f"seed={s}", f"name={run}_vae", f"train.max_minutes={share * args.minutes}",
-                                         *(["train.max_steps=2"] if args.smoke else [])])
+            vae_cfg = load_config(None, [*base, *VAE_KEYS, *data_sets, f"seed={s}", f"name={run}_vae",
+                                         f"train.max_minutes={share * args.minutes}", *smoke])
             save_resolved(vae_cfg, out / "configs", vae_config_path(out, run).name)
             minutes = (1 - share) * args.minutes
             vae = [f"latent.path={vae_codec_dir(out, run)}"]
-        cfg = load_config(None, [*overrides(p, out, args.device, args.smoke), *ARMS[ARM], *VARIANTS[variant], *vae,
-                                 f"seed={s}", f"name={run}", f"train.max_minutes={minutes}",
-                                 *(["train.max_steps=2"] if args.smoke else [])])
+        cfg = load_config(None, [*base, *ARMS[ARM], *VARIANTS[variant], *vae, f"seed={s}", f"name={run}",
+                                 f"train.max_minutes={minutes}", *smoke])
         path = save_resolved(cfg, out / "configs", f"{run}.yaml")
         if args.overrides:  # applied to the saved file, so an error names it and the --set, not 40 script keys
             path = save_resolved(load_config(path, args.overrides), out / "configs", f"{run}.yaml")

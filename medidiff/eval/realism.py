@@ -497,23 +497,25 @@ def _contrast_check(syn: dict[str, np.ndarray], ref: "RealReference", *, modalit
                     factor: float, abs_tol: float) -> dict[str, Any]:
     """The tumour contrast check of the module doc (``syn``: :func:`tumour_contrast` of the synthetic set)."""
     real, fa, fb = ref.contrast  # type: ignore[misc]
+
+    def cases(stats: dict[str, np.ndarray], key: str, c: int) -> np.ndarray:  # the cases that have the region
+        v = stats[key][:, c]
+        return v[np.isfinite(v)]
+
+    def median(v: np.ndarray) -> float:
+        return float(np.median(v)) if v.size else math.nan
+
     out: dict[str, Any] = {}
     for key in CONTRAST_READINGS:
-        def cases(stats: dict[str, np.ndarray], c: int) -> np.ndarray:
-            v = stats[key][:, c]
-            return v[np.isfinite(v)]
-
-        out[key] = {name: _w1_check(cases(syn, c), cases(real, c), cases(fa, c), cases(fb, c), factor=factor,
+        out[key] = {name: _w1_check(*(cases(stats, key, c) for stats in (syn, real, fa, fb)), factor=factor,
                                     abs_tol=abs_tol) for c, name in enumerate(modalities)}
     out["pass"] = all(v["pass"] for key in CONTRAST_READINGS for v in out[key].values())
     # the core, read and not judged (no pass key): a model can draw the ET right and its core wrong
     # (maskcond_4mm_cpu_20261205), and a reader should see it
     out["ncr_contrast"] = {}
     for c, name in enumerate(modalities):
-        s_v, r_v = (stats["ncr_contrast"][:, c] for stats in (syn, real))
-        s_v, r_v = s_v[np.isfinite(s_v)], r_v[np.isfinite(r_v)]
-        out["ncr_contrast"][name] = {"synthetic_median": float(np.median(s_v)) if s_v.size else math.nan,
-                                     "real_median": float(np.median(r_v)) if r_v.size else math.nan,
+        s_v, r_v = cases(syn, "ncr_contrast", c), cases(real, "ncr_contrast", c)
+        out["ncr_contrast"][name] = {"synthetic_median": median(s_v), "real_median": median(r_v),
                                      "synthetic_cases": int(s_v.size), "real_cases": int(r_v.size)}
     out["rule"] = (f"pass when, for every modality, the W1 of the per-case ET median - normal brain median, of the ET's "
                    f"{ET_UPPER_QUANTILE:.0%} quantile - normal brain median, of the edema's median - "
