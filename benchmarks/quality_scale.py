@@ -573,6 +573,9 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     syn, floor = (dist.get(k, {}).get("3d", {}).get("frechet") for k in ("synthetic_vs_real_train", "real_heldout_vs_real_train"))
     if syn is not None and floor is not None:
         m.update(frechet_3d=syn, frechet_3d_floor=floor, frechet_over_floor=syn / floor if floor > 0 else math.inf)
+    own = dist.get("synthetic_vs_real_train", {}).get("3d", {}).get("frechet_interval")
+    if own:  # reports since session 39: one draw of the generated cases is noisy (36 -> 63 in two jobs)
+        m.update(frechet_3d_low=own[0], frechet_3d_high=own[1])
     reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
@@ -986,6 +989,9 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "
      "since session 37 the edema judged too)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
+    ("frechet_3d_low", "Frechet 3D, low end of its 95 % interval over the generated cases (jackknife; runs of one "
+     "job compare by these)", 2),
+    ("frechet_3d_high", "Frechet 3D, high end of that interval", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
     ("frechet_3d_within_floor_range", "Frechet 3D inside the floor's range over real subsets (1: no verdict at this count)", 0),

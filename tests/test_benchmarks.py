@@ -557,7 +557,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
                                                         "log10_ratio_per_band": [0.1, -0.3, -0.9]}}},
             "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}},
             "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
-        "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0}},
+        "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0, "frechet_interval": [40.0, 70.0]}},
                                 "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
         "tissue": {"synthetic_vs_real": {"metrics": {
             "fraction_CSF": {"pass": False, "synthetic_mean": 0.083, "real_mean": 0.064},
@@ -568,6 +568,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     }}
     m = qs.eval_metrics(report)
     assert m["spectrum_top_band_ratio_t1n"] == pytest.approx(10 ** -0.9)  # the last band, synthetic / real power
+    assert m["frechet_3d_low"] == 40.0 and m["frechet_3d_high"] == 70.0
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     # the goals' readings beside their real means; a reading evaluate could not make is left out
     assert (m["tissue_fraction_CSF"], m["tissue_real_fraction_CSF"]) == (0.083, 0.064)

@@ -14,6 +14,9 @@
   sets, ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` with scipy's ``sqrtm`` in float64. It
   is biased upwards for few samples: compare against the real-vs-real value at the same counts
   (:func:`floor_at_count`: seeded subsets of the real held-out cases the size of the synthetic set).
+  One draw of a few dozen cases is itself noisy: :func:`frechet_jackknife` gives the synthetic
+  figure a 95 % interval over its cases (delete-one jackknife; a bootstrap would resample duplicate
+  cases, which inflate Frechet: +45 % on Gaussian features of the shipped feature net's size).
 * **PSNR / SSIM** for paired tasks (reconstruction, super-resolution): :func:`psnr` returns
   ``inf`` for identical inputs (MSE 0) rather than dividing by zero.
 """
@@ -39,6 +42,7 @@ __all__ = [
     "frechet_distance_from_stats",
     "feature_distances",
     "floor_at_count",
+    "frechet_jackknife",
     "frechet_reading",
 ]
 
@@ -249,24 +253,62 @@ def floor_at_count(
     return out
 
 
+def frechet_jackknife(
+    x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, *, rows_per_case: int = 1
+) -> dict[str, Any]:
+    """A 95 % interval for the Frechet distance of ``x`` (the synthetic set) to the fixed ``y``, over x's cases.
+
+    Delete-one jackknife (Efron & Stein; Quenouille): the figure with each case left out in turn (all its
+    ``rows_per_case`` consecutive rows, as 2.5D slab features come), standard error
+    ``sqrt((n - 1) / n * sum((F_i - mean F)^2))``, interval ``F +- 1.96 se`` (the lower end at 0). It says how
+    far another draw of as many cases from the same generator would likely read, so two runs of one job
+    compare by their intervals. The reference ``y`` is held fixed: its own noise is shared by every run read
+    against it. Checked on Gaussian and heavy-tailed features the shipped net's size (90 dimensions, 64 cases
+    against 192): the interval held the median of fresh draws in 19 of 20 and 38 of 40 trials; a bootstrap
+    (cases drawn with replacement) never did, its repeated cases push Frechet up by ~45 %. Needs >= 3 cases.
+    """
+    a = _as_2d(x).numpy()
+    cases = a.shape[0] // rows_per_case
+    if cases < 3:
+        return {"note": f"a jackknife interval needs >= 3 cases, got {cases}"}
+    b = _as_2d(y).numpy()
+    mu_b, cov_b = b.mean(0), np.atleast_2d(np.cov(b, rowvar=False))
+    full = frechet_distance_from_stats(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), mu_b, cov_b)
+    left_out = []
+    for c in range(cases):
+        rest = np.delete(a, np.s_[c * rows_per_case:(c + 1) * rows_per_case], axis=0)
+        left_out.append(frechet_distance_from_stats(rest.mean(0), np.atleast_2d(np.cov(rest, rowvar=False)),
+                                                    mu_b, cov_b))
+    f = np.asarray(left_out)
+    se = float(math.sqrt((cases - 1) / cases * float(((f - f.mean()) ** 2).sum())))
+    return {"frechet_se": se, "frechet_interval": [max(full - 1.96 * se, 0.0), full + 1.96 * se],
+            "jackknife_cases": cases}
+
+
 def frechet_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a synthetic Frechet distance says beside the floor of :func:`floor_at_count`: its ratio to
     the floor's median and whether it lies inside the range of the floor's real subsets. Inside that
     range, some real subset of the same size scored as far from the training cases: at this count the
     figure cannot separate the synthetic set from real (2026-12-02: 52.7 against a median of 11.9 whose
-    20 subsets of 16 cases spanned 2.1-58.4). None without both figures."""
+    20 subsets of 16 cases spanned 2.1-58.4). A synthetic row carrying :func:`frechet_jackknife`'s
+    interval has it in the reading and as multiples of the floor's median. None without both figures."""
     syn, med, spread = synthetic.get("frechet"), floor.get("frechet"), floor.get("frechet_range")
     if syn is None or med is None or not (math.isfinite(syn) and math.isfinite(med)):
         return None
     out: dict[str, Any] = {"ratio_to_floor_median": float(syn / med) if med > 0 else math.inf}
+    interval = synthetic.get("frechet_interval")
+    own = ""
+    if interval:  # frechet_jackknife's: how far another draw of as many cases would likely read
+        out["interval_over_floor_median"] = [float(v / med) if med > 0 else math.inf for v in interval]
+        own = f" (95 % {interval[0]:#.3g}-{interval[1]:#.3g} over its cases)"
     if spread:
         out["floor_range"] = [float(spread[0]), float(spread[1])]
         out["within_floor_range"] = bool(spread[0] <= syn <= spread[1])
         span = f"({spread[0]:#.3g}-{spread[1]:#.3g})"
         out["reading"] = (
-            f"synthetic {syn:#.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median but inside the range of "
+            f"synthetic {syn:#.3g}{own} is {out['ratio_to_floor_median']:.2f}x the floor's median but inside the range of "
             f"its real subsets {span}: at this count it cannot separate the synthetic set from real"
             if out["within_floor_range"] else
-            f"synthetic {syn:#.3g} is {out['ratio_to_floor_median']:.2f}x the floor's median and "
+            f"synthetic {syn:#.3g}{own} is {out['ratio_to_floor_median']:.2f}x the floor's median and "
             + ("above every" if syn > spread[1] else "below every") + f" real subset {span}")
     return out

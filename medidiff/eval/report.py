@@ -469,12 +469,16 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines += [f"Feature distances ({report.get('feature_net')}); MMD^2 with a Gaussian kernel (median bandwidth, "
                       "biased) and the linear unbiased MMD^2 of monai.metrics.MMDMetric. Real held-out vs real training is "
                       "the floor the same sample sizes give: the median over seeded subsets of the held-out cases, "
-                      "the synthetic set's size (Frechet range over the subsets in brackets).", "",
+                      "the synthetic set's size (Frechet range over the subsets in parentheses). The synthetic "
+                      "Frechet's square brackets: its 95 % interval over its cases (delete-one jackknife), how far "
+                      "another draw of as many cases would likely read; two runs compare by these.", "",
                       "| comparison | variant | n | Frechet | MMD^2 rbf | MMD^2 linear |", "| --- | --- | --- | --- | --- | --- |"]
             for comp, variants in dist.items():
                 for var, v in variants.items():
                     spread = v.get("frechet_range")
-                    fr = _fmt(v.get("frechet")) + (f" ({_fmt(spread[0])}-{_fmt(spread[1])})" if spread else "")
+                    own = v.get("frechet_interval")
+                    fr = (_fmt(v.get("frechet")) + (f" ({_fmt(spread[0])}-{_fmt(spread[1])})" if spread else "")
+                          + (f" [{_fmt(own[0])}-{_fmt(own[1])}]" if own else ""))
                     lines.append(f"| {comp} | {var} | {v.get('n', '-')} | {fr} | {_fmt(v.get('mmd2_rbf'))} | "
                                  f"{_fmt(v.get('mmd2_linear'))} |")
             lines.append("")

@@ -223,8 +223,12 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     n_syn = dist["synthetic_vs_real_train"]["3d"]["n"]
     assert n_syn == dist["real_heldout_vs_real_train"]["3d"]["n"]  # the floor at the same counts
     assert all(v["draws"] >= 1 for v in dist["real_heldout_vs_real_train"].values())  # floor_at_count's rows
+    for row in dist["synthetic_vs_real_train"].values():  # each synthetic figure with its interval over its cases
+        lo, hi = row["frechet_interval"]
+        assert lo <= row["frechet"] <= hi and row["jackknife_cases"] == n_syn[0]  # 3D: one row a case
     readings = report["results"]["image"]["frechet_readings"]
     assert set(readings) == set(dist["synthetic_vs_real_train"]) and "Frechet 3d: " in (out / "report.md").read_text()
+    assert "over its cases" in readings["3d"]["reading"] and len(readings["3d"]["interval_over_floor_median"]) == 2
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
     several = r["checks"]["tumour_statistics"]["share_with_several_tumours"]

@@ -12,6 +12,7 @@ import torch
 from medidiff.eval.image_metrics import (
     feature_distances,
     floor_at_count,
+    frechet_jackknife,
     frechet_distance,
     frechet_distance_from_stats,
     frechet_reading,
@@ -179,6 +180,55 @@ def test_the_floor_is_taken_at_the_synthetic_count_and_a_collapsed_set_stays_abo
     assert not above["within_floor_range"] and "above every real subset" in above["reading"]
     assert above["ratio_to_floor_median"] > 2 * hi / floor["frechet"]
     assert frechet_reading({"frechet": 1.0}, {"note": "too few cases"}) is None
+
+
+def test_the_jackknife_interval_holds_another_draw_and_separates_a_broken_generator():
+    """One draw of 64 generated cases is noisy (the shipped feature net's size: 90 dimensions against 192 real
+    cases). The interval from one draw holds the median Frechet of fresh draws from the same generator, is about
+    as wide as their spread, and a generator with a collapsed, shifted mode reads an interval wholly above a
+    good one's."""
+    rng = np.random.default_rng(0)
+    dim = 90
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    shift = np.zeros(dim)
+    shift[:10] = 0.8
+
+    def generator(n: int, scale: float = 1.3) -> np.ndarray:
+        return (rng.normal(size=(n, dim)) * scale) @ mix + shift
+
+    reference = rng.normal(size=(192, dim)) @ mix
+    fresh = [frechet_distance(generator(64), reference) for _ in range(40)]
+    centre, spread = np.median(fresh), np.subtract(*np.percentile(fresh, [97.5, 2.5]))
+    held = 0
+    for _ in range(10):
+        one = generator(64)
+        jack = frechet_jackknife(one, reference)
+        lo, hi = jack["frechet_interval"]
+        assert jack["jackknife_cases"] == 64 and lo <= frechet_distance(one, reference) <= hi
+        assert 0.5 < (hi - lo) / spread < 2.0
+        held += lo <= centre <= hi
+    assert held >= 8
+    good = frechet_jackknife(generator(64), reference)["frechet_interval"]
+    collapsed = generator(1) + 0.2 * generator(64, scale=0.2) + 0.5  # near-copies of one case, off the mode
+    broken = frechet_jackknife(collapsed, reference)["frechet_interval"]
+    assert broken[0] > good[1]
+    assert "note" in frechet_jackknife(generator(2), reference)  # two cases leave one: no Frechet to take
+
+
+def test_the_jackknife_leaves_out_a_cases_slab_rows_together():
+    """2.5D features come as rows_per_case consecutive rows a case: leaving a case out leaves all of them out,
+    so a case given as four identical rows reads as that case once, not as four cases."""
+    rng = np.random.default_rng(2)
+    cases, per, dim = 12, 4, 3
+    x, y = rng.normal(size=(cases, dim)), rng.normal(size=(40, dim))
+    slabs = np.repeat(x, per, axis=0) + 1e-9 * rng.normal(size=(cases * per, dim))
+    by_case, by_slab = frechet_jackknife(x, y), frechet_jackknife(slabs, y, rows_per_case=per)
+    assert by_slab["jackknife_cases"] == cases
+    # four copies of a case change the covariance's normalisation only: the spreads agree closely
+    assert by_slab["frechet_se"] == pytest.approx(by_case["frechet_se"], rel=0.1)
+    # read as 48 independent cases the copies understate the spread by about sqrt(4)
+    one_row = frechet_jackknife(slabs, y)
+    assert one_row["frechet_se"] < 0.7 * by_case["frechet_se"]
 
 
 def test_the_floor_keeps_each_cases_slab_rows_together(monkeypatch):
