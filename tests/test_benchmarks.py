@@ -869,6 +869,9 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
                                                *quality_scale.VARIANTS["x0_detail100_lll30_skip005_maskcond"]])
     folded = build_objective(second.objective, build_codec_for(second).channel_names).config.channel_weights
     assert folded[:4] == [30] * 4 and set(folded[4:]) == {100} and len(folded) == 32
+    # the step-capped second stage is the same recipe stopped earlier, nothing else
+    capped = quality_scale.VARIANTS["x0_detail100_skip005_maskcond_4900"]
+    assert capped == [*quality_scale.VARIANTS["x0_detail100_skip005_maskcond"], "train.max_steps=4900"]
     # the halved range's time shift: half the shipped factor on the 2 mm latent, so each time's signal-to-noise
     # ratio for the brain (at half the amplitude) is the shipped scale's
     def objective(variant: str):
