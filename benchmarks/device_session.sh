@@ -18,6 +18,7 @@
 # TASK=sampling: the GPU sampler test, cascade_bench's step-count fit and sr_loader_bench (issue 15).
 # TASK=quality_cascade: benchmarks/quality_cascade.py (issue 16's SR stage; arguments in CASCADE_ARGS).
 # TASKS="quality_scale paired": then benchmarks/paired_contrast.py on the job's mask-conditioned models.
+# TASKS=quality_scale_paired: the same, the paired reading beside quality_scale's evaluation phases (fits 30 min).
 # TASKS="loop ablation" runs several in order; PAR_TASKS="loop=0 quality_scale=1" runs tasks side by
 # side, one per GPU, before TASKS.
 # Environment variables reach the job when given to `start` (`TASK=ablation bash ... start`).
@@ -203,6 +204,31 @@ paired_task() {
             --root "$q/data" --num "${PAIRED_NUM:-32}" --out "$JOB/paired/$run/control" > "$JOB/paired/$run/control.log" 2>&1
         echo "== paired $run control exit $? $(date -u +%FT%TZ)"
     done
+}
+
+# TASKS=quality_scale_paired: the two above side by side, so both fit one session's device time: quality_scale in
+# the background and the paired task as soon as its models are exported (its quality_scale.json is written after
+# training, export and generation, before the evaluation phases), beside those phases on the same card (memory is
+# no bar: ~20 GiB of 139), logging to $JOB/paired.log. In session 39 the two in order needed ~31 min of a 30-min
+# budget and the paired reading was the part lost.
+quality_scale_paired_task() {
+    local mark=$JOB/.quality_scale_started
+    touch "$mark"
+    quality_scale_task &
+    local qs=$!
+    # a quality_scale.json older than this task is an earlier job's (another start in the same lease)
+    until [ "$JOB/quality_scale/quality_scale.json" -nt "$mark" ]; do
+        kill -0 $qs 2>/dev/null || break
+        sleep 10
+    done
+    if [ "$JOB/quality_scale/quality_scale.json" -nt "$mark" ]; then
+        echo "== paired (beside quality_scale's evaluation) $(date -u +%FT%TZ)"
+        paired_task >"$JOB/paired.log" 2>&1
+        echo "== paired done $(date -u +%FT%TZ)"
+    else
+        echo "== paired: quality_scale ended before exporting its models"
+    fi
+    wait $qs
 }
 
 # TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
