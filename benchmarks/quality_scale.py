@@ -579,9 +579,10 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     syn, floor = (dist.get(k, {}).get("3d", {}).get("frechet") for k in ("synthetic_vs_real_train", "real_heldout_vs_real_train"))
     if syn is not None and floor is not None:
         m.update(frechet_3d=syn, frechet_3d_floor=floor, frechet_over_floor=syn / floor if floor > 0 else math.inf)
-    own = dist.get("synthetic_vs_real_train", {}).get("3d", {}).get("frechet_interval")
-    if own:  # reports since session 39: one draw of the generated cases is noisy (36 -> 63 in two jobs)
-        m.update(frechet_3d_low=own[0], frechet_3d_high=own[1])
+        row = dist["synthetic_vs_real_train"]["3d"]
+        if "frechet_se" in row:  # reports since session 39: one draw of the generated cases is noisy (36 -> 63)
+            m.update(frechet_3d_low=row["frechet_interval"][0], frechet_3d_high=row["frechet_interval"][1],
+                     frechet_3d_se=row["frechet_se"])
     reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
@@ -995,8 +996,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "
      "since session 37 the edema judged too)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
-    ("frechet_3d_low", "Frechet 3D, low end of its 95 % interval over the generated cases (jackknife; runs of one "
-     "job compare by these)", 2),
+    ("frechet_3d_low", "Frechet 3D, low end of a 95 % interval for the generator's expected figure at this count "
+     "(jackknife over the generated cases; runs compare by the differences below the table)", 2),
     ("frechet_3d_high", "Frechet 3D, high end of that interval", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
@@ -1028,6 +1029,27 @@ ROWS: list[tuple[str, str, int]] = [
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]
+
+
+def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> list[str]:
+    """Each run's 3D Frechet minus the first run's (the job's baseline: the given model or the first listed),
+    with a 95 % interval over the two draws of generated cases (image_metrics.frechet_difference): one draw of
+    64 cases read 36 then 63 for one recipe in two jobs, so runs compare by this, not by their bare figures."""
+    from medidiff.eval.image_metrics import frechet_difference
+
+    def row(run: str) -> dict[str, Any]:
+        m = record["per_run"].get(run, {})
+        return {"frechet": m.get("frechet_3d"), **({"frechet_se": m["frechet_3d_se"]} if "frechet_3d_se" in m else {})}
+
+    base, out = runs[0], []
+    for run in runs[1:]:
+        d = frechet_difference(row(run), row(base))
+        if d is not None:
+            lo, hi = d["interval"]
+            verdict = "farther from real" if lo > 0 else "closer to real" if hi < 0 else "no difference at this count"
+            out.append(f"- Frechet 3D, {run} - {base}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; the "
+                       "draw of cases only, not the spread between training runs)")
+    return ["", *out] if out else []
 
 
 def write_report(record: dict[str, Any], out: Path) -> None:
@@ -1107,6 +1129,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             cells += [fmt(record["summary"][v][key], digits) if key in record["summary"][v] else "n/a" for v in variants]
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + " | " + ("" if floor is None else f"{floor:.{digits}f}") + " |")
+    lines += frechet_difference_lines(record, runs)
     lines += ["", "Per run: `eval/<run>/report.md` (image and memorisation: every check with its rule and floor), "
               "`eval/<run>_tissue/report.md` (tissue QC), `seeds/<run>.json` (training, generation, background "
               "per case).", ""]

@@ -557,7 +557,8 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
                                                         "log10_ratio_per_band": [0.1, -0.3, -0.9]}}},
             "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}},
             "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
-        "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0, "frechet_interval": [40.0, 70.0]}},
+        "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0, "frechet_interval": [40.0, 70.0],
+                                                                        "frechet_se": 7.65}},
                                 "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
         "tissue": {"synthetic_vs_real": {"metrics": {
             "fraction_CSF": {"pass": False, "synthetic_mean": 0.083, "real_mean": 0.064},
@@ -568,7 +569,19 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     }}
     m = qs.eval_metrics(report)
     assert m["spectrum_top_band_ratio_t1n"] == pytest.approx(10 ** -0.9)  # the last band, synthetic / real power
-    assert m["frechet_3d_low"] == 40.0 and m["frechet_3d_high"] == 70.0
+    assert m["frechet_3d_low"] == 40.0 and m["frechet_3d_high"] == 70.0 and m["frechet_3d_se"] == 7.65
+    # an older report (no interval) gives no interval rows, and no difference line; a job's runs compare by
+    # the difference's interval: 55 +- 7.65 against 20 +- 2 is farther from real, against 50 +- 5 no difference
+    older = json.loads(json.dumps(report))
+    del older["results"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet_se"]
+    assert not {"frechet_3d_low", "frechet_3d_se"} & set(qs.eval_metrics(older))
+    record = {"per_run": {"base": {"frechet_3d": 20.0, "frechet_3d_se": 2.0}, "arm": m,
+                          "near": {"frechet_3d": 50.0, "frechet_3d_se": 5.0}, "old": {"frechet_3d": 30.0}}}
+    lines = qs.frechet_difference_lines(record, ["base", "arm", "near", "old"])
+    assert len(lines) == 3 and "arm - base: +35.00" in lines[1] and "farther from real" in lines[1]
+    assert "near - base" in lines[2] and "farther" in lines[2]
+    assert "no difference" in qs.frechet_difference_lines(record, ["near", "arm"])[1]
+    assert qs.frechet_difference_lines(record, ["old", "arm"]) == []
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     # the goals' readings beside their real means; a reading evaluate could not make is left out
     assert (m["tissue_fraction_CSF"], m["tissue_real_fraction_CSF"]) == (0.083, 0.064)

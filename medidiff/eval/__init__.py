@@ -327,7 +327,7 @@ def run_evaluation(
             draws = dist["real_heldout_vs_real_train"]["3d"].get("draws", 1)
             floor_note = (f"the floor: {k} real held-out cases against the same, " +
                           (f"the median over {draws} seeded subsets of the {len(real_test)} held-out cases (Frechet "
-                           "range in brackets)" if draws > 1 else f"all {len(real_test)} held-out cases") +
+                           "range in parentheses)" if draws > 1 else f"all {len(real_test)} held-out cases") +
                           ": the floor at the same counts")
         img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
                             f"{len(real_train)} real training cases, beside {floor_note}")

@@ -16,7 +16,8 @@
   (:func:`floor_at_count`: seeded subsets of the real held-out cases the size of the synthetic set).
   One draw of a few dozen cases is itself noisy: :func:`frechet_jackknife` gives the synthetic
   figure a 95 % interval over its cases (delete-one jackknife; a bootstrap would resample duplicate
-  cases, which inflate Frechet: +45 % on Gaussian features of the shipped feature net's size).
+  cases, which inflate Frechet: +46 % on Gaussian features of the shipped feature net's size), and
+  :func:`frechet_difference` compares two runs against one reference.
 * **PSNR / SSIM** for paired tasks (reconstruction, super-resolution): :func:`psnr` returns
   ``inf`` for identical inputs (MSE 0) rather than dividing by zero.
 """
@@ -43,6 +44,7 @@ __all__ = [
     "feature_distances",
     "floor_at_count",
     "frechet_jackknife",
+    "frechet_difference",
     "frechet_reading",
 ]
 
@@ -260,14 +262,20 @@ def frechet_jackknife(
 
     Delete-one jackknife (Efron & Stein; Quenouille): the figure with each case left out in turn (all its
     ``rows_per_case`` consecutive rows, as 2.5D slab features come), standard error
-    ``sqrt((n - 1) / n * sum((F_i - mean F)^2))``, interval ``F +- 1.96 se`` (the lower end at 0). It says how
-    far another draw of as many cases from the same generator would likely read, so two runs of one job
-    compare by their intervals. The reference ``y`` is held fixed: its own noise is shared by every run read
-    against it. Checked on Gaussian and heavy-tailed features the shipped net's size (90 dimensions, 64 cases
-    against 192): the interval held the median of fresh draws in 19 of 20 and 38 of 40 trials; a bootstrap
-    (cases drawn with replacement) never did, its repeated cases push Frechet up by ~45 %. Needs >= 3 cases.
+    ``sqrt((n - 1) / n * sum((F_i - mean F)^2))``, interval ``F +- 1.96 se`` (the lower end at 0): a 95 %
+    interval for this generator's expected Frechet at this many cases (Frechet's small-sample bias is the
+    same for every draw of that size). Another single draw scatters wider (``+- 1.96 sqrt(2) se``), and two runs
+    compare by their difference, :func:`frechet_difference`, not by whether their intervals overlap (a far
+    stricter test). The reference ``y`` is held fixed: its own noise is shared by every run read against it.
+    It covers the draw of generated cases only, not the spread between training runs of one recipe. Checked on
+    Gaussian and heavy-tailed features the shipped net's size (90 dimensions, 64 cases against 192;
+    benchmarks/results/frechet_interval_cpu_20261205/): the interval held the median of fresh draws in 19 of 20
+    trials at the fresh draws' width, and 34 of 40 at 0.6 of it with 5 % outlier cases (there a lower bound on
+    the noise); a bootstrap (cases drawn with replacement) never did, its repeated cases push Frechet up ~46 %. Needs >= 3 cases and a row count that is a multiple of ``rows_per_case``.
     """
     a = _as_2d(x).numpy()
+    if a.shape[0] % rows_per_case:
+        raise ValueError(f"{a.shape[0]} feature rows are not whole cases of {rows_per_case} rows")
     cases = a.shape[0] // rows_per_case
     if cases < 3:
         return {"note": f"a jackknife interval needs >= 3 cases, got {cases}"}
@@ -285,6 +293,17 @@ def frechet_jackknife(
             "jackknife_cases": cases}
 
 
+def frechet_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Run ``a``'s Frechet minus run ``b``'s against the same reference, with a 95 % interval from their
+    :func:`frechet_jackknife` errors, ``+- 1.96 sqrt(se_a^2 + se_b^2)`` (the two draws of generated cases
+    independent). Above 0 over the whole interval: ``a`` is farther from real at this count, beyond the draw
+    of cases (not beyond the spread between training runs). None when either row lacks an error."""
+    if not all("frechet_se" in r and r.get("frechet") is not None for r in (a, b)):
+        return None
+    diff, half = a["frechet"] - b["frechet"], 1.96 * math.hypot(a["frechet_se"], b["frechet_se"])
+    return {"difference": float(diff), "interval": [float(diff - half), float(diff + half)]}
+
+
 def frechet_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a synthetic Frechet distance says beside the floor of :func:`floor_at_count`: its ratio to
     the floor's median and whether it lies inside the range of the floor's real subsets. Inside that
@@ -300,7 +319,7 @@ def frechet_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> d
     own = ""
     if interval:  # frechet_jackknife's: how far another draw of as many cases would likely read
         out["interval_over_floor_median"] = [float(v / med) if med > 0 else math.inf for v in interval]
-        own = f" (95 % {interval[0]:#.3g}-{interval[1]:#.3g} over its cases)"
+        own = f" (95 % {interval[0]:#.3g}-{interval[1]:#.3g} over its cases: the generator's expected figure)"
     if spread:
         out["floor_range"] = [float(spread[0]), float(spread[1])]
         out["within_floor_range"] = bool(spread[0] <= syn <= spread[1])

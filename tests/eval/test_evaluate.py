@@ -13,6 +13,7 @@ from medidiff.cli import evaluate_cmd
 from medidiff.cli import main as cli_main
 from medidiff.data.manifest import build_brats_manifest, load_manifest, write_manifest
 from medidiff.data.phantom import write_phantom_dataset
+from medidiff.eval.report import _fmt
 from tests.eval import copy_real_case, write_synthetic_phantoms
 
 SHAPE = (32, 32, 24)
@@ -229,6 +230,8 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     readings = report["results"]["image"]["frechet_readings"]
     assert set(readings) == set(dist["synthetic_vs_real_train"]) and "Frechet 3d: " in (out / "report.md").read_text()
     assert "over its cases" in readings["3d"]["reading"] and len(readings["3d"]["interval_over_floor_median"]) == 2
+    lo, hi = dist["synthetic_vs_real_train"]["3d"]["frechet_interval"]
+    assert f"[{_fmt(lo)}-{_fmt(hi)}]" in (out / "report.md").read_text()  # the table's synthetic row
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
     several = r["checks"]["tumour_statistics"]["share_with_several_tumours"]

@@ -12,6 +12,7 @@ import torch
 from medidiff.eval.image_metrics import (
     feature_distances,
     floor_at_count,
+    frechet_difference,
     frechet_jackknife,
     frechet_distance,
     frechet_distance_from_stats,
@@ -213,6 +214,31 @@ def test_the_jackknife_interval_holds_another_draw_and_separates_a_broken_genera
     broken = frechet_jackknife(collapsed, reference)["frechet_interval"]
     assert broken[0] > good[1]
     assert "note" in frechet_jackknife(generator(2), reference)  # two cases leave one: no Frechet to take
+    with pytest.raises(ValueError, match="not whole cases"):
+        frechet_jackknife(generator(10), reference, rows_per_case=4)
+
+
+def test_the_difference_of_two_runs_separates_a_small_defect_and_not_two_draws_of_one_generator():
+    """Runs of one job compare by the difference's interval: a generator whose mode is shifted a little (its
+    Frechet ~3 standard errors above the good one's, at the median) reads farther from real; two draws
+    of one generator mostly read no difference (about 5 % of pairs may, by construction)."""
+    rng = np.random.default_rng(3)
+    dim = 90
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    reference = rng.normal(size=(192, dim)) @ mix
+
+    def row(shift: float) -> dict:
+        x = rng.normal(size=(64, dim)) @ mix
+        x[:, :5] += shift
+        return {"frechet": frechet_distance(x, reference), **frechet_jackknife(x, reference)}
+
+    same = [frechet_difference(row(0.0), row(0.0)) for _ in range(20)]
+    assert sum(d["interval"][0] <= 0 <= d["interval"][1] for d in same) >= 17
+    shifted = [frechet_difference(row(1.0), row(0.0)) for _ in range(10)]
+    gaps = [d["difference"] / ((d["interval"][1] - d["interval"][0]) / (2 * 1.96)) for d in shifted]
+    assert 2 < np.median(gaps) < 6  # a defect of a few standard errors, not a gross one
+    assert sum(d["interval"][0] > 0 for d in shifted) >= 7
+    assert frechet_difference({"frechet": 1.0}, row(0.0)) is None  # an old report's row: no error, no verdict
 
 
 def test_the_jackknife_leaves_out_a_cases_slab_rows_together():
@@ -229,6 +255,17 @@ def test_the_jackknife_leaves_out_a_cases_slab_rows_together():
     # read as 48 independent cases the copies understate the spread by about sqrt(4)
     one_row = frechet_jackknife(slabs, y)
     assert one_row["frechet_se"] < 0.7 * by_case["frechet_se"]
+
+
+def test_slabs_come_as_consecutive_rows_a_case():
+    """The floor and the jackknife take a case's 2.5D rows as ``count`` consecutive rows: pin that layout."""
+    from medidiff.eval.features import slabs
+
+    cases, count = 3, 4
+    images = torch.arange(cases, dtype=torch.float32).view(cases, 1, 1, 1, 1).expand(cases, 1, 16, 16, 16)
+    rows = slabs(images, axis=2, thickness=2, count=count)
+    assert rows.shape[0] == cases * count
+    assert [int(r[0, 0, 0, 0]) for r in rows] == [c for c in range(cases) for _ in range(count)]
 
 
 def test_the_floor_keeps_each_cases_slab_rows_together(monkeypatch):
