@@ -583,6 +583,8 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         if "frechet_se" in row:  # reports since session 39: one draw of the generated cases is noisy (36 -> 63)
             m.update(frechet_3d_low=row["frechet_interval"][0], frechet_3d_high=row["frechet_interval"][1],
                      frechet_3d_se=row["frechet_se"])
+            if "jackknife_cases" in row:  # (frechet_difference compares figures read at one count only)
+                m["frechet_3d_cases"] = row["jackknife_cases"]
     reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
@@ -996,7 +998,7 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "
      "since session 37 the edema judged too)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
-    ("frechet_3d_low", "Frechet 3D, low end of a 95 % interval for the generator's expected figure at this count "
+    ("frechet_3d_low", "Frechet 3D, low end of a 95 % interval for the generator's typical figure at this count "
      "(jackknife over the generated cases; runs compare by the differences below the table)", 2),
     ("frechet_3d_high", "Frechet 3D, high end of that interval", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
@@ -1032,23 +1034,38 @@ ROWS: list[tuple[str, str, int]] = [
 
 
 def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> list[str]:
-    """Each run's 3D Frechet minus the first run's (the job's baseline: the given model or the first listed),
-    with a 95 % interval over the two draws of generated cases (image_metrics.frechet_difference): one draw of
-    64 cases read 36 then 63 for one recipe in two jobs, so runs compare by this, not by their bare figures."""
+    """Every pair of runs' 3D Frechet difference with a 95 % interval over the draws of generated cases
+    (image_metrics.frechet_difference: paired case by case where both reports kept their left-out figures,
+    `frechet_leave_one_out` in the record): one draw of 64 cases read 36 then 63 for one recipe in two jobs,
+    so runs compare by this, not by their bare figures. Each line is its own 95 % reading: among many pairs
+    one may cross by chance."""
     from medidiff.eval.image_metrics import frechet_difference
+
+    left_out = record.get("frechet_leave_one_out", {})
 
     def row(run: str) -> dict[str, Any]:
         m = record["per_run"].get(run, {})
-        return {"frechet": m.get("frechet_3d"), **({"frechet_se": m["frechet_3d_se"]} if "frechet_3d_se" in m else {})}
+        keys = {"frechet_se": "frechet_3d_se", "jackknife_cases": "frechet_3d_cases"}
+        return {"frechet": m.get("frechet_3d"), **{k: m[v] for k, v in keys.items() if v in m},
+                **({"frechet_leave_one_out": left_out[run]} if run in left_out else {})}
 
-    base, out = runs[0], []
-    for run in runs[1:]:
-        d = frechet_difference(row(run), row(base))
-        if d is not None:
+    have = [run for run in runs if "frechet_se" in row(run)]
+    out = [f"- Frechet 3D: {run} has no interval (no image phase, or a report from before session 39)"
+           for run in runs if run not in have]
+    for k, base in enumerate(have):
+        for run in have[k + 1:]:
+            d = frechet_difference(row(run), row(base))
+            if d is None:
+                out.append(f"- Frechet 3D, {run} - {base}: not compared (read at different case counts)")
+                continue
             lo, hi = d["interval"]
-            verdict = "farther from real" if lo > 0 else "closer to real" if hi < 0 else "no difference at this count"
-            out.append(f"- Frechet 3D, {run} - {base}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; the "
-                       "draw of cases only, not the spread between training runs)")
+            verdict = ("farther from real" if lo > 0 else "closer to real" if hi < 0 else
+                       "not resolved at this count (the interval holds 0)")
+            same = record["runs"].get(run, {}).get("variant") == record["runs"].get(base, {}).get("variant")
+            out.append(f"- Frechet 3D, {run} - {base}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; "
+                       + ("paired case by case" if d["paired"] else "as independent draws")
+                       + ("; the same recipe: a difference is the spread between its training runs" if same else
+                          "; the draw of cases only, not the spread between training runs") + ")")
     return ["", *out] if out else []
 
 
@@ -1288,6 +1305,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
     per_run: dict[str, dict[str, float]] = {}
     record["run_records"] = {}
     bands: dict[str, dict[str, list[float]]] = {}
+    left_out: dict[str, list[float]] = {}
     for run in record["runs"]:
         m: dict[str, float] = {}
         path = out / "seeds" / f"{run}.json"
@@ -1304,7 +1322,13 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
             .get("checks", {}).get("power_spectrum", {})
         for mod, r in ps.get("per_modality", {}).items():
             bands.setdefault(run, {})[mod] = r["log10_ratio_per_band"]
+        # the 3D Frechet's left-out figures (a list: kept out of per_run, whose values are means over seeds)
+        jack = (reports.get("image") or {}).get("results", {}).get("image", {}).get("distances", {}) \
+            .get("synthetic_vs_real_train", {}).get("3d", {}).get("frechet_leave_one_out")
+        if jack:
+            left_out[run] = jack
     record["per_run"] = per_run
+    record["frechet_leave_one_out"] = left_out
     record["summary"] = {}
     for variant in record["variants"]:
         mine = [per_run[run] for run in summarised_runs(record, variant)]

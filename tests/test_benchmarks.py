@@ -558,7 +558,7 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
             "intensity_histogram": {"per_modality": {"t1n": {"wasserstein": 0.08, "floor": 0.01}}},
             "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
         "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0, "frechet_interval": [40.0, 70.0],
-                                                                        "frechet_se": 7.65}},
+                                                                        "frechet_se": 7.65, "jackknife_cases": 64}},
                                 "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
         "tissue": {"synthetic_vs_real": {"metrics": {
             "fraction_CSF": {"pass": False, "synthetic_mean": 0.083, "real_mean": 0.064},
@@ -575,13 +575,17 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     older = json.loads(json.dumps(report))
     del older["results"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet_se"]
     assert not {"frechet_3d_low", "frechet_3d_se"} & set(qs.eval_metrics(older))
-    record = {"per_run": {"base": {"frechet_3d": 20.0, "frechet_3d_se": 2.0}, "arm": m,
-                          "near": {"frechet_3d": 50.0, "frechet_3d_se": 5.0}, "old": {"frechet_3d": 30.0}}}
+    record = {"runs": {"base": {"variant": "a"}, "arm": {"variant": "b"}, "near": {"variant": "b"}, "old": {"variant": "c"}},
+              "per_run": {"base": {"frechet_3d": 20.0, "frechet_3d_se": 2.0, "frechet_3d_cases": 64}, "arm": m,
+                          "near": {"frechet_3d": 50.0, "frechet_3d_se": 5.0, "frechet_3d_cases": 64},
+                          "old": {"frechet_3d": 30.0}}}
     lines = qs.frechet_difference_lines(record, ["base", "arm", "near", "old"])
-    assert len(lines) == 3 and "arm - base: +35.00" in lines[1] and "farther from real" in lines[1]
-    assert "near - base" in lines[2] and "farther" in lines[2]
-    assert "no difference" in qs.frechet_difference_lines(record, ["near", "arm"])[1]
-    assert qs.frechet_difference_lines(record, ["old", "arm"]) == []
+    assert "old has no interval" in lines[1] and len(lines) == 5  # every pair of the three with one, after the note
+    assert "arm - base: +35.00" in lines[2] and "farther from real" in lines[2] and "independent" in lines[2]
+    assert "near - base" in lines[3] and "farther" in lines[3]
+    assert "near - arm" in lines[4] and "not resolved" in lines[4] and "the same recipe" in lines[4]
+    record["per_run"]["near"]["frechet_3d_cases"] = 32  # another count: another small-sample bias, no reading
+    assert "different case counts" in qs.frechet_difference_lines(record, ["arm", "near"])[1]
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     # the goals' readings beside their real means; a reading evaluate could not make is left out
     assert (m["tissue_fraction_CSF"], m["tissue_real_fraction_CSF"]) == (0.083, 0.064)

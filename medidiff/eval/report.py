@@ -470,7 +470,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                       "biased) and the linear unbiased MMD^2 of monai.metrics.MMDMetric. Real held-out vs real training is "
                       "the floor the same sample sizes give: the median over seeded subsets of the held-out cases, "
                       "the synthetic set's size (Frechet range over the subsets in parentheses). The synthetic "
-                      "Frechet's square brackets: a 95 % interval for the generator's expected figure at this count, "
+                      "Frechet's square brackets: a 95 % interval for the generator's typical figure at this count, "
                       "over its cases (delete-one jackknife; the draw of cases only, not the spread between training "
                       "runs).", "",
                       "| comparison | variant | n | Frechet | MMD^2 rbf | MMD^2 linear |", "| --- | --- | --- | --- | --- | --- |"]

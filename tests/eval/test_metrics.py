@@ -239,6 +239,21 @@ def test_the_difference_of_two_runs_separates_a_small_defect_and_not_two_draws_o
     assert 2 < np.median(gaps) < 6  # a defect of a few standard errors, not a gross one
     assert sum(d["interval"][0] > 0 for d in shifted) >= 7
     assert frechet_difference({"frechet": 1.0}, row(0.0)) is None  # an old report's row: no error, no verdict
+    assert frechet_difference(row(0.0), {**row(0.0), "jackknife_cases": 32}) is None  # another count
+    # runs drawn for the same label maps err together: case i of both carries a shared part. The paired
+    # difference (case i left out of both) sees it, and is narrower than the independent reading
+    shared = rng.normal(size=(64, dim)) @ mix
+
+    def related(shift: float) -> dict:
+        x = shared + 0.3 * rng.normal(size=(64, dim)) @ mix
+        x[:, :5] += shift
+        return {"frechet": frechet_distance(x, reference), **frechet_jackknife(x, reference)}
+
+    a, b = related(1.0), related(0.0)
+    paired = frechet_difference(a, b)
+    alone = frechet_difference({k: v for k, v in a.items() if k != "frechet_leave_one_out"}, b)
+    assert paired["paired"] and not alone["paired"] and paired["difference"] == alone["difference"]
+    assert np.diff(paired["interval"])[0] < 0.7 * np.diff(alone["interval"])[0]
 
 
 def test_the_jackknife_leaves_out_a_cases_slab_rows_together():
