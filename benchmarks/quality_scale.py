@@ -1050,7 +1050,7 @@ def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> lis
                 **({"frechet_leave_one_out": left_out[run]} if run in left_out else {})}
 
     have = [run for run in runs if "frechet_se" in row(run)]
-    out = [f"- Frechet 3D: {run} has no interval (no image phase, or a report from before session 39)"
+    out = [f"- Frechet 3D: {run} has no interval (no image phase, under 3 cases compared, or a report from before session 39)"
            for run in runs if run not in have]
     for k, base in enumerate(have):
         for run in have[k + 1:]:
@@ -1060,7 +1060,7 @@ def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> lis
                 continue
             lo, hi = d["interval"]
             verdict = ("farther from real" if lo > 0 else "closer to real" if hi < 0 else
-                       "not resolved at this count (the interval holds 0)")
+                       "not resolved at this count: the interval holds 0")
             same = record["runs"].get(run, {}).get("variant") == record["runs"].get(base, {}).get("variant")
             out.append(f"- Frechet 3D, {run} - {base}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; "
                        + ("paired case by case" if d["paired"] else "as independent draws")
