@@ -269,11 +269,11 @@ def frechet_jackknife(
     whether their intervals overlap (a far stricter test). It holds for this reference ``y`` (fixed; another
     set of real cases would read otherwise) and covers the draw of generated cases only, not the spread between
     training runs of one recipe. Each left-out figure is kept (``frechet_leave_one_out``) for the paired
-    difference. Checked on
-    Gaussian and heavy-tailed features the shipped net's size (90 dimensions, 64 cases against 192;
-    benchmarks/results/frechet_interval_cpu_20261205/): the interval held the median of fresh draws in 19 of 20
-    trials at the fresh draws' width, and 34 of 40 at 0.6 of it with 5 % outlier cases (there a lower bound on
-    the noise); a bootstrap (cases drawn with replacement) never did, its repeated cases push Frechet up ~46 %. Needs >= 3 cases and a row count that is a multiple of ``rows_per_case``.
+    difference. Checked on Gaussian and heavy-tailed features the shipped net's size (90 dimensions, 64 cases
+    against 192; benchmarks/results/frechet_interval_cpu_20261205/): the interval held the median of fresh draws
+    in 19 of 20 trials at the fresh draws' width, and 34 of 40 at 0.6 of it with 5 % outlier cases (there a lower
+    bound on the noise); bootstrap intervals (cases drawn with replacement) never did, their repeated cases push
+    Frechet up ~46 %. Needs >= 3 cases and a row count that is a multiple of ``rows_per_case``.
     """
     a = _as_2d(x).numpy()
     if a.shape[0] % rows_per_case:
