@@ -175,6 +175,7 @@ def test_masks_can_be_a_generate_folder_and_record_the_model_that_drew_them(trai
     shared = ["generate", "--model", str(mask_model), "--num", "2", "--out", str(second), "--masks", str(first),
               "--no-progress"]
     assert main(shared) == 2 and not second.exists()  # seeds 0, 1 drew those labels: the same starting noise
+    assert main([*shared, "--dry-run"]) == 2 and not second.exists()  # the request check says it too
     assert main([*shared, "--seed", "2"]) == 0
     for i in range(2):
         case = f"case_{i:04d}"

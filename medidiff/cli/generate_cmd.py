@@ -105,6 +105,11 @@ def _generate(args: argparse.Namespace) -> int:
         raise MedidiffError(f"--label-convention {args.label_convention}: --layout {layout.name} writes {forced} labels"
                             + (" (nnU-Net needs consecutive labels 0-3)" if layout.name == "nnunet" else ""))
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
+    if args.masks and not args.masks.endswith(".json") and Path(args.masks).is_dir():
+        # label maps a model drew record their seeds: refuse shared starting noise before any weights are read,
+        # so --dry-run says it too (an unreadable folder is load_masks' to report, later)
+        check_noise_not_shared(args.masks, [(generated_mask_source(f) or {}, {}) for f in mask_files(args.masks)],
+                               args.seed, args.num)
     options = options_of(args)
     if args.first_stage:  # what the first stage will run: its own seeds, sampler and folder
         options["first_stage_run"] = options_of(first_stage_args(args))
@@ -167,7 +172,6 @@ def _generate(args: argparse.Namespace) -> int:
         # map another model generated records that model instead (its name is no patient's)
         mask_sources = [(generated_mask_source(f) or {"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
                          {"file": str(f)} if args.keep_source_ids else {}) for f in files]
-        check_noise_not_shared(args.masks, mask_sources, args.seed, args.num)
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
