@@ -105,11 +105,12 @@ def _generate(args: argparse.Namespace) -> int:
         raise MedidiffError(f"--label-convention {args.label_convention}: --layout {layout.name} writes {forced} labels"
                             + (" (nnU-Net needs consecutive labels 0-3)" if layout.name == "nnunet" else ""))
     _check_model_samplers(args)  # before any weights are read or any output is written; --dry-run too
+    folder_sources = None  # a --masks folder's records, read once: label maps a model drew record their seeds
     if args.masks and not args.masks.endswith(".json") and Path(args.masks).is_dir():
-        # label maps a model drew record their seeds: refuse shared starting noise before any weights are read,
-        # so --dry-run says it too (an unreadable folder is load_masks' to report, later)
-        check_noise_not_shared(args.masks, [(generated_mask_source(f) or {}, {}) for f in mask_files(args.masks)],
-                               args.seed, args.num)
+        # shared starting noise refused before any weights are read, so --dry-run says it too (an unreadable
+        # folder is load_masks' to report, later)
+        folder_sources = folder_mask_sources(args.masks, keep_ids=args.keep_source_ids)
+        check_noise_not_shared(args.masks, folder_sources, args.seed, args.num)
     options = options_of(args)
     if args.first_stage:  # what the first stage will run: its own seeds, sampler and folder
         options["first_stage_run"] = options_of(first_stage_args(args))
@@ -128,7 +129,7 @@ def _generate(args: argparse.Namespace) -> int:
     from medidiff.data.transforms import output_spacing
     from medidiff.data.mask_sources import TRAINING_DATA_KEY, training_data_record
     from medidiff.files import folder_lock, write_text_atomic
-    from medidiff.generation import DiffusionPipeline, file_hash, place_in_grid, recorded_training_data
+    from medidiff.generation import DiffusionPipeline, place_in_grid, recorded_training_data
     from medidiff.io import source_record, write_nifti
     from medidiff.layouts import NnunetLayout, write_nnunet_dataset_json
     from medidiff.viz import preview_image, write_png
@@ -165,13 +166,11 @@ def _generate(args: argparse.Namespace) -> int:
         mask_sources = [source_record(it["case_id"], args.masks, fold=it.get("fold"), keep_ids=args.keep_source_ids)
                         for it in items]
     elif args.masks:
-        masks, files = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
-                                  convention=mask_convention)
-        # a mask file's name is often its source case id (write_model_grid_masks): the public record
-        # holds its content hash and its name's hash, which `evaluate` matches against its manifest; a label
-        # map another model generated records that model instead (its name is no patient's)
-        mask_sources = [(generated_mask_source(f) or {"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
-                         {"file": str(f)} if args.keep_source_ids else {}) for f in files]
+        masks, _ = load_masks(args.masks, tuple(pipe.image_shape[1:]), max_voxels=pipe.cfg.data.max_voxels,
+                              convention=mask_convention)
+        # (the first stage's folder exists only now: its records are read here)
+        mask_sources = (folder_sources if folder_sources is not None else
+                        folder_mask_sources(args.masks, keep_ids=args.keep_source_ids))
     geometry = args.geometry
     if args.reference:
         from medidiff.data.manifest import label_map_of, load_manifest, read_manifest
@@ -553,6 +552,17 @@ def first_stage_convention(folder: str | Path) -> str | None:
         raise MedidiffError(f"--masks {folder}: its cases' labels are in several conventions ({sorted(found)}): "
                             "generate them again with one --label-convention")
     return found.pop() if found else None
+
+
+def folder_mask_sources(folder: str, *, keep_ids: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(public, sidecar-only) records of a --masks folder's label maps, in :func:`load_masks`' order. A mask
+    file's name is often its source case id (write_model_grid_masks): the public record holds its content hash
+    and its name's hash, which `evaluate` matches against its manifest; a label map another model generated
+    records that model and seed instead (:func:`generated_mask_source`; its name is no patient's)."""
+    from medidiff.generation import file_hash
+
+    return [(generated_mask_source(f) or {"file_sha256": file_hash(f), "file_stem_sha256": name_hash(f)},
+             {"file": str(f)} if keep_ids else {}) for f in mask_files(folder)]
 
 
 def generated_mask_source(f: Path) -> dict[str, Any] | None:
