@@ -585,6 +585,14 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
                      frechet_3d_se=row["frechet_se"])
             if "jackknife_cases" in row:  # (frechet_difference compares figures read at one count only)
                 m["frechet_3d_cases"] = row["jackknife_cases"]
+    prdc = res.get("image", {}).get("prdc", {})  # reports since session 40: what Frechet mixes, split
+    for key in ("precision", "recall", "density", "coverage"):
+        if key in prdc.get("synthetic_vs_real_train", {}):
+            m[f"prdc_{key}"] = prdc["synthetic_vs_real_train"][key]
+        if key in prdc.get("real_heldout_vs_real_train", {}):
+            m[f"prdc_{key}_floor"] = prdc["real_heldout_vs_real_train"][key]
+    if "pass" in res.get("image", {}).get("prdc_reading", {}):
+        m["prdc_pass"] = float(res["image"]["prdc_reading"]["pass"])
     reading = res.get("image", {}).get("frechet_readings", {}).get("3d", {})
     if "within_floor_range" in reading:  # 1: some real subset of this size scored as far (no verdict)
         m["frechet_3d_within_floor_range"] = reading["within_floor_range"]
@@ -1003,6 +1011,10 @@ ROWS: list[tuple[str, str, int]] = [
     ("frechet_3d_high", "Frechet 3D, high end of that interval", 2),
     ("frechet_3d_floor", "Frechet 3D floor (held-out real)", 2),
     ("frechet_over_floor", "Frechet / floor (goal <= 3)", 2),
+    *[(f"prdc_{k}", f"{k} on the feature net's 3D features ({what}; real: the floor's median)", 3) for k, what in (
+        ("precision", "share of the cases on the real manifold"), ("recall", "share of real cases in the set's reach"),
+        ("density", "about 1 for a real-like set"), ("coverage", "share of real cases with a case near"))],
+    ("prdc_pass", "precision, recall and coverage each within or above the floor's real subsets (1 = yes)", 0),
     ("frechet_3d_within_floor_range", "Frechet 3D inside the floor's range over real subsets (1: no verdict at this count)", 0),
     *[(f"fidelity_ratio_{r}", f"mask fidelity {r}: synthetic / real held-out Dice on the cases with the region "
        "(goal >= 0.85)", 3) for r in ("WT", "TC")],
@@ -1066,7 +1078,44 @@ def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> lis
                        + ("paired case by case" if d["paired"] else "as independent draws")
                        + ("; the same recipe: a difference is the spread between its training runs" if same else
                           "; the draw of cases only, not the spread between training runs") + ")")
+    out += variant_mean_difference_lines(record)
     return ["", *out] if out else []
+
+
+def variant_mean_difference_lines(record: dict[str, Any]) -> list[str]:
+    """Every pair of variants with 2+ trained seeds: the difference of their mean 3D Frechet with a 95 % Welch
+    interval over the seeds' figures. A seed's figure varies with its training run and its draw of cases, so
+    this interval holds both (the pairwise lines hold the draw only): it is how a recipe is compared with
+    another over seeds. With 2-3 seeds a side it is wide; figures read at different case counts are not
+    compared (another small-sample bias)."""
+    from scipy import stats
+
+    def figures(variant: str) -> list[tuple[float, Any]]:
+        rows = [record["per_run"].get(run, {}) for run in summarised_runs(record, variant)]
+        return [(r["frechet_3d"], r.get("frechet_3d_cases")) for r in rows  # a failed seed's nan left out
+                if r.get("frechet_3d") is not None and math.isfinite(r["frechet_3d"])]
+
+    groups = {v: f for v in record.get("variants", []) if len(f := figures(v)) >= 2}
+    out = []
+    for k, base in enumerate(groups):
+        for variant in list(groups)[k + 1:]:
+            head = f"- Frechet 3D, mean of {variant} ({len(groups[variant])} seeds) - mean of {base} ({len(groups[base])})"
+            if len({c for _, c in groups[base] + groups[variant]}) > 1:
+                out.append(f"{head}: not compared (read at different case counts)")
+                continue
+            a, b = (np.array([f for f, _ in groups[v]]) for v in (variant, base))
+            va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+            diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
+            if se == 0:  # identical figures a side: no spread to read an interval from
+                out.append(f"{head}: {diff:+.2f} (no interval: every seed's figure the same on both sides)")
+                continue
+            df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+            lo, hi = diff - float(stats.t.ppf(0.975, df)) * se, diff + float(stats.t.ppf(0.975, df)) * se
+            verdict = ("farther from real" if lo > 0 else "closer to real" if hi < 0 else
+                       "not resolved by these seeds: the interval holds 0")
+            out.append(f"{head}: {diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; Welch over the seeds' figures: "
+                       "the spread between training runs and the draw of cases together)")
+    return out
 
 
 def write_report(record: dict[str, Any], out: Path) -> None:
@@ -1127,6 +1176,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     real = dict(record.get("real", {}))
     # the real-vs-real floor evaluate measured (held-out vs training cases: the same for every run)
     for key, floor_key in (("frechet_3d", "frechet_3d_floor"),
+                           *[(f"prdc_{k}", f"prdc_{k}_floor") for k in ("precision", "recall", "density", "coverage")],
                            *[(f"spectrum_max_abs_log10_{m}", f"spectrum_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_{m}", f"histogram_w1_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_outside_tumour_{m}", f"histogram_w1_outside_tumour_floor_{m}")

@@ -559,7 +559,11 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
             "detail_coherence": {"per_modality": {"t1n": {"difference": -0.06, "floor": 0.01}}}}},
         "image": {"distances": {"synthetic_vs_real_train": {"3d": {"frechet": 55.0, "frechet_interval": [40.0, 70.0],
                                                                         "frechet_se": 7.65, "jackknife_cases": 64}},
-                                "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}}},
+                                "real_heldout_vs_real_train": {"3d": {"frechet": 5.0}}},
+                  "prdc": {"synthetic_vs_real_train": {"precision": 0.44, "recall": 0.66, "density": 0.12, "coverage": 0.02},
+                           "real_heldout_vs_real_train": {"precision": 1.0, "recall": 0.98, "density": 1.0, "coverage": 0.46,
+                                                          "coverage_range": [0.38, 0.5]}},
+                  "prdc_reading": {"pass": False}},
         "tissue": {"synthetic_vs_real": {"metrics": {
             "fraction_CSF": {"pass": False, "synthetic_mean": 0.083, "real_mean": 0.064},
             "wm_gm_contrast_t1n": {"pass": True, "synthetic_mean": 0.23, "real_mean": 0.2},
@@ -570,6 +574,8 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     m = qs.eval_metrics(report)
     assert m["spectrum_top_band_ratio_t1n"] == pytest.approx(10 ** -0.9)  # the last band, synthetic / real power
     assert m["frechet_3d_low"] == 40.0 and m["frechet_3d_high"] == 70.0 and m["frechet_3d_se"] == 7.65
+    # what Frechet mixes, split: each figure beside its floor, and the verdict
+    assert (m["prdc_precision"], m["prdc_coverage"], m["prdc_coverage_floor"], m["prdc_pass"]) == (0.44, 0.02, 0.46, 0.0)
     # an older report (no interval) gives no interval rows, and no difference line; a job's runs compare by
     # the difference's interval: 55 +- 7.65 against 20 +- 2 is farther from real, against 50 +- 5 no difference
     older = json.loads(json.dumps(report))
@@ -586,6 +592,27 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert "near - arm" in lines[4] and "not resolved" in lines[4] and "the same recipe" in lines[4]
     record["per_run"]["near"]["frechet_3d_cases"] = 32  # another count: another small-sample bias, no reading
     assert "different case counts" in qs.frechet_difference_lines(record, ["arm", "near"])[1]
+    # recipes with several seeds compare by their means, with the seeds' spread (training runs and draws) in the
+    # interval: 20/22/24 against 40/44/48 is resolved (+22, Welch df ~2.9), against 18/24/30 it is not; a
+    # variant of one seed has no mean line, and figures at another case count are not compared
+    seeds = {"runs": {f"{v}{i}": {"variant": v} for v in "abc" for i in range(3 if v != "c" else 1)},
+             "variants": ["a", "b", "c"], "per_run": {}}
+    for run, f in zip(seeds["runs"], (20.0, 22.0, 24.0, 40.0, 44.0, 48.0, 30.0)):
+        seeds["per_run"][run] = {"frechet_3d": f, "frechet_3d_cases": 64}
+    (line,) = qs.variant_mean_difference_lines(seeds)
+    assert line.startswith("- Frechet 3D, mean of b (3 seeds) - mean of a (3): +22.00 [")
+    lo, hi = (float(v) for v in line.split("[")[1].split("]")[0].split(", "))
+    assert 13.0 < lo < 15.0 and 29.0 < hi < 31.0 and "farther from real" in line
+    assert line in qs.frechet_difference_lines(seeds, list(seeds["runs"]))
+    for run, f in zip(["b0", "b1", "b2"], (18.0, 24.0, 30.0)):
+        seeds["per_run"][run]["frechet_3d"] = f
+    assert "not resolved by these seeds" in qs.variant_mean_difference_lines(seeds)[0]
+    seeds["per_run"]["b2"]["frechet_3d_cases"] = 32
+    assert "different case counts" in qs.variant_mean_difference_lines(seeds)[0]
+    for run, f in zip(["a0", "a1", "a2", "b0", "b1", "b2"], (20.0, 20.0, 20.0, 30.0, 30.0, float("nan"))):
+        seeds["per_run"][run].update(frechet_3d=f, frechet_3d_cases=64)  # no spread: no interval; a failed seed out
+    (line,) = qs.variant_mean_difference_lines(seeds)
+    assert "mean of b (2 seeds) - mean of a (3): +10.00 (no interval" in line
     assert m["frechet_over_floor"] == 11.0 and m["tissue_qc_pass"] == 2 and m["tissue_qc_checks"] == 3
     # the goals' readings beside their real means; a reading evaluate could not make is left out
     assert (m["tissue_fraction_CSF"], m["tissue_real_fraction_CSF"]) == (0.083, 0.064)

@@ -305,10 +305,10 @@ def run_evaluation(
         syn_k = synthetic.images[pick]
         slab_train = feat.slab_features(feature_net, real_train.images, thickness=cfg.slab, count=cfg.slabs_per_axis)
 
-        def rows(images: Any, score: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-            """3D and 2.5D distances of ``images`` against the real training cases."""
+        def rows(images: Any, f3d: Any, score: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+            """3D (``f3d``: the cases' 3D features) and 2.5D distances of ``images`` against the real training cases."""
             slab = feat.slab_features(feature_net, images, thickness=cfg.slab, count=cfg.slabs_per_axis)
-            by_variant = {"3d": score(feat.extract_features(feature_net, images), f_train, 1)}
+            by_variant = {"3d": score(f3d, f_train, 1)}
             for axis in feat.AXES:
                 by_variant[f"2.5d-{axis}"] = score(slab[axis], slab_train[axis], cfg.slabs_per_axis)
             return by_variant
@@ -318,10 +318,20 @@ def run_evaluation(
             row, jack = im.feature_distances(x, y), im.frechet_jackknife(x, y, rows_per_case=per)
             return row if "note" in row or "note" in jack else {**row, **jack}
 
-        dist: dict[str, Any] = {"synthetic_vs_real_train": rows(syn_k, synthetic_row)}
+        f_syn = feat.extract_features(feature_net, syn_k)
+        dist: dict[str, Any] = {"synthetic_vs_real_train": rows(syn_k, f_syn, synthetic_row)}
+        # Frechet mixes fidelity and diversity: precision / recall / coverage split them (3D features); k
+        # neighbours, fewer where a side has no more than PRDC_K cases (the floor uses the same k)
+        kn = max(1, min(im.PRDC_K, k - 1, len(real_train) - 1))
+        img["prdc"] = {"synthetic_vs_real_train": im.prdc(f_syn, f_train, k=kn)}
         if real_test is not None:
-            dist["real_heldout_vs_real_train"] = rows(real_test.images, lambda x, y, per: im.floor_at_count(
+            f_held = feat.extract_features(feature_net, real_test.images)
+            dist["real_heldout_vs_real_train"] = rows(real_test.images, f_held, lambda x, y, per: im.floor_at_count(
                 x, y, k, draws=cfg.floor_draws, seed=cfg.seeds[0], rows_per_case=per))
+            img["prdc"]["real_heldout_vs_real_train"] = im.prdc_floor(f_held, f_train, k, draws=im.PRDC_FLOOR_DRAWS,
+                                                                      seed=cfg.seeds[0], k=kn)
+            if (reading := im.prdc_reading(*img["prdc"].values())) is not None:
+                img["prdc_reading"] = reading
         floor_note = "no held-out cases, so no floor"
         if real_test is not None:
             draws = dist["real_heldout_vs_real_train"]["3d"].get("draws", 1)

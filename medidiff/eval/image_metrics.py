@@ -18,6 +18,10 @@
   figure a 95 % interval over its cases (delete-one jackknife; a bootstrap would resample duplicate
   cases, which inflate Frechet: +46 % on Gaussian features of the shipped feature net's size), and
   :func:`frechet_difference` compares two runs against one reference.
+* **Precision, recall, density, coverage** (Kynkaanniemi et al. 2019, arXiv:1904.06991; Naeem et al. 2020,
+  arXiv:2002.09797): :func:`prdc` splits what Frechet mixes: how many synthetic cases lie on the real
+  manifold (precision, density) and how much of it they cover (recall, coverage), each read beside the
+  real-vs-real floor at the same count (:func:`prdc_floor`, :func:`prdc_reading`).
 * **PSNR / SSIM** for paired tasks (reconstruction, super-resolution): :func:`psnr` returns
   ``inf`` for identical inputs (MSE 0) rather than dividing by zero.
 """
@@ -46,6 +50,11 @@ __all__ = [
     "frechet_jackknife",
     "frechet_difference",
     "frechet_reading",
+    "PRDC_K",
+    "PRDC_FLOOR_DRAWS",
+    "prdc",
+    "prdc_floor",
+    "prdc_reading",
 ]
 
 # Wang et al. 2003 scale weights, finest first
@@ -217,6 +226,19 @@ def feature_distances(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
             "mmd2_linear": mmd2(x, y, kernel="linear", unbiased=True)}
 
 
+def _subsets(total: int, cases: int, draws: int, seed: int) -> list[np.ndarray]:
+    """The seeded subsets of ``cases`` of ``total`` a floor is read over: all when there are no more than
+    ``cases``, every subset once when there are no more than ``draws`` (repeats would weight the median)."""
+    import itertools
+
+    if cases >= total:
+        return [np.arange(total)]
+    if math.comb(total, cases) <= draws:
+        return [np.array(c) for c in itertools.combinations(range(total), cases)]
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.choice(total, cases, replace=False)) for _ in range(max(1, draws))]
+
+
 def floor_at_count(
     x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, cases: int, *, draws: int, seed: int,
     rows_per_case: int = 1,
@@ -231,17 +253,7 @@ def floor_at_count(
     ``cases``) and returns each metric's median over the subsets scored, the Frechet range (min, max)
     and ``draws``, the count of subsets scored: the spread says how noisy a floor at this count is.
     """
-    import itertools
-    import math
-
-    total = int(x.shape[0]) // rows_per_case
-    if cases >= total:
-        picks = [np.arange(total)]
-    elif math.comb(total, cases) <= draws:  # few subsets: each once (repeats would weight the median)
-        picks = [np.array(c) for c in itertools.combinations(range(total), cases)]
-    else:
-        rng = np.random.default_rng(seed)
-        picks = [np.sort(rng.choice(total, cases, replace=False)) for _ in range(max(1, draws))]
+    picks = _subsets(int(x.shape[0]) // rows_per_case, cases, draws, seed)
     xt = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     rows = [torch.as_tensor((p[:, None] * rows_per_case + np.arange(rows_per_case)).ravel()) for p in picks]
     runs = [feature_distances(xt[r], y) for r in rows]
@@ -345,4 +357,98 @@ def frechet_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> d
             if out["within_floor_range"] else
             f"synthetic {syn:#.3g}{own} is {out['ratio_to_floor_median']:.2f}x the floor's median and "
             + ("above every" if syn > spread[1] else "below every") + f" real subset {span}")
+    return out
+
+
+PRDC_K = 5  # Naeem et al.'s choice; the balls of k = 5 neighbours hold for the few dozen cases a side here
+# the floor's subsets: a real draw falls below all of n subsets about 1 / (n + 1) of the time, per judged figure;
+# prdc is cheap, so more subsets than Frechet's floor takes
+PRDC_FLOOR_DRAWS = 100
+
+
+def _knn_radius(d: np.ndarray, k: int) -> np.ndarray:
+    """Each row's distance to its k-th nearest other row of the square distance matrix ``d``."""
+    d = d.copy()
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, k - 1]
+
+
+def prdc(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, *, k: int = PRDC_K) -> dict[str, Any]:
+    """Precision, recall, density and coverage of synthetic features ``x`` (M, D) against real ``y`` (N, D).
+
+    Each real case's ball reaches its k-th nearest real neighbour (each synthetic case's, its k-th nearest
+    synthetic one). precision: share of synthetic cases inside some real ball (on the real manifold);
+    recall: share of real cases inside some synthetic ball; density: mean count of real balls holding a
+    synthetic case, over k (about 1 for a real-like set; it does not saturate as precision does); coverage:
+    share of real cases whose ball holds a synthetic case (Naeem et al.: robust to outliers, and a collapsed
+    generator covers a few balls however close it is). Features are scaled by the real cases' standard
+    deviation first: the feature nets concatenate stages whose features differ in scale, and unscaled
+    distances would read the largest stage only. Needs more than ``k`` cases a side. All four depend on the
+    counts: read them beside :func:`prdc_floor` at the same counts."""
+    a, b = _as_2d(x).numpy().astype(np.float64), _as_2d(y).numpy().astype(np.float64)
+    if min(len(a), len(b)) <= k:
+        return {"note": f"needs more than k = {k} cases a side, got {len(a)} and {len(b)}"}
+    mu, sd = b.mean(0), b.std(0)
+    sd[sd <= 1e-8 * max(float(sd.max()), 1e-300)] = 1.0  # a (nearly) constant feature is not blown up
+    a, b = (a - mu) / sd, (b - mu) / sd
+
+    def dist(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum((p**2).sum(1)[:, None] + (q**2).sum(1)[None] - 2.0 * p @ q.T, 0.0))
+
+    real_r, syn_r = _knn_radius(dist(b, b), k), _knn_radius(dist(a, a), k)
+    d = dist(b, a)  # (N real, M synthetic)
+    inside = d <= real_r[:, None]
+    return {"k": k, "n": [len(a), len(b)], "precision": float(inside.any(0).mean()),
+            "recall": float((d <= syn_r[None]).any(1).mean()), "density": float(inside.sum() / (k * len(a))),
+            "coverage": float(inside.any(1).mean())}
+
+
+def prdc_floor(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, cases: int, *, draws: int, seed: int,
+               k: int = PRDC_K) -> dict[str, Any]:
+    """:func:`prdc` of ``cases`` real held-out cases ``x`` against the reference ``y``: the median and range of
+    each over seeded subsets (picked as :func:`floor_at_count` picks its own), what a real set of the synthetic
+    set's size scores. ``heldout``: how many cases the subsets were drawn from."""
+    total = int(x.shape[0])
+    runs = [prdc(_as_2d(x)[torch.as_tensor(p)], y, k=k) for p in _subsets(total, cases, draws, seed)]
+    if "note" in runs[0]:
+        return runs[0]
+    out: dict[str, Any] = {"k": k, "n": runs[0]["n"], "draws": len(runs), "heldout": total}
+    for key in ("precision", "recall", "density", "coverage"):
+        v = [r[key] for r in runs]
+        out[key], out[f"{key}_range"] = float(np.median(v)), [float(min(v)), float(max(v))]
+    return out
+
+
+def prdc_reading(synthetic: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Precision, recall and coverage beside the floor's real subsets: each fails below every real subset of
+    the synthetic set's size. Each names another defect: precision, cases off the real manifold; recall, a set
+    narrower than real (drawn toward the mean: in many dimensions such a set sits inside every real ball, so its
+    coverage and precision read perfect and its density far above the floor's); coverage, a set collapsed onto a
+    few cases. Density is reported, not judged. No verdict (no ``pass`` keys) unless the floor has
+    ``PRDC_FLOOR_DRAWS`` subsets, each of at most half the held-out cases. None without both figures."""
+    if "precision" not in synthetic or "precision_range" not in floor:
+        return None
+    out: dict[str, Any] = {}
+    parts = []
+    # subsets that share most of their cases span less than fresh real draws: their range is no yardstick
+    verdict = floor["draws"] >= PRDC_FLOOR_DRAWS and 2 * floor["n"][0] <= floor.get("heldout", 0)
+    for key, what in (("precision", "synthetic cases on the real manifold"),
+                      ("recall", "real cases within the synthetic set's reach"),
+                      ("coverage", "real cases with a synthetic case near")):
+        lo, hi = floor[f"{key}_range"]
+        below = bool(synthetic[key] < lo)
+        if verdict:
+            out[f"{key}_pass"] = not below
+        parts.append(f"{key} {synthetic[key]:.2f} ({what}) against real subsets' {floor[key]:.2f} ({lo:.2f}-{hi:.2f}): "
+                     + ("below every real subset" if below else "within or above"))
+    lo, hi = floor["density_range"]
+    parts.append(f"density {synthetic['density']:.2f} against {floor['density']:.2f} ({lo:.2f}-{hi:.2f})"
+                 + (": above every real subset, a set packed where real cases are dense" if synthetic["density"] > hi else ""))
+    if verdict:
+        out["pass"] = out["precision_pass"] and out["recall_pass"] and out["coverage_pass"]
+    else:
+        parts.append(f"no verdict: the floor's {floor['draws']} subsets of {floor['n'][0]} share most of their "
+                     f"{floor.get('heldout', '?')} held-out cases, so they span less than fresh real draws (a verdict "
+                     f"needs {PRDC_FLOOR_DRAWS} subsets of at most half the held-out cases)")
+    out["reading"] = "; ".join(parts)
     return out

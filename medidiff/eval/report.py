@@ -487,6 +487,24 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             lines += [f"- Frechet {var}: {r['reading']}" for var, r in readings.items() if "reading" in r]
             if any("reading" in r for r in readings.values()):
                 lines.append("")
+        pr = im.get("prdc", {})  # reports since session 40
+        if pr:
+            kn = next((v["k"] for v in pr.values() if "k" in v), "-")
+            lines += [f"Precision, recall, density, coverage (3D features, k = {kn} "
+                      "neighbours, features scaled by the real training cases' spread): Frechet mixes how real the "
+                      "cases look with how much of the real variety they span; these split it. Real held-out: the "
+                      "median over seeded subsets of the synthetic set's size (range in parentheses).", "",
+                      "| comparison | n | precision | recall | density | coverage |", "| --- | --- | --- | --- | --- | --- |"]
+            for comp, v in pr.items():
+                cells = [_fmt(v.get(key)) + (f" ({_fmt(v[key + '_range'][0])}-{_fmt(v[key + '_range'][1])})"
+                                             if key + "_range" in v else "")
+                         for key in ("precision", "recall", "density", "coverage")]
+                lines.append(f"| {comp} | {v.get('n', '-')} | " + (" | ".join(cells) if "note" not in v else
+                                                                     f"{v['note']} | | |") + " |")
+            reading = im.get("prdc_reading")
+            verdict = ("pass" if reading["pass"] else "FAIL") if reading and "pass" in reading else "reading"
+            lines += ["", f"- {verdict}: {reading['reading']}"] if reading else []
+            lines.append("")
         if im.get("notes"):
             lines += [f"- {n}" for n in im["notes"]] + [""]
         lines += ["Can show: how far the synthetic feature distribution is from the real one, relative to the floor "

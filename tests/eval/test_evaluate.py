@@ -232,6 +232,15 @@ def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_
     assert "over its cases" in readings["3d"]["reading"] and len(readings["3d"]["interval_over_floor_median"]) == 2
     lo, hi = dist["synthetic_vs_real_train"]["3d"]["frechet_interval"]
     assert f"[{_fmt(lo)}-{_fmt(hi)}]" in (out / "report.md").read_text()  # the table's synthetic row
+    # precision / recall / coverage beside their floor at the same counts, judged in report.md
+    pr = report["results"]["image"]["prdc"]
+    assert pr["synthetic_vs_real_train"]["n"] == pr["real_heldout_vs_real_train"]["n"]
+    assert {"precision_range", "coverage_range"} <= set(pr["real_heldout_vs_real_train"])
+    reading = report["results"]["image"]["prdc_reading"]
+    # 3 synthetic cases against 3 held-out: one subset, no yardstick, no verdict (the verdict: test_metrics)
+    assert "pass" not in reading and "no verdict" in reading["reading"]
+    assert "Precision, recall, density, coverage" in (out / "report.md").read_text()
+    assert reading["reading"] in (out / "report.md").read_text()
     assert "Realism checks" in (out / "report.md").read_text()
     assert "share of cases with a tumour" in (out / "report.md").read_text()
     several = r["checks"]["tumour_statistics"]["share_with_several_tumours"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medidiff.eval.image_metrics import (
+    PRDC_FLOOR_DRAWS,
     feature_distances,
     floor_at_count,
     frechet_difference,
@@ -19,6 +20,9 @@ from medidiff.eval.image_metrics import (
     frechet_reading,
     mmd2,
     ms_ssim,
+    prdc,
+    prdc_floor,
+    prdc_reading,
     ms_ssim_diversity,
     msssim_settings,
     psnr,
@@ -216,6 +220,38 @@ def test_the_jackknife_interval_holds_another_draw_and_separates_a_broken_genera
     assert "note" in frechet_jackknife(generator(2), reference)  # two cases leave one: no Frechet to take
     with pytest.raises(ValueError, match="not whole cases"):
         frechet_jackknife(generator(10), reference, rows_per_case=4)
+
+
+def test_precision_recall_and_coverage_name_off_manifold_narrow_and_collapsed_generators_and_pass_real_draws():
+    """The shipped feature net's size (90 correlated dimensions, 32 synthetic cases against 256 real, the floor
+    from 100 subsets of 128 held-out): fresh draws of the real distribution pass in nearly every trial; a
+    generator off the manifold (every feature moved by 1.5 of its spread) fails precision; near-copies of one
+    case fail coverage and recall; a set of half the real spread fails recall alone (in 90 dimensions it sits
+    inside every real ball: coverage 1, density far above the floor's)."""
+    rng = np.random.default_rng(0)
+    dim = 90
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+
+    def real(n: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+        return (rng.normal(size=(n, dim)) * scale + shift) @ mix
+
+    reference, held = real(256), real(128)
+    floor = prdc_floor(held, reference, 32, draws=PRDC_FLOOR_DRAWS, seed=0)
+    assert floor["draws"] == 100 and floor["precision_range"][0] <= floor["precision"] <= floor["precision_range"][1]
+    passed = [prdc_reading(prdc(real(32), reference), floor)["pass"] for _ in range(40)]
+    assert sum(passed) >= 36
+    off = prdc_reading(prdc(real(32, shift=1.5), reference), floor)
+    assert not off["precision_pass"] and "below every real subset" in off["reading"]
+    copies = prdc_reading(prdc(real(1) + 0.05 * real(32), reference), floor)
+    assert not copies["coverage_pass"] and not copies["recall_pass"]  # (precision: whether that one case is on it)
+    narrow = prdc(real(32, scale=0.5), reference)
+    reading = prdc_reading(narrow, floor)
+    assert reading["precision_pass"] and reading["coverage_pass"] and not reading["recall_pass"] and not reading["pass"]
+    assert narrow["density"] > floor["density_range"][1] and "packed" in reading["reading"]
+    assert "note" in prdc(real(5), reference)  # no 5th neighbour among 5 cases
+    # subsets that share most of their cases are no yardstick: no verdict
+    few = prdc_reading(prdc(real(32), reference), prdc_floor(held[:48], reference, 32, draws=PRDC_FLOOR_DRAWS, seed=0))
+    assert "pass" not in few and "no verdict" in few["reading"]
 
 
 def test_the_difference_of_two_runs_separates_a_small_defect_and_not_two_draws_of_one_generator():
