@@ -1045,6 +1045,11 @@ ROWS: list[tuple[str, str, int]] = [
 ]
 
 
+def _difference_verdict(lo: float, hi: float, unresolved: str) -> str:
+    """A Frechet difference's 95 % interval (run minus base) read: wholly above 0, wholly below, or neither."""
+    return "farther from real" if lo > 0 else "closer to real" if hi < 0 else unresolved
+
+
 def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> list[str]:
     """Every pair of runs' 3D Frechet difference with a 95 % interval over the draws of generated cases
     (image_metrics.frechet_difference: paired case by case where both reports kept their left-out figures,
@@ -1071,8 +1076,7 @@ def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> lis
                 out.append(f"- Frechet 3D, {run} - {base}: not compared (read at different case counts)")
                 continue
             lo, hi = d["interval"]
-            verdict = ("farther from real" if lo > 0 else "closer to real" if hi < 0 else
-                       "not resolved at this count: the interval holds 0")
+            verdict = _difference_verdict(lo, hi, "not resolved at this count: the interval holds 0")
             same = record["runs"].get(run, {}).get("variant") == record["runs"].get(base, {}).get("variant")
             out.append(f"- Frechet 3D, {run} - {base}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; "
                        + ("paired case by case" if d["paired"] else "as independent draws")
@@ -1110,9 +1114,9 @@ def variant_mean_difference_lines(record: dict[str, Any]) -> list[str]:
                 out.append(f"{head}: {diff:+.2f} (no interval: every seed's figure the same on both sides)")
                 continue
             df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-            lo, hi = diff - float(stats.t.ppf(0.975, df)) * se, diff + float(stats.t.ppf(0.975, df)) * se
-            verdict = ("farther from real" if lo > 0 else "closer to real" if hi < 0 else
-                       "not resolved by these seeds: the interval holds 0")
+            half = float(stats.t.ppf(0.975, df)) * se
+            lo, hi = diff - half, diff + half
+            verdict = _difference_verdict(lo, hi, "not resolved by these seeds: the interval holds 0")
             out.append(f"{head}: {diff:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; Welch over the seeds' figures: "
                        "the spread between training runs and the draw of cases together)")
     return out
