@@ -281,6 +281,12 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_labels_lll100_skip005_noshift": ["objective.detail_weight=100",
                                                    "objective.channel_weights=" + _masks_lll(100),
                                                    "objective.x0_skip_sigma=0.05", "objective.time_shift=false"],
+    # the shipped model is under-dispersed: its brains' sizes and per-case levels vary half as much as real
+    # (frechet_gap_cpu_20261205; not the ODE solver's). EMA at 0.999 averages the weights over ~1000 of its ~5-9k
+    # steps: a shorter average (~100 steps) says whether the averaging narrows the draws
+    "x0_detail100_labels_lll100_skip005_ema099": ["objective.detail_weight=100",
+                                                  "objective.channel_weights=" + _masks_lll(100),
+                                                  "objective.x0_skip_sigma=0.05", "train.ema.max_decay=0.99"],
     # the CSF-like shell is the brain edge's width: the generated edge is a ramp about a voxel wider than real,
     # made below t = 0.3, inward with the shipped model, outward with logit std 1.5 (rim_denoise_cpu_20261202,
     # session 22). The latent positions around the boundary weigh 3x: 21 % of the 40x48x40 grid on the anatomy
@@ -615,6 +621,12 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if brain:  # reports before 2026-12-02 lack it
         m["brain_size_w1"], m["brain_size_floor"] = brain["wasserstein"], brain["floor"]
         m["brain_size_log10_vs_real"] = brain["synthetic_median"] - brain["real_median"]
+    spread = realism.get("spread_across_cases")
+    if spread:  # reports since session 41: a generator narrowed toward the typical case (frechet_gap_cpu_20261205)
+        for prop, v in [("all", spread), *spread["per_property"].items()]:
+            m[f"spread_{prop}"], m[f"spread_{prop}_floor"] = v["ratio"], v["floor_median"]
+        if "pass" in spread:
+            m["spread_pass"] = float(spread["pass"])
     tumours = realism.get("tumour_statistics")
     if tumours:
         m["tumour_share"] = tumours["share_with_tumour"]["synthetic"]
@@ -979,6 +991,10 @@ ROWS: list[tuple[str, str, int]] = [
     ("head_fraction", "head fraction of the grid", 3),
     ("brain_size_log10_vs_real", "brain size: median log10 brain share, synthetic - real", 3),
     ("brain_size_w1", "brain size: W1 of log10 brain share vs real (fails above 2 x floor + 0.04)", 3),
+    *[(f"spread_{p}", f"spread across cases: robust sd of {what} over real's (real: the floor's median)", 2)
+      for p, what in (("all", "every property, geometric mean,"), ("brain_size", "log10 brain share"),
+                      *((f"level_{m}", f"{m}'s brain median") for m in MODALITIES))],
+    ("spread_pass", "spread across cases: the geometric mean not below every real subset (1 = yes)", 0),
     ("eval_background_rms", "evaluate: background RMS outside the brain", 4),
     ("tissue_qc_pass", "tissue QC checks passed", 1),
     *[(f"tissue_{k}", f"tissue: {k.replace('_', ' ')} (real: last column)", 3)
@@ -1181,6 +1197,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     # the real-vs-real floor evaluate measured (held-out vs training cases: the same for every run)
     for key, floor_key in (("frechet_3d", "frechet_3d_floor"),
                            *[(f"prdc_{k}", f"prdc_{k}_floor") for k in ("precision", "recall", "density", "coverage")],
+                           *[(f"spread_{p}", f"spread_{p}_floor") for p in ("all", "brain_size", *(f"level_{m}" for m in MODALITIES))],
                            *[(f"spectrum_max_abs_log10_{m}", f"spectrum_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_{m}", f"histogram_w1_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_outside_tumour_{m}", f"histogram_w1_outside_tumour_floor_{m}")

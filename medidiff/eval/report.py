@@ -319,6 +319,15 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"| brain size, W1 of log10 brain share of the grid (median) | all | {_fmt(bs['wasserstein'])} "
                      f"({_fmt(bs['synthetic_median'])}) | floor {_fmt(bs['floor'])} (real {_fmt(bs['real_median'])}) | "
                      f"{ok(bs)} |")
+    sp = c.get("spread_across_cases")  # reports before session 41 lack it
+    if sp:
+        for prop, v in [("all properties, geometric mean", sp), *sp["per_property"].items()]:
+            lo, hi = v["floor_range"]
+            verdict = (ok(v) if "pass" in v else "no verdict") if v is sp else "(read)"
+            lines.append(f"| spread across cases: robust sd over real's, {prop} ({v['reads_as']}) | all | "
+                         f"{_fmt(v['ratio'])} | real subsets {_fmt(v['floor_median'])} ({_fmt(lo)}-{_fmt(hi)}) | {verdict} |")
+        if "note" in sp:
+            lines.append(f"| spread across cases | all | - | {sp['note']} | no verdict |")
     if "tumour_statistics" in c:
         t = c["tumour_statistics"]
         sh, sz = t["share_with_tumour"], t["size_log10_wt_fraction"]

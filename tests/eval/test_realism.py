@@ -459,3 +459,89 @@ def test_a_grey_box_fails_the_brain_size(data):
     box = torch.full_like(data["fresh"], 0.2)
     b = realism_checks(box, data["real"], data["heldout"], modalities=MODALITIES)["checks"]["brain_size"]
     assert not b["pass"] and abs(b["synthetic_median"] - b["real_median"]) > 0.3, b
+
+
+def test_case_globals_read_a_built_case_exactly():
+    from medidiff.eval.realism import case_globals
+
+    x = np.full((1, 2, 10, 10, 10), -1.0)
+    m = np.zeros((1, 10, 10, 10), bool)
+    m[0, 2:7, 2:7, 2:6] = True  # 100 voxels of 1000
+    x[0, 0][m[0]] = np.linspace(-0.5, 0.5, 100)
+    x[0, 1][m[0]] = 0.25
+    g = case_globals(x, m)
+    np.testing.assert_allclose(g, [[-1.0, 0.0, 0.25]], atol=1e-12)
+    assert np.isnan(case_globals(x, np.zeros_like(m))[0, 1:]).all()  # no brain: no level
+
+
+def _spread(syn: np.ndarray, seed: int = 0) -> dict:
+    from medidiff.eval.realism import spread_check
+
+    rng = np.random.default_rng(1000 + seed)
+    cov = np.full((5, 5), 0.3) + 0.7 * np.eye(5)  # correlated, as a case's size and levels are
+    real, held = (rng.multivariate_normal(np.zeros(5), cov, n) for n in (256, 192))
+    return spread_check(syn(rng, cov) if callable(syn) else syn, real, held, names=list("abcde"), seed=seed)
+
+
+def test_the_spread_passes_fresh_real_draws_and_fails_narrowed_and_collapsed_sets():
+    """Fresh draws of the real distribution pass in most trials; a set at 0.6 of the spread fails, and so does
+    one case repeated with a little noise, even with a few wild cases beside it (the robust sd does not let
+    them hide the rest), and a set whose brains are all one size (a property with no spread) whatever the rest."""
+    def fresh(rng, cov):
+        return rng.multivariate_normal(np.zeros(5), cov, 64)
+
+    passed = sum(_spread(fresh, seed=s)["pass"] for s in range(40))
+    assert passed >= 34, passed
+
+    def narrow(rng, cov):
+        return 0.6 * rng.multivariate_normal(np.zeros(5), cov, 64)
+
+    r = _spread(narrow)
+    assert not r["pass"] and r["reads_as"] == "narrower than every real subset", r
+
+    def one_size(rng, cov):
+        x = rng.multivariate_normal(np.zeros(5), cov, 64)
+        x[:, 0] = 0.3
+        return x
+
+    r = _spread(one_size)
+    assert not r["pass"] and r["ratio"] == 0.0 and r["per_property"]["b"]["reads_as"] == "within the real subsets"
+
+    def collapsed_with_outliers(rng, cov):
+        x = rng.multivariate_normal(np.zeros(5), cov, 1) + 0.05 * rng.standard_normal((64, 5))
+        x[:6] = rng.multivariate_normal(np.zeros(5), 25 * cov, 6)  # six wild cases
+        return x
+
+    r = _spread(collapsed_with_outliers)
+    assert not r["pass"] and max(v["ratio"] for v in r["per_property"].values()) < 0.3, r
+
+    def wide(rng, cov):
+        return 2.0 * rng.multivariate_normal(np.zeros(5), cov, 64)
+
+    r = _spread(wide)
+    assert r["pass"] and r["reads_as"] == "wider than every real subset"  # named, not judged (the W1 checks see it)
+
+
+def test_the_spread_gives_no_verdict_from_subsets_that_share_their_cases():
+    from medidiff.eval.realism import spread_check
+
+    rng = np.random.default_rng(0)
+    real, held = rng.standard_normal((50, 2)), rng.standard_normal((20, 2))
+    r = spread_check(np.zeros((16, 2)), real, held, names=["a", "b"])  # 16 of 20: no verdict even for a collapse
+    assert "pass" not in r and "no verdict" in r["note"]
+    assert r["reads_as"] == "narrower than every real subset"
+
+
+def test_realism_judges_the_spread_with_enough_held_out_cases_and_not_without():
+    """Through realism_checks: a collapsed set of 3 fails the spread against 10 held-out phantoms (120 subsets
+    of 3) and fresh cases pass; with 3 held-out cases the check reads and gives no verdict, which is no
+    failure."""
+    real, held = phantoms(0, 6), phantoms(5, 10)
+    fresh = phantoms(2, 3)
+    ok = realism_checks(fresh, real, held, modalities=MODALITIES)["checks"]["spread_across_cases"]
+    assert ok["pass"] and set(ok["per_property"]) == {"brain_size", *(f"level_{m}" for m in MODALITIES)}
+    r = realism_checks(_with_brain_grain(fresh[:1].repeat(3, 1, 1, 1, 1), 0.01), real, held, modalities=MODALITIES)
+    assert "spread_across_cases" in r["failed"]
+    assert r["checks"]["spread_across_cases"]["per_property"]["brain_size"]["ratio"] == 0.0
+    small = realism_checks(fresh, real, held[:3], modalities=MODALITIES)
+    assert "pass" not in small["checks"]["spread_across_cases"] and "spread_across_cases" not in small["failed"]
