@@ -346,7 +346,9 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
         report = {"cases": {"synthetic": len(synthetic), "real_train": len(real.train), "real_heldout": len(real.heldout)},
                   "grid": {"roi": list(dcfg.roi), "spacing": list(dcfg.spacing)}, "results": {"realism": r}}
         write_atomic(out_dir / f"{name}.json", json.dumps(report, indent=1, default=float))
-        log(f"realism {name}: " + ", ".join(f"{k} {'pass' if v.get('pass') else 'fail'}" for k, v in r["checks"].items()))
+        log(f"realism {name}: " + ", ".join(
+            f"{k} {'no verdict' if v.get('pass', False) is None else 'pass' if v['pass'] else 'fail'}"
+            for k, v in r["checks"].items()))
         results[name] = r
     return results
 

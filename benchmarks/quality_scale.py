@@ -85,6 +85,7 @@ import numpy as np
 from quality_ablation import ARMS
 
 from medidiff.cli.generate_cmd import FIRST_STAGE_SEED_OFFSET
+from medidiff.eval.realism import spread_property_names
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
                             gpu_envs, held_out_cases, log, make_anatomy_data, memorisation_audits_of, overrides, real_scores,
                             realism_checks_of, side_by_side, train_and_export, write_atomic)
@@ -625,7 +626,7 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
     if spread:  # reports since session 41: a generator narrowed toward the typical case (frechet_gap_cpu_20261205)
         for prop, v in [("all", spread), *spread["per_property"].items()]:
             m[f"spread_{prop}"], m[f"spread_{prop}_floor"] = v["ratio"], v["floor_median"]
-        if "pass" in spread:
+        if spread["pass"] is not None:
             m["spread_pass"] = float(spread["pass"])
     tumours = realism.get("tumour_statistics")
     if tumours:
@@ -991,10 +992,9 @@ ROWS: list[tuple[str, str, int]] = [
     ("head_fraction", "head fraction of the grid", 3),
     ("brain_size_log10_vs_real", "brain size: median log10 brain share, synthetic - real", 3),
     ("brain_size_w1", "brain size: W1 of log10 brain share vs real (fails above 2 x floor + 0.04)", 3),
-    *[(f"spread_{p}", f"spread across cases: robust sd of {what} over real's (real: the floor's median)", 2)
-      for p, what in (("all", "every property, geometric mean,"), ("brain_size", "log10 brain share"),
-                      *((f"level_{m}", f"{m}'s brain median") for m in MODALITIES))],
-    ("spread_pass", "spread across cases: the geometric mean not below every real subset (1 = yes)", 0),
+    *[(f"spread_{p}", f"spread across cases: robust sd of {p.replace('_', ' ')} over real's (all: the properties' "
+       "geometric mean; real: the floor's median)", 2) for p in ("all", *spread_property_names(MODALITIES))],
+    ("spread_pass", "spread across cases: no property nor their geometric mean below the real resamples' low quantile (1 = yes)", 0),
     ("eval_background_rms", "evaluate: background RMS outside the brain", 4),
     ("tissue_qc_pass", "tissue QC checks passed", 1),
     *[(f"tissue_{k}", f"tissue: {k.replace('_', ' ')} (real: last column)", 3)
@@ -1197,7 +1197,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
     # the real-vs-real floor evaluate measured (held-out vs training cases: the same for every run)
     for key, floor_key in (("frechet_3d", "frechet_3d_floor"),
                            *[(f"prdc_{k}", f"prdc_{k}_floor") for k in ("precision", "recall", "density", "coverage")],
-                           *[(f"spread_{p}", f"spread_{p}_floor") for p in ("all", "brain_size", *(f"level_{m}" for m in MODALITIES))],
+                           *[(f"spread_{p}", f"spread_{p}_floor") for p in ("all", *spread_property_names(MODALITIES))],
                            *[(f"spectrum_max_abs_log10_{m}", f"spectrum_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_{m}", f"histogram_w1_floor_{m}") for m in MODALITIES],
                            *[(f"histogram_w1_outside_tumour_{m}", f"histogram_w1_outside_tumour_floor_{m}")

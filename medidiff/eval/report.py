@@ -323,9 +323,10 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
     if sp:
         for prop, v in [("all properties, geometric mean", sp), *sp["per_property"].items()]:
             lo, hi = v["floor_range"]
-            verdict = (ok(v) if "pass" in v else "no verdict") if v is sp else "(read)"
+            verdict = "no verdict" if sp["pass"] is None else "**FAIL**" if v["below"] else "pass"
             lines.append(f"| spread across cases: robust sd over real's, {prop} ({v['reads_as']}) | all | "
-                         f"{_fmt(v['ratio'])} | real subsets {_fmt(v['floor_median'])} ({_fmt(lo)}-{_fmt(hi)}) | {verdict} |")
+                         f"{_fmt(v['ratio'])} | real resamples {_fmt(v['floor_median'])}, low quantile "
+                         f"{_fmt(v['floor_low'])} (range {_fmt(lo)}-{_fmt(hi)}) | {verdict} |")
         if "note" in sp:
             lines.append(f"| spread across cases | all | - | {sp['note']} | no verdict |")
     if "tumour_statistics" in c:

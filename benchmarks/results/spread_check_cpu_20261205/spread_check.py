@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
 from quality_common import _RealCases  # noqa: E402
 
-from medidiff.eval.realism import brain_masks, case_globals, spread_check  # noqa: E402
+from medidiff.eval.realism import brain_masks, case_globals, spread_check, spread_property_names  # noqa: E402
 
 
 def globals_of(images: torch.Tensor) -> np.ndarray:
@@ -29,7 +29,7 @@ def main() -> None:
     folders = dict(a.split("=", 1) for a in sys.argv[5:])
     torch.set_num_threads(2)
     real = _RealCases(Path(config), Path(manifest), Path(root), int(n_real))
-    names = ["brain_size", *(f"level_{m}" for m in real.dcfg.modalities)]
+    names = spread_property_names(real.dcfg.modalities)
     g_ref, g_held = globals_of(real.train.images), globals_of(real.heldout.images)
     out = {"real_train": len(g_ref), "real_heldout": len(g_held), "runs": {}, "real_controls": {}}
     for name, folder in folders.items():
