@@ -8,7 +8,7 @@ case's global properties (low noise: the brain's extent is visible through noise
 net that keeps them gives slope ~1. A slope well below 1 at low noise is the net drawing every case toward the
 typical one, which the ODE then carries into the samples' narrow spread.
 
-    python x0_spread.py --data anat --manifest manifest512.json --cases 32 --out DIR [--times T ...]
+    python x0_spread.py --data anat --manifest manifest512.json --cases 32 --out DIR [--model M] [--times T ...]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from denoise_curve import model_and_held_out  # noqa: E402  the same model loadi
 
 from medidiff.eval.realism import brain_masks, case_globals, spread_property_names  # noqa: E402
 
-TIMES = [0.9, 0.7, 0.5, 0.3, 0.1]
+TIMES = [0.99, 0.97, 0.95, 0.9, 0.7, 0.5, 0.3, 0.1]
 
 
 def main() -> int:
@@ -77,6 +77,10 @@ def main() -> int:
             rows[name] = {"slope": slope, "corr": float(np.corrcoef(a, b)[0, 1]) if ok.sum() >= 3 else float("nan"),
                           "sd_ratio": float(b.std(ddof=1) / a.std(ddof=1)) if ok.sum() >= 3 else float("nan"),
                           "mean_difference": float((b - a).mean()) if ok.any() else float("nan"),
+                          # the estimate's own error beside the truth's spread: an error of one size in every
+                          # modality reads as a lost level where the cases' levels vary little (t1n, t2w)
+                          "rms_error": float(np.sqrt(((b - a) ** 2).mean())) if ok.any() else float("nan"),
+                          "truth_sd": float(a.std(ddof=1)) if ok.sum() >= 2 else float("nan"),
                           "cases": int(ok.sum())}
         out["per_time"][str(t)] = rows
         print(f"t={t}: " + ", ".join(f"{n} slope {r['slope']:.2f} r {r['corr']:.2f} sd {r['sd_ratio']:.2f}"
