@@ -35,8 +35,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from medidiff.eval.stats import seeded_subsets
-
 __all__ = [
     "MSSSIM_WEIGHTS",
     "msssim_settings",
@@ -228,6 +226,19 @@ def feature_distances(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray
             "mmd2_linear": mmd2(x, y, kernel="linear", unbiased=True)}
 
 
+def _subsets(total: int, cases: int, draws: int, seed: int) -> list[np.ndarray]:
+    """The seeded subsets of ``cases`` of ``total`` a floor is read over: all when there are no more than
+    ``cases``, every subset once when there are no more than ``draws`` (repeats would weight the median)."""
+    import itertools
+
+    if cases >= total:
+        return [np.arange(total)]
+    if math.comb(total, cases) <= draws:
+        return [np.array(c) for c in itertools.combinations(range(total), cases)]
+    rng = np.random.default_rng(seed)
+    return [np.sort(rng.choice(total, cases, replace=False)) for _ in range(max(1, draws))]
+
+
 def floor_at_count(
     x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, cases: int, *, draws: int, seed: int,
     rows_per_case: int = 1,
@@ -242,7 +253,7 @@ def floor_at_count(
     ``cases``) and returns each metric's median over the subsets scored, the Frechet range (min, max)
     and ``draws``, the count of subsets scored: the spread says how noisy a floor at this count is.
     """
-    picks = seeded_subsets(int(x.shape[0]) // rows_per_case, cases, draws, seed)
+    picks = _subsets(int(x.shape[0]) // rows_per_case, cases, draws, seed)
     xt = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     rows = [torch.as_tensor((p[:, None] * rows_per_case + np.arange(rows_per_case)).ravel()) for p in picks]
     runs = [feature_distances(xt[r], y) for r in rows]
@@ -398,7 +409,7 @@ def prdc_floor(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, cases
     each over seeded subsets (picked as :func:`floor_at_count` picks its own), what a real set of the synthetic
     set's size scores. ``heldout``: how many cases the subsets were drawn from."""
     total = int(x.shape[0])
-    runs = [prdc(_as_2d(x)[torch.as_tensor(p)], y, k=k) for p in seeded_subsets(total, cases, draws, seed)]
+    runs = [prdc(_as_2d(x)[torch.as_tensor(p)], y, k=k) for p in _subsets(total, cases, draws, seed)]
     if "note" in runs[0]:
         return runs[0]
     out: dict[str, Any] = {"k": k, "n": runs[0]["n"], "draws": len(runs), "heldout": total}

@@ -120,7 +120,6 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from medidiff.eval.stats import seeded_subsets
 from medidiff.utils.threads import thread_map
 
 __all__ = [
@@ -477,11 +476,9 @@ def spread_check(synthetic: np.ndarray, real: np.ndarray, floor: np.ndarray, *, 
     for name, v in (("synthetic", synthetic), ("real", real), ("floor", floor)):
         if v.ndim != 2 or v.shape[1] != len(names):
             raise ValueError(f"spread_check: {name} must be (cases, {len(names)}), got {v.shape}")
-    finite = [v[np.isfinite(v).all(1)] for v in (synthetic, real, floor)]
-    syn, ref, flo = finite
-    without_brain = len(synthetic) - len(syn)
-    out: dict[str, Any] = {"cases": len(synthetic), "cases_without_brain": without_brain, "floor_cases": len(flo),
-                           "draws": draws, "alpha": alpha}
+    syn, ref, flo = (v[np.isfinite(v).all(1)] for v in (synthetic, real, floor))
+    out: dict[str, Any] = {"cases": len(synthetic), "cases_without_brain": len(synthetic) - len(syn),
+                           "floor_cases": len(flo), "draws": draws, "alpha": alpha}
     if len(ref) < 2 or len(flo) < 2:
         raise ValueError("the spread across cases needs >= 2 real cases with a brain in the reference and the floor")
     ref_sd = _robust_sd(ref)

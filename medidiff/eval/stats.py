@@ -1,4 +1,4 @@
-"""Bootstrap intervals over test cases and segmenter seeds; the seeded subsets a floor at a count is read over.
+"""Bootstrap intervals over test cases and segmenter seeds.
 
 A utility number has two sources of chance: which real cases happen to be in the test fold, and
 how the segmenter's training went (its seed). The recorded run gave one std over 2 seeds and
@@ -14,13 +14,11 @@ this data and seed count can see; one that includes 0 is not evidence of equalit
 
 from __future__ import annotations
 
-import itertools
-import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "seeded_subsets", "summarise_matrix"]
+__all__ = ["bootstrap_ci", "summarise_matrix"]
 
 
 def bootstrap_ci(
@@ -50,15 +48,3 @@ def summarise_matrix(values: np.ndarray, *, resamples: int, seed: int = 0) -> di
     mean, lo, hi = bootstrap_ci(values, resamples=resamples, seed=seed)
     per_seed = np.asarray(values, np.float64).mean(axis=1)
     return {"mean": mean, "ci95": [lo, hi], "std_over_seeds": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0}
-
-
-def seeded_subsets(total: int, cases: int, draws: int, seed: int) -> list[np.ndarray]:
-    """The seeded subsets of ``cases`` of ``total`` a floor at a count is read over (the image metrics' and the
-    realism spread's): all when there are no more than ``cases``, every subset once when there are no more than
-    ``draws`` (repeats would weight the median), else ``draws`` seeded draws without replacement."""
-    if cases >= total:
-        return [np.arange(total)]
-    if math.comb(total, cases) <= draws:
-        return [np.array(c) for c in itertools.combinations(range(total), cases)]
-    rng = np.random.default_rng(seed)
-    return [np.sort(rng.choice(total, cases, replace=False)) for _ in range(max(1, draws))]
