@@ -1300,6 +1300,14 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
     }
 
 
+def default_realism_cases(generated: int) -> int:
+    """The real training and held-out cases the realism phase reads by default: 48, or enough held-out cases
+    for the spread check's verdict on ``generated`` cases (it gives none with fewer)."""
+    from medidiff.eval.realism import SPREAD_FLOOR_FACTOR
+
+    return max(48, SPREAD_FLOOR_FACTOR * generated)
+
+
 def realism_phase(out: Path, done: Sequence[str], n_real: int, first: str) -> float:
     """The realism checks of ``medidiff evaluate``'s image task for every trained run, in this
     process (``quality_common.realism_checks_of``), each in OUT/realism/<run>.json. Returns the
@@ -1440,8 +1448,9 @@ def main() -> int:
     ap.add_argument("--phases", nargs="+", default=DEFAULT_PHASES, choices=["realism", *EVAL_PHASES],
                     help="evaluation phases to run, in order (default: all); realism: the realism checks in this "
                          "process against --realism-cases real cases (fast); image and tissue: medidiff evaluate")
-    ap.add_argument("--realism-cases", type=int, default=48,
-                    help="real training and held-out cases the realism phase compares with (default %(default)s)")
+    ap.add_argument("--realism-cases", type=int,
+                    help="real training and held-out cases the realism phase compares with (default: 48, or twice "
+                         "--generate if more: the spread check gives no verdict with fewer held-out cases than that)")
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget per seed (default %(default)s)")
     ap.add_argument("--generate", type=int, help="cases generated per seed (default 8; 2 with --smoke)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -1482,6 +1491,7 @@ def main() -> int:
     p = dict(SMOKE if args.smoke else FULL)
     p["cases"] = args.cases or (8 if args.smoke else 384)
     args.generate = args.generate or (2 if args.smoke else 8)
+    args.realism_cases = args.realism_cases or default_realism_cases(args.generate)
     args.eval_epochs = args.eval_epochs or (1 if args.smoke else 10)
     args.eval_steps = args.eval_steps or (2 if args.smoke else None)
     workers = args.workers or min(os.cpu_count() or 1, 32)

@@ -392,6 +392,22 @@ def _quality_scale(monkeypatch):
     return importlib.import_module("quality_scale")
 
 
+def test_quality_scale_reads_enough_real_cases_by_default_for_a_spread_verdict(monkeypatch):
+    """The realism phase's default real cases give the spread check a verdict at any generated count (64
+    generated against the former fixed 48 held-out gave none)."""
+    import numpy as np
+
+    from medidiff.eval.realism import spread_check
+
+    qs = _quality_scale(monkeypatch)
+    rng = np.random.default_rng(0)
+    for n in (2, 8, 24, 64):
+        k = qs.default_realism_cases(n)
+        assert k >= 48
+        r = spread_check(rng.normal(size=(n, 2)), rng.normal(size=(k, 2)), rng.normal(size=(k, 2)), names=["a", "b"])
+        assert r["pass"] is not None, (n, k, r.get("note"))
+
+
 def test_quality_scale_reuses_evaluation_nets_trained_on_the_same_manifest_only(monkeypatch, tmp_path):
     from medidiff.files import file_sha256
 

@@ -145,6 +145,7 @@ __all__ = [
 
 SPREAD_FLOOR_DRAWS = 1000  # resamples of the real floor cases the spread check reads its quantiles over
 SPREAD_ALPHA = 0.05  # the spread check's false-failure rate on real draws, shared among its figures
+SPREAD_FLOOR_FACTOR = 2  # the spread check's verdict needs this many floor cases per synthetic case
 NONZERO = 1e-3  # in u = (x+1)/2 units: below this a voxel counts as zero (float rounding of stored 0)
 
 
@@ -510,7 +511,7 @@ def spread_check(synthetic: np.ndarray, real: np.ndarray, floor: np.ndarray, *, 
     per = {name: reading(float(syn_ratio[k]), floor_ratio[:, k], bool(judged[k])) for k, name in enumerate(names)}
     overall = (reading(float(geometric_mean(syn_ratio)), geometric_mean(floor_ratio), True) if judged.any()
                else reading(math.nan, np.full(1, math.nan), False))
-    verdict = 2 * n <= len(flo) and bool(judged.any())
+    verdict = SPREAD_FLOOR_FACTOR * n <= len(flo) and bool(judged.any())
     out.update({"per_property": per, **overall, "judged_properties": [nm for nm, j in zip(names, judged) if j],
                 "pass": (not overall["below"] and not any(v["below"] for v in per.values())) if verdict else None,
                 "rule": (f"pass when neither the geometric mean over the properties ({', '.join(names)}) of their robust "
