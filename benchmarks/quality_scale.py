@@ -272,6 +272,12 @@ VARIANTS: dict[str, list[str]] = {
     # t1n/t2w/t2f's spectra within 2x: shipped since as anatomy-2mm, with a faint mottle
     "x0_detail100_labels_lll100_skip005": ["objective.detail_weight=100", "objective.channel_weights=" + _masks_lll(100),
                                            "objective.x0_skip_sigma=0.05"],
+    # the shipped recipe stopped at its steps (4901), beside the uncapped recipe at the same seed (the same start,
+    # data order and generation noise): the under-dispersion against training length alone. At 4 mm 3x the steps
+    # took the brain sizes' spread from 0.27 to 0.60 of real's (spread_norm_cpu_20261205, one seed)
+    "x0_detail100_labels_lll100_skip005_4900": ["objective.detail_weight=100",
+                                                "objective.channel_weights=" + _masks_lll(100),
+                                                "objective.x0_skip_sigma=0.05", "train.max_steps=4900"],
     # the skip model's x0 estimate keeps 1.2-1.3x the true detail power below t = 0.02 (the mottle?), where no
     # training time falls (denoise_curve_cpu_20261202/skip005_h200): a wider logit-normal trains there
     "x0_detail100_labels_lll100_skip005_tstd15": ["objective.detail_weight=100",
