@@ -1308,7 +1308,8 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
 
 def default_realism_cases(generated: int) -> int:
     """The real training and held-out cases the realism phase reads by default: 48, or enough held-out cases
-    for the spread check's verdict on ``generated`` cases (it gives none with fewer)."""
+    for the spread check's verdict on ``generated`` cases (it gives none with fewer), at most the held-out
+    fold's size (the phase loads no more: past it the check says "no verdict")."""
     from medidiff.eval.realism import SPREAD_FLOOR_FACTOR
 
     return max(48, SPREAD_FLOOR_FACTOR * generated)
@@ -1497,7 +1498,8 @@ def main() -> int:
     p = dict(SMOKE if args.smoke else FULL)
     p["cases"] = args.cases or (8 if args.smoke else 384)
     args.generate = args.generate or (2 if args.smoke else 8)
-    args.realism_cases = args.realism_cases or default_realism_cases(args.generate)
+    if args.realism_cases is None:  # (an explicit 0 is refused below)
+        args.realism_cases = default_realism_cases(args.generate)
     args.eval_epochs = args.eval_epochs or (1 if args.smoke else 10)
     args.eval_steps = args.eval_steps or (2 if args.smoke else None)
     workers = args.workers or min(os.cpu_count() or 1, 32)

@@ -393,8 +393,8 @@ def _quality_scale(monkeypatch):
 
 
 def test_quality_scale_reads_enough_real_cases_by_default_for_a_spread_verdict(monkeypatch):
-    """The realism phase's default real cases give the spread check a verdict at any generated count (64
-    generated against the former fixed 48 held-out gave none)."""
+    """The realism phase's default real cases give the spread check a verdict at any generated count the
+    held-out fold can cover (64 generated against the former fixed 48 held-out gave none)."""
     import numpy as np
 
     from medidiff.eval.realism import spread_check
@@ -932,6 +932,10 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     # the step-capped second stage is the same recipe stopped earlier, nothing else
     capped = quality_scale.VARIANTS["x0_detail100_skip005_maskcond_4900"]
     assert capped == [*quality_scale.VARIANTS["x0_detail100_skip005_maskcond"], "train.max_steps=4900"]
+    capped = quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_4900"]  # ... and the joint model's
+    assert capped == [*quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005"], "train.max_steps=4900"]
+    assert load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                              *capped]).train.max_steps == 4900  # after quality_common's uncapped default
     # the halved range's time shift: half the shipped factor on the 2 mm latent, so each time's signal-to-noise
     # ratio for the brain (at half the amplitude) is the shipped scale's
     def objective(variant: str):

@@ -15,6 +15,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 export MANIFEST=/work/s40/manifest512.json ROOT=/work/s40/anat RUNS=/work/s42/small/runs
 old=/work/s41/small/runs
+mkdir -p $RUNS /work/s42/small/gen
 train() {  # arm, steps, extra --set words
   local arm=$1 steps=$2; shift 2
   echo "== $arm $(date -u +%T)"
