@@ -274,7 +274,7 @@ VARIANTS: dict[str, list[str]] = {
                                            "objective.x0_skip_sigma=0.05"],
     # the shipped recipe stopped at its steps (4901), beside the uncapped recipe at the same seed (the same start,
     # data order and generation noise): the under-dispersion against training length alone. At 4 mm 3x the steps
-    # took the brain sizes' spread from 0.27 to 0.60 of real's (spread_norm_cpu_20261205, one seed)
+    # took the brain sizes' spread from 0.27 / 0.31 to 0.60 / 0.40 of real's (spread_norm_cpu_20261205, two seeds)
     "x0_detail100_labels_lll100_skip005_4900": ["objective.detail_weight=100",
                                                 "objective.channel_weights=" + _masks_lll(100),
                                                 "objective.x0_skip_sigma=0.05", "train.max_steps=4900"],
