@@ -11,6 +11,20 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture
+def both_cores():
+    """torch's intra-op threads on both cores for one single-process test that trains its own model with no
+    loader workers or subprocesses: CI's 2-core machine runs one test at a time, so the other core would idle
+    (the class-conditional learning test: 88 s on one thread, 44 s on two). Only for such tests: two threads
+    thrash when the other core is busy (the note above)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
+    torch.set_num_threads(before)
+
+
 # pyproject's per-test timeout (900 s) is for the default run; the slow and GPU tests run whole benchmark
 # jobs (quality_scale four times over, torchrun launches, sbatch waits) and get an hour.
 LONG_TEST_TIMEOUT_S = 3600

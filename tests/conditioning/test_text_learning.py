@@ -138,7 +138,7 @@ def train_and_measure(tmp: Path, *, steps: int = STEPS, n_cases: int = N_CASES, 
             "time_data": t1 - t0, "time_fit": t2 - t1, "time_sample": time.time() - t2}
 
 
-def test_text_conditioned_model_follows_left_right_prompts(tmp_path):
+def test_text_conditioned_model_follows_left_right_prompts(tmp_path, both_cores):
     report = train_and_measure(tmp_path)
     print("REPORT", report)
     assert report["accuracy"] >= THRESHOLD, report

@@ -191,7 +191,7 @@ def test_exclusive_prediction_takes_the_most_probable_class_background_included(
     assert onehot.shape == (1, 3, 4, 4, 4) and (onehot.sum(1) <= 1).all()
 
 
-def test_the_tissue_segmenter_finds_the_small_class():
+def test_the_tissue_segmenter_finds_the_small_class(both_cores):
     """The GPU run's sigmoid tissue segmenter (10 epochs) never predicted CSF, even on real cases with
     6.4 % CSF: a blind instrument passes a brain without ventricles. The exclusive one must find it."""
     from medidiff.eval.segmentation import train_segmenter

@@ -43,7 +43,7 @@ class TwoClasses(Dataset):
         return {"image": x, "class_labels": torch.tensor(c)}
 
 
-def test_class_conditional_flow_model_separates_classes(tmp_path):
+def test_class_conditional_flow_model_separates_classes(tmp_path, both_cores):
     net_cfg = NetConfig(in_channels=2, out_channels=2, channels=(16, 32), num_res_blocks=1, norm_groups=8,
                         num_classes=2, time_scale=1.0)
     torch.manual_seed(0)
