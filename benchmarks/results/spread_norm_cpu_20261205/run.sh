@@ -39,15 +39,20 @@ for arm in ${ARMS:-group_s1 pixel_s1 noshift_s0}; do
     # fifth pass (session 43): no shift trained 3x as long, both seeds: do the two widenings add?
     noshift_s0_3600) train $arm 3600 --set objective.time_shift=false; x0 $arm ;;
     noshift_s1_3600) train $arm 3600 --set seed=1 --set objective.time_shift=false ;;
+    # sixth pass (session 43): every detail band at loss weight 1, as LLL (the recipe's 100 leaves the coarse band,
+    # where the brain's size lives, ~1/700 of each modality's loss weight)
+    detail1_s0) train $arm 1200 --set objective.detail_weight=1.0 ;;
+    detail1_s1) train $arm 1200 --set seed=1 --set objective.detail_weight=1.0 ;;
   esac
 done
 declare -A model=([group_s0]=$old/lll1/model [pixel_s0]=$old/pixel/model [group_s1]=$RUNS/group_s1/model
                   [pixel_s1]=$RUNS/pixel_s1/model [noshift_s0]=$RUNS/noshift_s0/model [lll30_s0]=$old/lll30/model
                   [noshift_s1]=$RUNS/noshift_s1/model [group_s0_3600]=$RUNS/group_s0_3600/model
                   [midattn_s0]=$RUNS/midattn_s0/model [group_s1_3600]=$RUNS/group_s1_3600/model
-                  [noshift_s0_3600]=$RUNS/noshift_s0_3600/model [noshift_s1_3600]=$RUNS/noshift_s1_3600/model)
+                  [noshift_s0_3600]=$RUNS/noshift_s0_3600/model [noshift_s1_3600]=$RUNS/noshift_s1_3600/model
+                  [detail1_s0]=$RUNS/detail1_s0/model [detail1_s1]=$RUNS/detail1_s1/model)
 sets=()
-for arm in group_s0 pixel_s0 group_s1 pixel_s1 noshift_s0 noshift_s1 group_s0_3600 lll30_s0 midattn_s0 group_s1_3600 noshift_s0_3600 noshift_s1_3600; do
+for arm in group_s0 pixel_s0 group_s1 pixel_s1 noshift_s0 noshift_s1 group_s0_3600 lll30_s0 midattn_s0 group_s1_3600 noshift_s0_3600 noshift_s1_3600 detail1_s0 detail1_s1; do
   [ -d "${model[$arm]}" ] || continue
   echo "== generate $arm $(date -u +%T)"
   [ -d /work/s42/small/gen/$arm ] || medidiff generate --model "${model[$arm]}" --num 32 --seed 0 \
