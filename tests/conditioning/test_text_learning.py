@@ -15,7 +15,8 @@ Chance is 50 %; the test requires >= 80 % over 2 x 12 samples at guidance scale 
 Controls on the way there: 400 steps gave 75-79 %; with CLIP's default token-embedding init
 (std 0.02) the random tiny encoder mapped both prompts to nearly the same states (cosine 0.98)
 and the model stayed at chance, hence the spread-out vocabulary in ``tiny_clip``.
-Time: ~25 s on 2 idle cores (fit ~22 s); several times longer when the cores are shared.
+Time: ~48 s in the suite on two threads (the both_cores fixture), ~60 s on one; several times longer when the
+cores are shared.
 """
 
 from __future__ import annotations
