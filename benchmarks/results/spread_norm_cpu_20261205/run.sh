@@ -43,6 +43,11 @@ for arm in ${ARMS:-group_s1 pixel_s1 noshift_s0}; do
     # where the brain's size lives, ~1/700 of each modality's loss weight)
     detail1_s0) train $arm 1200 --set objective.detail_weight=1.0 ;;
     detail1_s1) train $arm 1200 --set seed=1 --set objective.detail_weight=1.0 ;;
+    # seventh pass (session 43): detail1 also moved the loss onto the labels' LLL (85 % of the total weight); this
+    # raises each image's LLL to 100 instead (channel_weights' first four entries): its share of that image's weight
+    # 1/8 as in detail1, the images' share of the total unchanged (57 % against 54 %); session 41's lll30 at 30
+    lll100_s0) train $arm 1200 --set "objective.channel_weights=[100,100,100,100,100,100,100,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]" ;;
+    lll100_s1) train $arm 1200 --set seed=1 --set "objective.channel_weights=[100,100,100,100,100,100,100,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]" ;;
   esac
 done
 declare -A model=([group_s0]=$old/lll1/model [pixel_s0]=$old/pixel/model [group_s1]=$RUNS/group_s1/model
@@ -50,9 +55,10 @@ declare -A model=([group_s0]=$old/lll1/model [pixel_s0]=$old/pixel/model [group_
                   [noshift_s1]=$RUNS/noshift_s1/model [group_s0_3600]=$RUNS/group_s0_3600/model
                   [midattn_s0]=$RUNS/midattn_s0/model [group_s1_3600]=$RUNS/group_s1_3600/model
                   [noshift_s0_3600]=$RUNS/noshift_s0_3600/model [noshift_s1_3600]=$RUNS/noshift_s1_3600/model
-                  [detail1_s0]=$RUNS/detail1_s0/model [detail1_s1]=$RUNS/detail1_s1/model)
+                  [detail1_s0]=$RUNS/detail1_s0/model [detail1_s1]=$RUNS/detail1_s1/model
+                  [lll100_s0]=$RUNS/lll100_s0/model [lll100_s1]=$RUNS/lll100_s1/model)
 sets=()
-for arm in group_s0 pixel_s0 group_s1 pixel_s1 noshift_s0 noshift_s1 group_s0_3600 lll30_s0 midattn_s0 group_s1_3600 noshift_s0_3600 noshift_s1_3600 detail1_s0 detail1_s1; do
+for arm in group_s0 pixel_s0 group_s1 pixel_s1 noshift_s0 noshift_s1 group_s0_3600 lll30_s0 midattn_s0 group_s1_3600 noshift_s0_3600 noshift_s1_3600 detail1_s0 detail1_s1 lll100_s0 lll100_s1; do
   [ -d "${model[$arm]}" ] || continue
   echo "== generate $arm $(date -u +%T)"
   [ -d /work/s42/small/gen/$arm ] || medidiff generate --model "${model[$arm]}" --num 32 --seed 0 \
