@@ -1308,8 +1308,8 @@ def card_draft(record: dict[str, Any], out: Path, run: str) -> dict[str, Any]:
 
 def default_realism_cases(generated: int) -> int:
     """The real training and held-out cases the realism phase reads by default: 48, or enough held-out cases
-    for the spread check's verdict on ``generated`` cases (it gives none with fewer), at most the held-out
-    fold's size (the phase loads no more: past it the check says "no verdict")."""
+    for the spread check's verdict on ``generated`` cases (it gives none with fewer). Not capped here: the phase
+    loads at most the held-out fold, and past it the check says "no verdict"."""
     from medidiff.eval.realism import SPREAD_FLOOR_FACTOR
 
     return max(48, SPREAD_FLOOR_FACTOR * generated)

@@ -20,9 +20,9 @@ def both_cores():
     (the note above)."""
     import torch
 
-    before = torch.get_num_threads()
     from medidiff.utils.threads import usable_cores
 
+    before = torch.get_num_threads()
     torch.set_num_threads(min(2, usable_cores()))
     yield
     torch.set_num_threads(before)
