@@ -809,7 +809,8 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     # a second stage's seeds are not its first stage's (which drew with 0..): the images would start from the noise
     # that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks,
-                           seed=FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0)
+                           seed=FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0,
+                           tail_steps=args.tail_steps)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
@@ -1460,6 +1461,8 @@ def main() -> int:
                          "--generate if more: the spread check gives no verdict with fewer held-out cases than that)")
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget per seed (default %(default)s)")
     ap.add_argument("--generate", type=int, help="cases generated per seed (default 8; 2 with --smoke)")
+    ap.add_argument("--tail-steps", type=int, help="every run's cases (a given --model's too): generate --tail-steps N "
+                    "(sampler.tail_steps; default: each model's own sampler)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
@@ -1572,7 +1575,8 @@ def main() -> int:
           *(["--runs", *(f"{v}:{s}" for v, s in args.runs)] if args.runs else []),
           *(["--model", str(Path(args.model).absolute())] if args.model else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--mask-source", args.mask_source] if args.mask_source else []),
-          *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else [])]
+          *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else []),
+          *(["--tail-steps", str(args.tail_steps)] if args.tail_steps is not None else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]

@@ -166,6 +166,13 @@ def image_space_clamp(codec: LatentCodec) -> Callable[[torch.Tensor], torch.Tens
     return lambda z: codec.encode(codec.decode(z).clamp(-1, 1))
 
 
+def sampler_extras(sampler: SamplerConfig, prefix: str = "") -> dict[str, Any]:
+    """The sampler options a case's provenance records only where they are not the default (so cases written
+    before they were recorded still match a default request): eta and the grid's tail steps."""
+    extras = {"eta": sampler.eta, "tail_steps": sampler.tail_steps}
+    return {prefix + k: v for k, v in extras.items() if v}
+
+
 def file_hash(path: Path) -> str:
     """16 hex digits of :func:`medidiff.files.file_sha256`: how provenance records a file."""
     return file_sha256(path)[:16]
@@ -244,7 +251,7 @@ class DiffusionPipeline(ModelPipeline):
         return {"generator": "medidiff.DiffusionPipeline", "model_hash": self.model_hash,
                 "config_hash": config_hash(self.cfg), "experiment": self.cfg.name, "seed": int(seed),
                 "sampler": sampler.name, "steps": sampler.num_steps, "guidance_scale": sampler.guidance_scale,
-                "objective": self.cfg.objective.type}
+                "objective": self.cfg.objective.type, **sampler_extras(sampler)}
 
     @torch.no_grad()
     def __call__(self, seeds: Sequence[int], *, masks: torch.Tensor | None = None,

@@ -355,6 +355,10 @@ def test_generate_takes_eta_for_euler_and_refuses_it_for_heun(trained, tmp_path,
         assert main(base + bad) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "--eta" in err and "eta" in err.split(":", 2)[-1]
+    assert main(base + ["--tail-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--tail-steps", "-1"]) == 2
+    assert "tail_steps must be >= 0" in _one_line_error(capsys)
     assert not (tmp_path / "o").exists()
 
 
@@ -404,7 +408,8 @@ def test_generate_refuses_an_out_folder_of_another_request(trained, tmp_path, ca
     assert main([*base, "--num", "2"]) == 0
     capsys.readouterr()
     for extra, word in ((["--seed", "500"], "seed"), (["--sampler", "heun"], "sampler"),
-                        (["--geometry", "brats"], "geometry"), (["--steps", "3"], "steps")):
+                        (["--geometry", "brats"], "geometry"), (["--steps", "3"], "steps"),
+                        (["--tail-steps", "1"], "tail_steps"), (["--eta", "0.5"], "eta")):
         assert main([*base, "--num", "2", *extra]) == 2, extra
         err = _one_line_error(capsys)
         assert "case_0000" in err and word in err and "--overwrite" in err, err

@@ -33,8 +33,9 @@ from medidiff.data.config import intensity_scale
 from medidiff.data.labels import block_majority_regions
 from medidiff.errors import MedidiffError
 from medidiff.experiment import ExperimentConfig
-from medidiff.generation import DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels
-from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds, step_generators
+from medidiff.generation import (DiffusionPipeline, GeneratedCase, ModelPipeline, image_space_clamp, regions_to_labels,
+                                 sampler_extras)
+from medidiff.samplers import SAMPLERS, Guidance, generators_from_seeds, sampling_grid, step_generators
 from medidiff.samplers.config import TAKES_ETA, SamplerConfig
 from medidiff.training.diffusion import NUM_REGIONS
 from medidiff.training.sampler import derive_seed
@@ -87,7 +88,7 @@ class SRPipeline(ModelPipeline):
         sampler = sampler or self.cfg.sampler
         return {"sr_model_hash": self.model_hash, "sr_config_hash": config_hash(self.cfg), "sr_experiment": self.cfg.name,
                 "sr_scale": self.scale, "sr_sampler": sampler.name, "sr_steps": sampler.num_steps,
-                "sr_objective": self.cfg.objective.type}
+                "sr_objective": self.cfg.objective.type, **sampler_extras(sampler, "sr_")}
 
     @torch.no_grad()
     def __call__(
@@ -150,8 +151,7 @@ class SRPipeline(ModelPipeline):
             latent = self.codec.latent_shape((c, *hr))
             x = start.latent.to(dev, non_blocking=True)  # (B, C', *latent): one noise for the full grid
         # the grid of the patch size the net was trained on (matters only with objective.time_shift)
-        ts = self.objective.timesteps(sampler.num_steps, shape=latent_patch(c_cfg.patch_size, self.codec),
-                                      spacing=sampler.spacing)
+        ts = sampling_grid(self.objective, sampler, latent_patch(c_cfg.patch_size, self.codec))
         denoiser = self.objective.denoiser(self.net)
         if mode == "patches":
             patch = latent_patch(tuple(patch_size or c_cfg.inference_patch), self.codec)

@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"])
     p.add_argument("--eta", type=float, help="ddim and euler: fresh noise a step, 0 (deterministic) to 1 (the "
                    "path's own posterior, as ancestral DDPM); default: the model's sampler config")
+    p.add_argument("--tail-steps", type=int, help="euler and heun: extra steps between the grid's last non-zero time "
+                   "and 0, each at a quarter of the one before, so the final estimate comes from a nearly clean input "
+                   "(1 cleans the background of long-trained models: sampler.tail_steps); default: the model's")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
     p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
@@ -323,7 +326,8 @@ def first_stage_args(args: argparse.Namespace) -> argparse.Namespace:
     first = argparse.Namespace(**vars(args))
     first.model, first.first_stage, first.out = args.first_stage, None, str(first_stage_folder(args))
     first.layout, first.geometry, first.seed = "medidiff", "native", args.seed + FIRST_STAGE_SEED_OFFSET
-    for flag in ("steps", "sr_steps", "sampler", "eta", "guidance", "masks", "dataset_id", "dataset_name"):
+    for flag in ("steps", "sr_steps", "sampler", "eta", "tail_steps", "guidance", "masks", "dataset_id",
+                 "dataset_name"):
         setattr(first, flag, None)
     return first
 
@@ -371,7 +375,7 @@ def check_layout_target(layout: Layout, out: Path) -> None:
 
 
 def sampler_of(args: argparse.Namespace, sampler: SamplerConfig) -> SamplerConfig:
-    """The model's sampler with --sampler/--eta/--steps/--guidance applied."""
+    """The model's sampler with --sampler/--eta/--steps/--guidance/--tail-steps applied."""
     from dataclasses import replace
 
     from medidiff.config import ConfigError
@@ -386,8 +390,10 @@ def sampler_of(args: argparse.Namespace, sampler: SamplerConfig) -> SamplerConfi
             sampler = replace(sampler, num_steps=args.steps)
         if args.guidance is not None:
             sampler = replace(sampler, guidance_scale=args.guidance)
+        if args.tail_steps is not None:
+            sampler = replace(sampler, tail_steps=args.tail_steps)
     except ValueError as exc:  # SamplerConfig's own checks (e.g. a DDPM spacing with --sampler euler)
-        raise ConfigError(f"--sampler/--eta/--steps/--guidance: {exc}") from None
+        raise ConfigError(f"--sampler/--eta/--steps/--guidance/--tail-steps: {exc}") from None
     return sampler
 
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from medidiff.samplers.config import TAKES_ETA, SamplerConfig
 from medidiff.samplers.ddpm import Callback, sample_ddim, sample_ddpm
-from medidiff.samplers.flow import sample_euler, sample_heun
+from medidiff.samplers.flow import sample_euler, sample_heun, with_tail
 from medidiff.samplers.guidance import Guidance, cfg_denoiser, drop_conditions, null_conditions, wrap_denoiser
 from medidiff.utils.tensor import Cond, randn_per_sample
 
@@ -37,6 +37,7 @@ __all__ = [
     "Guidance",
     "Callback",
     "sample",
+    "sampling_grid",
     "check_sampler",
     "generators_from_seeds",
     "step_generators",
@@ -98,6 +99,13 @@ def step_generators(generators: Sequence[torch.Generator], device: torch.device 
             for g in generators]
 
 
+def sampling_grid(objective: Objective, config: SamplerConfig, spatial: Sequence[int]) -> Tensor:
+    """The time grid ``config`` samples ``objective`` on for a latent of ``spatial`` shape: the objective's grid
+    of ``config.num_steps`` (its resolution shift), then ``config.tail_steps`` refining its last step."""
+    ts = objective.timesteps(config.num_steps, shape=spatial, spacing=config.spacing)
+    return with_tail(ts, config.tail_steps) if config.tail_steps else ts
+
+
 def sample(
     objective: Objective,
     net: nn.Module,
@@ -135,7 +143,7 @@ def sample(
         generators = generators_from_seeds(seeds)
     if generators is not None and len(generators) != shape[0]:
         raise ValueError(f"got {len(generators)} seeds/generators for a batch of {shape[0]}: give one per sample")
-    ts = objective.timesteps(config.num_steps, shape=shape[2:], spacing=config.spacing)
+    ts = sampling_grid(objective, config, shape[2:])
     x = randn_per_sample(shape, generators, device=device, dtype=dtype)
     if generators is not None:
         generators = step_generators(generators, x.device)

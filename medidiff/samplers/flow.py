@@ -21,7 +21,10 @@ from medidiff.samplers.ddpm import Callback, _combine
 from medidiff.samplers.guidance import Guidance, wrap_denoiser
 from medidiff.utils.tensor import Cond, Denoiser, batch_time
 
-__all__ = ["sample_euler", "sample_heun"]
+__all__ = ["sample_euler", "sample_heun", "with_tail"]
+
+# Each tail step's time over the one before it (SamplerConfig.tail_steps).
+TAIL_RATIO = 0.25
 
 
 def _grid(ts: Tensor | Sequence[float]) -> list[float]:
@@ -34,6 +37,21 @@ def _grid(ts: Tensor | Sequence[float]) -> list[float]:
             "FlowMatchingObjective.timesteps); got a grid that is not: is it an alpha_bar grid?"
         )
     return ts
+
+
+def with_tail(ts: Tensor | Sequence[float], steps: int) -> Tensor:
+    """A flow grid ``(..., t_last, 0)`` with ``steps`` more times between t_last and 0, each TAIL_RATIO of the
+    one before (``SamplerConfig.tail_steps``): the last step's x0 estimate then comes from t_last * 0.25**steps.
+    The grid before t_last is unchanged, so every sample's path is too up to there."""
+    grid = torch.as_tensor(_grid(ts), dtype=torch.float64)
+    if steps < 0:
+        raise ValueError(f"tail steps must be >= 0, got {steps}")
+    if grid[-1] != 0.0:
+        raise ValueError(f"a tail refines the step to t = 0; this grid ends at {float(grid[-1]):g}")
+    if not steps:
+        return grid
+    tail = grid[-2] * TAIL_RATIO ** torch.arange(1, steps + 1, dtype=torch.float64)
+    return torch.cat([grid[:-1], tail, grid[-1:]])
 
 
 @torch.no_grad()

@@ -27,6 +27,8 @@ from medidiff.samplers import (
     sample_ddim,
     sample_ddpm,
     sample_euler,
+    sampling_grid,
+    with_tail,
 )
 from medidiff.utils.tensor import append_dims
 
@@ -214,6 +216,52 @@ def test_step_count_is_network_evaluations(name):
     sample(obj, net, (2, 3, 1, 1), config=SamplerConfig(name=name, num_steps=7))
     # Heun's last step (to t = 0) is Euler, so it makes 2N - 1 evaluations
     assert net.calls == (2 * 7 - 1 if name == "heun" else 7)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun"])
+def test_tail_steps_refine_only_the_last_step(name):
+    """sampler.tail_steps: the objective's grid up to its last non-zero time, then that time / 4, / 16 ... and 0;
+    each tail time costs one more step (heun two), and a sample's path is unchanged up to t_last."""
+    base = FLOW.timesteps(5)
+    grid = sampling_grid(FLOW, SamplerConfig(name=name, num_steps=5, tail_steps=2), ())
+    t_last = float(base[-2])
+    assert torch.equal(grid[:-3], base[:-1])
+    assert grid[-3:].tolist() == pytest.approx([t_last / 4, t_last / 16, 0.0])
+    assert torch.equal(with_tail(base, 0), base)
+    net = OracleNet(FLOW)
+    sample(FLOW, net, (2, 3, 1, 1), config=SamplerConfig(name=name, num_steps=5, tail_steps=2))
+    assert net.calls == (2 * 7 - 1 if name == "heun" else 7)
+    seen: dict[int, list[torch.Tensor]] = {0: [], 2: []}
+    for tail in seen:
+        sample(FLOW, OracleNet(FLOW), (4, 3), config=SamplerConfig(name=name, num_steps=5, tail_steps=tail),
+               seeds=range(4), callback=lambda i, x, x0, tail=tail: seen[tail].append(x))
+    assert all(torch.equal(a, b) for a, b in zip(seen[0][:4], seen[2][:4]))  # the 4 steps before t_last
+    with pytest.raises(ValueError, match="ends at"):
+        with_tail([1.0, 0.5, 0.1], 1)
+
+
+def test_tail_steps_shrink_the_noise_a_denoiser_lets_through():
+    """Where the data is a constant (the background outside a head), a denoiser that lets a share k of its input
+    through returns k x_t at the last step: from t_last its leak is k x_{t_last}; one tail step first (Euler,
+    x_s = x0_hat + (s / t) (x_t - x0_hat)) shrinks the state by k + (1 - k) / 4, and the leak with it."""
+    k = 0.1
+
+    def leaky(x, t, cond):
+        return k * x  # the data are 0; an exact denoiser returns 0
+
+    x = torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
+    plain = sample_euler(leaky, x, FLOW.timesteps(8))
+    tail = sample_euler(leaky, x, with_tail(FLOW.timesteps(8), 1))
+    assert torch.allclose(tail, plain * (k + (1 - k) / 4), rtol=1e-5, atol=1e-7)
+    assert tail.pow(2).mean().sqrt() < 0.4 * plain.pow(2).mean().sqrt()
+
+
+def test_tail_steps_are_a_flow_option():
+    for name in ("ddpm", "ddim"):
+        with pytest.raises(ValueError, match="tail_steps refines a flow grid"):
+            SamplerConfig(name=name, tail_steps=1)
+    with pytest.raises(ValueError, match="tail_steps must be >= 0"):
+        SamplerConfig(name="heun", tail_steps=-1)
 
 
 @pytest.mark.parametrize(
