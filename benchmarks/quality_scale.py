@@ -741,7 +741,8 @@ def check_model_recipe(model: Path, run_config: Path) -> None:
     """``--model``: refuse a model folder whose training config is not the run's recipe (the variant
     and seed it is reported under); where files are, the run's length and bookkeeping may differ
     (the keys a resume may change), its sampler may not (generate samples with the folder's own, and
-    the report states the run's). A setting newer than the model compares as its default."""
+    the report states the run's; --tail-steps, in the report's command and each seeds/ record, applies to all
+    runs alike). A setting newer than the model compares as its default."""
     from medidiff.config import ConfigError, config_changes, load_config, to_dict
     from medidiff.experiment import ExperimentConfig
     from medidiff.training.loop import RESUME_MAY_CHANGE
@@ -815,7 +816,7 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
               "generated": g["cases"], "background_per_case": scores, "background": g["background"],
-              "background_rms_max": max(sc["background_rms"] for sc in scores)}
+              "background_rms_max": max(sc["background_rms"] for sc in scores), "tail_steps": args.tail_steps}
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")

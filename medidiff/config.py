@@ -296,9 +296,20 @@ def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
 
 
+# Settings added after config hashes were recorded (generated cases' provenance, which `generate` compares to resume
+# a folder): left out of the hash while they hold their default, so an upgrade alone changes no model's hash.
+HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0}
+
+
 def config_hash(cfg: Any) -> str:
-    """Stable short hash of a resolved config (sha256 of canonical JSON, 16 hex digits)."""
-    canonical = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """Stable short hash of a resolved config (sha256 of canonical JSON, 16 hex digits); the settings in
+    HASH_SKIPS_DEFAULT count only where they differ from their default."""
+    data = to_dict(cfg)
+    for (section, key), default in HASH_SKIPS_DEFAULT.items():
+        part = data.get(section)
+        if isinstance(part, dict) and key in part and part[key] == default:
+            data = {**data, section: {k: v for k, v in part.items() if k != key}}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

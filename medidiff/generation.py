@@ -36,7 +36,7 @@ from medidiff.nets import build_net
 from medidiff.nets.config import NetConfig
 from medidiff.objectives import build_objective
 from medidiff.samplers import sample
-from medidiff.samplers.config import SamplerConfig
+from medidiff.samplers.config import RECORDED_WHEN_SET, SamplerConfig
 from medidiff.training import checkpoint as ckpt
 from medidiff.training.diffusion import NUM_REGIONS, mask_to_latent_grid, split_generated
 
@@ -167,10 +167,9 @@ def image_space_clamp(codec: LatentCodec) -> Callable[[torch.Tensor], torch.Tens
 
 
 def sampler_extras(sampler: SamplerConfig, prefix: str = "") -> dict[str, Any]:
-    """The sampler options a case's provenance records only where they are not the default (so cases written
-    before they were recorded still match a default request): eta and the grid's tail steps."""
-    extras = {"eta": sampler.eta, "tail_steps": sampler.tail_steps}
-    return {prefix + k: v for k, v in extras.items() if v}
+    """The sampler options a case's provenance records only where they are not 0 (RECORDED_WHEN_SET: so cases
+    written before they were recorded still match a default request): eta and the grid's tail steps."""
+    return {prefix + k: getattr(sampler, k) for k in RECORDED_WHEN_SET if getattr(sampler, k)}
 
 
 def file_hash(path: Path) -> str:

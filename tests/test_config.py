@@ -172,3 +172,18 @@ def test_config_changes_names_differing_keys_and_reads_a_missing_one_as_its_defa
     now["objective"]["edge_weight"] = 3.0
     assert config_changes(before, now, defaults, ("train.",)) == ["objective.edge_weight"]
     assert config_changes(now, before, defaults, ("train.",)) == ["objective.edge_weight"]  # removed: a change too
+
+
+def test_a_new_setting_at_its_default_leaves_config_hashes_as_they_were():
+    """Generated cases record their model's config hash and `generate` compares it to resume a folder: a setting
+    added since (config.HASH_SKIPS_DEFAULT) counts only where it is set, so the shipped model keeps the hash its
+    cases of session 40 recorded."""
+    from dataclasses import replace
+
+    from medidiff.config import config_hash
+    from medidiff.generation import KIND, read_model_config
+    from medidiff.pretrained import model_path
+
+    cfg, _ = read_model_config(model_path("anatomy-2mm"), KIND)
+    assert config_hash(cfg) == "858512c52e164c06"
+    assert config_hash(replace(cfg, sampler=replace(cfg.sampler, tail_steps=1))) != config_hash(cfg)

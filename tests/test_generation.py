@@ -358,7 +358,7 @@ def test_generate_takes_eta_for_euler_and_refuses_it_for_heun(trained, tmp_path,
     assert main(base + ["--tail-steps", "1"]) == 0
     capsys.readouterr()
     assert main(base + ["--tail-steps", "-1"]) == 2
-    assert "tail_steps must be >= 0" in _one_line_error(capsys)
+    assert "tail_steps must be in 0..8" in _one_line_error(capsys)
     assert not (tmp_path / "o").exists()
 
 
@@ -417,6 +417,13 @@ def test_generate_refuses_an_out_folder_of_another_request(trained, tmp_path, ca
     assert main(["generate", "--model", str(model), "--out", str(out), "--no-progress", "--steps", "3",
                  "--num", "1"]) == 2
     assert "steps 2" in _one_line_error(capsys)
+    # the other way round: cases made with a tail step are not taken as a default request's (it records no tail)
+    tailed = ["generate", "--model", str(model), "--out", str(tmp_path / "tailed"), "--no-progress", "--steps", "2",
+              "--num", "1"]
+    assert main([*tailed, "--tail-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(tailed) == 2
+    assert "tail_steps 1; this run: 0" in _one_line_error(capsys)
     assert main([*base, "--num", "2", "--seed", "500", "--overwrite"]) == 0
     for i in range(2):
         prov = json.loads((out / f"case_{i:04d}" / "provenance.json").read_text())

@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "path's own posterior, as ancestral DDPM); default: the model's sampler config")
     p.add_argument("--tail-steps", type=int, help="euler and heun: extra steps between the grid's last non-zero time "
                    "and 0, each at a quarter of the one before, so the final estimate comes from a nearly clean input "
-                   "(1 cleans the background of long-trained models: sampler.tail_steps); default: the model's")
+                   "(1 cleans the background of long-trained models, and raises contrast: sampler.tail_steps); "
+                   "default: the model's. Like --steps, for --model only (not --sr-model nor --first-stage)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
     p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
@@ -419,6 +420,12 @@ _PER_CASE_KEYS = frozenset({"case", "seed", "sr_seed", "prompt", "mask"})
 
 
 def _first_difference(have: dict[str, Any], want: dict[str, Any], keys: Iterable[str]) -> str | None:
+    from medidiff.samplers.config import RECORDED_WHEN_SET
+
+    # sampler options recorded only where set: a stored one this request leaves at 0 is a difference too
+    for key in (p + k for p in ("", "sr_") for k in RECORDED_WHEN_SET):
+        if have.get(key) and key not in want:
+            return f"{key} {have[key]!r}; this run: 0 (the default)"
     for key in keys:
         if key not in have:
             return f"its provenance has no {key!r}; this run: {want[key]!r}"

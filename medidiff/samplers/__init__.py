@@ -1,7 +1,8 @@
 """Samplers: pure functions ``sample_<name>(denoiser, x, ts, *, cond, guidance, callback, ...)``.
 
 Every sampler sees one denoiser interface, ``denoiser(x_t, t, cond) -> x0_hat``, and an explicit
-time grid ``ts`` of ``num_steps + 1`` values in its objective's sampler coordinate: alpha_bar
+time grid ``ts`` of ``num_steps + 1`` values (plus ``tail_steps`` on a flow grid: :func:`sampling_grid`) in its
+objective's sampler coordinate: alpha_bar
 (increasing to 1) for ``ddpm``/``ddim``, flow time (decreasing to 0) for ``euler``/``heun``.
 There is no hidden step index (k-diffusion/EDM style), so a sampler can start anywhere on the
 grid (e.g. SDEdit) and the step count given is the step count used.

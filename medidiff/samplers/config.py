@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SamplerConfig", "TAKES_ETA"]
+__all__ = ["RECORDED_WHEN_SET", "SamplerConfig", "TAKES_ETA"]
 
 # The samplers whose steps may add fresh noise (``eta``): DDIM, and Euler on the flow path.
 TAKES_ETA = ("ddim", "euler")
+
+# Sampler options a generated case's provenance records only where they are not 0 (cases written before they were
+# recorded still match a default request; a stored non-zero one differs from a request without it).
+RECORDED_WHEN_SET = ("eta", "tail_steps")
 
 
 @dataclass
@@ -18,6 +22,7 @@ class SamplerConfig:
     name: Literal["ddpm", "ddim", "euler", "heun"] = "ddim"
     # Steps taken, whatever the sampler: ddpm/ddim/euler make num_steps network evaluations,
     # heun 2 * num_steps - 1 (its last step is Euler); CFG doubles the batch, not the count.
+    # tail_steps (below) adds to num_steps in both counts.
     num_steps: int = 50
     # DDIM stochasticity (arXiv:2010.02502 eq. 16): 0 deterministic, 1 = DDPM posterior noise;
     # ddim, and euler on the flow path (its posterior; 0 = the ODE). On the shipped anatomy model
@@ -53,8 +58,8 @@ class SamplerConfig:
                 f"eta is a ddim and euler option; sampler {self.name!r} does not use it (remove eta or use "
                 "name: ddim or euler)"
             )
-        if self.tail_steps < 0:
-            raise ValueError(f"tail_steps must be >= 0, got {self.tail_steps}")
+        if not 0 <= self.tail_steps <= 8:  # 4**-8 of t_last is ~1e-6 of the path: more steps add nothing
+            raise ValueError(f"tail_steps must be in 0..8, got {self.tail_steps}")
         if self.tail_steps and self.name not in ("euler", "heun"):
             raise ValueError(f"tail_steps refines a flow grid's last step; sampler {self.name!r} samples an alpha_bar "
                              "grid (remove tail_steps or use name: euler or heun)")

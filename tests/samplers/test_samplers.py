@@ -260,8 +260,10 @@ def test_tail_steps_are_a_flow_option():
     for name in ("ddpm", "ddim"):
         with pytest.raises(ValueError, match="tail_steps refines a flow grid"):
             SamplerConfig(name=name, tail_steps=1)
-    with pytest.raises(ValueError, match="tail_steps must be >= 0"):
+    with pytest.raises(ValueError, match="tail_steps must be in 0..8"):
         SamplerConfig(name="heun", tail_steps=-1)
+    with pytest.raises(ValueError, match="tail_steps must be in 0..8"):
+        SamplerConfig(name="heun", tail_steps=9)
 
 
 @pytest.mark.parametrize(
