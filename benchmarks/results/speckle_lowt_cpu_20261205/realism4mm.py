@@ -1,0 +1,30 @@
+"""medidiff evaluate's realism checks (quality_common.realism_checks_of) for the 4 mm sets of finetune_arms.sh,
+against 128 real training and 128 held-out cases at 4 mm (../denoise_curve_cpu_20261202/small_4mm/eval4mm.yaml),
+and a compact table of the readings the arms could move: background, spectrum, detail coherence, histograms,
+spread across cases, tumours.
+
+    python realism4mm.py OUT NAME=FOLDER ...
+"""
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # benchmarks/
+from quality_common import realism_checks_of  # noqa: E402
+
+CONFIG = HERE.parent / "denoise_curve_cpu_20261202/small_4mm/eval4mm.yaml"
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    sets = {k: Path(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
+    res = realism_checks_of(CONFIG, Path("/work/s45/manifest512.json"), Path("/work/s45/anat"), sets, 128, out)
+    for name, r in res.items():
+        c = r["checks"]
+        print(name, json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list) or len(vv) <= 8}
+                                for k, v in c.items()}, default=float))
+
+
+if __name__ == "__main__":
+    main()
