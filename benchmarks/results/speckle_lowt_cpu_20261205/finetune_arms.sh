@@ -4,8 +4,8 @@
 # 3600-step checkpoint for FT more steps under other training-time distributions (the optimizer, EMA and data
 # position carried on: each arm's copy of the run folder has its checkpoint's recorded objective edited so
 # `medidiff train --resume` continues it; the loop refuses a changed objective otherwise). Arms: ctl (the
-# recipe's logit-normal, shifted), tstd15 (logit std 1.5: 1.5 % of times below 0.02 at 4 mm against 0.05 %),
-# uniform (3.7 %), and ARMS=... for others; SEED=1 the same from seed 1's 3600-step run. Then 32 cases each (generate --seed 0, as every 4 mm arm).
+# recipe's logit-normal, shifted), tstd15 (logit std 1.5: 1.4 % of times below 0.02 at 4 mm against 0.05 %),
+# uniform (3.6 %), and ARMS=... for others; SEED=1 the same from seed 1's 3600-step run. Then 32 cases each (generate --seed 0, as every 4 mm arm).
 set -eu
 . /tmp/venv/bin/activate
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +14,7 @@ SEED=${SEED:-0} FT=${FT:-1200}
 base=$RUNS/group_s${SEED}_3600 sfx=$([ $SEED = 0 ] || echo _s$SEED)  # seed 1: ft_ARM_4800_s1
 declare -A sets=([ctl]="" [tstd15]="--set objective.logit_std=1.5" [uniform]="--set objective.time_sampling=uniform"
                  [mean05]="--set objective.logit_mean=0.5" [noshift]="--set objective.time_shift=false")
-for arm in ${ARMS:-ctl tstd15 uniform}; do
+for arm in ${ARMS:-ctl tstd15 uniform}; do  # (seed 0 ran these, then ARMS=mean05)
   name=ft_${arm}_$((3600 + FT))$sfx
   echo "== $name $(date -u +%T)"
   rm -rf $RUNS/$name; mkdir -p $RUNS/$name/checkpoints

@@ -1,7 +1,6 @@
 """medidiff evaluate's realism checks (quality_common.realism_checks_of) for the 4 mm sets of finetune_arms.sh,
 against 128 real training and 128 held-out cases at 4 mm (../denoise_curve_cpu_20261202/small_4mm/eval4mm.yaml),
-and a compact table of the readings the arms could move: background, spectrum, detail coherence, histograms,
-spread across cases, tumours.
+one JSON report a set in OUT and one JSON line a set on stdout (table.py makes real4mm_table.md from the reports).
 
     python realism4mm.py OUT NAME=FOLDER ...
 """
