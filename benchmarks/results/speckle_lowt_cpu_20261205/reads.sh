@@ -32,3 +32,8 @@ python $tail/bg.py ft_ctl_4800_s1=$G/ft_ctl_4800_s1 ft_mean05_4800_s1=$G/ft_mean
 python $here/paired_bg.py ctl4800_s1=$G/ft_ctl_4800_s1 mean05_4800_s1=$G/ft_mean05_4800_s1 >> paired_bg.jsonl
 python $here/realism4mm.py real4mm ft_ctl_4800_s1=$G/ft_ctl_4800_s1 ft_mean05_4800_s1=$G/ft_mean05_4800_s1
 python $here/table.py real4mm > real4mm_table.md
+bash $here/skip035.sh                             # seed 0 from scratch, x0_skip_sigma 0.035, 3600 steps
+python $tail/bg.py skip035_s0_3600=$G/skip035_s0_3600 >> bg.jsonl
+python $here/paired_bg.py base3600=$G/group_s0_3600 skip035_3600=$G/skip035_s0_3600 >> paired_bg.jsonl
+python $here/realism4mm.py real4mm skip035_s0_3600=$G/skip035_s0_3600
+python $here/table.py real4mm > real4mm_table.md
