@@ -37,3 +37,13 @@ python $tail/bg.py skip035_s0_3600=$G/skip035_s0_3600 >> bg.jsonl
 python $here/paired_bg.py base3600=$G/group_s0_3600 skip035_3600=$G/skip035_s0_3600 >> paired_bg.jsonl
 python $here/realism4mm.py real4mm skip035_s0_3600=$G/skip035_s0_3600
 python $here/table.py real4mm > real4mm_table.md
+# session 46 (data still in /work/s45): the smaller
+# skip's seed-1 costs, then both skips and seed 1's recipe continued to 7200 steps
+python $here/realism4mm.py real4mm group_s1_3600=$G/group_s1_3600 skip035_s1_3600=$G/skip035_s1_3600
+bash $here/skip7200.sh                            # continue_to.sh x3 (ran from /work/s46), 46 min
+python $tail/bg.py skip035_s0_7200=$G/skip035_s0_7200 skip035_s1_7200=$G/skip035_s1_7200 ft_ctl_7200_s1=$G/ft_ctl_7200_s1 >> bg.jsonl
+python $here/paired_bg.py ctl7200=$G/ft_ctl_7200 skip035_7200=$G/skip035_s0_7200 ctl7200_s1=$G/ft_ctl_7200_s1 \
+  skip035_7200_s1=$G/skip035_s1_7200 >> paired_bg.jsonl
+python $here/realism4mm.py real4mm skip035_s0_7200=$G/skip035_s0_7200 skip035_s1_7200=$G/skip035_s1_7200 \
+  ft_ctl_7200_s1=$G/ft_ctl_7200_s1
+python $here/table.py real4mm > real4mm_table.md

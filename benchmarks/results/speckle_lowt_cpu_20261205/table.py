@@ -4,7 +4,8 @@ import sys
 from pathlib import Path
 
 NAMES = ["group_s0_3600", "ft_ctl_4800", "ft_mean05_4800", "ft_tstd15_4800", "ft_uniform_4800", "ft_ctl_7200",
-         "ft_mean05_7200", "ft_ctl_4800_s1", "ft_mean05_4800_s1", "skip035_s0_3600"]
+         "ft_mean05_7200", "ft_ctl_4800_s1", "ft_mean05_4800_s1", "skip035_s0_3600",
+         "group_s1_3600", "skip035_s1_3600", "ft_ctl_7200_s1", "skip035_s0_7200", "skip035_s1_7200"]
 MODS = ["t1n", "t1c", "t2w", "t2f"]
 rows: dict[str, list[str]] = {}
 for n in NAMES:
