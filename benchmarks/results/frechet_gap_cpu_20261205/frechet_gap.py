@@ -19,7 +19,10 @@ against a floor changed alike:
 * one modality at a time calibrated per region: which modality's intensities the net reads;
 * the Frechet split into its mean term and its covariance term, and per encoder stage (the net's features are
   the global averages of its four stages: 6, 12, 24 and 48 features);
-* each generated case's influence (the jackknife's leave-one-out figures).
+* each generated case's influence (the jackknife's leave-one-out figures);
+* (session 46, ../tail_frechet_cpu_20261206) the background cleared: every voxel outside the brain mask dilated
+  by 2 (the realism check's "outside") set to the case's outside median, alone and before calibration: how much
+  of the gap the last sampling step's background speckle carries.
 
     python frechet_gap.py CONFIG MANIFEST ROOT FEATURE_NET GENERATED N_REAL [VARIANT ...] > gap.json
 """
@@ -99,6 +102,17 @@ def shell_removed(images: torch.Tensor, masks: dict[str, np.ndarray], layers: in
     return torch.from_numpy(x)
 
 
+def background_cleared(images: torch.Tensor, masks: dict[str, np.ndarray]) -> torch.Tensor:
+    """Every voxel outside the brain dilated by 2 (realism's background_stats region) set to the case's outside
+    median, per modality: the speckle gone; real cases, whose outside is one value, stay as they are."""
+    x = images.numpy().copy()
+    for i in range(x.shape[0]):
+        outside = ~ndimage.binary_dilation(masks["brain"][i], iterations=2)
+        for c in range(x.shape[1]):
+            x[i, c][outside] = np.median(x[i, c][outside])
+    return torch.from_numpy(x)
+
+
 def blurred(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Every modality smoothed (sigma in voxels): the fine texture, where the generated cases are smoother, gone."""
     return torch.from_numpy(ndimage.gaussian_filter(images.numpy(), sigma=(0, 0, sigma, sigma, sigma)))
@@ -153,6 +167,9 @@ def main() -> None:
         "whole brain calibrated, blurred 1 voxel": lambda x, m, w: blurred(calibrate(x, w, target_whole, every)),
         "whole brain calibrated, shell removed, blurred 1 voxel": lambda x, m, w: blurred(
             shell_removed(calibrate(x, w, target_whole, every), w)),
+        "background cleared": lambda x, m, w: background_cleared(x, w),
+        "background cleared, then whole brain calibrated": lambda x, m, w: calibrate(background_cleared(x, w), w,
+                                                                                     target_whole, every),
         GEN_ONLY: lambda x, m, w: calibrate(x, m, target, every),
         **{f"per region calibrated, {mod} only": (lambda c: lambda x, m, w: calibrate(x, m, target, [c]))(c)
            for c, mod in enumerate(mods)},
