@@ -15,10 +15,11 @@ from quality_common import realism_checks_of  # noqa: E402
 CONFIG = HERE.parent / "denoise_curve_cpu_20261202/small_4mm/eval4mm.yaml"
 
 
-def main() -> None:
+def main(config: Path = CONFIG, n_real: int = 128) -> None:
+    """(../tail_frechet_cpu_20261206/realism2mm.py calls it with the 2 mm config and 96 real cases.)"""
     out = Path(sys.argv[1])
     sets = {k: Path(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
-    res = realism_checks_of(CONFIG, Path("/work/s45/manifest512.json"), Path("/work/s45/anat"), sets, 128, out)
+    res = realism_checks_of(config, Path("/work/s45/manifest512.json"), Path("/work/s45/anat"), sets, n_real, out)
     for name, r in res.items():
         c = r["checks"]
         print(name, json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list) or len(vv) <= 8}
