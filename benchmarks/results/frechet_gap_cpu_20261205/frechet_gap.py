@@ -21,8 +21,8 @@ against a floor changed alike:
   the global averages of its four stages: 6, 12, 24 and 48 features);
 * each generated case's influence (the jackknife's leave-one-out figures);
 * (session 46, ../tail_frechet_cpu_20261206) the background cleared: every voxel outside the brain mask dilated
-  by 2 (the realism check's "outside") set to the case's outside median, alone and before calibration: how much
-  of the gap the last sampling step's background speckle carries.
+  by 2 (about the realism check's "outside") set to the case's outside median, alone and before calibration: how
+  much of the gap the last sampling step's background speckle carries.
 
     python frechet_gap.py CONFIG MANIFEST ROOT FEATURE_NET GENERATED N_REAL [VARIANT ...] > gap.json
 """
@@ -103,8 +103,10 @@ def shell_removed(images: torch.Tensor, masks: dict[str, np.ndarray], layers: in
 
 
 def background_cleared(images: torch.Tensor, masks: dict[str, np.ndarray]) -> torch.Tensor:
-    """Every voxel outside the brain dilated by 2 (realism's background_stats region) set to the case's outside
-    median, per modality: the speckle gone; real cases, whose outside is one value, stay as they are."""
+    """Every voxel outside the brain dilated by 2 set to the case's outside median (the background value), per
+    modality: the speckle gone; real cases, whose outside is one value, stay as they are. The brain here is
+    realism's image mask joined with the case's tumour labels, so it is background_stats's region less any label
+    voxels outside the image mask."""
     x = images.numpy().copy()
     for i in range(x.shape[0]):
         outside = ~ndimage.binary_dilation(masks["brain"][i], iterations=2)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# What ran, in order (session 45, by hand; kept as the record of the calls). Data in /work/s45 (not kept).
+# What ran, in order (sessions 45-46, by hand; kept as the record of the calls). Data in /work/s45 (not kept).
 set -eu
 . /tmp/venv/bin/activate
 here=$(cd "$(dirname "$0")" && pwd); tail=$here/../speckle_tail_cpu_20261205
@@ -37,6 +37,9 @@ python $tail/bg.py skip035_s0_3600=$G/skip035_s0_3600 >> bg.jsonl
 python $here/paired_bg.py base3600=$G/group_s0_3600 skip035_3600=$G/skip035_s0_3600 >> paired_bg.jsonl
 python $here/realism4mm.py real4mm skip035_s0_3600=$G/skip035_s0_3600
 python $here/table.py real4mm > real4mm_table.md
+bash $here/skip035_s1.sh   # seed 1 from scratch, skip 0.035, 3600 steps (session 45's end; these three calls reconstructed from their outputs)
+python $tail/bg.py group_s1_3600=$G/group_s1_3600 skip035_s1_3600=$G/skip035_s1_3600 >> bg.jsonl
+python $here/paired_bg.py base3600_s1=$G/group_s1_3600 skip035_3600_s1=$G/skip035_s1_3600 >> paired_bg.jsonl
 # session 46 (data still in /work/s45): the smaller
 # skip's seed-1 costs, then both skips and seed 1's recipe continued to 7200 steps
 python $here/realism4mm.py real4mm group_s1_3600=$G/group_s1_3600 skip035_s1_3600=$G/skip035_s1_3600
