@@ -1,24 +1,29 @@
 #!/bin/bash
-# Session 46: what the tail step's Frechet cut is made of, on CPU (2 cores). The shipped model's 16 cases with and
+# Session 46: what the tail step's Frechet cut is made of, on CPU (2 cores). The shipped model's cases with and
 # without one tail step (same seeds), then ../frechet_gap_cpu_20261205/frechet_gap.py on each set with the
-# background cleared (and calibrated), against the 512-case anatomy set's 128 + 128 real cases.
-# Data: ../frechet_gap_cpu_20261205/README.md's first two commands, here in W.
+# background cleared (and calibrated), against the 512-case anatomy set's 128 + 128 real cases. The real data is
+# read from /work/s45 (../frechet_gap_cpu_20261205/README.md's first two commands, run there; paths in the
+# Python scripts); the generated sets go to W. Ran as separate calls in this order (gen logs copied here).
 set -eu
 . /tmp/venv/bin/activate
 here=$(cd "$(dirname "$0")" && pwd); gap=$here/../frechet_gap_cpu_20261205
 W=${W:-/work/s46}; cd $W
-for t in 0 1; do   # 12-13 min a set
-  medidiff generate --model anatomy-2mm --num 16 --seed 0 --sampler heun --tail-steps $t --out gen_tail$t \
-    --overwrite --no-progress > gen_tail$t.log 2>&1
-done
+gen() {  # tail steps, first seed, folder: 16 cases, 12-13 min
+  /usr/bin/time -v medidiff generate --model anatomy-2mm --num 16 --seed $2 --sampler heun --tail-steps $1 \
+    --out $3 --overwrite --no-progress > $3.log 2>&1
+}
+gen 0 0 gen_tail0; gen 1 0 gen_tail1
 python $here/../speckle_tail_cpu_20261205/bg.py tail0=gen_tail0 tail1=gen_tail1 > $here/bg.jsonl
 CONFIG=$here/../quality_scale_h200_20261205/configs/x0_detail100_labels_lll100_skip005_seed0.yaml
 NET=$here/../../nets/anatomy1536_fold0/feature_net
-for t in 0 1; do
-  python $gap/frechet_gap.py $CONFIG /work/s45/manifest512.json /work/s45/anat $NET gen_tail$t 128 \
+for t in 0 1; do  # 5-6 min each, 7.3 GB peak
+  /usr/bin/time -v python $gap/frechet_gap.py $CONFIG /work/s45/manifest512.json /work/s45/anat $NET gen_tail$t 128 \
     "background cleared" "background cleared, then whole brain calibrated" "whole brain calibrated, every modality" \
     > $here/gap_tail$t.json 2> $here/gap_tail$t.log
 done
-# then (added after the Frechet above ran): the realism checks of both sets, and the paired Frechet difference
 python $here/realism2mm.py $here/realism tail0=gen_tail0 tail1=gen_tail1 > $here/real2mm.log 2>&1   # 1.1 min
 python $here/tail_pair.py gen_tail0 gen_tail1 > $here/pair.json                                    # ~3 min
+python $here/cleared_check.py tail0=gen_tail0 tail1=gen_tail1 > $here/cleared_check.jsonl
+# 16 more cases a set (seeds 16-31), and the paired difference over all 32
+gen 0 16 gen_tail0b; gen 1 16 gen_tail1b
+python $here/tail_pair.py gen_tail0,gen_tail0b gen_tail1,gen_tail1b > $here/pair32.json

@@ -2,7 +2,8 @@
 left-out figures), for two generated sets of the same seeds, against 128 real training cases of the 512-case set,
 on the tracked feature net, with each set's mean term and mean feature spread beside the reference's.
 
-    python tail_pair.py A_FOLDER B_FOLDER > pair.json      (B - A)
+    python tail_pair.py A_FOLDER[,A_FOLDER2...] B_FOLDER[,...] > pair.json      (B - A; folders of a set joined in
+    order, so the i-th case of A and of B must share their noise)
 """
 import json
 import sys
@@ -23,7 +24,7 @@ NET = HERE.parents[1] / "nets/anatomy1536_fold0/feature_net"
 
 
 def main() -> None:
-    a_dir, b_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    a_dirs, b_dirs = ([Path(p) for p in arg.split(",")] for arg in sys.argv[1:3])
     torch.set_num_threads(2)
     real = _RealCases(CONFIG, Path("/work/s45/manifest512.json"), Path("/work/s45/anat"), 128)
     mods = list(real.dcfg.modalities)
@@ -33,11 +34,11 @@ def main() -> None:
     net = feat.SegmenterFeatures(model)
     ref = feat.extract_features(net, train).numpy()
     rows = {}
-    for name, d in (("a", a_dir), ("b", b_dir)):
-        f = feat.extract_features(net, real.synthetic(d).images.float()).numpy()
+    for name, dirs in (("a", a_dirs), ("b", b_dirs)):
+        f = np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in dirs])
         jk = frechet_jackknife(f, ref)
         full = frechet_distance(f, ref)
-        rows[name] = {"folder": str(d), "frechet": full, **jk,
+        rows[name] = {"folders": [str(d) for d in dirs], "frechet": full, **jk,
                       "mean_term": float(((f.mean(0) - ref.mean(0)) ** 2).sum()),
                       "feature_sd_mean": float(f.std(0).mean()), "reference_sd_mean": float(ref.std(0).mean())}
     out = {"a": {k: v for k, v in rows["a"].items() if k != "frechet_leave_one_out"},
