@@ -27,3 +27,5 @@ python $here/cleared_check.py tail0=gen_tail0 tail1=gen_tail1 > $here/cleared_ch
 # 16 more cases a set (seeds 16-31), and the paired difference over all 32
 gen 0 16 gen_tail0b; gen 1 16 gen_tail1b
 python $here/tail_pair.py gen_tail0,gen_tail0b gen_tail1,gen_tail1b > $here/pair32.json
+gen 0 32 gen_tail0c; gen 1 32 gen_tail1c   # 16 more a set (seeds 32-47), at the session's end
+python $here/tail_pair.py gen_tail0,gen_tail0b,gen_tail0c gen_tail1,gen_tail1b,gen_tail1c > $here/pair48.json
