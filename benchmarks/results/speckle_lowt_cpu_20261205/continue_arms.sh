@@ -12,12 +12,7 @@ for arm in ${ARMS:-ctl mean05}; do
   echo "== $name $(date -u +%T)"
   rm -rf $RUNS/$name; mkdir -p $RUNS/$name/checkpoints
   cp -r $RUNS/ft_${arm}_4800/codec $RUNS/$name/; cp -r $RUNS/ft_${arm}_4800/checkpoints/step_00004800 $RUNS/$name/checkpoints/
-  medidiff train -c /work/main/configs/anatomy_2mm.yaml --set data.manifest=$MANIFEST --set data.root=$ROOT \
-    --set output_dir=$RUNS --set name=$name --set train.max_steps=7200 --set train.compile=false \
-    --set train.data_on_device=false --set train.micro_batch=4 --set data.cache=memory --set data.num_workers=0 \
-    --set train.precision=fp32 --set train.ckpt_every=1200 --set train.warmup_steps=20 --set train.log_every=25 \
-    --set "data.spacing=[4.0,4.0,3.9744]" --set "data.roi=[40,48,40]" --set "net.channels=[16,32,64]" \
-    --set train.lr=1.0e-3 ${sets[$arm]} --resume --no-progress > $RUNS/$name.train.log 2>&1
+  RESUME=1 bash $here/../denoise_curve_cpu_20261202/small_4mm/run.sh $name 7200 --set train.ckpt_every=1200 ${sets[$arm]} > $RUNS/$name.train.log 2>&1
   grep -q "trained 7200" $RUNS/$name.train.log
   cp $RUNS/$name.train.log "$here/"
   medidiff generate --model $RUNS/$name/model --num 32 --seed 0 --out /work/s45/gen/$name --overwrite \

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 46: continue a 4 mm run from its last checkpoint to more steps under its own objective, then 32 cases.
 #   bash continue_to.sh SRC_RUN NEW_NAME STEPS [--set ... of SRC_RUN's arm]
-# (continue_arms.sh's train call for any run; the lr is constant, so a resume only extends the run)
+# (small_4mm/run.sh with RESUME=1; the lr is constant, so a resume only extends the run)
 set -eu
 . /tmp/venv/bin/activate
 src=$1; name=$2; steps=$3; shift 3
@@ -11,12 +11,7 @@ last=$(ls -d $RUNS/$src/checkpoints/step_* | sort | tail -1)
 echo "== $name from $last $(date -u +%T)"
 rm -rf $RUNS/$name; mkdir -p $RUNS/$name/checkpoints
 cp -r $RUNS/$src/codec $RUNS/$name/; cp -r $last $RUNS/$name/checkpoints/
-medidiff train -c /work/main/configs/anatomy_2mm.yaml --set data.manifest=$MANIFEST --set data.root=$ROOT \
-  --set output_dir=$RUNS --set name=$name --set train.max_steps=$steps --set train.compile=false \
-  --set train.data_on_device=false --set train.micro_batch=4 --set data.cache=memory --set data.num_workers=0 \
-  --set train.precision=fp32 --set train.ckpt_every=1200 --set train.warmup_steps=20 --set train.log_every=25 \
-  --set "data.spacing=[4.0,4.0,3.9744]" --set "data.roi=[40,48,40]" --set "net.channels=[16,32,64]" \
-  --set train.lr=1.0e-3 "$@" --resume --no-progress > $RUNS/$name.train.log 2>&1
+RESUME=1 bash $here/../denoise_curve_cpu_20261202/small_4mm/run.sh $name $steps --set train.ckpt_every=1200 "$@" > $RUNS/$name.train.log 2>&1
 grep -q "trained $steps" $RUNS/$name.train.log
 cp $RUNS/$name.train.log "$here/"
 medidiff generate --model $RUNS/$name/model --num 32 --seed 0 --out /work/s45/gen/$name --overwrite \

@@ -30,12 +30,8 @@ for w in words[1::2]:  # "--set objective.key=value"
 json.dump(state, open(path, "w"))
 print("objective now", {k: obj[k] for k in ("time_sampling", "logit_mean", "logit_std", "time_shift")})
 PY
-  medidiff train -c /work/main/configs/anatomy_2mm.yaml --set data.manifest=$MANIFEST --set data.root=$ROOT \
-    --set output_dir=$RUNS --set name=$name --set train.max_steps=$((3600 + FT)) --set train.compile=false \
-    --set train.data_on_device=false --set train.micro_batch=4 --set data.cache=memory --set data.num_workers=0 \
-    --set train.precision=fp32 --set train.ckpt_every=$FT --set train.warmup_steps=20 --set train.log_every=25 \
-    --set "data.spacing=[4.0,4.0,3.9744]" --set "data.roi=[40,48,40]" --set "net.channels=[16,32,64]" \
-    --set train.lr=1.0e-3 --set seed=$SEED ${sets[$arm]} --resume --no-progress > $RUNS/$name.train.log 2>&1
+  RESUME=1 bash $here/../denoise_curve_cpu_20261202/small_4mm/run.sh $name $((3600 + FT)) --set train.ckpt_every=$FT --set seed=$SEED ${sets[$arm]} \
+    > $RUNS/$name.train.log 2>&1
   grep -q "trained $((3600 + FT))" $RUNS/$name.train.log
   cp $RUNS/$name.train.log "$here/"
   medidiff generate --model $RUNS/$name/model --num 32 --seed 0 --out /work/s45/gen/$name --overwrite \
