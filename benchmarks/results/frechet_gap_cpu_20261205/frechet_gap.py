@@ -27,6 +27,7 @@ against a floor changed alike:
     python frechet_gap.py CONFIG MANIFEST ROOT FEATURE_NET GENERATED N_REAL [VARIANT ...] > gap.json
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def floor(held: np.ndarray, ref: np.ndarray, n: int) -> dict:
 def main() -> None:
     config, manifest, root, feature_dir, generated, n_real = sys.argv[1:7]
     only = sys.argv[7:]  # variant names to run (default: all)
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("THREADS", 2)))  # (2: the CPU records' machine)
     real = _RealCases(Path(config), Path(manifest), Path(root), int(n_real))
     syn = real.synthetic(Path(generated))
     mods = list(real.dcfg.modalities)

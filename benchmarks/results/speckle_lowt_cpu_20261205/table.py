@@ -1,4 +1,5 @@
-"""real4mm_table.md from realism4mm.py's JSON reports: python table.py REPORT_DIR > real4mm_table.md"""
+"""real4mm_table.md from realism4mm.py's JSON reports: python table.py REPORT_DIR [NAME ...] > real4mm_table.md
+(NAME: the reports to tabulate, in order; default this record's.)"""
 import json
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ NAMES = ["group_s0_3600", "ft_ctl_4800", "ft_mean05_4800", "ft_tstd15_4800", "ft
          "ft_mean05_7200", "ft_ctl_4800_s1", "ft_mean05_4800_s1", "skip035_s0_3600",
          "group_s1_3600", "skip035_s1_3600", "ft_ctl_7200_s1", "skip035_s0_7200", "skip035_s1_7200"]
 MODS = ["t1n", "t1c", "t2w", "t2f"]
+NAMES = sys.argv[2:] or NAMES
 rows: dict[str, list[str]] = {}
 for n in NAMES:
     c = json.loads((Path(sys.argv[1]) / f"{n}.json").read_text())["results"]["realism"]["checks"]

@@ -29,3 +29,14 @@ gen 0 16 gen_tail0b; gen 1 16 gen_tail1b
 python $here/tail_pair.py gen_tail0,gen_tail0b gen_tail1,gen_tail1b > $here/pair32.json
 gen 0 32 gen_tail0c; gen 1 32 gen_tail1c   # 16 more a set (seeds 32-47), at the session's end
 python $here/tail_pair.py gen_tail0,gen_tail0b,gen_tail0c gen_tail1,gen_tail1b,gen_tail1c > $here/pair48.json
+# session 47: the 48 cases a set joined (gen48_tail{0,1}/case_0000-0047, links to the three folders in order) and
+# frechet_gap.py's split of each (~13 min a set, 2 cores), then the pair with precision / recall / coverage (PRDC=1)
+for t in 0 1; do
+  mkdir -p gen48_tail$t; i=0
+  for s in "" b c; do for c in gen_tail$t$s/case_*; do ln -sfn $W/$c gen48_tail$t/$(printf case_%04d $i); i=$((i+1)); done; done
+  python $gap/frechet_gap.py $CONFIG /work/s45/manifest512.json /work/s45/anat $NET gen48_tail$t 128 \
+    "whole brain calibrated, every modality" "per region calibrated, every modality" "per region level only, every modality" \
+    "tumour painted out (normal-brain median)" "per region calibrated, t1n only" "per region calibrated, t1c only" \
+    "per region calibrated, t2w only" "per region calibrated, t2f only" > $here/gap48_tail$t.json 2> $here/gap48_tail$t.log
+done
+PRDC=1 python $here/tail_pair.py gen_tail0,gen_tail0b,gen_tail0c gen_tail1,gen_tail1b,gen_tail1c > $here/pair48_prdc.json
