@@ -16,7 +16,8 @@ against a floor changed alike:
 * the generated cases alone calibrated per region, the real sets as they are: what a post-hoc calibration of
   generate's output would read on the goal's own terms;
 * a level-only version (each region's median moved to the pooled real median): level against histogram shape;
-* one modality at a time calibrated per region: which modality's intensities the net reads;
+* one modality at a time calibrated per region: which modality's intensities the net reads, and (session 47) one
+  modality's region levels alone moved: its levels against its histogram's shape;
 * the Frechet split into its mean term and its covariance term, and per encoder stage (the net's features are
   the global averages of its four stages: 6, 12, 24 and 48 features);
 * each generated case's influence (the jackknife's leave-one-out figures);
@@ -175,6 +176,9 @@ def main() -> None:
                                                                                      target_whole, every),
         GEN_ONLY: lambda x, m, w: calibrate(x, m, target, every),
         **{f"per region calibrated, {mod} only": (lambda c: lambda x, m, w: calibrate(x, m, target, [c]))(c)
+           for c, mod in enumerate(mods)},
+        # (session 47) one modality's region medians alone moved: its levels against its histogram's shape
+        **{f"per region level only, {mod} only": (lambda c: lambda x, m, w: calibrate(x, m, target, [c], level_only=True))(c)
            for c, mod in enumerate(mods)},
     }
     n = len(gen)

@@ -30,7 +30,9 @@ python $here/tail_pair.py gen_tail0,gen_tail0b gen_tail1,gen_tail1b > $here/pair
 gen 0 32 gen_tail0c; gen 1 32 gen_tail1c   # 16 more a set (seeds 32-47), at the session's end
 python $here/tail_pair.py gen_tail0,gen_tail0b,gen_tail0c gen_tail1,gen_tail1b,gen_tail1c > $here/pair48.json
 # session 47: the 48 cases a set joined (gen48_tail{0,1}/case_0000-0047, links to the three folders in order) and
-# frechet_gap.py's split of each (~13 min a set, 2 cores), then the pair with precision / recall / coverage (PRDC=1)
+# frechet_gap.py's split of each (~12 min a set, 2 cores), then the pair with precision / recall / coverage (PRDC=1)
+# (these ran as a script in /work/s46 with the same arguments under /usr/bin/time -v, paths spelled from
+# benchmarks/results: the gap48 JSON's feature_net path differs in spelling, not in file)
 for t in 0 1; do
   mkdir -p gen48_tail$t; i=0
   for s in "" b c; do for c in gen_tail$t$s/case_*; do ln -sfn $W/$c gen48_tail$t/$(printf case_%04d $i); i=$((i+1)); done; done

@@ -3,7 +3,7 @@ training cases, the tracked feature net): 96 and 192 other real cases (training 
 reference; the held-out fold has too few for 192), with the same jackknife interval as the generated sets, and 20
 draws of 96 of those 192 (median, range).
 
-    DATA=/tmp/tp THREADS=16 python floor.py > floor.json
+    DATA=/tmp/tp THREADS=8 python floor.py > floor.json
 """
 import json
 import sys

@@ -5,7 +5,7 @@
 # call to /tmp/uncapped), each paired case by case (../tail_frechet_cpu_20261206/tail_pair.py: the same reference,
 # 128 real training cases of the 512-case anatomy set, made here as on the CPU), then the realism checks of the
 # four sets and frechet_gap.py's per-region split of the shipped model's two sets (on the CPU, beside the card).
-#   JOB_OUT=/tmp/tpout setsid nohup bash run.sh > /tmp/tpout/log 2>&1 &      (wheels installed, PYTHONPATH set)
+#   mkdir -p /tmp/tpout && JOB_OUT=/tmp/tpout setsid nohup bash run.sh > /tmp/tpout/log 2>&1 &      (wheels installed, PYTHONPATH set)
 source "$(dirname "$0")/common.sh"
 stamp data
 python3 -m medidiff data anatomy anat --cases 512 --shape 120 120 78 --seed 0 --workers 16 > "$out/data.log" 2>&1

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The same lease, once run.sh's first readings were back (neither resolved at 96 cases): 96 more cases a set
 # (seeds 5096-5191) of both models, with and without the tail, and the paired difference over all 192 a set.
-#   JOB_OUT=/tmp/tpout2 setsid nohup bash run2.sh > /tmp/tpout2/log 2>&1 &     (after run.sh: its data in /tmp/tp)
+#   mkdir -p /tmp/tpout2 && JOB_OUT=/tmp/tpout2 setsid nohup bash run2.sh > /tmp/tpout2/log 2>&1 &
+#   (once run.sh has generated its sets: its data in /tmp/tp; run.sh's realism reading still ran beside it)
 source "$(dirname "$0")/common.sh"
 gen anatomy-2mm 0 shipped_tail0b 5096
 gen anatomy-2mm 1 shipped_tail1b 5096

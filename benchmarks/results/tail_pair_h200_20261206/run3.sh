@@ -2,7 +2,7 @@
 # The same lease, after run2.sh (the shipped model's cut resolved at 192 a set, the uncapped model's not): the
 # real-vs-real floor at 96 and 192 cases (floor.py) on the CPU, beside 96 more cases a set of the uncapped model
 # (seeds 5192-5287) on the card, and its paired difference over all 288.
-#   JOB_OUT=/tmp/tpout3 setsid nohup bash run3.sh > /tmp/tpout3/log 2>&1 &
+#   mkdir -p /tmp/tpout3 && JOB_OUT=/tmp/tpout3 setsid nohup bash run3.sh > /tmp/tpout3/log 2>&1 &
 source "$(dirname "$0")/common.sh"
 stamp floor
 python3 "$here/floor.py" > "$out/floor.json" 2> "$out/floor.log" &
