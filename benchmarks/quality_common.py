@@ -302,7 +302,7 @@ class _RealCases:
         exp, self.cfg = load_eval_configs(str(config), sets)
         self.dcfg = evdata.eval_data_config(exp.data)
         train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
-        tf = build_transforms(self.dcfg, train=False, label_map=label_map)
+        tf = self._real_tf = build_transforms(self.dcfg, train=False, label_map=label_map)
         if train_ids is not None:
             by_id = {it["case_id"]: it for it in train_items}
             missing = [c for c in train_ids if c not in by_id]
@@ -318,6 +318,20 @@ class _RealCases:
         """A generated folder (``medidiff generate``'s output) as a CaseSet on the evaluation grid."""
         items = self.evdata.synthetic_items(folder, self.dcfg.modalities)
         return self.evdata.load_cases("synthetic", items, self._syn_tf, with_label=True, progress=False)
+
+    def real(self, name: str, items: list[dict[str, Any]]) -> Any:
+        """Other real cases of the manifest (``evdata.real_items``' items) through the same pipeline."""
+        return self.evdata.load_cases(name, items, self._real_tf, with_label=True, progress=False)
+
+    def feature_net(self, directory: Path) -> Any:
+        """The saved feature net at ``directory`` (``medidiff.eval.features``' segmenter encoder) for this grid,
+        refused for another grid, spacing or modalities."""
+        from medidiff.eval import features as feat
+
+        spacing = [float(s) * self.dcfg.downsample for s in self.dcfg.spacing]
+        model, _ = feat.load_segmenter_features(directory, modalities=list(self.dcfg.modalities),
+                                                grid=list(self.train.images.shape[2:]), spacing=spacing)
+        return feat.SegmenterFeatures(model)
 
 
 def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,

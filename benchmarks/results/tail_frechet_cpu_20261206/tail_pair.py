@@ -35,12 +35,8 @@ def real_cases_and_net(n_real: int) -> tuple[_RealCases, feat.SegmenterFeatures,
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     data = Path(os.environ.get("DATA", "/work/s45"))
     real = _RealCases(CONFIG, data / "manifest512.json", data / "anat", n_real)
-    mods = list(real.dcfg.modalities)
-    spacing = [float(s) * real.dcfg.downsample for s in real.dcfg.spacing]
-    train = real.train.images.float()
-    model, _ = feat.load_segmenter_features(NET, modalities=mods, grid=list(train.shape[2:]), spacing=spacing)
-    net = feat.SegmenterFeatures(model)
-    return real, net, feat.extract_features(net, train).numpy()
+    net = real.feature_net(NET)
+    return real, net, feat.extract_features(net, real.train.images.float()).numpy()
 
 
 def main() -> None:
