@@ -15,6 +15,9 @@ and range of 20 subsets of the generated set's size; precision / recall / covera
 subsets), as medidiff evaluate reads them.
 
     python unseen_reference.py CONFIG MANIFEST ROOT FEATURE_NET NAME=FOLDER[,FOLDER...] ... > unseen.json
+
+(Session 47; with selection.py and reference_draws.py beside it: this folder was unseen_reference_cpu_20261206
+while they ran.)
 """
 import json
 import os
@@ -39,12 +42,9 @@ def main() -> None:
     sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[5:])}
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     real = _RealCases(config, manifest, root, 372)  # 372: the held-out fold's size in the 1536-case set
-    mods = list(real.dcfg.modalities)
-    spacing = [float(s) * real.dcfg.downsample for s in real.dcfg.spacing]
     train, held = real.train.images.float(), real.heldout.images.float()
-    model, recipe = feat.load_segmenter_features(net_dir, modalities=mods, grid=list(train.shape[2:]), spacing=spacing)
-    seen_by_net = set(recipe.get("train_cases") or [])
-    net = feat.SegmenterFeatures(model)
+    seen_by_net = set(json.loads((net_dir / "config.json").read_text())["recipe"].get("train_cases") or [])
+    net = real.feature_net(net_dir)
     f_train, f_held = feat.extract_features(net, train).numpy(), feat.extract_features(net, held).numpy()
     ids = {"train": list(real.train.case_ids), "held": list(real.heldout.case_ids)}
     refs = {"seen": f_train[:N_REF], "unseen": f_held[:N_REF]}
