@@ -42,7 +42,8 @@ for t in 0 1; do
     "per region calibrated, t2w only" "per region calibrated, t2f only" > $here/gap48_tail$t.json 2> $here/gap48_tail$t.log
 done
 PRDC=1 python $here/tail_pair.py gen_tail0,gen_tail0b,gen_tail0c gen_tail1,gen_tail1b,gen_tail1c > $here/pair48_prdc.json
-# then (session 47) frechet_gap.py's one-modality level-only variants on the same sets (~6 min a set)
+# then (session 47) frechet_gap.py's one-modality level-only variants on the same sets (~6 min a set; ran as a
+# script in /work/s47 with the same arguments under /usr/bin/time -v, the logs' tails)
 for t in 0 1; do
   python $gap/frechet_gap.py $CONFIG /work/s45/manifest512.json /work/s45/anat $NET gen48_tail$t 128 \
     "per region level only, t1n only" "per region level only, t1c only" "per region level only, t2w only" \
