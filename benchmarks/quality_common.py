@@ -319,6 +319,14 @@ class _RealCases:
         items = self.evdata.synthetic_items(folder, self.dcfg.modalities)
         return self.evdata.load_cases("synthetic", items, self._syn_tf, with_label=True, progress=False)
 
+    def synthetic_features(self, net: Any, folders: list[Path]) -> Any:
+        """``net``'s features (numpy, one row a case) of the generated folders' cases, joined in the folders' order."""
+        import numpy as np
+
+        from medidiff.eval import features as feat
+
+        return np.concatenate([feat.extract_features(net, self.synthetic(d).images.float()).numpy() for d in folders])
+
     def real(self, name: str, items: list[dict[str, Any]]) -> Any:
         """Other real cases of the manifest (``evdata.real_items``' items) through the same pipeline."""
         return self.evdata.load_cases(name, items, self._real_tf, with_label=True, progress=False)
@@ -332,6 +340,11 @@ class _RealCases:
         model, _ = feat.load_segmenter_features(directory, modalities=list(self.dcfg.modalities),
                                                 grid=list(self.train.images.shape[2:]), spacing=spacing)
         return feat.SegmenterFeatures(model)
+
+
+def named_folder_sets(args: list[str]) -> dict[str, list[Path]]:
+    """Command-line ``NAME=FOLDER[,FOLDER...]`` arguments -> name -> folders (a set generated in several parts)."""
+    return {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in args)}
 
 
 def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path], n_real: int,

@@ -4,32 +4,23 @@
 
     DATA=/tmp/fg THREADS=16 python gen_features.py OUT.npz NAME=FOLDER[,FOLDER...] ...
 """
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # benchmarks/
-from quality_common import _RealCases  # noqa: E402
-
-from medidiff.eval import features as feat  # noqa: E402
-
-CONFIG = HERE.parent / "quality_scale_h200_20261205/configs/x0_detail100_labels_lll100_skip005_seed0.yaml"
-NET = HERE.parents[1] / "nets/anatomy1536_fold0/feature_net"
+sys.path.insert(0, str(HERE.parent / "tail_frechet_cpu_20261206"))
+from quality_common import named_folder_sets  # noqa: E402
+from tail_pair import real_cases_and_net  # noqa: E402
 
 
 def main() -> None:
     out = Path(sys.argv[1])
-    sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[2:])}
-    torch.set_num_threads(int(os.environ.get("THREADS", 2)))
-    data = Path(os.environ.get("DATA", "/work/s45"))
-    real = _RealCases(CONFIG, data / "manifest512.json", data / "anat", 1)  # the pipeline; one real case loaded
-    net = real.feature_net(NET)
-    feats = {k: np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in v])
-             for k, v in sets.items()}
+    sets = named_folder_sets(sys.argv[2:])
+    real, net, _ = real_cases_and_net(1)  # the pipeline and the net ($DATA, $THREADS); one real case loaded
+    feats = {k: real.synthetic_features(net, v) for k, v in sets.items()}
     np.savez_compressed(out, **feats)
     print({k: v.shape for k, v in feats.items()})
 

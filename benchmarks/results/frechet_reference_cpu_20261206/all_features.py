@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
-from quality_common import _RealCases  # noqa: E402
+from quality_common import _RealCases, named_folder_sets  # noqa: E402
 
 from medidiff.eval import data as evdata  # noqa: E402
 from medidiff.eval import features as feat  # noqa: E402
@@ -25,7 +25,7 @@ CHUNK, N, DRAWS, REF = 200, 48, 100, 192
 
 def main() -> None:
     config, manifest, root, net_dir, out = (Path(a) for a in sys.argv[1:6])
-    sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[6:])}
+    sets = named_folder_sets(sys.argv[6:])
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     train_items, held_items, _ = evdata.real_items(manifest, root, 0)  # fold 0 held out, as data.fold
     real = _RealCases(config, manifest, root, None, train_ids=[train_items[0]["case_id"]])  # the pipeline
@@ -37,8 +37,7 @@ def main() -> None:
             parts[side].append(feat.extract_features(net, cases.images.float()).numpy())
             print(side, i + len(items[i:i + CHUNK]), "of", len(items), file=sys.stderr, flush=True)
     f_train, f_held = np.concatenate(parts["train"]), np.concatenate(parts["held"])
-    gens = {k: np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in v])
-            for k, v in sets.items()}
+    gens = {k: real.synthetic_features(net, v) for k, v in sets.items()}
     np.savez_compressed(out, train=f_train, held=f_held, train_ids=[it["case_id"] for it in train_items],
                         held_ids=[it["case_id"] for it in held_items], **{f"gen_{k}": v for k, v in gens.items()})
     full_floor = im.floor_at_count(f_held, f_train, N, draws=20, seed=0)

@@ -16,8 +16,11 @@ from medidiff.eval import image_metrics as im
 N, FLOOR_DRAWS = 48, 20
 
 
-def reading(ref: np.ndarray, held: np.ndarray, gens: dict[str, np.ndarray], *, paired: bool) -> dict:
-    floor = im.floor_at_count(held, ref, N, draws=FLOOR_DRAWS, seed=0)
+def reading(ref: np.ndarray, held: np.ndarray, gens: dict[str, np.ndarray], *, paired: bool, n: int = N) -> dict:
+    """Against reference ``ref``: the floor at ``n`` from ``held``, each of ``gens``' Frechet and ratio (``tail0`` and
+    ``tail1`` among them), their cut, and with ``paired`` the jackknife intervals and the paired difference
+    (../frechet_goal_h100_20261206/read.py reads its sets with it too)."""
+    floor = im.floor_at_count(held, ref, n, draws=FLOOR_DRAWS, seed=0)
     row = {"reference": len(ref), "floor": floor["frechet"], "floor_range": floor["frechet_range"]}
     jk = {}
     for k, f in gens.items():

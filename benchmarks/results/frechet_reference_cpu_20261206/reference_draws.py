@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
-from quality_common import _RealCases  # noqa: E402
+from quality_common import _RealCases, named_folder_sets  # noqa: E402
 
 from medidiff.eval import data as evdata  # noqa: E402
 from medidiff.eval import features as feat  # noqa: E402
@@ -26,7 +26,7 @@ POOL, REF, N, DRAWS = 600, 192, 48, 10
 
 def main() -> None:
     config, manifest, root, net_dir = (Path(a) for a in sys.argv[1:5])
-    sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[5:])}
+    sets = named_folder_sets(sys.argv[5:])
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     train_items, held_items, _ = evdata.real_items(manifest, root, 0)  # fold 0 held out, as data.fold
     eval_held = evdata.seeded_subset(held_items, 192, 1)  # medidiff evaluate's, eval.max_real=192, seeds [0]
@@ -35,8 +35,7 @@ def main() -> None:
     f_pool = feat.extract_features(net, real.train.images.float()).numpy()
     del real.train  # (600 cases' volumes: ~10 GB)
     f_held = feat.extract_features(net, real.real("real_heldout", eval_held).images.float()).numpy()
-    gens = {k: np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in v])
-            for k, v in sets.items()}
+    gens = {k: real.synthetic_features(net, v) for k, v in sets.items()}
     if os.environ.get("FEATURES"):
         np.savez_compressed(os.environ["FEATURES"], pool=f_pool, held=f_held, **{f"gen_{k}": v for k, v in gens.items()})
     rows = []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
-from quality_common import _RealCases  # noqa: E402
+from quality_common import _RealCases, named_folder_sets  # noqa: E402
 
 from medidiff.eval import data as evdata  # noqa: E402
 from medidiff.eval import features as feat  # noqa: E402
@@ -24,7 +24,7 @@ from medidiff.eval import image_metrics as im  # noqa: E402
 
 def main() -> None:
     config, manifest, root, net_dir = (Path(a) for a in sys.argv[1:5])
-    sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[5:])}
+    sets = named_folder_sets(sys.argv[5:])
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     # fold 0 held out, as the config's data.fold and the tracked net's recipe
     train_items, held_items, _ = evdata.real_items(manifest, root, 0)
@@ -44,8 +44,7 @@ def main() -> None:
     row_of = {c: i for i, c in enumerate(train_ids)}
     refs = {name: f_all[[row_of[c] for c in cases]] for name, cases in ids.items()}
     f_held = feat.extract_features(net, real.real("real_heldout", eval_held).images.float()).numpy()
-    gens = {k: np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in v])
-            for k, v in sets.items()}
+    gens = {k: real.synthetic_features(net, v) for k, v in sets.items()}
     out = {"overlap of evaluate's 192 and the first 128": len(set(ev) & set(ids["first 128 training"])),
            "references": {}}
     for name, ref in refs.items():

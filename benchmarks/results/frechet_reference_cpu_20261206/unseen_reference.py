@@ -24,11 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
-from quality_common import _RealCases  # noqa: E402
+from quality_common import _RealCases, named_folder_sets  # noqa: E402
 
 from medidiff.eval import features as feat  # noqa: E402
 from medidiff.eval import image_metrics as im  # noqa: E402
@@ -39,7 +38,7 @@ DRAWS = 20
 
 def main() -> None:
     config, manifest, root, net_dir = (Path(a) for a in sys.argv[1:5])
-    sets = {k: [Path(p) for p in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[5:])}
+    sets = named_folder_sets(sys.argv[5:])
     torch.set_num_threads(int(os.environ.get("THREADS", 2)))
     real = _RealCases(config, manifest, root, 372)  # 372: the held-out fold's size in the 1536-case set
     train, held = real.train.images.float(), real.heldout.images.float()
@@ -55,7 +54,7 @@ def main() -> None:
                               "held-out pool": sum(c in seen_by_net for c in ids["held"][N_REF:])},
            "sets": {}}
     for name, dirs in sets.items():
-        f = np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in dirs])
+        f = real.synthetic_features(net, dirs)
         n = len(f)
         row: dict = {"cases": n}
         for ref_name, ref in refs.items():

@@ -44,7 +44,7 @@ def main() -> None:
     real, net, ref = real_cases_and_net(128)
     rows, f_sets = {}, {}
     for name, dirs in (("a", a_dirs), ("b", b_dirs)):
-        f = f_sets[name] = np.concatenate([feat.extract_features(net, real.synthetic(d).images.float()).numpy() for d in dirs])
+        f = f_sets[name] = real.synthetic_features(net, dirs)
         jk = frechet_jackknife(f, ref)
         full = frechet_distance(f, ref)
         rows[name] = {"folders": [str(d) for d in dirs], "frechet": full, **jk,
