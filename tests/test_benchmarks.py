@@ -476,6 +476,25 @@ def test_quality_scale_utility_seeds_train_every_segmenter_in_the_phase(monkeypa
     assert cmd[cmd.index("--epochs") + 1] == "30"
 
 
+def test_quality_scale_reads_frechet_against_every_real_case_and_caps_the_rest(monkeypatch, tmp_path):
+    """--eval-real N: the image phase loads every real case (its Frechet against the whole training fold) and caps
+    its realism checks at the N max_real would give; fidelity and tissue load N a side; the audit every case."""
+    qs = _quality_scale(monkeypatch)
+    args = SimpleNamespace(device="cpu", eval_epochs=1, eval_steps=None, eval_real=192, smoke=False)
+
+    def sets(phase: str) -> list[str]:
+        cmd = qs.evaluate_command(args, tmp_path, "r_seed0", phase)
+        return [cmd[i + 1] for i, w in enumerate(cmd) if w == "--set" and "max_real" in cmd[i + 1]]
+
+    assert sets("image") == ["eval.realism_max_real=192"]
+    assert sets("fidelity") == sets("tissue") == ["eval.max_real=192"] and sets("memorisation") == []
+    args.eval_real = 0  # all, everywhere
+    assert all(sets(p) == [] for p in ("image", "fidelity", "tissue"))
+    record = {"eval_real": 192, "image_whole_fold": True}
+    assert "every real training case" in qs._real_cases_wording(record, "image")
+    assert qs._real_cases_wording({"eval_real": 192}, "image") == ", 192 real cases a side"  # an older job's report
+
+
 def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkeypatch, tmp_path):
     from medidiff.config import save_resolved
 

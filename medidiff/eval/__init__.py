@@ -279,9 +279,17 @@ def run_evaluation(
         if len(real_train) < 2:
             raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
                               "spread); use a larger manifest or drop image from --tasks")
+        # eval.realism_max_real: the checks against a seeded subset (the one max_real would load), the
+        # feature distances below against every case loaded
+        r_train = _seeded_cases(real_train, cfg.realism_max_real, cfg.seeds[0])
+        r_test = _seeded_cases(real_test, cfg.realism_max_real, cfg.seeds[0] + 1) if real_test is not None else None
         reference = real_reference_for(
-            cfg, real_train.images, real_test.images if real_test is not None else None,
-            real_labels=real_train.labels, heldout_labels=real_test.labels if real_test is not None else None)
+            cfg, r_train.images, r_test.images if r_test is not None else None,
+            real_labels=r_train.labels, heldout_labels=r_test.labels if r_test is not None else None)
+        if r_train is not real_train or r_test is not real_test:
+            img["notes"].append(f"realism checks: a seeded subset (eval.realism_max_real) of {len(r_train)} of the "
+                                f"{len(real_train)} real training and {len(r_test or [])} of the "
+                                f"{len(real_test or [])} held-out cases; the feature distances use every one")
         mask_ids = [_mask_id(p) for p in synthetic.provenance]
         # labels given as conditioning masks say where the masks came from, not what the model draws
         generated_labels = synthetic.labels if not any(m is not None for m in mask_ids) else None
@@ -516,6 +524,15 @@ def memorisation_results_for(cfg: EvalConfig, reference: MemorisationReference, 
                   for i in range(len(synthetic))],
     }
     return results, a
+
+
+def _seeded_cases(cases: Any, n: int | None, seed: int) -> Any:
+    """At most ``n`` of ``cases`` (an :class:`~medidiff.eval.data.CaseSet`), the seeded choice
+    ``eval.max_real = n`` would have loaded; ``cases`` itself (no copy) where that is all of them."""
+    from medidiff.eval import data as evdata
+
+    keep = evdata.seeded_indices(len(cases), n, seed)
+    return cases if len(keep) == len(cases) else cases.subset(keep)
 
 
 def real_reference_for(cfg: EvalConfig, real: Any, heldout: Any = None, *, real_labels: Any = None,

@@ -123,15 +123,21 @@ def real_items(
     return train, held, label_map_of(data, manifest)
 
 
+def seeded_indices(count: int, n: int | None, seed: int) -> list[int]:
+    """At most ``n`` of ``range(count)``: a seeded random choice in increasing order (all when ``n`` is
+    None or not smaller). The same ``count``, ``n`` and ``seed`` give the same choice, so a subset of
+    loaded cases matches the subset :func:`seeded_subset` would have loaded."""
+    if n is None or n >= count:
+        return list(range(count))
+    import numpy as np
+
+    return sorted(np.random.default_rng(seed).choice(count, n, replace=False).tolist())
+
+
 def seeded_subset(items: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
     """At most ``n`` of ``items``: a seeded random choice kept in their order (all when ``n`` is None
     or not smaller)."""
-    if n is None or n >= len(items):
-        return list(items)
-    import numpy as np
-
-    keep = sorted(np.random.default_rng(seed).choice(len(items), n, replace=False).tolist())
-    return [items[i] for i in keep]
+    return [items[i] for i in seeded_indices(len(items), n, seed)]
 
 
 def synthetic_items(

@@ -175,6 +175,25 @@ def test_max_real_evaluates_a_seeded_subset_of_each_real_side_and_says_so(datase
                 "--out", str(tmp_path / "c")]) == 2
 
 
+def test_realism_max_real_caps_the_realism_checks_alone(dataset, cli, tmp_path):
+    """eval.realism_max_real = 2: the realism checks read exactly what eval.max_real = 2 gives them (the same
+    seeded cases), and the feature distances what no cap gives them (every real case loaded)."""
+    saved, base = _saved_real_segmenter(dataset, tmp_path / "net", "image")
+    base = [*base, "--feature-net", str(saved)]
+    runs = {"all": [], "max_real": ["--set", "eval.max_real=2"], "realism_cap": ["--set", "eval.realism_max_real=2"]}
+    reports = {}
+    for name, extra in runs.items():
+        assert cli([*base, "--out", str(tmp_path / name), *extra]) == 0
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    capped, subset, every = (reports[n]["results"] for n in ("realism_cap", "max_real", "all"))
+    assert capped["realism"] == subset["realism"] != every["realism"]
+    assert capped["image"]["distances"] == every["image"]["distances"] != subset["image"]["distances"]
+    assert reports["realism_cap"]["data"]["cases"] == reports["all"]["data"]["cases"]
+    assert "a seeded subset (eval.realism_max_real) of 2 of the 3 real training" in (
+        tmp_path / "realism_cap" / "report.md").read_text()
+    assert cli([*base, "--out", str(tmp_path / "bad"), "--set", "eval.realism_max_real=1"]) == 2
+
+
 def test_errors_name_the_problem(dataset, cli, tmp_path, capsys):
     base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--out",
             str(tmp_path / "r"), "--steps", "1", "--seeds", "0", "--no-progress", *SETS]
