@@ -1234,3 +1234,24 @@ def test_a_perfect_generator_reads_no_paired_difference(monkeypatch, tmp_path):
                     continue
                 assert abs(r["difference"]["mean"]) <= (1e-4 if scale == "shipped" else 0.01), (scale, reading, mod, r)
     assert sum(r["n"] for r in result["scales"]["shipped"]["et_contrast"].values()) > 0  # not vacuous
+
+
+def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_default(monkeypatch, tmp_path):
+    """Each geometry's two rows are generate through the CLI (one writer thread: the old in-thread writing;
+    then the default), and the module's writer-thread setting is restored afterwards."""
+    import importlib
+
+    import medidiff.utils.threads as threads
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    bench = importlib.import_module("generate_write_bench")
+    default = threads.WRITER_THREADS
+    out = tmp_path / "write.json"
+    monkeypatch.setattr(sys, "argv", ["generate_write_bench.py", "--out", str(out), "--num", "1", "--batch", "1"])
+    assert bench.main() == 0
+    rows = json.loads(out.read_text())["rows"]
+    cores = min(default, threads.usable_cores())
+    assert set(rows) == {"one 1 mm case written on one thread, seconds",
+                         *(f"{g}, writer threads {n}" for g in ("native", "brats") for n in (1, cores))}
+    assert all(r["cases"] == 1 and r["seconds"] > 0 for k, r in rows.items() if "writer" in k)
+    assert threads.WRITER_THREADS == default

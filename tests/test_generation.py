@@ -102,6 +102,26 @@ def test_generate_writes_nifti_with_labels_provenance_and_skips_finished(trained
     assert (case / "t1n.nii.gz").stat().st_mtime_ns == before
 
 
+def test_generate_writes_the_same_cases_on_writer_threads_as_on_one(trained, tmp_path, monkeypatch):
+    """Cases are written on writer threads beside the next batch's sampling (BatchWriter): the same files,
+    provenance and count as one thread writing each batch after it is sampled."""
+    import medidiff.utils.threads as threads
+
+    _, model = trained
+    base = ["generate", "--model", str(model), "--num", "3", "--batch", "2", "--steps", "2", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "threads")]) == 0
+    monkeypatch.setattr(threads, "WRITER_THREADS", 1)
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "threads") for p in (tmp_path / "threads").rglob("*")
+                           if p.is_file())
+    assert sum(f.name == "provenance.json" for f in files) == 3
+    for f in (f for f in files if f.name.endswith(".nii.gz")):
+        a, b = (nib.load(tmp_path / side / f) for side in ("one", "threads"))
+        assert np.array_equal(a.get_fdata(), b.get_fdata()) and (a.affine == b.affine).all()
+        assert read_provenance(tmp_path / "one" / f) == read_provenance(tmp_path / "threads" / f)
+
+
 def test_generate_in_brats_geometry(trained, tmp_path):
     _, model = trained
     out = tmp_path / "brats"

@@ -66,3 +66,51 @@ def test_the_callers_own_error_stops_the_rest_and_torch_threads_come_back():
 
 def test_default_is_the_usable_cores_bounded():
     assert 1 <= default_threads() <= MAX_THREADS
+
+
+def test_batch_writer_writes_each_batch_beside_the_next_and_reports_in_order():
+    """Items of a batch run on worker threads, finish in any order, and are reported (on_done) in the
+    batch's order when the next batch is submitted or the block ends; threads=1 writes in submit."""
+    from medidiff.utils.threads import BatchWriter
+
+    for threads in (1, 3):
+        written, reported = [], []
+
+        def write(i: int, delay: float) -> None:
+            time.sleep(delay)
+            written.append(i)
+
+        with BatchWriter(write, threads=threads, on_done=lambda: reported.append(len(reported))) as writer:
+            writer.submit([(0, 0.3), (1, 0.0), (2, 0.02)])
+            if threads > 1:
+                assert len(reported) == 0  # the first batch is still in flight: the caller goes on
+            writer.submit([(3, 0.0)])
+            assert sorted(written[:3]) == [0, 1, 2] and len(reported) == (3 if threads > 1 else 4)
+        assert sorted(written) == [0, 1, 2, 3] and reported == [0, 1, 2, 3]
+        if threads > 1:
+            assert written[:3] != [0, 1, 2]  # they ran side by side (the slow one finished last)
+
+
+def test_batch_writer_raises_the_items_own_error_and_finishes_what_was_queued():
+    from medidiff.utils.threads import BatchWriter
+
+    written = []
+
+    def write(i: int) -> None:
+        if i == 1:
+            raise OSError(f"disk full at {i}")
+        time.sleep(0.01)
+        written.append(i)
+
+    with pytest.raises(OSError, match="disk full at 1"):
+        with BatchWriter(write, threads=2) as writer:
+            writer.submit([(0,), (1,), (2,)])
+            writer.submit([(3,)])  # raises the batch before's error
+    assert sorted(written) == [0, 2]  # the error's batch mates finished: whole cases
+    # the caller's own error wins; what was queued is still written
+    written.clear()
+    with pytest.raises(KeyError):
+        with BatchWriter(write, threads=2) as writer:
+            writer.submit([(4,), (5,)])
+            raise KeyError("sampling failed")
+    assert sorted(written) == [4, 5]

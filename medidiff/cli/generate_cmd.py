@@ -136,6 +136,7 @@ def _generate(args: argparse.Namespace) -> int:
     from medidiff.generation import DiffusionPipeline, place_in_grid, recorded_training_data
     from medidiff.io import source_record, write_nifti
     from medidiff.layouts import NnunetLayout, write_nnunet_dataset_json
+    from medidiff.utils.threads import BatchWriter
     from medidiff.viz import preview_image, write_png
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -240,36 +241,40 @@ def _generate(args: argparse.Namespace) -> int:
                 layout.remove(root, case, modalities)
         skipped = args.num - len(todo)
         bar = tqdm(total=len(todo), desc="generate", unit="case", disable=args.no_progress)
-        for start in range(0, len(todo), args.batch):
-            idx = todo[start:start + args.batch]
-            batch_masks = None
-            if masks is not None:
-                batch_masks = torch.stack([masks[i % len(masks)] for i in idx])
-            cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
-                         prompts=None if prompts is None else [prompts[i] for i in idx])
-            for i, gen in zip(idx, cases):
-                files = layout.case_files(root, layout.case_id(i), gen.modalities)
-                prov = expected(i)
-                private = dict(private_record)
-                if mask_sources and mask_sources[i % len(mask_sources)][1]:
-                    private["mask"] = {**prov["mask"], **mask_sources[i % len(mask_sources)][1]}
-                shown = []
-                for m, name in enumerate(gen.modalities):
-                    vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
-                    vol, affine = place_in_grid(vol, spacing, geometry)
-                    write_nifti(files.images[name], vol, affine, provenance=prov, sidecar_only=private,
-                                sidecar=layout.sidecars)
-                    shown.append(vol)
-                label = gen.label
-                if label is not None:
-                    label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
-                    write_nifti(files.label, label.astype("uint8"), affine, provenance=prov, is_label=True,
-                                sidecar_only=private, sidecar=layout.sidecars)
-                write_png(files.preview, preview_image(shown, label, modalities=gen.modalities,
-                                                       labels=LABEL_CONVENTIONS[convention]))
-                # Last, atomically and synced: its presence marks the case finished (plan_cases).
-                write_text_atomic(files.provenance, json.dumps({**prov, **private}, indent=2), fsync=True)
-                bar.update(1)
+
+        def write_case(i: int, gen: Any) -> None:
+            files = layout.case_files(root, layout.case_id(i), gen.modalities)
+            prov = expected(i)
+            private = dict(private_record)
+            if mask_sources and mask_sources[i % len(mask_sources)][1]:
+                private["mask"] = {**prov["mask"], **mask_sources[i % len(mask_sources)][1]}
+            shown = []
+            for m, name in enumerate(gen.modalities):
+                vol = (gen.images[m] + 1) / 2  # [0, 1], background 0 like skull-stripped BraTS
+                vol, affine = place_in_grid(vol, spacing, geometry)
+                write_nifti(files.images[name], vol, affine, provenance=prov, sidecar_only=private,
+                            sidecar=layout.sidecars)
+                shown.append(vol)
+            label = gen.label
+            if label is not None:
+                label, affine = place_in_grid(to_convention(label, convention), spacing, geometry, label=True)
+                write_nifti(files.label, label.astype("uint8"), affine, provenance=prov, is_label=True,
+                            sidecar_only=private, sidecar=layout.sidecars)
+            write_png(files.preview, preview_image(shown, label, modalities=gen.modalities,
+                                                   labels=LABEL_CONVENTIONS[convention]))
+            # Last, atomically and synced: its presence marks the case finished (plan_cases).
+            write_text_atomic(files.provenance, json.dumps({**prov, **private}, indent=2), fsync=True)
+
+        with BatchWriter(write_case, on_done=lambda: bar.update(1)) as writer:
+            for start in range(0, len(todo), args.batch):
+                idx = todo[start:start + args.batch]
+                batch_masks = None
+                if masks is not None:
+                    batch_masks = torch.stack([masks[i % len(masks)] for i in idx])
+                # sampled while the batch before is written (the writer holds at most one batch)
+                cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
+                             prompts=None if prompts is None else [prompts[i] for i in idx])
+                writer.submit(list(zip(idx, cases)))
         bar.close()
         if isinstance(layout, NnunetLayout):  # counts every finished case in the folder (one run)
             write_nnunet_dataset_json(root, modalities, description=f"synthetic cases from medidiff generate "
