@@ -294,13 +294,15 @@ def make_loader(
 
 def manifest_datasets(
     data: DataConfig, run_dir: Path, *, divisor: int, with_label: bool, train_transforms: bool = True,
-    train_random: Sequence[Any] | None = None,
+    train_random: Sequence[Any] | None = None, heldout: bool = True,
 ) -> tuple[Dataset, Dataset | None]:
     """(train, held-out fold or None) datasets of ``data.manifest`` through the experiment's pipeline.
 
     The held-out fold is ``data.fold`` (None: every case trains); the disk cache lives under
     ``data.cache_dir`` or ``<run_dir>/cache``; ``train_transforms`` False drops augmentation;
     ``train_random`` replaces the training set's random steps (the held-out set has none).
+    ``heldout`` False leaves the held-out fold out of the training (it is still not trained on) without
+    building its dataset: with ``data.cache: memory`` that is decoding every held-out case.
     """
     if not data.manifest:
         raise MedidiffError("data.manifest is empty: build one with `medidiff manifest build` and set data.manifest")
@@ -309,5 +311,5 @@ def manifest_datasets(
     kw = dict(divisor=divisor, cache_dir=Path(data.cache_dir) if data.cache_dir else Path(run_dir) / "cache",
               label_map=label_map_of(read_manifest(data.manifest)), with_label=with_label)
     train = make_dataset(train_items, data, train=train_transforms, random=train_random, **kw)
-    val = make_dataset(val_items, data, train=False, **kw) if val_items else None
+    val = make_dataset(val_items, data, train=False, **kw) if val_items and heldout else None
     return train, val

@@ -384,9 +384,11 @@ def build_datasets(cfg: ExperimentConfig, run_dir: Path, *, train_random: Sequen
     replaces the training set's augmentation steps (see ``manifest_datasets``). ``with_label``
     defaults to whether ``data.label_mode`` names labels."""
     codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
+    # no held-out losses (train.val_every 0, as configs/anatomy_2mm.yaml): the fold is not decoded (372 anatomy
+    # cases, 10 s of each quality_scale arm on the GPU host, representation_row_h100_20261206)
     return manifest_datasets(cfg.data, run_dir, divisor=net_divisor(cfg, codec),
                              with_label=cfg.data.label_mode != "none" if with_label is None else with_label,
-                             train_random=train_random)
+                             train_random=train_random, heldout=cfg.train.val_every > 0)
 
 
 def fit_codec_stats(codec: Any, dataset, cfg: ExperimentConfig) -> None:
