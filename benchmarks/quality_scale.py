@@ -39,9 +39,11 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    and tissue use a seeded subset of ``--eval-real`` real cases a side (``eval.max_real``): each
    ``medidiff evaluate`` loads the real cases it uses, and 1536 cases in every phase did not fit a lease. Image
    loads every real case (since session 48; not yet timed on the card: 384 cases loaded in 32.7 s in
-   quality_scale_h200_20261205, so ~2 min for 1536): its Frechet, MMD and PRDC read against the whole training
-   fold, their floor from every held-out case, and its realism checks against the seeded subset max_real would
-   load (``eval.realism_max_real``). Reports in OUT/eval/<run> (image) and OUT/eval/<run>_<phase>.
+   quality_scale_h200_20261205, so ~2 min for 1536, inside ``--eval-minutes``; ~15 GB of host memory a run's
+   evaluation, three side by side ~45 GB): its Frechet, MMD and PRDC read against the whole training fold, their
+   floor from every held-out case, its real MS-SSIM pairs drawn from every training case (not comparable draw for
+   draw with earlier reports), and its realism checks against the seeded subset max_real would load
+   (``eval.realism_max_real``). Reports in OUT/eval/<run> (image) and OUT/eval/<run>_<phase>.
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
    ``--eval-minutes`` caps each phase's wall time (default 6): evaluations still running then are

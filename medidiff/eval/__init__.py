@@ -279,8 +279,8 @@ def run_evaluation(
         if len(real_train) < 2:
             raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
                               "spread); use a larger manifest or drop image from --tasks")
-        # eval.realism_max_real: the checks against a seeded subset (the one max_real would load), the
-        # feature distances below against every case loaded
+        # eval.realism_max_real: the checks against a seeded subset of the cases loaded (with max_real
+        # unset, the one max_real would load), the feature distances below against every case loaded
         r_train = _seeded_cases(real_train, cfg.realism_max_real, cfg.seeds[0])
         r_test = _seeded_cases(real_test, cfg.realism_max_real, cfg.seeds[0] + 1) if real_test is not None else None
         reference = real_reference_for(
@@ -527,8 +527,9 @@ def memorisation_results_for(cfg: EvalConfig, reference: MemorisationReference, 
 
 
 def _seeded_cases(cases: Any, n: int | None, seed: int) -> Any:
-    """At most ``n`` of ``cases`` (an :class:`~medidiff.eval.data.CaseSet`), the seeded choice
-    ``eval.max_real = n`` would have loaded; ``cases`` itself (no copy) where that is all of them."""
+    """At most ``n`` of ``cases`` (an :class:`~medidiff.eval.data.CaseSet`): the seeded choice that
+    ``eval.max_real = n`` would have loaded from the same cases; ``cases`` itself (no copy) where that
+    is all of them."""
     from medidiff.eval import data as evdata
 
     keep = evdata.seeded_indices(len(cases), n, seed)

@@ -46,9 +46,9 @@ class EvalConfig:
     # minutes per task on the GPU host. The memorisation audit refuses it: it must compare every
     # generated case with every case the model saw. null = all
     max_real: int | None = None
-    # the image task's realism checks: at most N of the real training and N of the held-out cases
-    # loaded (the seeded subset max_real = N would load), while Frechet, MMD, PRDC and their floor
-    # use every case loaded. The checks' per-case statistics cost about linearly in the cases
+    # the image task's realism checks: a seeded subset of at most N of the real training and N of the
+    # held-out cases loaded (with max_real unset: the cases max_real = N would load; with it set, a
+    # subset of its subset), while Frechet, MMD, PRDC, their floor and MS-SSIM use every case loaded. The checks' per-case statistics cost about linearly in the cases
     # (82 s for 192 + 192 anatomy cases on the GPU host), and the Frechet ratio moved 3.4x with
     # which 192 training cases formed its reference (frechet_reference_cpu_20261206). null = all
     realism_max_real: int | None = None
