@@ -94,19 +94,21 @@ def test_batch_writer_writes_each_batch_beside_the_next_and_reports_in_order():
 def test_batch_writer_raises_the_items_own_error_and_finishes_what_was_queued(caplog):
     from medidiff.utils.threads import BatchWriter
 
-    written = []
+    written, done = [], []
 
     def write(i: int) -> None:
-        if i == 1:
+        if i in (1, 6):
             raise OSError(f"disk full at {i}")
         time.sleep(0.01)
         written.append(i)
 
-    with pytest.raises(OSError, match="disk full at 1"):
-        with BatchWriter(write, threads=2) as writer:
-            writer.submit([(0,), (1,), (2,)])
-            writer.submit([(3,)])  # raises the batch before's error, with its own batch queued
+    with pytest.raises(OSError, match="disk full at 1"), caplog.at_level("WARNING"):
+        with BatchWriter(write, threads=2, on_done=lambda: done.append(1)) as writer:
+            writer.submit([(0,), (1,), (6,), (2,)])
+            writer.submit([(3,)])  # raises the batch before's first error, with its own batch queued
     assert sorted(written) == [0, 2, 3]  # the error's batch mates and the batch after finished: whole cases
+    assert len(done) == 2 and "disk full at 6" in caplog.text  # the two that succeeded; the second error logged
+    caplog.clear()
     # the caller's own error wins; what was queued is still written
     written.clear()
     with pytest.raises(KeyError):

@@ -217,8 +217,8 @@ class BatchWriter:
     not after it in the sampling thread.
 
     ``submit`` queues the batch, then waits for the batch before (so at most two are queued), calling
-    ``on_done`` once per finished item of it in the batch's order (a progress bar lags one batch) and raising
-    the first error of it as it was raised. Leaving the block waits for the last batch. Leaving it by an error
+    ``on_done`` once per item of it that succeeded, in the batch's order (a progress bar lags one batch), and
+    raising the first error of it as it was raised (later ones logged). Leaving the block waits for the last batch. Leaving it by an error
     (the caller's, or a write's raised by ``submit``) still lets every queued item finish, each a whole case
     written atomically, so no batch already submitted is lost; Ctrl-C waits for them too. Errors of items
     nobody waited for are logged, not raised: the error that ended the block is the one raised. ``threads``
@@ -251,9 +251,18 @@ class BatchWriter:
             self.on_done()
 
     def _finish(self, futures: list[Future[Any]]) -> None:
+        """Wait for ``futures`` in order: on_done for each that succeeded, the first error raised (as the item
+        raised it) after all finished, any later one logged."""
+        first: BaseException | None = None
         for future in futures:
-            future.result()  # the item's own error, raised here
-            self._done()
+            if (err := future.exception()) is None:
+                self._done()
+            elif first is None:
+                first = err
+            else:
+                log.warning("another write of the batch also failed: %s: %s", type(err).__name__, err)
+        if first is not None:
+            raise first
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
