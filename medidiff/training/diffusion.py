@@ -380,7 +380,8 @@ def uses_labels(cfg: ExperimentConfig) -> bool:
 
 def build_datasets(cfg: ExperimentConfig, run_dir: Path, *, train_random: Sequence[Any] | None = None,
                    with_label: bool | None = None):
-    """(train, held-out or None) datasets on a grid the net and codec divide; ``train_random``
+    """(train, held-out or None: also None without held-out losses, ``train.val_every`` 0) datasets on a
+    grid the net and codec divide; ``train_random``
     replaces the training set's augmentation steps (see ``manifest_datasets``). ``with_label``
     defaults to whether ``data.label_mode`` names labels."""
     codec = load_codec(cfg.latent.path) if cfg.latent.type == "pretrained" else None  # its factor sets the divisor
