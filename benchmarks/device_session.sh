@@ -16,6 +16,7 @@
 # TASK=loop: benchmarks/loop_bench.py on the shipped and the fastest config (issue 15), profiled.
 # TASK=scaling: benchmarks/scaling_bench.py (issue 19; arguments in SCALING_ARGS).
 # TASK=sampling: the GPU sampler test, cascade_bench's step-count fit and sr_loader_bench (issue 15).
+# TASK=generate_write: generate_write_bench.py on the shipped model (writer threads against one).
 # TASK=quality_cascade: benchmarks/quality_cascade.py (issue 16's SR stage; arguments in CASCADE_ARGS).
 # TASKS="quality_scale paired": then benchmarks/paired_contrast.py on the job's mask-conditioned models.
 # TASKS=quality_scale_paired: the same, the paired reading beside quality_scale's evaluation phases (fits 30 min).
@@ -280,6 +281,18 @@ sampling_task() {
     echo "== sampling: sr_loader_bench $(date -u +%FT%TZ)"
     python3 benchmarks/sr_loader_bench.py --device cuda --out $JOB/sampling/sr_loader.json
     echo "== sampling done $(date -u +%FT%TZ)"
+}
+
+# TASKS=generate_write (first, e.g. TASKS="generate_write quality_scale"): `medidiff generate` with the shipped model
+# at 30 steps, one writer thread (each batch written after it is sampled, as before session 48) against the default
+# writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row: ~3-4 min estimated, not yet run): the end-to-end rate beside
+# the sampling-only figures (results/generate_write_cpu_20261206 measured the writes on 2 CPU cores only)
+generate_write_task() {
+    echo "== generate_write $(date -u +%FT%TZ)"
+    mkdir -p $JOB/generate_write
+    python3 benchmarks/generate_write_bench.py --model anatomy-2mm --device cuda --steps 30 --num ${GW_NUM:-16} \
+        --batch 8 --out $JOB/generate_write/write.json
+    echo "== generate_write exit $? $(date -u +%FT%TZ)"
 }
 
 # TASKS=gputests (first, e.g. TASKS="gputests quality_scale"): every test module with GPU tests, -m gpu, into
