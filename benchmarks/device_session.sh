@@ -285,8 +285,9 @@ sampling_task() {
 
 # TASKS=generate_write (first, e.g. TASKS="generate_write quality_scale"): `medidiff generate` with the shipped model
 # at 30 steps, one writer thread (each batch written after it is sampled, as before session 48) against the default
-# writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row: ~3-4 min estimated, not yet run): the end-to-end rate beside
-# the sampling-only figures (results/generate_write_cpu_20261206 measured the writes on 2 CPU cores only)
+# writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row; ~3-4 min estimated,
+# not yet run): the end-to-end rate beside the sampling-only figures (results/generate_write_cpu_20261206 measured
+# the writes on 2 CPU cores only)
 generate_write_task() {
     echo "== generate_write $(date -u +%FT%TZ)"
     mkdir -p $JOB/generate_write
