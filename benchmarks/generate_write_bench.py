@@ -4,7 +4,7 @@
 (brats: a resample to 240x240x155 at 1 mm), NIfTI + gzip, the PNG preview and the provenance.
 
     python benchmarks/generate_write_bench.py --out benchmarks/results/<folder>/write.json [--num 16]
-    python benchmarks/generate_write_bench.py --model anatomy-2mm --device cuda --steps 30 --num 32 --batch 8 --out ...
+    python benchmarks/generate_write_bench.py --model anatomy-2mm --device cuda --steps 30 --num 16 --batch 8 --out ...
 
 Each geometry is timed with one writer thread (what generate did before session 48: each batch written after it
 was sampled, in the sampling thread) and with the default writer threads (medidiff.utils.threads.BatchWriter).
@@ -61,7 +61,6 @@ def one_case_write_seconds() -> dict[str, float]:
     vol[:40] = vol[-40:] = 0
     label = (vol > 0.7).astype(np.uint8)
     affine = np.eye(4)
-    seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         for m in range(4):
@@ -107,7 +106,8 @@ def main() -> int:
                 print(key, rows[key], flush=True)
         threads.WRITER_THREADS = default
     record = {"command": " ".join(sys.argv), "model": args.model or "tiny (trained here)", "device": args.device,
-              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "host": platform.node(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "torch": torch.__version__, "grid": None if args.model else GRID, "batch": args.batch, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

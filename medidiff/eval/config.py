@@ -48,9 +48,10 @@ class EvalConfig:
     max_real: int | None = None
     # the image task's realism checks: a seeded subset of at most N of the real training and N of the
     # held-out cases loaded (with max_real unset: the cases max_real = N would load; with it set, a
-    # subset of its subset), while Frechet, MMD, PRDC, their floor and MS-SSIM use every case loaded. The checks' per-case statistics cost about linearly in the cases
-    # (82 s for 192 + 192 anatomy cases on the GPU host), and the Frechet ratio moved 3.4x with
-    # which 192 training cases formed its reference (frechet_reference_cpu_20261206). null = all
+    # subset of its subset), while Frechet, MMD, PRDC, their floor and MS-SSIM use every case loaded.
+    # The checks' per-case statistics cost about linearly in the cases (82 s for 192 + 192 anatomy
+    # cases on the GPU host), and the Frechet ratio moved 3.4x with which 192 training cases formed
+    # its reference (frechet_reference_cpu_20261206). null = all
     realism_max_real: int | None = None
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
     # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0).
