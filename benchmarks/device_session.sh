@@ -285,14 +285,15 @@ sampling_task() {
 
 # TASKS=generate_write (first, e.g. TASKS="generate_write quality_scale"): `medidiff generate` with the shipped model
 # at 30 steps, one writer thread (each batch written after it is sampled, as before session 48) against the default
-# writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row; ~3-4 min estimated,
-# not yet run): the end-to-end rate beside the sampling-only figures (results/generate_write_cpu_20261206 measured
-# the writes on 2 CPU cores only)
+# writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row; 96 s on the H100 in
+# session 49): the end-to-end rate beside the sampling-only figures (results/generate_write_cpu_20261206 measured
+# the writes on 2 CPU cores only); GW_ARGS: more arguments (e.g. "--batch 1 --writers 4 8 --geometries brats")
 generate_write_task() {
     echo "== generate_write $(date -u +%FT%TZ)"
     mkdir -p $JOB/generate_write
+    # shellcheck disable=SC2086  # GW_ARGS is a list of words
     python3 benchmarks/generate_write_bench.py --model anatomy-2mm --device cuda --steps 30 --num ${GW_NUM:-16} \
-        --batch 8 --out $JOB/generate_write/write.json
+        --batch 8 --out $JOB/generate_write/write.json ${GW_ARGS:-}
     echo "== generate_write exit $? $(date -u +%FT%TZ)"
 }
 

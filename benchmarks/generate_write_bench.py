@@ -7,7 +7,8 @@
     python benchmarks/generate_write_bench.py --model anatomy-2mm --device cuda --steps 30 --num 16 --batch 8 --out ...
 
 Each geometry is timed with one writer thread (what generate did before session 48: each batch written after it
-was sampled, in the sampling thread) and with the default writer threads (medidiff.utils.threads.BatchWriter).
+was sampled, in the sampling thread) and with the default writer threads (medidiff.utils.threads.BatchWriter), or
+with each of --writers.
 """
 from __future__ import annotations
 
@@ -84,14 +85,17 @@ def main() -> int:
                                     "sampling then costs what it costs, so the rows show how much writing adds")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=2, help="sampler steps (default %(default)s)")
+    ap.add_argument("--writers", type=int, nargs="+", help="writer threads a row (default: 1, as before session "
+                    "48, and the default, medidiff.utils.threads.WRITER_THREADS)")
+    ap.add_argument("--geometries", nargs="+", default=["native", "brats"], choices=["native", "brats"])
     args = ap.parse_args()
     rows: dict[str, dict] = {"one 1 mm case written on one thread, seconds": one_case_write_seconds()}
     print(rows, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = None if args.case_write_only else args.model or tiny_model(Path(tmp))
         default = threads.WRITER_THREADS
-        for geometry in ("native", "brats") if model is not None else ():
-            for writers in (1, default):
+        for geometry in args.geometries if model is not None else ():
+            for writers in args.writers or (1, default):
                 threads.WRITER_THREADS = writers
                 out = Path(tmp) / f"gen_{geometry}_{writers}"
                 t0 = time.perf_counter()

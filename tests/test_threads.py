@@ -91,6 +91,31 @@ def test_batch_writer_writes_each_batch_beside_the_next_and_reports_in_order():
             assert written[-1] == 0  # they ran side by side: the slow one finished last
 
 
+def test_batch_writer_keeps_every_thread_writing_when_batches_are_smaller_than_the_threads():
+    """With ``--batch 1`` (generate's default) a case is written on each thread while the next are sampled: the
+    oldest batches are waited for only once more items are in flight than there are threads."""
+    from medidiff.utils.threads import BatchWriter
+
+    running, most, reported = [0], [0], []
+    lock = threading.Lock()
+
+    def write(i: int) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+
+    with BatchWriter(write, threads=3, on_done=lambda: reported.append(1)) as writer:
+        for i in range(3):
+            writer.submit([(i,)])
+        assert reported == []  # three in flight on three threads: nothing waited for yet
+        writer.submit([(3,)])  # the fourth: the oldest is waited for
+        assert len(reported) == 1
+    assert len(reported) == 4 and most[0] == 3
+
+
 def test_batch_writer_raises_the_items_own_error_and_finishes_what_was_queued(caplog):
     from medidiff.utils.threads import BatchWriter
 

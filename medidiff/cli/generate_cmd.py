@@ -271,7 +271,7 @@ def _generate(args: argparse.Namespace) -> int:
                 batch_masks = None
                 if masks is not None:
                     batch_masks = torch.stack([masks[i % len(masks)] for i in idx])
-                # sampled while the batch before is written (the writer holds at most one batch)
+                # sampled while earlier cases are still being written (BatchWriter: up to a case a thread)
                 cases = pipe([args.seed + i for i in idx], sampler=sampler, masks=batch_masks, **sr_kwargs,
                              prompts=None if prompts is None else [prompts[i] for i in idx])
                 writer.submit(list(zip(idx, cases)))

@@ -10,7 +10,9 @@ processes on hosts of 8+ cores (:func:`decode_processes` says when; the gain the
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -206,23 +208,25 @@ def case_map(fn: Callable[[T], R], items: Sequence[T], *, threads: int | None = 
         yield results
 
 
-WRITER_THREADS = 4  # a case's volumes are written one after another: more threads than a batch's cases idle
+WRITER_THREADS = MAX_THREADS  # cases written at once, each on its own thread (a case's volumes one after another)
 
 
 class BatchWriter:
     """``with BatchWriter(fn) as writer: writer.submit(batch)`` -- ``fn(*item)`` for every item of a batch on
-    worker threads (at most :data:`WRITER_THREADS`), in parallel and while the caller makes the next batch:
-    what ``medidiff generate`` writes (NIfTI + gzip, the BraTS grid's resample: 4.4-4.6 s a case on one core of
-    our CPU, results/generate_write_cpu_20261206, where a GPU samples a 1 mm case in 1.6 s) beside its sampling,
-    not after it in the sampling thread.
+    worker threads (at most :data:`WRITER_THREADS`, and the usable cores), in parallel and while the caller makes
+    the next batches: what ``medidiff generate`` writes (NIfTI + gzip, the BraTS grid's resample: ~3-4 s of one
+    core a case on the H100 host, where the card samples a 2 mm case in under 0.25 s,
+    results/generate_write_h100_20261206) beside its sampling, not after it in the sampling thread.
 
-    ``submit`` queues the batch, then waits for the batch before (so at most two are queued), calling
-    ``on_done`` once per item of it that succeeded, in the batch's order (a progress bar lags one batch), and
-    raising the first error of it as it was raised (later ones logged). Leaving the block waits for the last batch. Leaving it by an error
-    (the caller's, or a write's raised by ``submit``) still lets every queued item finish, each a whole case
-    written atomically, so no batch already submitted is lost; Ctrl-C waits for them too. Errors of items
-    nobody waited for are logged, not raised: the error that ended the block is the one raised. ``threads``
-    <= 1 writes in this thread, in ``submit``.
+    ``submit`` queues the batch, then waits for the oldest batches while more items are in flight than there are
+    threads (the newest batch is never waited for: with ``--batch 1`` a case is written on each thread while the
+    next ones are sampled; with batches as large as the threads, one batch is written beside the next one's
+    sampling). Waiting for a batch calls ``on_done`` once per item of it that succeeded, in the batch's order, and
+    raises the first error of it as it was raised (later ones logged). Leaving the block waits for the rest.
+    Leaving it by an error (the caller's, or a write's raised by ``submit``) still lets every queued item finish,
+    each a whole case written atomically, so no batch already submitted is lost; Ctrl-C waits for them too. Errors
+    of items nobody waited for are logged, not raised: the error that ended the block is the one raised.
+    ``threads`` <= 1 writes in this thread, in ``submit``.
     """
 
     def __init__(self, fn: Callable[..., Any], *, threads: int | None = None,
@@ -230,7 +234,7 @@ class BatchWriter:
         self.fn, self.on_done = fn, on_done
         self.threads = min(WRITER_THREADS, usable_cores()) if threads is None else int(threads)
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: list[Future[Any]] = []
+        self._pending: collections.deque[list[Future[Any]]] = collections.deque()  # batches, oldest first
 
     def __enter__(self) -> BatchWriter:
         if self.threads > 1:
@@ -243,8 +247,10 @@ class BatchWriter:
                 self.fn(*item)
                 self._done()
             return
-        before, self._pending = self._pending, [self._pool.submit(self.fn, *item) for item in batch]
-        self._finish(before)
+        self._pending.append([self._pool.submit(self.fn, *item) for item in batch])
+        # bounded by items, not batches: the volumes held in memory are at most a thread's case each + a batch
+        while len(self._pending) > 1 and sum(map(len, self._pending)) > self.threads:
+            self._finish(self._pending.popleft())
 
     def _done(self) -> None:
         if self.on_done is not None:
@@ -266,12 +272,11 @@ class BatchWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None:
-                pending, self._pending = self._pending, []
-                self._finish(pending)
+            while exc_type is None and self._pending:
+                self._finish(self._pending.popleft())
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)  # queued items finish: whole cases
-                for future in self._pending:
+                for future in itertools.chain.from_iterable(self._pending):
                     if not future.cancelled() and (err := future.exception()) is not None:
                         log.warning("a queued write also failed: %s: %s", type(err).__name__, err)
