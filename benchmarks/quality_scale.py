@@ -359,6 +359,18 @@ VARIANTS: dict[str, list[str]] = {
     "x0_detail100_lll30_skip005_maskcond": [*MASK_CONDITIONED,
                                             "objective.detail_weight=100", "objective.x0_skip_sigma=0.05",
                                             "objective.channel_weights=" + _masks_lll(None, images=30)],
+    # the second stage's region levels on the shipped scale: its t1c histogram W1 0.22 there against 0.03 on the
+    # outside-the-tumour scale, t2f's per-case level spread 1.5x real's, the T2 edema +0.13-0.17 too bright
+    # (representation_row_h100_20261206b). The shipped scale's percentiles include the tumour, so each case's normal
+    # brain level depends on its tumour's brightness: a coupling the net must draw. Given the masks, the second
+    # stage can learn on the scale with the normal brain fixed (percentiles outside the tumour, normal brain to
+    # [-1, 0], the tumours above it) and evaluate puts its cases through the shipped scale as it does real ones, so
+    # the coupling comes from the arithmetic. The joint model on that scale turned grainy at 2 mm with the skip at
+    # 0.05 on the halved amplitude (quality_scale_h200_20261203d); the skip halved with it (0.025), which at 4 mm
+    # took the joint model's tumours away -- a second stage is given its tumours
+    "x0_detail100_skip0025_maskcond_scaleout": [*MASK_CONDITIONED, "objective.detail_weight=100",
+                                                "objective.x0_skip_sigma=0.025",
+                                                "data.percentile_region=outside_tumour", "data.percentile_top=0.0"],
     # uncapped (~9500 steps) on noise independent of the first stage's, the second stage read Frechet 21.6x where
     # session 37's 4900 steps on the first stage's noise read 12.3x (quality_scale_h200_20261205): the same recipe
     # stopped at 4900 steps, beside the uncapped one with the same seed (the same generation noise), says which of
