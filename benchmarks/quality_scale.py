@@ -365,11 +365,11 @@ VARIANTS: dict[str, list[str]] = {
     # brain level depends on its tumour's brightness: a coupling the net must draw. Given the masks, the second
     # stage can learn on the scale with the normal brain fixed (percentiles outside the tumour, normal brain to
     # [-1, 0], the tumours above it) and evaluate puts its cases through the shipped scale as it does real ones, so
-    # the coupling comes from the arithmetic. The joint model on that scale turned grainy at 2 mm with the skip at
+    # the coupling was expected to come from the arithmetic. The joint model on that scale turned grainy at 2 mm with the skip at
     # 0.05 on the halved amplitude (quality_scale_h200_20261203d); the skip halved with it (0.025), which at 4 mm
     # took the joint model's tumours away -- a second stage is given its tumours. At 4 mm on the CPU (two seeds,
-    # maskcond_scaleout_4mm_cpu_20261206): t1c's ET to real, every other modality's tumour brighter, t1n / t2w
-    # histograms and the background worse, the level coupling not back: a trade, not first in line for a lease
+    # maskcond_scaleout_4mm_cpu_20261206): t1c's ET much nearer real (a miss the 2 mm stage lacks), the ETs' bright
+    # ends in t1n and t2f brighter, t1n's histogram worse, the level coupling not back: not first in line for a lease
     "x0_detail100_skip0025_maskcond_scaleout": [*MASK_CONDITIONED, "objective.detail_weight=100",
                                                 "objective.x0_skip_sigma=0.025",
                                                 "data.percentile_region=outside_tumour", "data.percentile_top=0.0"],
