@@ -161,7 +161,7 @@ ablation_task() {
 quality_scale_task() {
     # its training processes and evaluations share the host with a loop benchmark on the other GPU:
     # a few CPU threads each (torch takes every core by default)
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+    local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
     echo "== quality_scale $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # QUALITY_ARGS is a list of words
     python3 benchmarks/quality_scale.py --out $JOB/quality_scale ${QUALITY_ARGS:-}
@@ -174,7 +174,7 @@ quality_scale_task() {
 # between two `start` calls. FETCH and nets.tgz read the first job's folder; "--nets /tmp/job/quality_scale" in
 # QUALITY_ARGS2 reuses the nets the first job trained (same data, so the same manifest).
 quality_scale2_task() {
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+    local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
     local q2=$JOB/quality_scale2
     mkdir -p $q2
     if [ -f $JOB/quality_scale/data/anatomy.json ]; then
@@ -235,7 +235,7 @@ quality_scale_paired_task() {
 # TASKS=quality_cascade: issue 16's SR stage on full-resolution anatomy behind the shipped base
 # (benchmarks/quality_cascade.py; arguments in CASCADE_ARGS, e.g. "--minutes 7 --variants shipped")
 quality_cascade_task() {
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+    local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
     echo "== quality_cascade $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # CASCADE_ARGS is a list of words
     python3 benchmarks/quality_cascade.py --out $JOB/quality_cascade ${CASCADE_ARGS:-}
