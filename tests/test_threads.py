@@ -70,7 +70,8 @@ def test_default_is_the_usable_cores_bounded():
 
 def test_batch_writer_writes_each_batch_beside_the_next_and_reports_in_order():
     """Items of a batch run on worker threads, finish in any order, and are reported (on_done) in the
-    batch's order when the next batch is submitted or the block ends; threads=1 writes in submit."""
+    batch's order once a later submit puts more items in flight than there are threads, or the block ends;
+    threads=1 writes in submit."""
     from medidiff.utils.threads import BatchWriter
 
     for threads in (1, 3):
