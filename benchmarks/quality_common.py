@@ -331,15 +331,12 @@ class _RealCases:
         """Other real cases of the manifest (``evdata.real_items``' items) through the same pipeline."""
         return self.evdata.load_cases(name, items, self._real_tf, with_label=True, progress=False)
 
-    def feature_net(self, directory: Path) -> Any:
+    def feature_net(self, directory: Path, device: str = "cpu") -> Any:
         """The saved feature net at ``directory`` (``medidiff.eval.features``' segmenter encoder) for this grid,
-        refused for another grid, spacing or modalities."""
+        refused for another grid, spacing, modalities or intensity scale."""
         from medidiff.eval import features as feat
 
-        spacing = [float(s) * self.dcfg.downsample for s in self.dcfg.spacing]
-        model, _ = feat.load_segmenter_features(directory, modalities=list(self.dcfg.modalities),
-                                                grid=list(self.train.images.shape[2:]), spacing=spacing)
-        return feat.SegmenterFeatures(model)
+        return feat.saved_feature_net(directory, self.dcfg, device)
 
 
 def named_folder_sets(args: list[str]) -> dict[str, list[Path]]:
@@ -378,6 +375,48 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
             f"{k} {'no verdict' if v.get('pass', False) is None else 'pass' if v['pass'] else 'fail'}"
             for k, v in r["checks"].items()))
         results[name] = r
+    return results
+
+
+def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
+                         out_dirs: dict[str, Path], feature_net: Path, *, sets: list[str] | None = None,
+                         device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """``medidiff evaluate``'s image task (the realism checks, MS-SSIM diversity, Frechet / MMD / PRDC beside the
+    held-out floor) for each folder of ``generated``, in this process, with the saved ``feature_net``, against
+    EVERY real training and held-out case of ``manifest``: the real cases are loaded, and the realism reference,
+    their features and the floor built, once for all sets (``medidiff.eval.image_task``; four evaluations side
+    by side each did all of it and three ran past a 5-minute cap on the H100 host, session 50). ``sets``: dotted
+    keys on ``config`` (the scale, ``eval.realism_max_real``). Each result goes to ``out_dirs[name]/report.json``
+    (``{"results": {"realism": ..., "image": ...}}``, as an evaluate report without its figures); returns them
+    by name."""
+    import json
+
+    from medidiff.eval.image_task import ImageReference, image_distances_for, image_realism_for
+
+    t0 = time.perf_counter()
+    real = _RealCases(config, manifest, root, None, sets)
+    net = real.feature_net(feature_net, device)
+    reference = ImageReference(real.cfg, net, real.train, real.heldout)
+    reference.features()  # the real cases' features, shared (the floor at a count: with the first set of that count)
+    loaded = time.perf_counter() - t0
+    results = {}
+    for name, folder in generated.items():
+        t1 = time.perf_counter()
+        synthetic = real.synthetic(folder)
+        realism = image_realism_for(reference, synthetic, real.dcfg.modalities)
+        realism.pop("spectra")
+        res = {"realism": realism, "image": image_distances_for(reference, synthetic)}
+        report = {"data": {"cases": {"synthetic": len(synthetic), "real_train": len(real.train),
+                                     "real_heldout": len(real.heldout) if real.heldout is not None else 0}},
+                  "how": "in process (quality_common.image_evaluations_of): evaluate's image task",
+                  "feature_net": net.name, "seconds": {"real side, shared": round(loaded, 1),
+                                                       "this set": round(time.perf_counter() - t1, 1)},
+                  "results": res}
+        out_dirs[name].mkdir(parents=True, exist_ok=True)
+        write_atomic(out_dirs[name] / "report.json", json.dumps(report, indent=1, default=float))
+        fr = res["image"]["distances"]["synthetic_vs_real_train"]["3d"].get("frechet")
+        log(f"image {name}: Frechet 3D {fr}, {time.perf_counter() - t1:.0f} s (the real side {loaded:.0f} s, once)")
+        results[name] = res
     return results
 
 

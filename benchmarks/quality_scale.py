@@ -81,7 +81,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,8 @@ from quality_ablation import ARMS
 from medidiff.cli.generate_cmd import FIRST_STAGE_SEED_OFFSET
 from medidiff.eval.realism import spread_property_names
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
-                            gpu_envs, held_out_cases, log, make_anatomy_data, memorisation_audits_of, overrides, real_scores,
+                            gpu_envs, held_out_cases, image_evaluations_of, log, make_anatomy_data, memorisation_audits_of,
+                            overrides, real_scores,
                             realism_checks_of, side_by_side, train_and_export, write_atomic)
 
 ARM = "x0_stats_off"  # the recipe's base arm (the shipped model adds x0_detail100_labels_lll100's keys)
@@ -997,19 +998,26 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
            "--epochs", str(args.eval_epochs), "--seeds", *map(str, seeds), "--no-progress"]
     if shares_net(args, phase):
         cmd += [f"--{SHARED_NETS[phase].replace('_', '-')}", str(out / SHARED_NETS[phase])]
-    cmd += [word for key in eval_scale_overrides() for word in ("--set", key)]
+    cmd += [word for key in eval_sets(args, phase) for word in ("--set", key)]
     if args.eval_steps:
         cmd += ["--steps", str(args.eval_steps)]
+    return cmd
+
+
+def eval_sets(args: argparse.Namespace, phase: str) -> list[str]:
+    """The dotted keys an evaluation of ``phase`` reads with: the shipped scale, the real cases it reads, smoke's
+    small settings (``medidiff evaluate``'s --set, and the in-process image phase's)."""
+    sets = list(eval_scale_overrides())
     if args.eval_real and phase == "image":
         # Frechet against the whole training fold and its floor from every held-out case: against one seeded 192
         # the ratio read at the floor's low end (3.4x range over draws, frechet_reference_cpu_20261206); the
         # realism checks, whose cost grows with the cases, keep the seeded subset they read before
-        cmd += ["--set", f"eval.realism_max_real={args.eval_real}"]
+        sets.append(f"eval.realism_max_real={args.eval_real}")
     elif args.eval_real and phase != "memorisation":  # the audit sees every training case
-        cmd += ["--set", f"eval.max_real={args.eval_real}"]
+        sets.append(f"eval.max_real={args.eval_real}")
     if args.smoke:
-        cmd += ["--set", "eval.msssim_pairs=5", "--set", "eval.num_examples=1", "--set", "eval.memorisation_controls=4"]
-    return cmd
+        sets += ["eval.msssim_pairs=5", "eval.num_examples=1", "eval.memorisation_controls=4"]
+    return sets
 
 
 def _real_cases_wording(record: dict[str, Any], phase: str) -> str:
@@ -1218,13 +1226,17 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         "- evaluation phases: " + ", ".join(
             f"realism (in process, against {record['realism_cases']} real training and {record['realism_cases']} "
             "held-out cases)" if k == "realism" else "memorisation (in process, evaluate's task against every real "
-            "training case, no cap)" if k == "memorisation" else f"{k} (`medidiff evaluate --tasks {EVAL_PHASES[k]}`"
+            "training case, no cap)" if k == "memorisation" else f"{k} (" + (
+                "in process: evaluate's image task, the real side built once for every run" if
+                record.get("eval_phases", {}).get(k, {}).get("how") == "in process" else
+                f"`medidiff evaluate --tasks {EVAL_PHASES[k]}`")
             + (f", with the one {SHARED_NETS[k]} trained beside the runs"
                if shares_net(argparse.Namespace(utility_seeds=record.get("utility_seeds")), k) else "")
             + (f", every segmenter (the all-real one too) trained in the phase, seeds {record['utility_seeds']}"
                if k == "utility" and record.get("utility_seeds") else "")
             + (_real_cases_wording(record, k) if record.get("eval_real") else "")
-            + f", at most {record['eval_minutes']:g} min)"
+            + (", no cap)" if record.get("eval_phases", {}).get(k, {}).get("how") == "in process" else
+               f", at most {record['eval_minutes']:g} min)")
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}; every phase on the "
         f"shipped intensity scale ({', '.join(eval_scale_overrides())}), the realism phase also on the "
         "outside-the-tumour scale (its second histogram rows)"
@@ -1267,7 +1279,8 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + " | " + ("" if floor is None else f"{floor:.{digits}f}") + " |")
     lines += frechet_difference_lines(record, runs)
-    lines += ["", "Per run: `eval/<run>/report.md` (image and memorisation: every check with its rule and floor), "
+    lines += ["", "Per run: `eval/<run>/report.json` (image: every check with its rule and floor; report.md beside it "
+              "where `medidiff evaluate` ran the phase), `eval/<run>_memorisation/report.json`, "
               "`eval/<run>_tissue/report.md` (tissue QC), `seeds/<run>.json` (training, generation, background "
               "per case).", ""]
     bands = record.get("spectrum_log10_ratio_per_band", {})
@@ -1384,19 +1397,41 @@ def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], f
     loaded all 384 real cases (76 s) and embedded them in 14 forms, and all six ran past the
     phase's 3.5-min cap with nothing recorded."""
     log(f"memorisation: runs {list(done)} in this process")
+    in_process_phase("memorisation", done, record, lambda: memorisation_audits_of(
+        run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
+        {run: eval_dir(out, run, "memorisation") for run in done}, controls=4 if smoke else None,
+        sets=eval_scale_overrides()))
+
+
+def in_process_phase(phase: str, done: Sequence[str], record: dict[str, Any], work: Callable[[], Any]) -> None:
+    """Run an in-process evaluation phase's ``work`` for the runs ``done``: its seconds and per-run states
+    ("done", "failed: ...") into ``record``; a failure is logged with exit 1 and does not lose the phases after it."""
     t0 = time.perf_counter()
-    ph = record["eval_phases"]["memorisation"]
+    ph = record["eval_phases"][phase]
     try:
-        memorisation_audits_of(run_config_path(out, first), out / "manifest.json", out / "data",
-                               {run: out / "generated" / run for run in done},
-                               {run: eval_dir(out, run, "memorisation") for run in done},
-                               controls=4 if smoke else None, sets=eval_scale_overrides())
+        work()
         ph["runs"].update({run: "done" for run in done})
-    except Exception as exc:  # a failed audit must not lose the phases after it
-        log(f"memorisation failed: {type(exc).__name__}: {exc}")
-        record["exits"]["memorisation"] = 1
+    except Exception as exc:
+        log(f"{phase} failed: {type(exc).__name__}: {exc}")
+        record["exits"][phase] = 1
         ph["runs"].update({run: f"failed: {exc}" for run in done})
     ph["seconds"] = round(time.perf_counter() - t0, 1)
+
+
+def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record: dict[str, Any], first: str) -> None:
+    """The image phase in this process (``quality_common.image_evaluations_of``: the real fold loaded, and its
+    realism reference, features and floor built, once for every run), each report in OUT/eval/<run>/report.json,
+    every run on the ``first`` run's grid with the shared feature net; no cap (it does less than one evaluation
+    per run did).
+
+    Why: on the H100 host (session 50) four ``medidiff evaluate --tasks image`` side by side each loaded the
+    1536-case fold in 111 s, and three of four ran a few seconds past the 5-minute cap with no Frechet."""
+    log(f"evaluate image: runs {list(done)} in this process (the real side built once)")
+    record["eval_phases"]["image"]["how"] = "in process"
+    in_process_phase("image", done, record, lambda: image_evaluations_of(
+        run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
+        {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"], sets=eval_sets(args, "image"),
+        device=args.device))
 
 
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:
@@ -1650,7 +1685,9 @@ def main() -> int:
         elif phase == "memorisation":
             if done:
                 memorisation_phase(out, done, record, next(iter(runs)), smoke=args.smoke)
-        else:
+        elif phase == "image" and done and (out / SHARED_NETS["image"] / "config.json").is_file():
+            image_phase(args, out, done, record, next(iter(runs)))
+        else:  # (the image phase without a feature net: the first evaluation trains it, as evaluate does)
             run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)
     print((out / "report.md").read_text(), flush=True)

@@ -198,6 +198,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
         assert r["run_records"][s]["steps"] == 2 and r["run_records"][s]["generated"] == 2
         report = json.loads((tmp_path / "eval" / s / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained after the seeds, loaded by each
+        assert "in process" in report["how"]  # the real side built once for both seeds
         assert report["data"]["cases"]["real_train"] + report["data"]["cases"]["real_heldout"] == 8
         assert set(report["results"]) == {"realism", "image"}  # memorisation and tissue have their own folders
         audit = json.loads((tmp_path / "eval" / f"{s}_memorisation" / "report.json").read_text())
@@ -220,6 +221,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
     assert summary["frechet_3d"]["n"] == 2 and summary["memorisation_flagged"]["n"] == 2
     assert summary["tissue_qc_checks"]["n"] == 2
     assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["runs"].values())
+    assert r["eval_phases"]["image"]["how"] == "in process" and "image (in process" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
     assert "mean x0 [t95]" in (tmp_path / "report.md").read_text()
     # the next device session: the same data (the same --out on the GPU host), the nets carried back (--nets)

@@ -75,7 +75,6 @@ def run_evaluation(
     from medidiff.errors import DataError
     from medidiff.eval import data as evdata
     from medidiff.eval import features as feat
-    from medidiff.eval import image_metrics as im
     from medidiff.eval import report as rep
     from medidiff.eval.utility import SegmenterBank, mask_fidelity, training_sets, utility_experiment
 
@@ -149,7 +148,7 @@ def run_evaluation(
     bank = SegmenterBank(sets, cfg, progress=progress)
     # utility's "real" row is the baseline of "real + synthetic >= real": a saved segmenter trained on
     # other real cases (every training case, where eval.max_real took a subset) would not be that baseline
-    _preload_real_segmenter(bank, cfg, dcfg, manifest_sha, shape, spacing,
+    _preload_real_segmenter(bank, cfg, dcfg, manifest_sha,
                             same_cases=real_train.case_ids if "utility" in tasks else None)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -242,12 +241,7 @@ def run_evaluation(
         if cfg.feature_weights:
             feature_net = feat.MedicalNetFeatures(cfg.feature_weights, device=cfg.device)
         elif cfg.feature_net and (Path(cfg.feature_net) / "config.json").is_file():
-            model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
-                                                         grid=list(shape), spacing=spacing,
-                                                         intensity=intensity_scale(dcfg))
-            feature_net = feat.SegmenterFeatures(model.to(cfg.device), name=f"segresnet-encoder {cfg.feature_net} "
-                                                 f"(saved; trained on manifest sha256 {recipe['manifest_sha256'][:12]}..., "
-                                                 f"fold {recipe['fold']} held out, seed {recipe['seed']})")
+            feature_net = feat.saved_feature_net(cfg.feature_net, dcfg, cfg.device)
         else:
             seed = cfg.seeds[0]
             model = bank.get("real", seed)
@@ -266,35 +260,10 @@ def run_evaluation(
     # ---- image metrics ----------------------------------------------------------------------
     if "image" in tasks:
         assert feature_net is not None
-        img: dict[str, Any] = {"notes": []}
-        div: dict[str, Any] = {}
-        for name, cs in (("synthetic", synthetic), ("real_train", real_train)):
-            if len(cs) >= 2:
-                r = im.ms_ssim_diversity(cs.images, pairs=cfg.msssim_pairs, seed=cfg.seeds[0])
-                img["ms_ssim_settings"] = r.pop("settings")
-                div[name] = r
-            else:
-                img["notes"].append(f"MS-SSIM diversity of {name} skipped: needs >= 2 cases")
-        img["ms_ssim_diversity"] = div
-        if len(real_train) < 2:
-            raise ConfigError("the image task needs >= 2 real training cases (realism checks compare against their "
-                              "spread); use a larger manifest or drop image from --tasks")
-        # eval.realism_max_real: the checks against a seeded subset of the cases loaded (with max_real
-        # unset, the one max_real would load), the feature distances below against every case loaded
-        r_train = _seeded_cases(real_train, cfg.realism_max_real, cfg.seeds[0])
-        r_test = _seeded_cases(real_test, cfg.realism_max_real, cfg.seeds[0] + 1) if real_test is not None else None
-        reference = real_reference_for(
-            cfg, r_train.images, r_test.images if r_test is not None else None,
-            real_labels=r_train.labels, heldout_labels=r_test.labels if r_test is not None else None)
-        if r_train is not real_train or r_test is not real_test:
-            img["notes"].append(f"realism checks: a seeded subset (eval.realism_max_real) of {len(r_train)} of the "
-                                f"{len(real_train)} real training and {len(r_test or [])} of the "
-                                f"{len(real_test or [])} held-out cases; the feature distances use every one")
-        mask_ids = [_mask_id(p) for p in synthetic.provenance]
-        # labels given as conditioning masks say where the masks came from, not what the model draws
-        generated_labels = synthetic.labels if not any(m is not None for m in mask_ids) else None
-        realism = realism_checks_for(cfg, synthetic.images, reference, modalities=dcfg.modalities,
-                                     mask_groups=mask_ids or None, synthetic_labels=generated_labels)
+        from medidiff.eval.image_task import ImageReference, image_distances_for, image_realism_for
+
+        image_ref = ImageReference(cfg, feature_net, real_train, real_test)
+        realism = image_realism_for(image_ref, synthetic, dcfg.modalities)
         results["realism"] = realism
         spectra = realism.pop("spectra")
         save_partial()  # before the feature-based metrics, which take the longest
@@ -306,56 +275,8 @@ def run_evaluation(
                 title=f"{mod} power in brain", log_y=True), figures)
             legends[fname] = (f"{mod}: radially averaged power inside the brain against spatial frequency (cycles/voxel, "
                               "band centres), log scale; blue synthetic, orange real training; grain lifts the right end")
-        # Frechet/MMD are biased by the sample count: compare synthetic and real held-out at the SAME count
-        f_train = feat.extract_features(feature_net, real_train.images)
-        k = min(len(synthetic), len(real_test)) if real_test is not None else len(synthetic)
-        pick = sorted(np.random.default_rng(cfg.seeds[0]).choice(len(synthetic), k, replace=False).tolist())
-        syn_k = synthetic.images[pick]
-        slab_train = feat.slab_features(feature_net, real_train.images, thickness=cfg.slab, count=cfg.slabs_per_axis)
-
-        def rows(images: Any, f3d: Any, score: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-            """3D (``f3d``: the cases' 3D features) and 2.5D distances of ``images`` against the real training cases."""
-            slab = feat.slab_features(feature_net, images, thickness=cfg.slab, count=cfg.slabs_per_axis)
-            by_variant = {"3d": score(f3d, f_train, 1)}
-            for axis in feat.AXES:
-                by_variant[f"2.5d-{axis}"] = score(slab[axis], slab_train[axis], cfg.slabs_per_axis)
-            return by_variant
-
-        def synthetic_row(x: Any, y: Any, per: int) -> dict[str, Any]:
-            """The distances with the Frechet figure's interval over the synthetic cases (one draw is noisy)."""
-            row, jack = im.feature_distances(x, y), im.frechet_jackknife(x, y, rows_per_case=per)
-            return row if "note" in row or "note" in jack else {**row, **jack}
-
-        f_syn = feat.extract_features(feature_net, syn_k)
-        dist: dict[str, Any] = {"synthetic_vs_real_train": rows(syn_k, f_syn, synthetic_row)}
-        # Frechet mixes fidelity and diversity: precision / recall / coverage split them (3D features); k
-        # neighbours, fewer where a side has no more than PRDC_K cases (the floor uses the same k)
-        kn = max(1, min(im.PRDC_K, k - 1, len(real_train) - 1))
-        img["prdc"] = {"synthetic_vs_real_train": im.prdc(f_syn, f_train, k=kn)}
-        if real_test is not None:
-            f_held = feat.extract_features(feature_net, real_test.images)
-            dist["real_heldout_vs_real_train"] = rows(real_test.images, f_held, lambda x, y, per: im.floor_at_count(
-                x, y, k, draws=cfg.floor_draws, seed=cfg.seeds[0], rows_per_case=per))
-            img["prdc"]["real_heldout_vs_real_train"] = im.prdc_floor(f_held, f_train, k, draws=im.PRDC_FLOOR_DRAWS,
-                                                                      seed=cfg.seeds[0], k=kn)
-            if (reading := im.prdc_reading(*img["prdc"].values())) is not None:
-                img["prdc_reading"] = reading
-        floor_note = "no held-out cases, so no floor"
-        if real_test is not None:
-            draws = dist["real_heldout_vs_real_train"]["3d"].get("draws", 1)
-            floor_note = (f"the floor: {k} real held-out cases against the same, " +
-                          (f"the median over {draws} seeded subsets of the {len(real_test)} held-out cases (Frechet "
-                           "range in parentheses)" if draws > 1 else f"all {len(real_test)} held-out cases") +
-                          ": the floor at the same counts")
-        img["notes"].append(f"Frechet/MMD: {k} synthetic cases (a seeded random subset when there are more) against "
-                            f"{len(real_train)} real training cases, beside {floor_note}")
-        img["distances"] = dist
-        if real_test is not None:  # per variant: the synthetic figure beside the floor's spread
-            img["frechet_readings"] = {v: r for v in dist["synthetic_vs_real_train"] if (r := im.frechet_reading(
-                dist["synthetic_vs_real_train"][v], dist["real_heldout_vs_real_train"][v])) is not None}
-        img["feature_dim"] = int(f_train.shape[1])
-        img["notes"].append(f"2.5D: the 3D feature net on {cfg.slabs_per_axis} slabs {cfg.slab} voxels thick per axis "
-                            "and case, every slab one sample")
+        img = image_distances_for(image_ref, synthetic)
+        dist = img["distances"]
         results["image"] = img
         save_partial()
         fr = [[dist[c][v].get("frechet", np.nan) for c in dist] for v in dist["synthetic_vs_real_train"]]
@@ -612,8 +533,8 @@ def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str |
     return dcfg, train_items, real_train
 
 
-def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha256: str, shape: Any,
-                            spacing: list[float], same_cases: Sequence[str] | None = None) -> bool:
+def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha256: str,
+                            same_cases: Sequence[str] | None = None) -> bool:
     """Give the bank the saved real-trained segmenter of ``eval.feature_net`` when it is the one this
     evaluation would train (same manifest, held-out fold, grid, spacing, modalities, and a seed of
     ``cfg.seeds``; with ``same_cases``, also trained on exactly those cases): mask fidelity and utility
@@ -626,8 +547,7 @@ def _preload_real_segmenter(bank: Any, cfg: EvalConfig, dcfg: Any, manifest_sha2
     if not cfg.feature_net or not (Path(cfg.feature_net) / "config.json").is_file():
         return False
     try:
-        model, recipe = feat.load_segmenter_features(cfg.feature_net, modalities=list(dcfg.modalities),
-                                                     grid=list(shape), spacing=spacing, intensity=intensity_scale(dcfg))
+        model, recipe = feat.segmenter_features_for(cfg.feature_net, dcfg)
     except DataError:
         return False
     if (recipe.get("manifest_sha256") != manifest_sha256 or recipe.get("fold") != dcfg.fold

@@ -40,6 +40,8 @@ __all__ = [
     "FEATURE_NET_KIND",
     "save_segmenter_features",
     "load_segmenter_features",
+    "segmenter_features_for",
+    "saved_feature_net",
     "FeatureNet",
     "MedicalNetFeatures",
     "SegmenterFeatures",
@@ -222,6 +224,25 @@ def load_segmenter_features(directory: str | Path, *, modalities: list[str], gri
     expect = {"modalities": list(modalities), "grid": list(grid), "spacing_mm": list(spacing)}
     return load_segmenter(directory, kind=FEATURE_NET_KIND, what="feature net", option="--feature-net",
                           expect=expect | ({"intensity_scale": intensity} if intensity is not None else {}))
+
+
+def segmenter_features_for(directory: str | Path, dcfg: object) -> tuple[nn.Module, dict]:
+    """:func:`load_segmenter_features` for the evaluation grid of ``dcfg`` (``medidiff.eval.data.eval_data_config``'s
+    data section): its grid, spacing, modalities and intensity scale are what the net must have been trained for."""
+    from medidiff.data.config import intensity_scale
+    from medidiff.data.transforms import output_shape
+
+    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]  # type: ignore[attr-defined]
+    return load_segmenter_features(directory, modalities=list(dcfg.modalities),  # type: ignore[attr-defined]
+                                   grid=list(output_shape(dcfg)), spacing=spacing, intensity=intensity_scale(dcfg))
+
+
+def saved_feature_net(directory: str | Path, dcfg: object, device: str | torch.device = "cpu") -> SegmenterFeatures:
+    """The feature net saved at ``directory`` (:func:`segmenter_features_for`), on ``device``, named with where it
+    came from: the report says which net its Frechet figures used."""
+    model, recipe = segmenter_features_for(directory, dcfg)
+    return SegmenterFeatures(model.to(device), name=f"segresnet-encoder {directory} (saved; trained on manifest sha256 "
+                             f"{recipe['manifest_sha256'][:12]}..., fold {recipe['fold']} held out, seed {recipe['seed']})")
 
 
 @torch.no_grad()

@@ -194,6 +194,53 @@ def test_realism_max_real_caps_the_realism_checks_alone(dataset, cli, tmp_path):
     assert cli([*base, "--out", str(tmp_path / "bad"), "--set", "eval.realism_max_real=1"]) == 2
 
 
+def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(dataset, cli, tmp_path, monkeypatch):
+    """quality_scale's in-process image phase (``quality_common.image_evaluations_of``: the real side of
+    ``medidiff.eval.image_task`` built once) gives each of two synthetic sets the realism checks and feature
+    distances ``medidiff evaluate --tasks image`` gives it alone: the shared reference carries nothing from one
+    set into the next."""
+    import sys
+
+    from tests.eval import write_synthetic_phantoms as write_sets
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    sys.modules.pop("quality_common", None)
+    import quality_common
+
+    saved, base = _saved_real_segmenter(dataset, tmp_path / "net", "image")
+    other = tmp_path / "other"
+    write_sets(other, 4, SHAPE, seed=11)
+    sets = {"a": Path(dataset["gen"]), "b": other}
+    alone = {}
+    for name, folder in sets.items():
+        argv = [*base, "--feature-net", str(saved), "--out", str(tmp_path / name)]
+        argv[argv.index("--synthetic") + 1] = str(folder)
+        assert cli(argv) == 0
+        alone[name] = json.loads((tmp_path / name / "report.json").read_text())["results"]
+    config = tmp_path / "eval.yaml"
+    config.write_text("{}\n")
+    shared = quality_common.image_evaluations_of(config, Path(dataset["manifest"]), Path(dataset["root"]), sets,
+                                                 {n: tmp_path / f"shared_{n}" for n in sets}, saved,
+                                                 sets=[w for w in SETS if w != "--set"])
+    for name in sets:
+        one, both = alone[name], shared[name]
+        assert {k: v["pass"] for k, v in both["realism"]["checks"].items()} == \
+            {k: v["pass"] for k, v in one["realism"]["checks"].items()}
+        assert both["realism"]["checks"]["intensity_histogram"]["per_modality"]["t1n"]["wasserstein"] == pytest.approx(
+            one["realism"]["checks"]["intensity_histogram"]["per_modality"]["t1n"]["wasserstein"])
+        for side in ("synthetic_vs_real_train", "real_heldout_vs_real_train"):
+            for variant, row in one["image"]["distances"][side].items():
+                assert both["image"]["distances"][side][variant]["frechet"] == pytest.approx(row["frechet"], rel=1e-6)
+        assert both["image"]["prdc"]["synthetic_vs_real_train"]["precision"] == pytest.approx(
+            one["image"]["prdc"]["synthetic_vs_real_train"]["precision"])
+        assert both["image"]["ms_ssim_diversity"]["real_train"]["mean"] == pytest.approx(
+            one["image"]["ms_ssim_diversity"]["real_train"]["mean"])
+        written = json.loads((tmp_path / f"shared_{name}" / "report.json").read_text())
+        assert "in process" in written["how"] and written["data"]["cases"]["synthetic"] == len(list(sets[name].iterdir()))
+    assert alone["a"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] != \
+        alone["b"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"]  # two different sets
+
+
 def test_errors_name_the_problem(dataset, cli, tmp_path, capsys):
     base = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--out",
             str(tmp_path / "r"), "--steps", "1", "--seeds", "0", "--no-progress", *SETS]
