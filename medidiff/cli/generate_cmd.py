@@ -66,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default: the model's. Like --steps, for --model only (not --sr-model nor --first-stage)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")
-    p.add_argument("--batch", type=int, default=1, help="cases per forward batch")
+    p.add_argument("--batch", type=int, default=1,
+                   help="cases per forward batch (on a GPU at the model's grid, 8 generated 2.6x faster than 1 with "
+                        "the shipped 2 mm model on an H100; more memory)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the denoisers (GPU): the first case pays the compilation, the "
