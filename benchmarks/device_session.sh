@@ -287,7 +287,8 @@ sampling_task() {
 # at 30 steps, one writer thread (each batch written after it is sampled, as before session 48) against the default
 # writer threads, native and BraTS grids (benchmarks/generate_write_bench.py, 16 cases a row; 96 s on the H100 in
 # session 49): the end-to-end rate beside the sampling-only figures (results/generate_write_cpu_20261206 measured
-# the writes on 2 CPU cores only); GW_ARGS: more arguments (e.g. "--batch 1 --writers 4 8 --geometries brats")
+# the writes on 2 CPU cores only); GW_ARGS: more arguments (e.g. "--batch 1 --writers 4 8 --geometries brats";
+# "--batch 1 8 --geometries native" compares the batch sizes within one call)
 generate_write_task() {
     echo "== generate_write $(date -u +%FT%TZ)"
     mkdir -p $JOB/generate_write

@@ -8,7 +8,8 @@
 
 Each geometry is timed with one writer thread (what generate did before session 48: each batch written after it
 was sampled, in the sampling thread) and with the default writer threads (medidiff.utils.threads.BatchWriter), or
-with each of --writers.
+with each of --writers; and at each --batch given (several: `--batch 1 8` compares them within one command, as
+results/generate_batch_h100_20261206 could not).
 """
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--num", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, nargs="+", default=[4],
+                    help="generate's --batch, a row each (several: compared within one command, session 50)")
     ap.add_argument("--case-write-only", action="store_true", help="only one_case_write_seconds (a few seconds)")
     ap.add_argument("--model", help="a model folder or shipped name (e.g. anatomy-2mm) instead of the tiny model: "
                                     "sampling then costs what it costs, so the rows show how much writing adds")
@@ -94,20 +96,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = None if args.case_write_only else args.model or tiny_model(Path(tmp))
         default = threads.WRITER_THREADS
-        for geometry in args.geometries if model is not None else ():
-            for writers in args.writers or (1, default):
-                threads.WRITER_THREADS = writers
-                out = Path(tmp) / f"gen_{geometry}_{writers}"
-                t0 = time.perf_counter()
-                rc = cli(["generate", "--model", str(model), "--num", str(args.num), "--out", str(out), "--steps",
-                          str(args.steps), "--batch", str(args.batch), "--geometry", geometry, "--device", args.device,
-                          "--no-progress"])
-                seconds = time.perf_counter() - t0
-                assert rc == 0, rc
-                key = f"{geometry}, writer threads {min(writers, threads.usable_cores())}"
-                rows[key] = {"cases": args.num, "seconds": round(seconds, 2),
-                             "seconds_per_case": round(seconds / args.num, 3)}
-                print(key, rows[key], flush=True)
+        rows_wanted = [(g, b, w) for g in (args.geometries if model is not None else ()) for b in args.batch
+                       for w in args.writers or (1, default)]
+        for geometry, batch, writers in rows_wanted:
+            threads.WRITER_THREADS = writers
+            out = Path(tmp) / f"gen_{geometry}_{batch}_{writers}"
+            t0 = time.perf_counter()
+            rc = cli(["generate", "--model", str(model), "--num", str(args.num), "--out", str(out), "--steps",
+                      str(args.steps), "--batch", str(batch), "--geometry", geometry, "--device", args.device,
+                      "--no-progress"])
+            seconds = time.perf_counter() - t0
+            assert rc == 0, rc
+            key = f"{geometry}, --batch {batch}, writer threads {min(writers, threads.usable_cores())}"
+            rows[key] = {"cases": args.num, "seconds": round(seconds, 2), "seconds_per_case": round(seconds / args.num, 3)}
+            print(key, rows[key], flush=True)
         threads.WRITER_THREADS = default
     record = {"command": " ".join(sys.argv), "model": args.model or "tiny (trained here)", "device": args.device,
               "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),

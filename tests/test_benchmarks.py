@@ -1240,7 +1240,8 @@ def test_a_perfect_generator_reads_no_paired_difference(monkeypatch, tmp_path):
 
 def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_default(monkeypatch, tmp_path):
     """Each geometry's two rows are generate through the CLI (one writer thread: the old in-thread writing;
-    then the default), and the module's writer-thread setting is restored afterwards."""
+    then the default), a row per --batch and --writers given, and the module's writer-thread setting is restored
+    afterwards."""
     import importlib
 
     import medidiff.utils.threads as threads
@@ -1254,6 +1255,15 @@ def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_defa
     rows = json.loads(out.read_text())["rows"]
     cores = min(default, threads.usable_cores())
     assert set(rows) == {"one 1 mm case written on one thread, seconds",
-                         *(f"{g}, writer threads {n}" for g in ("native", "brats") for n in (1, cores))}
+                         *(f"{g}, --batch 1, writer threads {n}" for g in ("native", "brats") for n in (1, cores))}
     assert all(r["cases"] == 1 and r["seconds"] > 0 for k, r in rows.items() if "writer" in k)
+    assert threads.WRITER_THREADS == default
+    # several batch sizes and writer counts in one command (compared within one call), one geometry
+    monkeypatch.setattr(sys, "argv", ["generate_write_bench.py", "--out", str(out), "--num", "2", "--batch", "1", "2",
+                                      "--writers", "2", "--geometries", "native"])
+    assert bench.main() == 0
+    record = json.loads(out.read_text())
+    assert record["batch"] == [1, 2] and set(record["rows"]) == {
+        "one 1 mm case written on one thread, seconds",
+        *(f"native, --batch {b}, writer threads {min(2, threads.usable_cores())}" for b in (1, 2))}
     assert threads.WRITER_THREADS == default
