@@ -38,15 +38,17 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    (opt-in: segmenters trained on the generated cases, tested on the real held-out fold). Fidelity
    and tissue use a seeded subset of ``--eval-real`` real cases a side (``eval.max_real``): each
    ``medidiff evaluate`` loads the real cases it uses, and 1536 cases in every phase did not fit a lease. Image
-   loads every real case (since session 48; not yet timed on the card: 384 cases loaded in 32.7 s in
-   quality_scale_h200_20261205, so ~2 min for 1536, inside ``--eval-minutes``; ~15 GB of host memory a run's
-   evaluation, three side by side ~45 GB): its Frechet, MMD and PRDC read against the whole training fold, their
+   loads every real case (since session 48), since session 50 once for every run in this process
+   (``quality_common.image_evaluations_of``, with the shared feature net; no cap: four evaluations side by side
+   each loaded the fold in 111 s and three of four stopped at a 5-minute cap, small_pair_h100_20261206; ~15 GB
+   of host memory for the real side): its Frechet, MMD and PRDC read against the whole training fold, their
    floor from every held-out case, its real MS-SSIM pairs drawn from every training case (not comparable draw for
    draw with earlier reports), and its realism checks against the seeded subset max_real would load
    (``eval.realism_max_real``). Reports in OUT/eval/<run> (image) and OUT/eval/<run>_<phase>.
    ``--eval-epochs`` caps the feature net's and the tissue segmenter's epochs (default 10, about
    1150 steps of batch 2 on 230 cases; the plateau stop's patience of 15 never ends them earlier).
-   ``--eval-minutes`` caps each phase's wall time (default 6): evaluations still running then are
+   ``--eval-minutes`` caps each ``medidiff evaluate`` phase's wall time (default 6; not the in-process realism,
+   memorisation and image phases): evaluations still running then are
    stopped and the report names the seeds and phases that are missing, so the job ends inside its
    device budget with what it measured: evaluation takes at most 2 x (``--eval-minutes`` + 10 s
    to stop). The training step has no such cap: the seeds stop at ``--minutes``, the shared nets
@@ -1560,8 +1562,9 @@ def main() -> int:
                          "phase at --eval-epochs: a plateau reading (default: seed 0, the shared feature net as the "
                          "all-real segmenter)")
     ap.add_argument("--eval-minutes", type=float, default=6.0,
-                    help="most wall time of each evaluation phase; evaluations still running then are stopped and "
-                         "reported missing (default %(default)s)")
+                    help="most wall time of each `medidiff evaluate` phase (fidelity, tissue, utility; image without a "
+                         "shared feature net); evaluations still running then are stopped and reported missing "
+                         "(default %(default)s)")
     ap.add_argument("--workers", type=int, help="processes writing the data set (default: the CPU count, at most 32)")
     ap.add_argument("--device", default="cuda", help="cuda (whichever card CUDA_VISIBLE_DEVICES shows) or cpu")
     ap.add_argument("--gpus", type=int, default=1,
