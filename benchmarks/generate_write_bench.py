@@ -98,19 +98,24 @@ def main() -> int:
         default = threads.WRITER_THREADS
         rows_wanted = [(g, b, w) for g in (args.geometries if model is not None else ()) for b in args.batch
                        for w in args.writers or (1, default)]
-        for geometry, batch, writers in rows_wanted:
-            threads.WRITER_THREADS = writers
-            out = Path(tmp) / f"gen_{geometry}_{batch}_{writers}"
-            t0 = time.perf_counter()
-            rc = cli(["generate", "--model", str(model), "--num", str(args.num), "--out", str(out), "--steps",
-                      str(args.steps), "--batch", str(batch), "--geometry", geometry, "--device", args.device,
-                      "--no-progress"])
-            seconds = time.perf_counter() - t0
-            assert rc == 0, rc
-            key = f"{geometry}, --batch {batch}, writer threads {min(writers, threads.usable_cores())}"
-            rows[key] = {"cases": args.num, "seconds": round(seconds, 2), "seconds_per_case": round(seconds / args.num, 3)}
-            print(key, rows[key], flush=True)
-        threads.WRITER_THREADS = default
+        try:
+            for geometry, batch, writers in rows_wanted:
+                threads.WRITER_THREADS = writers
+                out = Path(tmp) / f"gen_{geometry}_{batch}_{writers}"
+                t0 = time.perf_counter()
+                rc = cli(["generate", "--model", str(model), "--num", str(args.num), "--out", str(out), "--steps",
+                          str(args.steps), "--batch", str(batch), "--geometry", geometry, "--device", args.device,
+                          "--no-progress"])
+                seconds = time.perf_counter() - t0
+                assert rc == 0, rc
+                # keyed by the threads asked for (two requests above the cores would share a key otherwise); the
+                # threads the writer used (at most the usable cores) beside the figures
+                key = f"{geometry}, --batch {batch}, writer threads {writers}"
+                rows[key] = {"cases": args.num, "seconds": round(seconds, 2), "seconds_per_case": round(seconds / args.num, 3),
+                             "threads_used": min(writers, threads.usable_cores())}
+                print(key, rows[key], flush=True)
+        finally:
+            threads.WRITER_THREADS = default
     record = {"command": " ".join(sys.argv), "model": args.model or "tiny (trained here)", "device": args.device,
               "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -380,18 +380,20 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
 
 def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
                          out_dirs: dict[str, Path], feature_net: Path, *, sets: list[str] | None = None,
-                         device: str = "cpu") -> dict[str, dict[str, Any]]:
+                         device: str = "cpu") -> dict[str, str]:
     """``medidiff evaluate``'s image task (the realism checks, MS-SSIM diversity, Frechet / MMD / PRDC beside the
     held-out floor) for each folder of ``generated``, in this process, with the saved ``feature_net``, against
-    EVERY real training and held-out case of ``manifest``: the real cases are loaded, and the realism reference,
-    their features and the floor built, once for all sets (``medidiff.eval.image_task``; four evaluations side
-    by side each did all of it and three ran past a 5-minute cap on the H100 host, session 50). ``sets``: dotted
-    keys on ``config`` (the scale, ``eval.realism_max_real``). Each result goes to ``out_dirs[name]/report.json``
-    (``{"results": {"realism": ..., "image": ...}}``, as an evaluate report without its figures); returns them
-    by name."""
+    EVERY real training and held-out case of ``manifest``: the real cases are loaded, and the realism reference
+    and their features built, once for all sets, the floor once per count (``medidiff.eval.image_task``; four
+    evaluations side by side each did all of it and three were stopped by a 5-minute cap on the H100 host,
+    session 50). ``sets``: dotted keys on ``config`` (the scale, ``eval.realism_max_real``, the seed). Each result
+    goes to ``out_dirs[name]/report.json`` (``{"results": {"realism": ..., "image": ...}}``, written as evaluate
+    writes its report, without its figures). Returns each set's state: "done", or "failed: ..." (a set that fails
+    does not stop the others)."""
     import json
 
     from medidiff.eval.image_task import ImageReference, image_distances_for, image_realism_for
+    from medidiff.eval.report import jsonable
 
     t0 = time.perf_counter()
     real = _RealCases(config, manifest, root, None, sets)
@@ -399,13 +401,18 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
     reference = ImageReference(real.cfg, net, real.train, real.heldout)
     reference.features()  # the real cases' features, shared (the floor at a count: with the first set of that count)
     loaded = time.perf_counter() - t0
-    results = {}
+    states = {}
     for name, folder in generated.items():
         t1 = time.perf_counter()
-        synthetic = real.synthetic(folder)
-        realism = image_realism_for(reference, synthetic, real.dcfg.modalities)
-        realism.pop("spectra")
-        res = {"realism": realism, "image": image_distances_for(reference, synthetic)}
+        try:
+            synthetic = real.synthetic(folder)
+            realism = image_realism_for(reference, synthetic, real.dcfg.modalities)
+            realism.pop("spectra")
+            res = {"realism": realism, "image": image_distances_for(reference, synthetic)}
+        except Exception as exc:  # one set's failure must not lose the others
+            log(f"image {name}: failed: {type(exc).__name__}: {exc}")
+            states[name] = f"failed: {type(exc).__name__}: {exc}"
+            continue
         report = {"data": {"cases": {"synthetic": len(synthetic), "real_train": len(real.train),
                                      "real_heldout": len(real.heldout) if real.heldout is not None else 0}},
                   "how": "in process (quality_common.image_evaluations_of): evaluate's image task",
@@ -413,11 +420,12 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
                                                        "this set": round(time.perf_counter() - t1, 1)},
                   "results": res}
         out_dirs[name].mkdir(parents=True, exist_ok=True)
-        write_atomic(out_dirs[name] / "report.json", json.dumps(report, indent=1, default=float))
+        # as evaluate writes its report (a nan as "nan"), atomically
+        write_atomic(out_dirs[name] / "report.json", json.dumps(jsonable(report), indent=1, allow_nan=False))
         fr = res["image"]["distances"]["synthetic_vs_real_train"]["3d"].get("frechet")
         log(f"image {name}: Frechet 3D {fr}, {time.perf_counter() - t1:.0f} s (the real side {loaded:.0f} s, once)")
-        results[name] = res
-    return results
+        states[name] = "done"
+    return states
 
 
 def memorisation_audits_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],

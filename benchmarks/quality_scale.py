@@ -50,8 +50,8 @@ Steps (progress lines with UTC timestamps on stdout; each child's output in OUT/
    ``--eval-minutes`` caps each ``medidiff evaluate`` phase's wall time (default 6; not the in-process realism,
    memorisation and image phases): evaluations still running then are
    stopped and the report names the seeds and phases that are missing, so the job ends inside its
-   device budget with what it measured: evaluation takes at most 2 x (``--eval-minutes`` + 10 s
-   to stop). The training step has no such cap: the seeds stop at ``--minutes``, the shared nets
+   device budget with what it measured: each ``medidiff evaluate`` phase takes at most ``--eval-minutes`` + 10 s
+   to stop (the in-process phases have no cap). The training step has no such cap: the seeds stop at ``--minutes``, the shared nets
    at ``--eval-epochs`` (the feature net took 6.3 min beside 3 seeds on the 2 x H200 run).
 4. OUT/quality_scale.json and OUT/report.md: per seed, mean and interval over seeds; one PNG per
    seed (4 generated cases above 4 held-out real ones, full resolution, all modalities and labels).
@@ -1422,18 +1422,27 @@ def in_process_phase(phase: str, done: Sequence[str], record: dict[str, Any], wo
 
 def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record: dict[str, Any], first: str) -> None:
     """The image phase in this process (``quality_common.image_evaluations_of``: the real fold loaded, and its
-    realism reference, features and floor built, once for every run), each report in OUT/eval/<run>/report.json,
-    every run on the ``first`` run's grid with the shared feature net; no cap (it does less than one evaluation
-    per run did).
+    realism reference and features built, once for every run), each report in OUT/eval/<run>/report.json, every
+    run on the ``first`` run's grid and config (as the realism phase; the shipped scale is set on all) with the
+    shared feature net and seed 0 (evaluate_command's --seeds 0); no cap (it does less than one evaluation per run
+    did). Each run's state is its own: one failing set does not fail the others.
 
     Why: on the H100 host (session 50) four ``medidiff evaluate --tasks image`` side by side each loaded the
-    1536-case fold in 111 s, and three of four ran a few seconds past the 5-minute cap with no Frechet."""
+    1536-case fold in 111 s, and three of four were stopped by the 5-minute cap with no Frechet."""
     log(f"evaluate image: runs {list(done)} in this process (the real side built once)")
     record["eval_phases"]["image"]["how"] = "in process"
-    in_process_phase("image", done, record, lambda: image_evaluations_of(
-        run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
-        {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"], sets=eval_sets(args, "image"),
-        device=args.device))
+    states: dict[str, str] = {}
+
+    def work() -> None:
+        states.update(image_evaluations_of(
+            run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
+            {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"],
+            sets=[*eval_sets(args, "image"), "eval.seeds=[0]"], device=args.device))
+
+    in_process_phase("image", done, record, work)
+    record["eval_phases"]["image"]["runs"].update(states)  # per run (in_process_phase marked them all done)
+    if any(state != "done" for state in states.values()):
+        record["exits"]["image"] = 1
 
 
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:

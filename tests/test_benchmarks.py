@@ -1253,9 +1253,10 @@ def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_defa
     monkeypatch.setattr(sys, "argv", ["generate_write_bench.py", "--out", str(out), "--num", "1", "--batch", "1"])
     assert bench.main() == 0
     rows = json.loads(out.read_text())["rows"]
-    cores = min(default, threads.usable_cores())
     assert set(rows) == {"one 1 mm case written on one thread, seconds",
-                         *(f"{g}, --batch 1, writer threads {n}" for g in ("native", "brats") for n in (1, cores))}
+                         *(f"{g}, --batch 1, writer threads {n}" for g in ("native", "brats") for n in (1, default))}
+    assert rows["native, --batch 1, writer threads 1"]["threads_used"] == 1
+    assert rows[f"native, --batch 1, writer threads {default}"]["threads_used"] == min(default, threads.usable_cores())
     assert all(r["cases"] == 1 and r["seconds"] > 0 for k, r in rows.items() if "writer" in k)
     assert threads.WRITER_THREADS == default
     # several batch sizes and writer counts in one command (compared within one call), one geometry
@@ -1265,5 +1266,5 @@ def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_defa
     record = json.loads(out.read_text())
     assert record["batch"] == [1, 2] and set(record["rows"]) == {
         "one 1 mm case written on one thread, seconds",
-        *(f"native, --batch {b}, writer threads {min(2, threads.usable_cores())}" for b in (1, 2))}
+        *(f"native, --batch {b}, writer threads 2" for b in (1, 2))}
     assert threads.WRITER_THREADS == default

@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
 
 from medidiff.errors import DataError
+
+if TYPE_CHECKING:
+    from medidiff.data.config import DataConfig
 
 __all__ = [
     "FEATURE_NET_KIND",
@@ -226,18 +229,18 @@ def load_segmenter_features(directory: str | Path, *, modalities: list[str], gri
                           expect=expect | ({"intensity_scale": intensity} if intensity is not None else {}))
 
 
-def segmenter_features_for(directory: str | Path, dcfg: object) -> tuple[nn.Module, dict]:
+def segmenter_features_for(directory: str | Path, dcfg: DataConfig) -> tuple[nn.Module, dict]:
     """:func:`load_segmenter_features` for the evaluation grid of ``dcfg`` (``medidiff.eval.data.eval_data_config``'s
     data section): its grid, spacing, modalities and intensity scale are what the net must have been trained for."""
     from medidiff.data.config import intensity_scale
     from medidiff.data.transforms import output_shape
 
-    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]  # type: ignore[attr-defined]
-    return load_segmenter_features(directory, modalities=list(dcfg.modalities),  # type: ignore[attr-defined]
-                                   grid=list(output_shape(dcfg)), spacing=spacing, intensity=intensity_scale(dcfg))
+    spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]  # as evaluate's recipe records it
+    return load_segmenter_features(directory, modalities=list(dcfg.modalities), grid=list(output_shape(dcfg)),
+                                   spacing=spacing, intensity=intensity_scale(dcfg))
 
 
-def saved_feature_net(directory: str | Path, dcfg: object, device: str | torch.device = "cpu") -> SegmenterFeatures:
+def saved_feature_net(directory: str | Path, dcfg: DataConfig, device: str | torch.device = "cpu") -> SegmenterFeatures:
     """The feature net saved at ``directory`` (:func:`segmenter_features_for`), on ``device``, named with where it
     came from: the report says which net its Frechet figures used."""
     model, recipe = segmenter_features_for(directory, dcfg)

@@ -12,6 +12,7 @@ with the same code ``medidiff evaluate`` runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ __all__ = ["ImageReference", "image_distances_for", "image_realism_for"]
 class ImageReference:
     """The real side of the image task: the realism reference (on ``eval.realism_max_real``'s seeded
     subset), the real training cases' MS-SSIM diversity, the feature net's 3D and slab features of
-    every real case loaded, and the held-out floor at each synthetic count. Nothing in it depends on
+    every real case loaded, and the held-out floor at each synthetic count (built at the first set of that count). Nothing in it depends on
     a synthetic set; the feature parts are computed at first use (``medidiff evaluate`` saves the
     realism checks before the feature metrics, which take the longest)."""
 
@@ -48,6 +49,7 @@ class ImageReference:
                               f"{len(real_test or [])} held-out cases; the feature distances use every one")
         self._diversity: dict[str, Any] | None = None
         self._features: tuple[Any, dict[str, Any], Any] | None = None
+        self._held_slabs: dict[str, Any] | None = None
         self._floors: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def train_diversity(self) -> dict[str, Any]:
@@ -69,13 +71,15 @@ class ImageReference:
             self._features = (f_train, slab, f_held)
         return self._features
 
-    def rows(self, images: Any, f3d: Any, score: Any) -> dict[str, Any]:
+    def rows(self, images: Any, f3d: Any, score: Callable[[Any, Any, int], dict[str, Any]], *,
+             slab: dict[str, Any] | None = None) -> dict[str, Any]:
         """3D (``f3d``: the cases' 3D features) and 2.5D distances of ``images`` against the real training cases,
-        ``score(x, y, rows_per_case)`` per variant."""
+        ``score(x, y, rows_per_case)`` per variant (``slab``: the images' slab features, when already computed)."""
         from medidiff.eval import features as feat
 
         f_train, slab_train, _ = self.features()
-        slab = feat.slab_features(self.net, images, thickness=self.cfg.slab, count=self.cfg.slabs_per_axis)
+        if slab is None:
+            slab = feat.slab_features(self.net, images, thickness=self.cfg.slab, count=self.cfg.slabs_per_axis)
         by_variant = {"3d": score(f3d, f_train, 1)}
         for axis in feat.AXES:
             by_variant[f"2.5d-{axis}"] = score(slab[axis], slab_train[axis], self.cfg.slabs_per_axis)
@@ -86,12 +90,17 @@ class ImageReference:
         PRDC with ``kn`` neighbours), the same for every synthetic set of that count."""
         from medidiff.eval import image_metrics as im
 
+        from medidiff.eval import features as feat
+
         assert self.test is not None
         if (k, kn) not in self._floors:
             f_train, _, f_held = self.features()
             cfg = self.cfg
+            if self._held_slabs is None:  # the held-out cases' slabs, once for every count
+                self._held_slabs = feat.slab_features(self.net, self.test.images, thickness=cfg.slab,
+                                                      count=cfg.slabs_per_axis)
             dist = self.rows(self.test.images, f_held, lambda x, y, per: im.floor_at_count(
-                x, y, k, draws=cfg.floor_draws, seed=cfg.seeds[0], rows_per_case=per))
+                x, y, k, draws=cfg.floor_draws, seed=cfg.seeds[0], rows_per_case=per), slab=self._held_slabs)
             prdc = im.prdc_floor(f_held, f_train, k, draws=im.PRDC_FLOOR_DRAWS, seed=cfg.seeds[0], k=kn)
             self._floors[(k, kn)] = (dist, prdc)
         return self._floors[(k, kn)]

@@ -198,9 +198,10 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
     """quality_scale's in-process image phase (``quality_common.image_evaluations_of``: the real side of
     ``medidiff.eval.image_task`` built once) gives each of two synthetic sets the realism checks and feature
     distances ``medidiff evaluate --tasks image`` gives it alone: the shared reference carries nothing from one
-    set into the next."""
+    set into the next, including the floor at another count (6 and 2 cases against 3 held-out: 3 and 2 a side)."""
     import sys
 
+    import medidiff.eval
     from tests.eval import write_synthetic_phantoms as write_sets
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -209,7 +210,7 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
 
     saved, base = _saved_real_segmenter(dataset, tmp_path / "net", "image")
     other = tmp_path / "other"
-    write_sets(other, 4, SHAPE, seed=11)
+    write_sets(other, 2, SHAPE, seed=11)
     sets = {"a": Path(dataset["gen"]), "b": other}
     alone = {}
     for name, folder in sets.items():
@@ -219,23 +220,32 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
         alone[name] = json.loads((tmp_path / name / "report.json").read_text())["results"]
     config = tmp_path / "eval.yaml"
     config.write_text("{}\n")
-    shared = quality_common.image_evaluations_of(config, Path(dataset["manifest"]), Path(dataset["root"]), sets,
+    built = []
+    real_reference_for = medidiff.eval.real_reference_for
+    monkeypatch.setattr(medidiff.eval, "real_reference_for", lambda *a, **k: built.append(1) or real_reference_for(*a, **k))
+    states = quality_common.image_evaluations_of(config, Path(dataset["manifest"]), Path(dataset["root"]), sets,
                                                  {n: tmp_path / f"shared_{n}" for n in sets}, saved,
                                                  sets=[w for w in SETS if w != "--set"])
+    assert states == {"a": "done", "b": "done"} and len(built) == 1  # the realism reference built once for both
     for name in sets:
-        one, both = alone[name], shared[name]
+        one = alone[name]
+        written = json.loads((tmp_path / f"shared_{name}" / "report.json").read_text())
+        both = written["results"]
         assert {k: v["pass"] for k, v in both["realism"]["checks"].items()} == \
             {k: v["pass"] for k, v in one["realism"]["checks"].items()}
         assert both["realism"]["checks"]["intensity_histogram"]["per_modality"]["t1n"]["wasserstein"] == pytest.approx(
             one["realism"]["checks"]["intensity_histogram"]["per_modality"]["t1n"]["wasserstein"])
+        assert both["image"]["notes"] == one["image"]["notes"] and set(both["image"]) == set(one["image"])
         for side in ("synthetic_vs_real_train", "real_heldout_vs_real_train"):
             for variant, row in one["image"]["distances"][side].items():
-                assert both["image"]["distances"][side][variant]["frechet"] == pytest.approx(row["frechet"], rel=1e-6)
+                for key in ("frechet", "mmd2_rbf"):
+                    assert both["image"]["distances"][side][variant][key] == pytest.approx(row[key], rel=1e-6)
+        assert both["image"]["prdc"]["real_heldout_vs_real_train"]["coverage"] == pytest.approx(
+            one["image"]["prdc"]["real_heldout_vs_real_train"]["coverage"])
         assert both["image"]["prdc"]["synthetic_vs_real_train"]["precision"] == pytest.approx(
             one["image"]["prdc"]["synthetic_vs_real_train"]["precision"])
         assert both["image"]["ms_ssim_diversity"]["real_train"]["mean"] == pytest.approx(
             one["image"]["ms_ssim_diversity"]["real_train"]["mean"])
-        written = json.loads((tmp_path / f"shared_{name}" / "report.json").read_text())
         assert "in process" in written["how"] and written["data"]["cases"]["synthetic"] == len(list(sets[name].iterdir()))
     assert alone["a"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] != \
         alone["b"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"]  # two different sets
