@@ -1399,24 +1399,30 @@ def memorisation_phase(out: Path, done: Sequence[str], record: dict[str, Any], f
     loaded all 384 real cases (76 s) and embedded them in 14 forms, and all six ran past the
     phase's 3.5-min cap with nothing recorded."""
     log(f"memorisation: runs {list(done)} in this process")
-    in_process_phase("memorisation", done, record, lambda: memorisation_audits_of(
-        run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
-        {run: eval_dir(out, run, "memorisation") for run in done}, controls=4 if smoke else None,
-        sets=eval_scale_overrides()))
+    def work() -> dict[str, str]:
+        memorisation_audits_of(run_config_path(out, first), out / "manifest.json", out / "data",
+                               {run: out / "generated" / run for run in done},
+                               {run: eval_dir(out, run, "memorisation") for run in done},
+                               controls=4 if smoke else None, sets=eval_scale_overrides())
+        return {run: "done" for run in done}
+
+    in_process_phase("memorisation", done, record, work)
 
 
-def in_process_phase(phase: str, done: Sequence[str], record: dict[str, Any], work: Callable[[], Any]) -> None:
-    """Run an in-process evaluation phase's ``work`` for the runs ``done``: its seconds and per-run states
-    ("done", "failed: ...") into ``record``; a failure is logged with exit 1 and does not lose the phases after it."""
+def in_process_phase(phase: str, done: Sequence[str], record: dict[str, Any], work: Callable[[], dict[str, str]]) -> None:
+    """Run an in-process evaluation phase's ``work`` for the runs ``done``; it returns each run's state ("done", or
+    "failed: ..."). The states and the phase's seconds go into ``record``, exit 1 where a run failed; a failure of
+    the whole phase is logged, marks every run failed and does not lose the phases after it."""
     t0 = time.perf_counter()
     ph = record["eval_phases"][phase]
     try:
-        work()
-        ph["runs"].update({run: "done" for run in done})
+        states = work()
     except Exception as exc:
         log(f"{phase} failed: {type(exc).__name__}: {exc}")
+        states = {run: f"failed: {exc}" for run in done}
+    ph["runs"].update(states)
+    if any(state != "done" for state in states.values()):
         record["exits"][phase] = 1
-        ph["runs"].update({run: f"failed: {exc}" for run in done})
     ph["seconds"] = round(time.perf_counter() - t0, 1)
 
 
@@ -1431,18 +1437,10 @@ def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record
     1536-case fold in 111 s, and three of four were stopped by the 5-minute cap with no Frechet."""
     log(f"evaluate image: runs {list(done)} in this process (the real side built once)")
     record["eval_phases"]["image"]["how"] = "in process"
-    states: dict[str, str] = {}
-
-    def work() -> None:
-        states.update(image_evaluations_of(
-            run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
-            {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"],
-            sets=[*eval_sets(args, "image"), "eval.seeds=[0]"], device=args.device))
-
-    in_process_phase("image", done, record, work)
-    record["eval_phases"]["image"]["runs"].update(states)  # per run (in_process_phase marked them all done)
-    if any(state != "done" for state in states.values()):
-        record["exits"]["image"] = 1
+    in_process_phase("image", done, record, lambda: image_evaluations_of(
+        run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
+        {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"],
+        sets=[*eval_sets(args, "image"), "eval.seeds=[0]"], device=args.device))
 
 
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:

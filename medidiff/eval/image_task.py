@@ -23,8 +23,8 @@ __all__ = ["ImageReference", "image_distances_for", "image_realism_for"]
 class ImageReference:
     """The real side of the image task: the realism reference (on ``eval.realism_max_real``'s seeded
     subset), the real training cases' MS-SSIM diversity, the feature net's 3D and slab features of
-    every real case loaded, and the held-out floor at each synthetic count (built at the first set of that count). Nothing in it depends on
-    a synthetic set; the feature parts are computed at first use (``medidiff evaluate`` saves the
+    every real case loaded, and the held-out floor at each synthetic count (built at the first set of that count).
+    Nothing in it depends on a synthetic set; the feature parts are computed at first use (``medidiff evaluate`` saves the
     realism checks before the feature metrics, which take the longest)."""
 
     def __init__(self, cfg: Any, feature_net: Any, real_train: Any, real_test: Any = None) -> None:
@@ -50,7 +50,7 @@ class ImageReference:
         self._diversity: dict[str, Any] | None = None
         self._features: tuple[Any, dict[str, Any], Any] | None = None
         self._held_slabs: dict[str, Any] | None = None
-        self._floors: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._floors: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}  # by (k, PRDC's k)
 
     def train_diversity(self) -> dict[str, Any]:
         """MS-SSIM diversity of the real training cases (with its "settings")."""
@@ -88,9 +88,8 @@ class ImageReference:
     def floor(self, k: int, kn: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The held-out real cases against the training ones at ``k`` cases a side (distances by variant, and
         PRDC with ``kn`` neighbours), the same for every synthetic set of that count."""
-        from medidiff.eval import image_metrics as im
-
         from medidiff.eval import features as feat
+        from medidiff.eval import image_metrics as im
 
         assert self.test is not None
         if (k, kn) not in self._floors:
