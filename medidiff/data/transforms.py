@@ -65,6 +65,7 @@ from monai.transforms import (
 )
 from monai.utils import convert_to_dst_type
 
+from medidiff.data.brain import written_brain_mask
 from medidiff.data.brats import LABEL_VALUES, MODALITIES, REGIONS
 from medidiff.data.checks import (
     DEFAULT_MAX_VOXELS,
@@ -420,13 +421,20 @@ class ScaleBrainPercentilesd(MapTransform):
     then land above ``top`` (t1c's enhancing tumour at ~1.8 normal-brain spans above the low
     percentile), so ``top`` < 1 leaves them room. A case without a label (or whose brain is all
     tumour) is scaled over its whole brain.
+
+    ``written=True`` reads a generated case as ``medidiff generate`` wrote it, whose background is
+    near 0 but not exactly 0: its brain is :func:`medidiff.data.brain.written_brain_mask` (the
+    non-zero voxels would be the whole volume, and percentiles over it moved t1c's normal brain by
+    +0.4), and every voxel is scaled (clipped), so a faint background stays visible to the
+    background check instead of becoming -1.
     """
 
     def __init__(self, keys: str = IMAGE, percentiles: tuple[float, float] = (0.5, 99.5), *,
-                 region: str = "brain", top: float = 1.0, label_key: str = LABEL) -> None:
+                 region: str = "brain", top: float = 1.0, label_key: str = LABEL, written: bool = False) -> None:
         super().__init__(keys)
         self.lo, self.hi = float(percentiles[0]), float(percentiles[1])
         self.region, self.top, self.label_key = region, float(top), label_key
+        self.written = written
 
     def _reference(self, d: Mapping[Hashable, Any], brain: np.ndarray) -> np.ndarray:
         """The voxels whose percentiles set the scale: the brain, or the brain outside the tumour."""
@@ -443,6 +451,9 @@ class ScaleBrainPercentilesd(MapTransform):
             img = d[key]
             arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
             mask = brain_mask(arr)[0]  # (X, Y, Z)
+            if self.written:
+                found = written_brain_mask(arr)
+                mask = found if found.any() else mask  # nothing above the background: the non-zero voxels
             ref = self._reference(d, mask)
             files = _files_of(d, key)
             out = np.full(arr.shape, -1.0, dtype=np.float32)
@@ -460,6 +471,9 @@ class ScaleBrainPercentilesd(MapTransform):
                         f"intensity is constant ({lo:g}) between the {self.lo}th and {self.hi}th "
                         "percentiles inside the brain: cannot scale to [-1, 1]",
                     )
+                if self.written:  # every voxel, so the background keeps what the generator drew
+                    out[c] = np.clip((arr[c] - lo) / (hi - lo) * (self.top + 1.0) - 1.0, -1.0, 1.0)
+                    continue
                 scaled = (vals - lo) / (hi - lo) * (self.top + 1.0) - 1.0
                 out[c][mask] = np.clip(scaled, -1.0, 1.0)
             d[key] = _with_data(torch.from_numpy(out), img)

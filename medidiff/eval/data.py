@@ -43,6 +43,7 @@ from medidiff.data.manifest import label_map_of, load_manifest, manifest_root, r
 from medidiff.data.transforms import (
     CheckValuesd,
     Pipeline,
+    ScaleBrainPercentilesd,
     build_transforms,
 )
 from medidiff.errors import DataError, MedidiffError
@@ -211,10 +212,18 @@ class ZeroBackgroundd(MapTransform):
 
 
 def synthetic_transforms(cfg: DataConfig, *, background: float, with_label: bool) -> Pipeline:
-    """The real-data pipeline with :class:`ZeroBackgroundd` just before the value checks."""
+    """The real-data pipeline with :class:`ZeroBackgroundd` just before the value checks, and the
+    intensity scale taken over the written case's brain (``ScaleBrainPercentilesd(written=True)``:
+    a generated background is near 0, not exactly 0 as a skull-stripped scan's)."""
     base = list(build_transforms(cfg, train=False, with_label=with_label).transforms)
     at = next(i for i, t in enumerate(base) if isinstance(t, CheckValuesd))
-    return Pipeline(base[:at] + [ZeroBackgroundd("image", background)] + base[at:])
+    base = base[:at] + [ZeroBackgroundd("image", background)] + base[at:]
+    return Pipeline([_written(t) if isinstance(t, ScaleBrainPercentilesd) else t for t in base])
+
+
+def _written(t: ScaleBrainPercentilesd) -> ScaleBrainPercentilesd:
+    return ScaleBrainPercentilesd(t.keys[0], (t.lo, t.hi), region=t.region, top=t.top, label_key=t.label_key,
+                                  written=True)
 
 
 def load_cases(

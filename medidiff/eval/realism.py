@@ -11,7 +11,8 @@ samples of real data give at these counts), and each has a known-answer test
 All inputs are processed cases (N, C, X, Y, Z) in [-1, 1] (the evaluation grid); ``u = (x+1)/2``
 puts them in [0, 1] with real skull-stripped background exactly 0.
 
-* Brain mask (per case, the same estimator for every set): the mean over modalities of ``u``,
+* Brain mask (per case, the same estimator for every set,
+  :func:`medidiff.data.brain.estimated_brain_mask`): the mean over modalities of ``u``,
   Gaussian-smoothed (sigma 1 voxel), above the background level + 0.2 x (Otsu threshold -
   background level), holes filled, largest component (background level: the median below Otsu).
   "Outside the brain" is outside that mask dilated by ``margin`` voxels, so the partial-volume rim
@@ -120,6 +121,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medidiff.data.brain import estimated_brain_mask
 from medidiff.utils.threads import thread_map
 
 __all__ = [
@@ -157,32 +159,9 @@ def _unit(case: torch.Tensor | np.ndarray) -> np.ndarray:
     return (x.astype(np.float64) + 1.0) / 2.0
 
 
-def _otsu(values: np.ndarray, bins: int = 128) -> float:
-    hist, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centres[int(np.argmax(between[:-1]))])
-
-
 def _brain_mask_of(case: torch.Tensor | np.ndarray) -> np.ndarray:
     """(C, X, Y, Z) in [-1, 1] -> (X, Y, Z) bool brain mask (estimator in the module doc)."""
-    s = ndimage.gaussian_filter(_unit(case).mean(0), 1.0)
-    if s.max() - s.min() < 1e-6:
-        return np.zeros(s.shape, dtype=bool)  # a constant volume has no brain
-    t = _otsu(s.ravel())
-    bg = float(np.median(s[s <= t]))
-    # a fifth of the way from the background level to Otsu's: Otsu alone sits inside the dark
-    # cortical rim and moves with intensity changes (a gamma-changed copy would get another box)
-    m = ndimage.binary_fill_holes(s > bg + 0.2 * (t - bg))
-    lab, n = ndimage.label(m)
-    if n > 1:
-        m = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
-    return m
+    return estimated_brain_mask(_unit(case))
 
 
 def brain_masks(images: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -355,11 +355,11 @@ def test_a_grainy_collapsed_generator_fails_every_realism_check(dataset, cli, tm
             "--out", str(out), "--steps", "2", "--seeds", "0", "--tasks", "image", "--no-progress", *SETS]
     assert cli(argv) == 0
     r = json.loads((out / "report.json").read_text())["results"]["realism"]
-    # tumour_contrast too, since its ET bright end (90th percentile) came in: grain lifts it in t1c (W1 0.29 against
-    # 2 x floor 0.064 + 0.1)
-    assert set(r["failed"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram", "diversity",
-                                "tumour_contrast"}, r["checks"]
-    assert not r["checks"]["tumour_contrast"]["et_upper"]["t1c"]["pass"]
+    # not tumour_contrast: it failed here only while evaluate scaled a written case over its whole volume (the grain
+    # outside the brain lowered the top percentile and lifted t1c's ET end, W1 0.29); over its brain the grain's lift
+    # of the ET's 90th percentile is within the check's allowance (its known answers: tests/eval/test_realism.py)
+    assert set(r["failed"]) == {"background", "power_spectrum", "detail_coherence", "intensity_histogram",
+                                "diversity"}, r["checks"]
     assert "**FAIL**" in (out / "report.md").read_text()
 
 
