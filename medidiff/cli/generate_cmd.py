@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "path's own posterior, as ancestral DDPM); default: the model's sampler config")
     p.add_argument("--tail-steps", type=int, help="euler and heun: extra steps between the grid's last non-zero time "
                    "and 0, each at a quarter of the one before, so the final estimate comes from a nearly clean input "
-                   "(1 cleans the background of long-trained models, and raises contrast: sampler.tail_steps); "
+                   "(1 cleans the background of long-trained models: sampler.tail_steps); "
                    "default: the model's. Like --steps, for --model only (not --sr-model nor --first-stage)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="case i uses seed + i (regenerate any single case)")

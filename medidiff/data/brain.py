@@ -3,14 +3,13 @@
 * A real skull-stripped scan (BraTS, the anatomy set): exactly 0 outside the brain, so the brain
   is the voxels where any modality is non-zero (:func:`medidiff.data.transforms.brain_mask`).
 * A generated case as written (``medidiff generate``: ``(x + 1) / 2`` in [0, 1]): its background
-  is near 0, not exactly 0 (a faint haze or speckle in 31-97 % of the outside voxels of every
-  model read so far), so "non-zero" is the whole volume. :func:`written_brain_mask` finds its
-  brain instead. Taking a written case's intensity percentiles over the whole volume moved
-  every generated t1c normal-brain level by +0.35 to +0.45 on the [-1, 1] scale, and a real case
-  written with a faint background by +0.46 (benchmarks/results/brain_region_cpu_20261206).
+  is near 0, not exactly 0 (96-99.5 % of each modality's voxels non-zero in the cases read), so
+  "non-zero" is the whole volume. :func:`written_brain_mask` finds its brain instead. Taking a
+  written case's intensity percentiles over the whole volume lifted the generated t1c normal-brain
+  levels read by +0.35 and +0.45 on the [-1, 1] scale, and a real case written with a faint haze by
+  +0.46 (benchmarks/results/brain_region_cpu_20261206).
 
-:func:`estimated_brain_mask` is also the realism checks' brain (medidiff.eval.realism), so a
-generated case is scaled over the same brain its checks read.
+:func:`estimated_brain_mask` is also the realism checks' brain estimator (medidiff.eval.realism).
 """
 
 from __future__ import annotations
@@ -20,9 +19,11 @@ from scipy import ndimage
 
 __all__ = ["ABOVE_BACKGROUND", "estimated_brain_mask", "written_brain_mask"]
 
-# A written voxel belongs to the brain only if some modality exceeds this fraction of that
-# modality's maximum in the case. Every real brain voxel of the anatomy set clears it (the real
-# control reads the same scale with it as with "non-zero"), a faint haze (|N(0, 0.006)|) does not.
+# A written voxel belongs to the brain only if some modality exceeds this fraction of the case's
+# maximum (one threshold for every modality: a threshold per modality's own maximum would let a
+# faint modality's haze in for all). On written [0, 1] cases it is 0.03: every real brain voxel of
+# the anatomy set clears it (the real control reads the same scale with it as with "non-zero"), a
+# faint haze (|N(0, 0.006)|) does not.
 ABOVE_BACKGROUND = 0.03
 
 
@@ -60,10 +61,9 @@ def estimated_brain_mask(case: np.ndarray) -> np.ndarray:
 def written_brain_mask(case: np.ndarray) -> np.ndarray:
     """(C, X, Y, Z) non-negative intensities with background near 0 (a written generated case) ->
     (X, Y, Z) bool: :func:`estimated_brain_mask` and some modality above :data:`ABOVE_BACKGROUND`
-    of its maximum. The estimate alone takes in a shell of background at the brain's edge (its
-    smoothing: a clean real case's t1c level moved +0.014); the threshold alone takes in bright
-    speckle. Together they keep a real case's scale whether it is written clean, with a faint
-    haze or with speckle (to 0.001)."""
+    of the case's maximum. The estimate alone takes in a shell of background at the brain's edge
+    (its smoothing: a clean real case's t1c level moved +0.014); the threshold alone takes in
+    bright speckle. Together they keep a real case's scale whether it is written clean, with a
+    faint haze or with speckle (to 0.001)."""
     x = np.asarray(case)
-    top = x.reshape(len(x), -1).max(1).reshape(-1, *([1] * (x.ndim - 1)))
-    return estimated_brain_mask(x) & (x > ABOVE_BACKGROUND * np.maximum(top, 0)).any(0)
+    return estimated_brain_mask(x) & (x > ABOVE_BACKGROUND * max(float(x.max()), 0.0)).any(0)

@@ -407,7 +407,8 @@ class WarnBrainCropd(MapTransform):
 
 
 class ScaleBrainPercentilesd(MapTransform):
-    """Per channel: percentiles inside the brain mask -> [-1, ``top``], clipped to [-1, 1]; background -1.
+    """Per channel: percentiles inside the brain mask -> [-1, ``top``], clipped to [-1, 1]; background -1
+    (``written=True``: every voxel scaled, below).
 
     The brain mask is "any modality non-zero" (:func:`brain_mask`); percentiles are taken per
     modality over those voxels, so each modality's brain spans the full range whatever its
@@ -453,7 +454,11 @@ class ScaleBrainPercentilesd(MapTransform):
             mask = brain_mask(arr)[0]  # (X, Y, Z)
             if self.written:
                 found = written_brain_mask(arr)
-                mask = found if found.any() else mask  # nothing above the background: the non-zero voxels
+                if found.any():
+                    mask = found
+                else:  # scaled over its non-zero voxels, as a scan would be: said, since a hazy case is misread so
+                    warnings.warn(f"{_files_of(d, key)[0]}: no brain found above the background; its intensity "
+                                  "scale is taken over its non-zero voxels", stacklevel=2)
             ref = self._reference(d, mask)
             files = _files_of(d, key)
             out = np.full(arr.shape, -1.0, dtype=np.float32)

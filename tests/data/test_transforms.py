@@ -193,29 +193,37 @@ def test_outside_tumour_scaling_keeps_the_normal_brain_level_whatever_the_tumour
 
 def test_a_written_case_keeps_its_scale_whatever_its_faint_background(tmp_path):
     """evaluate reads a generated case as written ((x + 1) / 2 in [0, 1]) and scales it again: over its brain, not
-    its non-zero voxels. A real case written so reads back as it was, clean, with a faint haze or with speckle
-    outside the brain (generated backgrounds are near 0, not 0); the haze stays visible outside (the background
-    check reads it); over the non-zero voxels (the real pipeline's brain) the haze lifts the brain (the trap)."""
+    its non-zero voxels. A real case written so reads back as it was, on either scale, clean, with a faint haze or
+    with speckle outside the brain (generated backgrounds are near 0, not 0), or with one modality written dim; the
+    haze stays visible outside (the background check reads it); over the non-zero voxels (the real pipeline's
+    brain) the haze lifts the brain (the trap)."""
+    from medidiff.data.brain import written_brain_mask
     from medidiff.eval.data import synthetic_transforms
 
     cfg = cfg_(roi=SHAPE, crop_foreground=False)
-    x = run_det(write_case(tmp_path / "real", "r", seed=4), cfg)["image"].numpy()  # [-1, 1], background -1
+    real = write_case(tmp_path / "real", "r", seed=4)
+    x = run_det(real, cfg)["image"].numpy()  # [-1, 1], background -1
     brain = _brain()
     rng = np.random.default_rng(0)
-    u = (x + 1) / 2
+    u = (x + 1) / 2  # as generate writes a case
     outside = np.broadcast_to(~brain, u.shape)
     haze = np.where(outside, np.abs(rng.normal(0, 0.006, u.shape)), u)
     speckle = np.where(outside & (rng.random(u.shape) < 0.02), rng.uniform(0.02, 0.3, u.shape), u)
-    read = synthetic_transforms(cfg, background=0.0, with_label=True)
-    real_pipeline = Pipeline(deterministic_transforms(cfg))
-    for name, w in (("clean", u), ("haze", haze), ("speckle", speckle)):
-        item = write_case(tmp_path / name, name, vols=[v.astype(np.float32) for v in w])
-        back = read(dict(item))["image"].numpy()
-        assert np.abs(back[:, brain] - x[:, brain]).max() < 0.01, name
-        if name == "haze":
-            assert (back[:, ~brain] > -1).mean() > 0.5  # not painted -1: the background check sees it
-            lifted = real_pipeline(dict(item))["image"].numpy()
-            assert np.median(lifted[:, brain] - x[:, brain]) > 0.01  # percentiles over the whole volume: beyond the tolerance
+    faint = haze.copy()
+    faint[3][brain] *= 0.08  # one dim modality: its haze is near its brain's level, and must not let the haze in
+    assert not (written_brain_mask(faint) & ~written_brain_mask(haze)).any()
+    for region in ("brain", "outside_tumour"):  # the scale of the real case itself, read back on either
+        scale = cfg_(roi=SHAPE, crop_foreground=False, percentile_region=region)
+        want = run_det(real, scale)["image"].numpy()
+        read = synthetic_transforms(scale, background=0.0, with_label=True)
+        for name, w in (("clean", u), ("haze", haze), ("speckle", speckle), ("faint", faint)):
+            item = write_case(tmp_path / name, name, vols=[v.astype(np.float32) for v in w])
+            back = read(dict(item))["image"].numpy()
+            assert np.abs(back[:, brain] - want[:, brain]).max() < 0.01, (region, name)
+            if name == "haze" and region == "brain":
+                assert (back[:, ~brain] > -1).mean() > 0.5  # not painted -1: the background check sees it
+                lifted = Pipeline(deterministic_transforms(cfg))(dict(item))["image"].numpy()
+                assert np.median(lifted[:, brain] - x[:, brain]) > 0.01  # percentiles over the whole volume
 
 
 def test_orientations_and_big_endian_agree(tmp_path):
