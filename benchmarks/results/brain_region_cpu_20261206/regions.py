@@ -7,7 +7,8 @@ dilated 2 voxels; median over cases) as written and after each rescale. The real
 generate writes a case) is read clean, with a faint haze (|N(0, 0.006)| on every background voxel: the shipped
 model's background RMS) and with speckle (2 % of the background voxels at U(0.02, 0.3)).
 
-    python regions.py /work/s51/real_control /work/s46/gen_tail0 /work/s50/cpu/gen_x0_detail100_skip005_maskcond_seed1 > regions.txt
+    python regions.py /work/s51/real_control /work/s46/gen_tail0 /work/s46/gen48_tail1 \
+        /work/s50/cpu/gen_x0_detail100_skip005_maskcond_seed1 > regions.txt
 """
 import sys
 from pathlib import Path
