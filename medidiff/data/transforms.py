@@ -451,16 +451,16 @@ class ScaleBrainPercentilesd(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            files = _files_of(d, key)
             mask = brain_mask(arr)[0]  # (X, Y, Z)
             if self.written:
                 found = written_brain_mask(arr)
                 if found.any():
                     mask = found
                 else:  # scaled over its non-zero voxels, as a scan would be: said, since a hazy case is misread so
-                    warnings.warn(f"{_files_of(d, key)[0]}: no brain found above the background; its intensity "
-                                  "scale is taken over its non-zero voxels", stacklevel=2)
+                    warnings.warn(f"{files[0]}: no brain found above the background; its intensity scale is taken "
+                                  "over its non-zero voxels", stacklevel=2)
             ref = self._reference(d, mask)
-            files = _files_of(d, key)
             out = np.full(arr.shape, -1.0, dtype=np.float32)
             for c in range(arr.shape[0]):
                 vals = arr[c][mask].astype(np.float64)
@@ -478,9 +478,8 @@ class ScaleBrainPercentilesd(MapTransform):
                     )
                 if self.written:  # every voxel, so the background keeps what the generator drew
                     out[c] = np.clip((arr[c] - lo) / (hi - lo) * (self.top + 1.0) - 1.0, -1.0, 1.0)
-                    continue
-                scaled = (vals - lo) / (hi - lo) * (self.top + 1.0) - 1.0
-                out[c][mask] = np.clip(scaled, -1.0, 1.0)
+                else:
+                    out[c][mask] = np.clip((vals - lo) / (hi - lo) * (self.top + 1.0) - 1.0, -1.0, 1.0)
             d[key] = _with_data(torch.from_numpy(out), img)
         return d
 

@@ -26,6 +26,7 @@ Processed cases are held in memory as one tensor per set: (N, C, *roi // downsam
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -222,8 +223,10 @@ def synthetic_transforms(cfg: DataConfig, *, background: float, with_label: bool
 
 
 def _written(t: ScaleBrainPercentilesd) -> ScaleBrainPercentilesd:
-    return ScaleBrainPercentilesd(t.keys[0], (t.lo, t.hi), region=t.region, top=t.top, label_key=t.label_key,
-                                  written=True)
+    """A copy of the real pipeline's scaler (every setting kept) that reads a written case."""
+    t = copy.copy(t)
+    t.written = True
+    return t
 
 
 def load_cases(
