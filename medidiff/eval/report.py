@@ -451,11 +451,17 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                                                          if "by_tumour_presence" in f.get("real_heldout", {}) else "") + "."]
         if "unlabelled_tumour" in f:
             u = f["unlabelled_tumour"]
-            lines += ["", f"Tumour shown where the labels hold none ({'pass' if u['pass'] else '**fail**'}; {u['rule']}): "
-                      + "; ".join(f"{r} {v['share_flagged']['synthetic']:.1%} of synthetic cases flagged against "
-                                  f"{v['share_flagged']['real']:.1%} of real (allowed {v['allowed_share']:.1%}; threshold "
-                                  f"{_fmt(v['threshold_ml'])} mL, mean {_fmt(v['mean_ml']['synthetic'])} against "
-                                  f"{_fmt(v['mean_ml']['real'])} mL)" for r, v in u["regions"].items()) + "."]
+            lines += ["", f"Tumour shown where the labels hold none ({'pass' if u['pass'] else '**fail**'}; {u['rule']}):"]
+            for stratum, st in u.get("strata", {}).items():
+                c = next(iter(st["regions"].values()))["cases"]
+                kind = f"cases {stratum}" if stratum.startswith("with") else f"{stratum} cases"
+                lines.append(f"- {kind} ({c['synthetic']} synthetic, {c['real']} real; threshold from "
+                             f"{st['threshold_from']}): "
+                             + "; ".join(f"{r} {v['share_flagged']['synthetic']:.1%} flagged against "
+                                         f"{v['share_flagged']['real']:.1%} of real (allowed {v['allowed_share']:.1%}; "
+                                         f"threshold {_fmt(v['threshold_ml'])} mL, mean {_fmt(v['mean_ml']['synthetic'])}"
+                                         f" against {_fmt(v['mean_ml']['real'])} mL"
+                                         f"{'' if v['pass'] else ', **fail**'})" for r, v in st["regions"].items()))
         lines += ["", "Can show: whether the images show the tumour where their label says (a real-trained segmenter "
                   "finds it). Cannot show: realism of the rest of the image; and if a label came from the segmenter's "
                   "own training cases it is inflated (evaluate refuses sets whose masks came from the held-out fold).", ""]

@@ -191,7 +191,10 @@ def test_unlabelled_tumour_check_fails_tumours_drawn_without_their_labels():
 
     good = check(_blob_cases(20, seed=2))
     assert good["unlabelled_tumour"]["pass"]
-    assert good["unlabelled_tumour"]["regions"]["WT"]["threshold_ml"] == pytest.approx(MIN_FLAG_VOXELS * 8 / 1000)
+    for stratum in ("tumour-free", "with a tumour"):  # no real case has any away volume: the minimum flags
+        wt = good["unlabelled_tumour"]["strata"][stratum]["regions"]["WT"]
+        assert wt["threshold_ml"] == pytest.approx(MIN_FLAG_VOXELS * 8 / 1000)
+        assert wt["cases"] == {"synthetic": 4 if stratum == "tumour-free" else 16, "real": 4 if stratum == "tumour-free" else 16}
     dropped = check(_blob_cases(20, seed=2, label="none"))
     second = check(_blob_cases(20, seed=2, label="one_of_two"))
     assert second["dice_ratio_to_real"]["WT"] >= 0.85  # Dice on the labelled tumour passes the goal ...
@@ -211,7 +214,7 @@ def test_unlabelled_tumour_rule_reads_the_real_share_as_a_new_case_would():
     real_away[0, :2] = 1.0
     syn = np.zeros((1, 20, 3))
     syn[0, :4] = 1.0  # 20 % flagged
-    wt = unlabelled_tumour_check(syn, real_away)["regions"]["WT"]
+    wt = unlabelled_tumour_check(syn, real_away)["strata"]["all"]["regions"]["WT"]  # no tumour-free flags: one kind
     assert wt["share_flagged"]["real"] == pytest.approx(3 / 41)
     p = 3 / 41
     assert wt["allowed_share"] == pytest.approx(p + 2 * np.sqrt(p * (1 - p) / 20 + p * (1 - p) / 40))  # ~0.216
@@ -222,6 +225,37 @@ def test_unlabelled_tumour_rule_reads_the_real_share_as_a_new_case_would():
     stray[0, :10] = 0.1  # half the cases with 0.1 mL away, where no real case has any
     assert not unlabelled_tumour_check(stray, np.zeros((1, 40, 3)))["pass"]
     assert unlabelled_tumour_check(stray, np.zeros((1, 40, 3)), min_ml=0.2)["pass"]
+
+
+def test_unlabelled_tumour_check_reads_tumour_free_cases_against_real_tumour_free_ones():
+    """The segmenter's false tumour on a tumour-free case (its normal brain scaled to the top of the range) is
+    larger than beside a labelled tumour: read together, a set with three times the real tumour-free share
+    was flagged for the same images; read apart it passes. Known bad inputs still fail: tumour-free cases
+    with more false tumour than the real tumour-free ones, and tumour cases with a second, unlabelled one."""
+    from medidiff.eval.utility import unlabelled_tumour_check
+
+    rng = np.random.default_rng(0)
+
+    def cases(n: int, free_share: float, free_ml: tuple[float, float], tumour_ml: float = 0.0):
+        free = np.arange(n) < round(free_share * n)
+        away = np.where(free, rng.uniform(*free_ml, n), tumour_ml * rng.uniform(0.0, 1.0, n))
+        return np.repeat(away[None, :, None], 3, axis=2), free  # (S=1, N, R)
+
+    real, real_free = cases(200, 0.15, (15.0, 106.0))
+    same, same_free = cases(200, 0.45, (15.0, 106.0))  # the real images' behaviour, three times the tumour-free share
+    pooled = unlabelled_tumour_check(same, real)
+    apart = unlabelled_tumour_check(same, real, synthetic_free=same_free, real_free=real_free)
+    assert not pooled["pass"] and apart["pass"]
+    assert apart["strata"]["tumour-free"]["threshold_from"] == "real tumour-free cases"
+    assert apart["strata"]["tumour-free"]["regions"]["WT"]["cases"] == {"synthetic": 90, "real": 30}
+    brighter, brighter_free = cases(200, 0.15, (60.0, 160.0))  # tumour-free cases read as more tumour than real
+    assert not unlabelled_tumour_check(brighter, real, synthetic_free=brighter_free, real_free=real_free)["pass"]
+    second, second_free = cases(200, 0.15, (15.0, 106.0), tumour_ml=30.0)  # a second tumour beside the labelled one
+    u = unlabelled_tumour_check(second, real, synthetic_free=second_free, real_free=real_free)
+    assert not u["strata"]["with a tumour"]["regions"]["WT"]["pass"] and u["strata"]["tumour-free"]["regions"]["WT"]["pass"]
+    # no real tumour-free case: that kind is read against every real case, and said so
+    only = unlabelled_tumour_check(same, real[:, ~real_free], synthetic_free=same_free, real_free=real_free[~real_free])
+    assert only["strata"]["tumour-free"]["threshold_from"] == "every real case" and not only["pass"]
 
 
 def test_segmenter_bank_says_each_segmenter_it_trains(monkeypatch, caplog):
