@@ -170,7 +170,7 @@ def test_unlabelled_tumour_check_fails_tumours_drawn_without_their_labels():
     on their blobs) pass."""
     from medidiff.eval.config import EvalConfig
     from medidiff.eval.segmentation import TrainingHistory
-    from medidiff.eval.utility import MIN_FLAG_VOXELS, SegmenterBank, mask_fidelity, unlabelled_tumour_check
+    from medidiff.eval.utility import MIN_FLAG_VOXELS, SegmenterBank, mask_fidelity
 
     class Blobs(torch.nn.Module):  # logits > 0 on the bright voxels, in every region
         def __init__(self) -> None:
