@@ -452,7 +452,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         if "unlabelled_tumour" in f:
             u = f["unlabelled_tumour"]
             lines += ["", f"Tumour shown where the labels hold none ({'pass' if u['pass'] else '**fail**'}; {u['rule']}):"]
-            for stratum, st in u.get("strata", {}).items():
+            strata = u.get("strata") or {"all": {"threshold_from": "every real case", "regions": u["regions"]}}  # before 12-06
+            for stratum, st in strata.items():
                 c = next(iter(st["regions"].values()))["cases"]
                 kind = f"cases {stratum}" if stratum.startswith("with") else f"{stratum} cases"
                 lines.append(f"- {kind} ({c['synthetic']} synthetic, {c['real']} real; threshold from "

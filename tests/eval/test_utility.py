@@ -191,10 +191,13 @@ def test_unlabelled_tumour_check_fails_tumours_drawn_without_their_labels():
 
     good = check(_blob_cases(20, seed=2))
     assert good["unlabelled_tumour"]["pass"]
+    strata = good["unlabelled_tumour"]["strata"]
     for stratum in ("tumour-free", "with a tumour"):  # no real case has any away volume: the minimum flags
-        wt = good["unlabelled_tumour"]["strata"][stratum]["regions"]["WT"]
-        assert wt["threshold_ml"] == pytest.approx(MIN_FLAG_VOXELS * 8 / 1000)
-        assert wt["cases"] == {"synthetic": 4 if stratum == "tumour-free" else 16, "real": 4 if stratum == "tumour-free" else 16}
+        assert strata[stratum]["regions"]["WT"]["threshold_ml"] == pytest.approx(MIN_FLAG_VOXELS * 8 / 1000)
+    # 4 real tumour-free cases are too few to read that kind by: it is read against all 20
+    assert strata["tumour-free"]["threshold_from"] == "every real case"
+    assert strata["tumour-free"]["regions"]["WT"]["cases"] == {"synthetic": 4, "real": 20}
+    assert strata["with a tumour"]["regions"]["WT"]["cases"] == {"synthetic": 16, "real": 16}
     dropped = check(_blob_cases(20, seed=2, label="none"))
     second = check(_blob_cases(20, seed=2, label="one_of_two"))
     assert second["dice_ratio_to_real"]["WT"] >= 0.85  # Dice on the labelled tumour passes the goal ...
@@ -230,32 +233,45 @@ def test_unlabelled_tumour_rule_reads_the_real_share_as_a_new_case_would():
 def test_unlabelled_tumour_check_reads_tumour_free_cases_against_real_tumour_free_ones():
     """The segmenter's false tumour on a tumour-free case (its normal brain scaled to the top of the range) is
     larger than beside a labelled tumour: read together, a set with three times the real tumour-free share
-    was flagged for the same images; read apart it passes. Known bad inputs still fail: tumour-free cases
-    with more false tumour than the real tumour-free ones, and tumour cases with a second, unlabelled one."""
-    from medidiff.eval.utility import unlabelled_tumour_check
+    was flagged for the same images; read apart it passes. Known bad inputs still fail against a segmenter
+    with false positives on both kinds: tumour-free cases with more false tumour than the real ones, a second
+    unlabelled tumour beside a labelled one, and tumours drawn with their labels dropped (read as tumour-free
+    cases, flagged where the tumour adds to the segmenter's usual false volume)."""
+    from medidiff.eval.utility import MIN_REAL_OF_A_KIND, unlabelled_tumour_check
 
     rng = np.random.default_rng(0)
 
-    def cases(n: int, free_share: float, free_ml: tuple[float, float], tumour_ml: float = 0.0):
+    def cases(n: int, free_share: float, free_ml: tuple[float, float], tumour_ml: tuple[float, float] = (0.0, 0.5)):
         free = np.arange(n) < round(free_share * n)
-        away = np.where(free, rng.uniform(*free_ml, n), tumour_ml * rng.uniform(0.0, 1.0, n))
+        away = np.where(free, rng.uniform(*free_ml, n), rng.uniform(*tumour_ml, n))
         return np.repeat(away[None, :, None], 3, axis=2), free  # (S=1, N, R)
+
+    def check(syn, syn_free, ref=None, ref_free=None):
+        return unlabelled_tumour_check(syn, real if ref is None else ref, min_ml=0.2, synthetic_free=syn_free,
+                                       real_free=real_free if ref_free is None else ref_free)
 
     real, real_free = cases(200, 0.15, (15.0, 106.0))
     same, same_free = cases(200, 0.45, (15.0, 106.0))  # the real images' behaviour, three times the tumour-free share
-    pooled = unlabelled_tumour_check(same, real)
-    apart = unlabelled_tumour_check(same, real, synthetic_free=same_free, real_free=real_free)
-    assert not pooled["pass"] and apart["pass"]
+    assert not unlabelled_tumour_check(same, real, min_ml=0.2)["pass"]  # read together: flagged for its share
+    apart = check(same, same_free)
+    assert apart["pass"]
     assert apart["strata"]["tumour-free"]["threshold_from"] == "real tumour-free cases"
     assert apart["strata"]["tumour-free"]["regions"]["WT"]["cases"] == {"synthetic": 90, "real": 30}
-    brighter, brighter_free = cases(200, 0.15, (60.0, 160.0))  # tumour-free cases read as more tumour than real
-    assert not unlabelled_tumour_check(brighter, real, synthetic_free=brighter_free, real_free=real_free)["pass"]
-    second, second_free = cases(200, 0.15, (15.0, 106.0), tumour_ml=30.0)  # a second tumour beside the labelled one
-    u = unlabelled_tumour_check(second, real, synthetic_free=second_free, real_free=real_free)
-    assert not u["strata"]["with a tumour"]["regions"]["WT"]["pass"] and u["strata"]["tumour-free"]["regions"]["WT"]["pass"]
-    # no real tumour-free case: that kind is read against every real case, and said so
-    only = unlabelled_tumour_check(same, real[:, ~real_free], synthetic_free=same_free, real_free=real_free[~real_free])
-    assert only["strata"]["tumour-free"]["threshold_from"] == "every real case" and not only["pass"]
+    assert check(*cases(200, 0.15, (15.0, 106.0)))["pass"]  # a fresh draw of the real behaviour passes
+    brighter = check(*cases(200, 0.15, (60.0, 160.0)))  # tumour-free cases read as more tumour than real
+    assert not brighter["pass"] and not brighter["strata"]["tumour-free"]["regions"]["WT"]["pass"]
+    second = check(*cases(200, 0.15, (15.0, 106.0), tumour_ml=(20.0, 40.0)))  # a second tumour beside the labelled one
+    assert not second["strata"]["with a tumour"]["regions"]["WT"]["pass"]
+    assert second["strata"]["tumour-free"]["regions"]["WT"]["pass"]
+    dropped = check(*cases(200, 1.0, (80.0, 200.0)))  # every label dropped: false volume + a 65-95 mL tumour
+    assert not dropped["pass"] and set(dropped["strata"]) == {"tumour-free"}
+    # too few real cases of a kind: read against every real case, and said so
+    few = np.flatnonzero(real_free)[MIN_REAL_OF_A_KIND - 1:]
+    keep = np.setdiff1d(np.arange(real.shape[1]), few)
+    sparse = check(same, same_free, real[:, keep], real_free[keep])
+    assert sparse["strata"]["tumour-free"]["threshold_from"] == "every real case" and not sparse["pass"]
+    with pytest.raises(ValueError, match="both sides"):
+        unlabelled_tumour_check(same, real, synthetic_free=same_free)
 
 
 def test_segmenter_bank_says_each_segmenter_it_trains(monkeypatch, caplog):
