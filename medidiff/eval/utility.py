@@ -241,7 +241,7 @@ MIN_FLAG_VOXELS = 27
 # predicted 15-106 mL of WT in every real tumour-free held-out case (benchmarks/results/tumour_free_cpu_20261206/)
 STRATA = ("tumour-free", "with a tumour")
 # fewer real cases of a kind than this and the kind is read against every real case: its own quantile and the
-# allowance's standard error would be too loose to fail anything (1 real case allows a share of 1.5)
+# allowance's standard error would be too loose to fail anything (1 real case allows a share of 2.5)
 MIN_REAL_OF_A_KIND = 10
 
 
@@ -262,7 +262,7 @@ def unlabelled_tumour_check(synthetic_away: np.ndarray, real_away: np.ndarray, *
     ``threshold_from``). The price: a tumour drawn and its label dropped is read against the real
     tumour-free cases, so it is flagged only when its predicted volume exceeds what the segmenter predicts
     in real tumour-free brains (with the tracked net 121 mL of WT, 32 mL of TC); dropping labels wholesale
-    is the realism check's tumour share.
+    is the realism check's tumour share. One side's flags without the other's is refused.
 
     In each kind a case is flagged when its volume (mean over seeds) exceeds the real cases' ``quantile``
     (at least ``min_ml``). The real cases set that threshold, so their own share above it understates a
@@ -281,9 +281,11 @@ def unlabelled_tumour_check(synthetic_away: np.ndarray, real_away: np.ndarray, *
     split = synthetic_free is not None
     syn_free = np.asarray(synthetic_free, bool) if split else np.zeros(n, bool)
     real_free_ = np.asarray(real_free, bool) if split else np.zeros(m, bool)
+    kinds = (f"of its kind (tumour-free, with a tumour; every real case where they hold fewer than "
+             f"{MIN_REAL_OF_A_KIND} of it) ") if split else ""
     out: dict[str, Any] = {"rule": (f"a case is flagged when its predicted volume farther than {AWAY_MARGIN} voxels "
                                     f"from its label exceeds the {quantile:.0%} quantile of the real held-out cases "
-                                    f"{'of its kind (tumour-free, with a tumour) ' if split else ''}(at least "
+                                    f"{kinds}(at least "
                                     f"{min_ml:.3g} mL); pass when each kind's synthetic share flagged <= its real "
                                     "share ((k+1)/(m+1)) + 2 standard errors of the difference"),
                            "strata": {}, "regions": {}}

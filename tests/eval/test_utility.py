@@ -266,12 +266,16 @@ def test_unlabelled_tumour_check_reads_tumour_free_cases_against_real_tumour_fre
     dropped = check(*cases(200, 1.0, (80.0, 200.0)))  # every label dropped: false volume + a 65-95 mL tumour
     assert not dropped["pass"] and set(dropped["strata"]) == {"tumour-free"}
     # too few real cases of a kind: read against every real case, and said so
-    few = np.flatnonzero(real_free)[MIN_REAL_OF_A_KIND - 1:]
-    keep = np.setdiff1d(np.arange(real.shape[1]), few)
-    sparse = check(same, same_free, real[:, keep], real_free[keep])
-    assert sparse["strata"]["tumour-free"]["threshold_from"] == "every real case" and not sparse["pass"]
-    with pytest.raises(ValueError, match="both sides"):
-        unlabelled_tumour_check(same, real, synthetic_free=same_free)
+    for kept, whole in ((MIN_REAL_OF_A_KIND - 1, True), (MIN_REAL_OF_A_KIND, False)):
+        keep = np.setdiff1d(np.arange(real.shape[1]), np.flatnonzero(real_free)[kept:])
+        sparse = check(same, same_free, real[:, keep], real_free[keep])
+        assert (sparse["strata"]["tumour-free"]["threshold_from"] == "every real case") == whole
+        assert sparse["strata"]["tumour-free"]["regions"]["WT"]["cases"]["real"] == (len(keep) if whole else kept)
+        if whole:  # the tumour-free cases' false volume against mostly tumour cases' thresholds: flagged
+            assert not sparse["pass"]
+    for flags in ({"synthetic_free": same_free}, {"real_free": real_free}):
+        with pytest.raises(ValueError, match="both sides"):
+            unlabelled_tumour_check(same, real, **flags)
 
 
 def test_segmenter_bank_says_each_segmenter_it_trains(monkeypatch, caplog):
