@@ -26,13 +26,19 @@ from denoise_curve import model_and_held_out  # noqa: E402  the same model loadi
 from medidiff.data.brain import estimated_brain_mask  # noqa: E402
 
 TIMES = [0.9, 0.7, 0.5, 0.3, 0.1]
-SLABS = [(8, 32), (32, 48), (48, 74)]
+# slabs of z as fractions of the grid's depth: (8, 32), (32, 48), (48, 74) on the 2 mm grid's 80, (4, 16), (16, 24),
+# (24, 37) on the 4 mm proxy's 40
+SLAB_FRACTIONS = [(0.1, 0.4), (0.4, 0.6), (0.6, 0.925)]
+
+
+def slabs(depth: int) -> list[tuple[int, int]]:
+    return [(int(round(a * depth)), int(round(b * depth))) for a, b in SLAB_FRACTIONS]
 
 
 def slab_stats(img: np.ndarray, region: np.ndarray) -> list[list[float]]:
     """[slab][t1c level, t1c share > 0.6, t2f level, t2f share > 0.6] over ``region`` (img: (4, X, Y, Z))."""
     rows = []
-    for z0, z1 in SLABS:
+    for z0, z1 in slabs(img.shape[-1]):
         m = region[:, :, z0:z1]
         row = []
         for c in (1, 3):
@@ -67,6 +73,7 @@ def main() -> int:
         if all(len(v) >= args.cases for v in picked.values()):
             break
         x, _ = model_input(collate_cases([held[i]]), cfg)  # (1, 7, X, Y, Z) in [-1, 1]: images, then WT/TC/ET
+        depth = int(x.shape[-1])
         wt = (x[0, m] > 0).numpy()
         kind = "with a tumour" if wt.any() else "tumour-free"
         if len(picked[kind]) >= args.cases:
@@ -84,13 +91,13 @@ def main() -> int:
         res[kind].append(case)
         print(f"case {i} ({kind}) done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "x0_bright.json").write_text(json.dumps({"times": TIMES, "slabs": SLABS, "held_out_index": picked,
+    (args.out / "x0_bright.json").write_text(json.dumps({"times": TIMES, "slabs": slabs(depth), "held_out_index": picked,
                                                          "cases": res}, indent=1))
     print("mean over cases; per slab (z): t1c level / t1c share > 0.6 / t2f level / t2f share > 0.6")
     for kind, cases in res.items():
         truth = np.mean([c["truth"] for c in cases], 0)
         print(f"{kind} ({len(cases)} real held-out cases)")
-        for k, (za, zb) in enumerate(SLABS):
+        for k, (za, zb) in enumerate(slabs(depth)):
             line = f"  z {za}-{zb}: truth {truth[k, 0]:+.3f} {truth[k, 1]:.3f} {truth[k, 2]:+.3f} {truth[k, 3]:.3f}"
             for t in TIMES:
                 e = np.mean([c["estimate"][str(t)] for c in cases], 0)
