@@ -215,18 +215,19 @@ def mask_fidelity(
     res, _ = _scores_over_seeds(bank, "real", synthetic, cfg, spacing, away=True)
     res["cases"] = len(synthetic)
     res["mask_conditioned_cases"] = conditioned
-    res["by_tumour_presence"] = dice_by_tumour_presence(np.asarray(res["per_case"]["dice"]), synthetic.labels)
+    syn_present = regions_present(synthetic.labels, len(synthetic))  # (N, R), once for both readings
+    res["by_tumour_presence"] = dice_by_tumour_presence(np.asarray(res["per_case"]["dice"]), present=syn_present)
     if real_test is not None and real_test.labels is not None:
         real, _ = _scores_over_seeds(bank, "real", real_test, cfg, spacing, away=True)
+        real_present = regions_present(real_test.labels, len(real_test))
         res["real_heldout"] = {"cases": len(real_test), "aggregate": real["aggregate"], "intervals": real["intervals"],
                                "by_tumour_presence": dice_by_tumour_presence(np.asarray(real["per_case"]["dice"]),
-                                                                             real_test.labels)}
+                                                                             present=real_present)}
         res.update(fidelity_ratios(res, res["real_heldout"]))
         res["unlabelled_tumour"] = unlabelled_tumour_check(
             np.asarray(res["per_case"]["away_ml"]), np.asarray(real["per_case"]["away_ml"]),
-            min_ml=MIN_FLAG_VOXELS * voxel_ml(spacing),
-            synthetic_free=~regions_present(synthetic.labels, len(synthetic))[:, 0],
-            real_free=~regions_present(real_test.labels, len(real_test))[:, 0])
+            min_ml=MIN_FLAG_VOXELS * voxel_ml(spacing), synthetic_free=~syn_present[:, 0],
+            real_free=~real_present[:, 0])
     return res
 
 
@@ -302,16 +303,15 @@ def unlabelled_tumour_check(synthetic_away: np.ndarray, real_away: np.ndarray, *
         for k, r in enumerate(REGION_NAMES):
             tau = max(float(np.quantile(ref[:, k], quantile)), float(min_ml))
             flagged[pick_s, k] = s_[:, k] > tau
-            p_real, p_syn = float(((ref[:, k] > tau).sum() + 1) / (ms + 1)), float((s_[:, k] > tau).mean())
+            p_real, p_syn = float(((ref[:, k] > tau).sum() + 1) / (ms + 1)), float(flagged[pick_s, k].mean())
             allowed = p_real + 2.0 * math.sqrt(max(p_real * (1 - p_real), 1.0 / ns) / ns
                                                + max(p_real * (1 - p_real), 1.0 / ms) / ms)
             regions[r] = {"threshold_ml": tau, "share_flagged": {"synthetic": p_syn, "real": p_real},
                           "allowed_share": allowed, "mean_ml": {"synthetic": float(s_[:, k].mean()),
                                                                 "real": float(ref[:, k].mean())},
                           "cases": {"synthetic": ns, "real": ms}, "pass": bool(p_syn <= allowed)}
-        out["strata"][stratum] = {"threshold_from": "every real case" if whole or not split else (
-            "real tumour-free cases" if free else "real cases with a tumour"),
-                                  "regions": regions}
+        source = ("real tumour-free cases" if free else "real cases with a tumour") if split and not whole else None
+        out["strata"][stratum] = {"threshold_from": source or "every real case", "regions": regions}
     for k, r in enumerate(REGION_NAMES):
         out["regions"][r] = {"share_flagged": {"synthetic": float(flagged[:, k].mean())},
                              "pass": all(v["regions"][r]["pass"] for v in out["strata"].values())}
