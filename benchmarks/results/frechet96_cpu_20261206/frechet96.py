@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/
 from quality_common import _RealCases  # noqa: E402
 
 from medidiff.eval import data as evdata  # noqa: E402
-from medidiff.eval import features as feat  # noqa: E402
 from medidiff.eval import image_metrics as im  # noqa: E402
 
 
@@ -33,12 +32,7 @@ def main() -> None:
     net = real.feature_net(net_dir)
     saved = np.load(npz)
     f_train, f_held = saved["train"], saved["held"]
-    tf = evdata.synthetic_transforms(real.dcfg, background=0.0, with_label=True)
-    parts = []
-    for d in folders:
-        cases = evdata.load_cases("synthetic", evdata.synthetic_items(d, real.dcfg.modalities), tf, with_label=True,
-                                  progress=False)
-        parts.append(feat.extract_features(net, cases.images.float()).numpy())
+    parts = [real.synthetic_features(net, [d]) for d in folders]  # evaluate's synthetic pipeline, a folder each
     sets = {f"half{i}": p for i, p in enumerate(parts)} | {"both": np.concatenate(parts)}
     out = {"reference": {"training_fold_cases": len(f_train), "heldout_cases": len(f_held)},
            "folders": [str(d) for d in folders], "readings": {}}
