@@ -1210,10 +1210,10 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}"
          + (f"; the other {len(runs) - 1} run{'s' if len(runs) > 2 else ''} trained beside its generation on one "
-            f"device, {record['minutes']} min each, and summarised without it" if len(runs) > 1 else "")
+            f"device, at most {record['minutes']} min each (train.max_steps may end a run first: its steps are in the table), and summarised without it" if len(runs) > 1 else "")
          + f", {_nets_wording(record)}; "
          if record.get("model") else
-         f"- training: {len(runs)} runs {_together(record)} on one device, {record['minutes']} min each, "
+         f"- training: {len(runs)} runs {_together(record)} on one device, at most {record['minutes']} min each (train.max_steps may end a run first: its steps are in the table), "
          f"{_nets_wording(record)}; ")
         + f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
@@ -1662,7 +1662,7 @@ def main() -> int:
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]
-    log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for {args.minutes} min each"
+    log(f"train: {len(runs)} runs ({', '.join(runs)}) {_together(record)} for at most {args.minutes} min each (or train.max_steps)"
         + (f" ({next(iter(runs))} given, only generating)" if args.model else "") + f", {_nets_wording(record)}")
     t0 = time.perf_counter()
     run_cmds = {run: [*me, "--run", run] for run in runs}
