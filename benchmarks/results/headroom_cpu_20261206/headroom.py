@@ -2,9 +2,8 @@
 normal brain's top do the tumours reach, and how many sit at the clip? (what a full-amplitude scale with headroom
 would need)"""
 import sys
-from dataclasses import replace
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
 sys.path.insert(0, "/work/main/benchmarks/results/denoise_curve_cpu_20261202")
 from denoise_curve import model_and_held_out
 from medidiff.data.dataset import collate_cases
