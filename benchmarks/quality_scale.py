@@ -1200,6 +1200,7 @@ def variant_mean_difference_lines(record: dict[str, Any]) -> list[str]:
 def write_report(record: dict[str, Any], out: Path) -> None:
     runs, variants = list(record["runs"]), record["variants"]
     with_means = any(len(summarised_runs(record, v)) > 1 for v in variants)  # 2+ trained seeds of one
+    budget = f"at most {record['minutes']} min each (train.max_steps may end a run first: its steps are in the table)"
     lines = [
         "# Quality at scale: the shipped recipe on a larger anatomy set" + (", several seeds" if with_means else "")
         + ("" if variants == ["x0"] else f", variants {', '.join(variants)}"),
@@ -1210,10 +1211,10 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         f"written in {record['data_seconds']} s by {record['workers']} processes",
         (f"- not trained here: the model `{record['model']}` generated as run {runs[0]}"
          + (f"; the other {len(runs) - 1} run{'s' if len(runs) > 2 else ''} trained beside its generation on one "
-            f"device, at most {record['minutes']} min each (train.max_steps may end a run first: its steps are in the table), and summarised without it" if len(runs) > 1 else "")
+            f"device, {budget}, and summarised without it" if len(runs) > 1 else "")
          + f", {_nets_wording(record)}; "
          if record.get("model") else
-         f"- training: {len(runs)} runs {_together(record)} on one device, at most {record['minutes']} min each (train.max_steps may end a run first: its steps are in the table), "
+         f"- training: {len(runs)} runs {_together(record)} on one device, {budget}, "
          f"{_nets_wording(record)}; ")
         + f"config OUT/configs/<run>.yaml (quality_ablation's {ARM} arm, then the variant's keys), extra --set: "
         f"{record['overrides'] or 'none'}",
