@@ -378,6 +378,11 @@ def realism_checks_of(config: Path, manifest: Path, root: Path, generated: dict[
     return results
 
 
+def _float32(features: Any) -> np.ndarray:
+    """A feature tensor (on any device) as a float32 array (what the features.npz files keep)."""
+    return features.detach().cpu().numpy().astype(np.float32)
+
+
 def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: dict[str, Path],
                          out_dirs: dict[str, Path], feature_net: Path, *, sets: list[str] | None = None,
                          device: str = "cpu") -> dict[str, str]:
@@ -388,10 +393,14 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
     evaluations side by side each did all of it and three were stopped by a 5-minute cap on the H100 host,
     session 50). ``sets``: dotted keys on ``config`` (the scale, ``eval.realism_max_real``, the seed). Each result
     goes to ``out_dirs[name]/report.json`` (``{"results": {"realism": ..., "image": ...}}``, written as evaluate
-    writes its report, without its figures). Returns each set's state: "done", or "failed: ..." (a set that fails
-    does not stop the others)."""
+    writes its report, without its figures), with the feature net's 3D features of its cases in
+    ``features.npz`` (``synthetic``: cases x features, in the folder's order), and the real cases' once in
+    ``real_features.npz`` beside the first set's folder (``train``, ``heldout``): what a reading on other draws
+    of the same cases needs (split halves, picking one run by one draw and judging it on another) without the
+    GPU. Returns each set's state: "done", or "failed: ..." (a set that fails does not stop the others)."""
     import json
 
+    from medidiff.eval.features import extract_features
     from medidiff.eval.image_task import ImageReference, image_distances_for, image_realism_for
     from medidiff.eval.report import jsonable
 
@@ -399,8 +408,13 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
     real = _RealCases(config, manifest, root, None, sets)
     net = real.feature_net(feature_net, device)
     reference = ImageReference(real.cfg, net, real.train, real.heldout)
-    reference.features()  # the real cases' features, shared (the floor at a count: with the first set of that count)
+    f_train, _, f_held = reference.features()  # the real cases' features, shared (the floor: with the first set of a count)
     loaded = time.perf_counter() - t0
+    if generated:
+        real_file = out_dirs[next(iter(generated))].parent / "real_features.npz"
+        real_file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(real_file, train=_float32(f_train),
+                            heldout=_float32(f_held) if f_held is not None else np.zeros((0, 0), np.float32))
     states = {}
     for name, folder in generated.items():
         t1 = time.perf_counter()
@@ -420,6 +434,8 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
                                                        "this set": round(time.perf_counter() - t1, 1)},
                   "results": res}
         out_dirs[name].mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out_dirs[name] / "features.npz",
+                            synthetic=_float32(extract_features(net, synthetic.images)))
         # as evaluate writes its report (a nan as "nan"), atomically
         write_atomic(out_dirs[name] / "report.json", json.dumps(jsonable(report), indent=1, allow_nan=False))
         fr = res["image"]["distances"]["synthetic_vs_real_train"]["3d"].get("frechet")

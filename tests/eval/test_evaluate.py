@@ -247,6 +247,15 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
         assert both["image"]["ms_ssim_diversity"]["real_train"]["mean"] == pytest.approx(
             one["image"]["ms_ssim_diversity"]["real_train"]["mean"])
         assert "in process" in written["how"] and written["data"]["cases"]["synthetic"] == len(list(sets[name].iterdir()))
+        # the kept features: one row a case, and (set b: both its cases read, 2 of 3 held-out) the report's Frechet from them
+        kept = np.load(tmp_path / f"shared_{name}" / "features.npz")["synthetic"]
+        assert kept.shape[0] == len(list(sets[name].iterdir())) and kept.dtype == np.float32
+    real = np.load(tmp_path / "real_features.npz")
+    assert real["train"].shape[1] == kept.shape[1] and real["heldout"].shape[0] == 3
+    from medidiff.eval.image_metrics import feature_distances
+    b = json.loads((tmp_path / "shared_b" / "report.json").read_text())["results"]["image"]["distances"]
+    assert feature_distances(np.load(tmp_path / "shared_b" / "features.npz")["synthetic"], real["train"])["frechet"] == \
+        pytest.approx(b["synthetic_vs_real_train"]["3d"]["frechet"], rel=1e-3)
     assert alone["a"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"] != \
         alone["b"]["image"]["distances"]["synthetic_vs_real_train"]["3d"]["frechet"]  # two different sets
 
