@@ -1268,3 +1268,35 @@ def test_generate_write_bench_times_generate_with_one_writer_thread_and_the_defa
         "one 1 mm case written on one thread, seconds",
         *(f"native, --batch {b}, writer threads 2" for b in (1, 2))}
     assert threads.WRITER_THREADS == default
+
+
+def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monkeypatch, tmp_path, capsys):
+    """benchmarks/seed_pick.py: of three runs drawn from the real features' distribution, one shifted off it, the
+    shifted one is never picked and the pick gains over a blind one on the other half; among equal runs the gain
+    judged on the other half is near zero (no winner's curse: the pick's own half would read it low). Its CLI
+    reads the files image_evaluations_of keeps and refuses a missing run with exit 2."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import seed_pick
+
+    rng = np.random.default_rng(0)
+    train, held = rng.normal(size=(400, 6)), rng.normal(size=(100, 6))
+    equal = {f"seed{s}": rng.normal(size=(60, 6)) for s in range(3)}
+    shifted = {**equal, "seed2": rng.normal(size=(60, 6)) + 1.0}
+    bad = seed_pick.pick_by_halves(shifted, train, held, splits=10)
+    assert bad["runs"]["seed2"]["picked"] == 0 and bad["gain_range"][0] > 0
+    assert bad["floor_at_half"]["count"] == 30 and bad["runs"]["seed2"]["frechet_B_median"] > 5 * bad["floor_at_half"]["median"]
+    same = seed_pick.pick_by_halves(equal, train, held, splits=30)
+    assert abs(same["gain_median"]) < 0.5 * bad["gain_median"]
+    # the winner's curse the halves avoid: on its own half A the pick reads below the runs' mean A
+    curse = np.median([np.mean(list(r["A"].values())) - r["A"][r["picked"]] for r in same["per_split"]])
+    assert curse > abs(same["gain_median"])
+    with pytest.raises(ValueError, match=">= 2 runs"):
+        seed_pick.pick_by_halves({"one": equal["seed0"]}, train)
+    np.savez_compressed(tmp_path / "real_features.npz", train=train.astype(np.float32), heldout=held.astype(np.float32))
+    for name, x in shifted.items():
+        (tmp_path / name).mkdir()
+        np.savez_compressed(tmp_path / name / "features.npz", synthetic=x.astype(np.float32))
+    assert seed_pick.main(["--eval", str(tmp_path), "--runs", *shifted, "--splits", "4", "--out", str(tmp_path / "p.json")]) == 0
+    assert "| seed2 |" in capsys.readouterr().out and json.loads((tmp_path / "p.json").read_text())["runs"]["seed2"]["picked"] == 0
+    assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed0", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
