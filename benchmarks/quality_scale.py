@@ -1282,6 +1282,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + " | " + ("" if floor is None else f"{floor:.{digits}f}") + " |")
     lines += frechet_difference_lines(record, runs)
+    lines += seed_pick_lines(record)
     lines += ["", "Per run: `eval/<run>/report.json` (image: every check with its rule and floor; report.md beside it "
               "where `medidiff evaluate` ran the phase), `eval/<run>_memorisation/report.json`, "
               "`eval/<run>_tissue/report.md` (tissue QC), `seeds/<run>.json` (training, generation, background "
@@ -1442,6 +1443,47 @@ def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record
         run_config_path(out, first), out / "manifest.json", out / "data", {run: out / "generated" / run for run in done},
         {run: eval_dir(out, run, "image") for run in done}, out / SHARED_NETS["image"],
         sets=[*eval_sets(args, "image"), "eval.seeds=[0]"], device=args.device))
+
+
+def seed_pick_reading(out: Path, done: Sequence[str], record: dict[str, Any]) -> None:
+    """Every recipe with 2+ runs read by the image phase (a given model counts: it is a seed of its recipe):
+    ``seed_pick.pick_by_halves`` on the features that phase kept, into ``record["seed_pick"][variant]`` (without
+    the per-split rows; a recipe it cannot read gets its reason). Why: two seeds of the shipped recipe read 4.9x
+    and 20.4x the Frechet floor (seedspread_h100_20261206): training k seeds and keeping the best is a lever, and
+    its pick must be judged on cases it was not picked by."""
+    from seed_pick import pick_by_halves
+
+    if not done:
+        return
+    real_file = eval_dir(out, done[0], "image").parent / "real_features.npz"  # where image_evaluations_of keeps it
+    by_variant: dict[str, dict[str, np.ndarray]] = {}
+    for run in done:
+        kept = eval_dir(out, run, "image") / "features.npz"
+        if kept.is_file():
+            by_variant.setdefault(record["runs"][run]["variant"], {})[run] = np.load(kept)["synthetic"]
+    for variant, features in by_variant.items():
+        if len(features) < 2 or not real_file.is_file():
+            continue
+        real = np.load(real_file)
+        try:
+            result = pick_by_halves(features, real["train"], real["heldout"] if real["heldout"].size else None,
+                                    splits=100)
+        except ValueError as exc:
+            result = {"not read": str(exc)}
+        result.pop("per_split", None)
+        record.setdefault("seed_pick", {})[variant] = result
+
+
+def seed_pick_lines(record: dict[str, Any]) -> list[str]:
+    """The report's lines of ``seed_pick_reading``: per recipe, its table or why it was not read."""
+    from seed_pick import report
+
+    out = []
+    for variant, result in record.get("seed_pick", {}).items():
+        out += ["", f"Picking one run of `{variant}` by half of its cases, judged on the other half "
+                    f"(`benchmarks/seed_pick.py`):", ""]
+        out += [f"not read: {result['not read']}"] if "not read" in result else report(result).splitlines()
+    return out
 
 
 def run_eval_phase(args: argparse.Namespace, out: Path, phase: str, done: Sequence[str], record: dict[str, Any]) -> None:
@@ -1698,6 +1740,7 @@ def main() -> int:
                 memorisation_phase(out, done, record, next(iter(runs)), smoke=args.smoke)
         elif phase == "image" and done and (out / SHARED_NETS["image"] / "config.json").is_file():
             image_phase(args, out, done, record, next(iter(runs)))
+            seed_pick_reading(out, done, record)
         else:  # (the image phase without a feature net: the first evaluation trains it, as evaluate does)
             run_eval_phase(args, out, phase, done, record)
         write_results(record, out, done)

@@ -222,6 +222,9 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
     assert summary["tissue_qc_checks"]["n"] == 2
     assert all(state == "done" for ph in r["eval_phases"].values() for state in ph["runs"].values())
     assert r["eval_phases"]["image"]["how"] == "in process" and "image (in process" in (tmp_path / "report.md").read_text()
+    # two seeds of one recipe: the pick by half of the cases is tried (2 cases a seed are too few to halve)
+    assert "fewer than 4 cases" in r["seed_pick"]["x0"]["not read"]
+    assert "Picking one run of `x0` by half of its cases" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "models" / "seed0" / "model.safetensors").is_file()  # what pack_pretrained.py takes
     assert "mean x0 [t95]" in (tmp_path / "report.md").read_text()
     # the next device session: the same data (the same --out on the GPU host), the nets carried back (--nets)
