@@ -20,6 +20,7 @@ Reads what ``quality_common.image_evaluations_of`` keeps: ``EVAL/<run>/features.
 ``EVAL/real_features.npz`` (``train``, ``heldout``), the same feature net's 3D features.
 
     python3 benchmarks/seed_pick.py --eval OUT/quality_scale/eval --runs RUN1 RUN2 RUN3 --out pick.json > pick.md
+    python3 benchmarks/seed_pick.py --eval OUT/eval --runs RUN1 OTHER_JOB/eval/RUN2   # runs of two jobs, one real side
 """
 
 from __future__ import annotations
@@ -108,10 +109,20 @@ def report(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _same_real_side(real: Any, other: Path) -> None:
+    """Refuse (ValueError) a run of another job unless its job's real features are ``real``'s: Frechet figures of
+    two jobs compare only against the same real cases through the same feature net."""
+    theirs = np.load(other)
+    if any(not np.array_equal(real[k], theirs[k]) for k in ("train", "heldout")):
+        raise ValueError(f"{other}: another real side (other real cases or another feature net) than --eval's")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eval", type=Path, required=True, help="quality_scale's OUT/eval (real_features.npz, <run>/)")
-    ap.add_argument("--runs", nargs="+", required=True, help="run names: folders of --eval with features.npz")
+    ap.add_argument("--runs", nargs="+", required=True,
+                    help="run names (folders of --eval with features.npz) or folders of another job's eval/ whose "
+                         "real_features.npz is --eval's (the same real cases and feature net): runs of several jobs")
     ap.add_argument("--splits", type=int, default=20)
     ap.add_argument("--floor-draws", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -119,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         real = np.load(args.eval / "real_features.npz")
-        synthetic = {run: np.load(args.eval / run / "features.npz")["synthetic"] for run in args.runs}
+        synthetic = {}
+        for run in args.runs:
+            folder = args.eval / run if "/" not in run else Path(run)
+            if folder.parent.resolve() != args.eval.resolve():
+                _same_real_side(real, folder.parent / "real_features.npz")
+            synthetic[folder.name] = np.load(folder / "features.npz")["synthetic"]
         result = pick_by_halves(synthetic, real["train"], real["heldout"] if real["heldout"].size else None,
                                 splits=args.splits, floor_draws=args.floor_draws, seed=args.seed)
     except (OSError, KeyError, ValueError) as exc:

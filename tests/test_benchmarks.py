@@ -1303,3 +1303,13 @@ def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monke
     assert "| seed2 |" in capsys.readouterr().out and json.loads((tmp_path / "p.json").read_text())["runs"]["seed2"]["picked"] == 0
     assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed0", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    # a run of another job joins only with the same real side (real cases and feature net)
+    other = tmp_path / "other_job"
+    (other / "seed5").mkdir(parents=True)
+    np.savez_compressed(other / "seed5" / "features.npz", synthetic=equal["seed0"].astype(np.float32))
+    np.savez_compressed(other / "real_features.npz", train=train.astype(np.float32), heldout=held.astype(np.float32))
+    assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed2", str(other / "seed5"), "--splits", "2"]) == 0
+    assert "| seed5 |" in capsys.readouterr().out
+    np.savez_compressed(other / "real_features.npz", train=train.astype(np.float32) + 1, heldout=held.astype(np.float32))
+    assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed2", str(other / "seed5")]) == 2
+    assert "another real side" in capsys.readouterr().err
