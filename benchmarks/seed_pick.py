@@ -111,9 +111,12 @@ def report(result: Mapping[str, Any]) -> str:
 
 def _same_real_side(real: Any, other: Path) -> None:
     """Refuse (ValueError) a run of another job unless its job's real features are ``real``'s: Frechet figures of
-    two jobs compare only against the same real cases through the same feature net."""
+    two jobs compare only against the same real cases through the same feature net. Equal to 1e-4 (relative), not
+    bit for bit: two leases' GPUs read the same cases through the same net to 6-7 digits (the shipped model's
+    Frechet 12.772485 in session 52, 12.772477 in 54), another net or other cases differ in the first digit."""
     theirs = np.load(other)
-    if any(not np.array_equal(real[k], theirs[k]) for k in ("train", "heldout")):
+    if any(real[k].shape != theirs[k].shape or not np.allclose(real[k], theirs[k], rtol=1e-4, atol=1e-4)
+           for k in ("train", "heldout")):
         raise ValueError(f"{other}: another real side (other real cases or another feature net) than --eval's")
 
 
