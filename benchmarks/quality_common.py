@@ -315,8 +315,9 @@ class _RealCases:
         self._syn_tf = evdata.synthetic_transforms(self.dcfg, background=self.cfg.synthetic_background, with_label=True)
 
     def synthetic(self, folder: Path) -> Any:
-        """A generated folder (``medidiff generate``'s output) as a CaseSet on the evaluation grid."""
-        items = self.evdata.synthetic_items(folder, self.dcfg.modalities)
+        """A generated folder (``medidiff generate``'s output) as a CaseSet on the evaluation grid: its first
+        ``eval.max_synthetic`` cases (sorted; all when unset), as ``medidiff evaluate`` reads it."""
+        items = self.evdata.synthetic_items(folder, self.dcfg.modalities, max_cases=self.cfg.max_synthetic)
         return self.evdata.load_cases("synthetic", items, self._syn_tf, with_label=True, progress=False)
 
     def synthetic_features(self, net: Any, folders: list[Path]) -> Any:

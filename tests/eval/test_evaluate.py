@@ -252,6 +252,13 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
         assert kept.shape[0] == len(list(sets[name].iterdir())) and kept.dtype == np.float32
     real = np.load(tmp_path / "real_features.npz")
     assert real["train"].shape[1] == kept.shape[1] and real["heldout"].shape[0] == 3
+    # eval.max_synthetic reaches the generated side, as in medidiff evaluate: the folder's first 3 (sorted) of 6
+    capped = quality_common.image_evaluations_of(config, Path(dataset["manifest"]), Path(dataset["root"]),
+                                                 {"a": sets["a"]}, {"a": tmp_path / "capped"}, saved,
+                                                 sets=[*(w for w in SETS if w != "--set"), "eval.max_synthetic=3"])
+    assert capped == {"a": "done"}
+    assert json.loads((tmp_path / "capped" / "report.json").read_text())["data"]["cases"]["synthetic"] == 3
+    assert np.load(tmp_path / "capped" / "features.npz")["synthetic"].shape[0] == 3
     from medidiff.eval.image_metrics import feature_distances
     b = json.loads((tmp_path / "shared_b" / "report.json").read_text())["results"]["image"]["distances"]
     assert feature_distances(np.load(tmp_path / "shared_b" / "features.npz")["synthetic"], real["train"])["frechet"] == \
