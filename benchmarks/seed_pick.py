@@ -89,6 +89,23 @@ def pick_by_halves(synthetic: Mapping[str, np.ndarray], real_train: np.ndarray, 
     return out
 
 
+def pick_rate_by_count(synthetic: Mapping[str, np.ndarray], real_train: np.ndarray, counts: Sequence[int], *,
+                       draws: int = 100, seed: int = 0) -> dict[int, dict[str, float]]:
+    """How often each run is picked (lowest Frechet against ``real_train``) when every run shows only ``n`` of its
+    cases, drawn at random ``draws`` times, for each ``n`` in ``counts``: how many generated cases a pick between
+    these runs needs (a lease's budget). Counts above a run's cases are skipped."""
+    rng = np.random.default_rng(seed)
+    names = list(synthetic)
+    out: dict[int, dict[str, float]] = {}
+    for n in counts:
+        if n < 2 or any(synthetic[name].shape[0] < n for name in names):
+            continue
+        picked = [min(names, key=lambda name: frechet_distance(
+            synthetic[name][rng.choice(synthetic[name].shape[0], n, replace=False)], real_train)) for _ in range(draws)]
+        out[n] = {name: picked.count(name) / draws for name in names}
+    return out
+
+
 def report(result: Mapping[str, Any]) -> str:
     """The reading as markdown lines."""
     floor = result.get("floor_at_half")
@@ -106,6 +123,12 @@ def report(result: Mapping[str, Any]) -> str:
     lines.append(f"between runs: B medians span {result['between_runs_range_of_B_medians']:.2f}; the pick's B below "
                  f"the runs' mean B by {result['gain_median']:.2f} (median; range {result['gain_range'][0]:.2f} to "
                  f"{result['gain_range'][1]:.2f})")
+    rates = result.get("pick_rate_by_count")
+    if rates:
+        lines += ["", "share of draws picking each run when each shows n of its cases (Frechet against every real "
+                      "training case):", "", "| n | " + " | ".join(result["runs"]) + " |",
+                  "|---|" + "---|" * len(result["runs"])]
+        lines += [f"| {n} | " + " | ".join(f"{share:.2f}" for share in row.values()) + " |" for n, row in rates.items()]
     return "\n".join(lines)
 
 
@@ -128,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "real_features.npz is --eval's (the same real cases and feature net): runs of several jobs")
     ap.add_argument("--splits", type=int, default=20)
     ap.add_argument("--floor-draws", type=int, default=200)
+    ap.add_argument("--counts", type=int, nargs="*", default=[],
+                    help="also: how often each run is picked when each shows only n cases (100 draws a count)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="the JSON reading")
     args = ap.parse_args(argv)
@@ -141,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             synthetic[folder.name] = np.load(folder / "features.npz")["synthetic"]
         result = pick_by_halves(synthetic, real["train"], real["heldout"] if real["heldout"].size else None,
                                 splits=args.splits, floor_draws=args.floor_draws, seed=args.seed)
+        if args.counts:
+            result["pick_rate_by_count"] = pick_rate_by_count(synthetic, real["train"], args.counts, seed=args.seed)
     except (OSError, KeyError, ValueError) as exc:
         print(f"seed_pick: {exc}", file=sys.stderr)
         return 2

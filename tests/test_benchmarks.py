@@ -1293,6 +1293,9 @@ def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monke
     # the winner's curse the halves avoid: on its own half A the pick reads below the runs' mean A
     curse = np.median([np.mean(list(r["A"].values())) - r["A"][r["picked"]] for r in same["per_split"]])
     assert curse > abs(same["gain_median"])
+    # how many cases a pick needs: the shifted run is never picked, at 30 cases as at 4; 61 is more than a run has
+    rates = seed_pick.pick_rate_by_count(shifted, train, [4, 30, 61], draws=20)
+    assert list(rates) == [4, 30] and rates[30]["seed2"] == 0 and sum(rates[30].values()) == pytest.approx(1)
     with pytest.raises(ValueError, match=">= 2 runs"):
         seed_pick.pick_by_halves({"one": equal["seed0"]}, train)
     np.savez_compressed(tmp_path / "real_features.npz", train=train.astype(np.float32), heldout=held.astype(np.float32))
