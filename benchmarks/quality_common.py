@@ -424,6 +424,7 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
             realism = image_realism_for(reference, synthetic, real.dcfg.modalities)
             realism.pop("spectra")
             res = {"realism": realism, "image": image_distances_for(reference, synthetic)}
+            kept = _float32(extract_features(net, synthetic.images))  # every case's (the report's may be a subset)
         except Exception as exc:  # one set's failure must not lose the others
             log(f"image {name}: failed: {type(exc).__name__}: {exc}")
             states[name] = f"failed: {type(exc).__name__}: {exc}"
@@ -435,8 +436,7 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
                                                        "this set": round(time.perf_counter() - t1, 1)},
                   "results": res}
         out_dirs[name].mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dirs[name] / "features.npz",
-                            synthetic=_float32(extract_features(net, synthetic.images)))
+        np.savez_compressed(out_dirs[name] / "features.npz", synthetic=kept)
         # as evaluate writes its report (a nan as "nan"), atomically
         write_atomic(out_dirs[name] / "report.json", json.dumps(jsonable(report), indent=1, allow_nan=False))
         fr = res["image"]["distances"]["synthetic_vs_real_train"]["3d"].get("frechet")

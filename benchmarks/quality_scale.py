@@ -1446,30 +1446,30 @@ def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record
 
 
 def seed_pick_reading(out: Path, done: Sequence[str], record: dict[str, Any]) -> None:
-    """Every recipe with 2+ runs read by the image phase (a given model counts: it is a seed of its recipe):
-    ``seed_pick.pick_by_halves`` on the features that phase kept, into ``record["seed_pick"][variant]`` (without
-    the per-split rows; a recipe it cannot read gets its reason). Why: two seeds of the shipped recipe read 4.9x
-    and 20.4x the Frechet floor (seedspread_h100_20261206): training k seeds and keeping the best is a lever, and
-    its pick must be judged on cases it was not picked by."""
+    """Every recipe with 2+ runs the image phase read (state "done"; a given model counts: it is a seed of its
+    recipe): ``seed_pick.pick_by_halves`` on the features that phase kept, into ``record["seed_pick"][variant]``
+    (without the per-split rows), or ``{"not read": why}``; nothing here stops the job. Why: two seeds of the
+    shipped recipe read 4.9x and 20.4x the Frechet floor (seedspread_h100_20261206): training k seeds and keeping the
+    best is a lever, and its pick must be judged on cases it was not picked by."""
+    import zipfile
+
     from seed_pick import pick_by_halves
 
-    if not done:
-        return
-    real_file = eval_dir(out, done[0], "image").parent / "real_features.npz"  # where image_evaluations_of keeps it
-    by_variant: dict[str, dict[str, np.ndarray]] = {}
-    for run in done:
-        kept = eval_dir(out, run, "image") / "features.npz"
-        if kept.is_file():
-            by_variant.setdefault(record["runs"][run]["variant"], {})[run] = np.load(kept)["synthetic"]
-    for variant, features in by_variant.items():
-        if len(features) < 2 or not real_file.is_file():
+    read = [run for run in done if record["eval_phases"].get("image", {}).get("runs", {}).get(run) == "done"]
+    by_variant: dict[str, list[str]] = {}
+    for run in read:
+        by_variant.setdefault(record["runs"][run]["variant"], []).append(run)
+    for variant, runs in by_variant.items():
+        if len(runs) < 2:
             continue
-        real = np.load(real_file)
+        real_file = eval_dir(out, runs[0], "image").parent / "real_features.npz"  # where image_evaluations_of keeps it
         try:
+            real = np.load(real_file)
+            features = {run: np.load(eval_dir(out, run, "image") / "features.npz")["synthetic"] for run in runs}
             result = pick_by_halves(features, real["train"], real["heldout"] if real["heldout"].size else None,
                                     splits=100)
-        except ValueError as exc:
-            result = {"not read": str(exc)}
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            result = {"not read": f"{type(exc).__name__}: {exc}"}
         result.pop("per_split", None)
         record.setdefault("seed_pick", {})[variant] = result
 

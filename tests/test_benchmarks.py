@@ -1293,9 +1293,18 @@ def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monke
     # the winner's curse the halves avoid: on its own half A the pick reads below the runs' mean A
     curse = np.median([np.mean(list(r["A"].values())) - r["A"][r["picked"]] for r in same["per_split"]])
     assert curse > abs(same["gain_median"])
-    # how many cases a pick needs: the shifted run is never picked, at 30 cases as at 4; 61 is more than a run has
-    rates = seed_pick.pick_rate_by_count(shifted, train, [4, 30, 61], draws=20)
+    # how many cases a pick needs: the shifted run is never picked at 30 cases (half a run); 31 and more re-sample
+    # too much of the one draw and are skipped
+    rates = seed_pick.pick_rate_by_count(shifted, train, [4, 30, 31, 61], draws=20)
     assert list(rates) == [4, 30] and rates[30]["seed2"] == 0 and sum(rates[30].values()) == pytest.approx(1)
+    # runs of unequal counts are read at the smallest: one run of 600 cases of the real distribution beside two of
+    # 60 is not picked for its size (Frechet falls as the count rises)
+    big = {**equal, "seed0": rng.normal(size=(600, 6))}
+    cut = seed_pick.pick_by_halves(big, train, held, splits=10)
+    assert cut["count"] == 60 and cut["half"] == 30 and cut["runs"]["seed0"]["cases"] == 60
+    assert cut["runs"]["seed0"]["picked"] < 10  # uncut, its halves of 300 read lowest in every split
+    # the floor is read at the half count, or at every held-out case where there are fewer, and says so
+    assert seed_pick.pick_by_halves(shifted, train, held[:20], splits=2)["floor_at_half"]["note"].startswith("only 20")
     with pytest.raises(ValueError, match=">= 2 runs"):
         seed_pick.pick_by_halves({"one": equal["seed0"]}, train)
     np.savez_compressed(tmp_path / "real_features.npz", train=train.astype(np.float32), heldout=held.astype(np.float32))
@@ -1316,3 +1325,12 @@ def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monke
     np.savez_compressed(other / "real_features.npz", train=train.astype(np.float32) + 1, heldout=held.astype(np.float32))
     assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed2", str(other / "seed5")]) == 2
     assert "another real side" in capsys.readouterr().err
+    # two runs of one name (every --model job names its given model alike): refused, not silently merged
+    (other / "seed2").mkdir()
+    np.savez_compressed(other / "seed2" / "features.npz", synthetic=equal["seed1"].astype(np.float32))
+    np.savez_compressed(other / "real_features.npz", train=train.astype(np.float32), heldout=held.astype(np.float32))
+    assert seed_pick.main(["--eval", str(tmp_path), "--runs", "seed2", str(other / "seed2")]) == 2
+    assert "a second run named seed2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a count below 1: argparse's one line, exit 2
+        seed_pick.main(["--eval", str(tmp_path), "--runs", "seed0", "seed1", "--splits", "0"])
+    assert stop.value.code == 2 and "must be >= 1" in capsys.readouterr().err

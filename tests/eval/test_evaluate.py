@@ -250,7 +250,7 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
         # the kept features: one row a case, and (set b: both its cases read, 2 of 3 held-out) the report's Frechet from them
         kept = np.load(tmp_path / f"shared_{name}" / "features.npz")["synthetic"]
         assert kept.shape[0] == len(list(sets[name].iterdir())) and kept.dtype == np.float32
-    real = np.load(tmp_path / "real_features.npz")
+    real = dict(np.load(tmp_path / "real_features.npz"))  # read now: the capped call below writes the file again
     assert real["train"].shape[1] == kept.shape[1] and real["heldout"].shape[0] == 3
     # eval.max_synthetic reaches the generated side, as in medidiff evaluate: the folder's first 3 (sorted) of 6
     capped = quality_common.image_evaluations_of(config, Path(dataset["manifest"]), Path(dataset["root"]),
@@ -258,7 +258,8 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
                                                  sets=[*(w for w in SETS if w != "--set"), "eval.max_synthetic=3"])
     assert capped == {"a": "done"}
     assert json.loads((tmp_path / "capped" / "report.json").read_text())["data"]["cases"]["synthetic"] == 3
-    assert np.load(tmp_path / "capped" / "features.npz")["synthetic"].shape[0] == 3
+    first = np.load(tmp_path / "capped" / "features.npz")["synthetic"]  # the folder's first 3 cases, sorted
+    assert np.allclose(first, np.load(tmp_path / "shared_a" / "features.npz")["synthetic"][:3], atol=1e-5)
     from medidiff.eval.image_metrics import feature_distances
     b = json.loads((tmp_path / "shared_b" / "report.json").read_text())["results"]["image"]["distances"]
     assert feature_distances(np.load(tmp_path / "shared_b" / "features.npz")["synthetic"], real["train"])["frechet"] == \
