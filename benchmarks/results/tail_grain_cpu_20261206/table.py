@@ -3,7 +3,8 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-names = {"tail0": "Heun 30 (as shipped)", "tail1": "Heun 30 + one tail step", "euler30": "Euler 30", "heun60": "Heun 60"}
+names = {"tail0": "Heun 30 (as shipped)", "tail1": "Heun 30 + one tail step", "euler30": "Euler 30", "heun60": "Heun 60",
+         "euler15": "Euler 15"}
 rows = {}
 for key, label in names.items():
     f = HERE / "realism" / f"{key}.json"
