@@ -957,6 +957,15 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     # the step-capped second stage is the same recipe stopped earlier, nothing else
     capped = quality_scale.VARIANTS["x0_detail100_skip005_maskcond_4900"]
     assert capped == [*quality_scale.VARIANTS["x0_detail100_skip005_maskcond"], "train.max_steps=4900"]
+    # the recipe with its rate decayed to 0 at the shipped length: nothing else changed, and the schedule ends there
+    cosine = quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_cosine"]
+    assert cosine == [*quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005"], "train.lr_schedule=cosine",
+                      "train.max_steps=4901"]
+    from medidiff.training.engine import lr_lambda
+    train = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                               *cosine]).train
+    factor = lr_lambda(train)
+    assert factor(train.warmup_steps) == 1.0 and factor(2550) < 0.6 and factor(4900) < 1e-6
     capped = quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_4900"]  # ... and the joint model's
     assert capped == [*quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005"], "train.max_steps=4900"]
     assert load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
