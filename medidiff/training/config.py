@@ -22,14 +22,19 @@ class TrainConfig:
     max_steps: int = 1000  # optimizer steps
     # wall-clock budget of one invocation in minutes (0: none). When it runs out the loop writes a
     # checkpoint and returns normally (FitResult.time_limited), so a fixed-compute run or a job
-    # that must end before a scheduler limit still exports; pair it with lr_schedule: constant.
+    # that must end before a scheduler limit still exports; pair it with lr_schedule: constant (the
+    # other schedules decay toward max_steps, which such a run may not reach).
     max_minutes: float = 0.0
     micro_batch: int = 1
     grad_accum: int = 1
     lr: float = 1.0e-4
-    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    min_lr_ratio: float = 0.0  # cosine and wsd decay to lr * min_lr_ratio
     warmup_steps: int = 100
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    # after the warm-up: cosine over the remaining steps; constant; or wsd (warm-up, stable, decay: the rate held
+    # at lr, then a linear decay over the last decay_fraction of max_steps; arXiv:2405.18392). All but constant
+    # read max_steps: a run that a clock (max_minutes) stops first never finishes its decay.
+    lr_schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    decay_fraction: float = 0.2  # wsd: the share of max_steps spent decaying
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0  # 0 disables clipping
@@ -81,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
 

@@ -371,14 +371,23 @@ def resolve_deepspeed_config(cfg: TrainConfig, world_size: int | None) -> dict[s
 
 
 def lr_lambda(cfg: TrainConfig):
-    """Linear warm-up then cosine (or constant) decay, as a factor of ``cfg.lr``."""
+    """Linear warm-up, then cosine decay, a constant rate, or wsd (constant, then a linear decay over the last
+    ``cfg.decay_fraction`` of ``cfg.max_steps``), as a factor of ``cfg.lr``; both decays end at ``cfg.min_lr_ratio``."""
     import math
+
+    # wsd's decay starts here (never inside the warm-up)
+    decay_start = max(cfg.warmup_steps, cfg.max_steps - round(cfg.decay_fraction * cfg.max_steps))
 
     def fn(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.lr_schedule == "constant":
             return 1.0
+        if cfg.lr_schedule == "wsd":
+            if step < decay_start:
+                return 1.0
+            progress = min(1.0, (step - decay_start) / max(1, cfg.max_steps - decay_start))
+            return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
         span = max(1, cfg.max_steps - cfg.warmup_steps)
         progress = min(1.0, (step - cfg.warmup_steps) / span)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
