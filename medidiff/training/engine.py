@@ -375,8 +375,10 @@ def lr_lambda(cfg: TrainConfig):
     ``cfg.decay_fraction`` of ``cfg.max_steps``), as a factor of ``cfg.lr``; both decays end at ``cfg.min_lr_ratio``."""
     import math
 
-    # wsd's decay starts here (never inside the warm-up)
-    decay_start = max(cfg.warmup_steps, cfg.max_steps - round(cfg.decay_fraction * cfg.max_steps))
+    # wsd's decay runs from 1 at decay_start to min_lr_ratio at max_steps: two steps at least, so one is below lr
+    # (a small fraction of a short run would round to none), and never inside the warm-up (a warm-up longer than
+    # the stable part shortens the decay)
+    decay_start = max(cfg.warmup_steps, cfg.max_steps - max(2, round(cfg.decay_fraction * cfg.max_steps)))
 
     def fn(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:

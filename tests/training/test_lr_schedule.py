@@ -39,6 +39,17 @@ def test_wsd_holds_the_rate_then_decays_linearly_over_the_last_fraction():
     assert g[-1] == pytest.approx(1 - 0.8 * 69 / 70) and min(g[30:]) > 0.2
 
 
+def test_wsd_never_rises_and_decays_even_when_short_or_without_warm_up():
+    for steps, warmup, frac in ((2, 0, 0.2), (5, 0, 1.0), (50, 0, 0.5), (40, 3, 0.25), (10, 8, 0.2)):
+        f = _factors(max_steps=steps, warmup_steps=warmup, lr_schedule="wsd", decay_fraction=frac, min_lr_ratio=0.1)
+        assert all(a >= b for a, b in zip(f[warmup:], f[warmup + 1:])), (steps, warmup, frac)
+        assert f[-1] < 1.0 and min(f) >= 0.1, (steps, warmup, frac)  # some decay, never below the floor
+    f = _factors(max_steps=5, warmup_steps=0, lr_schedule="wsd", decay_fraction=1.0)
+    assert f == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])  # the whole run decays from the first step
+    assert lr_lambda(TrainConfig(max_steps=5, warmup_steps=0, lr_schedule="wsd", decay_fraction=1.0,
+                                 min_lr_ratio=0.1))(5) == pytest.approx(0.1)  # min_lr_ratio at max_steps
+
+
 def test_bad_decay_fraction_is_refused_by_name():
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="decay_fraction must be in"):
