@@ -298,7 +298,8 @@ def dump_yaml(cfg: Any) -> str:
 
 # Settings added after config hashes were recorded (generated cases' provenance, which `generate` compares to resume
 # a folder): left out of the hash while they hold their default, so an upgrade alone changes no model's hash.
-HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0, ("eval", "realism_max_real"): None}
+HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0, ("eval", "realism_max_real"): None,
+                                                   ("train", "decay_fraction"): 0.2}
 
 
 def config_hash(cfg: Any) -> str:
