@@ -107,17 +107,19 @@ def background_scores(images: np.ndarray) -> dict[str, float]:
 
 
 def generate_and_score(model: Path, dest: Path, num: int, device: str, *, sr_model: Path | None = None,
-                       masks: Path | None = None, seed: int = 0, tail_steps: int | None = None) -> dict[str, Any]:
+                       masks: Path | None = None, seed: int = 0, tail_steps: int | None = None,
+                       sampler: str | None = None, steps: int | None = None) -> dict[str, Any]:
     """``medidiff generate`` of ``num`` cases (seeds ``seed``..) from ``model`` (+ ``sr_model``: the cascade;
-    ``masks``: a folder of label maps for a mask-conditioned model, one a case in turn; ``tail_steps``: generate's
-    --tail-steps, else the model's own) into ``dest``, timed, with every case's background scores (generated files
-    are in [0, 1]). Raises SystemExit naming ``dest`` when generate fails."""
+    ``masks``: a folder of label maps for a mask-conditioned model, one a case in turn; ``tail_steps``, ``sampler``,
+    ``steps``: generate's --tail-steps / --sampler / --steps, else the model's own) into ``dest``, timed, with every
+    case's background scores (generated files are in [0, 1]). Raises SystemExit naming ``dest`` when generate fails."""
     from medidiff.cli.main import main as medidiff_main
 
     t0 = time.perf_counter()
     code = medidiff_main(["generate", "--model", str(model), *(["--sr-model", str(sr_model)] if sr_model else []),
                           *(["--masks", str(masks)] if masks else []),
                           *(["--tail-steps", str(tail_steps)] if tail_steps is not None else []),
+                          *(["--sampler", sampler] if sampler else []), *(["--steps", str(steps)] if steps else []),
                           "--num", str(num), "--out", str(dest), "--seed", str(seed), "--device", device, "--overwrite",
                           "--no-progress"])
     if code:

@@ -771,8 +771,8 @@ def check_model_recipe(model: Path, run_config: Path) -> None:
     """``--model``: refuse a model folder whose training config is not the run's recipe (the variant
     and seed it is reported under); where files are, the run's length and bookkeeping may differ
     (the keys a resume may change), its sampler may not (generate samples with the folder's own, and
-    the report states the run's; --tail-steps, in the report's command and each seeds/ record, applies to all
-    runs alike). A setting newer than the model compares as its default."""
+    the report states the run's; --tail-steps, --sampler and --steps, in the report's command and each seeds/
+    record, apply to all runs alike). A setting newer than the model compares as its default."""
     from medidiff.config import ConfigError, config_changes, load_config, to_dict
     from medidiff.experiment import ExperimentConfig
     from medidiff.training.loop import RESUME_MAY_CHANGE
@@ -841,12 +841,13 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     # that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks,
                            seed=FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0,
-                           tail_steps=args.tail_steps)
+                           tail_steps=args.tail_steps, sampler=args.sampler, steps=args.steps)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
               "generated": g["cases"], "background_per_case": scores, "background": g["background"],
-              "background_rms_max": max(sc["background_rms"] for sc in scores), "tail_steps": args.tail_steps}
+              "background_rms_max": max(sc["background_rms"] for sc in scores), "tail_steps": args.tail_steps,
+              "sampler": args.sampler, "sampler_steps": args.steps}  # None: the model's own
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
@@ -1593,6 +1594,11 @@ def main() -> int:
     ap.add_argument("--generate", type=int, help="cases generated per seed (default 8; 2 with --smoke)")
     ap.add_argument("--tail-steps", type=int, help="every run's cases (a given --model's too): generate --tail-steps N "
                     "(sampler.tail_steps; default: each model's own sampler)")
+    # one model read under two samplers, e.g. a given --model's Heun 30 against its Euler 20: the model folder
+    # refuses a --set sampler.* other than its training config's (check_model_recipe), so sample through generate
+    ap.add_argument("--sampler", choices=("ddpm", "ddim", "euler", "heun"),
+                    help="every run's cases (a given --model's too): generate --sampler NAME (default: each model's own)")
+    ap.add_argument("--steps", type=int, help="every run's cases: generate --steps N (default: each model's own)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
@@ -1709,7 +1715,8 @@ def main() -> int:
           *(["--model", str(Path(args.model).absolute())] if args.model else []), "--eval-epochs", str(args.eval_epochs), *(["--smoke"] if args.smoke else []),
           *(["--mask-source", args.mask_source] if args.mask_source else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else []),
-          *(["--tail-steps", str(args.tail_steps)] if args.tail_steps is not None else [])]
+          *(["--tail-steps", str(args.tail_steps)] if args.tail_steps is not None else []),
+          *(["--sampler", args.sampler] if args.sampler else []), *(["--steps", str(args.steps)] if args.steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []
     record["nets_trained"] = nets = [net for net in nets if net not in reused]

@@ -250,10 +250,13 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
     refused = subprocess.run([sys.executable, *given, "--runs", "x0_detail10:0"], cwd=REPO, capture_output=True,
                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert refused.returncode == 2 and "trained with another recipe" in refused.stderr  # not its recipe
-    _run([*given, "--runs", "x0:0", "--tail-steps", "1"])  # the given model sampled with a tail step too
+    # the given model sampled with another sampler than its own, and a tail step
+    _run([*given, "--runs", "x0:0", "--tail-steps", "1", "--sampler", "euler", "--steps", "3"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert r["model"] == str(tmp_path / "given") and list(r["runs"]) == ["seed0"] and not any(r["exits"].values())
-    assert json.loads((tmp_path / "generated" / "seed0" / "case_0000" / "provenance.json").read_text())["tail_steps"] == 1
+    prov = json.loads((tmp_path / "generated" / "seed0" / "case_0000" / "provenance.json").read_text())
+    assert (prov["tail_steps"], prov["sampler"], prov["steps"]) == (1, "euler", 3)
+    assert (r["run_records"]["seed0"]["sampler"], r["run_records"]["seed0"]["sampler_steps"]) == ("euler", 3)
     assert not r["run_records"]["seed0"]["trained_here"] and r["run_records"]["seed0"]["steps"] == 2
     assert r["run_records"]["seed0"]["generated"] == 2 and r["per_run"]["seed0"]["memorisation_flagged"] == 0
     assert f"not trained here: the model `{tmp_path / 'given'}`" in (tmp_path / "report.md").read_text()
