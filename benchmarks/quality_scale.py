@@ -1598,7 +1598,10 @@ def main() -> int:
     # refuses a --set sampler.* other than its training config's (check_model_recipe), so sample through generate
     ap.add_argument("--sampler", choices=("ddpm", "ddim", "euler", "heun"),
                     help="every run's cases (a given --model's too): generate --sampler NAME (default: each model's own)")
-    ap.add_argument("--steps", type=int, help="every run's cases: generate --steps N (default: each model's own)")
+    from seed_pick import positive_int  # beside this script, as seed_pick_reading's import
+
+    ap.add_argument("--steps", type=positive_int,  # 0 would read as unset and sample with each model's own
+                    help="every run's cases: generate --steps N (default: each model's own)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")

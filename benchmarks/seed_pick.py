@@ -163,8 +163,8 @@ def _same_real_side(real: Any, other: Path) -> None:
         raise ValueError(f"{other}: another real side (other real cases or another feature net) than --eval's")
 
 
-def _positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (quality_scale's --steps too)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
@@ -177,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", required=True,
                     help="run names (folders of --eval with features.npz) or folders of another job's eval/ whose "
                          "real_features.npz is --eval's (the same real cases and feature net): runs of several jobs")
-    ap.add_argument("--splits", type=_positive, default=20)
-    ap.add_argument("--floor-draws", type=_positive, default=200)
+    ap.add_argument("--splits", type=positive_int, default=20)
+    ap.add_argument("--floor-draws", type=positive_int, default=200)
     ap.add_argument("--counts", type=int, nargs="*", default=[],
                     help="also: how often each run is picked when each shows only n cases (100 draws a count)")
     ap.add_argument("--seed", type=int, default=0)
