@@ -28,9 +28,9 @@
 # The job runs from a copy of the tree in /tmp/repo: every device call replaces the carried tree,
 # which would pull the files from under a job started there.
 set -u
-JOB=/tmp/job
+JOB=${JOB:-/tmp/job}  # (JOB / REPO elsewhere: the tests')
 WAIT_S=${WAIT_S:-560}
-REPO=/tmp/repo
+REPO=${REPO:-/tmp/repo}
 
 # The fastest configuration (issue 15): one modality (8 x 64^3 latent), batch 8, pixel norm,
 # additive skips, blocks 1 2 2 4 4, CUDA graphs: the net alone reached 189.9 vol/s.
@@ -172,19 +172,23 @@ quality_scale_task() {
 # ($JOB/quality_scale2, arguments in QUALITY_ARGS2) on the first one's data (linked, not written again: same
 # --cases): e.g. a given model's evaluation after a trained variant's, in one lease without the idle gap
 # between two `start` calls. FETCH and nets.tgz read the first job's folder; "--nets /tmp/job/quality_scale" in
-# QUALITY_ARGS2 reuses the nets the first job trained (same data, so the same manifest).
-quality_scale2_task() {
+# QUALITY_ARGS2 reuses the nets the first job trained (same data, so the same manifest). quality_scale3
+# (QUALITY_ARGS3, $JOB/quality_scale3) is a third: e.g. a model a later `wait` call carries and copies to /tmp
+# while the first two run (a call carries 64 MiB: the wheels and one 23 MB model).
+quality_scale_next_task() {  # N: the job in $JOB/quality_scaleN with QUALITY_ARGSN
     local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
-    local q2=$JOB/quality_scale2
-    mkdir -p $q2
+    local n=$1 q=$JOB/quality_scale$1 args_var=QUALITY_ARGS$1
+    mkdir -p "$q"
     if [ -f $JOB/quality_scale/data/anatomy.json ]; then
-        ln -sfn $JOB/quality_scale/data $q2/data && ln -sf $JOB/quality_scale/manifest.json $q2/manifest.json
+        ln -sfn $JOB/quality_scale/data "$q/data" && ln -sf $JOB/quality_scale/manifest.json "$q/manifest.json"
     fi
-    echo "== quality_scale2 $(date -u +%FT%TZ)"
-    # shellcheck disable=SC2086  # QUALITY_ARGS2 is a list of words
-    python3 benchmarks/quality_scale.py --out $q2 ${QUALITY_ARGS2:-}
-    echo "== quality_scale2 exit $? $(date -u +%FT%TZ)"
+    echo "== quality_scale$n $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086  # QUALITY_ARGSN is a list of words
+    python3 benchmarks/quality_scale.py --out "$q" ${!args_var:-}
+    echo "== quality_scale$n exit $? $(date -u +%FT%TZ)"
 }
+quality_scale2_task() { quality_scale_next_task 2; }
+quality_scale3_task() { quality_scale_next_task 3; }
 
 # TASKS="quality_scale paired": benchmarks/paired_contrast.py on every mask-conditioned model the quality_scale job
 # trained and exported: PAIRED_NUM (default 32) cases for the training folds' real masks, each against the real case
