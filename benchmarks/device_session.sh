@@ -28,9 +28,10 @@
 # The job runs from a copy of the tree in /tmp/repo: every device call replaces the carried tree,
 # which would pull the files from under a job started there.
 set -u
-JOB=${JOB:-/tmp/job}  # (JOB / REPO elsewhere: the tests')
+# JOB and REPO under /tmp unless the tests set DEVICE_SESSION_JOB / DEVICE_SESSION_REPO (names nothing else sets: `start` empties REPO)
+JOB=${DEVICE_SESSION_JOB:-/tmp/job}
 WAIT_S=${WAIT_S:-560}
-REPO=${REPO:-/tmp/repo}
+REPO=${DEVICE_SESSION_REPO:-/tmp/repo}
 
 # The fastest configuration (issue 15): one modality (8 x 64^3 latent), batch 8, pixel norm,
 # additive skips, blocks 1 2 2 4 4, CUDA graphs: the net alone reached 189.9 vol/s.
@@ -177,10 +178,10 @@ quality_scale_task() {
 # while the first two run (a call carries 64 MiB: the wheels and one 23 MB model).
 quality_scale_next_task() {  # N: the job in $JOB/quality_scaleN with QUALITY_ARGSN
     local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
-    local n=$1 q=$JOB/quality_scale$1 args_var=QUALITY_ARGS$1
+    local n=${1:?the job number} q=$JOB/quality_scale$1 args_var=QUALITY_ARGS$1
     mkdir -p "$q"
-    if [ -f $JOB/quality_scale/data/anatomy.json ]; then
-        ln -sfn $JOB/quality_scale/data "$q/data" && ln -sf $JOB/quality_scale/manifest.json "$q/manifest.json"
+    if [ -f "$JOB/quality_scale/data/anatomy.json" ]; then
+        ln -sfn "$JOB/quality_scale/data" "$q/data" && ln -sf "$JOB/quality_scale/manifest.json" "$q/manifest.json"
     fi
     echo "== quality_scale$n $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086  # QUALITY_ARGSN is a list of words
@@ -424,7 +425,7 @@ case "${1:-}" in
         python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
         (cd /tmp && tar xzf "$OLDPWD"/.whl/deepspeed-*.tar.gz && cd deepspeed-*/ &&
             DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .) || exit 1
-        rm -rf $REPO && mkdir -p $REPO && tar cf - --exclude=./.whl --exclude=./.git . | tar xf - -C $REPO || exit 1
+        rm -rf "$REPO" && mkdir -p "$REPO" && tar cf - --exclude=./.whl --exclude=./.git . | tar xf - -C "$REPO" || exit 1
         setsid nohup bash "$REPO/benchmarks/device_session.sh" job >$JOB/log 2>&1 < /dev/null &
         sleep 5
         wait_job

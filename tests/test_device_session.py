@@ -22,9 +22,12 @@ def _job(tmp_path: Path, env: dict[str, str]) -> tuple[str, list[str]]:
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho stand-in\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
+    # the job reads its tasks and their arguments from the environment: none of the caller's may leak in
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("TASK", "TASKS", "FIRST_TASKS", "PAR_TASKS") and not k.startswith("QUALITY_ARGS")}
     run = subprocess.run(["bash", str(SCRIPT), "job"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "JOB": str(job),
-                              "REPO": str(repo), **env})
+                         env={**inherited, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DEVICE_SESSION_JOB": str(job),
+                              "DEVICE_SESSION_REPO": str(repo), **env})
     assert run.returncode == 0, run.stderr
     return run.stdout, calls.read_text().splitlines() if calls.exists() else []
 
