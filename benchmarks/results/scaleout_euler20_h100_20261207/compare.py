@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 here = Path(__file__).resolve().parent
 sys.path[:0] = [str(here.parents[2] / "benchmarks"), str(here.parents[2])]
 from quality_scale import NORMAL_BRAIN_REALISM, eval_metrics  # noqa: E402
@@ -86,3 +88,22 @@ for a, b in [("seed 1, Euler 20 (H100)", "seed 1, Heun 30 (s53, H100)"), ("seed 
         verdict = "not resolved" if lo <= 0 <= hi else ("resolved, a higher" if lo > 0 else "resolved, a lower")
         print(f"- {a} - {b}: {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict}; "
               + ("paired" if d["paired"] else "as independent draws") + ")")
+
+print()
+# Does case i of one set answer case i of another? The seed-0 set was generated on the CPU, seed 1's on the H100:
+# same-seed cases of two models lie nearer than other pairs where the noise carries the case (z-scored features,
+# the real training cases' mean and sd)
+cpu = here / "cpu_seed0" / "features.npz"
+if cpu.exists():
+    real = np.load(here / "eval" / "real_features.npz")["train"]
+    mu, sd = real.mean(0), real.std(0) + 1e-6
+    za = (np.load(cpu)["synthetic"] - mu) / sd
+    zb = (np.load(here / "eval" / RUN.format(1) / "features.npz")["synthetic"] - mu) / sd
+    dist = np.linalg.norm(za[:, None, :] - zb[None, :, :], axis=2)
+    own, other = np.diag(dist), dist[~np.eye(len(dist), dtype=bool)]
+    rank = (dist < own[:, None]).sum(1)  # other seed-1 cases nearer to seed-0 case i than its own
+    blocks = [float(np.median(rank[s:s + 12])) for s in range(0, len(rank), 12)]
+    print("Case order, seed 0 Euler 20 (CPU) against seed 1 Euler 20 (H100), case i with case i: the median distance "
+          f"{np.median(own) / np.median(other):.2f} of other pairs' (means {own.mean() / other.mean():.2f}); other cases "
+          f"nearer than its own, median {np.median(rank):.0f} of {len(rank) - 1}; by blocks of 12 cases (the first block: "
+          f"session 55's cases 0-11): " + " ".join(f"{b:.0f}" for b in blocks))
