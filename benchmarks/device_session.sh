@@ -175,7 +175,8 @@ quality_scale_task() {
 # between two `start` calls. FETCH and nets.tgz read the first job's folder; "--nets /tmp/job/quality_scale" in
 # QUALITY_ARGS2 reuses the nets the first job trained (same data, so the same manifest). quality_scale3
 # (QUALITY_ARGS3, $JOB/quality_scale3) is a third: e.g. a model a later `wait` call carries and copies to /tmp
-# while the first two run (a call carries 64 MiB: the wheels and one 23 MB model).
+# while the first two run (a call carries 64 MiB: the wheels and one 23 MB model, with the tracked shipped model
+# moved out of the tree for the call).
 quality_scale_next_task() {  # N: the job in $JOB/quality_scaleN with QUALITY_ARGSN
     local -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # this task only: later tasks keep their own threads
     local n=${1:?the job number} q=$JOB/quality_scale$1 args_var=QUALITY_ARGS$1

@@ -34,7 +34,7 @@ class TrainConfig:
     # at lr, then a linear decay over the last decay_fraction of max_steps; arXiv:2405.18392). All but constant
     # read max_steps: a run that a clock (max_minutes) stops first never finishes its decay.
     lr_schedule: Literal["cosine", "constant", "wsd"] = "cosine"
-    decay_fraction: float = 0.2  # wsd: the share of max_steps spent decaying (at least one step; after the warm-up)
+    decay_fraction: float = 0.2  # wsd: the share of max_steps spent decaying (two steps at least; after the warm-up)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0  # 0 disables clipping

@@ -1,9 +1,10 @@
-"""Session 56 (no device machine came): the scaleout seed-0 model (bf16, session 53's) under Euler 20, 192 cases
+"""Session 56 (seed 0 on the CPU while the device was refused): the scaleout seed-0 model (bf16, session 53's) under Euler 20, 192 cases
 generated on the CPU with case seeds 0..191 (CPU generators: the same noise as any machine's), read with the GPU
 jobs' instrument: the tracked feature net (benchmarks/nets/anatomy1536_fold0/feature_net) on evaluate's pipeline at
 the shipped scale (quality_scale.eval_scale_overrides, as the image phase), Frechet and its jackknife against the
-real training features a GPU job kept (../seedspread_h100_20261206/eval/real_features.npz: the same 1164 cases, the
-same net); the realism phase's checks (quality_common.realism_checks_of, 192 real a side, both scales) as
+real training features a GPU job kept (../../seedspread_h100_20261206/eval/real_features.npz: the same 1164 cases, the
+same net; quality_common.image_evaluations_of would load all 1536 real cases, ~15 GB, beside the generation on the
+24 GB machine); the realism phase's checks (quality_common.realism_checks_of, 192 real a side, both scales) as
 quality_scale's realism phase runs them. The Frechet difference against session 53's Heun-30 reading of the same
 case seeds pairs case i with case i (that job's leave-one-out figures).
 
