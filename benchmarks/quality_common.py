@@ -425,8 +425,9 @@ def image_evaluations_of(config: Path, manifest: Path, root: Path, generated: di
             synthetic = real.synthetic(folder)
             realism = image_realism_for(reference, synthetic, real.dcfg.modalities)
             realism.pop("spectra")
-            res = {"realism": realism, "image": image_distances_for(reference, synthetic)}
-            kept = _float32(extract_features(net, synthetic.images))  # every case's (the report's may be a subset)
+            features = extract_features(net, synthetic.images)  # every case's (the report's may be a subset)
+            res = {"realism": realism, "image": image_distances_for(reference, synthetic, features)}
+            kept = _float32(features)
         except Exception as exc:  # one set's failure must not lose the others
             log(f"image {name}: failed: {type(exc).__name__}: {exc}")
             states[name] = f"failed: {type(exc).__name__}: {exc}"

@@ -117,10 +117,13 @@ def image_realism_for(reference: ImageReference, synthetic: Any, modalities: Any
                               mask_groups=mask_ids or None, synthetic_labels=generated_labels)
 
 
-def image_distances_for(reference: ImageReference, synthetic: Any) -> dict[str, Any]:
+def image_distances_for(reference: ImageReference, synthetic: Any,
+                        synthetic_features: Any = None) -> dict[str, Any]:
     """The image task's feature readings of one synthetic set: MS-SSIM diversity beside the real training
     cases', Frechet / MMD (3D with a jackknife interval over the synthetic cases, and 2.5D) and PRDC against
-    the real training cases, each beside the held-out floor at the same count, and their readings."""
+    the real training cases, each beside the held-out floor at the same count, and their readings.
+    ``synthetic_features``: :func:`~medidiff.eval.features.extract_features` of every synthetic case, in order,
+    where the caller has them (a caller that keeps them need not run the feature net twice): the subset's rows."""
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
 
@@ -148,7 +151,10 @@ def image_distances_for(reference: ImageReference, synthetic: Any) -> dict[str, 
         row, jack = im.feature_distances(x, y), im.frechet_jackknife(x, y, rows_per_case=per)
         return row if "note" in row or "note" in jack else {**row, **jack}
 
-    f_syn = feat.extract_features(reference.net, syn_k)
+    if synthetic_features is not None and len(synthetic_features) != len(synthetic):
+        raise ValueError(f"synthetic_features has {len(synthetic_features)} rows for {len(synthetic)} cases")
+    f_syn = (feat.extract_features(reference.net, syn_k) if synthetic_features is None
+             else synthetic_features[pick])
     dist: dict[str, Any] = {"synthetic_vs_real_train": reference.rows(syn_k, f_syn, synthetic_row)}
     # Frechet mixes fidelity and diversity: precision / recall / coverage split them (3D features); k
     # neighbours, fewer where a side has no more than PRDC_K cases (the floor uses the same k)

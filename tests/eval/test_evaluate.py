@@ -239,7 +239,9 @@ def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(data
         for side in ("synthetic_vs_real_train", "real_heldout_vs_real_train"):
             for variant, row in one["image"]["distances"][side].items():
                 for key in ("frechet", "mmd2_rbf"):
-                    assert both["image"]["distances"][side][variant][key] == pytest.approx(row[key], rel=1e-6)
+                    # rel 1e-5: set a's subset takes its rows from every case's features, batched in other pairs
+                    # than evaluate's pass over the subset alone (float32 convolutions: 2e-6 apart here)
+                    assert both["image"]["distances"][side][variant][key] == pytest.approx(row[key], rel=1e-5)
         assert both["image"]["prdc"]["real_heldout_vs_real_train"]["coverage"] == pytest.approx(
             one["image"]["prdc"]["real_heldout_vs_real_train"]["coverage"])
         assert both["image"]["prdc"]["synthetic_vs_real_train"]["precision"] == pytest.approx(
