@@ -840,14 +840,14 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     # a second stage's seeds are not its first stage's (which drew with 0..): the images would start from the noise
     # that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks,
-                           seed=FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0,
+                           seed=args.case_seed + (FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0),
                            tail_steps=args.tail_steps, sampler=args.sampler, steps=args.steps)
     scores = g["background_per_case"]
     variant, seed = runs_of(args)[run]
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
               "generated": g["cases"], "background_per_case": scores, "background": g["background"],
               "background_rms_max": max(sc["background_rms"] for sc in scores), "tail_steps": args.tail_steps,
-              "sampler": args.sampler, "sampler_steps": args.steps}  # None: the model's own
+              "sampler": args.sampler, "sampler_steps": args.steps, "case_seed": args.case_seed}  # None: the model's own
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
@@ -1602,6 +1602,10 @@ def main() -> int:
 
     ap.add_argument("--steps", type=positive_int,  # 0 would read as unset and sample with each model's own
                     help="every run's cases: generate --steps N (default: each model's own)")
+    # a run picked by its Frechet on case seeds 0.. reads optimistically on them: a reading free of the pick draws
+    # other cases (and its left-out figures then pair with no earlier job's)
+    ap.add_argument("--case-seed", type=int, default=0,
+                    help="every run's first case seed (generate --seed; default 0: the cases earlier jobs drew)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every seed, e.g. train.deepspeed=zero1 (repeatable)")
     ap.add_argument("--eval-epochs", type=int, help="most epochs of the feature net and tissue segmenter (default 10; 1 with --smoke)")
@@ -1652,6 +1656,8 @@ def main() -> int:
                     ("--eval-epochs", args.eval_epochs), ("--workers", workers)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
+    if args.case_seed < 0:
+        ap.error(f"--case-seed must be >= 0, got {args.case_seed}")
     if args.gpus > 1:
         if args.device != "cuda":
             ap.error(f"--gpus {args.gpus} needs --device cuda, got {args.device}")
@@ -1719,6 +1725,7 @@ def main() -> int:
           *(["--mask-source", args.mask_source] if args.mask_source else []),
           *(["--eval-steps", str(args.eval_steps)] if args.eval_steps else []),
           *(["--tail-steps", str(args.tail_steps)] if args.tail_steps is not None else []),
+          *(["--case-seed", str(args.case_seed)] if args.case_seed else []),
           *(["--sampler", args.sampler] if args.sampler else []), *(["--steps", str(args.steps)] if args.steps else [])]
     nets = list(dict.fromkeys(SHARED_NETS[phase] for phase in args.phases if shares_net(args, phase)))  # each once
     record["nets_reused"] = reused = reuse_nets(args.nets, nets, out) if args.nets else []

@@ -179,7 +179,7 @@ def test_loop_bench_trains_vae_ldm_from_a_latent_cache_as_readme_does(monkeypatc
 def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypatch, tmp_path):
     # --nets-after: the evaluation's nets train once the seeds are done (their logs are written later)
     _run(["benchmarks/quality_scale.py", "--out", str(tmp_path), "--smoke", "--device", "cpu", "--seeds", "2",
-          "--nets-after"])
+          "--nets-after", "--case-seed", "3"])
     r = json.loads((tmp_path / "quality_scale.json").read_text())
     assert not any(r["exits"].values()) and r["seeds"] == [0, 1] and list(r["runs"]) == ["seed0", "seed1"]
     assert r["nets_after"] and "feature_net and tissue_net trained after them" in (tmp_path / "report.md").read_text()
@@ -196,6 +196,10 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
         assert (started - seeds_end + 43200) % 86400 - 43200 >= -1, (last[net], seeds_end)
     for s in ("seed0", "seed1"):
         assert r["run_records"][s]["steps"] == 2 and r["run_records"][s]["generated"] == 2
+        # --case-seed: every run's cases drawn from case seed 3 on, and recorded
+        cases = sorted((tmp_path / "generated" / s).glob("case_*"))
+        assert [json.loads((c / "provenance.json").read_text())["seed"] for c in cases] == [3, 4]
+        assert json.loads((tmp_path / "seeds" / f"{s}.json").read_text())["case_seed"] == 3
         report = json.loads((tmp_path / "eval" / s / "report.json").read_text())
         assert "saved" in report["feature_net"]  # the one feature net trained after the seeds, loaded by each
         assert "in process" in report["how"]  # the real side built once for both seeds
