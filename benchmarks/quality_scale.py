@@ -837,8 +837,8 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     if cfg.conditioning.mask:
         masks = (generated_masks(out, args.mask_source) if args.mask_source
                  else training_masks(out, cfg, run, args.generate))
-    # a second stage's seeds are not its first stage's (which drew with 0..): the images would start from the noise
-    # that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
+    # a second stage's seeds are not its first stage's (which drew from --case-seed on): the images would start from
+    # the noise that drew their label maps (generate refuses; sessions 36-37's two-stage jobs ran before that, coupled)
     g = generate_and_score(model, out / "generated" / run, args.generate, args.device, masks=masks,
                            seed=args.case_seed + (FIRST_STAGE_SEED_OFFSET if cfg.conditioning.mask and args.mask_source else 0),
                            tail_steps=args.tail_steps, sampler=args.sampler, steps=args.steps)
@@ -847,7 +847,8 @@ def run_one(args: argparse.Namespace, out: Path, run: str) -> None:
     record = {"run": run, "variant": variant, "seed": seed, "model": str(model), **trained, "generate_seconds": g["seconds"],
               "generated": g["cases"], "background_per_case": scores, "background": g["background"],
               "background_rms_max": max(sc["background_rms"] for sc in scores), "tail_steps": args.tail_steps,
-              "sampler": args.sampler, "sampler_steps": args.steps, "case_seed": args.case_seed}  # None: the model's own
+              "sampler": args.sampler, "sampler_steps": args.steps,  # None: the model's own
+              "case_seed": args.case_seed}
     (out / "seeds").mkdir(exist_ok=True)
     (out / "seeds" / f"{run}.json").write_text(json.dumps(record, indent=2))
     log(f"{run}: {g['cases']} cases in {g['seconds']:.0f} s, background RMS {record['background']['background_rms']:.4f}")
