@@ -2,7 +2,8 @@
 cases under Heun 30, one instrument (the tracked feature net, manifest sha256 9e62357125613229..., the same floor
 2.58 and image-phase real draw): scaleout seeds 0-1 (../quality_scaleout_h100_20261206/) and 2-3 (this job);
 shipped-recipe seeds 0 (the shipped bf16 file) and 1 (../seedspread_h100_20261206/), 2-3
-(../seedpick4_h100_20261207/). Every figure here is the image phase's (this job ran no realism phase). Seeds are
+(../seedpick4_h100_20261207/). The eight-run table is the image phase's (this job ran no realism phase); the last
+table is the realism phase's, for the scale's seeds 0-1 and seed 2's bf16 export (cpu_seed2_bf16/). Seeds are
 independent training runs; the recipe comparison is a permutation test over the eight runs' Frechet figures (70
 ways to split eight runs four and four), the run-level differences paired case by case where both sets share case
 seeds 0..191 (image_metrics.frechet_difference). python compare.py > compare.md (from any folder)"""
