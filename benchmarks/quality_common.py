@@ -302,7 +302,7 @@ class _RealCases:
 
         self.evdata = evdata
         exp, self.cfg = load_eval_configs(str(config), sets)
-        self.dcfg = evdata.eval_data_config(exp.data)
+        self.dcfg = evdata.eval_data_config(exp.data, self.cfg.intensity_scale)
         train_items, held_items, label_map = evdata.real_items(manifest, root, exp.data.fold)
         tf = self._real_tf = build_transforms(self.dcfg, train=False, label_map=label_map)
         if train_ids is not None:

@@ -992,7 +992,8 @@ def normal_brain_scale_overrides() -> list[str]:
     with the tumour's contrast and stray bright voxels; here the scale is set by the normal brain alone (the
     histogram still covers the whole brain, tumour included: the shipped model's t1c 0.038 here against 0.178 on
     the shipped scale, quality_scale_h200_20261204/histogram_parts). Later keys win: the shipped keys, then these."""
-    return [*eval_scale_overrides(), "data.percentile_region=outside_tumour", "data.percentile_top=0.0"]
+    return [*eval_scale_overrides(), "data.percentile_region=outside_tumour", "data.percentile_top=0.0",
+            "eval.intensity_scale=config"]  # evaluate reads every set on the brain's scale unless told
 
 
 def shares_net(args: argparse.Namespace, phase: str) -> bool:

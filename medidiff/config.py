@@ -299,6 +299,7 @@ def dump_yaml(cfg: Any) -> str:
 # Settings added after config hashes were recorded (generated cases' provenance, which `generate` compares to resume
 # a folder): left out of the hash while they hold their default, so an upgrade alone changes no model's hash.
 HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0, ("eval", "realism_max_real"): None,
+                                                   ("eval", "intensity_scale"): "brain",
                                                    ("train", "decay_fraction"): 0.2}
 
 

@@ -541,9 +541,12 @@ def test_quality_scale_evaluates_every_run_on_the_shipped_intensity_scale(monkey
     assert seen["audit"] == qs.eval_scale_overrides()
     # the realism phase reads on the shipped scale, then again on the normal brain's (its keys last: they win)
     assert seen["realism"] == [qs.eval_scale_overrides(), qs.normal_brain_scale_overrides()]
-    second = load_config(scaleout, qs.normal_brain_scale_overrides()).data
-    assert (second.percentile_region, second.percentile_top, list(second.percentiles)) == ("outside_tumour", 0.0,
-                                                                                          [0.5, 99.5])
+    second = load_config(scaleout, qs.normal_brain_scale_overrides())
+    assert (second.data.percentile_region, second.data.percentile_top, list(second.data.percentiles)) == (
+        "outside_tumour", 0.0, [0.5, 99.5])
+    from medidiff.eval.data import eval_data_config
+    assert second.eval.intensity_scale == "config"  # else evaluate would read it on the brain's scale again
+    assert eval_data_config(second.data, second.eval.intensity_scale).percentile_region == "outside_tumour"
     assert (seen["net"].percentile_region, seen["net"].percentile_top) == ("brain", 1.0)
 
 

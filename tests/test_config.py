@@ -188,4 +188,5 @@ def test_a_new_setting_at_its_default_leaves_config_hashes_as_they_were():
     assert config_hash(cfg) == "858512c52e164c06"
     assert config_hash(replace(cfg, sampler=replace(cfg.sampler, tail_steps=1))) != config_hash(cfg)
     assert config_hash(replace(cfg, eval=replace(cfg.eval, realism_max_real=192))) != config_hash(cfg)
+    assert config_hash(replace(cfg, eval=replace(cfg.eval, intensity_scale="config"))) != config_hash(cfg)
     assert config_hash(replace(cfg, train=replace(cfg.train, decay_fraction=0.3))) != config_hash(cfg)

@@ -95,6 +95,7 @@ def test_generate_writes_nifti_with_labels_provenance_and_skips_finished(trained
     assert nib.load(case / "seg.nii.gz").get_data_dtype() == np.uint8
     prov = json.loads((case / "provenance.json").read_text())
     assert prov["steps"] == 3 and prov["sampler"] == "euler" and len(prov["model_hash"]) == 16
+    assert prov["intensity_scale"] == {"percentiles": [0.5, 99.5], "percentile_region": "brain", "percentile_top": 1.0}
     img = read_png(case / "preview.png")
     assert img.shape[0] >= 4 * 240 and img.shape[1] >= 3 * 240
     before = (case / "t1n.nii.gz").stat().st_mtime_ns

@@ -80,7 +80,7 @@ def run_evaluation(
 
     tasks = list(cfg.tasks)
     out = Path(out_dir)
-    dcfg = evdata.eval_data_config(experiment.data)
+    dcfg = evdata.eval_data_config(experiment.data, cfg.intensity_scale)
     shape = output_shape(dcfg)
     spacing = [float(s) * dcfg.downsample for s in dcfg.spacing]
     needs_segmenter = bool({"utility", "fidelity"} & set(tasks)) or (
@@ -485,7 +485,7 @@ def train_feature_net(
     """
     from medidiff.eval.utility import SegmenterBank
 
-    dcfg, _, real_train = _real_training_cases(experiment, real_manifest, root, progress)
+    dcfg, _, real_train = _real_training_cases(experiment, cfg, real_manifest, root, progress)
     bank = SegmenterBank({"real": real_train}, cfg, progress=progress)
     bank.get("real", cfg.seeds[0])
     return _save_feature_net(bank, replace(cfg, feature_net=str(out_dir)), dcfg, real_manifest, real_train)
@@ -511,7 +511,7 @@ def train_tissue_net(
     from medidiff.config import ConfigError
     from medidiff.eval import tissue as ts
 
-    dcfg, train_items, real_train = _real_training_cases(experiment, real_manifest, root, progress)
+    dcfg, train_items, real_train = _real_training_cases(experiment, cfg, real_manifest, root, progress)
     t_train = ts.tissue_items(train_items)
     if t_train is None:
         raise ConfigError(f"the tissue segmenter needs CASE{ts.TISSUE_SUFFIX} tissue maps beside every real training "
@@ -520,13 +520,13 @@ def train_tissue_net(
     return Path(out_dir)
 
 
-def _real_training_cases(experiment: Any, real_manifest: str | Path, root: str | Path | None, progress: bool
-                         ) -> tuple[Any, list[dict[str, Any]], Any]:
+def _real_training_cases(experiment: Any, cfg: EvalConfig, real_manifest: str | Path, root: str | Path | None,
+                         progress: bool) -> tuple[Any, list[dict[str, Any]], Any]:
     """(evaluation data config, training items, loaded training cases) of the manifest's training folds."""
     from medidiff.data.transforms import build_transforms
     from medidiff.eval import data as evdata
 
-    dcfg = evdata.eval_data_config(experiment.data)
+    dcfg = evdata.eval_data_config(experiment.data, cfg.intensity_scale)
     train_items, _, label_map = evdata.real_items(real_manifest, root, dcfg.fold)
     real_train = evdata.load_cases("real_train", train_items, build_transforms(dcfg, train=False, label_map=label_map),
                                    with_label=True, progress=progress)

@@ -53,6 +53,12 @@ class EvalConfig:
     # cases on the GPU host), and the Frechet ratio moved 3.4x with which 192 training cases formed
     # its reference (frechet_reference_cpu_20261206). null = all
     realism_max_real: int | None = None
+    # the intensity scale every set is read on. "brain" (default): each case's brain percentiles
+    # (data.percentiles) to [-1, 1], whatever data.percentile_region / percentile_top the model trained
+    # with: the scale the tolerances below, the tracked feature net and every issue-16 record were
+    # calibrated on, so models trained on different scales compare (the shipped anatomy-2mm trains on the
+    # outside-the-tumour scale). "config": the config's data keys as they are.
+    intensity_scale: Literal["brain", "config"] = "brain"
     # generated volumes are (x+1)/2 in [0, 1]; a voxel whose every modality is below this counts
     # as background and is set to exactly 0 (real skull-stripped BraTS background is exactly 0).
     # Off by default: zeroing would hide from the background check what it is meant to find.
@@ -126,6 +132,8 @@ class EvalConfig:
         for key in ("max_real", "realism_max_real"):
             if (v := getattr(self, key)) is not None and v < 2:
                 raise ValueError(f"{key} must be >= 2 (the realism floor compares real cases) or null, got {v}")
+        if self.intensity_scale not in ("brain", "config"):
+            raise ValueError(f"intensity_scale must be 'brain' or 'config', got {self.intensity_scale!r}")
         if not 0.0 <= self.synthetic_background < 1.0:
             raise ValueError(f"synthetic_background must be in [0, 1), got {self.synthetic_background}")
         if self.msssim_pairs < 1 or self.slab < 1 or self.slabs_per_axis < 1 or self.floor_draws < 1:

@@ -245,6 +245,17 @@ def _subset_note(data: dict[str, Any]) -> str:
             f"{full['real_heldout']} held-out cases")
 
 
+def _scale_line(config: dict[str, Any]) -> list[str]:
+    """The intensity scale every set was read on (eval.intensity_scale), where the report records it."""
+    data, scale = config.get("data") or {}, (config.get("eval") or {}).get("intensity_scale")
+    if not data or scale is None:
+        return []
+    why = ("eval.intensity_scale brain: whatever scale the model trained on" if scale == "brain"
+           else "eval.intensity_scale config: the config's data keys")
+    return [f"- intensity scale: each case's {data['percentile_region']} percentiles {data['percentiles']} to "
+            f"[-1, {data['percentile_top']:g}] ({why})"]
+
+
 def _provenance_line(p: Mapping[str, Any] | None) -> str:
     if not p:
         return "- provenance: not checked"
@@ -379,6 +390,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"- cases: {d['cases']['real_train']} real training, {d['cases']['real_heldout']} real held-out, "
         f"{d['cases']['synthetic']} synthetic ({d['synthetic_with_labels']} with labels)" + _subset_note(d),
         f"- grid: {d['grid']['shape']} voxels at {d['grid']['spacing_mm']} mm (the experiment's data pipeline)",
+        *_scale_line(report.get("config", {})),
         f"- seeds: {report['seeds']}; tasks: {', '.join(report['tasks'])}",
         f"- feature network: {report.get('feature_net') or 'not used'}",
         *([("- wall time by stage: " + ", ".join(f"{k} {v:g} s" for k, v in report["seconds"].items()))]

@@ -175,6 +175,24 @@ def test_max_real_evaluates_a_seeded_subset_of_each_real_side_and_says_so(datase
                 "--out", str(tmp_path / "c")]) == 2
 
 
+def test_every_set_is_read_on_the_brain_scale_unless_the_config_scale_is_asked_for(dataset, cli, tmp_path):
+    """A model trained on the outside-the-tumour scale (the shipped anatomy-2mm) is evaluated with its own config;
+    evaluate still reads real and synthetic cases on the brain's scale, where its tolerances and the tracked feature
+    net were calibrated, unless eval.intensity_scale says config; the report names the scale either way."""
+    argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
+            str(dataset["gen"]), "--seeds", "0", "--tasks", "memorisation", "--no-progress", *SETS,
+            "--set", "data.percentile_region=outside_tumour", "--set", "data.percentile_top=0.0"]
+    for name, extra, region, line in (
+            ("brain", [], "brain", "brain percentiles [0.5, 99.5] to [-1, 1] (eval.intensity_scale brain"),
+            ("config", ["--set", "eval.intensity_scale=config"], "outside_tumour",
+             "outside_tumour percentiles [0.5, 99.5] to [-1, 0] (eval.intensity_scale config")):
+        assert cli([*argv, *extra, "--out", str(tmp_path / name)]) == 0
+        data = json.loads((tmp_path / name / "report.json").read_text())["config"]["data"]
+        assert (data["percentile_region"], data["percentile_top"]) == (region, 1.0 if region == "brain" else 0.0)
+        assert line in (tmp_path / name / "report.md").read_text()
+    assert cli([*argv, "--set", "eval.intensity_scale=model", "--out", str(tmp_path / "bad")]) == 2
+
+
 def test_realism_max_real_caps_the_realism_checks_alone(dataset, cli, tmp_path):
     """eval.realism_max_real = 2: the realism checks read exactly what eval.max_real = 2 gives them (the same
     seeded cases), and the feature distances what no cap gives them (every real case loaded)."""
