@@ -176,8 +176,8 @@ def test_config_changes_names_differing_keys_and_reads_a_missing_one_as_its_defa
 
 def test_a_new_setting_at_its_default_leaves_config_hashes_as_they_were():
     """Generated cases record their model's config hash and `generate` compares it to resume a folder: a setting
-    added since (config.HASH_SKIPS_DEFAULT) counts only where it is set, so the shipped model keeps the hash its
-    cases of session 40 recorded."""
+    added since (config.HASH_SKIPS_DEFAULT) counts only where it is set, so the shipped model keeps the hash the
+    code before eval.intensity_scale gave it (session 58; the model shipped until then pinned 858512c52e164c06)."""
     from dataclasses import replace
 
     from medidiff.config import config_hash
@@ -185,7 +185,7 @@ def test_a_new_setting_at_its_default_leaves_config_hashes_as_they_were():
     from medidiff.pretrained import model_path
 
     cfg, _ = read_model_config(model_path("anatomy-2mm"), KIND)
-    assert config_hash(cfg) == "858512c52e164c06"
+    assert config_hash(cfg) == "53615d71db85ea79"
     assert config_hash(replace(cfg, sampler=replace(cfg.sampler, tail_steps=1))) != config_hash(cfg)
     assert config_hash(replace(cfg, eval=replace(cfg.eval, realism_max_real=192))) != config_hash(cfg)
     assert config_hash(replace(cfg, eval=replace(cfg.eval, intensity_scale="config"))) != config_hash(cfg)

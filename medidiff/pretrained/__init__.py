@@ -16,7 +16,8 @@ _HERE = Path(__file__).resolve().parent
 
 # short name -> folder under medidiff/pretrained/
 PRETRAINED: dict[str, str] = {
-    # wavelet flow (x0 target, raw detail bands), images + WT/TC/ET together, 2 mm anatomy, 80x96x80
+    # wavelet flow (x0 target, raw detail bands), images + WT/TC/ET together, 2 mm anatomy, 80x96x80, trained
+    # on the outside-the-tumour intensity scale since 2026-12-07 (written files: the normal brain in [0, 0.5])
     "anatomy-2mm": "anatomy_2mm",
 }
 PRETRAINED_DEMO = "anatomy-2mm"  # what `medidiff demo` generates from in its last step
