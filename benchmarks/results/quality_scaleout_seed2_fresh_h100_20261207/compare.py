@@ -1,7 +1,7 @@
 """Session 58: the outside-the-tumour scale's seed 2 (its bf16 export) read on fresh case seeds 192..383 beside the
 readings of cases 0..191 that picked it (../quality_scaleout_seeds23_h100_20261207/, the job's fp32 model) and the
 shipped model (the shipped recipe's seed 0, its bf16 file, ../seedspread_h100_20261206/). One instrument (the
-tracked feature net, manifest sha256 9e62357125613229..., floor 2.58, the same real features to 4e-4: checked below).
+tracked feature net, manifest sha256 9e62357125613229..., floor 2.58, the same real features: bitwise as session 57's, within 3.6e-4 of seedspread's; checked below).
 The case sets differ, so every difference is unpaired (+-1.96 sqrt(se_a^2 + se_b^2)); it covers the draw of
 cases only, not the spread between training runs. python compare.py > compare.md (from any folder)"""
 import json
@@ -25,11 +25,14 @@ def load(folder: str, run: str) -> dict:
 
 
 runs = {name: load(*where) for name, where in READINGS.items()}
-for name, (folder, _) in READINGS.items():
+mine = np.load(here / "eval" / "real_features.npz")
+for name, (folder, _) in list(READINGS.items())[1:]:  # the other jobs' real sides against this one's
     real = np.load(here.parent / folder / "eval" / "real_features.npz")
-    mine = np.load(here / "eval" / "real_features.npz")
-    # the same cases through the same net; GPU kernels differ by up to 4e-4 on features of size ~20 between jobs
-    assert all(np.allclose(real[k], mine[k], rtol=0, atol=1e-3) for k in ("train", "heldout")), f"{name}: another real side"
+    # the same cases through the same net: session 57's bitwise equal, seedspread's within 3.6e-4 on features of
+    # size ~20 (another job's GPU kernels)
+    gap = max(float(np.abs(real[k] - mine[k]).max()) for k in ("train", "heldout"))
+    assert gap < 1e-3, f"{name}: another real side (features {gap:.1e} apart)"
+    print(f"<!-- real features against {folder}: at most {gap:.1e} apart -->")
 floors = [m["frechet_3d_floor"] for m in runs.values()]
 assert max(floors) - min(floors) < 1e-5 * min(floors)
 MODS = ("t1n", "t1c", "t2w", "t2f")
