@@ -1,5 +1,5 @@
 """A mask-conditioned model's tumour contrast, paired: each generated case against the real training case whose
-label map it was drawn for, each side read with its own copy of that label map, per modality, on the shipped and the
+label map it was drawn for, each side read with its own copy of that label map, per modality, on the brain and the
 outside-the-tumour scale (quality_scale's two). Why: the unpaired realism rows compare two sets' medians, so a
 model that overshoots an enhancing tumour's brightness and a first stage whose labels differ from real ones read
 alike (quality_scale_h200_20261204f: t2f's ET 0.3-0.4 too bright for the joint model's labels). Paired on real
@@ -31,7 +31,8 @@ from quality_common import _RealCases  # noqa: E402
 from quality_scale import eval_scale_overrides, normal_brain_scale_overrides, summarise_over_seeds  # noqa: E402
 
 READINGS = ("et_contrast", "et_upper", "top_in_tumour", "ncr_contrast", "ed_contrast")
-SCALES = {"shipped": eval_scale_overrides, "outside_tumour": normal_brain_scale_overrides}
+# "brain" was "shipped" in records before 2026-12-07 (the shipped model's scale until then)
+SCALES = {"brain": eval_scale_overrides, "outside_tumour": normal_brain_scale_overrides}
 
 
 def paired_contrast(generated: Any, generated_labels: Any, real: Any, real_labels: Any,

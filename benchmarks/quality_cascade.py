@@ -62,15 +62,16 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def base_geometry(base: Path) -> dict[str, Any]:
-    """The base model's output grid, voxel size (mm), held-out fold and modalities (its config.json)."""
+    """The base model's output grid, voxel size (mm), held-out fold, modalities and intensity scale (its config.json)."""
     from medidiff.config import from_dict
+    from medidiff.data.config import intensity_scale
     from medidiff.experiment import ExperimentConfig
 
     cfg = from_dict(ExperimentConfig, json.loads((base / "config.json").read_text())["config"], source=str(base))
     d = cfg.data
     return {"grid": [int(r) // d.downsample for r in d.roi], "mm": [float(s) * d.downsample for s in d.spacing],
             "fold": d.fold, "modalities": list(d.modalities), "label_mode": d.label_mode,
-            "generate_labels": cfg.conditioning.generate_labels}
+            "generate_labels": cfg.conditioning.generate_labels, "intensity": intensity_scale(d)}
 
 
 def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], variant: str) -> list[str]:
@@ -87,6 +88,8 @@ def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], varia
             f"data.root={out / 'data'}", f"data.roi={roi}", f"data.spacing={[m / 2 for m in geo['mm']]}",
             f"data.fold={geo['fold']}", f"data.modalities={geo['modalities']}", f"data.num_workers={q['workers']}",
             f"data.label_mode={geo['label_mode']}", f"conditioning.generate_labels={str(geo['generate_labels']).lower()}",
+            # the base's intensity scale: the cascade refuses an SR stage on another (it reads the base's images as its own)
+            *(f"data.{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in geo["intensity"].items()),
             "cascade.scale=2", f"cascade.patch_size={[q['patch']] * 3}", "cascade.sample_mode=whole",
             f"train.device={args.device}", f"train.max_minutes={args.minutes}", "train.ckpt_every=0",
             "train.val_every=0", *smoke, *VARIANTS[variant]]

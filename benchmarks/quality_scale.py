@@ -176,7 +176,8 @@ VARIANTS: dict[str, list[str]] = {
     # for the tumours): at 4 mm on the CPU (two seeds) every histogram nearer real on the shipped scale (t1c least),
     # every spectrum within 2x, the texture from blurred to real's detail coherence, the outside 3-6x noisier; most
     # of the histogram gain is the range halved (next variant; scale_outside_tumour_cpu_20261203).
-    # Evaluated, as every run, on the shipped model's scale (eval_scale_overrides)
+    # Evaluated, as every run, on the brain scale (eval_scale_overrides). In these comments "the shipped scale" is
+    # the brain scale: the shipped model's until 2026-12-07, when this variant's seed 2 was shipped
     "x0_detail100_labels_lll100_skip005_scaleout": ["objective.detail_weight=100",
                                                     "objective.channel_weights=" + _masks_lll(100),
                                                     "objective.x0_skip_sigma=0.05", "data.percentile_region=outside_tumour",
@@ -969,12 +970,12 @@ def run_shared_net(args: argparse.Namespace, out: Path, name: str) -> None:
 
 
 def eval_scale_overrides() -> list[str]:
-    """The dotted keys that put every evaluation of every job on one intensity scale, the shipped model's
-    (DataConfig's defaults: each case's brain 0.5-99.5th percentiles to [-1, 1]): the in-process realism and
-    audit, ``medidiff evaluate`` and the shared feature and tissue nets (the kept feature net was trained on it).
+    """The dotted keys that put every evaluation of every job on one intensity scale, the brain scale (DataConfig's
+    defaults: each case's brain 0.5-99.5th percentiles to [-1, 1]; the shipped model's until 2026-12-07, and the one
+    ``medidiff evaluate`` reads every set on since: eval.intensity_scale brain): the in-process realism and audit,
+    ``medidiff evaluate`` and the shared feature and tissue nets (the kept feature net was trained on it).
     Evaluation rescales every generated case through that pipeline, so a run trained on another scale is judged
-    as a user of the shipped model would see it. (The background rows read the written files: their scale is
-    each run's own, ROWS says so.)
+    as evaluate judges it. (The background rows read the written files: their scale is each run's own, ROWS says so.)
 
     Why fixed, not the first run's: a run on the outside-the-tumour scale evaluated alone was read on its own
     pipeline, and its t1c histogram (W1 0.035) was set against other jobs' shipped-scale readings (0.27) as an 8x
@@ -987,11 +988,11 @@ def eval_scale_overrides() -> list[str]:
 
 def normal_brain_scale_overrides() -> list[str]:
     """The realism phase's second reading (OUT/realism_outside_tumour/): each case's percentiles over the brain
-    outside its labelled tumour, the normal brain to [-1, 0] and the tumour above it. Why: on the shipped scale the
+    outside its labelled tumour, the normal brain to [-1, 0] and the tumour above it. Why: on the brain scale the
     brain's top percentile lies in t1c's enhancing tumour, so its histogram mixes the normal brain's intensities
     with the tumour's contrast and stray bright voxels; here the scale is set by the normal brain alone (the
-    histogram still covers the whole brain, tumour included: the shipped model's t1c 0.038 here against 0.178 on
-    the shipped scale, quality_scale_h200_20261204/histogram_parts). Later keys win: the shipped keys, then these."""
+    histogram still covers the whole brain, tumour included: the then shipped model's t1c 0.038 here against 0.178
+    on the brain scale, quality_scale_h200_20261204/histogram_parts). Later keys win: the brain keys, then these."""
     return [*eval_scale_overrides(), "data.percentile_region=outside_tumour", "data.percentile_top=0.0",
             "eval.intensity_scale=config"]  # evaluate reads every set on the brain's scale unless told
 
@@ -1018,7 +1019,7 @@ def evaluate_command(args: argparse.Namespace, out: Path, run: str, phase: str) 
 
 
 def eval_sets(args: argparse.Namespace, phase: str) -> list[str]:
-    """The dotted keys an evaluation of ``phase`` reads with: the shipped scale, the real cases it reads, smoke's
+    """The dotted keys an evaluation of ``phase`` reads with: the brain scale, the real cases it reads, smoke's
     small settings (``medidiff evaluate``'s --set, and the in-process image phase's)."""
     sets = list(eval_scale_overrides())
     if args.eval_real and phase == "image":
@@ -1089,7 +1090,7 @@ ROWS: list[tuple[str, str, int]] = [
        f"{m}, outside-the-tumour scale (not judged: real sets may lack cores)", 3) for m in MODALITIES],
     *[(f"top_in_tumour_vs_real_{m}", f"share of the brain's brightest 0.5 % inside the tumour (WT + 2 voxels), synthetic - real, {m} "
        "(< 0: stray bright voxels)", 3) for m in MODALITIES],
-    ("tumour_contrast_pass", "realism check: tumour contrast, shipped scale (1 pass; a mean: the share passing; "
+    ("tumour_contrast_pass", "realism check: tumour contrast, brain scale (1 pass; a mean: the share passing; "
      "since session 37 the edema judged too)", 2),
     ("frechet_3d", "Frechet 3D (fixed feature net)", 2),
     ("frechet_3d_low", "Frechet 3D, low end of a 95 % interval for the generator's typical figure at this count "
@@ -1252,7 +1253,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
             + (", no cap)" if record.get("eval_phases", {}).get(k, {}).get("how") == "in process" else
                f", at most {record['eval_minutes']:g} min)")
             for k in record["phases"]) + f"; shared nets' epochs <= {record['eval_epochs']}; every phase on the "
-        f"shipped intensity scale ({', '.join(eval_scale_overrides())}), the realism phase also on the "
+        f"brain intensity scale ({', '.join(eval_scale_overrides())}), the realism phase also on the "
         "outside-the-tumour scale (its second histogram rows)"
         + (f", steps <= {record['eval_steps']}" if record["eval_steps"] else ""),
         *(["- interval: mean [95 % Student t interval over seeds] (min-max over seeds); n = seeds that finished"]
@@ -1388,7 +1389,7 @@ def realism_phase(out: Path, done: Sequence[str], n_real: int, first: str) -> fl
     MS-SSIM, Frechet) of 4 runs side by side ran past its 3.5-min cap and left nothing; these
     checks took 196 s for the 4 runs against 48 + 48 real cases, done by hand on the GPU host.
     The image phase's own realism (every real case) replaces this one where it finishes. Every run is
-    judged on the ``first`` run's grid and on the shipped intensity scale (eval_scale_overrides), as
+    judged on the ``first`` run's grid and on the brain intensity scale (eval_scale_overrides), as
     ``medidiff evaluate`` is, whether or not that run finished; and again on the outside-the-tumour scale
     (normal_brain_scale_overrides, OUT/realism_outside_tumour/: the report's second histogram rows)."""
     t0 = time.perf_counter()
@@ -1442,7 +1443,7 @@ def in_process_phase(phase: str, done: Sequence[str], record: dict[str, Any], wo
 def image_phase(args: argparse.Namespace, out: Path, done: Sequence[str], record: dict[str, Any], first: str) -> None:
     """The image phase in this process (``quality_common.image_evaluations_of``: the real fold loaded, and its
     realism reference and features built, once for every run), each report in OUT/eval/<run>/report.json, every
-    run on the ``first`` run's grid and config (as the realism phase; the shipped scale is set on all) with the
+    run on the ``first`` run's grid and config (as the realism phase; the brain scale is set on all) with the
     shared feature net and seed 0 (evaluate_command's --seeds 0); no cap (it does less than one evaluation per run
     did). Each run's state is its own: one failing set does not fail the others.
 

@@ -26,7 +26,7 @@ from torch.profiler import record_function
 
 from medidiff.config import ConfigError, config_hash, from_dict
 from medidiff.data.brats import BRATS_AFFINE, BRATS_SHAPE, convention_of_label_map, regions_to_labels
-from medidiff.data.config import intensity_scale
+from medidiff.data.config import DataConfig, intensity_scale
 from medidiff.data.geometry import to_reference_grid
 from medidiff.data.mask_sources import training_data_record
 from medidiff.errors import MedidiffError
@@ -249,11 +249,14 @@ class DiffusionPipeline(ModelPipeline):
 
     def provenance(self, seed: int, sampler: SamplerConfig) -> dict[str, Any]:
         # the intensity scale says what a written voxel means: (x + 1) / 2 of the scale the model trained on
-        # (outside_tumour with top 0: the normal brain in [0, 0.5], tumours above it)
+        # (outside_tumour with top 0: the normal brain in [0, 0.5], tumours above it). Recorded only where it is not
+        # the brain's default, as sampler_extras: folders written before it was recorded still resume
+        scale = intensity_scale(self.cfg.data)
         return {"generator": "medidiff.DiffusionPipeline", "model_hash": self.model_hash,
                 "config_hash": config_hash(self.cfg), "experiment": self.cfg.name, "seed": int(seed),
                 "sampler": sampler.name, "steps": sampler.num_steps, "guidance_scale": sampler.guidance_scale,
-                "objective": self.cfg.objective.type, "intensity_scale": intensity_scale(self.cfg.data),
+                "objective": self.cfg.objective.type,
+                **({"intensity_scale": scale} if scale != intensity_scale(DataConfig()) else {}),
                 **sampler_extras(sampler)}
 
     @torch.no_grad()

@@ -840,13 +840,15 @@ def test_quality_runs_spread_over_the_cards_the_process_sees(monkeypatch, tmp_pa
 
 
 def test_the_anatomy_sr_stage_chains_behind_the_shipped_base(monkeypatch, tmp_path):
-    """quality_cascade's SR config sits on anatomy-2mm's geometry: twice its grid, half its voxel, its fold."""
+    """quality_cascade's SR config sits on anatomy-2mm's geometry (twice its grid, half its voxel, its fold) and its
+    intensity scale."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import argparse
 
     import quality_cascade
 
     from medidiff.config import load_config
+    from medidiff.data.config import intensity_scale
     from medidiff.pretrained import pretrained_folder
 
     geo = quality_cascade.base_geometry(pretrained_folder("anatomy-2mm"))
@@ -856,6 +858,8 @@ def test_the_anatomy_sr_stage_chains_behind_the_shipped_base(monkeypatch, tmp_pa
         cfg = load_config(quality_cascade.SR_CONFIG, quality_cascade.sr_overrides(args, tmp_path, geo, variant))
         assert cfg.stage == "sr" and list(cfg.data.roi) == [160, 192, 160] and cfg.cascade.scale == 2
         assert [2 * s for s in cfg.data.spacing] == pytest.approx(geo["mm"]) and cfg.data.fold == 0
+        assert intensity_scale(cfg.data) == geo["intensity"]  # the base's: the cascade refuses another
+    assert geo["intensity"]["percentile_region"] == "outside_tumour"  # the shipped base's since session 58
     # the data it writes has that voxel natively: the BraTS field of view over 240 x 240 x 156
     from medidiff.data.prepare import synthetic_spacing
 
@@ -1073,6 +1077,17 @@ def test_the_kept_feature_net_is_tracked_within_the_weight_budget_made_for_the_s
     # where the repository keeps weights (the shipped models, the kept nets); in CI's clean checkout every one is tracked
     weights = [*(REPO / "medidiff").rglob("*.safetensors"), *(REPO / "benchmarks" / "nets").rglob("*.safetensors")]
     assert net / "model.safetensors" in weights and sum(w.stat().st_size for w in weights) <= 25_000_000
+    # evaluate with the shipped recipe (on the outside-the-tumour scale since 2026-12-07) reads on the brain scale,
+    # so the kept net serves it; read on the config's own scale it is refused (its features would not compare)
+    from medidiff.errors import DataError
+    from medidiff.eval.data import eval_data_config
+    from medidiff.eval.features import segmenter_features_for
+
+    shipped = load_config(REPO / "configs" / "anatomy_2mm.yaml")
+    assert shipped.data.percentile_region == "outside_tumour" and shipped.eval.intensity_scale == "brain"
+    segmenter_features_for(net, eval_data_config(shipped.data, shipped.eval.intensity_scale))
+    with pytest.raises(DataError, match="intensity_scale"):
+        segmenter_features_for(net, eval_data_config(shipped.data, "config"))
 
 
 def test_keep_feature_net_rounds_to_float16_and_refuses_a_net_over_the_budget(tmp_path, monkeypatch):
@@ -1255,7 +1270,7 @@ def test_a_perfect_generator_reads_no_paired_difference(monkeypatch, tmp_path):
         assert readings["label_agreement"]["wt_dice_min"] == pytest.approx(1.0)
         for reading in paired_contrast.READINGS:
             for mod, r in readings[reading].items():
-                if r["n"] == 0 or (scale == "shipped" and mod == "t1c"):
+                if r["n"] == 0 or (scale == "brain" and mod == "t1c"):
                     continue
                 # own scale: every reading <= 1e-4 but t1c's ET contrast, 3e-4 (2026-12-07), near the clip at +1
                 assert abs(r["difference"]["mean"]) <= (5e-4 if scale == "outside_tumour" else 0.01), (scale, reading, mod, r)

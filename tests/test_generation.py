@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -95,7 +96,13 @@ def test_generate_writes_nifti_with_labels_provenance_and_skips_finished(trained
     assert nib.load(case / "seg.nii.gz").get_data_dtype() == np.uint8
     prov = json.loads((case / "provenance.json").read_text())
     assert prov["steps"] == 3 and prov["sampler"] == "euler" and len(prov["model_hash"]) == 16
-    assert prov["intensity_scale"] == {"percentiles": [0.5, 99.5], "percentile_region": "brain", "percentile_top": 1.0}
+    # the brain's default scale is not recorded (folders written before the key still resume); another scale is
+    assert "intensity_scale" not in prov
+    pipe = DiffusionPipeline.from_pretrained(model)
+    pipe.cfg = dataclasses.replace(pipe.cfg, data=dataclasses.replace(pipe.cfg.data, percentile_region="outside_tumour",
+                                                                      percentile_top=0.0))
+    assert pipe.provenance(0, pipe.cfg.sampler)["intensity_scale"] == {
+        "percentiles": [0.5, 99.5], "percentile_region": "outside_tumour", "percentile_top": 0.0}
     img = read_png(case / "preview.png")
     assert img.shape[0] >= 4 * 240 and img.shape[1] >= 3 * 240
     before = (case / "t1n.nii.gz").stat().st_mtime_ns
@@ -543,7 +550,6 @@ def test_seg_follows_the_training_label_convention_with_a_legend(trained, tmp_pa
     prov21 = json.loads((tmp_path / "b" / "case_0000" / "provenance.json").read_text())
     assert prov21["labels"]["4"] == "ET" and "3" not in prov21["labels"]
     # the evaluation reads a 2021-convention folder back into medidiff's labels
-    import dataclasses
 
     from medidiff.data.transforms import LABEL, build_transforms
     from medidiff.eval.data import synthetic_items

@@ -97,8 +97,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, **changes)
     except ValueError as exc:
         raise ConfigError(f"--seeds/--epochs/--steps/--tasks: {exc}") from exc
+    from medidiff.eval.data import eval_data_config
+
+    # the data pipeline evaluate reads with (eval.intensity_scale applied), not the config's as written
     resolved = {"real": args.real, "root": args.root, "synthetic": args.synthetic, "out": args.out,
-                "eval": to_dict(cfg), "data": to_dict(exp.data)}
+                "eval": to_dict(cfg), "data": to_dict(eval_data_config(exp.data, cfg.intensity_scale))}
     if dry_run(args, resolved):
         return 0
     import logging

@@ -316,6 +316,10 @@ def test_dry_run_prints_resolved_options(dataset, cli, capsys):
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "steps: 7" in text and "- image" in text and "roi:" in text
+    # the scale it will read with, not the config's as written (eval.intensity_scale brain, the default)
+    assert cli([*argv, "--set", "data.percentile_region=outside_tumour", "--set", "data.percentile_top=0.0"]) == 0
+    text = capsys.readouterr().out
+    assert "percentile_region: brain" in text and "percentile_top: 1.0" in text
 
 
 def test_report_carries_realism_checks_with_floor_and_spectra(dataset, cli, tmp_path):
