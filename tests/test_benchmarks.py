@@ -950,6 +950,14 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
             assert weights[names.index("LLL:ET")] >= 100 and weights[names.index("LLL:brain")] == 1, variant
             assert weights[names.index("LLL:WT")] == weights[names.index("LLL:ET")], variant
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
+    # the grain arms change the images' skip alone: every other key is the shipped model's variant's
+    shipped = quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_scaleout"]
+    for arm, sigma in (("img0035", 0.035), ("img004", 0.04)):
+        keys = quality_scale.VARIANTS[f"x0_detail100_labels_lll100_skip005_{arm}_scaleout"]
+        assert [k for k in keys if not k.startswith("objective.x0_skip_sigmas=")] == shipped
+        cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                                 *keys])
+        assert cfg.objective.x0_skip_sigmas == {m: sigma for m in ("t1n", "t1c", "t2w", "t2f")}
     # the tumour map read off the noisy input finds the generated WT mask's coarse band in the recipe's latent
 
     cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
