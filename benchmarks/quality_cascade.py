@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from quality_common import (SMOKE, comparison_figure, device_info, generate_and_score, held_out_cases, log,
-                            make_anatomy_data, overrides, realism_checks_of, side_by_side, train_and_export, write_atomic)
+                            make_anatomy_data, overrides, realism_checks_of, scale_overrides, side_by_side, train_and_export,
+                            write_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 SR_CONFIG = REPO / "configs" / "cascade_sr.yaml"
@@ -89,7 +90,7 @@ def sr_overrides(args: argparse.Namespace, out: Path, geo: dict[str, Any], varia
             f"data.fold={geo['fold']}", f"data.modalities={geo['modalities']}", f"data.num_workers={q['workers']}",
             f"data.label_mode={geo['label_mode']}", f"conditioning.generate_labels={str(geo['generate_labels']).lower()}",
             # the base's intensity scale: the cascade refuses an SR stage on another (it reads the base's images as its own)
-            *(f"data.{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in geo["intensity"].items()),
+            *scale_overrides(geo["intensity"]),
             "cascade.scale=2", f"cascade.patch_size={[q['patch']] * 3}", "cascade.sample_mode=whole",
             f"train.device={args.device}", f"train.max_minutes={args.minutes}", "train.ckpt_every=0",
             "train.val_every=0", *smoke, *VARIANTS[variant]]

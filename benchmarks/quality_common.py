@@ -43,6 +43,13 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now(dt.timezone.utc).strftime('%H:%M:%S')}Z] {message}", flush=True)
 
 
+def scale_overrides(scale: dict[str, Any]) -> list[str]:
+    """``--set`` keys that put a config on an intensity scale (``medidiff.data.config.intensity_scale``'s dict)."""
+    import json
+
+    return [f"data.{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in scale.items()]
+
+
 def overrides(p: dict, out: Path, device: str, smoke: bool) -> list[str]:
     """The base model's config (--set form): data under ``out``, fold 0 held out, seed 0."""
     from medidiff.data.prepare import synthetic_spacing

@@ -95,7 +95,7 @@ from medidiff.cli.generate_cmd import FIRST_STAGE_SEED_OFFSET
 from medidiff.eval.realism import spread_property_names
 from quality_common import (FULL, MODALITIES, SMOKE, TIMED_OUT, comparison_figure, device_info, generate_and_score,
                             gpu_envs, held_out_cases, image_evaluations_of, log, make_anatomy_data, memorisation_audits_of,
-                            overrides, real_scores,
+                            overrides, real_scores, scale_overrides,
                             realism_checks_of, side_by_side, train_and_export, write_atomic)
 
 ARM = "x0_stats_off"  # the recipe's base arm (the shipped model adds x0_detail100_labels_lll100's keys)
@@ -1000,8 +1000,7 @@ def eval_scale_overrides() -> list[str]:
     gain; on one scale it had none (quality_scale_h200_20261204)."""
     from medidiff.data.config import DataConfig, intensity_scale
 
-    return [f"data.{key}={value if isinstance(value, str) else json.dumps(value)}"
-            for key, value in intensity_scale(DataConfig()).items()]
+    return scale_overrides(intensity_scale(DataConfig()))
 
 
 def normal_brain_scale_overrides() -> list[str]:
