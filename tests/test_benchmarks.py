@@ -958,6 +958,16 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
         cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                                  *keys])
         assert cfg.objective.x0_skip_sigmas == {m: sigma for m in ("t1n", "t1c", "t2w", "t2f")}
+    # the shift arms add the halved shift factor alone to their base, on the recipe's 40x48x40 latent 1.53 -> 0.77:
+    # the odds t / (1 - t) halved, a quarter of the signal-to-noise ratio returned to the half-amplitude images
+    from medidiff.objectives.schedules import resolution_shift
+    for base in ("x0_detail100_labels_lll100_skip005_scaleout", "x0_detail100_labels_lll100_skip005_img004_scaleout"):
+        keys = quality_scale.VARIANTS[base.replace("_scaleout", "_scaleout_shift")]
+        assert keys == [*quality_scale.VARIANTS[base], "objective.shift_base_voxels=131072"]
+        objective = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                       *quality_scale.ARMS[quality_scale.ARM], *keys]).objective
+        shifted, shipped_shift = (resolution_shift(40 * 48 * 40, b, objective.shift_power) for b in (131072, 32768))
+        assert objective.time_shift and shifted == pytest.approx(shipped_shift / 2) and shifted == pytest.approx(0.766, abs=1e-3)
     # the tumour map read off the noisy input finds the generated WT mask's coarse band in the recipe's latent
 
     cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
