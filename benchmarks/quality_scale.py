@@ -208,7 +208,8 @@ VARIANTS: dict[str, list[str]] = {
     # the halved range meets each time at a quarter of the signal-to-noise ratio, as a doubled shift would. These
     # arms halve the shift's factor (1.53 -> 0.77 on the 40x48x40 latent), giving the images the brain scale's
     # signal-to-noise at every time (the masks, at full amplitude, get less noise): on the shipped skips, and with
-    # img004's. Not read at 2 mm (the older _lll30_..._scaleout_shift above adds the images' LLL at 30 too)
+    # img004's. Not read at 2 mm (the older _lll30_..._scaleout_shift below adds the images' LLL at 30 too); at 4 mm
+    # the proxy cannot read the middle bands (the halved range's spectrum was nearer real there, scale_matched_cpu_20261203)
     "x0_detail100_labels_lll100_skip005_scaleout_shift": ["objective.detail_weight=100",
                                                           "objective.channel_weights=" + _masks_lll(100),
                                                           "objective.x0_skip_sigma=0.05",

@@ -958,16 +958,21 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
         cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
                                  *keys])
         assert cfg.objective.x0_skip_sigmas == {m: sigma for m in ("t1n", "t1c", "t2w", "t2f")}
-    # the shift arms add the halved shift factor alone to their base, on the recipe's 40x48x40 latent 1.53 -> 0.77:
-    # the odds t / (1 - t) halved, a quarter of the signal-to-noise ratio returned to the half-amplitude images
+    # the shift arms add the halved shift factor alone to their base: on the recipe's latent (80x96x80 through one
+    # Haar level: 40x48x40) 1.53 -> 0.77, the odds t / (1 - t) halved, so each time's signal-to-noise ratio is 4x the
+    # base's: for the half-amplitude images, the brain scale's again
     from medidiff.objectives.schedules import resolution_shift
     for base in ("x0_detail100_labels_lll100_skip005_scaleout", "x0_detail100_labels_lll100_skip005_img004_scaleout"):
         keys = quality_scale.VARIANTS[base.replace("_scaleout", "_scaleout_shift")]
         assert keys == [*quality_scale.VARIANTS[base], "objective.shift_base_voxels=131072"]
-        objective = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
-                                       *quality_scale.ARMS[quality_scale.ARM], *keys]).objective
-        shifted, shipped_shift = (resolution_shift(40 * 48 * 40, b, objective.shift_power) for b in (131072, 32768))
-        assert objective.time_shift and shifted == pytest.approx(shipped_shift / 2) and shifted == pytest.approx(0.766, abs=1e-3)
+        cfgs = [load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False),
+                                   *quality_scale.ARMS[quality_scale.ARM], *k])
+                for k in (keys, quality_scale.VARIANTS[base])]
+        voxels = math.prod(n // 2 ** cfgs[0].latent.levels for n in cfgs[0].data.roi)
+        shifted, shipped_shift = (resolution_shift(voxels, c.objective.shift_base_voxels, c.objective.shift_power)
+                                  for c in cfgs)
+        assert cfgs[0].objective.time_shift and cfgs[0].objective.shift_base_voxels == 131072
+        assert shifted == pytest.approx(shipped_shift / 2) and shifted == pytest.approx(0.766, abs=1e-3), voxels
     # the tumour map read off the noisy input finds the generated WT mask's coarse band in the recipe's latent
 
     cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
