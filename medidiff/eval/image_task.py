@@ -127,6 +127,9 @@ def image_distances_for(reference: ImageReference, synthetic: Any,
     from medidiff.eval import features as feat
     from medidiff.eval import image_metrics as im
 
+    # before any feature or diversity work: rows of another set would pair features with the wrong cases
+    if synthetic_features is not None and len(synthetic_features) != len(synthetic):
+        raise ValueError(f"synthetic_features has {len(synthetic_features)} rows for {len(synthetic)} cases")
     cfg, real_train, real_test = reference.cfg, reference.train, reference.test
     img: dict[str, Any] = {"notes": []}
     div: dict[str, Any] = {}
@@ -151,8 +154,6 @@ def image_distances_for(reference: ImageReference, synthetic: Any,
         row, jack = im.feature_distances(x, y), im.frechet_jackknife(x, y, rows_per_case=per)
         return row if "note" in row or "note" in jack else {**row, **jack}
 
-    if synthetic_features is not None and len(synthetic_features) != len(synthetic):
-        raise ValueError(f"synthetic_features has {len(synthetic_features)} rows for {len(synthetic)} cases")
     f_syn = (feat.extract_features(reference.net, syn_k) if synthetic_features is None
              else synthetic_features[pick])
     dist: dict[str, Any] = {"synthetic_vs_real_train": reference.rows(syn_k, f_syn, synthetic_row)}

@@ -212,6 +212,26 @@ def test_realism_max_real_caps_the_realism_checks_alone(dataset, cli, tmp_path):
     assert cli([*base, "--out", str(tmp_path / "bad"), "--set", "eval.realism_max_real=1"]) == 2
 
 
+def test_image_distances_refuse_kept_features_of_another_length_before_any_work():
+    """A caller's kept features with a row count other than the set's would pair features with the wrong cases:
+    image_distances_for refuses them before it reads the reference (no diversity, no feature net)."""
+    from medidiff.eval.image_task import image_distances_for
+
+    class Untouchable:
+        def __getattr__(self, name: str):
+            raise AssertionError(f"the reference was read ({name}) before the features' length was checked")
+
+    class ThreeCases:
+        images = np.zeros((3, 1, 2, 2, 2), np.float32)
+
+        def __len__(self) -> int:
+            return 3
+
+    synthetic = ThreeCases()
+    with pytest.raises(ValueError, match="2 rows for 3 cases"):
+        image_distances_for(Untouchable(), synthetic, synthetic_features=np.zeros((2, 8), np.float32))
+
+
 def test_image_task_built_once_for_several_sets_reads_each_as_evaluate_does(dataset, cli, tmp_path, monkeypatch):
     """quality_scale's in-process image phase (``quality_common.image_evaluations_of``: the real side of
     ``medidiff.eval.image_task`` built once) gives each of two synthetic sets the realism checks and feature
