@@ -201,9 +201,9 @@ VARIANTS: dict[str, list[str]] = {
                                                            "objective.x0_skip_sigmas=" + _images_skip(0.04),
                                                            "data.percentile_region=outside_tumour",
                                                            "data.percentile_top=0.0"],
-    # img004 (two seeds, quality_skip004_h100_20261207) took the grain away in t1n / t1c / t2f and halved it in
-    # t2w, and left the middle bands (4-5, -0.33 to -0.46) as low as the scale's: the spectrum's miss is not the
-    # grain's. The middle bands fell with every halved range read at 2 mm (the whole brain's and this one), and
+    # img004 (two seeds, quality_skip004_h100_20261207: consistent, not resolved) took the grain away in t1n / t1c /
+    # t2f and halved it in t2w, and left the middle bands (4-5, -0.33 to -0.46; the scale's -0.26 to -0.42) as low:
+    # the spectrum's miss is not the grain's. The middle bands fell with every halved range read at 2 mm (the whole brain's and this one), and
     # doubling the time shift's odds on the brain scale blurred every modality (scale_matched_cpu_20261203, 4 mm):
     # the halved range meets each time at a quarter of the signal-to-noise ratio, as a doubled shift would. These
     # arms halve the shift's factor (1.53 -> 0.77 on the 40x48x40 latent), giving the images the brain scale's
