@@ -201,28 +201,6 @@ VARIANTS: dict[str, list[str]] = {
                                                            "objective.x0_skip_sigmas=" + _images_skip(0.04),
                                                            "data.percentile_region=outside_tumour",
                                                            "data.percentile_top=0.0"],
-    # img004 (two seeds, quality_skip004_h100_20261207: consistent, not resolved) took the grain away in t1n / t1c /
-    # t2f and halved it in t2w, and left the middle bands (4-5, -0.33 to -0.46; the scale's -0.26 to -0.42) as low:
-    # the spectrum's miss is not the grain's. The middle bands fell with every halved range read at 2 mm (the whole brain's and this one), and
-    # doubling the time shift's odds on the brain scale blurred every modality (scale_matched_cpu_20261203, 4 mm):
-    # the halved range meets each time at a quarter of the signal-to-noise ratio, as a doubled shift would. These
-    # arms halve the shift's factor (1.53 -> 0.77 on the 40x48x40 latent), giving the images the brain scale's
-    # signal-to-noise at every time (the masks, at full amplitude, get less noise): on the shipped skips, and with
-    # img004's. Not read at 2 mm (the older _lll30_..._scaleout_shift below adds the images' LLL at 30 too); at 4 mm
-    # the proxy cannot read the middle bands (the halved range's spectrum was nearer real there, scale_matched_cpu_20261203)
-    "x0_detail100_labels_lll100_skip005_scaleout_shift": ["objective.detail_weight=100",
-                                                          "objective.channel_weights=" + _masks_lll(100),
-                                                          "objective.x0_skip_sigma=0.05",
-                                                          "data.percentile_region=outside_tumour",
-                                                          "data.percentile_top=0.0",
-                                                          "objective.shift_base_voxels=131072"],
-    "x0_detail100_labels_lll100_skip005_img004_scaleout_shift": ["objective.detail_weight=100",
-                                                                 "objective.channel_weights=" + _masks_lll(100),
-                                                                 "objective.x0_skip_sigma=0.05",
-                                                                 "objective.x0_skip_sigmas=" + _images_skip(0.04),
-                                                                 "data.percentile_region=outside_tumour",
-                                                                 "data.percentile_top=0.0",
-                                                                 "objective.shift_base_voxels=131072"],
     # with the images' coarse band at 30 as well (no stray enhancing spots, Frechet halved at 2 mm, one seed,
     # quality_scale_h200_20261203c): at 4 mm (two seeds) the outside back at the control's, the texture still at
     # real's, every spectrum within 2x; t1c's histogram on the shipped scale no better than the control's
@@ -485,6 +463,18 @@ SMALL_PAIR = {"x0_detail100_labels_lll100_skip005_w96": ("x0_detail100_labels_ll
               "x0_detail100_skip005_maskcond_w128": ("x0_detail100_skip005_maskcond", [32, 64, 128])}
 VARIANTS.update({name: [*VARIANTS[base], f"net.channels={list(widths)}".replace(" ", "")]
                  for name, (base, widths) in SMALL_PAIR.items()})
+# The shift arms. img004 (two seeds, quality_skip004_h100_20261207: consistent, not resolved) took the grain away
+# in t1n / t1c / t2f and halved it in t2w, and left the middle bands (4-5, -0.33 to -0.46; the scale's -0.26 to
+# -0.42) as low: the spectrum's miss is not the grain's. The middle bands fell with every halved range read at 2 mm
+# (the whole brain's and this one), and doubling the time shift's odds on the brain scale blurred every modality
+# (scale_matched_cpu_20261203, 4 mm): the halved range meets each time at a quarter of the signal-to-noise ratio,
+# as a doubled shift would. These arms halve the shift's factor (1.53 -> 0.77 on the 40x48x40 latent), giving the
+# images the brain scale's signal-to-noise at every time (the masks, at full amplitude, get less noise): on the
+# shipped skips, and with img004's. Not read at 2 mm (the older _lll30_..._scaleout_shift above adds the images'
+# LLL at 30 too); the 4 mm proxy cannot read the middle bands (the halved range's spectrum was nearer real there)
+VARIANTS.update({f"{base}_shift": [*VARIANTS[base], "objective.shift_base_voxels=131072"]
+                 for base in ("x0_detail100_labels_lll100_skip005_scaleout",
+                              "x0_detail100_labels_lll100_skip005_img004_scaleout")})
 # issue 16's "VAE latents at equal budget" row, on the mask-conditioned second stage (the recipe's image model):
 # the VAE encodes images only, so a VAE arm is mask-conditioned, read beside x0_detail100_skip005_maskcond (and
 # a pixel-space mask-conditioned arm, below) in the same job. The budget is the run's --minutes in all: the VAE

@@ -98,8 +98,9 @@ def eval_data_config(cfg: DataConfig, intensity_scale: str = "brain") -> DataCon
     """The experiment's data config with region labels and no augmentation, on the evaluation's intensity
     scale (``EvalConfig.intensity_scale``): "brain" sets the percentiles over the whole brain with its top at +1
     (DataConfig's defaults), "config" keeps the experiment's keys."""
-    if intensity_scale == "brain":
-        cfg = replace(cfg, percentile_region="brain", percentile_top=1.0)
+    if intensity_scale == "brain":  # DataConfig's own defaults: one definition of the brain scale
+        default = DataConfig()
+        cfg = replace(cfg, percentile_region=default.percentile_region, percentile_top=default.percentile_top)
     return replace(cfg, label_mode="regions", flip_prob=0.0)
 
 
