@@ -1393,3 +1393,55 @@ def test_seed_pick_avoids_a_shifted_run_and_finds_no_gain_among_equal_runs(monke
     with pytest.raises(SystemExit) as stop:  # a count below 1: argparse's one line, exit 2
         seed_pick.main(["--eval", str(tmp_path), "--runs", "seed0", "seed1", "--splits", "0"])
     assert stop.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+def _arm_records(tmp_path: Path, floor: float = 2.0) -> dict:
+    """Two quality_scale records: a baseline of four seeds and an arm of two, 8 left-out Frechet figures each."""
+    import arm_compare
+
+    rng = np.random.default_rng(0)
+    records = {}
+    for folder, arm, seeds, level in (("base_rec", "base", range(4), 10.0), ("arm_rec", "arm", range(2), 5.0)):
+        per_run, loo = {}, {}
+        for s in seeds:
+            name = f"{arm}_seed{s}"
+            f = level + s * 0.1
+            per_run[name] = {"frechet_3d": f, "frechet_3d_se": 0.5, "frechet_3d_cases": 8, "frechet_3d_floor": floor,
+                             "frechet_over_floor": f / floor, "prdc_precision": 0.5, "histogram_w1_floor_t1n": 0.01}
+            loo[name] = list(f + rng.normal(0, 0.01, 8))
+            records[(arm, s)] = (folder, f"{arm}_seed{{}}")
+        (tmp_path / folder / "eval").mkdir(parents=True)
+        (tmp_path / folder / "quality_scale.json").write_text(json.dumps({"per_run": per_run, "frechet_leave_one_out": loo}))
+        np.savez(tmp_path / folder / "eval" / "real_features.npz", train=np.ones((3, 2)), heldout=np.zeros((2, 2)))
+    return arm_compare.load_runs(tmp_path, records)
+
+
+def test_arm_compare_tests_the_arm_against_its_baseline_over_runs_and_pairs_runs_case_by_case(monkeypatch, tmp_path):
+    """benchmarks/arm_compare.py: an arm whose two runs both lie below the baseline's four reads the smallest p that
+    15 splits allow, a measure equal in every run reads p = 1; a paired difference of 5 with left-out figures that
+    move together resolves; one instrument is required (one floor, one case count, the same real features)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import arm_compare
+
+    runs = _arm_records(tmp_path)
+    p, wide, total = arm_compare.permutation(runs, "arm", "base", "frechet_over_floor", log=True)
+    assert (p, wide, total) == (pytest.approx(1 / 15), 1, 15)
+    assert arm_compare.permutation(runs, "arm", "base", "prdc_precision")[0] == 1.0
+    line = arm_compare.paired(runs, ("arm", 0), ("base", 0))
+    assert "-5.00" in line and "resolved: arm seed 0 nearer real" in line
+    assert "not resolved" in arm_compare.paired(runs, ("base", 1), ("base", 1))
+    lines = arm_compare.report(runs, "arm", "base", [("Frechet", "frechet_over_floor", True)], [(("arm", 1), ("base", 2))])
+    assert any(s.startswith("| histogram W1 t1n (floor 0.010) |") for s in lines)
+    assert any(s.startswith("| precision | 0.500 |") for s in lines)
+    assert any(s.startswith("| recall | n/a |") for s in lines)  # a measure no record holds
+    features = tmp_path / "arm_rec" / "eval" / "real_features.npz"
+    reference = tmp_path / "base_rec" / "eval" / "real_features.npz"
+    assert "bitwise" in arm_compare.check_one_instrument(runs, features, reference, cases=8)
+    with pytest.raises(ValueError, match="at \\[8\\] cases, not 192"):
+        arm_compare.check_one_instrument(runs, features, reference, cases=192)
+    np.savez(reference, train=np.ones((3, 2)) * 2, heldout=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="another real side"):
+        arm_compare.check_one_instrument(runs, features, reference, cases=8)
+    runs[("arm", 0)]["frechet_3d_floor"] = 3.0
+    with pytest.raises(ValueError, match="different floors"):
+        arm_compare.check_one_instrument(runs, features, reference, cases=8)
