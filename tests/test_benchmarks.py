@@ -1434,6 +1434,10 @@ def test_arm_compare_tests_the_arm_against_its_baseline_over_runs_and_pairs_runs
     assert any(s.startswith("| histogram W1 t1n (floor 0.010) |") for s in lines)
     assert any(s.startswith("| precision | 0.500 |") for s in lines)
     assert any(s.startswith("| recall | n/a |") for s in lines)  # a measure no record holds
+    assert any("smallest two-sided p of 0.067" in s for s in lines)
+    two_each = {n: m for n, m in runs.items() if n[1] < 2}  # 2 against 2: a split and its complement tie
+    assert any("p of 0.333" in s for s in arm_compare.report(two_each, "arm", "base", [], []))
+    assert arm_compare.permutation(two_each, "arm", "base", "frechet_over_floor", log=True)[0] == pytest.approx(2 / 6)
     features = tmp_path / "arm_rec" / "eval" / "real_features.npz"
     reference = tmp_path / "base_rec" / "eval" / "real_features.npz"
     assert "bitwise" in arm_compare.check_one_instrument(runs, features, reference, cases=8)
