@@ -1,8 +1,11 @@
 """Session 60. Real t1c on the shipped scale (percentiles 0.5/99.5 over the brain outside the tumour -> -1 / 0): how much of each region passes +1 (the clip)?"""
-import glob, numpy as np, nibabel as nib
+import json
+import numpy as np, nibabel as nib
 def load(p): return np.asarray(nib.load(p).dataobj, dtype=np.float32)
 fr = {1: [], 2: [], 3: []}; q = {1: [], 2: [], 3: []}
-for d in sorted(glob.glob("/work/s53/anat1536/BraTS-GLI-*"))[:64]:
+MANIFEST = "/work/s53/lease/quality_scale/manifest.json"  # the first 64 training-fold cases (fold != 0), as et_stats.py
+train_ids = sorted(it["case_id"] for it in json.load(open(MANIFEST))["training"] if it.get("fold") != 0)
+for d in (f"/work/s53/anat1536/{c}" for c in train_ids[:64]):
     n = d.split("/")[-1]; seg = load(f"{d}/{n}-seg.nii.gz"); x = load(f"{d}/{n}-t1c.nii.gz")
     brain = x != 0; ref = brain & (seg == 0)
     lo, hi = np.percentile(x[ref], [0.5, 99.5]); y = (x - lo) / (hi - lo) - 1
