@@ -42,6 +42,8 @@ ROWS: tuple[tuple[str, str, int], ...] = (
     ("tumour share (real 0.802)", "tumour_share", 3), ("tumour sizes' W1", "tumour_size_w1", 3),
     ("tumour sizes pass (1)", "tumour_size_pass", 0),
     ("share with two or more tumours (real 0.000)", "tumour_several_share", 3),
+    ("share with a necrotic core", "core_present_share", 3), ("  the real training cases'", "core_present_share_real", 3),
+    ("core voxels / WT voxels, median log10, synthetic - real", "core_share_of_wt_vs_real", 3),
     ("tumour contrast passes (1; brain scale)", "tumour_contrast_pass", 0),
     ("brain sizes' W1", "brain_size_w1", 3),
 )
@@ -49,12 +51,15 @@ ROWS: tuple[tuple[str, str, int], ...] = (
 
 def load_runs(results: Path, records: Mapping[Run, tuple[str, str]]) -> dict[Run, dict[str, Any]]:
     """``records``: (arm, seed) -> (record folder under ``results``, run-name pattern with ``{}`` for the seed).
-    Each run's quality_scale per-run row with its Frechet leave-one-out figures and its record's name."""
+    Each run's quality_scale per-run row with its Frechet leave-one-out figures (None without them) and its
+    record's name."""
     out = {}
     for (arm, seed), (folder, pattern) in records.items():
         rec = json.loads((results / folder / "quality_scale.json").read_text())
         run = pattern.format(seed)
-        out[(arm, seed)] = {**rec["per_run"][run], "leave_one_out": rec["frechet_leave_one_out"][run], "record": folder}
+        # no left-out figures where the job's image phase did not finish: paired() then refuses the run
+        out[(arm, seed)] = {**rec["per_run"][run], "leave_one_out": rec.get("frechet_leave_one_out", {}).get(run),
+                            "record": folder}
     return out
 
 

@@ -715,9 +715,15 @@ def eval_metrics(*reports: dict[str, Any]) -> dict[str, float]:
         if several:
             m["tumour_several_share"] = several["synthetic"]
             m["tumour_several_share_real"] = several["real"]
+        core, core_share = tumours.get("share_with_core", {}), tumours.get("core_share_of_wt_log10")  # session 61
+        if core:
+            m["core_present_share"], m["core_present_share_real"] = core["synthetic"], core["real"]
+        if core_share:
+            m["core_share_of_wt_vs_real"] = _median_vs_real(core_share)
         for key, part in (("tumour_share_pass", tumours["share_with_tumour"]), ("tumour_size_pass",
                                                                               tumours["size_log10_wt_fraction"]),
-                          ("tumour_several_pass", several), ("et_share_of_wt_pass", et_share or {})):
+                          ("tumour_several_pass", several), ("et_share_of_wt_pass", et_share or {}),
+                          ("core_present_pass", core), ("core_share_of_wt_pass", core_share or {})):
             if "pass" in part:  # the check's own verdicts (shares within their binomial allowance; sizes' W1)
                 m[key] = float(bool(part["pass"]))
     sets = res.get("utility", {}).get("training_sets", {})
@@ -1157,6 +1163,11 @@ ROWS: list[tuple[str, str, int]] = [
     ("tumour_several_share", "share of the generated cases with a tumour that hold two or more (real: next row)", 3),
     ("tumour_several_share_real", "share of the real training cases with a tumour that hold two or more", 3),
     ("tumour_several_pass", "realism check: that share within its allowance (1 pass; a mean: the share passing)", 2),
+    ("core_present_share", "share of the generated cases with a tumour that have a necrotic core (real: next row)", 3),
+    ("core_present_share_real", "share of the real training cases with a tumour that have a necrotic core", 3),
+    ("core_present_pass", "realism check: that share within its allowance (1 pass; a mean: the share passing)", 2),
+    ("core_share_of_wt_vs_real", "core voxels / WT voxels, median log10, synthetic - real (< 0: cores too small)", 3),
+    ("core_share_of_wt_pass", "realism check: core share of WT's W1 within 2 x floor + 0.1 (1 pass; a mean: the share passing)", 2),
     ("memorisation_flagged", "memorisation: cases flagged (goal 0)", 1),
     ("memorisation_max_similarity", "memorisation: max NN similarity", 4),
 ]

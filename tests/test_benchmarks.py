@@ -681,6 +681,12 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
     assert (t["tumour_several_share"], t["tumour_several_share_real"], t["tumour_several_pass"]) == (0.3, 0.0, 0.0)
     assert t["et_share_of_wt_vs_real"] == pytest.approx(0.12) and t["et_share_of_wt_pass"] == 1.0
+    assert "core_present_share" not in t and "core_share_of_wt_pass" not in t  # reports before session 61
+    tumours["share_with_core"] = {"synthetic": 0.7, "real": 0.9, "pass": False}
+    tumours["core_share_of_wt_log10"] = {"synthetic_median": -0.9, "real_median": -0.6, "pass": False}
+    t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
+    assert (t["core_present_share"], t["core_present_share_real"], t["core_present_pass"]) == (0.7, 0.9, 0.0)
+    assert t["core_share_of_wt_vs_real"] == pytest.approx(-0.3) and t["core_share_of_wt_pass"] == 0.0
     assert m["coherence_vs_real_t1n"] == -0.06 and m["coherence_floor_t1n"] == 0.01  # < 0: grainier than real
     # the evaluation runs in phases, each its own report: the seed's scores are those of all of them
     # together, and a phase that never finished leaves out only its own scores

@@ -350,6 +350,15 @@ def _realism_lines(r: Mapping[str, Any]) -> list[str]:
             lines.append(f"| ET share of WT, W1 of log10 ET voxels / WT voxels (median) | labels | "
                          f"{_fmt(et_share['wasserstein'])} ({_fmt(et_share['synthetic_median'])}) | floor "
                          f"{_fmt(et_share['floor'])} (real {_fmt(et_share['real_median'])}) | {ok(et_share)} |")
+        core, core_share = t.get("share_with_core"), t.get("core_share_of_wt_log10")  # since 2026-12-07 (session 61)
+        if core:
+            lines.append(f"| share of the cases with a tumour that have a necrotic core (TC without ET) | labels | "
+                         f"{_fmt(core['synthetic'])} | real {_fmt(core['real'])}, allowed difference "
+                         f"{_fmt(core['allowed_difference'])} | {ok(core)} |")
+        if core_share:
+            lines.append(f"| core share of WT, W1 of log10 core voxels / WT voxels (median) | labels | "
+                         f"{_fmt(core_share['wasserstein'])} ({_fmt(core_share['synthetic_median'])}) | floor "
+                         f"{_fmt(core_share['floor'])} (real {_fmt(core_share['real_median'])}) | {ok(core_share)} |")
         several = t.get("share_with_several_tumours")  # reports before 2026-12-04 (session 35) lack it
         if several:
             lines.append(f"| share of the cases with a tumour that hold two or more | labels | "
