@@ -1,11 +1,14 @@
 """Session 61: the time shift's factor halved (objective.shift_base_voxels=131072: 1.53 -> 0.77 on the 40x48x40
-latent) on the outside-the-tumour scale, two seeds (this job), beside the scale's four seeds at the shipped factor
-(seeds 0-1 ../quality_scaleout_h100_20261206/, 2-3 ../quality_scaleout_seeds23_h100_20261207/) and img004's two
-(../quality_skip004_h100_20261207/), all at 4901 steps, 192 cases (case seeds 0..191) under Heun 30 on the same 192
-real training cases. This job's image phase (Frechet, PRDC) did not finish before the device time ran out: the
-realism phases only; the table's Frechet rows read n/a for the arm. The real side of the image phase (built before
-it stopped) is checked bitwise against session 57's, so the arm's cases came from the same manifest and seeds.
-Seeds are independent training runs: the arm is tested against the scale's four by permutation over the six runs.
+latent) on the outside-the-tumour scale, two seeds (this job), beside the scale's seeds 0-1 at the shipped factor
+(../quality_scaleout_h100_20261206/) and img004's two (../quality_skip004_h100_20261207/), all at 4901 steps, 192
+cases (case seeds 0..191) under Heun 30.
+
+This job's image phase (Frechet, PRDC, and its realism against every training-fold case) did not finish: its runs
+have only the realism phase's reading (192 real training cases, the floor 192 held-out ones). A record's per_run
+rows take the image phase's realism where it finished, so they are NOT comparable with this job's; here every run is
+read from its own realism phase's reports (realism/, realism_outside_tumour/, seeds/), which all three jobs wrote
+against the same real cases (checked: the same real tumour share and counts). The scale's seeds 2-3 ran no realism
+phase and are left out. Two seeds against two allow no permutation p below 0.333: the table is read row by row.
 python compare.py > compare.md (from any folder)"""
 import json
 import sys
@@ -14,50 +17,56 @@ from pathlib import Path
 here = Path(__file__).resolve().parent
 sys.path[:0] = [str(here.parents[2]), str(here.parents[1])]
 import arm_compare as ac  # noqa: E402  (benchmarks/arm_compare.py)
+import quality_scale as qs  # noqa: E402
 
 SCALE = "x0_detail100_labels_lll100_skip005_scaleout_seed{}"
 IMG004 = "x0_detail100_labels_lll100_skip005_img004_scaleout_seed{}"
 SHIFT = "x0_detail100_labels_lll100_skip005_scaleout_shift_seed{}"
-RECORDS = {("skip 0.05", 0): ("quality_scaleout_h100_20261206", SCALE),
-           ("skip 0.05", 1): ("quality_scaleout_h100_20261206", SCALE),
-           ("skip 0.05", 2): ("quality_scaleout_seeds23_h100_20261207", SCALE),
-           ("skip 0.05", 3): ("quality_scaleout_seeds23_h100_20261207", SCALE),
-           ("img004", 0): ("quality_skip004_h100_20261207", IMG004),
-           ("img004", 1): ("quality_skip004_h100_20261207", IMG004),
-           ("shift", 0): (here.name, SHIFT), ("shift", 1): (here.name, SHIFT)}
-runs = ac.load_runs(here.parent, RECORDS)
-with_image = {k: v for k, v in runs.items() if "frechet_3d" in v}
-print(ac.check_one_instrument(with_image, here / "eval" / "real_features.npz",
-                              here.parent / "quality_scaleout_seeds23_h100_20261207" / "eval" / "real_features.npz", 192))
-for key, m in runs.items():  # the realism phases: one set of real training cases for every run
-    rec = json.loads((here.parent / m["record"] / "quality_scale.json").read_text())
-    assert rec["realism_cases"] == 192 and rec["generate"] == 192, (key, rec["realism_cases"], rec["generate"])
-MODS = ac.MODS
-BANDS = {}
-for (arm, seed), (folder, pattern) in RECORDS.items():
-    rec = json.loads((here.parent / folder / "quality_scale.json").read_text())
-    BANDS[(arm, seed)] = rec["spectrum_log10_ratio_per_band"][pattern.format(seed)]
+RECORDS = {("shift 1.53", 0): ("quality_scaleout_h100_20261206", SCALE),
+           ("shift 1.53", 1): ("quality_scaleout_h100_20261206", SCALE),
+           ("img004", 0): ("quality_skip004_h100_20261207", IMG004), ("img004", 1): ("quality_skip004_h100_20261207", IMG004),
+           ("shift 0.77", 0): (here.name, SHIFT), ("shift 0.77", 1): (here.name, SHIFT)}
 
-print("## Spectrum per band, log10 synthetic / real (bands 1-8, low to high; goal |x| <= 0.30)\n")
+
+def realism_phase_metrics(folder: str, run: str) -> tuple[dict, dict, tuple]:
+    """One run's quality_scale rows from its realism phase alone (and its training record), its per-band spectra,
+    and the real side's (tumour share, counts) that the phase read against."""
+    root = here.parent / folder
+    quick = json.loads((root / "realism" / f"{run}.json").read_text())
+    second = json.loads((root / qs.NORMAL_BRAIN_REALISM / f"{run}.json").read_text())
+    seeds = json.loads((root / "seeds" / f"{run}.json").read_text())
+    m = {k: float(seeds[k]) for k in ("steps", "loss_last_200")} | seeds["background"]
+    m |= qs.eval_metrics(quick, {"results": {qs.NORMAL_BRAIN_REALISM: second["results"]["realism"]}})
+    real = quick["results"]["realism"]
+    bands = {mod: r["log10_ratio_per_band"] for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
+    return m | {"record": folder}, bands, (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"],
+                                            json.dumps(real["counts"]))
+
+
+runs, bands, sides = {}, {}, set()
+for key, (folder, pattern) in RECORDS.items():
+    runs[key], bands[key], side = realism_phase_metrics(folder, pattern.format(key[1]))
+    sides.add(side)
+assert len(sides) == 1, f"the realism phases read different real sides: {sides}"
+share, counts = sides.pop()
+print(f"<!-- one real side for every run's realism phase: real tumour share {share:.4f}, counts {counts} -->")
+MODS = ac.MODS
+print("## Spectrum per band, log10 synthetic / real (bands 1-8, low to high; goal |x| <= 0.30; realism phase)\n")
 print("| run | " + " | ".join(MODS) + " |\n|---|" + "---|" * len(MODS))
-for n, b in BANDS.items():
+for n, b in bands.items():
     print(f"| {n[0]} seed {n[1]} | " + " | ".join(" ".join(f"{v:+.2f}" for v in b[m]) for m in MODS) + " |")
-for band in (3, 4, 7):
-    key = f"band{band + 1}"
-    for n, b in BANDS.items():
-        for m in MODS:
-            runs[n][f"{key}_{m}"] = b[m][band]
-TESTS = (*((f"band 4 {m}", f"band4_{m}", False) for m in MODS), *((f"band 5 {m}", f"band5_{m}", False) for m in MODS),
-         *((f"band 8 {m}", f"band8_{m}", False) for m in MODS),
-         *((f"spectrum max abs log10 {m}", f"spectrum_max_abs_log10_{m}", False) for m in MODS),
-         *((f"detail coherence {m}", f"coherence_vs_real_{m}", False) for m in MODS),
-         ("background RMS outside the brain (evaluate's)", "eval_background_rms", False),
-         *((f"histogram W1 {m}", f"histogram_w1_{m}", False) for m in MODS))
-print()
-pair = {k: v for k, v in runs.items() if k[0] in ("skip 0.05", "shift")}
-for line in ac.report(pair, "shift", "skip 0.05", TESTS, []):
+print("\n## Every run, from its realism phase (no Frechet: the shift job's image phase was cut)\n")
+# (the table's "real 0.802" is the image phase's real side; the realism phase's is checked above)
+rows = [(label.replace("real 0.802", f"real {share:.3f}"), key, digits) for label, key, digits in ac.ROWS
+        if not key.startswith(("frechet", "prdc"))]
+for line in ac.table(runs, rows):
     print(line)
-print("(no pairs: the arm has no Frechet figures)\n\n## Every run, img004's beside (read as a table: two seeds "
-      "against two allow no p below 0.333)\n")
-for line in ac.table(runs):
-    print(line)
+print("\nSources: " + ", ".join(f"{a} seed {s}: {m['record']}" for (a, s), m in runs.items()) + ".")
+print("\n## shift 0.77 against shift 1.53 (two seeds each: the smallest two-sided p is 0.333; listed for the record)\n")
+for label, key in ((f"band {b + 1} {m}", (b, m)) for b in (3, 4, 7) for m in MODS):
+    for n in runs:
+        runs[n][f"band{key[0] + 1}_{key[1]}"] = bands[n][key[1]][key[0]]
+    p, wide, total = ac.permutation(runs, "shift 0.77", "shift 1.53", f"band{key[0] + 1}_{key[1]}")
+    a = ", ".join(f"{runs[n][f'band{key[0] + 1}_{key[1]}']:+.2f}" for n in runs if n[0] == "shift 0.77")
+    b = ", ".join(f"{runs[n][f'band{key[0] + 1}_{key[1]}']:+.2f}" for n in runs if n[0] == "shift 1.53")
+    print(f"- {label}: {a} against {b}: p = {p:.3f} ({wide} of {total})")
