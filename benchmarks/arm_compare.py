@@ -58,8 +58,11 @@ def load_runs(results: Path, records: Mapping[Run, tuple[str, str]]) -> dict[Run
         rec = json.loads((results / folder / "quality_scale.json").read_text())
         run = pattern.format(seed)
         # no left-out figures where the job's image phase did not finish: paired() then refuses the run
-        out[(arm, seed)] = {**rec["per_run"][run], "leave_one_out": rec.get("frechet_leave_one_out", {}).get(run),
-                            "record": folder}
+        loo = rec.get("frechet_leave_one_out", {}).get(run)
+        # records before session 61 lack realism_source: their image phase, where it finished, read the realism
+        # rows too (it left Frechet figures), else the realism phase did
+        source = rec.get("realism_source", {}).get(run, "image" if loo else "realism")
+        out[(arm, seed)] = {**rec["per_run"][run], "leave_one_out": loo, "realism_source": source, "record": folder}
     return out
 
 
@@ -81,7 +84,13 @@ def check_one_instrument(runs: Mapping[Run, Mapping[str, Any]], features: Path, 
 
 
 def table(runs: Mapping[Run, Mapping[str, Any]], rows: Sequence[tuple[str, str, int]] = ROWS) -> list[str]:
-    """Markdown table, one column a run; n/a where the run's record lacks the measure."""
+    """Markdown table, one column a run; n/a where the run's record lacks the measure. Refuses runs whose realism
+    rows read different real sides (``realism_source``: the image phase's against the realism phase's)."""
+    sources = {m.get("realism_source") for m in runs.values()} - {None}
+    if len(sources) > 1:
+        raise ValueError("the runs' realism rows read different real sides: " + ", ".join(
+            f"{a} seed {s} {m.get('realism_source')}" for (a, s), m in runs.items()) +
+            "; read every run from its realism phase's reports")
     first = next(iter(runs.values()))
     floors = {f"floor_{m}": f"{first.get(f'histogram_w1_floor_{m}', float('nan')):.3f}" for m in MODS}
     names = list(runs)

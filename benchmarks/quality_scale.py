@@ -610,6 +610,15 @@ def phase_reports(out: Path, run: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def realism_source(reports: dict[str, dict[str, Any]]) -> str | None:
+    """Which real side a run's realism rows read (``phase_reports``' reports): the image phase's (every
+    training-fold case) where it finished, else the realism phase's (``--realism-cases``); None without either.
+    Rows of the two do not compare: ``arm_compare`` refuses a table that mixes them."""
+    if "realism" in (reports.get("image") or {}).get("results", {}):
+        return "image"
+    return "realism" if "realism" in reports else None
+
+
 def _median_vs_real(check: dict[str, Any]) -> float:
     """A W1 check's synthetic median - real median (report.json writes a nan as "nan")."""
     return float(check["synthetic_median"]) - float(check["real_median"])
@@ -1573,6 +1582,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
     training record and the report of every evaluation phase that finished."""
     per_run: dict[str, dict[str, float]] = {}
     record["run_records"] = {}
+    sources: dict[str, str | None] = {}
     bands: dict[str, dict[str, list[float]]] = {}
     left_out: dict[str, list[float]] = {}
     for run in record["runs"]:
@@ -1586,6 +1596,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         reports = phase_reports(out, run) if run in done else {}
         m.update(eval_metrics(*reports.values()))
         per_run[run] = m
+        sources[run] = realism_source(reports)
         # per-band spectrum ratios (the figure of merit the issue states per band)
         ps = (reports.get("image") or reports.get("realism") or {}).get("results", {}).get("realism", {}) \
             .get("checks", {}).get("power_spectrum", {})
@@ -1597,6 +1608,7 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         if jack:
             left_out[run] = jack
     record["per_run"] = per_run
+    record["realism_source"] = sources
     record["frechet_leave_one_out"] = left_out
     record["summary"] = {}
     for variant in record["variants"]:

@@ -221,6 +221,7 @@ def test_quality_scale_smoke_trains_seeds_side_by_side_and_scores_each(monkeypat
         # ... and read again on the outside-the-tumour scale, the normal brain's histogram apart
         assert (tmp_path / _quality_scale(monkeypatch).NORMAL_BRAIN_REALISM / f"{s}.json").is_file()
         assert set(r["per_run"][s]) >= {f"histogram_w1_outside_tumour_{m}" for m in ("t1n", "t1c", "t2w", "t2f")}
+        assert r["realism_source"][s] == "image"  # the image phase finished: its realism rows replaced the quick ones
     summary = r["summary"]["x0"]
     assert summary["frechet_3d"]["n"] == 2 and summary["memorisation_flagged"]["n"] == 2
     assert summary["tissue_qc_checks"]["n"] == 2
@@ -681,6 +682,11 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     t = qs.eval_metrics({"results": {"realism": {"checks": {"tumour_statistics": tumours}}}})
     assert (t["tumour_several_share"], t["tumour_several_share_real"], t["tumour_several_pass"]) == (0.3, 0.0, 0.0)
     assert t["et_share_of_wt_vs_real"] == pytest.approx(0.12) and t["et_share_of_wt_pass"] == 1.0
+    # which real side the realism rows read: the image phase's where it finished (it replaces the quick phase's)
+    quick, image = {"results": {"realism": {}}}, {"results": {"image": {}, "realism": {}}}
+    assert qs.realism_source({"realism": quick, "image": image}) == "image"
+    assert qs.realism_source({"realism": quick, "image": {"results": {"image": {}}}}) == "realism"  # cut before it
+    assert qs.realism_source({"realism": quick}) == "realism" and qs.realism_source({}) is None
     assert "core_present_share" not in t and "core_share_of_wt_pass" not in t  # reports before session 61
     tumours["share_with_core"] = {"synthetic": 0.7, "real": 0.9, "pass": False}
     tumours["core_share_of_wt_log10"] = {"synthetic_median": -0.9, "real_median": -0.6, "pass": False}
@@ -1455,3 +1461,27 @@ def test_arm_compare_tests_the_arm_against_its_baseline_over_runs_and_pairs_runs
     runs[("arm", 0)]["frechet_3d_floor"] = 3.0
     with pytest.raises(ValueError, match="different floors"):
         arm_compare.check_one_instrument(runs, features, reference, cases=8)
+
+
+def test_arm_compare_refuses_realism_rows_read_against_different_real_sides(tmp_path):
+    """A record's realism rows come from its image phase (every training-fold case) where that finished, else from
+    its realism phase (--realism-cases): session 61's first shift-arm table set one beside the other. Records since
+    session 61 name the side (realism_source); older ones are read as the image phase's where they hold Frechet
+    figures for the run."""
+    import arm_compare
+
+    runs = _arm_records(tmp_path)
+    assert {m["realism_source"] for m in runs.values()} == {"image"}  # inferred: every run has left-out figures
+    rec = json.loads((tmp_path / "arm_rec" / "quality_scale.json").read_text())
+    del rec["frechet_leave_one_out"]["arm_seed1"]  # its image phase cut: the realism phase's rows
+    (tmp_path / "arm_rec" / "quality_scale.json").write_text(json.dumps(rec))
+    records = {(a, s): (f"{a}_rec", f"{a}_seed{{}}") for a, seeds in (("base", range(4)), ("arm", range(2))) for s in seeds}
+    mixed = arm_compare.load_runs(tmp_path, records)
+    assert mixed[("arm", 1)]["realism_source"] == "realism" and mixed[("arm", 1)]["leave_one_out"] is None
+    with pytest.raises(ValueError, match="different real sides: .*arm seed 1 realism"):
+        arm_compare.table(mixed)
+    rec["realism_source"] = {"arm_seed0": "realism", "arm_seed1": "realism"}  # named by the record: it wins
+    (tmp_path / "arm_rec" / "quality_scale.json").write_text(json.dumps(rec))
+    named = arm_compare.load_runs(tmp_path, records)
+    assert named[("arm", 0)]["realism_source"] == "realism"
+    arm_compare.table({n: m for n, m in named.items() if n[0] == "arm"})  # one side: no refusal
