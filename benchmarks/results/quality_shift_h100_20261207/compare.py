@@ -39,7 +39,7 @@ def realism_phase_metrics(folder: str, run: str) -> tuple[dict, dict, tuple]:
     m |= qs.eval_metrics(quick, {"results": {qs.NORMAL_BRAIN_REALISM: second["results"]["realism"]}})
     real = quick["results"]["realism"]
     bands = {mod: r["log10_ratio_per_band"] for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
-    return m | {"record": folder}, bands, (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"],
+    return m | {"record": folder, "realism_source": "realism"}, bands, (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"],
                                             json.dumps(real["counts"]))
 
 
