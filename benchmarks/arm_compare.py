@@ -39,9 +39,11 @@ ROWS: tuple[tuple[str, str, int], ...] = (
     *[(f"spread of {m} levels over real's", f"spread_level_{m}", 2) for m in MODS],
     *[(f"ET median - normal brain, synthetic - real, {m} (outside-the-tumour scale)", f"et_contrast_vs_real_{m}", 3)
       for m in ("t1c", "t2f")],
-    ("tumour share (real 0.802)", "tumour_share", 3), ("tumour sizes' W1", "tumour_size_w1", 3),
-    ("tumour sizes pass (1)", "tumour_size_pass", 0),
-    ("share with two or more tumours (real 0.000)", "tumour_several_share", 3),
+    # (the real side's figures are rows of their own: the image phase's and the realism phase's real sides differ)
+    ("tumour share", "tumour_share", 3), ("  the real training cases'", "tumour_share_real", 3),
+    ("tumour sizes' W1", "tumour_size_w1", 3), ("tumour sizes pass (1)", "tumour_size_pass", 0),
+    ("share with two or more tumours", "tumour_several_share", 3),
+    ("  the real training cases'", "tumour_several_share_real", 3),
     ("share with a necrotic core", "core_present_share", 3), ("  the real training cases'", "core_present_share_real", 3),
     ("core voxels / WT voxels, median log10, synthetic - real", "core_share_of_wt_vs_real", 3),
     ("tumour contrast passes (1; brain scale)", "tumour_contrast_pass", 0),
