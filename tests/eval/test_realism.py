@@ -409,11 +409,15 @@ def test_the_share_rule_allows_two_cases_of_n_where_every_real_case_has_it():
         assert _share_check(syn, real, real, real)["pass"] is ok, missing
 
 
+def _core(labels: torch.Tensor, i: int) -> torch.Tensor:
+    """Case ``i``'s necrotic core: TC without ET."""
+    return (labels[i, 1] > 0.5) & ~(labels[i, 2] > 0.5)
+
+
 def _without_core(labels: torch.Tensor, i: int, keep: np.ndarray | None = None) -> None:
-    """Case ``i``'s necrotic core (TC without ET) relabelled edema, but for the voxels in ``keep``."""
-    core = (labels[i, 1] > 0.5) & ~(labels[i, 2] > 0.5)
-    drop = core if keep is None else core & ~torch.from_numpy(keep)
-    labels[i, 1][drop] = False
+    """Case ``i``'s necrotic core relabelled edema, but for the voxels in ``keep``."""
+    core = _core(labels, i)
+    labels[i, 1][core if keep is None else core & ~torch.from_numpy(keep)] = False
 
 
 def test_missing_or_shrunken_necrotic_cores_fail_their_checks(labelled):
@@ -428,7 +432,7 @@ def test_missing_or_shrunken_necrotic_cores_fail_their_checks(labelled):
     plain = _tumour_check(labelled["fresh"], labelled)
     assert plain["share_with_core"]["real"] > 0.5 and plain["share_with_core"]["pass"], plain["share_with_core"]
     assert plain["core_share_of_wt_log10"]["pass"], plain["core_share_of_wt_log10"]
-    cores = [i for i in range(len(labels)) if ((labels[i, 1] > 0.5) & ~(labels[i, 2] > 0.5)).any()]
+    cores = [i for i in range(len(labels)) if _core(labels, i).any()]
     assert len(cores) >= 8, "the fixture needs cases with cores"
 
     dropped = labels.clone()
@@ -440,11 +444,13 @@ def test_missing_or_shrunken_necrotic_cores_fail_their_checks(labelled):
 
     small = labels.clone()
     for i in cores:
-        core = ((labels[i, 1] > 0.5) & ~(labels[i, 2] > 0.5)).numpy()
+        core = _core(labels, i).numpy()
         keep = core
         while keep.sum() > core.sum() / 3:
             eroded = ndimage.binary_erosion(keep)
-            keep = eroded if eroded.any() else np.isin(np.arange(keep.size), np.flatnonzero(keep)[:1]).reshape(keep.shape)
+            if not eroded.any():  # eroded away: keep one voxel
+                eroded.flat[np.flatnonzero(keep)[0]] = True
+            keep = eroded
         _without_core(small, i, keep)
     t = _tumour_check((images, small), labelled)
     share = t["core_share_of_wt_log10"]

@@ -32,15 +32,15 @@ def realism_phase_metrics(folder: str, run: str) -> tuple[dict, dict, tuple]:
     """One run's quality_scale rows from its realism phase alone (and its training record), its per-band spectra,
     and the real side's (tumour share, counts) that the phase read against."""
     root = here.parent / folder
-    quick = json.loads((root / "realism" / f"{run}.json").read_text())
-    second = json.loads((root / qs.NORMAL_BRAIN_REALISM / f"{run}.json").read_text())
+    reports = {k: v for k, v in qs.phase_reports(root, run).items() if k in ("realism", qs.NORMAL_BRAIN_REALISM)}
+    assert qs.realism_source(reports) == "realism", (folder, run)
     seeds = json.loads((root / "seeds" / f"{run}.json").read_text())
     m = {k: float(seeds[k]) for k in ("steps", "loss_last_200")} | seeds["background"]
-    m |= qs.eval_metrics(quick, {"results": {qs.NORMAL_BRAIN_REALISM: second["results"]["realism"]}})
-    real = quick["results"]["realism"]
+    m |= qs.eval_metrics(*reports.values())
+    real = reports["realism"]["results"]["realism"]
     bands = {mod: r["log10_ratio_per_band"] for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
-    return m | {"record": folder, "realism_source": "realism"}, bands, (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"],
-                                            json.dumps(real["counts"]))
+    side = (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"], json.dumps(real["counts"]))
+    return m | {"record": folder, "realism_source": "realism"}, bands, side
 
 
 runs, bands, sides = {}, {}, set()
