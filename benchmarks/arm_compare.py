@@ -68,6 +68,33 @@ def load_runs(results: Path, records: Mapping[Run, tuple[str, str]]) -> dict[Run
     return out
 
 
+def load_realism_phase_runs(results: Path, records: Mapping[Run, tuple[str, str]]
+                            ) -> tuple[dict[Run, dict[str, Any]], dict[Run, dict[str, list[float]]]]:
+    """Each run of ``records`` (as :func:`load_runs` takes them) read from its realism phase alone (the job's
+    ``--realism-cases`` real training cases), whatever real side its record's ``per_run`` rows read: its
+    quality_scale rows (steps, loss and background from ``seeds/<run>.json``) and its per-band log10 spectra per
+    modality. For a table across jobs where some image phases were cut. Refuses a run without a realism phase and
+    runs whose realism phases read different real sides (the real tumour share and counts)."""
+    import quality_scale as qs  # a benchmarks script beside this one (imported late: it pulls in the trainer)
+
+    runs, bands, sides = {}, {}, set()
+    for (arm, seed), (folder, pattern) in records.items():
+        root, run = results / folder, pattern.format(seed)
+        reports = {k: v for k, v in qs.phase_reports(root, run).items() if k in ("realism", qs.NORMAL_BRAIN_REALISM)}
+        if qs.realism_source(reports) != "realism":
+            raise ValueError(f"{folder}: {run} has no realism phase")
+        seeds = json.loads((root / "seeds" / f"{run}.json").read_text())
+        m = {k: float(seeds[k]) for k in ("steps", "loss_last_200")} | seeds["background"]
+        real = reports["realism"]["results"]["realism"]
+        runs[(arm, seed)] = m | qs.eval_metrics(*reports.values()) | {"record": folder, "realism_source": "realism"}
+        bands[(arm, seed)] = {mod: r["log10_ratio_per_band"]
+                              for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
+        sides.add((real["checks"]["tumour_statistics"]["share_with_tumour"]["real"], json.dumps(real["counts"])))
+    if len(sides) > 1:
+        raise ValueError(f"the realism phases read different real sides: {sorted(sides)}")
+    return runs, bands
+
+
 def check_one_instrument(runs: Mapping[Run, Mapping[str, Any]], features: Path, reference: Path, cases: int) -> str:
     """Refuse runs read by different instruments: one Frechet floor, ``cases`` generated cases each, and the real
     side's features (``eval/real_features.npz``) bitwise those of ``reference``'s record. Returns a note for the

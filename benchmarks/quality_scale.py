@@ -472,6 +472,10 @@ VARIANTS.update({name: [*VARIANTS[base], f"net.channels={list(widths)}".replace(
 # images the brain scale's signal-to-noise at every time (the masks, at full amplitude, get less noise): on the
 # shipped skips, and with img004's. Not read at 2 mm (the older _lll30_..._scaleout_shift above adds the images'
 # LLL at 30 too); the 4 mm proxy cannot read the middle bands (the halved range's spectrum was nearer real there)
+# Read (sessions 61-62, quality_shift_h100_20261207 two seeds, quality_img004shift_h100_20261207 one): the middle
+# bands rise, the tumours shrink and lose their cores on all three runs, and the one with img004's skips
+# reads Frechet 48.7x the floor: the halved shift is dropped (a shift on the images alone needs a time per
+# channel group, not built)
 VARIANTS.update({f"{base}_shift": [*VARIANTS[base], "objective.shift_base_voxels=131072"]
                  for base in ("x0_detail100_labels_lll100_skip005_scaleout",
                               "x0_detail100_labels_lll100_skip005_img004_scaleout")})

@@ -1485,3 +1485,45 @@ def test_arm_compare_refuses_realism_rows_read_against_different_real_sides(tmp_
     named = arm_compare.load_runs(tmp_path, records)
     assert named[("arm", 0)]["realism_source"] == "realism"
     arm_compare.table({n: m for n, m in named.items() if n[0] == "arm"})  # one side: no refusal
+
+
+def test_arm_compare_reads_runs_from_their_realism_phase_and_refuses_two_real_sides(monkeypatch, tmp_path):
+    """load_realism_phase_runs: a run is read from realism/<run>.json even where its job's image phase finished
+    (its per_run rows then read another real side); a run without a realism phase and two realism phases read
+    against different real cases are refused."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import arm_compare
+
+    def write(folder: str, run: str, share: float, real_cases: int, band: float, image: bool) -> None:
+        root = tmp_path / folder
+        (root / "realism").mkdir(parents=True, exist_ok=True)
+        (root / "seeds").mkdir(exist_ok=True)
+        checks = {"power_spectrum": {"per_modality": {"t1n": {"log10_ratio_per_band": [0.0, band],
+                                                             "max_abs_log10_ratio": abs(band), "floor": 0.01}}},
+                  "tumour_statistics": {"share_with_tumour": {"synthetic": 0.7, "real": share},
+                                        "size_log10_wt_fraction": {"wasserstein": 0.1}}}
+        (root / "realism" / f"{run}.json").write_text(json.dumps(
+            {"results": {"realism": {"checks": checks, "counts": {"real_train": real_cases}}}}))
+        (root / "seeds" / f"{run}.json").write_text(json.dumps(
+            {"steps": 10, "loss_last_200": 0.5, "background": {"background_rms": 0.01}}))
+        if image:  # a finished image phase with realism rows against every training case: not read here
+            other = {"power_spectrum": {"per_modality": {"t1n": {"log10_ratio_per_band": [0.0, 9.0],
+                                                                "max_abs_log10_ratio": 9.0, "floor": 0.01}}}}
+            (root / "eval" / run).mkdir(parents=True)  # the image phase's folder: eval/<run>
+            (root / "eval" / run / "report.json").write_text(json.dumps(
+                {"results": {"realism": {"checks": other, "counts": {"real_train": 999}}}}))
+
+    write("a", "x_seed0", 0.8, 192, -0.3, image=True)
+    write("b", "y_seed0", 0.8, 192, -0.1, image=False)
+    records = {("x", 0): ("a", "x_seed{}"), ("y", 0): ("b", "y_seed{}")}
+    runs, bands = arm_compare.load_realism_phase_runs(tmp_path, records)
+    assert bands[("x", 0)]["t1n"] == [0.0, -0.3] and runs[("x", 0)]["spectrum_max_abs_log10_t1n"] == 0.3
+    assert runs[("y", 0)]["steps"] == 10 and runs[("y", 0)]["background_rms"] == 0.01
+    assert {m["realism_source"] for m in runs.values()} == {"realism"}
+    arm_compare.table(runs)  # one side: a table
+    write("c", "z_seed0", 0.7, 100, 0.0, image=False)
+    with pytest.raises(ValueError, match="different real sides"):
+        arm_compare.load_realism_phase_runs(tmp_path, {**records, ("z", 0): ("c", "z_seed{}")})
+    (tmp_path / "b" / "realism" / "y_seed0.json").unlink()
+    with pytest.raises(ValueError, match="y_seed0 has no realism phase"):
+        arm_compare.load_realism_phase_runs(tmp_path, records)

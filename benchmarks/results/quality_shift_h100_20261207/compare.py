@@ -28,28 +28,10 @@ RECORDS = {("shift 1.53", 0): ("quality_scaleout_h100_20261206", SCALE),
            ("shift 0.77", 0): (here.name, SHIFT), ("shift 0.77", 1): (here.name, SHIFT)}
 
 
-def realism_phase_metrics(folder: str, run: str) -> tuple[dict, dict, tuple]:
-    """One run's quality_scale rows from its realism phase alone (and its training record), its per-band spectra,
-    and the real side's (tumour share, counts) that the phase read against."""
-    root = here.parent / folder
-    reports = {k: v for k, v in qs.phase_reports(root, run).items() if k in ("realism", qs.NORMAL_BRAIN_REALISM)}
-    assert qs.realism_source(reports) == "realism", (folder, run)
-    seeds = json.loads((root / "seeds" / f"{run}.json").read_text())
-    m = {k: float(seeds[k]) for k in ("steps", "loss_last_200")} | seeds["background"]
-    m |= qs.eval_metrics(*reports.values())
-    real = reports["realism"]["results"]["realism"]
-    bands = {mod: r["log10_ratio_per_band"] for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
-    side = (real["checks"]["tumour_statistics"]["share_with_tumour"]["real"], json.dumps(real["counts"]))
-    return m | {"record": folder, "realism_source": "realism"}, bands, side
-
-
-runs, bands, sides = {}, {}, set()
-for key, (folder, pattern) in RECORDS.items():
-    runs[key], bands[key], side = realism_phase_metrics(folder, pattern.format(key[1]))
-    sides.add(side)
-assert len(sides) == 1, f"the realism phases read different real sides: {sides}"
-share, counts = sides.pop()
-print(f"<!-- one real side for every run's realism phase: real tumour share {share:.4f}, counts {counts} -->")
+runs, bands = ac.load_realism_phase_runs(here.parent, RECORDS)  # refuses realism phases of different real sides
+real = next(iter(qs.phase_reports(here, SHIFT.format(0))["realism"]["results"].values()))
+print(f"<!-- one real side for every run's realism phase: real tumour share "
+      f"{real['checks']['tumour_statistics']['share_with_tumour']['real']:.4f}, counts {json.dumps(real['counts'])} -->")
 MODS = ac.MODS
 print("## Spectrum per band, log10 synthetic / real (bands 1-8, low to high; goal |x| <= 0.30; realism phase)\n")
 print("| run | " + " | ".join(MODS) + " |\n|---|" + "---|" * len(MODS))
