@@ -87,8 +87,7 @@ def load_realism_phase_runs(results: Path, records: Mapping[Run, tuple[str, str]
         m = {k: float(seeds[k]) for k in ("steps", "loss_last_200")} | seeds["background"]
         real = reports["realism"]["results"]["realism"]
         runs[(arm, seed)] = m | qs.eval_metrics(*reports.values()) | {"record": folder, "realism_source": "realism"}
-        bands[(arm, seed)] = {mod: r["log10_ratio_per_band"]
-                              for mod, r in real["checks"]["power_spectrum"]["per_modality"].items()}
+        bands[(arm, seed)] = qs.realism_bands(reports)
         sides.add((real["checks"]["tumour_statistics"]["share_with_tumour"]["real"], json.dumps(real["counts"])))
     if len(sides) > 1:
         raise ValueError(f"the realism phases read different real sides: {sorted(sides)}")

@@ -623,6 +623,14 @@ def realism_source(reports: dict[str, dict[str, Any]]) -> str | None:
     return "realism" if "realism" in reports else None
 
 
+def realism_bands(reports: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """The per-band log10 spectrum ratios per modality from the report whose realism rows ``eval_metrics`` reads
+    (:func:`realism_source`), so the bands and the rows read one real side; {} without a spectrum."""
+    source = realism_source(reports)
+    ps = (reports.get(source) or {}).get("results", {}).get("realism", {}).get("checks", {}).get("power_spectrum", {})
+    return {mod: r["log10_ratio_per_band"] for mod, r in ps.get("per_modality", {}).items()}
+
+
 def _median_vs_real(check: dict[str, Any]) -> float:
     """A W1 check's synthetic median - real median (report.json writes a nan as "nan")."""
     return float(check["synthetic_median"]) - float(check["real_median"])
@@ -1601,11 +1609,8 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         m.update(eval_metrics(*reports.values()))
         per_run[run] = m
         sources[run] = realism_source(reports)
-        # per-band spectrum ratios (the figure of merit the issue states per band)
-        ps = (reports.get("image") or reports.get("realism") or {}).get("results", {}).get("realism", {}) \
-            .get("checks", {}).get("power_spectrum", {})
-        for mod, r in ps.get("per_modality", {}).items():
-            bands.setdefault(run, {})[mod] = r["log10_ratio_per_band"]
+        if realism_bands(reports):  # per-band spectrum ratios (the figure of merit the issue states per band)
+            bands[run] = realism_bands(reports)
         # the 3D Frechet's left-out figures (a list: kept out of per_run, whose values are means over seeds)
         jack = (reports.get("image") or {}).get("results", {}).get("image", {}).get("distances", {}) \
             .get("synthetic_vs_real_train", {}).get("3d", {}).get("frechet_leave_one_out")

@@ -687,6 +687,13 @@ def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     assert qs.realism_source({"realism": quick, "image": image}) == "image"
     assert qs.realism_source({"realism": quick, "image": {"results": {"image": {}}}}) == "realism"  # cut before it
     assert qs.realism_source({"realism": quick}) == "realism" and qs.realism_source({}) is None
+    # the per-band spectra follow the rows' side: an image phase cut before its realism task leaves the quick one's
+    spectrum = {"checks": {"power_spectrum": {"per_modality": {"t1n": {"log10_ratio_per_band": [0.1, -0.2]}}}}}
+    quick_s, image_s = {"results": {"realism": spectrum}}, {"results": {"image": {}, "realism": {"checks": {
+        "power_spectrum": {"per_modality": {"t1n": {"log10_ratio_per_band": [0.3, 0.4]}}}}}}}
+    assert qs.realism_bands({"realism": quick_s, "image": image_s}) == {"t1n": [0.3, 0.4]}
+    assert qs.realism_bands({"realism": quick_s, "image": {"results": {"image": {}}}}) == {"t1n": [0.1, -0.2]}
+    assert qs.realism_bands({}) == {}
     assert "core_present_share" not in t and "core_share_of_wt_pass" not in t  # reports before session 61
     tumours["share_with_core"] = {"synthetic": 0.7, "real": 0.9, "pass": False}
     tumours["core_share_of_wt_log10"] = {"synthetic_median": -0.9, "real_median": -0.6, "pass": False}
@@ -1521,9 +1528,9 @@ def test_arm_compare_reads_runs_from_their_realism_phase_and_refuses_two_real_si
     assert runs[("y", 0)]["steps"] == 10 and runs[("y", 0)]["background_rms"] == 0.01
     assert {m["realism_source"] for m in runs.values()} == {"realism"}
     arm_compare.table(runs)  # one side: a table
-    write("c", "z_seed0", 0.7, 100, 0.0, image=False)
+    write("c", "z_seed0", 0.8, 100, 0.0, image=False)  # the same real tumour share over other real cases
     with pytest.raises(ValueError, match="different real sides"):
         arm_compare.load_realism_phase_runs(tmp_path, {**records, ("z", 0): ("c", "z_seed{}")})
-    (tmp_path / "b" / "realism" / "y_seed0.json").unlink()
-    with pytest.raises(ValueError, match="y_seed0 has no realism phase"):
+    (tmp_path / "a" / "realism" / "x_seed0.json").unlink()  # its image phase alone: not read in its place
+    with pytest.raises(ValueError, match="x_seed0 has no realism phase"):
         arm_compare.load_realism_phase_runs(tmp_path, records)
