@@ -1,5 +1,6 @@
 """Session 62: the real label maps with WT and TC softened as the shipped model's outer boundaries read (Gaussian
-sigma 0.63 voxel: 0.85 voxels with |channel| < 0.5 per boundary voxel) and ET softened more (sigma s), thresholded
+sigma 0.63 voxel: a continuum step's 0.85 voxels with |channel| < 0.5 per boundary voxel; not calibrated against
+soft_read.py's measure on the grid) and ET softened more (sigma s), thresholded
 at 0.5 and nested as generate nests them. Does a soft ET channel alone shrink the necrotic core as the models'
 does? Also the soft-voxel width of the ET-core boundary per core-boundary voxel, as soft_read.py reads it on the
 model's channels. python blur_et.py FOLDER (repository root, /tmp/venv)"""
