@@ -1609,8 +1609,8 @@ def write_results(record: dict[str, Any], out: Path, done: Sequence[str]) -> Non
         m.update(eval_metrics(*reports.values()))
         per_run[run] = m
         sources[run] = realism_source(reports)
-        if realism_bands(reports):  # per-band spectrum ratios (the figure of merit the issue states per band)
-            bands[run] = realism_bands(reports)
+        if per_band := realism_bands(reports):  # per-band spectrum ratios (the figure of merit the issue states per band)
+            bands[run] = per_band
         # the 3D Frechet's left-out figures (a list: kept out of per_run, whose values are means over seeds)
         jack = (reports.get("image") or {}).get("results", {}).get("image", {}).get("distances", {}) \
             .get("synthetic_vs_real_train", {}).get("3d", {}).get("frechet_leave_one_out")
