@@ -1470,11 +1470,12 @@ def test_arm_compare_tests_the_arm_against_its_baseline_over_runs_and_pairs_runs
         arm_compare.check_one_instrument(runs, features, reference, cases=8)
 
 
-def test_arm_compare_refuses_realism_rows_read_against_different_real_sides(tmp_path):
+def test_arm_compare_refuses_realism_rows_read_against_different_real_sides(monkeypatch, tmp_path):
     """A record's realism rows come from its image phase (every training-fold case) where that finished, else from
     its realism phase (--realism-cases): session 61's first shift-arm table set one beside the other. Records since
     session 61 name the side (realism_source); older ones are read as the image phase's where they hold Frechet
     figures for the run."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # alone, no earlier test has put it there
     import arm_compare
 
     runs = _arm_records(tmp_path)
