@@ -128,8 +128,8 @@ def run_evaluation(
 
     # eval.max_real: a seeded subset of each real side, after the leak check has seen every case's fold
     in_manifest = {"real_train": len(train_items), "real_heldout": len(held_items)}
-    train_items = evdata.seeded_subset(train_items, cfg.max_real, cfg.seeds[0])
-    held_items = evdata.seeded_subset(held_items, cfg.max_real, cfg.seeds[0] + 1)
+    train_items = evdata.seeded_subset(train_items, cfg.max_real, cfg.subset_seed)
+    held_items = evdata.seeded_subset(held_items, cfg.max_real, cfg.subset_seed + 1)
     real_tf = build_transforms(dcfg, train=False, label_map=label_map)
     real_train = evdata.load_cases("real_train", train_items, real_tf, with_label=True, progress=progress)
     real_test = evdata.load_cases("real_heldout", held_items, real_tf, with_label=True, progress=progress) if held_items else None
@@ -142,7 +142,7 @@ def run_evaluation(
 
     sweep_notes: list[str] = []
     if "utility" in tasks:
-        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.seeds[0])
+        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.subset_seed)
     else:
         sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)

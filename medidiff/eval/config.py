@@ -46,6 +46,12 @@ class EvalConfig:
     # minutes per task on the GPU host. The memorisation audit refuses it: it must compare every
     # generated case with every case the model saw. null = all
     max_real: int | None = None
+    # the seed of every draw of which cases are read: max_real's and realism_max_real's subsets (training
+    # side subset_seed, held-out side subset_seed + 1) and utility's size-matched sets; the segmenter seeds
+    # (--seeds) only train. Until session 63 the first of --seeds drew them, so evaluations at other
+    # segmenter seeds read other real cases (utility_shipped_h100_20261207 shared 27 of 192 training cases
+    # between --seeds 0 1 and --seeds 2). 0 draws what --seeds 0 ... drew before.
+    subset_seed: int = 0
     # the image task's realism checks: a seeded subset of at most N of the real training and N of the
     # held-out cases loaded (with max_real unset: the cases max_real = N would load; with it set, a
     # subset of its subset), while Frechet, MMD, PRDC, their floor and MS-SSIM use every case loaded.
@@ -129,6 +135,8 @@ class EvalConfig:
             raise ValueError(f"hd_percentile must be in (0, 100], got {self.hd_percentile}")
         if self.max_synthetic is not None and self.max_synthetic < 1:
             raise ValueError(f"max_synthetic must be >= 1 or null, got {self.max_synthetic}")
+        if self.subset_seed < 0:
+            raise ValueError(f"subset_seed must be >= 0, got {self.subset_seed}")
         for key in ("max_real", "realism_max_real"):
             if (v := getattr(self, key)) is not None and v < 2:
                 raise ValueError(f"{key} must be >= 2 (the realism floor compares real cases) or null, got {v}")

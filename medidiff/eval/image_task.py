@@ -37,8 +37,8 @@ class ImageReference:
         self.cfg, self.net, self.train, self.test = cfg, feature_net, real_train, real_test
         # eval.realism_max_real: the checks against a seeded subset of the cases loaded (with max_real
         # unset, the one max_real would load), the feature distances against every case loaded
-        r_train = _seeded_cases(real_train, cfg.realism_max_real, cfg.seeds[0])
-        r_test = _seeded_cases(real_test, cfg.realism_max_real, cfg.seeds[0] + 1) if real_test is not None else None
+        r_train = _seeded_cases(real_train, cfg.realism_max_real, cfg.subset_seed)
+        r_test = _seeded_cases(real_test, cfg.realism_max_real, cfg.subset_seed + 1) if real_test is not None else None
         self.realism = real_reference_for(
             cfg, r_train.images, r_test.images if r_test is not None else None,
             real_labels=r_train.labels, heldout_labels=r_test.labels if r_test is not None else None)

@@ -158,17 +158,23 @@ def test_image_and_memorisation_need_no_labels(dataset, cli, tmp_path):
 
 
 def test_max_real_evaluates_a_seeded_subset_of_each_real_side_and_says_so(dataset, cli, tmp_path):
+    """The subset is drawn by eval.subset_seed, not by the segmenter seeds: evaluations at other --seeds read the
+    same real cases (before session 63 the first of --seeds drew it: --seeds 1 read other training cases here)."""
     argv = ["evaluate", "--real", str(dataset["manifest"]), "--root", str(dataset["root"]), "--synthetic",
-            str(dataset["gen"]), "--steps", "2", "--seeds", "0", "--tasks", "fidelity", "--no-progress", *SETS,
+            str(dataset["gen"]), "--steps", "2", "--tasks", "fidelity", "--no-progress", *SETS,
             "--set", "eval.max_real=2"]
     reports = []
-    for name in ("a", "b"):
-        assert cli([*argv, "--out", str(tmp_path / name)]) == 0
+    for name, extra in (("a", ["--seeds", "0"]), ("b", ["--seeds", "1"]),
+                        ("c", ["--seeds", "0", "--set", "eval.subset_seed=1"])):
+        assert cli([*argv, *extra, "--out", str(tmp_path / name)]) == 0
         reports.append(json.loads((tmp_path / name / "report.json").read_text()))
     data = reports[0]["data"]
     assert data["cases"]["real_train"] == data["cases"]["real_heldout"] == 2
     assert data["cases_in_manifest"] == {"real_train": 3, "real_heldout": 3}
-    assert data["case_ids"] == reports[1]["data"]["case_ids"]  # seeded: the same subset every time
+    assert data["case_ids"] == reports[1]["data"]["case_ids"]  # seeded by subset_seed: the same at any --seeds
+    # another subset seed draws other training cases (2 of 3: seeds 0 and 1 pick different pairs)
+    assert reports[2]["data"]["case_ids"]["real_train"] != data["case_ids"]["real_train"]
+    assert cli([*argv, "--seeds", "0", "--set", "eval.subset_seed=-1", "--out", str(tmp_path / "bad")]) == 2
     assert "a seeded subset (eval.max_real)" in (tmp_path / "a" / "report.md").read_text()
     # the audit must see every case the model saw
     assert cli([*argv[:argv.index("fidelity")], "memorisation", *argv[argv.index("fidelity") + 1:],
