@@ -2,8 +2,8 @@
 
 Reading A: quality_scale's utility phase, eval/<run>_utility/report.json (20 epochs, segmenter seeds 0 and 1).
 Reading B: u30/report.json (the same generated folder, 30 epochs, segmenter seed 2).
-medidiff evaluate draws eval.max_real's real subsets from the first segmenter seed (training subset seed s,
-held-out subset s + 1), so A and B read different real training and held-out cases (27 / 101 of 192 shared):
+medidiff evaluate (at a73ea1f) drew eval.max_real's real subsets from the first segmenter seed (training subset seed
+s, held-out subset s + 1), so A and B read different real training and held-out cases (27 / 101 of 192 shared):
 B differs from A in epochs, seed and cases at once.
 
 Run from this folder: python3 read.py > read.md
