@@ -417,7 +417,7 @@ def memorisation_reference_for(cfg: EvalConfig, real_train: Any, real_test: Any 
     heldout = embed(real_test.images) if real_test is not None and len(real_test) else None
     controls = mem.control_rates(embed, real_train.images, real_test.images if heldout is not None else None,
                                  percentile=cfg.memorisation_percentile, margin=cfg.memorisation_margin,
-                                 max_cases=cfg.memorisation_controls, seed=cfg.seeds[0], train_embeddings=(train, alt),
+                                 max_cases=cfg.memorisation_controls, seed=cfg.subset_seed, train_embeddings=(train, alt),
                                  heldout_embedding=heldout)
     return MemorisationReference(space, embed, train, alt, heldout, controls, list(real_train.case_ids))
 

@@ -47,8 +47,10 @@ class EvalConfig:
     # generated case with every case the model saw. null = all
     max_real: int | None = None
     # the seed of every draw of which cases are read: max_real's and realism_max_real's subsets (training
-    # side subset_seed, held-out side subset_seed + 1) and utility's size-matched sets; the segmenter seeds
-    # (--seeds) only train. Until session 63 the first of --seeds drew them, so evaluations at other
+    # side subset_seed, held-out side subset_seed + 1), utility's size-matched sets, the synthetic cases
+    # Frechet / MMD / PRDC read at the held-out count and the memorisation audit's planted controls; the
+    # segmenter seeds (--seeds) train, and statistics' own draws (MS-SSIM pairs, floor resamples, voxel
+    # samples) keep them. Until session 63 the first of --seeds drew these cases, so evaluations at other
     # segmenter seeds read other real cases (utility_shipped_h100_20261207 shared 27 of 192 training cases
     # between --seeds 0 1 and --seeds 2). 0 draws what --seeds 0 ... drew before.
     subset_seed: int = 0

@@ -146,7 +146,7 @@ def image_distances_for(reference: ImageReference, synthetic: Any,
     # Frechet/MMD are biased by the sample count: compare synthetic and real held-out at the SAME count
     f_train, _, _ = reference.features()
     k = min(len(synthetic), len(real_test)) if real_test is not None else len(synthetic)
-    pick = sorted(np.random.default_rng(cfg.seeds[0]).choice(len(synthetic), k, replace=False).tolist())
+    pick = sorted(np.random.default_rng(cfg.subset_seed).choice(len(synthetic), k, replace=False).tolist())
     syn_k = synthetic.images[pick]
 
     def synthetic_row(x: Any, y: Any, per: int) -> dict[str, Any]:

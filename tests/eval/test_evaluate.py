@@ -218,6 +218,22 @@ def test_realism_max_real_caps_the_realism_checks_alone(dataset, cli, tmp_path):
     assert cli([*base, "--out", str(tmp_path / "bad"), "--set", "eval.realism_max_real=1"]) == 2
 
 
+def test_the_synthetic_cases_frechet_reads_are_drawn_by_subset_seed_not_the_segmenter_seed(dataset, cli, tmp_path):
+    """Frechet reads as many synthetic cases as there are held-out ones (3 of the 6 here), a seeded draw: with a
+    saved feature net the synthetic row is the same at --seeds 0 and --seeds 1 (before session 63 the first of
+    --seeds drew the cases) and another eval.subset_seed draws other cases."""
+    saved, base = _saved_real_segmenter(dataset, tmp_path / "net", "image")
+    base = [*base[:base.index("--seeds")], *base[base.index("--seeds") + 2:], "--feature-net", str(saved)]
+    rows = {}
+    for name, extra in (("s0", ["--seeds", "0"]), ("s1", ["--seeds", "1"]),
+                        ("subset1", ["--seeds", "0", "--set", "eval.subset_seed=1"])):
+        assert cli([*base, *extra, "--out", str(tmp_path / name)]) == 0
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        rows[name] = report["results"]["image"]["distances"]["synthetic_vs_real_train"]
+    assert rows["s0"] == rows["s1"]
+    assert rows["subset1"] != rows["s0"]
+
+
 def test_image_distances_refuse_kept_features_of_another_length_before_any_work():
     """A caller's kept features with a row count other than the set's would pair features with the wrong cases:
     image_distances_for refuses them before it reads the reference (no diversity, no feature net)."""
