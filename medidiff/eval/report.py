@@ -418,7 +418,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                   f"; seeds {b['seeds']}; {u['test_cases']} held-out real cases. Means over cases and seeds with "
                   f"bootstrap 95% intervals ({u['bootstrap']['resamples']} resamples of cases and seeds).", ""]
         lines += _seg_table(u["training_sets"])
-        lines += ["", "Training cases: " + ", ".join(f"{k} {v['train_cases']}" for k, v in u["training_sets"].items()), ""]
+        lines += ["", "Training cases: " + ", ".join(
+            f"{k} {v['train_cases']}" + (f" ({v['cases_without_region']['WT']} without a tumour)"
+                                         if "cases_without_region" in v else "")  # reports since session 63
+            for k, v in u["training_sets"].items()), ""]
         if any("by_tumour_presence" in v for v in u["training_sets"].values()):
             lines += ["On the test cases whose labels hold the region (the mean above also counts each case without "
                       "it as 1, nothing predicted, or 0, any false voxel), and the share of the cases without it "

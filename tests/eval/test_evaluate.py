@@ -73,6 +73,8 @@ def test_evaluate_writes_report_with_all_tasks(dataset, cli, tmp_path):
     # where the time went, stage by stage (the GPU host's evaluations ran past their caps with no clue why)
     assert {"load cases", "utility", "fidelity", "feature net", "memorisation"} <= set(report["seconds"])
     assert all(v >= 0 for v in report["seconds"].values()) and "wall time by stage" in md
+    # each training set's tumour-free brains, counted (the real phantoms all hold a tumour here)
+    assert "Training cases: real 3 (0 without a tumour)" in md
     assert "tissue" in report["skipped"]  # these phantoms carry no tissue maps
     assert report["feature_net"].startswith("segresnet-encoder")
     d = report["data"]

@@ -90,6 +90,8 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     dice = {k: [np.where(present, np.asarray(seed)[None], empty[k]) for seed in v] for k, v in on_region.items()}
     sets = {k: CaseSet(k, torch.zeros(4, 4, 4, 4, 4), torch.zeros(4, 3, 4, 4, 4, dtype=torch.bool), list("abcd"))
             for k in on_region}
+    sets["synthetic"].labels[0, :, 1, 1, 1] = True  # a whole tumour, then edema alone, then two empty brains
+    sets["synthetic"].labels[1, 0, 2, 2, 2] = True
 
     class Bank:  # SegmenterBank's interface: the "model" is (set, seed), whose preset scores the scorer returns
         histories = {(k, s): ut.TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], 4, 0) for k in sets for s in (0, 1)}
@@ -111,6 +113,9 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     assert split["with_region"]["TC"] == {"cases": 6, "dice_mean": pytest.approx(0.72)}  # the seeds' mean
     assert split["without_region"]["TC"] == {"cases": 4, "dice_mean": 1.0}  # nothing predicted on any of them
     assert out["training_sets"]["real"]["by_tumour_presence"]["without_region"]["ET"]["dice_mean"] == 0.0
+    # each training set says how many of its cases lack each region (the tumour-free brains it learns from)
+    assert out["training_sets"]["synthetic"]["cases_without_region"] == {"WT": 2, "TC": 3, "ET": 3}
+    assert out["training_sets"]["real"]["cases_without_region"] == {"WT": 4, "TC": 4, "ET": 4}
     gain = out["paired_vs_real"]["real+synthetic - real"]  # the gain goal's pair, beside the size-matched one
     # TC over all cases (6 x 0.72 + 4 x 1) / 10 against 6 x 0.8 / 10: a gain; on the tumours a loss
     assert gain["TC"]["dice"]["mean"] == pytest.approx(0.352) and gain["TC"]["dice_with_region"]["mean"] == pytest.approx(-0.08)
