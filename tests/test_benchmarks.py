@@ -971,6 +971,13 @@ def test_every_quality_scale_variant_is_a_config_whose_loss_weights_fit_the_anat
     assert load_config(None, quality_scale.VARIANTS["x0_detail300_labels_lll300_bg10"]).objective.background_weight == 10
     # the grain arms change the images' skip alone: every other key is the shipped model's variant's
     shipped = quality_scale.VARIANTS["x0_detail100_labels_lll100_skip005_scaleout"]
+    # the high-noise training arms change the training times' logit-normal alone
+    for arm, field, value in (("tmean05", "logit_mean", 0.5), ("tstd15", "logit_std", 1.5)):
+        keys = quality_scale.VARIANTS[f"x0_detail100_labels_lll100_skip005_scaleout_{arm}"]
+        assert keys[:-1] == shipped and keys[-1] == f"objective.{field}={value}"
+        cfg = load_config(None, [*quality_scale.overrides(p, tmp_path, "cpu", False), *quality_scale.ARMS[quality_scale.ARM],
+                                 *keys])
+        assert getattr(cfg.objective, field) == value
     for arm, sigma in (("img0035", 0.035), ("img004", 0.04)):
         keys = quality_scale.VARIANTS[f"x0_detail100_labels_lll100_skip005_{arm}_scaleout"]
         assert [k for k in keys if not k.startswith("objective.x0_skip_sigmas=")] == shipped
