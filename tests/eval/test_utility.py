@@ -90,7 +90,7 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     dice = {k: [np.where(present, np.asarray(seed)[None], empty[k]) for seed in v] for k, v in on_region.items()}
     sets = {k: CaseSet(k, torch.zeros(4, 4, 4, 4, 4), torch.zeros(4, 3, 4, 4, 4, dtype=torch.bool), list("abcd"))
             for k in on_region}
-    sets["synthetic"].labels[0, :, 1, 1, 1] = True  # a whole tumour, then edema alone, then two empty brains
+    sets["synthetic"].labels[0, :, 1, 1, 1] = True  # all three regions, then edema alone (WT), then two empty brains
     sets["synthetic"].labels[1, 0, 2, 2, 2] = True
 
     class Bank:  # SegmenterBank's interface: the "model" is (set, seed), whose preset scores the scorer returns
