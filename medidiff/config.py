@@ -300,7 +300,8 @@ def dump_yaml(cfg: Any) -> str:
 # a folder): left out of the hash while they hold their default, so an upgrade alone changes no model's hash.
 HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0, ("eval", "realism_max_real"): None,
                                                    ("eval", "intensity_scale"): "brain",
-                                                   ("train", "decay_fraction"): 0.2, ("eval", "subset_seed"): 0}
+                                                   ("train", "decay_fraction"): 0.2, ("eval", "subset_seed"): 0,
+                                                   ("eval", "utility_match_tumour_free"): False}
 
 
 def config_hash(cfg: Any) -> str:

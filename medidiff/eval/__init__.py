@@ -142,7 +142,8 @@ def run_evaluation(
 
     sweep_notes: list[str] = []
     if "utility" in tasks:
-        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.subset_seed)
+        sets, sweep_notes = training_sets(real_train, synthetic, cfg.size_sweep, seed=cfg.subset_seed,
+                                            match_tumour_free=cfg.utility_match_tumour_free)
     else:
         sets = {"real": real_train}
     bank = SegmenterBank(sets, cfg, progress=progress)

@@ -39,6 +39,10 @@ class EvalConfig:
     # statistics (utility)
     bootstrap: int = 2000  # resamples of (seeds, cases) for the 95% intervals
     size_sweep: list[int] = field(default_factory=lambda: [1, 2, 4])  # synthetic sets of k x N cases
+    # utility's synthetic sets drawn with the size-matched real set's share of tumour-free cases, so a
+    # generator's own share (the shipped model's 32 of 192 against the data's 38-47) does not read as its
+    # images' gap; needs enough generated cases of both kinds (medidiff.eval.utility.training_sets)
+    utility_match_tumour_free: bool = False
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
     # real inputs: at most N real training and N held-out cases (a seeded subset, kept in manifest

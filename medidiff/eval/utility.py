@@ -64,9 +64,36 @@ def _concat(name: str, parts: Sequence[CaseSet]) -> CaseSet:
                    [c for p in parts for c in p.case_ids])
 
 
-def training_sets(real: CaseSet, synthetic: CaseSet, sweep: Sequence[int] = (1, 2, 4), *, seed: int = 0
-                  ) -> tuple[dict[str, CaseSet], list[str]]:
-    """The named training sets of the module doc, and notes on sweep sizes the folder cannot fill."""
+def _tumour_free(s: CaseSet) -> np.ndarray:
+    """(N,) bool: the cases whose labels hold no tumour (no WT voxel)."""
+    return ~regions_present(s.labels, len(s))[:, 0]
+
+
+def _stratified_order(order: list[int], free: np.ndarray, free_share: float) -> list[int]:
+    """``order`` re-drawn so that every prefix of n cases holds round(n x free_share) tumour-free ones, for as
+    long as both kinds last: the k-th case is tumour-free when the share demands one more, the next of its kind
+    in ``order``. The size-matched set and each larger sweep set are prefixes, so each keeps the share."""
+    kinds = {True: [i for i in order if free[i]], False: [i for i in order if not free[i]]}
+    taken = {True: 0, False: 0}
+    out: list[int] = []
+    for n in range(1, len(order) + 1):
+        kind = round(n * free_share) > taken[True]
+        if taken[kind] == len(kinds[kind]):
+            break  # one kind is spent: a longer prefix could not keep the share
+        out.append(kinds[kind][taken[kind]])
+        taken[kind] += 1
+    return out
+
+
+def training_sets(real: CaseSet, synthetic: CaseSet, sweep: Sequence[int] = (1, 2, 4), *, seed: int = 0,
+                  match_tumour_free: bool = False) -> tuple[dict[str, CaseSet], list[str]]:
+    """The named training sets of the module doc, and notes on sweep sizes the folder cannot fill.
+
+    ``match_tumour_free``: the synthetic sets are drawn with the size-matched real set's share of tumour-free
+    cases (a case without a WT voxel), where a generator's own share differs from the data's: the shipped model
+    drew 32 of 192 against the real sets' 38 / 47 (utility_shipped_h100_20261207), and a segmenter that sees
+    fewer empty brains predicts tumour in more of them, which the images are not to blame for. Raises when the
+    folder lacks enough cases of either kind for the size-matched set."""
     n = min(len(real), len(synthetic))
     syn_order = np.random.default_rng(seed).permutation(len(synthetic)).tolist()
     real_order = np.random.default_rng(seed + 1).permutation(len(real)).tolist()
@@ -74,12 +101,25 @@ def training_sets(real: CaseSet, synthetic: CaseSet, sweep: Sequence[int] = (1, 
     notes = []
     if len(real) > n:
         sets["real_matched"] = real.subset(sorted(real_order[:n]), "real_matched")
+    if match_tumour_free:
+        reference = sets.get("real_matched", real)
+        want = int(_tumour_free(reference).sum())
+        free = _tumour_free(synthetic)
+        syn_order = _stratified_order(syn_order, free, want / len(reference))
+        if len(syn_order) < n:
+            raise ValueError(f"eval.utility_match_tumour_free: the size-matched real set has {want} tumour-free cases "
+                             f"of {len(reference)}; the synthetic folder's {int(free.sum())} tumour-free and "
+                             f"{int((~free).sum())} tumour cases cannot fill {n} in that share (generate more cases)")
+        notes.append(f"synthetic sets drawn with the size-matched real set's tumour-free share ({want} of "
+                     f"{len(reference)}); the folder holds {int(free.sum())} of {len(synthetic)}")
     sets["synthetic"] = synthetic.subset(sorted(syn_order[:n]), "synthetic")
     for k in sorted(set(sweep) - {1}):
-        if k * n <= len(synthetic):
+        if k * n <= len(syn_order):
             sets[f"synthetic_x{k}"] = synthetic.subset(sorted(syn_order[:k * n]), f"synthetic_x{k}")
         else:
-            notes.append(f"synthetic_x{k} skipped: needs {k * n} synthetic cases, the folder has {len(synthetic)}")
+            have = f"the folder has {len(synthetic)}" + (f", {len(syn_order)} in the matched share"
+                                                        if match_tumour_free else "")
+            notes.append(f"synthetic_x{k} skipped: needs {k * n} synthetic cases, {have}")
     sets["real+synthetic"] = _concat("real+synthetic", [real, sets["synthetic"]])
     return sets, notes
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import torch
 
 from medidiff.eval.utility import dice_by_tumour_presence, fidelity_ratios
+
+if TYPE_CHECKING:
+    from medidiff.eval.data import CaseSet
 
 
 def test_fidelity_dice_is_split_by_tumour_presence():
@@ -304,3 +309,43 @@ def test_segmenter_bank_says_each_segmenter_it_trains(monkeypatch, caplog):
     assert trained == [1]
     assert [r.getMessage() for r in caplog.records] == [
         "evaluate: training the real segmenter of seed 1 on 3 cases (up to 7 epochs, cpu)"]
+
+
+def _kinds(name: str, tumour: list[bool]) -> "CaseSet":
+    """Tiny labelled cases: a WT voxel where ``tumour`` says so, none elsewhere; ids name the kind."""
+    from medidiff.eval.data import CaseSet
+
+    labels = torch.zeros(len(tumour), 3, 2, 2, 2, dtype=torch.bool)
+    labels[torch.tensor(tumour), 0, 0, 0, 0] = True
+    return CaseSet(name, torch.zeros(len(tumour), 4, 2, 2, 2), labels,
+                   [f"{name}{i}{'t' if t else 'f'}" for i, t in enumerate(tumour)])
+
+
+def test_utility_can_draw_the_synthetic_sets_with_the_real_sets_tumour_free_share():
+    """A generator that draws fewer tumour-free cases than the data gives its segmenter fewer empty brains to learn
+    from: with utility_match_tumour_free the size-matched synthetic set (and each sweep set, a prefix of the same
+    order) holds the size-matched real set's share; off, the draw is the plain seeded one."""
+    from medidiff.eval.utility import training_sets
+
+    real = _kinds("r", [False] * 12 + [True] * 18)  # 30 real, 12 tumour-free
+    synthetic = _kinds("s", [False] * 8 + [True] * 52)  # 60 synthetic, 8 tumour-free: a third of the data's share
+    plain, _ = training_sets(real, synthetic, (1, 2), seed=0)
+    assert plain["synthetic"].case_ids == synthetic.subset(
+        sorted(np.random.default_rng(0).permutation(60)[:30].tolist()), "s").case_ids  # off: unchanged
+    sets, notes = training_sets(real, _kinds("s", [False] * 16 + [True] * 44), (1, 2), seed=0,
+                                match_tumour_free=True)
+    free = [c for c in sets["synthetic"].case_ids if c.endswith("f")]
+    assert len(sets["synthetic"]) == 30 and len(free) == 12  # the real set's 12 of 30
+    assert "synthetic_x2" not in sets and any("synthetic_x2 skipped" in n for n in notes)  # 16 free cannot make 24
+    assert any("tumour-free share (12 of 30)" in n for n in notes)
+    assert sets["real+synthetic"].case_ids == real.case_ids + sets["synthetic"].case_ids
+
+    wide, _ = training_sets(_kinds("r", [False] * 5 + [True] * 5), _kinds("s", [False] * 12 + [True] * 28), (1, 2, 4),
+                            seed=3, match_tumour_free=True)
+    assert sum(c.endswith("f") for c in wide["synthetic"].case_ids) == 5
+    assert sum(c.endswith("f") for c in wide["synthetic_x2"].case_ids) == 10  # the share kept at 2 x N ...
+    assert set(wide["synthetic"].case_ids) <= set(wide["synthetic_x2"].case_ids)  # ... and the smaller set inside it
+    assert "synthetic_x4" not in wide
+
+    with pytest.raises(ValueError, match="8 tumour-free and 52 tumour cases cannot fill 30"):
+        training_sets(real, synthetic, (1,), seed=0, match_tumour_free=True)
