@@ -121,6 +121,9 @@ def test_utility_reads_the_tumours_apart_from_the_empty_cases(monkeypatch):
     # each training set says how many of its cases lack each region (the tumour-free brains it learns from)
     assert out["training_sets"]["synthetic"]["cases_without_region"] == {"WT": 2, "TC": 3, "ET": 3}
     assert out["training_sets"]["real"]["cases_without_region"] == {"WT": 4, "TC": 4, "ET": 4}
+    assert not any("does not replay" in n for n in out["notes"])  # on the CPU a seed replays
+    on_gpu = ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0, 1], bootstrap=200, device="cuda:0"), (1.0, 1.0, 1.0))
+    assert any("segmenters trained on cuda:0, where a seed does not replay" in n for n in on_gpu["notes"])
     gain = out["paired_vs_real"]["real+synthetic - real"]  # the gain goal's pair, beside the size-matched one
     # TC over all cases (6 x 0.72 + 4 x 1) / 10 against 6 x 0.8 / 10: a gain; on the tumours a loss
     assert gain["TC"]["dice"]["mean"] == pytest.approx(0.352) and gain["TC"]["dice_with_region"]["mean"] == pytest.approx(-0.08)

@@ -49,4 +49,4 @@ if __name__ == "__main__":
         sets = json.loads(path.read_text())["results"]["utility"]["training_sets"]
         counts = ", ".join(f"{k} {v['cases_without_region']['WT']}" for k, v in sets.items()
                            if v.get("cases_without_region"))
-        print(f"- {name.split(':')[0]}: tumour-free training cases (no WT) per set: {counts or 'not recorded (before session 63; its tumour_free.py replays real 38, synthetic 32)'}")
+        print(f"- {name.split(':')[0]}: tumour-free training cases (no WT) per set: {counts or 'not recorded (the job ran on a73ea1f, before cases_without_region; its tumour_free.py replays real 38, synthetic 32)'}")
