@@ -301,7 +301,8 @@ def dump_yaml(cfg: Any) -> str:
 HASH_SKIPS_DEFAULT: dict[tuple[str, str], Any] = {("sampler", "tail_steps"): 0, ("eval", "realism_max_real"): None,
                                                    ("eval", "intensity_scale"): "brain",
                                                    ("train", "decay_fraction"): 0.2, ("eval", "subset_seed"): 0,
-                                                   ("eval", "utility_match_tumour_free"): False}
+                                                   ("eval", "utility_match_tumour_free"): False,
+                                                   ("eval", "save_predictions"): False}
 
 
 def config_hash(cfg: Any) -> str:

@@ -191,3 +191,4 @@ def test_a_new_setting_at_its_default_leaves_config_hashes_as_they_were():
     assert config_hash(replace(cfg, eval=replace(cfg.eval, intensity_scale="config"))) != config_hash(cfg)
     assert config_hash(replace(cfg, train=replace(cfg.train, decay_fraction=0.3))) != config_hash(cfg)
     assert config_hash(replace(cfg, eval=replace(cfg.eval, utility_match_tumour_free=True))) != config_hash(cfg)
+    assert config_hash(replace(cfg, eval=replace(cfg.eval, save_predictions=True))) != config_hash(cfg)

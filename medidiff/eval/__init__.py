@@ -213,7 +213,8 @@ def run_evaluation(
     # ---- segmentation -----------------------------------------------------------------------
     if "utility" in tasks:
         assert real_test is not None
-        u = utility_experiment(bank, real_test, cfg, spacing, notes=sweep_notes)
+        u = utility_experiment(bank, real_test, cfg, spacing, notes=sweep_notes,
+                               predictions=out / "utility_predictions" if cfg.save_predictions else None)
         results["utility"] = u
         save_partial()
         names = list(u["training_sets"])

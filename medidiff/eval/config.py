@@ -43,6 +43,9 @@ class EvalConfig:
     # generator's own share (the shipped model's 32 of 192 against the data's 38-47) does not read as its
     # images' gap; needs enough generated cases of both kinds (medidiff.eval.utility.training_sets)
     utility_match_tumour_free: bool = False
+    # utility: save every segmenter's WT/TC/ET masks on the held-out cases (OUT/utility_predictions/<set>_seed<k>.npz,
+    # compressed bool), for readings the report does not make (where the false cores in tumour-free brains lie)
+    save_predictions: bool = False
     # synthetic inputs
     max_synthetic: int | None = None  # use the first N cases of the folder (sorted); null = all
     # real inputs: at most N real training and N held-out cases (a seeded subset, kept in manifest

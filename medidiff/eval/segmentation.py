@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,9 +369,13 @@ def evaluate_segmenter(
     batch_size: int = 2,
     case_ids: Sequence[str] | None = None,
     away: bool = False,
+    on_prediction: Callable[[torch.Tensor], None] | None = None,
 ) -> SegScores:
-    """Segment ``images`` and score against ``truth`` (N, 3, X, Y, Z) (``away``: :func:`segmentation_scores`)."""
+    """Segment ``images`` and score against ``truth`` (N, 3, X, Y, Z) (``away``: :func:`segmentation_scores`);
+    ``on_prediction`` receives the (N, 3, X, Y, Z) bool masks before they are scored."""
     pred = predict(model, images, threshold=threshold, batch_size=batch_size)
+    if on_prediction is not None:
+        on_prediction(pred)
     return segmentation_scores(pred, truth, spacing, percentile=percentile, case_ids=case_ids, away=away)
 
 

@@ -30,6 +30,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,17 +162,29 @@ class SegmenterBank:
         return self._models[key]
 
 
+def save_predictions(path: Path, pred: torch.Tensor, case_ids: Sequence[str]) -> None:
+    """One segmenter's (N, 3, X, Y, Z) bool WT/TC/ET masks on the test cases, for readings evaluate does not make
+    (where false positives lie: slab, tissue, intensity). ``np.load(path)``: ``masks`` (bool), ``case_ids``,
+    ``regions``; compressed (tumour masks are mostly 0)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, masks=pred.cpu().numpy().astype(bool), case_ids=np.asarray(list(case_ids)),
+                        regions=np.asarray(REGION_NAMES))
+
+
 def _scores_over_seeds(
     bank: SegmenterBank, train_name: str, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float], *,
-    away: bool = False,
+    away: bool = False, predictions: Path | None = None,
 ) -> tuple[dict[str, Any], list[SegScores]]:
     if test.labels is None:
         raise ValueError(f"{test.name}: scoring needs labels")
     per_seed, scores = [], []
     for seed in cfg.seeds:
+        keep = None if predictions is None else (
+            lambda pred, s=seed: save_predictions(predictions / f"{train_name}_seed{s}.npz", pred, test.case_ids))
         sc = evaluate_segmenter(
             bank.get(train_name, seed), test.images, test.labels, spacing, threshold=cfg.threshold,
             percentile=cfg.hd_percentile, batch_size=cfg.batch_size, case_ids=test.case_ids, away=away,
+            on_prediction=keep,
         )
         scores.append(sc)
         per_seed.append({"seed": int(seed), "regions": summarise_scores(sc),
@@ -194,7 +207,8 @@ def _scores_over_seeds(
 
 
 def utility_experiment(
-    bank: SegmenterBank, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float], *, notes: Sequence[str] = ()
+    bank: SegmenterBank, test: CaseSet, cfg: EvalConfig, spacing: Sequence[float], *, notes: Sequence[str] = (),
+    predictions: Path | None = None,
 ) -> dict[str, Any]:
     """``{"test_cases", "budget", "training_sets": {name: {...}}, "paired_vs_real": {...}}`` over
     every set of ``bank.sets``.
@@ -204,7 +218,10 @@ def utility_experiment(
     issue 16's goals read those. Over all cases a tumour-free test case scores 1 or 0 on one false voxel,
     so a set that learns to predict nothing on them gains there what it may lose on the tumours: in the
     first 64-case run (quality_scale_h200_20261203) real + synthetic led real by TC +0.09 over all cases
-    and trailed it by -0.03 on the cases with a tumour."""
+    and trailed it by -0.03 on the cases with a tumour.
+
+    ``predictions``: a folder where each segmenter's masks on the test cases are saved (:func:`save_predictions`,
+    ``<set>_seed<k>.npz``; ``eval.save_predictions``)."""
     out: dict[str, Any] = {
         "test_set": test.name,
         "test_cases": len(test),
@@ -226,7 +243,7 @@ def utility_experiment(
     raw: dict[str, list[SegScores]] = {}
     present = regions_present(test.labels, len(test))  # (N, R), once for every set
     for name, s in bank.sets.items():
-        res, raw[name] = _scores_over_seeds(bank, name, test, cfg, spacing)
+        res, raw[name] = _scores_over_seeds(bank, name, test, cfg, spacing, predictions=predictions)
         res["train_cases"] = len(s)
         # how many of the set's cases lack each region: a set with fewer tumour-free brains teaches a segmenter
         # less about empty ones (utility_shipped_h100_20261207: 32 generated against 38 / 47 real of 192, and

@@ -564,8 +564,14 @@ def test_utility_reuses_the_saved_real_segmenter_only_when_it_was_trained_on_its
     real_train = utility.train_segmenter
     monkeypatch.setattr(utility, "train_segmenter", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
     base = [*base, "--feature-net", str(saved)]
-    assert cli([*base, "--out", str(tmp_path / "all")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "all"), "--set", "eval.save_predictions=true"]) == 0
     assert "segmenter real seed 0" not in trained and "segmenter synthetic seed 0" in trained
+    # eval.save_predictions: every set's masks on the held-out cases, the cases its per-case scores name
+    util = json.loads((tmp_path / "all" / "report.json").read_text())["results"]["utility"]["training_sets"]
+    for name, res in util.items():
+        z = np.load(tmp_path / "all" / "utility_predictions" / f"{name}_seed0.npz")
+        assert list(z["case_ids"]) == res["per_case"]["case_ids"]
+        assert z["masks"].dtype == bool and z["masks"].shape[:2] == (len(res["per_case"]["case_ids"]), 3)
     trained.clear()
     assert cli([*base, "--out", str(tmp_path / "subset"), "--set", "eval.max_real=2"]) == 0
     assert "segmenter real seed 0" in trained

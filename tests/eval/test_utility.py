@@ -352,3 +352,48 @@ def test_utility_can_draw_the_synthetic_sets_with_the_real_sets_tumour_free_shar
 
     with pytest.raises(ValueError, match="8 tumour-free and 52 tumour cases cannot fill 30"):
         training_sets(real, synthetic, (1,), seed=0, match_tumour_free=True)
+
+
+def test_utility_saves_the_masks_it_scores(monkeypatch, tmp_path):
+    """eval.save_predictions: each segmenter's masks on the test cases land in <set>_seed<k>.npz, and they are the
+    masks its scores were read from (known bad: another seed's or set's masks, or masks saved before a threshold):
+    the Dice of the saved masks against the test labels is the report's per-case Dice, per set and seed."""
+    import medidiff.eval.segmentation as seg
+    import medidiff.eval.utility as ut
+    from medidiff.eval.config import EvalConfig
+    from medidiff.eval.data import CaseSet
+
+    labels = torch.from_numpy(_cases(3, 2))  # (5, 3, 4, 4, 4): three tumours, two tumour-free brains
+    test = CaseSet("real_heldout", torch.zeros(5, 4, 4, 4, 4), labels, [f"c{i}" for i in range(5)])
+    sets = {k: CaseSet(k, torch.zeros(2, 4, 4, 4, 4), labels[:2].clone(), ["a", "b"]) for k in ("real", "synthetic")}
+
+    def drawn(model):  # a different mask per (set, seed): a shifted copy of the truth and a false voxel
+        name, seed = model
+        pred = labels.clone()
+        pred[:, :, 0, 0, (1 if name == "real" else 2) + seed] = True
+        return pred
+
+    class Bank:
+        histories = {(k, s): ut.TrainingHistory(1, 1, 1, 0.5, "max_epochs", [0.5], 2, 0) for k in sets for s in (0, 1)}
+
+        def __init__(self) -> None:
+            self.sets = sets
+
+        def get(self, name, seed):
+            return name, seed
+
+    monkeypatch.setattr(seg, "predict", lambda model, images, **kw: drawn(model))
+    out = ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0, 1], bootstrap=200), (1.0, 1.0, 1.0),
+                                predictions=tmp_path / "utility_predictions")
+    saved = sorted(p.name for p in (tmp_path / "utility_predictions").iterdir())
+    assert saved == ["real_seed0.npz", "real_seed1.npz", "synthetic_seed0.npz", "synthetic_seed1.npz"]
+    for name in sets:
+        for k, seed in enumerate((0, 1)):
+            z = np.load(tmp_path / "utility_predictions" / f"{name}_seed{seed}.npz")
+            assert z["masks"].dtype == bool and (z["masks"] == drawn((name, seed)).numpy()).all()
+            assert list(z["case_ids"]) == test.case_ids and list(z["regions"]) == ["WT", "TC", "ET"]
+            rescored = seg.segmentation_scores(torch.from_numpy(z["masks"]), labels, (1.0, 1.0, 1.0)).dice
+            assert np.allclose(rescored, np.asarray(out["training_sets"][name]["per_case"]["dice"])[k])
+    # off (the default): nothing written
+    ut.utility_experiment(Bank(), test, EvalConfig(seeds=[0], bootstrap=200), (1.0, 1.0, 1.0))
+    assert len(list(tmp_path.iterdir())) == 1
