@@ -487,9 +487,9 @@ VARIANTS.update({f"{base}_shift": [*VARIANTS[base], "objective.shift_base_voxels
 # the halved shift's three runs (0.07 % above 0.95) lost the core in 15-38 % of their tumours. These arms train
 # more there with nothing else changed: the logit-normal's mean at 0.5 (2.2 % above 0.95; 0.09 % below t = 0.1
 # against the recipe's 0.44 %, where the skip carries the detail) and its std at 1.5 (4.6 % above 0.95; 4 % below
-# 0.1: std 1.5 on the brain scale brought speckle, quality_scale_h200_20261202d). Not read: 150-step CPU fine-tunes
-# move the cores as far with the draw of their cases and noise (median ratio 0.43-0.54 over three control draws)
-# as with this time law (0.50), core_finetune_cpu_20261207 and core_finetune2_cpu_20261208
+# 0.1: std 1.5 on the brain scale brought speckle, quality_scale_h200_20261202d). Not read: in 150-step CPU
+# fine-tunes the draw of cases and noise moves the median core ratio (0.43-0.54 over three control draws) more than
+# tmean05's time law does (0.50); tstd15's was not tried (core_finetune_cpu_20261207, core_finetune2_cpu_20261208)
 VARIANTS.update({f"x0_detail100_labels_lll100_skip005_scaleout_{name}": [
     *VARIANTS["x0_detail100_labels_lll100_skip005_scaleout"], key] for name, key in (
         ("tmean05", "objective.logit_mean=0.5"), ("tstd15", "objective.logit_std=1.5"))})

@@ -9,7 +9,8 @@ ft --arm control --seed-offset 10 --name control_s10    # 525 s: another draw of
 python $G OUT/control_s10 12 $R/gen_control_s10.json
 ft --arm control --lr 2e-4 --name control_lr2e4         # 511 s: the recipe's learning rate (a first try failed:
 python $G OUT/control_lr2e4 12 $R/gen_control_lr2e4.json #   benchmarks/results was moved away for a device call)
-ft --arm control --seed-offset 20 --name control_s20    # a third draw
+ft --arm control --seed-offset 20 --name control_s20    # 584 s: a third draw (wt_check.py below started beside
+#                                                         its last steps: a wait on the wrong log)
 python $G OUT/control_s20 12 $R/gen_control_s20.json     # beside the next line (both slower)
 python $R/wt_check.py OUT/control_lr2e4 $R/wt_control_lr2e4.json 0 1 2 3
 python $R/compare.py SESSION62/core/soft_masks.npz control=benchmarks/results/core_finetune_cpu_20261207/gen_control.json \
