@@ -1,6 +1,7 @@
 """Session 64: 32 cases (case seeds 0..31, the model's sampler) from a run's exported EMA model and from a copy of it
 holding the run's last raw (non-EMA) weights: per case WT / TC / ET voxels and the core / rim radius ratio
-(NCR / TC)^(1/3). python raw_vs_ema.py RUN_DIR OUT.json (repository root)"""
+(NCR / TC)^(1/3). python raw_vs_ema.py RUN_DIR OUT.json (the raw-weight model copy is written beside OUT.json:
+give a scratch folder)"""
 import json
 import shutil
 import sys

@@ -10,5 +10,6 @@ W=/work/s64/ema; mkdir -p $W/runs $W/gen
 export MANIFEST=/work/s63/ft/manifest.json ROOT=/work/s62/anat256 RUNS=$W/runs
 bash benchmarks/results/denoise_curve_cpu_20261202/small_4mm/run.sh const_s0 1200 --set seed=0 > $W/const_s0.train.log 2>&1
 echo "trained $(date -u +%T)"
-# then (not in this script): python raw_vs_ema.py /work/s64/ema/runs/const_s0 raw_vs_ema.json (from the repository root;
-# the run folder and the raw-weight model copy are scratch, not kept)
+# then (not in this script), from the repository root: python /work/s64/ema/raw_vs_ema.py /work/s64/ema/runs/const_s0
+# /work/s64/ema/raw_vs_ema.json (this folder's raw_vs_ema.py; it writes the raw-weight model copy beside its OUT, so
+# give an OUT outside the repository; the run folder and the copy are scratch, not kept)
