@@ -1213,6 +1213,20 @@ def _difference_verdict(lo: float, hi: float, unresolved: str) -> str:
     return "farther from real" if lo > 0 else "closer to real" if hi < 0 else unresolved
 
 
+def utility_spread_lines(record: dict[str, Any], runs: Sequence[str]) -> list[str]:
+    """The utility rows are one evaluation each: on a GPU a segmenter seed does not replay, and the all-real
+    segmenter trained twice on the same cases and seed read ET 0.77 and 0.93 over all cases, so real + synthetic -
+    real read -0.005 in one job and +0.024 in the next (utility_matched_h100_20261208). Said under the table
+    wherever a run has utility rows."""
+    if not any(record["per_run"].get(run, {}).get(f"utility_gain_{r}") is not None for run in runs
+               for r in ("WT", "TC", "ET")):
+        return []
+    return ["- utility: each row is one evaluation (its intervals in eval/<run>_utility/report.json cover test cases "
+            "and segmenter seeds); on a GPU a segmenter seed does not replay, and one job's sign of real + synthetic "
+            "- real moved from -0.005 to +0.024 on WT in the next (utility_matched_h100_20261208): a verdict needs "
+            "several evaluations"]
+
+
 def frechet_difference_lines(record: dict[str, Any], runs: Sequence[str]) -> list[str]:
     """Every pair of runs' 3D Frechet difference with a 95 % interval over the draws of generated cases
     (image_metrics.frechet_difference: paired case by case where both reports kept their left-out figures,
@@ -1370,6 +1384,7 @@ def write_report(record: dict[str, Any], out: Path) -> None:
         floor = real.get(key)
         lines.append(f"| {what} | " + " | ".join(cells) + " | " + ("" if floor is None else f"{floor:.{digits}f}") + " |")
     lines += frechet_difference_lines(record, runs)
+    lines += utility_spread_lines(record, runs)
     lines += seed_pick_lines(record)
     lines += ["", "Per run: `eval/<run>/report.json` (image: every check with its rule and floor; report.md beside it "
               "where `medidiff evaluate` ran the phase), `eval/<run>_memorisation/report.json`, "

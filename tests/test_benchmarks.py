@@ -600,6 +600,17 @@ def test_quality_scale_interval_over_seeds_is_the_student_t_interval(monkeypatch
     assert qs.summarise_over_seeds([])["mean"] is None
 
 
+def test_quality_scale_says_a_utility_row_is_one_evaluation(monkeypatch):
+    """On a GPU one evaluation's sign of real + synthetic - real flipped in the next (utility_matched_h100_20261208):
+    the report says so under the table wherever a run has utility rows, and not elsewhere."""
+    qs = _quality_scale(monkeypatch)
+
+    record = {"per_run": {"a": {"frechet_3d": 5.0}, "b": {"utility_gain_WT": -0.005, "utility_ratio_WT": 0.98}}}
+    assert qs.utility_spread_lines(record, ["a"]) == []
+    line = qs.utility_spread_lines(record, ["a", "b"])
+    assert len(line) == 1 and "a verdict needs several evaluations" in line[0]
+
+
 def test_quality_scale_reads_the_scores_of_an_evaluate_report(monkeypatch):
     qs = _quality_scale(monkeypatch)
     report = {"results": {
